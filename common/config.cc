@@ -1,0 +1,304 @@
+#include "common/config.h"
+
+#include <cctype>
+#include <charconv>
+#include <functional>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+
+namespace oubli {
+namespace {
+
+// Keys that do not affect weights; excluded from the fingerprint.
+bool IsWeightNeutral(absl::string_view key) {
+  return key == "model_id" || key.substr(0, 8) == "retrain.";
+}
+
+// Shortest text that parses back to the same double.
+std::string Num(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, end);
+}
+
+std::vector<std::pair<std::string, std::string>> ToPairs(
+    const ModelConfig& c) {
+  const BackboneConfig& b = c.backbone;
+  return {
+      {"model_id", c.model_id},
+      {"backbone.kind", b.kind == BackboneKind::kMlp ? "mlp" : "vit"},
+      {"backbone.input_channels", absl::StrCat(b.input_channels)},
+      {"backbone.input_height", absl::StrCat(b.input_height)},
+      {"backbone.input_width", absl::StrCat(b.input_width)},
+      {"backbone.num_classes", absl::StrCat(b.num_classes)},
+      {"backbone.mlp_hidden", absl::StrJoin(b.mlp_hidden, ",")},
+      {"backbone.vit_patch", absl::StrCat(b.vit_patch)},
+      {"backbone.vit_dim", absl::StrCat(b.vit_dim)},
+      {"backbone.vit_depth", absl::StrCat(b.vit_depth)},
+      {"backbone.vit_heads", absl::StrCat(b.vit_heads)},
+      {"backbone.vit_mlp_dim", absl::StrCat(b.vit_mlp_dim)},
+      {"lora.rank", absl::StrCat(b.lora.rank)},
+      {"lora.alpha", Num(b.lora.alpha)},
+      {"lora.dropout", Num(b.lora.dropout)},
+      {"lora.rslora", b.lora.rslora ? "true" : "false"},
+      {"shards", absl::StrCat(c.shards)},
+      {"slices", absl::StrCat(c.slices)},
+      {"sequences", absl::StrCat(c.sequences)},
+      {"seed", absl::StrCat(c.seed)},
+      {"train.epochs_per_position", absl::StrCat(c.train.epochs_per_position)},
+      {"train.batch_size", absl::StrCat(c.train.batch_size)},
+      {"train.learning_rate", Num(c.train.learning_rate)},
+      {"train.weight_decay", Num(c.train.weight_decay)},
+      {"determinism.torch_threads", absl::StrCat(c.determinism.torch_threads)},
+      {"determinism.blas_threads", absl::StrCat(c.determinism.blas_threads)},
+      {"base.source", c.base.source},
+      {"base.sha256", c.base.sha256},
+      {"base.provenance", c.base.provenance},
+      {"retrain.mode",
+       c.retrain.mode == RetrainMode::kImmediate ? "immediate" : "batched"},
+      {"retrain.window_ms",
+       absl::StrCat(absl::ToInt64Milliseconds(c.retrain.window))},
+      {"retrain.max_batch", absl::StrCat(c.retrain.max_batch)},
+  };
+}
+
+template <typename T>
+absl::Status ParseNumber(absl::string_view key, absl::string_view value,
+                         T* out) {
+  bool ok;
+  if constexpr (std::is_same_v<T, double>) {
+    ok = absl::SimpleAtod(value, out);
+  } else {
+    ok = absl::SimpleAtoi(value, out);
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key '", key, "': '", value, "' is not a number"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseBool(absl::string_view key, absl::string_view value,
+                       bool* out) {
+  if (value == "true") {
+    *out = true;
+  } else if (value == "false") {
+    *out = false;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key '", key, "': expected true or false, got '", value, "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateConfig(const ModelConfig& c) {
+  auto bad = [](auto... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  const BackboneConfig& b = c.backbone;
+  if (c.model_id.empty() || c.model_id.size() > 128) {
+    return bad("model_id must be 1..128 bytes");
+  }
+  for (char ch : c.model_id) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' ||
+          ch == '_' || ch == '.')) {
+      return bad("model_id '", c.model_id,
+                 "' may only contain letters, digits, '-', '_' and '.'");
+    }
+  }
+  if (c.shards < 1 || c.shards > 1024) return bad("shards must be 1..1024");
+  if (c.slices < 1 || c.slices > 64) return bad("slices must be 1..64");
+  if (c.sequences < 1 || c.sequences > 64) {
+    return bad("sequences must be 1..64");
+  }
+  if (b.input_channels < 1 || b.input_height < 1 || b.input_width < 1) {
+    return bad("input dimensions must be positive");
+  }
+  if (b.num_classes < 2 || b.num_classes > 100000) {
+    return bad("num_classes must be 2..100000");
+  }
+  int adapter_layers = 0;
+  if (b.kind == BackboneKind::kMlp) {
+    if (b.mlp_hidden.empty()) return bad("mlp_hidden must not be empty");
+    for (int w : b.mlp_hidden) {
+      if (w < 1 || w > 65536) return bad("mlp_hidden widths must be 1..65536");
+    }
+    adapter_layers = static_cast<int>(b.mlp_hidden.size());
+  } else {
+    if (b.vit_patch < 1 || b.input_height % b.vit_patch != 0 ||
+        b.input_width % b.vit_patch != 0) {
+      return bad("vit_patch ", b.vit_patch,
+                 " must divide the input height and width");
+    }
+    if (b.vit_heads < 1 || b.vit_dim % b.vit_heads != 0) {
+      return bad("vit_dim must be a positive multiple of vit_heads");
+    }
+    if (b.vit_depth < 1 || b.vit_mlp_dim < 1) {
+      return bad("vit_depth and vit_mlp_dim must be positive");
+    }
+    adapter_layers = b.vit_depth;
+  }
+  if (c.slices > adapter_layers) {
+    return bad("slices (", c.slices, ") must not exceed the backbone's ",
+               adapter_layers,
+               " adapter layers: S3T trains one layer group per slice");
+  }
+  if (b.lora.rank < 1 || b.lora.rank > 1024) {
+    return bad("lora.rank must be 1..1024");
+  }
+  if (!(b.lora.alpha > 0)) return bad("lora.alpha must be positive");
+  if (b.lora.dropout < 0 || b.lora.dropout >= 1) {
+    return bad("lora.dropout must be in [0, 1)");
+  }
+  if (c.train.epochs_per_position < 1 || c.train.epochs_per_position > 1000) {
+    return bad("train.epochs_per_position must be 1..1000");
+  }
+  if (c.train.batch_size < 1 || c.train.batch_size > 65536) {
+    return bad("train.batch_size must be 1..65536");
+  }
+  if (!(c.train.learning_rate > 0)) {
+    return bad("train.learning_rate must be positive");
+  }
+  if (c.train.weight_decay < 0) return bad("train.weight_decay must be >= 0");
+  if (c.determinism.torch_threads < 1 || c.determinism.blas_threads < 1) {
+    return bad("determinism thread counts must be >= 1");
+  }
+  if (c.retrain.max_batch < 1) return bad("retrain.max_batch must be >= 1");
+  if (c.retrain.window < absl::ZeroDuration()) {
+    return bad("retrain.window must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+std::string ConfigToText(const ModelConfig& config) {
+  std::string out;
+  for (const auto& [key, value] : ToPairs(config)) {
+    absl::StrAppend(&out, key, "=", value, "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text) {
+  ModelConfig c;
+  BackboneConfig& b = c.backbone;
+  int64_t window_ms = absl::ToInt64Milliseconds(c.retrain.window);
+  std::map<std::string, std::function<absl::Status(absl::string_view)>,
+           std::less<>>
+      setters;
+  auto num = [&](const char* key, auto* field) {
+    setters[key] = [key, field](absl::string_view v) {
+      return ParseNumber(key, v, field);
+    };
+  };
+  setters["model_id"] = [&](absl::string_view v) {
+    c.model_id = std::string(v);
+    return absl::OkStatus();
+  };
+  setters["backbone.kind"] = [&](absl::string_view v) {
+    if (v == "mlp") {
+      b.kind = BackboneKind::kMlp;
+    } else if (v == "vit") {
+      b.kind = BackboneKind::kVit;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("backbone.kind must be mlp or vit, got '", v, "'"));
+    }
+    return absl::OkStatus();
+  };
+  num("backbone.input_channels", &b.input_channels);
+  num("backbone.input_height", &b.input_height);
+  num("backbone.input_width", &b.input_width);
+  num("backbone.num_classes", &b.num_classes);
+  setters["backbone.mlp_hidden"] = [&](absl::string_view v) {
+    b.mlp_hidden.clear();
+    for (absl::string_view part : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+      int w;
+      OUBLI_RETURN_IF_ERROR(ParseNumber("backbone.mlp_hidden", part, &w));
+      b.mlp_hidden.push_back(w);
+    }
+    return absl::OkStatus();
+  };
+  num("backbone.vit_patch", &b.vit_patch);
+  num("backbone.vit_dim", &b.vit_dim);
+  num("backbone.vit_depth", &b.vit_depth);
+  num("backbone.vit_heads", &b.vit_heads);
+  num("backbone.vit_mlp_dim", &b.vit_mlp_dim);
+  num("lora.rank", &b.lora.rank);
+  num("lora.alpha", &b.lora.alpha);
+  num("lora.dropout", &b.lora.dropout);
+  setters["lora.rslora"] = [&](absl::string_view v) {
+    return ParseBool("lora.rslora", v, &b.lora.rslora);
+  };
+  num("shards", &c.shards);
+  num("slices", &c.slices);
+  num("sequences", &c.sequences);
+  num("seed", &c.seed);
+  num("train.epochs_per_position", &c.train.epochs_per_position);
+  num("train.batch_size", &c.train.batch_size);
+  num("train.learning_rate", &c.train.learning_rate);
+  num("train.weight_decay", &c.train.weight_decay);
+  num("determinism.torch_threads", &c.determinism.torch_threads);
+  num("determinism.blas_threads", &c.determinism.blas_threads);
+  auto str = [&](const char* key, std::string* field) {
+    setters[key] = [field](absl::string_view v) {
+      *field = std::string(v);
+      return absl::OkStatus();
+    };
+  };
+  str("base.source", &c.base.source);
+  str("base.sha256", &c.base.sha256);
+  str("base.provenance", &c.base.provenance);
+  setters["retrain.mode"] = [&](absl::string_view v) {
+    if (v == "immediate") {
+      c.retrain.mode = RetrainMode::kImmediate;
+    } else if (v == "batched") {
+      c.retrain.mode = RetrainMode::kBatched;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "retrain.mode must be immediate or batched, got '", v, "'"));
+    }
+    return absl::OkStatus();
+  };
+  num("retrain.window_ms", &window_ms);
+  num("retrain.max_batch", &c.retrain.max_batch);
+
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    if (line.empty() || line[0] == '#') continue;
+    const size_t eq = line.find('=');
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config line ", line_no, ": expected key=value"));
+    }
+    const absl::string_view key = line.substr(0, eq);
+    auto it = setters.find(key);
+    if (it == setters.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config line ", line_no, ": unknown key '", key, "'"));
+    }
+    OUBLI_RETURN_IF_ERROR(it->second(line.substr(eq + 1)));
+  }
+  c.retrain.window = absl::Milliseconds(window_ms);
+  return c;
+}
+
+std::string ConfigFingerprint(const ModelConfig& config) {
+  Sha256 h;
+  h.AddField("oubli.config.v1");
+  for (const auto& [key, value] : ToPairs(config)) {
+    if (IsWeightNeutral(key)) continue;
+    h.AddField(key).AddField(value);
+  }
+  return h.FinishHex();
+}
+
+}  // namespace oubli

@@ -1,0 +1,104 @@
+// Model configuration: everything that determines a model's weights, plus
+// the (weight-neutral) retrain policy. Serialized as canonical "key=value"
+// lines so it can be stored, diffed by humans, and fingerprinted.
+#ifndef OUBLI_COMMON_CONFIG_H_
+#define OUBLI_COMMON_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace oubli {
+
+enum class BackboneKind { kMlp, kVit };
+
+struct LoraConfig {
+  int rank = 8;
+  double alpha = 16;
+  double dropout = 0.0;
+  bool rslora = false;  // scale alpha/sqrt(r) instead of alpha/r
+};
+
+struct BackboneConfig {
+  BackboneKind kind = BackboneKind::kMlp;
+  int input_channels = 1;
+  int input_height = 28;
+  int input_width = 28;
+  int num_classes = 10;
+  // MLP: hidden layer widths; every hidden linear carries a LoRA adapter.
+  std::vector<int> mlp_hidden = {256, 256, 256, 256};
+  // ViT-style encoder: square patches, `vit_depth` blocks, LoRA on q and v.
+  int vit_patch = 7;
+  int vit_dim = 64;
+  int vit_depth = 4;
+  int vit_heads = 4;
+  int vit_mlp_dim = 128;
+  LoraConfig lora;
+
+  int64_t InputSize() const {
+    return int64_t{input_channels} * input_height * input_width;
+  }
+};
+
+struct TrainConfig {
+  int epochs_per_position = 2;  // epochs at each S3T position
+  int batch_size = 64;
+  double learning_rate = 1e-3;  // Adam
+  double weight_decay = 0.0;
+};
+
+// Thread counts are part of the config because they change the bits: a
+// different OpenBLAS thread count reorders float reductions.
+struct DeterminismConfig {
+  int torch_threads = 1;
+  int blas_threads = 1;
+};
+
+// Where the frozen base weights come from. Deletion never touches them, so
+// they must come from seeded init or from data that is not deletable (a
+// public split), and that provenance is recorded here.
+struct BaseWeightsConfig {
+  std::string source = "seeded";  // "seeded" or a safetensors file path
+  std::string sha256;             // of the safetensors file, if any
+  std::string provenance;         // e.g. "pretrained on public split X"
+};
+
+enum class RetrainMode { kImmediate, kBatched };
+
+struct RetrainPolicy {
+  RetrainMode mode = RetrainMode::kImmediate;
+  absl::Duration window = absl::Seconds(30);  // kBatched: max wait
+  int max_batch = 16;  // kBatched: start once this many deletions wait
+};
+
+struct ModelConfig {
+  std::string model_id = "default";
+  BackboneConfig backbone;
+  int shards = 4;     // S
+  int slices = 4;     // L
+  int sequences = 2;  // B, slice orders per shard
+  uint64_t seed = 1;
+  TrainConfig train;
+  DeterminismConfig determinism;
+  BaseWeightsConfig base;
+  RetrainPolicy retrain;
+};
+
+absl::Status ValidateConfig(const ModelConfig& config);
+
+// Canonical text form; ParseConfig(ConfigToText(c)) == c.
+std::string ConfigToText(const ModelConfig& config);
+absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text);
+
+// SHA-256 over the weight-determining part of the config (everything except
+// model_id and the retrain policy), hex.
+std::string ConfigFingerprint(const ModelConfig& config);
+
+}  // namespace oubli
+
+#endif  // OUBLI_COMMON_CONFIG_H_

@@ -1,0 +1,54 @@
+// Plain domain types shared by storage, worker and coordinator.
+#ifndef OUBLI_COMMON_TYPES_H_
+#define OUBLI_COMMON_TYPES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace oubli {
+
+// How a sample's feature bytes are encoded. kU8 values are scaled by 1/255
+// when turned into model inputs (image pixels); kF32 are little-endian floats.
+enum class FeatureType : uint8_t { kU8 = 0, kF32 = 1 };
+
+// One training example as users give it to us.
+struct Sample {
+  std::string id;     // stable, unique, user-chosen; 1..256 bytes UTF-8
+  std::string owner;  // data subject; erasure by owner deletes all of theirs
+  int32_t label = 0;
+  FeatureType feature_type = FeatureType::kU8;
+  std::string features;  // raw bytes, see FeatureType
+
+  int64_t NumFeatures() const {
+    return feature_type == FeatureType::kU8
+               ? static_cast<int64_t>(features.size())
+               : static_cast<int64_t>(features.size() / 4);
+  }
+};
+
+// Where a sample lives inside a model's sharding plan.
+struct SliceRef {
+  int32_t shard = 0;
+  int32_t slice = 0;
+  friend bool operator==(const SliceRef&, const SliceRef&) = default;
+  friend auto operator<=>(const SliceRef&, const SliceRef&) = default;
+};
+
+// Checks ids and owners: non-empty, at most 256 bytes, valid UTF-8, no NUL
+// or control characters. The message names the offending field.
+absl::Status ValidateSampleId(absl::string_view id);
+absl::Status ValidateOwner(absl::string_view owner);
+// ValidateSampleId + ValidateOwner + features non-empty and well-sized.
+absl::Status ValidateSample(const Sample& sample);
+
+// Decodes features into floats (kU8 scaled by 1/255). `out` must hold
+// sample.NumFeatures() floats.
+void DecodeFeatures(const Sample& sample, float* out);
+
+}  // namespace oubli
+
+#endif  // OUBLI_COMMON_TYPES_H_

@@ -1,0 +1,19 @@
+// oubli-bench subcommands. Each prints one JSON object per result line on
+// stdout and returns a process exit code.
+#ifndef OUBLI_TOOLS_BENCH_BENCH_H_
+#define OUBLI_TOOLS_BENCH_BENCH_H_
+
+#include <string>
+#include <vector>
+
+namespace oubli::bench {
+
+// `args` are the arguments after the subcommand name.
+int RunEcBench(const std::vector<std::string>& args);
+int RunAccuracyBench(const std::vector<std::string>& args);
+int RunUnlearnBench(const std::vector<std::string>& args);
+int RunTrainBench(const std::vector<std::string>& args);
+
+}  // namespace oubli::bench
+
+#endif  // OUBLI_TOOLS_BENCH_BENCH_H_
