@@ -1,1 +1,1191 @@
-// placeholder
+#include "coordinator/engine.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "coordinator/sharding_plan.h"
+#include "oubli/internal/deletion.pb.h"
+#include "storage/checkpoint_store.h"
+#include "worker/determinism.h"
+#include "worker/s3t_trainer.h"
+#include "worker/shard_model.h"
+
+namespace oubli::coordinator {
+namespace {
+
+using internal::DeletionRecord;
+using worker::NamedTensors;
+using worker::PositionData;
+
+constexpr char kConfigMetaKey[] = "config";
+constexpr char kTrainingRequestedMetaKey[] = "training_requested";
+constexpr char kDeletionIdPrefix[] = "del-";
+
+absl::Time FromUnixNanos(int64_t nanos) {
+  return nanos == 0 ? absl::InfinitePast() : absl::FromUnixNanos(nanos);
+}
+
+// One slice's active samples, decoded once and kept for training.
+struct SliceData {
+  std::vector<std::string> ids;  // ascending
+  torch::Tensor features;        // [n, input_size] float32
+  torch::Tensor labels;          // [n] int64
+  std::string digest;            // SliceDigest(ids)
+};
+
+struct ServedModel {
+  int sequence = -1;
+  int length = 0;
+  std::string key;
+  std::string checkpoint_sha256;
+  std::shared_ptr<const worker::ShardModel> model;
+};
+
+struct ShardState {
+  std::vector<SliceData> slices;
+  // keys[b][p - 1]: current key of sequence b's prefix of length p.
+  std::vector<std::vector<std::string>> keys;
+  std::vector<int> valid_length;  // per sequence
+  ServedModel served;
+  int64_t samples = 0;
+  bool in_training = false;  // claimed by a training loop
+  // Generation of the in-flight position, if any (see WaitForStaleTraining).
+  std::optional<uint64_t> in_flight_generation;
+};
+
+struct PendingDeletion {
+  DeletionRecord record;
+  std::set<int> shards;
+};
+
+// The union of `slices` with rows in ascending id order: training order
+// must depend only on which samples survive, not on slice layout.
+PositionData UnionInIdOrder(const std::vector<const SliceData*>& slices) {
+  std::vector<std::pair<const std::string*, int64_t>> rows;
+  std::vector<torch::Tensor> features, labels;
+  int64_t base = 0;
+  for (const SliceData* data : slices) {
+    for (size_t i = 0; i < data->ids.size(); ++i) {
+      rows.emplace_back(&data->ids[i], base + static_cast<int64_t>(i));
+    }
+    base += static_cast<int64_t>(data->ids.size());
+    features.push_back(data->features);
+    labels.push_back(data->labels);
+  }
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return *a.first < *b.first; });
+  std::vector<int64_t> index;
+  index.reserve(rows.size());
+  for (const auto& row : rows) index.push_back(row.second);
+  torch::Tensor gather = torch::tensor(index, torch::kInt64);
+  PositionData out;
+  out.features = torch::cat(features).index_select(0, gather);
+  out.labels = torch::cat(labels).index_select(0, gather);
+  return out;
+}
+
+DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
+  DeletionReceipt receipt;
+  receipt.deletion_id = r.deletion_id();
+  receipt.owner = r.owner();
+  receipt.resolved_ids.assign(r.resolved_ids().begin(), r.resolved_ids().end());
+  receipt.unknown_ids.assign(r.unknown_ids().begin(), r.unknown_ids().end());
+  for (const auto& a : r.already_deleted()) {
+    receipt.already_deleted.emplace_back(a.sample_id(), a.deletion_id());
+  }
+  receipt.affected_shards.assign(r.affected_shards().begin(),
+                                 r.affected_shards().end());
+  for (const auto& a : r.affected()) {
+    receipt.affected.push_back({a.shard(), a.slice(), a.sequence(),
+                                a.valid_length_before(),
+                                a.valid_length_after()});
+  }
+  receipt.accepted_at = FromUnixNanos(r.accepted_unix_nanos());
+  receipt.forgotten_at = FromUnixNanos(r.forgotten_unix_nanos());
+  receipt.purged_at = FromUnixNanos(r.purged_unix_nanos());
+  receipt.restored_at = FromUnixNanos(r.restored_unix_nanos());
+  receipt.stage = r.restored_unix_nanos() != 0   ? DeletionStage::kRestored
+                  : r.purged_unix_nanos() != 0    ? DeletionStage::kPurged
+                  : r.forgotten_unix_nanos() != 0 ? DeletionStage::kForgotten
+                                                  : DeletionStage::kAccepted;
+  receipt.fingerprint_before = r.fingerprint_before();
+  receipt.fingerprint_forgotten = r.fingerprint_forgotten();
+  receipt.fingerprint_restored = r.fingerprint_restored();
+  receipt.note = r.note();
+  return receipt;
+}
+
+}  // namespace
+
+const char* DeletionStageName(DeletionStage stage) {
+  switch (stage) {
+    case DeletionStage::kAccepted:
+      return "ACCEPTED";
+    case DeletionStage::kForgotten:
+      return "FORGOTTEN";
+    case DeletionStage::kPurged:
+      return "PURGED";
+    case DeletionStage::kRestored:
+      return "RESTORED";
+  }
+  return "UNKNOWN";
+}
+
+struct Engine::State {
+  State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan)
+      : options(std::move(opts)),
+        config(std::move(cfg)),
+        config_fingerprint(ConfigFingerprint(config)),
+        plan(std::move(sharding_plan)),
+        generations(new std::atomic<uint64_t>[config.shards]) {
+    for (int s = 0; s < config.shards; ++s) generations[s] = 0;
+  }
+
+  const Options options;
+  const ModelConfig config;
+  const std::string config_fingerprint;
+  const ShardingPlan plan;
+  NamedTensors base_state;  // immutable after Open
+  std::unique_ptr<storage::LineageStore> store;
+  std::unique_ptr<storage::CheckpointStore> checkpoints;
+
+  // Deletion pipelines run one at a time, in order; acquired before mu.
+  absl::Mutex deletion_mu;
+  int64_t next_deletion_seq ABSL_GUARDED_BY(deletion_mu) = 1;
+
+  absl::Mutex mu;
+  std::vector<ShardState> shards ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<std::string> stored_keys ABSL_GUARDED_BY(mu);
+  bool training_requested ABSL_GUARDED_BY(mu) = false;
+  std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
+  std::map<int, absl::Time> retrain_due ABSL_GUARDED_BY(mu);  // shard -> when
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  // Signalled when retrain_due gains work or a shard is released.
+  absl::CondVar work_cv;
+  // Bumped whenever a shard's content shrinks; training of an older
+  // generation is stale and is cancelled.
+  std::unique_ptr<std::atomic<uint64_t>[]> generations;
+  std::atomic<bool> stop_requested{false};
+  std::vector<std::thread> background;
+
+  // ---- shard state (all require mu)
+  absl::StatusOr<SliceData> LoadSlice(int shard, int slice);
+  absl::Status LoadShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void RecomputeKeysAndValidity(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  absl::Status UpdateServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  bool ShardComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  std::string FingerprintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  ServedShard DescribeServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  PositionData PrefixData(int shard, absl::Span<const int> order)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  absl::Status CollectGarbageCheckpoints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void MarkRestoredDeletions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void WaitForStaleTraining(const std::set<int>& shards)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // ---- training
+  absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
+                                      TrainSummary* summary);
+  absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
+                                           int threads);
+  void BackgroundLoop();
+
+  // ---- deletion
+  absl::StatusOr<DeletionReceipt> Delete(std::vector<std::string> ids,
+                                         absl::string_view owner,
+                                         std::vector<std::string> requested)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(deletion_mu);
+  absl::Status PersistRecord(const DeletionRecord& record);
+};
+
+// ---------------------------------------------------------------- shards
+
+absl::StatusOr<SliceData> Engine::State::LoadSlice(int shard, int slice) {
+  SliceData data;
+  OUBLI_ASSIGN_OR_RETURN(data.ids, store->SliceMembers({shard, slice}));
+  OUBLI_ASSIGN_OR_RETURN(std::vector<Sample> samples,
+                         store->ReadActiveSamples(data.ids));
+  absl::StatusOr<PositionData> decoded =
+      worker::MakePositionData(samples, config.backbone.InputSize());
+  if (!decoded.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "stored slice (", shard, ", ", slice, ") does not fit the model: ",
+        decoded.status().message()));
+  }
+  data.features = std::move(decoded->features);
+  data.labels = std::move(decoded->labels);
+  data.digest = SliceDigest(data.ids);
+  return data;
+}
+
+absl::Status Engine::State::LoadShard(int shard) {
+  ShardState& state = shards[shard];
+  state.slices.resize(config.slices);
+  state.samples = 0;
+  for (int slice = 0; slice < config.slices; ++slice) {
+    OUBLI_ASSIGN_OR_RETURN(state.slices[slice], LoadSlice(shard, slice));
+    state.samples += static_cast<int64_t>(state.slices[slice].ids.size());
+  }
+  RecomputeKeysAndValidity(shard);
+  return UpdateServed(shard);
+}
+
+void Engine::State::RecomputeKeysAndValidity(int shard) {
+  ShardState& state = shards[shard];
+  std::vector<std::string> digests;
+  for (const SliceData& slice : state.slices) digests.push_back(slice.digest);
+  const auto& orders = plan.orders();
+  state.keys.assign(orders.size(), {});
+  state.valid_length.assign(orders.size(), 0);
+  for (size_t b = 0; b < orders.size(); ++b) {
+    bool chain_intact = true;
+    for (size_t p = 1; p <= orders[b].size(); ++p) {
+      std::string key = PrefixKey(
+          config_fingerprint, shard,
+          absl::MakeConstSpan(orders[b]).subspan(0, p), digests);
+      chain_intact = chain_intact && stored_keys.contains(key);
+      if (chain_intact) state.valid_length[b] = static_cast<int>(p);
+      state.keys[b].push_back(std::move(key));
+    }
+  }
+}
+
+absl::Status Engine::State::UpdateServed(int shard) {
+  ShardState& state = shards[shard];
+  int best_sequence = -1;
+  int best_length = 0;
+  for (size_t b = 0; b < state.valid_length.size(); ++b) {
+    if (state.valid_length[b] > best_length) {
+      best_length = state.valid_length[b];
+      best_sequence = static_cast<int>(b);
+    }
+  }
+  // A shard with no data, or no trained prefix, would only add noise.
+  if (best_length == 0 || state.samples == 0) {
+    state.served = ServedModel();
+    return absl::OkStatus();
+  }
+  const std::string& key = state.keys[best_sequence][best_length - 1];
+  if (state.served.key == key) {
+    state.served.sequence = best_sequence;
+    return absl::OkStatus();
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::string bytes, checkpoints->Get(key));
+  OUBLI_ASSIGN_OR_RETURN(
+      std::shared_ptr<const worker::ShardModel> model,
+      worker::ShardModel::Create(config, base_state, bytes));
+  state.served.sequence = best_sequence;
+  state.served.length = best_length;
+  state.served.key = key;
+  state.served.checkpoint_sha256 = Sha256Hex(bytes);
+  state.served.model = std::move(model);
+  return absl::OkStatus();
+}
+
+bool Engine::State::ShardComplete(int shard) {
+  for (const auto& sequence_keys : shards[shard].keys) {
+    for (const std::string& key : sequence_keys) {
+      if (!stored_keys.contains(key)) return false;
+    }
+  }
+  return true;
+}
+
+std::string Engine::State::FingerprintLocked() {
+  Sha256 h;
+  h.AddField("oubli.fingerprint.v1").AddU64(shards.size());
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const ServedModel& served = shards[s].served;
+    h.AddU64(s).AddField(served.model ? served.checkpoint_sha256 : "");
+  }
+  return h.FinishHex();
+}
+
+ServedShard Engine::State::DescribeServed(int shard) {
+  const ShardState& state = shards[shard];
+  ServedShard out;
+  out.shard = shard;
+  out.samples = state.samples;
+  out.served = state.served.model != nullptr;
+  if (out.served) {
+    out.sequence = state.served.sequence;
+    const auto& order = plan.orders()[state.served.sequence];
+    out.prefix.assign(order.begin(), order.begin() + state.served.length);
+    out.key = state.served.key;
+  }
+  return out;
+}
+
+PositionData Engine::State::PrefixData(int shard,
+                                       absl::Span<const int> order) {
+  std::vector<const SliceData*> slices;
+  for (int slice : order) slices.push_back(&shards[shard].slices[slice]);
+  return UnionInIdOrder(slices);
+}
+
+absl::Status Engine::State::CollectGarbageCheckpoints() {
+  // Content only changes by deletion and ingest, so any stored checkpoint
+  // whose key is not current was trained on data that is gone or changed.
+  absl::flat_hash_set<std::string> current;
+  for (const ShardState& state : shards) {
+    for (const auto& sequence_keys : state.keys) {
+      current.insert(sequence_keys.begin(), sequence_keys.end());
+    }
+  }
+  std::vector<std::string> garbage;
+  for (const std::string& key : stored_keys) {
+    if (!current.contains(key)) garbage.push_back(key);
+  }
+  for (const std::string& key : garbage) {
+    OUBLI_RETURN_IF_ERROR(checkpoints->Destroy(key));
+    stored_keys.erase(key);
+  }
+  return absl::OkStatus();
+}
+
+void Engine::State::WaitForStaleTraining(const std::set<int>& affected) {
+  // A position trained before the deletion holds the deleted samples in
+  // memory and may be about to write its checkpoint; PURGED must not be
+  // claimed until it has been cancelled and cleaned up.
+  auto no_stale = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    for (int s : affected) {
+      const auto& gen = shards[s].in_flight_generation;
+      if (gen.has_value() && *gen != generations[s].load()) return false;
+    }
+    return true;
+  };
+  mu.Await(absl::Condition(&no_stale));
+}
+
+void Engine::State::MarkRestoredDeletions() {
+  std::vector<std::string> done;
+  for (auto& [id, pending_deletion] : pending) {
+    bool all_complete = true;
+    for (int s : pending_deletion.shards) {
+      all_complete = all_complete && ShardComplete(s) &&
+                     !shards[s].in_training && !retrain_due.contains(s);
+    }
+    if (!all_complete) continue;
+    DeletionRecord& record = pending_deletion.record;
+    record.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
+    record.set_fingerprint_restored(FingerprintLocked());
+    if (absl::Status s = PersistRecord(record); !s.ok()) {
+      // Stays pending; retried at the next completion or restart.
+      std::fprintf(stderr, "oubli: cannot record RESTORED for %s: %s\n",
+                   id.c_str(), s.ToString().c_str());
+      continue;
+    }
+    done.push_back(id);
+  }
+  for (const std::string& id : done) pending.erase(id);
+}
+
+absl::Status Engine::State::PersistRecord(const DeletionRecord& record) {
+  std::string bytes;
+  if (!record.SerializeToString(&bytes)) {
+    return absl::InternalError("cannot serialize deletion record");
+  }
+  return store->UpdateDeletion(record.deletion_id(), bytes);
+}
+
+// -------------------------------------------------------------- training
+
+absl::Status Engine::State::TrainShardToCompletion(int shard,
+                                                   worker::S3tTrainer& trainer,
+                                                   TrainSummary* summary) {
+  while (true) {
+    std::vector<int> prefix;
+    std::string key, parent_key;
+    uint64_t generation;
+    PositionData data;
+    {
+      absl::MutexLock lock(&mu);
+      if (stopping) return absl::CancelledError("engine stopping");
+      ShardState& state = shards[shard];
+      // First missing prefix whose parent exists (shared prefixes come first
+      // and are trained once, because keys are shared).
+      bool found = false;
+      for (size_t b = 0; b < state.keys.size() && !found; ++b) {
+        for (size_t p = 1; p <= state.keys[b].size(); ++p) {
+          if (stored_keys.contains(state.keys[b][p - 1])) continue;
+          const auto& order = plan.orders()[b];
+          prefix.assign(order.begin(), order.begin() + p);
+          key = state.keys[b][p - 1];
+          parent_key = p > 1 ? state.keys[b][p - 2] : "";
+          found = true;
+          break;
+        }
+      }
+      if (!found) return absl::OkStatus();
+      generation = generations[shard].load();
+      state.in_flight_generation = generation;
+      data = PrefixData(shard, prefix);
+    }
+    auto finish_in_flight = [&] {
+      absl::MutexLock lock(&mu);
+      shards[shard].in_flight_generation.reset();
+    };
+
+    std::string parent;
+    if (!parent_key.empty()) {
+      absl::StatusOr<std::string> bytes = checkpoints->Get(parent_key);
+      if (!bytes.ok()) {
+        finish_in_flight();
+        // Destroyed by a concurrent deletion: the plan has changed; retry.
+        if (absl::IsNotFound(bytes.status())) continue;
+        return bytes.status();
+      }
+      parent = *std::move(bytes);
+    }
+    worker::TrainStats stats;
+    absl::StatusOr<std::string> trained = trainer.TrainPosition(
+        shard, prefix, parent, data, &stats, [&] {
+          return stop_requested.load() ||
+                 generations[shard].load() != generation;
+        });
+    data = PositionData();  // drop our copy of the samples promptly
+    if (!trained.ok()) {
+      finish_in_flight();
+      if (absl::IsCancelled(trained.status()) && !stop_requested.load()) {
+        continue;
+      }
+      return trained.status();
+    }
+    absl::Status put = checkpoints->Put(key, *trained);
+
+    absl::MutexLock lock(&mu);
+    ShardState& state = shards[shard];
+    state.in_flight_generation.reset();
+    OUBLI_RETURN_IF_ERROR(put);
+    if (generations[shard].load() != generation) {
+      // A deletion raced us; this checkpoint contains deleted data.
+      OUBLI_RETURN_IF_ERROR(checkpoints->Destroy(key));
+      continue;
+    }
+    stored_keys.insert(key);
+    ++summary->positions_trained;
+    summary->samples += stats.samples;
+    summary->steps += stats.steps;
+    RecomputeKeysAndValidity(shard);
+    OUBLI_RETURN_IF_ERROR(UpdateServed(shard));
+  }
+}
+
+absl::StatusOr<TrainSummary> Engine::State::TrainShards(
+    std::vector<int> todo, int threads) {
+  const absl::Time start = absl::Now();
+  absl::Mutex results_mu;
+  TrainSummary total;
+  absl::Status first_error;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    absl::StatusOr<std::unique_ptr<worker::S3tTrainer>> trainer =
+        worker::S3tTrainer::Create(config, base_state);
+    if (!trainer.ok()) {
+      absl::MutexLock lock(&results_mu);
+      first_error.Update(trainer.status());
+      return;
+    }
+    for (size_t i = next++; i < todo.size(); i = next++) {
+      const int shard = todo[i];
+      {
+        absl::MutexLock lock(&mu);
+        // Another loop owns the shard; wait for it, then finish anything
+        // left over.
+        mu.Await(absl::Condition(
+            +[](ShardState* s) { return !s->in_training; }, &shards[shard]));
+        shards[shard].in_training = true;
+        retrain_due.erase(shard);
+      }
+      TrainSummary summary;
+      absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
+      {
+        absl::MutexLock lock(&mu);
+        shards[shard].in_training = false;
+        MarkRestoredDeletions();
+        work_cv.SignalAll();
+      }
+      absl::MutexLock lock(&results_mu);
+      first_error.Update(status);
+      total.positions_trained += summary.positions_trained;
+      total.samples += summary.samples;
+      total.steps += summary.steps;
+    }
+  };
+  std::vector<std::thread> pool;
+  const int n = std::max(1, std::min<int>(threads, todo.size()));
+  for (int t = 1; t < n; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  total.elapsed = absl::Now() - start;
+  if (!first_error.ok()) return first_error;
+  return total;
+}
+
+void Engine::State::BackgroundLoop() {
+  while (true) {
+    std::vector<int> due;
+    {
+      absl::MutexLock lock(&mu);
+      while (!stopping) {
+        const absl::Time now = absl::Now();
+        absl::Time earliest = absl::InfiniteFuture();
+        for (const auto& [shard, when] : retrain_due) {
+          if (shards[shard].in_training) continue;
+          if (when <= now) {
+            due.push_back(shard);
+          } else {
+            earliest = std::min(earliest, when);
+          }
+        }
+        if (!due.empty()) break;
+        work_cv.WaitWithDeadline(&mu, earliest);
+      }
+      if (stopping) return;
+    }
+    absl::StatusOr<TrainSummary> result = TrainShards(due, 1);
+    if (!result.ok() && !absl::IsCancelled(result.status())) {
+      std::fprintf(stderr, "oubli: background retrain failed: %s\n",
+                   result.status().ToString().c_str());
+      absl::MutexLock lock(&mu);
+      // Try again later rather than spin on a persistent error.
+      for (int s : due) retrain_due[s] = absl::Now() + absl::Seconds(5);
+    }
+  }
+}
+
+// -------------------------------------------------------------- deletion
+
+absl::StatusOr<DeletionReceipt> Engine::State::Delete(
+    std::vector<std::string> ids, absl::string_view owner,
+    std::vector<std::string> requested) {
+  DeletionRecord record;
+  record.set_owner(std::string(owner));
+  for (const std::string& id : requested) record.add_requested_ids(id);
+
+  // Resolve: active ids are deleted now; unknown and already-deleted ids are
+  // reported, not fatal.
+  std::vector<std::pair<std::string, SliceRef>> resolved;
+  for (const std::string& id : ids) {
+    OUBLI_ASSIGN_OR_RETURN(std::optional<storage::SampleRecord> sample,
+                           store->GetSample(id));
+    if (!sample.has_value()) {
+      record.add_unknown_ids(id);
+    } else if (sample->state != storage::SampleState::kActive) {
+      auto* already = record.add_already_deleted();
+      already->set_sample_id(id);
+      already->set_deletion_id(sample->deletion_id);
+    } else {
+      resolved.emplace_back(id, sample->where);
+      record.add_resolved_ids(id);
+    }
+  }
+  if (resolved.empty()) {
+    if (record.already_deleted_size() == 0) {
+      return absl::NotFoundError(absl::StrCat(
+          "none of the ", ids.size(), " sample ids is known: ",
+          absl::StrJoin(ids.begin(),
+                        ids.begin() + std::min<size_t>(ids.size(), 5), ", "),
+          ids.size() > 5 ? ", ..." : ""));
+    }
+    // Idempotent repeat: nothing new to delete.
+    DeletionReceipt receipt = ReceiptFromRecord(record);
+    receipt.stage = DeletionStage::kRestored;
+    receipt.note = "nothing to delete: every known id was already deleted";
+    return receipt;
+  }
+
+  std::set<int> affected_shards;
+  for (const auto& [id, where] : resolved) affected_shards.insert(where.shard);
+  for (int s : affected_shards) record.add_affected_shards(s);
+
+  const std::string deletion_id =
+      absl::StrFormat("%s%012d", kDeletionIdPrefix, next_deletion_seq++);
+  record.set_deletion_id(deletion_id);
+  {
+    absl::MutexLock lock(&mu);
+    record.set_fingerprint_before(FingerprintLocked());
+  }
+
+  // ACCEPTED: record + index removal, one synced batch.
+  record.set_accepted_unix_nanos(absl::ToUnixNanos(absl::Now()));
+  {
+    std::string bytes;
+    record.SerializeToString(&bytes);
+    std::vector<std::string> resolved_ids(record.resolved_ids().begin(),
+                                          record.resolved_ids().end());
+    OUBLI_RETURN_IF_ERROR(
+        store->RecordDeletion(deletion_id, bytes, resolved_ids));
+  }
+
+  absl::MutexLock lock(&mu);
+  // FORGOTTEN: drop the samples from the in-memory slices, recompute keys:
+  // every prefix containing an affected slice loses its checkpoint (new
+  // key), so each sequence is cut before it and serving switches now.
+  std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
+  for (const auto& [id, where] : resolved) by_slice[where].insert(id);
+  for (int s : affected_shards) {
+    ++generations[s];
+    ShardState& state = shards[s];
+    const std::vector<int> before = state.valid_length;
+    for (auto& [where, gone] : by_slice) {
+      if (where.shard != s) continue;
+      SliceData& slice = state.slices[where.slice];
+      std::vector<std::string> kept_ids;
+      std::vector<int64_t> kept_rows;
+      for (size_t i = 0; i < slice.ids.size(); ++i) {
+        if (!gone.contains(slice.ids[i])) {
+          kept_ids.push_back(slice.ids[i]);
+          kept_rows.push_back(static_cast<int64_t>(i));
+        }
+      }
+      torch::Tensor rows = torch::tensor(kept_rows, torch::kInt64);
+      state.samples -= static_cast<int64_t>(slice.ids.size() - kept_ids.size());
+      slice.features = slice.features.index_select(0, rows);
+      slice.labels = slice.labels.index_select(0, rows);
+      slice.ids = std::move(kept_ids);
+      slice.digest = SliceDigest(slice.ids);
+    }
+    RecomputeKeysAndValidity(s);
+    OUBLI_RETURN_IF_ERROR(UpdateServed(s));
+    const auto& orders = plan.orders();
+    for (const auto& [where, gone] : by_slice) {
+      if (where.shard != s) continue;
+      for (size_t b = 0; b < orders.size(); ++b) {
+        const int position = static_cast<int>(
+            std::find(orders[b].begin(), orders[b].end(), where.slice) -
+            orders[b].begin());
+        if (before[b] > position) {
+          auto* a = record.add_affected();
+          a->set_shard(s);
+          a->set_slice(where.slice);
+          a->set_sequence(static_cast<int>(b));
+          a->set_valid_length_before(before[b]);
+          a->set_valid_length_after(state.valid_length[b]);
+        }
+      }
+    }
+  }
+  record.set_forgotten_unix_nanos(absl::ToUnixNanos(absl::Now()));
+  record.set_fingerprint_forgotten(FingerprintLocked());
+  OUBLI_RETURN_IF_ERROR(PersistRecord(record));
+
+  // PURGED: payloads, then every checkpoint that contained them.
+  WaitForStaleTraining(affected_shards);
+  {
+    std::vector<std::string> resolved_ids(record.resolved_ids().begin(),
+                                          record.resolved_ids().end());
+    OUBLI_RETURN_IF_ERROR(store->Purge(resolved_ids));
+  }
+  OUBLI_RETURN_IF_ERROR(CollectGarbageCheckpoints());
+  record.set_purged_unix_nanos(absl::ToUnixNanos(absl::Now()));
+
+  if (!training_requested) {
+    record.set_note(
+        "model not trained yet: nothing was served, so nothing to retrain");
+    record.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
+    record.set_fingerprint_restored(FingerprintLocked());
+  }
+  OUBLI_RETURN_IF_ERROR(PersistRecord(record));
+
+  if (training_requested) {
+    PendingDeletion& p = pending[deletion_id];
+    p.record = record;
+    p.shards = affected_shards;
+    const absl::Time now = absl::Now();
+    absl::Time due = now;
+    if (config.retrain.mode == RetrainMode::kBatched &&
+        static_cast<int>(pending.size()) < config.retrain.max_batch) {
+      due = now + config.retrain.window;
+    }
+    for (int s : affected_shards) {
+      auto [it, inserted] = retrain_due.emplace(s, due);
+      if (!inserted) it->second = std::min(it->second, due);
+    }
+    if (config.retrain.mode == RetrainMode::kBatched &&
+        static_cast<int>(pending.size()) >= config.retrain.max_batch) {
+      for (auto& [s, when] : retrain_due) when = std::min(when, now);
+    }
+    work_cv.SignalAll();
+  }
+  return ReceiptFromRecord(record);
+}
+
+// ---------------------------------------------------------------- Engine
+
+Engine::Engine(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Engine::~Engine() {
+  {
+    absl::MutexLock lock(&state_->mu);
+    state_->stopping = true;
+    state_->work_cv.SignalAll();
+  }
+  state_->stop_requested = true;
+  for (std::thread& t : state_->background) t.join();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
+  if (options.data_dir.empty()) {
+    return absl::InvalidArgumentError("data_dir is required");
+  }
+  std::error_code mkdir_error;
+  std::filesystem::create_directories(options.data_dir, mkdir_error);
+  if (mkdir_error) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot create data dir '", options.data_dir,
+        "': ", mkdir_error.message()));
+  }
+  OUBLI_ASSIGN_OR_RETURN(
+      std::unique_ptr<storage::LineageStore> store,
+      storage::LineageStore::Open({options.data_dir + "/lineage", true}));
+
+  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> stored_text,
+                         store->GetMeta(kConfigMetaKey));
+  ModelConfig config;
+  if (stored_text.has_value()) {
+    OUBLI_ASSIGN_OR_RETURN(config, ParseConfig(*stored_text));
+    if (options.config.has_value() &&
+        ConfigFingerprint(*options.config) != ConfigFingerprint(config)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data dir '", options.data_dir, "' holds model '", config.model_id,
+          "' with a different config; use a new data dir for a new config"));
+    }
+    if (options.config.has_value()) {
+      // Weight-neutral settings (retrain policy) may change between runs.
+      config.retrain = options.config->retrain;
+      config.model_id = options.config->model_id;
+    }
+  } else {
+    if (!options.config.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data dir '", options.data_dir, "' holds no model; give a config"));
+    }
+    config = *options.config;
+  }
+  OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
+  OUBLI_RETURN_IF_ERROR(store->PutMeta(kConfigMetaKey, ConfigToText(config)));
+  OUBLI_ASSIGN_OR_RETURN(ShardingPlan plan, ShardingPlan::Create(config));
+
+  auto state = std::make_unique<State>(options, config, std::move(plan));
+  state->store = std::move(store);
+  OUBLI_ASSIGN_OR_RETURN(
+      state->checkpoints,
+      storage::CheckpointStore::Open(options.data_dir + "/checkpoints"));
+  OUBLI_ASSIGN_OR_RETURN(state->base_state, worker::LoadBaseState(config));
+  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> stored,
+                         state->checkpoints->List());
+
+  // Recover the deletion log: finish what a crash interrupted.
+  std::vector<DeletionRecord> unfinished;
+  int64_t last_seq = 0;
+  absl::Status parse_status;
+  OUBLI_RETURN_IF_ERROR(state->store->ForEachDeletion(
+      [&](absl::string_view id, absl::string_view bytes) {
+        DeletionRecord record;
+        if (!record.ParseFromArray(bytes.data(),
+                                   static_cast<int>(bytes.size()))) {
+          parse_status.Update(absl::DataLossError(
+              absl::StrCat("deletion record ", id, " is corrupt")));
+          return;
+        }
+        int64_t seq = 0;
+        if (absl::SimpleAtoi(id.substr(sizeof(kDeletionIdPrefix) - 1), &seq)) {
+          last_seq = std::max(last_seq, seq);
+        }
+        if (record.restored_unix_nanos() == 0) {
+          unfinished.push_back(std::move(record));
+        }
+      }));
+  OUBLI_RETURN_IF_ERROR(parse_status);
+  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> requested,
+                         state->store->GetMeta(kTrainingRequestedMetaKey));
+  {
+    absl::MutexLock dlock(&state->deletion_mu);
+    state->next_deletion_seq = last_seq + 1;
+  }
+
+  {
+    absl::MutexLock lock(&state->mu);
+    state->training_requested = requested.has_value();
+    state->stored_keys.insert(stored.begin(), stored.end());
+    state->shards.resize(config.shards);
+    for (int s = 0; s < config.shards; ++s) {
+      OUBLI_RETURN_IF_ERROR(state->LoadShard(s));
+    }
+    for (DeletionRecord& record : unfinished) {
+      // The samples left every index in the ACCEPTED batch, so keys computed
+      // from the store already exclude them: deactivation is implicit.
+      const int64_t now = absl::ToUnixNanos(absl::Now());
+      if (record.forgotten_unix_nanos() == 0) {
+        record.set_forgotten_unix_nanos(now);
+        record.set_fingerprint_forgotten(state->FingerprintLocked());
+      }
+      if (record.purged_unix_nanos() == 0) {
+        std::vector<std::string> ids(record.resolved_ids().begin(),
+                                     record.resolved_ids().end());
+        OUBLI_RETURN_IF_ERROR(state->store->Purge(ids));
+        OUBLI_RETURN_IF_ERROR(state->CollectGarbageCheckpoints());
+        record.set_purged_unix_nanos(absl::ToUnixNanos(absl::Now()));
+      }
+      if (!state->training_requested) {
+        record.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
+        record.set_fingerprint_restored(state->FingerprintLocked());
+      }
+      OUBLI_RETURN_IF_ERROR(state->PersistRecord(record));
+      if (state->training_requested) {
+        PendingDeletion& p = state->pending[record.deletion_id()];
+        p.shards.insert(record.affected_shards().begin(),
+                        record.affected_shards().end());
+        p.record = std::move(record);
+      }
+    }
+    // Leftovers of a crash between training and purge are garbage too.
+    OUBLI_RETURN_IF_ERROR(state->CollectGarbageCheckpoints());
+    if (state->training_requested) {
+      for (int s = 0; s < config.shards; ++s) {
+        if (!state->ShardComplete(s)) state->retrain_due[s] = absl::Now();
+      }
+      state->MarkRestoredDeletions();
+    }
+  }
+
+  std::unique_ptr<Engine> engine(new Engine(std::move(state)));
+  if (options.background_retrain) {
+    for (int t = 0; t < std::max(1, options.training_threads); ++t) {
+      engine->state_->background.emplace_back(
+          [s = engine->state_.get()] { s->BackgroundLoop(); });
+    }
+  }
+  return engine;
+}
+
+const ModelConfig& Engine::config() const { return state_->config; }
+
+std::string Engine::lineage_dir() const { return state_->store->path(); }
+std::string Engine::checkpoint_dir() const {
+  return state_->checkpoints->dir();
+}
+
+absl::StatusOr<storage::IngestResult> Engine::Ingest(
+    absl::Span<const Sample> samples) {
+  State& st = *state_;
+  const int64_t width = st.config.backbone.InputSize();
+  std::vector<storage::AssignedSample> assigned;
+  storage::IngestResult misfits;
+  for (const Sample& sample : samples) {
+    if (sample.NumFeatures() != width) {
+      misfits.rejected.emplace_back(
+          sample.id, absl::StrCat("has ", sample.NumFeatures(),
+                                  " features; model '", st.config.model_id,
+                                  "' expects ", width));
+      continue;
+    }
+    if (sample.label < 0 || sample.label >= st.config.backbone.num_classes) {
+      misfits.rejected.emplace_back(
+          sample.id, absl::StrCat("label ", sample.label, " is outside [0, ",
+                                  st.config.backbone.num_classes, ")"));
+      continue;
+    }
+    assigned.push_back({sample, st.plan.Assign(sample.id)});
+  }
+  // Serialized with deletions so a deletion never sees half an ingest.
+  absl::MutexLock dlock(&st.deletion_mu);
+  OUBLI_ASSIGN_OR_RETURN(storage::IngestResult result,
+                         st.store->Ingest(assigned));
+  result.rejected.insert(result.rejected.end(), misfits.rejected.begin(),
+                         misfits.rejected.end());
+  if (result.accepted > 0) {
+    std::set<int> touched;
+    for (const auto& a : assigned) touched.insert(a.where.shard);
+    absl::MutexLock lock(&st.mu);
+    for (int s : touched) {
+      ++st.generations[s];
+      OUBLI_RETURN_IF_ERROR(st.LoadShard(s));
+      if (st.training_requested) st.retrain_due.emplace(s, absl::Now());
+    }
+    st.work_cv.SignalAll();
+  }
+  return result;
+}
+
+absl::StatusOr<TrainSummary> Engine::Train() {
+  State& st = *state_;
+  {
+    absl::MutexLock lock(&st.mu);
+    int64_t total = 0;
+    for (const ShardState& shard : st.shards) total += shard.samples;
+    if (total == 0) {
+      return absl::FailedPreconditionError(
+          "no samples ingested: nothing to train on");
+    }
+    if (!st.training_requested) {
+      OUBLI_RETURN_IF_ERROR(st.store->PutMeta(kTrainingRequestedMetaKey, "1"));
+      st.training_requested = true;
+    }
+  }
+  std::vector<int> all(st.config.shards);
+  for (int s = 0; s < st.config.shards; ++s) all[s] = s;
+  return st.TrainShards(all, st.options.training_threads);
+}
+
+absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
+  State& st = *state_;
+  std::vector<int> due;
+  {
+    absl::MutexLock lock(&st.mu);
+    const absl::Time now = absl::Now();
+    for (const auto& [shard, when] : st.retrain_due) {
+      if (ignore_policy || when <= now) due.push_back(shard);
+    }
+  }
+  return st.TrainShards(due, st.options.training_threads);
+}
+
+absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
+                                           int64_t rows) {
+  State& st = *state_;
+  const int64_t width = st.config.backbone.InputSize();
+  if (rows <= 0) {
+    return absl::InvalidArgumentError("predict needs at least one input row");
+  }
+  if (static_cast<int64_t>(inputs.size()) != rows * width) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "predict got ", inputs.size(), " values for ", rows,
+        " rows; model '", st.config.model_id, "' takes ", width,
+        " features per row"));
+  }
+  Prediction out;
+  std::vector<std::shared_ptr<const worker::ShardModel>> models;
+  {
+    absl::MutexLock lock(&st.mu);
+    for (int s = 0; s < st.config.shards; ++s) {
+      out.served.push_back(st.DescribeServed(s));
+      if (st.shards[s].served.model) models.push_back(st.shards[s].served.model);
+    }
+    out.fingerprint = st.FingerprintLocked();
+  }
+  if (models.empty()) {
+    return absl::FailedPreconditionError(
+        "no shard has a valid prefix: the model is not trained yet, or "
+        "deletions cut every shard and retraining is pending");
+  }
+  torch::Tensor x =
+      torch::from_blob(const_cast<float*>(inputs.data()), {rows, width},
+                       torch::kFloat32);
+  torch::Tensor sum;
+  for (const auto& model : models) {
+    OUBLI_ASSIGN_OR_RETURN(torch::Tensor p, model->Probabilities(x));
+    sum = sum.defined() ? sum + p : p;
+  }
+  torch::Tensor mean = (sum / static_cast<double>(models.size())).contiguous();
+  out.rows = rows;
+  out.classes = mean.size(1);
+  out.probabilities.assign(mean.data_ptr<float>(),
+                           mean.data_ptr<float>() + mean.numel());
+  return out;
+}
+
+absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(
+    absl::Span<const std::string> sample_ids) {
+  if (sample_ids.empty()) {
+    return absl::InvalidArgumentError("no sample ids given");
+  }
+  std::vector<std::string> ids;
+  absl::flat_hash_set<std::string> seen;
+  for (const std::string& id : sample_ids) {
+    OUBLI_RETURN_IF_ERROR(ValidateSampleId(id));
+    if (seen.insert(id).second) ids.push_back(id);
+  }
+  absl::MutexLock dlock(&state_->deletion_mu);
+  std::vector<std::string> requested(sample_ids.begin(), sample_ids.end());
+  return state_->Delete(std::move(ids), "", std::move(requested));
+}
+
+absl::StatusOr<DeletionReceipt> Engine::ForgetOwner(absl::string_view owner) {
+  OUBLI_RETURN_IF_ERROR(ValidateOwner(owner));
+  absl::MutexLock dlock(&state_->deletion_mu);
+  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                         state_->store->OwnerSamples(owner));
+  if (ids.empty()) {
+    // Idempotent repeat, or an owner we never had: tell them apart.
+    std::optional<DeletionRecord> earlier;
+    OUBLI_RETURN_IF_ERROR(state_->store->ForEachDeletion(
+        [&](absl::string_view, absl::string_view bytes) {
+          DeletionRecord record;
+          if (record.ParseFromArray(bytes.data(),
+                                    static_cast<int>(bytes.size())) &&
+              record.owner() == owner) {
+            earlier = std::move(record);
+          }
+        }));
+    if (!earlier.has_value()) {
+      return absl::NotFoundError(
+          absl::StrCat("owner '", owner, "' has no samples"));
+    }
+    DeletionReceipt receipt = ReceiptFromRecord(*earlier);
+    receipt.note = absl::StrCat("owner already forgotten by ",
+                                earlier->deletion_id(), "; nothing new to do");
+    return receipt;
+  }
+  return state_->Delete(ids, owner, {});
+}
+
+absl::StatusOr<DeletionReceipt> Engine::GetDeletion(
+    absl::string_view deletion_id) {
+  {
+    absl::MutexLock lock(&state_->mu);
+    auto it = state_->pending.find(std::string(deletion_id));
+    if (it != state_->pending.end()) return ReceiptFromRecord(it->second.record);
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                         state_->store->GetDeletion(deletion_id));
+  if (!bytes.has_value()) {
+    return absl::NotFoundError(
+        absl::StrCat("no deletion with id '", deletion_id, "'"));
+  }
+  DeletionRecord record;
+  if (!record.ParseFromString(*bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("deletion record ", deletion_id, " is corrupt"));
+  }
+  return ReceiptFromRecord(record);
+}
+
+absl::Status Engine::WaitForRestored(absl::string_view deletion_id,
+                                     absl::Duration timeout) {
+  State& st = *state_;
+  const std::string id(deletion_id);
+  {
+    absl::MutexLock lock(&st.mu);
+    auto restored = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+      return !st.pending.contains(id) || st.stopping;
+    };
+    if (!st.mu.AwaitWithTimeout(absl::Condition(&restored), timeout)) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "deletion ", id, " not restored within ",
+          absl::FormatDuration(timeout)));
+    }
+  }
+  OUBLI_ASSIGN_OR_RETURN(DeletionReceipt receipt, GetDeletion(id));
+  if (receipt.stage != DeletionStage::kRestored) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("deletion ", id, " is at stage ",
+                     DeletionStageName(receipt.stage)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VerifyReport> Engine::Verify() {
+  State& st = *state_;
+  const absl::Time start = absl::Now();
+  struct Target {
+    int shard;
+    std::vector<int> prefix;
+    std::string served_sha;
+  };
+  std::vector<Target> targets;
+  VerifyReport report;
+  {
+    absl::MutexLock lock(&st.mu);
+    report.served_fingerprint = st.FingerprintLocked();
+    report.restored = true;
+    for (int s = 0; s < st.config.shards; ++s) {
+      const ServedShard served = st.DescribeServed(s);
+      if (st.shards[s].samples > 0 &&
+          static_cast<int>(served.prefix.size()) != st.config.slices) {
+        report.restored = false;
+      }
+      targets.push_back(
+          {s, served.prefix, st.shards[s].served.checkpoint_sha256});
+    }
+  }
+  // From scratch: fresh trainer, data re-read from the store, no checkpoint
+  // reuse.
+  OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<worker::S3tTrainer> trainer,
+                         worker::S3tTrainer::Create(st.config, st.base_state));
+  Sha256 scratch;
+  scratch.AddField("oubli.fingerprint.v1").AddU64(targets.size());
+  report.match = true;
+  for (const Target& target : targets) {
+    std::string scratch_sha;
+    if (!target.prefix.empty()) {
+      std::vector<SliceData> slices(st.config.slices);
+      for (int slice : target.prefix) {
+        OUBLI_ASSIGN_OR_RETURN(slices[slice], st.LoadSlice(target.shard, slice));
+      }
+      std::string state_bytes;
+      for (size_t p = 1; p <= target.prefix.size(); ++p) {
+        std::vector<const SliceData*> prefix_slices;
+        for (size_t i = 0; i < p; ++i) {
+          prefix_slices.push_back(&slices[target.prefix[i]]);
+        }
+        PositionData data = UnionInIdOrder(prefix_slices);
+        OUBLI_ASSIGN_OR_RETURN(
+            state_bytes,
+            trainer->TrainPosition(
+                target.shard,
+                absl::MakeConstSpan(target.prefix).subspan(0, p),
+                state_bytes, data, nullptr));
+      }
+      scratch_sha = Sha256Hex(state_bytes);
+    }
+    const bool match = scratch_sha == target.served_sha;
+    report.match = report.match && match;
+    report.shard_matches.emplace_back(target.shard, match);
+    scratch.AddU64(target.shard).AddField(scratch_sha);
+  }
+  report.scratch_fingerprint = scratch.FinishHex();
+  report.elapsed = absl::Now() - start;
+  return report;
+}
+
+ModelStatus Engine::GetModelStatus() {
+  State& st = *state_;
+  ModelStatus status;
+  status.config = st.config;
+  status.threads = worker::DescribeThreads();
+  absl::MutexLock lock(&st.mu);
+  status.training_requested = st.training_requested;
+  status.fingerprint = st.FingerprintLocked();
+  status.pending_deletions = static_cast<int>(st.pending.size());
+  for (int s = 0; s < st.config.shards; ++s) {
+    const ShardState& shard = st.shards[s];
+    ShardStatus out;
+    out.served = st.DescribeServed(s);
+    status.active_samples += shard.samples;
+    absl::flat_hash_set<std::string> missing;
+    for (size_t b = 0; b < shard.keys.size(); ++b) {
+      out.sequences.push_back({st.plan.orders()[b], shard.valid_length[b]});
+      for (const std::string& key : shard.keys[b]) {
+        if (!st.stored_keys.contains(key)) missing.insert(key);
+      }
+    }
+    status.missing_prefixes += static_cast<int>(missing.size());
+    status.shards.push_back(std::move(out));
+  }
+  return status;
+}
+
+std::string Engine::Fingerprint() {
+  absl::MutexLock lock(&state_->mu);
+  return state_->FingerprintLocked();
+}
+
+}  // namespace oubli::coordinator

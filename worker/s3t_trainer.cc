@@ -1,1 +1,275 @@
-// placeholder
+#include "worker/s3t_trainer.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "worker/determinism.h"
+#include "worker/safetensors.h"
+
+namespace oubli::worker {
+namespace {
+
+// Runs `fn`, converting torch exceptions into Internal errors so none crosses
+// the library boundary.
+template <typename Fn>
+auto CatchTorch(absl::string_view what, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat(what, ": torch error: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
+  }
+}
+
+absl::Status CheckData(const ModelConfig& config, const PositionData& data) {
+  if (data.size() == 0) return absl::OkStatus();
+  if (data.features.dim() != 2 ||
+      data.features.size(1) != config.backbone.InputSize()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "features must be [n, ", config.backbone.InputSize(), "], got ",
+        c10::str(data.features.sizes())));
+  }
+  if (data.labels.dim() != 1 || data.labels.size(0) != data.size()) {
+    return absl::InvalidArgumentError("labels must be [n]");
+  }
+  const int64_t max_label = data.labels.max().item<int64_t>();
+  const int64_t min_label = data.labels.min().item<int64_t>();
+  if (min_label < 0 || max_label >= config.backbone.num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labels must be in [0, ", config.backbone.num_classes, "), found ",
+        min_label, "..", max_label));
+  }
+  return absl::OkStatus();
+}
+
+// One epoch of minibatch Adam over `data` in the given order. Returns false
+// if cancelled.
+bool RunEpoch(AdapterClassifier& model, torch::optim::Optimizer& optimizer,
+              const PositionData& data, const std::vector<int64_t>& order,
+              int batch_size, TrainStats* stats,
+              const std::function<bool()>& cancelled = nullptr) {
+  const int64_t n = static_cast<int64_t>(order.size());
+  torch::Tensor index =
+      torch::from_blob(const_cast<int64_t*>(order.data()), {n}, torch::kInt64);
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    if (cancelled && cancelled()) return false;
+    const int64_t end = std::min<int64_t>(n, begin + batch_size);
+    torch::Tensor rows = index.slice(0, begin, end);
+    torch::Tensor x = data.features.index_select(0, rows);
+    torch::Tensor y = data.labels.index_select(0, rows);
+    optimizer.zero_grad();
+    torch::Tensor loss = torch::nn::functional::cross_entropy(model.forward(x), y);
+    loss.backward();
+    optimizer.step();
+    ++stats->steps;
+    stats->samples += end - begin;
+    stats->last_loss = loss.item<double>();
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
+                                              int64_t input_size) {
+  const auto n = static_cast<int64_t>(samples.size());
+  PositionData data;
+  data.features = torch::empty({n, input_size}, torch::kFloat32);
+  data.labels = torch::empty({n}, torch::kInt64);
+  float* features = data.features.data_ptr<float>();
+  int64_t* labels = data.labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (samples[i].NumFeatures() != input_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sample '", samples[i].id, "' has ", samples[i].NumFeatures(),
+          " features; the model expects ", input_size));
+    }
+    DecodeFeatures(samples[i], features + i * input_size);
+    labels[i] = samples[i].label;
+  }
+  return data;
+}
+
+uint64_t PositionSeed(uint64_t seed, absl::string_view purpose, int shard,
+                      absl::Span<const int> prefix_order, int epoch) {
+  Sha256 h;
+  h.AddU64(seed).AddField(purpose).AddU64(static_cast<uint64_t>(shard));
+  h.AddU64(prefix_order.size());
+  for (int slice : prefix_order) h.AddU64(static_cast<uint64_t>(slice));
+  h.AddU64(static_cast<uint64_t>(epoch));
+  const Sha256Digest d = h.Finish();
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | d[i];
+  return v;
+}
+
+std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed) {
+  std::vector<int64_t> perm(n);
+  for (int64_t i = 0; i < n; ++i) perm[i] = i;
+  SplitMix64 rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) {
+    const auto j = static_cast<int64_t>(rng.Uniform(static_cast<uint64_t>(i) + 1));
+    std::swap(perm[i], perm[j]);
+  }
+  return perm;
+}
+
+absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config) {
+  OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
+  PinThreads(config.determinism);
+  OUBLI_ASSIGN_OR_RETURN(
+      std::shared_ptr<AdapterClassifier> model,
+      BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
+  if (config.base.source == "seeded") return model->BaseState();
+
+  std::ifstream in(config.base.source, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(
+        "base weights file '", config.base.source, "' cannot be opened"));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string bytes = buffer.str();
+  if (!config.base.sha256.empty() && Sha256Hex(bytes) != config.base.sha256) {
+    return absl::DataLossError(absl::StrCat(
+        "base weights file '", config.base.source,
+        "' does not match the sha256 recorded in the model config"));
+  }
+  OUBLI_ASSIGN_OR_RETURN(NamedTensors loaded, ParseSafetensors(bytes));
+  for (auto& [name, tensor] : loaded) {
+    tensor = tensor.to(torch::kFloat32);
+  }
+  OUBLI_RETURN_IF_ERROR(model->LoadBaseState(loaded));
+  return model->BaseState();
+}
+
+absl::StatusOr<NamedTensors> PretrainBase(const ModelConfig& config,
+                                          const PositionData& public_data,
+                                          int epochs, TrainStats* stats) {
+  OUBLI_RETURN_IF_ERROR(CheckData(config, public_data));
+  OUBLI_ASSIGN_OR_RETURN(NamedTensors base, LoadBaseState(config));
+  return CatchTorch("pretrain", [&]() -> absl::StatusOr<NamedTensors> {
+    const absl::Time start = absl::Now();
+    PinThreads(config.determinism);
+    OUBLI_ASSIGN_OR_RETURN(
+        std::shared_ptr<AdapterClassifier> model,
+        BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
+    OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base));
+    std::vector<torch::Tensor> params = model->BaseParameters();
+    model->FreezeAllExcept(params);
+    model->train();
+    torch::optim::Adam optimizer(
+        params, torch::optim::AdamOptions(config.train.learning_rate));
+    TrainStats local;
+    for (int epoch = 0; epoch < epochs; ++epoch) {
+      RunEpoch(*model, optimizer, public_data,
+               SeededPermutation(public_data.size(),
+                                 PositionSeed(config.seed, "pretrain-order",
+                                              -1, {}, epoch)),
+               config.train.batch_size, &local);
+    }
+    local.elapsed = absl::Now() - start;
+    if (stats != nullptr) *stats = local;
+    return model->BaseState();
+  });
+}
+
+S3tTrainer::S3tTrainer(ModelConfig config, NamedTensors base_state,
+                       std::shared_ptr<AdapterClassifier> model)
+    : config_(std::move(config)),
+      base_state_(std::move(base_state)),
+      groups_(AdapterGroups(model->num_adapter_layers(), config_.slices)),
+      model_(std::move(model)) {}
+
+absl::StatusOr<std::unique_ptr<S3tTrainer>> S3tTrainer::Create(
+    const ModelConfig& config, NamedTensors base_state) {
+  OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
+  PinThreads(config.determinism);
+  OUBLI_ASSIGN_OR_RETURN(
+      std::shared_ptr<AdapterClassifier> model,
+      BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
+  OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
+  return std::unique_ptr<S3tTrainer>(
+      new S3tTrainer(config, std::move(base_state), std::move(model)));
+}
+
+absl::StatusOr<std::string> S3tTrainer::TrainPosition(
+    int shard, absl::Span<const int> prefix_order, absl::string_view parent,
+    const PositionData& data, TrainStats* stats,
+    const std::function<bool()>& cancelled) {
+  const int position = static_cast<int>(prefix_order.size()) - 1;
+  if (position < 0 || position >= config_.slices) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prefix length must be 1..", config_.slices));
+  }
+  if (position == 0 && !parent.empty()) {
+    return absl::InvalidArgumentError("a length-1 prefix has no parent");
+  }
+  if (position > 0 && parent.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a length-", position + 1, " prefix needs its parent checkpoint"));
+  }
+  OUBLI_RETURN_IF_ERROR(CheckData(config_, data));
+  NamedTensors parent_state;
+  if (!parent.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(parent_state, ParseSafetensors(parent));
+  }
+
+  absl::MutexLock lock(&mu_);
+  return CatchTorch("train position", [&]() -> absl::StatusOr<std::string> {
+    const absl::Time start = absl::Now();
+    PinThreads(config_.determinism);
+    AdapterClassifier& model = *model_;
+    // Restore the exact starting point: base + initial head, then either the
+    // shard's seeded adapters or the whole parent checkpoint (head included:
+    // S3T exactness needs the full prefix state, not just its adapters).
+    OUBLI_RETURN_IF_ERROR(model.LoadBaseState(base_state_));
+    if (parent.empty()) {
+      model.InitAdapters(DeriveSeed(config_.seed, "adapters",
+                                    {static_cast<uint64_t>(shard)}));
+    } else {
+      OUBLI_RETURN_IF_ERROR(model.LoadAdapterState(parent_state));
+    }
+
+    std::vector<torch::Tensor> params;
+    for (int layer : groups_[position]) {
+      for (torch::Tensor& t : model.AdapterParameters(layer)) {
+        params.push_back(t);
+      }
+    }
+    for (torch::Tensor& t : model.HeadParameters()) params.push_back(t);
+    model.FreezeAllExcept(params);
+    model.train();
+    torch::optim::Adam optimizer(
+        params, torch::optim::AdamOptions(config_.train.learning_rate)
+                    .weight_decay(config_.train.weight_decay));
+
+    TrainStats local;
+    for (int epoch = 0; epoch < config_.train.epochs_per_position; ++epoch) {
+      at::Generator dropout = at::make_generator<at::CPUGeneratorImpl>(
+          PositionSeed(config_.seed, "dropout", shard, prefix_order, epoch));
+      model.SetDropoutGenerator(&dropout);
+      const bool completed = RunEpoch(
+          model, optimizer, data,
+          SeededPermutation(data.size(), PositionSeed(config_.seed, "order",
+                                                      shard, prefix_order,
+                                                      epoch)),
+          config_.train.batch_size, &local, cancelled);
+      model.SetDropoutGenerator(nullptr);
+      if (!completed) {
+        return absl::CancelledError("training position cancelled");
+      }
+    }
+    model.eval();
+    local.elapsed = absl::Now() - start;
+    if (stats != nullptr) *stats = local;
+    return SerializeSafetensors(model.AdapterState());
+  });
+}
+
+}  // namespace oubli::worker

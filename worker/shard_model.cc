@@ -1,1 +1,39 @@
-// placeholder
+#include "worker/shard_model.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "worker/determinism.h"
+#include "worker/safetensors.h"
+
+namespace oubli::worker {
+
+absl::StatusOr<std::shared_ptr<const ShardModel>> ShardModel::Create(
+    const ModelConfig& config, const NamedTensors& base_state,
+    absl::string_view checkpoint) {
+  OUBLI_ASSIGN_OR_RETURN(NamedTensors adapters, ParseSafetensors(checkpoint));
+  PinThreads(config.determinism);
+  OUBLI_ASSIGN_OR_RETURN(
+      std::shared_ptr<AdapterClassifier> model,
+      BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
+  OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
+  OUBLI_RETURN_IF_ERROR(model->LoadAdapterState(adapters));
+  model->eval();
+  return std::shared_ptr<const ShardModel>(
+      new ShardModel(config.determinism, std::move(model)));
+}
+
+absl::StatusOr<torch::Tensor> ShardModel::Probabilities(
+    const torch::Tensor& x) const {
+  absl::MutexLock lock(&mu_);
+  try {
+    PinThreads(determinism_);
+    torch::NoGradGuard no_grad;
+    return torch::softmax(model_->forward(x), /*dim=*/1);
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("predict: ", e.what_without_backtrace()));
+  }
+}
+
+}  // namespace oubli::worker

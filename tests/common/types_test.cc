@@ -1,1 +1,47 @@
+#include "common/types.h"
+
 #include <gtest/gtest.h>
+
+namespace oubli {
+namespace {
+
+TEST(ValidateSampleIdTest, AcceptsUtf8RejectsGarbage) {
+  EXPECT_TRUE(ValidateSampleId("sample-1").ok());
+  EXPECT_TRUE(ValidateSampleId("\xc3\xa9t\xc3\xa9").ok());  // "été"
+  EXPECT_FALSE(ValidateSampleId("").ok());
+  EXPECT_FALSE(ValidateSampleId(std::string(257, 'a')).ok());
+  EXPECT_FALSE(ValidateSampleId("bad\xff").ok());
+  EXPECT_FALSE(ValidateSampleId("\xc3").ok());          // truncated
+  EXPECT_FALSE(ValidateSampleId("\xc0\xaf").ok());      // overlong
+  EXPECT_FALSE(ValidateSampleId("\xed\xa0\x80").ok());  // surrogate
+  EXPECT_FALSE(ValidateSampleId(std::string("a\0b", 3)).ok());
+  EXPECT_FALSE(ValidateSampleId("tab\there").ok());
+}
+
+TEST(ValidateSampleTest, ChecksFeaturesAndLabel) {
+  Sample s{"id", "owner", 1, FeatureType::kU8, "abc"};
+  EXPECT_TRUE(ValidateSample(s).ok());
+  s.features.clear();
+  EXPECT_FALSE(ValidateSample(s).ok());
+  s = Sample{"id", "owner", 1, FeatureType::kF32, "abc"};
+  EXPECT_FALSE(ValidateSample(s).ok());  // not a multiple of 4
+  s = Sample{"id", "owner", -1, FeatureType::kU8, "abc"};
+  EXPECT_FALSE(ValidateSample(s).ok());
+}
+
+TEST(DecodeFeaturesTest, ScalesBytesAndCopiesFloats) {
+  Sample u8{"id", "o", 0, FeatureType::kU8, std::string("\x00\xff", 2)};
+  float out[2];
+  DecodeFeatures(u8, out);
+  EXPECT_EQ(out[0], 0.0f);
+  EXPECT_EQ(out[1], 1.0f);
+  const float values[2] = {1.5f, -2.0f};
+  Sample f32{"id", "o", 0, FeatureType::kF32,
+             std::string(reinterpret_cast<const char*>(values), 8)};
+  DecodeFeatures(f32, out);
+  EXPECT_EQ(out[0], 1.5f);
+  EXPECT_EQ(out[1], -2.0f);
+}
+
+}  // namespace
+}  // namespace oubli

@@ -1,1 +1,526 @@
+// Engine behaviour on tiny synthetic data. The central property: after a
+// deletion is RESTORED, the served model is bitwise identical to a model
+// trained from scratch, by an independent engine, on the retained data.
+#include "coordinator/engine.h"
+
+#include <dirent.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "coordinator/sharding_plan.h"
+
+namespace oubli::coordinator {
+namespace {
+
+using ::testing::Contains;
+using ::testing::Not;
+using ::testing::UnorderedElementsAreArray;
+
+constexpr int kSide = 4;  // 4x4 "images"
+constexpr int kClasses = 3;
+
+ModelConfig TinyConfig(uint64_t seed) {
+  ModelConfig c;
+  c.model_id = "tiny";
+  c.backbone.kind = BackboneKind::kMlp;
+  c.backbone.input_height = kSide;
+  c.backbone.input_width = kSide;
+  c.backbone.num_classes = kClasses;
+  c.backbone.mlp_hidden = {12, 12, 12, 12};
+  c.backbone.lora.rank = 2;
+  c.shards = 2;
+  c.slices = 4;
+  c.sequences = 2;
+  c.seed = seed;
+  c.train.epochs_per_position = 2;
+  c.train.batch_size = 8;
+  c.train.learning_rate = 1e-2;
+  return c;
+}
+
+// Learnable synthetic data: the label is which third of the image is
+// brightest. Owners hold 5 samples each.
+std::vector<Sample> TinySamples(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Sample> samples;
+  for (int i = 0; i < n; ++i) {
+    Sample s;
+    s.id = "sample-" + std::to_string(1000 + i);
+    s.owner = "owner-" + std::to_string(i / 5);
+    s.features.resize(kSide * kSide);
+    for (char& byte : s.features) byte = static_cast<char>(rng() % 256);
+    s.label = static_cast<int>(rng() % kClasses);
+    for (int k = 0; k < kSide; ++k) {
+      s.features[s.label * 5 + (k % 5)] = static_cast<char>(250);
+    }
+    samples.push_back(std::move(s));
+  }
+  return samples;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() /
+            ("oubli-engine-test-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    std::filesystem::create_directories(root_);
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+
+  std::unique_ptr<Engine> OpenEngine(const std::string& name,
+                                     const ModelConfig& config,
+                                     bool background = false) {
+    Engine::Options options;
+    options.data_dir = (root_ / name).string();
+    options.config = config;
+    options.background_retrain = background;
+    auto engine = Engine::Open(options);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    return engine.ok() ? *std::move(engine) : nullptr;
+  }
+
+  // Fingerprint of a fresh engine trained from scratch on `samples` minus
+  // `deleted`.
+  std::string ScratchFingerprint(const ModelConfig& config,
+                                 const std::vector<Sample>& samples,
+                                 const std::set<std::string>& deleted) {
+    std::vector<Sample> retained;
+    for (const Sample& s : samples) {
+      if (!deleted.contains(s.id)) retained.push_back(s);
+    }
+    auto engine = OpenEngine("scratch-" + std::to_string(scratch_count_++),
+                             config);
+    EXPECT_TRUE(engine->Ingest(retained).ok());
+    EXPECT_TRUE(engine->Train().ok());
+    return engine->Fingerprint();
+  }
+
+  std::filesystem::path root_;
+  int scratch_count_ = 0;
+};
+
+TEST_F(EngineTest, TrainsEveryPrefixAndServesFullLength) {
+  const ModelConfig config = TinyConfig(1);
+  auto engine = OpenEngine("m", config);
+  const auto samples = TinySamples(120, 1);
+  auto ingest = engine->Ingest(samples);
+  ASSERT_TRUE(ingest.ok()) << ingest.status();
+  EXPECT_EQ(ingest->accepted, 120);
+  auto summary = engine->Train();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  // 2 shards x 2 rotations x 4 positions, no shared prefixes for rotations.
+  EXPECT_EQ(summary->positions_trained, 16);
+
+  const ModelStatus status = engine->GetModelStatus();
+  EXPECT_EQ(status.missing_prefixes, 0);
+  EXPECT_EQ(status.active_samples, 120);
+  for (const ShardStatus& shard : status.shards) {
+    EXPECT_TRUE(shard.served.served);
+    EXPECT_EQ(shard.served.prefix.size(), 4u);
+    for (const SequenceStatus& seq : shard.sequences) {
+      EXPECT_EQ(seq.valid_length, 4);
+    }
+  }
+  // Train is idempotent: everything is reused.
+  auto again = engine->Train();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->positions_trained, 0);
+
+  std::vector<float> inputs(3 * kSide * kSide, 0.5f);
+  auto prediction = engine->Predict(inputs, 3);
+  ASSERT_TRUE(prediction.ok()) << prediction.status();
+  ASSERT_EQ(prediction->probabilities.size(), 3u * kClasses);
+  for (int r = 0; r < 3; ++r) {
+    float sum = 0;
+    for (int k = 0; k < kClasses; ++k) {
+      sum += prediction->probabilities[r * kClasses + k];
+    }
+    EXPECT_NEAR(sum, 1.0f, 1e-5);
+  }
+  EXPECT_EQ(prediction->fingerprint, engine->Fingerprint());
+  EXPECT_EQ(prediction->served.size(), 2u);
+}
+
+TEST_F(EngineTest, SharedPrefixesAreTrainedOnce) {
+  ModelConfig config = TinyConfig(1);
+  config.sequences = 6;  // 4 rotations + 2 that keep a length-1 prefix
+  auto engine = OpenEngine("m", config);
+  ASSERT_TRUE(engine->Ingest(TinySamples(60, 1)).ok());
+  auto summary = engine->Train();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  // Per shard: 4 rotations x 4 positions + 2 x 3 (their first slice shared).
+  EXPECT_EQ(summary->positions_trained, 2 * (16 + 6));
+}
+
+// Deletes one sample from slice at `position` of sequence 0 and checks every
+// stage, then bitwise equality with an independent from-scratch model.
+class DeletionExactnessTest
+    : public EngineTest,
+      public ::testing::WithParamInterface<std::tuple<uint64_t, int>> {};
+
+TEST_P(DeletionExactnessTest, RestoredModelEqualsScratchBitwise) {
+  const auto [seed, position] = GetParam();
+  const ModelConfig config = TinyConfig(seed);
+  const auto samples = TinySamples(120, seed);
+  auto engine = OpenEngine("m", config);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  const std::string before = engine->Fingerprint();
+
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok());
+  const int target_slice = plan->orders()[0][position];
+  std::string victim;
+  SliceRef where;
+  for (const Sample& s : samples) {
+    if (plan->Assign(s.id).slice == target_slice) {
+      victim = s.id;
+      where = plan->Assign(s.id);
+      break;
+    }
+  }
+  ASSERT_FALSE(victim.empty());
+
+  auto receipt = engine->DeleteSamples({victim});
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  EXPECT_EQ(receipt->stage, DeletionStage::kPurged);
+  EXPECT_THAT(receipt->resolved_ids, UnorderedElementsAreArray({victim}));
+  EXPECT_EQ(receipt->fingerprint_before, before);
+  EXPECT_NE(receipt->fingerprint_forgotten, before);
+  EXPECT_LE(receipt->accepted_at, receipt->forgotten_at);
+  EXPECT_LE(receipt->forgotten_at, receipt->purged_at);
+  EXPECT_EQ(receipt->affected_shards, std::vector<int>{where.shard});
+  // Every sequence of the shard was cut before the affected slice.
+  ASSERT_EQ(receipt->affected.size(), 2u);
+  for (const AffectedPrefix& a : receipt->affected) {
+    const auto& order = plan->orders()[a.sequence];
+    const int cut = static_cast<int>(
+        std::find(order.begin(), order.end(), where.slice) - order.begin());
+    EXPECT_EQ(a.valid_length_before, 4);
+    EXPECT_EQ(a.valid_length_after, cut);
+  }
+  // FORGOTTEN: the served prefix of that shard excludes the slice (so its
+  // content excludes the deleted sample); other shards are untouched.
+  const ModelStatus forgotten = engine->GetModelStatus();
+  EXPECT_THAT(forgotten.shards[where.shard].served.prefix,
+              Not(Contains(where.slice)));
+  EXPECT_EQ(forgotten.shards[1 - where.shard].served.prefix.size(), 4u);
+
+  auto retrain = engine->RunPendingRetrains(/*ignore_policy=*/false);
+  ASSERT_TRUE(retrain.ok()) << retrain.status();
+  EXPECT_GT(retrain->positions_trained, 0);
+  auto restored = engine->GetDeletion(receipt->deletion_id);
+  ASSERT_TRUE(restored.ok());
+  EXPECT_EQ(restored->stage, DeletionStage::kRestored);
+  EXPECT_EQ(restored->fingerprint_restored, engine->Fingerprint());
+
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, {victim}));
+  // ...and the comparison has teeth: keeping the victim gives other bits.
+  EXPECT_NE(engine->Fingerprint(), ScratchFingerprint(config, samples, {}));
+  auto verify = engine->Verify();
+  ASSERT_TRUE(verify.ok()) << verify.status();
+  EXPECT_TRUE(verify->restored);
+  EXPECT_TRUE(verify->match);
+  EXPECT_EQ(verify->scratch_fingerprint, verify->served_fingerprint);
+}
+
+// Seeds x first, middle and last slice of sequence 0.
+INSTANTIATE_TEST_SUITE_P(SeedsAndPositions, DeletionExactnessTest,
+                         ::testing::Combine(::testing::Values(1u, 7u),
+                                            ::testing::Values(0, 2, 3)));
+
+TEST_F(EngineTest, ForgetOwnerAndBatchesAreExact) {
+  const ModelConfig config = TinyConfig(3);
+  const auto samples = TinySamples(120, 3);
+  auto engine = OpenEngine("m", config);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+
+  std::set<std::string> deleted;
+  auto owner = engine->ForgetOwner("owner-4");
+  ASSERT_TRUE(owner.ok()) << owner.status();
+  EXPECT_EQ(owner->owner, "owner-4");
+  EXPECT_EQ(owner->resolved_ids.size(), 5u);
+  deleted.insert(owner->resolved_ids.begin(), owner->resolved_ids.end());
+
+  // A batch across shards with an unknown id and a repeat mixed in.
+  std::vector<std::string> batch = {"sample-1050", "sample-1051",
+                                    "sample-1099", "no-such-sample",
+                                    "sample-1050", *owner->resolved_ids.begin()};
+  auto receipt = engine->DeleteSamples(batch);
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  EXPECT_THAT(receipt->resolved_ids,
+              UnorderedElementsAreArray(
+                  {"sample-1050", "sample-1051", "sample-1099"}));
+  EXPECT_THAT(receipt->unknown_ids,
+              UnorderedElementsAreArray({"no-such-sample"}));
+  ASSERT_EQ(receipt->already_deleted.size(), 1u);
+  EXPECT_EQ(receipt->already_deleted[0].second, owner->deletion_id);
+  deleted.insert(receipt->resolved_ids.begin(), receipt->resolved_ids.end());
+
+  // Repeats are idempotent, not errors.
+  auto repeat = engine->DeleteSamples({"sample-1050"});
+  ASSERT_TRUE(repeat.ok()) << repeat.status();
+  EXPECT_TRUE(repeat->deletion_id.empty());
+  EXPECT_TRUE(repeat->resolved_ids.empty());
+  auto repeat_owner = engine->ForgetOwner("owner-4");
+  ASSERT_TRUE(repeat_owner.ok()) << repeat_owner.status();
+  EXPECT_EQ(repeat_owner->deletion_id, owner->deletion_id);
+
+  ASSERT_TRUE(engine->RunPendingRetrains(false).ok());
+  EXPECT_EQ(engine->GetDeletion(owner->deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(engine->GetDeletion(receipt->deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, deleted));
+  EXPECT_EQ(engine->GetModelStatus().active_samples, 120 - 8);
+}
+
+TEST_F(EngineTest, BadRequestsGetPreciseErrors) {
+  const ModelConfig config = TinyConfig(1);
+  auto engine = OpenEngine("m", config);
+  EXPECT_EQ(engine->Train().status().code(),
+            absl::StatusCode::kFailedPrecondition);  // no samples
+  EXPECT_EQ(engine->Predict(std::vector<float>(16, 0.f), 1).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // not trained
+  EXPECT_EQ(engine->DeleteSamples({}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->DeleteSamples({"bad\xff"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->DeleteSamples({"nobody"}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine->ForgetOwner("nobody").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine->GetDeletion("del-999").status().code(),
+            absl::StatusCode::kNotFound);
+
+  auto samples = TinySamples(40, 1);
+  samples[0].features.resize(5);  // wrong feature count
+  samples[1].label = kClasses;    // label out of range
+  auto ingest = engine->Ingest(samples);
+  ASSERT_TRUE(ingest.ok());
+  EXPECT_EQ(ingest->accepted, 38);
+  EXPECT_EQ(ingest->rejected.size(), 2u);
+
+  // Deleting before training is allowed (erasure cannot wait for a model)
+  // and completes at once with a note.
+  auto early = engine->DeleteSamples({"sample-1005"});
+  ASSERT_TRUE(early.ok()) << early.status();
+  EXPECT_EQ(early->stage, DeletionStage::kRestored);
+  EXPECT_FALSE(early->note.empty());
+
+  ASSERT_TRUE(engine->Train().ok());
+  EXPECT_EQ(engine->Predict(std::vector<float>(15, 0.f), 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Predict(std::vector<float>(16, 0.f), 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Re-ingesting a deleted id is refused: ids are never reused.
+  auto reingest = engine->Ingest({TinySamples(40, 1)[5]});
+  ASSERT_TRUE(reingest.ok());
+  EXPECT_EQ(reingest->accepted, 0);
+  EXPECT_EQ(reingest->rejected.size(), 1u);
+}
+
+TEST_F(EngineTest, ShardWithEveryPrefixCutIsDroppedNotFatal) {
+  ModelConfig config = TinyConfig(2);
+  config.sequences = 1;
+  auto engine = OpenEngine("m", config);
+  const auto samples = TinySamples(80, 2);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  auto plan = ShardingPlan::Create(config);
+  // Delete a sample from each shard's first slice: every shard is cut to 0.
+  std::vector<std::string> victims;
+  std::set<int> shards_hit;
+  for (const Sample& s : samples) {
+    const SliceRef where = plan->Assign(s.id);
+    if (where.slice == plan->orders()[0][0] &&
+        shards_hit.insert(where.shard).second) {
+      victims.push_back(s.id);
+    }
+  }
+  ASSERT_EQ(victims.size(), 2u);
+  auto receipt = engine->DeleteSamples({victims[0]});
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  // One shard still serves.
+  EXPECT_TRUE(engine->Predict(std::vector<float>(16, 0.f), 1).ok());
+  ASSERT_TRUE(engine->DeleteSamples({victims[1]}).ok());
+  auto none = engine->Predict(std::vector<float>(16, 0.f), 1);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
+  // A further deletion in a cut shard is still fine.
+  std::string another;
+  for (const Sample& s : samples) {
+    if (s.id != victims[0] && s.id != victims[1] &&
+        plan->Assign(s.id).shard == 0) {
+      another = s.id;
+      break;
+    }
+  }
+  ASSERT_TRUE(engine->DeleteSamples({another}).ok());
+  ASSERT_TRUE(engine->RunPendingRetrains(false).ok());
+  EXPECT_TRUE(engine->Predict(std::vector<float>(16, 0.f), 1).ok());
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples,
+                               {victims[0], victims[1], another}));
+}
+
+// Returns every file under `dir` whose bytes contain `needle`.
+std::vector<std::string> FilesContaining(const std::filesystem::path& dir,
+                                         const std::string& needle) {
+  std::vector<std::string> hits;
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    if (bytes.find(needle) != std::string::npos) {
+      hits.push_back(entry.path().string());
+    }
+  }
+  return hits;
+}
+
+TEST_F(EngineTest, PurgeDestroysPayloadAndStaleCheckpoints) {
+  const ModelConfig config = TinyConfig(5);
+  auto samples = TinySamples(120, 5);
+  auto engine = OpenEngine("m", config);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  const Sample& victim = samples[17];
+  const std::filesystem::path dir = root_ / "m";
+  ASSERT_FALSE(FilesContaining(dir, victim.features).empty())
+      << "the check must be able to see the payload before purging";
+
+  // Checkpoint files of the affected shard before the deletion.
+  std::set<std::string> before;
+  for (const auto& e :
+       std::filesystem::directory_iterator(engine->checkpoint_dir())) {
+    before.insert(e.path().filename().string());
+  }
+  auto receipt = engine->DeleteSamples({victim.id});
+  ASSERT_TRUE(receipt.ok());
+  EXPECT_THAT(FilesContaining(dir, victim.features), ::testing::IsEmpty());
+
+  std::set<std::string> after;
+  for (const auto& e :
+       std::filesystem::directory_iterator(engine->checkpoint_dir())) {
+    after.insert(e.path().filename().string());
+  }
+  // Every sequence of the shard lost the prefixes containing the slice.
+  int destroyed = 0;
+  for (const auto& a : receipt->affected) {
+    destroyed += a.valid_length_before - a.valid_length_after;
+  }
+  EXPECT_EQ(before.size() - after.size(), static_cast<size_t>(destroyed));
+  for (const std::string& key : after) EXPECT_TRUE(before.contains(key));
+}
+
+TEST_F(EngineTest, RestartFinishesPendingDeletion) {
+  const ModelConfig config = TinyConfig(9);
+  const auto samples = TinySamples(120, 9);
+  std::string deletion_id;
+  {
+    auto engine = OpenEngine("m", config);
+    ASSERT_TRUE(engine->Ingest(samples).ok());
+    ASSERT_TRUE(engine->Train().ok());
+    auto receipt = engine->DeleteSamples({"sample-1042"});
+    ASSERT_TRUE(receipt.ok());
+    deletion_id = receipt->deletion_id;
+    EXPECT_EQ(receipt->stage, DeletionStage::kPurged);
+  }  // closed before retraining
+  auto reopened = OpenEngine("m", config);
+  auto pending = reopened->GetDeletion(deletion_id);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_EQ(pending->stage, DeletionStage::kPurged);
+  ASSERT_TRUE(reopened->RunPendingRetrains(false).ok());
+  EXPECT_EQ(reopened->GetDeletion(deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(reopened->Fingerprint(),
+            ScratchFingerprint(config, samples, {"sample-1042"}));
+  // New deletion ids continue after the recovered ones.
+  auto next = reopened->DeleteSamples({"sample-1043"});
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(next->deletion_id, deletion_id);
+}
+
+TEST_F(EngineTest, ReopenWithDifferentConfigIsRefused) {
+  {
+    auto engine = OpenEngine("m", TinyConfig(1));
+    ASSERT_NE(engine, nullptr);
+  }
+  Engine::Options options;
+  options.data_dir = (root_ / "m").string();
+  options.config = TinyConfig(2);
+  EXPECT_EQ(Engine::Open(options).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  options.config.reset();  // the stored config is used
+  auto engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->config().seed, 1u);
+}
+
+TEST_F(EngineTest, BatchedPolicyWaitsForCount) {
+  ModelConfig config = TinyConfig(4);
+  config.retrain.mode = RetrainMode::kBatched;
+  config.retrain.window = absl::Hours(1);
+  config.retrain.max_batch = 2;
+  const auto samples = TinySamples(120, 4);
+  auto engine = OpenEngine("m", config);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  auto first = engine->DeleteSamples({"sample-1010"});
+  ASSERT_TRUE(first.ok());
+  auto none = engine->RunPendingRetrains(false);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->positions_trained, 0);  // window not over, count not met
+  EXPECT_EQ(engine->GetDeletion(first->deletion_id)->stage,
+            DeletionStage::kPurged);
+  auto second = engine->DeleteSamples({"sample-1020"});
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(engine->RunPendingRetrains(false).ok());
+  EXPECT_EQ(engine->GetDeletion(first->deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(engine->GetDeletion(second->deletion_id)->stage,
+            DeletionStage::kRestored);
+}
+
+TEST_F(EngineTest, BackgroundRetrainAndConcurrentDeletionsStayExact) {
+  const ModelConfig config = TinyConfig(11);
+  const auto samples = TinySamples(160, 11);
+  auto engine = OpenEngine("m", config, /*background=*/true);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  // Deletions race with initial training and with each other's retraining.
+  std::thread trainer([&] { EXPECT_TRUE(engine->Train().ok()); });
+  std::vector<std::string> ids;
+  std::set<std::string> deleted;
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = "sample-" + std::to_string(1003 + 17 * i);
+    auto receipt = engine->DeleteSamples({id});
+    ASSERT_TRUE(receipt.ok()) << receipt.status();
+    ids.push_back(receipt->deletion_id);
+    deleted.insert(id);
+  }
+  trainer.join();
+  for (const std::string& id : ids) {
+    ASSERT_TRUE(engine->WaitForRestored(id, absl::Minutes(5)).ok()) << id;
+  }
+  EXPECT_EQ(engine->GetModelStatus().missing_prefixes, 0);
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, deleted));
+}
+
+}  // namespace
+}  // namespace oubli::coordinator

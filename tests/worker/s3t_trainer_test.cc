@@ -1,1 +1,205 @@
+#include "worker/s3t_trainer.h"
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
 #include <gtest/gtest.h>
+
+#include "common/hash.h"
+#include "worker/safetensors.h"
+
+namespace oubli::worker {
+namespace {
+
+ModelConfig SmallConfig() {
+  ModelConfig c;
+  c.backbone.kind = BackboneKind::kMlp;
+  c.backbone.input_height = 4;
+  c.backbone.input_width = 4;
+  c.backbone.num_classes = 3;
+  c.backbone.mlp_hidden = {10, 10, 10, 10};
+  c.backbone.lora.rank = 2;
+  c.slices = 4;
+  c.train.epochs_per_position = 2;
+  c.train.batch_size = 4;
+  c.train.learning_rate = 1e-2;
+  return c;
+}
+
+PositionData RandomData(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Sample> samples;
+  for (int i = 0; i < n; ++i) {
+    Sample s;
+    s.id = "s" + std::to_string(i);
+    s.owner = "o";
+    s.label = static_cast<int>(rng() % 3);
+    s.features.resize(16);
+    for (char& c : s.features) c = static_cast<char>(rng() % 256);
+    samples.push_back(s);
+  }
+  return *MakePositionData(samples, 16);
+}
+
+std::map<std::string, torch::Tensor> Parse(const std::string& bytes) {
+  auto parsed = ParseSafetensors(bytes);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  return std::map<std::string, torch::Tensor>(parsed->begin(), parsed->end());
+}
+
+std::unique_ptr<S3tTrainer> MakeTrainer(const ModelConfig& config) {
+  auto base = LoadBaseState(config);
+  EXPECT_TRUE(base.ok()) << base.status();
+  auto trainer = S3tTrainer::Create(config, *base);
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  return *std::move(trainer);
+}
+
+TEST(SeededPermutationTest, IsAReproduciblePermutation) {
+  const auto a = SeededPermutation(100, 5);
+  EXPECT_EQ(a, SeededPermutation(100, 5));
+  EXPECT_NE(a, SeededPermutation(100, 6));
+  std::set<int64_t> values(a.begin(), a.end());
+  EXPECT_EQ(values.size(), 100u);
+  EXPECT_EQ(*values.begin(), 0);
+  EXPECT_EQ(*values.rbegin(), 99);
+  EXPECT_TRUE(SeededPermutation(0, 1).empty());
+}
+
+TEST(PositionSeedTest, SeparatesShardPrefixEpochAndPurpose) {
+  const std::vector<int> p = {0, 1};
+  const uint64_t seed = PositionSeed(1, "order", 0, p, 0);
+  EXPECT_NE(seed, PositionSeed(1, "order", 1, p, 0));
+  EXPECT_NE(seed, PositionSeed(1, "order", 0, std::vector<int>{1, 0}, 0));
+  EXPECT_NE(seed, PositionSeed(1, "order", 0, p, 1));
+  EXPECT_NE(seed, PositionSeed(1, "dropout", 0, p, 0));
+}
+
+TEST(S3tTrainerTest, TwoTrainersProduceIdenticalBytes) {
+  ModelConfig config = SmallConfig();
+  config.backbone.lora.dropout = 0.1;  // randomness must be seeded too
+  const PositionData data = RandomData(40, 1);
+  auto first = MakeTrainer(config);
+  auto second = MakeTrainer(config);
+  const std::vector<int> p1 = {2};
+  auto a = first->TrainPosition(0, p1, "", data, nullptr);
+  auto b = second->TrainPosition(0, p1, "", data, nullptr);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(Sha256Hex(*a), Sha256Hex(*b));
+  // The same trainer again (module reuse must not leak state).
+  auto c = first->TrainPosition(0, p1, "", data, nullptr);
+  EXPECT_EQ(Sha256Hex(*a), Sha256Hex(*c));
+  // Other data -> other bytes.
+  auto d = first->TrainPosition(0, p1, "", RandomData(40, 2), nullptr);
+  EXPECT_NE(Sha256Hex(*a), Sha256Hex(*d));
+  // Another shard -> other seeded adapters -> other bytes.
+  auto e = first->TrainPosition(1, p1, "", data, nullptr);
+  EXPECT_NE(Sha256Hex(*a), Sha256Hex(*e));
+}
+
+TEST(S3tTrainerTest, PositionTrainsOnlyItsGroupAndTheHead) {
+  const ModelConfig config = SmallConfig();
+  auto trainer = MakeTrainer(config);
+  const PositionData data = RandomData(40, 3);
+  const std::vector<int> p1 = {0}, p2 = {0, 1};
+  auto parent = trainer->TrainPosition(0, p1, "", data, nullptr);
+  ASSERT_TRUE(parent.ok());
+  auto child = trainer->TrainPosition(0, p2, *parent, data, nullptr);
+  ASSERT_TRUE(child.ok());
+  const auto before = Parse(*parent);
+  const auto after = Parse(*child);
+  ASSERT_EQ(before.size(), after.size());
+  // MLP layer_from_top 1 is hidden layer index 2 of 0..3 ("layers.2.").
+  std::set<std::string> changed;
+  for (const auto& [name, tensor] : before) {
+    if (!torch::equal(tensor, after.at(name))) changed.insert(name);
+  }
+  ASSERT_FALSE(changed.empty());
+  for (const std::string& name : changed) {
+    EXPECT_TRUE(name.rfind("head.", 0) == 0 ||
+                name.find(".2.") != std::string::npos ||
+                name.rfind("layers.2", 0) == 0)
+        << name << " changed at position 1";
+  }
+}
+
+TEST(S3tTrainerTest, RejectsInconsistentRequests) {
+  const ModelConfig config = SmallConfig();
+  auto trainer = MakeTrainer(config);
+  const PositionData data = RandomData(8, 1);
+  const std::vector<int> p2 = {0, 1}, p1 = {0}, p5 = {0, 1, 2, 3, 0};
+  EXPECT_EQ(trainer->TrainPosition(0, p2, "", data, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(trainer->TrainPosition(0, p1, "x", data, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(trainer->TrainPosition(0, p5, "", data, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(trainer->TrainPosition(0, p2, "garbage", data, nullptr).ok());
+  PositionData bad = data;
+  bad.labels = bad.labels + 5;  // out of range
+  EXPECT_EQ(trainer->TrainPosition(0, p1, "", bad, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(S3tTrainerTest, CancelledTrainingReturnsCancelled) {
+  auto trainer = MakeTrainer(SmallConfig());
+  const std::vector<int> p1 = {0};
+  auto result = trainer->TrainPosition(0, p1, "", RandomData(20, 1), nullptr,
+                                       [] { return true; });
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled);
+}
+
+TEST(S3tTrainerTest, EmptyUnionReturnsStartingState) {
+  auto trainer = MakeTrainer(SmallConfig());
+  const std::vector<int> p1 = {0};
+  auto empty = trainer->TrainPosition(0, p1, "", PositionData(), nullptr);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  auto trained =
+      trainer->TrainPosition(0, p1, "", RandomData(20, 1), nullptr);
+  ASSERT_TRUE(trained.ok());
+  EXPECT_NE(Sha256Hex(*empty), Sha256Hex(*trained));
+  // Starting state: B of every adapter is zero.
+  for (const auto& [name, tensor] : Parse(*empty)) {
+    if (name.find("lora_b") != std::string::npos) {
+      EXPECT_EQ(tensor.abs().sum().item<float>(), 0.0f) << name;
+    }
+  }
+}
+
+TEST(MakePositionDataTest, DecodesAndChecksWidth) {
+  Sample s{"a", "o", 2, FeatureType::kU8, std::string("\x00\xff", 2)};
+  auto data = MakePositionData({s}, 2);
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(data->features[0][1].item<float>(), 1.0f);
+  EXPECT_EQ(data->labels[0].item<int64_t>(), 2);
+  EXPECT_EQ(MakePositionData({s}, 3).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LoadBaseStateTest, SeededIsDeterministicAndFileIsChecked) {
+  ModelConfig config = SmallConfig();
+  auto a = LoadBaseState(config);
+  auto b = LoadBaseState(config);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*SerializeSafetensors(*a), *SerializeSafetensors(*b));
+
+  const std::string path = ::testing::TempDir() + "/base.safetensors";
+  ASSERT_TRUE(WriteSafetensorsFile(path, *a).ok());
+  config.base.source = path;
+  config.base.sha256 = std::string(64, '0');
+  EXPECT_EQ(LoadBaseState(config).status().code(),
+            absl::StatusCode::kDataLoss);
+  config.base.sha256.clear();
+  auto loaded = LoadBaseState(config);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*SerializeSafetensors(*loaded), *SerializeSafetensors(*a));
+  config.base.source = "/nonexistent/base.safetensors";
+  EXPECT_EQ(LoadBaseState(config).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace oubli::worker

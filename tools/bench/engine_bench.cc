@@ -1,6 +1,363 @@
+// Engine benchmarks on Fashion-MNIST: accuracy, unlearning and training
+// throughput. Each result is one JSON object on one stdout line.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "coordinator/engine.h"
+#include "coordinator/sharding_plan.h"
+#include "storage/datasets.h"
 #include "tools/bench/bench.h"
+#include "tools/workflow/fashion_mnist.h"
+#include "worker/determinism.h"
+#include "worker/model.h"
+#include "worker/s3t_trainer.h"
+
 namespace oubli::bench {
-int RunAccuracyBench(const std::vector<std::string>&) { return 1; }
-int RunUnlearnBench(const std::vector<std::string>&) { return 1; }
-int RunTrainBench(const std::vector<std::string>&) { return 1; }
+namespace {
+
+using coordinator::Engine;
+
+struct BenchFlags {
+  std::string dataset_dir = storage::kFashionMnistDir;
+  int64_t public_samples = 10000;
+  int64_t user_samples = 50000;
+  int64_t test_samples = 10000;
+  int epochs = 2;
+  int pretrain_epochs = 3;
+  int deletions = 200;
+  int retrain_deletions = 3;
+  int training_threads = 2;
+};
+
+// --key=value arguments; unknown keys are an error (exit code 2).
+bool ParseFlags(const std::vector<std::string>& args, BenchFlags* flags) {
+  std::map<std::string, std::function<bool(const std::string&)>> setters = {
+      {"dataset_dir",
+       [&](const std::string& v) { return !(flags->dataset_dir = v).empty(); }},
+      {"public_samples",
+       [&](const std::string& v) { return absl::SimpleAtoi(v, &flags->public_samples); }},
+      {"user_samples",
+       [&](const std::string& v) { return absl::SimpleAtoi(v, &flags->user_samples); }},
+      {"test_samples",
+       [&](const std::string& v) { return absl::SimpleAtoi(v, &flags->test_samples); }},
+      {"epochs", [&](const std::string& v) { return absl::SimpleAtoi(v, &flags->epochs); }},
+      {"pretrain_epochs",
+       [&](const std::string& v) { return absl::SimpleAtoi(v, &flags->pretrain_epochs); }},
+      {"deletions",
+       [&](const std::string& v) { return absl::SimpleAtoi(v, &flags->deletions); }},
+      {"retrain_deletions",
+       [&](const std::string& v) { return absl::SimpleAtoi(v, &flags->retrain_deletions); }},
+      {"training_threads",
+       [&](const std::string& v) { return absl::SimpleAtoi(v, &flags->training_threads); }},
+  };
+  for (const std::string& arg : args) {
+    const size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
+      std::fprintf(stderr, "expected --key=value, got '%s'\n", arg.c_str());
+      return false;
+    }
+    const std::string key = arg.substr(2, eq - 2);
+    auto it = setters.find(key);
+    if (it == setters.end() || !it->second(arg.substr(eq + 1))) {
+      std::fprintf(stderr, "bad or unknown argument '%s'\n", arg.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "oubli-bench: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+// A scratch directory removed when the benchmark ends.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name)
+      : path_((std::filesystem::temp_directory_path() /
+               absl::StrCat("oubli-bench-", name, "-", getpid()))
+                  .string()) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct Prepared {
+  tools::FashionMnistSplits splits;
+  ModelConfig base_config;  // base weights pretrained and recorded
+};
+
+absl::StatusOr<Prepared> Prepare(const BenchFlags& flags,
+                                 const TempDir& dir) {
+  Prepared prepared;
+  OUBLI_ASSIGN_OR_RETURN(
+      prepared.splits,
+      tools::LoadFashionMnistSplits(flags.dataset_dir, flags.public_samples,
+                                    flags.user_samples, flags.test_samples));
+  prepared.base_config = tools::DemoConfig(1, 1, 1, flags.epochs);
+  OUBLI_RETURN_IF_ERROR(tools::PretrainBaseToFile(
+      prepared.splits.public_split, flags.pretrain_epochs,
+      dir.path() + "/base.safetensors", &prepared.base_config));
+  return prepared;
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> TrainedEngine(
+    const BenchFlags& flags, const Prepared& prepared, ModelConfig config,
+    const std::string& data_dir, coordinator::TrainSummary* summary) {
+  config.base = prepared.base_config.base;
+  Engine::Options options;
+  options.data_dir = data_dir;
+  options.config = config;
+  options.training_threads = flags.training_threads;
+  options.background_retrain = false;
+  OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Open(options));
+  OUBLI_RETURN_IF_ERROR(engine->Ingest(prepared.splits.user_data).status());
+  OUBLI_ASSIGN_OR_RETURN(*summary, engine->Train());
+  return engine;
+}
+
+double Percentile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  const size_t index = std::min(
+      values.size() - 1, static_cast<size_t>(q * (values.size() - 1) + 0.5));
+  return values[index];
+}
+
+}  // namespace
+
+int RunAccuracyBench(const std::vector<std::string>& args) {
+  BenchFlags flags;
+  if (!ParseFlags(args, &flags)) return 2;
+  TempDir dir("accuracy");
+  absl::StatusOr<Prepared> prepared = Prepare(flags, dir);
+  if (!prepared.ok()) return Fail(prepared.status());
+
+  struct Variant {
+    const char* name;
+    int shards, slices, sequences;
+  };
+  const Variant variants[] = {{"monolithic", 1, 1, 1},
+                              {"s3t", 1, 4, 2},
+                              {"s3t", 4, 4, 2},
+                              {"s3t", 8, 4, 2}};
+  for (const Variant& v : variants) {
+    coordinator::TrainSummary summary;
+    auto engine = TrainedEngine(
+        flags, *prepared,
+        tools::DemoConfig(v.shards, v.slices, v.sequences, flags.epochs),
+        absl::StrCat(dir.path(), "/", v.name, "-", v.shards), &summary);
+    if (!engine.ok()) return Fail(engine.status());
+    auto accuracy = tools::Accuracy(**engine, prepared->splits.test);
+    if (!accuracy.ok()) return Fail(accuracy.status());
+    std::printf(
+        "{\"bench\":\"accuracy\",\"variant\":\"%s\",\"shards\":%d,"
+        "\"slices\":%d,\"sequences\":%d,\"epochs_per_position\":%d,"
+        "\"train_samples\":%zu,\"test_samples\":%zu,\"accuracy\":%.4f,"
+        "\"sample_visits\":%lld,\"train_seconds\":%.2f}\n",
+        v.name, v.shards, v.slices, v.sequences, flags.epochs,
+        prepared->splits.user_data.size(), prepared->splits.test.size(),
+        *accuracy, static_cast<long long>(summary.samples),
+        absl::ToDoubleSeconds(summary.elapsed));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+int RunUnlearnBench(const std::vector<std::string>& args) {
+  BenchFlags flags;
+  flags.user_samples = 20000;
+  if (!ParseFlags(args, &flags)) return 2;
+  TempDir dir("unlearn");
+  absl::StatusOr<Prepared> prepared = Prepare(flags, dir);
+  if (!prepared.ok()) return Fail(prepared.status());
+  const ModelConfig config = tools::DemoConfig(4, 4, 2, flags.epochs);
+  std::mt19937_64 rng(42);
+  auto random_sample_ids = [&](int count) {
+    std::vector<std::string> ids;
+    std::vector<Sample> pool = prepared->splits.user_data;
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int i = 0; i < count && i < static_cast<int>(pool.size()); ++i) {
+      ids.push_back(pool[i].id);
+    }
+    return ids;
+  };
+
+  // 1. Retraining after single deletions vs. full retraining.
+  coordinator::TrainSummary full;
+  auto engine =
+      TrainedEngine(flags, *prepared, config, dir.path() + "/retrain", &full);
+  if (!engine.ok()) return Fail(engine.status());
+  std::vector<double> retrain_seconds, retrain_visits;
+  for (const std::string& id : random_sample_ids(flags.retrain_deletions)) {
+    auto receipt = (*engine)->DeleteSamples({id});
+    if (!receipt.ok()) return Fail(receipt.status());
+    auto retrain = (*engine)->RunPendingRetrains(/*ignore_policy=*/true);
+    if (!retrain.ok()) return Fail(retrain.status());
+    retrain_seconds.push_back(absl::ToDoubleSeconds(retrain->elapsed));
+    retrain_visits.push_back(static_cast<double>(retrain->samples));
+  }
+  auto plan = coordinator::ShardingPlan::Create(config);
+  if (!plan.ok()) return Fail(plan.status());
+  const double theoretical = coordinator::TheoreticalUnlearnSpeedup(
+      config.shards, plan->orders(), config.slices);
+  double mean_seconds = 0, mean_visits = 0;
+  for (size_t i = 0; i < retrain_seconds.size(); ++i) {
+    mean_seconds += retrain_seconds[i] / retrain_seconds.size();
+    mean_visits += retrain_visits[i] / retrain_visits.size();
+  }
+  const double full_seconds = absl::ToDoubleSeconds(full.elapsed);
+  const double measured = full_seconds / mean_seconds;
+  std::printf(
+      "{\"bench\":\"unlearn_retrain\",\"shards\":%d,\"slices\":%d,"
+      "\"sequences\":%d,\"train_samples\":%zu,\"deletions\":%zu,"
+      "\"full_train_seconds\":%.3f,\"mean_retrain_seconds\":%.3f,"
+      "\"retrain_seconds\":[%s],\"full_sample_visits\":%lld,"
+      "\"mean_retrain_sample_visits\":%.0f,\"measured_speedup\":%.3f,"
+      "\"visit_speedup\":%.3f,\"theoretical_speedup\":%.3f,"
+      "\"measured_vs_theoretical\":%.3f,\"training_threads\":%d}\n",
+      config.shards, config.slices, config.sequences,
+      prepared->splits.user_data.size(), retrain_seconds.size(), full_seconds,
+      mean_seconds, absl::StrJoin(retrain_seconds, ","),
+      static_cast<long long>(full.samples), mean_visits, measured,
+      full.samples / mean_visits, theoretical, measured / theoretical,
+      flags.training_threads);
+  std::fflush(stdout);
+
+  // 2. Deactivation latency: request sent -> served ensemble switched
+  // (FORGOTTEN), no training. Retraining stays off so the shards shrink as
+  // they would under a burst of deletions.
+  std::vector<double> forget_ms, ack_ms, purge_ms;
+  for (const std::string& id : random_sample_ids(flags.deletions)) {
+    const absl::Time sent = absl::Now();
+    auto receipt = (*engine)->DeleteSamples({id});
+    if (!receipt.ok()) {
+      if (absl::IsNotFound(receipt.status())) continue;
+      return Fail(receipt.status());
+    }
+    if (receipt->resolved_ids.empty()) continue;  // deleted earlier
+    ack_ms.push_back(absl::ToDoubleMilliseconds(receipt->accepted_at - sent));
+    forget_ms.push_back(
+        absl::ToDoubleMilliseconds(receipt->forgotten_at - sent));
+    purge_ms.push_back(absl::ToDoubleMilliseconds(receipt->purged_at - sent));
+  }
+  if (forget_ms.empty()) return Fail(absl::InternalError("no deletions ran"));
+  std::printf(
+      "{\"bench\":\"unlearn_deactivation\",\"deletions\":%zu,"
+      "\"accepted_ms_p50\":%.3f,\"accepted_ms_p99\":%.3f,"
+      "\"forgotten_ms_p50\":%.3f,\"forgotten_ms_p99\":%.3f,"
+      "\"purged_ms_p50\":%.3f,\"purged_ms_p99\":%.3f,"
+      "\"served_shards_left\":%d}\n",
+      forget_ms.size(), Percentile(ack_ms, 0.5), Percentile(ack_ms, 0.99),
+      Percentile(forget_ms, 0.5), Percentile(forget_ms, 0.99),
+      Percentile(purge_ms, 0.5), Percentile(purge_ms, 0.99),
+      static_cast<int>(std::count_if(
+          (*engine)->GetModelStatus().shards.begin(),
+          (*engine)->GetModelStatus().shards.end(),
+          [](const coordinator::ShardStatus& s) { return s.served.served; })));
+  return 0;
+}
+
+int RunTrainBench(const std::vector<std::string>& args) {
+  BenchFlags flags;
+  flags.user_samples = 10000;
+  flags.public_samples = 0;
+  if (!ParseFlags(args, &flags)) return 2;
+  auto user = storage::LoadFashionMnist(flags.dataset_dir, "train",
+                                        flags.public_samples,
+                                        flags.user_samples);
+  if (!user.ok()) return Fail(user.status());
+  ModelConfig config = tools::DemoConfig(1, 4, 1, flags.epochs);
+  auto data = worker::MakePositionData(*user, config.backbone.InputSize());
+  if (!data.ok()) return Fail(data.status());
+  auto base = worker::LoadBaseState(config);
+  if (!base.ok()) return Fail(base.status());
+  auto trainer = worker::S3tTrainer::Create(config, *base);
+  if (!trainer.ok()) return Fail(trainer.status());
+  const std::vector<int> prefix = {0};
+
+  // The same model, optimizer and batches with nothing of ours around them.
+  auto bare_loop = [&]() -> absl::StatusOr<double> {
+    worker::PinThreads(config.determinism);
+    OUBLI_ASSIGN_OR_RETURN(
+        std::shared_ptr<worker::AdapterClassifier> model,
+        worker::BuildClassifier(config.backbone,
+                                DeriveSeed(config.seed, "base", {})));
+    OUBLI_RETURN_IF_ERROR(model->LoadBaseState(*base));
+    model->InitAdapters(DeriveSeed(config.seed, "adapters", {0}));
+    std::vector<torch::Tensor> params;
+    const auto groups =
+        worker::AdapterGroups(model->num_adapter_layers(), config.slices);
+    for (int layer : groups[0]) {
+      for (auto& t : model->AdapterParameters(layer)) params.push_back(t);
+    }
+    for (auto& t : model->HeadParameters()) params.push_back(t);
+    model->FreezeAllExcept(params);
+    model->train();
+    torch::optim::Adam optimizer(
+        params, torch::optim::AdamOptions(config.train.learning_rate));
+    const int64_t n = data->size();
+    const absl::Time start = absl::Now();
+    for (int epoch = 0; epoch < config.train.epochs_per_position; ++epoch) {
+      std::vector<int64_t> order = worker::SeededPermutation(
+          n, worker::PositionSeed(config.seed, "order", 0, prefix, epoch));
+      torch::Tensor index = torch::tensor(order, torch::kInt64);
+      for (int64_t b = 0; b < n; b += config.train.batch_size) {
+        torch::Tensor rows =
+            index.slice(0, b, std::min(n, b + config.train.batch_size));
+        optimizer.zero_grad();
+        torch::Tensor loss = torch::nn::functional::cross_entropy(
+            model->forward(data->features.index_select(0, rows)),
+            data->labels.index_select(0, rows));
+        loss.backward();
+        optimizer.step();
+      }
+    }
+    return n * config.train.epochs_per_position /
+           absl::ToDoubleSeconds(absl::Now() - start);
+  };
+  auto ours = [&]() -> absl::StatusOr<double> {
+    worker::TrainStats stats;
+    const absl::Time start = absl::Now();
+    OUBLI_RETURN_IF_ERROR(
+        (*trainer)->TrainPosition(0, prefix, "", *data, &stats).status());
+    return stats.samples / absl::ToDoubleSeconds(absl::Now() - start);
+  };
+  // Interleaved rounds; best of each, since the machine is noisy.
+  double best_ours = 0, best_bare = 0;
+  for (int round = 0; round < 3; ++round) {
+    auto bare = bare_loop();
+    if (!bare.ok()) return Fail(bare.status());
+    auto trained = ours();
+    if (!trained.ok()) return Fail(trained.status());
+    best_bare = std::max(best_bare, *bare);
+    best_ours = std::max(best_ours, *trained);
+  }
+  std::printf(
+      "{\"bench\":\"train\",\"samples\":%lld,\"epochs\":%d,\"batch_size\":%d,"
+      "\"trainer_samples_per_s\":%.0f,\"bare_libtorch_samples_per_s\":%.0f,"
+      "\"overhead\":%.4f,\"threads\":\"%s\"}\n",
+      static_cast<long long>(data->size()), config.train.epochs_per_position,
+      config.train.batch_size, best_ours, best_bare,
+      1.0 - best_ours / best_bare, worker::DescribeThreads().c_str());
+  return 0;
+}
+
 }  // namespace oubli::bench

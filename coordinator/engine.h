@@ -1,0 +1,183 @@
+// The in-process oubli engine: one model's lineage store, sharding plan,
+// S3T training, served ensemble and deletion pipeline.
+//
+// Deletion stages (each timestamped in the durable deletion log):
+//   ACCEPTED   the request is fsynced and the samples are out of every index
+//   FORGOTTEN  every sequence of an affected shard is cut before the affected
+//              slice and the served ensemble switched: no training involved
+//   PURGED     sample payloads and every checkpoint containing them destroyed
+//   RESTORED   the cut prefixes are retrained (background, per policy)
+//
+// Checkpoints are content addressed (see PrefixKey), so validity is derived,
+// not tracked: a prefix is valid iff its current key has a checkpoint.
+//
+// Thread-safe. Torch stays out of this header.
+#ifndef OUBLI_COORDINATOR_ENGINE_H_
+#define OUBLI_COORDINATOR_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/config.h"
+#include "common/types.h"
+#include "storage/lineage_store.h"
+
+namespace oubli::coordinator {
+
+enum class DeletionStage { kAccepted, kForgotten, kPurged, kRestored };
+const char* DeletionStageName(DeletionStage stage);
+
+struct AffectedPrefix {
+  int shard = 0;
+  int slice = 0;
+  int sequence = 0;
+  int valid_length_before = 0;  // prefix length served/valid before
+  int valid_length_after = 0;   // cut to this length
+};
+
+struct DeletionReceipt {
+  std::string deletion_id;  // empty for a no-op request
+  std::string owner;        // ForgetOwner only
+  std::vector<std::string> resolved_ids;
+  std::vector<std::string> unknown_ids;  // NOT_FOUND, listed not fatal
+  std::vector<std::pair<std::string, std::string>> already_deleted;  // id, by
+  std::vector<int> affected_shards;
+  std::vector<AffectedPrefix> affected;
+  DeletionStage stage = DeletionStage::kAccepted;
+  // absl::InfinitePast() until reached.
+  absl::Time accepted_at = absl::InfinitePast();
+  absl::Time forgotten_at = absl::InfinitePast();
+  absl::Time purged_at = absl::InfinitePast();
+  absl::Time restored_at = absl::InfinitePast();
+  // Model fingerprints (SHA-256 over served adapter tensors).
+  std::string fingerprint_before;
+  std::string fingerprint_forgotten;
+  std::string fingerprint_restored;
+  std::string note;  // e.g. why there is nothing to retrain
+};
+
+struct ServedShard {
+  int shard = 0;
+  bool served = false;  // false: no valid prefix, dropped from the ensemble
+  int sequence = -1;
+  std::vector<int> prefix;  // slice order of the served prefix
+  std::string key;          // its checkpoint key
+  int64_t samples = 0;      // active samples in the shard
+};
+
+struct Prediction {
+  int64_t rows = 0;
+  int64_t classes = 0;
+  std::vector<float> probabilities;  // rows x classes, row-major
+  std::string fingerprint;
+  std::vector<ServedShard> served;
+};
+
+struct SequenceStatus {
+  std::vector<int> order;
+  int valid_length = 0;
+};
+
+struct ShardStatus {
+  ServedShard served;
+  std::vector<SequenceStatus> sequences;
+};
+
+struct ModelStatus {
+  ModelConfig config;
+  bool training_requested = false;
+  int64_t active_samples = 0;
+  std::string fingerprint;
+  std::vector<ShardStatus> shards;
+  int missing_prefixes = 0;       // current prefixes without a checkpoint
+  int pending_deletions = 0;      // purged, not yet restored
+  std::string threads;            // pinned thread settings
+};
+
+struct VerifyReport {
+  bool restored = false;  // every shard served at full length
+  bool match = false;     // served checkpoints == from-scratch, bitwise
+  std::string served_fingerprint;
+  std::string scratch_fingerprint;
+  std::vector<std::pair<int, bool>> shard_matches;
+  absl::Duration elapsed;
+};
+
+struct TrainSummary {
+  int positions_trained = 0;
+  int64_t samples = 0;  // sample-visits
+  int64_t steps = 0;
+  absl::Duration elapsed;
+};
+
+class Engine {
+ public:
+  struct Options {
+    std::string data_dir;
+    // Required for a new data dir; for an existing one it must match the
+    // stored config's weight-determining part (or be absent).
+    std::optional<ModelConfig> config;
+    int training_threads = 1;
+    // Off in tests that drive retraining by hand via RunPendingRetrains().
+    bool background_retrain = true;
+  };
+
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const ModelConfig& config() const;
+
+  // Assigns each sample to (shard, slice) and stores it. Samples whose
+  // feature count or label do not fit the model are rejected with reasons.
+  absl::StatusOr<storage::IngestResult> Ingest(absl::Span<const Sample> samples);
+
+  // Trains every prefix of every sequence that lacks a checkpoint, blocking
+  // until done. Idempotent: existing prefixes are reused.
+  absl::StatusOr<TrainSummary> Train();
+
+  // inputs: rows x input_size floats, row-major.
+  absl::StatusOr<Prediction> Predict(absl::Span<const float> inputs,
+                                     int64_t rows);
+
+  absl::StatusOr<DeletionReceipt> DeleteSamples(
+      absl::Span<const std::string> sample_ids);
+  absl::StatusOr<DeletionReceipt> ForgetOwner(absl::string_view owner);
+  absl::StatusOr<DeletionReceipt> GetDeletion(absl::string_view deletion_id);
+
+  // Blocks until the deletion is RESTORED (DeadlineExceeded otherwise).
+  absl::Status WaitForRestored(absl::string_view deletion_id,
+                               absl::Duration timeout);
+  // Runs due retrains in the calling thread (any policy window ignored when
+  // `ignore_policy`). For tests and tools with background_retrain off.
+  absl::StatusOr<TrainSummary> RunPendingRetrains(bool ignore_policy);
+
+  // Trains the served prefixes from scratch on the retained data, in memory,
+  // and compares them bitwise with what is served.
+  absl::StatusOr<VerifyReport> Verify();
+
+  ModelStatus GetModelStatus();
+  std::string Fingerprint();
+
+  // Where the lineage DB and the checkpoints live (tests check erasure).
+  std::string lineage_dir() const;
+  std::string checkpoint_dir() const;
+
+ private:
+  struct State;
+  explicit Engine(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace oubli::coordinator
+
+#endif  // OUBLI_COORDINATOR_ENGINE_H_

@@ -1,0 +1,25 @@
+// Thread pinning for bitwise-reproducible training.
+//
+// Float reductions are reordered by a different intra-op thread count, in
+// torch's own kernels and inside OpenBLAS, so both are pinned. OpenMP thread
+// counts are per calling thread, so every thread that runs torch ops calls
+// PinThreads before it does.
+#ifndef OUBLI_WORKER_DETERMINISM_H_
+#define OUBLI_WORKER_DETERMINISM_H_
+
+#include <string>
+
+#include "common/config.h"
+
+namespace oubli::worker {
+
+// Sets torch intra-op threads and OpenBLAS threads (when OpenBLAS is the
+// loaded BLAS; found at run time so other BLAS builds still work).
+void PinThreads(const DeterminismConfig& config);
+
+// "torch_threads=1 blas=openblas(1)" etc., for logs and receipts.
+std::string DescribeThreads();
+
+}  // namespace oubli::worker
+
+#endif  // OUBLI_WORKER_DETERMINISM_H_
