@@ -539,33 +539,35 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(
 }
 
 void Engine::State::BackgroundLoop() {
+  // Each loop takes one due shard at a time, so `training_threads` loops
+  // train that many shards in parallel.
   while (true) {
-    std::vector<int> due;
+    int shard = -1;
     {
       absl::MutexLock lock(&mu);
       while (!stopping) {
         const absl::Time now = absl::Now();
         absl::Time earliest = absl::InfiniteFuture();
-        for (const auto& [shard, when] : retrain_due) {
-          if (shards[shard].in_training) continue;
+        for (const auto& [s, when] : retrain_due) {
+          if (shards[s].in_training) continue;
           if (when <= now) {
-            due.push_back(shard);
-          } else {
-            earliest = std::min(earliest, when);
+            shard = s;
+            break;
           }
+          earliest = std::min(earliest, when);
         }
-        if (!due.empty()) break;
+        if (shard >= 0) break;
         work_cv.WaitWithDeadline(&mu, earliest);
       }
       if (stopping) return;
     }
-    absl::StatusOr<TrainSummary> result = TrainShards(due, 1);
+    absl::StatusOr<TrainSummary> result = TrainShards({shard}, 1);
     if (!result.ok() && !absl::IsCancelled(result.status())) {
-      std::fprintf(stderr, "oubli: background retrain failed: %s\n",
-                   result.status().ToString().c_str());
+      std::fprintf(stderr, "oubli: background retrain of shard %d failed: %s\n",
+                   shard, result.status().ToString().c_str());
       absl::MutexLock lock(&mu);
       // Try again later rather than spin on a persistent error.
-      for (int s : due) retrain_due[s] = absl::Now() + absl::Seconds(5);
+      retrain_due[shard] = absl::Now() + absl::Seconds(5);
     }
   }
 }

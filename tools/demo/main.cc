@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -25,7 +26,8 @@ ABSL_FLAG(std::string, data_dir, "",
           "engine data dir (default: a fresh temp dir, removed at exit)");
 ABSL_FLAG(int64_t, public_samples, 10000,
           "train[0, N) is the public pretraining split");
-ABSL_FLAG(int64_t, user_samples, 20000, "user samples after the public split");
+ABSL_FLAG(int64_t, user_samples, -1,
+          "user samples after the public split (-1: the rest, 50000)");
 ABSL_FLAG(int64_t, test_samples, 10000, "test samples for accuracy");
 ABSL_FLAG(int, shards, 4, "S");
 ABSL_FLAG(int, slices, 4, "L");
@@ -33,7 +35,8 @@ ABSL_FLAG(int, sequences, 2, "B");
 ABSL_FLAG(int, epochs, 2, "epochs per S3T position");
 ABSL_FLAG(int, pretrain_epochs, 3, "epochs of base pretraining");
 ABSL_FLAG(int, training_threads, 2, "shards trained in parallel");
-ABSL_FLAG(std::string, forget_owner, "owner-42", "owner to forget");
+ABSL_FLAG(std::string, forget_owner, "",
+          "owner to forget (default: the owner of the first user sample)");
 
 namespace {
 
@@ -61,15 +64,30 @@ std::string Accuracy(oubli::coordinator::Engine& engine,
 void PrintReceipt(const DeletionReceipt& r) {
   std::printf("  deletion id      %s\n", r.deletion_id.c_str());
   std::printf("  owner            %s\n", r.owner.c_str());
-  std::printf("  resolved samples %zu: %s\n", r.resolved_ids.size(),
-              absl::StrJoin(r.resolved_ids, " ").c_str());
+  std::printf("  resolved samples %zu: %s%s\n", r.resolved_ids.size(),
+              absl::StrJoin(r.resolved_ids.begin(),
+                            r.resolved_ids.begin() +
+                                std::min<size_t>(r.resolved_ids.size(), 4),
+                            " ")
+                  .c_str(),
+              r.resolved_ids.size() > 4 ? " ..." : "");
   std::printf("  affected shards  %s\n",
               absl::StrJoin(r.affected_shards, ",").c_str());
-  std::printf("  cut sequences    %zu (shard/slice/sequence: length before->after)\n",
-              r.affected.size());
+  // One line per shard: each sequence's valid prefix length before->after.
+  std::map<int, std::map<int, std::pair<int, int>>> cuts;
   for (const auto& a : r.affected) {
-    std::printf("    %d/%d/%d: %d->%d\n", a.shard, a.slice, a.sequence,
-                a.valid_length_before, a.valid_length_after);
+    auto [it, inserted] = cuts[a.shard].emplace(
+        a.sequence, std::make_pair(a.valid_length_before, a.valid_length_after));
+    if (!inserted) it->second.second = std::min(it->second.second,
+                                                a.valid_length_after);
+  }
+  for (const auto& [shard, sequences] : cuts) {
+    std::string line;
+    for (const auto& [sequence, lengths] : sequences) {
+      absl::StrAppend(&line, " seq", sequence, ":", lengths.first, "->",
+                      lengths.second);
+    }
+    std::printf("  shard %d cut     %s\n", shard, line.c_str());
   }
   std::printf("  stage            %s\n", DeletionStageName(r.stage));
   auto since = [&](absl::Time t) {
@@ -92,6 +110,7 @@ void PrintReceipt(const DeletionReceipt& r) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // keep order with stderr
   std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   const bool temp_dir = data_dir.empty();
   if (temp_dir) {
@@ -162,7 +181,8 @@ int main(int argc, char** argv) {
   std::printf("  test accuracy: %s\n",
               Accuracy(**engine, splits->test).c_str());
 
-  const std::string owner = absl::GetFlag(FLAGS_forget_owner);
+  std::string owner = absl::GetFlag(FLAGS_forget_owner);
+  if (owner.empty()) owner = splits->user_data.front().owner;
   Step("Forgetting " + owner);
   auto receipt = (*engine)->ForgetOwner(owner);
   if (!receipt.ok()) return Fail(receipt.status());
