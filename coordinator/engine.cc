@@ -65,6 +65,7 @@ struct ShardState {
   ServedModel served;
   int64_t samples = 0;
   bool in_training = false;  // claimed by a training loop
+  bool needs_reload = false;  // blanked after a failed reload
   // Generation of the in-flight position, if any (see WaitForStaleTraining).
   std::optional<uint64_t> in_flight_generation;
 };
@@ -151,7 +152,10 @@ struct Engine::State {
   State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan)
       : options(std::move(opts)),
         config(std::move(cfg)),
-        config_fingerprint(ConfigFingerprint(config)),
+        config_fingerprint(Sha256()
+                               .AddField(ConfigFingerprint(config))
+                               .AddField(worker::NumericEnvironment())
+                               .FinishHex()),
         plan(std::move(sharding_plan)),
         generations(new std::atomic<uint64_t>[config.shards]) {
     for (int s = 0; s < config.shards; ++s) generations[s] = 0;
@@ -159,6 +163,8 @@ struct Engine::State {
 
   const Options options;
   const ModelConfig config;
+  // Names the weights a config produces here: the config's fingerprint plus
+  // the numeric environment (library versions, CPU kernels).
   const std::string config_fingerprint;
   const ShardingPlan plan;
   NamedTensors base_state;  // immutable after Open
@@ -184,17 +190,39 @@ struct Engine::State {
   std::atomic<bool> stop_requested{false};
   std::vector<std::thread> background;
 
+  bool retrain_enabled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return training_requested;
+  }
+
   // ---- shard state (all require mu)
   absl::StatusOr<SliceData> LoadSlice(int shard, int slice);
   absl::Status LoadShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void RecomputeKeysAndValidity(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  absl::Status UpdateServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Serves the shard's longest valid prefix; drops unloadable checkpoints.
+  void UpdateServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   bool ShardComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   std::string FingerprintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   ServedShard DescribeServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   PositionData PrefixData(int shard, absl::Span<const int> order)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  absl::Status CollectGarbageCheckpoints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Non-current checkpoint keys on disk, dropped from stored_keys; the
+  // caller destroys them (DestroyCheckpoints) without holding mu.
+  absl::StatusOr<std::vector<std::string>> TakeGarbageCheckpoints()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  absl::Status DestroyCheckpoints(const std::vector<std::string>& keys);
+  // PURGED: waits out stale training, purges payloads, destroys every
+  // checkpoint that held them; stamps the record. Takes mu itself.
+  absl::Status FinishPurge(DeletionRecord& record);
+  void RetryUnfinishedPurges();
+  bool HasUnfinishedPurges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // FORGOTTEN for one deletion: fail-closed, see the definition.
+  void Deactivate(
+      const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
+      const std::set<int>& affected, DeletionRecord* record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void ReloadOrBlankShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void ScheduleRetrain(const std::set<int>& shards)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void MarkRestoredDeletions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void WaitForStaleTraining(const std::set<int>& shards)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -212,6 +240,8 @@ struct Engine::State {
                                          std::vector<std::string> requested)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(deletion_mu);
   absl::Status PersistRecord(const DeletionRecord& record);
+  // The live (pending) or stored record of a deletion.
+  absl::StatusOr<DeletionRecord> LoadRecord(absl::string_view deletion_id);
 };
 
 // ---------------------------------------------------------------- shards
@@ -243,7 +273,8 @@ absl::Status Engine::State::LoadShard(int shard) {
     state.samples += static_cast<int64_t>(state.slices[slice].ids.size());
   }
   RecomputeKeysAndValidity(shard);
-  return UpdateServed(shard);
+  UpdateServed(shard);
+  return absl::OkStatus();
 }
 
 void Engine::State::RecomputeKeysAndValidity(int shard) {
@@ -266,36 +297,50 @@ void Engine::State::RecomputeKeysAndValidity(int shard) {
   }
 }
 
-absl::Status Engine::State::UpdateServed(int shard) {
+void Engine::State::UpdateServed(int shard) {
   ShardState& state = shards[shard];
-  int best_sequence = -1;
-  int best_length = 0;
-  for (size_t b = 0; b < state.valid_length.size(); ++b) {
-    if (state.valid_length[b] > best_length) {
-      best_length = state.valid_length[b];
-      best_sequence = static_cast<int>(b);
+  // Each failed load drops one key from stored_keys, so this terminates.
+  while (true) {
+    int best_sequence = -1;
+    int best_length = 0;
+    for (size_t b = 0; b < state.valid_length.size(); ++b) {
+      if (state.valid_length[b] > best_length) {
+        best_length = state.valid_length[b];
+        best_sequence = static_cast<int>(b);
+      }
     }
+    // A shard with no data, or no trained prefix, would only add noise.
+    if (best_length == 0 || state.samples == 0) {
+      state.served = ServedModel();
+      return;
+    }
+    const std::string key = state.keys[best_sequence][best_length - 1];
+    if (state.served.key == key) {
+      state.served.sequence = best_sequence;
+      return;
+    }
+    absl::StatusOr<std::string> bytes = checkpoints->Get(key);
+    absl::StatusOr<std::shared_ptr<const worker::ShardModel>> model =
+        bytes.ok() ? worker::ShardModel::Create(config, base_state, *bytes)
+                   : bytes.status();
+    if (model.ok()) {
+      state.served.sequence = best_sequence;
+      state.served.length = best_length;
+      state.served.key = key;
+      state.served.checkpoint_sha256 = Sha256Hex(*bytes);
+      state.served.model = *std::move(model);
+      return;
+    }
+    // Missing or corrupt: forget it so the prefix is retrained, and serve
+    // the next best one meanwhile.
+    std::fprintf(stderr,
+                 "oubli: dropping unusable checkpoint %s of shard %d: %s\n",
+                 key.c_str(), shard, model.status().ToString().c_str());
+    stored_keys.erase(key);
+    (void)checkpoints->Destroy(key);  // GC retries if this fails
+    RecomputeKeysAndValidity(shard);
+    if (retrain_enabled()) retrain_due.emplace(shard, absl::Now());
   }
-  // A shard with no data, or no trained prefix, would only add noise.
-  if (best_length == 0 || state.samples == 0) {
-    state.served = ServedModel();
-    return absl::OkStatus();
-  }
-  const std::string& key = state.keys[best_sequence][best_length - 1];
-  if (state.served.key == key) {
-    state.served.sequence = best_sequence;
-    return absl::OkStatus();
-  }
-  OUBLI_ASSIGN_OR_RETURN(std::string bytes, checkpoints->Get(key));
-  OUBLI_ASSIGN_OR_RETURN(
-      std::shared_ptr<const worker::ShardModel> model,
-      worker::ShardModel::Create(config, base_state, bytes));
-  state.served.sequence = best_sequence;
-  state.served.length = best_length;
-  state.served.key = key;
-  state.served.checkpoint_sha256 = Sha256Hex(bytes);
-  state.served.model = std::move(model);
-  return absl::OkStatus();
 }
 
 bool Engine::State::ShardComplete(int shard) {
@@ -339,24 +384,84 @@ PositionData Engine::State::PrefixData(int shard,
   return UnionInIdOrder(slices);
 }
 
-absl::Status Engine::State::CollectGarbageCheckpoints() {
-  // Content only changes by deletion and ingest, so any stored checkpoint
+absl::StatusOr<std::vector<std::string>>
+Engine::State::TakeGarbageCheckpoints() {
+  // Content only changes by deletion and ingest, so any checkpoint file
   // whose key is not current was trained on data that is gone or changed.
+  // The disk listing (not stored_keys) is the truth: a file whose earlier
+  // destruction failed is found again here.
   absl::flat_hash_set<std::string> current;
   for (const ShardState& state : shards) {
     for (const auto& sequence_keys : state.keys) {
       current.insert(sequence_keys.begin(), sequence_keys.end());
     }
   }
+  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk,
+                         checkpoints->List());
   std::vector<std::string> garbage;
-  for (const std::string& key : stored_keys) {
-    if (!current.contains(key)) garbage.push_back(key);
+  for (const std::string& key : on_disk) {
+    if (!current.contains(key)) {
+      garbage.push_back(key);
+      stored_keys.erase(key);
+    }
   }
-  for (const std::string& key : garbage) {
+  return garbage;
+}
+
+absl::Status Engine::State::DestroyCheckpoints(
+    const std::vector<std::string>& keys) {
+  for (const std::string& key : keys) {
     OUBLI_RETURN_IF_ERROR(checkpoints->Destroy(key));
-    stored_keys.erase(key);
   }
   return absl::OkStatus();
+}
+
+absl::Status Engine::State::FinishPurge(DeletionRecord& record) {
+  const std::set<int> affected(record.affected_shards().begin(),
+                               record.affected_shards().end());
+  std::vector<std::string> garbage;
+  {
+    absl::MutexLock lock(&mu);
+    WaitForStaleTraining(affected);
+    OUBLI_ASSIGN_OR_RETURN(garbage, TakeGarbageCheckpoints());
+  }
+  // Slow I/O (flush, compaction, shredding) without mu: serving goes on.
+  std::vector<std::string> ids(record.resolved_ids().begin(),
+                               record.resolved_ids().end());
+  OUBLI_RETURN_IF_ERROR(store->Purge(ids));
+  OUBLI_RETURN_IF_ERROR(DestroyCheckpoints(garbage));
+  record.set_purged_unix_nanos(absl::ToUnixNanos(absl::Now()));
+  return absl::OkStatus();
+}
+
+void Engine::State::RetryUnfinishedPurges() {
+  std::vector<DeletionRecord> unpurged;
+  {
+    absl::MutexLock lock(&mu);
+    for (const auto& [id, p] : pending) {
+      if (p.record.purged_unix_nanos() == 0) unpurged.push_back(p.record);
+    }
+  }
+  for (DeletionRecord& record : unpurged) {
+    if (absl::Status s = FinishPurge(record); !s.ok()) {
+      std::fprintf(stderr, "oubli: purge of %s failed again: %s\n",
+                   record.deletion_id().c_str(), s.ToString().c_str());
+      continue;
+    }
+    record.clear_note();
+    (void)PersistRecord(record);  // re-persisted with RESTORED at the latest
+    absl::MutexLock lock(&mu);
+    auto it = pending.find(record.deletion_id());
+    if (it != pending.end()) it->second.record = record;
+    MarkRestoredDeletions();
+  }
+}
+
+bool Engine::State::HasUnfinishedPurges() {
+  for (const auto& [id, p] : pending) {
+    if (p.record.purged_unix_nanos() == 0) return true;
+  }
+  return false;
 }
 
 void Engine::State::WaitForStaleTraining(const std::set<int>& affected) {
@@ -376,13 +481,20 @@ void Engine::State::WaitForStaleTraining(const std::set<int>& affected) {
 void Engine::State::MarkRestoredDeletions() {
   std::vector<std::string> done;
   for (auto& [id, pending_deletion] : pending) {
+    DeletionRecord& record = pending_deletion.record;
+    // RESTORED implies PURGED: never claim it with data still on disk.
+    if (record.purged_unix_nanos() == 0) continue;
     bool all_complete = true;
     for (int s : pending_deletion.shards) {
       all_complete = all_complete && ShardComplete(s) &&
                      !shards[s].in_training && !retrain_due.contains(s);
     }
+    if (!training_requested) {
+      all_complete = true;
+      record.set_note(
+          "model not trained yet: nothing was served, so nothing to retrain");
+    }
     if (!all_complete) continue;
-    DeletionRecord& record = pending_deletion.record;
     record.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
     record.set_fingerprint_restored(FingerprintLocked());
     if (absl::Status s = PersistRecord(record); !s.ok()) {
@@ -394,6 +506,27 @@ void Engine::State::MarkRestoredDeletions() {
     done.push_back(id);
   }
   for (const std::string& id : done) pending.erase(id);
+}
+
+absl::StatusOr<DeletionRecord> Engine::State::LoadRecord(
+    absl::string_view deletion_id) {
+  {
+    absl::MutexLock lock(&mu);
+    auto it = pending.find(std::string(deletion_id));
+    if (it != pending.end()) return it->second.record;
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                         store->GetDeletion(deletion_id));
+  if (!bytes.has_value()) {
+    return absl::NotFoundError(
+        absl::StrCat("no deletion with id '", deletion_id, "'"));
+  }
+  DeletionRecord record;
+  if (!record.ParseFromString(*bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("deletion record ", deletion_id, " is corrupt"));
+  }
+  return record;
 }
 
 absl::Status Engine::State::PersistRecord(const DeletionRecord& record) {
@@ -418,6 +551,10 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       absl::MutexLock lock(&mu);
       if (stopping) return absl::CancelledError("engine stopping");
       ShardState& state = shards[shard];
+      if (state.needs_reload) {
+        OUBLI_RETURN_IF_ERROR(LoadShard(shard));
+        state.needs_reload = false;
+      }
       // First missing prefix whose parent exists (shared prefixes come first
       // and are trained once, because keys are shared).
       bool found = false;
@@ -434,22 +571,36 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       }
       if (!found) return absl::OkStatus();
       generation = generations[shard].load();
+      try {
+        data = PrefixData(shard, prefix);
+      } catch (const std::exception& e) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "assembling training data for shard ", shard, ": ", e.what()));
+      }
       state.in_flight_generation = generation;
-      data = PrefixData(shard, prefix);
     }
-    auto finish_in_flight = [&] {
-      absl::MutexLock lock(&mu);
+    // Cleared on every exit path; purges wait on it (WaitForStaleTraining).
+    auto finish_in_flight = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       shards[shard].in_flight_generation.reset();
+    };
+    // A missing or unreadable parent is forgotten so it is retrained.
+    auto drop_parent = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      if (generations[shard].load() != generation) return;
+      stored_keys.erase(parent_key);
+      (void)checkpoints->Destroy(parent_key);
+      RecomputeKeysAndValidity(shard);
+      UpdateServed(shard);
     };
 
     std::string parent;
     if (!parent_key.empty()) {
       absl::StatusOr<std::string> bytes = checkpoints->Get(parent_key);
       if (!bytes.ok()) {
+        absl::MutexLock lock(&mu);
         finish_in_flight();
-        // Destroyed by a concurrent deletion: the plan has changed; retry.
-        if (absl::IsNotFound(bytes.status())) continue;
-        return bytes.status();
+        if (!absl::IsNotFound(bytes.status())) return bytes.status();
+        drop_parent();
+        continue;
       }
       parent = *std::move(bytes);
     }
@@ -461,8 +612,14 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
         });
     data = PositionData();  // drop our copy of the samples promptly
     if (!trained.ok()) {
+      absl::MutexLock lock(&mu);
       finish_in_flight();
       if (absl::IsCancelled(trained.status()) && !stop_requested.load()) {
+        continue;
+      }
+      if (!parent.empty() &&
+          absl::IsInvalidArgument(trained.status())) {  // corrupt parent
+        drop_parent();
         continue;
       }
       return trained.status();
@@ -470,12 +627,15 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     absl::Status put = checkpoints->Put(key, *trained);
 
     absl::MutexLock lock(&mu);
-    ShardState& state = shards[shard];
-    state.in_flight_generation.reset();
+    finish_in_flight();
     OUBLI_RETURN_IF_ERROR(put);
     if (generations[shard].load() != generation) {
-      // A deletion raced us; this checkpoint contains deleted data.
-      OUBLI_RETURN_IF_ERROR(checkpoints->Destroy(key));
+      // A deletion raced us: this checkpoint contains deleted data. If the
+      // destroy fails, the purge's disk-listing GC finds the file.
+      if (absl::Status s = checkpoints->Destroy(key); !s.ok()) {
+        std::fprintf(stderr, "oubli: destroying stale checkpoint %s: %s\n",
+                     key.c_str(), s.ToString().c_str());
+      }
       continue;
     }
     stored_keys.insert(key);
@@ -483,7 +643,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     summary->samples += stats.samples;
     summary->steps += stats.steps;
     RecomputeKeysAndValidity(shard);
-    OUBLI_RETURN_IF_ERROR(UpdateServed(shard));
+    UpdateServed(shard);
   }
 }
 
@@ -518,6 +678,10 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(
       {
         absl::MutexLock lock(&mu);
         shards[shard].in_training = false;
+        if (!status.ok() && !stopping) {
+          // Keep it scheduled; back off rather than spin on a hard error.
+          retrain_due[shard] = absl::Now() + absl::Seconds(5);
+        }
         MarkRestoredDeletions();
         work_cv.SignalAll();
       }
@@ -557,17 +721,26 @@ void Engine::State::BackgroundLoop() {
           earliest = std::min(earliest, when);
         }
         if (shard >= 0) break;
+        if (HasUnfinishedPurges()) {
+          if (work_cv.WaitWithDeadline(&mu, std::min(
+                                                earliest,
+                                                now + absl::Seconds(5)))) {
+            break;  // timed out: retry the purges
+          }
+          continue;
+        }
         work_cv.WaitWithDeadline(&mu, earliest);
       }
       if (stopping) return;
+    }
+    if (shard < 0) {
+      RetryUnfinishedPurges();
+      continue;
     }
     absl::StatusOr<TrainSummary> result = TrainShards({shard}, 1);
     if (!result.ok() && !absl::IsCancelled(result.status())) {
       std::fprintf(stderr, "oubli: background retrain of shard %d failed: %s\n",
                    shard, result.status().ToString().c_str());
-      absl::MutexLock lock(&mu);
-      // Try again later rather than spin on a persistent error.
-      retrain_due[shard] = absl::Now() + absl::Seconds(5);
     }
   }
 }
@@ -606,9 +779,16 @@ absl::StatusOr<DeletionReceipt> Engine::State::Delete(
                         ids.begin() + std::min<size_t>(ids.size(), 5), ", "),
           ids.size() > 5 ? ", ..." : ""));
     }
-    // Idempotent repeat: nothing new to delete.
+    // Idempotent repeat: nothing new to delete. Its stage is that of the
+    // least advanced earlier deletion it refers to.
     DeletionReceipt receipt = ReceiptFromRecord(record);
     receipt.stage = DeletionStage::kRestored;
+    for (const auto& already : record.already_deleted()) {
+      OUBLI_ASSIGN_OR_RETURN(DeletionRecord earlier,
+                             LoadRecord(already.deletion_id()));
+      receipt.stage =
+          std::min(receipt.stage, ReceiptFromRecord(earlier).stage);
+    }
     receipt.note = "nothing to delete: every known id was already deleted";
     return receipt;
   }
@@ -636,36 +816,95 @@ absl::StatusOr<DeletionReceipt> Engine::State::Delete(
         store->RecordDeletion(deletion_id, bytes, resolved_ids));
   }
 
-  absl::MutexLock lock(&mu);
-  // FORGOTTEN: drop the samples from the in-memory slices, recompute keys:
-  // every prefix containing an affected slice loses its checkpoint (new
-  // key), so each sequence is cut before it and serving switches now.
   std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
   for (const auto& [id, where] : resolved) by_slice[where].insert(id);
-  for (int s : affected_shards) {
+  {
+    absl::MutexLock lock(&mu);
+    Deactivate(by_slice, affected_shards, &record);
+    record.set_forgotten_unix_nanos(absl::ToUnixNanos(absl::Now()));
+    record.set_fingerprint_forgotten(FingerprintLocked());
+    // Tracked from here on, so any failure below is retried, not dropped.
+    PendingDeletion& p = pending[deletion_id];
+    p.record = record;
+    p.shards = affected_shards;
+    if (training_requested) ScheduleRetrain(affected_shards);
+  }
+  if (absl::Status s = PersistRecord(record); !s.ok()) {
+    // The ACCEPTED record is durable and Open re-derives FORGOTTEN from it.
+    std::fprintf(stderr, "oubli: cannot record FORGOTTEN for %s: %s\n",
+                 deletion_id.c_str(), s.ToString().c_str());
+  }
+
+  if (absl::Status s = FinishPurge(record); !s.ok()) {
+    record.set_note(absl::StrCat("purge failed (", s.ToString(),
+                                 "); it is retried in the background"));
+    absl::MutexLock lock(&mu);
+    pending[deletion_id].record = record;
+    work_cv.SignalAll();
+    return ReceiptFromRecord(record);
+  }
+  (void)PersistRecord(record);
+  absl::MutexLock lock(&mu);
+  pending[deletion_id].record = record;
+  MarkRestoredDeletions();
+  auto it = pending.find(deletion_id);
+  if (it != pending.end()) return ReceiptFromRecord(it->second.record);
+  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                         store->GetDeletion(deletion_id));
+  DeletionRecord final_record;
+  if (!stored.has_value() || !final_record.ParseFromString(*stored)) {
+    return absl::DataLossError(
+        absl::StrCat("deletion record ", deletion_id, " is unreadable"));
+  }
+  return ReceiptFromRecord(final_record);
+}
+
+void Engine::State::Deactivate(
+    const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
+    const std::set<int>& affected, DeletionRecord* record) {
+  // Drop the samples from the in-memory slices and recompute keys: every
+  // prefix containing an affected slice gets a new key without a
+  // checkpoint, so each sequence is cut before it and serving switches.
+  // Fail-closed: if the in-memory edit fails, the shard is reloaded from the
+  // store (which already excludes the samples) or blanked.
+  for (int s : affected) {
     ++generations[s];
     ShardState& state = shards[s];
     const std::vector<int> before = state.valid_length;
-    for (auto& [where, gone] : by_slice) {
-      if (where.shard != s) continue;
-      SliceData& slice = state.slices[where.slice];
-      std::vector<std::string> kept_ids;
-      std::vector<int64_t> kept_rows;
-      for (size_t i = 0; i < slice.ids.size(); ++i) {
-        if (!gone.contains(slice.ids[i])) {
-          kept_ids.push_back(slice.ids[i]);
-          kept_rows.push_back(static_cast<int64_t>(i));
+    bool edited = true;
+    try {
+      for (const auto& [where, gone] : by_slice) {
+        if (where.shard != s) continue;
+        SliceData& slice = state.slices[where.slice];
+        std::vector<std::string> kept_ids;
+        std::vector<int64_t> kept_rows;
+        for (size_t i = 0; i < slice.ids.size(); ++i) {
+          if (!gone.contains(slice.ids[i])) {
+            kept_ids.push_back(slice.ids[i]);
+            kept_rows.push_back(static_cast<int64_t>(i));
+          }
         }
+        torch::Tensor rows = torch::tensor(kept_rows, torch::kInt64);
+        torch::Tensor features = slice.features.index_select(0, rows);
+        torch::Tensor labels = slice.labels.index_select(0, rows);
+        state.samples -=
+            static_cast<int64_t>(slice.ids.size() - kept_ids.size());
+        slice.features = std::move(features);
+        slice.labels = std::move(labels);
+        slice.ids = std::move(kept_ids);
+        slice.digest = SliceDigest(slice.ids);
       }
-      torch::Tensor rows = torch::tensor(kept_rows, torch::kInt64);
-      state.samples -= static_cast<int64_t>(slice.ids.size() - kept_ids.size());
-      slice.features = slice.features.index_select(0, rows);
-      slice.labels = slice.labels.index_select(0, rows);
-      slice.ids = std::move(kept_ids);
-      slice.digest = SliceDigest(slice.ids);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "oubli: deactivating shard %d in memory: %s\n", s,
+                   e.what());
+      edited = false;
     }
-    RecomputeKeysAndValidity(s);
-    OUBLI_RETURN_IF_ERROR(UpdateServed(s));
+    if (edited) {
+      RecomputeKeysAndValidity(s);
+      UpdateServed(s);
+    } else {
+      ReloadOrBlankShard(s);
+    }
     const auto& orders = plan.orders();
     for (const auto& [where, gone] : by_slice) {
       if (where.shard != s) continue;
@@ -674,7 +913,7 @@ absl::StatusOr<DeletionReceipt> Engine::State::Delete(
             std::find(orders[b].begin(), orders[b].end(), where.slice) -
             orders[b].begin());
         if (before[b] > position) {
-          auto* a = record.add_affected();
+          auto* a = record->add_affected();
           a->set_shard(s);
           a->set_slice(where.slice);
           a->set_sequence(static_cast<int>(b));
@@ -684,49 +923,51 @@ absl::StatusOr<DeletionReceipt> Engine::State::Delete(
       }
     }
   }
-  record.set_forgotten_unix_nanos(absl::ToUnixNanos(absl::Now()));
-  record.set_fingerprint_forgotten(FingerprintLocked());
-  OUBLI_RETURN_IF_ERROR(PersistRecord(record));
+}
 
-  // PURGED: payloads, then every checkpoint that contained them.
-  WaitForStaleTraining(affected_shards);
-  {
-    std::vector<std::string> resolved_ids(record.resolved_ids().begin(),
-                                          record.resolved_ids().end());
-    OUBLI_RETURN_IF_ERROR(store->Purge(resolved_ids));
+void Engine::State::ReloadOrBlankShard(int shard) {
+  absl::Status loaded = LoadShard(shard);
+  if (loaded.ok()) {
+    shards[shard].needs_reload = false;
+    return;
   }
-  OUBLI_RETURN_IF_ERROR(CollectGarbageCheckpoints());
-  record.set_purged_unix_nanos(absl::ToUnixNanos(absl::Now()));
+  // Serve nothing from this shard rather than risk serving deleted data;
+  // training reloads it before touching it.
+  std::fprintf(stderr, "oubli: reloading shard %d failed, blanking it: %s\n",
+               shard, loaded.ToString().c_str());
+  ShardState& state = shards[shard];
+  const int64_t width = config.backbone.InputSize();
+  for (SliceData& slice : state.slices) {
+    slice.ids.clear();
+    slice.features = torch::empty({0, width}, torch::kFloat32);
+    slice.labels = torch::empty({0}, torch::kInt64);
+    slice.digest = SliceDigest(slice.ids);
+  }
+  state.samples = 0;
+  state.needs_reload = true;
+  RecomputeKeysAndValidity(shard);
+  state.served = ServedModel();
+}
 
-  if (!training_requested) {
-    record.set_note(
-        "model not trained yet: nothing was served, so nothing to retrain");
-    record.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
-    record.set_fingerprint_restored(FingerprintLocked());
+void Engine::State::ScheduleRetrain(const std::set<int>& affected) {
+  const absl::Time now = absl::Now();
+  int waiting = 0;
+  for (const auto& [id, p] : pending) {
+    waiting += p.record.restored_unix_nanos() == 0;
   }
-  OUBLI_RETURN_IF_ERROR(PersistRecord(record));
-
-  if (training_requested) {
-    PendingDeletion& p = pending[deletion_id];
-    p.record = record;
-    p.shards = affected_shards;
-    const absl::Time now = absl::Now();
-    absl::Time due = now;
-    if (config.retrain.mode == RetrainMode::kBatched &&
-        static_cast<int>(pending.size()) < config.retrain.max_batch) {
-      due = now + config.retrain.window;
-    }
-    for (int s : affected_shards) {
-      auto [it, inserted] = retrain_due.emplace(s, due);
-      if (!inserted) it->second = std::min(it->second, due);
-    }
-    if (config.retrain.mode == RetrainMode::kBatched &&
-        static_cast<int>(pending.size()) >= config.retrain.max_batch) {
-      for (auto& [s, when] : retrain_due) when = std::min(when, now);
-    }
-    work_cv.SignalAll();
+  const bool batch_full = waiting >= config.retrain.max_batch;
+  const absl::Time due =
+      config.retrain.mode == RetrainMode::kBatched && !batch_full
+          ? now + config.retrain.window
+          : now;
+  for (int s : affected) {
+    auto [it, inserted] = retrain_due.emplace(s, due);
+    if (!inserted) it->second = std::min(it->second, due);
   }
-  return ReceiptFromRecord(record);
+  if (config.retrain.mode == RetrainMode::kBatched && batch_full) {
+    for (auto& [s, when] : retrain_due) when = std::min(when, now);
+  }
+  work_cv.SignalAll();
 }
 
 // ---------------------------------------------------------------- Engine
@@ -834,38 +1075,45 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     for (DeletionRecord& record : unfinished) {
       // The samples left every index in the ACCEPTED batch, so keys computed
       // from the store already exclude them: deactivation is implicit.
-      const int64_t now = absl::ToUnixNanos(absl::Now());
       if (record.forgotten_unix_nanos() == 0) {
-        record.set_forgotten_unix_nanos(now);
+        record.set_forgotten_unix_nanos(absl::ToUnixNanos(absl::Now()));
         record.set_fingerprint_forgotten(state->FingerprintLocked());
       }
-      if (record.purged_unix_nanos() == 0) {
-        std::vector<std::string> ids(record.resolved_ids().begin(),
-                                     record.resolved_ids().end());
-        OUBLI_RETURN_IF_ERROR(state->store->Purge(ids));
-        OUBLI_RETURN_IF_ERROR(state->CollectGarbageCheckpoints());
-        record.set_purged_unix_nanos(absl::ToUnixNanos(absl::Now()));
-      }
-      if (!state->training_requested) {
-        record.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
-        record.set_fingerprint_restored(state->FingerprintLocked());
-      }
-      OUBLI_RETURN_IF_ERROR(state->PersistRecord(record));
-      if (state->training_requested) {
-        PendingDeletion& p = state->pending[record.deletion_id()];
-        p.shards.insert(record.affected_shards().begin(),
-                        record.affected_shards().end());
-        p.record = std::move(record);
-      }
+      PendingDeletion& p = state->pending[record.deletion_id()];
+      p.shards.insert(record.affected_shards().begin(),
+                      record.affected_shards().end());
+      p.record = std::move(record);
     }
-    // Leftovers of a crash between training and purge are garbage too.
-    OUBLI_RETURN_IF_ERROR(state->CollectGarbageCheckpoints());
     if (state->training_requested) {
       for (int s = 0; s < config.shards; ++s) {
         if (!state->ShardComplete(s)) state->retrain_due[s] = absl::Now();
       }
+    }
+  }
+  // Finish purges a crash interrupted; a failure here is an open error, so
+  // nothing starts serving with unpurged data of an acknowledged deletion.
+  {
+    std::vector<DeletionRecord> unpurged;
+    {
+      absl::MutexLock lock(&state->mu);
+      for (const auto& [id, p] : state->pending) unpurged.push_back(p.record);
+    }
+    for (DeletionRecord& record : unpurged) {
+      if (record.purged_unix_nanos() == 0) {
+        OUBLI_RETURN_IF_ERROR(state->FinishPurge(record));
+      }
+      OUBLI_RETURN_IF_ERROR(state->PersistRecord(record));
+      absl::MutexLock lock(&state->mu);
+      state->pending[record.deletion_id()].record = record;
+    }
+    // Leftovers of a crash between training and purge are garbage too.
+    std::vector<std::string> garbage;
+    {
+      absl::MutexLock lock(&state->mu);
+      OUBLI_ASSIGN_OR_RETURN(garbage, state->TakeGarbageCheckpoints());
       state->MarkRestoredDeletions();
     }
+    OUBLI_RETURN_IF_ERROR(state->DestroyCheckpoints(garbage));
   }
 
   std::unique_ptr<Engine> engine(new Engine(std::move(state)));
@@ -949,6 +1197,7 @@ absl::StatusOr<TrainSummary> Engine::Train() {
 
 absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
   State& st = *state_;
+  st.RetryUnfinishedPurges();
   std::vector<int> due;
   {
     absl::MutexLock lock(&st.mu);
@@ -988,19 +1237,24 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
         "no shard has a valid prefix: the model is not trained yet, or "
         "deletions cut every shard and retraining is pending");
   }
-  torch::Tensor x =
-      torch::from_blob(const_cast<float*>(inputs.data()), {rows, width},
-                       torch::kFloat32);
-  torch::Tensor sum;
-  for (const auto& model : models) {
-    OUBLI_ASSIGN_OR_RETURN(torch::Tensor p, model->Probabilities(x));
-    sum = sum.defined() ? sum + p : p;
+  try {
+    torch::Tensor x = torch::from_blob(const_cast<float*>(inputs.data()),
+                                       {rows, width}, torch::kFloat32);
+    torch::Tensor sum;
+    for (const auto& model : models) {
+      OUBLI_ASSIGN_OR_RETURN(torch::Tensor p, model->Probabilities(x));
+      sum = sum.defined() ? sum + p : p;
+    }
+    torch::Tensor mean =
+        (sum / static_cast<double>(models.size())).contiguous();
+    out.rows = rows;
+    out.classes = mean.size(1);
+    out.probabilities.assign(mean.data_ptr<float>(),
+                             mean.data_ptr<float>() + mean.numel());
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("predict: aggregating shard outputs: ", e.what()));
   }
-  torch::Tensor mean = (sum / static_cast<double>(models.size())).contiguous();
-  out.rows = rows;
-  out.classes = mean.size(1);
-  out.probabilities.assign(mean.data_ptr<float>(),
-                           mean.data_ptr<float>() + mean.numel());
   return out;
 }
 
@@ -1051,22 +1305,8 @@ absl::StatusOr<DeletionReceipt> Engine::ForgetOwner(absl::string_view owner) {
 
 absl::StatusOr<DeletionReceipt> Engine::GetDeletion(
     absl::string_view deletion_id) {
-  {
-    absl::MutexLock lock(&state_->mu);
-    auto it = state_->pending.find(std::string(deletion_id));
-    if (it != state_->pending.end()) return ReceiptFromRecord(it->second.record);
-  }
-  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> bytes,
-                         state_->store->GetDeletion(deletion_id));
-  if (!bytes.has_value()) {
-    return absl::NotFoundError(
-        absl::StrCat("no deletion with id '", deletion_id, "'"));
-  }
-  DeletionRecord record;
-  if (!record.ParseFromString(*bytes)) {
-    return absl::DataLossError(
-        absl::StrCat("deletion record ", deletion_id, " is corrupt"));
-  }
+  OUBLI_ASSIGN_OR_RETURN(DeletionRecord record,
+                         state_->LoadRecord(deletion_id));
   return ReceiptFromRecord(record);
 }
 

@@ -1,15 +1,24 @@
 #include "worker/determinism.h"
 
+#include <ATen/Version.h>
 #include <dlfcn.h>
 #include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cfenv>
 
 #include "absl/strings/str_cat.h"
+#include "common/hash.h"
 
 namespace oubli::worker {
 namespace {
 
 using SetThreadsFn = void (*)(int);
 using GetThreadsFn = int (*)();
+using GetStringFn = char* (*)();
+
+// Bump when a change to the trainer changes the bits it produces.
+constexpr int kTrainerVersion = 1;
 
 // OpenBLAS exports these; reference BLAS does not. Looked up once.
 SetThreadsFn OpenBlasSetThreads() {
@@ -27,6 +36,8 @@ GetThreadsFn OpenBlasGetThreads() {
 }  // namespace
 
 void PinThreads(const DeterminismConfig& config) {
+  at::globalContext().setFlushDenormal(false);
+  std::fesetround(FE_TONEAREST);
   if (at::get_num_threads() != config.torch_threads) {
     at::set_num_threads(config.torch_threads);
   }
@@ -44,6 +55,22 @@ std::string DescribeThreads() {
     blas = absl::StrCat("openblas(", get(), ")");
   }
   return absl::StrCat("torch_threads=", at::get_num_threads(),
+                      " blas=", blas);
+}
+
+std::string NumericEnvironment() {
+  std::string blas = "unknown-blas";
+  auto config = reinterpret_cast<GetStringFn>(
+      dlsym(RTLD_DEFAULT, "openblas_get_config"));
+  auto corename = reinterpret_cast<GetStringFn>(
+      dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (config != nullptr && corename != nullptr) {
+    blas = absl::StrCat("openblas[", config(), "][", corename(), "]");
+  }
+  // show_config names the build and the CPU kernel variant in use ("CPU
+  // capability usage: AVX2"); its hash stands for both.
+  return absl::StrCat("trainer=", kTrainerVersion, " torch=", TORCH_VERSION,
+                      " build+cpu=", Sha256Hex(at::show_config()).substr(0, 16),
                       " blas=", blas);
 }
 

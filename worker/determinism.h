@@ -14,8 +14,16 @@
 namespace oubli::worker {
 
 // Sets torch intra-op threads and OpenBLAS threads (when OpenBLAS is the
-// loaded BLAS; found at run time so other BLAS builds still work).
+// loaded BLAS; found at run time so other BLAS builds still work), and the
+// calling thread's floating-point state (no flush-to-zero, round to
+// nearest), which threads otherwise inherit from whoever created them.
 void PinThreads(const DeterminismConfig& config);
+
+// Everything outside the config that changes the bits of training: LibTorch
+// version, the CPU kernel variant torch dispatches to, the BLAS build and
+// core, and the trainer's own version. Part of every checkpoint key, so a
+// library upgrade or a move to another CPU retrains instead of mixing bits.
+std::string NumericEnvironment();
 
 // "torch_threads=1 blas=openblas(1)" etc., for logs and receipts.
 std::string DescribeThreads();

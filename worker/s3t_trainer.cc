@@ -28,6 +28,9 @@ auto CatchTorch(absl::string_view what, Fn&& fn) -> decltype(fn()) {
 
 absl::Status CheckData(const ModelConfig& config, const PositionData& data) {
   if (data.size() == 0) return absl::OkStatus();
+  if (!data.labels.defined()) {
+    return absl::InvalidArgumentError("labels are missing");
+  }
   if (data.features.dim() != 2 ||
       data.features.size(1) != config.backbone.InputSize()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -214,7 +217,8 @@ absl::StatusOr<std::string> S3tTrainer::TrainPosition(
     return absl::InvalidArgumentError(absl::StrCat(
         "a length-", position + 1, " prefix needs its parent checkpoint"));
   }
-  OUBLI_RETURN_IF_ERROR(CheckData(config_, data));
+  OUBLI_RETURN_IF_ERROR(
+      CatchTorch("check data", [&] { return CheckData(config_, data); }));
   NamedTensors parent_state;
   if (!parent.empty()) {
     OUBLI_ASSIGN_OR_RETURN(parent_state, ParseSafetensors(parent));

@@ -31,8 +31,11 @@ absl::StatusOr<torch::Tensor> ShardModel::Probabilities(
     torch::NoGradGuard no_grad;
     return torch::softmax(model_->forward(x), /*dim=*/1);
   } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(
+    // Inputs are shape-checked by the caller, so this is ours, not theirs.
+    return absl::InternalError(
         absl::StrCat("predict: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("predict: ", e.what()));
   }
 }
 
