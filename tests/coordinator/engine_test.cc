@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -15,7 +16,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/hash.h"
 #include "coordinator/sharding_plan.h"
+#include "oubli/internal/deletion.pb.h"
+#include "storage/lineage_store.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -66,6 +70,18 @@ std::vector<Sample> TinySamples(int n, uint64_t seed) {
   return samples;
 }
 
+// name -> SHA-256 of every checkpoint file in `dir`.
+std::map<std::string, std::string> CheckpointDigests(const std::string& dir) {
+  std::map<std::string, std::string> digests;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    digests[entry.path().filename().string()] = Sha256Hex(bytes);
+  }
+  return digests;
+}
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -102,8 +118,12 @@ class EngineTest : public ::testing::Test {
                              config);
     EXPECT_TRUE(engine->Ingest(retained).ok());
     EXPECT_TRUE(engine->Train().ok());
+    last_scratch_checkpoints_ = CheckpointDigests(engine->checkpoint_dir());
     return engine->Fingerprint();
   }
+
+  // Every checkpoint of the last ScratchFingerprint engine, by name.
+  std::map<std::string, std::string> last_scratch_checkpoints_;
 
   std::filesystem::path root_;
   int scratch_count_ = 0;
@@ -232,6 +252,11 @@ TEST_P(DeletionExactnessTest, RestoredModelEqualsScratchBitwise) {
 
   EXPECT_EQ(engine->Fingerprint(),
             ScratchFingerprint(config, samples, {victim}));
+  // Not just the served prefixes: every checkpoint of every sequence is the
+  // one training from scratch produces, byte for byte, and nothing else is
+  // left on disk.
+  EXPECT_EQ(CheckpointDigests(engine->checkpoint_dir()),
+            last_scratch_checkpoints_);
   // ...and the comparison has teeth: keeping the victim gives other bits.
   EXPECT_NE(engine->Fingerprint(), ScratchFingerprint(config, samples, {}));
   auto verify = engine->Verify();
@@ -299,11 +324,13 @@ TEST_F(EngineTest, ForgetOwnerAndBatchesAreExact) {
   EXPECT_EQ(receipt->already_deleted[0].second, owner->deletion_id);
   deleted.insert(receipt->resolved_ids.begin(), receipt->resolved_ids.end());
 
-  // Repeats are idempotent, not errors.
+  // Repeats are idempotent, not errors, and report the earlier deletion's
+  // stage honestly (retraining is still pending here).
   auto repeat = engine->DeleteSamples({"sample-1050"});
   ASSERT_TRUE(repeat.ok()) << repeat.status();
   EXPECT_TRUE(repeat->deletion_id.empty());
   EXPECT_TRUE(repeat->resolved_ids.empty());
+  EXPECT_EQ(repeat->stage, DeletionStage::kPurged);
   auto repeat_owner = engine->ForgetOwner("owner-4");
   ASSERT_TRUE(repeat_owner.ok()) << repeat_owner.status();
   EXPECT_EQ(repeat_owner->deletion_id, owner->deletion_id);
@@ -426,36 +453,71 @@ std::vector<std::string> FilesContaining(const std::filesystem::path& dir,
 TEST_F(EngineTest, PurgeDestroysPayloadAndStaleCheckpoints) {
   const ModelConfig config = TinyConfig(5);
   auto samples = TinySamples(120, 5);
+  // A payload with no repeated runs, so compression cannot hide it.
+  std::mt19937_64 rng(99);
+  for (char& byte : samples[17].features) {
+    byte = static_cast<char>(rng() % 256);
+  }
+  const Sample victim = samples[17];
   auto engine = OpenEngine("m", config);
   ASSERT_TRUE(engine->Ingest(samples).ok());
   ASSERT_TRUE(engine->Train().ok());
-  const Sample& victim = samples[17];
+  // An earlier purge flushes everything into SST files, so the victim's
+  // purge has to rewrite sorted files, not just drop a memtable.
+  ASSERT_TRUE(engine->DeleteSamples({samples[3].id}).ok());
+  ASSERT_TRUE(engine->RunPendingRetrains(false).ok());
   const std::filesystem::path dir = root_ / "m";
-  ASSERT_FALSE(FilesContaining(dir, victim.features).empty())
+  const auto before_files = FilesContaining(dir, victim.features);
+  ASSERT_FALSE(before_files.empty())
       << "the check must be able to see the payload before purging";
-
-  // Checkpoint files of the affected shard before the deletion.
-  std::set<std::string> before;
-  for (const auto& e :
-       std::filesystem::directory_iterator(engine->checkpoint_dir())) {
-    before.insert(e.path().filename().string());
+  bool in_sst = false;
+  for (const std::string& f : before_files) {
+    in_sst = in_sst || std::string_view(f).ends_with(".sst");
   }
+  EXPECT_TRUE(in_sst) << "the payload should sit in an SST before purging";
+
+  const auto before = CheckpointDigests(engine->checkpoint_dir());
   auto receipt = engine->DeleteSamples({victim.id});
   ASSERT_TRUE(receipt.ok());
+  EXPECT_EQ(receipt->stage, DeletionStage::kPurged);
   EXPECT_THAT(FilesContaining(dir, victim.features), ::testing::IsEmpty());
 
-  std::set<std::string> after;
-  for (const auto& e :
-       std::filesystem::directory_iterator(engine->checkpoint_dir())) {
-    after.insert(e.path().filename().string());
-  }
+  const auto after = CheckpointDigests(engine->checkpoint_dir());
   // Every sequence of the shard lost the prefixes containing the slice.
   int destroyed = 0;
   for (const auto& a : receipt->affected) {
     destroyed += a.valid_length_before - a.valid_length_after;
   }
   EXPECT_EQ(before.size() - after.size(), static_cast<size_t>(destroyed));
-  for (const std::string& key : after) EXPECT_TRUE(before.contains(key));
+  for (const auto& [key, digest] : after) EXPECT_TRUE(before.contains(key));
+}
+
+TEST_F(EngineTest, CorruptCheckpointIsRetrainedNotFatal) {
+  const ModelConfig config = TinyConfig(6);
+  const auto samples = TinySamples(100, 6);
+  std::string damaged;
+  {
+    auto engine = OpenEngine("m", config);
+    ASSERT_TRUE(engine->Ingest(samples).ok());
+    ASSERT_TRUE(engine->Train().ok());
+    // Damage the served checkpoint of shard 0.
+    damaged = engine->GetModelStatus().shards[0].served.key;
+    std::ofstream(std::filesystem::path(engine->checkpoint_dir()) / damaged,
+                  std::ios::binary | std::ios::trunc)
+        << "not a checkpoint";
+  }
+  auto engine = OpenEngine("m", config);
+  ASSERT_NE(engine, nullptr);
+  // Shard 0 falls back to its other full-length sequence; the damaged
+  // prefix is the one missing.
+  const ModelStatus reopened = engine->GetModelStatus();
+  EXPECT_NE(reopened.shards[0].served.key, damaged);
+  EXPECT_EQ(reopened.shards[0].served.sequence, 1);
+  EXPECT_EQ(reopened.missing_prefixes, 1);
+  ASSERT_TRUE(engine->RunPendingRetrains(false).ok());
+  EXPECT_EQ(engine->GetModelStatus().shards[0].served.key, damaged);
+  EXPECT_EQ(engine->GetModelStatus().missing_prefixes, 0);
+  EXPECT_EQ(engine->Fingerprint(), ScratchFingerprint(config, samples, {}));
 }
 
 TEST_F(EngineTest, RestartFinishesPendingDeletion) {
@@ -484,6 +546,48 @@ TEST_F(EngineTest, RestartFinishesPendingDeletion) {
   auto next = reopened->DeleteSamples({"sample-1043"});
   ASSERT_TRUE(next.ok());
   EXPECT_GT(next->deletion_id, deletion_id);
+}
+
+TEST_F(EngineTest, RestartFinishesDeletionInterruptedAfterAccepted) {
+  const ModelConfig config = TinyConfig(10);
+  const auto samples = TinySamples(120, 10);
+  {
+    auto engine = OpenEngine("m", config);
+    ASSERT_TRUE(engine->Ingest(samples).ok());
+    ASSERT_TRUE(engine->Train().ok());
+  }
+  // A crash right after the ACCEPTED batch: only the durable record exists.
+  {
+    auto store = storage::LineageStore::Open(
+        {(root_ / "m" / "lineage").string(), false});
+    ASSERT_TRUE(store.ok()) << store.status();
+    internal::DeletionRecord record;
+    record.set_deletion_id("del-000000000007");
+    record.add_resolved_ids("sample-1021");
+    auto plan = ShardingPlan::Create(config);
+    record.add_affected_shards(plan->Assign("sample-1021").shard);
+    record.set_accepted_unix_nanos(absl::ToUnixNanos(absl::Now()));
+    ASSERT_TRUE((*store)
+                    ->RecordDeletion("del-000000000007",
+                                     record.SerializeAsString(),
+                                     {"sample-1021"})
+                    .ok());
+  }
+  auto engine = OpenEngine("m", config);
+  ASSERT_NE(engine, nullptr);
+  auto receipt = engine->GetDeletion("del-000000000007");
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  EXPECT_EQ(receipt->stage, DeletionStage::kPurged);
+  EXPECT_THAT(FilesContaining(root_ / "m", samples[21].features),
+              ::testing::IsEmpty());
+  ASSERT_TRUE(engine->RunPendingRetrains(false).ok());
+  EXPECT_EQ(engine->GetDeletion("del-000000000007")->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, {"sample-1021"}));
+  auto next = engine->DeleteSamples({"sample-1022"});
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->deletion_id, "del-000000000008");
 }
 
 TEST_F(EngineTest, ReopenWithDifferentConfigIsRefused) {
@@ -530,25 +634,32 @@ TEST_F(EngineTest, BatchedPolicyWaitsForCount) {
 TEST_F(EngineTest, BackgroundRetrainAndConcurrentDeletionsStayExact) {
   const ModelConfig config = TinyConfig(11);
   const auto samples = TinySamples(160, 11);
-  auto engine = OpenEngine("m", config, /*background=*/true);
-  ASSERT_TRUE(engine->Ingest(samples).ok());
+  Engine::Options options;
+  options.data_dir = (root_ / "m").string();
+  options.config = config;
+  options.background_retrain = true;
+  options.training_threads = 2;  // parallel trainers must stay exact too
+  auto opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Engine& engine = **opened;
+  ASSERT_TRUE(engine.Ingest(samples).ok());
   // Deletions race with initial training and with each other's retraining.
-  std::thread trainer([&] { EXPECT_TRUE(engine->Train().ok()); });
+  std::thread trainer([&] { EXPECT_TRUE(engine.Train().ok()); });
   std::vector<std::string> ids;
   std::set<std::string> deleted;
   for (int i = 0; i < 6; ++i) {
     const std::string id = "sample-" + std::to_string(1003 + 17 * i);
-    auto receipt = engine->DeleteSamples({id});
-    ASSERT_TRUE(receipt.ok()) << receipt.status();
-    ids.push_back(receipt->deletion_id);
+    auto receipt = engine.DeleteSamples({id});
+    EXPECT_TRUE(receipt.ok()) << receipt.status();
+    if (receipt.ok()) ids.push_back(receipt->deletion_id);
     deleted.insert(id);
   }
   trainer.join();
   for (const std::string& id : ids) {
-    ASSERT_TRUE(engine->WaitForRestored(id, absl::Minutes(5)).ok()) << id;
+    ASSERT_TRUE(engine.WaitForRestored(id, absl::Minutes(5)).ok()) << id;
   }
-  EXPECT_EQ(engine->GetModelStatus().missing_prefixes, 0);
-  EXPECT_EQ(engine->Fingerprint(),
+  EXPECT_EQ(engine.GetModelStatus().missing_prefixes, 0);
+  EXPECT_EQ(engine.Fingerprint(),
             ScratchFingerprint(config, samples, deleted));
 }
 
