@@ -1004,8 +1004,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   ModelConfig config;
   if (stored_text.has_value()) {
     OUBLI_ASSIGN_OR_RETURN(config, ParseConfig(*stored_text));
-    if (options.config.has_value() &&
-        ConfigFingerprint(*options.config) != ConfigFingerprint(config)) {
+    std::optional<ModelConfig> requested_config = options.config;
+    if (requested_config.has_value() &&
+        requested_config->base.sha256.empty() &&
+        requested_config->base.source == config.base.source) {
+      // Recorded at first open; the caller need not repeat it.
+      requested_config->base.sha256 = config.base.sha256;
+    }
+    if (requested_config.has_value() &&
+        ConfigFingerprint(*requested_config) != ConfigFingerprint(config)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "data dir '", options.data_dir, "' holds model '", config.model_id,
           "' with a different config; use a new data dir for a new config"));
@@ -1021,6 +1028,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
           "data dir '", options.data_dir, "' holds no model; give a config"));
     }
     config = *options.config;
+    OUBLI_RETURN_IF_ERROR(worker::RecordBaseWeightsDigest(&config));
   }
   OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
   OUBLI_RETURN_IF_ERROR(store->PutMeta(kConfigMetaKey, ConfigToText(config)));

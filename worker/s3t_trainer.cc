@@ -122,6 +122,29 @@ std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed) {
   return perm;
 }
 
+namespace {
+absl::StatusOr<std::string> ReadBaseWeightsFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("base weights file '", path, "' cannot be opened"));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+}  // namespace
+
+absl::Status RecordBaseWeightsDigest(ModelConfig* config) {
+  if (config->base.source == "seeded" || !config->base.sha256.empty()) {
+    return absl::OkStatus();
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::string bytes,
+                         ReadBaseWeightsFile(config->base.source));
+  config->base.sha256 = Sha256Hex(bytes);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config) {
   OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
   PinThreads(config.determinism);
@@ -130,14 +153,8 @@ absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config) {
       BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
   if (config.base.source == "seeded") return model->BaseState();
 
-  std::ifstream in(config.base.source, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(
-        "base weights file '", config.base.source, "' cannot be opened"));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string bytes = buffer.str();
+  OUBLI_ASSIGN_OR_RETURN(const std::string bytes,
+                         ReadBaseWeightsFile(config.base.source));
   if (!config.base.sha256.empty() && Sha256Hex(bytes) != config.base.sha256) {
     return absl::DataLossError(absl::StrCat(
         "base weights file '", config.base.source,

@@ -53,6 +53,11 @@ struct TrainStats {
 // sha256 checked when the config records one).
 absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config);
 
+// For a file source without a recorded digest, reads the file and records
+// its SHA-256 in config->base.sha256, so a later change to the file is
+// refused instead of silently changing the weights.
+absl::Status RecordBaseWeightsDigest(ModelConfig* config);
+
 // Trains base + head (no adapters) on a public, non-deletable split. The
 // result is a base state; record its provenance in config.base.
 absl::StatusOr<NamedTensors> PretrainBase(const ModelConfig& config,

@@ -206,6 +206,8 @@ TEST(LoadBaseStateTest, SeededIsDeterministicAndFileIsChecked) {
   auto loaded = LoadBaseState(config);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(*SerializeSafetensors(*loaded), *SerializeSafetensors(*a));
+  ASSERT_TRUE(RecordBaseWeightsDigest(&config).ok());
+  EXPECT_EQ(config.base.sha256, Sha256Hex(*SerializeSafetensors(*a)));
   config.base.source = "/nonexistent/base.safetensors";
   EXPECT_EQ(LoadBaseState(config).status().code(),
             absl::StatusCode::kNotFound);
