@@ -1,9 +1,8 @@
 #include "worker/s3t_trainer.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "worker/determinism.h"
@@ -122,25 +121,12 @@ std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed) {
   return perm;
 }
 
-namespace {
-absl::StatusOr<std::string> ReadBaseWeightsFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("base weights file '", path, "' cannot be opened"));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-}  // namespace
-
 absl::Status RecordBaseWeightsDigest(ModelConfig* config) {
   if (config->base.source == "seeded" || !config->base.sha256.empty()) {
     return absl::OkStatus();
   }
   OUBLI_ASSIGN_OR_RETURN(std::string bytes,
-                         ReadBaseWeightsFile(config->base.source));
+                         ReadFile(config->base.source));
   config->base.sha256 = Sha256Hex(bytes);
   return absl::OkStatus();
 }
@@ -154,7 +140,7 @@ absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config) {
   if (config.base.source == "seeded") return model->BaseState();
 
   OUBLI_ASSIGN_OR_RETURN(const std::string bytes,
-                         ReadBaseWeightsFile(config.base.source));
+                         ReadFile(config.base.source));
   if (!config.base.sha256.empty() && Sha256Hex(bytes) != config.base.sha256) {
     return absl::DataLossError(absl::StrCat(
         "base weights file '", config.base.source,

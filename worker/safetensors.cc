@@ -1,13 +1,7 @@
 #include "worker/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -17,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 
 namespace oubli::worker {
@@ -544,22 +539,6 @@ std::string JsonQuote(absl::string_view text) {
   return out;
 }
 
-absl::Status ErrnoStatus(int error, absl::string_view what,
-                         absl::string_view path) {
-  std::string message =
-      absl::StrCat(what, " '", path, "': ", std::strerror(error));
-  switch (error) {
-    case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(message);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> SerializeSafetensors(const NamedTensors& tensors) {
@@ -742,26 +721,7 @@ absl::StatusOr<NamedTensors> ParseSafetensors(absl::string_view bytes) {
 }
 
 absl::StatusOr<NamedTensors> ReadSafetensorsFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "cannot open", path);
-  std::string bytes;
-  struct stat info;
-  if (::fstat(fd, &info) == 0 && info.st_size > 0) {
-    bytes.reserve(static_cast<size_t>(info.st_size));
-  }
-  char buffer[1 << 16];
-  while (true) {
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      ::close(fd);
-      return ErrnoStatus(error, "cannot read", path);
-    }
-    if (n == 0) break;
-    bytes.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  OUBLI_ASSIGN_OR_RETURN(const std::string bytes, ReadFile(path));
   absl::StatusOr<NamedTensors> tensors = ParseSafetensors(bytes);
   if (!tensors.ok()) {
     return absl::Status(tensors.status().code(),
@@ -774,40 +734,7 @@ absl::Status WriteSafetensorsFile(const std::string& path,
                                   const NamedTensors& tensors) {
   OUBLI_ASSIGN_OR_RETURN(const std::string bytes,
                          SerializeSafetensors(tensors));
-  // Write a temporary file and rename it over `path`, so readers never see
-  // a partial file.
-  static std::atomic<uint64_t> counter{0};
-  const std::string temp_path =
-      absl::StrCat(path, ".tmp.", ::getpid(), ".", counter++);
-  const int fd =
-      ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus(errno, "cannot create", temp_path);
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n =
-        ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      ::close(fd);
-      ::unlink(temp_path.c_str());
-      return ErrnoStatus(error, "cannot write", temp_path);
-    }
-    written += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  const int sync_error = errno;
-  if (::close(fd) != 0 || !synced) {
-    const int error = synced ? errno : sync_error;
-    ::unlink(temp_path.c_str());
-    return ErrnoStatus(error, "cannot flush", temp_path);
-  }
-  if (::rename(temp_path.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp_path.c_str());
-    return ErrnoStatus(error, "cannot rename onto", path);
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, bytes);
 }
 
 }  // namespace oubli::worker

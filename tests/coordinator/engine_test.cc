@@ -7,7 +7,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -20,6 +19,7 @@
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/lineage_store.h"
+#include "tests/testing/test_util.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -27,6 +27,7 @@ namespace {
 using ::testing::Contains;
 using ::testing::Not;
 using ::testing::UnorderedElementsAreArray;
+using testing_util::FilesContaining;
 
 constexpr int kSide = 4;  // 4x4 "images"
 constexpr int kClasses = 3;
@@ -74,25 +75,14 @@ std::vector<Sample> TinySamples(int n, uint64_t seed) {
 std::map<std::string, std::string> CheckpointDigests(const std::string& dir) {
   std::map<std::string, std::string> digests;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)),
-                      std::istreambuf_iterator<char>());
-    digests[entry.path().filename().string()] = Sha256Hex(bytes);
+    digests[entry.path().filename().string()] =
+        Sha256Hex(testing_util::ReadWholeFile(entry.path()));
   }
   return digests;
 }
 
 class EngineTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = std::filesystem::temp_directory_path() /
-            ("oubli-engine-test-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(root_);
-    std::filesystem::create_directories(root_);
-  }
-  void TearDown() override { std::filesystem::remove_all(root_); }
-
   std::unique_ptr<Engine> OpenEngine(const std::string& name,
                                      const ModelConfig& config,
                                      bool background = false) {
@@ -125,7 +115,8 @@ class EngineTest : public ::testing::Test {
   // Every checkpoint of the last ScratchFingerprint engine, by name.
   std::map<std::string, std::string> last_scratch_checkpoints_;
 
-  std::filesystem::path root_;
+  testing_util::ScopedTempDir temp_dir_;
+  const std::filesystem::path root_ = temp_dir_.path();
   int scratch_count_ = 0;
 };
 
@@ -433,23 +424,6 @@ TEST_F(EngineTest, ShardWithEveryPrefixCutIsDroppedNotFatal) {
                                {victims[0], victims[1], another}));
 }
 
-// Returns every file under `dir` whose bytes contain `needle`.
-std::vector<std::string> FilesContaining(const std::filesystem::path& dir,
-                                         const std::string& needle) {
-  std::vector<std::string> hits;
-  for (const auto& entry :
-       std::filesystem::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)),
-                      std::istreambuf_iterator<char>());
-    if (bytes.find(needle) != std::string::npos) {
-      hits.push_back(entry.path().string());
-    }
-  }
-  return hits;
-}
-
 TEST_F(EngineTest, PurgeDestroysPayloadAndStaleCheckpoints) {
   const ModelConfig config = TinyConfig(5);
   auto samples = TinySamples(120, 5);
@@ -502,9 +476,9 @@ TEST_F(EngineTest, CorruptCheckpointIsRetrainedNotFatal) {
     ASSERT_TRUE(engine->Train().ok());
     // Damage the served checkpoint of shard 0.
     damaged = engine->GetModelStatus().shards[0].served.key;
-    std::ofstream(std::filesystem::path(engine->checkpoint_dir()) / damaged,
-                  std::ios::binary | std::ios::trunc)
-        << "not a checkpoint";
+    testing_util::WriteWholeFile(
+        std::filesystem::path(engine->checkpoint_dir()) / damaged,
+        "not a checkpoint");
   }
   auto engine = OpenEngine("m", config);
   ASSERT_NE(engine, nullptr);

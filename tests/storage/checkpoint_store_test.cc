@@ -4,11 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <random>
 
-#include "absl/strings/str_cat.h"
+#include "tests/testing/test_util.h"
 
 namespace oubli::storage {
 namespace {
@@ -18,45 +15,22 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 namespace fs = std::filesystem;
-
-std::string RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 engine(seed);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) c = static_cast<char>(engine() & 0xff);
-  return bytes;
-}
-
-std::string ReadWholeFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
-
-void WriteWholeFile(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out << bytes;
-}
+using testing_util::FilesContaining;
+using testing_util::RandomBytes;
+using testing_util::ReadWholeFile;
+using testing_util::WriteWholeFile;
 
 class CheckpointStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat(
-               "checkpoint_store_test_",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name(),
-               "_", ::getpid());
-    fs::remove_all(dir_);
     auto store = CheckpointStore::Open((dir_ / "ckpt").string());
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
   }
 
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
-
-  fs::path dir_;
+  // Declared before store_: removed after the store is closed.
+  testing_util::ScopedTempDir temp_dir_;
+  const fs::path dir_ = temp_dir_.path();
   std::unique_ptr<CheckpointStore> store_;
 };
 
@@ -154,10 +128,7 @@ TEST_F(CheckpointStoreTest, DestroyIsIdempotentAndLeavesNoBytesBehind) {
   EXPECT_EQ(ReadWholeFile(witness), std::string(secret.size(), '\0'));
 
   const std::string needle = secret.substr(secret.size() / 2, 64);
-  for (const auto& entry : fs::directory_iterator(dir_ / "ckpt")) {
-    EXPECT_EQ(ReadWholeFile(entry.path()).find(needle), std::string::npos)
-        << entry.path();
-  }
+  EXPECT_THAT(FilesContaining(dir_ / "ckpt", needle), IsEmpty());
   auto list = store_->List();
   ASSERT_TRUE(list.ok());
   EXPECT_THAT(*list, ElementsAre("f00d"));

@@ -6,9 +6,8 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
-#include "absl/strings/str_cat.h"
+#include "tests/testing/test_util.h"
 
 namespace oubli::storage {
 namespace {
@@ -18,6 +17,8 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 namespace fs = std::filesystem;
+using testing_util::ReadWholeFile;
+using testing_util::WriteWholeFile;
 
 void AppendBigEndian32(uint32_t value, std::string* out) {
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -55,11 +56,6 @@ std::string LabelsIdx(const std::string& labels) {
   return IdxBytes(0x801, {static_cast<uint32_t>(labels.size())}, labels);
 }
 
-void WritePlain(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out << bytes;
-}
-
 void WriteGzip(const fs::path& path, const std::string& bytes) {
   gzFile file = gzopen(path.c_str(), "wb");
   ASSERT_NE(file, nullptr) << path;
@@ -83,24 +79,13 @@ std::vector<std::string> Ids(const std::vector<Sample>& samples) {
 
 class DatasetsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat(
-               "datasets_test_",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name(),
-               "_", ::getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Five 2x3 images labelled 3,1,4,1,5 in plain or gzipped files.
   IdxOptions WriteIdxPair(bool gzip) {
     IdxOptions options;
     const std::string suffix = gzip ? ".gz" : "";
     options.images_path = (dir_ / ("images" + suffix)).string();
     options.labels_path = (dir_ / ("labels" + suffix)).string();
-    auto write = gzip ? WriteGzip : WritePlain;
+    auto write = gzip ? WriteGzip : WriteWholeFile;
     write(options.images_path, ImagesIdx(5, 2, 3));
     write(options.labels_path, LabelsIdx("\3\1\4\1\5"));
     options.id_prefix = "img-";
@@ -110,11 +95,12 @@ class DatasetsTest : public ::testing::Test {
 
   absl::StatusOr<std::vector<Sample>> LoadCsvText(const std::string& text) {
     const fs::path path = dir_ / "data.csv";
-    WritePlain(path, text);
+    WriteWholeFile(path, text);
     return LoadCsv(path.string(), "row-");
   }
 
-  fs::path dir_;
+  testing_util::ScopedTempDir temp_dir_;
+  const fs::path dir_ = temp_dir_.path();
 };
 
 TEST_F(DatasetsTest, LoadIdxReadsPlainAndGzippedFiles) {
@@ -175,9 +161,9 @@ TEST_F(DatasetsTest, LoadIdxWidensIdPaddingForLargeFiles) {
   IdxOptions options;
   options.images_path = (dir_ / "images").string();
   options.labels_path = (dir_ / "labels").string();
-  WritePlain(options.images_path,
-             IdxBytes(0x803, {kCount, 1, 1}, std::string(kCount, '\7')));
-  WritePlain(options.labels_path, LabelsIdx(std::string(kCount, '\2')));
+  WriteWholeFile(options.images_path,
+                 IdxBytes(0x803, {kCount, 1, 1}, std::string(kCount, '\7')));
+  WriteWholeFile(options.labels_path, LabelsIdx(std::string(kCount, '\2')));
   options.offset = kCount - 1;
   auto last = LoadIdx(options);
   ASSERT_TRUE(last.ok()) << last.status();
@@ -212,8 +198,8 @@ TEST_F(DatasetsTest, LoadIdxRejectsMalformedFiles) {
        "has 3 images but"},
   };
   for (const Case& c : cases) {
-    WritePlain(options.images_path, c.images);
-    WritePlain(options.labels_path, c.labels);
+    WriteWholeFile(options.images_path, c.images);
+    WriteWholeFile(options.labels_path, c.labels);
     auto samples = LoadIdx(options);
     ASSERT_FALSE(samples.ok()) << c.name;
     EXPECT_EQ(samples.status().code(), absl::StatusCode::kInvalidArgument)
@@ -235,10 +221,8 @@ TEST_F(DatasetsTest, LoadIdxReportsMissingAndCorruptGzipFiles) {
 
   // Cut a gzip stream short: zlib reports the early end.
   options = WriteIdxPair(true);
-  std::ifstream in(options.images_path, std::ios::binary);
-  std::string gz((std::istreambuf_iterator<char>(in)),
-                 std::istreambuf_iterator<char>());
-  WritePlain(options.images_path, gz.substr(0, gz.size() - 12));
+  const std::string gz = ReadWholeFile(options.images_path);
+  WriteWholeFile(options.images_path, gz.substr(0, gz.size() - 12));
   auto truncated = LoadIdx(options);
   ASSERT_FALSE(truncated.ok());
   EXPECT_THAT(std::string(truncated.status().message()),
@@ -249,8 +233,8 @@ TEST_F(DatasetsTest, LoadFashionMnistMapsSplitsToFiles) {
   WriteGzip(dir_ / "train-images-idx3-ubyte.gz", ImagesIdx(4, 2, 2));
   WriteGzip(dir_ / "train-labels-idx1-ubyte.gz", LabelsIdx("\1\2\3\4"));
   // The test split is present uncompressed only.
-  WritePlain(dir_ / "t10k-images-idx3-ubyte", ImagesIdx(2, 2, 2));
-  WritePlain(dir_ / "t10k-labels-idx1-ubyte", LabelsIdx("\7\10"));
+  WriteWholeFile(dir_ / "t10k-images-idx3-ubyte", ImagesIdx(2, 2, 2));
+  WriteWholeFile(dir_ / "t10k-labels-idx1-ubyte", LabelsIdx("\7\10"));
 
   auto train = LoadFashionMnist(dir_.string(), "train", 1, 2, 1);
   ASSERT_TRUE(train.ok()) << train.status();

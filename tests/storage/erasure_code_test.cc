@@ -6,25 +6,20 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "tests/testing/test_util.h"
 
 namespace oubli::storage {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(size, '\0');
-  for (size_t i = 0; i < size; ++i) out[i] = static_cast<char>(rng() & 0xFF);
-  return out;
-}
+using testing_util::RandomBytes;
 
 std::string ToString(absl::string_view view) {
   return std::string(view.data(), view.size());

@@ -5,12 +5,10 @@
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testing/test_util.h"
 
 namespace oubli::storage {
 namespace {
@@ -21,13 +19,7 @@ using ::testing::IsEmpty;
 using ::testing::Pair;
 
 namespace fs = std::filesystem;
-
-std::string RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 engine(seed);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) c = static_cast<char>(engine() & 0xff);
-  return bytes;
-}
+using testing_util::RandomBytes;
 
 Sample MakeSample(const std::string& id, const std::string& owner,
                   int32_t label = 1, std::string features = "abcd") {
@@ -53,23 +45,12 @@ void ExpectSameSample(const Sample& actual, const Sample& expected) {
 }
 
 // True if a regular file under `dir` whose name contains `name_part`
-// contains `needle`; `where` receives its name. Files that vanish during the
-// scan (RocksDB deletes obsolete files) are skipped.
+// contains `needle`; `where` receives its name.
 bool AnyFileContains(const fs::path& dir, const std::string& needle,
                      std::string* where, const std::string& name_part = "") {
-  std::error_code error;
-  for (fs::recursive_directory_iterator it(dir, error), end;
-       !error && it != end; it.increment(error)) {
-    const std::string name = it->path().filename().string();
-    if (!it->is_regular_file(error) ||
-        name.find(name_part) == std::string::npos) {
-      continue;
-    }
-    std::ifstream in(it->path(), std::ios::binary);
-    if (!in) continue;
-    const std::string content((std::istreambuf_iterator<char>(in)),
-                              std::istreambuf_iterator<char>());
-    if (content.find(needle) != std::string::npos) {
+  for (const std::string& path : testing_util::FilesContaining(dir, needle)) {
+    const std::string name = fs::path(path).filename().string();
+    if (name.find(name_part) != std::string::npos) {
       *where = name;
       return true;
     }
@@ -92,20 +73,7 @@ bool PayloadOnDisk(const fs::path& dir, const std::string& payload,
 
 class LineageStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat(
-               "lineage_store_test_",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name(),
-               "_", ::getpid());
-    fs::remove_all(dir_);
-    Reopen();
-  }
-
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { Reopen(); }
 
   void Reopen() {
     store_.reset();
@@ -129,7 +97,9 @@ class LineageStoreTest : public ::testing::Test {
     return record.ok() && record->has_value() ? **record : SampleRecord{};
   }
 
-  fs::path dir_;
+  // Declared before store_: removed after the database is closed.
+  testing_util::ScopedTempDir temp_dir_;
+  const fs::path dir_ = temp_dir_.path();
   std::unique_ptr<LineageStore> store_;
 };
 

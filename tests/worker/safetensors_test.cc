@@ -6,12 +6,12 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
+
+#include "tests/testing/test_util.h"
 
 namespace oubli::worker {
 namespace {
@@ -370,29 +370,23 @@ TEST(SafetensorsTest, FuzzedMutationsNeverCrash) {
 }
 
 TEST(SafetensorsTest, FileRoundTripAndErrors) {
-  const std::string path = ::testing::TempDir() + "/oubli_safetensors_test.st";
+  const testing_util::ScopedTempDir temp_dir;
+  const std::string path = (temp_dir.path() / "model.safetensors").string();
   const NamedTensors tensors = AllDtypes();
   ASSERT_TRUE(WriteSafetensorsFile(path, tensors).ok());
   auto read = ReadSafetensorsFile(path);
   ASSERT_TRUE(read.ok()) << read.status();
   ExpectSameTensors(*read, tensors);
-  std::ifstream in(path, std::ios::binary);
-  std::string on_disk((std::istreambuf_iterator<char>(in)),
-                      std::istreambuf_iterator<char>());
-  EXPECT_EQ(on_disk, *SerializeSafetensors(tensors));
+  EXPECT_EQ(testing_util::ReadWholeFile(path), *SerializeSafetensors(tensors));
 
   EXPECT_EQ(ReadSafetensorsFile(path + ".missing").status().code(),
             absl::StatusCode::kNotFound);
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << "garbage!";
-  }
+  testing_util::WriteWholeFile(path, "garbage!");
   auto bad = ReadSafetensorsFile(path);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.status().message(), HasSubstr(path));
   EXPECT_FALSE(
       WriteSafetensorsFile("/nonexistent-dir/x.safetensors", tensors).ok());
-  std::remove(path.c_str());
 }
 
 }  // namespace
