@@ -1,0 +1,739 @@
+#include "coordinator/grpc_service.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "google/protobuf/timestamp.pb.h"
+
+namespace oubli::coordinator {
+namespace {
+
+namespace v1 = ::oubli::v1;
+
+constexpr char kServiceName[] = "oubli.v1.Oubli";
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
+size_t Utf8SequenceLength(absl::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char lead = byte(i);
+  if (lead < 0x80) return 1;
+  size_t length;
+  uint32_t min_code_point;
+  if ((lead & 0xE0) == 0xC0) {
+    length = 2;
+    min_code_point = 0x80;
+  } else if ((lead & 0xF0) == 0xE0) {
+    length = 3;
+    min_code_point = 0x800;
+  } else if ((lead & 0xF8) == 0xF0) {
+    length = 4;
+    min_code_point = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + length > s.size()) return 0;
+  uint32_t code_point = lead & (0x7F >> length);
+  for (size_t k = 1; k < length; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    code_point = (code_point << 6) | (byte(i + k) & 0x3F);
+  }
+  if (code_point < min_code_point || code_point > 0x10FFFF ||
+      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+    return 0;
+  }
+  return length;
+}
+
+// Proto3 `string` fields must hold valid UTF-8 or the peer cannot parse the
+// message; text that may echo client bytes goes through this (\xNN escapes).
+std::string SanitizeUtf8(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = Utf8SequenceLength(text, i);
+    if (length == 0) {
+      absl::StrAppendFormat(&out, "\\x%02X",
+                            static_cast<unsigned char>(text[i]));
+      ++i;
+    } else {
+      out.append(text.data() + i, length);
+      i += length;
+    }
+  }
+  return out;
+}
+
+grpc::Status InvalidArgument(absl::string_view message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      SanitizeUtf8(message));
+}
+
+void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
+  const int64_t nanos = absl::ToUnixNanos(time);
+  int64_t seconds = nanos / 1000000000;
+  int64_t rest = nanos % 1000000000;
+  if (rest < 0) {  // Timestamp nanos must be non-negative
+    rest += 1000000000;
+    --seconds;
+  }
+  out->set_seconds(seconds);
+  out->set_nanos(static_cast<int32_t>(rest));
+}
+
+v1::DeletionStage StageToProto(DeletionStage stage) {
+  switch (stage) {
+    case DeletionStage::kAccepted:
+      return v1::ACCEPTED;
+    case DeletionStage::kForgotten:
+      return v1::FORGOTTEN;
+    case DeletionStage::kPurged:
+      return v1::PURGED;
+    case DeletionStage::kRestored:
+      return v1::RESTORED;
+  }
+  return v1::DELETION_STAGE_UNSPECIFIED;
+}
+
+void ReceiptToProto(const DeletionReceipt& in, absl::string_view model_id,
+                    v1::DeletionReceipt* out) {
+  out->set_deletion_id(SanitizeUtf8(in.deletion_id));
+  out->set_model_id(SanitizeUtf8(model_id));
+  out->set_owner(SanitizeUtf8(in.owner));
+  out->set_stage(StageToProto(in.stage));
+  const std::pair<absl::Time,
+                  google::protobuf::Timestamp* (v1::DeletionReceipt::*)()>
+      times[] = {{in.accepted_at, &v1::DeletionReceipt::mutable_accepted_at},
+                 {in.forgotten_at, &v1::DeletionReceipt::mutable_forgotten_at},
+                 {in.purged_at, &v1::DeletionReceipt::mutable_purged_at},
+                 {in.restored_at, &v1::DeletionReceipt::mutable_restored_at}};
+  for (const auto& [time, field] : times) {
+    if (time != absl::InfinitePast()) SetTimestamp(time, (out->*field)());
+  }
+  for (const std::string& id : in.resolved_ids) {
+    out->add_resolved_ids(SanitizeUtf8(id));
+  }
+  for (const std::string& id : in.unknown_ids) {
+    out->add_unknown_ids(SanitizeUtf8(id));
+  }
+  for (const auto& [id, by] : in.already_deleted) {
+    v1::AlreadyDeleted* already = out->add_already_deleted();
+    already->set_sample_id(SanitizeUtf8(id));
+    already->set_deletion_id(SanitizeUtf8(by));
+  }
+  for (int shard : in.affected_shards) out->add_affected_shards(shard);
+  for (const AffectedPrefix& a : in.affected) {
+    v1::AffectedPrefix* prefix = out->add_affected();
+    prefix->set_shard(a.shard);
+    prefix->set_slice(a.slice);
+    prefix->set_sequence(a.sequence);
+    prefix->set_valid_length_before(a.valid_length_before);
+    prefix->set_valid_length_after(a.valid_length_after);
+  }
+  out->set_fingerprint_before(in.fingerprint_before);
+  out->set_fingerprint_forgotten(in.fingerprint_forgotten);
+  out->set_fingerprint_restored(in.fingerprint_restored);
+  out->set_note(SanitizeUtf8(in.note));
+}
+
+void ServedToProto(const ServedShard& in, v1::ServedShard* out) {
+  out->set_shard(in.shard);
+  out->set_served(in.served);
+  out->set_sequence(in.sequence);
+  for (int slice : in.prefix) out->add_prefix(slice);
+  out->set_checkpoint_key(in.key);
+  out->set_samples(in.samples);
+}
+
+void ModelStatusToProto(absl::string_view model_id, const ModelStatus& in,
+                        v1::Model* out) {
+  out->set_model_id(std::string(model_id));
+  *out->mutable_config() = ConfigToProto(in.config);
+  out->set_config_fingerprint(ConfigFingerprint(in.config));
+  out->set_training_requested(in.training_requested);
+  out->set_active_samples(in.active_samples);
+  out->set_fingerprint(in.fingerprint);
+  for (const ShardStatus& shard : in.shards) {
+    v1::ShardStatus* proto_shard = out->add_shards();
+    ServedToProto(shard.served, proto_shard->mutable_served());
+    for (const SequenceStatus& sequence : shard.sequences) {
+      v1::SequenceStatus* proto_sequence = proto_shard->add_sequences();
+      for (int slice : sequence.order) proto_sequence->add_order(slice);
+      proto_sequence->set_valid_length(sequence.valid_length);
+    }
+  }
+  out->set_missing_prefixes(in.missing_prefixes);
+  out->set_pending_deletions(in.pending_deletions);
+  out->set_threads(SanitizeUtf8(in.threads));
+  // Single node: every worker runs in this process.
+  out->set_worker_placement("local");
+}
+
+void JobToProto(const JobInfo& in, v1::Job* out) {
+  out->set_job_id(in.job_id);
+  out->set_model_id(in.model_id);
+  switch (in.state) {
+    case JobState::kPending:
+      out->set_state(v1::Job::PENDING);
+      break;
+    case JobState::kRunning:
+      out->set_state(v1::Job::RUNNING);
+      break;
+    case JobState::kSucceeded:
+      out->set_state(v1::Job::SUCCEEDED);
+      break;
+    case JobState::kFailed:
+      out->set_state(v1::Job::FAILED);
+      break;
+  }
+  out->set_trained_prefixes(in.trained_prefixes);
+  out->set_total_prefixes(in.total_prefixes);
+  out->set_progress(in.progress());
+  out->set_error(SanitizeUtf8(in.error));
+  if (in.created_at != absl::InfinitePast()) {
+    SetTimestamp(in.created_at, out->mutable_created_at());
+  }
+  if (in.started_at != absl::InfinitePast()) {
+    SetTimestamp(in.started_at, out->mutable_started_at());
+  }
+  if (in.finished_at != absl::InfinitePast()) {
+    SetTimestamp(in.finished_at, out->mutable_finished_at());
+  }
+}
+
+grpc::Status CheckModelId(absl::string_view model_id) {
+  if (model_id.empty()) return InvalidArgument("model_id is required");
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl::StatusCode and grpc::StatusCode share their numbering.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      SanitizeUtf8(status.message()));
+}
+
+absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
+  ModelConfig c;
+  BackboneConfig& b = c.backbone;
+  switch (in.backbone()) {
+    case v1::BACKBONE_KIND_UNSPECIFIED:
+      break;
+    case v1::BACKBONE_KIND_MLP:
+      b.kind = BackboneKind::kMlp;
+      break;
+    case v1::BACKBONE_KIND_VIT:
+      b.kind = BackboneKind::kVit;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.backbone: unknown value ", in.backbone()));
+  }
+  if (in.has_input_channels()) b.input_channels = in.input_channels();
+  if (in.has_input_height()) b.input_height = in.input_height();
+  if (in.has_input_width()) b.input_width = in.input_width();
+  if (in.has_num_classes()) b.num_classes = in.num_classes();
+  if (in.mlp_hidden_size() > 0) {
+    b.mlp_hidden.assign(in.mlp_hidden().begin(), in.mlp_hidden().end());
+  }
+  if (in.has_vit_patch()) b.vit_patch = in.vit_patch();
+  if (in.has_vit_dim()) b.vit_dim = in.vit_dim();
+  if (in.has_vit_depth()) b.vit_depth = in.vit_depth();
+  if (in.has_vit_heads()) b.vit_heads = in.vit_heads();
+  if (in.has_vit_mlp_dim()) b.vit_mlp_dim = in.vit_mlp_dim();
+  if (in.lora().has_rank()) b.lora.rank = in.lora().rank();
+  if (in.lora().has_alpha()) b.lora.alpha = in.lora().alpha();
+  if (in.lora().has_dropout()) b.lora.dropout = in.lora().dropout();
+  if (in.lora().has_rslora()) b.lora.rslora = in.lora().rslora();
+  if (in.has_shards()) c.shards = in.shards();
+  if (in.has_slices()) c.slices = in.slices();
+  if (in.has_sequences()) c.sequences = in.sequences();
+  if (in.has_epochs_per_position()) {
+    c.train.epochs_per_position = in.epochs_per_position();
+  }
+  if (in.has_batch_size()) c.train.batch_size = in.batch_size();
+  if (in.has_learning_rate()) c.train.learning_rate = in.learning_rate();
+  if (in.has_weight_decay()) c.train.weight_decay = in.weight_decay();
+  if (in.has_seed()) c.seed = in.seed();
+  if (in.has_torch_threads()) c.determinism.torch_threads = in.torch_threads();
+  if (in.has_blas_threads()) c.determinism.blas_threads = in.blas_threads();
+  if (in.has_base_source()) c.base.source = in.base_source();
+  if (in.has_base_sha256()) c.base.sha256 = in.base_sha256();
+  if (in.has_base_provenance()) c.base.provenance = in.base_provenance();
+  switch (in.retrain().mode()) {
+    case v1::RETRAIN_MODE_UNSPECIFIED:
+      break;
+    case v1::RETRAIN_MODE_IMMEDIATE:
+      c.retrain.mode = RetrainMode::kImmediate;
+      break;
+    case v1::RETRAIN_MODE_BATCHED:
+      c.retrain.mode = RetrainMode::kBatched;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.retrain.mode: unknown value ", in.retrain().mode()));
+  }
+  if (in.retrain().has_window_ms()) {
+    c.retrain.window = absl::Milliseconds(in.retrain().window_ms());
+  }
+  if (in.retrain().has_max_batch()) {
+    c.retrain.max_batch = in.retrain().max_batch();
+  }
+  return c;
+}
+
+v1::ModelConfig ConfigToProto(const ModelConfig& c) {
+  v1::ModelConfig out;
+  const BackboneConfig& b = c.backbone;
+  out.set_backbone(b.kind == BackboneKind::kMlp ? v1::BACKBONE_KIND_MLP
+                                                : v1::BACKBONE_KIND_VIT);
+  out.set_input_channels(b.input_channels);
+  out.set_input_height(b.input_height);
+  out.set_input_width(b.input_width);
+  out.set_num_classes(b.num_classes);
+  for (int width : b.mlp_hidden) out.add_mlp_hidden(width);
+  out.set_vit_patch(b.vit_patch);
+  out.set_vit_dim(b.vit_dim);
+  out.set_vit_depth(b.vit_depth);
+  out.set_vit_heads(b.vit_heads);
+  out.set_vit_mlp_dim(b.vit_mlp_dim);
+  out.mutable_lora()->set_rank(b.lora.rank);
+  out.mutable_lora()->set_alpha(b.lora.alpha);
+  out.mutable_lora()->set_dropout(b.lora.dropout);
+  out.mutable_lora()->set_rslora(b.lora.rslora);
+  out.set_shards(c.shards);
+  out.set_slices(c.slices);
+  out.set_sequences(c.sequences);
+  out.set_epochs_per_position(c.train.epochs_per_position);
+  out.set_batch_size(c.train.batch_size);
+  out.set_learning_rate(c.train.learning_rate);
+  out.set_weight_decay(c.train.weight_decay);
+  out.set_seed(c.seed);
+  out.set_torch_threads(c.determinism.torch_threads);
+  out.set_blas_threads(c.determinism.blas_threads);
+  out.set_base_source(SanitizeUtf8(c.base.source));
+  out.set_base_sha256(SanitizeUtf8(c.base.sha256));
+  out.set_base_provenance(SanitizeUtf8(c.base.provenance));
+  out.mutable_retrain()->set_mode(c.retrain.mode == RetrainMode::kImmediate
+                                      ? v1::RETRAIN_MODE_IMMEDIATE
+                                      : v1::RETRAIN_MODE_BATCHED);
+  out.mutable_retrain()->set_window_ms(
+      absl::ToInt64Milliseconds(c.retrain.window));
+  out.mutable_retrain()->set_max_batch(c.retrain.max_batch);
+  return out;
+}
+
+// ----------------------------------------------------------- OubliService
+
+absl::StatusOr<ModelRegistry*> OubliService::registry() const {
+  ModelRegistry* registry = registry_.load();
+  if (registry == nullptr) {
+    return absl::UnavailableError(
+        "the server is still opening its models; retry shortly");
+  }
+  return registry;
+}
+
+#define OUBLI_GRPC_ASSIGN_OR_RETURN(lhs, expr) \
+  OUBLI_GRPC_ASSIGN_OR_RETURN_IMPL_(           \
+      OUBLI_STATUS_CONCAT_(oubli_grpc_or_, __LINE__), lhs, expr)
+#define OUBLI_GRPC_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                                      \
+  if (!tmp.ok()) return ToGrpcStatus(tmp.status());       \
+  lhs = std::move(tmp).value()
+#define OUBLI_GRPC_RETURN_IF_ERROR(expr)                     \
+  do {                                                       \
+    const grpc::Status oubli_grpc_status_ = (expr);          \
+    if (!oubli_grpc_status_.ok()) return oubli_grpc_status_; \
+  } while (0)
+
+grpc::Status OubliService::CreateModel(grpc::ServerContext* context,
+                                       const v1::CreateModelRequest* request,
+                                       v1::Model* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig config,
+                              ConfigFromProto(request->config()));
+  config.model_id = request->model_id();
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig created,
+                              registry->CreateModel(config));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelStatus status,
+                              registry->GetModelStatus(created.model_id));
+  ModelStatusToProto(created.model_id, status, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::IngestSamples(
+    grpc::ServerContext* context,
+    grpc::ServerReader<v1::IngestSamplesRequest>* reader,
+    v1::IngestSamplesResponse* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  v1::IngestSamplesRequest request;
+  std::string model_id;
+  int64_t messages = 0;
+  // Each message is ingested as it arrives, so memory stays bounded by one
+  // message; an error ends the stream, keeping what earlier messages stored
+  // (ingest is idempotent, so the client can simply resend).
+  while (reader->Read(&request)) {
+    ++messages;
+    if (messages == 1) {
+      OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request.model_id()));
+      model_id = request.model_id();
+      // Fail fast for an unknown model instead of after the whole stream.
+      OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig ignored,
+                                  registry->GetConfig(model_id));
+      (void)ignored;
+    } else if (request.model_id() != model_id) {
+      return InvalidArgument(absl::StrCat(
+          "model_id: message ", messages, " names '", request.model_id(),
+          "' but the stream started with '", model_id, "'"));
+    }
+    if (request.samples_size() == 0) {
+      return InvalidArgument(
+          absl::StrCat("samples: message ", messages, " has no samples"));
+    }
+    if (request.samples_size() > kMaxIngestSamplesPerMessage) {
+      return InvalidArgument(
+          absl::StrCat("samples: message ", messages, " has ",
+                       request.samples_size(), " samples; the limit is ",
+                       kMaxIngestSamplesPerMessage, " per message"));
+    }
+    std::vector<Sample> samples;
+    samples.reserve(request.samples_size());
+    for (v1::Sample& in : *request.mutable_samples()) {
+      Sample sample;
+      sample.id = std::move(*in.mutable_id());
+      sample.owner = std::move(*in.mutable_owner());
+      sample.label = in.label();
+      sample.features = std::move(*in.mutable_features());
+      switch (in.feature_type()) {
+        case v1::FEATURE_TYPE_UNSPECIFIED:
+        case v1::FEATURE_TYPE_U8:
+          sample.feature_type = FeatureType::kU8;
+          break;
+        case v1::FEATURE_TYPE_F32:
+          sample.feature_type = FeatureType::kF32;
+          break;
+        default: {
+          v1::Rejected* rejected = response->add_rejected();
+          rejected->set_sample_id(SanitizeUtf8(sample.id));
+          rejected->set_reason(
+              absl::StrCat("feature_type: unknown value ", in.feature_type()));
+          continue;
+        }
+      }
+      samples.push_back(std::move(sample));
+    }
+    if (samples.empty()) continue;
+    OUBLI_GRPC_ASSIGN_OR_RETURN(storage::IngestResult result,
+                                registry->Ingest(model_id, samples));
+    response->set_accepted(response->accepted() + result.accepted);
+    response->set_duplicates(response->duplicates() + result.duplicates);
+    for (const auto& [id, reason] : result.rejected) {
+      v1::Rejected* rejected = response->add_rejected();
+      rejected->set_sample_id(SanitizeUtf8(id));
+      rejected->set_reason(SanitizeUtf8(reason));
+    }
+  }
+  if (messages == 0) {
+    return InvalidArgument(
+        "samples: the stream carried no IngestSamplesRequest");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::Train(grpc::ServerContext* context,
+                                 const v1::TrainRequest* request,
+                                 v1::Job* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(JobInfo job,
+                              registry->StartTraining(request->model_id()));
+  JobToProto(job, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::GetJob(grpc::ServerContext* context,
+                                  const v1::GetJobRequest* request,
+                                  v1::Job* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  if (request->job_id().empty()) return InvalidArgument("job_id is required");
+  OUBLI_GRPC_ASSIGN_OR_RETURN(JobInfo job, registry->GetJob(request->job_id()));
+  JobToProto(job, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::DeleteSamples(
+    grpc::ServerContext* context, const v1::DeleteSamplesRequest* request,
+    v1::DeletionReceipt* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  if (request->sample_ids_size() == 0) {
+    return InvalidArgument("sample_ids is empty: give at least one id");
+  }
+  if (request->sample_ids_size() > kMaxDeleteIds) {
+    return InvalidArgument(
+        absl::StrCat("sample_ids has ", request->sample_ids_size(),
+                     " ids; the limit is ", kMaxDeleteIds, " per request"));
+  }
+  // Validated here too so the message names the field and the position.
+  for (int i = 0; i < request->sample_ids_size(); ++i) {
+    if (absl::Status valid = ValidateSampleId(request->sample_ids(i));
+        !valid.ok()) {
+      return InvalidArgument(
+          absl::StrCat("sample_ids[", i, "]: ", valid.message()));
+    }
+  }
+  const std::vector<std::string> ids(request->sample_ids().begin(),
+                                     request->sample_ids().end());
+  OUBLI_GRPC_ASSIGN_OR_RETURN(
+      DeletionReceipt receipt,
+      registry->DeleteSamples(request->model_id(), ids,
+                              request->idempotency_key()));
+  ReceiptToProto(receipt, request->model_id(), response);
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::ForgetOwner(grpc::ServerContext* context,
+                                       const v1::ForgetOwnerRequest* request,
+                                       v1::DeletionReceipt* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  if (absl::Status valid = ValidateOwner(request->owner()); !valid.ok()) {
+    return InvalidArgument(absl::StrCat("owner: ", valid.message()));
+  }
+  OUBLI_GRPC_ASSIGN_OR_RETURN(
+      DeletionReceipt receipt,
+      registry->ForgetOwner(request->model_id(), request->owner(),
+                            request->idempotency_key()));
+  ReceiptToProto(receipt, request->model_id(), response);
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::GetDeletion(grpc::ServerContext* context,
+                                       const v1::GetDeletionRequest* request,
+                                       v1::DeletionReceipt* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_ASSIGN_OR_RETURN(auto parts,
+                              SplitDeletionId(request->deletion_id()));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(DeletionReceipt receipt,
+                              registry->GetDeletion(request->deletion_id()));
+  ReceiptToProto(receipt, parts.first, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::WatchDeletion(
+    grpc::ServerContext* context, const v1::WatchDeletionRequest* request,
+    grpc::ServerWriter<v1::DeletionReceipt>* writer) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_ASSIGN_OR_RETURN(auto parts,
+                              SplitDeletionId(request->deletion_id()));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(DeletionReceipt receipt,
+                              registry->GetDeletion(request->deletion_id()));
+  auto send = [&](const DeletionReceipt& r) {
+    v1::DeletionReceipt proto;
+    ReceiptToProto(r, parts.first, &proto);
+    return writer->Write(proto);
+  };
+  if (!send(receipt)) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  }
+  while (receipt.stage != DeletionStage::kRestored) {
+    // IsCancelled also turns true when the client's deadline passes.
+    if (context->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED,
+                          "watch cancelled before RESTORED");
+    }
+    const DeletionStage seen = receipt.stage;
+    OUBLI_GRPC_ASSIGN_OR_RETURN(
+        receipt, registry->AwaitDeletionChange(request->deletion_id(), seen,
+                                               kWatchTick));
+    if (receipt.stage != seen && !send(receipt)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::Predict(grpc::ServerContext* context,
+                                   const v1::PredictRequest* request,
+                                   v1::PredictResponse* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  const int64_t rows = request->rows();
+  if (rows < 1) return InvalidArgument("rows must be at least 1");
+  if (rows > kMaxPredictRows) {
+    return InvalidArgument(absl::StrCat("rows is ", rows, "; the limit is ",
+                                        kMaxPredictRows, " per request"));
+  }
+  const bool has_floats = request->features_size() > 0;
+  const bool has_bytes = !request->features_f32le().empty();
+  if (has_floats == has_bytes) {
+    return InvalidArgument("give exactly one of features and features_f32le");
+  }
+  if (has_bytes && request->features_f32le().size() % 4 != 0) {
+    return InvalidArgument(absl::StrCat("features_f32le has ",
+                                        request->features_f32le().size(),
+                                        " bytes, not a multiple of 4"));
+  }
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig config,
+                              registry->GetConfig(request->model_id()));
+  const int64_t width = config.backbone.InputSize();
+  const int64_t values =
+      has_floats ? request->features_size()
+                 : static_cast<int64_t>(request->features_f32le().size() / 4);
+  if (values != rows * width) {
+    return InvalidArgument(absl::StrCat(
+        has_floats ? "features" : "features_f32le", " has ", values,
+        " values; rows=", rows, " x ", width, " features per row of model '",
+        request->model_id(), "' needs ", rows * width));
+  }
+  std::vector<float> inputs;
+  if (has_floats) {
+    inputs.assign(request->features().begin(), request->features().end());
+  } else {
+    // Little-endian on the wire and on every platform we build for.
+    inputs.resize(values);
+    std::memcpy(inputs.data(), request->features_f32le().data(),
+                request->features_f32le().size());
+  }
+  OUBLI_GRPC_ASSIGN_OR_RETURN(
+      Prediction prediction,
+      registry->Predict(request->model_id(), inputs, rows));
+  response->set_rows(static_cast<int32_t>(prediction.rows));
+  response->set_classes(static_cast<int32_t>(prediction.classes));
+  response->mutable_probabilities()->Assign(prediction.probabilities.begin(),
+                                            prediction.probabilities.end());
+  for (int64_t r = 0; r < prediction.rows; ++r) {
+    const auto row = prediction.probabilities.begin() + r * prediction.classes;
+    response->add_predicted_classes(static_cast<int32_t>(
+        std::max_element(row, row + prediction.classes) - row));
+  }
+  response->set_fingerprint(prediction.fingerprint);
+  for (const ServedShard& served : prediction.served) {
+    ServedToProto(served, response->add_served());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::GetModel(grpc::ServerContext* context,
+                                    const v1::GetModelRequest* request,
+                                    v1::Model* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelStatus status,
+                              registry->GetModelStatus(request->model_id()));
+  ModelStatusToProto(request->model_id(), status, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::Verify(grpc::ServerContext* context,
+                                  const v1::VerifyRequest* request,
+                                  v1::VerifyResponse* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(VerifyReport report,
+                              registry->Verify(request->model_id()));
+  response->set_restored(report.restored);
+  response->set_match(report.match);
+  response->set_served_fingerprint(report.served_fingerprint);
+  response->set_scratch_fingerprint(report.scratch_fingerprint);
+  for (const auto& [shard, match] : report.shard_matches) {
+    v1::ShardMatch* proto = response->add_shards();
+    proto->set_shard(shard);
+    proto->set_match(match);
+  }
+  response->set_elapsed_ms(absl::ToInt64Milliseconds(report.elapsed));
+  return grpc::Status::OK;
+}
+
+// -------------------------------------------------------- CoordinatorServer
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    const Options& options) {
+  if (options.data_dir.empty()) {
+    return absl::InvalidArgumentError("data_dir is required");
+  }
+  if (options.max_message_bytes < 1 || options.max_message_bytes > INT_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes must be 1..", INT_MAX));
+  }
+  const size_t colon = options.listen_address.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "listen address '", options.listen_address, "' is not HOST:PORT"));
+  }
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
+  // Both must precede BuildAndStart.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort(options.listen_address,
+                           grpc::InsecureServerCredentials(), &selected_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(&server->service_);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || selected_port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", options.listen_address, "'"));
+  }
+  server->port_ = selected_port;
+  server->address_ =
+      absl::StrCat(options.listen_address.substr(0, colon), ":", selected_port);
+  grpc::HealthCheckServiceInterface* health =
+      server->server_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  health->SetServingStatus(kServiceName, false);
+
+  ModelRegistry::Options registry_options;
+  registry_options.root_dir = options.data_dir;
+  registry_options.training_threads = options.training_threads;
+  registry_options.background_retrain = options.background_retrain;
+  absl::StatusOr<std::unique_ptr<ModelRegistry>> registry =
+      ModelRegistry::Open(registry_options);
+  if (!registry.ok()) {
+    server->Shutdown(absl::ZeroDuration());
+    return registry.status();
+  }
+  server->registry_ = *std::move(registry);
+  server->service_.SetRegistry(server->registry_.get());
+  health->SetServingStatus(true);
+  health->SetServingStatus(kServiceName, true);
+  return server;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+void CoordinatorServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    if (auto* health = server_->GetHealthCheckService(); health != nullptr) {
+      health->SetServingStatus(false);
+      health->SetServingStatus(kServiceName, false);
+    }
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  }
+  // No RPC is running any more: safe to close the models.
+  service_.SetRegistry(nullptr);
+  registry_.reset();
+}
+
+void CoordinatorServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace oubli::coordinator

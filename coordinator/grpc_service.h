@@ -1,0 +1,135 @@
+// The gRPC adapter of the public API (oubli.v1.Oubli) and the server that
+// hosts it. The adapter only validates wire-level input, converts proto <->
+// domain types and absl::Status -> grpc::Status (same code, same message);
+// all behaviour lives in ModelRegistry / Engine.
+#ifndef OUBLI_COORDINATOR_GRPC_SERVICE_H_
+#define OUBLI_COORDINATOR_GRPC_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/config.h"
+#include "coordinator/model_registry.h"
+#include "oubli/v1/oubli.grpc.pb.h"
+
+namespace oubli::coordinator {
+
+// Wire-level limits; the proto documents them.
+inline constexpr int kMaxDeleteIds = 10000;
+inline constexpr int kMaxIngestSamplesPerMessage = 10000;
+inline constexpr int kMaxPredictRows = 4096;
+
+// Same code, same message.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Proto config -> domain config: unset fields keep the ModelConfig defaults.
+// InvalidArgument naming the field for unknown enum values; ranges are
+// checked by ValidateConfig.
+absl::StatusOr<ModelConfig> ConfigFromProto(const oubli::v1::ModelConfig& in);
+// Every field set.
+oubli::v1::ModelConfig ConfigToProto(const ModelConfig& config);
+
+class OubliService final : public oubli::v1::Oubli::Service {
+ public:
+  // Watchers wake at least this often to notice cancellation.
+  static constexpr absl::Duration kWatchTick = absl::Milliseconds(200);
+
+  OubliService() = default;
+
+  // Until set, every RPC answers UNAVAILABLE: the server starts listening
+  // (and reporting NOT_SERVING) before the registry has reopened its models.
+  // `registry` must outlive the service's RPCs.
+  void SetRegistry(ModelRegistry* registry) { registry_.store(registry); }
+
+  grpc::Status CreateModel(grpc::ServerContext* context,
+                           const oubli::v1::CreateModelRequest* request,
+                           oubli::v1::Model* response) override;
+  grpc::Status IngestSamples(
+      grpc::ServerContext* context,
+      grpc::ServerReader<oubli::v1::IngestSamplesRequest>* reader,
+      oubli::v1::IngestSamplesResponse* response) override;
+  grpc::Status Train(grpc::ServerContext* context,
+                     const oubli::v1::TrainRequest* request,
+                     oubli::v1::Job* response) override;
+  grpc::Status GetJob(grpc::ServerContext* context,
+                      const oubli::v1::GetJobRequest* request,
+                      oubli::v1::Job* response) override;
+  grpc::Status DeleteSamples(grpc::ServerContext* context,
+                             const oubli::v1::DeleteSamplesRequest* request,
+                             oubli::v1::DeletionReceipt* response) override;
+  grpc::Status ForgetOwner(grpc::ServerContext* context,
+                           const oubli::v1::ForgetOwnerRequest* request,
+                           oubli::v1::DeletionReceipt* response) override;
+  grpc::Status GetDeletion(grpc::ServerContext* context,
+                           const oubli::v1::GetDeletionRequest* request,
+                           oubli::v1::DeletionReceipt* response) override;
+  grpc::Status WatchDeletion(
+      grpc::ServerContext* context,
+      const oubli::v1::WatchDeletionRequest* request,
+      grpc::ServerWriter<oubli::v1::DeletionReceipt>* writer) override;
+  grpc::Status Predict(grpc::ServerContext* context,
+                       const oubli::v1::PredictRequest* request,
+                       oubli::v1::PredictResponse* response) override;
+  grpc::Status GetModel(grpc::ServerContext* context,
+                        const oubli::v1::GetModelRequest* request,
+                        oubli::v1::Model* response) override;
+  grpc::Status Verify(grpc::ServerContext* context,
+                      const oubli::v1::VerifyRequest* request,
+                      oubli::v1::VerifyResponse* response) override;
+
+ private:
+  // The registry, or UNAVAILABLE while it is still opening.
+  absl::StatusOr<ModelRegistry*> registry() const;
+  std::atomic<ModelRegistry*> registry_{nullptr};
+};
+
+// oubli-coordinator minus flag parsing and signals: listens, reports health,
+// opens the registry, serves. Tests run it in-process.
+class CoordinatorServer {
+ public:
+  struct Options {
+    std::string listen_address = "127.0.0.1:50051";  // port 0: pick a free one
+    std::string data_dir;
+    int64_t max_message_bytes = int64_t{64} << 20;  // both directions
+    int training_threads = 1;
+    bool background_retrain = true;
+  };
+
+  // Returns once the server listens and every model is open (health
+  // SERVING). On failure nothing keeps running.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      const Options& options);
+  // Shuts down (see Shutdown) if still running.
+  ~CoordinatorServer();
+
+  // "host:port" actually bound (the chosen port when asked for port 0).
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+
+  // Stops accepting RPCs, cancels those still running after `grace`
+  // (watch streams end), then waits for training jobs and closes models.
+  void Shutdown(absl::Duration grace = absl::Seconds(5));
+  // Blocks until Shutdown() has been called (from another thread).
+  void Wait();
+
+ private:
+  CoordinatorServer() = default;
+
+  OubliService service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<ModelRegistry> registry_;
+  std::string address_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace oubli::coordinator
+
+#endif  // OUBLI_COORDINATOR_GRPC_SERVICE_H_

@@ -1,0 +1,65 @@
+// oubli-coordinator: the single-node oubli gRPC server (oubli.v1.Oubli).
+//
+//   oubli-coordinator --data_dir=/var/lib/oubli [--listen=127.0.0.1:50051]
+//
+// Prints "listening on HOST:PORT" on stdout once every model is open (with
+// --listen=HOST:0 that is how scripts learn the port). Health reports
+// NOT_SERVING until then. SIGINT/SIGTERM shut down cleanly.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "coordinator/grpc_service.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "HOST:PORT to listen on; port 0 picks a free port");
+ABSL_FLAG(std::string, data_dir, "", "root directory of all models (required)");
+ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
+          "largest request or response message, bytes");
+ABSL_FLAG(int, training_threads, 1, "training threads per model engine");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "oubli-coordinator --data_dir=DIR [--listen=HOST:PORT]");
+  absl::ParseCommandLine(argc, argv);
+
+  oubli::coordinator::CoordinatorServer::Options options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.training_threads = absl::GetFlag(FLAGS_training_threads);
+  if (options.data_dir.empty()) {
+    std::fprintf(stderr, "oubli-coordinator: --data_dir is required\n");
+    return 2;
+  }
+
+  // Block the shutdown signals in every thread (gRPC's and the engines'
+  // inherit this mask) so only sigwait below receives them.
+  sigset_t shutdown_signals;
+  sigemptyset(&shutdown_signals);
+  sigaddset(&shutdown_signals, SIGINT);
+  sigaddset(&shutdown_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+
+  auto server = oubli::coordinator::CoordinatorServer::Start(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "oubli-coordinator: %s\n",
+                 server.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("listening on %s\n", (*server)->address().c_str());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&shutdown_signals, &signal_number);
+  std::fprintf(stderr, "oubli-coordinator: signal %d, shutting down\n",
+               signal_number);
+  (*server)->Shutdown();
+  return 0;
+}

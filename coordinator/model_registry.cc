@@ -1,0 +1,379 @@
+#include "coordinator/model_registry.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace oubli::coordinator {
+namespace {
+
+constexpr char kDeletionIdSeparator = '/';
+constexpr size_t kMaxIdempotencyKeyBytes = 256;
+
+absl::Status ModelNotFound(absl::string_view model_id) {
+  return absl::NotFoundError(
+      absl::StrCat("model '", model_id, "' does not exist"));
+}
+
+}  // namespace
+
+const char* JobStateName(JobState state) {
+  switch (state) {
+    case JobState::kPending:
+      return "PENDING";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kSucceeded:
+      return "SUCCEEDED";
+    case JobState::kFailed:
+      return "FAILED";
+  }
+  return "UNKNOWN";
+}
+
+std::string QualifyDeletionId(absl::string_view model_id,
+                              absl::string_view engine_deletion_id) {
+  if (engine_deletion_id.empty()) return "";
+  return absl::StrCat(model_id, std::string(1, kDeletionIdSeparator),
+                      engine_deletion_id);
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> SplitDeletionId(
+    absl::string_view qualified_id) {
+  const size_t slash = qualified_id.find(kDeletionIdSeparator);
+  if (slash == absl::string_view::npos || slash == 0 ||
+      slash + 1 == qualified_id.size()) {
+    return absl::InvalidArgumentError(
+        "deletion_id must look like 'MODEL_ID/del-N' (as in the receipt)");
+  }
+  return std::make_pair(std::string(qualified_id.substr(0, slash)),
+                        std::string(qualified_id.substr(slash + 1)));
+}
+
+ModelRegistry::ModelRegistry(Options options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
+    const Options& options) {
+  if (options.root_dir.empty()) {
+    return absl::InvalidArgumentError("registry root_dir is required");
+  }
+  std::error_code error;
+  std::filesystem::create_directories(options.root_dir, error);
+  if (error) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot create data dir '", options.root_dir, "': ", error.message()));
+  }
+  std::unique_ptr<ModelRegistry> registry(new ModelRegistry(options));
+  std::vector<std::filesystem::path> model_dirs;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(options.root_dir, error)) {
+    // Only directories the engine created (they hold a lineage DB).
+    if (entry.is_directory() &&
+        std::filesystem::is_directory(entry.path() / "lineage")) {
+      model_dirs.push_back(entry.path());
+    }
+  }
+  if (error) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot list data dir '", options.root_dir, "': ", error.message()));
+  }
+  std::sort(model_dirs.begin(), model_dirs.end());
+  for (const auto& dir : model_dirs) {
+    Engine::Options engine_options;
+    engine_options.data_dir = dir.string();
+    engine_options.training_threads = options.training_threads;
+    engine_options.background_retrain = options.background_retrain;
+    absl::StatusOr<std::unique_ptr<Engine>> engine =
+        Engine::Open(engine_options);
+    if (!engine.ok()) {
+      return absl::Status(engine.status().code(),
+                          absl::StrCat("cannot reopen model in '", dir.string(),
+                                       "': ", engine.status().message()));
+    }
+    // The directory name is the id clients use; CreateModel makes them
+    // equal, so a mismatch means someone renamed the directory.
+    const std::string model_id = dir.filename().string();
+    if ((*engine)->config().model_id != model_id) {
+      std::fprintf(stderr,
+                   "oubli: model dir '%s' holds config for model '%s'; "
+                   "serving it as '%s'\n",
+                   dir.string().c_str(), (*engine)->config().model_id.c_str(),
+                   model_id.c_str());
+    }
+    absl::MutexLock lock(&registry->mu_);
+    registry->engines_[model_id] = std::shared_ptr<Engine>(*std::move(engine));
+  }
+  return registry;
+}
+
+ModelRegistry::~ModelRegistry() {
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, job] : jobs_) {
+      if (job->thread.joinable()) threads.push_back(std::move(job->thread));
+    }
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+std::string ModelRegistry::ModelDir(absl::string_view model_id) const {
+  return (std::filesystem::path(options_.root_dir) / std::string(model_id))
+      .string();
+}
+
+absl::StatusOr<std::shared_ptr<Engine>> ModelRegistry::FindEngine(
+    absl::string_view model_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = engines_.find(model_id);
+  if (it == engines_.end()) return ModelNotFound(model_id);
+  return it->second;
+}
+
+std::vector<std::string> ModelRegistry::ModelIds() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, engine] : engines_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+absl::StatusOr<ModelConfig> ModelRegistry::GetConfig(
+    absl::string_view model_id) const {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->config();
+}
+
+absl::StatusOr<ModelConfig> ModelRegistry::CreateModel(
+    const ModelConfig& config) {
+  // Validated before touching the filesystem: the id becomes a path.
+  OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
+  absl::MutexLock create_lock(&create_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = engines_.find(config.model_id);
+    if (it != engines_.end()) {
+      const ModelConfig& existing = it->second->config();
+      if (ConfigToText(existing) == ConfigToText(config)) return existing;
+      return absl::AlreadyExistsError(absl::StrCat(
+          "model '", config.model_id,
+          "' already exists with a different config (config fingerprint ",
+          ConfigFingerprint(existing), ", requested ",
+          ConfigFingerprint(config), ")"));
+    }
+  }
+  const std::string dir = ModelDir(config.model_id);
+  const bool dir_existed = std::filesystem::exists(dir);
+  Engine::Options engine_options;
+  engine_options.data_dir = dir;
+  engine_options.config = config;
+  engine_options.training_threads = options_.training_threads;
+  engine_options.background_retrain = options_.background_retrain;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
+  if (!engine.ok()) {
+    // Leave no half-created model behind for the next startup scan.
+    if (!dir_existed) {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+    return engine.status();
+  }
+  ModelConfig created = (*engine)->config();
+  absl::MutexLock lock(&mu_);
+  engines_[config.model_id] = std::shared_ptr<Engine>(*std::move(engine));
+  return created;
+}
+
+absl::StatusOr<storage::IngestResult> ModelRegistry::Ingest(
+    absl::string_view model_id, absl::Span<const Sample> samples) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->Ingest(samples);
+}
+
+absl::StatusOr<JobInfo> ModelRegistry::StartTraining(
+    absl::string_view model_id) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  // Outside mu_: GetModelStatus takes the engine's lock.
+  const ModelStatus status = engine->GetModelStatus();
+  if (status.active_samples == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", model_id, "' has no samples: ingest before training"));
+  }
+  absl::MutexLock lock(&mu_);
+  auto active = active_jobs_.find(model_id);
+  if (active != active_jobs_.end()) {
+    return jobs_.at(active->second)->info;
+  }
+  auto job = std::make_unique<Job>();
+  job->info.job_id = absl::StrCat("job-", next_job_number_++);
+  job->info.model_id = std::string(model_id);
+  job->info.total_prefixes = status.missing_prefixes;
+  job->info.created_at = absl::Now();
+  job->engine = engine;
+  Job* raw = job.get();
+  const std::string job_id = job->info.job_id;
+  active_jobs_[std::string(model_id)] = job_id;
+  jobs_[job_id] = std::move(job);
+  // Started under mu_ so the thread handle is stored before anyone joins.
+  raw->thread = std::thread([this, raw] { RunJob(raw); });
+  return raw->info;
+}
+
+void ModelRegistry::RunJob(Job* job) {
+  {
+    absl::MutexLock lock(&mu_);
+    job->info.state = JobState::kRunning;
+    job->info.started_at = absl::Now();
+  }
+  const absl::StatusOr<TrainSummary> summary = job->engine->Train();
+  absl::MutexLock lock(&mu_);
+  job->info.finished_at = absl::Now();
+  if (summary.ok()) {
+    job->info.state = JobState::kSucceeded;
+    job->info.trained_prefixes = job->info.total_prefixes;
+  } else {
+    job->info.state = JobState::kFailed;
+    job->info.error = summary.status().ToString();
+  }
+  active_jobs_.erase(job->info.model_id);
+}
+
+absl::StatusOr<JobInfo> ModelRegistry::GetJob(absl::string_view job_id) {
+  JobInfo info;
+  std::shared_ptr<Engine> engine;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("job '", job_id, "' does not exist"));
+    }
+    info = it->second->info;
+    engine = it->second->engine;
+  }
+  if (info.state == JobState::kPending || info.state == JobState::kRunning) {
+    const int missing = engine->GetModelStatus().missing_prefixes;
+    info.trained_prefixes =
+        std::clamp(info.total_prefixes - missing, 0, info.total_prefixes);
+  }
+  return info;
+}
+
+absl::StatusOr<DeletionReceipt> ModelRegistry::DeleteWithKey(
+    absl::string_view model_id, absl::string_view idempotency_key,
+    const std::string& request_digest,
+    const std::function<absl::StatusOr<DeletionReceipt>(Engine&)>& run) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  auto qualify = [&](DeletionReceipt receipt) {
+    receipt.deletion_id = QualifyDeletionId(model_id, receipt.deletion_id);
+    for (auto& [id, by] : receipt.already_deleted) {
+      by = QualifyDeletionId(model_id, by);
+    }
+    return receipt;
+  };
+  if (idempotency_key.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(DeletionReceipt receipt, run(*engine));
+    return qualify(std::move(receipt));
+  }
+  if (idempotency_key.size() > kMaxIdempotencyKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("idempotency_key is ", idempotency_key.size(),
+                     " bytes; the limit is ", kMaxIdempotencyKeyBytes));
+  }
+  const std::string map_key =
+      absl::StrCat(model_id, std::string(1, '\0'), idempotency_key);
+  absl::MutexLock lock(&idempotency_mu_);
+  auto it = idempotency_keys_.find(map_key);
+  if (it != idempotency_keys_.end()) {
+    if (it->second.request_digest != request_digest) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("idempotency_key '", idempotency_key,
+                       "' was already used for a different request on model '",
+                       model_id, "'"));
+    }
+    if (!it->second.deletion_id.empty()) {
+      return GetDeletion(it->second.deletion_id);
+    }
+    // The first request was a no-op; running it again is one too.
+  }
+  OUBLI_ASSIGN_OR_RETURN(DeletionReceipt receipt, run(*engine));
+  receipt = qualify(std::move(receipt));
+  idempotency_keys_[map_key] = {request_digest, receipt.deletion_id};
+  return receipt;
+}
+
+absl::StatusOr<DeletionReceipt> ModelRegistry::DeleteSamples(
+    absl::string_view model_id, absl::Span<const std::string> sample_ids,
+    absl::string_view idempotency_key) {
+  // Ids cannot contain NUL (ValidateSampleId), so this join is unambiguous.
+  const std::string digest =
+      absl::StrCat("ids:", absl::StrJoin(sample_ids, std::string(1, '\0')));
+  return DeleteWithKey(model_id, idempotency_key, digest, [&](Engine& engine) {
+    return engine.DeleteSamples(sample_ids);
+  });
+}
+
+absl::StatusOr<DeletionReceipt> ModelRegistry::ForgetOwner(
+    absl::string_view model_id, absl::string_view owner,
+    absl::string_view idempotency_key) {
+  const std::string digest = absl::StrCat("owner:", owner);
+  return DeleteWithKey(model_id, idempotency_key, digest, [&](Engine& engine) {
+    return engine.ForgetOwner(owner);
+  });
+}
+
+absl::StatusOr<DeletionReceipt> ModelRegistry::GetDeletion(
+    absl::string_view deletion_id) {
+  OUBLI_ASSIGN_OR_RETURN(auto parts, SplitDeletionId(deletion_id));
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine,
+                         FindEngine(parts.first));
+  OUBLI_ASSIGN_OR_RETURN(DeletionReceipt receipt,
+                         engine->GetDeletion(parts.second));
+  receipt.deletion_id = QualifyDeletionId(parts.first, receipt.deletion_id);
+  for (auto& [id, by] : receipt.already_deleted) {
+    by = QualifyDeletionId(parts.first, by);
+  }
+  return receipt;
+}
+
+absl::StatusOr<DeletionReceipt> ModelRegistry::AwaitDeletionChange(
+    absl::string_view deletion_id, DeletionStage seen_stage,
+    absl::Duration timeout) {
+  OUBLI_ASSIGN_OR_RETURN(DeletionReceipt receipt, GetDeletion(deletion_id));
+  if (receipt.stage != seen_stage ||
+      receipt.stage == DeletionStage::kRestored) {
+    return receipt;
+  }
+  // Every stage before RESTORED is reached before the deletion request
+  // returns, so the only change left to wait for is RESTORED.
+  OUBLI_ASSIGN_OR_RETURN(auto parts, SplitDeletionId(deletion_id));
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine,
+                         FindEngine(parts.first));
+  const absl::Status waited = engine->WaitForRestored(parts.second, timeout);
+  if (!waited.ok() && !absl::IsDeadlineExceeded(waited)) return waited;
+  return GetDeletion(deletion_id);
+}
+
+absl::StatusOr<Prediction> ModelRegistry::Predict(
+    absl::string_view model_id, absl::Span<const float> inputs, int64_t rows) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->Predict(inputs, rows);
+}
+
+absl::StatusOr<ModelStatus> ModelRegistry::GetModelStatus(
+    absl::string_view model_id) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->GetModelStatus();
+}
+
+absl::StatusOr<VerifyReport> ModelRegistry::Verify(absl::string_view model_id) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->Verify();
+}
+
+}  // namespace oubli::coordinator

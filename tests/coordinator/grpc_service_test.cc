@@ -1,0 +1,563 @@
+// The public gRPC API end to end: an in-process oubli-coordinator on
+// 127.0.0.1:0, a real channel, a tiny model. Asserts behaviour (codes,
+// fields, stage order, bitwise verification), never timing.
+#include "coordinator/grpc_service.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "oubli/v1/oubli.grpc.pb.h"
+
+namespace oubli::coordinator {
+namespace {
+
+namespace v1 = ::oubli::v1;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+using ::testing::StartsWith;
+
+constexpr int kSide = 4;  // 4x4 "images"
+constexpr int kClasses = 3;
+constexpr int kWidth = kSide * kSide;
+
+v1::ModelConfig TinyConfig() {
+  v1::ModelConfig c;
+  c.set_backbone(v1::BACKBONE_KIND_MLP);
+  c.set_input_height(kSide);
+  c.set_input_width(kSide);
+  c.set_num_classes(kClasses);
+  for (int i = 0; i < 4; ++i) c.add_mlp_hidden(12);
+  c.mutable_lora()->set_rank(2);
+  c.set_shards(2);
+  c.set_slices(4);
+  c.set_sequences(2);
+  c.set_seed(1);
+  c.set_epochs_per_position(2);
+  c.set_batch_size(8);
+  c.set_learning_rate(1e-2);
+  return c;
+}
+
+// Learnable synthetic data: the label is which third of the image is
+// brightest. Owners hold 5 samples each.
+std::vector<v1::Sample> TinySamples(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<v1::Sample> samples;
+  for (int i = 0; i < n; ++i) {
+    v1::Sample s;
+    s.set_id("sample-" + std::to_string(1000 + i));
+    s.set_owner("owner-" + std::to_string(i / 5));
+    std::string features(kWidth, '\0');
+    for (char& byte : features) byte = static_cast<char>(rng() % 256);
+    const int label = static_cast<int>(rng() % kClasses);
+    for (int k = 0; k < kSide; ++k) {
+      features[label * 5 + (k % 5)] = static_cast<char>(250);
+    }
+    s.set_label(label);
+    s.set_features(features);
+    s.set_feature_type(v1::FEATURE_TYPE_U8);
+    samples.push_back(std::move(s));
+  }
+  return samples;
+}
+
+std::chrono::system_clock::time_point Deadline(int seconds) {
+  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+}
+
+class GrpcServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() /
+            ("oubli-grpc-test-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    StartServer(int64_t{64} << 20);
+  }
+  void TearDown() override {
+    stub_.reset();
+    server_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  void StartServer(int64_t max_message_bytes) {
+    stub_.reset();
+    server_.reset();
+    CoordinatorServer::Options options;
+    options.listen_address = "127.0.0.1:0";
+    options.data_dir = (root_ / "models").string();
+    options.max_message_bytes = max_message_bytes;
+    auto server = CoordinatorServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    ASSERT_GT(server_->port(), 0);
+    stub_ = v1::Oubli::NewStub(grpc::CreateChannel(
+        server_->address(), grpc::InsecureChannelCredentials()));
+  }
+
+  grpc::Status Create(const std::string& model_id, const v1::ModelConfig& c,
+                      v1::Model* model) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(30));
+    v1::CreateModelRequest request;
+    request.set_model_id(model_id);
+    *request.mutable_config() = c;
+    return stub_->CreateModel(&context, request, model);
+  }
+
+  // One IngestSamplesRequest per batch.
+  grpc::Status Ingest(const std::string& model_id,
+                      const std::vector<std::vector<v1::Sample>>& batches,
+                      v1::IngestSamplesResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(60));
+    auto writer = stub_->IngestSamples(&context, response);
+    for (const auto& batch : batches) {
+      v1::IngestSamplesRequest request;
+      request.set_model_id(model_id);
+      for (const v1::Sample& s : batch) *request.add_samples() = s;
+      if (!writer->Write(request)) break;  // the server ended the stream
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  // Trains to completion through the job API; returns the final job.
+  v1::Job TrainAndWait(const std::string& model_id) {
+    v1::Job job;
+    {
+      grpc::ClientContext context;
+      context.set_deadline(Deadline(30));
+      v1::TrainRequest request;
+      request.set_model_id(model_id);
+      grpc::Status status = stub_->Train(&context, request, &job);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+    }
+    // Bounded only as a hang guard; the assertion is on the final state.
+    for (int i = 0; i < 6000 && (job.state() == v1::Job::PENDING ||
+                                 job.state() == v1::Job::RUNNING);
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      grpc::ClientContext context;
+      context.set_deadline(Deadline(30));
+      v1::GetJobRequest request;
+      request.set_job_id(job.job_id());
+      grpc::Status status = stub_->GetJob(&context, request, &job);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+    }
+    return job;
+  }
+
+  // A trained tiny model with 60 samples.
+  void CreateTrainedModel(const std::string& model_id) {
+    v1::Model model;
+    ASSERT_TRUE(Create(model_id, TinyConfig(), &model).ok());
+    v1::IngestSamplesResponse ingest;
+    ASSERT_TRUE(Ingest(model_id, {TinySamples(60, 1)}, &ingest).ok());
+    ASSERT_EQ(ingest.accepted(), 60);
+    const v1::Job job = TrainAndWait(model_id);
+    ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
+  }
+
+  grpc::Status Predict(const std::string& model_id, int rows,
+                       const std::vector<float>& features,
+                       v1::PredictResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(30));
+    v1::PredictRequest request;
+    request.set_model_id(model_id);
+    request.set_rows(rows);
+    request.mutable_features()->Assign(features.begin(), features.end());
+    return stub_->Predict(&context, request, response);
+  }
+
+  grpc::Status Delete(const std::string& model_id,
+                      const std::vector<std::string>& ids,
+                      const std::string& idempotency_key,
+                      v1::DeletionReceipt* receipt) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(60));
+    v1::DeleteSamplesRequest request;
+    request.set_model_id(model_id);
+    for (const std::string& id : ids) request.add_sample_ids(id);
+    request.set_idempotency_key(idempotency_key);
+    return stub_->DeleteSamples(&context, request, receipt);
+  }
+
+  // Every receipt WatchDeletion streams, and the final status.
+  grpc::Status Watch(const std::string& deletion_id,
+                     std::vector<v1::DeletionReceipt>* receipts) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(120));
+    v1::WatchDeletionRequest request;
+    request.set_deletion_id(deletion_id);
+    auto reader = stub_->WatchDeletion(&context, request);
+    v1::DeletionReceipt receipt;
+    while (reader->Read(&receipt)) receipts->push_back(receipt);
+    return reader->Finish();
+  }
+
+  std::filesystem::path root_;
+  std::unique_ptr<CoordinatorServer> server_;
+  std::unique_ptr<v1::Oubli::Stub> stub_;
+};
+
+TEST_F(GrpcServiceTest, CreateIsIdempotentAndRejectsAConflictingConfig) {
+  v1::Model model;
+  grpc::Status status = Create("tiny", TinyConfig(), &model);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(model.model_id(), "tiny");
+  EXPECT_EQ(model.config().shards(), 2);
+  EXPECT_EQ(model.config().input_channels(), 1);  // server default filled in
+  EXPECT_EQ(model.worker_placement(), "local");
+
+  v1::Model again;
+  status = Create("tiny", TinyConfig(), &again);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(again.config_fingerprint(), model.config_fingerprint());
+
+  v1::ModelConfig other = TinyConfig();
+  other.set_seed(2);
+  status = Create("tiny", other, &again);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(), HasSubstr("different config"));
+}
+
+TEST_F(GrpcServiceTest, ModelsSurviveARestart) {
+  v1::Model model;
+  ASSERT_TRUE(Create("kept", TinyConfig(), &model).ok());
+  StartServer(int64_t{64} << 20);  // same data dir
+  grpc::ClientContext context;
+  v1::GetModelRequest request;
+  request.set_model_id("kept");
+  v1::Model reopened;
+  grpc::Status status = stub_->GetModel(&context, request, &reopened);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(reopened.config_fingerprint(), model.config_fingerprint());
+}
+
+TEST_F(GrpcServiceTest, StreamingIngestCountsDuplicatesAndRejects) {
+  v1::Model model;
+  ASSERT_TRUE(Create("tiny", TinyConfig(), &model).ok());
+  std::vector<v1::Sample> first = TinySamples(10, 1);
+  std::vector<v1::Sample> second = {first[0]};  // duplicate
+  v1::Sample bad_label = TinySamples(11, 1)[10];
+  bad_label.set_label(kClasses);
+  second.push_back(bad_label);
+  v1::Sample bad_utf8 = first[1];
+  bad_utf8.set_id(std::string("bad-\xff\xfe", 6));
+  second.push_back(bad_utf8);
+
+  v1::IngestSamplesResponse response;
+  grpc::Status status = Ingest("tiny", {first, second}, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.accepted(), 10);
+  EXPECT_EQ(response.duplicates(), 1);
+  ASSERT_THAT(response.rejected(), SizeIs(2));
+  std::vector<std::string> reasons;
+  for (const auto& r : response.rejected()) reasons.push_back(r.reason());
+  EXPECT_THAT(reasons, ::testing::UnorderedElementsAre(HasSubstr("label"),
+                                                       HasSubstr("UTF-8")));
+}
+
+TEST_F(GrpcServiceTest, TrainJobSucceedsThenPredictAndGetModelAgree) {
+  v1::Model model;
+  ASSERT_TRUE(Create("tiny", TinyConfig(), &model).ok());
+  std::vector<float> rows(2 * kWidth, 0.5f);
+  v1::PredictResponse untrained;
+  EXPECT_EQ(Predict("tiny", 2, rows, &untrained).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  v1::IngestSamplesResponse ingest;
+  ASSERT_TRUE(Ingest("tiny", {TinySamples(60, 1)}, &ingest).ok());
+  const v1::Job job = TrainAndWait("tiny");
+  ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
+  EXPECT_THAT(job.job_id(), StartsWith("job-"));
+  EXPECT_GT(job.total_prefixes(), 0);
+  EXPECT_EQ(job.trained_prefixes(), job.total_prefixes());
+  EXPECT_DOUBLE_EQ(job.progress(), 1.0);
+  EXPECT_TRUE(job.has_finished_at());
+
+  v1::PredictResponse prediction;
+  grpc::Status status = Predict("tiny", 2, rows, &prediction);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(prediction.rows(), 2);
+  EXPECT_EQ(prediction.classes(), kClasses);
+  ASSERT_THAT(prediction.probabilities(), SizeIs(2 * kClasses));
+  EXPECT_NEAR(prediction.probabilities(0) + prediction.probabilities(1) +
+                  prediction.probabilities(2),
+              1.0, 1e-4);
+  EXPECT_THAT(prediction.predicted_classes(), SizeIs(2));
+  ASSERT_THAT(prediction.served(), SizeIs(2));
+  for (const auto& served : prediction.served()) {
+    EXPECT_TRUE(served.served());
+    EXPECT_THAT(served.prefix(), SizeIs(4));  // full length L
+  }
+
+  // The same input as little-endian bytes gives the same answer.
+  grpc::ClientContext context;
+  v1::PredictRequest request;
+  request.set_model_id("tiny");
+  request.set_rows(2);
+  request.set_features_f32le(
+      std::string(reinterpret_cast<const char*>(rows.data()), rows.size() * 4));
+  v1::PredictResponse from_bytes;
+  ASSERT_TRUE(stub_->Predict(&context, request, &from_bytes).ok());
+  EXPECT_EQ(from_bytes.probabilities(0), prediction.probabilities(0));
+
+  grpc::ClientContext model_context;
+  v1::GetModelRequest model_request;
+  model_request.set_model_id("tiny");
+  v1::Model status_model;
+  ASSERT_TRUE(
+      stub_->GetModel(&model_context, model_request, &status_model).ok());
+  EXPECT_EQ(status_model.fingerprint(), prediction.fingerprint());
+  EXPECT_EQ(status_model.active_samples(), 60);
+  EXPECT_EQ(status_model.missing_prefixes(), 0);
+  EXPECT_TRUE(status_model.training_requested());
+  ASSERT_THAT(status_model.shards(), SizeIs(2));
+  for (const auto& shard : status_model.shards()) {
+    ASSERT_THAT(shard.sequences(), SizeIs(2));
+    for (const auto& sequence : shard.sequences()) {
+      EXPECT_EQ(sequence.valid_length(), 4);
+    }
+  }
+}
+
+TEST_F(GrpcServiceTest, DeleteWatchToRestoredThenVerifyMatches) {
+  CreateTrainedModel("tiny");
+  v1::DeletionReceipt receipt;
+  grpc::Status status =
+      Delete("tiny", {"sample-1003", "sample-1017", "nope"}, "key-1", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(receipt.deletion_id(), StartsWith("tiny/del-"));
+  EXPECT_EQ(receipt.model_id(), "tiny");
+  EXPECT_THAT(receipt.resolved_ids(),
+              ::testing::UnorderedElementsAre("sample-1003", "sample-1017"));
+  EXPECT_THAT(receipt.unknown_ids(), ElementsAre("nope"));
+  EXPECT_GE(receipt.stage(), v1::PURGED);
+  EXPECT_TRUE(receipt.has_accepted_at());
+  EXPECT_TRUE(receipt.has_forgotten_at());
+  EXPECT_TRUE(receipt.has_purged_at());
+  EXPECT_FALSE(receipt.affected().empty());
+  EXPECT_NE(receipt.fingerprint_forgotten(), receipt.fingerprint_before());
+
+  // Same key, same request: the same deletion, not a new one.
+  v1::DeletionReceipt repeat;
+  ASSERT_TRUE(
+      Delete("tiny", {"sample-1003", "sample-1017", "nope"}, "key-1", &repeat)
+          .ok());
+  EXPECT_EQ(repeat.deletion_id(), receipt.deletion_id());
+  // Same key, other request: refused.
+  EXPECT_EQ(Delete("tiny", {"sample-1004"}, "key-1", &repeat).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  std::vector<v1::DeletionReceipt> watched;
+  status = Watch(receipt.deletion_id(), &watched);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_FALSE(watched.empty());
+  EXPECT_EQ(watched.back().stage(), v1::RESTORED);
+  EXPECT_TRUE(watched.back().has_restored_at());
+  EXPECT_FALSE(watched.back().fingerprint_restored().empty());
+  for (size_t i = 1; i < watched.size(); ++i) {
+    EXPECT_GT(watched[i].stage(), watched[i - 1].stage());  // changes only
+  }
+
+  grpc::ClientContext get_context;
+  v1::GetDeletionRequest get;
+  get.set_deletion_id(receipt.deletion_id());
+  v1::DeletionReceipt fetched;
+  ASSERT_TRUE(stub_->GetDeletion(&get_context, get, &fetched).ok());
+  EXPECT_EQ(fetched.stage(), v1::RESTORED);
+
+  // Forgetting an owner goes through the same pipeline.
+  grpc::ClientContext forget_context;
+  forget_context.set_deadline(Deadline(60));
+  v1::ForgetOwnerRequest forget;
+  forget.set_model_id("tiny");
+  forget.set_owner("owner-4");
+  v1::DeletionReceipt forgotten;
+  status = stub_->ForgetOwner(&forget_context, forget, &forgotten);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(forgotten.owner(), "owner-4");
+  EXPECT_THAT(forgotten.resolved_ids(), SizeIs(5));
+  watched.clear();
+  ASSERT_TRUE(Watch(forgotten.deletion_id(), &watched).ok());
+  EXPECT_EQ(watched.back().stage(), v1::RESTORED);
+
+  grpc::ClientContext verify_context;
+  verify_context.set_deadline(Deadline(120));
+  v1::VerifyRequest verify;
+  verify.set_model_id("tiny");
+  v1::VerifyResponse report;
+  status = stub_->Verify(&verify_context, verify, &report);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(report.restored());
+  EXPECT_TRUE(report.match());
+  EXPECT_EQ(report.served_fingerprint(), report.scratch_fingerprint());
+  EXPECT_THAT(report.shards(), SizeIs(2));
+}
+
+TEST_F(GrpcServiceTest, DeletingDuringTrainingIsAccepted) {
+  v1::Model model;
+  ASSERT_TRUE(Create("tiny", TinyConfig(), &model).ok());
+  v1::IngestSamplesResponse ingest;
+  ASSERT_TRUE(Ingest("tiny", {TinySamples(60, 1)}, &ingest).ok());
+  grpc::ClientContext train_context;
+  v1::TrainRequest train;
+  train.set_model_id("tiny");
+  v1::Job job;
+  ASSERT_TRUE(stub_->Train(&train_context, train, &job).ok());
+
+  v1::DeletionReceipt receipt;
+  grpc::Status status = Delete("tiny", {"sample-1010"}, "", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(receipt.resolved_ids(), ElementsAre("sample-1010"));
+
+  const v1::Job done = TrainAndWait("tiny");  // returns the running job
+  EXPECT_EQ(done.state(), v1::Job::SUCCEEDED) << done.error();
+  std::vector<v1::DeletionReceipt> watched;
+  ASSERT_TRUE(Watch(receipt.deletion_id(), &watched).ok());
+  EXPECT_EQ(watched.back().stage(), v1::RESTORED);
+
+  grpc::ClientContext context;
+  v1::GetModelRequest request;
+  request.set_model_id("tiny");
+  v1::Model after;
+  ASSERT_TRUE(stub_->GetModel(&context, request, &after).ok());
+  EXPECT_EQ(after.active_samples(), 59);
+}
+
+TEST_F(GrpcServiceTest, ErrorTable) {
+  v1::Model model;
+  ASSERT_TRUE(Create("tiny", TinyConfig(), &model).ok());
+
+  // Unknown model.
+  {
+    grpc::ClientContext context;
+    v1::GetModelRequest request;
+    request.set_model_id("ghost");
+    v1::Model out;
+    grpc::Status status = stub_->GetModel(&context, request, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(status.error_message(), "model 'ghost' does not exist");
+  }
+  v1::PredictResponse prediction;
+  EXPECT_EQ(
+      Predict("ghost", 1, std::vector<float>(kWidth), &prediction).error_code(),
+      grpc::StatusCode::NOT_FOUND);
+  v1::IngestSamplesResponse ingest;
+  EXPECT_EQ(Ingest("ghost", {TinySamples(1, 1)}, &ingest).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::DeletionReceipt receipt;
+  EXPECT_EQ(Delete("ghost", {"a"}, "", &receipt).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  // Empty batches.
+  grpc::Status status = Ingest("tiny", {{}}, &ingest);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("samples"));
+  status = Ingest("tiny", {}, &ingest);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  status = Delete("tiny", {}, "", &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("sample_ids"));
+
+  // Wrong predict shape, too many rows, both/neither forms.
+  status = Predict("tiny", 2, std::vector<float>(kWidth + 1), &prediction);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("features"));
+  status = Predict("tiny", 4097, std::vector<float>(kWidth), &prediction);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("4096"));
+  status = Predict("tiny", 1, {}, &prediction);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Bad UTF-8 ids name the field; the limit on ids names the limit.
+  status = Delete("tiny", {"ok", std::string("\xc3\x28", 2)}, "", &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("sample_ids[1]"));
+  EXPECT_THAT(status.error_message(), HasSubstr("UTF-8"));
+  {
+    grpc::ClientContext context;
+    v1::ForgetOwnerRequest request;
+    request.set_model_id("tiny");
+    request.set_owner(std::string("\xff", 1));
+    status = stub_->ForgetOwner(&context, request, &receipt);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("owner"));
+  }
+  status = Delete("tiny", std::vector<std::string>(10001, "x"), "", &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("10000"));
+
+  // Config out of range names the field.
+  v1::ModelConfig bad = TinyConfig();
+  bad.set_shards(0);
+  status = Create("bad", bad, &model);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("shards"));
+  status = Create("../escape", TinyConfig(), &model);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("model_id"));
+
+  // Malformed and unknown deletion ids; unknown job.
+  {
+    grpc::ClientContext context;
+    v1::GetDeletionRequest request;
+    request.set_deletion_id("no-model-part");
+    status = stub_->GetDeletion(&context, request, &receipt);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("deletion_id"));
+  }
+  {
+    grpc::ClientContext context;
+    v1::GetDeletionRequest request;
+    request.set_deletion_id("tiny/del-000000000042");
+    EXPECT_EQ(stub_->GetDeletion(&context, request, &receipt).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext context;
+    v1::GetJobRequest request;
+    request.set_job_id("job-999");
+    v1::Job job;
+    EXPECT_EQ(stub_->GetJob(&context, request, &job).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  // Training with no samples cannot succeed: refused up front.
+  {
+    grpc::ClientContext context;
+    v1::TrainRequest request;
+    request.set_model_id("tiny");
+    v1::Job job;
+    EXPECT_EQ(stub_->Train(&context, request, &job).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
+}
+
+TEST_F(GrpcServiceTest, OversizedMessageIsResourceExhausted) {
+  StartServer(64 << 10);  // 64 KiB
+  v1::Model model;
+  ASSERT_TRUE(Create("tiny", TinyConfig(), &model).ok());
+  v1::PredictResponse prediction;
+  // 32k floats = 128 KiB on the wire.
+  grpc::Status status =
+      Predict("tiny", 2048, std::vector<float>(2048 * kWidth), &prediction);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // The server is still fine afterwards.
+  status = Predict("tiny", 1, std::vector<float>(kWidth), &prediction);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+}  // namespace
+}  // namespace oubli::coordinator

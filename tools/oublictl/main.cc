@@ -1,0 +1,569 @@
+// oublictl: command-line client of the oubli gRPC API (oubli.v1.Oubli).
+//
+//   oublictl [--server=HOST:PORT] [--json] [--timeout_s=60] COMMAND [flags]
+//
+//   create  --model M [--config FILE]        FILE: key=value lines as written
+//                                            by ConfigToText (common/config.h)
+//   ingest  --model M (--fashion_mnist DIR [--split train --offset N
+//                      --limit N --samples_per_owner N] | --csv FILE)
+//   train   --model M [--wait]
+//   delete  --model M (--sample ID[,ID...] [ID...] | --owner O)
+//           [--idempotency_key K]
+//   status  --deletion MODEL/del-N [--watch]  (alias: receipt)
+//   predict --model M --fashion_mnist DIR [--split test] [--limit N]
+//   model   --model M
+//   verify  --model M
+//
+// Human-readable output by default; --json prints one JSON object per line.
+// Every RPC has a deadline of --timeout_s seconds except train --wait's
+// polling loop as a whole and status --watch. On failure the gRPC status is
+// printed on stderr and the exit code is 1 (2 for a missing or unknown
+// command).
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "common/config.h"
+#include "common/status_macros.h"
+#include "coordinator/grpc_service.h"
+#include "oubli/v1/oubli.grpc.pb.h"
+#include "storage/datasets.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:50051", "oubli server HOST:PORT");
+ABSL_FLAG(bool, json, false, "print one JSON object per line");
+ABSL_FLAG(int, timeout_s, 60, "deadline of each RPC, seconds");
+ABSL_FLAG(std::string, model, "", "model id");
+ABSL_FLAG(std::string, config, "", "create: key=value config file");
+ABSL_FLAG(std::string, fashion_mnist, "",
+          "Fashion-MNIST directory (e.g. /usr/share/datasets/fashion-mnist)");
+ABSL_FLAG(std::string, split, "",
+          "Fashion-MNIST split: train (ingest "
+          "default) or test (predict default)");
+ABSL_FLAG(int64_t, offset, 0, "first Fashion-MNIST index to load");
+ABSL_FLAG(int64_t, limit, -1, "max samples to load, -1 = all");
+ABSL_FLAG(int, samples_per_owner, 20, "synthetic owners: samples per owner");
+ABSL_FLAG(std::string, csv, "", "ingest: CSV file (label,owner,f1..fn)");
+ABSL_FLAG(int, batch, 1000, "ingest: samples per streamed message");
+ABSL_FLAG(bool, wait, false, "train: wait for the job to finish");
+ABSL_FLAG(std::vector<std::string>, sample, {}, "delete: sample ids");
+ABSL_FLAG(std::string, owner, "", "delete: forget every sample of this owner");
+ABSL_FLAG(std::string, idempotency_key, "", "delete: idempotency key");
+ABSL_FLAG(std::string, deletion, "", "status: deletion id MODEL/del-N");
+ABSL_FLAG(bool, watch, false, "status: stream stage changes until RESTORED");
+
+namespace {
+
+namespace v1 = ::oubli::v1;
+
+class Client {
+ public:
+  explicit Client(const std::string& server)
+      : stub_(v1::Oubli::NewStub(grpc::CreateCustomChannel(
+            server, grpc::InsecureChannelCredentials(), ChannelArguments()))) {}
+
+  v1::Oubli::Stub& stub() { return *stub_; }
+
+  // A context with the --timeout_s deadline (none if `deadline` is false).
+  static std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (deadline) {
+      context->set_deadline(
+          std::chrono::system_clock::now() +
+          std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));
+    }
+    return context;
+  }
+
+ private:
+  static grpc::ChannelArguments ChannelArguments() {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    return args;
+  }
+  std::unique_ptr<v1::Oubli::Stub> stub_;
+};
+
+const char* CodeName(grpc::StatusCode code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  const int index = static_cast<int>(code);
+  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
+}
+
+// The gRPC status as an absl::Status whose message names the RPC.
+absl::Status RpcStatus(const grpc::Status& status, absl::string_view rpc) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(
+      static_cast<absl::StatusCode>(status.error_code()),
+      absl::StrCat(rpc, " failed: ", CodeName(status.error_code()), ": ",
+                   status.error_message()));
+}
+
+absl::StatusOr<std::string> RequireFlag(const std::string& value,
+                                        absl::string_view name) {
+  if (value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
+  }
+  return value;
+}
+
+bool Json() { return absl::GetFlag(FLAGS_json); }
+
+void PrintJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  // Scripts should not have to know that proto3 JSON drops zeros.
+  options.always_print_primitive_fields = true;
+  if (!google::protobuf::util::MessageToJsonString(message, &out, options)
+           .ok()) {
+    out = "{}";
+  }
+  std::printf("%s\n", out.c_str());
+  std::fflush(stdout);
+}
+
+std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
+  const absl::Time time =
+      absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%E3S UTC", time, absl::UTCTimeZone());
+}
+
+// A one-line progress bar on stderr, redrawn in place.
+void ProgressBar(absl::string_view label, double fraction,
+                 absl::string_view detail) {
+  constexpr int kWidth = 30;
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  const int filled = static_cast<int>(fraction * kWidth);
+  std::fprintf(stderr, "\r%s [%s%s] %3d%% %s", std::string(label).c_str(),
+               std::string(filled, '#').c_str(),
+               std::string(kWidth - filled, '.').c_str(),
+               static_cast<int>(fraction * 100), std::string(detail).c_str());
+  std::fflush(stderr);
+}
+
+void PrintReceipt(const v1::DeletionReceipt& r) {
+  if (Json()) return PrintJson(r);
+  std::printf("deletion %s  model %s  stage %s\n",
+              r.deletion_id().empty() ? "(none)" : r.deletion_id().c_str(),
+              r.model_id().c_str(), v1::DeletionStage_Name(r.stage()).c_str());
+  if (!r.owner().empty()) std::printf("  owner        %s\n", r.owner().c_str());
+  std::printf("  resolved     %d ids\n", r.resolved_ids_size());
+  if (r.unknown_ids_size() > 0) {
+    std::printf("  unknown      %s\n",
+                absl::StrJoin(r.unknown_ids(), ", ").c_str());
+  }
+  for (const auto& a : r.already_deleted()) {
+    std::printf("  already      %s (by %s)\n", a.sample_id().c_str(),
+                a.deletion_id().c_str());
+  }
+  for (const auto& a : r.affected()) {
+    std::printf("  cut          shard %d slice %d sequence %d: %d -> %d\n",
+                a.shard(), a.slice(), a.sequence(), a.valid_length_before(),
+                a.valid_length_after());
+  }
+  const std::pair<const char*, const google::protobuf::Timestamp*> stages[] = {
+      {"ACCEPTED", r.has_accepted_at() ? &r.accepted_at() : nullptr},
+      {"FORGOTTEN", r.has_forgotten_at() ? &r.forgotten_at() : nullptr},
+      {"PURGED", r.has_purged_at() ? &r.purged_at() : nullptr},
+      {"RESTORED", r.has_restored_at() ? &r.restored_at() : nullptr}};
+  for (const auto& [name, time] : stages) {
+    std::printf("  %-12s %s\n", name,
+                time ? FormatTimestamp(*time).c_str() : "-");
+  }
+  std::printf("  fingerprint  before    %s\n", r.fingerprint_before().c_str());
+  std::printf("               forgotten %s\n",
+              r.fingerprint_forgotten().c_str());
+  std::printf("               restored  %s\n",
+              r.fingerprint_restored().c_str());
+  if (!r.note().empty()) std::printf("  note         %s\n", r.note().c_str());
+  std::fflush(stdout);
+}
+
+void PrintJob(const v1::Job& job) {
+  if (Json()) return PrintJson(job);
+  std::printf("%s  model %s  %s  %d/%d prefixes%s%s\n", job.job_id().c_str(),
+              job.model_id().c_str(), v1::Job::State_Name(job.state()).c_str(),
+              job.trained_prefixes(), job.total_prefixes(),
+              job.error().empty() ? "" : "  error: ", job.error().c_str());
+}
+
+void PrintModel(const v1::Model& m) {
+  if (Json()) return PrintJson(m);
+  const v1::ModelConfig& c = m.config();
+  std::printf("model %s  (%s)\n", m.model_id().c_str(),
+              m.worker_placement().c_str());
+  std::printf("  S=%d L=%d B=%d  input %dx%dx%d  classes %d  seed %llu\n",
+              c.shards(), c.slices(), c.sequences(), c.input_channels(),
+              c.input_height(), c.input_width(), c.num_classes(),
+              static_cast<unsigned long long>(c.seed()));
+  std::printf("  config fingerprint %s\n", m.config_fingerprint().c_str());
+  std::printf("  model fingerprint  %s\n", m.fingerprint().c_str());
+  std::printf(
+      "  active samples %lld  missing prefixes %d  pending deletions "
+      "%d  trained %s\n",
+      static_cast<long long>(m.active_samples()), m.missing_prefixes(),
+      m.pending_deletions(), m.training_requested() ? "yes" : "no");
+  for (const auto& shard : m.shards()) {
+    std::vector<std::string> lengths;
+    for (const auto& s : shard.sequences()) {
+      lengths.push_back(absl::StrCat(s.valid_length()));
+    }
+    std::printf(
+        "  shard %d: %lld samples, valid lengths [%s], serving %s\n",
+        shard.served().shard(),
+        static_cast<long long>(shard.served().samples()),
+        absl::StrJoin(lengths, ",").c_str(),
+        shard.served().served()
+            ? absl::StrCat("sequence ", shard.served().sequence(), " prefix [",
+                           absl::StrJoin(shard.served().prefix(), ","), "]")
+                  .c_str()
+            : "nothing");
+  }
+  std::fflush(stdout);
+}
+
+absl::StatusOr<std::vector<oubli::Sample>> LoadFashionMnist(
+    const std::string& default_split) {
+  const std::string split = absl::GetFlag(FLAGS_split).empty()
+                                ? default_split
+                                : absl::GetFlag(FLAGS_split);
+  return oubli::storage::LoadFashionMnist(
+      absl::GetFlag(FLAGS_fashion_mnist), split, absl::GetFlag(FLAGS_offset),
+      absl::GetFlag(FLAGS_limit), absl::GetFlag(FLAGS_samples_per_owner));
+}
+
+// ------------------------------------------------------------- commands
+
+absl::Status Create(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  v1::CreateModelRequest request;
+  request.set_model_id(model);
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    std::ifstream in(path);
+    if (!in)
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot read --config ", path));
+    std::stringstream text;
+    text << in.rdbuf();
+    auto config = oubli::ParseConfig(text.str());
+    OUBLI_RETURN_IF_ERROR(config.status());
+    *request.mutable_config() = oubli::coordinator::ConfigToProto(*config);
+  }
+  v1::Model response;
+  OUBLI_RETURN_IF_ERROR(RpcStatus(
+      client.stub().CreateModel(Client::Context().get(), request, &response),
+      "CreateModel"));
+  PrintModel(response);
+  return absl::OkStatus();
+}
+
+absl::Status Ingest(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  std::vector<oubli::Sample> samples;
+  if (!absl::GetFlag(FLAGS_csv).empty()) {
+    auto loaded = oubli::storage::LoadCsv(absl::GetFlag(FLAGS_csv), "csv-");
+    OUBLI_RETURN_IF_ERROR(loaded.status());
+    samples = *std::move(loaded);
+  } else if (!absl::GetFlag(FLAGS_fashion_mnist).empty()) {
+    OUBLI_ASSIGN_OR_RETURN(samples, LoadFashionMnist("train"));
+  } else {
+    return absl::FailedPreconditionError(
+        "ingest needs --fashion_mnist DIR or --csv FILE");
+  }
+  if (samples.empty())
+    return absl::FailedPreconditionError("no samples to ingest");
+  const size_t batch =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_batch)));
+
+  auto context = Client::Context();
+  v1::IngestSamplesResponse response;
+  auto writer = client.stub().IngestSamples(context.get(), &response);
+  for (size_t start = 0; start < samples.size(); start += batch) {
+    v1::IngestSamplesRequest request;
+    request.set_model_id(model);
+    const size_t end = std::min(samples.size(), start + batch);
+    for (size_t i = start; i < end; ++i) {
+      v1::Sample* s = request.add_samples();
+      s->set_id(samples[i].id);
+      s->set_owner(samples[i].owner);
+      s->set_label(samples[i].label);
+      s->set_features(samples[i].features);
+      s->set_feature_type(samples[i].feature_type == oubli::FeatureType::kF32
+                              ? v1::FEATURE_TYPE_F32
+                              : v1::FEATURE_TYPE_U8);
+    }
+    if (!writer->Write(request)) break;  // Finish() tells why
+    ProgressBar("ingest", static_cast<double>(end) / samples.size(),
+                absl::StrCat(end, "/", samples.size()));
+  }
+  std::fprintf(stderr, "\n");
+  writer->WritesDone();
+  OUBLI_RETURN_IF_ERROR(RpcStatus(writer->Finish(), "IngestSamples"));
+  if (Json()) {
+    PrintJson(response);
+    return absl::OkStatus();
+  }
+  std::printf("accepted %lld  duplicates %lld  rejected %d\n",
+              static_cast<long long>(response.accepted()),
+              static_cast<long long>(response.duplicates()),
+              response.rejected_size());
+  for (int i = 0; i < std::min(response.rejected_size(), 10); ++i) {
+    std::printf("  rejected %s: %s\n", response.rejected(i).sample_id().c_str(),
+                response.rejected(i).reason().c_str());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Train(Client& client) {
+  v1::TrainRequest request;
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  request.set_model_id(model);
+  v1::Job job;
+  OUBLI_RETURN_IF_ERROR(RpcStatus(
+      client.stub().Train(Client::Context().get(), request, &job), "Train"));
+  if (absl::GetFlag(FLAGS_wait)) {
+    while (job.state() == v1::Job::PENDING || job.state() == v1::Job::RUNNING) {
+      ProgressBar("train", job.progress(),
+                  absl::StrCat(job.trained_prefixes(), "/",
+                               job.total_prefixes(), " prefixes"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      v1::GetJobRequest get;
+      get.set_job_id(job.job_id());
+      OUBLI_RETURN_IF_ERROR(RpcStatus(
+          client.stub().GetJob(Client::Context().get(), get, &job), "GetJob"));
+    }
+    ProgressBar("train", job.progress(),
+                absl::StrCat(job.trained_prefixes(), "/", job.total_prefixes(),
+                             " prefixes"));
+    std::fprintf(stderr, "\n");
+  }
+  PrintJob(job);
+  if (job.state() == v1::Job::FAILED)
+    return absl::FailedPreconditionError(job.error());
+  return absl::OkStatus();
+}
+
+absl::Status Delete(Client& client, const std::vector<std::string>& extra_ids) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  std::vector<std::string> ids = absl::GetFlag(FLAGS_sample);
+  ids.insert(ids.end(), extra_ids.begin(), extra_ids.end());
+  const std::string owner = absl::GetFlag(FLAGS_owner);
+  if (ids.empty() == owner.empty()) {
+    return absl::FailedPreconditionError(
+        "delete needs either --sample ID... or --owner O");
+  }
+  v1::DeletionReceipt receipt;
+  if (!owner.empty()) {
+    v1::ForgetOwnerRequest request;
+    request.set_model_id(model);
+    request.set_owner(owner);
+    request.set_idempotency_key(absl::GetFlag(FLAGS_idempotency_key));
+    OUBLI_RETURN_IF_ERROR(RpcStatus(
+        client.stub().ForgetOwner(Client::Context().get(), request, &receipt),
+        "ForgetOwner"));
+  } else {
+    v1::DeleteSamplesRequest request;
+    request.set_model_id(model);
+    for (const std::string& id : ids) request.add_sample_ids(id);
+    request.set_idempotency_key(absl::GetFlag(FLAGS_idempotency_key));
+    OUBLI_RETURN_IF_ERROR(RpcStatus(
+        client.stub().DeleteSamples(Client::Context().get(), request, &receipt),
+        "DeleteSamples"));
+  }
+  PrintReceipt(receipt);
+  return absl::OkStatus();
+}
+
+absl::Status Status(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(
+      const std::string deletion,
+      RequireFlag(absl::GetFlag(FLAGS_deletion), "deletion"));
+  if (!absl::GetFlag(FLAGS_watch)) {
+    v1::GetDeletionRequest request;
+    request.set_deletion_id(deletion);
+    v1::DeletionReceipt receipt;
+    OUBLI_RETURN_IF_ERROR(RpcStatus(
+        client.stub().GetDeletion(Client::Context().get(), request, &receipt),
+        "GetDeletion"));
+    PrintReceipt(receipt);
+    return absl::OkStatus();
+  }
+  v1::WatchDeletionRequest request;
+  request.set_deletion_id(deletion);
+  auto context = Client::Context(/*deadline=*/false);
+  auto reader = client.stub().WatchDeletion(context.get(), request);
+  v1::DeletionReceipt receipt;
+  while (reader->Read(&receipt)) PrintReceipt(receipt);
+  OUBLI_RETURN_IF_ERROR(RpcStatus(reader->Finish(), "WatchDeletion"));
+  return absl::OkStatus();
+}
+
+absl::Status Predict(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  OUBLI_RETURN_IF_ERROR(
+      RequireFlag(absl::GetFlag(FLAGS_fashion_mnist), "fashion_mnist")
+          .status());
+  OUBLI_ASSIGN_OR_RETURN(const std::vector<oubli::Sample> samples,
+                         LoadFashionMnist("test"));
+  if (samples.empty())
+    return absl::FailedPreconditionError("no samples to predict");
+  constexpr size_t kRowsPerRequest = oubli::coordinator::kMaxPredictRows;
+  int64_t correct = 0;
+  std::string fingerprint;
+  for (size_t start = 0; start < samples.size(); start += kRowsPerRequest) {
+    const size_t end = std::min(samples.size(), start + kRowsPerRequest);
+    v1::PredictRequest request;
+    request.set_model_id(model);
+    request.set_rows(static_cast<int32_t>(end - start));
+    std::vector<float> row;
+    for (size_t i = start; i < end; ++i) {
+      row.resize(samples[i].NumFeatures());
+      oubli::DecodeFeatures(samples[i], row.data());
+      request.mutable_features()->Add(row.begin(), row.end());
+    }
+    v1::PredictResponse response;
+    OUBLI_RETURN_IF_ERROR(RpcStatus(
+        client.stub().Predict(Client::Context().get(), request, &response),
+        "Predict"));
+    for (size_t i = start; i < end; ++i) {
+      correct += response.predicted_classes(static_cast<int>(i - start)) ==
+                 samples[i].label;
+    }
+    fingerprint = response.fingerprint();
+    if (Json()) PrintJson(response);
+  }
+  const double accuracy = static_cast<double>(correct) / samples.size();
+  if (Json()) {
+    std::printf(
+        "{\"rows\":%zu,\"correct\":%lld,\"accuracy\":%.6f,"
+        "\"fingerprint\":\"%s\"}\n",
+        samples.size(), static_cast<long long>(correct), accuracy,
+        fingerprint.c_str());
+  } else {
+    std::printf("predicted %zu rows  accuracy %.4f  model fingerprint %s\n",
+                samples.size(), accuracy, fingerprint.c_str());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model(Client& client) {
+  v1::GetModelRequest request;
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  request.set_model_id(model);
+  v1::Model response;
+  OUBLI_RETURN_IF_ERROR(RpcStatus(
+      client.stub().GetModel(Client::Context().get(), request, &response),
+      "GetModel"));
+  PrintModel(response);
+  return absl::OkStatus();
+}
+
+absl::Status Verify(Client& client) {
+  v1::VerifyRequest request;
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  request.set_model_id(model);
+  v1::VerifyResponse report;
+  OUBLI_RETURN_IF_ERROR(
+      RpcStatus(client.stub().Verify(Client::Context().get(), request, &report),
+                "Verify"));
+  if (Json()) {
+    PrintJson(report);
+  } else {
+    std::printf("restored %s  match %s  (%lld ms)\n",
+                report.restored() ? "yes" : "no", report.match() ? "yes" : "no",
+                static_cast<long long>(report.elapsed_ms()));
+    std::printf("  served  %s\n  scratch %s\n",
+                report.served_fingerprint().c_str(),
+                report.scratch_fingerprint().c_str());
+  }
+  if (!report.match())
+    return absl::FailedPreconditionError("served model does not match");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
+      "create ingest train delete status receipt predict model verify");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) {
+    std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
+    return 2;
+  }
+  const std::string command = args[1];
+  const std::vector<std::string> rest(args.begin() + 2, args.end());
+  if (!rest.empty() && command != "delete") {
+    std::fprintf(stderr, "oublictl: unexpected argument '%s'\n",
+                 rest[0].c_str());
+    return 2;
+  }
+  Client client(absl::GetFlag(FLAGS_server));
+  absl::Status status;
+  if (command == "create") {
+    status = Create(client);
+  } else if (command == "ingest") {
+    status = Ingest(client);
+  } else if (command == "train") {
+    status = Train(client);
+  } else if (command == "delete") {
+    status = Delete(client, rest);
+  } else if (command == "status" || command == "receipt") {
+    status = Status(client);
+  } else if (command == "predict") {
+    status = Predict(client);
+  } else if (command == "model") {
+    status = Model(client);
+  } else if (command == "verify") {
+    status = Verify(client);
+  } else {
+    std::fprintf(stderr, "oublictl: unknown command '%s'\n", command.c_str());
+    return 2;
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "oublictl: %s\n",
+                 std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
