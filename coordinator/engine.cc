@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -64,7 +66,7 @@ struct ShardState {
   std::vector<int> valid_length;  // per sequence
   ServedModel served;
   int64_t samples = 0;
-  bool in_training = false;  // claimed by a training loop
+  bool in_training = false;   // claimed by a training loop
   bool needs_reload = false;  // blanked after a failed reload
   // Generation of the in-flight position, if any (see WaitForStaleTraining).
   std::optional<uint64_t> in_flight_generation;
@@ -121,7 +123,7 @@ DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
   receipt.forgotten_at = FromUnixNanos(r.forgotten_unix_nanos());
   receipt.purged_at = FromUnixNanos(r.purged_unix_nanos());
   receipt.restored_at = FromUnixNanos(r.restored_unix_nanos());
-  receipt.stage = r.restored_unix_nanos() != 0   ? DeletionStage::kRestored
+  receipt.stage = r.restored_unix_nanos() != 0    ? DeletionStage::kRestored
                   : r.purged_unix_nanos() != 0    ? DeletionStage::kPurged
                   : r.forgotten_unix_nanos() != 0 ? DeletionStage::kForgotten
                                                   : DeletionStage::kAccepted;
@@ -171,9 +173,23 @@ struct Engine::State {
   std::unique_ptr<storage::LineageStore> store;
   std::unique_ptr<storage::CheckpointStore> checkpoints;
 
-  // Deletion pipelines run one at a time, in order; acquired before mu.
-  absl::Mutex deletion_mu;
+  // One deletion request waiting for its group commit (SubmitDeletion).
+  struct DeleteRequest {
+    std::vector<std::string> ids;        // distinct; empty for an owner
+    std::vector<std::string> requested;  // as sent, for the receipt
+    std::string owner;                   // ForgetOwner only
+    bool by_owner = false;
+    std::optional<absl::StatusOr<DeletionReceipt>> result;
+  };
+  // Deletion requests in arrival order; the front one leads the next group.
+  absl::Mutex queue_mu ABSL_ACQUIRED_BEFORE(deletion_mu);
+  std::deque<DeleteRequest*> delete_queue ABSL_GUARDED_BY(queue_mu);
+
+  // Deletion groups and ingests run one at a time, in order; before mu.
+  absl::Mutex deletion_mu ABSL_ACQUIRED_BEFORE(mu);
   int64_t next_deletion_seq ABSL_GUARDED_BY(deletion_mu) = 1;
+  // One purge pass at a time (the purge thread, Open, RunPendingRetrains).
+  absl::Mutex purge_mu ABSL_ACQUIRED_BEFORE(mu);
 
   absl::Mutex mu;
   std::vector<ShardState> shards ABSL_GUARDED_BY(mu);
@@ -189,6 +205,7 @@ struct Engine::State {
   std::unique_ptr<std::atomic<uint64_t>[]> generations;
   std::atomic<bool> stop_requested{false};
   std::vector<std::thread> background;
+  std::thread purge_thread;
 
   bool retrain_enabled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return training_requested;
@@ -210,16 +227,21 @@ struct Engine::State {
   absl::StatusOr<std::vector<std::string>> TakeGarbageCheckpoints()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::Status DestroyCheckpoints(const std::vector<std::string>& keys);
-  // PURGED: waits out stale training, purges payloads, destroys every
-  // checkpoint that held them; stamps the record. Takes mu itself.
-  absl::Status FinishPurge(DeletionRecord& record);
-  void RetryUnfinishedPurges();
+  // PURGED for every pending deletion not purged yet, in one pass (one
+  // compaction however many deletions): waits out stale training, purges
+  // payloads, destroys every checkpoint that held them, then records the
+  // stage. Takes purge_mu and mu itself.
+  absl::Status PurgeUnfinished();
   bool HasUnfinishedPurges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // FORGOTTEN for one deletion: fail-closed, see the definition.
-  void Deactivate(
+  void PurgeLoop();
+  // Sequence lengths of a shard before and after a deactivation.
+  struct Cut {
+    std::vector<int> before, after;
+  };
+  // FORGOTTEN for a group of deletions: fail-closed, see the definition.
+  std::map<int, Cut> Deactivate(
       const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
-      const std::set<int>& affected, DeletionRecord* record)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+      const std::set<int>& affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void ReloadOrBlankShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void ScheduleRetrain(const std::set<int>& shards)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -235,10 +257,18 @@ struct Engine::State {
   void BackgroundLoop();
 
   // ---- deletion
-  absl::StatusOr<DeletionReceipt> Delete(std::vector<std::string> ids,
-                                         absl::string_view owner,
-                                         std::vector<std::string> requested)
+  // Queues the request and returns its receipt once it is FORGOTTEN (or its
+  // error). Concurrent requests are committed as one group: one synced
+  // write, one deactivation.
+  absl::StatusOr<DeletionReceipt> SubmitDeletion(DeleteRequest* request)
+      ABSL_LOCKS_EXCLUDED(queue_mu, deletion_mu, mu);
+  // Resolves, records (ACCEPTED) and deactivates (FORGOTTEN) a group; sets
+  // every request's result.
+  void CommitDeletions(absl::Span<DeleteRequest* const> group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(deletion_mu);
+  // The stored deletion that forgot `owner` earlier, as a receipt with a
+  // note; NotFound if the owner never had samples.
+  absl::StatusOr<DeletionReceipt> EarlierOwnerDeletion(absl::string_view owner);
   absl::Status PersistRecord(const DeletionRecord& record);
   // The live (pending) or stored record of a deletion.
   absl::StatusOr<DeletionRecord> LoadRecord(absl::string_view deletion_id);
@@ -254,9 +284,9 @@ absl::StatusOr<SliceData> Engine::State::LoadSlice(int shard, int slice) {
   absl::StatusOr<PositionData> decoded =
       worker::MakePositionData(samples, config.backbone.InputSize());
   if (!decoded.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        "stored slice (", shard, ", ", slice, ") does not fit the model: ",
-        decoded.status().message()));
+    return absl::DataLossError(
+        absl::StrCat("stored slice (", shard, ", ", slice,
+                     ") does not fit the model: ", decoded.status().message()));
   }
   data.features = std::move(decoded->features);
   data.labels = std::move(decoded->labels);
@@ -287,9 +317,9 @@ void Engine::State::RecomputeKeysAndValidity(int shard) {
   for (size_t b = 0; b < orders.size(); ++b) {
     bool chain_intact = true;
     for (size_t p = 1; p <= orders[b].size(); ++p) {
-      std::string key = PrefixKey(
-          config_fingerprint, shard,
-          absl::MakeConstSpan(orders[b]).subspan(0, p), digests);
+      std::string key =
+          PrefixKey(config_fingerprint, shard,
+                    absl::MakeConstSpan(orders[b]).subspan(0, p), digests);
       chain_intact = chain_intact && stored_keys.contains(key);
       if (chain_intact) state.valid_length[b] = static_cast<int>(p);
       state.keys[b].push_back(std::move(key));
@@ -377,8 +407,7 @@ ServedShard Engine::State::DescribeServed(int shard) {
   return out;
 }
 
-PositionData Engine::State::PrefixData(int shard,
-                                       absl::Span<const int> order) {
+PositionData Engine::State::PrefixData(int shard, absl::Span<const int> order) {
   std::vector<const SliceData*> slices;
   for (int slice : order) slices.push_back(&shards[shard].slices[slice]);
   return UnionInIdOrder(slices);
@@ -396,8 +425,7 @@ Engine::State::TakeGarbageCheckpoints() {
       current.insert(sequence_keys.begin(), sequence_keys.end());
     }
   }
-  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk,
-                         checkpoints->List());
+  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk, checkpoints->List());
   std::vector<std::string> garbage;
   for (const std::string& key : on_disk) {
     if (!current.contains(key)) {
@@ -416,44 +444,92 @@ absl::Status Engine::State::DestroyCheckpoints(
   return absl::OkStatus();
 }
 
-absl::Status Engine::State::FinishPurge(DeletionRecord& record) {
-  const std::set<int> affected(record.affected_shards().begin(),
-                               record.affected_shards().end());
+absl::Status Engine::State::PurgeUnfinished() {
+  absl::MutexLock purge_lock(&purge_mu);
+  std::vector<DeletionRecord> unpurged;
+  std::set<int> affected;
   std::vector<std::string> garbage;
   {
     absl::MutexLock lock(&mu);
+    for (const auto& [id, p] : pending) {
+      if (p.record.purged_unix_nanos() != 0) continue;
+      unpurged.push_back(p.record);
+      affected.insert(p.shards.begin(), p.shards.end());
+    }
+    if (unpurged.empty()) return absl::OkStatus();
     WaitForStaleTraining(affected);
     OUBLI_ASSIGN_OR_RETURN(garbage, TakeGarbageCheckpoints());
   }
-  // Slow I/O (flush, compaction, shredding) without mu: serving goes on.
-  std::vector<std::string> ids(record.resolved_ids().begin(),
-                               record.resolved_ids().end());
-  OUBLI_RETURN_IF_ERROR(store->Purge(ids));
-  OUBLI_RETURN_IF_ERROR(DestroyCheckpoints(garbage));
-  record.set_purged_unix_nanos(absl::ToUnixNanos(absl::Now()));
+  // Slow I/O (flush, compaction, shredding) without mu: serving and new
+  // deletions go on, and pile up for the next pass.
+  std::vector<std::string> ids;
+  for (const DeletionRecord& record : unpurged) {
+    ids.insert(ids.end(), record.resolved_ids().begin(),
+               record.resolved_ids().end());
+  }
+  absl::Status purged = store->Purge(ids);
+  if (purged.ok()) purged = DestroyCheckpoints(garbage);
+  if (!purged.ok()) {
+    absl::MutexLock lock(&mu);
+    for (const DeletionRecord& record : unpurged) {
+      auto it = pending.find(record.deletion_id());
+      if (it == pending.end()) continue;
+      it->second.record.set_note(
+          absl::StrCat("purge failed (", purged.ToString(),
+                       "); it is retried in the background"));
+    }
+    return purged;
+  }
+  // Persisted before the live records change: only a live record stamped
+  // PURGED can become RESTORED (MarkRestoredDeletions), so this write never
+  // overwrites a RESTORED one.
+  const int64_t purged_at = absl::ToUnixNanos(absl::Now());
+  std::vector<std::pair<std::string, std::string>> updates;
+  for (DeletionRecord& record : unpurged) {
+    record.set_purged_unix_nanos(purged_at);
+    record.clear_note();
+    std::string bytes;
+    if (!record.SerializeToString(&bytes)) {
+      return absl::InternalError("cannot serialize deletion record");
+    }
+    updates.emplace_back(record.deletion_id(), std::move(bytes));
+  }
+  OUBLI_RETURN_IF_ERROR(store->UpdateDeletions(updates));
+  absl::MutexLock lock(&mu);
+  for (const DeletionRecord& record : unpurged) {
+    auto it = pending.find(record.deletion_id());
+    if (it == pending.end()) continue;
+    it->second.record.set_purged_unix_nanos(purged_at);
+    it->second.record.clear_note();
+  }
+  MarkRestoredDeletions();
   return absl::OkStatus();
 }
 
-void Engine::State::RetryUnfinishedPurges() {
-  std::vector<DeletionRecord> unpurged;
-  {
-    absl::MutexLock lock(&mu);
-    for (const auto& [id, p] : pending) {
-      if (p.record.purged_unix_nanos() == 0) unpurged.push_back(p.record);
+void Engine::State::PurgeLoop() {
+  absl::Duration backoff = absl::ZeroDuration();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu);
+      auto has_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        return stopping || HasUnfinishedPurges();
+      };
+      mu.Await(absl::Condition(&has_work));
+      if (stopping) return;
+      if (backoff > absl::ZeroDuration()) {
+        auto stop = [&]()
+                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stopping; };
+        if (mu.AwaitWithTimeout(absl::Condition(&stop), backoff)) return;
+      }
     }
-  }
-  for (DeletionRecord& record : unpurged) {
-    if (absl::Status s = FinishPurge(record); !s.ok()) {
-      std::fprintf(stderr, "oubli: purge of %s failed again: %s\n",
-                   record.deletion_id().c_str(), s.ToString().c_str());
-      continue;
+    if (absl::Status s = PurgeUnfinished(); !s.ok()) {
+      std::fprintf(stderr, "oubli: purge failed, retrying: %s\n",
+                   s.ToString().c_str());
+      backoff =
+          std::min(std::max(2 * backoff, absl::Seconds(1)), absl::Seconds(30));
+    } else {
+      backoff = absl::ZeroDuration();
     }
-    record.clear_note();
-    (void)PersistRecord(record);  // re-persisted with RESTORED at the latest
-    absl::MutexLock lock(&mu);
-    auto it = pending.find(record.deletion_id());
-    if (it != pending.end()) it->second.record = record;
-    MarkRestoredDeletions();
   }
 }
 
@@ -605,8 +681,8 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       parent = *std::move(bytes);
     }
     worker::TrainStats stats;
-    absl::StatusOr<std::string> trained = trainer.TrainPosition(
-        shard, prefix, parent, data, &stats, [&] {
+    absl::StatusOr<std::string> trained =
+        trainer.TrainPosition(shard, prefix, parent, data, &stats, [&] {
           return stop_requested.load() ||
                  generations[shard].load() != generation;
         });
@@ -647,8 +723,8 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
   }
 }
 
-absl::StatusOr<TrainSummary> Engine::State::TrainShards(
-    std::vector<int> todo, int threads) {
+absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
+                                                        int threads) {
   const absl::Time start = absl::Now();
   absl::Mutex results_mu;
   TrainSummary total;
@@ -721,21 +797,9 @@ void Engine::State::BackgroundLoop() {
           earliest = std::min(earliest, when);
         }
         if (shard >= 0) break;
-        if (HasUnfinishedPurges()) {
-          if (work_cv.WaitWithDeadline(&mu, std::min(
-                                                earliest,
-                                                now + absl::Seconds(5)))) {
-            break;  // timed out: retry the purges
-          }
-          continue;
-        }
         work_cv.WaitWithDeadline(&mu, earliest);
       }
       if (stopping) return;
-    }
-    if (shard < 0) {
-      RetryUnfinishedPurges();
-      continue;
     }
     absl::StatusOr<TrainSummary> result = TrainShards({shard}, 1);
     if (!result.ok() && !absl::IsCancelled(result.status())) {
@@ -747,130 +811,283 @@ void Engine::State::BackgroundLoop() {
 
 // -------------------------------------------------------------- deletion
 
-absl::StatusOr<DeletionReceipt> Engine::State::Delete(
-    std::vector<std::string> ids, absl::string_view owner,
-    std::vector<std::string> requested) {
-  DeletionRecord record;
-  record.set_owner(std::string(owner));
-  for (const std::string& id : requested) record.add_requested_ids(id);
-
-  // Resolve: active ids are deleted now; unknown and already-deleted ids are
-  // reported, not fatal.
-  std::vector<std::pair<std::string, SliceRef>> resolved;
-  for (const std::string& id : ids) {
-    OUBLI_ASSIGN_OR_RETURN(std::optional<storage::SampleRecord> sample,
-                           store->GetSample(id));
-    if (!sample.has_value()) {
-      record.add_unknown_ids(id);
-    } else if (sample->state != storage::SampleState::kActive) {
-      auto* already = record.add_already_deleted();
-      already->set_sample_id(id);
-      already->set_deletion_id(sample->deletion_id);
-    } else {
-      resolved.emplace_back(id, sample->where);
-      record.add_resolved_ids(id);
+absl::StatusOr<DeletionReceipt> Engine::State::SubmitDeletion(
+    DeleteRequest* request) {
+  // Group commit in the manner of leveldb's writer queue: the request at the
+  // front commits every request queued behind it, so concurrent deletions
+  // share one fsync and one deactivation instead of queueing for each.
+  constexpr size_t kMaxGroupRequests = 512;
+  constexpr size_t kMaxGroupIds = 100000;
+  queue_mu.Lock();
+  delete_queue.push_back(request);
+  auto leads_or_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu) {
+    return request->result.has_value() || delete_queue.front() == request;
+  };
+  queue_mu.Await(absl::Condition(&leads_or_done));
+  if (!request->result.has_value()) {
+    std::vector<DeleteRequest*> group;
+    size_t ids = 0;
+    for (DeleteRequest* queued : delete_queue) {
+      if (!group.empty() && (group.size() >= kMaxGroupRequests ||
+                             ids + queued->ids.size() > kMaxGroupIds)) {
+        break;
+      }
+      group.push_back(queued);
+      ids += queued->ids.size();
     }
-  }
-  if (resolved.empty()) {
-    if (record.already_deleted_size() == 0) {
-      return absl::NotFoundError(absl::StrCat(
-          "none of the ", ids.size(), " sample ids is known: ",
-          absl::StrJoin(ids.begin(),
-                        ids.begin() + std::min<size_t>(ids.size(), 5), ", "),
-          ids.size() > 5 ? ", ..." : ""));
+    queue_mu.Unlock();
+    {
+      absl::MutexLock dlock(&deletion_mu);
+      CommitDeletions(group);
     }
-    // Idempotent repeat: nothing new to delete. Its stage is that of the
-    // least advanced earlier deletion it refers to.
-    DeletionReceipt receipt = ReceiptFromRecord(record);
-    receipt.stage = DeletionStage::kRestored;
-    for (const auto& already : record.already_deleted()) {
-      OUBLI_ASSIGN_OR_RETURN(DeletionRecord earlier,
-                             LoadRecord(already.deletion_id()));
-      receipt.stage =
-          std::min(receipt.stage, ReceiptFromRecord(earlier).stage);
-    }
-    receipt.note = "nothing to delete: every known id was already deleted";
-    return receipt;
+    queue_mu.Lock();
+    // Followers wake with their results; the next front leads.
+    for (size_t i = 0; i < group.size(); ++i) delete_queue.pop_front();
   }
-
-  std::set<int> affected_shards;
-  for (const auto& [id, where] : resolved) affected_shards.insert(where.shard);
-  for (int s : affected_shards) record.add_affected_shards(s);
-
-  const std::string deletion_id =
-      absl::StrFormat("%s%012d", kDeletionIdPrefix, next_deletion_seq++);
-  record.set_deletion_id(deletion_id);
-  {
-    absl::MutexLock lock(&mu);
-    record.set_fingerprint_before(FingerprintLocked());
-  }
-
-  // ACCEPTED: record + index removal, one synced batch.
-  record.set_accepted_unix_nanos(absl::ToUnixNanos(absl::Now()));
-  {
-    std::string bytes;
-    record.SerializeToString(&bytes);
-    std::vector<std::string> resolved_ids(record.resolved_ids().begin(),
-                                          record.resolved_ids().end());
-    OUBLI_RETURN_IF_ERROR(
-        store->RecordDeletion(deletion_id, bytes, resolved_ids));
-  }
-
-  std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
-  for (const auto& [id, where] : resolved) by_slice[where].insert(id);
-  {
-    absl::MutexLock lock(&mu);
-    Deactivate(by_slice, affected_shards, &record);
-    record.set_forgotten_unix_nanos(absl::ToUnixNanos(absl::Now()));
-    record.set_fingerprint_forgotten(FingerprintLocked());
-    // Tracked from here on, so any failure below is retried, not dropped.
-    PendingDeletion& p = pending[deletion_id];
-    p.record = record;
-    p.shards = affected_shards;
-    if (training_requested) ScheduleRetrain(affected_shards);
-  }
-  if (absl::Status s = PersistRecord(record); !s.ok()) {
-    // The ACCEPTED record is durable and Open re-derives FORGOTTEN from it.
-    std::fprintf(stderr, "oubli: cannot record FORGOTTEN for %s: %s\n",
-                 deletion_id.c_str(), s.ToString().c_str());
-  }
-
-  if (absl::Status s = FinishPurge(record); !s.ok()) {
-    record.set_note(absl::StrCat("purge failed (", s.ToString(),
-                                 "); it is retried in the background"));
-    absl::MutexLock lock(&mu);
-    pending[deletion_id].record = record;
-    work_cv.SignalAll();
-    return ReceiptFromRecord(record);
-  }
-  (void)PersistRecord(record);
-  absl::MutexLock lock(&mu);
-  pending[deletion_id].record = record;
-  MarkRestoredDeletions();
-  auto it = pending.find(deletion_id);
-  if (it != pending.end()) return ReceiptFromRecord(it->second.record);
-  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> stored,
-                         store->GetDeletion(deletion_id));
-  DeletionRecord final_record;
-  if (!stored.has_value() || !final_record.ParseFromString(*stored)) {
-    return absl::DataLossError(
-        absl::StrCat("deletion record ", deletion_id, " is unreadable"));
-  }
-  return ReceiptFromRecord(final_record);
+  absl::StatusOr<DeletionReceipt> result = *std::move(request->result);
+  queue_mu.Unlock();
+  return result;
 }
 
-void Engine::State::Deactivate(
+absl::StatusOr<DeletionReceipt> Engine::State::EarlierOwnerDeletion(
+    absl::string_view owner) {
+  std::optional<DeletionRecord> earlier;
+  OUBLI_RETURN_IF_ERROR(store->ForEachDeletion([&](absl::string_view,
+                                                   absl::string_view bytes) {
+    DeletionRecord record;
+    if (record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) &&
+        record.owner() == owner) {
+      earlier = std::move(record);
+    }
+  }));
+  if (!earlier.has_value()) {
+    // Deletions by sample id do not keep the owner (purged samples must not
+    // name them), so an owner deleted that way looks like an unknown one.
+    return absl::NotFoundError(absl::StrCat(
+        "owner '", owner,
+        "' has no active samples: never ingested, or every sample was "
+        "already deleted by id"));
+  }
+  // The live record, if still pending, has the latest stage.
+  OUBLI_ASSIGN_OR_RETURN(DeletionRecord latest,
+                         LoadRecord(earlier->deletion_id()));
+  DeletionReceipt receipt = ReceiptFromRecord(latest);
+  receipt.note = absl::StrCat("owner already forgotten by ",
+                              latest.deletion_id(), "; nothing new to do");
+  return receipt;
+}
+
+void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
+  struct Work {
+    DeleteRequest* request;
+    DeletionRecord record;
+    std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
+    bool repeat = false;  // nothing new: receipt of the earlier deletions
+  };
+  std::vector<Work> work;
+  work.reserve(group.size());
+  // Samples taken by an earlier request of this group -> its deletion id.
+  absl::flat_hash_map<std::string, std::string> claimed;
+  int64_t seq = next_deletion_seq;
+
+  // Resolve each request in arrival order: active ids are deleted now;
+  // unknown and already-deleted ids are reported, not fatal.
+  for (DeleteRequest* request : group) {
+    Work& w = work.emplace_back();
+    w.request = request;
+    DeletionRecord& record = w.record;
+    record.set_owner(request->owner);
+    for (const std::string& id : request->requested) {
+      record.add_requested_ids(id);
+    }
+    std::vector<std::string> ids = request->ids;
+    if (request->by_owner) {
+      absl::StatusOr<std::vector<std::string>> owned =
+          store->OwnerSamples(request->owner);
+      if (!owned.ok()) {
+        request->result = owned.status();
+        continue;
+      }
+      if (owned->empty()) {
+        // Idempotent repeat, or an owner we never had.
+        request->result = EarlierOwnerDeletion(request->owner);
+        continue;
+      }
+      ids = *std::move(owned);
+    }
+    std::vector<std::pair<std::string, SliceRef>> resolved;
+    absl::Status lookup;
+    for (const std::string& id : ids) {
+      if (auto it = claimed.find(id); it != claimed.end()) {
+        auto* already = record.add_already_deleted();
+        already->set_sample_id(id);
+        already->set_deletion_id(it->second);
+        continue;
+      }
+      absl::StatusOr<std::optional<storage::SampleRecord>> sample =
+          store->GetSample(id);
+      if (!sample.ok()) {
+        lookup = sample.status();
+        break;
+      }
+      if (!sample->has_value()) {
+        record.add_unknown_ids(id);
+      } else if ((*sample)->state != storage::SampleState::kActive) {
+        auto* already = record.add_already_deleted();
+        already->set_sample_id(id);
+        already->set_deletion_id((*sample)->deletion_id);
+      } else {
+        resolved.emplace_back(id, (*sample)->where);
+        record.add_resolved_ids(id);
+      }
+    }
+    if (!lookup.ok()) {
+      request->result = lookup;
+      continue;
+    }
+    if (resolved.empty()) {
+      if (record.already_deleted_size() == 0) {
+        request->result = absl::NotFoundError(absl::StrCat(
+            "none of the ", ids.size(), " sample ids is known: ",
+            absl::StrJoin(ids.begin(),
+                          ids.begin() + std::min<size_t>(ids.size(), 5), ", "),
+            ids.size() > 5 ? ", ..." : ""));
+      } else {
+        w.repeat = true;  // answered once the group is committed
+      }
+      continue;
+    }
+    record.set_deletion_id(
+        absl::StrFormat("%s%012d", kDeletionIdPrefix, seq++));
+    std::set<int> shards;
+    for (const auto& [id, where] : resolved) {
+      claimed[id] = record.deletion_id();
+      w.by_slice[where].insert(id);
+      shards.insert(where.shard);
+    }
+    for (int s : shards) record.add_affected_shards(s);
+  }
+
+  std::vector<Work*> committing;
+  for (Work& w : work) {
+    if (!w.request->result.has_value() && !w.repeat) committing.push_back(&w);
+  }
+  if (!committing.empty()) {
+    // ACCEPTED: every record and index removal of the group, one synced
+    // batch. Nothing is acknowledged before it is on disk.
+    std::string fingerprint_before;
+    {
+      absl::MutexLock lock(&mu);
+      fingerprint_before = FingerprintLocked();
+    }
+    const int64_t accepted_at = absl::ToUnixNanos(absl::Now());
+    std::vector<storage::LineageStore::NewDeletion> entries;
+    for (Work* w : committing) {
+      w->record.set_fingerprint_before(fingerprint_before);
+      w->record.set_accepted_unix_nanos(accepted_at);
+      storage::LineageStore::NewDeletion& entry = entries.emplace_back();
+      entry.deletion_id = w->record.deletion_id();
+      w->record.SerializeToString(&entry.record);
+      entry.sample_ids.assign(w->record.resolved_ids().begin(),
+                              w->record.resolved_ids().end());
+    }
+    if (absl::Status s = store->RecordDeletions(entries); !s.ok()) {
+      for (Work* w : committing) w->request->result = s;
+      // In-group repeats may point at these unrecorded deletions.
+      for (Work& w : work) {
+        if (w.repeat) w.request->result = s;
+      }
+      return;
+    }
+    next_deletion_seq = seq;
+
+    // FORGOTTEN: one deactivation for the whole group.
+    std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
+    std::set<int> affected;
+    for (Work* w : committing) {
+      for (const auto& [where, ids] : w->by_slice) {
+        by_slice[where].insert(ids.begin(), ids.end());
+        affected.insert(where.shard);
+      }
+    }
+    absl::MutexLock lock(&mu);
+    const std::map<int, Cut> cuts = Deactivate(by_slice, affected);
+    const int64_t forgotten_at = absl::ToUnixNanos(absl::Now());
+    const std::string fingerprint_forgotten = FingerprintLocked();
+    const auto& orders = plan.orders();
+    for (Work* w : committing) {
+      DeletionRecord& record = w->record;
+      for (const auto& [where, ids] : w->by_slice) {
+        const Cut& cut = cuts.at(where.shard);
+        for (size_t b = 0; b < orders.size(); ++b) {
+          const int position = static_cast<int>(
+              std::find(orders[b].begin(), orders[b].end(), where.slice) -
+              orders[b].begin());
+          if (cut.before[b] <= position) continue;
+          auto* a = record.add_affected();
+          a->set_shard(where.shard);
+          a->set_slice(where.slice);
+          a->set_sequence(static_cast<int>(b));
+          a->set_valid_length_before(cut.before[b]);
+          a->set_valid_length_after(cut.after[b]);
+        }
+      }
+      record.set_forgotten_unix_nanos(forgotten_at);
+      record.set_fingerprint_forgotten(fingerprint_forgotten);
+      // Tracked from here on; the purge thread takes it (and retries any
+      // failure), Open re-derives it after a crash.
+      PendingDeletion& p = pending[record.deletion_id()];
+      p.record = record;
+      p.shards.insert(record.affected_shards().begin(),
+                      record.affected_shards().end());
+      w->request->result = ReceiptFromRecord(record);
+    }
+    if (training_requested) ScheduleRetrain(affected);
+  }
+
+  // Requests with nothing new: the least advanced earlier deletion's stage.
+  for (Work& w : work) {
+    if (!w.repeat) continue;
+    DeletionReceipt receipt = ReceiptFromRecord(w.record);
+    receipt.stage = DeletionStage::kRestored;
+    absl::Status status;
+    for (const auto& already : w.record.already_deleted()) {
+      absl::StatusOr<DeletionRecord> earlier =
+          LoadRecord(already.deletion_id());
+      if (!earlier.ok()) {
+        status = earlier.status();
+        break;
+      }
+      receipt.stage =
+          std::min(receipt.stage, ReceiptFromRecord(*earlier).stage);
+    }
+    receipt.note =
+        w.request->by_owner
+            ? "owner already forgotten by an earlier deletion; "
+              "nothing new to do"
+            : "nothing to delete: every known id was already deleted";
+    if (status.ok()) {
+      w.request->result = std::move(receipt);
+    } else {
+      w.request->result = status;
+    }
+  }
+}
+
+std::map<int, Engine::State::Cut> Engine::State::Deactivate(
     const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
-    const std::set<int>& affected, DeletionRecord* record) {
+    const std::set<int>& affected) {
   // Drop the samples from the in-memory slices and recompute keys: every
   // prefix containing an affected slice gets a new key without a
   // checkpoint, so each sequence is cut before it and serving switches.
   // Fail-closed: if the in-memory edit fails, the shard is reloaded from the
   // store (which already excludes the samples) or blanked.
+  std::map<int, Cut> cuts;
   for (int s : affected) {
     ++generations[s];
     ShardState& state = shards[s];
-    const std::vector<int> before = state.valid_length;
+    Cut& cut = cuts[s];
+    cut.before = state.valid_length;
     bool edited = true;
     try {
       for (const auto& [where, gone] : by_slice) {
@@ -905,24 +1122,9 @@ void Engine::State::Deactivate(
     } else {
       ReloadOrBlankShard(s);
     }
-    const auto& orders = plan.orders();
-    for (const auto& [where, gone] : by_slice) {
-      if (where.shard != s) continue;
-      for (size_t b = 0; b < orders.size(); ++b) {
-        const int position = static_cast<int>(
-            std::find(orders[b].begin(), orders[b].end(), where.slice) -
-            orders[b].begin());
-        if (before[b] > position) {
-          auto* a = record->add_affected();
-          a->set_shard(s);
-          a->set_slice(where.slice);
-          a->set_sequence(static_cast<int>(b));
-          a->set_valid_length_before(before[b]);
-          a->set_valid_length_after(state.valid_length[b]);
-        }
-      }
-    }
+    cut.after = state.valid_length;
   }
+  return cuts;
 }
 
 void Engine::State::ReloadOrBlankShard(int shard) {
@@ -982,6 +1184,7 @@ Engine::~Engine() {
   }
   state_->stop_requested = true;
   for (std::thread& t : state_->background) t.join();
+  if (state_->purge_thread.joinable()) state_->purge_thread.join();
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
@@ -991,9 +1194,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   std::error_code mkdir_error;
   std::filesystem::create_directories(options.data_dir, mkdir_error);
   if (mkdir_error) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "cannot create data dir '", options.data_dir,
-        "': ", mkdir_error.message()));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create data dir '", options.data_dir,
+                     "': ", mkdir_error.message()));
   }
   OUBLI_ASSIGN_OR_RETURN(
       std::unique_ptr<storage::LineageStore> store,
@@ -1005,8 +1208,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   if (stored_text.has_value()) {
     OUBLI_ASSIGN_OR_RETURN(config, ParseConfig(*stored_text));
     std::optional<ModelConfig> requested_config = options.config;
-    if (requested_config.has_value() &&
-        requested_config->base.sha256.empty() &&
+    if (requested_config.has_value() && requested_config->base.sha256.empty() &&
         requested_config->base.source == config.base.source) {
       // Recorded at first open; the caller need not repeat it.
       requested_config->base.sha256 = config.base.sha256;
@@ -1101,19 +1303,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   // Finish purges a crash interrupted; a failure here is an open error, so
   // nothing starts serving with unpurged data of an acknowledged deletion.
   {
-    std::vector<DeletionRecord> unpurged;
-    {
-      absl::MutexLock lock(&state->mu);
-      for (const auto& [id, p] : state->pending) unpurged.push_back(p.record);
-    }
-    for (DeletionRecord& record : unpurged) {
-      if (record.purged_unix_nanos() == 0) {
-        OUBLI_RETURN_IF_ERROR(state->FinishPurge(record));
-      }
-      OUBLI_RETURN_IF_ERROR(state->PersistRecord(record));
-      absl::MutexLock lock(&state->mu);
-      state->pending[record.deletion_id()].record = record;
-    }
+    OUBLI_RETURN_IF_ERROR(state->PurgeUnfinished());
     // Leftovers of a crash between training and purge are garbage too.
     std::vector<std::string> garbage;
     {
@@ -1125,6 +1315,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   }
 
   std::unique_ptr<Engine> engine(new Engine(std::move(state)));
+  engine->state_->purge_thread =
+      std::thread([s = engine->state_.get()] { s->PurgeLoop(); });
   if (options.background_retrain) {
     for (int t = 0; t < std::max(1, options.training_threads); ++t) {
       engine->state_->background.emplace_back(
@@ -1150,9 +1342,9 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
   for (const Sample& sample : samples) {
     if (sample.NumFeatures() != width) {
       misfits.rejected.emplace_back(
-          sample.id, absl::StrCat("has ", sample.NumFeatures(),
-                                  " features; model '", st.config.model_id,
-                                  "' expects ", width));
+          sample.id,
+          absl::StrCat("has ", sample.NumFeatures(), " features; model '",
+                       st.config.model_id, "' expects ", width));
       continue;
     }
     if (sample.label < 0 || sample.label >= st.config.backbone.num_classes) {
@@ -1205,7 +1397,10 @@ absl::StatusOr<TrainSummary> Engine::Train() {
 
 absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
   State& st = *state_;
-  st.RetryUnfinishedPurges();
+  if (absl::Status purged = st.PurgeUnfinished(); !purged.ok()) {
+    std::fprintf(stderr, "oubli: purge failed, retried in the background: %s\n",
+                 purged.ToString().c_str());
+  }
   std::vector<int> due;
   {
     absl::MutexLock lock(&st.mu);
@@ -1226,9 +1421,8 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
   }
   if (static_cast<int64_t>(inputs.size()) != rows * width) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "predict got ", inputs.size(), " values for ", rows,
-        " rows; model '", st.config.model_id, "' takes ", width,
-        " features per row"));
+        "predict got ", inputs.size(), " values for ", rows, " rows; model '",
+        st.config.model_id, "' takes ", width, " features per row"));
   }
   Prediction out;
   std::vector<std::shared_ptr<const worker::ShardModel>> models;
@@ -1236,7 +1430,8 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
     absl::MutexLock lock(&st.mu);
     for (int s = 0; s < st.config.shards; ++s) {
       out.served.push_back(st.DescribeServed(s));
-      if (st.shards[s].served.model) models.push_back(st.shards[s].served.model);
+      if (st.shards[s].served.model)
+        models.push_back(st.shards[s].served.model);
     }
     out.fingerprint = st.FingerprintLocked();
   }
@@ -1271,44 +1466,22 @@ absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(
   if (sample_ids.empty()) {
     return absl::InvalidArgumentError("no sample ids given");
   }
-  std::vector<std::string> ids;
+  State::DeleteRequest request;
   absl::flat_hash_set<std::string> seen;
   for (const std::string& id : sample_ids) {
     OUBLI_RETURN_IF_ERROR(ValidateSampleId(id));
-    if (seen.insert(id).second) ids.push_back(id);
+    if (seen.insert(id).second) request.ids.push_back(id);
   }
-  absl::MutexLock dlock(&state_->deletion_mu);
-  std::vector<std::string> requested(sample_ids.begin(), sample_ids.end());
-  return state_->Delete(std::move(ids), "", std::move(requested));
+  request.requested.assign(sample_ids.begin(), sample_ids.end());
+  return state_->SubmitDeletion(&request);
 }
 
 absl::StatusOr<DeletionReceipt> Engine::ForgetOwner(absl::string_view owner) {
   OUBLI_RETURN_IF_ERROR(ValidateOwner(owner));
-  absl::MutexLock dlock(&state_->deletion_mu);
-  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> ids,
-                         state_->store->OwnerSamples(owner));
-  if (ids.empty()) {
-    // Idempotent repeat, or an owner we never had: tell them apart.
-    std::optional<DeletionRecord> earlier;
-    OUBLI_RETURN_IF_ERROR(state_->store->ForEachDeletion(
-        [&](absl::string_view, absl::string_view bytes) {
-          DeletionRecord record;
-          if (record.ParseFromArray(bytes.data(),
-                                    static_cast<int>(bytes.size())) &&
-              record.owner() == owner) {
-            earlier = std::move(record);
-          }
-        }));
-    if (!earlier.has_value()) {
-      return absl::NotFoundError(
-          absl::StrCat("owner '", owner, "' has no samples"));
-    }
-    DeletionReceipt receipt = ReceiptFromRecord(*earlier);
-    receipt.note = absl::StrCat("owner already forgotten by ",
-                                earlier->deletion_id(), "; nothing new to do");
-    return receipt;
-  }
-  return state_->Delete(ids, owner, {});
+  State::DeleteRequest request;
+  request.owner = std::string(owner);
+  request.by_owner = true;
+  return state_->SubmitDeletion(&request);
 }
 
 absl::StatusOr<DeletionReceipt> Engine::GetDeletion(
@@ -1318,28 +1491,34 @@ absl::StatusOr<DeletionReceipt> Engine::GetDeletion(
   return ReceiptFromRecord(record);
 }
 
-absl::Status Engine::WaitForRestored(absl::string_view deletion_id,
-                                     absl::Duration timeout) {
+absl::Status Engine::WaitForStage(absl::string_view deletion_id,
+                                  DeletionStage stage, absl::Duration timeout) {
   State& st = *state_;
   const std::string id(deletion_id);
   {
     absl::MutexLock lock(&st.mu);
-    auto restored = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
-      return !st.pending.contains(id) || st.stopping;
+    auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+      auto it = st.pending.find(id);
+      return st.stopping || it == st.pending.end() ||
+             ReceiptFromRecord(it->second.record).stage >= stage;
     };
-    if (!st.mu.AwaitWithTimeout(absl::Condition(&restored), timeout)) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "deletion ", id, " not restored within ",
-          absl::FormatDuration(timeout)));
+    if (!st.mu.AwaitWithTimeout(absl::Condition(&reached), timeout)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("deletion ", id, " not ", DeletionStageName(stage),
+                       " within ", absl::FormatDuration(timeout)));
     }
   }
   OUBLI_ASSIGN_OR_RETURN(DeletionReceipt receipt, GetDeletion(id));
-  if (receipt.stage != DeletionStage::kRestored) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("deletion ", id, " is at stage ",
-                     DeletionStageName(receipt.stage)));
+  if (receipt.stage < stage) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "deletion ", id, " is at stage ", DeletionStageName(receipt.stage)));
   }
   return absl::OkStatus();
+}
+
+absl::Status Engine::WaitForRestored(absl::string_view deletion_id,
+                                     absl::Duration timeout) {
+  return WaitForStage(deletion_id, DeletionStage::kRestored, timeout);
 }
 
 absl::StatusOr<VerifyReport> Engine::Verify() {
@@ -1378,7 +1557,8 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
     if (!target.prefix.empty()) {
       std::vector<SliceData> slices(st.config.slices);
       for (int slice : target.prefix) {
-        OUBLI_ASSIGN_OR_RETURN(slices[slice], st.LoadSlice(target.shard, slice));
+        OUBLI_ASSIGN_OR_RETURN(slices[slice],
+                               st.LoadSlice(target.shard, slice));
       }
       std::string state_bytes;
       for (size_t p = 1; p <= target.prefix.size(); ++p) {
@@ -1390,8 +1570,7 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
         OUBLI_ASSIGN_OR_RETURN(
             state_bytes,
             trainer->TrainPosition(
-                target.shard,
-                absl::MakeConstSpan(target.prefix).subspan(0, p),
+                target.shard, absl::MakeConstSpan(target.prefix).subspan(0, p),
                 state_bytes, data, nullptr));
       }
       scratch_sha = Sha256Hex(state_bytes);

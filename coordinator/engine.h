@@ -6,6 +6,7 @@
 //   FORGOTTEN  every sequence of an affected shard is cut before the affected
 //              slice and the served ensemble switched: no training involved
 //   PURGED     sample payloads and every checkpoint containing them destroyed
+//              (background purge thread; one compaction per pass)
 //   RESTORED   the cut prefixes are retrained (background, per policy)
 //
 // Checkpoints are content addressed (see PrefixKey), so validity is derived,
@@ -97,9 +98,9 @@ struct ModelStatus {
   int64_t active_samples = 0;
   std::string fingerprint;
   std::vector<ShardStatus> shards;
-  int missing_prefixes = 0;       // current prefixes without a checkpoint
-  int pending_deletions = 0;      // purged, not yet restored
-  std::string threads;            // pinned thread settings
+  int missing_prefixes = 0;   // current prefixes without a checkpoint
+  int pending_deletions = 0;  // purged, not yet restored
+  std::string threads;        // pinned thread settings
 };
 
 struct VerifyReport {
@@ -139,7 +140,8 @@ class Engine {
 
   // Assigns each sample to (shard, slice) and stores it. Samples whose
   // feature count or label do not fit the model are rejected with reasons.
-  absl::StatusOr<storage::IngestResult> Ingest(absl::Span<const Sample> samples);
+  absl::StatusOr<storage::IngestResult> Ingest(
+      absl::Span<const Sample> samples);
 
   // Trains every prefix of every sequence that lacks a checkpoint, blocking
   // until done. Idempotent: existing prefixes are reused.
@@ -149,12 +151,19 @@ class Engine {
   absl::StatusOr<Prediction> Predict(absl::Span<const float> inputs,
                                      int64_t rows);
 
+  // Both return once the deletion is durable (ACCEPTED, fsynced) and
+  // FORGOTTEN (the served ensemble no longer depends on the data). Purge and
+  // retraining follow in the background; watch them with GetDeletion or
+  // WaitForStage. Concurrent calls are group-committed: they share one
+  // synced write and one deactivation.
   absl::StatusOr<DeletionReceipt> DeleteSamples(
       absl::Span<const std::string> sample_ids);
   absl::StatusOr<DeletionReceipt> ForgetOwner(absl::string_view owner);
   absl::StatusOr<DeletionReceipt> GetDeletion(absl::string_view deletion_id);
 
-  // Blocks until the deletion is RESTORED (DeadlineExceeded otherwise).
+  // Blocks until the deletion reaches `stage` (DeadlineExceeded otherwise).
+  absl::Status WaitForStage(absl::string_view deletion_id, DeletionStage stage,
+                            absl::Duration timeout);
   absl::Status WaitForRestored(absl::string_view deletion_id,
                                absl::Duration timeout);
   // Runs due retrains in the calling thread (any policy window ignored when

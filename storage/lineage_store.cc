@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -551,62 +552,93 @@ absl::StatusOr<int64_t> LineageStore::CountActiveSamples() {
 absl::Status LineageStore::RecordDeletion(
     absl::string_view deletion_id, absl::string_view record,
     absl::Span<const std::string> sample_ids) {
-  if (deletion_id.empty()) {
-    return absl::InvalidArgumentError("deletion id is empty");
-  }
-  absl::MutexLock lock(&impl_->mutation_mu);
-  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> previous,
-                         GetDeletion(deletion_id));
-  if (previous.has_value()) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "deletion ", deletion_id, " is already recorded; use UpdateDeletion"));
-  }
-  // A sample listed twice is flipped once.
-  std::vector<std::string> ids(sample_ids.begin(), sample_ids.end());
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  OUBLI_ASSIGN_OR_RETURN(std::vector<std::optional<SampleRecord>> records,
-                         impl_->GetRecords(ids));
+  NewDeletion deletion{std::string(deletion_id),
+                       std::string(record),
+                       {sample_ids.begin(), sample_ids.end()}};
+  return RecordDeletions(absl::MakeConstSpan(&deletion, 1));
+}
 
+absl::Status LineageStore::RecordDeletions(
+    absl::Span<const NewDeletion> deletions) {
+  if (deletions.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&impl_->mutation_mu);
   rocksdb::WriteBatch batch;
-  batch.Put(impl_->deletions, ToSlice(deletion_id), ToSlice(record));
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (!records[i].has_value()) {
-      return absl::NotFoundError(absl::StrCat(
-          "deletion ", deletion_id, ": sample '", ids[i], "' is unknown"));
+  absl::flat_hash_set<std::string> claimed;  // samples of earlier deletions
+  int64_t total_samples = 0;
+  for (const NewDeletion& deletion : deletions) {
+    const std::string& deletion_id = deletion.deletion_id;
+    if (deletion_id.empty()) {
+      return absl::InvalidArgumentError("deletion id is empty");
     }
-    SampleRecord& sample_record = *records[i];
-    if (sample_record.state != SampleState::kActive) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("deletion ", deletion_id, ": sample '", ids[i],
-                       "' is not active (already deleted by ",
-                       sample_record.deletion_id, ")"));
+    OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> previous,
+                           GetDeletion(deletion_id));
+    if (previous.has_value()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("deletion ", deletion_id,
+                       " is already recorded; use UpdateDeletion"));
     }
-    batch.Delete(impl_->owners, OwnerKey(sample_record.sample.owner, ids[i]));
-    batch.Delete(impl_->slices, SliceKey(sample_record.where, ids[i]));
-    sample_record.state = SampleState::kDeleted;
-    sample_record.deletion_id = std::string(deletion_id);
-    batch.Put(impl_->samples, ToSlice(ids[i]), EncodeRecord(sample_record));
+    // A sample listed twice is flipped once.
+    std::vector<std::string> ids = deletion.sample_ids;
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    OUBLI_ASSIGN_OR_RETURN(std::vector<std::optional<SampleRecord>> records,
+                           impl_->GetRecords(ids));
+    batch.Put(impl_->deletions, ToSlice(deletion_id), ToSlice(deletion.record));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!records[i].has_value()) {
+        return absl::NotFoundError(absl::StrCat(
+            "deletion ", deletion_id, ": sample '", ids[i], "' is unknown"));
+      }
+      SampleRecord& sample_record = *records[i];
+      if (sample_record.state != SampleState::kActive ||
+          !claimed.insert(ids[i]).second) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("deletion ", deletion_id, ": sample '", ids[i],
+                         "' is not active (already deleted by ",
+                         sample_record.state != SampleState::kActive
+                             ? sample_record.deletion_id
+                             : "an earlier deletion of this batch",
+                         ")"));
+      }
+      batch.Delete(impl_->owners, OwnerKey(sample_record.sample.owner, ids[i]));
+      batch.Delete(impl_->slices, SliceKey(sample_record.where, ids[i]));
+      sample_record.state = SampleState::kDeleted;
+      sample_record.deletion_id = deletion_id;
+      batch.Put(impl_->samples, ToSlice(ids[i]), EncodeRecord(sample_record));
+    }
+    total_samples += static_cast<int64_t>(ids.size());
   }
-  return impl_->Write(&batch, /*sync=*/true,
-                      absl::StrCat("record deletion ", deletion_id, " of ",
-                                   ids.size(), " samples"));
+  return impl_->Write(
+      &batch, /*sync=*/true,
+      absl::StrCat("record ", deletions.size(), " deletion(s) from ",
+                   deletions.front().deletion_id, " of ", total_samples,
+                   " samples"));
 }
 
 absl::Status LineageStore::UpdateDeletion(absl::string_view deletion_id,
                                           absl::string_view record) {
+  const std::pair<std::string, std::string> one(deletion_id, record);
+  return UpdateDeletions(absl::MakeConstSpan(&one, 1));
+}
+
+absl::Status LineageStore::UpdateDeletions(
+    absl::Span<const std::pair<std::string, std::string>> records) {
+  if (records.empty()) return absl::OkStatus();
   absl::MutexLock lock(&impl_->mutation_mu);
-  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> previous,
-                         GetDeletion(deletion_id));
-  if (!previous.has_value()) {
-    return absl::NotFoundError(
-        absl::StrCat("deletion ", deletion_id, " is not recorded"));
+  rocksdb::WriteBatch batch;
+  for (const auto& [deletion_id, record] : records) {
+    OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> previous,
+                           GetDeletion(deletion_id));
+    if (!previous.has_value()) {
+      return absl::NotFoundError(
+          absl::StrCat("deletion ", deletion_id, " is not recorded"));
+    }
+    batch.Put(impl_->deletions, ToSlice(deletion_id), ToSlice(record));
   }
-  rocksdb::WriteOptions options;
-  options.sync = true;
-  return FromRocks(impl_->db->Put(options, impl_->deletions,
-                                  ToSlice(deletion_id), ToSlice(record)),
-                   absl::StrCat("update deletion ", deletion_id));
+  return impl_->Write(
+      &batch, /*sync=*/true,
+      absl::StrCat("update ", records.size(), " deletion record(s) from ",
+                   records.front().first));
 }
 
 absl::StatusOr<std::optional<std::string>> LineageStore::GetDeletion(

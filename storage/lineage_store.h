@@ -18,11 +18,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/types.h"
 
@@ -87,7 +88,8 @@ class LineageStore {
   // Sorted (bytewise) ids of the active samples of one slice.
   absl::StatusOr<std::vector<std::string>> SliceMembers(SliceRef slice);
   // Sorted ids of an owner's active samples.
-  absl::StatusOr<std::vector<std::string>> OwnerSamples(absl::string_view owner);
+  absl::StatusOr<std::vector<std::string>> OwnerSamples(
+      absl::string_view owner);
   absl::StatusOr<int64_t> CountActiveSamples();
 
   // ---- deletion log
@@ -97,9 +99,21 @@ class LineageStore {
   absl::Status RecordDeletion(absl::string_view deletion_id,
                               absl::string_view record,
                               absl::Span<const std::string> sample_ids);
+  // Group commit: several deletions in one synced WriteBatch (one fsync),
+  // all or none. The deletions must not share samples.
+  struct NewDeletion {
+    std::string deletion_id;
+    std::string record;
+    std::vector<std::string> sample_ids;
+  };
+  absl::Status RecordDeletions(absl::Span<const NewDeletion> deletions);
   // Overwrites a deletion record (synced).
   absl::Status UpdateDeletion(absl::string_view deletion_id,
                               absl::string_view record);
+  // Overwrites several deletion records in one synced batch; each must
+  // exist. Pairs of (deletion id, record).
+  absl::Status UpdateDeletions(
+      absl::Span<const std::pair<std::string, std::string>> records);
   absl::StatusOr<std::optional<std::string>> GetDeletion(
       absl::string_view deletion_id);
   // Calls fn(id, record) for every deletion in id order.
