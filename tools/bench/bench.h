@@ -13,6 +13,9 @@ int RunEcBench(const std::vector<std::string>& args);
 int RunAccuracyBench(const std::vector<std::string>& args);
 int RunUnlearnBench(const std::vector<std::string>& args);
 int RunTrainBench(const std::vector<std::string>& args);
+// The gRPC service over loopback: time to forget, durable deletions/s,
+// predict latency (tools/bench/service_bench.cc).
+int RunServiceBench(const std::vector<std::string>& args);
 
 }  // namespace oubli::bench
 

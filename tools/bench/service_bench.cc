@@ -1,0 +1,746 @@
+// `oubli-bench service`: the public gRPC API under load, end to end over a
+// real loopback channel to an in-process oubli-coordinator (CoordinatorServer
+// on 127.0.0.1:0 with a scratch data dir). Synthetic 1x4x4 samples keep the
+// setup to seconds. Results, one JSON object per line:
+//
+//   service_time_to_forget  DeleteSamples sent -> first Predict that no
+//                           longer serves the deleted sample (see below)
+//   service_predict         Predict latency and rows/s, 1 and N clients
+//   service_durable_deletions  acknowledged (durable) deletions/s with N
+//                           concurrent clients, ack latency, errors
+//
+// Every line carries the targets it is judged against and the machine.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "coordinator/grpc_service.h"
+#include "coordinator/sharding_plan.h"
+#include "oubli/v1/oubli.grpc.pb.h"
+#include "tools/bench/bench.h"
+
+namespace oubli::bench {
+namespace {
+
+namespace v1 = ::oubli::v1;
+using coordinator::CoordinatorServer;
+
+constexpr int kSide = 4;  // 1x4x4 inputs
+constexpr int kWidth = kSide * kSide;
+constexpr int kClasses = 3;
+constexpr int kIngestBatch = 5000;  // samples per streamed message
+
+// Targets the service is judged against (see the brief in README/bench).
+constexpr double kTargetTimeToForgetP99Ms = 50.0;
+constexpr double kTargetDeletionsPerSecond = 2000.0;
+
+struct ServiceFlags {
+  int deletions = 200;                   // time-to-forget deletions
+  int clients = 32;                      // concurrent deleting clients
+  double duration_s = 5;                 // of the durable-deletion run
+  int64_t samples = 50000;               // in the durable-deletion model
+  bool train_first = true;               // train that model before deleting
+  int epochs = 1;                        // epochs per position (tiny)
+  int predict_rows = 64;                 // rows per Predict
+  int predict_requests = 500;            // per client count
+  int predict_clients = 8;               // the concurrent predict run
+  int training_threads = 1;              // per model engine
+  std::string retrain_mode = "batched";  // batched | immediate
+};
+
+bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
+  auto atoi = [](int* out) {
+    return [out](const std::string& v) { return absl::SimpleAtoi(v, out); };
+  };
+  std::map<std::string, std::function<bool(const std::string&)>> setters = {
+      {"deletions", atoi(&flags->deletions)},
+      {"clients", atoi(&flags->clients)},
+      {"duration_s",
+       [&](const std::string& v) {
+         return absl::SimpleAtod(v, &flags->duration_s);
+       }},
+      {"samples",
+       [&](const std::string& v) {
+         return absl::SimpleAtoi(v, &flags->samples);
+       }},
+      {"train_first",
+       [&](const std::string& v) {
+         return absl::SimpleAtob(v, &flags->train_first);
+       }},
+      {"epochs", atoi(&flags->epochs)},
+      {"predict_rows", atoi(&flags->predict_rows)},
+      {"predict_requests", atoi(&flags->predict_requests)},
+      {"predict_clients", atoi(&flags->predict_clients)},
+      {"training_threads", atoi(&flags->training_threads)},
+      {"retrain_mode",
+       [&](const std::string& v) {
+         flags->retrain_mode = v;
+         return v == "batched" || v == "immediate";
+       }},
+  };
+  for (const std::string& arg : args) {
+    const size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
+      std::fprintf(stderr, "expected --key=value, got '%s'\n", arg.c_str());
+      return false;
+    }
+    auto it = setters.find(arg.substr(2, eq - 2));
+    if (it == setters.end() || !it->second(arg.substr(eq + 1))) {
+      std::fprintf(stderr, "bad or unknown argument '%s'\n", arg.c_str());
+      return false;
+    }
+  }
+  if (flags->deletions < 1 || flags->clients < 1 || flags->duration_s <= 0 ||
+      flags->samples < 1 || flags->predict_rows < 1 ||
+      flags->predict_requests < 1 || flags->predict_clients < 1) {
+    std::fprintf(stderr, "counts and durations must be positive\n");
+    return false;
+  }
+  return true;
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "oubli-bench service: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+std::string JsonEscape(absl::string_view in) {
+  std::string out;
+  for (char c : in) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppendFormat(&out, "\\u%04x", c);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// {"cpus":N,"cpu_model":"..."}: results only compare on the same machine.
+std::string MachineJson() {
+  std::string model = "unknown";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        model = line.substr(colon + 1);
+        model.erase(0, model.find_first_not_of(' '));
+      }
+      break;
+    }
+  }
+  return absl::StrFormat("{\"cpus\":%u,\"cpu_model\":\"%s\"}",
+                         std::thread::hardware_concurrency(),
+                         JsonEscape(model));
+}
+
+// A scratch directory removed when the benchmark ends.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name)
+      : path_((std::filesystem::temp_directory_path() /
+               absl::StrCat("oubli-bench-", name, "-", getpid()))
+                  .string()) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+double Percentile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t index = std::min(
+      values.size() - 1, static_cast<size_t>(q * (values.size() - 1) + 0.5));
+  return values[index];
+}
+
+double Max(const std::vector<double>& values) {
+  return values.empty() ? 0 : *std::max_element(values.begin(), values.end());
+}
+
+double MillisSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+std::chrono::system_clock::time_point Deadline(int seconds) {
+  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+}
+
+// A channel of its own (not sharing the TCP connection with other channels
+// to the same address), so concurrent clients are really concurrent.
+std::unique_ptr<v1::Oubli::Stub> NewStub(const std::string& address,
+                                         int channel_index) {
+  grpc::ChannelArguments arguments;
+  arguments.SetInt("oubli.bench.channel", channel_index);
+  arguments.SetMaxReceiveMessageSize(64 << 20);
+  arguments.SetMaxSendMessageSize(64 << 20);
+  return v1::Oubli::NewStub(grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), arguments));
+}
+
+// Tiny MLP on 1x4x4 inputs with the given plan. Retraining is batched with
+// a window longer than the benchmark unless --retrain_mode=immediate, so
+// background retraining does not compete for the two cores by default.
+v1::ModelConfig TinyConfig(const ServiceFlags& flags, int hidden_layers,
+                           int shards, int slices, int sequences) {
+  v1::ModelConfig c;
+  c.set_backbone(v1::BACKBONE_KIND_MLP);
+  c.set_input_channels(1);
+  c.set_input_height(kSide);
+  c.set_input_width(kSide);
+  c.set_num_classes(kClasses);
+  for (int i = 0; i < hidden_layers; ++i) c.add_mlp_hidden(12);
+  c.mutable_lora()->set_rank(2);
+  c.set_shards(shards);
+  c.set_slices(slices);
+  c.set_sequences(sequences);
+  c.set_seed(7);
+  c.set_epochs_per_position(flags.epochs);
+  c.set_batch_size(64);
+  c.set_learning_rate(1e-2);
+  if (flags.retrain_mode == "batched") {
+    c.mutable_retrain()->set_mode(v1::RETRAIN_MODE_BATCHED);
+    c.mutable_retrain()->set_window_ms(3600 * 1000);
+    c.mutable_retrain()->set_max_batch(1 << 30);
+  } else {
+    c.mutable_retrain()->set_mode(v1::RETRAIN_MODE_IMMEDIATE);
+  }
+  return c;
+}
+
+// Learnable synthetic samples: the label is which third of the image is
+// brightest. One owner per 5 samples.
+std::vector<v1::Sample> SyntheticSamples(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<v1::Sample> samples;
+  samples.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    v1::Sample s;
+    s.set_id(absl::StrCat("s-", i));
+    s.set_owner(absl::StrCat("owner-", i / 5));
+    std::string features(kWidth, '\0');
+    for (char& byte : features) byte = static_cast<char>(rng() % 200);
+    const int label = static_cast<int>(rng() % kClasses);
+    for (int k = 0; k < 5; ++k)
+      features[label * 5 + k] = static_cast<char>(250);
+    s.set_label(label);
+    s.set_features(std::move(features));
+    s.set_feature_type(v1::FEATURE_TYPE_U8);
+    samples.push_back(std::move(s));
+  }
+  return samples;
+}
+
+struct SetupTimes {
+  double ingest_s = 0;
+  double train_s = 0;
+};
+
+absl::StatusOr<v1::Model> CreateModel(v1::Oubli::Stub& stub,
+                                      const std::string& model_id,
+                                      const v1::ModelConfig& config) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(60));
+  v1::CreateModelRequest request;
+  request.set_model_id(model_id);
+  *request.mutable_config() = config;
+  v1::Model model;
+  OUBLI_RETURN_IF_ERROR(
+      FromGrpc(stub.CreateModel(&context, request, &model), "CreateModel"));
+  return model;
+}
+
+absl::Status Ingest(v1::Oubli::Stub& stub, const std::string& model_id,
+                    const std::vector<v1::Sample>& samples) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(600));
+  v1::IngestSamplesResponse response;
+  auto writer = stub.IngestSamples(&context, &response);
+  for (size_t begin = 0; begin < samples.size(); begin += kIngestBatch) {
+    v1::IngestSamplesRequest request;
+    request.set_model_id(model_id);
+    const size_t end = std::min(samples.size(), begin + kIngestBatch);
+    for (size_t i = begin; i < end; ++i) *request.add_samples() = samples[i];
+    if (!writer->Write(request)) break;  // the server ended the stream
+  }
+  writer->WritesDone();
+  OUBLI_RETURN_IF_ERROR(FromGrpc(writer->Finish(), "IngestSamples"));
+  if (response.accepted() != static_cast<int64_t>(samples.size())) {
+    return absl::InternalError(absl::StrCat("IngestSamples accepted ",
+                                            response.accepted(), " of ",
+                                            samples.size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id) {
+  v1::Job job;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(60));
+    v1::TrainRequest request;
+    request.set_model_id(model_id);
+    OUBLI_RETURN_IF_ERROR(
+        FromGrpc(stub.Train(&context, request, &job), "Train"));
+  }
+  while (job.state() == v1::Job::PENDING || job.state() == v1::Job::RUNNING) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(60));
+    v1::GetJobRequest request;
+    request.set_job_id(job.job_id());
+    OUBLI_RETURN_IF_ERROR(
+        FromGrpc(stub.GetJob(&context, request, &job), "GetJob"));
+  }
+  if (job.state() != v1::Job::SUCCEEDED) {
+    return absl::InternalError(absl::StrCat("training failed: ", job.error()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SetupTimes> SetUpModel(v1::Oubli::Stub& stub,
+                                      const std::string& model_id,
+                                      const v1::ModelConfig& config,
+                                      const std::vector<v1::Sample>& samples,
+                                      bool train) {
+  SetupTimes times;
+  OUBLI_RETURN_IF_ERROR(CreateModel(stub, model_id, config).status());
+  auto start = std::chrono::steady_clock::now();
+  OUBLI_RETURN_IF_ERROR(Ingest(stub, model_id, samples));
+  times.ingest_s = MillisSince(start) / 1000;
+  if (train) {
+    start = std::chrono::steady_clock::now();
+    OUBLI_RETURN_IF_ERROR(TrainAndWait(stub, model_id));
+    times.train_s = MillisSince(start) / 1000;
+  }
+  return times;
+}
+
+grpc::Status Predict(v1::Oubli::Stub& stub, const std::string& model_id,
+                     const std::string& features_f32le, int rows,
+                     v1::PredictResponse* response) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(60));
+  v1::PredictRequest request;
+  request.set_model_id(model_id);
+  request.set_rows(rows);
+  request.set_features_f32le(features_f32le);
+  return stub.Predict(&context, request, response);
+}
+
+std::string RandomFeatures(int rows, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  std::vector<float> values(static_cast<size_t>(rows) * kWidth);
+  for (float& v : values) v = uniform(rng);
+  return std::string(reinterpret_cast<const char*>(values.data()),
+                     values.size() * sizeof(float));
+}
+
+// ----------------------------------------------------------- time to forget
+//
+// Definition. For one deletion of one sample: the time from sending
+// DeleteSamples to receiving the first Predict response (issued right after
+// the reply, repeated until it holds) in which the model no longer serves
+// the sample, i.e.
+//   * the fingerprint differs from the one served before the deletion, and
+//   * the deleted sample's shard serves another checkpoint than before
+//     (checkpoint keys hash the ids of their slices, so a checkpoint that
+//     held the sample can never be served again), or is not served at all.
+// For this to be a real change every time, each deleted sample is chosen in
+// the LAST slice of its shard's served prefix (read from the previous
+// Predict's served prefixes; the sample's slice comes from the public
+// sharding function, ShardingPlan::Assign). Cutting one slice at a time with
+// one slice order per shard (B = 1) gives L - 1 such deletions per shard
+// before the shard would be left with a single slice, so the model gets
+// ceil(deletions / (L - 1)) + 1 shards. Retraining is batched behind a long
+// window (by default), so nothing restores a prefix during the run.
+struct ForgetModel {
+  int shards = 0;
+  int slices = 8;
+  v1::ModelConfig config;
+  // Sample ids by (shard, slice), each list in deletion order.
+  std::map<std::pair<int, int>, std::vector<std::string>> ids_by_slice;
+  std::vector<v1::Sample> samples;
+};
+
+absl::StatusOr<ForgetModel> MakeForgetModel(const ServiceFlags& flags) {
+  ForgetModel m;
+  m.shards =
+      std::min(1024, (flags.deletions + m.slices - 2) / (m.slices - 1) + 1);
+  // One adapter layer per slice; B = 1 so every shard has one order.
+  m.config = TinyConfig(flags, m.slices, m.shards, m.slices, 1);
+  // ~16 samples per slice: tiny training, and plenty to delete from.
+  m.samples = SyntheticSamples(int64_t{16} * m.shards * m.slices, 11);
+  OUBLI_ASSIGN_OR_RETURN(ModelConfig domain,
+                         coordinator::ConfigFromProto(m.config));
+  OUBLI_ASSIGN_OR_RETURN(coordinator::ShardingPlan plan,
+                         coordinator::ShardingPlan::Create(domain));
+  for (const v1::Sample& s : m.samples) {
+    const SliceRef ref = plan.Assign(s.id());
+    m.ids_by_slice[{ref.shard, ref.slice}].push_back(s.id());
+  }
+  return m;
+}
+
+const v1::ServedShard* FindServed(const v1::PredictResponse& response,
+                                  int shard) {
+  for (const v1::ServedShard& served : response.served()) {
+    if (served.shard() == shard) return &served;
+  }
+  return nullptr;
+}
+
+int RunTimeToForget(const ServiceFlags& flags, const std::string& address) {
+  auto stub = NewStub(address, 0);
+  auto model = MakeForgetModel(flags);
+  if (!model.ok()) return Fail(model.status());
+  const std::string model_id = "ttf";
+  auto setup = SetUpModel(*stub, model_id, model->config, model->samples,
+                          /*train=*/true);
+  if (!setup.ok()) return Fail(setup.status());
+
+  const std::string features = RandomFeatures(1, 3);
+  v1::PredictResponse current;
+  grpc::Status status = Predict(*stub, model_id, features, 1, &current);
+  if (!status.ok()) return Fail(FromGrpc(status, "Predict"));
+
+  std::vector<double> forget_ms, reply_ms;
+  int max_predicts = 0, not_reflected = 0, skipped_shards = 0;
+  int shard = -1;
+  for (int d = 0; d < flags.deletions; ++d) {
+    // Next shard (round robin) still serving at least two slices.
+    const v1::ServedShard* served = nullptr;
+    std::string id;
+    for (int tries = 0; tries < model->shards && id.empty(); ++tries) {
+      shard = (shard + 1) % model->shards;
+      served = FindServed(current, shard);
+      if (served == nullptr || !served->served() || served->prefix_size() < 2) {
+        ++skipped_shards;
+        continue;
+      }
+      auto& ids = model->ids_by_slice[{
+          shard, served->prefix(served->prefix_size() - 1)}];
+      if (ids.empty()) {
+        ++skipped_shards;
+        continue;
+      }
+      id = ids.back();
+      ids.pop_back();
+    }
+    if (id.empty()) break;  // every shard is down to one slice
+    const std::string key_before = served->checkpoint_key();
+    const std::string fingerprint_before = current.fingerprint();
+
+    const auto sent = std::chrono::steady_clock::now();
+    v1::DeletionReceipt receipt;
+    {
+      grpc::ClientContext context;
+      context.set_deadline(Deadline(60));
+      v1::DeleteSamplesRequest request;
+      request.set_model_id(model_id);
+      request.add_sample_ids(id);
+      status = stub->DeleteSamples(&context, request, &receipt);
+    }
+    if (!status.ok()) return Fail(FromGrpc(status, "DeleteSamples"));
+    reply_ms.push_back(MillisSince(sent));
+    bool reflected = false;
+    int predicts = 0;
+    // Bounded so a service that never switches cannot hang the benchmark.
+    while (!reflected && MillisSince(sent) < 10000) {
+      status = Predict(*stub, model_id, features, 1, &current);
+      ++predicts;
+      if (!status.ok()) return Fail(FromGrpc(status, "Predict"));
+      const v1::ServedShard* after = FindServed(current, shard);
+      const bool shard_switched = after == nullptr || !after->served() ||
+                                  after->checkpoint_key() != key_before;
+      reflected = shard_switched && current.fingerprint() != fingerprint_before;
+    }
+    if (!reflected) {
+      ++not_reflected;
+      continue;
+    }
+    forget_ms.push_back(MillisSince(sent));
+    max_predicts = std::max(max_predicts, predicts);
+  }
+  const double p99 = Percentile(forget_ms, 0.99);
+  std::printf(
+      "{\"bench\":\"service_time_to_forget\",\"transport\":\"grpc loopback\","
+      "\"definition\":\"ms from sending DeleteSamples (one sample, chosen in "
+      "the last slice of its shard's served prefix) to the first Predict "
+      "response, issued right after the reply and repeated until it holds, "
+      "whose fingerprint differs from the pre-deletion one and whose served "
+      "checkpoint for the sample's shard differs (or the shard is dropped)\","
+      "\"deletions\":%zu,\"not_reflected\":%d,\"skipped_shards\":%d,"
+      "\"shards\":%d,\"slices\":%d,\"sequences\":1,\"samples\":%zu,"
+      "\"retrain_mode\":\"%s\",\"setup_ingest_s\":%.2f,\"setup_train_s\":%.2f,"
+      "\"reply_ms_p50\":%.3f,\"reply_ms_p99\":%.3f,"
+      "\"time_to_forget_ms_p50\":%.3f,\"time_to_forget_ms_p99\":%.3f,"
+      "\"time_to_forget_ms_max\":%.3f,\"max_predicts_until_reflected\":%d,"
+      "\"target_time_to_forget_ms_p99\":%.1f,\"meets_target\":%s,"
+      "\"machine\":%s}\n",
+      forget_ms.size(), not_reflected, skipped_shards, model->shards,
+      model->slices, model->samples.size(), flags.retrain_mode.c_str(),
+      setup->ingest_s, setup->train_s, Percentile(reply_ms, 0.5),
+      Percentile(reply_ms, 0.99), Percentile(forget_ms, 0.5), p99,
+      Max(forget_ms), max_predicts, kTargetTimeToForgetP99Ms,
+      !forget_ms.empty() && not_reflected == 0 &&
+              p99 <= kTargetTimeToForgetP99Ms
+          ? "true"
+          : "false",
+      MachineJson().c_str());
+  std::fflush(stdout);
+  return not_reflected == 0 && !forget_ms.empty() ? 0 : 1;
+}
+
+// ------------------------------------------------------------------ predict
+
+int RunPredict(const ServiceFlags& flags, const std::string& address,
+               const std::string& model_id, int shards) {
+  const std::string features = RandomFeatures(flags.predict_rows, 5);
+  for (const int clients : {1, flags.predict_clients}) {
+    std::vector<std::unique_ptr<v1::Oubli::Stub>> stubs;
+    for (int c = 0; c < clients; ++c) stubs.push_back(NewStub(address, c));
+    std::vector<std::vector<double>> latencies(clients);
+    std::atomic<int> errors{0};
+    // Warm up each channel (connection set-up is not a prediction).
+    for (auto& stub : stubs) {
+      v1::PredictResponse response;
+      if (!Predict(*stub, model_id, features, flags.predict_rows, &response)
+               .ok()) {
+        ++errors;
+      }
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&, c] {
+        for (int i = c; i < flags.predict_requests; i += clients) {
+          v1::PredictResponse response;
+          const auto sent = std::chrono::steady_clock::now();
+          if (!Predict(*stubs[c], model_id, features, flags.predict_rows,
+                       &response)
+                   .ok()) {
+            ++errors;
+            continue;
+          }
+          latencies[c].push_back(MillisSince(sent));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    const double seconds = MillisSince(start) / 1000;
+    std::vector<double> all;
+    for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+    std::printf(
+        "{\"bench\":\"service_predict\",\"transport\":\"grpc loopback\","
+        "\"model\":\"%s\",\"shards\":%d,\"clients\":%d,\"rows\":%d,"
+        "\"requests\":%zu,\"errors\":%d,\"latency_ms_p50\":%.3f,"
+        "\"latency_ms_p99\":%.3f,\"requests_per_s\":%.1f,\"rows_per_s\":%.0f,"
+        "\"machine\":%s}\n",
+        model_id.c_str(), shards, clients, flags.predict_rows, all.size(),
+        errors.load(), Percentile(all, 0.5), Percentile(all, 0.99),
+        all.size() / seconds, all.size() * flags.predict_rows / seconds,
+        MachineJson().c_str());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+// --------------------------------------------------------- durable deletions
+
+int RunDurableDeletions(const ServiceFlags& flags, const std::string& address,
+                        const std::string& model_id,
+                        const std::vector<v1::Sample>& samples,
+                        const SetupTimes& setup,
+                        const v1::ModelConfig& config) {
+  std::vector<std::unique_ptr<v1::Oubli::Stub>> stubs;
+  for (int c = 0; c < flags.clients; ++c) stubs.push_back(NewStub(address, c));
+  // Warm up each channel with a cheap call.
+  for (auto& stub : stubs) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(30));
+    v1::GetModelRequest request;
+    request.set_model_id(model_id);
+    v1::Model model;
+    grpc::Status status = stub->GetModel(&context, request, &model);
+    if (!status.ok()) return Fail(FromGrpc(status, "GetModel"));
+  }
+  // Distinct samples per client, in a shuffled order (random shards/slices).
+  std::vector<size_t> order(samples.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(13));
+
+  std::vector<std::vector<double>> latencies(flags.clients);
+  std::atomic<int64_t> errors{0}, not_resolved{0};
+  std::atomic<bool> ran_out{false};
+  absl::Mutex mu;
+  std::string first_error;
+  const auto start = std::chrono::steady_clock::now();
+  const double duration_ms = flags.duration_s * 1000;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < flags.clients; ++c) {
+    threads.emplace_back([&, c] {
+      size_t next = c;
+      while (MillisSince(start) < duration_ms) {
+        if (next >= order.size()) {
+          ran_out = true;
+          return;
+        }
+        const std::string& id = samples[order[next]].id();
+        next += flags.clients;
+        grpc::ClientContext context;
+        context.set_deadline(Deadline(60));
+        v1::DeleteSamplesRequest request;
+        request.set_model_id(model_id);
+        request.add_sample_ids(id);
+        v1::DeletionReceipt receipt;
+        const auto sent = std::chrono::steady_clock::now();
+        grpc::Status status =
+            stubs[c]->DeleteSamples(&context, request, &receipt);
+        const double ms = MillisSince(sent);
+        if (!status.ok()) {
+          ++errors;
+          absl::MutexLock lock(&mu);
+          if (first_error.empty()) {
+            first_error = FromGrpc(status, "DeleteSamples").ToString();
+          }
+          continue;
+        }
+        if (receipt.resolved_ids_size() != 1 || receipt.resolved_ids(0) != id) {
+          ++not_resolved;
+          continue;
+        }
+        latencies[c].push_back(ms);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double seconds = MillisSince(start) / 1000;
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  const double per_second = all.size() / seconds;
+
+  // Cross-check against the model: every acknowledged deletion is gone.
+  int64_t active_after = -1;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(30));
+    v1::GetModelRequest request;
+    request.set_model_id(model_id);
+    v1::Model model;
+    if (stubs[0]->GetModel(&context, request, &model).ok()) {
+      active_after = model.active_samples();
+    }
+  }
+  std::printf(
+      "{\"bench\":\"service_durable_deletions\",\"transport\":\"grpc "
+      "loopback\",\"definition\":\"DeleteSamples of one distinct sample per "
+      "request from concurrent clients (one channel each); acknowledged = OK "
+      "reply resolving the id, i.e. durable (fsynced) and forgotten\","
+      "\"clients\":%d,\"duration_s\":%.2f,\"samples\":%zu,\"trained\":%s,"
+      "\"shards\":%d,\"slices\":%d,\"sequences\":%d,\"retrain_mode\":\"%s\","
+      "\"setup_ingest_s\":%.2f,\"setup_train_s\":%.2f,"
+      "\"acknowledged\":%zu,\"acknowledged_per_s\":%.1f,"
+      "\"ack_latency_ms_p50\":%.3f,\"ack_latency_ms_p99\":%.3f,"
+      "\"ack_latency_ms_max\":%.3f,\"errors\":%lld,\"not_resolved\":%lld,"
+      "\"first_error\":\"%s\",\"ran_out_of_samples\":%s,"
+      "\"active_samples_after\":%lld,\"active_samples_consistent\":%s,"
+      "\"target_acknowledged_per_s\":%.0f,\"meets_target\":%s,"
+      "\"machine\":%s}\n",
+      flags.clients, seconds, samples.size(),
+      flags.train_first ? "true" : "false", config.shards(), config.slices(),
+      config.sequences(), flags.retrain_mode.c_str(), setup.ingest_s,
+      setup.train_s, all.size(), per_second, Percentile(all, 0.5),
+      Percentile(all, 0.99), Max(all), static_cast<long long>(errors.load()),
+      static_cast<long long>(not_resolved.load()),
+      JsonEscape(first_error).c_str(), ran_out ? "true" : "false",
+      static_cast<long long>(active_after),
+      active_after == static_cast<int64_t>(samples.size() - all.size())
+          ? "true"
+          : "false",
+      kTargetDeletionsPerSecond,
+      per_second >= kTargetDeletionsPerSecond ? "true" : "false",
+      MachineJson().c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int RunServiceBench(const std::vector<std::string>& args) {
+  ServiceFlags flags;
+  if (!ParseFlags(args, &flags)) return 2;
+  TempDir dir("service");
+  CoordinatorServer::Options options;
+  options.listen_address = "127.0.0.1:0";
+  options.data_dir = dir.path() + "/models";
+  options.training_threads = flags.training_threads;
+  auto server = CoordinatorServer::Start(options);
+  if (!server.ok()) return Fail(server.status());
+  const std::string address = (*server)->address();
+  std::fprintf(stderr, "oubli-bench service: coordinator on %s\n",
+               address.c_str());
+
+  int rc = RunTimeToForget(flags, address);
+
+  // The durable-deletion model: S=4, L=4, B=2 over --samples samples.
+  const std::string model_id = "durable";
+  const v1::ModelConfig config = TinyConfig(flags, 4, 4, 4, 2);
+  const std::vector<v1::Sample> samples = SyntheticSamples(flags.samples, 17);
+  auto stub = NewStub(address, 0);
+  auto setup = SetUpModel(*stub, model_id, config, samples, flags.train_first);
+  if (!setup.ok()) return Fail(setup.status());
+  // Predict needs a trained model; without --train_first use the other one.
+  const int predict_rc =
+      flags.train_first ? RunPredict(flags, address, model_id, config.shards())
+                        : RunPredict(flags, address, "ttf", -1);
+  const int delete_rc =
+      RunDurableDeletions(flags, address, model_id, samples, *setup, config);
+  (*server)->Shutdown();
+  return rc != 0 ? rc : (predict_rc != 0 ? predict_rc : delete_rc);
+}
+
+}  // namespace oubli::bench
