@@ -507,7 +507,13 @@ absl::Status Engine::State::PurgeUnfinished() {
 }
 
 void Engine::State::PurgeLoop() {
+  // A pass costs a flush and a compaction whatever its size, so under a
+  // stream of deletions passes start at most every kPurgeCoalesce: the
+  // deletions of that interval share one pass instead of each competing
+  // with the request path for CPU. A lone deletion is purged at once.
+  constexpr absl::Duration kPurgeCoalesce = absl::Milliseconds(500);
   absl::Duration backoff = absl::ZeroDuration();
+  absl::Time last_pass = absl::InfinitePast();
   while (true) {
     {
       absl::MutexLock lock(&mu);
@@ -516,12 +522,16 @@ void Engine::State::PurgeLoop() {
       };
       mu.Await(absl::Condition(&has_work));
       if (stopping) return;
-      if (backoff > absl::ZeroDuration()) {
-        auto stop = [&]()
-                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stopping; };
-        if (mu.AwaitWithTimeout(absl::Condition(&stop), backoff)) return;
+      const absl::Duration wait =
+          std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
+      if (wait > absl::ZeroDuration()) {
+        auto stop = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+          return stopping;
+        };
+        if (mu.AwaitWithTimeout(absl::Condition(&stop), wait)) return;
       }
     }
+    last_pass = absl::Now();
     if (absl::Status s = PurgeUnfinished(); !s.ok()) {
       std::fprintf(stderr, "oubli: purge failed, retrying: %s\n",
                    s.ToString().c_str());

@@ -684,6 +684,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                            grpc::InsecureServerCredentials(), &selected_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // The sync server retires a worker thread once more than MAX_POLLERS are
+  // idle; with the default (2), every burst of concurrent clients (e.g. 32
+  // deleters) creates and destroys threads per request. Keep them.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                              64);
   builder.RegisterService(&server->service_);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
