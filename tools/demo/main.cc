@@ -16,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/config.h"
+#include "common/file_util.h"
 #include "coordinator/engine.h"
 #include "storage/datasets.h"
 #include "tools/workflow/fashion_mnist.h"
@@ -35,6 +37,10 @@ ABSL_FLAG(int, sequences, 2, "B");
 ABSL_FLAG(int, epochs, 2, "epochs per S3T position");
 ABSL_FLAG(int, pretrain_epochs, 3, "epochs of base pretraining");
 ABSL_FLAG(int, training_threads, 2, "shards trained in parallel");
+ABSL_FLAG(std::string, export_config, "",
+          "only pretrain the base into --data_dir, write the model config "
+          "(key=value, naming the base file) to this path and exit; the "
+          "service demo creates its model from it");
 ABSL_FLAG(std::string, forget_owner, "",
           "owner to forget (default: the owner of the first user sample)");
 
@@ -149,6 +155,21 @@ int main(int argc, char** argv) {
   }
   std::printf("  %s in %s\n  base sha256 %s\n", config.base.provenance.c_str(),
               Ms(absl::Now() - start).c_str(), config.base.sha256.c_str());
+  if (const std::string path = absl::GetFlag(FLAGS_export_config);
+      !path.empty()) {
+    if (temp_dir) {
+      return Fail(absl::InvalidArgumentError(
+          "--export_config needs --data_dir: the base file must outlive "
+          "this process"));
+    }
+    if (absl::Status s = oubli::WriteFileAtomically(
+            path, oubli::ConfigToText(config));
+        !s.ok()) {
+      return Fail(s);
+    }
+    std::printf("  config written to %s\n", path.c_str());
+    return 0;
+  }
 
   oubli::coordinator::Engine::Options options;
   options.data_dir = data_dir + "/model";

@@ -306,6 +306,15 @@ absl::Status Ingest(Client& client) {
   }
   if (samples.empty())
     return absl::FailedPreconditionError("no samples to ingest");
+  // Fail fast on a wrong model id instead of after streaming everything.
+  {
+    v1::GetModelRequest get;
+    get.set_model_id(model);
+    v1::Model existing;
+    OUBLI_RETURN_IF_ERROR(RpcStatus(
+        client.stub().GetModel(Client::Context().get(), get, &existing),
+        "GetModel"));
+  }
   const size_t batch =
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_batch)));
 
