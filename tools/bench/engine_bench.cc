@@ -19,6 +19,7 @@
 #include "coordinator/sharding_plan.h"
 #include "storage/datasets.h"
 #include "tools/bench/bench.h"
+#include "tools/bench/bench_util.h"
 #include "tools/workflow/fashion_mnist.h"
 #include "worker/determinism.h"
 #include "worker/model.h"
@@ -96,26 +97,8 @@ bool ParseFlags(const std::vector<std::string>& args, BenchFlags* flags) {
 }
 
 int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "oubli-bench: %s\n", status.ToString().c_str());
-  return 1;
+  return ::oubli::bench::Fail("", status);
 }
-
-// A scratch directory removed when the benchmark ends.
-class TempDir {
- public:
-  explicit TempDir(const std::string& name)
-      : path_((std::filesystem::temp_directory_path() /
-               absl::StrCat("oubli-bench-", name, "-", getpid()))
-                  .string()) {
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 struct Prepared {
   tools::FashionMnistSplits splits;
@@ -148,13 +131,6 @@ absl::StatusOr<std::unique_ptr<Engine>> TrainedEngine(
   OUBLI_RETURN_IF_ERROR(engine->Ingest(prepared.splits.user_data).status());
   OUBLI_ASSIGN_OR_RETURN(*summary, engine->Train());
   return engine;
-}
-
-double Percentile(std::vector<double> values, double q) {
-  std::sort(values.begin(), values.end());
-  const size_t index = std::min(
-      values.size() - 1, static_cast<size_t>(q * (values.size() - 1) + 0.5));
-  return values[index];
 }
 
 }  // namespace

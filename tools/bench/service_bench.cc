@@ -43,6 +43,7 @@
 #include "coordinator/sharding_plan.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "tools/bench/bench.h"
+#include "tools/bench/bench_util.h"
 
 namespace oubli::bench {
 namespace {
@@ -125,73 +126,13 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
 }
 
 int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "oubli-bench service: %s\n", status.ToString().c_str());
-  return 1;
+  return ::oubli::bench::Fail("service", status);
 }
 
 absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       absl::StrCat(what, ": ", status.error_message()));
-}
-
-std::string JsonEscape(absl::string_view in) {
-  std::string out;
-  for (char c : in) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppendFormat(&out, "\\u%04x", c);
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-// {"cpus":N,"cpu_model":"..."}: results only compare on the same machine.
-std::string MachineJson() {
-  std::string model = "unknown";
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) {
-        model = line.substr(colon + 1);
-        model.erase(0, model.find_first_not_of(' '));
-      }
-      break;
-    }
-  }
-  return absl::StrFormat("{\"cpus\":%u,\"cpu_model\":\"%s\"}",
-                         std::thread::hardware_concurrency(),
-                         JsonEscape(model));
-}
-
-// A scratch directory removed when the benchmark ends.
-class TempDir {
- public:
-  explicit TempDir(const std::string& name)
-      : path_((std::filesystem::temp_directory_path() /
-               absl::StrCat("oubli-bench-", name, "-", getpid()))
-                  .string()) {
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-double Percentile(std::vector<double> values, double q) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t index = std::min(
-      values.size() - 1, static_cast<size_t>(q * (values.size() - 1) + 0.5));
-  return values[index];
 }
 
 double Max(const std::vector<double>& values) {

@@ -1,0 +1,41 @@
+// Helpers shared by the oubli-bench subcommands (no torch, no gRPC).
+#ifndef OUBLI_TOOLS_BENCH_BENCH_UTIL_H_
+#define OUBLI_TOOLS_BENCH_BENCH_UTIL_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace oubli::bench {
+
+// Prints "oubli-bench <what>: <status>" on stderr and returns exit code 1.
+int Fail(absl::string_view what, const absl::Status& status);
+
+// A scratch directory, emptied at creation and removed when the benchmark
+// ends.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Nearest-rank percentile, q in [0, 1]; 0 for no values.
+double Percentile(std::vector<double> values, double q);
+
+// Escapes `in` for use inside a JSON string literal.
+std::string JsonEscape(absl::string_view in);
+
+// {"cpus":N,"cpu_model":"..."}: results only compare on the same machine.
+std::string MachineJson();
+
+}  // namespace oubli::bench
+
+#endif  // OUBLI_TOOLS_BENCH_BENCH_UTIL_H_
