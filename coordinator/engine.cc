@@ -164,6 +164,8 @@ struct Engine::State {
   }
 
   const Options options;
+  // options.metrics, or nullptr.
+  EngineMetrics* const metrics = options.metrics.get();
   const ModelConfig config;
   // Names the weights a config produces here: the config's fingerprint plus
   // the numeric environment (library versions, CPU kernels).
@@ -179,6 +181,7 @@ struct Engine::State {
     std::vector<std::string> requested;  // as sent, for the receipt
     std::string owner;                   // ForgetOwner only
     bool by_owner = false;
+    absl::Time arrived;  // entry into the engine (time to forget)
     std::optional<absl::StatusOr<DeletionReceipt>> result;
   };
   // Deletion requests in arrival order; the front one leads the next group.
@@ -502,6 +505,12 @@ absl::Status Engine::State::PurgeUnfinished() {
     it->second.record.set_purged_unix_nanos(purged_at);
     it->second.record.clear_note();
   }
+  if (metrics != nullptr) {
+    for (const DeletionRecord& record : unpurged) {
+      metrics->DeletionPurged(
+          absl::Nanoseconds(purged_at - record.accepted_unix_nanos()));
+    }
+  }
   MarkRestoredDeletions();
   return absl::OkStatus();
 }
@@ -590,6 +599,10 @@ void Engine::State::MarkRestoredDeletions() {
       continue;
     }
     done.push_back(id);
+    if (metrics != nullptr) {
+      metrics->DeletionRestored(absl::Nanoseconds(
+          record.restored_unix_nanos() - record.accepted_unix_nanos()));
+    }
   }
   for (const std::string& id : done) pending.erase(id);
 }
@@ -711,6 +724,11 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       return trained.status();
     }
     absl::Status put = checkpoints->Put(key, *trained);
+    if (metrics != nullptr) {
+      metrics->PositionTrained(
+          stats.samples, stats.steps,
+          put.ok() ? static_cast<int64_t>(trained->size()) : 0);
+    }
 
     absl::MutexLock lock(&mu);
     finish_in_flight();
@@ -1010,6 +1028,11 @@ void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
       return;
     }
     next_deletion_seq = seq;
+    if (metrics != nullptr) {
+      for (Work* w : committing) {
+        metrics->DeletionAccepted(w->record.resolved_ids_size());
+      }
+    }
 
     // FORGOTTEN: one deactivation for the whole group.
     std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
@@ -1051,6 +1074,10 @@ void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
       p.shards.insert(record.affected_shards().begin(),
                       record.affected_shards().end());
       w->request->result = ReceiptFromRecord(record);
+      if (metrics != nullptr) {
+        metrics->DeletionForgotten(absl::FromUnixNanos(forgotten_at) -
+                                   w->request->arrived);
+      }
     }
     if (training_requested) ScheduleRetrain(affected);
   }
@@ -1473,6 +1500,7 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
 
 absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(
     absl::Span<const std::string> sample_ids) {
+  const absl::Time arrived = absl::Now();
   if (sample_ids.empty()) {
     return absl::InvalidArgumentError("no sample ids given");
   }
@@ -1483,12 +1511,15 @@ absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(
     if (seen.insert(id).second) request.ids.push_back(id);
   }
   request.requested.assign(sample_ids.begin(), sample_ids.end());
+  request.arrived = arrived;
   return state_->SubmitDeletion(&request);
 }
 
 absl::StatusOr<DeletionReceipt> Engine::ForgetOwner(absl::string_view owner) {
+  const absl::Time arrived = absl::Now();
   OUBLI_RETURN_IF_ERROR(ValidateOwner(owner));
   State::DeleteRequest request;
+  request.arrived = arrived;
   request.owner = std::string(owner);
   request.by_owner = true;
   return state_->SubmitDeletion(&request);
@@ -1604,6 +1635,24 @@ ModelStatus Engine::GetModelStatus() {
   status.training_requested = st.training_requested;
   status.fingerprint = st.FingerprintLocked();
   status.pending_deletions = static_cast<int>(st.pending.size());
+  for (const auto& [id, p] : st.pending) {
+    // From the timestamps: a receipt would copy every resolved id.
+    const DeletionRecord& r = p.record;
+    if (r.purged_unix_nanos() != 0) {
+      ++status.pending_purged;
+    } else if (r.forgotten_unix_nanos() != 0) {
+      ++status.pending_forgotten;
+    } else {
+      ++status.pending_accepted;
+    }
+    const absl::Time accepted = FromUnixNanos(r.accepted_unix_nanos());
+    if (accepted != absl::InfinitePast() &&
+        (status.oldest_pending_accepted_at == absl::InfinitePast() ||
+         accepted < status.oldest_pending_accepted_at)) {
+      status.oldest_pending_accepted_at = accepted;
+    }
+  }
+  status.retrain_queue_shards = static_cast<int>(st.retrain_due.size());
   for (int s = 0; s < st.config.shards; ++s) {
     const ShardState& shard = st.shards[s];
     ShardStatus out;
@@ -1625,6 +1674,14 @@ ModelStatus Engine::GetModelStatus() {
 std::string Engine::Fingerprint() {
   absl::MutexLock lock(&state_->mu);
   return state_->FingerprintLocked();
+}
+
+absl::StatusOr<StorageStats> Engine::GetStorageStats() {
+  StorageStats stats;
+  OUBLI_ASSIGN_OR_RETURN(stats.lineage_db_bytes, state_->store->DiskBytes());
+  OUBLI_ASSIGN_OR_RETURN(stats.checkpoint_bytes,
+                         state_->checkpoints->TotalBytes());
+  return stats;
 }
 
 }  // namespace oubli::coordinator

@@ -29,6 +29,7 @@
 #include "absl/types/span.h"
 #include "common/config.h"
 #include "common/types.h"
+#include "coordinator/metrics.h"
 #include "storage/lineage_store.h"
 
 namespace oubli::coordinator {
@@ -99,8 +100,25 @@ struct ModelStatus {
   std::string fingerprint;
   std::vector<ShardStatus> shards;
   int missing_prefixes = 0;   // current prefixes without a checkpoint
-  int pending_deletions = 0;  // purged, not yet restored
-  std::string threads;        // pinned thread settings
+  int pending_deletions = 0;  // not yet restored
+  // pending_deletions by current stage. A deletion goes from ACCEPTED to
+  // FORGOTTEN inside one group commit, so pending_accepted is 0 whenever
+  // the status can be read; it is kept for a stage-complete breakdown.
+  int pending_accepted = 0;
+  int pending_forgotten = 0;
+  int pending_purged = 0;
+  // ACCEPTED time of the oldest pending deletion; InfinitePast if none.
+  absl::Time oldest_pending_accepted_at = absl::InfinitePast();
+  // Shards queued for (re)training, due now or later (batched policy);
+  // shards being trained right now are not counted.
+  int retrain_queue_shards = 0;
+  std::string threads;  // pinned thread settings
+};
+
+// On-disk footprint of one model.
+struct StorageStats {
+  int64_t lineage_db_bytes = 0;  // every file of the lineage DB
+  int64_t checkpoint_bytes = 0;  // every checkpoint file
 };
 
 struct VerifyReport {
@@ -129,6 +147,9 @@ class Engine {
     int training_threads = 1;
     // Off in tests that drive retraining by hand via RunPendingRetrains().
     bool background_retrain = true;
+    // Deletion-stage and training events; nullptr: none. Called with the
+    // engine's mutex held (see coordinator/metrics.h).
+    std::shared_ptr<EngineMetrics> metrics;
   };
 
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);
@@ -176,6 +197,8 @@ class Engine {
 
   ModelStatus GetModelStatus();
   std::string Fingerprint();
+  // Walks the data dir (no engine lock): cost grows with the file count.
+  absl::StatusOr<StorageStats> GetStorageStats();
 
   // Where the lineage DB and the checkpoints live (tests check erasure).
   std::string lineage_dir() const;

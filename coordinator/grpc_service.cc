@@ -2,6 +2,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,9 +11,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 
 namespace oubli::coordinator {
@@ -214,6 +219,65 @@ grpc::Status CheckModelId(absl::string_view model_id) {
   if (model_id.empty()) return InvalidArgument("model_id is required");
   return grpc::Status::OK;
 }
+
+// Records method, final status code and latency of each oubli.v1.Oubli RPC.
+// An interceptor rather than code in every handler: it sees the status the
+// handler's early returns produce, and streaming RPCs as a whole.
+class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  RpcMetricsInterceptor(RpcMetrics* metrics, absl::string_view method)
+      : metrics_(metrics), method_(method), start_(absl::Now()) {}
+
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      // absl::StatusCode and grpc::StatusCode share their numbering.
+      const int code = methods->GetSendStatus().error_code();
+      std::string name =
+          absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+      if (name.empty()) name = "UNKNOWN";
+      metrics_->RpcHandled(method_, name, absl::Now() - start_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  RpcMetrics* const metrics_;
+  const std::string method_;
+  const absl::Time start_;
+};
+
+class RpcMetricsInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit RpcMetricsInterceptorFactory(std::shared_ptr<RpcMetrics> metrics)
+      : metrics_(std::move(metrics)),
+        prefix_(absl::StrCat("/", kServiceName, "/")) {
+    // Only the service's own methods become label values: a client calling
+    // made-up method names must not create series.
+    const google::protobuf::ServiceDescriptor* service =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+            kServiceName);
+    for (int i = 0; service != nullptr && i < service->method_count(); ++i) {
+      methods_.insert(service->method(i)->name());
+    }
+  }
+
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    absl::string_view method = info->method() ? info->method() : "";
+    if (!absl::ConsumePrefix(&method, prefix_) || !methods_.contains(method)) {
+      return nullptr;  // health, reflection, unknown methods
+    }
+    return new RpcMetricsInterceptor(metrics_.get(), method);
+  }
+
+ private:
+  const std::shared_ptr<RpcMetrics> metrics_;
+  const std::string prefix_;  // "/oubli.v1.Oubli/"
+  absl::flat_hash_set<std::string> methods_;
+};
 
 }  // namespace
 
@@ -675,6 +739,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
         "listen address '", options.listen_address, "' is not HOST:PORT"));
   }
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
+  if (!options.metrics_listen_address.empty()) {
+    // Before the gRPC port, so a taken metrics port fails the start early.
+    server->metrics_ = PrometheusMetrics::Create();
+    OUBLI_ASSIGN_OR_RETURN(
+        server->metrics_server_,
+        MetricsServer::Start(options.metrics_listen_address, server->metrics_));
+    server->metrics_address_ = server->metrics_server_->address();
+    server->metrics_port_ = server->metrics_server_->port();
+  }
   // Both must precede BuildAndStart.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -687,9 +760,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // The sync server retires a worker thread once more than MAX_POLLERS are
   // idle; with the default (2), every burst of concurrent clients (e.g. 32
   // deleters) creates and destroys threads per request. Keep them.
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
-                              64);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   builder.RegisterService(&server->service_);
+  if (server->metrics_ != nullptr) {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(
+        std::make_unique<RpcMetricsInterceptorFactory>(server->metrics_));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
     return absl::UnavailableError(
@@ -707,6 +788,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   registry_options.root_dir = options.data_dir;
   registry_options.training_threads = options.training_threads;
   registry_options.background_retrain = options.background_retrain;
+  registry_options.metrics = server->metrics_;
   absl::StatusOr<std::unique_ptr<ModelRegistry>> registry =
       ModelRegistry::Open(registry_options);
   if (!registry.ok()) {
@@ -715,6 +797,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   }
   server->registry_ = *std::move(registry);
   server->service_.SetRegistry(server->registry_.get());
+  if (server->metrics_ != nullptr) {
+    server->metrics_->SetRegistry(server->registry_.get());
+  }
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);
   return server;
@@ -732,8 +817,11 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     }
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
-  // No RPC is running any more: safe to close the models.
+  // No RPC is running any more: safe to close the models. Scrapes stop
+  // first (SetRegistry waits for one in progress).
   service_.SetRegistry(nullptr);
+  metrics_server_.reset();
+  if (metrics_ != nullptr) metrics_->SetRegistry(nullptr);
   registry_.reset();
 }
 

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "coordinator/model_registry.h"
+#include "coordinator/prometheus_metrics.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 
 namespace oubli::coordinator {
@@ -100,6 +101,10 @@ class CoordinatorServer {
     int64_t max_message_bytes = int64_t{64} << 20;  // both directions
     int training_threads = 1;
     bool background_retrain = true;
+    // HOST:PORT serving Prometheus metrics on /metrics (port 0: pick a free
+    // one); empty: no metrics at all. oubli-coordinator defaults it to
+    // 127.0.0.1:9464.
+    std::string metrics_listen_address;
   };
 
   // Returns once the server listens and every model is open (health
@@ -112,6 +117,9 @@ class CoordinatorServer {
   // "host:port" actually bound (the chosen port when asked for port 0).
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // "host:port" of the metrics endpoint actually bound; empty when off.
+  const std::string& metrics_address() const { return metrics_address_; }
+  int metrics_port() const { return metrics_port_; }
 
   // Stops accepting RPCs, cancels those still running after `grace`
   // (watch streams end), then waits for training jobs and closes models.
@@ -123,10 +131,14 @@ class CoordinatorServer {
   CoordinatorServer() = default;
 
   OubliService service_;
+  std::shared_ptr<PrometheusMetrics> metrics_;  // null when metrics are off
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<ModelRegistry> registry_;
   std::string address_;
   int port_ = 0;
+  std::string metrics_address_;
+  int metrics_port_ = 0;
   bool shut_down_ = false;
 };
 

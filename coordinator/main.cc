@@ -1,10 +1,13 @@
 // oubli-coordinator: the single-node oubli gRPC server (oubli.v1.Oubli).
 //
 //   oubli-coordinator --data_dir=/var/lib/oubli [--listen=127.0.0.1:50051]
+//                     [--metrics_listen=127.0.0.1:9464]
 //
 // Prints "listening on HOST:PORT" on stdout once every model is open (with
-// --listen=HOST:0 that is how scripts learn the port). Health reports
-// NOT_SERVING until then. SIGINT/SIGTERM shut down cleanly.
+// --listen=HOST:0 that is how scripts learn the port), then, unless
+// --metrics_listen is empty, "metrics on HOST:PORT" (Prometheus, path
+// /metrics). Health reports NOT_SERVING until then. SIGINT/SIGTERM shut
+// down cleanly.
 #include <pthread.h>
 #include <signal.h>
 
@@ -23,6 +26,9 @@ ABSL_FLAG(std::string, data_dir, "", "root directory of all models (required)");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
 ABSL_FLAG(int, training_threads, 1, "training threads per model engine");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "HOST:PORT serving Prometheus metrics on /metrics; port 0 picks a "
+          "free port; empty disables metrics");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -34,6 +40,7 @@ int main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.training_threads = absl::GetFlag(FLAGS_training_threads);
+  options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
   if (options.data_dir.empty()) {
     std::fprintf(stderr, "oubli-coordinator: --data_dir is required\n");
     return 2;
@@ -54,6 +61,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("listening on %s\n", (*server)->address().c_str());
+  if (!(*server)->metrics_address().empty()) {
+    std::printf("metrics on %s\n", (*server)->metrics_address().c_str());
+  }
   std::fflush(stdout);
 
   int signal_number = 0;

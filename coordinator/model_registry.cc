@@ -84,10 +84,16 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
   }
   std::sort(model_dirs.begin(), model_dirs.end());
   for (const auto& dir : model_dirs) {
+    // The directory name is the id clients use; CreateModel makes them
+    // equal, so a mismatch means someone renamed the directory.
+    const std::string model_id = dir.filename().string();
     Engine::Options engine_options;
     engine_options.data_dir = dir.string();
     engine_options.training_threads = options.training_threads;
     engine_options.background_retrain = options.background_retrain;
+    if (options.metrics != nullptr) {
+      engine_options.metrics = options.metrics->ForModel(model_id);
+    }
     absl::StatusOr<std::unique_ptr<Engine>> engine =
         Engine::Open(engine_options);
     if (!engine.ok()) {
@@ -95,9 +101,6 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
                           absl::StrCat("cannot reopen model in '", dir.string(),
                                        "': ", engine.status().message()));
     }
-    // The directory name is the id clients use; CreateModel makes them
-    // equal, so a mismatch means someone renamed the directory.
-    const std::string model_id = dir.filename().string();
     if ((*engine)->config().model_id != model_id) {
       std::fprintf(stderr,
                    "oubli: model dir '%s' holds config for model '%s'; "
@@ -174,6 +177,9 @@ absl::StatusOr<ModelConfig> ModelRegistry::CreateModel(
   engine_options.config = config;
   engine_options.training_threads = options_.training_threads;
   engine_options.background_retrain = options_.background_retrain;
+  if (options_.metrics != nullptr) {
+    engine_options.metrics = options_.metrics->ForModel(config.model_id);
+  }
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
   if (!engine.ok()) {
     // Leave no half-created model behind for the next startup scan.
@@ -369,6 +375,12 @@ absl::StatusOr<ModelStatus> ModelRegistry::GetModelStatus(
     absl::string_view model_id) {
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
   return engine->GetModelStatus();
+}
+
+absl::StatusOr<StorageStats> ModelRegistry::GetStorageStats(
+    absl::string_view model_id) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->GetStorageStats();
 }
 
 absl::StatusOr<VerifyReport> ModelRegistry::Verify(absl::string_view model_id) {

@@ -34,6 +34,7 @@
 #include "common/config.h"
 #include "common/types.h"
 #include "coordinator/engine.h"
+#include "coordinator/metrics.h"
 #include "storage/lineage_store.h"
 
 namespace oubli::coordinator {
@@ -77,6 +78,9 @@ class ModelRegistry {
     // Passed to every engine.
     int training_threads = 1;
     bool background_retrain = true;
+    // Gives each engine its EngineMetrics (ForModel(model id)); nullptr:
+    // no metrics.
+    std::shared_ptr<ModelMetricsFactory> metrics;
   };
 
   // Creates root_dir if needed and reopens every model found under it.
@@ -129,6 +133,7 @@ class ModelRegistry {
                                      absl::Span<const float> inputs,
                                      int64_t rows);
   absl::StatusOr<ModelStatus> GetModelStatus(absl::string_view model_id);
+  absl::StatusOr<StorageStats> GetStorageStats(absl::string_view model_id);
   absl::StatusOr<VerifyReport> Verify(absl::string_view model_id);
 
  private:

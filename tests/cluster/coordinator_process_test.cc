@@ -210,7 +210,7 @@ class CoordinatorProcessTest : public ::testing::Test {
   void StartCoordinator(std::vector<std::string> extra_flags = {}) {
     std::vector<std::string> flags = {
         absl::StrCat("--data_dir=", (dir_.path() / "data").string()),
-        "--listen=127.0.0.1:0"};
+        "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"};
     flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
     ASSERT_TRUE(coordinator_.Start(
         flags, dir_.path() / absl::StrCat("coordinator-", ++starts_, ".log")));

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -576,6 +577,84 @@ TEST_F(EngineTest, CorruptCheckpointIsRetrainedNotFatal) {
   EXPECT_EQ(engine->GetModelStatus().shards[0].served.key, damaged);
   EXPECT_EQ(engine->GetModelStatus().missing_prefixes, 0);
   EXPECT_EQ(engine->Fingerprint(), ScratchFingerprint(config, samples, {}));
+}
+
+// Counts what the engine reports through EngineMetrics.
+class CountingMetrics : public EngineMetrics {
+ public:
+  void DeletionAccepted(int64_t samples) override {
+    ++accepted;
+    deleted_samples += samples;
+  }
+  void DeletionForgotten(absl::Duration since_request) override {
+    ++forgotten;
+    EXPECT_GE(since_request, absl::ZeroDuration());
+  }
+  void DeletionPurged(absl::Duration) override { ++purged; }
+  void DeletionRestored(absl::Duration) override { ++restored; }
+  void PositionTrained(int64_t sample_visits, int64_t steps,
+                       int64_t checkpoint_bytes) override {
+    ++positions;
+    samples += sample_visits;
+    this->steps += steps;
+    bytes += checkpoint_bytes;
+  }
+  std::atomic<int> accepted{0}, forgotten{0}, purged{0}, restored{0};
+  std::atomic<int64_t> deleted_samples{0}, positions{0}, samples{0}, steps{0},
+      bytes{0};
+};
+
+TEST_F(EngineTest, MetricsSeeEachStageOncePerDeletionAndEveryPosition) {
+  const ModelConfig config = TinyConfig(11);
+  auto metrics = std::make_shared<CountingMetrics>();
+  Engine::Options options;
+  options.data_dir = (root_ / "m").string();
+  options.config = config;
+  options.background_retrain = false;
+  options.metrics = metrics;
+  auto opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Engine& engine = **opened;
+  ASSERT_TRUE(engine.Ingest(TinySamples(60, 11)).ok());
+  auto trained = engine.Train();
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_EQ(metrics->positions, trained->positions_trained);
+  EXPECT_EQ(metrics->samples, trained->samples);
+  EXPECT_EQ(metrics->steps, trained->steps);
+  EXPECT_GT(metrics->bytes, 0);
+
+  auto receipt = engine.DeleteSamples({"sample-1001", "sample-1002"});
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  EXPECT_EQ(metrics->accepted, 1);
+  EXPECT_EQ(metrics->forgotten, 1);
+  EXPECT_EQ(metrics->deleted_samples, 2);
+  ModelStatus status = engine.GetModelStatus();
+  EXPECT_EQ(status.pending_accepted, 0);
+  EXPECT_EQ(status.pending_forgotten + status.pending_purged, 1);
+  EXPECT_EQ(status.oldest_pending_accepted_at, receipt->accepted_at);
+  EXPECT_EQ(status.retrain_queue_shards,
+            static_cast<int>(receipt->affected_shards.size()));
+
+  // A repeat resolves nothing new: no new deletion, nothing counted.
+  ASSERT_TRUE(engine.DeleteSamples({"sample-1001"}).ok());
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  ASSERT_EQ(engine.GetDeletion(receipt->deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(metrics->accepted, 1);
+  EXPECT_EQ(metrics->forgotten, 1);
+  EXPECT_EQ(metrics->purged, 1);
+  EXPECT_EQ(metrics->restored, 1);
+  EXPECT_GT(metrics->positions, trained->positions_trained);
+  status = engine.GetModelStatus();
+  EXPECT_EQ(status.pending_deletions, 0);
+  EXPECT_EQ(status.pending_forgotten + status.pending_purged, 0);
+  EXPECT_EQ(status.oldest_pending_accepted_at, absl::InfinitePast());
+  EXPECT_EQ(status.retrain_queue_shards, 0);
+
+  auto storage = engine.GetStorageStats();
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  EXPECT_GT(storage->lineage_db_bytes, 0);
+  EXPECT_GT(storage->checkpoint_bytes, 0);
 }
 
 TEST_F(EngineTest, RestartFinishesPendingDeletion) {

@@ -1,0 +1,628 @@
+#include "coordinator/prometheus_metrics.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+
+#ifndef OUBLI_VERSION
+#define OUBLI_VERSION "dev"
+#endif
+#ifndef OUBLI_TORCH_VERSION
+#define OUBLI_TORCH_VERSION "unknown"
+#endif
+
+namespace oubli::coordinator {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::Counter;
+using prometheus::Family;
+using prometheus::Histogram;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// Seconds, roughly x2.5 per bucket.
+const Histogram::BucketBoundaries kForgetBuckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+const Histogram::BucketBoundaries kPurgeBuckets = {
+    0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+const Histogram::BucketBoundaries kRestoreBuckets = {
+    0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+const Histogram::BucketBoundaries kRpcBuckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+Family<Counter>& AddCounter(prometheus::Registry& registry,
+                            const std::string& name, const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+}
+
+Family<Histogram>& AddHistogram(prometheus::Registry& registry,
+                                const std::string& name,
+                                const std::string& help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry);
+}
+
+// Builds one gauge family of the scrape-time snapshot.
+class GaugeFamily {
+ public:
+  GaugeFamily(std::string name, std::string help) {
+    family_.name = std::move(name);
+    family_.help = std::move(help);
+    family_.type = MetricType::Gauge;
+  }
+  void Set(std::vector<ClientMetric::Label> labels, double value) {
+    ClientMetric& metric = family_.metric.emplace_back();
+    metric.label = std::move(labels);
+    metric.gauge.value = value;
+  }
+  MetricFamily Take() { return std::move(family_); }
+
+ private:
+  MetricFamily family_;
+};
+
+}  // namespace
+
+class ModelSeries;
+
+// Scrape-time gauges: asks the registry at every Collect().
+class StateCollector final : public prometheus::Collectable {
+ public:
+  void SetRegistry(ModelRegistry* registry) {
+    absl::MutexLock lock(&mu_);  // waits out a scrape in progress
+    registry_ = registry;
+  }
+  std::vector<MetricFamily> Collect() const override;
+
+ private:
+  mutable absl::Mutex mu_;
+  ModelRegistry* registry_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+struct PrometheusMetrics::Impl {
+  Impl()
+      : registry(std::make_shared<prometheus::Registry>()),
+        state(std::make_shared<StateCollector>()),
+        deletions(AddCounter(
+            *registry, "oubli_deletions_total",
+            "Deletions that reached a stage (accepted, forgotten, purged, "
+            "restored), one per deletion however many samples it resolved. "
+            "Counts stages reached in this process: a deletion interrupted "
+            "by a restart is finished (and counted) from the stage it had.")),
+        deleted_samples(
+            AddCounter(*registry, "oubli_deleted_samples_total",
+                       "Samples resolved (deleted) by accepted deletions.")),
+        time_to_forget(AddHistogram(
+            *registry, "oubli_time_to_forget_seconds",
+            "From a deletion request's arrival in the engine to FORGOTTEN "
+            "(durable and no longer served; the request is answered then).")),
+        time_to_purge(AddHistogram(
+            *registry, "oubli_time_to_purge_seconds",
+            "From ACCEPTED to PURGED (payloads and every checkpoint holding "
+            "them destroyed).")),
+        time_to_restore(AddHistogram(
+            *registry, "oubli_time_to_restore_seconds",
+            "From ACCEPTED to RESTORED (cut prefixes retrained; includes any "
+            "batching window of the retrain policy).")),
+        training_samples(AddCounter(
+            *registry, "oubli_training_samples_total",
+            "Sample visits of training (samples x epochs per prefix "
+            "position), initial training and retraining; not Verify.")),
+        training_steps(AddCounter(*registry, "oubli_training_steps_total",
+                                  "Optimizer steps of training.")),
+        training_positions(AddCounter(
+            *registry, "oubli_training_positions_total",
+            "Prefix positions trained (including positions discarded "
+            "because a deletion raced them).")),
+        checkpoint_bytes_written(
+            AddCounter(*registry, "oubli_checkpoint_bytes_written_total",
+                       "Bytes of prefix checkpoints written.")),
+        checkpoint_bytes_encoded(AddCounter(
+            *registry, "oubli_checkpoint_bytes_encoded_total",
+            "Bytes of checkpoints erasure-coded into chunks. Always 0 for "
+            "now: erasure coding is not wired into the checkpoint path.")),
+        checkpoint_bytes_restored(AddCounter(
+            *registry, "oubli_checkpoint_bytes_restored_total",
+            "Bytes of checkpoints reconstructed from erasure-coded chunks. "
+            "Always 0 for now: erasure coding is not wired in.")),
+        chunk_repairs(AddCounter(
+            *registry, "oubli_chunk_repairs_total",
+            "Erasure-coded chunks rebuilt after loss or corruption. Always 0 "
+            "for now: erasure coding is not wired in.")),
+        rpc_handled(AddCounter(
+            *registry, "oubli_grpc_server_handled_total",
+            "Completed RPCs of oubli.v1.Oubli by method and status code.")),
+        rpc_seconds(AddHistogram(
+            *registry, "oubli_grpc_server_handling_seconds",
+            "RPC latency from the call's arrival to its status, by method "
+            "(streaming RPCs: the whole stream).")) {}
+
+  std::shared_ptr<prometheus::Registry> registry;
+  std::shared_ptr<StateCollector> state;
+
+  Family<Counter>& deletions;
+  Family<Counter>& deleted_samples;
+  Family<Histogram>& time_to_forget;
+  Family<Histogram>& time_to_purge;
+  Family<Histogram>& time_to_restore;
+  Family<Counter>& training_samples;
+  Family<Counter>& training_steps;
+  Family<Counter>& training_positions;
+  Family<Counter>& checkpoint_bytes_written;
+  Family<Counter>& checkpoint_bytes_encoded;
+  Family<Counter>& checkpoint_bytes_restored;
+  Family<Counter>& chunk_repairs;
+  Family<Counter>& rpc_handled;
+  Family<Histogram>& rpc_seconds;
+
+  // Serializes creating and removing model series (see ModelSeries).
+  absl::Mutex models_mu;
+  absl::flat_hash_map<std::string, std::weak_ptr<ModelSeries>> models
+      ABSL_GUARDED_BY(models_mu);
+};
+
+// One model's event series; removed from their families when the last
+// engine holding them goes away (a failed CreateModel leaves no series).
+class ModelSeries final : public EngineMetrics {
+ public:
+  ModelSeries(std::shared_ptr<PrometheusMetrics::Impl> impl,
+              const std::string& model_id)
+      : impl_(std::move(impl)),
+        model_id_(model_id),
+        accepted_(Stage("accepted")),
+        forgotten_(Stage("forgotten")),
+        purged_(Stage("purged")),
+        restored_(Stage("restored")),
+        deleted_samples_(impl_->deleted_samples.Add(Model())),
+        time_to_forget_(impl_->time_to_forget.Add(Model(), kForgetBuckets)),
+        time_to_purge_(impl_->time_to_purge.Add(Model(), kPurgeBuckets)),
+        time_to_restore_(impl_->time_to_restore.Add(Model(), kRestoreBuckets)),
+        training_samples_(impl_->training_samples.Add(Model())),
+        training_steps_(impl_->training_steps.Add(Model())),
+        training_positions_(impl_->training_positions.Add(Model())),
+        checkpoint_bytes_written_(impl_->checkpoint_bytes_written.Add(Model())),
+        checkpoint_bytes_encoded_(impl_->checkpoint_bytes_encoded.Add(Model())),
+        checkpoint_bytes_restored_(
+            impl_->checkpoint_bytes_restored.Add(Model())),
+        chunk_repairs_(impl_->chunk_repairs.Add(Model())) {}
+
+  ~ModelSeries() override {
+    absl::MutexLock lock(&impl_->models_mu);
+    auto it = impl_->models.find(model_id_);
+    // A new ForModel may have revived this id between our last reference
+    // dropping and this lock: then it shares these very series; keep them.
+    if (it != impl_->models.end() && !it->second.expired()) return;
+    if (it != impl_->models.end()) impl_->models.erase(it);
+    for (Counter* c : {&accepted_, &forgotten_, &purged_, &restored_}) {
+      impl_->deletions.Remove(c);
+    }
+    impl_->deleted_samples.Remove(&deleted_samples_);
+    impl_->time_to_forget.Remove(&time_to_forget_);
+    impl_->time_to_purge.Remove(&time_to_purge_);
+    impl_->time_to_restore.Remove(&time_to_restore_);
+    impl_->training_samples.Remove(&training_samples_);
+    impl_->training_steps.Remove(&training_steps_);
+    impl_->training_positions.Remove(&training_positions_);
+    impl_->checkpoint_bytes_written.Remove(&checkpoint_bytes_written_);
+    impl_->checkpoint_bytes_encoded.Remove(&checkpoint_bytes_encoded_);
+    impl_->checkpoint_bytes_restored.Remove(&checkpoint_bytes_restored_);
+    impl_->chunk_repairs.Remove(&chunk_repairs_);
+  }
+
+  void DeletionAccepted(int64_t samples) override {
+    accepted_.Increment();
+    deleted_samples_.Increment(static_cast<double>(samples));
+  }
+  void DeletionForgotten(absl::Duration since_request) override {
+    forgotten_.Increment();
+    time_to_forget_.Observe(Seconds(since_request));
+  }
+  void DeletionPurged(absl::Duration since_accepted) override {
+    purged_.Increment();
+    time_to_purge_.Observe(Seconds(since_accepted));
+  }
+  void DeletionRestored(absl::Duration since_accepted) override {
+    restored_.Increment();
+    time_to_restore_.Observe(Seconds(since_accepted));
+  }
+  void PositionTrained(int64_t sample_visits, int64_t steps,
+                       int64_t checkpoint_bytes_written) override {
+    training_samples_.Increment(static_cast<double>(sample_visits));
+    training_steps_.Increment(static_cast<double>(steps));
+    training_positions_.Increment();
+    checkpoint_bytes_written_.Increment(
+        static_cast<double>(checkpoint_bytes_written));
+  }
+
+ private:
+  prometheus::Labels Model() const { return {{"model", model_id_}}; }
+  Counter& Stage(const char* stage) {
+    return impl_->deletions.Add({{"model", model_id_}, {"stage", stage}});
+  }
+  // Clock steps can make wall-clock differences negative.
+  static double Seconds(absl::Duration d) {
+    return std::max(0.0, absl::ToDoubleSeconds(d));
+  }
+
+  const std::shared_ptr<PrometheusMetrics::Impl> impl_;
+  const std::string model_id_;
+  Counter& accepted_;
+  Counter& forgotten_;
+  Counter& purged_;
+  Counter& restored_;
+  Counter& deleted_samples_;
+  Histogram& time_to_forget_;
+  Histogram& time_to_purge_;
+  Histogram& time_to_restore_;
+  Counter& training_samples_;
+  Counter& training_steps_;
+  Counter& training_positions_;
+  Counter& checkpoint_bytes_written_;
+  Counter& checkpoint_bytes_encoded_;
+  Counter& checkpoint_bytes_restored_;
+  Counter& chunk_repairs_;
+};
+
+std::vector<MetricFamily> StateCollector::Collect() const {
+  GaugeFamily worker_up(
+      "oubli_worker_up",
+      "1 for each worker the coordinator sees alive. Single node: one "
+      "worker, \"local\", the training and serving code inside this process "
+      "(0 while the models are still opening).");
+  GaugeFamily build_info("oubli_build_info",
+                         "Always 1; labels name the oubli and LibTorch "
+                         "versions of this coordinator.");
+  build_info.Set({{"version", OUBLI_VERSION}, {"torch", OUBLI_TORCH_VERSION}},
+                 1);
+  GaugeFamily pending(
+      "oubli_deletions_pending",
+      "Deletions not yet RESTORED, by current stage (accepted, forgotten, "
+      "purged). accepted is momentary: one group commit takes a deletion "
+      "from ACCEPTED to FORGOTTEN.");
+  GaugeFamily oldest(
+      "oubli_oldest_pending_deletion_age_seconds",
+      "Age since ACCEPTED of the oldest deletion not yet RESTORED; 0 if "
+      "none.");
+  GaugeFamily retrain_queue(
+      "oubli_retrain_queue_shards",
+      "Shards waiting for (re)training, due now or later under the retrain "
+      "policy; shards being trained right now are not counted.");
+  GaugeFamily prefix_length(
+      "oubli_shard_valid_prefix_length",
+      "Length (slices) of the prefix a shard serves; 0: no valid prefix, "
+      "the shard is not served. Compare with oubli_shard_slices.");
+  GaugeFamily slices("oubli_shard_slices",
+                     "Slices per shard (L): a fully restored shard serves a "
+                     "prefix of this length.");
+  GaugeFamily active_samples("oubli_model_active_samples",
+                             "Samples ingested and not deleted.");
+  GaugeFamily missing_prefixes(
+      "oubli_model_missing_prefixes",
+      "Current prefixes (over every shard and sequence) without a "
+      "checkpoint: training or retraining still to do.");
+  GaugeFamily lineage_bytes(
+      "oubli_lineage_db_bytes",
+      "Size of the model's lineage DB files (samples, index, deletion log).");
+  GaugeFamily checkpoint_bytes("oubli_checkpoint_store_bytes",
+                               "Size of the model's checkpoint files.");
+
+  {
+    absl::MutexLock lock(&mu_);
+    worker_up.Set({{"worker", "local"}}, registry_ != nullptr ? 1 : 0);
+    if (registry_ != nullptr) {
+      const absl::Time now = absl::Now();
+      for (const std::string& id : registry_->ModelIds()) {
+        absl::StatusOr<ModelStatus> status = registry_->GetModelStatus(id);
+        if (!status.ok()) continue;  // vanished meanwhile
+        const std::vector<ClientMetric::Label> model = {{"model", id}};
+        pending.Set({{"model", id}, {"stage", "accepted"}},
+                    status->pending_accepted);
+        pending.Set({{"model", id}, {"stage", "forgotten"}},
+                    status->pending_forgotten);
+        pending.Set({{"model", id}, {"stage", "purged"}},
+                    status->pending_purged);
+        oldest.Set(
+            model,
+            status->oldest_pending_accepted_at == absl::InfinitePast()
+                ? 0.0
+                : std::max(0.0, absl::ToDoubleSeconds(
+                                    now - status->oldest_pending_accepted_at)));
+        retrain_queue.Set(model, status->retrain_queue_shards);
+        for (const ShardStatus& shard : status->shards) {
+          prefix_length.Set(
+              {{"model", id}, {"shard", absl::StrCat(shard.served.shard)}},
+              shard.served.served
+                  ? static_cast<double>(shard.served.prefix.size())
+                  : 0.0);
+        }
+        slices.Set(model, status->config.slices);
+        active_samples.Set(model, static_cast<double>(status->active_samples));
+        missing_prefixes.Set(model, status->missing_prefixes);
+        // A file removed mid-walk (compaction, checkpoint GC) fails the
+        // walk; the gauge is left out of this scrape rather than wrong.
+        absl::StatusOr<StorageStats> storage = registry_->GetStorageStats(id);
+        if (storage.ok()) {
+          lineage_bytes.Set(model,
+                            static_cast<double>(storage->lineage_db_bytes));
+          checkpoint_bytes.Set(model,
+                               static_cast<double>(storage->checkpoint_bytes));
+        }
+      }
+    }
+  }
+  std::vector<MetricFamily> out;
+  for (GaugeFamily* family :
+       {&worker_up, &build_info, &pending, &oldest, &retrain_queue,
+        &prefix_length, &slices, &active_samples, &missing_prefixes,
+        &lineage_bytes, &checkpoint_bytes}) {
+    out.push_back(family->Take());
+  }
+  return out;
+}
+
+// ------------------------------------------------------- PrometheusMetrics
+
+PrometheusMetrics::PrometheusMetrics() : impl_(std::make_shared<Impl>()) {}
+PrometheusMetrics::~PrometheusMetrics() = default;
+
+std::shared_ptr<PrometheusMetrics> PrometheusMetrics::Create() {
+  return std::shared_ptr<PrometheusMetrics>(new PrometheusMetrics());
+}
+
+std::shared_ptr<EngineMetrics> PrometheusMetrics::ForModel(
+    absl::string_view model_id) {
+  absl::MutexLock lock(&impl_->models_mu);
+  std::weak_ptr<ModelSeries>& slot = impl_->models[model_id];
+  if (std::shared_ptr<ModelSeries> live = slot.lock()) return live;
+  auto series = std::make_shared<ModelSeries>(impl_, std::string(model_id));
+  slot = series;
+  return series;
+}
+
+void PrometheusMetrics::RpcHandled(absl::string_view method,
+                                   absl::string_view code,
+                                   absl::Duration latency) {
+  const std::string method_name(method);
+  impl_->rpc_handled.Add({{"method", method_name}, {"code", std::string(code)}})
+      .Increment();
+  impl_->rpc_seconds.Add({{"method", method_name}}, kRpcBuckets)
+      .Observe(std::max(0.0, absl::ToDoubleSeconds(latency)));
+}
+
+void PrometheusMetrics::SetRegistry(ModelRegistry* registry) {
+  impl_->state->SetRegistry(registry);
+}
+
+std::string PrometheusMetrics::Serialize() const {
+  std::vector<MetricFamily> families = impl_->registry->Collect();
+  std::vector<MetricFamily> state = impl_->state->Collect();
+  families.insert(families.end(), std::make_move_iterator(state.begin()),
+                  std::make_move_iterator(state.end()));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+// ----------------------------------------------------------- MetricsServer
+
+namespace {
+
+constexpr int kIoTimeoutSeconds = 5;
+constexpr size_t kMaxRequestBytes = 16 << 10;
+
+std::string ErrnoText(absl::string_view what) {
+  return absl::StrCat(what, ": ", std::strerror(errno));
+}
+
+void SendAll(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // peer gone or timed out: nothing to do
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+std::string HttpResponse(absl::string_view status, absl::string_view type,
+                         absl::string_view body, bool head_only) {
+  return absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
+                      "\r\nContent-Length: ", body.size(),
+                      "\r\nConnection: close\r\n\r\n", head_only ? "" : body);
+}
+
+}  // namespace
+
+struct MetricsServer::Server {
+  std::shared_ptr<PrometheusMetrics> metrics;
+  int listen_fd = -1;
+  int wake_fds[2] = {-1, -1};  // a pipe: written to stop the loop
+  std::thread thread;
+
+  ~Server() {
+    if (thread.joinable()) {
+      const char byte = 0;
+      (void)!::write(wake_fds[1], &byte, 1);
+      thread.join();
+    }
+    for (int fd : {listen_fd, wake_fds[0], wake_fds[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  void Loop() {
+    while (true) {
+      pollfd fds[2] = {{listen_fd, POLLIN, 0}, {wake_fds[0], POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        std::fprintf(stderr, "oubli: metrics server: %s\n",
+                     ErrnoText("poll").c_str());
+        return;
+      }
+      if (fds[1].revents != 0) return;
+      if ((fds[0].revents & POLLIN) == 0) continue;
+      const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        // Out of descriptors or memory: back off instead of spinning. Other
+        // errors (the client gave up already) need nothing.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        continue;
+      }
+      Serve(fd);
+      ::close(fd);
+    }
+  }
+
+  void Serve(int fd) {
+    const timeval timeout = {kIoTimeoutSeconds, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    std::string request;
+    char buffer[4096];
+    while (request.find("\r\n\r\n") == std::string::npos &&
+           request.find("\n\n") == std::string::npos) {
+      if (request.size() > kMaxRequestBytes) {
+        SendAll(fd, HttpResponse("431 Request Header Fields Too Large",
+                                 "text/plain", "request too large\n", false));
+        return;
+      }
+      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // closed or timed out
+      request.append(buffer, static_cast<size_t>(n));
+    }
+    // "METHOD TARGET VERSION"
+    const std::vector<absl::string_view> line = absl::StrSplit(
+        absl::string_view(request).substr(0, request.find_first_of("\r\n")),
+        ' ', absl::SkipEmpty());
+    if (line.size() != 3) {
+      SendAll(fd, HttpResponse("400 Bad Request", "text/plain",
+                               "malformed request line\n", false));
+      return;
+    }
+    const absl::string_view method = line[0];
+    const absl::string_view path = line[1].substr(0, line[1].find('?'));
+    const bool head = method == "HEAD";
+    if (method != "GET" && !head) {
+      SendAll(fd, HttpResponse("405 Method Not Allowed", "text/plain",
+                               "only GET and HEAD\n", false));
+      return;
+    }
+    if (path != "/metrics") {
+      SendAll(fd, HttpResponse("404 Not Found", "text/plain",
+                               "metrics are on /metrics\n", head));
+      return;
+    }
+    SendAll(fd,
+            HttpResponse("200 OK", "text/plain; version=0.0.4; charset=utf-8",
+                         metrics->Serialize(), head));
+  }
+};
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
+    absl::string_view listen_address,
+    std::shared_ptr<PrometheusMetrics> metrics) {
+  const size_t colon = listen_address.rfind(':');
+  if (colon == absl::string_view::npos || colon + 1 == listen_address.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics listen address '", listen_address, "' is not HOST:PORT"));
+  }
+  std::string host(listen_address.substr(0, colon));
+  const std::string port(listen_address.substr(colon + 1));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* resolved = nullptr;
+  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                                   port.c_str(), &hints, &resolved);
+      rc != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics listen address '", listen_address, "': ", ::gai_strerror(rc)));
+  }
+  auto server = std::make_unique<Server>();
+  server->metrics = std::move(metrics);
+  std::string error = "no address";
+  for (addrinfo* a = resolved; a != nullptr; a = a->ai_next) {
+    const int fd =
+        ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      error = ErrnoText("socket");
+      continue;
+    }
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      error = ErrnoText("bind");
+      ::close(fd);
+      continue;
+    }
+    if (::listen(fd, 16) != 0) {
+      error = ErrnoText("listen");
+      ::close(fd);
+      continue;
+    }
+    server->listen_fd = fd;
+    break;
+  }
+  ::freeaddrinfo(resolved);
+  if (server->listen_fd < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on '",
+                                               listen_address, "': ", error));
+  }
+  sockaddr_storage bound = {};
+  socklen_t bound_size = sizeof(bound);
+  if (::getsockname(server->listen_fd, reinterpret_cast<sockaddr*>(&bound),
+                    &bound_size) != 0) {
+    return absl::InternalError(ErrnoText("getsockname"));
+  }
+  const int bound_port =
+      bound.ss_family == AF_INET6
+          ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+          : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  if (::pipe2(server->wake_fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(ErrnoText("pipe2"));
+  }
+  server->thread = std::thread([s = server.get()] { s->Loop(); });
+
+  std::unique_ptr<MetricsServer> out(new MetricsServer());
+  out->server_ = std::move(server);
+  out->port_ = bound_port;
+  out->address_ =
+      absl::StrCat(listen_address.substr(0, colon), ":", bound_port);
+  return out;
+}
+
+MetricsServer::~MetricsServer() = default;
+
+}  // namespace oubli::coordinator

@@ -1,0 +1,89 @@
+// Prometheus metrics of the coordinator (prometheus-cpp behind a pimpl: this
+// header names no prometheus type, so its includers need not see the
+// library).
+//
+// Event metrics (counters, histograms) are recorded as the engines and the
+// gRPC service report events through the coordinator/metrics.h interfaces.
+// State metrics (gauges: pending deletions, served prefixes, disk bytes)
+// are computed at scrape time from the ModelRegistry: each scrape sees the
+// exact current state, a model's series exist exactly while it is open, and
+// nothing runs between scrapes. The price is one GetModelStatus (a short
+// hold of each engine's mutex) and one walk of each data dir per scrape.
+//
+// Label `model` is the model id; sample and owner ids never become labels.
+// See README.md "Monitoring" for every family.
+#ifndef OUBLI_COORDINATOR_PROMETHEUS_METRICS_H_
+#define OUBLI_COORDINATOR_PROMETHEUS_METRICS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "coordinator/metrics.h"
+#include "coordinator/model_registry.h"
+
+namespace oubli::coordinator {
+
+class PrometheusMetrics final : public ModelMetricsFactory, public RpcMetrics {
+ public:
+  static std::shared_ptr<PrometheusMetrics> Create();
+  ~PrometheusMetrics() override;
+  PrometheusMetrics(const PrometheusMetrics&) = delete;
+  PrometheusMetrics& operator=(const PrometheusMetrics&) = delete;
+
+  // A model's event series live while any returned pointer does.
+  std::shared_ptr<EngineMetrics> ForModel(absl::string_view model_id) override;
+  void RpcHandled(absl::string_view method, absl::string_view code,
+                  absl::Duration latency) override;
+
+  // The registry whose state the scrape-time gauges describe; nullptr
+  // detaches it, waiting for a scrape in progress. `registry` must stay
+  // open until detached.
+  void SetRegistry(ModelRegistry* registry);
+
+  // The exposition text, as served on /metrics (tests, debugging).
+  std::string Serialize() const;
+
+  struct Impl;
+
+ private:
+  PrometheusMetrics();
+  std::shared_ptr<Impl> impl_;
+};
+
+// Serves `metrics` over HTTP: GET /metrics (text exposition format 0.0.4).
+//
+// Not prometheus-cpp's Exposer: its civetweb (Debian 1.15) creates threads
+// with a fixed 100 KiB stack, and in a process that loads LibTorch,
+// OpenBLAS and glog the static TLS alone is larger, so pthread_create
+// fails with EINVAL and the Exposer cannot start. This is a minimal
+// HTTP/1.x server on one thread with a default stack: scrapes are rare and
+// small, answered one at a time, each connection bounded by I/O timeouts.
+class MetricsServer {
+ public:
+  // `listen_address`: HOST:PORT (HOST may be empty or [v6]); port 0 picks a
+  // free port.
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
+      absl::string_view listen_address,
+      std::shared_ptr<PrometheusMetrics> metrics);
+  ~MetricsServer();  // stops serving
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  // "host:port" actually bound.
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+
+ private:
+  struct Server;
+  MetricsServer() = default;
+  std::unique_ptr<Server> server_;
+  std::string address_;
+  int port_ = 0;
+};
+
+}  // namespace oubli::coordinator
+
+#endif  // OUBLI_COORDINATOR_PROMETHEUS_METRICS_H_
