@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# End to end with a real Prometheus server on loopback:
+#   1. oubli-coordinator starts with deploy/base/configmap.yaml's flags (so
+#      the ConfigMap names only flags the binary knows), overridden to
+#      loopback, free ports and scratch data;
+#   2. Prometheus (Debian's `prometheus`) scrapes its /metrics every second;
+#   3. oublictl creates a tiny model, ingests a CSV, trains and forgets one
+#      owner, then waits for the deletion to reach RESTORED;
+#   4. Prometheus' HTTP query API must return the deletion counters, the
+#      time-to-forget/-restore histograms and the gRPC method counters;
+#   5. every oubli_* name the dashboard and the alert rules use must be in
+#      the final /metrics dump (check-metric-names.sh).
+#
+#   prometheus-end-to-end.sh SOURCE_DIR COORDINATOR_BIN OUBLICTL_BIN
+# Exit: 0 ok, 1 failure, 77 prometheus or curl not installed.
+set -euo pipefail
+
+source_dir="$1"
+coordinator="$2"
+ctl_bin="$3"
+for tool in prometheus curl; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "SKIP: $tool not installed (tools/oubli setup installs it)"
+    exit 77
+  fi
+done
+
+work="$(mktemp -d -t oubli-prom.XXXXXX)"
+pids=()
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if ((status != 0)); then
+    for log in coordinator.err prometheus.log; do
+      [[ -f "$work/$log" ]] || continue
+      echo "--- last lines of $log" >&2
+      tail -n 20 "$work/$log" >&2
+    done
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------- coordinator
+awk '/^  coordinator\.flags: \|/ { on = 1; next }
+     on && /^    / { sub(/^    /, ""); print; next }
+     on { exit }' "$source_dir/deploy/base/configmap.yaml" >"$work/coordinator.flags"
+[[ -s "$work/coordinator.flags" ]] ||
+  fail "no coordinator.flags in deploy/base/configmap.yaml"
+# Flags after --flagfile override it.
+"$coordinator" --flagfile="$work/coordinator.flags" --data_dir="$work/data" \
+  --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0 \
+  >"$work/coordinator.out" 2>"$work/coordinator.err" </dev/null &
+pids+=($!)
+address=""
+metrics_address=""
+for _ in $(seq 1 600); do
+  address="$(sed -n 's/^listening on //p' "$work/coordinator.out")"
+  metrics_address="$(sed -n 's/^metrics on //p' "$work/coordinator.out")"
+  [[ -n "$address" && -n "$metrics_address" ]] && break
+  kill -0 "${pids[0]}" 2>/dev/null || fail "oubli-coordinator exited"
+  sleep 0.1
+done
+[[ -n "$metrics_address" ]] ||
+  fail "oubli-coordinator printed no 'listening on' + 'metrics on' lines"
+echo "coordinator $address, metrics $metrics_address"
+ctl() { "$ctl_bin" --server="$address" --timeout_s=120 "$@"; }
+
+# ----------------------------------------------------------- prometheus
+cat >"$work/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: oubli-coordinator
+    static_configs:
+      - targets: ['$metrics_address']
+EOF
+# Prometheus cannot bind port 0 and report it: try random high ports.
+prom=""
+for attempt in 1 2 3 4 5 6 7 8; do
+  port=$((20000 + RANDOM % 30000))
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+  prometheus --config.file="$work/prometheus.yml" \
+    --storage.tsdb.path="$work/tsdb-$attempt" \
+    --web.listen-address="127.0.0.1:$port" \
+    >"$work/prometheus.log" 2>&1 </dev/null &
+  prom_pid=$!
+  for _ in $(seq 1 300); do
+    if curl -fsS --max-time 2 "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; then
+      prom="127.0.0.1:$port"
+      break
+    fi
+    kill -0 "$prom_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -n "$prom" ]]; then
+    pids+=("$prom_pid")
+    break
+  fi
+  kill -KILL "$prom_pid" 2>/dev/null || true
+done
+[[ -n "$prom" ]] || fail "Prometheus did not become ready"
+echo "prometheus $prom"
+
+# ------------------------------------------------- a deletion, end to end
+# 4 features (1x2x2), 8 owners x 6 samples, labels 0..3.
+cat >"$work/model.conf" <<EOF
+backbone.kind=mlp
+backbone.input_channels=1
+backbone.input_height=2
+backbone.input_width=2
+backbone.num_classes=4
+backbone.mlp_hidden=8,8
+lora.rank=2
+shards=2
+slices=2
+sequences=1
+train.epochs_per_position=1
+train.batch_size=8
+EOF
+for i in $(seq 0 47); do
+  echo "$((i % 4)),owner-$((i / 6)),0.$((i % 10)),0.$(((i * 3) % 10)),0.$(((i * 7) % 10)),0.5"
+done >"$work/samples.csv"
+
+ctl create --model tiny --config "$work/model.conf" >/dev/null
+ctl ingest --model tiny --csv "$work/samples.csv" >/dev/null
+ctl train --model tiny --wait >/dev/null
+deletion="$(ctl delete --model tiny --owner owner-3 |
+  sed -n 's/^deletion \([^ ]*\) .*/\1/p' | head -n 1)"
+[[ -n "$deletion" ]] || fail "oublictl delete printed no deletion id"
+echo "forgot owner-3: $deletion"
+ctl status --deletion "$deletion" --watch >"$work/watch.txt"
+grep -q 'RESTORED' "$work/watch.txt" || fail "deletion never reached RESTORED"
+
+# --------------------------------------------- what Prometheus now knows
+# The value of a one-series instant query, or empty.
+query() {
+  curl -fsS --max-time 5 "http://$prom/api/v1/query" --data-urlencode "query=$1" |
+    sed -n 's/.*"value":\[[0-9.]*,"\([^"]*\)"\].*/\1/p'
+}
+expect_at_least() {
+  local promql="$1" want="$2" got=""
+  # Scrapes every second; the last stages may need a scrape or two.
+  for _ in $(seq 1 60); do
+    got="$(query "$promql")"
+    if [[ -n "$got" ]] && awk -v g="$got" -v w="$want" 'BEGIN { exit !(g >= w) }'; then
+      echo "ok: $promql = $got"
+      return
+    fi
+    sleep 0.5
+  done
+  fail "$promql = '${got}', want >= $want"
+}
+expect_at_least 'up{job="oubli-coordinator"}' 1
+for stage in accepted forgotten purged restored; do
+  expect_at_least "oubli_deletions_total{model=\"tiny\",stage=\"$stage\"}" 1
+done
+expect_at_least 'oubli_deleted_samples_total{model="tiny"}' 6
+expect_at_least 'oubli_time_to_forget_seconds_count{model="tiny"}' 1
+expect_at_least 'oubli_time_to_forget_seconds_bucket{model="tiny",le="+Inf"}' 1
+expect_at_least 'oubli_time_to_restore_seconds_count{model="tiny"}' 1
+expect_at_least 'oubli_grpc_server_handled_total{method="ForgetOwner",code="OK"}' 1
+expect_at_least 'oubli_grpc_server_handling_seconds_count{method="IngestSamples"}' 1
+expect_at_least 'oubli_training_steps_total{model="tiny"}' 1
+expect_at_least 'oubli_model_active_samples{model="tiny"}' 42
+expect_at_least 'oubli_shard_valid_prefix_length{model="tiny",shard="0"}' 2
+expect_at_least 'oubli_worker_up{worker="local"}' 1
+expect_at_least 'oubli_lineage_db_bytes{model="tiny"}' 1
+
+# -------------------------------- dashboard and rules name real metrics
+curl -fsS --max-time 10 "http://$metrics_address/metrics" -o "$work/metrics.txt"
+bash "$source_dir/tests/deploy/check-metric-names.sh" --dump="$work/metrics.txt" \
+  --source="$source_dir"
+echo "OK: Prometheus scraped the deletion's metrics"
