@@ -182,6 +182,7 @@ struct Engine::State {
     std::string owner;                   // ForgetOwner only
     bool by_owner = false;
     absl::Time arrived;  // entry into the engine (time to forget)
+    // Set under queue_mu by the group's leader.
     std::optional<absl::StatusOr<DeletionReceipt>> result;
   };
   // Deletion requests in arrival order; the front one leads the next group.
@@ -265,9 +266,11 @@ struct Engine::State {
   // write, one deactivation.
   absl::StatusOr<DeletionReceipt> SubmitDeletion(DeleteRequest* request)
       ABSL_LOCKS_EXCLUDED(queue_mu, deletion_mu, mu);
-  // Resolves, records (ACCEPTED) and deactivates (FORGOTTEN) a group; sets
-  // every request's result.
-  void CommitDeletions(absl::Span<DeleteRequest* const> group)
+  // Resolves, records (ACCEPTED) and deactivates (FORGOTTEN) a group; returns
+  // each request's answer, in group order. Reads the requests only: their
+  // `result` belongs to queue_mu, which the caller does not hold here.
+  std::vector<absl::StatusOr<DeletionReceipt>> CommitDeletions(
+      absl::Span<DeleteRequest* const> group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(deletion_mu);
   // The stored deletion that forgot `owner` earlier, as a receipt with a
   // note; NotFound if the owner never had samples.
@@ -864,13 +867,18 @@ absl::StatusOr<DeletionReceipt> Engine::State::SubmitDeletion(
       ids += queued->ids.size();
     }
     queue_mu.Unlock();
+    std::vector<absl::StatusOr<DeletionReceipt>> results;
     {
       absl::MutexLock dlock(&deletion_mu);
-      CommitDeletions(group);
+      results = CommitDeletions(group);
     }
     queue_mu.Lock();
-    // Followers wake with their results; the next front leads.
-    for (size_t i = 0; i < group.size(); ++i) delete_queue.pop_front();
+    // Results are published under queue_mu, which followers wait on; the
+    // next front leads.
+    for (size_t i = 0; i < group.size(); ++i) {
+      group[i]->result = std::move(results[i]);
+      delete_queue.pop_front();
+    }
   }
   absl::StatusOr<DeletionReceipt> result = *std::move(request->result);
   queue_mu.Unlock();
@@ -905,22 +913,30 @@ absl::StatusOr<DeletionReceipt> Engine::State::EarlierOwnerDeletion(
   return receipt;
 }
 
-void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
+std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
+    absl::Span<DeleteRequest* const> group) {
   struct Work {
-    DeleteRequest* request;
+    const DeleteRequest* request;
     DeletionRecord record;
     std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
     bool repeat = false;  // nothing new: receipt of the earlier deletions
+    std::optional<absl::StatusOr<DeletionReceipt>> result;
   };
-  std::vector<Work> work;
+  std::vector<Work> work;  // one per request, in group order
   work.reserve(group.size());
+  auto results = [&work]() {
+    std::vector<absl::StatusOr<DeletionReceipt>> out;
+    out.reserve(work.size());
+    for (Work& w : work) out.push_back(*std::move(w.result));
+    return out;
+  };
   // Samples taken by an earlier request of this group -> its deletion id.
   absl::flat_hash_map<std::string, std::string> claimed;
   int64_t seq = next_deletion_seq;
 
   // Resolve each request in arrival order: active ids are deleted now;
   // unknown and already-deleted ids are reported, not fatal.
-  for (DeleteRequest* request : group) {
+  for (const DeleteRequest* request : group) {
     Work& w = work.emplace_back();
     w.request = request;
     DeletionRecord& record = w.record;
@@ -933,12 +949,12 @@ void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
       absl::StatusOr<std::vector<std::string>> owned =
           store->OwnerSamples(request->owner);
       if (!owned.ok()) {
-        request->result = owned.status();
+        w.result = owned.status();
         continue;
       }
       if (owned->empty()) {
         // Idempotent repeat, or an owner we never had.
-        request->result = EarlierOwnerDeletion(request->owner);
+        w.result = EarlierOwnerDeletion(request->owner);
         continue;
       }
       ids = *std::move(owned);
@@ -970,12 +986,12 @@ void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
       }
     }
     if (!lookup.ok()) {
-      request->result = lookup;
+      w.result = lookup;
       continue;
     }
     if (resolved.empty()) {
       if (record.already_deleted_size() == 0) {
-        request->result = absl::NotFoundError(absl::StrCat(
+        w.result = absl::NotFoundError(absl::StrCat(
             "none of the ", ids.size(), " sample ids is known: ",
             absl::StrJoin(ids.begin(),
                           ids.begin() + std::min<size_t>(ids.size(), 5), ", "),
@@ -998,7 +1014,7 @@ void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
 
   std::vector<Work*> committing;
   for (Work& w : work) {
-    if (!w.request->result.has_value() && !w.repeat) committing.push_back(&w);
+    if (!w.result.has_value() && !w.repeat) committing.push_back(&w);
   }
   if (!committing.empty()) {
     // ACCEPTED: every record and index removal of the group, one synced
@@ -1020,12 +1036,12 @@ void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
                               w->record.resolved_ids().end());
     }
     if (absl::Status s = store->RecordDeletions(entries); !s.ok()) {
-      for (Work* w : committing) w->request->result = s;
+      for (Work* w : committing) w->result = s;
       // In-group repeats may point at these unrecorded deletions.
       for (Work& w : work) {
-        if (w.repeat) w.request->result = s;
+        if (w.repeat) w.result = s;
       }
-      return;
+      return results();
     }
     next_deletion_seq = seq;
     if (metrics != nullptr) {
@@ -1073,7 +1089,7 @@ void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
       p.record = record;
       p.shards.insert(record.affected_shards().begin(),
                       record.affected_shards().end());
-      w->request->result = ReceiptFromRecord(record);
+      w->result = ReceiptFromRecord(record);
       if (metrics != nullptr) {
         metrics->DeletionForgotten(absl::FromUnixNanos(forgotten_at) -
                                    w->request->arrived);
@@ -1104,11 +1120,12 @@ void Engine::State::CommitDeletions(absl::Span<DeleteRequest* const> group) {
               "nothing new to do"
             : "nothing to delete: every known id was already deleted";
     if (status.ok()) {
-      w.request->result = std::move(receipt);
+      w.result = std::move(receipt);
     } else {
-      w.request->result = status;
+      w.result = status;
     }
   }
+  return results();
 }
 
 std::map<int, Engine::State::Cut> Engine::State::Deactivate(
