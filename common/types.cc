@@ -9,37 +9,10 @@ namespace {
 
 // Returns the byte offset of the first invalid UTF-8 sequence, or -1.
 int64_t FirstInvalidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<uint8_t>(s[i]);
-    int extra;
-    uint32_t min;
-    if (c < 0x80) {
-      extra = 0;
-      min = 0;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      min = 0x10000;
-    } else {
-      return static_cast<int64_t>(i);
-    }
-    if (i + extra >= s.size() && extra > 0) return static_cast<int64_t>(i);
-    uint32_t cp = extra == 0 ? c : (c & (0x3F >> extra));
-    for (int k = 1; k <= extra; ++k) {
-      const auto cc = static_cast<uint8_t>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return static_cast<int64_t>(i);
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return static_cast<int64_t>(i);
-    }
-    i += extra + 1;
+  for (size_t i = 0; i < s.size();) {
+    const size_t length = Utf8SequenceLength(s, i);
+    if (length == 0) return static_cast<int64_t>(i);
+    i += length;
   }
   return -1;
 }
@@ -66,6 +39,37 @@ absl::Status ValidateName(absl::string_view what, absl::string_view value) {
 }
 
 }  // namespace
+
+size_t Utf8SequenceLength(absl::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char lead = byte(i);
+  if (lead < 0x80) return 1;
+  size_t length;
+  uint32_t min_code_point;
+  if ((lead & 0xE0) == 0xC0) {
+    length = 2;
+    min_code_point = 0x80;
+  } else if ((lead & 0xF0) == 0xE0) {
+    length = 3;
+    min_code_point = 0x800;
+  } else if ((lead & 0xF8) == 0xF0) {
+    length = 4;
+    min_code_point = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + length > s.size()) return 0;
+  uint32_t code_point = lead & (0x7F >> length);
+  for (size_t k = 1; k < length; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    code_point = (code_point << 6) | (byte(i + k) & 0x3F);
+  }
+  if (code_point < min_code_point || code_point > 0x10FFFF ||
+      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+    return 0;
+  }
+  return length;
+}
 
 absl::Status ValidateSampleId(absl::string_view id) {
   return ValidateName("sample id", id);

@@ -2,6 +2,7 @@
 #ifndef OUBLI_COMMON_TYPES_H_
 #define OUBLI_COMMON_TYPES_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -37,6 +38,11 @@ struct SliceRef {
   friend bool operator==(const SliceRef&, const SliceRef&) = default;
   friend auto operator<=>(const SliceRef&, const SliceRef&) = default;
 };
+
+// Length in bytes (1 to 4) of the valid UTF-8 sequence that starts at s[i],
+// or 0 if there is none there (bad lead or continuation byte, truncated,
+// overlong, a surrogate or above U+10FFFF). Requires i < s.size().
+size_t Utf8SequenceLength(absl::string_view s, size_t i);
 
 // Checks ids and owners: non-empty, at most 256 bytes, valid UTF-8, no NUL
 // or control characters. The message names the offending field.

@@ -21,7 +21,6 @@
 #include <future>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +32,7 @@
 #include "coordinator/engine.h"
 #include "coordinator/grpc_service.h"
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
 
 extern char** environ;
@@ -43,64 +43,9 @@ namespace {
 namespace v1 = ::oubli::v1;
 using ::testing::Contains;
 using ::testing::IsEmpty;
-
-constexpr int kSide = 4;  // 1x4x4 inputs
-constexpr int kClasses = 3;
-constexpr int kWidth = kSide * kSide;
-
-v1::ModelConfig TinyConfig(int epochs, int batch_size) {
-  v1::ModelConfig c;
-  c.set_backbone(v1::BACKBONE_KIND_MLP);
-  c.set_input_height(kSide);
-  c.set_input_width(kSide);
-  c.set_num_classes(kClasses);
-  for (int i = 0; i < 4; ++i) c.add_mlp_hidden(12);
-  c.mutable_lora()->set_rank(2);
-  c.set_shards(2);
-  c.set_slices(4);
-  c.set_sequences(2);
-  c.set_seed(1);
-  c.set_epochs_per_position(epochs);
-  c.set_batch_size(batch_size);
-  c.set_learning_rate(1e-2);
-  return c;
-}
-
-// Learnable synthetic samples (the label is the brightest third of the
-// image); 5 samples per owner.
-std::vector<v1::Sample> TinySamples(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<v1::Sample> samples;
-  for (int i = 0; i < n; ++i) {
-    v1::Sample s;
-    s.set_id("sample-" + std::to_string(i));
-    s.set_owner("owner-" + std::to_string(i / 5));
-    std::string features(kWidth, '\0');
-    for (char& byte : features) byte = static_cast<char>(rng() % 200);
-    const int label = static_cast<int>(rng() % kClasses);
-    for (int k = 0; k < 5; ++k)
-      features[label * 5 + k] = static_cast<char>(250);
-    s.set_label(label);
-    s.set_features(features);
-    s.set_feature_type(v1::FEATURE_TYPE_U8);
-    samples.push_back(std::move(s));
-  }
-  return samples;
-}
-
-std::chrono::system_clock::time_point Deadline(int seconds) {
-  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
-}
-
-// A channel of its own (distinct channel args: no shared connection).
-std::unique_ptr<v1::Oubli::Stub> NewStub(const std::string& address,
-                                         int index) {
-  grpc::ChannelArguments arguments;
-  arguments.SetInt("oubli.test.channel", index);
-  arguments.SetMaxSendMessageSize(-1);
-  return v1::Oubli::NewStub(grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), arguments));
-}
+using testing_util::Deadline;
+using testing_util::TinyConfig;
+using testing_util::TinySamples;
 
 // One oubli-coordinator child process. Its stdout is a pipe (to learn the
 // port from "listening on HOST:PORT"); its stderr goes to `log_path`.
@@ -200,7 +145,7 @@ class CoordinatorProcess {
   std::filesystem::path log_path_;
 };
 
-class CoordinatorProcessTest : public ::testing::Test {
+class CoordinatorProcessTest : public testing_util::ServiceClientTest {
  protected:
   void TearDown() override {
     stub_.reset();
@@ -214,93 +159,7 @@ class CoordinatorProcessTest : public ::testing::Test {
     flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
     ASSERT_TRUE(coordinator_.Start(
         flags, dir_.path() / absl::StrCat("coordinator-", ++starts_, ".log")));
-    stub_ = NewStub(coordinator_.address(), 0);
-  }
-
-  grpc::Status Create(const std::string& model_id, const v1::ModelConfig& c,
-                      v1::Model* model) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
-    v1::CreateModelRequest request;
-    request.set_model_id(model_id);
-    *request.mutable_config() = c;
-    return stub_->CreateModel(&context, request, model);
-  }
-
-  grpc::Status Ingest(const std::string& model_id,
-                      const std::vector<v1::Sample>& samples) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    v1::IngestSamplesResponse response;
-    auto writer = stub_->IngestSamples(&context, &response);
-    v1::IngestSamplesRequest request;
-    request.set_model_id(model_id);
-    for (const v1::Sample& s : samples) *request.add_samples() = s;
-    writer->Write(request);
-    writer->WritesDone();
-    grpc::Status status = writer->Finish();
-    if (status.ok() &&
-        response.accepted() != static_cast<int64_t>(samples.size())) {
-      return grpc::Status(grpc::StatusCode::INTERNAL,
-                          absl::StrCat("accepted ", response.accepted()));
-    }
-    return status;
-  }
-
-  v1::Job TrainAndWait(const std::string& model_id) {
-    v1::Job job;
-    {
-      grpc::ClientContext context;
-      context.set_deadline(Deadline(30));
-      v1::TrainRequest request;
-      request.set_model_id(model_id);
-      grpc::Status status = stub_->Train(&context, request, &job);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-    }
-    // Bounded only as a hang guard.
-    for (int i = 0; i < 6000 && (job.state() == v1::Job::PENDING ||
-                                 job.state() == v1::Job::RUNNING);
-         ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      grpc::ClientContext context;
-      context.set_deadline(Deadline(30));
-      v1::GetJobRequest request;
-      request.set_job_id(job.job_id());
-      grpc::Status status = stub_->GetJob(&context, request, &job);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-    }
-    return job;
-  }
-
-  grpc::Status GetModel(const std::string& model_id, v1::Model* model) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
-    v1::GetModelRequest request;
-    request.set_model_id(model_id);
-    return stub_->GetModel(&context, request, model);
-  }
-
-  grpc::Status Delete(const std::vector<std::string>& ids,
-                      v1::DeletionReceipt* receipt,
-                      const std::string& model_id = "tiny") {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    v1::DeleteSamplesRequest request;
-    request.set_model_id(model_id);
-    for (const std::string& id : ids) request.add_sample_ids(id);
-    return stub_->DeleteSamples(&context, request, receipt);
-  }
-
-  grpc::Status Predict(const std::string& model_id, int rows,
-                       const std::string& f32le,
-                       v1::PredictResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
-    v1::PredictRequest request;
-    request.set_model_id(model_id);
-    request.set_rows(rows);
-    request.set_features_f32le(f32le);
-    return stub_->Predict(&context, request, response);
+    stub_ = testing_util::NewStub(coordinator_.address(), 0);
   }
 
   // Polls GetModel until nothing is missing or pending (hang guard: 120 s).
@@ -320,12 +179,13 @@ class CoordinatorProcessTest : public ::testing::Test {
 
   testing_util::ScopedTempDir dir_;  // first: outlives the process's files
   CoordinatorProcess coordinator_;
-  std::unique_ptr<v1::Oubli::Stub> stub_;
   int starts_ = 0;
 };
 
 std::string ZeroFeatures(int rows) {
-  return std::string(static_cast<size_t>(rows) * kWidth * sizeof(float), '\0');
+  return std::string(
+      static_cast<size_t>(rows) * testing_util::kTinyWidth * sizeof(float),
+      '\0');
 }
 
 TEST_F(CoordinatorProcessTest, CoordinatorSigkillLosesNoAcknowledgedDeletion) {
@@ -333,12 +193,8 @@ TEST_F(CoordinatorProcessTest, CoordinatorSigkillLosesNoAcknowledgedDeletion) {
   constexpr int kClients = 8;
   constexpr int kAcksBeforeKill = 100;
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
-  v1::Model model;
-  grpc::Status status = Create("tiny", TinyConfig(1, 32), &model);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  ASSERT_TRUE(Ingest("tiny", TinySamples(kSamples, 1)).ok());
-  const v1::Job job = TrainAndWait("tiny");
-  ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
+      "tiny", TinyConfig(1, 32), TinySamples(kSamples, 1, /*first_id=*/0)));
 
   // Clients delete distinct single samples until their first failure.
   absl::Mutex mu;
@@ -350,7 +206,7 @@ TEST_F(CoordinatorProcessTest, CoordinatorSigkillLosesNoAcknowledgedDeletion) {
   const std::string address = coordinator_.address();
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
-      auto stub = NewStub(address, c + 1);
+      auto stub = testing_util::NewStub(address, c + 1);
       for (int i = c; i < kSamples; i += kClients) {
         const std::string id = "sample-" + std::to_string(i);
         grpc::ClientContext context;
@@ -398,12 +254,11 @@ TEST_F(CoordinatorProcessTest, CoordinatorSigkillLosesNoAcknowledgedDeletion) {
   std::vector<std::string> acked_ids;
   for (const auto& [id, deletion_id] : acknowledged) {
     acked_ids.push_back(id);
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
     v1::GetDeletionRequest request;
     request.set_deletion_id(deletion_id);
     v1::DeletionReceipt receipt;
-    status = stub_->GetDeletion(&context, request, &receipt);
+    grpc::Status status =
+        Call(&v1::Oubli::Stub::GetDeletion, request, &receipt);
     ASSERT_TRUE(status.ok()) << deletion_id << ": " << status.error_message();
     EXPECT_GE(receipt.stage(), v1::ACCEPTED) << deletion_id;
     EXPECT_THAT(receipt.resolved_ids(), Contains(id)) << deletion_id;
@@ -411,7 +266,7 @@ TEST_F(CoordinatorProcessTest, CoordinatorSigkillLosesNoAcknowledgedDeletion) {
   // Deleting them again resolves none: each is reported as already deleted
   // by the deletion that acknowledged it.
   v1::DeletionReceipt again;
-  status = Delete(acked_ids, &again);
+  grpc::Status status = Delete("tiny", acked_ids, "", &again);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_THAT(again.resolved_ids(), IsEmpty());
   std::map<std::string, std::string> reported;
@@ -432,45 +287,23 @@ TEST_F(CoordinatorProcessTest, CoordinatorSigkillLosesNoAcknowledgedDeletion) {
             kSamples - static_cast<int64_t>(acknowledged.size()) - kClients);
   EXPECT_EQ(after.missing_prefixes(), 0);
   v1::PredictResponse prediction;
-  status = Predict("tiny", 2, ZeroFeatures(2), &prediction);
+  status = PredictF32le("tiny", 2, ZeroFeatures(2), &prediction);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(prediction.rows(), 2);
   EXPECT_EQ(prediction.fingerprint(), after.fingerprint());
 }
 
 TEST_F(CoordinatorProcessTest, ServiceMatchesInProcessEngine) {
-  const std::vector<v1::Sample> samples = TinySamples(60, 1);
+  const std::vector<v1::Sample> samples = TinySamples(60, 1, /*first_id=*/0);
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   v1::Model created;
-  grpc::Status status = Create("tiny", TinyConfig(2, 8), &created);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  ASSERT_TRUE(Ingest("tiny", samples).ok());
-  const v1::Job job = TrainAndWait("tiny");
-  ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", TinyConfig(2, 8), samples, &created));
   v1::DeletionReceipt receipt;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    v1::ForgetOwnerRequest request;
-    request.set_model_id("tiny");
-    request.set_owner("owner-3");
-    status = stub_->ForgetOwner(&context, request, &receipt);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-  }
+  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_EQ(receipt.resolved_ids_size(), 5);
-  {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(120));
-    v1::WatchDeletionRequest request;
-    request.set_deletion_id(receipt.deletion_id());
-    auto reader = stub_->WatchDeletion(&context, request);
-    v1::DeletionReceipt last;
-    while (reader->Read(&last)) {
-    }
-    status = reader->Finish();
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    ASSERT_EQ(last.stage(), v1::RESTORED);
-  }
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
   v1::Model served;
   ASSERT_TRUE(GetModel("tiny", &served).ok());
   ASSERT_EQ(served.missing_prefixes(), 0);
@@ -557,16 +390,17 @@ TEST_F(CoordinatorProcessTest, HostileRequestsOverTheWire) {
   EXPECT_EQ(GetModel("ghost", &unknown).error_code(),
             grpc::StatusCode::NOT_FOUND);
   v1::DeletionReceipt receipt;
-  EXPECT_EQ(Delete({}, &receipt).error_code(),
+  EXPECT_EQ(Delete("tiny", {}, "", &receipt).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(Delete({std::string("bad-\xff\xfe", 6)}, &receipt).error_code(),
+  EXPECT_EQ(Delete("tiny", {std::string("bad-\xff\xfe", 6)}, "", &receipt)
+                .error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   v1::PredictResponse prediction;
   // 2 MiB of features against a 1 MiB limit.
-  EXPECT_EQ(Predict("tiny", 4096, std::string(2 << 20, '\0'), &prediction)
+  EXPECT_EQ(PredictF32le("tiny", 4096, std::string(2 << 20, '\0'), &prediction)
                 .error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_EQ(Predict("tiny", 2, ZeroFeatures(1), &prediction).error_code(),
+  EXPECT_EQ(PredictF32le("tiny", 2, ZeroFeatures(1), &prediction).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 
   // Still serving after all of it.

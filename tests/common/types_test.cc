@@ -18,6 +18,24 @@ TEST(ValidateSampleIdTest, AcceptsUtf8RejectsGarbage) {
   EXPECT_FALSE(ValidateSampleId("tab\there").ok());
 }
 
+TEST(Utf8SequenceLengthTest, MeasuresValidSequencesAndRejectsInvalidOnes) {
+  EXPECT_EQ(Utf8SequenceLength("a", 0), 1u);
+  EXPECT_EQ(Utf8SequenceLength(std::string("\0", 1), 0), 1u);
+  EXPECT_EQ(Utf8SequenceLength("x\xc3\xa9", 1), 2u);         // U+00E9
+  EXPECT_EQ(Utf8SequenceLength("\xe2\x82\xac", 0), 3u);      // U+20AC
+  EXPECT_EQ(Utf8SequenceLength("\xf0\x9f\x98\x80", 0), 4u);  // U+1F600
+  EXPECT_EQ(Utf8SequenceLength("\xf4\x8f\xbf\xbf", 0), 4u);  // U+10FFFF
+  EXPECT_EQ(Utf8SequenceLength("\xff", 0), 0u);              // bad lead
+  EXPECT_EQ(Utf8SequenceLength("\x80", 0), 0u);              // continuation
+  EXPECT_EQ(Utf8SequenceLength("\xc3", 0), 0u);              // truncated
+  EXPECT_EQ(Utf8SequenceLength("\xe2\x82", 0), 0u);          // truncated
+  EXPECT_EQ(Utf8SequenceLength("\xc3\x28", 0), 0u);          // bad continuation
+  EXPECT_EQ(Utf8SequenceLength("\xc0\xaf", 0), 0u);          // overlong
+  EXPECT_EQ(Utf8SequenceLength("\xe0\x80\xaf", 0), 0u);      // overlong
+  EXPECT_EQ(Utf8SequenceLength("\xed\xa0\x80", 0), 0u);      // surrogate
+  EXPECT_EQ(Utf8SequenceLength("\xf4\x90\x80\x80", 0), 0u);  // > U+10FFFF
+}
+
 TEST(ValidateSampleTest, ChecksFeaturesAndLabel) {
   Sample s{"id", "owner", 1, FeatureType::kU8, "abc"};
   EXPECT_TRUE(ValidateSample(s).ok());

@@ -9,12 +9,11 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/service_client.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -24,57 +23,13 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 using ::testing::StartsWith;
+using testing_util::Deadline;
+using testing_util::kTinyClasses;
+using testing_util::kTinyWidth;
+using testing_util::TinyConfig;
+using testing_util::TinySamples;
 
-constexpr int kSide = 4;  // 4x4 "images"
-constexpr int kClasses = 3;
-constexpr int kWidth = kSide * kSide;
-
-v1::ModelConfig TinyConfig() {
-  v1::ModelConfig c;
-  c.set_backbone(v1::BACKBONE_KIND_MLP);
-  c.set_input_height(kSide);
-  c.set_input_width(kSide);
-  c.set_num_classes(kClasses);
-  for (int i = 0; i < 4; ++i) c.add_mlp_hidden(12);
-  c.mutable_lora()->set_rank(2);
-  c.set_shards(2);
-  c.set_slices(4);
-  c.set_sequences(2);
-  c.set_seed(1);
-  c.set_epochs_per_position(2);
-  c.set_batch_size(8);
-  c.set_learning_rate(1e-2);
-  return c;
-}
-
-// Learnable synthetic data: the label is which third of the image is
-// brightest. Owners hold 5 samples each.
-std::vector<v1::Sample> TinySamples(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<v1::Sample> samples;
-  for (int i = 0; i < n; ++i) {
-    v1::Sample s;
-    s.set_id("sample-" + std::to_string(1000 + i));
-    s.set_owner("owner-" + std::to_string(i / 5));
-    std::string features(kWidth, '\0');
-    for (char& byte : features) byte = static_cast<char>(rng() % 256);
-    const int label = static_cast<int>(rng() % kClasses);
-    for (int k = 0; k < kSide; ++k) {
-      features[label * 5 + (k % 5)] = static_cast<char>(250);
-    }
-    s.set_label(label);
-    s.set_features(features);
-    s.set_feature_type(v1::FEATURE_TYPE_U8);
-    samples.push_back(std::move(s));
-  }
-  return samples;
-}
-
-std::chrono::system_clock::time_point Deadline(int seconds) {
-  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
-}
-
-class GrpcServiceTest : public ::testing::Test {
+class GrpcServiceTest : public testing_util::ServiceClientTest {
  protected:
   void SetUp() override {
     root_ = std::filesystem::temp_directory_path() /
@@ -100,115 +55,11 @@ class GrpcServiceTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     ASSERT_GT(server_->port(), 0);
-    stub_ = v1::Oubli::NewStub(grpc::CreateChannel(
-        server_->address(), grpc::InsecureChannelCredentials()));
-  }
-
-  grpc::Status Create(const std::string& model_id, const v1::ModelConfig& c,
-                      v1::Model* model) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
-    v1::CreateModelRequest request;
-    request.set_model_id(model_id);
-    *request.mutable_config() = c;
-    return stub_->CreateModel(&context, request, model);
-  }
-
-  // One IngestSamplesRequest per batch.
-  grpc::Status Ingest(const std::string& model_id,
-                      const std::vector<std::vector<v1::Sample>>& batches,
-                      v1::IngestSamplesResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    auto writer = stub_->IngestSamples(&context, response);
-    for (const auto& batch : batches) {
-      v1::IngestSamplesRequest request;
-      request.set_model_id(model_id);
-      for (const v1::Sample& s : batch) *request.add_samples() = s;
-      if (!writer->Write(request)) break;  // the server ended the stream
-    }
-    writer->WritesDone();
-    return writer->Finish();
-  }
-
-  // Trains to completion through the job API; returns the final job.
-  v1::Job TrainAndWait(const std::string& model_id) {
-    v1::Job job;
-    {
-      grpc::ClientContext context;
-      context.set_deadline(Deadline(30));
-      v1::TrainRequest request;
-      request.set_model_id(model_id);
-      grpc::Status status = stub_->Train(&context, request, &job);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-    }
-    // Bounded only as a hang guard; the assertion is on the final state.
-    for (int i = 0; i < 6000 && (job.state() == v1::Job::PENDING ||
-                                 job.state() == v1::Job::RUNNING);
-         ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      grpc::ClientContext context;
-      context.set_deadline(Deadline(30));
-      v1::GetJobRequest request;
-      request.set_job_id(job.job_id());
-      grpc::Status status = stub_->GetJob(&context, request, &job);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-    }
-    return job;
-  }
-
-  // A trained tiny model with 60 samples.
-  void CreateTrainedModel(const std::string& model_id) {
-    v1::Model model;
-    ASSERT_TRUE(Create(model_id, TinyConfig(), &model).ok());
-    v1::IngestSamplesResponse ingest;
-    ASSERT_TRUE(Ingest(model_id, {TinySamples(60, 1)}, &ingest).ok());
-    ASSERT_EQ(ingest.accepted(), 60);
-    const v1::Job job = TrainAndWait(model_id);
-    ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
-  }
-
-  grpc::Status Predict(const std::string& model_id, int rows,
-                       const std::vector<float>& features,
-                       v1::PredictResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
-    v1::PredictRequest request;
-    request.set_model_id(model_id);
-    request.set_rows(rows);
-    request.mutable_features()->Assign(features.begin(), features.end());
-    return stub_->Predict(&context, request, response);
-  }
-
-  grpc::Status Delete(const std::string& model_id,
-                      const std::vector<std::string>& ids,
-                      const std::string& idempotency_key,
-                      v1::DeletionReceipt* receipt) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    v1::DeleteSamplesRequest request;
-    request.set_model_id(model_id);
-    for (const std::string& id : ids) request.add_sample_ids(id);
-    request.set_idempotency_key(idempotency_key);
-    return stub_->DeleteSamples(&context, request, receipt);
-  }
-
-  // Every receipt WatchDeletion streams, and the final status.
-  grpc::Status Watch(const std::string& deletion_id,
-                     std::vector<v1::DeletionReceipt>* receipts) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(120));
-    v1::WatchDeletionRequest request;
-    request.set_deletion_id(deletion_id);
-    auto reader = stub_->WatchDeletion(&context, request);
-    v1::DeletionReceipt receipt;
-    while (reader->Read(&receipt)) receipts->push_back(receipt);
-    return reader->Finish();
+    stub_ = testing_util::NewStub(server_->address());
   }
 
   std::filesystem::path root_;
   std::unique_ptr<CoordinatorServer> server_;
-  std::unique_ptr<v1::Oubli::Stub> stub_;
 };
 
 TEST_F(GrpcServiceTest, CreateIsIdempotentAndRejectsAConflictingConfig) {
@@ -251,7 +102,7 @@ TEST_F(GrpcServiceTest, StreamingIngestCountsDuplicatesAndRejects) {
   std::vector<v1::Sample> first = TinySamples(10, 1);
   std::vector<v1::Sample> second = {first[0]};  // duplicate
   v1::Sample bad_label = TinySamples(11, 1)[10];
-  bad_label.set_label(kClasses);
+  bad_label.set_label(kTinyClasses);
   second.push_back(bad_label);
   v1::Sample bad_utf8 = first[1];
   bad_utf8.set_id(std::string("bad-\xff\xfe", 6));
@@ -272,7 +123,7 @@ TEST_F(GrpcServiceTest, StreamingIngestCountsDuplicatesAndRejects) {
 TEST_F(GrpcServiceTest, TrainJobSucceedsThenPredictAndGetModelAgree) {
   v1::Model model;
   ASSERT_TRUE(Create("tiny", TinyConfig(), &model).ok());
-  std::vector<float> rows(2 * kWidth, 0.5f);
+  std::vector<float> rows(2 * kTinyWidth, 0.5f);
   v1::PredictResponse untrained;
   EXPECT_EQ(Predict("tiny", 2, rows, &untrained).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
@@ -291,8 +142,8 @@ TEST_F(GrpcServiceTest, TrainJobSucceedsThenPredictAndGetModelAgree) {
   grpc::Status status = Predict("tiny", 2, rows, &prediction);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(prediction.rows(), 2);
-  EXPECT_EQ(prediction.classes(), kClasses);
-  ASSERT_THAT(prediction.probabilities(), SizeIs(2 * kClasses));
+  EXPECT_EQ(prediction.classes(), kTinyClasses);
+  ASSERT_THAT(prediction.probabilities(), SizeIs(2 * kTinyClasses));
   EXPECT_NEAR(prediction.probabilities(0) + prediction.probabilities(1) +
                   prediction.probabilities(2),
               1.0, 1e-4);
@@ -381,13 +232,8 @@ TEST_F(GrpcServiceTest, DeleteWatchToRestoredThenVerifyMatches) {
   EXPECT_EQ(fetched.stage(), v1::RESTORED);
 
   // Forgetting an owner goes through the same pipeline.
-  grpc::ClientContext forget_context;
-  forget_context.set_deadline(Deadline(60));
-  v1::ForgetOwnerRequest forget;
-  forget.set_model_id("tiny");
-  forget.set_owner("owner-4");
   v1::DeletionReceipt forgotten;
-  status = stub_->ForgetOwner(&forget_context, forget, &forgotten);
+  status = ForgetOwner("tiny", "owner-4", &forgotten);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(forgotten.owner(), "owner-4");
   EXPECT_THAT(forgotten.resolved_ids(), SizeIs(5));
@@ -453,9 +299,9 @@ TEST_F(GrpcServiceTest, ErrorTable) {
     EXPECT_EQ(status.error_message(), "model 'ghost' does not exist");
   }
   v1::PredictResponse prediction;
-  EXPECT_EQ(
-      Predict("ghost", 1, std::vector<float>(kWidth), &prediction).error_code(),
-      grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Predict("ghost", 1, std::vector<float>(kTinyWidth), &prediction)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
   v1::IngestSamplesResponse ingest;
   EXPECT_EQ(Ingest("ghost", {TinySamples(1, 1)}, &ingest).error_code(),
             grpc::StatusCode::NOT_FOUND);
@@ -474,10 +320,10 @@ TEST_F(GrpcServiceTest, ErrorTable) {
   EXPECT_THAT(status.error_message(), HasSubstr("sample_ids"));
 
   // Wrong predict shape, too many rows, both/neither forms.
-  status = Predict("tiny", 2, std::vector<float>(kWidth + 1), &prediction);
+  status = Predict("tiny", 2, std::vector<float>(kTinyWidth + 1), &prediction);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("features"));
-  status = Predict("tiny", 4097, std::vector<float>(kWidth), &prediction);
+  status = Predict("tiny", 4097, std::vector<float>(kTinyWidth), &prediction);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("4096"));
   status = Predict("tiny", 1, {}, &prediction);
@@ -553,10 +399,10 @@ TEST_F(GrpcServiceTest, OversizedMessageIsResourceExhausted) {
   v1::PredictResponse prediction;
   // 32k floats = 128 KiB on the wire.
   grpc::Status status =
-      Predict("tiny", 2048, std::vector<float>(2048 * kWidth), &prediction);
+      Predict("tiny", 2048, std::vector<float>(2048 * kTinyWidth), &prediction);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   // The server is still fine afterwards.
-  status = Predict("tiny", 1, std::vector<float>(kWidth), &prediction);
+  status = Predict("tiny", 1, std::vector<float>(kTinyWidth), &prediction);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 

@@ -14,10 +14,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
-#include <random>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -26,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "coordinator/grpc_service.h"
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
 
 namespace oubli::coordinator {
@@ -36,54 +35,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::StartsWith;
-
-constexpr int kSide = 4;
-constexpr int kClasses = 3;
-constexpr int kSlices = 4;
-
-v1::ModelConfig TinyConfig() {
-  v1::ModelConfig c;
-  c.set_backbone(v1::BACKBONE_KIND_MLP);
-  c.set_input_height(kSide);
-  c.set_input_width(kSide);
-  c.set_num_classes(kClasses);
-  for (int i = 0; i < 4; ++i) c.add_mlp_hidden(12);
-  c.mutable_lora()->set_rank(2);
-  c.set_shards(2);
-  c.set_slices(kSlices);
-  c.set_sequences(2);
-  c.set_seed(1);
-  c.set_epochs_per_position(2);
-  c.set_batch_size(8);
-  c.set_learning_rate(1e-2);
-  return c;
-}
-
-// Owners hold 5 samples each.
-std::vector<v1::Sample> TinySamples(int n) {
-  std::mt19937_64 rng(1);
-  std::vector<v1::Sample> samples;
-  for (int i = 0; i < n; ++i) {
-    v1::Sample s;
-    s.set_id("sample-" + std::to_string(1000 + i));
-    s.set_owner("owner-" + std::to_string(i / 5));
-    std::string features(kSide * kSide, '\0');
-    for (char& byte : features) byte = static_cast<char>(rng() % 256);
-    const int label = static_cast<int>(rng() % kClasses);
-    for (int k = 0; k < kSide; ++k) {
-      features[label * 5 + (k % 5)] = static_cast<char>(250);
-    }
-    s.set_label(label);
-    s.set_features(features);
-    s.set_feature_type(v1::FEATURE_TYPE_U8);
-    samples.push_back(std::move(s));
-  }
-  return samples;
-}
-
-std::chrono::system_clock::time_point Deadline(int seconds) {
-  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
-}
 
 // GET `path` over HTTP/1.0 (the server closes the connection after the
 // response); returns the body, or "" with a test failure.
@@ -192,7 +143,7 @@ double Value(const std::vector<MetricSample>& samples, const std::string& name,
   return found ? sum : -1;
 }
 
-class MetricsTest : public ::testing::Test {
+class MetricsTest : public testing_util::ServiceClientTest {
  protected:
   void SetUp() override {
     CoordinatorServer::Options options;
@@ -205,120 +156,36 @@ class MetricsTest : public ::testing::Test {
     ASSERT_GT(server_->metrics_port(), 0);
     EXPECT_EQ(server_->metrics_address(),
               absl::StrCat("127.0.0.1:", server_->metrics_port()));
-    stub_ = v1::Oubli::NewStub(grpc::CreateChannel(
-        server_->address(), grpc::InsecureChannelCredentials()));
+    stub_ = testing_util::NewStub(server_->address());
   }
   void TearDown() override {
     stub_.reset();
     server_.reset();
   }
 
-  void CreateTrainedModel(const std::string& model_id) {
-    {
-      grpc::ClientContext context;
-      context.set_deadline(Deadline(30));
-      v1::CreateModelRequest request;
-      request.set_model_id(model_id);
-      *request.mutable_config() = TinyConfig();
-      v1::Model model;
-      grpc::Status status = stub_->CreateModel(&context, request, &model);
-      ASSERT_TRUE(status.ok()) << status.error_message();
-    }
-    {
-      grpc::ClientContext context;
-      context.set_deadline(Deadline(60));
-      v1::IngestSamplesResponse response;
-      auto writer = stub_->IngestSamples(&context, &response);
-      v1::IngestSamplesRequest request;
-      request.set_model_id(model_id);
-      for (const v1::Sample& s : TinySamples(60)) *request.add_samples() = s;
-      ASSERT_TRUE(writer->Write(request));
-      writer->WritesDone();
-      grpc::Status status = writer->Finish();
-      ASSERT_TRUE(status.ok()) << status.error_message();
-      ASSERT_EQ(response.accepted(), 60);
-    }
-    v1::Job job;
-    {
-      grpc::ClientContext context;
-      context.set_deadline(Deadline(30));
-      v1::TrainRequest request;
-      request.set_model_id(model_id);
-      grpc::Status status = stub_->Train(&context, request, &job);
-      ASSERT_TRUE(status.ok()) << status.error_message();
-    }
-    // Bounded only as a hang guard; the assertion is on the final state.
-    for (int i = 0; i < 6000 && (job.state() == v1::Job::PENDING ||
-                                 job.state() == v1::Job::RUNNING);
-         ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      grpc::ClientContext context;
-      context.set_deadline(Deadline(30));
-      v1::GetJobRequest request;
-      request.set_job_id(job.job_id());
-      ASSERT_TRUE(stub_->GetJob(&context, request, &job).ok());
-    }
-    ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
-    trained_prefixes_ = job.trained_prefixes();
-  }
-
-  // Watches the deletion to RESTORED.
-  void WatchToRestored(const std::string& deletion_id) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(120));
-    v1::WatchDeletionRequest request;
-    request.set_deletion_id(deletion_id);
-    auto reader = stub_->WatchDeletion(&context, request);
-    v1::DeletionReceipt receipt;
-    while (reader->Read(&receipt)) {
-    }
-    grpc::Status status = reader->Finish();
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    ASSERT_EQ(receipt.stage(), v1::RESTORED);
-  }
-
   testing_util::ScopedTempDir temp_dir_;
-  int trained_prefixes_ = 0;  // by CreateTrainedModel's job
   std::unique_ptr<CoordinatorServer> server_;
-  std::unique_ptr<v1::Oubli::Stub> stub_;
 };
 
 TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny"));
+  v1::Job job;
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", testing_util::TinyConfig(),
+                                             testing_util::TinySamples(60),
+                                             nullptr, &job));
 
   v1::DeletionReceipt by_id;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    v1::DeleteSamplesRequest request;
-    request.set_model_id("tiny");
-    request.add_sample_ids("sample-1003");
-    grpc::Status status = stub_->DeleteSamples(&context, request, &by_id);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-  }
+  grpc::Status status = Delete("tiny", {"sample-1003"}, "", &by_id);
+  ASSERT_TRUE(status.ok()) << status.error_message();
   v1::DeletionReceipt by_owner;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    v1::ForgetOwnerRequest request;
-    request.set_model_id("tiny");
-    request.set_owner("owner-7");
-    grpc::Status status = stub_->ForgetOwner(&context, request, &by_owner);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    ASSERT_EQ(by_owner.resolved_ids_size(), 5);
-  }
+  status = ForgetOwner("tiny", "owner-7", &by_owner);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(by_owner.resolved_ids_size(), 5);
   ASSERT_NO_FATAL_FAILURE(WatchToRestored(by_id.deletion_id()));
   ASSERT_NO_FATAL_FAILURE(WatchToRestored(by_owner.deletion_id()));
-  {
-    // A NOT_FOUND, to see codes other than OK.
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
-    v1::GetModelRequest request;
-    request.set_model_id("no-such-model");
-    v1::Model model;
-    EXPECT_EQ(stub_->GetModel(&context, request, &model).error_code(),
-              grpc::StatusCode::NOT_FOUND);
-  }
+  // A NOT_FOUND, to see codes other than OK.
+  v1::Model model;
+  EXPECT_EQ(GetModel("no-such-model", &model).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 
   const std::string text = HttpGet(server_->metrics_port(), "/metrics");
   ASSERT_FALSE(text.empty());
@@ -382,11 +249,12 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
             0);
   EXPECT_EQ(Value(samples, "oubli_retrain_queue_shards", tiny), 0);
   // RESTORED: every shard serves its full length again.
-  EXPECT_EQ(Value(samples, "oubli_shard_slices", tiny), kSlices);
+  EXPECT_EQ(Value(samples, "oubli_shard_slices", tiny),
+            testing_util::kTinySlices);
   for (const char* shard : {"0", "1"}) {
     EXPECT_EQ(Value(samples, "oubli_shard_valid_prefix_length",
                     {{"model", "tiny"}, {"shard", shard}}),
-              kSlices)
+              testing_util::kTinySlices)
         << shard;
   }
   EXPECT_EQ(Value(samples, "oubli_model_active_samples", tiny), 60 - 6);
@@ -394,9 +262,9 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
   EXPECT_GT(Value(samples, "oubli_training_samples_total", tiny), 0);
   EXPECT_GT(Value(samples, "oubli_training_steps_total", tiny), 0);
   // The initial training's prefixes, then the retrained ones.
-  ASSERT_GT(trained_prefixes_, 0);
+  ASSERT_GT(job.trained_prefixes(), 0);
   EXPECT_GT(Value(samples, "oubli_training_positions_total", tiny),
-            trained_prefixes_);
+            job.trained_prefixes());
   EXPECT_GT(Value(samples, "oubli_checkpoint_bytes_written_total", tiny), 0);
   EXPECT_EQ(Value(samples, "oubli_checkpoint_bytes_encoded_total", tiny), 0);
   EXPECT_EQ(Value(samples, "oubli_checkpoint_bytes_restored_total", tiny), 0);
@@ -425,7 +293,7 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
 
   // No sample or owner id ever becomes a label value.
   std::set<std::string> private_ids;
-  for (const v1::Sample& s : TinySamples(60)) {
+  for (const v1::Sample& s : testing_util::TinySamples(60)) {
     private_ids.insert(s.id());
     private_ids.insert(s.owner());
   }
@@ -445,7 +313,7 @@ TEST_F(MetricsTest, UnknownMethodsCreateNoSeries) {
       server_->address(), grpc::InsecureChannelCredentials()));
   grpc::CompletionQueue queue;
   grpc::ClientContext context;
-  context.set_deadline(Deadline(30));
+  context.set_deadline(testing_util::Deadline(30));
   grpc::ByteBuffer request, response;
   std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
       generic.PrepareUnaryCall(&context, "/oubli.v1.Oubli/MadeUpMethod",
