@@ -154,9 +154,11 @@ struct Engine::State {
   State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan)
       : options(std::move(opts)),
         config(std::move(cfg)),
+        environment(worker::NumericEnvironment()),
+        config_text(ConfigToText(config)),
         config_fingerprint(Sha256()
                                .AddField(ConfigFingerprint(config))
-                               .AddField(worker::NumericEnvironment())
+                               .AddField(environment)
                                .FinishHex()),
         plan(std::move(sharding_plan)),
         generations(new std::atomic<uint64_t>[config.shards]) {
@@ -167,6 +169,9 @@ struct Engine::State {
   // options.metrics, or nullptr.
   EngineMetrics* const metrics = options.metrics.get();
   const ModelConfig config;
+  // worker::NumericEnvironment() of this process; remote workers must match.
+  const std::string environment;
+  const std::string config_text;  // ConfigToText(config), for workers
   // Names the weights a config produces here: the config's fingerprint plus
   // the numeric environment (library versions, CPU kernels).
   const std::string config_fingerprint;
@@ -254,6 +259,20 @@ struct Engine::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // ---- training
+  // Shards trained at once: the local threads, or one per live worker.
+  int TrainingParallelism() {
+    int threads = options.training_threads;
+    if (options.remote_trainer != nullptr) {
+      threads = std::max(threads, options.remote_trainer->Capacity(environment));
+    }
+    return threads;
+  }
+  // One position on a worker of options.remote_trainer; Unavailable when
+  // none could take it.
+  absl::StatusOr<std::string> TrainRemotely(
+      int shard, absl::Span<const int> prefix, const std::string& parent,
+      const PositionData& data, worker::TrainStats* stats,
+      const std::function<bool()>& cancelled);
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
                                       TrainSummary* summary);
   absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
@@ -641,6 +660,40 @@ absl::Status Engine::State::PersistRecord(const DeletionRecord& record) {
 
 // -------------------------------------------------------------- training
 
+absl::StatusOr<std::string> Engine::State::TrainRemotely(
+    int shard, absl::Span<const int> prefix, const std::string& parent,
+    const PositionData& data, worker::TrainStats* stats,
+    const std::function<bool()>& cancelled) {
+  RemotePosition position;
+  position.config_text = config_text;
+  position.environment = environment;
+  position.shard = shard;
+  position.prefix.assign(prefix.begin(), prefix.end());
+  position.parent = parent;
+  position.rows = data.size();
+  if (position.rows > 0) {
+    try {
+      const torch::Tensor features = data.features.contiguous();
+      const torch::Tensor labels = data.labels.contiguous();
+      position.features.assign(static_cast<const char*>(features.data_ptr()),
+                               features.numel() * sizeof(float));
+      position.labels.assign(static_cast<const char*>(labels.data_ptr()),
+                             labels.numel() * sizeof(int64_t));
+    } catch (const std::exception& e) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("serializing training data: ", e.what()));
+    }
+  }
+  const absl::Time start = absl::Now();
+  OUBLI_ASSIGN_OR_RETURN(
+      RemoteResult result,
+      options.remote_trainer->TrainPosition(position, cancelled));
+  stats->samples = result.samples;
+  stats->steps = result.steps;
+  stats->elapsed = absl::Now() - start;
+  return std::move(result.checkpoint);
+}
+
 absl::Status Engine::State::TrainShardToCompletion(int shard,
                                                    worker::S3tTrainer& trainer,
                                                    TrainSummary* summary) {
@@ -707,11 +760,19 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       parent = *std::move(bytes);
     }
     worker::TrainStats stats;
-    absl::StatusOr<std::string> trained =
-        trainer.TrainPosition(shard, prefix, parent, data, &stats, [&] {
-          return stop_requested.load() ||
-                 generations[shard].load() != generation;
-        });
+    auto cancelled = [&] {
+      return stop_requested.load() || generations[shard].load() != generation;
+    };
+    absl::StatusOr<std::string> trained = absl::UnavailableError("no worker");
+    if (options.remote_trainer != nullptr &&
+        options.remote_trainer->Capacity(environment) > 0) {
+      trained = TrainRemotely(shard, prefix, parent, data, &stats, cancelled);
+    }
+    // No worker could take it (none registered, or all died): train here.
+    if (absl::IsUnavailable(trained.status())) {
+      trained =
+          trainer.TrainPosition(shard, prefix, parent, data, &stats, cancelled);
+    }
     data = PositionData();  // drop our copy of the samples promptly
     if (!trained.ok()) {
       absl::MutexLock lock(&mu);
@@ -1446,7 +1507,7 @@ absl::StatusOr<TrainSummary> Engine::Train() {
   }
   std::vector<int> all(st.config.shards);
   for (int s = 0; s < st.config.shards; ++s) all[s] = s;
-  return st.TrainShards(all, st.options.training_threads);
+  return st.TrainShards(all, st.TrainingParallelism());
 }
 
 absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
@@ -1463,7 +1524,7 @@ absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
       if (ignore_policy || when <= now) due.push_back(shard);
     }
   }
-  return st.TrainShards(due, st.options.training_threads);
+  return st.TrainShards(due, st.TrainingParallelism());
 }
 
 absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,

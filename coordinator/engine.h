@@ -30,6 +30,7 @@
 #include "common/config.h"
 #include "common/types.h"
 #include "coordinator/metrics.h"
+#include "coordinator/remote_training.h"
 #include "storage/lineage_store.h"
 
 namespace oubli::coordinator {
@@ -150,6 +151,10 @@ class Engine {
     // Deletion-stage and training events; nullptr: none. Called with the
     // engine's mutex held (see coordinator/metrics.h).
     std::shared_ptr<EngineMetrics> metrics;
+    // Trains positions on worker processes when it has live ones of this
+    // process's numeric environment (so checkpoint bits do not depend on
+    // where they were trained); nullptr or none alive: train here.
+    std::shared_ptr<RemoteTrainer> remote_trainer;
   };
 
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);

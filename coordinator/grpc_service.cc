@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
+#include "common/types.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 
@@ -26,38 +27,6 @@ namespace {
 namespace v1 = ::oubli::v1;
 
 constexpr char kServiceName[] = "oubli.v1.Oubli";
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
-size_t Utf8SequenceLength(absl::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char lead = byte(i);
-  if (lead < 0x80) return 1;
-  size_t length;
-  uint32_t min_code_point;
-  if ((lead & 0xE0) == 0xC0) {
-    length = 2;
-    min_code_point = 0x80;
-  } else if ((lead & 0xF0) == 0xE0) {
-    length = 3;
-    min_code_point = 0x800;
-  } else if ((lead & 0xF8) == 0xF0) {
-    length = 4;
-    min_code_point = 0x10000;
-  } else {
-    return 0;
-  }
-  if (i + length > s.size()) return 0;
-  uint32_t code_point = lead & (0x7F >> length);
-  for (size_t k = 1; k < length; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-    code_point = (code_point << 6) | (byte(i + k) & 0x3F);
-  }
-  if (code_point < min_code_point || code_point > 0x10FFFF ||
-      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
-    return 0;
-  }
-  return length;
-}
 
 // Proto3 `string` fields must hold valid UTF-8 or the peer cannot parse the
 // message; text that may echo client bytes goes through this (\xNN escapes).
@@ -179,8 +148,22 @@ void ModelStatusToProto(absl::string_view model_id, const ModelStatus& in,
   out->set_missing_prefixes(in.missing_prefixes);
   out->set_pending_deletions(in.pending_deletions);
   out->set_threads(SanitizeUtf8(in.threads));
-  // Single node: every worker runs in this process.
-  out->set_worker_placement("local");
+}
+
+void WorkersToProto(const std::vector<WorkerPool::WorkerInfo>& workers,
+                    v1::Model* out) {
+  bool any_alive = false;
+  for (const WorkerPool::WorkerInfo& in : workers) {
+    v1::WorkerStatus* worker = out->add_workers();
+    worker->set_worker_id(in.id);
+    worker->set_name(SanitizeUtf8(in.name));
+    worker->set_address(SanitizeUtf8(in.address));
+    worker->set_alive(in.alive);
+    worker->set_busy(in.busy);
+    worker->set_positions_trained(in.positions_trained);
+    any_alive |= in.alive;
+  }
+  out->set_worker_placement(any_alive ? "workers" : "local");
 }
 
 void JobToProto(const JobInfo& in, v1::Job* out) {
@@ -435,6 +418,7 @@ grpc::Status OubliService::CreateModel(grpc::ServerContext* context,
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelStatus status,
                               registry->GetModelStatus(created.model_id));
   ModelStatusToProto(created.model_id, status, response);
+  WorkersToProto(WorkerList(), response);
   return grpc::Status::OK;
 }
 
@@ -699,6 +683,7 @@ grpc::Status OubliService::GetModel(grpc::ServerContext* context,
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelStatus status,
                               registry->GetModelStatus(request->model_id()));
   ModelStatusToProto(request->model_id(), status, response);
+  WorkersToProto(WorkerList(), response);
   return grpc::Status::OK;
 }
 
@@ -763,6 +748,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.SetSyncServerOption(
       grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   builder.RegisterService(&server->service_);
+  WorkerPool::Options pool_options = options.workers;
+  pool_options.max_message_bytes = options.max_message_bytes;
+  server->workers_ = std::make_shared<WorkerPool>(pool_options);
+  server->membership_ = std::make_unique<MembershipService>(server->workers_);
+  server->service_.SetWorkers(server->workers_);
+  builder.RegisterService(server->membership_.get());
   if (server->metrics_ != nullptr) {
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
@@ -789,6 +780,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   registry_options.training_threads = options.training_threads;
   registry_options.background_retrain = options.background_retrain;
   registry_options.metrics = server->metrics_;
+  registry_options.remote_trainer = server->workers_;
   absl::StatusOr<std::unique_ptr<ModelRegistry>> registry =
       ModelRegistry::Open(registry_options);
   if (!registry.ok()) {
@@ -799,6 +791,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   server->service_.SetRegistry(server->registry_.get());
   if (server->metrics_ != nullptr) {
     server->metrics_->SetRegistry(server->registry_.get());
+    server->metrics_->SetWorkers(
+        [workers = std::weak_ptr<WorkerPool>(server->workers_)] {
+          std::vector<std::pair<std::string, bool>> out;
+          if (auto pool = workers.lock()) {
+            for (const WorkerPool::WorkerInfo& w : pool->Workers()) {
+              out.emplace_back(w.name, w.alive);
+            }
+          }
+          return out;
+        });
   }
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);

@@ -17,7 +17,9 @@
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "coordinator/model_registry.h"
+#include "coordinator/membership_service.h"
 #include "coordinator/prometheus_metrics.h"
+#include "coordinator/worker_pool.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 
 namespace oubli::coordinator {
@@ -48,6 +50,10 @@ class OubliService final : public oubli::v1::Oubli::Service {
   // (and reporting NOT_SERVING) before the registry has reopened its models.
   // `registry` must outlive the service's RPCs.
   void SetRegistry(ModelRegistry* registry) { registry_.store(registry); }
+  // The cluster's workers, reported by GetModel; set before serving.
+  void SetWorkers(std::shared_ptr<WorkerPool> workers) {
+    workers_ = std::move(workers);
+  }
 
   grpc::Status CreateModel(grpc::ServerContext* context,
                            const oubli::v1::CreateModelRequest* request,
@@ -89,6 +95,11 @@ class OubliService final : public oubli::v1::Oubli::Service {
   // The registry, or UNAVAILABLE while it is still opening.
   absl::StatusOr<ModelRegistry*> registry() const;
   std::atomic<ModelRegistry*> registry_{nullptr};
+  std::shared_ptr<WorkerPool> workers_;
+  std::vector<WorkerPool::WorkerInfo> WorkerList() {
+    return workers_ != nullptr ? workers_->Workers()
+                               : std::vector<WorkerPool::WorkerInfo>();
+  }
 };
 
 // oubli-coordinator minus flag parsing and signals: listens, reports health,
@@ -105,6 +116,9 @@ class CoordinatorServer {
     // one); empty: no metrics at all. oubli-coordinator defaults it to
     // 127.0.0.1:9464.
     std::string metrics_listen_address;
+    // Workers (oubli-worker) register on the same port and train positions
+    // while alive; with none, the coordinator trains them itself.
+    WorkerPool::Options workers;
   };
 
   // Returns once the server listens and every model is open (health
@@ -131,6 +145,8 @@ class CoordinatorServer {
   CoordinatorServer() = default;
 
   OubliService service_;
+  std::shared_ptr<WorkerPool> workers_;
+  std::unique_ptr<MembershipService> membership_;
   std::shared_ptr<PrometheusMetrics> metrics_;  // null when metrics are off
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<grpc::Server> server_;

@@ -18,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/time/time.h"
 #include "coordinator/grpc_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -26,6 +27,11 @@ ABSL_FLAG(std::string, data_dir, "", "root directory of all models (required)");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
 ABSL_FLAG(int, training_threads, 1, "training threads per model engine");
+ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(5),
+          "a worker without heartbeats this long is dead and its work moves "
+          "to others");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
+          "how often workers are told to heartbeat");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "HOST:PORT serving Prometheus metrics on /metrics; port 0 picks a "
           "free port; empty disables metrics");
@@ -41,6 +47,15 @@ int main(int argc, char** argv) {
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.training_threads = absl::GetFlag(FLAGS_training_threads);
   options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
+  options.workers.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
+  options.workers.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  if (options.workers.heartbeat_interval <= absl::ZeroDuration() ||
+      options.workers.worker_timeout <= options.workers.heartbeat_interval) {
+    std::fprintf(stderr,
+                 "oubli-coordinator: need 0 < --heartbeat_interval < "
+                 "--worker_timeout\n");
+    return 2;
+  }
   if (options.data_dir.empty()) {
     std::fprintf(stderr, "oubli-coordinator: --data_dir is required\n");
     return 2;

@@ -91,6 +91,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
     engine_options.data_dir = dir.string();
     engine_options.training_threads = options.training_threads;
     engine_options.background_retrain = options.background_retrain;
+    engine_options.remote_trainer = options.remote_trainer;
     if (options.metrics != nullptr) {
       engine_options.metrics = options.metrics->ForModel(model_id);
     }
@@ -177,6 +178,7 @@ absl::StatusOr<ModelConfig> ModelRegistry::CreateModel(
   engine_options.config = config;
   engine_options.training_threads = options_.training_threads;
   engine_options.background_retrain = options_.background_retrain;
+  engine_options.remote_trainer = options_.remote_trainer;
   if (options_.metrics != nullptr) {
     engine_options.metrics = options_.metrics->ForModel(config.model_id);
   }

@@ -81,6 +81,8 @@ class ModelRegistry {
     // Gives each engine its EngineMetrics (ForModel(model id)); nullptr:
     // no metrics.
     std::shared_ptr<ModelMetricsFactory> metrics;
+    // Passed to every engine: positions train on worker processes.
+    std::shared_ptr<RemoteTrainer> remote_trainer;
   };
 
   // Creates root_dir if needed and reopens every model found under it.

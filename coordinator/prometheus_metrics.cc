@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -99,11 +100,16 @@ class StateCollector final : public prometheus::Collectable {
     absl::MutexLock lock(&mu_);  // waits out a scrape in progress
     registry_ = registry;
   }
+  void SetWorkers(PrometheusMetrics::WorkerLiveness workers) {
+    absl::MutexLock lock(&mu_);
+    workers_ = std::move(workers);
+  }
   std::vector<MetricFamily> Collect() const override;
 
  private:
   mutable absl::Mutex mu_;
   ModelRegistry* registry_ ABSL_GUARDED_BY(mu_) = nullptr;
+  PrometheusMetrics::WorkerLiveness workers_ ABSL_GUARDED_BY(mu_);
 };
 
 struct PrometheusMetrics::Impl {
@@ -293,9 +299,11 @@ class ModelSeries final : public EngineMetrics {
 std::vector<MetricFamily> StateCollector::Collect() const {
   GaugeFamily worker_up(
       "oubli_worker_up",
-      "1 for each worker the coordinator sees alive. Single node: one "
-      "worker, \"local\", the training and serving code inside this process "
-      "(0 while the models are still opening).");
+      "1 for each worker the coordinator sees alive, 0 for one registered "
+      "and then silent (until it registers again). worker=\"local\" is the "
+      "training and serving code inside the coordinator, which trains when "
+      "no worker can (0 while the models are still opening); other workers "
+      "are oubli-worker processes by name.");
   GaugeFamily build_info("oubli_build_info",
                          "Always 1; labels name the oubli and LibTorch "
                          "versions of this coordinator.");
@@ -336,6 +344,18 @@ std::vector<MetricFamily> StateCollector::Collect() const {
   {
     absl::MutexLock lock(&mu_);
     worker_up.Set({{"worker", "local"}}, registry_ != nullptr ? 1 : 0);
+    if (workers_) {
+      // By name; a name registered twice (restarted at a new address) is
+      // one series, up if either is.
+      std::map<std::string, bool> by_name;
+      for (const auto& [name, alive] : workers_()) {
+        if (name == "local") continue;  // reserved for the coordinator
+        by_name[name] = by_name[name] || alive;
+      }
+      for (const auto& [name, alive] : by_name) {
+        worker_up.Set({{"worker", name}}, alive ? 1 : 0);
+      }
+    }
     if (registry_ != nullptr) {
       const absl::Time now = absl::Now();
       for (const std::string& id : registry_->ModelIds()) {
@@ -418,6 +438,10 @@ void PrometheusMetrics::RpcHandled(absl::string_view method,
 
 void PrometheusMetrics::SetRegistry(ModelRegistry* registry) {
   impl_->state->SetRegistry(registry);
+}
+
+void PrometheusMetrics::SetWorkers(WorkerLiveness workers) {
+  impl_->state->SetWorkers(std::move(workers));
 }
 
 std::string PrometheusMetrics::Serialize() const {

@@ -15,8 +15,11 @@
 #ifndef OUBLI_COORDINATOR_PROMETHEUS_METRICS_H_
 #define OUBLI_COORDINATOR_PROMETHEUS_METRICS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -42,6 +45,12 @@ class PrometheusMetrics final : public ModelMetricsFactory, public RpcMetrics {
   // detaches it, waiting for a scrape in progress. `registry` must stay
   // open until detached.
   void SetRegistry(ModelRegistry* registry);
+
+  // (name, alive) of every registered worker, asked at each scrape for
+  // oubli_worker_up; must not block. Empty function: none.
+  using WorkerLiveness =
+      std::function<std::vector<std::pair<std::string, bool>>()>;
+  void SetWorkers(WorkerLiveness workers);
 
   // The exposition text, as served on /metrics (tests, debugging).
   std::string Serialize() const;

@@ -1,23 +1,21 @@
-// The real oubli-coordinator binary as a child process, driven over the
-// wire: crash safety of acknowledged deletions under SIGKILL, bitwise
-// agreement with the in-process engine, and hostile requests. Asserts
+// The real oubli-coordinator and oubli-worker binaries as child processes,
+// driven over the wire: crash safety of acknowledged deletions under
+// SIGKILL, bitwise agreement with the in-process engine (with and without
+// workers), a worker killed mid-training, and hostile requests. Asserts
 // behaviour, never timing (time only bounds waits as hang guards).
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -31,11 +29,12 @@
 #include "common/types.h"
 #include "coordinator/engine.h"
 #include "coordinator/grpc_service.h"
+#include "worker/determinism.h"
+#include "oubli/cluster/cluster.grpc.pb.h"
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/server_process.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
-
-extern char** environ;
 
 namespace oubli {
 namespace {
@@ -46,104 +45,6 @@ using ::testing::IsEmpty;
 using testing_util::Deadline;
 using testing_util::TinyConfig;
 using testing_util::TinySamples;
-
-// One oubli-coordinator child process. Its stdout is a pipe (to learn the
-// port from "listening on HOST:PORT"); its stderr goes to `log_path`.
-class CoordinatorProcess {
- public:
-  CoordinatorProcess() = default;
-  ~CoordinatorProcess() { Kill(); }
-  CoordinatorProcess(const CoordinatorProcess&) = delete;
-  CoordinatorProcess& operator=(const CoordinatorProcess&) = delete;
-
-  // Spawns the binary and waits (hang guard: 60 s) for its listening line.
-  ::testing::AssertionResult Start(const std::vector<std::string>& flags,
-                                   const std::filesystem::path& log_path) {
-    log_path_ = log_path;
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-      return ::testing::AssertionFailure() << "pipe2 failed";
-    }
-    std::vector<std::string> argv_strings = {OUBLI_COORDINATOR_BIN};
-    argv_strings.insert(argv_strings.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (std::string& s : argv_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t empty;
-    sigemptyset(&empty);
-    posix_spawnattr_setsigmask(&attributes, &empty);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-    const int rc = posix_spawn(&pid_, argv[0], &actions, &attributes,
-                               argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    ::close(fds[1]);
-    stdout_fd_ = fds[0];
-    if (rc != 0) {
-      pid_ = -1;
-      return ::testing::AssertionFailure()
-             << "posix_spawn " << argv[0] << ": " << std::strerror(rc);
-    }
-
-    std::string out;
-    const auto give_up =
-        std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (out.find('\n') == std::string::npos) {
-      if (std::chrono::steady_clock::now() > give_up) {
-        return ::testing::AssertionFailure() << "no listening line; stderr:\n"
-                                             << Log();
-      }
-      pollfd p = {stdout_fd_, POLLIN, 0};
-      if (::poll(&p, 1, 500) <= 0) continue;
-      char buffer[256];
-      const ssize_t n = ::read(stdout_fd_, buffer, sizeof(buffer));
-      if (n <= 0) {
-        return ::testing::AssertionFailure()
-               << "coordinator exited before listening; stderr:\n"
-               << Log();
-      }
-      out.append(buffer, n);
-    }
-    const std::string prefix = "listening on ";
-    const size_t at = out.find(prefix);
-    if (at == std::string::npos) {
-      return ::testing::AssertionFailure() << "unexpected stdout: " << out;
-    }
-    address_ =
-        out.substr(at + prefix.size(), out.find('\n', at) - at - prefix.size());
-    return ::testing::AssertionSuccess();
-  }
-
-  // Sends `signal` and reaps the process; returns its wait status.
-  int Stop(int signal) {
-    if (pid_ <= 0) return 0;
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    if (stdout_fd_ >= 0) ::close(stdout_fd_);
-    stdout_fd_ = -1;
-    return status;
-  }
-  void Kill() { Stop(SIGKILL); }
-
-  const std::string& address() const { return address_; }
-  std::string Log() const { return testing_util::ReadWholeFile(log_path_); }
-
- private:
-  pid_t pid_ = -1;
-  int stdout_fd_ = -1;
-  std::string address_;
-  std::filesystem::path log_path_;
-};
 
 class CoordinatorProcessTest : public testing_util::ServiceClientTest {
  protected:
@@ -177,9 +78,53 @@ class CoordinatorProcessTest : public testing_util::ServiceClientTest {
     return model;
   }
 
+  // The in-process engine on `samples` with `config` (every field as the
+  // server filled it in): trained, then, unless `owner` is empty, with
+  // `owner` forgotten and RESTORED. Its served fingerprint and the one
+  // before the deletion.
+  void InProcessFingerprint(const v1::ModelConfig& config_proto,
+                            const std::vector<v1::Sample>& samples,
+                            const std::string& owner, std::string* fingerprint,
+                            std::string* fingerprint_before) {
+    absl::StatusOr<ModelConfig> config =
+        coordinator::ConfigFromProto(config_proto);
+    ASSERT_TRUE(config.ok()) << config.status();
+    config->model_id = "tiny";
+    coordinator::Engine::Options options;
+    options.data_dir =
+        (dir_.path() / absl::StrCat("engine-", ++engines_)).string();
+    options.config = *config;
+    auto engine = coordinator::Engine::Open(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    std::vector<Sample> domain;
+    for (const v1::Sample& s : samples) {
+      Sample d;
+      d.id = s.id();
+      d.owner = s.owner();
+      d.label = s.label();
+      d.feature_type = FeatureType::kU8;
+      d.features = s.features();
+      domain.push_back(std::move(d));
+    }
+    ASSERT_TRUE((*engine)->Ingest(domain).ok());
+    ASSERT_TRUE((*engine)->Train().ok());
+    *fingerprint_before = (*engine)->Fingerprint();
+    if (!owner.empty()) {
+      auto forgotten = (*engine)->ForgetOwner(owner);
+      ASSERT_TRUE(forgotten.ok()) << forgotten.status();
+      ASSERT_TRUE(
+          (*engine)
+              ->WaitForRestored(forgotten->deletion_id, absl::Seconds(120))
+              .ok());
+      *fingerprint_before = forgotten->fingerprint_before;
+    }
+    *fingerprint = (*engine)->Fingerprint();
+  }
+
   testing_util::ScopedTempDir dir_;  // first: outlives the process's files
-  CoordinatorProcess coordinator_;
+  testing_util::ServerProcess coordinator_{OUBLI_COORDINATOR_BIN};
   int starts_ = 0;
+  int engines_ = 0;
 };
 
 std::string ZeroFeatures(int rows) {
@@ -308,35 +253,12 @@ TEST_F(CoordinatorProcessTest, ServiceMatchesInProcessEngine) {
   ASSERT_TRUE(GetModel("tiny", &served).ok());
   ASSERT_EQ(served.missing_prefixes(), 0);
 
-  // The same config (every field as the server filled it in) and samples.
-  absl::StatusOr<ModelConfig> config =
-      coordinator::ConfigFromProto(created.config());
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->model_id = "tiny";
-  coordinator::Engine::Options options;
-  options.data_dir = (dir_.path() / "engine").string();
-  options.config = *config;
-  auto engine = coordinator::Engine::Open(options);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  std::vector<Sample> domain;
-  for (const v1::Sample& s : samples) {
-    Sample d;
-    d.id = s.id();
-    d.owner = s.owner();
-    d.label = s.label();
-    d.feature_type = FeatureType::kU8;
-    d.features = s.features();
-    domain.push_back(std::move(d));
-  }
-  ASSERT_TRUE((*engine)->Ingest(domain).ok());
-  ASSERT_TRUE((*engine)->Train().ok());
-  auto forgotten = (*engine)->ForgetOwner("owner-3");
-  ASSERT_TRUE(forgotten.ok()) << forgotten.status();
-  ASSERT_TRUE((*engine)
-                  ->WaitForRestored(forgotten->deletion_id, absl::Seconds(120))
-                  .ok());
-  EXPECT_EQ(served.fingerprint(), (*engine)->Fingerprint());
-  EXPECT_EQ(receipt.fingerprint_before(), forgotten->fingerprint_before);
+  std::string engine_fingerprint, engine_before;
+  ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(created.config(), samples,
+                                               "owner-3", &engine_fingerprint,
+                                               &engine_before));
+  EXPECT_EQ(served.fingerprint(), engine_fingerprint);
+  EXPECT_EQ(receipt.fingerprint_before(), engine_before);
 }
 
 // grpc.health.v1.Health/Check by hand (Debian ships no health proto):
@@ -412,6 +334,197 @@ TEST_F(CoordinatorProcessTest, HostileRequestsOverTheWire) {
   const int wait_status = coordinator_.Stop(SIGTERM);
   EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0)
       << coordinator_.Log();
+}
+
+
+// ------------------------------------------------------------ workers
+
+// A coordinator and oubli-worker processes: positions train on the workers.
+class WorkerClusterTest : public CoordinatorProcessTest {
+ protected:
+  void TearDown() override {
+    for (auto& worker : workers_) worker->Kill();
+    CoordinatorProcessTest::TearDown();
+  }
+
+  // Starts a worker and waits until it has registered.
+  void StartWorker() {
+    const int index = static_cast<int>(workers_.size());
+    workers_.push_back(
+        std::make_unique<testing_util::ServerProcess>(OUBLI_WORKER_BIN));
+    ASSERT_TRUE(workers_.back()->Start(
+        {absl::StrCat("--coordinator=", coordinator_.address()),
+         "--listen=127.0.0.1:0", absl::StrCat("--name=worker-", index)},
+        dir_.path() / absl::StrCat("worker-", index, ".log")));
+    std::string id;
+    ASSERT_TRUE(workers_.back()->WaitForLine("registered as ", &id));
+  }
+
+  // Sum of positions_trained over the model's workers.
+  static int64_t RemotePositions(const v1::Model& model) {
+    int64_t total = 0;
+    for (const v1::WorkerStatus& w : model.workers()) {
+      total += w.positions_trained();
+    }
+    return total;
+  }
+
+  std::vector<std::unique_ptr<testing_util::ServerProcess>> workers_;
+};
+
+TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
+  const std::vector<v1::Sample> samples = TinySamples(60, 1, /*first_id=*/0);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker());
+  v1::Model created;
+  v1::Job job;
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", TinyConfig(2, 8), samples, &created, &job));
+  v1::Model trained;
+  ASSERT_TRUE(GetModel("tiny", &trained).ok());
+  EXPECT_EQ(trained.worker_placement(), "workers");
+  ASSERT_EQ(trained.workers_size(), 3);
+  // Every position went to a worker; none was trained in the coordinator.
+  EXPECT_EQ(RemotePositions(trained), job.trained_prefixes());
+
+  v1::DeletionReceipt receipt;
+  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
+  v1::Model restored;
+  ASSERT_TRUE(GetModel("tiny", &restored).ok());
+  EXPECT_GT(RemotePositions(restored), RemotePositions(trained));
+
+  std::string engine_fingerprint, engine_before;
+  ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(created.config(), samples,
+                                               "owner-3", &engine_fingerprint,
+                                               &engine_before));
+  EXPECT_EQ(trained.fingerprint(), engine_before);
+  EXPECT_EQ(restored.fingerprint(), engine_fingerprint);
+}
+
+TEST_F(WorkerClusterTest, WorkerSigkillMidTrainingDoesNotStopTheJob) {
+  // Positions long enough (batch 1) to be caught mid-training.
+  const v1::ModelConfig config = TinyConfig(4, 1);
+  const std::vector<v1::Sample> samples = TinySamples(1200, 1, 0);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  for (int i = 0; i < 2; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker());
+  v1::Model created;
+  ASSERT_TRUE(Create("tiny", config, &created).ok());
+  v1::IngestSamplesResponse ingested;
+  ASSERT_TRUE(Ingest("tiny", {samples}, &ingested).ok());
+  v1::TrainRequest train;
+  train.set_model_id("tiny");
+  v1::Job job;
+  ASSERT_TRUE(Call(&v1::Oubli::Stub::Train, train, &job).ok());
+
+  // Kill worker-0 once it is busy with a position.
+  bool killed = false;
+  for (int i = 0; i < 6000 && !killed; ++i) {
+    v1::Model model;
+    ASSERT_TRUE(GetModel("tiny", &model).ok());
+    for (const v1::WorkerStatus& w : model.workers()) {
+      if (w.name() == "worker-0" && w.busy() > 0) {
+        workers_[0]->Stop(SIGKILL);
+        killed = true;
+      }
+    }
+    if (!killed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(killed) << "worker-0 never got a position";
+
+  v1::GetJobRequest get;
+  get.set_job_id(job.job_id());
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(Call(&v1::Oubli::Stub::GetJob, get, &job).ok());
+    if (job.state() != v1::Job::PENDING && job.state() != v1::Job::RUNNING) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
+  v1::Model model;
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  EXPECT_EQ(model.missing_prefixes(), 0);
+  for (const v1::WorkerStatus& w : model.workers()) {
+    if (w.name() == "worker-0") {
+      EXPECT_FALSE(w.alive());
+    } else {
+      EXPECT_TRUE(w.alive()) << w.name();
+    }
+  }
+  EXPECT_THAT(coordinator_.Log(), ::testing::HasSubstr("declared dead"));
+
+  // Same bits as a run without faults.
+  std::string engine_fingerprint, unused;
+  ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(created.config(), samples, "",
+                                               &engine_fingerprint, &unused));
+  EXPECT_EQ(model.fingerprint(), engine_fingerprint);
+}
+
+TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ASSERT_NO_FATAL_FAILURE(StartWorker());
+  auto stub = cluster::Worker::NewStub(grpc::CreateChannel(
+      workers_[0]->address(), grpc::InsecureChannelCredentials()));
+  v1::Model created;
+  ASSERT_TRUE(Create("tiny", TinyConfig(1, 8), &created).ok());
+  absl::StatusOr<ModelConfig> config =
+      coordinator::ConfigFromProto(created.config());
+  ASSERT_TRUE(config.ok()) << config.status();
+
+  cluster::TrainPositionRequest good;
+  good.set_config(ConfigToText(*config));
+  good.set_environment(worker::NumericEnvironment());
+  good.set_shard(0);
+  good.add_prefix(0);
+  good.set_rows(2);
+  good.set_features(std::string(2 * testing_util::kTinyWidth * 4, '\0'));
+  good.set_labels(std::string(2 * 8, '\0'));
+  auto train = [&](const cluster::TrainPositionRequest& request) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(60));
+    cluster::TrainPositionResponse response;
+    return stub->TrainPosition(&context, request, &response);
+  };
+  EXPECT_TRUE(train(good).ok());
+
+  struct Case {
+    const char* what;
+    std::function<void(cluster::TrainPositionRequest*)> mutate;
+    grpc::StatusCode code;
+  };
+  const std::vector<Case> cases = {
+      {"other environment",
+       [](auto* r) { r->set_environment("torch=0.0 other cpu"); },
+       grpc::StatusCode::FAILED_PRECONDITION},
+      {"garbage config", [](auto* r) { r->set_config("shards=banana"); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"shard out of range", [](auto* r) { r->set_shard(7); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"repeated slice", [](auto* r) { r->add_prefix(0); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"short features", [](auto* r) { r->mutable_features()->pop_back(); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"negative rows", [](auto* r) { r->set_rows(-1); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"label out of range",
+       [](auto* r) { (*r->mutable_labels())[0] = 99; },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"length-2 prefix without parent", [](auto* r) { r->add_prefix(1); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"corrupt parent",
+       [](auto* r) {
+         r->add_prefix(1);
+         r->set_parent("not a checkpoint");
+       },
+       grpc::StatusCode::INVALID_ARGUMENT},
+  };
+  for (const Case& c : cases) {
+    cluster::TrainPositionRequest request = good;
+    c.mutate(&request);
+    EXPECT_EQ(train(request).error_code(), c.code) << c.what;
+  }
 }
 
 }  // namespace

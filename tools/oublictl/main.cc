@@ -251,6 +251,12 @@ void PrintModel(const v1::Model& m) {
                   .c_str()
             : "nothing");
   }
+  for (const auto& w : m.workers()) {
+    std::printf("  worker %s %s at %s: %s, %d busy, %lld positions trained\n",
+                w.worker_id().c_str(), w.name().c_str(), w.address().c_str(),
+                w.alive() ? "alive" : "DEAD", w.busy(),
+                static_cast<long long>(w.positions_trained()));
+  }
   std::fflush(stdout);
 }
 

@@ -1,0 +1,107 @@
+// The coordinator's view of its workers: membership (register, heartbeat,
+// death by silence) and the RemoteTrainer that sends S3T positions to them
+// over the cluster protocol (proto/oubli/cluster/cluster.proto).
+//
+// A worker is alive while its heartbeats arrive within
+// Options::worker_timeout. A position goes to the least busy live worker of
+// the right numeric environment; if that worker dies (connection lost,
+// heartbeats stop) or fails transiently, the position moves to another,
+// and with none left TrainPosition says Unavailable so the engine trains it
+// itself. Training is deterministic, so where a position ran never changes
+// its bits.
+#ifndef OUBLI_COORDINATOR_WORKER_POOL_H_
+#define OUBLI_COORDINATOR_WORKER_POOL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coordinator/remote_training.h"
+
+namespace oubli::coordinator {
+
+class WorkerPool final : public RemoteTrainer {
+ public:
+  struct Options {
+    // Told to workers at registration.
+    absl::Duration heartbeat_interval = absl::Seconds(1);
+    // A worker silent this long is dead: it gets no more work, and a
+    // position running on it moves elsewhere.
+    absl::Duration worker_timeout = absl::Seconds(5);
+    // Deadline of one TrainPosition call.
+    absl::Duration train_deadline = absl::Hours(1);
+    int64_t max_message_bytes = int64_t{64} << 20;
+  };
+
+  struct WorkerInfo {
+    std::string id;
+    std::string name;
+    std::string address;
+    std::string environment;
+    bool alive = false;
+    int busy = 0;  // positions running on it now
+    int64_t positions_trained = 0;
+    absl::Time registered_at;
+    absl::Time last_heartbeat;
+  };
+
+  explicit WorkerPool(Options options);
+  ~WorkerPool() override;
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  // Membership. Register always issues a new id; an earlier registration
+  // from the same address is forgotten (the worker restarted).
+  // InvalidArgument for an empty address or environment.
+  absl::StatusOr<std::string> Register(absl::string_view address,
+                                       absl::string_view environment,
+                                       absl::string_view name);
+  // False when `worker_id` is unknown or was declared dead: the worker must
+  // register again.
+  bool Heartbeat(absl::string_view worker_id);
+  absl::Duration heartbeat_interval() const {
+    return options_.heartbeat_interval;
+  }
+
+  // Every registered worker, dead ones included until they register again;
+  // sorted by id.
+  std::vector<WorkerInfo> Workers();
+
+  // RemoteTrainer.
+  int Capacity(const std::string& environment) override;
+  absl::StatusOr<RemoteResult> TrainPosition(
+      const RemotePosition& position,
+      const std::function<bool()>& cancelled) override;
+
+ private:
+  struct Worker;
+
+  bool AliveLocked(const Worker& worker, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The least busy live worker for `environment` not in `excluded`, marked
+  // busy; nullptr if none.
+  std::shared_ptr<Worker> Acquire(const std::string& environment,
+                                  const std::vector<std::string>& excluded);
+  void Release(const std::shared_ptr<Worker>& worker, bool trained);
+  // Declares `worker` dead (connection failure): no more work until it
+  // registers again.
+  void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
+
+  const Options options_;
+  absl::Mutex mu_;
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<std::string, std::shared_ptr<Worker>> workers_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace oubli::coordinator
+
+#endif  // OUBLI_COORDINATOR_WORKER_POOL_H_

@@ -1,0 +1,72 @@
+// oubli-worker: trains S3T positions for an oubli-coordinator.
+//
+//   oubli-worker --coordinator=HOST:PORT [--listen=127.0.0.1:0]
+//                [--advertise=HOST:PORT] [--name=NAME]
+//
+// Prints "listening on HOST:PORT" once serving, then "registered as ID"
+// each time the coordinator accepts it (again after a coordinator restart).
+// Health (grpc.health.v1) is NOT_SERVING until registered. Holds no durable
+// state: training data and checkpoints live only for the call.
+// SIGINT/SIGTERM shut down cleanly.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "worker/worker_service.h"
+
+ABSL_FLAG(std::string, coordinator, "",
+          "oubli-coordinator HOST:PORT to register with (required)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:0",
+          "HOST:PORT to serve oubli.cluster.Worker on; port 0 picks one");
+ABSL_FLAG(std::string, advertise, "",
+          "HOST:PORT the coordinator dials; default: the bound --listen "
+          "address (required when listening on a wildcard address)");
+ABSL_FLAG(std::string, name, "", "name in the coordinator's logs");
+ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
+          "largest request or response message, bytes");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "oubli-worker --coordinator=HOST:PORT [--listen=HOST:PORT]");
+  absl::ParseCommandLine(argc, argv);
+  oubli::worker::WorkerServer::Options options;
+  options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise);
+  options.name = absl::GetFlag(FLAGS_name);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  if (options.coordinator_address.empty()) {
+    std::fprintf(stderr, "oubli-worker: --coordinator is required\n");
+    return 2;
+  }
+
+  // Signals are taken by sigwait below, not by whichever thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = oubli::worker::WorkerServer::Start(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "oubli-worker: %s\n",
+                 server.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("listening on %s\n", (*server)->address().c_str());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr, "oubli-worker: signal %d, shutting down\n",
+               signal_number);
+  (*server)->Shutdown(absl::Seconds(5));
+  return 0;
+}

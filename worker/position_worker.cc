@@ -1,0 +1,135 @@
+#include "worker/position_worker.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+#include <list>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/config.h"
+#include "common/status_macros.h"
+#include "worker/determinism.h"
+#include "worker/s3t_trainer.h"
+
+namespace oubli::worker {
+
+struct PositionWorker::Trainers {
+  struct Entry {
+    std::string fingerprint;  // ConfigFingerprint: what the weights depend on
+    std::shared_ptr<S3tTrainer> trainer;
+  };
+  const size_t capacity;
+  absl::Mutex mu;
+  std::list<Entry> entries ABSL_GUARDED_BY(mu);  // most recent first
+
+  explicit Trainers(size_t n) : capacity(n < 1 ? 1 : n) {}
+
+  absl::StatusOr<std::shared_ptr<S3tTrainer>> For(const ModelConfig& config) {
+    const std::string fingerprint = ConfigFingerprint(config);
+    {
+      absl::MutexLock lock(&mu);
+      for (auto it = entries.begin(); it != entries.end(); ++it) {
+        if (it->fingerprint == fingerprint) {
+          entries.splice(entries.begin(), entries, it);
+          return entries.front().trainer;
+        }
+      }
+    }
+    // Loading base weights may read a file: not under the lock.
+    absl::StatusOr<NamedTensors> base = LoadBaseState(config);
+    if (!base.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "base weights not loadable on this worker: ", base.status().message()));
+    }
+    OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<S3tTrainer> created,
+                           S3tTrainer::Create(config, *std::move(base)));
+    std::shared_ptr<S3tTrainer> trainer = std::move(created);
+    absl::MutexLock lock(&mu);
+    entries.push_front({fingerprint, trainer});
+    if (entries.size() > capacity) entries.pop_back();
+    return trainer;
+  }
+};
+
+PositionWorker::PositionWorker(int cached_trainers)
+    : trainers_(std::make_unique<Trainers>(
+          static_cast<size_t>(cached_trainers))) {}
+
+PositionWorker::~PositionWorker() = default;
+
+absl::StatusOr<PositionResult> PositionWorker::Train(
+    const PositionRequest& request, const std::function<bool()>& cancelled) {
+  if (request.environment != NumericEnvironment()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "numeric environment differs: coordinator has '", request.environment,
+        "', this worker '", NumericEnvironment(), "'"));
+  }
+  absl::StatusOr<ModelConfig> config = ParseConfig(request.config_text);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: ", config.status().message()));
+  }
+  OUBLI_RETURN_IF_ERROR(ValidateConfig(*config));
+  if (request.shard < 0 || request.shard >= config->shards) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shard ", request.shard, " outside [0, ", config->shards, ")"));
+  }
+  std::vector<bool> seen(config->slices, false);
+  for (int slice : request.prefix) {
+    if (slice < 0 || slice >= config->slices || seen[slice]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "prefix must name distinct slices in [0, ", config->slices, ")"));
+    }
+    seen[slice] = true;
+  }
+  const int64_t input_size = config->backbone.InputSize();
+  if (request.rows < 0 ||
+      request.features.size() !=
+          static_cast<size_t>(request.rows * input_size) * sizeof(float) ||
+      request.labels.size() != static_cast<size_t>(request.rows) *
+                                   sizeof(int64_t)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "training data of ", request.rows, " rows needs ",
+        request.rows * input_size * sizeof(float), " feature bytes and ",
+        request.rows * sizeof(int64_t), " label bytes; got ",
+        request.features.size(), " and ", request.labels.size()));
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<S3tTrainer> trainer,
+                         trainers_->For(*config));
+
+  PositionData data;
+  try {
+    data.features = torch::empty({request.rows, input_size}, torch::kFloat32);
+    data.labels = torch::empty({request.rows}, torch::kInt64);
+    if (request.rows > 0) {
+      std::memcpy(data.features.data_ptr(), request.features.data(),
+                  request.features.size());
+      std::memcpy(data.labels.data_ptr(), request.labels.data(),
+                  request.labels.size());
+    }
+    const int64_t classes = config->backbone.num_classes;
+    if (request.rows > 0 && (data.labels.min().item<int64_t>() < 0 ||
+                             data.labels.max().item<int64_t>() >= classes)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("labels outside [0, ", classes, ")"));
+    }
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("decoding training data: ", e.what()));
+  }
+
+  TrainStats stats;
+  OUBLI_ASSIGN_OR_RETURN(
+      std::string checkpoint,
+      trainer->TrainPosition(request.shard, request.prefix, request.parent,
+                             data, &stats, cancelled));
+  PositionResult result;
+  result.checkpoint = std::move(checkpoint);
+  result.samples = stats.samples;
+  result.steps = stats.steps;
+  return result;
+}
+
+}  // namespace oubli::worker

@@ -1,0 +1,56 @@
+// Training one S3T position from a self-contained request: what a worker
+// process does for the coordinator (worker/worker_service.h is its gRPC
+// adapter). No torch in this header.
+#ifndef OUBLI_WORKER_POSITION_WORKER_H_
+#define OUBLI_WORKER_POSITION_WORKER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace oubli::worker {
+
+// Everything needed to train one position; the coordinator builds it.
+struct PositionRequest {
+  std::string config_text;  // ConfigToText
+  std::string environment;  // must equal NumericEnvironment() here
+  int shard = 0;
+  std::vector<int> prefix;  // its last slice is the position trained
+  std::string parent;       // checkpoint of prefix minus its last slice
+  int64_t rows = 0;
+  std::string features;  // rows x input_size float32, native byte order
+  std::string labels;    // rows int64
+};
+
+struct PositionResult {
+  std::string checkpoint;  // deterministic safetensors
+  int64_t samples = 0;     // sample visits
+  int64_t steps = 0;
+};
+
+class PositionWorker {
+ public:
+  // Keeps trainers (base weights, module) for the last few configs.
+  explicit PositionWorker(int cached_trainers = 4);
+  ~PositionWorker();
+  PositionWorker(const PositionWorker&) = delete;
+  PositionWorker& operator=(const PositionWorker&) = delete;
+
+  // FailedPrecondition: other numeric environment, or base weights not
+  // loadable here. InvalidArgument: malformed config, data, prefix or
+  // parent. Cancelled once `cancelled` (polled every batch) says so.
+  absl::StatusOr<PositionResult> Train(const PositionRequest& request,
+                                       const std::function<bool()>& cancelled);
+
+ private:
+  struct Trainers;
+  std::unique_ptr<Trainers> trainers_;
+};
+
+}  // namespace oubli::worker
+
+#endif  // OUBLI_WORKER_POSITION_WORKER_H_

@@ -1,0 +1,194 @@
+#include "worker/worker_service.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "worker/determinism.h"
+
+namespace oubli::worker {
+namespace {
+
+constexpr char kServiceName[] = "oubli.cluster.Worker";
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+}  // namespace
+
+grpc::Status WorkerService::TrainPosition(
+    grpc::ServerContext* context, const cluster::TrainPositionRequest* request,
+    cluster::TrainPositionResponse* response) {
+  PositionRequest position;
+  position.config_text = request->config();
+  position.environment = request->environment();
+  position.shard = request->shard();
+  position.prefix.assign(request->prefix().begin(), request->prefix().end());
+  position.parent = request->parent();
+  position.rows = request->rows();
+  position.features = request->features();
+  position.labels = request->labels();
+  absl::StatusOr<PositionResult> result =
+      worker_.Train(position, [context] { return context->IsCancelled(); });
+  if (!result.ok()) return ToGrpc(result.status());
+  response->set_checkpoint(std::move(result->checkpoint));
+  response->set_samples(result->samples);
+  response->set_steps(result->steps);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
+    const Options& options) {
+  if (options.coordinator_address.empty()) {
+    return absl::InvalidArgumentError("coordinator address is required");
+  }
+  if (options.max_message_bytes < 1 || options.max_message_bytes > INT_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes must be 1..", INT_MAX));
+  }
+  const size_t colon = options.listen_address.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "listen address '", options.listen_address, "' is not HOST:PORT"));
+  }
+  std::unique_ptr<WorkerServer> server(new WorkerServer());
+  server->options_ = options;
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort(options.listen_address,
+                           grpc::InsecureServerCredentials(), &selected_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(&server->service_);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || selected_port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", options.listen_address, "'"));
+  }
+  const std::string host = options.listen_address.substr(0, colon);
+  server->address_ = absl::StrCat(host, ":", selected_port);
+  server->advertise_ = options.advertise_address;
+  if (server->advertise_.empty()) {
+    if (host.empty() || host == "0.0.0.0" || host == "[::]") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "listening on wildcard '", options.listen_address,
+          "': give the address the coordinator should dial (advertise)"));
+    }
+    server->advertise_ = server->address_;
+  }
+  grpc::HealthCheckServiceInterface* health =
+      server->server_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  health->SetServingStatus(kServiceName, false);
+
+  grpc::ChannelArguments args;
+  server->membership_ = cluster::Membership::NewStub(grpc::CreateCustomChannel(
+      options.coordinator_address, grpc::InsecureChannelCredentials(), args));
+  server->membership_thread_ =
+      std::thread([s = server.get()] { s->MembershipLoop(); });
+  return server;
+}
+
+void WorkerServer::MembershipLoop() {
+  const std::string environment = NumericEnvironment();
+  std::string worker_id;
+  absl::Duration interval = absl::Seconds(1);
+  absl::Duration backoff = absl::Milliseconds(100);
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  auto set_registered = [&](bool registered) {
+    {
+      absl::MutexLock lock(&mu_);
+      registered_ = registered;
+    }
+    health->SetServingStatus(registered);
+    health->SetServingStatus(kServiceName, registered);
+  };
+  while (true) {
+    absl::Duration wait;
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+    if (worker_id.empty()) {
+      cluster::RegisterRequest request;
+      request.set_address(advertise_);
+      request.set_environment(environment);
+      request.set_name(options_.name);
+      cluster::RegisterResponse response;
+      const grpc::Status status =
+          membership_->Register(&context, request, &response);
+      if (status.ok()) {
+        worker_id = response.worker_id();
+        interval = std::max(absl::Milliseconds(10),
+                            absl::Milliseconds(response.heartbeat_interval_ms()));
+        backoff = absl::Milliseconds(100);
+        std::printf("registered as %s\n", worker_id.c_str());
+        std::fflush(stdout);
+        set_registered(true);
+        wait = interval;
+      } else {
+        std::fprintf(stderr, "oubli-worker: register with %s: %s\n",
+                     options_.coordinator_address.c_str(),
+                     status.error_message().c_str());
+        wait = backoff;
+        backoff = std::min(backoff * 2, absl::Seconds(5));
+      }
+    } else {
+      cluster::HeartbeatRequest request;
+      request.set_worker_id(worker_id);
+      cluster::HeartbeatResponse response;
+      const grpc::Status status =
+          membership_->Heartbeat(&context, request, &response);
+      if (status.ok() && !response.known()) {
+        std::fprintf(stderr,
+                     "oubli-worker: coordinator forgot %s; registering again\n",
+                     worker_id.c_str());
+        worker_id.clear();
+        set_registered(false);
+        wait = absl::ZeroDuration();
+      } else {
+        // A failed heartbeat is retried; the coordinator decides death.
+        wait = interval;
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_;
+    };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), wait)) return;
+  }
+}
+
+bool WorkerServer::WaitRegistered(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto registered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return registered_;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&registered), timeout);
+}
+
+WorkerServer::~WorkerServer() { Shutdown(absl::Seconds(5)); }
+
+void WorkerServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (membership_thread_.joinable()) membership_thread_.join();
+  if (server_ != nullptr) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  }
+}
+
+}  // namespace oubli::worker

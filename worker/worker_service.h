@@ -1,0 +1,79 @@
+// oubli-worker's gRPC side: the oubli.cluster.Worker adapter over a
+// PositionWorker, and the membership client that registers with the
+// coordinator and heartbeats.
+#ifndef OUBLI_WORKER_WORKER_SERVICE_H_
+#define OUBLI_WORKER_WORKER_SERVICE_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "oubli/cluster/cluster.grpc.pb.h"
+#include "worker/position_worker.h"
+
+namespace oubli::worker {
+
+class WorkerService final : public cluster::Worker::Service {
+ public:
+  WorkerService() = default;
+  grpc::Status TrainPosition(grpc::ServerContext* context,
+                             const cluster::TrainPositionRequest* request,
+                             cluster::TrainPositionResponse* response) override;
+
+ private:
+  PositionWorker worker_;
+};
+
+// A worker process: serves oubli.cluster.Worker (plus health and
+// reflection) and keeps itself registered with the coordinator.
+class WorkerServer {
+ public:
+  struct Options {
+    std::string coordinator_address;  // HOST:PORT, required
+    std::string listen_address = "127.0.0.1:0";
+    // HOST:PORT the coordinator dials; empty: the bound listen address
+    // (which must then not be a wildcard).
+    std::string advertise_address;
+    std::string name;  // for logs; empty: the advertised address
+    int64_t max_message_bytes = int64_t{64} << 20;
+    // Deadline of Register and Heartbeat calls.
+    absl::Duration rpc_timeout = absl::Seconds(5);
+  };
+
+  // Listens, then registers in the background (retrying while the
+  // coordinator is away); health is NOT_SERVING until registered.
+  static absl::StatusOr<std::unique_ptr<WorkerServer>> Start(
+      const Options& options);
+  ~WorkerServer();  // Shutdown(absl::Seconds(5)) if not done
+
+  const std::string& address() const { return address_; }
+  // Blocks until registered at least once or `timeout` passes.
+  bool WaitRegistered(absl::Duration timeout);
+  // Stops heartbeating and serving; running calls get `grace`.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  WorkerServer() = default;
+  void MembershipLoop();
+
+  Options options_;
+  std::string address_;    // bound
+  std::string advertise_;  // told to the coordinator
+  WorkerService service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<cluster::Membership::Stub> membership_;
+  std::thread membership_thread_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ = false;
+};
+
+}  // namespace oubli::worker
+
+#endif  // OUBLI_WORKER_WORKER_SERVICE_H_
