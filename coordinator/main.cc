@@ -1,4 +1,5 @@
-// oubli-coordinator: the single-node oubli gRPC server (oubli.v1.Oubli).
+// oubli-coordinator: the oubli gRPC server (oubli.v1.Oubli, and
+// oubli.cluster.Membership for oubli-worker processes).
 //
 //   oubli-coordinator --data_dir=/var/lib/oubli [--listen=127.0.0.1:50051]
 //                     [--metrics_listen=127.0.0.1:9464]

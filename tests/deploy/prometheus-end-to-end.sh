@@ -3,7 +3,8 @@
 #   1. oubli-coordinator starts with deploy/base/configmap.yaml's flags (so
 #      the ConfigMap names only flags the binary knows), overridden to
 #      loopback, free ports and scratch data;
-#   2. Prometheus (Debian's `prometheus`) scrapes its /metrics every second;
+#   2. one oubli-worker registers with it (positions train there);
+#      Prometheus (Debian's `prometheus`) scrapes /metrics every second;
 #   3. oublictl creates a tiny model, ingests a CSV, trains and forgets one
 #      owner, then waits for the deletion to reach RESTORED;
 #   4. Prometheus' HTTP query API must return the deletion counters, the
@@ -11,13 +12,14 @@
 #   5. every oubli_* name the dashboard and the alert rules use must be in
 #      the final /metrics dump (check-metric-names.sh).
 #
-#   prometheus-end-to-end.sh SOURCE_DIR COORDINATOR_BIN OUBLICTL_BIN
+#   prometheus-end-to-end.sh SOURCE_DIR COORDINATOR_BIN WORKER_BIN OUBLICTL_BIN
 # Exit: 0 ok, 1 failure, 77 prometheus or curl not installed.
 set -euo pipefail
 
 source_dir="$1"
 coordinator="$2"
-ctl_bin="$3"
+worker_bin="$3"
+ctl_bin="$4"
 for tool in prometheus curl; do
   if ! command -v "$tool" >/dev/null; then
     echo "SKIP: $tool not installed (tools/oubli setup installs it)"
@@ -35,7 +37,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   if ((status != 0)); then
-    for log in coordinator.err prometheus.log; do
+    for log in coordinator.err worker.err prometheus.log; do
       [[ -f "$work/$log" ]] || continue
       echo "--- last lines of $log" >&2
       tail -n 20 "$work/$log" >&2
@@ -70,6 +72,16 @@ done
   fail "oubli-coordinator printed no 'listening on' + 'metrics on' lines"
 echo "coordinator $address, metrics $metrics_address"
 ctl() { "$ctl_bin" --server="$address" --timeout_s=120 "$@"; }
+
+"$worker_bin" --coordinator="$address" --listen=127.0.0.1:0 --name=e2e-worker \
+  >"$work/worker.out" 2>"$work/worker.err" </dev/null &
+pids+=($!)
+for _ in $(seq 1 600); do
+  grep -q '^registered as ' "$work/worker.out" && break
+  kill -0 "${pids[1]}" 2>/dev/null || fail "oubli-worker exited"
+  sleep 0.1
+done
+grep -q '^registered as ' "$work/worker.out" || fail "oubli-worker did not register"
 
 # ----------------------------------------------------------- prometheus
 cat >"$work/prometheus.yml" <<EOF
@@ -131,6 +143,13 @@ done >"$work/samples.csv"
 ctl create --model tiny --config "$work/model.conf" >/dev/null
 ctl ingest --model tiny --csv "$work/samples.csv" >/dev/null
 ctl train --model tiny --wait >/dev/null
+# The worker trained the positions ("positions_trained":"4"; int64 is a
+# JSON string).
+ctl --json model --model tiny >"$work/model.json"
+grep -qE '"worker_placement": *"workers"' "$work/model.json" ||
+  fail "positions did not train on the worker: $(cat "$work/model.json")"
+grep -qE '"positions_trained": *"[1-9]' "$work/model.json" ||
+  fail "the worker trained no position: $(cat "$work/model.json")"
 deletion="$(ctl delete --model tiny --owner owner-3 |
   sed -n 's/^deletion \([^ ]*\) .*/\1/p' | head -n 1)"
 [[ -n "$deletion" ]] || fail "oublictl delete printed no deletion id"
@@ -171,6 +190,7 @@ expect_at_least 'oubli_training_steps_total{model="tiny"}' 1
 expect_at_least 'oubli_model_active_samples{model="tiny"}' 42
 expect_at_least 'oubli_shard_valid_prefix_length{model="tiny",shard="0"}' 2
 expect_at_least 'oubli_worker_up{worker="local"}' 1
+expect_at_least 'oubli_worker_up{worker="e2e-worker"}' 1
 expect_at_least 'oubli_lineage_db_bytes{model="tiny"}' 1
 
 # -------------------------------- dashboard and rules name real metrics

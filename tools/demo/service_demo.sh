@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# The service demo: oubli-coordinator on a free loopback port, driven only
-# through its public gRPC API with oublictl. Fashion-MNIST with synthetic
-# owners: create, ingest, train, predict, forget one owner (receipt and
-# stage stream), predict again, verify bitwise, shut down cleanly.
+# The service demo: oubli-coordinator and N oubli-worker processes on free
+# loopback ports, driven only through the public gRPC API with oublictl.
+# Fashion-MNIST with synthetic owners: create, ingest, train (positions on
+# the workers), predict, forget one owner (receipt and stage stream),
+# predict again, verify bitwise, shut everything down cleanly.
 #
-#   service_demo.sh BUILD_DIR [--user_samples N] [--keep]
+#   service_demo.sh BUILD_DIR [--user_samples N] [--workers N] [--keep]
 #
-# Single node: the coordinator trains in-process (the multi-worker
-# deployment is not built yet). Everything lives in a temp dir that is
-# removed at the end unless --keep is given.
+# Everything lives in a temp dir that is removed at the end unless --keep
+# is given.
 set -euo pipefail
 
 BUILD_DIR="$1"
 shift
 USER_SAMPLES=20000
+WORKERS=3
 KEEP=0
 while (($#)); do
   case "$1" in
     --user_samples) USER_SAMPLES="$2"; shift 2 ;;
+    --workers) WORKERS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     *) echo "service_demo: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -25,13 +27,18 @@ done
 
 DATA=/usr/share/datasets/fashion-mnist
 COORDINATOR="$BUILD_DIR/coordinator/oubli-coordinator"
+WORKER="$BUILD_DIR/worker/oubli-worker"
 CTL="$BUILD_DIR/tools/oublictl"
 WORK="$(mktemp -d -t oubli-demo.XXXXXX)"
 PID=""
+WORKER_PIDS=()
 
 step() { printf '\n== %s\n' "$*"; }
 
 cleanup() {
+  for pid in "${WORKER_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
   if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
     kill -TERM "$PID"
     wait "$PID" 2>/dev/null || true
@@ -63,6 +70,25 @@ done
 echo "coordinator pid $PID at $ADDRESS (log: $WORK/coordinator.log)"
 ctl() { "$CTL" --server="$ADDRESS" --timeout_s=600 "$@"; }
 
+if ((WORKERS > 0)); then
+  step "Starting $WORKERS oubli-worker processes (they register and heartbeat)"
+  for i in $(seq 1 "$WORKERS"); do
+    "$WORKER" --coordinator="$ADDRESS" --listen=127.0.0.1:0 --name="worker-$i" \
+      >"$WORK/worker-$i.out" 2>"$WORK/worker-$i.log" &
+    WORKER_PIDS+=($!)
+  done
+  for i in $(seq 1 "$WORKERS"); do
+    for _ in $(seq 1 300); do
+      grep -q '^registered as ' "$WORK/worker-$i.out" && break
+      kill -0 "${WORKER_PIDS[$((i - 1))]}" 2>/dev/null ||
+        { echo "worker-$i exited:" >&2; cat "$WORK/worker-$i.log" >&2; exit 1; }
+      sleep 0.1
+    done
+    echo "worker-$i at $(sed -n 's/^listening on //p' "$WORK/worker-$i.out")," \
+      "$(sed -n 's/^registered as //p' "$WORK/worker-$i.out" | head -n 1)"
+  done
+fi
+
 step "Pretraining the frozen base on the public split (train[0, 10000))"
 "$BUILD_DIR/tools/oubli-demo" --data_dir="$WORK/base" \
   --export_config="$WORK/model.conf" --public_samples=10000 \
@@ -78,6 +104,9 @@ ctl ingest --model fashion --fashion_mnist "$DATA" --offset 10000 \
 
 step "Training every prefix"
 ctl train --model fashion --wait
+
+step "Where the positions trained"
+ctl model --model fashion | grep -E '^model|^  worker' || true
 
 step "Accuracy on the 10,000 test images"
 ctl predict --model fashion --fashion_mnist "$DATA" --split test
@@ -101,8 +130,11 @@ step "Verifying: retrain from scratch on the retained data, compare bits"
 ctl verify --model fashion | tee "$WORK/verify.txt"
 
 step "Shutting down"
+for pid in "${WORKER_PIDS[@]}"; do kill -TERM "$pid"; done
+for pid in "${WORKER_PIDS[@]}"; do wait "$pid"; done
+WORKER_PIDS=()
 kill -TERM "$PID"
 wait "$PID"
 PID=""
-echo "coordinator stopped cleanly"
+echo "workers and coordinator stopped cleanly"
 grep -q "match yes" "$WORK/verify.txt"
