@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <deque>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -38,6 +40,8 @@ using worker::PositionData;
 constexpr char kConfigMetaKey[] = "config";
 constexpr char kTrainingRequestedMetaKey[] = "training_requested";
 constexpr char kDeletionIdPrefix[] = "del-";
+// Lineage-DB meta keys of chunk manifests: prefix + checkpoint key.
+constexpr char kChunksMetaPrefix[] = "chunks/";
 
 absl::Time FromUnixNanos(int64_t nanos) {
   return nanos == 0 ? absl::InfinitePast() : absl::FromUnixNanos(nanos);
@@ -233,6 +237,19 @@ struct Engine::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Non-current checkpoint keys on disk, dropped from stored_keys; the
   // caller destroys them (DestroyCheckpoints) without holding mu.
+  absl::flat_hash_set<std::string> CurrentKeys()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // (checkpoint key, manifest) of erasure-coded copies whose key is not
+  // current: trained on data that is gone or changed.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+  GarbageManifests() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Destroys those copies on the workers and drops their manifests;
+  // Unavailable while a holder is unreachable (retried by the next pass).
+  absl::Status ForgetChunks(
+      const std::vector<std::pair<std::string, std::string>>& manifests);
+  // Erasure-codes a new checkpoint onto workers and stores its manifest;
+  // best effort (a checkpoint without copies is retrained if lost).
+  void ProtectCheckpoint(const std::string& key, absl::string_view bytes);
   absl::StatusOr<std::vector<std::string>> TakeGarbageCheckpoints()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::Status DestroyCheckpoints(const std::vector<std::string>& keys);
@@ -438,18 +455,78 @@ PositionData Engine::State::PrefixData(int shard, absl::Span<const int> order) {
   return UnionInIdOrder(slices);
 }
 
-absl::StatusOr<std::vector<std::string>>
-Engine::State::TakeGarbageCheckpoints() {
-  // Content only changes by deletion and ingest, so any checkpoint file
-  // whose key is not current was trained on data that is gone or changed.
-  // The disk listing (not stored_keys) is the truth: a file whose earlier
-  // destruction failed is found again here.
+absl::flat_hash_set<std::string> Engine::State::CurrentKeys() {
   absl::flat_hash_set<std::string> current;
   for (const ShardState& state : shards) {
     for (const auto& sequence_keys : state.keys) {
       current.insert(sequence_keys.begin(), sequence_keys.end());
     }
   }
+  return current;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+Engine::State::GarbageManifests() {
+  if (options.replicas == nullptr) {
+    return std::vector<std::pair<std::string, std::string>>();
+  }
+  const absl::flat_hash_set<std::string> current = CurrentKeys();
+  OUBLI_ASSIGN_OR_RETURN(auto manifests, store->ListMeta(kChunksMetaPrefix));
+  std::vector<std::pair<std::string, std::string>> garbage;
+  for (auto& [meta_key, manifest] : manifests) {
+    std::string key = meta_key.substr(std::strlen(kChunksMetaPrefix));
+    if (!current.contains(key)) garbage.emplace_back(key, std::move(manifest));
+  }
+  return garbage;
+}
+
+absl::Status Engine::State::ForgetChunks(
+    const std::vector<std::pair<std::string, std::string>>& manifests) {
+  std::vector<std::string> failures;
+  for (const auto& [key, manifest] : manifests) {
+    absl::Status s = options.replicas->Forget(key, manifest);
+    if (s.ok()) s = store->DeleteMeta(absl::StrCat(kChunksMetaPrefix, key));
+    if (!s.ok()) failures.push_back(std::string(s.message()));
+  }
+  if (failures.empty()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "erasure-coded chunks not yet destroyed: ",
+      absl::StrJoin(failures, "; ")));
+}
+
+void Engine::State::ProtectCheckpoint(const std::string& key,
+                                      absl::string_view bytes) {
+  absl::StatusOr<std::string> manifest = options.replicas->Protect(key, bytes);
+  if (!manifest.ok()) {
+    // Too few holders is normal (no workers with --data_dir): the
+    // checkpoint then lives only here and a loss means retraining.
+    if (!absl::IsUnavailable(manifest.status()) ||
+        !absl::StrContains(manifest.status().message(), "need 2")) {
+      std::fprintf(stderr, "oubli: checkpoint %s not erasure-coded: %s\n",
+                   key.c_str(), manifest.status().ToString().c_str());
+    }
+    return;
+  }
+  if (absl::Status s =
+          store->PutMeta(absl::StrCat(kChunksMetaPrefix, key), *manifest);
+      !s.ok()) {
+    std::fprintf(stderr, "oubli: chunk manifest of %s not stored: %s\n",
+                 key.c_str(), s.ToString().c_str());
+    (void)options.replicas->Forget(key, *manifest);
+    return;
+  }
+  if (metrics != nullptr) {
+    metrics->CheckpointEncoded(static_cast<int64_t>(bytes.size()));
+  }
+}
+
+absl::StatusOr<std::vector<std::string>>
+Engine::State::TakeGarbageCheckpoints() {
+  // Content only changes by deletion and ingest, so any checkpoint file
+  // whose key is not current was trained on data that is gone or changed.
+  // The disk listing (not stored_keys) is the truth: a file whose earlier
+  // destruction failed is found again here.
+  const absl::flat_hash_set<std::string> current = CurrentKeys();
   OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk, checkpoints->List());
   std::vector<std::string> garbage;
   for (const std::string& key : on_disk) {
@@ -474,6 +551,7 @@ absl::Status Engine::State::PurgeUnfinished() {
   std::vector<DeletionRecord> unpurged;
   std::set<int> affected;
   std::vector<std::string> garbage;
+  std::vector<std::pair<std::string, std::string>> garbage_chunks;
   {
     absl::MutexLock lock(&mu);
     for (const auto& [id, p] : pending) {
@@ -484,6 +562,7 @@ absl::Status Engine::State::PurgeUnfinished() {
     if (unpurged.empty()) return absl::OkStatus();
     WaitForStaleTraining(affected);
     OUBLI_ASSIGN_OR_RETURN(garbage, TakeGarbageCheckpoints());
+    OUBLI_ASSIGN_OR_RETURN(garbage_chunks, GarbageManifests());
   }
   // Slow I/O (flush, compaction, shredding) without mu: serving and new
   // deletions go on, and pile up for the next pass.
@@ -494,6 +573,9 @@ absl::Status Engine::State::PurgeUnfinished() {
   }
   absl::Status purged = store->Purge(ids);
   if (purged.ok()) purged = DestroyCheckpoints(garbage);
+  // Copies on workers too: PURGED means no copy is left anywhere. A holder
+  // that is down keeps the deletion short of PURGED until it is back.
+  if (purged.ok()) purged = ForgetChunks(garbage_chunks);
   if (!purged.ok()) {
     absl::MutexLock lock(&mu);
     for (const DeletionRecord& record : unpurged) {
@@ -747,6 +829,41 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       UpdateServed(shard);
     };
 
+    // A checkpoint lost here but erasure-coded on workers is rebuilt, not
+    // retrained: same key, same bytes (checked against the manifest).
+    if (options.replicas != nullptr) {
+      absl::StatusOr<std::optional<std::string>> manifest =
+          store->GetMeta(absl::StrCat(kChunksMetaPrefix, key));
+      if (manifest.ok() && manifest->has_value()) {
+        absl::StatusOr<std::string> restored =
+            options.replicas->Restore(key, **manifest);
+        absl::Status put = restored.status();
+        if (restored.ok()) put = checkpoints->Put(key, *restored);
+        if (put.ok()) {
+          data = PositionData();
+          absl::MutexLock lock(&mu);
+          finish_in_flight();
+          if (generations[shard].load() != generation) {
+            (void)checkpoints->Destroy(key);  // stale meanwhile
+            continue;
+          }
+          stored_keys.insert(key);
+          ++summary->positions_restored;
+          if (metrics != nullptr) {
+            metrics->CheckpointRestored(static_cast<int64_t>(restored->size()));
+          }
+          RecomputeKeysAndValidity(shard);
+          UpdateServed(shard);
+          continue;
+        }
+        std::fprintf(stderr,
+                     "oubli: checkpoint %s not restorable from chunks, "
+                     "retraining it: %s\n",
+                     key.c_str(), put.ToString().c_str());
+        if (metrics != nullptr) metrics->CheckpointRestoreFailed();
+      }
+    }
+
     std::string parent;
     if (!parent_key.empty()) {
       absl::StatusOr<std::string> bytes = checkpoints->Get(parent_key);
@@ -788,6 +905,12 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       return trained.status();
     }
     absl::Status put = checkpoints->Put(key, *trained);
+    // Before in-flight ends, so a purge waiting for this position sees the
+    // manifest and destroys the chunks if a deletion made them stale.
+    if (put.ok() && options.replicas != nullptr &&
+        generations[shard].load() == generation) {
+      ProtectCheckpoint(key, *trained);
+    }
     if (metrics != nullptr) {
       metrics->PositionTrained(
           stats.samples, stats.steps,
@@ -1418,7 +1541,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   // Finish purges a crash interrupted; a failure here is an open error, so
   // nothing starts serving with unpurged data of an acknowledged deletion.
   {
-    OUBLI_RETURN_IF_ERROR(state->PurgeUnfinished());
+    // Chunk holders may not have registered yet: the purge thread retries
+    // destroying their chunks (the deletions stay short of PURGED).
+    if (absl::Status s = state->PurgeUnfinished();
+        !s.ok() && !absl::IsUnavailable(s)) {
+      return s;
+    }
     // Leftovers of a crash between training and purge are garbage too.
     std::vector<std::string> garbage;
     {

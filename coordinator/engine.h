@@ -133,6 +133,7 @@ struct VerifyReport {
 
 struct TrainSummary {
   int positions_trained = 0;
+  int positions_restored = 0;  // rebuilt from erasure-coded chunks
   int64_t samples = 0;  // sample-visits
   int64_t steps = 0;
   absl::Duration elapsed;
@@ -155,6 +156,10 @@ class Engine {
     // process's numeric environment (so checkpoint bits do not depend on
     // where they were trained); nullptr or none alive: train here.
     std::shared_ptr<RemoteTrainer> remote_trainer;
+    // Erasure-coded copies of every new checkpoint on workers; a lost
+    // checkpoint with a copy is rebuilt instead of retrained, and purges
+    // destroy the copies too. nullptr: none.
+    std::shared_ptr<CheckpointReplicas> replicas;
   };
 
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);

@@ -751,7 +751,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   WorkerPool::Options pool_options = options.workers;
   pool_options.max_message_bytes = options.max_message_bytes;
   server->workers_ = std::make_shared<WorkerPool>(pool_options);
-  server->membership_ = std::make_unique<MembershipService>(server->workers_);
+  server->membership_ = std::make_unique<MembershipService>(
+      server->workers_, options.workers.cluster_token);
   server->service_.SetWorkers(server->workers_);
   builder.RegisterService(server->membership_.get());
   if (server->metrics_ != nullptr) {
@@ -781,6 +782,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   registry_options.background_retrain = options.background_retrain;
   registry_options.metrics = server->metrics_;
   registry_options.remote_trainer = server->workers_;
+  registry_options.replicas = server->workers_;
   absl::StatusOr<std::unique_ptr<ModelRegistry>> registry =
       ModelRegistry::Open(registry_options);
   if (!registry.ok()) {

@@ -20,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
+#include "common/cluster_protocol.h"
 #include "coordinator/grpc_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -33,6 +34,10 @@ ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(5),
           "to others");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
           "how often workers are told to heartbeat");
+ABSL_FLAG(std::string, cluster_token_file, "",
+          "file holding the shared secret workers must present (and that "
+          "the coordinator presents to them); empty: no check, for loopback "
+          "development only");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "HOST:PORT serving Prometheus metrics on /metrics; port 0 picks a "
           "free port; empty disables metrics");
@@ -50,6 +55,16 @@ int main(int argc, char** argv) {
   options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
   options.workers.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   options.workers.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  if (const std::string path = absl::GetFlag(FLAGS_cluster_token_file);
+      !path.empty()) {
+    absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);
+    if (!token.ok()) {
+      std::fprintf(stderr, "oubli-coordinator: %s\n",
+                   token.status().ToString().c_str());
+      return 2;
+    }
+    options.workers.cluster_token = *token;
+  }
   if (options.workers.heartbeat_interval <= absl::ZeroDuration() ||
       options.workers.worker_timeout <= options.workers.heartbeat_interval) {
     std::fprintf(stderr,

@@ -3,6 +3,7 @@
 #define OUBLI_COORDINATOR_MEMBERSHIP_SERVICE_H_
 
 #include <memory>
+#include <string>
 
 #include "coordinator/worker_pool.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
@@ -11,8 +12,9 @@ namespace oubli::coordinator {
 
 class MembershipService final : public cluster::Membership::Service {
  public:
-  explicit MembershipService(std::shared_ptr<WorkerPool> pool)
-      : pool_(std::move(pool)) {}
+  // `cluster_token`: what workers must present; empty: no check.
+  MembershipService(std::shared_ptr<WorkerPool> pool, std::string cluster_token)
+      : pool_(std::move(pool)), cluster_token_(std::move(cluster_token)) {}
 
   grpc::Status Register(grpc::ServerContext* context,
                         const cluster::RegisterRequest* request,
@@ -23,6 +25,7 @@ class MembershipService final : public cluster::Membership::Service {
 
  private:
   const std::shared_ptr<WorkerPool> pool_;
+  const std::string cluster_token_;
 };
 
 }  // namespace oubli::coordinator

@@ -38,6 +38,13 @@ class EngineMetrics {
   // the checkpoint write failed.
   virtual void PositionTrained(int64_t sample_visits, int64_t steps,
                                int64_t checkpoint_bytes_written) = 0;
+
+  // A new checkpoint was erasure-coded onto workers.
+  virtual void CheckpointEncoded(int64_t bytes) {}
+  // A lost checkpoint was rebuilt from chunks instead of retrained.
+  virtual void CheckpointRestored(int64_t bytes) {}
+  // Rebuilding failed (too few good chunks): the prefix is retrained.
+  virtual void CheckpointRestoreFailed() {}
 };
 
 // Hands each model's engine its EngineMetrics.

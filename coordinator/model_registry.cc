@@ -92,6 +92,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
     engine_options.training_threads = options.training_threads;
     engine_options.background_retrain = options.background_retrain;
     engine_options.remote_trainer = options.remote_trainer;
+    engine_options.replicas = options.replicas;
     if (options.metrics != nullptr) {
       engine_options.metrics = options.metrics->ForModel(model_id);
     }
@@ -179,6 +180,7 @@ absl::StatusOr<ModelConfig> ModelRegistry::CreateModel(
   engine_options.training_threads = options_.training_threads;
   engine_options.background_retrain = options_.background_retrain;
   engine_options.remote_trainer = options_.remote_trainer;
+  engine_options.replicas = options_.replicas;
   if (options_.metrics != nullptr) {
     engine_options.metrics = options_.metrics->ForModel(config.model_id);
   }

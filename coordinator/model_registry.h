@@ -83,6 +83,7 @@ class ModelRegistry {
     std::shared_ptr<ModelMetricsFactory> metrics;
     // Passed to every engine: positions train on worker processes.
     std::shared_ptr<RemoteTrainer> remote_trainer;
+    std::shared_ptr<CheckpointReplicas> replicas;
   };
 
   // Creates root_dir if needed and reopens every model found under it.

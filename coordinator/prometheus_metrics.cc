@@ -152,16 +152,21 @@ struct PrometheusMetrics::Impl {
                        "Bytes of prefix checkpoints written.")),
         checkpoint_bytes_encoded(AddCounter(
             *registry, "oubli_checkpoint_bytes_encoded_total",
-            "Bytes of checkpoints erasure-coded into chunks. Always 0 for "
-            "now: erasure coding is not wired into the checkpoint path.")),
+            "Bytes of new checkpoints erasure-coded into chunks on workers "
+            "(needs at least two workers with --data_dir).")),
         checkpoint_bytes_restored(AddCounter(
             *registry, "oubli_checkpoint_bytes_restored_total",
-            "Bytes of checkpoints reconstructed from erasure-coded chunks. "
-            "Always 0 for now: erasure coding is not wired in.")),
+            "Bytes of lost checkpoints rebuilt from erasure-coded chunks "
+            "instead of retrained.")),
+        restore_failures(AddCounter(
+            *registry, "oubli_checkpoint_restore_failures_total",
+            "Lost checkpoints that could not be rebuilt from chunks (fewer "
+            "than k good chunks reachable) and were retrained instead.")),
         chunk_repairs(AddCounter(
             *registry, "oubli_chunk_repairs_total",
-            "Erasure-coded chunks rebuilt after loss or corruption. Always 0 "
-            "for now: erasure coding is not wired in.")),
+            "Erasure-coded chunks re-encoded onto live workers after loss or "
+            "corruption. Always 0 for now: lost chunks are not re-placed "
+            "yet.")),
         rpc_handled(AddCounter(
             *registry, "oubli_grpc_server_handled_total",
             "Completed RPCs of oubli.v1.Oubli by method and status code.")),
@@ -184,6 +189,7 @@ struct PrometheusMetrics::Impl {
   Family<Counter>& checkpoint_bytes_written;
   Family<Counter>& checkpoint_bytes_encoded;
   Family<Counter>& checkpoint_bytes_restored;
+  Family<Counter>& restore_failures;
   Family<Counter>& chunk_repairs;
   Family<Counter>& rpc_handled;
   Family<Histogram>& rpc_seconds;
@@ -217,6 +223,7 @@ class ModelSeries final : public EngineMetrics {
         checkpoint_bytes_encoded_(impl_->checkpoint_bytes_encoded.Add(Model())),
         checkpoint_bytes_restored_(
             impl_->checkpoint_bytes_restored.Add(Model())),
+        restore_failures_(impl_->restore_failures.Add(Model())),
         chunk_repairs_(impl_->chunk_repairs.Add(Model())) {}
 
   ~ModelSeries() override {
@@ -239,6 +246,7 @@ class ModelSeries final : public EngineMetrics {
     impl_->checkpoint_bytes_written.Remove(&checkpoint_bytes_written_);
     impl_->checkpoint_bytes_encoded.Remove(&checkpoint_bytes_encoded_);
     impl_->checkpoint_bytes_restored.Remove(&checkpoint_bytes_restored_);
+    impl_->restore_failures.Remove(&restore_failures_);
     impl_->chunk_repairs.Remove(&chunk_repairs_);
   }
 
@@ -266,6 +274,13 @@ class ModelSeries final : public EngineMetrics {
     checkpoint_bytes_written_.Increment(
         static_cast<double>(checkpoint_bytes_written));
   }
+  void CheckpointEncoded(int64_t bytes) override {
+    checkpoint_bytes_encoded_.Increment(static_cast<double>(bytes));
+  }
+  void CheckpointRestored(int64_t bytes) override {
+    checkpoint_bytes_restored_.Increment(static_cast<double>(bytes));
+  }
+  void CheckpointRestoreFailed() override { restore_failures_.Increment(); }
 
  private:
   prometheus::Labels Model() const { return {{"model", model_id_}}; }
@@ -293,6 +308,7 @@ class ModelSeries final : public EngineMetrics {
   Counter& checkpoint_bytes_written_;
   Counter& checkpoint_bytes_encoded_;
   Counter& checkpoint_bytes_restored_;
+  Counter& restore_failures_;
   Counter& chunk_repairs_;
 };
 

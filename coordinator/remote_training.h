@@ -1,7 +1,7 @@
-// The seam between the engine and training on other processes. The engine
-// hands a position to a RemoteTrainer when it has one; coordinator/
-// worker_pool implements it over the cluster protocol. No gRPC and no
-// torch here.
+// The seams between the engine and worker processes: a RemoteTrainer
+// trains positions, CheckpointReplicas keeps erasure-coded copies of
+// checkpoints. coordinator/worker_pool implements both over the cluster
+// protocol. No gRPC and no torch here.
 #ifndef OUBLI_COORDINATOR_REMOTE_TRAINING_H_
 #define OUBLI_COORDINATOR_REMOTE_TRAINING_H_
 
@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "worker/position_worker.h"
 
 namespace oubli::coordinator {
@@ -39,6 +40,32 @@ class RemoteTrainer {
   virtual absl::StatusOr<RemoteResult> TrainPosition(
       const RemotePosition& position,
       const std::function<bool()>& cancelled) = 0;
+};
+
+// Erasure-coded copies of checkpoints on worker disks, so a checkpoint the
+// coordinator loses is rebuilt instead of retrained. The engine persists the
+// manifests Protect returns (in its lineage DB) and hands them back.
+class CheckpointReplicas {
+ public:
+  virtual ~CheckpointReplicas() = default;
+
+  // Encodes `bytes` with the default code for the live chunk-holding
+  // workers and stores one chunk on each of k+m distinct ones. Returns the
+  // manifest (a serialized internal::ChunkManifest). Unavailable: fewer
+  // than two holders alive, or a holder failed (nothing is left behind).
+  virtual absl::StatusOr<std::string> Protect(const std::string& key,
+                                              absl::string_view bytes) = 0;
+  // Rebuilds the checkpoint from any k chunks whose CRC32C matches (a
+  // corrupt or unreachable chunk counts as an erasure); the result's
+  // SHA-256 is checked against the manifest. DataLoss when fewer than k
+  // good chunks are reachable.
+  virtual absl::StatusOr<std::string> Restore(const std::string& key,
+                                              const std::string& manifest) = 0;
+  // Destroys the checkpoint's chunks on every holder in the manifest.
+  // Unavailable when a holder is not reachable now: keep the manifest and
+  // call again later.
+  virtual absl::Status Forget(const std::string& key,
+                              const std::string& manifest) = 0;
 };
 
 }  // namespace oubli::coordinator

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <optional>
 #include <atomic>
 #include <cstdio>
 #include <thread>
@@ -10,6 +11,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/cluster_protocol.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "oubli/internal/records.pb.h"
+#include "storage/erasure_code.h"
 #include "absl/synchronization/notification.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 
@@ -21,6 +28,7 @@ struct WorkerPool::Worker {
   std::string name;
   std::string address;
   std::string environment;
+  bool holds_chunks = false;
   absl::Time registered_at;
   std::unique_ptr<cluster::Worker::Stub> stub;
   // Guarded by the pool's mu_.
@@ -35,23 +43,6 @@ namespace {
 // How often a running call checks for cancellation and worker death.
 constexpr absl::Duration kWatchPeriod = absl::Milliseconds(20);
 
-// Failures that say nothing about the position itself: try elsewhere.
-bool IsWorkerFailure(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-    case grpc::StatusCode::CANCELLED:
-    case grpc::StatusCode::UNKNOWN:
-    case grpc::StatusCode::INTERNAL:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-    case grpc::StatusCode::ABORTED:
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return true;
-    default:
-      return false;
-  }
-}
-
 absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());
@@ -61,11 +52,18 @@ absl::Status FromGrpc(const grpc::Status& status) {
 
 WorkerPool::WorkerPool(Options options) : options_(std::move(options)) {}
 
+void WorkerPool::AddToken(grpc::ClientContext* context) const {
+  if (!options_.cluster_token.empty()) {
+    context->AddMetadata(kClusterTokenMetadata, options_.cluster_token);
+  }
+}
+
 WorkerPool::~WorkerPool() = default;
 
 absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
                                                  absl::string_view environment,
-                                                 absl::string_view name) {
+                                                 absl::string_view name,
+                                                 bool holds_chunks) {
   if (address.empty()) {
     return absl::InvalidArgumentError("worker address is empty");
   }
@@ -76,6 +74,7 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
   worker->address = std::string(address);
   worker->environment = std::string(environment);
   worker->name = name.empty() ? worker->address : std::string(name);
+  worker->holds_chunks = holds_chunks;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
@@ -86,10 +85,14 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
   worker->last_heartbeat = now;
 
   absl::MutexLock lock(&mu_);
-  // A worker restarted at the same address replaces its old entry.
+  // A worker restarted at the same address, or under the same name (its
+  // chunks are named by it), replaces its old entry.
   for (auto it = workers_.begin(); it != workers_.end();) {
     auto next = std::next(it);
-    if (it->second->address == worker->address) workers_.erase(it);
+    if (it->second->address == worker->address ||
+        it->second->name == worker->name) {
+      workers_.erase(it);
+    }
     it = next;
   }
   worker->id = absl::StrFormat("w%04d", next_id_++);
@@ -135,6 +138,7 @@ std::vector<WorkerPool::WorkerInfo> WorkerPool::Workers() {
     info.name = worker->name;
     info.address = worker->address;
     info.environment = worker->environment;
+    info.holds_chunks = worker->holds_chunks;
     info.alive = AliveLocked(*worker, now);
     info.busy = worker->busy;
     info.positions_trained = worker->positions_trained;
@@ -165,7 +169,8 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::Acquire(
   std::shared_ptr<Worker> best;
   for (const auto& [id, worker] : workers_) {
     if (worker->environment != environment || !AliveLocked(*worker, now) ||
-        std::find(excluded.begin(), excluded.end(), id) != excluded.end()) {
+        std::find(excluded.begin(), excluded.end(), worker->address) !=
+            excluded.end()) {
       continue;
     }
     if (best == nullptr || worker->busy < best->busy ||
@@ -205,48 +210,64 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
   request.set_rows(position.rows);
   request.set_features(position.features);
   request.set_labels(position.labels);
+  // Too big for one message: no worker could take it.
+  if (request.ByteSizeLong() >
+      static_cast<size_t>(options_.max_message_bytes)) {
+    return absl::UnavailableError(absl::StrCat(
+        "position of ", request.ByteSizeLong(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
 
-  // Workers that cannot take this position (other than by dying).
+  // Addresses that failed this position: a worker that re-registers after
+  // failing gets a new id but keeps its address, and must not be retried
+  // in a loop.
   std::vector<std::string> excluded;
-  while (true) {
+  constexpr int kMaxAttempts = 4;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     if (cancelled && cancelled()) return absl::CancelledError("cancelled");
-    std::shared_ptr<Worker> worker =
-        Acquire(position.environment, excluded);
-    if (worker == nullptr) {
-      return absl::UnavailableError(
-          "no live worker can train this position");
-    }
+    std::shared_ptr<Worker> worker = Acquire(position.environment, excluded);
+    if (worker == nullptr) break;
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() +
-                                            options_.train_deadline));
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + options_.train_deadline));
+    AddToken(&context);
     cluster::TrainPositionResponse response;
     // The call blocks; a watcher cancels it when the engine no longer wants
     // the result or the worker stops heartbeating.
-    absl::Notification done;
     std::atomic<bool> we_cancelled{false}, worker_lost{false};
-    std::thread watcher([&] {
-      while (!done.WaitForNotificationWithTimeout(kWatchPeriod)) {
-        if (cancelled && cancelled()) {
-          we_cancelled = true;
-          context.TryCancel();
-          return;
+    grpc::Status status;
+    {
+      absl::Notification done;
+      std::thread watcher([&] {
+        while (!done.WaitForNotificationWithTimeout(kWatchPeriod)) {
+          if (cancelled && cancelled()) {
+            we_cancelled = true;
+            context.TryCancel();
+            return;
+          }
+          bool alive;
+          {
+            absl::MutexLock lock(&mu_);
+            alive = AliveLocked(*worker, absl::Now());
+          }
+          if (!alive) {
+            worker_lost = true;
+            context.TryCancel();
+            return;
+          }
         }
-        bool alive;
-        {
-          absl::MutexLock lock(&mu_);
-          alive = AliveLocked(*worker, absl::Now());
+      });
+      // Joins the watcher however this block is left.
+      struct JoinOnExit {
+        absl::Notification& done;
+        std::thread& thread;
+        ~JoinOnExit() {
+          if (!done.HasBeenNotified()) done.Notify();
+          thread.join();
         }
-        if (!alive) {
-          worker_lost = true;
-          context.TryCancel();
-          return;
-        }
-      }
-    });
-    const grpc::Status status =
-        worker->stub->TrainPosition(&context, request, &response);
-    done.Notify();
-    watcher.join();
+      } join_on_exit{done, watcher};
+      status = worker->stub->TrainPosition(&context, request, &response);
+    }
     Release(worker, status.ok());
 
     if (status.ok()) {
@@ -258,25 +279,249 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
       return result;
     }
     if (we_cancelled) return absl::CancelledError("cancelled");
-    if (worker_lost) {
-      MarkDead(worker, "no heartbeat while training");
-      continue;
+    excluded.push_back(worker->address);
+    switch (status.error_code()) {
+      case grpc::StatusCode::INVALID_ARGUMENT:
+        // The position's own problem (a corrupt parent): final.
+        return FromGrpc(status);
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:
+        // Too slow or too big over there; nothing says the worker is bad.
+        return absl::UnavailableError(absl::StrCat(
+            "worker ", worker->id, ": ", status.error_message()));
+      case grpc::StatusCode::FAILED_PRECONDITION:
+        // E.g. this worker cannot read the base weights file: others may.
+        std::fprintf(stderr, "oubli: worker %s cannot train shard %d: %s\n",
+                     worker->id.c_str(), position.shard,
+                     status.error_message().c_str());
+        continue;
+      default:
+        MarkDead(worker, worker_lost ? "no heartbeat while training"
+                                     : absl::StrCat("TrainPosition: ",
+                                                    status.error_message()));
+        continue;
     }
-    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-      // E.g. this worker cannot read the base weights file: others may.
-      std::fprintf(stderr, "oubli: worker %s cannot train shard %d: %s\n",
-                   worker->id.c_str(), position.shard,
-                   status.error_message().c_str());
-      excluded.push_back(worker->id);
-      continue;
-    }
-    if (IsWorkerFailure(status.error_code())) {
-      MarkDead(worker, absl::StrCat("TrainPosition: ", status.error_message()));
-      continue;
-    }
-    // The position's own problem (InvalidArgument: corrupt parent).
-    return FromGrpc(status);
   }
+  return absl::UnavailableError("no live worker could train this position");
+}
+
+// ------------------------------------------------------------ chunks
+
+std::shared_ptr<WorkerPool::Worker> WorkerPool::LiveHolder(
+    const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  for (const auto& [id, worker] : workers_) {
+    if (worker->name == name && worker->holds_chunks &&
+        AliveLocked(*worker, now)) {
+      return worker;
+    }
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::string> WorkerPool::Protect(const std::string& key,
+                                                absl::string_view bytes) {
+  // Live holders by name, rotated by the key so chunks spread evenly.
+  std::vector<std::shared_ptr<Worker>> holders;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    for (const auto& [id, worker] : workers_) {
+      if (worker->holds_chunks && AliveLocked(*worker, now)) {
+        holders.push_back(worker);
+      }
+    }
+  }
+  if (holders.size() < 2) {
+    return absl::UnavailableError(absl::StrCat(
+        holders.size(), " chunk-holding worker(s) alive; need 2"));
+  }
+  std::sort(holders.begin(), holders.end(),
+            [](const auto& a, const auto& b) { return a->name < b->name; });
+  std::rotate(holders.begin(),
+              holders.begin() + std::hash<std::string>()(key) % holders.size(),
+              holders.end());
+  const auto [k, m] = storage::DefaultCodeFor(static_cast<int>(holders.size()));
+  OUBLI_ASSIGN_OR_RETURN(storage::ReedSolomonCode code,
+                         storage::ReedSolomonCode::Create(k, m));
+  OUBLI_ASSIGN_OR_RETURN(storage::EncodedBlob encoded, code.EncodeBlob(bytes));
+
+  internal::ChunkManifest manifest;
+  manifest.set_data_chunks(k);
+  manifest.set_parity_chunks(m);
+  manifest.set_original_size(encoded.layout.original_size);
+  manifest.set_chunk_size(encoded.layout.chunk_size);
+  const Sha256Digest digest = Sha256().Add(bytes).Finish();
+  manifest.set_checkpoint_sha256(digest.data(), digest.size());
+  absl::Status failed;
+  int stored = 0;
+  for (int i = 0; i < k + m; ++i) {
+    const storage::Chunk& chunk = encoded.chunks[i];
+    manifest.add_chunk_crc32c(chunk.crc32c);
+    manifest.add_holders(holders[i]->name);
+    cluster::PutChunkRequest request;
+    request.set_checkpoint_key(key);
+    request.set_index(i);
+    request.set_data(std::string(chunk.bytes.view().substr(
+        0, encoded.layout.chunk_size)));
+    request.set_crc32c(chunk.crc32c);
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
+    AddToken(&context);
+    cluster::PutChunkResponse response;
+    const grpc::Status status =
+        holders[i]->stub->PutChunk(&context, request, &response);
+    if (!status.ok()) {
+      failed = absl::UnavailableError(absl::StrCat(
+          "storing chunk ", i, " on ", holders[i]->name, ": ",
+          status.error_message()));
+      break;
+    }
+    ++stored;
+  }
+  if (!failed.ok()) {
+    // Leave nothing behind that no manifest names.
+    for (int i = 0; i < stored; ++i) {
+      cluster::DeleteChunksRequest request;
+      request.add_checkpoint_keys(key);
+      grpc::ClientContext context;
+      context.set_deadline(
+          absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
+      AddToken(&context);
+      cluster::DeleteChunksResponse response;
+      (void)holders[i]->stub->DeleteChunks(&context, request, &response);
+    }
+    return failed;
+  }
+  return manifest.SerializeAsString();
+}
+
+absl::StatusOr<std::string> WorkerPool::Restore(const std::string& key,
+                                                const std::string& bytes) {
+  internal::ChunkManifest manifest;
+  if (!manifest.ParseFromString(bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("chunk manifest of ", key, " is unreadable"));
+  }
+  storage::BlobLayout layout;
+  layout.data_chunks = manifest.data_chunks();
+  layout.parity_chunks = manifest.parity_chunks();
+  layout.original_size = manifest.original_size();
+  layout.chunk_size = manifest.chunk_size();
+  layout.chunk_crc32c.assign(manifest.chunk_crc32c().begin(),
+                             manifest.chunk_crc32c().end());
+  const int total = layout.total_chunks();
+  if (total < 1 || manifest.holders_size() != total ||
+      static_cast<int>(layout.chunk_crc32c.size()) != total) {
+    return absl::DataLossError(
+        absl::StrCat("chunk manifest of ", key, " is inconsistent"));
+  }
+  OUBLI_ASSIGN_OR_RETURN(
+      storage::ReedSolomonCode code,
+      storage::ReedSolomonCode::Create(layout.data_chunks,
+                                       layout.parity_chunks));
+  // Fetch until k chunks pass their CRC; the rest stay erasures.
+  std::vector<std::string> fetched(total);
+  std::vector<std::optional<storage::ChunkView>> views(total);
+  int good = 0;
+  std::vector<std::string> problems;
+  for (int i = 0; i < total && good < layout.data_chunks; ++i) {
+    std::shared_ptr<Worker> holder = LiveHolder(manifest.holders(i));
+    // Right after a coordinator restart the workers have not registered
+    // again yet: give them one worker timeout before calling them lost.
+    while (holder == nullptr &&
+           absl::Now() < started_ + options_.worker_timeout) {
+      absl::SleepFor(absl::Milliseconds(100));
+      holder = LiveHolder(manifest.holders(i));
+    }
+    if (holder == nullptr) {
+      problems.push_back(
+          absl::StrCat("chunk ", i, ": ", manifest.holders(i), " not alive"));
+      continue;
+    }
+    cluster::GetChunkRequest request;
+    request.set_checkpoint_key(key);
+    request.set_index(i);
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
+    AddToken(&context);
+    std::unique_ptr<grpc::ClientReader<cluster::ChunkPiece>> reader =
+        holder->stub->GetChunk(&context, request);
+    cluster::ChunkPiece piece;
+    while (reader->Read(&piece) &&
+           fetched[i].size() <= layout.chunk_size) {
+      fetched[i] += piece.data();
+    }
+    const grpc::Status status = reader->Finish();
+    if (!status.ok() || fetched[i].size() != layout.chunk_size ||
+        storage::Crc32c(fetched[i]) != layout.chunk_crc32c[i]) {
+      problems.push_back(absl::StrCat(
+          "chunk ", i, " on ", holder->name, ": ",
+          status.ok() ? "size or CRC32C mismatch" : status.error_message()));
+      continue;
+    }
+    views[i] = storage::ChunkView{fetched[i]};
+    ++good;
+  }
+  if (good < layout.data_chunks) {
+    return absl::DataLossError(absl::StrCat(
+        "checkpoint ", key, ": ", good, " of the ", layout.data_chunks,
+        " chunks needed are readable (", absl::StrJoin(problems, "; "), ")"));
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::string blob, code.DecodeBlob(layout, views));
+  const Sha256Digest digest = Sha256().Add(blob).Finish();
+  if (manifest.checkpoint_sha256() !=
+      absl::string_view(reinterpret_cast<const char*>(digest.data()),
+                        digest.size())) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", key, " decodes to the wrong SHA-256"));
+  }
+  if (!problems.empty()) {
+    std::fprintf(stderr, "oubli: restored checkpoint %s despite: %s\n",
+                 key.c_str(), absl::StrJoin(problems, "; ").c_str());
+  }
+  return blob;
+}
+
+absl::Status WorkerPool::Forget(const std::string& key,
+                                const std::string& bytes) {
+  internal::ChunkManifest manifest;
+  if (!manifest.ParseFromString(bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("chunk manifest of ", key, " is unreadable"));
+  }
+  std::vector<std::string> names(manifest.holders().begin(),
+                                 manifest.holders().end());
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::vector<std::string> unreachable;
+  for (const std::string& name : names) {
+    std::shared_ptr<Worker> holder = LiveHolder(name);
+    grpc::Status status(grpc::StatusCode::UNAVAILABLE, "not alive");
+    if (holder != nullptr) {
+      cluster::DeleteChunksRequest request;
+      request.add_checkpoint_keys(key);
+      grpc::ClientContext context;
+      context.set_deadline(
+          absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
+      AddToken(&context);
+      cluster::DeleteChunksResponse response;
+      status = holder->stub->DeleteChunks(&context, request, &response);
+    }
+    if (!status.ok()) {
+      unreachable.push_back(
+          absl::StrCat(name, " (", status.error_message(), ")"));
+    }
+  }
+  if (!unreachable.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("chunks of ", key, " not yet destroyed on ",
+                     absl::StrJoin(unreachable, ", ")));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace oubli::coordinator

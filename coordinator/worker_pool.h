@@ -26,9 +26,13 @@
 #include "absl/time/time.h"
 #include "coordinator/remote_training.h"
 
+namespace grpc {
+class ClientContext;
+}  // namespace grpc
+
 namespace oubli::coordinator {
 
-class WorkerPool final : public RemoteTrainer {
+class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
  public:
   struct Options {
     // Told to workers at registration.
@@ -39,6 +43,12 @@ class WorkerPool final : public RemoteTrainer {
     // Deadline of one TrainPosition call.
     absl::Duration train_deadline = absl::Hours(1);
     int64_t max_message_bytes = int64_t{64} << 20;
+    // Deadline of each chunk call (put, get, delete).
+    absl::Duration chunk_deadline = absl::Seconds(60);
+    // Shared secret of the cluster protocol: workers must present it to
+    // register, and the coordinator presents it on every call to them.
+    // Empty: no check (loopback development only).
+    std::string cluster_token;
   };
 
   struct WorkerInfo {
@@ -46,6 +56,7 @@ class WorkerPool final : public RemoteTrainer {
     std::string name;
     std::string address;
     std::string environment;
+    bool holds_chunks = false;
     bool alive = false;
     int busy = 0;  // positions running on it now
     int64_t positions_trained = 0;
@@ -63,7 +74,8 @@ class WorkerPool final : public RemoteTrainer {
   // InvalidArgument for an empty address or environment.
   absl::StatusOr<std::string> Register(absl::string_view address,
                                        absl::string_view environment,
-                                       absl::string_view name);
+                                       absl::string_view name,
+                                       bool holds_chunks);
   // False when `worker_id` is unknown or was declared dead: the worker must
   // register again.
   bool Heartbeat(absl::string_view worker_id);
@@ -81,21 +93,36 @@ class WorkerPool final : public RemoteTrainer {
       const RemotePosition& position,
       const std::function<bool()>& cancelled) override;
 
+  // CheckpointReplicas. Chunk holders are named by worker name, so a worker
+  // that restarts with the same --name and --data_dir serves its chunks
+  // again.
+  absl::StatusOr<std::string> Protect(const std::string& key,
+                                      absl::string_view bytes) override;
+  absl::StatusOr<std::string> Restore(const std::string& key,
+                                      const std::string& manifest) override;
+  absl::Status Forget(const std::string& key,
+                      const std::string& manifest) override;
+
  private:
   struct Worker;
 
   bool AliveLocked(const Worker& worker, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The least busy live worker for `environment` not in `excluded`, marked
-  // busy; nullptr if none.
+  // The least busy live worker for `environment` whose address is not in
+  // `excluded`, marked busy; nullptr if none.
   std::shared_ptr<Worker> Acquire(const std::string& environment,
                                   const std::vector<std::string>& excluded);
   void Release(const std::shared_ptr<Worker>& worker, bool trained);
   // Declares `worker` dead (connection failure): no more work until it
   // registers again.
   void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
+  // Adds the cluster token (if any) to a call to a worker.
+  void AddToken(grpc::ClientContext* context) const;
+  // The live chunk holder registered under `name`, or nullptr.
+  std::shared_ptr<Worker> LiveHolder(const std::string& name);
 
   const Options options_;
+  const absl::Time started_ = absl::Now();
   absl::Mutex mu_;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<std::string, std::shared_ptr<Worker>> workers_

@@ -404,6 +404,26 @@ absl::StatusOr<std::optional<std::string>> LineageStore::GetMeta(
   return value;
 }
 
+absl::Status LineageStore::DeleteMeta(absl::string_view key) {
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return FromRocks(impl_->db->Delete(options, impl_->meta, ToSlice(key)),
+                   absl::StrCat("delete meta key '", key, "'"));
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+LineageStore::ListMeta(absl::string_view prefix) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
+  for (it->Seek(ToSlice(prefix));
+       it->Valid() && it->key().starts_with(ToSlice(prefix)); it->Next()) {
+    out.emplace_back(it->key().ToString(), it->value().ToString());
+  }
+  OUBLI_RETURN_IF_ERROR(FromRocks(it->status(), "list meta keys"));
+  return out;
+}
+
 // ---- samples
 
 absl::StatusOr<IngestResult> LineageStore::Ingest(

@@ -75,6 +75,10 @@ class LineageStore {
   // ---- meta
   absl::Status PutMeta(absl::string_view key, absl::string_view value);  // sync
   absl::StatusOr<std::optional<std::string>> GetMeta(absl::string_view key);
+  absl::Status DeleteMeta(absl::string_view key);  // sync; absent is fine
+  // Every (key, value) whose key starts with `prefix`, in key order.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListMeta(
+      absl::string_view prefix);
 
   // ---- samples
   // Validates each sample (ValidateSample); invalid ones are rejected with

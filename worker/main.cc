@@ -1,12 +1,13 @@
 // oubli-worker: trains S3T positions for an oubli-coordinator.
 //
 //   oubli-worker --coordinator=HOST:PORT [--listen=127.0.0.1:0]
-//                [--advertise=HOST:PORT] [--name=NAME]
+//                [--advertise=HOST:PORT] [--name=NAME] [--data_dir=DIR]
 //
 // Prints "listening on HOST:PORT" once serving, then "registered as ID"
 // each time the coordinator accepts it (again after a coordinator restart).
-// Health (grpc.health.v1) is NOT_SERVING until registered. Holds no durable
-// state: training data and checkpoints live only for the call.
+// Health (grpc.health.v1) is NOT_SERVING until registered. With --data_dir
+// it keeps erasure-coded checkpoint chunks for the coordinator there;
+// training data lives only for the call.
 // SIGINT/SIGTERM shut down cleanly.
 #include <pthread.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
+#include "common/cluster_protocol.h"
 #include "worker/worker_service.h"
 
 ABSL_FLAG(std::string, coordinator, "",
@@ -28,7 +30,15 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:0",
 ABSL_FLAG(std::string, advertise, "",
           "HOST:PORT the coordinator dials; default: the bound --listen "
           "address (required when listening on a wildcard address)");
-ABSL_FLAG(std::string, name, "", "name in the coordinator's logs");
+ABSL_FLAG(std::string, name, "",
+          "stable name (logs, GetModel, chunk manifests); default: the "
+          "advertised address");
+ABSL_FLAG(std::string, data_dir, "",
+          "directory for erasure-coded checkpoint chunks; empty: this worker "
+          "trains but holds no chunks");
+ABSL_FLAG(std::string, cluster_token_file, "",
+          "file holding the coordinator's cluster token (see "
+          "oubli-coordinator --cluster_token_file)");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
 
@@ -41,6 +51,17 @@ int main(int argc, char** argv) {
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.advertise_address = absl::GetFlag(FLAGS_advertise);
   options.name = absl::GetFlag(FLAGS_name);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (const std::string path = absl::GetFlag(FLAGS_cluster_token_file);
+      !path.empty()) {
+    absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);
+    if (!token.ok()) {
+      std::fprintf(stderr, "oubli-worker: %s\n",
+                   token.status().ToString().c_str());
+      return 2;
+    }
+    options.cluster_token = *token;
+  }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   if (options.coordinator_address.empty()) {
     std::fprintf(stderr, "oubli-worker: --coordinator is required\n");

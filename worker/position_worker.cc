@@ -66,12 +66,19 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
         "numeric environment differs: coordinator has '", request.environment,
         "', this worker '", NumericEnvironment(), "'"));
   }
+  // A config this worker does not understand (another release) is not the
+  // position's fault: FailedPrecondition, so the coordinator trains it
+  // elsewhere instead of discarding the parent checkpoint.
   absl::StatusOr<ModelConfig> config = ParseConfig(request.config_text);
+  if (config.ok()) {
+    if (absl::Status valid = ValidateConfig(*config); !valid.ok()) {
+      config = valid;
+    }
+  }
   if (!config.ok()) {
-    return absl::InvalidArgumentError(
+    return absl::FailedPreconditionError(
         absl::StrCat("config: ", config.status().message()));
   }
-  OUBLI_RETURN_IF_ERROR(ValidateConfig(*config));
   if (request.shard < 0 || request.shard >= config->shards) {
     return absl::InvalidArgumentError(absl::StrCat(
         "shard ", request.shard, " outside [0, ", config->shards, ")"));
@@ -85,16 +92,20 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
     seen[slice] = true;
   }
   const int64_t input_size = config->backbone.InputSize();
-  if (request.rows < 0 ||
+  // Bounded by the bytes actually sent before anything is multiplied.
+  if (request.rows < 0 || input_size < 1 ||
+      static_cast<uint64_t>(request.rows) >
+          request.features.size() / sizeof(float) /
+              static_cast<uint64_t>(input_size) ||
       request.features.size() !=
           static_cast<size_t>(request.rows * input_size) * sizeof(float) ||
       request.labels.size() != static_cast<size_t>(request.rows) *
                                    sizeof(int64_t)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "training data of ", request.rows, " rows needs ",
-        request.rows * input_size * sizeof(float), " feature bytes and ",
-        request.rows * sizeof(int64_t), " label bytes; got ",
-        request.features.size(), " and ", request.labels.size()));
+        "training data of ", request.rows, " rows needs ", input_size,
+        " float32 features and one int64 label per row; got ",
+        request.features.size(), " feature bytes and ",
+        request.labels.size(), " label bytes"));
   }
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<S3tTrainer> trainer,
                          trainers_->For(*config));

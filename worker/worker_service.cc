@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/cluster_protocol.h"
 #include "worker/determinism.h"
 
 namespace oubli::worker {
@@ -22,11 +23,33 @@ grpc::Status ToGrpc(const absl::Status& status) {
                       std::string(status.message()));
 }
 
+grpc::Status NoChunks() {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      "this worker holds no chunks (started without "
+                      "--data_dir)");
+}
+
 }  // namespace
+
+grpc::Status WorkerService::CheckToken(
+    const grpc::ServerContext* context) const {
+  if (cluster_token_.empty()) return grpc::Status::OK;
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find(kClusterTokenMetadata);
+  if (it == metadata.end() ||
+      !ClusterTokenMatches(cluster_token_,
+                           absl::string_view(it->second.data(),
+                                             it->second.size()))) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "missing or wrong cluster token");
+  }
+  return grpc::Status::OK;
+}
 
 grpc::Status WorkerService::TrainPosition(
     grpc::ServerContext* context, const cluster::TrainPositionRequest* request,
     cluster::TrainPositionResponse* response) {
+  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
   PositionRequest position;
   position.config_text = request->config();
   position.environment = request->environment();
@@ -42,6 +65,60 @@ grpc::Status WorkerService::TrainPosition(
   response->set_checkpoint(std::move(result->checkpoint));
   response->set_samples(result->samples);
   response->set_steps(result->steps);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::PutChunk(grpc::ServerContext* context,
+                                     const cluster::PutChunkRequest* request,
+                                     cluster::PutChunkResponse* /*response*/) {
+  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (chunks_ == nullptr) return NoChunks();
+  return ToGrpc(chunks_->Put(request->checkpoint_key(), request->index(),
+                             request->data(), request->crc32c()));
+}
+
+grpc::Status WorkerService::GetChunk(
+    grpc::ServerContext* context, const cluster::GetChunkRequest* request,
+    grpc::ServerWriter<cluster::ChunkPiece>* writer) {
+  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (chunks_ == nullptr) return NoChunks();
+  absl::StatusOr<std::string> data =
+      chunks_->Get(request->checkpoint_key(), request->index());
+  if (!data.ok()) return ToGrpc(data.status());
+  constexpr size_t kPiece = size_t{1} << 20;
+  cluster::ChunkPiece piece;
+  for (size_t at = 0; at < data->size(); at += kPiece) {
+    piece.set_data(data->substr(at, kPiece));
+    if (!writer->Write(piece)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::DeleteChunks(
+    grpc::ServerContext* context, const cluster::DeleteChunksRequest* request,
+    cluster::DeleteChunksResponse* response) {
+  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (chunks_ == nullptr) return NoChunks();
+  int deleted = 0;
+  for (const std::string& key : request->checkpoint_keys()) {
+    absl::StatusOr<int> n = chunks_->DestroyAll(key);
+    if (!n.ok()) return ToGrpc(n.status());
+    deleted += *n;
+  }
+  response->set_chunks_deleted(deleted);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
+                                       const cluster::ListChunksRequest*,
+                                       cluster::ListChunksResponse* response) {
+  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (chunks_ == nullptr) return NoChunks();
+  absl::StatusOr<std::vector<std::string>> keys = chunks_->ListCheckpoints();
+  if (!keys.ok()) return ToGrpc(keys.status());
+  for (std::string& key : *keys) response->add_checkpoint_keys(std::move(key));
   return grpc::Status::OK;
 }
 
@@ -61,6 +138,15 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   }
   std::unique_ptr<WorkerServer> server(new WorkerServer());
   server->options_ = options;
+  std::unique_ptr<storage::ChunkStore> chunks;
+  if (!options.data_dir.empty()) {
+    absl::StatusOr<std::unique_ptr<storage::ChunkStore>> opened =
+        storage::ChunkStore::Open(options.data_dir + "/chunks");
+    if (!opened.ok()) return opened.status();
+    chunks = *std::move(opened);
+  }
+  server->service_ = std::make_unique<WorkerService>(std::move(chunks),
+                                                     options.cluster_token);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -69,7 +155,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
                            grpc::InsecureServerCredentials(), &selected_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  builder.RegisterService(&server->service_);
+  builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
     return absl::UnavailableError(
@@ -118,11 +204,16 @@ void WorkerServer::MembershipLoop() {
     grpc::ClientContext context;
     context.set_deadline(
         absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+    if (!options_.cluster_token.empty()) {
+      context.AddMetadata(kClusterTokenMetadata, options_.cluster_token);
+    }
     if (worker_id.empty()) {
       cluster::RegisterRequest request;
       request.set_address(advertise_);
       request.set_environment(environment);
       request.set_name(options_.name);
+      request.set_holds_chunks(service_->holds_chunks());
+      request.set_protocol_version(kClusterProtocolVersion);
       cluster::RegisterResponse response;
       const grpc::Status status =
           membership_->Register(&context, request, &response);

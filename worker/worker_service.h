@@ -13,19 +13,43 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
+#include "storage/chunk_store.h"
 #include "worker/position_worker.h"
 
 namespace oubli::worker {
 
 class WorkerService final : public cluster::Worker::Service {
  public:
-  WorkerService() = default;
+  // `chunks`: where erasure-coded chunks live; nullptr: this worker holds
+  // none (the chunk RPCs answer FAILED_PRECONDITION).
+  // `cluster_token`: what the coordinator must present; empty: no check.
+  WorkerService(std::unique_ptr<storage::ChunkStore> chunks,
+                std::string cluster_token)
+      : chunks_(std::move(chunks)), cluster_token_(std::move(cluster_token)) {}
+  bool holds_chunks() const { return chunks_ != nullptr; }
+
   grpc::Status TrainPosition(grpc::ServerContext* context,
                              const cluster::TrainPositionRequest* request,
                              cluster::TrainPositionResponse* response) override;
+  grpc::Status PutChunk(grpc::ServerContext* context,
+                        const cluster::PutChunkRequest* request,
+                        cluster::PutChunkResponse* response) override;
+  grpc::Status GetChunk(grpc::ServerContext* context,
+                        const cluster::GetChunkRequest* request,
+                        grpc::ServerWriter<cluster::ChunkPiece>* writer) override;
+  grpc::Status DeleteChunks(grpc::ServerContext* context,
+                            const cluster::DeleteChunksRequest* request,
+                            cluster::DeleteChunksResponse* response) override;
+  grpc::Status ListChunks(grpc::ServerContext* context,
+                          const cluster::ListChunksRequest* request,
+                          cluster::ListChunksResponse* response) override;
 
  private:
+  grpc::Status CheckToken(const grpc::ServerContext* context) const;
+
   PositionWorker worker_;
+  const std::unique_ptr<storage::ChunkStore> chunks_;
+  const std::string cluster_token_;
 };
 
 // A worker process: serves oubli.cluster.Worker (plus health and
@@ -39,6 +63,10 @@ class WorkerServer {
     // (which must then not be a wildcard).
     std::string advertise_address;
     std::string name;  // for logs; empty: the advertised address
+    // Erasure-coded checkpoint chunks are kept here; empty: none.
+    std::string data_dir;
+    // Shared secret of the cluster protocol (both directions); empty: none.
+    std::string cluster_token;
     int64_t max_message_bytes = int64_t{64} << 20;
     // Deadline of Register and Heartbeat calls.
     absl::Duration rpc_timeout = absl::Seconds(5);
@@ -63,7 +91,7 @@ class WorkerServer {
   Options options_;
   std::string address_;    // bound
   std::string advertise_;  // told to the coordinator
-  WorkerService service_;
+  std::unique_ptr<WorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<cluster::Membership::Stub> membership_;
   std::thread membership_thread_;

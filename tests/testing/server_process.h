@@ -48,6 +48,13 @@ class ServerProcess {
   std::filesystem::path log_path_;
 };
 
+// Body of GET http://address/path (HTTP/1.0), or "" on any failure.
+std::string HttpGet(const std::string& address, const std::string& path);
+
+// The value of the sample `series` (name and labels exactly as exposed,
+// e.g. `oubli_training_steps_total{model="m"}`) in Prometheus text, or -1.
+double MetricValue(const std::string& exposition, const std::string& series);
+
 }  // namespace oubli::testing_util
 
 #endif  // OUBLI_TESTS_TESTING_SERVER_PROCESS_H_

@@ -1,0 +1,32 @@
+// Constants of the cluster protocol (proto/oubli/cluster) shared by the
+// coordinator and the workers, and its shared secret: whoever can register
+// as a worker receives training rows and returns checkpoints that get
+// served, so both sides prove they know the token.
+#ifndef OUBLI_COMMON_CLUSTER_PROTOCOL_H_
+#define OUBLI_COMMON_CLUSTER_PROTOCOL_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace oubli {
+
+// Revision of oubli.cluster; Register refuses a worker of another one.
+inline constexpr int kClusterProtocolVersion = 1;
+
+// gRPC metadata key carrying the token on every cluster-protocol call.
+inline constexpr char kClusterTokenMetadata[] = "oubli-cluster-token";
+
+// The token in `path` (surrounding whitespace removed). InvalidArgument if
+// the file is empty, NotFound etc. if unreadable.
+absl::StatusOr<std::string> ReadClusterToken(const std::string& path);
+
+// Whether `presented` equals `expected`, in time independent of where they
+// differ. An empty `expected` accepts anything (no token configured).
+bool ClusterTokenMatches(absl::string_view expected,
+                         absl::string_view presented);
+
+}  // namespace oubli
+
+#endif  // OUBLI_COMMON_CLUSTER_PROTOCOL_H_
