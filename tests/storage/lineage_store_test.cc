@@ -117,6 +117,24 @@ TEST_F(LineageStoreTest, MetaRoundTripsAndSurvivesReopen) {
   EXPECT_EQ(store_->path(), dir_.string());
 }
 
+TEST_F(LineageStoreTest, MetaListsByPrefixAndDeletes) {
+  ASSERT_TRUE(store_->PutMeta("chunks/b", "2").ok());
+  ASSERT_TRUE(store_->PutMeta("chunks/a", "1").ok());
+  ASSERT_TRUE(store_->PutMeta("chunkz", "not listed").ok());
+  ASSERT_TRUE(store_->PutMeta("plan", "shards=4").ok());
+  using Entries = std::vector<std::pair<std::string, std::string>>;
+  auto listed = store_->ListMeta("chunks/");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(*listed, (Entries{{"chunks/a", "1"}, {"chunks/b", "2"}}));
+
+  ASSERT_TRUE(store_->DeleteMeta("chunks/a").ok());
+  ASSERT_TRUE(store_->DeleteMeta("chunks/never").ok());  // absent is fine
+  Reopen();
+  EXPECT_EQ(*store_->ListMeta("chunks/"), (Entries{{"chunks/b", "2"}}));
+  EXPECT_FALSE(store_->GetMeta("chunks/a")->has_value());
+  EXPECT_EQ(store_->GetMeta("plan")->value_or(""), "shards=4");
+}
+
 TEST_F(LineageStoreTest, OpenWithoutCreateFailsForMissingDb) {
   LineageStore::Options options;
   options.path = (dir_ / "absent").string();
