@@ -51,8 +51,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The cluster protocol's shared secret (workers present it to register).
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/cluster.token"
+
 step "Starting oubli-coordinator on a free loopback port"
 "$COORDINATOR" --data_dir="$WORK/data" --listen=127.0.0.1:0 \
+  --cluster_token_file="$WORK/cluster.token" \
   --training_threads=2 >"$WORK/coordinator.out" 2>"$WORK/coordinator.log" &
 PID=$!
 ADDRESS=""
@@ -71,9 +75,10 @@ echo "coordinator pid $PID at $ADDRESS (log: $WORK/coordinator.log)"
 ctl() { "$CTL" --server="$ADDRESS" --timeout_s=600 "$@"; }
 
 if ((WORKERS > 0)); then
-  step "Starting $WORKERS oubli-worker processes (they register and heartbeat)"
+  step "Starting $WORKERS oubli-worker processes (they register, heartbeat, train positions and keep erasure-coded checkpoint chunks)"
   for i in $(seq 1 "$WORKERS"); do
     "$WORKER" --coordinator="$ADDRESS" --listen=127.0.0.1:0 --name="worker-$i" \
+      --data_dir="$WORK/worker-$i" --cluster_token_file="$WORK/cluster.token" \
       >"$WORK/worker-$i.out" 2>"$WORK/worker-$i.log" &
     WORKER_PIDS+=($!)
   done
@@ -105,8 +110,14 @@ ctl ingest --model fashion --fashion_mnist "$DATA" --offset 10000 \
 step "Training every prefix"
 ctl train --model fashion --wait
 
-step "Where the positions trained"
+step "Where the positions trained, and their erasure-coded copies"
 ctl model --model fashion | grep -E '^model|^  worker' || true
+if ((WORKERS > 0)); then
+  for i in $(seq 1 "$WORKERS"); do
+    echo "worker-$i holds $(find "$WORK/worker-$i" -type f | wc -l) chunks" \
+      "($(du -sk "$WORK/worker-$i" | cut -f1) KiB)"
+  done
+fi
 
 step "Accuracy on the 10,000 test images"
 ctl predict --model fashion --fashion_mnist "$DATA" --split test
