@@ -23,8 +23,7 @@ bool ClusterTokenMatches(absl::string_view expected,
                          absl::string_view presented) {
   if (expected.empty()) return true;
   if (presented.size() != expected.size()) return false;
-  return CRYPTO_memcmp(expected.data(), presented.data(), expected.size()) ==
-         0;
+  return CRYPTO_memcmp(expected.data(), presented.data(), expected.size()) == 0;
 }
 
 }  // namespace oubli

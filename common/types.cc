@@ -22,8 +22,8 @@ absl::Status ValidateName(absl::string_view what, absl::string_view value) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
   }
   if (value.size() > 256) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " is ", value.size(), " bytes; the limit is 256"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is ", value.size(), " bytes; the limit is 256"));
   }
   if (int64_t bad = FirstInvalidUtf8(value); bad >= 0) {
     return absl::InvalidArgumentError(
@@ -91,14 +91,13 @@ absl::Status ValidateSample(const Sample& sample) {
   }
   if (sample.feature_type == FeatureType::kF32 &&
       sample.features.size() % 4 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sample '", sample.id, "' has float32 features of ",
-        sample.features.size(), " bytes, not a multiple of 4"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sample '", sample.id, "' has float32 features of ",
+                     sample.features.size(), " bytes, not a multiple of 4"));
   }
   if (sample.label < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sample '", sample.id, "' has negative label ",
-                     sample.label));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sample '", sample.id, "' has negative label ", sample.label));
   }
   return absl::OkStatus();
 }

@@ -3,8 +3,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -15,9 +15,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -25,6 +25,7 @@
 #include "common/status_macros.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
+#include "oubli/internal/records.pb.h"
 #include "storage/checkpoint_store.h"
 #include "worker/determinism.h"
 #include "worker/s3t_trainer.h"
@@ -280,7 +281,8 @@ struct Engine::State {
   int TrainingParallelism() {
     int threads = options.training_threads;
     if (options.remote_trainer != nullptr) {
-      threads = std::max(threads, options.remote_trainer->Capacity(environment));
+      threads =
+          std::max(threads, options.remote_trainer->Capacity(environment));
     }
     return threads;
   }
@@ -294,7 +296,7 @@ struct Engine::State {
                                       TrainSummary* summary);
   absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
                                            int threads);
-  void BackgroundLoop();
+  void BackgroundLoop(int index);
 
   // ---- deletion
   // Queues the request and returns its receipt once it is FORGOTTEN (or its
@@ -489,9 +491,9 @@ absl::Status Engine::State::ForgetChunks(
     if (!s.ok()) failures.push_back(std::string(s.message()));
   }
   if (failures.empty()) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(
-      "erasure-coded chunks not yet destroyed: ",
-      absl::StrJoin(failures, "; ")));
+  return absl::UnavailableError(
+      absl::StrCat("erasure-coded chunks not yet destroyed: ",
+                   absl::StrJoin(failures, "; ")));
 }
 
 void Engine::State::ProtectCheckpoint(const std::string& key,
@@ -638,9 +640,8 @@ void Engine::State::PurgeLoop() {
       const absl::Duration wait =
           std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
       if (wait > absl::ZeroDuration()) {
-        auto stop = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-          return stopping;
-        };
+        auto stop = [&]()
+                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stopping; };
         if (mu.AwaitWithTimeout(absl::Condition(&stop), wait)) return;
       }
     }
@@ -993,9 +994,11 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
   return total;
 }
 
-void Engine::State::BackgroundLoop() {
-  // Each loop takes one due shard at a time, so `training_threads` loops
-  // train that many shards in parallel.
+void Engine::State::BackgroundLoop(int index) {
+  // Each loop takes one due shard at a time. Loop `index` works only while
+  // index < TrainingParallelism(): `training_threads` loops train locally,
+  // and with live workers one loop per worker keeps them all busy.
+  constexpr absl::Duration kRecheckParallelism = absl::Seconds(1);
   while (true) {
     int shard = -1;
     {
@@ -1003,15 +1006,21 @@ void Engine::State::BackgroundLoop() {
       while (!stopping) {
         const absl::Time now = absl::Now();
         absl::Time earliest = absl::InfiniteFuture();
-        for (const auto& [s, when] : retrain_due) {
-          if (shards[s].in_training) continue;
-          if (when <= now) {
-            shard = s;
-            break;
+        if (index < TrainingParallelism()) {
+          for (const auto& [s, when] : retrain_due) {
+            if (shards[s].in_training) continue;
+            if (when <= now) {
+              shard = s;
+              break;
+            }
+            earliest = std::min(earliest, when);
           }
-          earliest = std::min(earliest, when);
         }
         if (shard >= 0) break;
+        if (index >= options.training_threads) {
+          // Workers come and go without signalling work_cv.
+          earliest = std::min(earliest, now + kRecheckParallelism);
+        }
         work_cv.WaitWithDeadline(&mu, earliest);
       }
       if (stopping) return;
@@ -1561,9 +1570,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   engine->state_->purge_thread =
       std::thread([s = engine->state_.get()] { s->PurgeLoop(); });
   if (options.background_retrain) {
-    for (int t = 0; t < std::max(1, options.training_threads); ++t) {
+    // Extra loops for remote workers (see BackgroundLoop); at most one
+    // shard trains per loop, so more than the shard count is useless.
+    const int loops =
+        options.remote_trainer == nullptr
+            ? std::max(1, options.training_threads)
+            : std::max({1, options.training_threads,
+                        std::min(engine->state_->config.shards, 16)});
+    for (int t = 0; t < loops; ++t) {
       engine->state_->background.emplace_back(
-          [s = engine->state_.get()] { s->BackgroundLoop(); });
+          [s = engine->state_.get(), t] { s->BackgroundLoop(t); });
     }
   }
   return engine;
@@ -1880,6 +1896,21 @@ ModelStatus Engine::GetModelStatus() {
 std::string Engine::Fingerprint() {
   absl::MutexLock lock(&state_->mu);
   return state_->FingerprintLocked();
+}
+
+absl::StatusOr<std::vector<ChunkPlacement>> Engine::ChunkPlacements() {
+  OUBLI_ASSIGN_OR_RETURN(auto manifests,
+                         state_->store->ListMeta(kChunksMetaPrefix));
+  std::vector<ChunkPlacement> out;
+  for (const auto& [key, bytes] : manifests) {
+    internal::ChunkManifest manifest;
+    if (!manifest.ParseFromString(bytes)) continue;  // Restore reports it
+    ChunkPlacement& p = out.emplace_back();
+    p.data_chunks = manifest.data_chunks();
+    p.parity_chunks = manifest.parity_chunks();
+    p.holders.assign(manifest.holders().begin(), manifest.holders().end());
+  }
+  return out;
 }
 
 absl::StatusOr<StorageStats> Engine::GetStorageStats() {

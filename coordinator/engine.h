@@ -116,6 +116,13 @@ struct ModelStatus {
   std::string threads;  // pinned thread settings
 };
 
+// Where one checkpoint's erasure-coded chunks live (its manifest).
+struct ChunkPlacement {
+  int data_chunks = 0;               // k
+  int parity_chunks = 0;             // m
+  std::vector<std::string> holders;  // worker name per chunk
+};
+
 // On-disk footprint of one model.
 struct StorageStats {
   int64_t lineage_db_bytes = 0;  // every file of the lineage DB
@@ -134,7 +141,7 @@ struct VerifyReport {
 struct TrainSummary {
   int positions_trained = 0;
   int positions_restored = 0;  // rebuilt from erasure-coded chunks
-  int64_t samples = 0;  // sample-visits
+  int64_t samples = 0;         // sample-visits
   int64_t steps = 0;
   absl::Duration elapsed;
 };
@@ -209,6 +216,9 @@ class Engine {
   std::string Fingerprint();
   // Walks the data dir (no engine lock): cost grows with the file count.
   absl::StatusOr<StorageStats> GetStorageStats();
+  // Every chunk manifest of the model (reads the lineage DB, no engine
+  // lock).
+  absl::StatusOr<std::vector<ChunkPlacement>> ChunkPlacements();
 
   // Where the lineage DB and the checkpoints live (tests check erasure).
   std::string lineage_dir() const;

@@ -15,8 +15,8 @@ grpc::Status CheckToken(const grpc::ServerContext* context,
   const auto& metadata = context->client_metadata();
   auto it = metadata.find(kClusterTokenMetadata);
   if (it == metadata.end() ||
-      !ClusterTokenMatches(expected, absl::string_view(it->second.data(),
-                                                       it->second.size()))) {
+      !ClusterTokenMatches(
+          expected, absl::string_view(it->second.data(), it->second.size()))) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing or wrong cluster token");
   }
@@ -36,9 +36,9 @@ grpc::Status MembershipService::Register(
                      request->protocol_version(), ", coordinator ",
                      kClusterProtocolVersion, ": run the same oubli release"));
   }
-  absl::StatusOr<std::string> id = pool_->Register(
-      request->address(), request->environment(), request->name(),
-      request->holds_chunks());
+  absl::StatusOr<std::string> id =
+      pool_->Register(request->address(), request->environment(),
+                      request->name(), request->holds_chunks());
   if (!id.ok()) {
     return grpc::Status(static_cast<grpc::StatusCode>(id.status().code()),
                         std::string(id.status().message()));

@@ -387,6 +387,12 @@ absl::StatusOr<StorageStats> ModelRegistry::GetStorageStats(
   return engine->GetStorageStats();
 }
 
+absl::StatusOr<std::vector<ChunkPlacement>> ModelRegistry::ChunkPlacements(
+    absl::string_view model_id) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->ChunkPlacements();
+}
+
 absl::StatusOr<VerifyReport> ModelRegistry::Verify(absl::string_view model_id) {
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
   return engine->Verify();

@@ -137,6 +137,8 @@ class ModelRegistry {
                                      int64_t rows);
   absl::StatusOr<ModelStatus> GetModelStatus(absl::string_view model_id);
   absl::StatusOr<StorageStats> GetStorageStats(absl::string_view model_id);
+  absl::StatusOr<std::vector<ChunkPlacement>> ChunkPlacements(
+      absl::string_view model_id);
   absl::StatusOr<VerifyReport> Verify(absl::string_view model_id);
 
  private:

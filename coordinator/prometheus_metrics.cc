@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <thread>
 #include <utility>
@@ -356,14 +357,24 @@ std::vector<MetricFamily> StateCollector::Collect() const {
       "Size of the model's lineage DB files (samples, index, deletion log).");
   GaugeFamily checkpoint_bytes("oubli_checkpoint_store_bytes",
                                "Size of the model's checkpoint files.");
+  GaugeFamily redundancy(
+      "oubli_checkpoint_redundancy_chunks",
+      "Over the model's erasure-coded checkpoints, the fewest chunks on live "
+      "workers beyond the k needed to rebuild one: how many more worker "
+      "losses the least protected checkpoint survives (negative: not "
+      "rebuildable now). No series while nothing is erasure-coded.");
+  GaugeFamily redundancy_target(
+      "oubli_checkpoint_redundancy_target_chunks",
+      "Parity chunks (m) the model's checkpoints were encoded with, the "
+      "largest over its checkpoints.");
 
   {
     absl::MutexLock lock(&mu_);
     worker_up.Set({{"worker", "local"}}, registry_ != nullptr ? 1 : 0);
+    // By name; a name registered twice (restarted at a new address) is
+    // one series, up if either is.
+    std::map<std::string, bool> by_name;
     if (workers_) {
-      // By name; a name registered twice (restarted at a new address) is
-      // one series, up if either is.
-      std::map<std::string, bool> by_name;
       for (const auto& [name, alive] : workers_()) {
         if (name == "local") continue;  // reserved for the coordinator
         by_name[name] = by_name[name] || alive;
@@ -410,6 +421,23 @@ std::vector<MetricFamily> StateCollector::Collect() const {
           checkpoint_bytes.Set(model,
                                static_cast<double>(storage->checkpoint_bytes));
         }
+        absl::StatusOr<std::vector<ChunkPlacement>> placements =
+            registry_->ChunkPlacements(id);
+        if (placements.ok() && !placements->empty()) {
+          int least = std::numeric_limits<int>::max();
+          int target = 0;
+          for (const ChunkPlacement& p : *placements) {
+            int live = 0;
+            for (const std::string& holder : p.holders) {
+              auto it = by_name.find(holder);
+              live += it != by_name.end() && it->second ? 1 : 0;
+            }
+            least = std::min(least, live - p.data_chunks);
+            target = std::max(target, p.parity_chunks);
+          }
+          redundancy.Set(model, least);
+          redundancy_target.Set(model, target);
+        }
       }
     }
   }
@@ -417,7 +445,7 @@ std::vector<MetricFamily> StateCollector::Collect() const {
   for (GaugeFamily* family :
        {&worker_up, &build_info, &pending, &oldest, &retrain_queue,
         &prefix_length, &slices, &active_samples, &missing_prefixes,
-        &lineage_bytes, &checkpoint_bytes}) {
+        &lineage_bytes, &checkpoint_bytes, &redundancy, &redundancy_target}) {
     out.push_back(family->Take());
   }
   return out;

@@ -3,22 +3,22 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <optional>
 #include <atomic>
 #include <cstdio>
+#include <optional>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "common/cluster_protocol.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "oubli/cluster/cluster.grpc.pb.h"
 #include "oubli/internal/records.pb.h"
 #include "storage/erasure_code.h"
-#include "absl/synchronization/notification.h"
-#include "oubli/cluster/cluster.grpc.pb.h"
 
 namespace oubli::coordinator {
 
@@ -145,8 +145,9 @@ std::vector<WorkerPool::WorkerInfo> WorkerPool::Workers() {
     info.registered_at = worker->registered_at;
     info.last_heartbeat = worker->last_heartbeat;
   }
-  std::sort(out.begin(), out.end(),
-            [](const WorkerInfo& a, const WorkerInfo& b) { return a.id < b.id; });
+  std::sort(
+      out.begin(), out.end(),
+      [](const WorkerInfo& a, const WorkerInfo& b) { return a.id < b.id; });
   return out;
 }
 
@@ -287,8 +288,8 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
       case grpc::StatusCode::DEADLINE_EXCEEDED:
       case grpc::StatusCode::RESOURCE_EXHAUSTED:
         // Too slow or too big over there; nothing says the worker is bad.
-        return absl::UnavailableError(absl::StrCat(
-            "worker ", worker->id, ": ", status.error_message()));
+        return absl::UnavailableError(
+            absl::StrCat("worker ", worker->id, ": ", status.error_message()));
       case grpc::StatusCode::FAILED_PRECONDITION:
         // E.g. this worker cannot read the base weights file: others may.
         std::fprintf(stderr, "oubli: worker %s cannot train shard %d: %s\n",
@@ -334,8 +335,8 @@ absl::StatusOr<std::string> WorkerPool::Protect(const std::string& key,
     }
   }
   if (holders.size() < 2) {
-    return absl::UnavailableError(absl::StrCat(
-        holders.size(), " chunk-holding worker(s) alive; need 2"));
+    return absl::UnavailableError(
+        absl::StrCat(holders.size(), " chunk-holding worker(s) alive; need 2"));
   }
   std::sort(holders.begin(), holders.end(),
             [](const auto& a, const auto& b) { return a->name < b->name; });
@@ -363,8 +364,8 @@ absl::StatusOr<std::string> WorkerPool::Protect(const std::string& key,
     cluster::PutChunkRequest request;
     request.set_checkpoint_key(key);
     request.set_index(i);
-    request.set_data(std::string(chunk.bytes.view().substr(
-        0, encoded.layout.chunk_size)));
+    request.set_data(
+        std::string(chunk.bytes.view().substr(0, encoded.layout.chunk_size)));
     request.set_crc32c(chunk.crc32c);
     grpc::ClientContext context;
     context.set_deadline(
@@ -374,9 +375,9 @@ absl::StatusOr<std::string> WorkerPool::Protect(const std::string& key,
     const grpc::Status status =
         holders[i]->stub->PutChunk(&context, request, &response);
     if (!status.ok()) {
-      failed = absl::UnavailableError(absl::StrCat(
-          "storing chunk ", i, " on ", holders[i]->name, ": ",
-          status.error_message()));
+      failed = absl::UnavailableError(absl::StrCat("storing chunk ", i, " on ",
+                                                   holders[i]->name, ": ",
+                                                   status.error_message()));
       break;
     }
     ++stored;
@@ -418,10 +419,9 @@ absl::StatusOr<std::string> WorkerPool::Restore(const std::string& key,
     return absl::DataLossError(
         absl::StrCat("chunk manifest of ", key, " is inconsistent"));
   }
-  OUBLI_ASSIGN_OR_RETURN(
-      storage::ReedSolomonCode code,
-      storage::ReedSolomonCode::Create(layout.data_chunks,
-                                       layout.parity_chunks));
+  OUBLI_ASSIGN_OR_RETURN(storage::ReedSolomonCode code,
+                         storage::ReedSolomonCode::Create(
+                             layout.data_chunks, layout.parity_chunks));
   // Fetch until k chunks pass their CRC; the rest stay erasures.
   std::vector<std::string> fetched(total);
   std::vector<std::optional<storage::ChunkView>> views(total);
@@ -451,8 +451,7 @@ absl::StatusOr<std::string> WorkerPool::Restore(const std::string& key,
     std::unique_ptr<grpc::ClientReader<cluster::ChunkPiece>> reader =
         holder->stub->GetChunk(&context, request);
     cluster::ChunkPiece piece;
-    while (reader->Read(&piece) &&
-           fetched[i].size() <= layout.chunk_size) {
+    while (reader->Read(&piece) && fetched[i].size() <= layout.chunk_size) {
       fetched[i] += piece.data();
     }
     const grpc::Status status = reader->Finish();

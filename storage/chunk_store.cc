@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "storage/erasure_code.h"
@@ -15,17 +15,15 @@ constexpr size_t kIndexDigits = 2;
 
 absl::StatusOr<std::string> FileKey(absl::string_view checkpoint_key,
                                     int index) {
-  const bool hex = !checkpoint_key.empty() &&
-                   checkpoint_key.size() <= 128 - kIndexDigits &&
-                   std::all_of(checkpoint_key.begin(), checkpoint_key.end(),
-                               [](char c) {
-                                 return (c >= '0' && c <= '9') ||
-                                        (c >= 'a' && c <= 'f');
-                               });
+  const bool hex =
+      !checkpoint_key.empty() && checkpoint_key.size() <= 128 - kIndexDigits &&
+      std::all_of(checkpoint_key.begin(), checkpoint_key.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      });
   if (!hex) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint key '", checkpoint_key,
-        "' is not 1..126 lowercase hex characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint key '", checkpoint_key,
+                     "' is not 1..126 lowercase hex characters"));
   }
   if (index < 0 || index >= ChunkStore::kMaxChunks) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -64,8 +62,7 @@ absl::StatusOr<int> ChunkStore::DestroyAll(absl::string_view checkpoint_key) {
   OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> keys, files_->List());
   int destroyed = 0;
   for (const std::string& key : keys) {
-    if (key.size() == first.size() &&
-        absl::StartsWith(key, checkpoint_key)) {
+    if (key.size() == first.size() && absl::StartsWith(key, checkpoint_key)) {
       OUBLI_RETURN_IF_ERROR(files_->Destroy(key));
       ++destroyed;
     }

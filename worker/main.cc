@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
   options.advertise_address = absl::GetFlag(FLAGS_advertise);
   options.name = absl::GetFlag(FLAGS_name);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.on_registered = [](const std::string& worker_id) {
+    std::printf("registered as %s\n", worker_id.c_str());
+    std::fflush(stdout);
+  };
   if (const std::string path = absl::GetFlag(FLAGS_cluster_token_file);
       !path.empty()) {
     absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);

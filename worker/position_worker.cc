@@ -40,8 +40,9 @@ struct PositionWorker::Trainers {
     // Loading base weights may read a file: not under the lock.
     absl::StatusOr<NamedTensors> base = LoadBaseState(config);
     if (!base.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "base weights not loadable on this worker: ", base.status().message()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("base weights not loadable on this worker: ",
+                       base.status().message()));
     }
     OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<S3tTrainer> created,
                            S3tTrainer::Create(config, *std::move(base)));
@@ -54,8 +55,8 @@ struct PositionWorker::Trainers {
 };
 
 PositionWorker::PositionWorker(int cached_trainers)
-    : trainers_(std::make_unique<Trainers>(
-          static_cast<size_t>(cached_trainers))) {}
+    : trainers_(
+          std::make_unique<Trainers>(static_cast<size_t>(cached_trainers))) {}
 
 PositionWorker::~PositionWorker() = default;
 
@@ -99,13 +100,13 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
               static_cast<uint64_t>(input_size) ||
       request.features.size() !=
           static_cast<size_t>(request.rows * input_size) * sizeof(float) ||
-      request.labels.size() != static_cast<size_t>(request.rows) *
-                                   sizeof(int64_t)) {
+      request.labels.size() !=
+          static_cast<size_t>(request.rows) * sizeof(int64_t)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "training data of ", request.rows, " rows needs ", input_size,
         " float32 features and one int64 label per row; got ",
-        request.features.size(), " feature bytes and ",
-        request.labels.size(), " label bytes"));
+        request.features.size(), " feature bytes and ", request.labels.size(),
+        " label bytes"));
   }
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<S3tTrainer> trainer,
                          trainers_->For(*config));

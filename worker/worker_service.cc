@@ -37,9 +37,9 @@ grpc::Status WorkerService::CheckToken(
   const auto& metadata = context->client_metadata();
   auto it = metadata.find(kClusterTokenMetadata);
   if (it == metadata.end() ||
-      !ClusterTokenMatches(cluster_token_,
-                           absl::string_view(it->second.data(),
-                                             it->second.size()))) {
+      !ClusterTokenMatches(
+          cluster_token_,
+          absl::string_view(it->second.data(), it->second.size()))) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing or wrong cluster token");
   }
@@ -145,8 +145,8 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     if (!opened.ok()) return opened.status();
     chunks = *std::move(opened);
   }
-  server->service_ = std::make_unique<WorkerService>(std::move(chunks),
-                                                     options.cluster_token);
+  server->service_ =
+      std::make_unique<WorkerService>(std::move(chunks), options.cluster_token);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -219,11 +219,11 @@ void WorkerServer::MembershipLoop() {
           membership_->Register(&context, request, &response);
       if (status.ok()) {
         worker_id = response.worker_id();
-        interval = std::max(absl::Milliseconds(10),
-                            absl::Milliseconds(response.heartbeat_interval_ms()));
+        interval =
+            std::max(absl::Milliseconds(10),
+                     absl::Milliseconds(response.heartbeat_interval_ms()));
         backoff = absl::Milliseconds(100);
-        std::printf("registered as %s\n", worker_id.c_str());
-        std::fflush(stdout);
+        if (options_.on_registered) options_.on_registered(worker_id);
         set_registered(true);
         wait = interval;
       } else {

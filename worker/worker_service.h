@@ -4,6 +4,7 @@
 #ifndef OUBLI_WORKER_WORKER_SERVICE_H_
 #define OUBLI_WORKER_WORKER_SERVICE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,9 +35,9 @@ class WorkerService final : public cluster::Worker::Service {
   grpc::Status PutChunk(grpc::ServerContext* context,
                         const cluster::PutChunkRequest* request,
                         cluster::PutChunkResponse* response) override;
-  grpc::Status GetChunk(grpc::ServerContext* context,
-                        const cluster::GetChunkRequest* request,
-                        grpc::ServerWriter<cluster::ChunkPiece>* writer) override;
+  grpc::Status GetChunk(
+      grpc::ServerContext* context, const cluster::GetChunkRequest* request,
+      grpc::ServerWriter<cluster::ChunkPiece>* writer) override;
   grpc::Status DeleteChunks(grpc::ServerContext* context,
                             const cluster::DeleteChunksRequest* request,
                             cluster::DeleteChunksResponse* response) override;
@@ -68,6 +69,8 @@ class WorkerServer {
     // Shared secret of the cluster protocol (both directions); empty: none.
     std::string cluster_token;
     int64_t max_message_bytes = int64_t{64} << 20;
+    // Called (on the membership thread) after each successful Register.
+    std::function<void(const std::string& worker_id)> on_registered;
     // Deadline of Register and Heartbeat calls.
     absl::Duration rpc_timeout = absl::Seconds(5);
   };

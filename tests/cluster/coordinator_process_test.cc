@@ -30,12 +30,12 @@
 #include "common/types.h"
 #include "coordinator/engine.h"
 #include "coordinator/grpc_service.h"
-#include "worker/determinism.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
+#include "worker/determinism.h"
 
 namespace oubli {
 namespace {
@@ -337,7 +337,6 @@ TEST_F(CoordinatorProcessTest, HostileRequestsOverTheWire) {
       << coordinator_.Log();
 }
 
-
 // ------------------------------------------------------------ workers
 
 // A coordinator and oubli-worker processes: positions train on the workers.
@@ -537,8 +536,7 @@ TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
        grpc::StatusCode::INVALID_ARGUMENT},
       {"negative rows", [](auto* r) { r->set_rows(-1); },
        grpc::StatusCode::INVALID_ARGUMENT},
-      {"label out of range",
-       [](auto* r) { (*r->mutable_labels())[0] = 99; },
+      {"label out of range", [](auto* r) { (*r->mutable_labels())[0] = 99; },
        grpc::StatusCode::INVALID_ARGUMENT},
       {"length-2 prefix without parent", [](auto* r) { r->add_prefix(1); },
        grpc::StatusCode::INVALID_ARGUMENT},
@@ -570,12 +568,13 @@ std::vector<std::pair<std::string, std::string>> FilesUnder(
   return files;
 }
 
-TEST_F(WorkerClusterTest, LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem) {
+TEST_F(WorkerClusterTest,
+       LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
   v1::Model created;
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
-      "tiny", TinyConfig(2, 8), TinySamples(60, 1, 0), &created));
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(2, 8),
+                                             TinySamples(60, 1, 0), &created));
   v1::Model trained;
   ASSERT_TRUE(GetModel("tiny", &trained).ok());
   const std::filesystem::path checkpoints =
@@ -611,10 +610,10 @@ TEST_F(WorkerClusterTest, LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem)
   EXPECT_EQ(testing_util::MetricValue(
                 metrics, "oubli_training_positions_total{model=\"tiny\"}"),
             0);
-  EXPECT_GT(testing_util::MetricValue(
-                metrics,
-                "oubli_checkpoint_bytes_restored_total{model=\"tiny\"}"),
-            0);
+  EXPECT_GT(
+      testing_util::MetricValue(
+          metrics, "oubli_checkpoint_bytes_restored_total{model=\"tiny\"}"),
+      0);
 
   // Forgetting an owner destroys every copy of the checkpoints that held
   // it: on the coordinator and on every worker (the dead one included,
@@ -646,8 +645,8 @@ TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {
     std::ofstream out(token_file);
     out << "s3cret-cluster-token\n";
   }
-  ASSERT_NO_FATAL_FAILURE(StartCoordinator(
-      {absl::StrCat("--cluster_token_file=", token_file)}));
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({absl::StrCat("--cluster_token_file=", token_file)}));
   ASSERT_NO_FATAL_FAILURE(
       StartWorker(false, {absl::StrCat("--cluster_token_file=", token_file)}));
 
@@ -677,10 +676,11 @@ TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {
   grpc::ClientContext context;
   context.set_deadline(Deadline(30));
   cluster::TrainPositionResponse response;
-  EXPECT_EQ(worker->TrainPosition(&context, cluster::TrainPositionRequest(),
-                                  &response)
-                .error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      worker
+          ->TrainPosition(&context, cluster::TrainPositionRequest(), &response)
+          .error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
 
   // The worker with the token trains; the model comes out the same.
   v1::Model created;

@@ -39,7 +39,7 @@ fi
   grep -v '^#' "$dump" | sed -n 's/^\([a-zA-Z_:][a-zA-Z0-9_:]*\)[{ ].*/\1/p'
 } | sort -u >"$work/exported"
 sed -e 's/#.*//' -e 's/[[:space:]]//g' "$source_dir/deploy/metrics-planned.txt" |
-  grep -v '^$' | sort -u >"$work/planned"
+  { grep -v '^$' || true; } | sort -u >"$work/planned"
 
 used_files=(
   "$source_dir/deploy/grafana/oubli.json"

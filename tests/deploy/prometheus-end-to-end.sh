@@ -3,7 +3,8 @@
 #   1. oubli-coordinator starts with deploy/base/configmap.yaml's flags (so
 #      the ConfigMap names only flags the binary knows), overridden to
 #      loopback, free ports and scratch data;
-#   2. one oubli-worker registers with it (positions train there);
+#   2. two oubli-workers register with it (positions train there and
+#      checkpoints are mirrored onto them);
 #      Prometheus (Debian's `prometheus`) scrapes /metrics every second;
 #   3. oublictl creates a tiny model, ingests a CSV, trains and forgets one
 #      owner, then waits for the deletion to reach RESTORED;
@@ -37,7 +38,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   if ((status != 0)); then
-    for log in coordinator.err worker.err prometheus.log; do
+    for log in coordinator.err worker-0.err worker-1.err prometheus.log; do
       [[ -f "$work/$log" ]] || continue
       echo "--- last lines of $log" >&2
       tail -n 20 "$work/$log" >&2
@@ -73,15 +74,23 @@ done
 echo "coordinator $address, metrics $metrics_address"
 ctl() { "$ctl_bin" --server="$address" --timeout_s=120 "$@"; }
 
-"$worker_bin" --coordinator="$address" --listen=127.0.0.1:0 --name=e2e-worker \
-  >"$work/worker.out" 2>"$work/worker.err" </dev/null &
-pids+=($!)
-for _ in $(seq 1 600); do
-  grep -q '^registered as ' "$work/worker.out" && break
-  kill -0 "${pids[1]}" 2>/dev/null || fail "oubli-worker exited"
-  sleep 0.1
+# Two workers with chunk dirs: positions train there and every checkpoint
+# is mirrored onto them.
+for i in 0 1; do
+  "$worker_bin" --coordinator="$address" --listen=127.0.0.1:0 \
+    --name="e2e-worker-$i" --data_dir="$work/worker-$i" \
+    >"$work/worker-$i.out" 2>"$work/worker-$i.err" </dev/null &
+  pids+=($!)
 done
-grep -q '^registered as ' "$work/worker.out" || fail "oubli-worker did not register"
+for i in 0 1; do
+  for _ in $(seq 1 600); do
+    grep -q '^registered as ' "$work/worker-$i.out" && break
+    kill -0 "${pids[$((i + 1))]}" 2>/dev/null || fail "oubli-worker $i exited"
+    sleep 0.1
+  done
+  grep -q '^registered as ' "$work/worker-$i.out" ||
+    fail "oubli-worker $i did not register"
+done
 
 # ----------------------------------------------------------- prometheus
 cat >"$work/prometheus.yml" <<EOF
@@ -190,7 +199,11 @@ expect_at_least 'oubli_training_steps_total{model="tiny"}' 1
 expect_at_least 'oubli_model_active_samples{model="tiny"}' 42
 expect_at_least 'oubli_shard_valid_prefix_length{model="tiny",shard="0"}' 2
 expect_at_least 'oubli_worker_up{worker="local"}' 1
-expect_at_least 'oubli_worker_up{worker="e2e-worker"}' 1
+expect_at_least 'oubli_worker_up{worker="e2e-worker-0"}' 1
+expect_at_least 'oubli_worker_up{worker="e2e-worker-1"}' 1
+expect_at_least 'oubli_checkpoint_bytes_encoded_total{model="tiny"}' 1
+expect_at_least 'oubli_checkpoint_redundancy_chunks{model="tiny"}' 1
+expect_at_least 'oubli_checkpoint_redundancy_target_chunks{model="tiny"}' 1
 expect_at_least 'oubli_lineage_db_bytes{model="tiny"}' 1
 
 # -------------------------------- dashboard and rules name real metrics

@@ -48,8 +48,7 @@ TEST_F(ChunkStoreTest, PutGetListAndDestroyByCheckpoint) {
 
 TEST_F(ChunkStoreTest, RejectsCorruptChunksAndHostileNames) {
   const std::string data = RandomBytes(64, 4);
-  EXPECT_TRUE(
-      absl::IsDataLoss(store_->Put("aa", 0, data, Crc32c(data) ^ 1)));
+  EXPECT_TRUE(absl::IsDataLoss(store_->Put("aa", 0, data, Crc32c(data) ^ 1)));
   EXPECT_TRUE(absl::IsNotFound(store_->Get("aa", 0).status()));
   for (const char* key : {"", "../etc", "AA", "a/b"}) {
     EXPECT_TRUE(

@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,8 +46,8 @@ namespace oubli::testing_util {
   sigemptyset(&empty);
   posix_spawnattr_setsigmask(&attributes, &empty);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  const int rc = posix_spawn(&pid_, argv[0], &actions, &attributes,
-                             argv.data(), environ);
+  const int rc =
+      posix_spawn(&pid_, argv[0], &actions, &attributes, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   ::close(fds[1]);
@@ -63,8 +63,8 @@ namespace oubli::testing_util {
 ::testing::AssertionResult ServerProcess::WaitForLine(const std::string& prefix,
                                                       std::string* rest,
                                                       int timeout_seconds) {
-  const auto give_up = std::chrono::steady_clock::now() +
-                       std::chrono::seconds(timeout_seconds);
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
   while (true) {
     // Consume complete lines already read.
     for (size_t end = pending_.find('\n'); end != std::string::npos;
@@ -87,8 +87,7 @@ namespace oubli::testing_util {
     const ssize_t n = ::read(stdout_fd_, buffer, sizeof(buffer));
     if (n <= 0) {
       return ::testing::AssertionFailure()
-             << binary_ << " closed stdout before '" << prefix
-             << "'; stderr:\n"
+             << binary_ << " closed stdout before '" << prefix << "'; stderr:\n"
              << Log();
     }
     pending_.append(buffer, n);

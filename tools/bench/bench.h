@@ -16,6 +16,7 @@ int RunTrainBench(const std::vector<std::string>& args);
 // The gRPC service over loopback: time to forget, durable deletions/s,
 // predict latency (tools/bench/service_bench.cc).
 int RunServiceBench(const std::vector<std::string>& args);
+int RunRecoveryBench(const std::vector<std::string>& args);
 
 }  // namespace oubli::bench
 

@@ -83,9 +83,10 @@ void PrintReceipt(const DeletionReceipt& r) {
   std::map<int, std::map<int, std::pair<int, int>>> cuts;
   for (const auto& a : r.affected) {
     auto [it, inserted] = cuts[a.shard].emplace(
-        a.sequence, std::make_pair(a.valid_length_before, a.valid_length_after));
-    if (!inserted) it->second.second = std::min(it->second.second,
-                                                a.valid_length_after);
+        a.sequence,
+        std::make_pair(a.valid_length_before, a.valid_length_after));
+    if (!inserted)
+      it->second.second = std::min(it->second.second, a.valid_length_after);
   }
   for (const auto& [shard, sequences] : cuts) {
     std::string line;
@@ -97,8 +98,7 @@ void PrintReceipt(const DeletionReceipt& r) {
   }
   std::printf("  stage            %s\n", DeletionStageName(r.stage));
   auto since = [&](absl::Time t) {
-    return t == absl::InfinitePast() ? std::string("-")
-                                     : Ms(t - r.accepted_at);
+    return t == absl::InfinitePast() ? std::string("-") : Ms(t - r.accepted_at);
   };
   std::printf("  ACCEPTED  %s\n", absl::FormatTime(r.accepted_at).c_str());
   std::printf("  FORGOTTEN +%s\n", since(r.forgotten_at).c_str());
@@ -162,8 +162,8 @@ int main(int argc, char** argv) {
           "--export_config needs --data_dir: the base file must outlive "
           "this process"));
     }
-    if (absl::Status s = oubli::WriteFileAtomically(
-            path, oubli::ConfigToText(config));
+    if (absl::Status s =
+            oubli::WriteFileAtomically(path, oubli::ConfigToText(config));
         !s.ok()) {
       return Fail(s);
     }
@@ -193,11 +193,11 @@ int main(int argc, char** argv) {
                     config.train.epochs_per_position, " epochs per position"));
   auto trained = (*engine)->Train();
   if (!trained.ok()) return Fail(trained.status());
-  std::printf("  %d prefix checkpoints, %lld sample-visits in %s (%.0f samples/s)\n",
-              trained->positions_trained,
-              static_cast<long long>(trained->samples),
-              Ms(trained->elapsed).c_str(),
-              trained->samples / absl::ToDoubleSeconds(trained->elapsed));
+  std::printf(
+      "  %d prefix checkpoints, %lld sample-visits in %s (%.0f samples/s)\n",
+      trained->positions_trained, static_cast<long long>(trained->samples),
+      Ms(trained->elapsed).c_str(),
+      trained->samples / absl::ToDoubleSeconds(trained->elapsed));
   std::printf("  threads: %s\n", (*engine)->GetModelStatus().threads.c_str());
   std::printf("  test accuracy: %s\n",
               Accuracy(**engine, splits->test).c_str());
