@@ -205,6 +205,10 @@ struct Engine::State {
   // One purge pass at a time (the purge thread, Open, RunPendingRetrains).
   absl::Mutex purge_mu ABSL_ACQUIRED_BEFORE(mu);
 
+  // Positions training in this process right now (see TrainShardToCompletion).
+  absl::Mutex local_mu;
+  int local_training ABSL_GUARDED_BY(local_mu) = 0;
+
   absl::Mutex mu;
   std::vector<ShardState> shards ABSL_GUARDED_BY(mu);
   absl::flat_hash_set<std::string> stored_keys ABSL_GUARDED_BY(mu);
@@ -248,6 +252,11 @@ struct Engine::State {
   // Unavailable while a holder is unreachable (retried by the next pass).
   absl::Status ForgetChunks(
       const std::vector<std::pair<std::string, std::string>>& manifests);
+  // Chunks are named per model: two models with the same config and data
+  // share checkpoint keys, not chunks.
+  std::string ChunkKey(const std::string& key) const {
+    return Sha256().AddField(config.model_id).AddField(key).FinishHex();
+  }
   // Erasure-codes a new checkpoint onto workers and stores its manifest;
   // best effort (a checkpoint without copies is retrained if lost).
   void ProtectCheckpoint(const std::string& key, absl::string_view bytes);
@@ -258,7 +267,9 @@ struct Engine::State {
   // compaction however many deletions): waits out stale training, purges
   // payloads, destroys every checkpoint that held them, then records the
   // stage. Takes purge_mu and mu itself.
-  absl::Status PurgeUnfinished();
+  // `chunks_only`, when given, is set when the pass failed only at
+  // destroying chunks on workers (local data is gone).
+  absl::Status PurgeUnfinished(bool* chunks_only = nullptr);
   bool HasUnfinishedPurges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void PurgeLoop();
   // Sequence lengths of a shard before and after a deactivation.
@@ -486,7 +497,7 @@ absl::Status Engine::State::ForgetChunks(
     const std::vector<std::pair<std::string, std::string>>& manifests) {
   std::vector<std::string> failures;
   for (const auto& [key, manifest] : manifests) {
-    absl::Status s = options.replicas->Forget(key, manifest);
+    absl::Status s = options.replicas->Forget(ChunkKey(key), manifest);
     if (s.ok()) s = store->DeleteMeta(absl::StrCat(kChunksMetaPrefix, key));
     if (!s.ok()) failures.push_back(std::string(s.message()));
   }
@@ -498,23 +509,22 @@ absl::Status Engine::State::ForgetChunks(
 
 void Engine::State::ProtectCheckpoint(const std::string& key,
                                       absl::string_view bytes) {
-  absl::StatusOr<std::string> manifest = options.replicas->Protect(key, bytes);
-  if (!manifest.ok()) {
+  const std::string meta_key = absl::StrCat(kChunksMetaPrefix, key);
+  // Same key, same bytes: chunks already placed for it (a checkpoint lost
+  // here and retrained) still decode it, and re-placing them elsewhere
+  // would orphan the old ones.
+  absl::StatusOr<std::optional<std::string>> existing = store->GetMeta(meta_key);
+  if (!existing.ok() || existing->has_value()) return;
+  absl::Status s = options.replicas->Protect(
+      ChunkKey(key), bytes,
+      [&](const std::string& manifest) { return store->PutMeta(meta_key, manifest); });
+  if (!s.ok()) {
     // Too few holders is normal (no workers with --data_dir): the
     // checkpoint then lives only here and a loss means retraining.
-    if (!absl::IsUnavailable(manifest.status()) ||
-        !absl::StrContains(manifest.status().message(), "need 2")) {
+    if (!absl::IsUnavailable(s) || !absl::StrContains(s.message(), "need 2")) {
       std::fprintf(stderr, "oubli: checkpoint %s not erasure-coded: %s\n",
-                   key.c_str(), manifest.status().ToString().c_str());
+                   key.c_str(), s.ToString().c_str());
     }
-    return;
-  }
-  if (absl::Status s =
-          store->PutMeta(absl::StrCat(kChunksMetaPrefix, key), *manifest);
-      !s.ok()) {
-    std::fprintf(stderr, "oubli: chunk manifest of %s not stored: %s\n",
-                 key.c_str(), s.ToString().c_str());
-    (void)options.replicas->Forget(key, *manifest);
     return;
   }
   if (metrics != nullptr) {
@@ -548,7 +558,7 @@ absl::Status Engine::State::DestroyCheckpoints(
   return absl::OkStatus();
 }
 
-absl::Status Engine::State::PurgeUnfinished() {
+absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   absl::MutexLock purge_lock(&purge_mu);
   std::vector<DeletionRecord> unpurged;
   std::set<int> affected;
@@ -577,7 +587,10 @@ absl::Status Engine::State::PurgeUnfinished() {
   if (purged.ok()) purged = DestroyCheckpoints(garbage);
   // Copies on workers too: PURGED means no copy is left anywhere. A holder
   // that is down keeps the deletion short of PURGED until it is back.
-  if (purged.ok()) purged = ForgetChunks(garbage_chunks);
+  if (purged.ok()) {
+    purged = ForgetChunks(garbage_chunks);
+    if (chunks_only != nullptr) *chunks_only = !purged.ok();
+  }
   if (!purged.ok()) {
     absl::MutexLock lock(&mu);
     for (const DeletionRecord& record : unpurged) {
@@ -837,7 +850,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
           store->GetMeta(absl::StrCat(kChunksMetaPrefix, key));
       if (manifest.ok() && manifest->has_value()) {
         absl::StatusOr<std::string> restored =
-            options.replicas->Restore(key, **manifest);
+            options.replicas->Restore(ChunkKey(key), **manifest);
         absl::Status put = restored.status();
         if (restored.ok()) put = checkpoints->Put(key, *restored);
         if (put.ok()) {
@@ -886,10 +899,22 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
         options.remote_trainer->Capacity(environment) > 0) {
       trained = TrainRemotely(shard, prefix, parent, data, &stats, cancelled);
     }
-    // No worker could take it (none registered, or all died): train here.
+    // No worker could take it (none registered, or all died): train here,
+    // at most `training_threads` positions at once however many loops run
+    // for workers.
     if (absl::IsUnavailable(trained.status())) {
+      {
+        absl::MutexLock lock(&local_mu);
+        auto slot_free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(local_mu) {
+          return local_training < std::max(1, options.training_threads);
+        };
+        local_mu.Await(absl::Condition(&slot_free));
+        ++local_training;
+      }
       trained =
           trainer.TrainPosition(shard, prefix, parent, data, &stats, cancelled);
+      absl::MutexLock lock(&local_mu);
+      --local_training;
     }
     data = PositionData();  // drop our copy of the samples promptly
     if (!trained.ok()) {
@@ -1552,8 +1577,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   {
     // Chunk holders may not have registered yet: the purge thread retries
     // destroying their chunks (the deletions stay short of PURGED).
-    if (absl::Status s = state->PurgeUnfinished();
-        !s.ok() && !absl::IsUnavailable(s)) {
+    bool chunks_only = false;
+    if (absl::Status s = state->PurgeUnfinished(&chunks_only);
+        !s.ok() && !chunks_only) {
       return s;
     }
     // Leftovers of a crash between training and purge are garbage too.
@@ -1901,8 +1927,17 @@ std::string Engine::Fingerprint() {
 absl::StatusOr<std::vector<ChunkPlacement>> Engine::ChunkPlacements() {
   OUBLI_ASSIGN_OR_RETURN(auto manifests,
                          state_->store->ListMeta(kChunksMetaPrefix));
+  absl::flat_hash_set<std::string> current;
+  {
+    absl::MutexLock lock(&state_->mu);
+    current = state_->CurrentKeys();
+  }
   std::vector<ChunkPlacement> out;
-  for (const auto& [key, bytes] : manifests) {
+  for (const auto& [meta_key, bytes] : manifests) {
+    // Garbage awaiting the next purge pass protects nothing.
+    if (!current.contains(meta_key.substr(std::strlen(kChunksMetaPrefix)))) {
+      continue;
+    }
     internal::ChunkManifest manifest;
     if (!manifest.ParseFromString(bytes)) continue;  // Restore reports it
     ChunkPlacement& p = out.emplace_back();

@@ -216,8 +216,7 @@ class Engine {
   std::string Fingerprint();
   // Walks the data dir (no engine lock): cost grows with the file count.
   absl::StatusOr<StorageStats> GetStorageStats();
-  // Every chunk manifest of the model (reads the lineage DB, no engine
-  // lock).
+  // Chunk manifests of the model's current checkpoints.
   absl::StatusOr<std::vector<ChunkPlacement>> ChunkPlacements();
 
   // Where the lineage DB and the checkpoints live (tests check erasure).

@@ -365,8 +365,8 @@ std::vector<MetricFamily> StateCollector::Collect() const {
       "rebuildable now). No series while nothing is erasure-coded.");
   GaugeFamily redundancy_target(
       "oubli_checkpoint_redundancy_target_chunks",
-      "Parity chunks (m) the model's checkpoints were encoded with, the "
-      "largest over its checkpoints.");
+      "Parity chunks (m) the least protected checkpoint (see "
+      "oubli_checkpoint_redundancy_chunks) was encoded with.");
 
   {
     absl::MutexLock lock(&mu_);
@@ -424,6 +424,8 @@ std::vector<MetricFamily> StateCollector::Collect() const {
         absl::StatusOr<std::vector<ChunkPlacement>> placements =
             registry_->ChunkPlacements(id);
         if (placements.ok() && !placements->empty()) {
+          // The least protected checkpoint, and the parity it was coded
+          // with (of the worse-off one among equally protected).
           int least = std::numeric_limits<int>::max();
           int target = 0;
           for (const ChunkPlacement& p : *placements) {
@@ -432,8 +434,12 @@ std::vector<MetricFamily> StateCollector::Collect() const {
               auto it = by_name.find(holder);
               live += it != by_name.end() && it->second ? 1 : 0;
             }
-            least = std::min(least, live - p.data_chunks);
-            target = std::max(target, p.parity_chunks);
+            const int spare = live - p.data_chunks;
+            if (spare < least ||
+                (spare == least && p.parity_chunks > target)) {
+              least = spare;
+              target = p.parity_chunks;
+            }
           }
           redundancy.Set(model, least);
           redundancy_target.Set(model, target);

@@ -50,11 +50,16 @@ class CheckpointReplicas {
   virtual ~CheckpointReplicas() = default;
 
   // Encodes `bytes` with the default code for the live chunk-holding
-  // workers and stores one chunk on each of k+m distinct ones. Returns the
-  // manifest (a serialized internal::ChunkManifest). Unavailable: fewer
-  // than two holders alive, or a holder failed (nothing is left behind).
-  virtual absl::StatusOr<std::string> Protect(const std::string& key,
-                                              absl::string_view bytes) = 0;
+  // workers, hands the manifest (a serialized internal::ChunkManifest) to
+  // `persist` BEFORE storing anything, then stores one chunk on each of k+m
+  // distinct holders: a crash or failure half way leaves only chunks that a
+  // persisted manifest names. On failure it tries to Forget what it stored.
+  // Unavailable: fewer than two holders alive (nothing stored) or a holder
+  // failed.
+  virtual absl::Status Protect(
+      const std::string& key, absl::string_view bytes,
+      const std::function<absl::Status(const std::string& manifest)>&
+          persist) = 0;
   // Rebuilds the checkpoint from any k chunks whose CRC32C matches (a
   // corrupt or unreachable chunk counts as an erasure); the result's
   // SHA-256 is checked against the manifest. DataLoss when fewer than k

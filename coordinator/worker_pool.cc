@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <optional>
+#include <random>
 #include <thread>
 #include <utility>
 
@@ -50,7 +51,11 @@ absl::Status FromGrpc(const grpc::Status& status) {
 
 }  // namespace
 
-WorkerPool::WorkerPool(Options options) : options_(std::move(options)) {}
+WorkerPool::WorkerPool(Options options)
+    : options_(std::move(options)),
+      // Ids of an earlier coordinator process must not name workers of this
+      // one: a worker heartbeating with a stale id is told to register.
+      incarnation_(absl::StrFormat("%08x", std::random_device()())) {}
 
 void WorkerPool::AddToken(grpc::ClientContext* context) const {
   if (!options_.cluster_token.empty()) {
@@ -78,6 +83,11 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
+  // A worker that restarts registers anew; but a blip must not park the
+  // channel in gRPC's default reconnect backoff (up to two minutes).
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   worker->stub = cluster::Worker::NewStub(grpc::CreateCustomChannel(
       worker->address, grpc::InsecureChannelCredentials(), args));
   const absl::Time now = absl::Now();
@@ -85,6 +95,15 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
   worker->last_heartbeat = now;
 
   absl::MutexLock lock(&mu_);
+  // Chunks are named by worker name: two live workers must not share one.
+  for (const auto& [id, other] : workers_) {
+    if (other->name == worker->name && other->address != worker->address &&
+        AliveLocked(*other, now)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "a live worker named '", worker->name, "' is registered from ",
+          other->address, "; names must be unique (retry once it is gone)"));
+    }
+  }
   // A worker restarted at the same address, or under the same name (its
   // chunks are named by it), replaces its old entry.
   for (auto it = workers_.begin(); it != workers_.end();) {
@@ -95,7 +114,7 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
     }
     it = next;
   }
-  worker->id = absl::StrFormat("w%04d", next_id_++);
+  worker->id = absl::StrFormat("w%04d-%s", next_id_++, incarnation_);
   workers_[worker->id] = worker;
   std::fprintf(stderr, "oubli: worker %s registered: %s at %s\n",
                worker->id.c_str(), worker->name.c_str(),
@@ -321,8 +340,9 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::LiveHolder(
   return nullptr;
 }
 
-absl::StatusOr<std::string> WorkerPool::Protect(const std::string& key,
-                                                absl::string_view bytes) {
+absl::Status WorkerPool::Protect(
+    const std::string& key, absl::string_view bytes,
+    const std::function<absl::Status(const std::string&)>& persist) {
   // Live holders by name, rotated by the key so chunks spread evenly.
   std::vector<std::shared_ptr<Worker>> holders;
   {
@@ -355,17 +375,19 @@ absl::StatusOr<std::string> WorkerPool::Protect(const std::string& key,
   manifest.set_chunk_size(encoded.layout.chunk_size);
   const Sha256Digest digest = Sha256().Add(bytes).Finish();
   manifest.set_checkpoint_sha256(digest.data(), digest.size());
-  absl::Status failed;
-  int stored = 0;
+  for (int i = 0; i < k + m; ++i) {
+    manifest.add_chunk_crc32c(encoded.chunks[i].crc32c);
+    manifest.add_holders(holders[i]->name);
+  }
+  const std::string manifest_bytes = manifest.SerializeAsString();
+  OUBLI_RETURN_IF_ERROR(persist(manifest_bytes));
   for (int i = 0; i < k + m; ++i) {
     const storage::Chunk& chunk = encoded.chunks[i];
-    manifest.add_chunk_crc32c(chunk.crc32c);
-    manifest.add_holders(holders[i]->name);
     cluster::PutChunkRequest request;
     request.set_checkpoint_key(key);
     request.set_index(i);
-    request.set_data(
-        std::string(chunk.bytes.view().substr(0, encoded.layout.chunk_size)));
+    request.set_data(std::string(
+        chunk.bytes.view().substr(0, encoded.layout.chunk_size)));
     request.set_crc32c(chunk.crc32c);
     grpc::ClientContext context;
     context.set_deadline(
@@ -375,28 +397,16 @@ absl::StatusOr<std::string> WorkerPool::Protect(const std::string& key,
     const grpc::Status status =
         holders[i]->stub->PutChunk(&context, request, &response);
     if (!status.ok()) {
-      failed = absl::UnavailableError(absl::StrCat("storing chunk ", i, " on ",
-                                                   holders[i]->name, ": ",
-                                                   status.error_message()));
-      break;
+      // Even a timed-out put may land: the persisted manifest names every
+      // holder, so Forget (now, or by the caller's later garbage
+      // collection) reaches it.
+      (void)Forget(key, manifest_bytes);
+      return absl::UnavailableError(
+          absl::StrCat("storing chunk ", i, " on ", holders[i]->name, ": ",
+                       status.error_message()));
     }
-    ++stored;
   }
-  if (!failed.ok()) {
-    // Leave nothing behind that no manifest names.
-    for (int i = 0; i < stored; ++i) {
-      cluster::DeleteChunksRequest request;
-      request.add_checkpoint_keys(key);
-      grpc::ClientContext context;
-      context.set_deadline(
-          absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
-      AddToken(&context);
-      cluster::DeleteChunksResponse response;
-      (void)holders[i]->stub->DeleteChunks(&context, request, &response);
-    }
-    return failed;
-  }
-  return manifest.SerializeAsString();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> WorkerPool::Restore(const std::string& key,

@@ -96,8 +96,9 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
   // CheckpointReplicas. Chunk holders are named by worker name, so a worker
   // that restarts with the same --name and --data_dir serves its chunks
   // again.
-  absl::StatusOr<std::string> Protect(const std::string& key,
-                                      absl::string_view bytes) override;
+  absl::Status Protect(const std::string& key, absl::string_view bytes,
+                       const std::function<absl::Status(const std::string&)>&
+                           persist) override;
   absl::StatusOr<std::string> Restore(const std::string& key,
                                       const std::string& manifest) override;
   absl::Status Forget(const std::string& key,
@@ -122,6 +123,7 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
   std::shared_ptr<Worker> LiveHolder(const std::string& name);
 
   const Options options_;
+  const std::string incarnation_;  // random per pool, part of every id
   const absl::Time started_ = absl::Now();
   absl::Mutex mu_;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -31,8 +31,9 @@ ABSL_FLAG(std::string, advertise, "",
           "HOST:PORT the coordinator dials; default: the bound --listen "
           "address (required when listening on a wildcard address)");
 ABSL_FLAG(std::string, name, "",
-          "stable name (logs, GetModel, chunk manifests); default: the "
-          "advertised address");
+          "stable name (logs, GetModel, chunk manifests); required with "
+          "--data_dir, which is bound to it; default: the advertised "
+          "address");
 ABSL_FLAG(std::string, data_dir, "",
           "directory for erasure-coded checkpoint chunks; empty: this worker "
           "trains but holds no chunks");

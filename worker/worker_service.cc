@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <climits>
+#include <filesystem>
 #include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/cluster_protocol.h"
+#include "common/file_util.h"
 #include "worker/determinism.h"
 
 namespace oubli::worker {
@@ -140,6 +142,31 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   server->options_ = options;
   std::unique_ptr<storage::ChunkStore> chunks;
   if (!options.data_dir.empty()) {
+    // Manifests name chunk holders by worker name: the dir is bound to the
+    // name it was first used with, so a rename or a wrong mount cannot
+    // answer for chunks it does not hold.
+    if (options.name.empty()) {
+      return absl::InvalidArgumentError(
+          "a worker with a data dir needs a stable name (--name)");
+    }
+    std::error_code error;
+    std::filesystem::create_directories(options.data_dir, error);
+    const std::string name_file = options.data_dir + "/WORKER_NAME";
+    absl::StatusOr<std::string> bound = ReadFile(name_file);
+    if (bound.ok()) {
+      if (*bound != options.name) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "data dir '", options.data_dir, "' belongs to worker '", *bound,
+            "', not '", options.name, "'"));
+      }
+    } else if (absl::IsNotFound(bound.status())) {
+      if (absl::Status s = WriteFileAtomically(name_file, options.name);
+          !s.ok()) {
+        return s;
+      }
+    } else {
+      return bound.status();
+    }
     absl::StatusOr<std::unique_ptr<storage::ChunkStore>> opened =
         storage::ChunkStore::Open(options.data_dir + "/chunks");
     if (!opened.ok()) return opened.status();
@@ -178,6 +205,11 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   health->SetServingStatus(kServiceName, false);
 
   grpc::ChannelArguments args;
+  // A restarted coordinator must be found again within a heartbeat or two,
+  // not after gRPC's default reconnect backoff (up to two minutes).
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   server->membership_ = cluster::Membership::NewStub(grpc::CreateCustomChannel(
       options.coordinator_address, grpc::InsecureChannelCredentials(), args));
   server->membership_thread_ =

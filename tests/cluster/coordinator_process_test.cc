@@ -1,7 +1,8 @@
 // The real oubli-coordinator and oubli-worker binaries as child processes,
 // driven over the wire: crash safety of acknowledged deletions under
 // SIGKILL, bitwise agreement with the in-process engine (with and without
-// workers), a worker killed mid-training, and hostile requests. Asserts
+// workers), hostile requests to the API and the cluster protocol. Worker
+// and checkpoint loss: tests/chaos. Asserts
 // behaviour, never timing (time only bounds waits as hang guards).
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -32,6 +33,7 @@
 #include "coordinator/grpc_service.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/cluster_test.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
@@ -47,86 +49,9 @@ using testing_util::Deadline;
 using testing_util::TinyConfig;
 using testing_util::TinySamples;
 
-class CoordinatorProcessTest : public testing_util::ServiceClientTest {
- protected:
-  void TearDown() override {
-    stub_.reset();
-    coordinator_.Kill();  // always: never leave a child behind
-  }
-
-  void StartCoordinator(std::vector<std::string> extra_flags = {}) {
-    std::vector<std::string> flags = {
-        absl::StrCat("--data_dir=", (dir_.path() / "data").string()),
-        "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"};
-    flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
-    ASSERT_TRUE(coordinator_.Start(
-        flags, dir_.path() / absl::StrCat("coordinator-", ++starts_, ".log")));
-    stub_ = testing_util::NewStub(coordinator_.address(), 0);
-  }
-
-  // Polls GetModel until nothing is missing or pending (hang guard: 120 s).
-  v1::Model WaitUntilRestored(const std::string& model_id) {
-    v1::Model model;
-    for (int i = 0; i < 1200; ++i) {
-      grpc::Status status = GetModel(model_id, &model);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-      if (!status.ok() ||
-          (model.missing_prefixes() == 0 && model.pending_deletions() == 0)) {
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return model;
-  }
-
-  // The in-process engine on `samples` with `config` (every field as the
-  // server filled it in): trained, then, unless `owner` is empty, with
-  // `owner` forgotten and RESTORED. Its served fingerprint and the one
-  // before the deletion.
-  void InProcessFingerprint(const v1::ModelConfig& config_proto,
-                            const std::vector<v1::Sample>& samples,
-                            const std::string& owner, std::string* fingerprint,
-                            std::string* fingerprint_before) {
-    absl::StatusOr<ModelConfig> config =
-        coordinator::ConfigFromProto(config_proto);
-    ASSERT_TRUE(config.ok()) << config.status();
-    config->model_id = "tiny";
-    coordinator::Engine::Options options;
-    options.data_dir =
-        (dir_.path() / absl::StrCat("engine-", ++engines_)).string();
-    options.config = *config;
-    auto engine = coordinator::Engine::Open(options);
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    std::vector<Sample> domain;
-    for (const v1::Sample& s : samples) {
-      Sample d;
-      d.id = s.id();
-      d.owner = s.owner();
-      d.label = s.label();
-      d.feature_type = FeatureType::kU8;
-      d.features = s.features();
-      domain.push_back(std::move(d));
-    }
-    ASSERT_TRUE((*engine)->Ingest(domain).ok());
-    ASSERT_TRUE((*engine)->Train().ok());
-    *fingerprint_before = (*engine)->Fingerprint();
-    if (!owner.empty()) {
-      auto forgotten = (*engine)->ForgetOwner(owner);
-      ASSERT_TRUE(forgotten.ok()) << forgotten.status();
-      ASSERT_TRUE(
-          (*engine)
-              ->WaitForRestored(forgotten->deletion_id, absl::Seconds(120))
-              .ok());
-      *fingerprint_before = forgotten->fingerprint_before;
-    }
-    *fingerprint = (*engine)->Fingerprint();
-  }
-
-  testing_util::ScopedTempDir dir_;  // first: outlives the process's files
-  testing_util::ServerProcess coordinator_{OUBLI_COORDINATOR_BIN};
-  int starts_ = 0;
-  int engines_ = 0;
-};
+// Both suites run the same cluster fixture; the names group the tests.
+using CoordinatorProcessTest = testing_util::ClusterTest;
+using WorkerClusterTest = testing_util::ClusterTest;
 
 std::string ZeroFeatures(int rows) {
   return std::string(
@@ -340,63 +265,6 @@ TEST_F(CoordinatorProcessTest, HostileRequestsOverTheWire) {
 // ------------------------------------------------------------ workers
 
 // A coordinator and oubli-worker processes: positions train on the workers.
-class WorkerClusterTest : public CoordinatorProcessTest {
- protected:
-  void TearDown() override {
-    for (auto& worker : workers_) worker->Kill();
-    CoordinatorProcessTest::TearDown();
-  }
-
-  // Starts a worker and waits until it has registered.
-  // Starts worker-N (N = how many were started before) and waits until it
-  // has registered. With `chunks`, it keeps chunks in WorkerDir(N).
-  void StartWorker(bool chunks = false,
-                   std::vector<std::string> extra_flags = {}) {
-    const int index = static_cast<int>(workers_.size());
-    workers_.push_back(
-        std::make_unique<testing_util::ServerProcess>(OUBLI_WORKER_BIN));
-    ASSERT_NO_FATAL_FAILURE(RestartWorker(index, chunks, extra_flags));
-  }
-  void RestartWorker(int index, bool chunks = false,
-                     std::vector<std::string> extra_flags = {}) {
-    std::vector<std::string> flags = {
-        absl::StrCat("--coordinator=", coordinator_.address()),
-        "--listen=127.0.0.1:0", absl::StrCat("--name=worker-", index)};
-    if (chunks) flags.push_back(absl::StrCat("--data_dir=", WorkerDir(index)));
-    flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
-    ASSERT_TRUE(workers_[index]->Start(
-        flags, dir_.path() / absl::StrCat("worker-", index, ".log")));
-    std::string id;
-    ASSERT_TRUE(workers_[index]->WaitForLine("registered as ", &id));
-  }
-  std::string WorkerDir(int index) const {
-    return (dir_.path() / absl::StrCat("worker-", index)).string();
-  }
-
-  // Polls GetModel (hang guard: 30 s) until `name` is reported dead.
-  void WaitUntilDead(const std::string& model_id, const std::string& name) {
-    for (int i = 0; i < 300; ++i) {
-      v1::Model model;
-      ASSERT_TRUE(GetModel(model_id, &model).ok());
-      for (const v1::WorkerStatus& w : model.workers()) {
-        if (w.name() == name && !w.alive()) return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    FAIL() << name << " never reported dead";
-  }
-
-  // Sum of positions_trained over the model's workers.
-  static int64_t RemotePositions(const v1::Model& model) {
-    int64_t total = 0;
-    for (const v1::WorkerStatus& w : model.workers()) {
-      total += w.positions_trained();
-    }
-    return total;
-  }
-
-  std::vector<std::unique_ptr<testing_util::ServerProcess>> workers_;
-};
 
 TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
   const std::vector<v1::Sample> samples = TinySamples(60, 1, /*first_id=*/0);
@@ -429,61 +297,6 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
                                                &engine_before));
   EXPECT_EQ(trained.fingerprint(), engine_before);
   EXPECT_EQ(restored.fingerprint(), engine_fingerprint);
-}
-
-TEST_F(WorkerClusterTest, WorkerSigkillMidTrainingDoesNotStopTheJob) {
-  // Positions long enough (batch 1) to be caught mid-training.
-  const v1::ModelConfig config = TinyConfig(4, 1);
-  const std::vector<v1::Sample> samples = TinySamples(1200, 1, 0);
-  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
-  for (int i = 0; i < 2; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker());
-  v1::Model created;
-  ASSERT_TRUE(Create("tiny", config, &created).ok());
-  v1::IngestSamplesResponse ingested;
-  ASSERT_TRUE(Ingest("tiny", {samples}, &ingested).ok());
-  v1::TrainRequest train;
-  train.set_model_id("tiny");
-  v1::Job job;
-  ASSERT_TRUE(Call(&v1::Oubli::Stub::Train, train, &job).ok());
-
-  // Kill worker-0 once it is busy with a position.
-  bool killed = false;
-  for (int i = 0; i < 6000 && !killed; ++i) {
-    v1::Model model;
-    ASSERT_TRUE(GetModel("tiny", &model).ok());
-    for (const v1::WorkerStatus& w : model.workers()) {
-      if (w.name() == "worker-0" && w.busy() > 0) {
-        workers_[0]->Stop(SIGKILL);
-        killed = true;
-      }
-    }
-    if (!killed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(killed) << "worker-0 never got a position";
-
-  v1::GetJobRequest get;
-  get.set_job_id(job.job_id());
-  for (int i = 0; i < 3000; ++i) {
-    ASSERT_TRUE(Call(&v1::Oubli::Stub::GetJob, get, &job).ok());
-    if (job.state() != v1::Job::PENDING && job.state() != v1::Job::RUNNING) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
-  ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-0"));
-  v1::Model model;
-  ASSERT_TRUE(GetModel("tiny", &model).ok());
-  EXPECT_EQ(model.missing_prefixes(), 0);
-  for (const v1::WorkerStatus& w : model.workers()) {
-    if (w.name() != "worker-0") EXPECT_TRUE(w.alive()) << w.name();
-  }
-
-  // Same bits as a run without faults.
-  std::string engine_fingerprint, unused;
-  ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(created.config(), samples, "",
-                                               &engine_fingerprint, &unused));
-  EXPECT_EQ(model.fingerprint(), engine_fingerprint);
 }
 
 TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
@@ -554,90 +367,6 @@ TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
   }
 }
 
-// Every regular file under `root`, read whole.
-std::vector<std::pair<std::string, std::string>> FilesUnder(
-    const std::filesystem::path& root) {
-  std::vector<std::pair<std::string, std::string>> files;
-  for (const auto& entry :
-       std::filesystem::recursive_directory_iterator(root)) {
-    if (entry.is_regular_file()) {
-      files.emplace_back(entry.path().string(),
-                         testing_util::ReadWholeFile(entry.path()));
-    }
-  }
-  return files;
-}
-
-TEST_F(WorkerClusterTest,
-       LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem) {
-  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
-  for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
-  v1::Model created;
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(2, 8),
-                                             TinySamples(60, 1, 0), &created));
-  v1::Model trained;
-  ASSERT_TRUE(GetModel("tiny", &trained).ok());
-  const std::filesystem::path checkpoints =
-      dir_.path() / "data" / "tiny" / "checkpoints";
-  const auto before = FilesUnder(checkpoints);
-  ASSERT_FALSE(before.empty());
-  // Each checkpoint has a copy on the workers (3 workers: a mirror).
-  for (const auto& [path, bytes] : before) {
-    bool copied = false;
-    for (int i = 0; i < 3 && !copied; ++i) {
-      for (const auto& [chunk_path, chunk] : FilesUnder(WorkerDir(i))) {
-        copied |= chunk.find(bytes) != std::string::npos;
-      }
-    }
-    EXPECT_TRUE(copied) << path << " has no copy on any worker";
-  }
-
-  // The coordinator loses every checkpoint and one holder dies.
-  const std::string address = coordinator_.address();
-  coordinator_.Kill();
-  std::filesystem::remove_all(checkpoints);
-  workers_[0]->Kill();
-  ASSERT_NO_FATAL_FAILURE(
-      StartCoordinator({absl::StrCat("--listen=", address)}));
-  std::string metrics_address;
-  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
-  v1::Model restored = WaitUntilRestored("tiny");
-  EXPECT_EQ(restored.missing_prefixes(), 0);
-  EXPECT_EQ(restored.fingerprint(), trained.fingerprint());
-  const std::string metrics =
-      testing_util::HttpGet(metrics_address, "/metrics");
-  // Rebuilt, not retrained: no position trained in this process.
-  EXPECT_EQ(testing_util::MetricValue(
-                metrics, "oubli_training_positions_total{model=\"tiny\"}"),
-            0);
-  EXPECT_GT(
-      testing_util::MetricValue(
-          metrics, "oubli_checkpoint_bytes_restored_total{model=\"tiny\"}"),
-      0);
-
-  // Forgetting an owner destroys every copy of the checkpoints that held
-  // it: on the coordinator and on every worker (the dead one included,
-  // once it is back; until then the deletion is not PURGED).
-  ASSERT_NO_FATAL_FAILURE(RestartWorker(0, true));
-  const auto current = FilesUnder(checkpoints);
-  v1::DeletionReceipt receipt;
-  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
-  std::map<std::string, std::string> after;
-  for (auto& [path, bytes] : FilesUnder(checkpoints)) after[path] = bytes;
-  int purged = 0;
-  const auto everything = FilesUnder(dir_.path());
-  for (const auto& [path, bytes] : current) {
-    if (after.count(path) != 0) continue;  // still current
-    ++purged;
-    for (const auto& [file, content] : everything) {
-      EXPECT_EQ(content.find(bytes), std::string::npos)
-          << "bytes of purged checkpoint " << path << " remain in " << file;
-    }
-  }
-  EXPECT_GT(purged, 0);
-}
 
 TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {
   const std::string token_file = (dir_.path() / "token").string();

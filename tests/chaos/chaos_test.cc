@@ -1,0 +1,227 @@
+// Faults in a running cluster (real oubli-coordinator and oubli-worker
+// processes): a worker killed mid-training, checkpoints lost with the
+// coordinator's disk and a worker, the coordinator killed while a deletion
+// is between ACCEPTED and PURGED. Asserts outcomes (bits, stages, bytes on
+// disk), never timing.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/cluster_test.h"
+#include "tests/testing/server_process.h"
+
+namespace oubli {
+namespace {
+
+namespace v1 = ::oubli::v1;
+using testing_util::FilesUnder;
+using testing_util::TinyConfig;
+using testing_util::TinySamples;
+
+using ChaosTest = testing_util::ClusterTest;
+
+TEST_F(ChaosTest, WorkerSigkillMidTrainingDoesNotStopTheJob) {
+  // Positions long enough (batch 1) to be caught mid-training.
+  const v1::ModelConfig config = TinyConfig(4, 1);
+  const std::vector<v1::Sample> samples = TinySamples(1200, 1, 0);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  for (int i = 0; i < 2; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker());
+  v1::Model created;
+  ASSERT_TRUE(Create("tiny", config, &created).ok());
+  v1::IngestSamplesResponse ingested;
+  ASSERT_TRUE(Ingest("tiny", {samples}, &ingested).ok());
+  v1::TrainRequest train;
+  train.set_model_id("tiny");
+  v1::Job job;
+  ASSERT_TRUE(Call(&v1::Oubli::Stub::Train, train, &job).ok());
+
+  // Kill worker-0 once it is busy with a position.
+  bool killed = false;
+  for (int i = 0; i < 6000 && !killed; ++i) {
+    v1::Model model;
+    ASSERT_TRUE(GetModel("tiny", &model).ok());
+    for (const v1::WorkerStatus& w : model.workers()) {
+      if (w.name() == "worker-0" && w.busy() > 0) {
+        workers_[0]->Stop(SIGKILL);
+        killed = true;
+      }
+    }
+    if (!killed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(killed) << "worker-0 never got a position";
+
+  v1::GetJobRequest get;
+  get.set_job_id(job.job_id());
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(Call(&v1::Oubli::Stub::GetJob, get, &job).ok());
+    if (job.state() != v1::Job::PENDING && job.state() != v1::Job::RUNNING) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
+  ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-0"));
+  v1::Model model;
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  EXPECT_EQ(model.missing_prefixes(), 0);
+  for (const v1::WorkerStatus& w : model.workers()) {
+    if (w.name() != "worker-0") EXPECT_TRUE(w.alive()) << w.name();
+  }
+
+  // Same bits as a run without faults.
+  std::string engine_fingerprint, unused;
+  ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(created.config(), samples, "",
+                                               &engine_fingerprint, &unused));
+  EXPECT_EQ(model.fingerprint(), engine_fingerprint);
+}
+
+// Chunk files under a worker's data dir.
+int ChunkFiles(const std::string& worker_dir) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(
+           std::filesystem::path(worker_dir) / "chunks")) {
+    n += entry.is_regular_file() ? 1 : 0;
+  }
+  return n;
+}
+
+TEST_F(ChaosTest, LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem) {
+  // 4 workers: RS(2, 2), one chunk of every checkpoint on each worker.
+  constexpr int kWorkers = 4;
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  for (int i = 0; i < kWorkers; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
+      "tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
+  v1::Model trained;
+  ASSERT_TRUE(GetModel("tiny", &trained).ok());
+  const std::filesystem::path checkpoints =
+      dir_.path() / "data" / "tiny" / "checkpoints";
+  const int checkpoint_count = static_cast<int>(FilesUnder(checkpoints).size());
+  ASSERT_GT(checkpoint_count, 0);
+  for (int i = 0; i < kWorkers; ++i) {
+    EXPECT_EQ(ChunkFiles(WorkerDir(i)), checkpoint_count) << "worker-" << i;
+  }
+
+  // The coordinator loses every checkpoint and two of the four holders die:
+  // k = 2 chunks of each checkpoint survive.
+  const std::string address = coordinator_.address();
+  coordinator_.Kill();
+  std::filesystem::remove_all(checkpoints);
+  workers_[0]->Kill();
+  workers_[2]->Kill();
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({absl::StrCat("--listen=", address)}));
+  std::string metrics_address;
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
+  v1::Model restored = WaitUntilRestored("tiny");
+  EXPECT_EQ(restored.missing_prefixes(), 0);
+  EXPECT_EQ(restored.fingerprint(), trained.fingerprint());
+  const std::string metrics =
+      testing_util::HttpGet(metrics_address, "/metrics");
+  // Rebuilt, not retrained: no position trained in this process.
+  EXPECT_EQ(testing_util::MetricValue(
+                metrics, "oubli_training_positions_total{model=\"tiny\"}"),
+            0);
+  EXPECT_GT(testing_util::MetricValue(
+                metrics,
+                "oubli_checkpoint_bytes_restored_total{model=\"tiny\"}"),
+            0);
+  // Two holders down: the least protected checkpoint has no spare chunk.
+  EXPECT_EQ(testing_util::MetricValue(
+                metrics,
+                "oubli_checkpoint_redundancy_chunks{model=\"tiny\"}"),
+            0);
+
+  // Forgetting an owner destroys every chunk of the checkpoints that held
+  // it, on every worker: afterwards each worker holds exactly one chunk per
+  // current checkpoint, and the coordinator no bytes of the purged ones.
+  ASSERT_NO_FATAL_FAILURE(RestartWorker(0, true));
+  ASSERT_NO_FATAL_FAILURE(RestartWorker(2, true));
+  const auto before = FilesUnder(checkpoints);
+  v1::DeletionReceipt receipt;
+  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
+  std::map<std::string, std::string> after;
+  for (auto& [path, bytes] : FilesUnder(checkpoints)) after[path] = bytes;
+  int purged = 0;
+  const auto coordinator_files = FilesUnder(dir_.path() / "data");
+  for (const auto& [path, bytes] : before) {
+    if (after.count(path) != 0) continue;  // still current
+    ++purged;
+    for (const auto& [file, content] : coordinator_files) {
+      EXPECT_EQ(content.find(bytes), std::string::npos)
+          << "bytes of purged checkpoint " << path << " remain in " << file;
+    }
+  }
+  EXPECT_GT(purged, 0);
+  for (int i = 0; i < kWorkers; ++i) {
+    EXPECT_EQ(ChunkFiles(WorkerDir(i)), static_cast<int>(after.size()))
+        << "worker-" << i;
+  }
+}
+
+TEST_F(ChaosTest, CoordinatorKilledBetweenAcceptedAndPurgedFinishesTheDeletion) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
+      "tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
+  const std::filesystem::path checkpoints =
+      dir_.path() / "data" / "tiny" / "checkpoints";
+  const auto before = FilesUnder(checkpoints);
+
+  // A chunk holder is down, so the deletion cannot reach PURGED: it is
+  // held between ACCEPTED/FORGOTTEN and PURGED when the coordinator dies.
+  workers_[1]->Kill();
+  ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-1"));
+  v1::DeletionReceipt receipt;
+  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(receipt.stage(), v1::FORGOTTEN);
+  v1::GetDeletionRequest get;
+  get.set_deletion_id(receipt.deletion_id());
+  v1::DeletionReceipt held;
+  for (int i = 0; i < 100; ++i) {  // the purge thread has tried and failed
+    ASSERT_TRUE(Call(&v1::Oubli::Stub::GetDeletion, get, &held).ok());
+    if (!held.note().empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(held.stage(), v1::FORGOTTEN);
+  EXPECT_THAT(held.note(), ::testing::HasSubstr("worker-1"));
+
+  const std::string address = coordinator_.address();
+  coordinator_.Kill();
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({absl::StrCat("--listen=", address)}));
+  ASSERT_NO_FATAL_FAILURE(RestartWorker(1, true));
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()))
+      << coordinator_.Log();
+
+  // Nothing of the checkpoints that held owner-3 is left anywhere.
+  std::map<std::string, std::string> after;
+  for (auto& [path, bytes] : FilesUnder(checkpoints)) after[path] = bytes;
+  const auto everything = FilesUnder(dir_.path());
+  int purged = 0;
+  for (const auto& [path, bytes] : before) {
+    if (after.count(path) != 0) continue;
+    ++purged;
+    for (const auto& [file, content] : everything) {
+      EXPECT_EQ(content.find(bytes), std::string::npos)
+          << "bytes of purged checkpoint " << path << " remain in " << file;
+    }
+  }
+  EXPECT_GT(purged, 0);
+}
+
+}  // namespace
+}  // namespace oubli
