@@ -2,6 +2,8 @@
 
 #include <openssl/crypto.h>
 
+#include <climits>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -24,6 +26,20 @@ bool ClusterTokenMatches(absl::string_view expected,
   if (expected.empty()) return true;
   if (presented.size() != expected.size()) return false;
   return CRYPTO_memcmp(expected.data(), presented.data(), expected.size()) == 0;
+}
+
+absl::StatusOr<std::string> CheckServerAddress(absl::string_view listen_address,
+                                               int64_t max_message_bytes) {
+  if (max_message_bytes < 1 || max_message_bytes > INT_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes must be 1..", INT_MAX));
+  }
+  const size_t colon = listen_address.rfind(':');
+  if (colon == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address '", listen_address, "' is not HOST:PORT"));
+  }
+  return std::string(listen_address.substr(0, colon));
 }
 
 }  // namespace oubli

@@ -5,6 +5,7 @@
 #ifndef OUBLI_COMMON_CLUSTER_PROTOCOL_H_
 #define OUBLI_COMMON_CLUSTER_PROTOCOL_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,11 @@ absl::StatusOr<std::string> ReadClusterToken(const std::string& path);
 // differ. An empty `expected` accepts anything (no token configured).
 bool ClusterTokenMatches(absl::string_view expected,
                          absl::string_view presented);
+
+// Checks what every oubli server (coordinator, worker) takes: a listen
+// address HOST:PORT and a message size limit in 1..INT_MAX. Returns HOST.
+absl::StatusOr<std::string> CheckServerAddress(absl::string_view listen_address,
+                                               int64_t max_message_bytes);
 
 }  // namespace oubli
 

@@ -513,11 +513,13 @@ void Engine::State::ProtectCheckpoint(const std::string& key,
   // Same key, same bytes: chunks already placed for it (a checkpoint lost
   // here and retrained) still decode it, and re-placing them elsewhere
   // would orphan the old ones.
-  absl::StatusOr<std::optional<std::string>> existing = store->GetMeta(meta_key);
+  absl::StatusOr<std::optional<std::string>> existing =
+      store->GetMeta(meta_key);
   if (!existing.ok() || existing->has_value()) return;
   absl::Status s = options.replicas->Protect(
-      ChunkKey(key), bytes,
-      [&](const std::string& manifest) { return store->PutMeta(meta_key, manifest); });
+      ChunkKey(key), bytes, [&](const std::string& manifest) {
+        return store->PutMeta(meta_key, manifest);
+      });
   if (!s.ok()) {
     // Too few holders is normal (no workers with --data_dir): the
     // checkpoint then lives only here and a loss means retraining.

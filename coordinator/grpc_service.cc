@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "common/cluster_protocol.h"
 #include "common/status_macros.h"
 #include "common/types.h"
 #include "google/protobuf/descriptor.h"
@@ -714,15 +715,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("data_dir is required");
   }
-  if (options.max_message_bytes < 1 || options.max_message_bytes > INT_MAX) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_message_bytes must be 1..", INT_MAX));
-  }
-  const size_t colon = options.listen_address.rfind(':');
-  if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "listen address '", options.listen_address, "' is not HOST:PORT"));
-  }
+  OUBLI_ASSIGN_OR_RETURN(
+      const std::string host,
+      CheckServerAddress(options.listen_address, options.max_message_bytes));
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   if (!options.metrics_listen_address.empty()) {
     // Before the gRPC port, so a taken metrics port fails the start early.
@@ -769,8 +764,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
         absl::StrCat("cannot listen on '", options.listen_address, "'"));
   }
   server->port_ = selected_port;
-  server->address_ =
-      absl::StrCat(options.listen_address.substr(0, colon), ":", selected_port);
+  server->address_ = absl::StrCat(host, ":", selected_port);
   grpc::HealthCheckServiceInterface* health =
       server->server_->GetHealthCheckService();
   health->SetServingStatus(false);

@@ -435,8 +435,7 @@ std::vector<MetricFamily> StateCollector::Collect() const {
               live += it != by_name.end() && it->second ? 1 : 0;
             }
             const int spare = live - p.data_chunks;
-            if (spare < least ||
-                (spare == least && p.parity_chunks > target)) {
+            if (spare < least || (spare == least && p.parity_chunks > target)) {
               least = spare;
               target = p.parity_chunks;
             }

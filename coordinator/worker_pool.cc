@@ -386,8 +386,8 @@ absl::Status WorkerPool::Protect(
     cluster::PutChunkRequest request;
     request.set_checkpoint_key(key);
     request.set_index(i);
-    request.set_data(std::string(
-        chunk.bytes.view().substr(0, encoded.layout.chunk_size)));
+    request.set_data(
+        std::string(chunk.bytes.view().substr(0, encoded.layout.chunk_size)));
     request.set_crc32c(chunk.crc32c);
     grpc::ClientContext context;
     context.set_deadline(
@@ -401,9 +401,9 @@ absl::Status WorkerPool::Protect(
       // holder, so Forget (now, or by the caller's later garbage
       // collection) reaches it.
       (void)Forget(key, manifest_bytes);
-      return absl::UnavailableError(
-          absl::StrCat("storing chunk ", i, " on ", holders[i]->name, ": ",
-                       status.error_message()));
+      return absl::UnavailableError(absl::StrCat("storing chunk ", i, " on ",
+                                                 holders[i]->name, ": ",
+                                                 status.error_message()));
     }
   }
   return absl::OkStatus();

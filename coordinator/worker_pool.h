@@ -96,9 +96,9 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
   // CheckpointReplicas. Chunk holders are named by worker name, so a worker
   // that restarts with the same --name and --data_dir serves its chunks
   // again.
-  absl::Status Protect(const std::string& key, absl::string_view bytes,
-                       const std::function<absl::Status(const std::string&)>&
-                           persist) override;
+  absl::Status Protect(
+      const std::string& key, absl::string_view bytes,
+      const std::function<absl::Status(const std::string&)>& persist) override;
   absl::StatusOr<std::string> Restore(const std::string& key,
                                       const std::string& manifest) override;
   absl::Status Forget(const std::string& key,

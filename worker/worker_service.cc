@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <climits>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -129,15 +129,9 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (options.coordinator_address.empty()) {
     return absl::InvalidArgumentError("coordinator address is required");
   }
-  if (options.max_message_bytes < 1 || options.max_message_bytes > INT_MAX) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_message_bytes must be 1..", INT_MAX));
-  }
-  const size_t colon = options.listen_address.rfind(':');
-  if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "listen address '", options.listen_address, "' is not HOST:PORT"));
-  }
+  absl::StatusOr<std::string> host =
+      CheckServerAddress(options.listen_address, options.max_message_bytes);
+  if (!host.ok()) return host.status();
   std::unique_ptr<WorkerServer> server(new WorkerServer());
   server->options_ = options;
   std::unique_ptr<storage::ChunkStore> chunks;
@@ -188,11 +182,10 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on '", options.listen_address, "'"));
   }
-  const std::string host = options.listen_address.substr(0, colon);
-  server->address_ = absl::StrCat(host, ":", selected_port);
+  server->address_ = absl::StrCat(*host, ":", selected_port);
   server->advertise_ = options.advertise_address;
   if (server->advertise_.empty()) {
-    if (host.empty() || host == "0.0.0.0" || host == "[::]") {
+    if (host->empty() || *host == "0.0.0.0" || *host == "[::]") {
       return absl::InvalidArgumentError(absl::StrCat(
           "listening on wildcard '", options.listen_address,
           "': give the address the coordinator should dial (advertise)"));

@@ -100,8 +100,8 @@ TEST_F(ChaosTest, LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem) {
   constexpr int kWorkers = 4;
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   for (int i = 0; i < kWorkers; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
-      "tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
   v1::Model trained;
   ASSERT_TRUE(GetModel("tiny", &trained).ok());
   const std::filesystem::path checkpoints =
@@ -132,14 +132,13 @@ TEST_F(ChaosTest, LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem) {
   EXPECT_EQ(testing_util::MetricValue(
                 metrics, "oubli_training_positions_total{model=\"tiny\"}"),
             0);
-  EXPECT_GT(testing_util::MetricValue(
-                metrics,
-                "oubli_checkpoint_bytes_restored_total{model=\"tiny\"}"),
-            0);
+  EXPECT_GT(
+      testing_util::MetricValue(
+          metrics, "oubli_checkpoint_bytes_restored_total{model=\"tiny\"}"),
+      0);
   // Two holders down: the least protected checkpoint has no spare chunk.
   EXPECT_EQ(testing_util::MetricValue(
-                metrics,
-                "oubli_checkpoint_redundancy_chunks{model=\"tiny\"}"),
+                metrics, "oubli_checkpoint_redundancy_chunks{model=\"tiny\"}"),
             0);
 
   // Forgetting an owner destroys every chunk of the checkpoints that held
@@ -171,11 +170,12 @@ TEST_F(ChaosTest, LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem) {
   }
 }
 
-TEST_F(ChaosTest, CoordinatorKilledBetweenAcceptedAndPurgedFinishesTheDeletion) {
+TEST_F(ChaosTest,
+       CoordinatorKilledBetweenAcceptedAndPurgedFinishesTheDeletion) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
-      "tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
   const std::filesystem::path checkpoints =
       dir_.path() / "data" / "tiny" / "checkpoints";
   const auto before = FilesUnder(checkpoints);

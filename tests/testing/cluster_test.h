@@ -111,8 +111,7 @@ class ClusterTest : public ServiceClientTest {
   void StartWorker(bool chunks = false,
                    std::vector<std::string> extra_flags = {}) {
     const int index = static_cast<int>(workers_.size());
-    workers_.push_back(
-        std::make_unique<ServerProcess>(OUBLI_WORKER_BIN));
+    workers_.push_back(std::make_unique<ServerProcess>(OUBLI_WORKER_BIN));
     ASSERT_NO_FATAL_FAILURE(RestartWorker(index, chunks, extra_flags));
   }
   void RestartWorker(int index, bool chunks = false,
@@ -168,8 +167,7 @@ inline std::vector<std::pair<std::string, std::string>> FilesUnder(
   for (const auto& entry :
        std::filesystem::recursive_directory_iterator(root)) {
     if (entry.is_regular_file()) {
-      files.emplace_back(entry.path().string(),
-                         ReadWholeFile(entry.path()));
+      files.emplace_back(entry.path().string(), ReadWholeFile(entry.path()));
     }
   }
   return files;

@@ -201,7 +201,8 @@ int Run(const RecoveryFlags& flags) {
     v1::TrainRequest request;
     request.set_model_id("bench");
     v1::Job job;
-    if (absl::Status s = FromGrpc(stub->Train(&context, request, &job), "train");
+    if (absl::Status s =
+            FromGrpc(stub->Train(&context, request, &job), "train");
         !s.ok()) {
       return Fail("train", s);
     }
@@ -213,8 +214,7 @@ int Run(const RecoveryFlags& flags) {
   const std::filesystem::path checkpoints =
       std::filesystem::path(data_dir) / "bench" / "checkpoints";
   int64_t checkpoint_count = 0, checkpoint_bytes = 0;
-  for (const auto& entry :
-       std::filesystem::directory_iterator(checkpoints)) {
+  for (const auto& entry : std::filesystem::directory_iterator(checkpoints)) {
     ++checkpoint_count;
     checkpoint_bytes += static_cast<int64_t>(entry.file_size());
   }
