@@ -1,9 +1,5 @@
 #include "coordinator/prometheus_metrics.h"
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -11,25 +7,18 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 
 #ifndef OUBLI_VERSION
@@ -500,202 +489,5 @@ std::string PrometheusMetrics::Serialize() const {
                   std::make_move_iterator(state.end()));
   return prometheus::TextSerializer().Serialize(families);
 }
-
-// ----------------------------------------------------------- MetricsServer
-
-namespace {
-
-constexpr int kIoTimeoutSeconds = 5;
-constexpr size_t kMaxRequestBytes = 16 << 10;
-
-std::string ErrnoText(absl::string_view what) {
-  return absl::StrCat(what, ": ", std::strerror(errno));
-}
-
-void SendAll(int fd, absl::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // peer gone or timed out: nothing to do
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-std::string HttpResponse(absl::string_view status, absl::string_view type,
-                         absl::string_view body, bool head_only) {
-  return absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
-                      "\r\nContent-Length: ", body.size(),
-                      "\r\nConnection: close\r\n\r\n", head_only ? "" : body);
-}
-
-}  // namespace
-
-struct MetricsServer::Server {
-  std::shared_ptr<PrometheusMetrics> metrics;
-  int listen_fd = -1;
-  int wake_fds[2] = {-1, -1};  // a pipe: written to stop the loop
-  std::thread thread;
-
-  ~Server() {
-    if (thread.joinable()) {
-      const char byte = 0;
-      (void)!::write(wake_fds[1], &byte, 1);
-      thread.join();
-    }
-    for (int fd : {listen_fd, wake_fds[0], wake_fds[1]}) {
-      if (fd >= 0) ::close(fd);
-    }
-  }
-
-  void Loop() {
-    while (true) {
-      pollfd fds[2] = {{listen_fd, POLLIN, 0}, {wake_fds[0], POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        std::fprintf(stderr, "oubli: metrics server: %s\n",
-                     ErrnoText("poll").c_str());
-        return;
-      }
-      if (fds[1].revents != 0) return;
-      if ((fds[0].revents & POLLIN) == 0) continue;
-      const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        // Out of descriptors or memory: back off instead of spinning. Other
-        // errors (the client gave up already) need nothing.
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-            errno == ENOMEM) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-        continue;
-      }
-      Serve(fd);
-      ::close(fd);
-    }
-  }
-
-  void Serve(int fd) {
-    const timeval timeout = {kIoTimeoutSeconds, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-    std::string request;
-    char buffer[4096];
-    while (request.find("\r\n\r\n") == std::string::npos &&
-           request.find("\n\n") == std::string::npos) {
-      if (request.size() > kMaxRequestBytes) {
-        SendAll(fd, HttpResponse("431 Request Header Fields Too Large",
-                                 "text/plain", "request too large\n", false));
-        return;
-      }
-      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;  // closed or timed out
-      request.append(buffer, static_cast<size_t>(n));
-    }
-    // "METHOD TARGET VERSION"
-    const std::vector<absl::string_view> line = absl::StrSplit(
-        absl::string_view(request).substr(0, request.find_first_of("\r\n")),
-        ' ', absl::SkipEmpty());
-    if (line.size() != 3) {
-      SendAll(fd, HttpResponse("400 Bad Request", "text/plain",
-                               "malformed request line\n", false));
-      return;
-    }
-    const absl::string_view method = line[0];
-    const absl::string_view path = line[1].substr(0, line[1].find('?'));
-    const bool head = method == "HEAD";
-    if (method != "GET" && !head) {
-      SendAll(fd, HttpResponse("405 Method Not Allowed", "text/plain",
-                               "only GET and HEAD\n", false));
-      return;
-    }
-    if (path != "/metrics") {
-      SendAll(fd, HttpResponse("404 Not Found", "text/plain",
-                               "metrics are on /metrics\n", head));
-      return;
-    }
-    SendAll(fd,
-            HttpResponse("200 OK", "text/plain; version=0.0.4; charset=utf-8",
-                         metrics->Serialize(), head));
-  }
-};
-
-absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    absl::string_view listen_address,
-    std::shared_ptr<PrometheusMetrics> metrics) {
-  const size_t colon = listen_address.rfind(':');
-  if (colon == absl::string_view::npos || colon + 1 == listen_address.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics listen address '", listen_address, "' is not HOST:PORT"));
-  }
-  std::string host(listen_address.substr(0, colon));
-  const std::string port(listen_address.substr(colon + 1));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  addrinfo hints = {};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* resolved = nullptr;
-  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
-                                   port.c_str(), &hints, &resolved);
-      rc != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics listen address '", listen_address, "': ", ::gai_strerror(rc)));
-  }
-  auto server = std::make_unique<Server>();
-  server->metrics = std::move(metrics);
-  std::string error = "no address";
-  for (addrinfo* a = resolved; a != nullptr; a = a->ai_next) {
-    const int fd =
-        ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) {
-      error = ErrnoText("socket");
-      continue;
-    }
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
-      error = ErrnoText("bind");
-      ::close(fd);
-      continue;
-    }
-    if (::listen(fd, 16) != 0) {
-      error = ErrnoText("listen");
-      ::close(fd);
-      continue;
-    }
-    server->listen_fd = fd;
-    break;
-  }
-  ::freeaddrinfo(resolved);
-  if (server->listen_fd < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on '",
-                                               listen_address, "': ", error));
-  }
-  sockaddr_storage bound = {};
-  socklen_t bound_size = sizeof(bound);
-  if (::getsockname(server->listen_fd, reinterpret_cast<sockaddr*>(&bound),
-                    &bound_size) != 0) {
-    return absl::InternalError(ErrnoText("getsockname"));
-  }
-  const int bound_port =
-      bound.ss_family == AF_INET6
-          ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
-          : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  if (::pipe2(server->wake_fds, O_CLOEXEC) != 0) {
-    return absl::InternalError(ErrnoText("pipe2"));
-  }
-  server->thread = std::thread([s = server.get()] { s->Loop(); });
-
-  std::unique_ptr<MetricsServer> out(new MetricsServer());
-  out->server_ = std::move(server);
-  out->port_ = bound_port;
-  out->address_ =
-      absl::StrCat(listen_address.substr(0, colon), ":", bound_port);
-  return out;
-}
-
-MetricsServer::~MetricsServer() = default;
 
 }  // namespace oubli::coordinator

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/metrics_server.h"
 #include "coordinator/metrics.h"
 #include "coordinator/model_registry.h"
 
@@ -60,37 +61,6 @@ class PrometheusMetrics final : public ModelMetricsFactory, public RpcMetrics {
  private:
   PrometheusMetrics();
   std::shared_ptr<Impl> impl_;
-};
-
-// Serves `metrics` over HTTP: GET /metrics (text exposition format 0.0.4).
-//
-// Not prometheus-cpp's Exposer: its civetweb (Debian 1.15) creates threads
-// with a fixed 100 KiB stack, and in a process that loads LibTorch,
-// OpenBLAS and glog the static TLS alone is larger, so pthread_create
-// fails with EINVAL and the Exposer cannot start. This is a minimal
-// HTTP/1.x server on one thread with a default stack: scrapes are rare and
-// small, answered one at a time, each connection bounded by I/O timeouts.
-class MetricsServer {
- public:
-  // `listen_address`: HOST:PORT (HOST may be empty or [v6]); port 0 picks a
-  // free port.
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      absl::string_view listen_address,
-      std::shared_ptr<PrometheusMetrics> metrics);
-  ~MetricsServer();  // stops serving
-  MetricsServer(const MetricsServer&) = delete;
-  MetricsServer& operator=(const MetricsServer&) = delete;
-
-  // "host:port" actually bound.
-  const std::string& address() const { return address_; }
-  int port() const { return port_; }
-
- private:
-  struct Server;
-  MetricsServer() = default;
-  std::unique_ptr<Server> server_;
-  std::string address_;
-  int port_ = 0;
 };
 
 }  // namespace oubli::coordinator

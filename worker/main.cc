@@ -3,7 +3,8 @@
 //   oubli-worker --coordinator=HOST:PORT [--listen=127.0.0.1:0]
 //                [--advertise=HOST:PORT] [--name=NAME] [--data_dir=DIR]
 //
-// Prints "listening on HOST:PORT" once serving, then "registered as ID"
+// Prints "listening on HOST:PORT" once serving (and "metrics on HOST:PORT"
+// with --metrics_listen), then "registered as ID"
 // each time the coordinator accepts it (again after a coordinator restart).
 // Health (grpc.health.v1) is NOT_SERVING until registered. With --data_dir
 // it keeps erasure-coded checkpoint chunks for the coordinator there;
@@ -40,6 +41,9 @@ ABSL_FLAG(std::string, data_dir, "",
 ABSL_FLAG(std::string, cluster_token_file, "",
           "file holding the coordinator's cluster token (see "
           "oubli-coordinator --cluster_token_file)");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HOST:PORT serving Prometheus metrics on /metrics; port 0 picks a "
+          "free port; empty (default) disables them");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
 
@@ -53,6 +57,7 @@ int main(int argc, char** argv) {
   options.advertise_address = absl::GetFlag(FLAGS_advertise);
   options.name = absl::GetFlag(FLAGS_name);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
   options.on_registered = [](const std::string& worker_id) {
     std::printf("registered as %s\n", worker_id.c_str());
     std::fflush(stdout);
@@ -87,6 +92,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("listening on %s\n", (*server)->address().c_str());
+  if (!(*server)->metrics_address().empty()) {
+    std::printf("metrics on %s\n", (*server)->metrics_address().c_str());
+  }
   std::fflush(stdout);
 
   int signal_number = 0;

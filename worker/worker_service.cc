@@ -61,8 +61,15 @@ grpc::Status WorkerService::TrainPosition(
   position.rows = request->rows();
   position.features = request->features();
   position.labels = request->labels();
+  const absl::Time start = absl::Now();
   absl::StatusOr<PositionResult> result =
       worker_.Train(position, [context] { return context->IsCancelled(); });
+  if (metrics_ != nullptr) {
+    metrics_->PositionDone(absl::StatusCodeToString(result.status().code()),
+                           result.ok() ? result->samples : 0,
+                           result.ok() ? result->steps : 0,
+                           absl::Now() - start);
+  }
   if (!result.ok()) return ToGrpc(result.status());
   response->set_checkpoint(std::move(result->checkpoint));
   response->set_samples(result->samples);
@@ -75,8 +82,13 @@ grpc::Status WorkerService::PutChunk(grpc::ServerContext* context,
                                      cluster::PutChunkResponse* /*response*/) {
   if (grpc::Status s = CheckToken(context); !s.ok()) return s;
   if (chunks_ == nullptr) return NoChunks();
-  return ToGrpc(chunks_->Put(request->checkpoint_key(), request->index(),
-                             request->data(), request->crc32c()));
+  absl::Status stored =
+      chunks_->Put(request->checkpoint_key(), request->index(), request->data(),
+                   request->crc32c());
+  if (stored.ok() && metrics_ != nullptr) {
+    metrics_->ChunkStored(static_cast<int64_t>(request->data().size()));
+  }
+  return ToGrpc(stored);
 }
 
 grpc::Status WorkerService::GetChunk(
@@ -109,6 +121,7 @@ grpc::Status WorkerService::DeleteChunks(
     if (!n.ok()) return ToGrpc(n.status());
     deleted += *n;
   }
+  if (metrics_ != nullptr) metrics_->ChunksDestroyed(deleted);
   response->set_chunks_deleted(deleted);
   return grpc::Status::OK;
 }
@@ -166,8 +179,18 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     if (!opened.ok()) return opened.status();
     chunks = *std::move(opened);
   }
-  server->service_ =
-      std::make_unique<WorkerService>(std::move(chunks), options.cluster_token);
+  if (!options.metrics_listen_address.empty()) {
+    server->metrics_ = std::make_unique<WorkerMetrics>();
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server =
+        MetricsServer::Start(options.metrics_listen_address,
+                             [metrics = server->metrics_.get()] {
+                               return metrics->Serialize();
+                             });
+    if (!metrics_server.ok()) return metrics_server.status();
+    server->metrics_server_ = *std::move(metrics_server);
+  }
+  server->service_ = std::make_unique<WorkerService>(
+      std::move(chunks), options.cluster_token, server->metrics_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -217,6 +240,7 @@ void WorkerServer::MembershipLoop() {
   absl::Duration backoff = absl::Milliseconds(100);
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   auto set_registered = [&](bool registered) {
+    if (metrics_ != nullptr) metrics_->SetRegistered(registered);
     {
       absl::MutexLock lock(&mu_);
       registered_ = registered;

@@ -13,9 +13,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/metrics_server.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "storage/chunk_store.h"
 #include "worker/position_worker.h"
+#include "worker/worker_metrics.h"
 
 namespace oubli::worker {
 
@@ -24,9 +26,12 @@ class WorkerService final : public cluster::Worker::Service {
   // `chunks`: where erasure-coded chunks live; nullptr: this worker holds
   // none (the chunk RPCs answer FAILED_PRECONDITION).
   // `cluster_token`: what the coordinator must present; empty: no check.
+  // `metrics`: may be null; must outlive the service.
   WorkerService(std::unique_ptr<storage::ChunkStore> chunks,
-                std::string cluster_token)
-      : chunks_(std::move(chunks)), cluster_token_(std::move(cluster_token)) {}
+                std::string cluster_token, WorkerMetrics* metrics)
+      : chunks_(std::move(chunks)),
+        cluster_token_(std::move(cluster_token)),
+        metrics_(metrics) {}
   bool holds_chunks() const { return chunks_ != nullptr; }
 
   grpc::Status TrainPosition(grpc::ServerContext* context,
@@ -51,6 +56,7 @@ class WorkerService final : public cluster::Worker::Service {
   PositionWorker worker_;
   const std::unique_ptr<storage::ChunkStore> chunks_;
   const std::string cluster_token_;
+  WorkerMetrics* const metrics_;
 };
 
 // A worker process: serves oubli.cluster.Worker (plus health and
@@ -68,6 +74,9 @@ class WorkerServer {
     std::string data_dir;
     // Shared secret of the cluster protocol (both directions); empty: none.
     std::string cluster_token;
+    // HOST:PORT serving Prometheus metrics on /metrics (port 0: any);
+    // empty: none.
+    std::string metrics_listen_address;
     int64_t max_message_bytes = int64_t{64} << 20;
     // Called (on the membership thread) after each successful Register.
     std::function<void(const std::string& worker_id)> on_registered;
@@ -82,6 +91,10 @@ class WorkerServer {
   ~WorkerServer();  // Shutdown(absl::Seconds(5)) if not done
 
   const std::string& address() const { return address_; }
+  // "host:port" of the metrics endpoint; empty when off.
+  std::string metrics_address() const {
+    return metrics_server_ != nullptr ? metrics_server_->address() : "";
+  }
   // Blocks until registered at least once or `timeout` passes.
   bool WaitRegistered(absl::Duration timeout);
   // Stops heartbeating and serving; running calls get `grace`.
@@ -92,8 +105,10 @@ class WorkerServer {
   void MembershipLoop();
 
   Options options_;
-  std::string address_;    // bound
-  std::string advertise_;  // told to the coordinator
+  std::string address_;                     // bound
+  std::string advertise_;                   // told to the coordinator
+  std::unique_ptr<WorkerMetrics> metrics_;  // before service_: it outlives it
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<WorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<cluster::Membership::Stub> membership_;

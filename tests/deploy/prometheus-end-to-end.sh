@@ -4,7 +4,8 @@
 #      the ConfigMap names only flags the binary knows), overridden to
 #      loopback, free ports and scratch data;
 #   2. two oubli-workers register with it (positions train there and
-#      checkpoints are mirrored onto them);
+#      checkpoints are mirrored onto them); Prometheus scrapes the
+#      coordinator and both workers every second;
 #      Prometheus (Debian's `prometheus`) scrapes /metrics every second;
 #   3. oublictl creates a tiny model, ingests a CSV, trains and forgets one
 #      owner, then waits for the deletion to reach RESTORED;
@@ -78,6 +79,7 @@ ctl() { "$ctl_bin" --server="$address" --timeout_s=120 "$@"; }
 # is mirrored onto them.
 for i in 0 1; do
   "$worker_bin" --coordinator="$address" --listen=127.0.0.1:0 \
+    --metrics_listen=127.0.0.1:0 \
     --name="e2e-worker-$i" --data_dir="$work/worker-$i" \
     >"$work/worker-$i.out" 2>"$work/worker-$i.err" </dev/null &
   pids+=($!)
@@ -91,6 +93,11 @@ for i in 0 1; do
   grep -q '^registered as ' "$work/worker-$i.out" ||
     fail "oubli-worker $i did not register"
 done
+worker_metrics=()
+for i in 0 1; do
+  worker_metrics+=("$(sed -n 's/^metrics on //p' "$work/worker-$i.out")")
+  [[ -n "${worker_metrics[$i]}" ]] || fail "oubli-worker $i printed no 'metrics on'"
+done
 
 # ----------------------------------------------------------- prometheus
 cat >"$work/prometheus.yml" <<EOF
@@ -101,6 +108,9 @@ scrape_configs:
   - job_name: oubli-coordinator
     static_configs:
       - targets: ['$metrics_address']
+  - job_name: oubli-worker
+    static_configs:
+      - targets: ['${worker_metrics[0]}', '${worker_metrics[1]}']
 EOF
 # Prometheus cannot bind port 0 and report it: try random high ports.
 prom=""
@@ -205,6 +215,12 @@ expect_at_least 'oubli_checkpoint_bytes_encoded_total{model="tiny"}' 1
 expect_at_least 'oubli_checkpoint_redundancy_chunks{model="tiny"}' 1
 expect_at_least 'oubli_checkpoint_redundancy_target_chunks{model="tiny"}' 1
 expect_at_least 'oubli_lineage_db_bytes{model="tiny"}' 1
+# The workers' own endpoints.
+expect_at_least 'count(up{job="oubli-worker"} == 1)' 2
+expect_at_least 'sum(oubli_worker_positions_total{code="OK"})' 4
+expect_at_least 'min(oubli_worker_registered)' 1
+expect_at_least 'sum(oubli_worker_chunk_bytes_written_total)' 1
+expect_at_least 'sum(oubli_worker_chunks_destroyed_total)' 1
 
 # -------------------------------- dashboard and rules name real metrics
 curl -fsS --max-time 10 "http://$metrics_address/metrics" -o "$work/metrics.txt"

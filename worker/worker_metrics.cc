@@ -1,0 +1,85 @@
+#include "worker/worker_metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+
+namespace oubli::worker {
+
+struct WorkerMetrics::Impl {
+  prometheus::Registry registry;
+  prometheus::Family<prometheus::Counter>& positions =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_positions_total")
+          .Help("TrainPosition calls answered, by gRPC status code.")
+          .Register(registry);
+  prometheus::Counter& samples =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_training_samples_total")
+          .Help("Sample visits trained (rows x epochs) in completed calls.")
+          .Register(registry)
+          .Add({});
+  prometheus::Counter& steps = prometheus::BuildCounter()
+                                   .Name("oubli_worker_training_steps_total")
+                                   .Help("Optimizer steps in completed calls.")
+                                   .Register(registry)
+                                   .Add({});
+  prometheus::Counter& seconds =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_training_seconds_total")
+          .Help("Wall time spent in TrainPosition calls.")
+          .Register(registry)
+          .Add({});
+  prometheus::Counter& chunk_bytes =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_chunk_bytes_written_total")
+          .Help("Bytes of erasure-coded chunks stored (fsynced).")
+          .Register(registry)
+          .Add({});
+  prometheus::Counter& chunks_destroyed =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_chunks_destroyed_total")
+          .Help("Chunks destroyed (overwritten and unlinked) on purge.")
+          .Register(registry)
+          .Add({});
+  prometheus::Gauge& registered =
+      prometheus::BuildGauge()
+          .Name("oubli_worker_registered")
+          .Help("1 while registered with the coordinator.")
+          .Register(registry)
+          .Add({});
+};
+
+WorkerMetrics::WorkerMetrics() : impl_(std::make_unique<Impl>()) {}
+WorkerMetrics::~WorkerMetrics() = default;
+
+void WorkerMetrics::PositionDone(const std::string& code, int64_t samples,
+                                 int64_t steps, absl::Duration elapsed) {
+  // Bounded label: gRPC code names only.
+  impl_->positions.Add({{"code", code}}).Increment();
+  impl_->samples.Increment(static_cast<double>(samples));
+  impl_->steps.Increment(static_cast<double>(steps));
+  impl_->seconds.Increment(std::max(0.0, absl::ToDoubleSeconds(elapsed)));
+}
+
+void WorkerMetrics::ChunkStored(int64_t bytes) {
+  impl_->chunk_bytes.Increment(static_cast<double>(bytes));
+}
+
+void WorkerMetrics::ChunksDestroyed(int64_t chunks) {
+  impl_->chunks_destroyed.Increment(static_cast<double>(chunks));
+}
+
+void WorkerMetrics::SetRegistered(bool registered) {
+  impl_->registered.Set(registered ? 1 : 0);
+}
+
+std::string WorkerMetrics::Serialize() const {
+  return prometheus::TextSerializer().Serialize(impl_->registry.Collect());
+}
+
+}  // namespace oubli::worker

@@ -1,0 +1,38 @@
+// Prometheus metrics of one oubli-worker (prometheus-cpp behind a pimpl).
+// Served on the worker's --metrics_listen by common/metrics_server.h.
+#ifndef OUBLI_WORKER_WORKER_METRICS_H_
+#define OUBLI_WORKER_WORKER_METRICS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace oubli::worker {
+
+class WorkerMetrics {
+ public:
+  WorkerMetrics();
+  ~WorkerMetrics();
+  WorkerMetrics(const WorkerMetrics&) = delete;
+  WorkerMetrics& operator=(const WorkerMetrics&) = delete;
+
+  // One TrainPosition call; `code` is its gRPC status code name.
+  void PositionDone(const std::string& code, int64_t samples, int64_t steps,
+                    absl::Duration elapsed);
+  void ChunkStored(int64_t bytes);
+  void ChunksDestroyed(int64_t chunks);
+  void SetRegistered(bool registered);
+
+  // Text exposition format 0.0.4.
+  std::string Serialize() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace oubli::worker
+
+#endif  // OUBLI_WORKER_WORKER_METRICS_H_
