@@ -9,8 +9,6 @@
 // --metrics_listen is empty, "metrics on HOST:PORT" (Prometheus, path
 // /metrics). Health reports NOT_SERVING until then. SIGINT/SIGTERM shut
 // down cleanly.
-#include <pthread.h>
-#include <signal.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -21,6 +19,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
+#include "common/server_main.h"
 #include "coordinator/grpc_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -77,13 +76,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Block the shutdown signals in every thread (gRPC's and the engines'
-  // inherit this mask) so only sigwait below receives them.
-  sigset_t shutdown_signals;
-  sigemptyset(&shutdown_signals);
-  sigaddset(&shutdown_signals, SIGINT);
-  sigaddset(&shutdown_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+  oubli::ShutdownSignals shutdown_signals;  // before any thread starts
 
   auto server = oubli::coordinator::CoordinatorServer::Start(options);
   if (!server.ok()) {
@@ -91,14 +84,9 @@ int main(int argc, char** argv) {
                  server.status().ToString().c_str());
     return 1;
   }
-  std::printf("listening on %s\n", (*server)->address().c_str());
-  if (!(*server)->metrics_address().empty()) {
-    std::printf("metrics on %s\n", (*server)->metrics_address().c_str());
-  }
-  std::fflush(stdout);
+  oubli::AnnounceAddresses((*server)->address(), (*server)->metrics_address());
 
-  int signal_number = 0;
-  sigwait(&shutdown_signals, &signal_number);
+  const int signal_number = shutdown_signals.Wait();
   std::fprintf(stderr, "oubli-coordinator: signal %d, shutting down\n",
                signal_number);
   (*server)->Shutdown();

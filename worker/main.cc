@@ -10,8 +10,6 @@
 // it keeps erasure-coded checkpoint chunks for the coordinator there;
 // training data lives only for the call.
 // SIGINT/SIGTERM shut down cleanly.
-#include <pthread.h>
-#include <signal.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -22,6 +20,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
+#include "common/server_main.h"
 #include "worker/worker_service.h"
 
 ABSL_FLAG(std::string, coordinator, "",
@@ -78,12 +77,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Signals are taken by sigwait below, not by whichever thread.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  oubli::ShutdownSignals shutdown_signals;  // before any thread starts
 
   auto server = oubli::worker::WorkerServer::Start(options);
   if (!server.ok()) {
@@ -91,14 +85,9 @@ int main(int argc, char** argv) {
                  server.status().ToString().c_str());
     return 1;
   }
-  std::printf("listening on %s\n", (*server)->address().c_str());
-  if (!(*server)->metrics_address().empty()) {
-    std::printf("metrics on %s\n", (*server)->metrics_address().c_str());
-  }
-  std::fflush(stdout);
+  oubli::AnnounceAddresses((*server)->address(), (*server)->metrics_address());
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = shutdown_signals.Wait();
   std::fprintf(stderr, "oubli-worker: signal %d, shutting down\n",
                signal_number);
   (*server)->Shutdown(absl::Seconds(5));

@@ -1,0 +1,31 @@
+#include "common/server_main.h"
+
+#include <pthread.h>
+
+#include <cstdio>
+
+namespace oubli {
+
+ShutdownSignals::ShutdownSignals() {
+  sigemptyset(&signals_);
+  sigaddset(&signals_, SIGINT);
+  sigaddset(&signals_, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+}
+
+int ShutdownSignals::Wait() {
+  int signal_number = 0;
+  sigwait(&signals_, &signal_number);
+  return signal_number;
+}
+
+void AnnounceAddresses(const std::string& address,
+                       const std::string& metrics_address) {
+  std::printf("listening on %s\n", address.c_str());
+  if (!metrics_address.empty()) {
+    std::printf("metrics on %s\n", metrics_address.c_str());
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace oubli
