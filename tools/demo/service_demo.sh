@@ -114,8 +114,8 @@ step "Where the positions trained, and their erasure-coded copies"
 ctl model --model fashion | grep -E '^model|^  worker' || true
 if ((WORKERS > 0)); then
   for i in $(seq 1 "$WORKERS"); do
-    echo "worker-$i holds $(find "$WORK/worker-$i" -type f | wc -l) chunks" \
-      "($(du -sk "$WORK/worker-$i" | cut -f1) KiB)"
+    echo "worker-$i holds $(find "$WORK/worker-$i/chunks" -type f | wc -l) chunks" \
+      "($(du -sk "$WORK/worker-$i/chunks" | cut -f1) KiB)"
   done
 fi
 
