@@ -270,6 +270,8 @@ struct Engine::State {
   // `chunks_only`, when given, is set when the pass failed only at
   // destroying chunks on workers (local data is gone).
   absl::Status PurgeUnfinished(bool* chunks_only = nullptr);
+  // Re-places chunks whose holders died (CheckpointReplicas::Repair).
+  void RepairChunks() ABSL_LOCKS_EXCLUDED(purge_mu, mu);
   bool HasUnfinishedPurges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void PurgeLoop();
   // Sequence lengths of a shard before and after a deactivation.
@@ -641,24 +643,42 @@ void Engine::State::PurgeLoop() {
   // stream of deletions passes start at most every kPurgeCoalesce: the
   // deletions of that interval share one pass instead of each competing
   // with the request path for CPU. A lone deletion is purged at once.
+  // Between passes, with erasure-coded copies, chunks on dead workers are
+  // re-placed every kRepairPeriod.
   constexpr absl::Duration kPurgeCoalesce = absl::Milliseconds(500);
+  constexpr absl::Duration kRepairPeriod = absl::Seconds(2);
   absl::Duration backoff = absl::ZeroDuration();
   absl::Time last_pass = absl::InfinitePast();
+  absl::Time next_repair = absl::Now() + kRepairPeriod;
   while (true) {
+    bool repair_due = false;
     {
       absl::MutexLock lock(&mu);
       auto has_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
         return stopping || HasUnfinishedPurges();
       };
-      mu.Await(absl::Condition(&has_work));
-      if (stopping) return;
-      const absl::Duration wait =
-          std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
-      if (wait > absl::ZeroDuration()) {
-        auto stop = [&]()
-                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stopping; };
-        if (mu.AwaitWithTimeout(absl::Condition(&stop), wait)) return;
+      if (options.replicas == nullptr) {
+        mu.Await(absl::Condition(&has_work));
+      } else if (!mu.AwaitWithTimeout(absl::Condition(&has_work),
+                                      next_repair - absl::Now())) {
+        repair_due = true;
       }
+      if (stopping) return;
+      if (!repair_due) {
+        const absl::Duration wait =
+            std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
+        if (wait > absl::ZeroDuration()) {
+          auto stop = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+            return stopping;
+          };
+          if (mu.AwaitWithTimeout(absl::Condition(&stop), wait)) return;
+        }
+      }
+    }
+    if (repair_due) {
+      RepairChunks();
+      next_repair = absl::Now() + kRepairPeriod;
+      continue;
     }
     last_pass = absl::Now();
     if (absl::Status s = PurgeUnfinished(); !s.ok()) {
@@ -668,6 +688,36 @@ void Engine::State::PurgeLoop() {
           std::min(std::max(2 * backoff, absl::Seconds(1)), absl::Seconds(30));
     } else {
       backoff = absl::ZeroDuration();
+    }
+  }
+}
+
+void Engine::State::RepairChunks() {
+  // Serialized with purge passes: a key made stale by a deletion while its
+  // chunks are re-placed is found, new holders included, by the purge pass
+  // that deletion waits for.
+  absl::MutexLock purge_lock(&purge_mu);
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> manifests =
+      store->ListMeta(kChunksMetaPrefix);
+  if (!manifests.ok()) return;
+  absl::flat_hash_set<std::string> current;
+  {
+    absl::MutexLock lock(&mu);
+    current = CurrentKeys();
+  }
+  for (const auto& [meta_key, manifest] : *manifests) {
+    const std::string key = meta_key.substr(std::strlen(kChunksMetaPrefix));
+    if (!current.contains(key)) continue;  // garbage: the purge pass's
+    absl::StatusOr<int> repaired = options.replicas->Repair(
+        ChunkKey(key), manifest,
+        [&, &meta_key = meta_key](const std::string& m) {
+          return store->PutMeta(meta_key, m);
+        });
+    if (!repaired.ok()) {
+      std::fprintf(stderr, "oubli: repairing chunks of %s: %s\n", key.c_str(),
+                   repaired.status().ToString().c_str());
+    } else if (*repaired > 0 && metrics != nullptr) {
+      metrics->ChunksRepaired(*repaired);
     }
   }
 }

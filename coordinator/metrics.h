@@ -45,6 +45,9 @@ class EngineMetrics {
   virtual void CheckpointRestored(int64_t bytes) {}
   // Rebuilding failed (too few good chunks): the prefix is retrained.
   virtual void CheckpointRestoreFailed() {}
+  // Chunks regenerated and re-placed on live workers after their holder
+  // died.
+  virtual void ChunksRepaired(int64_t chunks) {}
 };
 
 // Hands each model's engine its EngineMetrics.

@@ -154,9 +154,8 @@ struct PrometheusMetrics::Impl {
             "than k good chunks reachable) and were retrained instead.")),
         chunk_repairs(AddCounter(
             *registry, "oubli_chunk_repairs_total",
-            "Erasure-coded chunks re-encoded onto live workers after loss or "
-            "corruption. Always 0 for now: lost chunks are not re-placed "
-            "yet.")),
+            "Erasure-coded chunks regenerated from survivors and re-placed on "
+            "a live worker after their holder died.")),
         rpc_handled(AddCounter(
             *registry, "oubli_grpc_server_handled_total",
             "Completed RPCs of oubli.v1.Oubli by method and status code.")),
@@ -271,6 +270,9 @@ class ModelSeries final : public EngineMetrics {
     checkpoint_bytes_restored_.Increment(static_cast<double>(bytes));
   }
   void CheckpointRestoreFailed() override { restore_failures_.Increment(); }
+  void ChunksRepaired(int64_t chunks) override {
+    chunk_repairs_.Increment(static_cast<double>(chunks));
+  }
 
  private:
   prometheus::Labels Model() const { return {{"model", model_id_}}; }

@@ -66,6 +66,14 @@ class CheckpointReplicas {
   // good chunks are reachable.
   virtual absl::StatusOr<std::string> Restore(const std::string& key,
                                               const std::string& manifest) = 0;
+  // Re-places the chunks whose holders are dead onto live holders that hold
+  // none of this checkpoint (regenerated from k good chunks), persisting the
+  // new manifest through `persist` before storing anything. Returns how many
+  // chunks were re-placed (0: nothing lost, or no spare holder).
+  virtual absl::StatusOr<int> Repair(
+      const std::string& key, const std::string& manifest,
+      const std::function<absl::Status(const std::string& manifest)>&
+          persist) = 0;
   // Destroys the checkpoint's chunks on every holder in the manifest.
   // Unavailable when a holder is not reachable now: keep the manifest and
   // call again later.

@@ -435,46 +435,11 @@ absl::StatusOr<std::string> WorkerPool::Restore(const std::string& key,
   // Fetch until k chunks pass their CRC; the rest stay erasures.
   std::vector<std::string> fetched(total);
   std::vector<std::optional<storage::ChunkView>> views(total);
-  int good = 0;
   std::vector<std::string> problems;
-  for (int i = 0; i < total && good < layout.data_chunks; ++i) {
-    std::shared_ptr<Worker> holder = LiveHolder(manifest.holders(i));
-    // Right after a coordinator restart the workers have not registered
-    // again yet: give them one worker timeout before calling them lost.
-    while (holder == nullptr &&
-           absl::Now() < started_ + options_.worker_timeout) {
-      absl::SleepFor(absl::Milliseconds(100));
-      holder = LiveHolder(manifest.holders(i));
-    }
-    if (holder == nullptr) {
-      problems.push_back(
-          absl::StrCat("chunk ", i, ": ", manifest.holders(i), " not alive"));
-      continue;
-    }
-    cluster::GetChunkRequest request;
-    request.set_checkpoint_key(key);
-    request.set_index(i);
-    grpc::ClientContext context;
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
-    AddToken(&context);
-    std::unique_ptr<grpc::ClientReader<cluster::ChunkPiece>> reader =
-        holder->stub->GetChunk(&context, request);
-    cluster::ChunkPiece piece;
-    while (reader->Read(&piece) && fetched[i].size() <= layout.chunk_size) {
-      fetched[i] += piece.data();
-    }
-    const grpc::Status status = reader->Finish();
-    if (!status.ok() || fetched[i].size() != layout.chunk_size ||
-        storage::Crc32c(fetched[i]) != layout.chunk_crc32c[i]) {
-      problems.push_back(absl::StrCat(
-          "chunk ", i, " on ", holder->name, ": ",
-          status.ok() ? "size or CRC32C mismatch" : status.error_message()));
-      continue;
-    }
-    views[i] = storage::ChunkView{fetched[i]};
-    ++good;
-  }
+  const int good = FetchChunks(
+      key, {manifest.holders().begin(), manifest.holders().end()},
+      layout.chunk_crc32c, layout.chunk_size, layout.data_chunks, {},
+      /*wait_at_start=*/true, &fetched, &views, &problems);
   if (good < layout.data_chunks) {
     return absl::DataLossError(absl::StrCat(
         "checkpoint ", key, ": ", good, " of the ", layout.data_chunks,
@@ -495,6 +460,151 @@ absl::StatusOr<std::string> WorkerPool::Restore(const std::string& key,
   return blob;
 }
 
+int WorkerPool::FetchChunks(
+    const std::string& key, const std::vector<std::string>& holders,
+    const std::vector<uint32_t>& crcs, uint64_t chunk_size, int needed,
+    const std::vector<int>& skip, bool wait_at_start,
+    std::vector<std::string>* fetched,
+    std::vector<std::optional<storage::ChunkView>>* views,
+    std::vector<std::string>* problems) {
+  int good = 0;
+  for (int i = 0; i < static_cast<int>(holders.size()) && good < needed; ++i) {
+    if (std::find(skip.begin(), skip.end(), i) != skip.end()) continue;
+    std::shared_ptr<Worker> holder = LiveHolder(holders[i]);
+    // Right after a coordinator restart the workers have not registered
+    // again yet: give them one worker timeout before calling them lost.
+    while (wait_at_start && holder == nullptr &&
+           absl::Now() < started_ + options_.worker_timeout) {
+      absl::SleepFor(absl::Milliseconds(100));
+      holder = LiveHolder(holders[i]);
+    }
+    if (holder == nullptr) {
+      problems->push_back(
+          absl::StrCat("chunk ", i, ": ", holders[i], " not alive"));
+      continue;
+    }
+    cluster::GetChunkRequest request;
+    request.set_checkpoint_key(key);
+    request.set_index(i);
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
+    AddToken(&context);
+    std::unique_ptr<grpc::ClientReader<cluster::ChunkPiece>> reader =
+        holder->stub->GetChunk(&context, request);
+    cluster::ChunkPiece piece;
+    std::string& data = (*fetched)[i];
+    while (reader->Read(&piece) && data.size() <= chunk_size) {
+      data += piece.data();
+    }
+    const grpc::Status status = reader->Finish();
+    if (!status.ok() || data.size() != chunk_size ||
+        storage::Crc32c(data) != crcs[i]) {
+      problems->push_back(absl::StrCat(
+          "chunk ", i, " on ", holder->name, ": ",
+          status.ok() ? "size or CRC32C mismatch" : status.error_message()));
+      continue;
+    }
+    (*views)[i] = storage::ChunkView{data};
+    ++good;
+  }
+  return good;
+}
+
+absl::StatusOr<int> WorkerPool::Repair(
+    const std::string& key, const std::string& bytes,
+    const std::function<absl::Status(const std::string&)>& persist) {
+  internal::ChunkManifest manifest;
+  if (!manifest.ParseFromString(bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("chunk manifest of ", key, " is unreadable"));
+  }
+  storage::BlobLayout layout;
+  layout.data_chunks = manifest.data_chunks();
+  layout.parity_chunks = manifest.parity_chunks();
+  layout.original_size = manifest.original_size();
+  layout.chunk_size = manifest.chunk_size();
+  layout.chunk_crc32c.assign(manifest.chunk_crc32c().begin(),
+                             manifest.chunk_crc32c().end());
+  const int total = layout.total_chunks();
+  if (total < 1 || manifest.holders_size() != total ||
+      static_cast<int>(layout.chunk_crc32c.size()) != total) {
+    return absl::DataLossError(
+        absl::StrCat("chunk manifest of ", key, " is inconsistent"));
+  }
+  std::vector<int> lost;
+  for (int i = 0; i < total; ++i) {
+    if (LiveHolder(manifest.holders(i)) == nullptr) lost.push_back(i);
+  }
+  if (lost.empty()) return 0;
+  // Spares: live holders without a chunk of this checkpoint (one chunk per
+  // worker keeps every worker loss a single erasure).
+  std::vector<std::shared_ptr<Worker>> spares;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    for (const auto& [id, worker] : workers_) {
+      const bool named =
+          std::find(manifest.holders().begin(), manifest.holders().end(),
+                    worker->name) != manifest.holders().end();
+      if (worker->holds_chunks && AliveLocked(*worker, now) && !named) {
+        spares.push_back(worker);
+      }
+    }
+  }
+  std::sort(spares.begin(), spares.end(),
+            [](const auto& a, const auto& b) { return a->name < b->name; });
+  if (spares.size() < lost.size()) lost.resize(spares.size());
+  if (lost.empty()) return 0;
+
+  std::vector<std::string> fetched(total);
+  std::vector<std::optional<storage::ChunkView>> views(total);
+  std::vector<std::string> problems;
+  const int good = FetchChunks(
+      key, {manifest.holders().begin(), manifest.holders().end()},
+      layout.chunk_crc32c, layout.chunk_size, layout.data_chunks, lost,
+      /*wait_at_start=*/false, &fetched, &views, &problems);
+  if (good < layout.data_chunks) {
+    return absl::DataLossError(absl::StrCat(
+        "checkpoint ", key, ": ", good, " of the ", layout.data_chunks,
+        " chunks needed are readable (", absl::StrJoin(problems, "; "), ")"));
+  }
+  OUBLI_ASSIGN_OR_RETURN(storage::ReedSolomonCode code,
+                         storage::ReedSolomonCode::Create(
+                             layout.data_chunks, layout.parity_chunks));
+  OUBLI_ASSIGN_OR_RETURN(std::vector<storage::Chunk> regenerated,
+                         code.RepairChunks(layout, views, lost));
+
+  internal::ChunkManifest repaired = manifest;
+  for (size_t j = 0; j < lost.size(); ++j) {
+    repaired.add_also_destroy(manifest.holders(lost[j]));
+    repaired.set_holders(lost[j], spares[j]->name);
+  }
+  // Named before placed, as in Protect.
+  OUBLI_RETURN_IF_ERROR(persist(repaired.SerializeAsString()));
+  for (size_t j = 0; j < lost.size(); ++j) {
+    cluster::PutChunkRequest request;
+    request.set_checkpoint_key(key);
+    request.set_index(lost[j]);
+    request.set_data(
+        std::string(regenerated[j].bytes.view().substr(0, layout.chunk_size)));
+    request.set_crc32c(regenerated[j].crc32c);
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
+    AddToken(&context);
+    cluster::PutChunkResponse response;
+    const grpc::Status status =
+        spares[j]->stub->PutChunk(&context, request, &response);
+    if (!status.ok()) {
+      return absl::UnavailableError(absl::StrCat("re-placing chunk ", lost[j],
+                                                 " on ", spares[j]->name, ": ",
+                                                 status.error_message()));
+    }
+  }
+  return static_cast<int>(lost.size());
+}
+
 absl::Status WorkerPool::Forget(const std::string& key,
                                 const std::string& bytes) {
   internal::ChunkManifest manifest;
@@ -504,6 +614,8 @@ absl::Status WorkerPool::Forget(const std::string& key,
   }
   std::vector<std::string> names(manifest.holders().begin(),
                                  manifest.holders().end());
+  names.insert(names.end(), manifest.also_destroy().begin(),
+               manifest.also_destroy().end());
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   std::vector<std::string> unreachable;

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "coordinator/remote_training.h"
+#include "storage/erasure_code.h"
 
 namespace grpc {
 class ClientContext;
@@ -101,6 +103,9 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
       const std::function<absl::Status(const std::string&)>& persist) override;
   absl::StatusOr<std::string> Restore(const std::string& key,
                                       const std::string& manifest) override;
+  absl::StatusOr<int> Repair(
+      const std::string& key, const std::string& manifest,
+      const std::function<absl::Status(const std::string&)>& persist) override;
   absl::Status Forget(const std::string& key,
                       const std::string& manifest) override;
 
@@ -119,6 +124,16 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
   void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
   // Adds the cluster token (if any) to a call to a worker.
   void AddToken(grpc::ClientContext* context) const;
+  // Fetches chunks of `key` from live holders, skipping `skip` indices,
+  // until `needed` pass their CRC. Fills `fetched`/`views` (k+m entries);
+  // returns how many are good and appends what failed to `problems`.
+  int FetchChunks(const std::string& key,
+                  const std::vector<std::string>& holders,
+                  const std::vector<uint32_t>& crcs, uint64_t chunk_size,
+                  int needed, const std::vector<int>& skip, bool wait_at_start,
+                  std::vector<std::string>* fetched,
+                  std::vector<std::optional<storage::ChunkView>>* views,
+                  std::vector<std::string>* problems);
   // The live chunk holder registered under `name`, or nullptr.
   std::shared_ptr<Worker> LiveHolder(const std::string& name);
 

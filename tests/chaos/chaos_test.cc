@@ -223,5 +223,55 @@ TEST_F(ChaosTest,
   EXPECT_GT(purged, 0);
 }
 
+TEST_F(ChaosTest, ChunksOfADeadWorkerAreRepairedOntoSurvivors) {
+  // 3 workers: every checkpoint mirrored on 2 of them.
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  std::string metrics_address;
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
+  for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
+  v1::Model trained;
+  ASSERT_TRUE(GetModel("tiny", &trained).ok());
+  const std::string redundancy =
+      "oubli_checkpoint_redundancy_chunks{model=\"tiny\"}";
+  EXPECT_EQ(testing_util::MetricValue(
+                testing_util::HttpGet(metrics_address, "/metrics"), redundancy),
+            1);
+
+  // worker-0 dies: its chunks are regenerated onto the other two, so
+  // redundancy comes back to one spare chunk per checkpoint.
+  workers_[0]->Kill();
+  ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-0"));
+  std::string metrics;
+  for (int i = 0; i < 300; ++i) {
+    metrics = testing_util::HttpGet(metrics_address, "/metrics");
+    if (testing_util::MetricValue(metrics, redundancy) == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(testing_util::MetricValue(metrics, redundancy), 1);
+  EXPECT_GT(testing_util::MetricValue(
+                metrics, "oubli_chunk_repairs_total{model=\"tiny\"}"),
+            0);
+
+  // Proof that every checkpoint now lives on worker-1 and worker-2: the
+  // coordinator loses its checkpoints and worker-1 dies too, and all of
+  // them are rebuilt from worker-2 alone, without training.
+  const std::string address = coordinator_.address();
+  coordinator_.Kill();
+  std::filesystem::remove_all(dir_.path() / "data" / "tiny" / "checkpoints");
+  workers_[1]->Kill();
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({absl::StrCat("--listen=", address)}));
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
+  v1::Model restored = WaitUntilRestored("tiny");
+  EXPECT_EQ(restored.missing_prefixes(), 0);
+  EXPECT_EQ(restored.fingerprint(), trained.fingerprint());
+  EXPECT_EQ(testing_util::MetricValue(
+                testing_util::HttpGet(metrics_address, "/metrics"),
+                "oubli_training_positions_total{model=\"tiny\"}"),
+            0);
+}
+
 }  // namespace
 }  // namespace oubli
