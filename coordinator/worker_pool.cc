@@ -44,6 +44,31 @@ namespace {
 // How often a running call checks for cancellation and worker death.
 constexpr absl::Duration kWatchPeriod = absl::Milliseconds(20);
 
+// The manifest in `bytes` and the layout it records; DataLoss if it is
+// unreadable or inconsistent.
+absl::StatusOr<storage::BlobLayout> ParseManifest(
+    const std::string& key, const std::string& bytes,
+    internal::ChunkManifest* manifest) {
+  if (!manifest->ParseFromString(bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("chunk manifest of ", key, " is unreadable"));
+  }
+  storage::BlobLayout layout;
+  layout.data_chunks = manifest->data_chunks();
+  layout.parity_chunks = manifest->parity_chunks();
+  layout.original_size = manifest->original_size();
+  layout.chunk_size = manifest->chunk_size();
+  layout.chunk_crc32c.assign(manifest->chunk_crc32c().begin(),
+                             manifest->chunk_crc32c().end());
+  const int total = layout.total_chunks();
+  if (total < 1 || manifest->holders_size() != total ||
+      static_cast<int>(layout.chunk_crc32c.size()) != total) {
+    return absl::DataLossError(
+        absl::StrCat("chunk manifest of ", key, " is inconsistent"));
+  }
+  return layout;
+}
+
 absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());
@@ -327,6 +352,22 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
 
 // ------------------------------------------------------------ chunks
 
+grpc::Status WorkerPool::PutChunk(const Worker& holder, const std::string& key,
+                                  int index, const storage::Chunk& chunk,
+                                  uint64_t chunk_size) {
+  cluster::PutChunkRequest request;
+  request.set_checkpoint_key(key);
+  request.set_index(index);
+  request.set_data(std::string(chunk.bytes.view().substr(0, chunk_size)));
+  request.set_crc32c(chunk.crc32c);
+  grpc::ClientContext context;
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
+  AddToken(&context);
+  cluster::PutChunkResponse response;
+  return holder.stub->PutChunk(&context, request, &response);
+}
+
 std::shared_ptr<WorkerPool::Worker> WorkerPool::LiveHolder(
     const std::string& name) {
   absl::MutexLock lock(&mu_);
@@ -383,19 +424,8 @@ absl::Status WorkerPool::Protect(
   OUBLI_RETURN_IF_ERROR(persist(manifest_bytes));
   for (int i = 0; i < k + m; ++i) {
     const storage::Chunk& chunk = encoded.chunks[i];
-    cluster::PutChunkRequest request;
-    request.set_checkpoint_key(key);
-    request.set_index(i);
-    request.set_data(
-        std::string(chunk.bytes.view().substr(0, encoded.layout.chunk_size)));
-    request.set_crc32c(chunk.crc32c);
-    grpc::ClientContext context;
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
-    AddToken(&context);
-    cluster::PutChunkResponse response;
     const grpc::Status status =
-        holders[i]->stub->PutChunk(&context, request, &response);
+        PutChunk(*holders[i], key, i, chunk, encoded.layout.chunk_size);
     if (!status.ok()) {
       // Even a timed-out put may land: the persisted manifest names every
       // holder, so Forget (now, or by the caller's later garbage
@@ -412,23 +442,9 @@ absl::Status WorkerPool::Protect(
 absl::StatusOr<std::string> WorkerPool::Restore(const std::string& key,
                                                 const std::string& bytes) {
   internal::ChunkManifest manifest;
-  if (!manifest.ParseFromString(bytes)) {
-    return absl::DataLossError(
-        absl::StrCat("chunk manifest of ", key, " is unreadable"));
-  }
-  storage::BlobLayout layout;
-  layout.data_chunks = manifest.data_chunks();
-  layout.parity_chunks = manifest.parity_chunks();
-  layout.original_size = manifest.original_size();
-  layout.chunk_size = manifest.chunk_size();
-  layout.chunk_crc32c.assign(manifest.chunk_crc32c().begin(),
-                             manifest.chunk_crc32c().end());
+  OUBLI_ASSIGN_OR_RETURN(const storage::BlobLayout layout,
+                         ParseManifest(key, bytes, &manifest));
   const int total = layout.total_chunks();
-  if (total < 1 || manifest.holders_size() != total ||
-      static_cast<int>(layout.chunk_crc32c.size()) != total) {
-    return absl::DataLossError(
-        absl::StrCat("chunk manifest of ", key, " is inconsistent"));
-  }
   OUBLI_ASSIGN_OR_RETURN(storage::ReedSolomonCode code,
                          storage::ReedSolomonCode::Create(
                              layout.data_chunks, layout.parity_chunks));
@@ -515,23 +531,9 @@ absl::StatusOr<int> WorkerPool::Repair(
     const std::string& key, const std::string& bytes,
     const std::function<absl::Status(const std::string&)>& persist) {
   internal::ChunkManifest manifest;
-  if (!manifest.ParseFromString(bytes)) {
-    return absl::DataLossError(
-        absl::StrCat("chunk manifest of ", key, " is unreadable"));
-  }
-  storage::BlobLayout layout;
-  layout.data_chunks = manifest.data_chunks();
-  layout.parity_chunks = manifest.parity_chunks();
-  layout.original_size = manifest.original_size();
-  layout.chunk_size = manifest.chunk_size();
-  layout.chunk_crc32c.assign(manifest.chunk_crc32c().begin(),
-                             manifest.chunk_crc32c().end());
+  OUBLI_ASSIGN_OR_RETURN(const storage::BlobLayout layout,
+                         ParseManifest(key, bytes, &manifest));
   const int total = layout.total_chunks();
-  if (total < 1 || manifest.holders_size() != total ||
-      static_cast<int>(layout.chunk_crc32c.size()) != total) {
-    return absl::DataLossError(
-        absl::StrCat("chunk manifest of ", key, " is inconsistent"));
-  }
   std::vector<int> lost;
   for (int i = 0; i < total; ++i) {
     if (LiveHolder(manifest.holders(i)) == nullptr) lost.push_back(i);
@@ -583,19 +585,8 @@ absl::StatusOr<int> WorkerPool::Repair(
   // Named before placed, as in Protect.
   OUBLI_RETURN_IF_ERROR(persist(repaired.SerializeAsString()));
   for (size_t j = 0; j < lost.size(); ++j) {
-    cluster::PutChunkRequest request;
-    request.set_checkpoint_key(key);
-    request.set_index(lost[j]);
-    request.set_data(
-        std::string(regenerated[j].bytes.view().substr(0, layout.chunk_size)));
-    request.set_crc32c(regenerated[j].crc32c);
-    grpc::ClientContext context;
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
-    AddToken(&context);
-    cluster::PutChunkResponse response;
     const grpc::Status status =
-        spares[j]->stub->PutChunk(&context, request, &response);
+        PutChunk(*spares[j], key, lost[j], regenerated[j], layout.chunk_size);
     if (!status.ok()) {
       return absl::UnavailableError(absl::StrCat("re-placing chunk ", lost[j],
                                                  " on ", spares[j]->name, ": ",

@@ -30,6 +30,7 @@
 
 namespace grpc {
 class ClientContext;
+class Status;
 }  // namespace grpc
 
 namespace oubli::coordinator {
@@ -134,6 +135,9 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
                   std::vector<std::string>* fetched,
                   std::vector<std::optional<storage::ChunkView>>* views,
                   std::vector<std::string>* problems);
+  // Stores `chunk` (its first `chunk_size` bytes) as chunk `index` of `key`.
+  grpc::Status PutChunk(const Worker& holder, const std::string& key, int index,
+                        const storage::Chunk& chunk, uint64_t chunk_size);
   // The live chunk holder registered under `name`, or nullptr.
   std::shared_ptr<Worker> LiveHolder(const std::string& name);
 
