@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace oubli {
 namespace {
@@ -69,6 +70,23 @@ size_t Utf8SequenceLength(absl::string_view s, size_t i) {
     return 0;
   }
   return length;
+}
+
+std::string SanitizeUtf8(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = Utf8SequenceLength(text, i);
+    if (length == 0) {
+      absl::StrAppendFormat(&out, "\\x%02X",
+                            static_cast<unsigned char>(text[i]));
+      ++i;
+    } else {
+      out.append(text.data() + i, length);
+      i += length;
+    }
+  }
+  return out;
 }
 
 absl::Status ValidateSampleId(absl::string_view id) {

@@ -44,6 +44,11 @@ struct SliceRef {
 // overlong, a surrogate or above U+10FFFF). Requires i < s.size().
 size_t Utf8SequenceLength(absl::string_view s, size_t i);
 
+// `text` with every byte that is not part of valid UTF-8 written as \xNN:
+// proto3 `string` fields must hold valid UTF-8 or the peer cannot parse
+// the message, so text that may echo client bytes goes through this.
+std::string SanitizeUtf8(absl::string_view text);
+
 // Checks ids and owners: non-empty, at most 256 bytes, valid UTF-8, no NUL
 // or control characters. The message names the offending field.
 absl::Status ValidateSampleId(absl::string_view id);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/cluster_protocol.h"
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/types.h"
 #include "google/protobuf/descriptor.h"
@@ -28,25 +29,6 @@ namespace {
 namespace v1 = ::oubli::v1;
 
 constexpr char kServiceName[] = "oubli.v1.Oubli";
-
-// Proto3 `string` fields must hold valid UTF-8 or the peer cannot parse the
-// message; text that may echo client bytes goes through this (\xNN escapes).
-std::string SanitizeUtf8(absl::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    const size_t length = Utf8SequenceLength(text, i);
-    if (length == 0) {
-      absl::StrAppendFormat(&out, "\\x%02X",
-                            static_cast<unsigned char>(text[i]));
-      ++i;
-    } else {
-      out.append(text.data() + i, length);
-      i += length;
-    }
-  }
-  return out;
-}
 
 grpc::Status InvalidArgument(absl::string_view message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -264,13 +246,6 @@ class RpcMetricsInterceptorFactory final
 };
 
 }  // namespace
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  // absl::StatusCode and grpc::StatusCode share their numbering.
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      SanitizeUtf8(status.message()));
-}
 
 absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
   ModelConfig c;

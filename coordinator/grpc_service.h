@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/config.h"
+#include "common/grpc_status.h"
 #include "coordinator/membership_service.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/prometheus_metrics.h"
@@ -29,8 +30,8 @@ inline constexpr int kMaxDeleteIds = 10000;
 inline constexpr int kMaxIngestSamplesPerMessage = 10000;
 inline constexpr int kMaxPredictRows = 4096;
 
-// Same code, same message.
-grpc::Status ToGrpcStatus(const absl::Status& status);
+// absl::Status -> grpc::Status: common/grpc_status.h.
+using ::oubli::ToGrpcStatus;
 
 // Proto config -> domain config: unset fields keep the ModelConfig defaults.
 // InvalidArgument naming the field for unknown enum values; ranges are

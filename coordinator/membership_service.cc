@@ -5,30 +5,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
+#include "common/grpc_status.h"
 
 namespace oubli::coordinator {
-namespace {
-
-grpc::Status CheckToken(const grpc::ServerContext* context,
-                        const std::string& expected) {
-  if (expected.empty()) return grpc::Status::OK;
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find(kClusterTokenMetadata);
-  if (it == metadata.end() ||
-      !ClusterTokenMatches(
-          expected, absl::string_view(it->second.data(), it->second.size()))) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "missing or wrong cluster token");
-  }
-  return grpc::Status::OK;
-}
-
-}  // namespace
 
 grpc::Status MembershipService::Register(
     grpc::ServerContext* context, const cluster::RegisterRequest* request,
     cluster::RegisterResponse* response) {
-  if (grpc::Status s = CheckToken(context, cluster_token_); !s.ok()) return s;
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
   if (request->protocol_version() != kClusterProtocolVersion) {
     return grpc::Status(
         grpc::StatusCode::FAILED_PRECONDITION,
@@ -40,8 +25,7 @@ grpc::Status MembershipService::Register(
       pool_->Register(request->address(), request->environment(),
                       request->name(), request->holds_chunks());
   if (!id.ok()) {
-    return grpc::Status(static_cast<grpc::StatusCode>(id.status().code()),
-                        std::string(id.status().message()));
+    return ToGrpcStatus(id.status());
   }
   response->set_worker_id(*id);
   response->set_heartbeat_interval_ms(
@@ -52,7 +36,8 @@ grpc::Status MembershipService::Register(
 grpc::Status MembershipService::Heartbeat(
     grpc::ServerContext* context, const cluster::HeartbeatRequest* request,
     cluster::HeartbeatResponse* response) {
-  if (grpc::Status s = CheckToken(context, cluster_token_); !s.ok()) return s;
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
   response->set_known(pool_->Heartbeat(request->worker_id()));
   return grpc::Status::OK;
 }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "common/cluster_protocol.h"
+#include "common/grpc_status.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
@@ -67,11 +68,6 @@ absl::StatusOr<storage::BlobLayout> ParseManifest(
         absl::StrCat("chunk manifest of ", key, " is inconsistent"));
   }
   return layout;
-}
-
-absl::Status FromGrpc(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
 }
 
 }  // namespace
@@ -328,7 +324,7 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
     switch (status.error_code()) {
       case grpc::StatusCode::INVALID_ARGUMENT:
         // The position's own problem (a corrupt parent): final.
-        return FromGrpc(status);
+        return FromGrpcStatus(status);
       case grpc::StatusCode::DEADLINE_EXCEEDED:
       case grpc::StatusCode::RESOURCE_EXHAUSTED:
         // Too slow or too big over there; nothing says the worker is bad.

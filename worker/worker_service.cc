@@ -13,17 +13,13 @@
 #include "absl/strings/str_cat.h"
 #include "common/cluster_protocol.h"
 #include "common/file_util.h"
+#include "common/grpc_status.h"
 #include "worker/determinism.h"
 
 namespace oubli::worker {
 namespace {
 
 constexpr char kServiceName[] = "oubli.cluster.Worker";
-
-grpc::Status ToGrpc(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
-}
 
 grpc::Status NoChunks() {
   return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -33,25 +29,11 @@ grpc::Status NoChunks() {
 
 }  // namespace
 
-grpc::Status WorkerService::CheckToken(
-    const grpc::ServerContext* context) const {
-  if (cluster_token_.empty()) return grpc::Status::OK;
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find(kClusterTokenMetadata);
-  if (it == metadata.end() ||
-      !ClusterTokenMatches(
-          cluster_token_,
-          absl::string_view(it->second.data(), it->second.size()))) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "missing or wrong cluster token");
-  }
-  return grpc::Status::OK;
-}
-
 grpc::Status WorkerService::TrainPosition(
     grpc::ServerContext* context, const cluster::TrainPositionRequest* request,
     cluster::TrainPositionResponse* response) {
-  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
   PositionRequest position;
   position.config_text = request->config();
   position.environment = request->environment();
@@ -70,7 +52,7 @@ grpc::Status WorkerService::TrainPosition(
                            result.ok() ? result->steps : 0,
                            absl::Now() - start);
   }
-  if (!result.ok()) return ToGrpc(result.status());
+  if (!result.ok()) return ToGrpcStatus(result.status());
   response->set_checkpoint(std::move(result->checkpoint));
   response->set_samples(result->samples);
   response->set_steps(result->steps);
@@ -80,7 +62,8 @@ grpc::Status WorkerService::TrainPosition(
 grpc::Status WorkerService::PutChunk(grpc::ServerContext* context,
                                      const cluster::PutChunkRequest* request,
                                      cluster::PutChunkResponse* /*response*/) {
-  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
   if (chunks_ == nullptr) return NoChunks();
   absl::Status stored =
       chunks_->Put(request->checkpoint_key(), request->index(), request->data(),
@@ -88,17 +71,18 @@ grpc::Status WorkerService::PutChunk(grpc::ServerContext* context,
   if (stored.ok() && metrics_ != nullptr) {
     metrics_->ChunkStored(static_cast<int64_t>(request->data().size()));
   }
-  return ToGrpc(stored);
+  return ToGrpcStatus(stored);
 }
 
 grpc::Status WorkerService::GetChunk(
     grpc::ServerContext* context, const cluster::GetChunkRequest* request,
     grpc::ServerWriter<cluster::ChunkPiece>* writer) {
-  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
   if (chunks_ == nullptr) return NoChunks();
   absl::StatusOr<std::string> data =
       chunks_->Get(request->checkpoint_key(), request->index());
-  if (!data.ok()) return ToGrpc(data.status());
+  if (!data.ok()) return ToGrpcStatus(data.status());
   constexpr size_t kPiece = size_t{1} << 20;
   cluster::ChunkPiece piece;
   for (size_t at = 0; at < data->size(); at += kPiece) {
@@ -113,12 +97,13 @@ grpc::Status WorkerService::GetChunk(
 grpc::Status WorkerService::DeleteChunks(
     grpc::ServerContext* context, const cluster::DeleteChunksRequest* request,
     cluster::DeleteChunksResponse* response) {
-  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
   if (chunks_ == nullptr) return NoChunks();
   int deleted = 0;
   for (const std::string& key : request->checkpoint_keys()) {
     absl::StatusOr<int> n = chunks_->DestroyAll(key);
-    if (!n.ok()) return ToGrpc(n.status());
+    if (!n.ok()) return ToGrpcStatus(n.status());
     deleted += *n;
   }
   if (metrics_ != nullptr) metrics_->ChunksDestroyed(deleted);
@@ -129,10 +114,11 @@ grpc::Status WorkerService::DeleteChunks(
 grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
                                        const cluster::ListChunksRequest*,
                                        cluster::ListChunksResponse* response) {
-  if (grpc::Status s = CheckToken(context); !s.ok()) return s;
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
   if (chunks_ == nullptr) return NoChunks();
   absl::StatusOr<std::vector<std::string>> keys = chunks_->ListCheckpoints();
-  if (!keys.ok()) return ToGrpc(keys.status());
+  if (!keys.ok()) return ToGrpcStatus(keys.status());
   for (std::string& key : *keys) response->add_checkpoint_keys(std::move(key));
   return grpc::Status::OK;
 }

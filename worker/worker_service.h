@@ -51,8 +51,6 @@ class WorkerService final : public cluster::Worker::Service {
                           cluster::ListChunksResponse* response) override;
 
  private:
-  grpc::Status CheckToken(const grpc::ServerContext* context) const;
-
   PositionWorker worker_;
   const std::unique_ptr<storage::ChunkStore> chunks_;
   const std::string cluster_token_;

@@ -33,6 +33,7 @@
 #include "storage/datasets.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
+#include "tools/bench/service_client.h"
 #include "worker/worker_service.h"
 
 namespace oubli::bench {
@@ -83,20 +84,6 @@ bool ParseFlags(const std::vector<std::string>& args, RecoveryFlags* flags) {
     }
   }
   return flags->workers >= 2;
-}
-
-absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
-}
-
-std::unique_ptr<v1::Oubli::Stub> Stub(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetMaxSendMessageSize(64 << 20);
-  args.SetMaxReceiveMessageSize(64 << 20);
-  return v1::Oubli::NewStub(grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), args));
 }
 
 // Polls GetModel until no prefix is missing; returns the model.
@@ -157,59 +144,33 @@ int Run(const RecoveryFlags& flags) {
   config.slices = flags.slices;
   config.sequences = flags.sequences;
   config.train.epochs_per_position = flags.epochs;
-  auto stub = Stub(options.listen_address);
-  {
-    grpc::ClientContext context;
-    v1::CreateModelRequest request;
-    request.set_model_id("bench");
-    *request.mutable_config() = coordinator::ConfigToProto(config);
-    v1::Model model;
-    if (absl::Status s =
-            FromGrpc(stub->CreateModel(&context, request, &model), "create");
-        !s.ok()) {
-      return Fail("create", s);
-    }
+  auto stub = NewStub(options.listen_address, 0);
+  if (absl::Status s =
+          CreateModel(*stub, "bench", coordinator::ConfigToProto(config))
+              .status();
+      !s.ok()) {
+    return Fail("create", s);
   }
-  {
-    grpc::ClientContext context;
-    v1::IngestSamplesResponse response;
-    auto writer = stub->IngestSamples(&context, &response);
-    constexpr size_t kBatch = 5000;
-    for (size_t start = 0; start < samples->size(); start += kBatch) {
-      v1::IngestSamplesRequest request;
-      request.set_model_id("bench");
-      for (size_t i = start; i < std::min(samples->size(), start + kBatch);
-           ++i) {
-        const Sample& in = (*samples)[i];
-        v1::Sample* out = request.add_samples();
-        out->set_id(in.id);
-        out->set_owner(in.owner);
-        out->set_label(in.label);
-        out->set_features(in.features);
-        out->set_feature_type(v1::FEATURE_TYPE_U8);
-      }
-      if (!writer->Write(request)) break;
-    }
-    writer->WritesDone();
-    if (absl::Status s = FromGrpc(writer->Finish(), "ingest"); !s.ok()) {
-      return Fail("ingest", s);
-    }
+  std::vector<v1::Sample> to_ingest;
+  to_ingest.reserve(samples->size());
+  for (const Sample& in : *samples) {
+    v1::Sample& out = to_ingest.emplace_back();
+    out.set_id(in.id);
+    out.set_owner(in.owner);
+    out.set_label(in.label);
+    out.set_features(in.features);
+    out.set_feature_type(v1::FEATURE_TYPE_U8);
+  }
+  if (absl::Status s = Ingest(*stub, "bench", to_ingest); !s.ok()) {
+    return Fail("ingest", s);
   }
   const absl::Time train_start = absl::Now();
-  {
-    grpc::ClientContext context;
-    v1::TrainRequest request;
-    request.set_model_id("bench");
-    v1::Job job;
-    if (absl::Status s =
-            FromGrpc(stub->Train(&context, request, &job), "train");
-        !s.ok()) {
-      return Fail("train", s);
-    }
+  if (absl::Status s = TrainAndWait(*stub, "bench"); !s.ok()) {
+    return Fail("train", s);
   }
+  const double train_s = absl::ToDoubleSeconds(absl::Now() - train_start);
   auto trained = WaitForAllPrefixes(*stub, absl::Hours(1));
   if (!trained.ok()) return Fail("train", trained.status());
-  const double train_s = absl::ToDoubleSeconds(absl::Now() - train_start);
 
   const std::filesystem::path checkpoints =
       std::filesystem::path(data_dir) / "bench" / "checkpoints";
@@ -236,7 +197,7 @@ int Run(const RecoveryFlags& flags) {
     }
     const absl::Time start = absl::Now();
     OUBLI_ASSIGN_OR_RETURN(*coordinator, CoordinatorServer::Start(options));
-    auto client = Stub(options.listen_address);
+    auto client = NewStub(options.listen_address, 0);
     OUBLI_ASSIGN_OR_RETURN(v1::Model model,
                            WaitForAllPrefixes(*client, absl::Hours(1)));
     return std::make_pair(absl::ToDoubleSeconds(absl::Now() - start), model);

@@ -38,12 +38,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
+#include "tools/bench/service_client.h"
 
 namespace oubli::bench {
 namespace {
@@ -54,7 +56,6 @@ using coordinator::CoordinatorServer;
 constexpr int kSide = 4;  // 1x4x4 inputs
 constexpr int kWidth = kSide * kSide;
 constexpr int kClasses = 3;
-constexpr int kIngestBatch = 5000;  // samples per streamed message
 
 // Targets the service is judged against (see the brief in README/bench).
 constexpr double kTargetTimeToForgetP99Ms = 50.0;
@@ -129,12 +130,6 @@ int Fail(const absl::Status& status) {
   return ::oubli::bench::Fail("service", status);
 }
 
-absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
-}
-
 double Max(const std::vector<double>& values) {
   return values.empty() ? 0 : *std::max_element(values.begin(), values.end());
 }
@@ -143,22 +138,6 @@ double MillisSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(
              std::chrono::steady_clock::now() - start)
       .count();
-}
-
-std::chrono::system_clock::time_point Deadline(int seconds) {
-  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
-}
-
-// A channel of its own (not sharing the TCP connection with other channels
-// to the same address), so concurrent clients are really concurrent.
-std::unique_ptr<v1::Oubli::Stub> NewStub(const std::string& address,
-                                         int channel_index) {
-  grpc::ChannelArguments arguments;
-  arguments.SetInt("oubli.bench.channel", channel_index);
-  arguments.SetMaxReceiveMessageSize(64 << 20);
-  arguments.SetMaxSendMessageSize(64 << 20);
-  return v1::Oubli::NewStub(grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), arguments));
 }
 
 // Tiny MLP on 1x4x4 inputs with the given plan. Retraining is batched with
@@ -218,68 +197,6 @@ struct SetupTimes {
   double ingest_s = 0;
   double train_s = 0;
 };
-
-absl::StatusOr<v1::Model> CreateModel(v1::Oubli::Stub& stub,
-                                      const std::string& model_id,
-                                      const v1::ModelConfig& config) {
-  grpc::ClientContext context;
-  context.set_deadline(Deadline(60));
-  v1::CreateModelRequest request;
-  request.set_model_id(model_id);
-  *request.mutable_config() = config;
-  v1::Model model;
-  OUBLI_RETURN_IF_ERROR(
-      FromGrpc(stub.CreateModel(&context, request, &model), "CreateModel"));
-  return model;
-}
-
-absl::Status Ingest(v1::Oubli::Stub& stub, const std::string& model_id,
-                    const std::vector<v1::Sample>& samples) {
-  grpc::ClientContext context;
-  context.set_deadline(Deadline(600));
-  v1::IngestSamplesResponse response;
-  auto writer = stub.IngestSamples(&context, &response);
-  for (size_t begin = 0; begin < samples.size(); begin += kIngestBatch) {
-    v1::IngestSamplesRequest request;
-    request.set_model_id(model_id);
-    const size_t end = std::min(samples.size(), begin + kIngestBatch);
-    for (size_t i = begin; i < end; ++i) *request.add_samples() = samples[i];
-    if (!writer->Write(request)) break;  // the server ended the stream
-  }
-  writer->WritesDone();
-  OUBLI_RETURN_IF_ERROR(FromGrpc(writer->Finish(), "IngestSamples"));
-  if (response.accepted() != static_cast<int64_t>(samples.size())) {
-    return absl::InternalError(absl::StrCat("IngestSamples accepted ",
-                                            response.accepted(), " of ",
-                                            samples.size()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id) {
-  v1::Job job;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    v1::TrainRequest request;
-    request.set_model_id(model_id);
-    OUBLI_RETURN_IF_ERROR(
-        FromGrpc(stub.Train(&context, request, &job), "Train"));
-  }
-  while (job.state() == v1::Job::PENDING || job.state() == v1::Job::RUNNING) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(60));
-    v1::GetJobRequest request;
-    request.set_job_id(job.job_id());
-    OUBLI_RETURN_IF_ERROR(
-        FromGrpc(stub.GetJob(&context, request, &job), "GetJob"));
-  }
-  if (job.state() != v1::Job::SUCCEEDED) {
-    return absl::InternalError(absl::StrCat("training failed: ", job.error()));
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<SetupTimes> SetUpModel(v1::Oubli::Stub& stub,
                                       const std::string& model_id,
@@ -386,7 +303,7 @@ int RunTimeToForget(const ServiceFlags& flags, const std::string& address) {
   const std::string features = RandomFeatures(1, 3);
   v1::PredictResponse current;
   grpc::Status status = Predict(*stub, model_id, features, 1, &current);
-  if (!status.ok()) return Fail(FromGrpc(status, "Predict"));
+  if (!status.ok()) return Fail(FromGrpcStatus(status, "Predict"));
 
   std::vector<double> forget_ms, reply_ms;
   int max_predicts = 0, not_reflected = 0, skipped_shards = 0;
@@ -425,7 +342,7 @@ int RunTimeToForget(const ServiceFlags& flags, const std::string& address) {
       request.add_sample_ids(id);
       status = stub->DeleteSamples(&context, request, &receipt);
     }
-    if (!status.ok()) return Fail(FromGrpc(status, "DeleteSamples"));
+    if (!status.ok()) return Fail(FromGrpcStatus(status, "DeleteSamples"));
     reply_ms.push_back(MillisSince(sent));
     bool reflected = false;
     int predicts = 0;
@@ -433,7 +350,7 @@ int RunTimeToForget(const ServiceFlags& flags, const std::string& address) {
     while (!reflected && MillisSince(sent) < 10000) {
       status = Predict(*stub, model_id, features, 1, &current);
       ++predicts;
-      if (!status.ok()) return Fail(FromGrpc(status, "Predict"));
+      if (!status.ok()) return Fail(FromGrpcStatus(status, "Predict"));
       const v1::ServedShard* after = FindServed(current, shard);
       const bool shard_switched = after == nullptr || !after->served() ||
                                   after->checkpoint_key() != key_before;
@@ -547,7 +464,7 @@ int RunDurableDeletions(const ServiceFlags& flags, const std::string& address,
     request.set_model_id(model_id);
     v1::Model model;
     grpc::Status status = stub->GetModel(&context, request, &model);
-    if (!status.ok()) return Fail(FromGrpc(status, "GetModel"));
+    if (!status.ok()) return Fail(FromGrpcStatus(status, "GetModel"));
   }
   // Distinct samples per client, in a shuffled order (random shards/slices).
   std::vector<size_t> order(samples.size());
@@ -586,7 +503,7 @@ int RunDurableDeletions(const ServiceFlags& flags, const std::string& address,
           ++errors;
           absl::MutexLock lock(&mu);
           if (first_error.empty()) {
-            first_error = FromGrpc(status, "DeleteSamples").ToString();
+            first_error = FromGrpcStatus(status, "DeleteSamples").ToString();
           }
           continue;
         }
