@@ -43,6 +43,9 @@ constexpr char kTrainingRequestedMetaKey[] = "training_requested";
 constexpr char kDeletionIdPrefix[] = "del-";
 // Lineage-DB meta keys of chunk manifests: prefix + checkpoint key.
 constexpr char kChunksMetaPrefix[] = "chunks/";
+std::string ChunksMetaKey(absl::string_view checkpoint_key) {
+  return absl::StrCat(kChunksMetaPrefix, checkpoint_key);
+}
 
 absl::Time FromUnixNanos(int64_t nanos) {
   return nanos == 0 ? absl::InfinitePast() : absl::FromUnixNanos(nanos);
@@ -244,10 +247,16 @@ struct Engine::State {
   // caller destroys them (DestroyCheckpoints) without holding mu.
   absl::flat_hash_set<std::string> CurrentKeys()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // (checkpoint key, manifest) of erasure-coded copies whose key is not
-  // current: trained on data that is gone or changed.
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
-  GarbageManifests() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // (checkpoint key, manifest) of the chunk manifests whose key is in
+  // `current` (`want_current`) or not (garbage: trained on data that is
+  // gone or changed).
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Manifests(
+      const absl::flat_hash_set<std::string>& current, bool want_current);
+  absl::flat_hash_set<std::string> SnapshotCurrentKeys()
+      ABSL_LOCKS_EXCLUDED(mu) {
+    absl::MutexLock lock(&mu);
+    return CurrentKeys();
+  }
   // Destroys those copies on the workers and drops their manifests;
   // Unavailable while a holder is unreachable (retried by the next pass).
   absl::Status ForgetChunks(
@@ -481,18 +490,18 @@ absl::flat_hash_set<std::string> Engine::State::CurrentKeys() {
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
-Engine::State::GarbageManifests() {
-  if (options.replicas == nullptr) {
-    return std::vector<std::pair<std::string, std::string>>();
-  }
-  const absl::flat_hash_set<std::string> current = CurrentKeys();
+Engine::State::Manifests(const absl::flat_hash_set<std::string>& current,
+                         bool want_current) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (options.replicas == nullptr) return out;
   OUBLI_ASSIGN_OR_RETURN(auto manifests, store->ListMeta(kChunksMetaPrefix));
-  std::vector<std::pair<std::string, std::string>> garbage;
   for (auto& [meta_key, manifest] : manifests) {
     std::string key = meta_key.substr(std::strlen(kChunksMetaPrefix));
-    if (!current.contains(key)) garbage.emplace_back(key, std::move(manifest));
+    if (current.contains(key) == want_current) {
+      out.emplace_back(std::move(key), std::move(manifest));
+    }
   }
-  return garbage;
+  return out;
 }
 
 absl::Status Engine::State::ForgetChunks(
@@ -500,7 +509,7 @@ absl::Status Engine::State::ForgetChunks(
   std::vector<std::string> failures;
   for (const auto& [key, manifest] : manifests) {
     absl::Status s = options.replicas->Forget(ChunkKey(key), manifest);
-    if (s.ok()) s = store->DeleteMeta(absl::StrCat(kChunksMetaPrefix, key));
+    if (s.ok()) s = store->DeleteMeta(ChunksMetaKey(key));
     if (!s.ok()) failures.push_back(std::string(s.message()));
   }
   if (failures.empty()) return absl::OkStatus();
@@ -511,7 +520,7 @@ absl::Status Engine::State::ForgetChunks(
 
 void Engine::State::ProtectCheckpoint(const std::string& key,
                                       absl::string_view bytes) {
-  const std::string meta_key = absl::StrCat(kChunksMetaPrefix, key);
+  const std::string meta_key = ChunksMetaKey(key);
   // Same key, same bytes: chunks already placed for it (a checkpoint lost
   // here and retrained) still decode it, and re-placing them elsewhere
   // would orphan the old ones.
@@ -578,7 +587,8 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     if (unpurged.empty()) return absl::OkStatus();
     WaitForStaleTraining(affected);
     OUBLI_ASSIGN_OR_RETURN(garbage, TakeGarbageCheckpoints());
-    OUBLI_ASSIGN_OR_RETURN(garbage_chunks, GarbageManifests());
+    OUBLI_ASSIGN_OR_RETURN(garbage_chunks,
+                           Manifests(CurrentKeys(), /*want_current=*/false));
   }
   // Slow I/O (flush, compaction, shredding) without mu: serving and new
   // deletions go on, and pile up for the next pass.
@@ -698,20 +708,13 @@ void Engine::State::RepairChunks() {
   // that deletion waits for.
   absl::MutexLock purge_lock(&purge_mu);
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> manifests =
-      store->ListMeta(kChunksMetaPrefix);
+      Manifests(SnapshotCurrentKeys(), /*want_current=*/true);
   if (!manifests.ok()) return;
-  absl::flat_hash_set<std::string> current;
-  {
-    absl::MutexLock lock(&mu);
-    current = CurrentKeys();
-  }
-  for (const auto& [meta_key, manifest] : *manifests) {
-    const std::string key = meta_key.substr(std::strlen(kChunksMetaPrefix));
-    if (!current.contains(key)) continue;  // garbage: the purge pass's
+  // Garbage is the purge pass's.
+  for (const auto& [key, manifest] : *manifests) {
     absl::StatusOr<int> repaired = options.replicas->Repair(
-        ChunkKey(key), manifest,
-        [&, &meta_key = meta_key](const std::string& m) {
-          return store->PutMeta(meta_key, m);
+        ChunkKey(key), manifest, [&, &key = key](const std::string& m) {
+          return store->PutMeta(ChunksMetaKey(key), m);
         });
     if (!repaired.ok()) {
       std::fprintf(stderr, "oubli: repairing chunks of %s: %s\n", key.c_str(),
@@ -899,7 +902,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     // retrained: same key, same bytes (checked against the manifest).
     if (options.replicas != nullptr) {
       absl::StatusOr<std::optional<std::string>> manifest =
-          store->GetMeta(absl::StrCat(kChunksMetaPrefix, key));
+          store->GetMeta(ChunksMetaKey(key));
       if (manifest.ok() && manifest->has_value()) {
         absl::StatusOr<std::string> restored =
             options.replicas->Restore(ChunkKey(key), **manifest);
@@ -1977,19 +1980,12 @@ std::string Engine::Fingerprint() {
 }
 
 absl::StatusOr<std::vector<ChunkPlacement>> Engine::ChunkPlacements() {
-  OUBLI_ASSIGN_OR_RETURN(auto manifests,
-                         state_->store->ListMeta(kChunksMetaPrefix));
-  absl::flat_hash_set<std::string> current;
-  {
-    absl::MutexLock lock(&state_->mu);
-    current = state_->CurrentKeys();
-  }
+  // Garbage awaiting the next purge pass protects nothing.
+  OUBLI_ASSIGN_OR_RETURN(
+      auto manifests,
+      state_->Manifests(state_->SnapshotCurrentKeys(), /*want_current=*/true));
   std::vector<ChunkPlacement> out;
-  for (const auto& [meta_key, bytes] : manifests) {
-    // Garbage awaiting the next purge pass protects nothing.
-    if (!current.contains(meta_key.substr(std::strlen(kChunksMetaPrefix)))) {
-      continue;
-    }
+  for (const auto& [key, bytes] : manifests) {
     internal::ChunkManifest manifest;
     if (!manifest.ParseFromString(bytes)) continue;  // Restore reports it
     ChunkPlacement& p = out.emplace_back();
