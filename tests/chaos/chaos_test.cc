@@ -75,7 +75,9 @@ TEST_F(ChaosTest, WorkerSigkillMidTrainingDoesNotStopTheJob) {
   ASSERT_TRUE(GetModel("tiny", &model).ok());
   EXPECT_EQ(model.missing_prefixes(), 0);
   for (const v1::WorkerStatus& w : model.workers()) {
-    if (w.name() != "worker-0") EXPECT_TRUE(w.alive()) << w.name();
+    if (w.name() != "worker-0") {
+      EXPECT_TRUE(w.alive()) << w.name();
+    }
   }
 
   // Same bits as a run without faults.

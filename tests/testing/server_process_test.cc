@@ -19,8 +19,10 @@ TEST(ServerProcessTest, ReadsTheAddressAndLaterLinesAndStops) {
   ServerProcess shell("/bin/sh");
   ASSERT_TRUE(shell.Start({"-c",
                            "echo 'listening on 127.0.0.1:1234'; "
-                           "echo noise; echo 'registered as w1'; "
-                           "echo err >&2; exec sleep 60"},
+                           // stderr is written before the line the test
+                           // waits for, so the log is complete by then.
+                           "echo noise; echo err >&2; "
+                           "echo 'registered as w1'; exec sleep 60"},
                           dir.path() / "shell.log"));
   EXPECT_EQ(shell.address(), "127.0.0.1:1234");
   std::string rest;
