@@ -14,7 +14,7 @@
 namespace oubli {
 
 // Revision of oubli.cluster; Register refuses a worker of another one.
-inline constexpr int kClusterProtocolVersion = 1;
+inline constexpr int kClusterProtocolVersion = 2;
 
 // gRPC metadata key carrying the token on every cluster-protocol call.
 inline constexpr char kClusterTokenMetadata[] = "oubli-cluster-token";

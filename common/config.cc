@@ -17,7 +17,8 @@ namespace {
 
 // Keys that do not affect weights; excluded from the fingerprint.
 bool IsWeightNeutral(absl::string_view key) {
-  return key == "model_id" || key.substr(0, 8) == "retrain.";
+  return key == "model_id" || key.substr(0, 8) == "retrain." ||
+         key.substr(0, 8) == "erasure.";
 }
 
 // Shortest text that parses back to the same double.
@@ -65,6 +66,8 @@ std::vector<std::pair<std::string, std::string>> ToPairs(
       {"retrain.window_ms",
        absl::StrCat(absl::ToInt64Milliseconds(c.retrain.window))},
       {"retrain.max_batch", absl::StrCat(c.retrain.max_batch)},
+      {"erasure.data_chunks", absl::StrCat(c.erasure.data_chunks)},
+      {"erasure.parity_chunks", absl::StrCat(c.erasure.parity_chunks)},
   };
 }
 
@@ -175,6 +178,15 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   if (c.retrain.window < absl::ZeroDuration()) {
     return bad("retrain.window must be >= 0");
   }
+  // Both 0 (automatic), or k >= 1 and m >= 1 within one chunk per worker
+  // of a large cluster (the GF(2^8) limit is 255).
+  if (!c.erasure.automatic() &&
+      (c.erasure.data_chunks < 1 || c.erasure.parity_chunks < 1 ||
+       c.erasure.data_chunks + c.erasure.parity_chunks > 64)) {
+    return bad(
+        "erasure code needs data_chunks >= 1 and parity_chunks >= 1 with "
+        "data_chunks + parity_chunks <= 64 (or both 0: automatic)");
+  }
   return absl::OkStatus();
 }
 
@@ -269,6 +281,8 @@ absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text) {
   };
   num("retrain.window_ms", &window_ms);
   num("retrain.max_batch", &c.retrain.max_batch);
+  num("erasure.data_chunks", &c.erasure.data_chunks);
+  num("erasure.parity_chunks", &c.erasure.parity_chunks);
 
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {

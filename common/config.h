@@ -1,5 +1,5 @@
 // Model configuration: everything that determines a model's weights, plus
-// the (weight-neutral) retrain policy. Serialized as canonical "key=value"
+// the (weight-neutral) retrain policy and erasure code. Serialized as canonical "key=value"
 // lines so it can be stored, diffed by humans, and fingerprinted.
 #ifndef OUBLI_COMMON_CONFIG_H_
 #define OUBLI_COMMON_CONFIG_H_
@@ -76,6 +76,17 @@ struct RetrainPolicy {
   int max_batch = 16;  // kBatched: start once this many deletions wait
 };
 
+// Reed-Solomon code of the checkpoints' copies on workers: k data + m
+// parity chunks on k+m distinct workers, any k of which rebuild a
+// checkpoint. Both 0: the default for the live chunk holders at the time a
+// checkpoint is coded (storage::DefaultCodeFor: 2-3 mirror, 4-5 RS(N-2,2),
+// 6+ RS(4,2)). Weight-neutral.
+struct ErasureCodeConfig {
+  int data_chunks = 0;    // k
+  int parity_chunks = 0;  // m
+  bool automatic() const { return data_chunks == 0 && parity_chunks == 0; }
+};
+
 struct ModelConfig {
   std::string model_id = "default";
   BackboneConfig backbone;
@@ -87,6 +98,7 @@ struct ModelConfig {
   DeterminismConfig determinism;
   BaseWeightsConfig base;
   RetrainPolicy retrain;
+  ErasureCodeConfig erasure;
 };
 
 absl::Status ValidateConfig(const ModelConfig& config);
@@ -96,7 +108,7 @@ std::string ConfigToText(const ModelConfig& config);
 absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text);
 
 // SHA-256 over the weight-determining part of the config (everything except
-// model_id and the retrain policy), hex.
+// model_id, the retrain policy and the erasure code), hex.
 std::string ConfigFingerprint(const ModelConfig& config);
 
 }  // namespace oubli

@@ -180,6 +180,8 @@ struct Engine::State {
   // worker::NumericEnvironment() of this process; remote workers must match.
   const std::string environment;
   const std::string config_text;  // ConfigToText(config), for workers
+  // Unix seconds of the last "computed here" Predict log line.
+  std::atomic<int64_t> last_predict_fallback_log{0};
   // Names the weights a config produces here: the config's fingerprint plus
   // the numeric environment (library versions, CPU kernels).
   const std::string config_fingerprint;
@@ -528,13 +530,14 @@ void Engine::State::ProtectCheckpoint(const std::string& key,
       store->GetMeta(meta_key);
   if (!existing.ok() || existing->has_value()) return;
   absl::Status s = options.replicas->Protect(
-      ChunkKey(key), bytes, [&](const std::string& manifest) {
+      ChunkKey(key), bytes, config.erasure, [&](const std::string& manifest) {
         return store->PutMeta(meta_key, manifest);
       });
   if (!s.ok()) {
-    // Too few holders is normal (no workers with --data_dir): the
-    // checkpoint then lives only here and a loss means retraining.
-    if (!absl::IsUnavailable(s) || !absl::StrContains(s.message(), "need 2")) {
+    // Too few holders is normal (no workers with --data_dir, or fewer than
+    // the model's code needs): the checkpoint lives only here until
+    // RepairChunks finds enough, and a loss meanwhile means retraining.
+    if (!absl::IsFailedPrecondition(s)) {
       std::fprintf(stderr, "oubli: checkpoint %s not erasure-coded: %s\n",
                    key.c_str(), s.ToString().c_str());
     }
@@ -707,9 +710,30 @@ void Engine::State::RepairChunks() {
   // chunks are re-placed is found, new holders included, by the purge pass
   // that deletion waits for.
   absl::MutexLock purge_lock(&purge_mu);
+  const absl::flat_hash_set<std::string> current = SnapshotCurrentKeys();
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> manifests =
-      Manifests(SnapshotCurrentKeys(), /*want_current=*/true);
+      Manifests(current, /*want_current=*/true);
   if (!manifests.ok()) return;
+  // Checkpoints trained while too few chunk holders were alive (before any
+  // worker joined, or fewer than the model's code needs) are coded now.
+  if (options.replicas->CanProtect(config.erasure)) {
+    absl::flat_hash_set<std::string> coded;
+    for (const auto& [key, manifest] : *manifests) coded.insert(key);
+    std::vector<std::string> uncoded;
+    {
+      absl::MutexLock lock(&mu);
+      for (const std::string& key : current) {
+        if (stored_keys.contains(key) && !coded.contains(key)) {
+          uncoded.push_back(key);
+        }
+      }
+    }
+    std::sort(uncoded.begin(), uncoded.end());
+    for (const std::string& key : uncoded) {
+      absl::StatusOr<std::string> bytes = checkpoints->Get(key);
+      if (bytes.ok()) ProtectCheckpoint(key, *bytes);
+    }
+  }
   // Garbage is the purge pass's.
   for (const auto& [key, manifest] : *manifests) {
     absl::StatusOr<int> repaired = options.replicas->Repair(
@@ -1765,13 +1789,20 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
         st.config.model_id, "' takes ", width, " features per row"));
   }
   Prediction out;
+  // Served shards, in shard order: their models and checkpoints.
   std::vector<std::shared_ptr<const worker::ShardModel>> models;
+  std::vector<size_t> served_index;  // into out.served
+  ShardServing::Query query;
   {
     absl::MutexLock lock(&st.mu);
     for (int s = 0; s < st.config.shards; ++s) {
       out.served.push_back(st.DescribeServed(s));
-      if (st.shards[s].served.model)
-        models.push_back(st.shards[s].served.model);
+      const ServedModel& served = st.shards[s].served;
+      if (served.model) {
+        models.push_back(served.model);
+        served_index.push_back(out.served.size() - 1);
+        query.shards.push_back({s, served.checkpoint_sha256});
+      }
     }
     out.fingerprint = st.FingerprintLocked();
   }
@@ -1780,13 +1811,68 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
         "no shard has a valid prefix: the model is not trained yet, or "
         "deletions cut every shard and retraining is pending");
   }
+  // Workers answer with the checkpoint named by its SHA-256, so what they
+  // compute is exactly what the models captured above would.
+  std::vector<ShardServing::ShardResult> remote;
+  if (st.options.shard_serving != nullptr &&
+      st.options.shard_serving->ServingCapacity(st.environment) > 0) {
+    query.model_id = st.config.model_id;
+    query.config_text = st.config_text;
+    query.environment = st.environment;
+    query.inputs = inputs;
+    query.rows = rows;
+    query.checkpoint = [&](size_t i) -> absl::StatusOr<std::string> {
+      const std::string& key = out.served[served_index[i]].key;
+      OUBLI_ASSIGN_OR_RETURN(std::string bytes, st.checkpoints->Get(key));
+      // Purged or replaced since: the worker must not get other bytes.
+      if (Sha256Hex(bytes) != query.shards[i].checkpoint_sha256) {
+        return absl::AbortedError("checkpoint changed since the request");
+      }
+      return bytes;
+    };
+    remote = st.options.shard_serving->Predict(query);
+  }
   try {
     torch::Tensor x = torch::from_blob(const_cast<float*>(inputs.data()),
                                        {rows, width}, torch::kFloat32);
     torch::Tensor sum;
-    for (const auto& model : models) {
-      OUBLI_ASSIGN_OR_RETURN(torch::Tensor p, model->Probabilities(x));
+    int64_t by_workers = 0, fallbacks = 0;
+    for (size_t i = 0; i < models.size(); ++i) {
+      torch::Tensor p;
+      if (i < remote.size() && remote[i].probabilities.ok() &&
+          static_cast<int64_t>(remote[i].probabilities->size()) %
+                  std::max<int64_t>(rows, 1) ==
+              0) {
+        std::vector<float>& values = *remote[i].probabilities;
+        const int64_t classes = static_cast<int64_t>(values.size()) / rows;
+        p = torch::from_blob(values.data(), {rows, classes}, torch::kFloat32);
+        out.served[served_index[i]].worker = remote[i].worker;
+        ++by_workers;
+      } else {
+        if (i < remote.size()) {
+          ++fallbacks;
+          // One line per model per 10 s at most: a dead worker can fail
+          // thousands of requests before its heartbeats time out.
+          const int64_t now = absl::ToUnixSeconds(absl::Now());
+          int64_t last = st.last_predict_fallback_log.load();
+          if (fallbacks == 1 && now - last >= 10 &&
+              st.last_predict_fallback_log.compare_exchange_strong(last,
+                                                                   now)) {
+            std::fprintf(stderr,
+                         "oubli: predict: shard %d computed here: %s\n",
+                         query.shards[i].shard,
+                         remote[i].probabilities.status().ToString().c_str());
+          }
+        }
+        OUBLI_ASSIGN_OR_RETURN(p, models[i]->Probabilities(x));
+      }
       sum = sum.defined() ? sum + p : p;
+    }
+    if (st.metrics != nullptr) {
+      st.metrics->ShardsPredicted(
+          by_workers,
+          static_cast<int64_t>(models.size()) - by_workers - fallbacks,
+          fallbacks);
     }
     torch::Tensor mean =
         (sum / static_cast<double>(models.size())).contiguous();

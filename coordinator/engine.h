@@ -74,6 +74,9 @@ struct ServedShard {
   std::vector<int> prefix;  // slice order of the served prefix
   std::string key;          // its checkpoint key
   int64_t samples = 0;      // active samples in the shard
+  // Predict only: the worker that computed this shard's probabilities;
+  // empty when the coordinator did.
+  std::string worker;
 };
 
 struct Prediction {
@@ -167,6 +170,11 @@ class Engine {
     // checkpoint with a copy is rebuilt instead of retrained, and purges
     // destroy the copies too. nullptr: none.
     std::shared_ptr<CheckpointReplicas> replicas;
+    // Answers Predict's shards on workers of this process's numeric
+    // environment (so the probabilities are the bits it would compute
+    // itself); a shard no worker answers is computed here. nullptr or
+    // none alive: all here.
+    std::shared_ptr<ShardServing> shard_serving;
   };
 
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);

@@ -109,6 +109,7 @@ void ServedToProto(const ServedShard& in, v1::ServedShard* out) {
   for (int slice : in.prefix) out->add_prefix(slice);
   out->set_checkpoint_key(in.key);
   out->set_samples(in.samples);
+  out->set_served_by(SanitizeUtf8(in.worker));
 }
 
 void ModelStatusToProto(absl::string_view model_id, const ModelStatus& in,
@@ -313,6 +314,12 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
   if (in.retrain().has_max_batch()) {
     c.retrain.max_batch = in.retrain().max_batch();
   }
+  if (in.erasure().has_data_chunks() != in.erasure().has_parity_chunks()) {
+    return absl::InvalidArgumentError(
+        "config.erasure: set both data_chunks and parity_chunks, or neither");
+  }
+  c.erasure.data_chunks = in.erasure().data_chunks();
+  c.erasure.parity_chunks = in.erasure().parity_chunks();
   return c;
 }
 
@@ -354,6 +361,10 @@ v1::ModelConfig ConfigToProto(const ModelConfig& c) {
   out.mutable_retrain()->set_window_ms(
       absl::ToInt64Milliseconds(c.retrain.window));
   out.mutable_retrain()->set_max_batch(c.retrain.max_batch);
+  if (!c.erasure.automatic()) {
+    out.mutable_erasure()->set_data_chunks(c.erasure.data_chunks);
+    out.mutable_erasure()->set_parity_chunks(c.erasure.parity_chunks);
+  }
   return out;
 }
 
@@ -754,6 +765,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   registry_options.metrics = server->metrics_;
   registry_options.remote_trainer = server->workers_;
   registry_options.replicas = server->workers_;
+  if (options.predict_on_workers) {
+    registry_options.shard_serving = server->workers_;
+  }
   absl::StatusOr<std::unique_ptr<ModelRegistry>> registry =
       ModelRegistry::Open(registry_options);
   if (!registry.ok()) {

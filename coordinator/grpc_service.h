@@ -120,6 +120,9 @@ class CoordinatorServer {
     // Workers (oubli-worker) register on the same port and train positions
     // while alive; with none, the coordinator trains them itself.
     WorkerPool::Options workers;
+    // Predict's shards are answered by live workers (falling back to the
+    // coordinator per shard); false: always by the coordinator.
+    bool predict_on_workers = true;
   };
 
   // Returns once the server listens and every model is open (health

@@ -33,6 +33,12 @@ ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(5),
           "to others");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
           "how often workers are told to heartbeat");
+ABSL_FLAG(bool, predict_on_workers, true,
+          "fan Predict's shards out to live workers (each shard computed "
+          "here when its worker fails); false: compute all here");
+ABSL_FLAG(absl::Duration, predict_deadline, absl::Seconds(5),
+          "deadline of one worker's share of a Predict, loading missing "
+          "checkpoints included; past it the shards are computed here");
 ABSL_FLAG(std::string, cluster_token_file, "",
           "file holding the shared secret workers must present (and that "
           "the coordinator presents to them); empty: no check, for loopback "
@@ -54,6 +60,8 @@ int main(int argc, char** argv) {
   options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
   options.workers.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   options.workers.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.predict_on_workers = absl::GetFlag(FLAGS_predict_on_workers);
+  options.workers.predict_deadline = absl::GetFlag(FLAGS_predict_deadline);
   if (const std::string path = absl::GetFlag(FLAGS_cluster_token_file);
       !path.empty()) {
     absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);
@@ -69,6 +77,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "oubli-coordinator: need 0 < --heartbeat_interval < "
                  "--worker_timeout\n");
+    return 2;
+  }
+  if (options.workers.predict_deadline <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "oubli-coordinator: --predict_deadline must be > 0\n");
     return 2;
   }
   if (options.data_dir.empty()) {

@@ -48,6 +48,10 @@ class EngineMetrics {
   // Chunks regenerated and re-placed on live workers after their holder
   // died.
   virtual void ChunksRepaired(int64_t chunks) {}
+  // One Predict: shards answered by workers, by the coordinator because no
+  // worker serves, and by the coordinator after a worker failed to answer.
+  virtual void ShardsPredicted(int64_t by_workers, int64_t by_coordinator,
+                               int64_t after_worker_failure) {}
 };
 
 // Hands each model's engine its EngineMetrics.

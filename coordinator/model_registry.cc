@@ -93,6 +93,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
     engine_options.background_retrain = options.background_retrain;
     engine_options.remote_trainer = options.remote_trainer;
     engine_options.replicas = options.replicas;
+    engine_options.shard_serving = options.shard_serving;
     if (options.metrics != nullptr) {
       engine_options.metrics = options.metrics->ForModel(model_id);
     }
@@ -181,6 +182,7 @@ absl::StatusOr<ModelConfig> ModelRegistry::CreateModel(
   engine_options.background_retrain = options_.background_retrain;
   engine_options.remote_trainer = options_.remote_trainer;
   engine_options.replicas = options_.replicas;
+  engine_options.shard_serving = options_.shard_serving;
   if (options_.metrics != nullptr) {
     engine_options.metrics = options_.metrics->ForModel(config.model_id);
   }

@@ -84,6 +84,8 @@ class ModelRegistry {
     // Passed to every engine: positions train on worker processes.
     std::shared_ptr<RemoteTrainer> remote_trainer;
     std::shared_ptr<CheckpointReplicas> replicas;
+    // Passed to every engine: Predict's shards are answered on workers.
+    std::shared_ptr<ShardServing> shard_serving;
   };
 
   // Creates root_dir if needed and reopens every model found under it.

@@ -156,6 +156,10 @@ struct PrometheusMetrics::Impl {
             *registry, "oubli_chunk_repairs_total",
             "Erasure-coded chunks regenerated from survivors and re-placed on "
             "a live worker after their holder died.")),
+        shard_predictions(AddCounter(
+            *registry, "oubli_predict_shards_total",
+            "Shard predictions by who computed them: worker, coordinator "
+            "(no worker serves) or fallback (a worker failed to answer).")),
         rpc_handled(AddCounter(
             *registry, "oubli_grpc_server_handled_total",
             "Completed RPCs of oubli.v1.Oubli by method and status code.")),
@@ -180,6 +184,7 @@ struct PrometheusMetrics::Impl {
   Family<Counter>& checkpoint_bytes_restored;
   Family<Counter>& restore_failures;
   Family<Counter>& chunk_repairs;
+  Family<Counter>& shard_predictions;
   Family<Counter>& rpc_handled;
   Family<Histogram>& rpc_seconds;
 
@@ -213,7 +218,10 @@ class ModelSeries final : public EngineMetrics {
         checkpoint_bytes_restored_(
             impl_->checkpoint_bytes_restored.Add(Model())),
         restore_failures_(impl_->restore_failures.Add(Model())),
-        chunk_repairs_(impl_->chunk_repairs.Add(Model())) {}
+        chunk_repairs_(impl_->chunk_repairs.Add(Model())),
+        by_workers_(Placement("worker")),
+        by_coordinator_(Placement("coordinator")),
+        after_worker_failure_(Placement("fallback")) {}
 
   ~ModelSeries() override {
     absl::MutexLock lock(&impl_->models_mu);
@@ -237,6 +245,10 @@ class ModelSeries final : public EngineMetrics {
     impl_->checkpoint_bytes_restored.Remove(&checkpoint_bytes_restored_);
     impl_->restore_failures.Remove(&restore_failures_);
     impl_->chunk_repairs.Remove(&chunk_repairs_);
+    for (Counter* c :
+         {&by_workers_, &by_coordinator_, &after_worker_failure_}) {
+      impl_->shard_predictions.Remove(c);
+    }
   }
 
   void DeletionAccepted(int64_t samples) override {
@@ -273,9 +285,19 @@ class ModelSeries final : public EngineMetrics {
   void ChunksRepaired(int64_t chunks) override {
     chunk_repairs_.Increment(static_cast<double>(chunks));
   }
+  void ShardsPredicted(int64_t by_workers, int64_t by_coordinator,
+                       int64_t after_worker_failure) override {
+    by_workers_.Increment(static_cast<double>(by_workers));
+    by_coordinator_.Increment(static_cast<double>(by_coordinator));
+    after_worker_failure_.Increment(static_cast<double>(after_worker_failure));
+  }
 
  private:
   prometheus::Labels Model() const { return {{"model", model_id_}}; }
+  Counter& Placement(const char* placement) {
+    return impl_->shard_predictions.Add(
+        {{"model", model_id_}, {"placement", placement}});
+  }
   Counter& Stage(const char* stage) {
     return impl_->deletions.Add({{"model", model_id_}, {"stage", stage}});
   }
@@ -302,6 +324,9 @@ class ModelSeries final : public EngineMetrics {
   Counter& checkpoint_bytes_restored_;
   Counter& restore_failures_;
   Counter& chunk_repairs_;
+  Counter& by_workers_;
+  Counter& by_coordinator_;
+  Counter& after_worker_failure_;
 };
 
 std::vector<MetricFamily> StateCollector::Collect() const {

@@ -1,6 +1,6 @@
 // The seams between the engine and worker processes: a RemoteTrainer
 // trains positions, CheckpointReplicas keeps erasure-coded copies of
-// checkpoints. coordinator/worker_pool implements both over the cluster
+// checkpoints, ShardServing answers shard predictions. coordinator/worker_pool implements both over the cluster
 // protocol. No gRPC and no torch here.
 #ifndef OUBLI_COORDINATOR_REMOTE_TRAINING_H_
 #define OUBLI_COORDINATOR_REMOTE_TRAINING_H_
@@ -8,10 +8,14 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "common/config.h"
 #include "worker/position_worker.h"
+#include "worker/shard_server.h"
 
 namespace oubli::coordinator {
 
@@ -49,17 +53,20 @@ class CheckpointReplicas {
  public:
   virtual ~CheckpointReplicas() = default;
 
-  // Encodes `bytes` with the default code for the live chunk-holding
-  // workers, hands the manifest (a serialized internal::ChunkManifest) to
-  // `persist` BEFORE storing anything, then stores one chunk on each of k+m
-  // distinct holders: a crash or failure half way leaves only chunks that a
-  // persisted manifest names. On failure it tries to Forget what it stored.
-  // Unavailable: fewer than two holders alive (nothing stored) or a holder
-  // failed.
+  // Encodes `bytes` with `code` (automatic: the default for the live
+  // chunk-holding workers), hands the manifest (a serialized
+  // internal::ChunkManifest) to `persist` BEFORE storing anything, then
+  // stores one chunk on each of k+m distinct holders: a crash or failure
+  // half way leaves only chunks that a persisted manifest names. On failure
+  // it tries to Forget what it stored. FailedPrecondition: too few holders
+  // alive for the code (nothing stored); Unavailable: a holder failed.
   virtual absl::Status Protect(
       const std::string& key, absl::string_view bytes,
+      const ErasureCodeConfig& code,
       const std::function<absl::Status(const std::string& manifest)>&
           persist) = 0;
+  // Whether enough chunk holders are alive now for Protect with `code`.
+  virtual bool CanProtect(const ErasureCodeConfig& code) = 0;
   // Rebuilds the checkpoint from any k chunks whose CRC32C matches (a
   // corrupt or unreachable chunk counts as an erasure); the result's
   // SHA-256 is checked against the manifest. DataLoss when fewer than k
@@ -79,6 +86,39 @@ class CheckpointReplicas {
   // call again later.
   virtual absl::Status Forget(const std::string& key,
                               const std::string& manifest) = 0;
+};
+
+// Shard predictions on workers. The caller names, per shard, the exact
+// checkpoint (by SHA-256) that must answer, so a worker can never answer
+// with a prefix that a deletion cut; a worker lacking it is sent the bytes.
+class ShardServing {
+ public:
+  virtual ~ShardServing() = default;
+
+  struct Query {
+    std::string model_id;
+    std::string config_text;  // ConfigToText
+    std::string environment;  // only workers of this environment serve
+    std::vector<worker::ShardCheckpointRef> shards;
+    // The checkpoint bytes of shards[i], read when a worker lacks them.
+    std::function<absl::StatusOr<std::string>(size_t i)> checkpoint;
+    absl::Span<const float> inputs;  // rows x input_size
+    int64_t rows = 0;
+  };
+  struct ShardResult {
+    // Ok: rows x classes probabilities. Otherwise why no worker answered
+    // (the caller computes the shard itself).
+    absl::StatusOr<std::vector<float>> probabilities =
+        absl::UnavailableError("not asked");
+    std::string worker;  // name of the worker that answered
+  };
+
+  // Live workers able to serve `environment`; 0: serve locally.
+  virtual int ServingCapacity(const std::string& environment) = 0;
+  // One result per query shard, in order. Shards are spread over the live
+  // workers of the environment (shard s on worker s mod n, stable while
+  // membership is), each worker asked once, all in parallel.
+  virtual std::vector<ShardResult> Predict(const Query& query) = 0;
 };
 
 }  // namespace oubli::coordinator

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <random>
 #include <thread>
@@ -377,8 +378,30 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::LiveHolder(
   return nullptr;
 }
 
+namespace {
+
+// Chunk holders a checkpoint coded with `code` needs.
+size_t HoldersNeeded(const ErasureCodeConfig& code) {
+  return code.automatic()
+             ? 2
+             : static_cast<size_t>(code.data_chunks + code.parity_chunks);
+}
+
+}  // namespace
+
+bool WorkerPool::CanProtect(const ErasureCodeConfig& code) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  size_t live = 0;
+  for (const auto& [id, worker] : workers_) {
+    if (worker->holds_chunks && AliveLocked(*worker, now)) ++live;
+  }
+  return live >= HoldersNeeded(code);
+}
+
 absl::Status WorkerPool::Protect(
     const std::string& key, absl::string_view bytes,
+    const ErasureCodeConfig& code_config,
     const std::function<absl::Status(const std::string&)>& persist) {
   // Live holders by name, rotated by the key so chunks spread evenly.
   std::vector<std::shared_ptr<Worker>> holders;
@@ -391,16 +414,21 @@ absl::Status WorkerPool::Protect(
       }
     }
   }
-  if (holders.size() < 2) {
-    return absl::UnavailableError(
-        absl::StrCat(holders.size(), " chunk-holding worker(s) alive; need 2"));
+  const size_t needed = HoldersNeeded(code_config);
+  if (holders.size() < needed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(holders.size(), " chunk-holding worker(s) alive; need ",
+                     needed));
   }
   std::sort(holders.begin(), holders.end(),
             [](const auto& a, const auto& b) { return a->name < b->name; });
   std::rotate(holders.begin(),
               holders.begin() + std::hash<std::string>()(key) % holders.size(),
               holders.end());
-  const auto [k, m] = storage::DefaultCodeFor(static_cast<int>(holders.size()));
+  const auto [k, m] =
+      code_config.automatic()
+          ? storage::DefaultCodeFor(static_cast<int>(holders.size()))
+          : std::make_pair(code_config.data_chunks, code_config.parity_chunks);
   OUBLI_ASSIGN_OR_RETURN(storage::ReedSolomonCode code,
                          storage::ReedSolomonCode::Create(k, m));
   OUBLI_ASSIGN_OR_RETURN(storage::EncodedBlob encoded, code.EncodeBlob(bytes));
@@ -630,6 +658,151 @@ absl::Status WorkerPool::Forget(const std::string& key,
                      absl::StrJoin(unreachable, ", ")));
   }
   return absl::OkStatus();
+}
+
+}  // namespace oubli::coordinator
+
+namespace oubli::coordinator {
+
+std::vector<ShardServing::ShardResult> WorkerPool::Predict(
+    const Query& query) {
+  std::vector<ShardResult> results(query.shards.size());
+  std::vector<std::shared_ptr<Worker>> servers;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    for (const auto& [id, worker] : workers_) {
+      if (worker->environment == query.environment &&
+          AliveLocked(*worker, now)) {
+        servers.push_back(worker);
+      }
+    }
+  }
+  if (servers.empty()) {
+    for (ShardResult& result : results) {
+      result.probabilities = absl::UnavailableError("no live worker");
+    }
+    return results;
+  }
+  // Stable placement while membership is: a worker keeps the checkpoints
+  // of the same shards loaded from one request to the next.
+  std::sort(servers.begin(), servers.end(),
+            [](const auto& a, const auto& b) { return a->id < b->id; });
+  std::vector<std::vector<size_t>> groups(servers.size());
+  for (size_t i = 0; i < query.shards.size(); ++i) {
+    groups[static_cast<size_t>(query.shards[i].shard) % servers.size()]
+        .push_back(i);
+  }
+  std::string features(reinterpret_cast<const char*>(query.inputs.data()),
+                       query.inputs.size() * sizeof(float));
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < servers.size(); ++w) {
+    if (groups[w].empty()) continue;
+    threads.emplace_back([&, w] {
+      PredictOn(*servers[w], query, features, groups[w], &results);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return results;
+}
+
+void WorkerPool::PredictOn(const Worker& worker, const Query& query,
+                           const std::string& features,
+                           const std::vector<size_t>& indices,
+                           std::vector<ShardResult>* results) {
+  const absl::Time deadline = absl::Now() + options_.predict_deadline;
+  auto fail_all = [&](const absl::Status& why) {
+    for (size_t i : indices) {
+      (*results)[i].probabilities = absl::Status(
+          why.code(), absl::StrCat("worker ", worker.name, ": ", why.message()));
+    }
+  };
+  cluster::PredictShardsRequest request;
+  request.set_model_id(query.model_id);
+  request.set_config(query.config_text);
+  request.set_environment(query.environment);
+  for (size_t i : indices) {
+    cluster::ShardCheckpoint* shard = request.add_shards();
+    shard->set_shard(query.shards[i].shard);
+    shard->set_checkpoint_sha256(query.shards[i].checkpoint_sha256);
+  }
+  request.set_rows(query.rows);
+  request.set_features(features);
+
+  // At most two rounds: ask, load what the worker lacks, ask again.
+  for (int round = 0; round < 2; ++round) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    AddToken(&context);
+    cluster::PredictShardsResponse response;
+    grpc::Status status = worker.stub->PredictShards(&context, request,
+                                                      &response);
+    if (!status.ok()) return fail_all(FromGrpcStatus(status));
+    if (response.shards_size() != static_cast<int>(indices.size())) {
+      return fail_all(absl::InternalError("answered the wrong shards"));
+    }
+    const size_t expected = static_cast<size_t>(query.rows) *
+                            static_cast<size_t>(response.classes()) *
+                            sizeof(float);
+    std::vector<size_t> missing;
+    for (size_t j = 0; j < indices.size(); ++j) {
+      const cluster::ShardProbabilities& answer = response.shards(j);
+      ShardResult& result = (*results)[indices[j]];
+      if (answer.shard() != query.shards[indices[j]].shard) {
+        return fail_all(absl::InternalError("answered the wrong shards"));
+      }
+      if (!answer.loaded()) {
+        missing.push_back(j);
+        // In the second round, keep why loading failed.
+        if (round == 0) {
+          result.probabilities = absl::UnavailableError(
+              absl::StrCat("worker ", worker.name, " lacks the checkpoint"));
+        }
+        continue;
+      }
+      if (response.classes() < 1 ||
+          answer.probabilities().size() != expected) {
+        result.probabilities = absl::InternalError(absl::StrCat(
+            "worker ", worker.name, " answered shard ", answer.shard(),
+            " with ", answer.probabilities().size(), " bytes"));
+        continue;
+      }
+      std::vector<float> probabilities(expected / sizeof(float));
+      std::memcpy(probabilities.data(), answer.probabilities().data(),
+                  expected);
+      result.probabilities = std::move(probabilities);
+      result.worker = worker.name;
+    }
+    if (missing.empty() || round == 1) return;
+    for (size_t j : missing) {
+      const size_t i = indices[j];
+      absl::StatusOr<std::string> bytes = query.checkpoint(i);
+      if (!bytes.ok()) {
+        (*results)[i].probabilities = bytes.status();
+        continue;
+      }
+      cluster::LoadShardRequest load;
+      load.set_model_id(query.model_id);
+      load.set_config(query.config_text);
+      load.set_environment(query.environment);
+      load.set_shard(query.shards[i].shard);
+      load.set_checkpoint_sha256(query.shards[i].checkpoint_sha256);
+      load.set_checkpoint(*std::move(bytes));
+      grpc::ClientContext load_context;
+      load_context.set_deadline(absl::ToChronoTime(deadline));
+      AddToken(&load_context);
+      cluster::LoadShardResponse loaded;
+      grpc::Status status =
+          worker.stub->LoadShard(&load_context, load, &loaded);
+      if (!status.ok()) {
+        absl::Status why = FromGrpcStatus(status);
+        (*results)[i].probabilities = absl::Status(
+            why.code(),
+            absl::StrCat("loading onto worker ", worker.name, ": ",
+                         why.message()));
+      }
+    }
+  }
 }
 
 }  // namespace oubli::coordinator

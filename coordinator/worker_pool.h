@@ -35,7 +35,9 @@ class Status;
 
 namespace oubli::coordinator {
 
-class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
+class WorkerPool final : public RemoteTrainer,
+                         public CheckpointReplicas,
+                         public ShardServing {
  public:
   struct Options {
     // Told to workers at registration.
@@ -48,6 +50,10 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
     int64_t max_message_bytes = int64_t{64} << 20;
     // Deadline of each chunk call (put, get, delete).
     absl::Duration chunk_deadline = absl::Seconds(60);
+    // Deadline of one shard-prediction exchange with a worker (loading
+    // missing checkpoints included); past it the engine answers the
+    // worker's shards itself.
+    absl::Duration predict_deadline = absl::Seconds(5);
     // Shared secret of the cluster protocol: workers must present it to
     // register, and the coordinator presents it on every call to them.
     // Empty: no check (loopback development only).
@@ -101,7 +107,9 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
   // again.
   absl::Status Protect(
       const std::string& key, absl::string_view bytes,
+      const ErasureCodeConfig& code,
       const std::function<absl::Status(const std::string&)>& persist) override;
+  bool CanProtect(const ErasureCodeConfig& code) override;
   absl::StatusOr<std::string> Restore(const std::string& key,
                                       const std::string& manifest) override;
   absl::StatusOr<int> Repair(
@@ -109,6 +117,12 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
       const std::function<absl::Status(const std::string&)>& persist) override;
   absl::Status Forget(const std::string& key,
                       const std::string& manifest) override;
+
+  // ShardServing.
+  int ServingCapacity(const std::string& environment) override {
+    return Capacity(environment);
+  }
+  std::vector<ShardResult> Predict(const Query& query) override;
 
  private:
   struct Worker;
@@ -138,6 +152,11 @@ class WorkerPool final : public RemoteTrainer, public CheckpointReplicas {
   // Stores `chunk` (its first `chunk_size` bytes) as chunk `index` of `key`.
   grpc::Status PutChunk(const Worker& holder, const std::string& key, int index,
                         const storage::Chunk& chunk, uint64_t chunk_size);
+  // Answers query.shards[indices] on `worker`, loading the checkpoints it
+  // lacks; fills those entries of `results`.
+  void PredictOn(const Worker& worker, const Query& query,
+                 const std::string& features, const std::vector<size_t>& indices,
+                 std::vector<ShardResult>* results);
   // The live chunk holder registered under `name`, or nullptr.
   std::shared_ptr<Worker> LiveHolder(const std::string& name);
 

@@ -54,23 +54,17 @@ struct PositionWorker::Trainers {
   }
 };
 
-PositionWorker::PositionWorker(int cached_trainers)
-    : trainers_(
-          std::make_unique<Trainers>(static_cast<size_t>(cached_trainers))) {}
-
-PositionWorker::~PositionWorker() = default;
-
-absl::StatusOr<PositionResult> PositionWorker::Train(
-    const PositionRequest& request, const std::function<bool()>& cancelled) {
-  if (request.environment != NumericEnvironment()) {
+absl::StatusOr<ModelConfig> ParseCoordinatorConfig(
+    absl::string_view config_text, absl::string_view environment) {
+  if (environment != NumericEnvironment()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "numeric environment differs: coordinator has '", request.environment,
+        "numeric environment differs: coordinator has '", environment,
         "', this worker '", NumericEnvironment(), "'"));
   }
   // A config this worker does not understand (another release) is not the
-  // position's fault: FailedPrecondition, so the coordinator trains it
+  // request's fault: FailedPrecondition, so the coordinator trains it
   // elsewhere instead of discarding the parent checkpoint.
-  absl::StatusOr<ModelConfig> config = ParseConfig(request.config_text);
+  absl::StatusOr<ModelConfig> config = ParseConfig(config_text);
   if (config.ok()) {
     if (absl::Status valid = ValidateConfig(*config); !valid.ok()) {
       config = valid;
@@ -80,19 +74,33 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
     return absl::FailedPreconditionError(
         absl::StrCat("config: ", config.status().message()));
   }
-  if (request.shard < 0 || request.shard >= config->shards) {
+  return config;
+}
+
+PositionWorker::PositionWorker(int cached_trainers)
+    : trainers_(
+          std::make_unique<Trainers>(static_cast<size_t>(cached_trainers))) {}
+
+PositionWorker::~PositionWorker() = default;
+
+absl::StatusOr<PositionResult> PositionWorker::Train(
+    const PositionRequest& request, const std::function<bool()>& cancelled) {
+  OUBLI_ASSIGN_OR_RETURN(
+      ModelConfig config,
+      ParseCoordinatorConfig(request.config_text, request.environment));
+  if (request.shard < 0 || request.shard >= config.shards) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "shard ", request.shard, " outside [0, ", config->shards, ")"));
+        "shard ", request.shard, " outside [0, ", config.shards, ")"));
   }
-  std::vector<bool> seen(config->slices, false);
+  std::vector<bool> seen(config.slices, false);
   for (int slice : request.prefix) {
-    if (slice < 0 || slice >= config->slices || seen[slice]) {
+    if (slice < 0 || slice >= config.slices || seen[slice]) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "prefix must name distinct slices in [0, ", config->slices, ")"));
+          "prefix must name distinct slices in [0, ", config.slices, ")"));
     }
     seen[slice] = true;
   }
-  const int64_t input_size = config->backbone.InputSize();
+  const int64_t input_size = config.backbone.InputSize();
   // Bounded by the bytes actually sent before anything is multiplied.
   if (request.rows < 0 || input_size < 1 ||
       static_cast<uint64_t>(request.rows) >
@@ -109,7 +117,7 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
         " label bytes"));
   }
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<S3tTrainer> trainer,
-                         trainers_->For(*config));
+                         trainers_->For(config));
 
   PositionData data;
   try {
@@ -121,7 +129,7 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
       std::memcpy(data.labels.data_ptr(), request.labels.data(),
                   request.labels.size());
     }
-    const int64_t classes = config->backbone.num_classes;
+    const int64_t classes = config.backbone.num_classes;
     if (request.rows > 0 && (data.labels.min().item<int64_t>() < 0 ||
                              data.labels.max().item<int64_t>() >= classes)) {
       return absl::InvalidArgumentError(

@@ -11,8 +11,17 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/config.h"
 
 namespace oubli::worker {
+
+// The config of a request from the coordinator, checked: FailedPrecondition
+// when `environment` is not this process's NumericEnvironment() or the
+// config is not understood here (another release), so the coordinator
+// sends the work elsewhere instead of blaming the request.
+absl::StatusOr<ModelConfig> ParseCoordinatorConfig(
+    absl::string_view config_text, absl::string_view environment);
 
 // Everything needed to train one position; the coordinator builds it.
 struct PositionRequest {

@@ -46,6 +46,29 @@ struct WorkerMetrics::Impl {
           .Help("Chunks destroyed (overwritten and unlinked) on purge.")
           .Register(registry)
           .Add({});
+  prometheus::Family<prometheus::Counter>& predict_calls =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_predict_requests_total")
+          .Help("PredictShards calls answered, by gRPC status code.")
+          .Register(registry);
+  prometheus::Counter& shard_predictions =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_shard_predictions_total")
+          .Help("Shards named in answered PredictShards calls.")
+          .Register(registry)
+          .Add({});
+  prometheus::Counter& serving_bytes_loaded =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_serving_checkpoint_bytes_loaded_total")
+          .Help("Checkpoint bytes loaded into serving slots (memory only).")
+          .Register(registry)
+          .Add({});
+  prometheus::Gauge& serving_checkpoints =
+      prometheus::BuildGauge()
+          .Name("oubli_worker_serving_checkpoints")
+          .Help("Checkpoints held in memory for serving shard predictions.")
+          .Register(registry)
+          .Add({});
   prometheus::Gauge& registered =
       prometheus::BuildGauge()
           .Name("oubli_worker_registered")
@@ -72,6 +95,18 @@ void WorkerMetrics::ChunkStored(int64_t bytes) {
 
 void WorkerMetrics::ChunksDestroyed(int64_t chunks) {
   impl_->chunks_destroyed.Increment(static_cast<double>(chunks));
+}
+
+void WorkerMetrics::ShardsPredicted(const std::string& code, int64_t shards,
+                                    int loaded) {
+  impl_->predict_calls.Add({{"code", code}}).Increment();
+  impl_->shard_predictions.Increment(static_cast<double>(shards));
+  impl_->serving_checkpoints.Set(loaded);
+}
+
+void WorkerMetrics::ShardLoaded(int64_t bytes, int loaded) {
+  impl_->serving_bytes_loaded.Increment(static_cast<double>(bytes));
+  impl_->serving_checkpoints.Set(loaded);
 }
 
 void WorkerMetrics::SetRegistered(bool registered) {

@@ -24,6 +24,11 @@ class WorkerMetrics {
   void ChunkStored(int64_t bytes);
   void ChunksDestroyed(int64_t chunks);
   void SetRegistered(bool registered);
+  // One PredictShards call: its gRPC code name, shards answered, and the
+  // serving checkpoints held in memory afterwards.
+  void ShardsPredicted(const std::string& code, int64_t shards, int loaded);
+  // One LoadShard that succeeded.
+  void ShardLoaded(int64_t bytes, int loaded);
 
   // Text exposition format 0.0.4.
   std::string Serialize() const;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <utility>
 
@@ -121,6 +122,62 @@ grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
   if (!keys.ok()) return ToGrpcStatus(keys.status());
   for (std::string& key : *keys) response->add_checkpoint_keys(std::move(key));
   return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::PredictShards(
+    grpc::ServerContext* context, const cluster::PredictShardsRequest* request,
+    cluster::PredictShardsResponse* response) {
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
+  const std::string& features = request->features();
+  if (features.size() % sizeof(float) != 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "features must be whole float32 values");
+  }
+  // Copied into floats: the bytes of a protobuf string need not be aligned.
+  std::vector<float> inputs(features.size() / sizeof(float));
+  if (!features.empty()) {
+    std::memcpy(inputs.data(), features.data(), features.size());
+  }
+  std::vector<ShardCheckpointRef> refs;
+  refs.reserve(request->shards_size());
+  for (const cluster::ShardCheckpoint& shard : request->shards()) {
+    refs.push_back({shard.shard(), shard.checkpoint_sha256()});
+  }
+  absl::StatusOr<ShardPredictions> predictions =
+      shards_.Predict(request->model_id(), request->config(),
+                      request->environment(), refs, inputs, request->rows());
+  if (metrics_ != nullptr) {
+    metrics_->ShardsPredicted(
+        absl::StatusCodeToString(predictions.status().code()),
+        predictions.ok() ? static_cast<int64_t>(refs.size()) : 0,
+        shards_.loaded());
+  }
+  if (!predictions.ok()) return ToGrpcStatus(predictions.status());
+  response->set_classes(predictions->classes);
+  for (const ShardAnswer& answer : predictions->shards) {
+    cluster::ShardProbabilities* out = response->add_shards();
+    out->set_shard(answer.shard);
+    out->set_loaded(answer.loaded);
+    out->set_probabilities(answer.probabilities.data(),
+                           answer.probabilities.size() * sizeof(float));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::LoadShard(grpc::ServerContext* context,
+                                      const cluster::LoadShardRequest* request,
+                                      cluster::LoadShardResponse* /*response*/) {
+  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+    return s;
+  absl::Status loaded = shards_.Load(
+      request->model_id(), request->config(), request->environment(),
+      request->shard(), request->checkpoint_sha256(), request->checkpoint());
+  if (loaded.ok() && metrics_ != nullptr) {
+    metrics_->ShardLoaded(static_cast<int64_t>(request->checkpoint().size()),
+                          shards_.loaded());
+  }
+  return ToGrpcStatus(loaded);
 }
 
 absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(

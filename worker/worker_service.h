@@ -1,5 +1,5 @@
 // oubli-worker's gRPC side: the oubli.cluster.Worker adapter over a
-// PositionWorker, and the membership client that registers with the
+// PositionWorker and a ShardServer, and the membership client that registers with the
 // coordinator and heartbeats.
 #ifndef OUBLI_WORKER_WORKER_SERVICE_H_
 #define OUBLI_WORKER_WORKER_SERVICE_H_
@@ -17,6 +17,7 @@
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "storage/chunk_store.h"
 #include "worker/position_worker.h"
+#include "worker/shard_server.h"
 #include "worker/worker_metrics.h"
 
 namespace oubli::worker {
@@ -49,9 +50,16 @@ class WorkerService final : public cluster::Worker::Service {
   grpc::Status ListChunks(grpc::ServerContext* context,
                           const cluster::ListChunksRequest* request,
                           cluster::ListChunksResponse* response) override;
+  grpc::Status PredictShards(grpc::ServerContext* context,
+                             const cluster::PredictShardsRequest* request,
+                             cluster::PredictShardsResponse* response) override;
+  grpc::Status LoadShard(grpc::ServerContext* context,
+                         const cluster::LoadShardRequest* request,
+                         cluster::LoadShardResponse* response) override;
 
  private:
   PositionWorker worker_;
+  ShardServer shards_;
   const std::unique_ptr<storage::ChunkStore> chunks_;
   const std::string cluster_token_;
   WorkerMetrics* const metrics_;

@@ -275,5 +275,76 @@ TEST_F(ChaosTest, ChunksOfADeadWorkerAreRepairedOntoSurvivors) {
             0);
 }
 
+TEST_F(ChaosTest, AModelsOwnCodeIsUsedOnceEnoughHoldersAreAlive) {
+  // RS(1, 2): three copies, any one rebuilds. One chunk holder alive while
+  // training: the checkpoints stay uncoded until two more join.
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  std::string metrics_address;
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  v1::ModelConfig config = TinyConfig(2, 8);
+  config.mutable_erasure()->set_data_chunks(1);
+  config.mutable_erasure()->set_parity_chunks(2);
+  v1::Model created;
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", config, TinySamples(60, 1, 0), &created));
+  EXPECT_EQ(created.config().erasure().data_chunks(), 1);
+  EXPECT_EQ(created.config().erasure().parity_chunks(), 2);
+  EXPECT_EQ(ChunkFiles(WorkerDir(0)), 0);
+  const std::string encoded =
+      "oubli_checkpoint_bytes_encoded_total{model=\"tiny\"}";
+  EXPECT_EQ(testing_util::MetricValue(
+                testing_util::HttpGet(metrics_address, "/metrics"), encoded),
+            0);
+
+  ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  const std::string redundancy =
+      "oubli_checkpoint_redundancy_chunks{model=\"tiny\"}";
+  const int checkpoint_count = static_cast<int>(
+      FilesUnder(dir_.path() / "data" / "tiny" / "checkpoints").size());
+  ASSERT_GT(checkpoint_count, 0);
+  std::string metrics;
+  for (int i = 0; i < 300; ++i) {
+    metrics = testing_util::HttpGet(metrics_address, "/metrics");
+    if (testing_util::MetricValue(metrics, redundancy) == 2 &&
+        ChunkFiles(WorkerDir(2)) == checkpoint_count) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(testing_util::MetricValue(metrics, redundancy), 2);
+  EXPECT_EQ(testing_util::MetricValue(
+                metrics, "oubli_checkpoint_redundancy_target_chunks{model="
+                         "\"tiny\"}"),
+            2);
+  EXPECT_GT(testing_util::MetricValue(metrics, encoded), 0);
+  // One whole copy (k = 1) of every checkpoint on each of the three.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(ChunkFiles(WorkerDir(i)), checkpoint_count) << "worker-" << i;
+  }
+
+  // Two of three holders and the coordinator's own copies lost: all is
+  // rebuilt from the last holder, without training.
+  v1::Model trained;
+  ASSERT_TRUE(GetModel("tiny", &trained).ok());
+  const std::string address = coordinator_.address();
+  coordinator_.Kill();
+  std::filesystem::remove_all(dir_.path() / "data" / "tiny" / "checkpoints");
+  workers_[0]->Kill();
+  workers_[1]->Kill();
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({absl::StrCat("--listen=", address)}));
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
+  v1::Model restored = WaitUntilRestored("tiny");
+  EXPECT_EQ(restored.missing_prefixes(), 0);
+  EXPECT_EQ(restored.fingerprint(), trained.fingerprint());
+  EXPECT_EQ(restored.config().erasure().parity_chunks(), 2);
+  EXPECT_EQ(testing_util::MetricValue(
+                testing_util::HttpGet(metrics_address, "/metrics"),
+                "oubli_training_positions_total{model=\"tiny\"}"),
+            0);
+}
+
 }  // namespace
 }  // namespace oubli

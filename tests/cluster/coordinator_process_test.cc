@@ -298,20 +298,79 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
   // Every position went to a worker; none was trained in the coordinator.
   EXPECT_EQ(RemotePositions(trained), job.trained_prefixes());
 
+  // Predict fans out: every served shard is answered by a worker.
+  std::vector<float> inputs(7 * 16);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    inputs[i] = static_cast<float>((i * 37) % 256) / 255.0f;
+  }
+  auto expect_served_by_workers = [&](const v1::PredictResponse& response) {
+    int served = 0;
+    for (const v1::ServedShard& shard : response.served()) {
+      if (!shard.served()) continue;
+      ++served;
+      EXPECT_TRUE(absl::StartsWith(shard.served_by(), "worker-"))
+          << "shard " << shard.shard() << ": '" << shard.served_by() << "'";
+    }
+    EXPECT_GT(served, 0);
+  };
+  v1::PredictResponse before_prediction;
+  grpc::Status status = Predict("tiny", 7, inputs, &before_prediction);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  expect_served_by_workers(before_prediction);
+
   v1::DeletionReceipt receipt;
-  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
+  status = ForgetOwner("tiny", "owner-3", &receipt);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
   v1::Model restored;
   ASSERT_TRUE(GetModel("tiny", &restored).ok());
   EXPECT_GT(RemotePositions(restored), RemotePositions(trained));
+  v1::PredictResponse after_prediction;
+  status = Predict("tiny", 7, inputs, &after_prediction);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  expect_served_by_workers(after_prediction);
+  EXPECT_EQ(after_prediction.fingerprint(), restored.fingerprint());
 
   std::string engine_fingerprint, engine_before;
-  ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(created.config(), samples,
-                                               "owner-3", &engine_fingerprint,
-                                               &engine_before));
+  std::vector<float> engine_probabilities;
+  ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(
+      created.config(), samples, "owner-3", &engine_fingerprint,
+      &engine_before, &inputs, &engine_probabilities));
   EXPECT_EQ(trained.fingerprint(), engine_before);
   EXPECT_EQ(restored.fingerprint(), engine_fingerprint);
+  // The workers' answers, averaged by the coordinator, are the very bits
+  // the in-process engine computes.
+  const std::vector<float> served(after_prediction.probabilities().begin(),
+                                  after_prediction.probabilities().end());
+  ASSERT_EQ(served.size(), engine_probabilities.size());
+  EXPECT_EQ(std::memcmp(served.data(), engine_probabilities.data(),
+                        served.size() * sizeof(float)),
+            0);
+
+  // A worker killed without notice: Predict still answers, the same bits
+  // (its shards computed by the coordinator until it is declared dead).
+  workers_[0]->Kill();
+  v1::PredictResponse without_worker;
+  status = Predict("tiny", 7, inputs, &without_worker);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(std::memcmp(without_worker.probabilities().data(),
+                        engine_probabilities.data(),
+                        served.size() * sizeof(float)),
+            0);
+  bool some_by_coordinator = false;
+  for (const v1::ServedShard& shard : without_worker.served()) {
+    EXPECT_NE(shard.served_by(), "worker-0");
+    some_by_coordinator |= shard.served() && shard.served_by().empty();
+  }
+  EXPECT_TRUE(some_by_coordinator);
+  std::string metrics_address;
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
+  const std::string metrics =
+      testing_util::HttpGet(metrics_address, "/metrics");
+  EXPECT_GT(testing_util::MetricValue(metrics, "oubli_predict_shards_total{model=\"tiny\","
+                                 "placement=\"fallback\"}"),
+            0)
+      << metrics;
 }
 
 TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {

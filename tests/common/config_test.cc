@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+#include <vector>
+
 namespace oubli {
 namespace {
 
@@ -17,11 +20,18 @@ TEST(ConfigTest, TextRoundTrip) {
   c.retrain.mode = RetrainMode::kBatched;
   c.retrain.window = absl::Milliseconds(1500);
   c.base.provenance = "public split";
+  c.erasure = {3, 2};
   auto parsed = ParseConfig(ConfigToText(c));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(ConfigToText(*parsed), ConfigToText(c));
   EXPECT_EQ(parsed->backbone.lora.alpha, c.backbone.lora.alpha);
   EXPECT_EQ(parsed->retrain.window, absl::Milliseconds(1500));
+  EXPECT_EQ(parsed->erasure.data_chunks, 3);
+  EXPECT_EQ(parsed->erasure.parity_chunks, 2);
+  // Configs stored before the erasure keys existed parse as automatic.
+  auto old = ParseConfig("shards=2\n");
+  ASSERT_TRUE(old.ok());
+  EXPECT_TRUE(old->erasure.automatic());
 }
 
 TEST(ConfigTest, ParseErrorsNameTheProblem) {
@@ -44,12 +54,21 @@ TEST(ConfigTest, ValidationRejectsBadValues) {
   c.backbone.kind = BackboneKind::kVit;
   c.backbone.vit_patch = 5;  // does not divide 28
   EXPECT_FALSE(ValidateConfig(c).ok());
+  // Erasure code: automatic (0, 0) or k, m >= 1 with k + m <= 64.
+  for (const auto& [k, m, ok] : std::vector<std::tuple<int, int, bool>>{
+           {0, 0, true}, {1, 1, true}, {4, 2, true}, {60, 4, true},
+           {0, 2, false}, {3, 0, false}, {-1, 2, false}, {60, 5, false}}) {
+    c = ModelConfig();
+    c.erasure = {k, m};
+    EXPECT_EQ(ValidateConfig(c).ok(), ok) << k << "+" << m;
+  }
 }
 
 TEST(ConfigTest, FingerprintIgnoresWeightNeutralSettings) {
   ModelConfig a, b;
   b.model_id = "other";
   b.retrain.mode = RetrainMode::kBatched;
+  b.erasure = {4, 2};
   EXPECT_EQ(ConfigFingerprint(a), ConfigFingerprint(b));
   b.determinism.blas_threads = 2;  // changes the bits, so the fingerprint
   EXPECT_NE(ConfigFingerprint(a), ConfigFingerprint(b));

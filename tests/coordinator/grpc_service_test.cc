@@ -319,6 +319,18 @@ TEST_F(GrpcServiceTest, ErrorTable) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("sample_ids"));
 
+  // An erasure code with one half, or an impossible one.
+  v1::ModelConfig half = TinyConfig();
+  half.mutable_erasure()->set_data_chunks(2);
+  status = Create("coded", half, &model);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("parity_chunks"));
+  v1::ModelConfig no_parity = half;
+  no_parity.mutable_erasure()->set_parity_chunks(0);
+  status = Create("coded", no_parity, &model);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("erasure"));
+
   // Wrong predict shape, too many rows, both/neither forms.
   status = Predict("tiny", 2, std::vector<float>(kTinyWidth + 1), &prediction);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);

@@ -66,11 +66,13 @@ class ClusterTest : public ServiceClientTest {
   // The in-process engine on `samples` with `config` (every field as the
   // server filled it in): trained, then, unless `owner` is empty, with
   // `owner` forgotten and RESTORED. Its served fingerprint and the one
-  // before the deletion.
+  // before the deletion; with `inputs`, also its final Predict of them.
   void InProcessFingerprint(const v1::ModelConfig& config_proto,
                             const std::vector<v1::Sample>& samples,
                             const std::string& owner, std::string* fingerprint,
-                            std::string* fingerprint_before) {
+                            std::string* fingerprint_before,
+                            const std::vector<float>* inputs = nullptr,
+                            std::vector<float>* probabilities = nullptr) {
     absl::StatusOr<ModelConfig> config =
         coordinator::ConfigFromProto(config_proto);
     ASSERT_TRUE(config.ok()) << config.status();
@@ -104,6 +106,13 @@ class ClusterTest : public ServiceClientTest {
       *fingerprint_before = forgotten->fingerprint_before;
     }
     *fingerprint = (*engine)->Fingerprint();
+    if (inputs != nullptr) {
+      const int64_t rows = static_cast<int64_t>(inputs->size()) /
+                           config->backbone.InputSize();
+      auto prediction = (*engine)->Predict(*inputs, rows);
+      ASSERT_TRUE(prediction.ok()) << prediction.status();
+      *probabilities = prediction->probabilities;
+    }
   }
 
   // Starts worker-N (N = how many were started before) and waits until it

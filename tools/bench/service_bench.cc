@@ -5,7 +5,10 @@
 //
 //   service_time_to_forget  DeleteSamples sent -> first Predict that no
 //                           longer serves the deleted sample (see below)
-//   service_predict         Predict latency and rows/s, 1 and N clients
+//   service_predict         Predict latency and rows/s, 1 and N clients;
+//                           with --workers=N, N in-process oubli-workers
+//                           answer the shards (fan-out) and the line says
+//                           how many shards they answered
 //   service_durable_deletions  acknowledged (durable) deletions/s with N
 //                           concurrent clients, ack latency, errors
 //
@@ -46,6 +49,7 @@
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
 #include "tools/bench/service_client.h"
+#include "worker/worker_service.h"
 
 namespace oubli::bench {
 namespace {
@@ -73,6 +77,7 @@ struct ServiceFlags {
   int predict_clients = 8;               // the concurrent predict run
   int training_threads = 1;              // per model engine
   std::string retrain_mode = "batched";  // batched | immediate
+  int workers = 0;  // in-process oubli-workers (train and serve shards)
 };
 
 bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
@@ -99,6 +104,7 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       {"predict_requests", atoi(&flags->predict_requests)},
       {"predict_clients", atoi(&flags->predict_clients)},
       {"training_threads", atoi(&flags->training_threads)},
+      {"workers", atoi(&flags->workers)},
       {"retrain_mode",
        [&](const std::string& v) {
          flags->retrain_mode = v;
@@ -119,7 +125,8 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
   }
   if (flags->deletions < 1 || flags->clients < 1 || flags->duration_s <= 0 ||
       flags->samples < 1 || flags->predict_rows < 1 ||
-      flags->predict_requests < 1 || flags->predict_clients < 1) {
+      flags->predict_requests < 1 || flags->predict_clients < 1 ||
+      flags->workers < 0) {
     std::fprintf(stderr, "counts and durations must be positive\n");
     return false;
   }
@@ -403,6 +410,7 @@ int RunPredict(const ServiceFlags& flags, const std::string& address,
     for (int c = 0; c < clients; ++c) stubs.push_back(NewStub(address, c));
     std::vector<std::vector<double>> latencies(clients);
     std::atomic<int> errors{0};
+    std::atomic<int64_t> shards_by_workers{0}, shards_served{0};
     // Warm up each channel (connection set-up is not a prediction).
     for (auto& stub : stubs) {
       v1::PredictResponse response;
@@ -425,6 +433,11 @@ int RunPredict(const ServiceFlags& flags, const std::string& address,
             continue;
           }
           latencies[c].push_back(MillisSince(sent));
+          for (const v1::ServedShard& shard : response.served()) {
+            if (!shard.served()) continue;
+            ++shards_served;
+            if (!shard.served_by().empty()) ++shards_by_workers;
+          }
         }
       });
     }
@@ -434,11 +447,16 @@ int RunPredict(const ServiceFlags& flags, const std::string& address,
     for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
     std::printf(
         "{\"bench\":\"service_predict\",\"transport\":\"grpc loopback\","
-        "\"model\":\"%s\",\"shards\":%d,\"clients\":%d,\"rows\":%d,"
+        "\"model\":\"%s\",\"shards\":%d,\"workers\":%d,"
+        "\"shard_answers_by_workers\":%lld,\"shard_answers\":%lld,"
+        "\"clients\":%d,\"rows\":%d,"
         "\"requests\":%zu,\"errors\":%d,\"latency_ms_p50\":%.3f,"
         "\"latency_ms_p99\":%.3f,\"requests_per_s\":%.1f,\"rows_per_s\":%.0f,"
         "\"machine\":%s}\n",
-        model_id.c_str(), shards, clients, flags.predict_rows, all.size(),
+        model_id.c_str(), shards, flags.workers,
+        static_cast<long long>(shards_by_workers.load()),
+        static_cast<long long>(shards_served.load()), clients,
+        flags.predict_rows, all.size(),
         errors.load(), Percentile(all, 0.5), Percentile(all, 0.99),
         all.size() / seconds, all.size() * flags.predict_rows / seconds,
         MachineJson().c_str());
@@ -581,6 +599,18 @@ int RunServiceBench(const std::vector<std::string>& args) {
   const std::string address = (*server)->address();
   std::fprintf(stderr, "oubli-bench service: coordinator on %s\n",
                address.c_str());
+  std::vector<std::unique_ptr<worker::WorkerServer>> workers;
+  for (int i = 0; i < flags.workers; ++i) {
+    worker::WorkerServer::Options w;
+    w.coordinator_address = address;
+    w.name = absl::StrCat("bench-worker-", i);
+    auto started = worker::WorkerServer::Start(w);
+    if (!started.ok()) return Fail(started.status());
+    if (!(*started)->WaitRegistered(absl::Seconds(30))) {
+      return Fail(absl::DeadlineExceededError("a worker did not register"));
+    }
+    workers.push_back(*std::move(started));
+  }
 
   int rc = RunTimeToForget(flags, address);
 
@@ -598,6 +628,7 @@ int RunServiceBench(const std::vector<std::string>& args) {
   const int delete_rc =
       RunDurableDeletions(flags, address, model_id, samples, *setup, config);
   (*server)->Shutdown();
+  for (auto& w : workers) w->Shutdown(absl::Seconds(1));
   return rc != 0 ? rc : (predict_rc != 0 ? predict_rc : delete_rc);
 }
 

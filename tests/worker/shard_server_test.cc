@@ -1,0 +1,180 @@
+#include "worker/shard_server.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "common/config.h"
+#include "common/hash.h"
+#include "worker/determinism.h"
+#include "worker/s3t_trainer.h"
+#include "worker/shard_model.h"
+
+namespace oubli::worker {
+namespace {
+
+ModelConfig SmallConfig() {
+  ModelConfig c;
+  c.model_id = "m";
+  c.backbone.kind = BackboneKind::kMlp;
+  c.backbone.input_height = 4;
+  c.backbone.input_width = 4;
+  c.backbone.num_classes = 3;
+  c.backbone.mlp_hidden = {8, 8};
+  c.backbone.lora.rank = 2;
+  c.shards = 3;
+  c.slices = 2;
+  c.train.epochs_per_position = 1;
+  c.train.batch_size = 4;
+  return c;
+}
+
+// A trained checkpoint of `shard` (its adapters differ per seed).
+std::string Checkpoint(const ModelConfig& config, int shard, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Sample> samples;
+  for (int i = 0; i < 12; ++i) {
+    Sample s;
+    s.id = "s" + std::to_string(i);
+    s.owner = "o";
+    s.label = static_cast<int>(rng() % 3);
+    s.features.resize(16);
+    for (char& c : s.features) c = static_cast<char>(rng() % 256);
+    samples.push_back(s);
+  }
+  auto data = MakePositionData(samples, 16);
+  EXPECT_TRUE(data.ok()) << data.status();
+  auto base = LoadBaseState(config);
+  EXPECT_TRUE(base.ok()) << base.status();
+  auto trainer = S3tTrainer::Create(config, *base);
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  auto checkpoint = (*trainer)->TrainPosition(shard, {0}, "", *data, nullptr);
+  EXPECT_TRUE(checkpoint.ok()) << checkpoint.status();
+  return *checkpoint;
+}
+
+std::vector<float> Inputs(int rows) {
+  std::vector<float> x(rows * 16);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) / 7;
+  return x;
+}
+
+class ShardServerTest : public ::testing::Test {
+ protected:
+  ShardServerTest()
+      : config_(SmallConfig()),
+        text_(ConfigToText(config_)),
+        env_(NumericEnvironment()),
+        first_(Checkpoint(config_, 0, 1)),
+        second_(Checkpoint(config_, 0, 2)) {}
+
+  ModelConfig config_;
+  std::string text_, env_, first_, second_;
+  ShardServer server_;
+};
+
+TEST_F(ShardServerTest, AnswersWithTheNamedCheckpointBitwiseLikeLocal) {
+  ASSERT_TRUE(server_
+                  .Load("m", text_, env_, 0, Sha256Hex(first_), first_)
+                  .ok());
+  const std::vector<float> x = Inputs(5);
+  const ShardCheckpointRef ref{0, Sha256Hex(first_)};
+  auto answer = server_.Predict("m", text_, env_, {&ref, 1}, x, 5);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->classes, 3);
+  ASSERT_EQ(answer->shards.size(), 1u);
+  ASSERT_TRUE(answer->shards[0].loaded);
+
+  // Same bits as the coordinator's own computation.
+  auto base = LoadBaseState(config_);
+  ASSERT_TRUE(base.ok());
+  auto local = ShardModel::Create(config_, *base, first_);
+  ASSERT_TRUE(local.ok()) << local.status();
+  torch::Tensor xt = torch::from_blob(const_cast<float*>(x.data()), {5, 16});
+  auto p = (*local)->Probabilities(xt);
+  ASSERT_TRUE(p.ok());
+  torch::Tensor expected = p->contiguous();
+  ASSERT_EQ(answer->shards[0].probabilities.size(), 15u);
+  EXPECT_EQ(std::memcmp(answer->shards[0].probabilities.data(),
+                        expected.data_ptr<float>(), 15 * sizeof(float)),
+            0);
+}
+
+TEST_F(ShardServerTest, AnotherCheckpointNeverAnswersForTheNamedOne) {
+  ASSERT_TRUE(server_
+                  .Load("m", text_, env_, 0, Sha256Hex(first_), first_)
+                  .ok());
+  const std::vector<float> x = Inputs(2);
+  // The coordinator now serves `second_` (the first was cut): not loaded.
+  const ShardCheckpointRef ref{0, Sha256Hex(second_)};
+  auto answer = server_.Predict("m", text_, env_, {&ref, 1}, x, 2);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_FALSE(answer->shards[0].loaded);
+  EXPECT_TRUE(answer->shards[0].probabilities.empty());
+  // Loading it replaces the slot's previous checkpoint.
+  ASSERT_TRUE(server_
+                  .Load("m", text_, env_, 0, Sha256Hex(second_), second_)
+                  .ok());
+  EXPECT_EQ(server_.loaded(), 1);
+  answer = server_.Predict("m", text_, env_, {&ref, 1}, x, 2);
+  ASSERT_TRUE(answer.ok());
+  EXPECT_TRUE(answer->shards[0].loaded);
+  // Models are kept apart: the same shard of another model is not loaded.
+  answer = server_.Predict("other", text_, env_, {&ref, 1}, x, 2);
+  ASSERT_TRUE(answer.ok());
+  EXPECT_FALSE(answer->shards[0].loaded);
+}
+
+TEST_F(ShardServerTest, SlotsNotNamedAreDropped) {
+  const std::string third = Checkpoint(config_, 2, 3);
+  ASSERT_TRUE(server_
+                  .Load("m", text_, env_, 0, Sha256Hex(first_), first_)
+                  .ok());
+  ASSERT_TRUE(
+      server_.Load("m", text_, env_, 2, Sha256Hex(third), third).ok());
+  ASSERT_TRUE(server_
+                  .Load("n", text_, env_, 0, Sha256Hex(first_), first_)
+                  .ok());
+  EXPECT_EQ(server_.loaded(), 3);
+  // Shard 0 of "m" is no longer served from here: a sync drops it and
+  // leaves model "n" alone.
+  const ShardCheckpointRef ref{2, Sha256Hex(third)};
+  auto answer = server_.Predict("m", text_, env_, {&ref, 1}, {}, 0);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_TRUE(answer->shards[0].loaded);
+  EXPECT_EQ(server_.loaded(), 2);
+  answer = server_.Predict("m", text_, env_, {}, {}, 0);
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(server_.loaded(), 1);
+}
+
+TEST_F(ShardServerTest, BadRequestsGetPreciseErrors) {
+  // Bytes that do not hash to the name, or are not a checkpoint.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      server_.Load("m", text_, env_, 0, Sha256Hex(second_), first_)));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      server_.Load("m", text_, env_, 0, Sha256Hex("junk"), "junk")));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      server_.Load("m", text_, env_, 7, Sha256Hex(first_), first_)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      server_.Load("m", text_, "other-env", 0, Sha256Hex(first_), first_)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      server_.Load("m", "not a config", env_, 0, Sha256Hex(first_), first_)));
+  EXPECT_EQ(server_.loaded(), 0);
+
+  const std::vector<float> x = Inputs(2);
+  const ShardCheckpointRef twice[] = {{0, "a"}, {0, "b"}};
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      server_.Predict("m", text_, env_, twice, x, 2).status()));
+  const ShardCheckpointRef outside{3, "a"};
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      server_.Predict("m", text_, env_, {&outside, 1}, x, 2).status()));
+  const ShardCheckpointRef ref{0, "a"};
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      server_.Predict("m", text_, env_, {&ref, 1}, x, 3).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      server_.Predict("m", text_, env_, {&ref, 1}, x, -1).status()));
+}
+
+}  // namespace
+}  // namespace oubli::worker
