@@ -227,6 +227,11 @@ struct Engine::State {
   // generation is stale and is cancelled.
   std::unique_ptr<std::atomic<uint64_t>[]> generations;
   std::atomic<bool> stop_requested{false};
+  // Serializes ProtectCheckpoint: a training thread and RepairChunks coding
+  // the same key at once would each place chunks, and the manifest kept
+  // would name only one set (the other never destroyed). Taken after
+  // purge_mu, never with mu.
+  absl::Mutex protect_mu;
   std::vector<std::thread> background;
   std::thread purge_thread;
 
@@ -261,6 +266,9 @@ struct Engine::State {
   }
   // Destroys those copies on the workers and drops their manifests;
   // Unavailable while a holder is unreachable (retried by the next pass).
+  // Makes every live worker drop the checkpoints it holds for serving that
+  // the model no longer serves (ShardServing::Sync). Takes mu.
+  absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
   absl::Status ForgetChunks(
       const std::vector<std::pair<std::string, std::string>>& manifests);
   // Chunks are named per model: two models with the same config and data
@@ -279,7 +287,8 @@ struct Engine::State {
   // payloads, destroys every checkpoint that held them, then records the
   // stage. Takes purge_mu and mu itself.
   // `chunks_only`, when given, is set when the pass failed only at
-  // destroying chunks on workers (local data is gone).
+  // destroying copies on workers, chunks or serving copies (local data is
+  // gone).
   absl::Status PurgeUnfinished(bool* chunks_only = nullptr);
   // Re-places chunks whose holders died (CheckpointReplicas::Repair).
   void RepairChunks() ABSL_LOCKS_EXCLUDED(purge_mu, mu);
@@ -506,6 +515,23 @@ Engine::State::Manifests(const absl::flat_hash_set<std::string>& current,
   return out;
 }
 
+absl::Status Engine::State::SyncServingCopies() {
+  if (options.shard_serving == nullptr) return absl::OkStatus();
+  ShardServing::Query query;
+  query.model_id = config.model_id;
+  query.config_text = config_text;
+  query.environment = environment;
+  query.classes = config.backbone.num_classes;
+  {
+    absl::MutexLock lock(&mu);
+    for (int s = 0; s < config.shards; ++s) {
+      const ServedModel& served = shards[s].served;
+      if (served.model) query.shards.push_back({s, served.checkpoint_sha256});
+    }
+  }
+  return options.shard_serving->Sync(query);
+}
+
 absl::Status Engine::State::ForgetChunks(
     const std::vector<std::pair<std::string, std::string>>& manifests) {
   std::vector<std::string> failures;
@@ -522,6 +548,7 @@ absl::Status Engine::State::ForgetChunks(
 
 void Engine::State::ProtectCheckpoint(const std::string& key,
                                       absl::string_view bytes) {
+  absl::MutexLock protect_lock(&protect_mu);
   const std::string meta_key = ChunksMetaKey(key);
   // Same key, same bytes: chunks already placed for it (a checkpoint lost
   // here and retrained) still decode it, and re-placing them elsewhere
@@ -540,6 +567,15 @@ void Engine::State::ProtectCheckpoint(const std::string& key,
     if (!absl::IsFailedPrecondition(s)) {
       std::fprintf(stderr, "oubli: checkpoint %s not erasure-coded: %s\n",
                    key.c_str(), s.ToString().c_str());
+    }
+    // A manifest persisted before a chunk failed names chunks that may
+    // exist: destroy them and drop it, so a later pass codes the
+    // checkpoint afresh. If that fails too, the manifest stays and the
+    // purge pass destroys its chunks once the key is stale.
+    absl::StatusOr<std::optional<std::string>> persisted =
+        store->GetMeta(meta_key);
+    if (persisted.ok() && persisted->has_value()) {
+      (void)ForgetChunks({{key, **persisted}});
     }
     return;
   }
@@ -606,6 +642,8 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   // that is down keeps the deletion short of PURGED until it is back.
   if (purged.ok()) {
     purged = ForgetChunks(garbage_chunks);
+    // And checkpoints that workers hold in memory to answer Predict.
+    if (purged.ok()) purged = SyncServingCopies();
     if (chunks_only != nullptr) *chunks_only = !purged.ok();
   }
   if (!purged.ok()) {
@@ -728,8 +766,12 @@ void Engine::State::RepairChunks() {
         }
       }
     }
+    // A few per pass: this holds purge_mu, which deletions wait for.
+    constexpr size_t kMaxCodedPerPass = 8;
     std::sort(uncoded.begin(), uncoded.end());
+    if (uncoded.size() > kMaxCodedPerPass) uncoded.resize(kMaxCodedPerPass);
     for (const std::string& key : uncoded) {
+      if (stop_requested.load()) return;
       absl::StatusOr<std::string> bytes = checkpoints->Get(key);
       if (bytes.ok()) ProtectCheckpoint(key, *bytes);
     }
@@ -1571,8 +1613,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
           "' with a different config; use a new data dir for a new config"));
     }
     if (options.config.has_value()) {
-      // Weight-neutral settings (retrain policy) may change between runs.
+      // Weight-neutral settings may change between runs: the retrain
+      // policy, and the erasure code of checkpoints coded from now on
+      // (each manifest records the code its chunks were made with).
       config.retrain = options.config->retrain;
+      config.erasure = options.config->erasure;
       config.model_id = options.config->model_id;
     }
   } else {
@@ -1821,6 +1866,7 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
     query.environment = st.environment;
     query.inputs = inputs;
     query.rows = rows;
+    query.classes = st.config.backbone.num_classes;
     query.checkpoint = [&](size_t i) -> absl::StatusOr<std::string> {
       const std::string& key = out.served[served_index[i]].key;
       OUBLI_ASSIGN_OR_RETURN(std::string bytes, st.checkpoints->Get(key));
@@ -1839,12 +1885,11 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
     int64_t by_workers = 0, fallbacks = 0;
     for (size_t i = 0; i < models.size(); ++i) {
       torch::Tensor p;
+      const int64_t classes = st.config.backbone.num_classes;
       if (i < remote.size() && remote[i].probabilities.ok() &&
-          static_cast<int64_t>(remote[i].probabilities->size()) %
-                  std::max<int64_t>(rows, 1) ==
-              0) {
+          static_cast<int64_t>(remote[i].probabilities->size()) ==
+              rows * classes) {
         std::vector<float>& values = *remote[i].probabilities;
-        const int64_t classes = static_cast<int64_t>(values.size()) / rows;
         p = torch::from_blob(values.data(), {rows, classes}, torch::kFloat32);
         out.served[served_index[i]].worker = remote[i].worker;
         ++by_workers;

@@ -104,6 +104,7 @@ class ShardServing {
     std::function<absl::StatusOr<std::string>(size_t i)> checkpoint;
     absl::Span<const float> inputs;  // rows x input_size
     int64_t rows = 0;
+    int64_t classes = 0;  // of the model: each answer is rows x classes
   };
   struct ShardResult {
     // Ok: rows x classes probabilities. Otherwise why no worker answered
@@ -119,6 +120,12 @@ class ShardServing {
   // workers of the environment (shard s on worker s mod n, stable while
   // membership is), each worker asked once, all in parallel.
   virtual std::vector<ShardResult> Predict(const Query& query) = 0;
+  // Tells every live worker of query.environment which of query.shards it
+  // serves (none, for some), so each drops every other checkpoint of the
+  // model from memory; query.rows must be 0. Unavailable names the live
+  // workers not reached. A worker declared dead drops everything when it
+  // registers again.
+  virtual absl::Status Sync(const Query& query) = 0;
 };
 
 }  // namespace oubli::coordinator

@@ -350,13 +350,13 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
 // ------------------------------------------------------------ chunks
 
 grpc::Status WorkerPool::PutChunk(const Worker& holder, const std::string& key,
-                                  int index, const storage::Chunk& chunk,
-                                  uint64_t chunk_size) {
+                                  int index, absl::string_view bytes,
+                                  uint32_t crc32c) {
   cluster::PutChunkRequest request;
   request.set_checkpoint_key(key);
   request.set_index(index);
-  request.set_data(std::string(chunk.bytes.view().substr(0, chunk_size)));
-  request.set_crc32c(chunk.crc32c);
+  request.set_data(std::string(bytes));
+  request.set_crc32c(crc32c);
   grpc::ClientContext context;
   context.set_deadline(
       absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
@@ -431,7 +431,9 @@ absl::Status WorkerPool::Protect(
           : std::make_pair(code_config.data_chunks, code_config.parity_chunks);
   OUBLI_ASSIGN_OR_RETURN(storage::ReedSolomonCode code,
                          storage::ReedSolomonCode::Create(k, m));
-  OUBLI_ASSIGN_OR_RETURN(storage::EncodedBlob encoded, code.EncodeBlob(bytes));
+  // Borrowing: the only copy of the data is the one into each message.
+  storage::BorrowedEncodedBlob encoded;
+  OUBLI_RETURN_IF_ERROR(code.EncodeBlobBorrowing(bytes, &encoded));
 
   internal::ChunkManifest manifest;
   manifest.set_data_chunks(k);
@@ -441,15 +443,14 @@ absl::Status WorkerPool::Protect(
   const Sha256Digest digest = Sha256().Add(bytes).Finish();
   manifest.set_checkpoint_sha256(digest.data(), digest.size());
   for (int i = 0; i < k + m; ++i) {
-    manifest.add_chunk_crc32c(encoded.chunks[i].crc32c);
+    manifest.add_chunk_crc32c(encoded.layout.chunk_crc32c[i]);
     manifest.add_holders(holders[i]->name);
   }
   const std::string manifest_bytes = manifest.SerializeAsString();
   OUBLI_RETURN_IF_ERROR(persist(manifest_bytes));
   for (int i = 0; i < k + m; ++i) {
-    const storage::Chunk& chunk = encoded.chunks[i];
-    const grpc::Status status =
-        PutChunk(*holders[i], key, i, chunk, encoded.layout.chunk_size);
+    const grpc::Status status = PutChunk(*holders[i], key, i, encoded.chunks[i],
+                                         encoded.layout.chunk_crc32c[i]);
     if (!status.ok()) {
       // Even a timed-out put may land: the persisted manifest names every
       // holder, so Forget (now, or by the caller's later garbage
@@ -610,7 +611,9 @@ absl::StatusOr<int> WorkerPool::Repair(
   OUBLI_RETURN_IF_ERROR(persist(repaired.SerializeAsString()));
   for (size_t j = 0; j < lost.size(); ++j) {
     const grpc::Status status =
-        PutChunk(*spares[j], key, lost[j], regenerated[j], layout.chunk_size);
+        PutChunk(*spares[j], key, lost[j],
+                 regenerated[j].bytes.view().substr(0, layout.chunk_size),
+                 regenerated[j].crc32c);
     if (!status.ok()) {
       return absl::UnavailableError(absl::StrCat("re-placing chunk ", lost[j],
                                                  " on ", spares[j]->name, ": ",
@@ -664,46 +667,95 @@ absl::Status WorkerPool::Forget(const std::string& key,
 
 namespace oubli::coordinator {
 
-std::vector<ShardServing::ShardResult> WorkerPool::Predict(
-    const Query& query) {
-  std::vector<ShardResult> results(query.shards.size());
-  std::vector<std::shared_ptr<Worker>> servers;
+WorkerPool::Placement WorkerPool::PlaceShards(const Query& query) {
+  Placement placement;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
     for (const auto& [id, worker] : workers_) {
       if (worker->environment == query.environment &&
           AliveLocked(*worker, now)) {
-        servers.push_back(worker);
+        placement.servers.push_back(worker);
       }
     }
   }
-  if (servers.empty()) {
+  // Stable while membership is: a worker keeps the checkpoints of the same
+  // shards loaded from one request to the next.
+  std::sort(placement.servers.begin(), placement.servers.end(),
+            [](const auto& a, const auto& b) { return a->id < b->id; });
+  placement.groups.resize(placement.servers.size());
+  if (placement.servers.empty()) return placement;
+  for (size_t i = 0; i < query.shards.size(); ++i) {
+    placement
+        .groups[static_cast<size_t>(query.shards[i].shard) %
+                placement.servers.size()]
+        .push_back(i);
+  }
+  return placement;
+}
+
+std::vector<ShardServing::ShardResult> WorkerPool::Predict(
+    const Query& query) {
+  std::vector<ShardResult> results(query.shards.size());
+  const Placement placement = PlaceShards(query);
+  if (placement.servers.empty()) {
     for (ShardResult& result : results) {
       result.probabilities = absl::UnavailableError("no live worker");
     }
     return results;
   }
-  // Stable placement while membership is: a worker keeps the checkpoints
-  // of the same shards loaded from one request to the next.
-  std::sort(servers.begin(), servers.end(),
-            [](const auto& a, const auto& b) { return a->id < b->id; });
-  std::vector<std::vector<size_t>> groups(servers.size());
-  for (size_t i = 0; i < query.shards.size(); ++i) {
-    groups[static_cast<size_t>(query.shards[i].shard) % servers.size()]
-        .push_back(i);
-  }
   std::string features(reinterpret_cast<const char*>(query.inputs.data()),
                        query.inputs.size() * sizeof(float));
   std::vector<std::thread> threads;
-  for (size_t w = 0; w < servers.size(); ++w) {
-    if (groups[w].empty()) continue;
+  for (size_t w = 0; w < placement.servers.size(); ++w) {
+    if (placement.groups[w].empty()) continue;
     threads.emplace_back([&, w] {
-      PredictOn(*servers[w], query, features, groups[w], &results);
+      PredictOn(*placement.servers[w], query, features, placement.groups[w],
+                &results);
     });
   }
   for (std::thread& thread : threads) thread.join();
   return results;
+}
+
+absl::Status WorkerPool::Sync(const Query& query) {
+  const Placement placement = PlaceShards(query);
+  std::vector<std::string> failures(placement.servers.size());
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < placement.servers.size(); ++w) {
+    threads.emplace_back([&, w] {
+      const Worker& worker = *placement.servers[w];
+      cluster::PredictShardsRequest request;
+      request.set_model_id(query.model_id);
+      request.set_config(query.config_text);
+      request.set_environment(query.environment);
+      for (size_t i : placement.groups[w]) {
+        cluster::ShardCheckpoint* shard = request.add_shards();
+        shard->set_shard(query.shards[i].shard);
+        shard->set_checkpoint_sha256(query.shards[i].checkpoint_sha256);
+      }
+      request.set_rows(0);
+      grpc::ClientContext context;
+      context.set_deadline(
+          absl::ToChronoTime(absl::Now() + options_.predict_deadline));
+      AddToken(&context);
+      cluster::PredictShardsResponse response;
+      const grpc::Status status =
+          worker.stub->PredictShards(&context, request, &response);
+      if (!status.ok()) {
+        failures[w] = absl::StrCat(worker.name, ": ", status.error_message());
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::vector<std::string> failed;
+  for (std::string& failure : failures) {
+    if (!failure.empty()) failed.push_back(std::move(failure));
+  }
+  if (failed.empty()) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("serving copies not yet dropped on ",
+                   absl::StrJoin(failed, "; ")));
 }
 
 void WorkerPool::PredictOn(const Worker& worker, const Query& query,
@@ -711,12 +763,27 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
                            const std::vector<size_t>& indices,
                            std::vector<ShardResult>* results) {
   const absl::Time deadline = absl::Now() + options_.predict_deadline;
+  // Keeps answers a first round already got.
   auto fail_all = [&](const absl::Status& why) {
     for (size_t i : indices) {
+      if ((*results)[i].probabilities.ok()) continue;
       (*results)[i].probabilities = absl::Status(
           why.code(), absl::StrCat("worker ", worker.name, ": ", why.message()));
     }
   };
+  for (size_t i : indices) {
+    (*results)[i].probabilities = absl::UnavailableError("not answered");
+  }
+  // The answer carries rows x classes floats per shard; one too big for a
+  // message would fail after the worker did the work.
+  const double answer_bytes = static_cast<double>(indices.size()) *
+                              static_cast<double>(query.rows) *
+                              static_cast<double>(query.classes) *
+                              sizeof(float);
+  if (answer_bytes + 4096 > static_cast<double>(options_.max_message_bytes)) {
+    return fail_all(absl::ResourceExhaustedError(
+        "its answer would exceed max_message_bytes"));
+  }
   cluster::PredictShardsRequest request;
   request.set_model_id(query.model_id);
   request.set_config(query.config_text);
@@ -741,9 +808,13 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
     if (response.shards_size() != static_cast<int>(indices.size())) {
       return fail_all(absl::InternalError("answered the wrong shards"));
     }
+    if (response.classes() != query.classes) {
+      return fail_all(absl::InternalError(
+          absl::StrCat("answered with ", response.classes(), " classes, not ",
+                       query.classes)));
+    }
     const size_t expected = static_cast<size_t>(query.rows) *
-                            static_cast<size_t>(response.classes()) *
-                            sizeof(float);
+                            static_cast<size_t>(query.classes) * sizeof(float);
     std::vector<size_t> missing;
     for (size_t j = 0; j < indices.size(); ++j) {
       const cluster::ShardProbabilities& answer = response.shards(j);
@@ -760,8 +831,7 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
         }
         continue;
       }
-      if (response.classes() < 1 ||
-          answer.probabilities().size() != expected) {
+      if (answer.probabilities().size() != expected) {
         result.probabilities = absl::InternalError(absl::StrCat(
             "worker ", worker.name, " answered shard ", answer.shard(),
             " with ", answer.probabilities().size(), " bytes"));

@@ -123,6 +123,7 @@ class WorkerPool final : public RemoteTrainer,
     return Capacity(environment);
   }
   std::vector<ShardResult> Predict(const Query& query) override;
+  absl::Status Sync(const Query& query) override;
 
  private:
   struct Worker;
@@ -149,9 +150,16 @@ class WorkerPool final : public RemoteTrainer,
                   std::vector<std::string>* fetched,
                   std::vector<std::optional<storage::ChunkView>>* views,
                   std::vector<std::string>* problems);
-  // Stores `chunk` (its first `chunk_size` bytes) as chunk `index` of `key`.
+  // Stores `bytes` (CRC32C `crc32c`) as chunk `index` of `key`.
   grpc::Status PutChunk(const Worker& holder, const std::string& key, int index,
-                        const storage::Chunk& chunk, uint64_t chunk_size);
+                        absl::string_view bytes, uint32_t crc32c);
+  // Live workers of query.environment sorted by id, and the indices of
+  // query.shards each serves (shard s on server s mod n).
+  struct Placement {
+    std::vector<std::shared_ptr<Worker>> servers;
+    std::vector<std::vector<size_t>> groups;
+  };
+  Placement PlaceShards(const Query& query);
   // Answers query.shards[indices] on `worker`, loading the checkpoints it
   // lacks; fills those entries of `results`.
   void PredictOn(const Worker& worker, const Query& query,

@@ -447,6 +447,80 @@ absl::Status ReedSolomonCode::EncodeBlobInto(absl::string_view blob,
   return absl::OkStatus();
 }
 
+absl::Status ReedSolomonCode::EncodeBlobBorrowing(
+    absl::string_view blob, BorrowedEncodedBlob* out) const {
+  const int n = total_chunks();
+  const uint64_t size = blob.size();
+  const uint64_t chunk_size = ChunkSizeFor(size);
+  BlobLayout& layout = out->layout;
+  layout.data_chunks = k_;
+  layout.parity_chunks = m_;
+  layout.original_size = size;
+  layout.chunk_size = chunk_size;
+  layout.chunk_crc32c.assign(n, 0);
+
+  // Data chunks the blob does not wholly contain are padded copies; parity
+  // is always owned. At most one data chunk is partial.
+  const auto* src = reinterpret_cast<const uint8_t*>(blob.data());
+  std::vector<const uint8_t*> bases(n);
+  std::vector<uint8_t*> writable(n, nullptr);
+  size_t used = 0;
+  auto take_owned = [&]() -> uint8_t* {
+    if (out->owned.size() <= used) out->owned.emplace_back();
+    AlignedBuffer& buffer = out->owned[used++];
+    if (buffer.size() != chunk_size) buffer = AlignedBuffer(chunk_size);
+    return buffer.data();
+  };
+  for (int d = 0; d < k_; ++d) {
+    const uint64_t start = static_cast<uint64_t>(d) * chunk_size;
+    if (chunk_size > 0 && start + chunk_size <= size) {
+      bases[d] = src + start;
+      continue;
+    }
+    uint8_t* copy = take_owned();
+    const size_t avail =
+        start < size ? static_cast<size_t>(size - start) : 0;
+    if (avail > 0) std::memcpy(copy, src + start, avail);
+    if (avail < chunk_size) std::memset(copy + avail, 0, chunk_size - avail);
+    bases[d] = copy;
+  }
+  for (int p = 0; p < m_; ++p) {
+    writable[k_ + p] = take_owned();
+    bases[k_ + p] = writable[k_ + p];
+  }
+  out->owned.resize(used);
+
+  std::vector<uint32_t> crc_state(n, ~0u);
+  ConstPtrArray data_ptrs;
+  PtrArray parity_ptrs;
+  for (uint64_t offset = 0; offset < chunk_size; offset += kBlockBytes) {
+    const size_t len = static_cast<size_t>(
+        std::min<uint64_t>(kBlockBytes, chunk_size - offset));
+    for (int d = 0; d < k_; ++d) data_ptrs[d] = bases[d] + offset;
+    for (int p = 0; p < m_; ++p) parity_ptrs[p] = writable[k_ + p] + offset;
+    EncodeStripe(len, absl::MakeConstSpan(data_ptrs.data(), k_),
+                 absl::MakeConstSpan(parity_ptrs.data(), m_));
+    // CRC now, while this stripe of every chunk is still in cache.
+    for (int i = 0; i < n; ++i) {
+      crc_state[i] = RawCrc32c(bases[i] + offset, len, crc_state[i]);
+    }
+  }
+  out->chunks.resize(n);
+  for (int i = 0; i < n; ++i) {
+    layout.chunk_crc32c[i] = ~crc_state[i];
+    out->chunks[i] = absl::string_view(
+        reinterpret_cast<const char*>(bases[i]), chunk_size);
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::optional<ChunkView>> BorrowedEncodedBlob::Views() const {
+  std::vector<std::optional<ChunkView>> views;
+  views.reserve(chunks.size());
+  for (absl::string_view chunk : chunks) views.push_back(ChunkView{chunk});
+  return views;
+}
+
 absl::StatusOr<EncodedBlob> ReedSolomonCode::EncodeBlob(
     absl::string_view blob) const {
   EncodedBlob encoded;

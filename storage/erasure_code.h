@@ -111,6 +111,23 @@ struct EncodedBlob {
   std::vector<std::optional<ChunkView>> Views() const;
 };
 
+// An encoding that borrows its blob: each data chunk lying wholly inside the
+// blob is a view of it, so encoding copies only a padded tail and writes
+// only parity. Valid while the blob is alive and unchanged. This is what a
+// caller that ships chunks elsewhere wants (the copy into the message is the
+// only one); EncodedBlob owns copies of every chunk.
+struct BorrowedEncodedBlob {
+  BlobLayout layout;
+  // k+m entries of layout.chunk_size bytes each; [0, k) data, [k, k+m)
+  // parity.
+  std::vector<absl::string_view> chunks;
+  // Parity and padded data chunks that `chunks` points into; reused by the
+  // next EncodeBlobBorrowing when their sizes fit.
+  std::vector<AlignedBuffer> owned;
+
+  std::vector<std::optional<ChunkView>> Views() const;
+};
+
 // Default (k, m) for `workers` failure domains, one chunk per worker.
 //   1 worker   -> (1, 0): nowhere else to put redundancy.
 //   2-3        -> (1, 1): a mirror. With so few nodes EC saves little space
@@ -154,6 +171,10 @@ class ReedSolomonCode {
   // Same, but reuses `out`'s chunk buffers when their sizes already fit, so a
   // steady stream of same-sized checkpoints does not fault in fresh pages.
   absl::Status EncodeBlobInto(absl::string_view blob, EncodedBlob* out) const;
+  // Same chunks, bytes and CRCs as EncodeBlob, without copying the blob's
+  // whole data chunks (see BorrowedEncodedBlob).
+  absl::Status EncodeBlobBorrowing(absl::string_view blob,
+                                   BorrowedEncodedBlob* out) const;
 
   // Reassembles the original blob. `chunks` has k+m entries; nullopt marks a
   // lost chunk. A present chunk whose size or CRC32C disagrees with `layout`

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <list>
 #include <map>
@@ -135,14 +136,12 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
   std::vector<std::shared_ptr<const ShardModel>> models(shards.size());
   {
     absl::MutexLock lock(&state_->mu);
-    // Drop what the coordinator no longer serves from here: cut prefixes,
-    // shards moved to another worker.
+    // Drop what the coordinator no longer serves from here: checkpoints of
+    // prefixes a deletion cut (or training replaced), shards moved to
+    // another worker.
     auto model_slots = state_->slots.find(model_id);
     if (model_slots != state_->slots.end()) {
       std::map<int, State::Slot>& by_shard = model_slots->second;
-      for (auto it = by_shard.begin(); it != by_shard.end();) {
-        it = named.contains(it->first) ? std::next(it) : by_shard.erase(it);
-      }
       for (size_t i = 0; i < shards.size(); ++i) {
         auto slot = by_shard.find(shards[i].shard);
         if (slot != by_shard.end() &&
@@ -150,6 +149,13 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
             slot->second.config_fingerprint == fingerprint) {
           models[i] = slot->second.model;
         }
+      }
+      for (auto it = by_shard.begin(); it != by_shard.end();) {
+        const bool wanted =
+            std::any_of(models.begin(), models.end(), [&](const auto& m) {
+              return m != nullptr && m == it->second.model;
+            });
+        it = wanted ? std::next(it) : by_shard.erase(it);
       }
       if (by_shard.empty()) state_->slots.erase(model_slots);
     }
@@ -166,13 +172,24 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
     answer.loaded = models[i] != nullptr;
     if (answer.loaded && rows > 0) {
       OUBLI_ASSIGN_OR_RETURN(torch::Tensor p, models[i]->Probabilities(x));
-      p = p.contiguous();
-      answer.probabilities.assign(p.data_ptr<float>(),
-                                  p.data_ptr<float>() + p.numel());
+      try {
+        p = p.contiguous();
+        answer.probabilities.assign(p.data_ptr<float>(),
+                                    p.data_ptr<float>() + p.numel());
+      } catch (const std::exception& e) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("predict: copying shard ", answer.shard, ": ",
+                         e.what()));
+      }
     }
     out.shards.push_back(std::move(answer));
   }
   return out;
+}
+
+void ShardServer::DropAll() {
+  absl::MutexLock lock(&state_->mu);
+  state_->slots.clear();
 }
 
 int ShardServer::loaded() const {

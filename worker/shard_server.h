@@ -54,9 +54,9 @@ class ShardServer {
                     absl::string_view sha256, absl::string_view checkpoint);
 
   // Answers `rows` inputs (rows x input_size floats) with each named
-  // shard's checkpoint, after dropping every slot of `model_id` not named.
-  // A shard whose slot holds another checkpoint (or none) is reported not
-  // loaded. rows = 0 only synchronises the slots. InvalidArgument: input
+  // shard's checkpoint, after dropping every slot of `model_id` that does
+  // not hold a named checkpoint. A shard whose slot held another checkpoint
+  // (now dropped) or none is reported not loaded. rows = 0 only synchronises the slots. InvalidArgument: input
   // size, or a shard named twice; FailedPrecondition as for Load.
   absl::StatusOr<ShardPredictions> Predict(
       absl::string_view model_id, absl::string_view config_text,
@@ -66,6 +66,8 @@ class ShardServer {
 
   // Checkpoints held now, over all models (for tests and metrics).
   int loaded() const;
+  // Drops every slot of every model.
+  void DropAll();
 
  private:
   struct State;

@@ -315,6 +315,9 @@ void WorkerServer::MembershipLoop() {
             std::max(absl::Milliseconds(10),
                      absl::Milliseconds(response.heartbeat_interval_ms()));
         backoff = absl::Milliseconds(100);
+        // A new registration: the coordinator may have purged data while
+        // it considered this worker dead, so no serving copy survives it.
+        service_->DropServingCopies();
         if (options_.on_registered) options_.on_registered(worker_id);
         set_registered(true);
         wait = interval;

@@ -34,6 +34,8 @@ class WorkerService final : public cluster::Worker::Service {
         cluster_token_(std::move(cluster_token)),
         metrics_(metrics) {}
   bool holds_chunks() const { return chunks_ != nullptr; }
+  // Forgets every checkpoint held for serving.
+  void DropServingCopies() { shards_.DropAll(); }
 
   grpc::Status TrainPosition(grpc::ServerContext* context,
                              const cluster::TrainPositionRequest* request,

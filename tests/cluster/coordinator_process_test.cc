@@ -286,7 +286,22 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
   // Generous: a late heartbeat on a loaded machine must not move a
   // position to the coordinator (the test counts remote positions).
   ASSERT_NO_FATAL_FAILURE(StartCoordinator({"--worker_timeout=60s"}));
-  for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker());
+  std::vector<std::string> worker_metrics(3);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_NO_FATAL_FAILURE(
+        StartWorker(false, {"--metrics_listen=127.0.0.1:0"}));
+    ASSERT_TRUE(workers_[i]->SawLine("metrics on ", &worker_metrics[i]));
+  }
+  // Checkpoints the workers hold in memory to answer Predict.
+  auto serving_copies = [&] {
+    double total = 0;
+    for (const std::string& address : worker_metrics) {
+      total += testing_util::MetricValue(
+          testing_util::HttpGet(address, "/metrics"),
+          "oubli_worker_serving_checkpoints");
+    }
+    return total;
+  };
   v1::Model created;
   v1::Job job;
   ASSERT_NO_FATAL_FAILURE(
@@ -318,10 +333,19 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   expect_served_by_workers(before_prediction);
 
+  int served_shards = 0;
+  for (const v1::ServedShard& shard : before_prediction.served()) {
+    served_shards += shard.served() ? 1 : 0;
+  }
+  EXPECT_EQ(serving_copies(), served_shards);
+
   v1::DeletionReceipt receipt;
   status = ForgetOwner("tiny", "owner-3", &receipt);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
+  // PURGED reached the workers' memory: the checkpoints of the shards the
+  // deletion cut are gone there (no Predict has loaded new ones yet).
+  EXPECT_EQ(serving_copies(), served_shards - receipt.affected_shards_size());
   v1::Model restored;
   ASSERT_TRUE(GetModel("tiny", &restored).ok());
   EXPECT_GT(RemotePositions(restored), RemotePositions(trained));

@@ -162,6 +162,35 @@ TEST_P(EveryLossPatternTest, RoundTripsAllSizes) {
   }
 }
 
+TEST_P(EveryLossPatternTest, BorrowingEncodeGivesTheSameChunks) {
+  const auto [k, m] = GetParam();
+  auto code = ReedSolomonCode::Create(k, m);
+  ASSERT_TRUE(code.ok());
+  BorrowedEncodedBlob borrowed;  // reused across sizes, as Protect might
+  for (size_t size : {size_t{0}, size_t{1}, size_t{64} * k,
+                      size_t{64} * 1024 * k + 3, size_t{300001},
+                      size_t{1048576} * k}) {
+    const std::string blob = RandomBytes(size, size * 7 + k);
+    auto owned = code->EncodeBlob(blob);
+    ASSERT_TRUE(owned.ok()) << owned.status();
+    ASSERT_TRUE(code->EncodeBlobBorrowing(blob, &borrowed).ok());
+    EXPECT_EQ(borrowed.layout.chunk_size, owned->layout.chunk_size);
+    EXPECT_EQ(borrowed.layout.chunk_crc32c, owned->layout.chunk_crc32c);
+    ASSERT_EQ(borrowed.chunks.size(), static_cast<size_t>(k + m));
+    for (int i = 0; i < k + m; ++i) {
+      EXPECT_EQ(borrowed.chunks[i], owned->chunks[i].bytes.view())
+          << "size " << size << " chunk " << i;
+    }
+    // Whole data chunks are the blob itself, not copies.
+    if (size >= size_t{64} * k && size % (size_t{64} * k) == 0) {
+      EXPECT_EQ(borrowed.chunks[0].data(), blob.data());
+    }
+    auto decoded = code->DecodeBlob(borrowed.layout, borrowed.Views());
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(*decoded, blob);
+  }
+}
+
 TEST_P(EveryLossPatternTest, MoreThanMErasuresIsDataLoss) {
   const auto [k, m] = GetParam();
   auto code = ReedSolomonCode::Create(k, m);

@@ -25,6 +25,7 @@ namespace oubli::testing_util {
     const std::filesystem::path& log_path) {
   log_path_ = log_path;
   pending_.clear();
+  consumed_.clear();
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return ::testing::AssertionFailure() << "pipe2 failed";
@@ -71,6 +72,7 @@ namespace oubli::testing_util {
          end = pending_.find('\n')) {
       const std::string line = pending_.substr(0, end);
       pending_.erase(0, end + 1);
+      consumed_.push_back(line);
       if (line.compare(0, prefix.size(), prefix) == 0) {
         *rest = line.substr(prefix.size());
         return ::testing::AssertionSuccess();
@@ -92,6 +94,17 @@ namespace oubli::testing_util {
     }
     pending_.append(buffer, n);
   }
+}
+
+bool ServerProcess::SawLine(const std::string& prefix,
+                            std::string* rest) const {
+  for (const std::string& line : consumed_) {
+    if (line.compare(0, prefix.size(), prefix) == 0) {
+      *rest = line.substr(prefix.size());
+      return true;
+    }
+  }
+  return false;
 }
 
 int ServerProcess::Stop(int signal) {

@@ -30,6 +30,10 @@ class ServerProcess {
   ::testing::AssertionResult WaitForLine(const std::string& prefix,
                                          std::string* rest,
                                          int timeout_seconds = 60);
+  // Whether a line starting with `prefix` was already consumed by a wait
+  // since Start (e.g. "metrics on " before "registered as "); its rest in
+  // `*rest`.
+  bool SawLine(const std::string& prefix, std::string* rest) const;
 
   // Sends `signal` and reaps the process; returns its wait status.
   int Stop(int signal);
@@ -44,6 +48,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
   std::string pending_;  // stdout read but not yet consumed as lines
+  std::vector<std::string> consumed_;  // lines consumed since Start
   std::string address_;
   std::filesystem::path log_path_;
 };

@@ -28,6 +28,10 @@ TEST(ServerProcessTest, ReadsTheAddressAndLaterLinesAndStops) {
   std::string rest;
   ASSERT_TRUE(shell.WaitForLine("registered as ", &rest));
   EXPECT_EQ(rest, "w1");
+  // Lines passed over while waiting are remembered.
+  EXPECT_TRUE(shell.SawLine("noise", &rest));
+  EXPECT_EQ(rest, "");
+  EXPECT_FALSE(shell.SawLine("never", &rest));
   EXPECT_TRUE(shell.running());
   const int status = shell.Stop(SIGTERM);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);

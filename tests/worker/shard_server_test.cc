@@ -105,12 +105,14 @@ TEST_F(ShardServerTest, AnotherCheckpointNeverAnswersForTheNamedOne) {
                   .Load("m", text_, env_, 0, Sha256Hex(first_), first_)
                   .ok());
   const std::vector<float> x = Inputs(2);
-  // The coordinator now serves `second_` (the first was cut): not loaded.
+  // The coordinator now serves `second_` (the first was cut): not loaded,
+  // and the cut checkpoint is gone from memory.
   const ShardCheckpointRef ref{0, Sha256Hex(second_)};
   auto answer = server_.Predict("m", text_, env_, {&ref, 1}, x, 2);
   ASSERT_TRUE(answer.ok()) << answer.status();
   EXPECT_FALSE(answer->shards[0].loaded);
   EXPECT_TRUE(answer->shards[0].probabilities.empty());
+  EXPECT_EQ(server_.loaded(), 0);
   // Loading it replaces the slot's previous checkpoint.
   ASSERT_TRUE(server_
                   .Load("m", text_, env_, 0, Sha256Hex(second_), second_)
@@ -146,6 +148,8 @@ TEST_F(ShardServerTest, SlotsNotNamedAreDropped) {
   answer = server_.Predict("m", text_, env_, {}, {}, 0);
   ASSERT_TRUE(answer.ok());
   EXPECT_EQ(server_.loaded(), 1);
+  server_.DropAll();
+  EXPECT_EQ(server_.loaded(), 0);
 }
 
 TEST_F(ShardServerTest, BadRequestsGetPreciseErrors) {
