@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -225,7 +226,7 @@ TEST_F(ChaosTest,
   EXPECT_GT(purged, 0);
 }
 
-TEST_F(ChaosTest, ChunksOfADeadWorkerAreRepairedOntoSurvivors) {
+TEST_F(ChaosTest, ADeadWorkersShardsServeFromSurvivorsAndItsChunksAreRepaired) {
   // 3 workers: every checkpoint mirrored on 2 of them.
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   std::string metrics_address;
@@ -240,11 +241,38 @@ TEST_F(ChaosTest, ChunksOfADeadWorkerAreRepairedOntoSurvivors) {
   EXPECT_EQ(testing_util::MetricValue(
                 testing_util::HttpGet(metrics_address, "/metrics"), redundancy),
             1);
+  std::vector<float> inputs(5 * 16);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    inputs[i] = static_cast<float>(i % 11) / 11.0f;
+  }
+  v1::PredictResponse before;
+  grpc::Status status = Predict("tiny", 5, inputs, &before);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const double positions_trained = testing_util::MetricValue(
+      testing_util::HttpGet(metrics_address, "/metrics"),
+      "oubli_training_positions_total{model=\"tiny\"}");
 
   // worker-0 dies: its chunks are regenerated onto the other two, so
   // redundancy comes back to one spare chunk per checkpoint.
   workers_[0]->Kill();
   ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-0"));
+  // Its shards serve again from the survivors, with the same bits and no
+  // training.
+  v1::PredictResponse after;
+  status = Predict("tiny", 5, inputs, &after);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(after.probabilities_size(), before.probabilities_size());
+  EXPECT_EQ(std::memcmp(after.probabilities().data(),
+                        before.probabilities().data(),
+                        before.probabilities_size() * sizeof(float)),
+            0);
+  EXPECT_EQ(after.fingerprint(), before.fingerprint());
+  for (const v1::ServedShard& shard : after.served()) {
+    if (!shard.served()) continue;
+    EXPECT_TRUE(shard.served_by() == "worker-1" ||
+                shard.served_by() == "worker-2")
+        << "shard " << shard.shard() << ": '" << shard.served_by() << "'";
+  }
   std::string metrics;
   for (int i = 0; i < 300; ++i) {
     metrics = testing_util::HttpGet(metrics_address, "/metrics");
@@ -255,6 +283,9 @@ TEST_F(ChaosTest, ChunksOfADeadWorkerAreRepairedOntoSurvivors) {
   EXPECT_GT(testing_util::MetricValue(
                 metrics, "oubli_chunk_repairs_total{model=\"tiny\"}"),
             0);
+  EXPECT_EQ(testing_util::MetricValue(
+                metrics, "oubli_training_positions_total{model=\"tiny\"}"),
+            positions_trained);
 
   // Proof that every checkpoint now lives on worker-1 and worker-2: the
   // coordinator loses its checkpoints and worker-1 dies too, and all of
