@@ -28,8 +28,7 @@ std::string Num(double v) {
   return std::string(buf, end);
 }
 
-std::vector<std::pair<std::string, std::string>> ToPairs(
-    const ModelConfig& c) {
+std::vector<std::pair<std::string, std::string>> ToPairs(const ModelConfig& c) {
   const BackboneConfig& b = c.backbone;
   return {
       {"model_id", c.model_id},

@@ -1,6 +1,6 @@
 // Model configuration: everything that determines a model's weights, plus
-// the (weight-neutral) retrain policy and erasure code. Serialized as canonical "key=value"
-// lines so it can be stored, diffed by humans, and fingerprinted.
+// the (weight-neutral) retrain policy and erasure code. Serialized as canonical
+// "key=value" lines so it can be stored, diffed by humans, and fingerprinted.
 #ifndef OUBLI_COMMON_CONFIG_H_
 #define OUBLI_COMMON_CONFIG_H_
 
@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace oubli {

@@ -1901,10 +1901,8 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
           const int64_t now = absl::ToUnixSeconds(absl::Now());
           int64_t last = st.last_predict_fallback_log.load();
           if (fallbacks == 1 && now - last >= 10 &&
-              st.last_predict_fallback_log.compare_exchange_strong(last,
-                                                                   now)) {
-            std::fprintf(stderr,
-                         "oubli: predict: shard %d computed here: %s\n",
+              st.last_predict_fallback_log.compare_exchange_strong(last, now)) {
+            std::fprintf(stderr, "oubli: predict: shard %d computed here: %s\n",
                          query.shards[i].shard,
                          remote[i].probabilities.status().ToString().c_str());
           }

@@ -416,9 +416,8 @@ absl::Status WorkerPool::Protect(
   }
   const size_t needed = HoldersNeeded(code_config);
   if (holders.size() < needed) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(holders.size(), " chunk-holding worker(s) alive; need ",
-                     needed));
+    return absl::FailedPreconditionError(absl::StrCat(
+        holders.size(), " chunk-holding worker(s) alive; need ", needed));
   }
   std::sort(holders.begin(), holders.end(),
             [](const auto& a, const auto& b) { return a->name < b->name; });
@@ -694,8 +693,7 @@ WorkerPool::Placement WorkerPool::PlaceShards(const Query& query) {
   return placement;
 }
 
-std::vector<ShardServing::ShardResult> WorkerPool::Predict(
-    const Query& query) {
+std::vector<ShardServing::ShardResult> WorkerPool::Predict(const Query& query) {
   std::vector<ShardResult> results(query.shards.size());
   const Placement placement = PlaceShards(query);
   if (placement.servers.empty()) {
@@ -753,9 +751,8 @@ absl::Status WorkerPool::Sync(const Query& query) {
     if (!failure.empty()) failed.push_back(std::move(failure));
   }
   if (failed.empty()) return absl::OkStatus();
-  return absl::UnavailableError(
-      absl::StrCat("serving copies not yet dropped on ",
-                   absl::StrJoin(failed, "; ")));
+  return absl::UnavailableError(absl::StrCat(
+      "serving copies not yet dropped on ", absl::StrJoin(failed, "; ")));
 }
 
 void WorkerPool::PredictOn(const Worker& worker, const Query& query,
@@ -768,7 +765,8 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
     for (size_t i : indices) {
       if ((*results)[i].probabilities.ok()) continue;
       (*results)[i].probabilities = absl::Status(
-          why.code(), absl::StrCat("worker ", worker.name, ": ", why.message()));
+          why.code(),
+          absl::StrCat("worker ", worker.name, ": ", why.message()));
     }
   };
   for (size_t i : indices) {
@@ -776,10 +774,9 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
   }
   // The answer carries rows x classes floats per shard; one too big for a
   // message would fail after the worker did the work.
-  const double answer_bytes = static_cast<double>(indices.size()) *
-                              static_cast<double>(query.rows) *
-                              static_cast<double>(query.classes) *
-                              sizeof(float);
+  const double answer_bytes =
+      static_cast<double>(indices.size()) * static_cast<double>(query.rows) *
+      static_cast<double>(query.classes) * sizeof(float);
   if (answer_bytes + 4096 > static_cast<double>(options_.max_message_bytes)) {
     return fail_all(absl::ResourceExhaustedError(
         "its answer would exceed max_message_bytes"));
@@ -802,16 +799,16 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
     context.set_deadline(absl::ToChronoTime(deadline));
     AddToken(&context);
     cluster::PredictShardsResponse response;
-    grpc::Status status = worker.stub->PredictShards(&context, request,
-                                                      &response);
+    grpc::Status status =
+        worker.stub->PredictShards(&context, request, &response);
     if (!status.ok()) return fail_all(FromGrpcStatus(status));
     if (response.shards_size() != static_cast<int>(indices.size())) {
       return fail_all(absl::InternalError("answered the wrong shards"));
     }
     if (response.classes() != query.classes) {
-      return fail_all(absl::InternalError(
-          absl::StrCat("answered with ", response.classes(), " classes, not ",
-                       query.classes)));
+      return fail_all(
+          absl::InternalError(absl::StrCat("answered with ", response.classes(),
+                                           " classes, not ", query.classes)));
     }
     const size_t expected = static_cast<size_t>(query.rows) *
                             static_cast<size_t>(query.classes) * sizeof(float);
@@ -867,9 +864,8 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
       if (!status.ok()) {
         absl::Status why = FromGrpcStatus(status);
         (*results)[i].probabilities = absl::Status(
-            why.code(),
-            absl::StrCat("loading onto worker ", worker.name, ": ",
-                         why.message()));
+            why.code(), absl::StrCat("loading onto worker ", worker.name, ": ",
+                                     why.message()));
       }
     }
   }

@@ -163,7 +163,8 @@ class WorkerPool final : public RemoteTrainer,
   // Answers query.shards[indices] on `worker`, loading the checkpoints it
   // lacks; fills those entries of `results`.
   void PredictOn(const Worker& worker, const Query& query,
-                 const std::string& features, const std::vector<size_t>& indices,
+                 const std::string& features,
+                 const std::vector<size_t>& indices,
                  std::vector<ShardResult>* results);
   // The live chunk holder registered under `name`, or nullptr.
   std::shared_ptr<Worker> LiveHolder(const std::string& name);

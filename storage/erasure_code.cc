@@ -41,8 +41,8 @@ uint32_t RawCrc32c(const uint8_t* bytes, size_t len, uint32_t state) {
   constexpr size_t kMaxStep = size_t{1} << 30;  // crc32_iscsi takes an int
   while (len > 0) {
     const size_t step = std::min(len, kMaxStep);
-    state = crc32_iscsi(const_cast<uint8_t*>(bytes), static_cast<int>(step),
-                        state);
+    state =
+        crc32_iscsi(const_cast<uint8_t*>(bytes), static_cast<int>(step), state);
     bytes += step;
     len -= step;
   }
@@ -260,14 +260,13 @@ absl::Status ReedSolomonCode::CheckLayout(const BlobLayout& layout,
                                           size_t chunks_size) const {
   const size_t n = static_cast<size_t>(total_chunks());
   if (layout.data_chunks != k_ || layout.parity_chunks != m_) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "layout is RS(%d,%d) but this code is RS(%d,%d)", layout.data_chunks,
-        layout.parity_chunks, k_, m_));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("layout is RS(%d,%d) but this code is RS(%d,%d)",
+                        layout.data_chunks, layout.parity_chunks, k_, m_));
   }
   if (layout.chunk_crc32c.size() != n) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("layout has %d chunk CRCs, want %d",
-                        layout.chunk_crc32c.size(), n));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "layout has %d chunk CRCs, want %d", layout.chunk_crc32c.size(), n));
   }
   if (layout.chunk_size != ChunkSizeFor(layout.original_size)) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -350,9 +349,8 @@ absl::Status ReedSolomonCode::StreamStripes(
     ConstPtrArray survivor_ptrs;
     std::vector<const uint8_t*> wanted_ptrs(wanted.size());
     for (uint64_t offset = 0; offset < chunk_size; offset += kBlockBytes) {
-      const size_t len =
-          static_cast<size_t>(std::min<uint64_t>(kBlockBytes,
-                                                 chunk_size - offset));
+      const size_t len = static_cast<size_t>(
+          std::min<uint64_t>(kBlockBytes, chunk_size - offset));
       for (int c = 0; c < k_; ++c) {
         survivor_ptrs[c] = BytesOf(*chunks[chosen[c]]) + offset;
         // Checked in the same pass that feeds the decoder, while hot.
@@ -421,9 +419,9 @@ absl::Status ReedSolomonCode::EncodeBlobInto(absl::string_view blob,
       uint8_t* dst = out->chunks[d].bytes.data() + offset;
       const uint64_t start = static_cast<uint64_t>(d) * chunk_size + offset;
       const size_t avail =
-          start < size ? static_cast<size_t>(std::min<uint64_t>(len,
-                                                                size - start))
-                       : 0;
+          start < size
+              ? static_cast<size_t>(std::min<uint64_t>(len, size - start))
+              : 0;
       if (avail > 0) std::memcpy(dst, src + start, avail);
       // Only the tail of the last data chunk(s) is padding.
       if (avail < len) std::memset(dst + avail, 0, len - avail);
@@ -478,8 +476,7 @@ absl::Status ReedSolomonCode::EncodeBlobBorrowing(
       continue;
     }
     uint8_t* copy = take_owned();
-    const size_t avail =
-        start < size ? static_cast<size_t>(size - start) : 0;
+    const size_t avail = start < size ? static_cast<size_t>(size - start) : 0;
     if (avail > 0) std::memcpy(copy, src + start, avail);
     if (avail < chunk_size) std::memset(copy + avail, 0, chunk_size - avail);
     bases[d] = copy;
@@ -508,8 +505,8 @@ absl::Status ReedSolomonCode::EncodeBlobBorrowing(
   out->chunks.resize(n);
   for (int i = 0; i < n; ++i) {
     layout.chunk_crc32c[i] = ~crc_state[i];
-    out->chunks[i] = absl::string_view(
-        reinterpret_cast<const char*>(bases[i]), chunk_size);
+    out->chunks[i] =
+        absl::string_view(reinterpret_cast<const char*>(bases[i]), chunk_size);
   }
   return absl::OkStatus();
 }
@@ -541,8 +538,7 @@ absl::Status ReedSolomonCode::DecodeBlobInto(
   for (int d = 0; d < k_; ++d) data_indices[d] = d;
   return StreamStripes(
       layout, chunks, /*excluded=*/{}, data_indices,
-      [&](uint64_t offset, size_t len,
-          absl::Span<const uint8_t* const> data) {
+      [&](uint64_t offset, size_t len, absl::Span<const uint8_t* const> data) {
         for (int d = 0; d < k_; ++d) {
           const uint64_t start = static_cast<uint64_t>(d) * chunk_size + offset;
           if (start >= size) break;  // the rest is padding
@@ -584,18 +580,20 @@ absl::StatusOr<std::vector<Chunk>> ReedSolomonCode::RepairChunks(
   }
   if (repaired.empty()) return repaired;
 
-  OUBLI_RETURN_IF_ERROR(StreamStripes(
-      layout, chunks, lost_indices, lost_indices,
-      [&](uint64_t offset, size_t len,
-          absl::Span<const uint8_t* const> rebuilt) {
-        // A restart after a corrupt survivor begins again at offset 0.
-        if (offset == 0) std::fill(crc_state.begin(), crc_state.end(), ~0u);
-        for (size_t i = 0; i < repaired.size(); ++i) {
-          uint8_t* dst = repaired[i].bytes.data() + offset;
-          std::memcpy(dst, rebuilt[i], len);
-          crc_state[i] = RawCrc32c(dst, len, crc_state[i]);
-        }
-      }));
+  OUBLI_RETURN_IF_ERROR(
+      StreamStripes(layout, chunks, lost_indices, lost_indices,
+                    [&](uint64_t offset, size_t len,
+                        absl::Span<const uint8_t* const> rebuilt) {
+                      // A restart after a corrupt survivor begins again at
+                      // offset 0.
+                      if (offset == 0)
+                        std::fill(crc_state.begin(), crc_state.end(), ~0u);
+                      for (size_t i = 0; i < repaired.size(); ++i) {
+                        uint8_t* dst = repaired[i].bytes.data() + offset;
+                        std::memcpy(dst, rebuilt[i], len);
+                        crc_state[i] = RawCrc32c(dst, len, crc_state[i]);
+                      }
+                    }));
 
   for (size_t i = 0; i < repaired.size(); ++i) {
     repaired[i].crc32c = ~crc_state[i];

@@ -13,8 +13,8 @@
 // chunk from memory again and roughly halve throughput.
 //
 // Typical use:
-//   OUBLI_ASSIGN_OR_RETURN(ReedSolomonCode code, ReedSolomonCode::Create(4, 2));
-//   OUBLI_ASSIGN_OR_RETURN(EncodedBlob enc, code.EncodeBlob(bytes));
+//   OUBLI_ASSIGN_OR_RETURN(ReedSolomonCode code, ReedSolomonCode::Create(4,
+//   2)); OUBLI_ASSIGN_OR_RETURN(EncodedBlob enc, code.EncodeBlob(bytes));
 //   ... ship enc.chunks[i] to worker i, persist enc.layout in the manifest ...
 //   std::vector<std::optional<ChunkView>> got(code.total_chunks());
 //   ... fill got[i] with chunks fetched from live workers ...
@@ -63,8 +63,7 @@ class AlignedBuffer {
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   absl::string_view view() const {
-    return absl::string_view(reinterpret_cast<const char*>(data_.get()),
-                             size_);
+    return absl::string_view(reinterpret_cast<const char*>(data_.get()), size_);
   }
 
  private:
@@ -225,8 +224,7 @@ class ReedSolomonCode {
   // Returns the tables that map `survivors` (k indices) to `outputs`.
   absl::StatusOr<std::shared_ptr<const DecodePlan>> PlanFor(
       absl::Span<const int> survivors, absl::Span<const int> outputs) const;
-  absl::Status CheckLayout(const BlobLayout& layout,
-                           size_t chunks_size) const;
+  absl::Status CheckLayout(const BlobLayout& layout, size_t chunks_size) const;
   // Picks k usable survivors among `chunks` (never one in `excluded`),
   // rebuilds whichever of `wanted` are not among them, and calls
   // sink(offset, len, ptrs) once per stripe with ptrs[i] pointing at the

@@ -54,24 +54,30 @@ std::string DescribeThreads() {
   if (GetThreadsFn get = OpenBlasGetThreads(); get != nullptr) {
     blas = absl::StrCat("openblas(", get(), ")");
   }
-  return absl::StrCat("torch_threads=", at::get_num_threads(),
-                      " blas=", blas);
+  return absl::StrCat("torch_threads=", at::get_num_threads(), " blas=", blas);
 }
 
 std::string NumericEnvironment() {
-  std::string blas = "unknown-blas";
-  auto config = reinterpret_cast<GetStringFn>(
-      dlsym(RTLD_DEFAULT, "openblas_get_config"));
-  auto corename = reinterpret_cast<GetStringFn>(
-      dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  if (config != nullptr && corename != nullptr) {
-    blas = absl::StrCat("openblas[", config(), "][", corename(), "]");
-  }
-  // show_config names the build and the CPU kernel variant in use ("CPU
-  // capability usage: AVX2"); its hash stands for both.
-  return absl::StrCat("trainer=", kTrainerVersion, " torch=", TORCH_VERSION,
-                      " build+cpu=", Sha256Hex(at::show_config()).substr(0, 16),
-                      " blas=", blas);
+  // Computed once: openblas_get_config() formats into a static buffer, so
+  // concurrent callers (gRPC handler threads) could read it half written
+  // and see an environment that differs from their own (seen under
+  // concurrent Predict load); and show_config() is costly per request.
+  static const std::string* const environment = [] {
+    std::string blas = "unknown-blas";
+    auto config = reinterpret_cast<GetStringFn>(
+        dlsym(RTLD_DEFAULT, "openblas_get_config"));
+    auto corename = reinterpret_cast<GetStringFn>(
+        dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+    if (config != nullptr && corename != nullptr) {
+      blas = absl::StrCat("openblas[", config(), "][", corename(), "]");
+    }
+    // show_config names the build and the CPU kernel variant in use ("CPU
+    // capability usage: AVX2"); its hash stands for both.
+    return new std::string(absl::StrCat(
+        "trainer=", kTrainerVersion, " torch=", TORCH_VERSION, " build+cpu=",
+        Sha256Hex(at::show_config()).substr(0, 16), " blas=", blas));
+  }();
+  return *environment;
 }
 
 }  // namespace oubli::worker

@@ -81,13 +81,13 @@ absl::Status ShardServer::Load(absl::string_view model_id,
                          ParseCoordinatorConfig(config_text, environment));
   if (model_id.empty()) return absl::InvalidArgumentError("no model id");
   if (shard < 0 || shard >= config.shards) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shard ", shard, " outside [0, ", config.shards, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", shard, " outside [0, ", config.shards, ")"));
   }
   if (Sha256Hex(checkpoint) != sha256) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint of shard ", shard, " (", checkpoint.size(),
-        " bytes) does not hash to ", sha256));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint of shard ", shard, " (", checkpoint.size(),
+                     " bytes) does not hash to ", sha256));
   }
   const std::string fingerprint = ConfigFingerprint(config);
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const NamedTensors> base,
@@ -177,9 +177,8 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
         answer.probabilities.assign(p.data_ptr<float>(),
                                     p.data_ptr<float>() + p.numel());
       } catch (const std::exception& e) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("predict: copying shard ", answer.shard, ": ",
-                         e.what()));
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "predict: copying shard ", answer.shard, ": ", e.what()));
       }
     }
     out.shards.push_back(std::move(answer));

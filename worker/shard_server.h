@@ -56,8 +56,9 @@ class ShardServer {
   // Answers `rows` inputs (rows x input_size floats) with each named
   // shard's checkpoint, after dropping every slot of `model_id` that does
   // not hold a named checkpoint. A shard whose slot held another checkpoint
-  // (now dropped) or none is reported not loaded. rows = 0 only synchronises the slots. InvalidArgument: input
-  // size, or a shard named twice; FailedPrecondition as for Load.
+  // (now dropped) or none is reported not loaded. rows = 0 only synchronises
+  // the slots. InvalidArgument: input size, or a shard named twice;
+  // FailedPrecondition as for Load.
   absl::StatusOr<ShardPredictions> Predict(
       absl::string_view model_id, absl::string_view config_text,
       absl::string_view environment,

@@ -165,9 +165,9 @@ grpc::Status WorkerService::PredictShards(
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerService::LoadShard(grpc::ServerContext* context,
-                                      const cluster::LoadShardRequest* request,
-                                      cluster::LoadShardResponse* /*response*/) {
+grpc::Status WorkerService::LoadShard(
+    grpc::ServerContext* context, const cluster::LoadShardRequest* request,
+    cluster::LoadShardResponse* /*response*/) {
   if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
     return s;
   absl::Status loaded = shards_.Load(

@@ -1,6 +1,6 @@
 // oubli-worker's gRPC side: the oubli.cluster.Worker adapter over a
-// PositionWorker and a ShardServer, and the membership client that registers with the
-// coordinator and heartbeats.
+// PositionWorker and a ShardServer, and the membership client that registers
+// with the coordinator and heartbeats.
 #ifndef OUBLI_WORKER_WORKER_SERVICE_H_
 #define OUBLI_WORKER_WORKER_SERVICE_H_
 

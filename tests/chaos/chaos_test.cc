@@ -262,10 +262,10 @@ TEST_F(ChaosTest, ADeadWorkersShardsServeFromSurvivorsAndItsChunksAreRepaired) {
   status = Predict("tiny", 5, inputs, &after);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_EQ(after.probabilities_size(), before.probabilities_size());
-  EXPECT_EQ(std::memcmp(after.probabilities().data(),
-                        before.probabilities().data(),
-                        before.probabilities_size() * sizeof(float)),
-            0);
+  EXPECT_EQ(
+      std::memcmp(after.probabilities().data(), before.probabilities().data(),
+                  before.probabilities_size() * sizeof(float)),
+      0);
   EXPECT_EQ(after.fingerprint(), before.fingerprint());
   for (const v1::ServedShard& shard : after.served()) {
     if (!shard.served()) continue;
@@ -346,8 +346,9 @@ TEST_F(ChaosTest, AModelsOwnCodeIsUsedOnceEnoughHoldersAreAlive) {
   }
   EXPECT_EQ(testing_util::MetricValue(metrics, redundancy), 2);
   EXPECT_EQ(testing_util::MetricValue(
-                metrics, "oubli_checkpoint_redundancy_target_chunks{model="
-                         "\"tiny\"}"),
+                metrics,
+                "oubli_checkpoint_redundancy_target_chunks{model="
+                "\"tiny\"}"),
             2);
   EXPECT_GT(testing_util::MetricValue(metrics, encoded), 0);
   // One whole copy (k = 1) of every checkpoint on each of the three.

@@ -296,9 +296,9 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
   auto serving_copies = [&] {
     double total = 0;
     for (const std::string& address : worker_metrics) {
-      total += testing_util::MetricValue(
-          testing_util::HttpGet(address, "/metrics"),
-          "oubli_worker_serving_checkpoints");
+      total +=
+          testing_util::MetricValue(testing_util::HttpGet(address, "/metrics"),
+                                    "oubli_worker_serving_checkpoints");
     }
     return total;
   };
@@ -358,8 +358,8 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
   std::string engine_fingerprint, engine_before;
   std::vector<float> engine_probabilities;
   ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(
-      created.config(), samples, "owner-3", &engine_fingerprint,
-      &engine_before, &inputs, &engine_probabilities));
+      created.config(), samples, "owner-3", &engine_fingerprint, &engine_before,
+      &inputs, &engine_probabilities));
   EXPECT_EQ(trained.fingerprint(), engine_before);
   EXPECT_EQ(restored.fingerprint(), engine_fingerprint);
   // The workers' answers, averaged by the coordinator, are the very bits
@@ -377,10 +377,10 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
   v1::PredictResponse without_worker;
   status = Predict("tiny", 7, inputs, &without_worker);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(std::memcmp(without_worker.probabilities().data(),
-                        engine_probabilities.data(),
-                        served.size() * sizeof(float)),
-            0);
+  EXPECT_EQ(
+      std::memcmp(without_worker.probabilities().data(),
+                  engine_probabilities.data(), served.size() * sizeof(float)),
+      0);
   bool some_by_coordinator = false;
   for (const v1::ServedShard& shard : without_worker.served()) {
     EXPECT_NE(shard.served_by(), "worker-0");
@@ -391,9 +391,11 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
   ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
   const std::string metrics =
       testing_util::HttpGet(metrics_address, "/metrics");
-  EXPECT_GT(testing_util::MetricValue(metrics, "oubli_predict_shards_total{model=\"tiny\","
-                                 "placement=\"fallback\"}"),
-            0)
+  EXPECT_GT(
+      testing_util::MetricValue(metrics,
+                                "oubli_predict_shards_total{model=\"tiny\","
+                                "placement=\"fallback\"}"),
+      0)
       << metrics;
 }
 

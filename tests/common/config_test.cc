@@ -55,9 +55,15 @@ TEST(ConfigTest, ValidationRejectsBadValues) {
   c.backbone.vit_patch = 5;  // does not divide 28
   EXPECT_FALSE(ValidateConfig(c).ok());
   // Erasure code: automatic (0, 0) or k, m >= 1 with k + m <= 64.
-  for (const auto& [k, m, ok] : std::vector<std::tuple<int, int, bool>>{
-           {0, 0, true}, {1, 1, true}, {4, 2, true}, {60, 4, true},
-           {0, 2, false}, {3, 0, false}, {-1, 2, false}, {60, 5, false}}) {
+  for (const auto& [k, m, ok] :
+       std::vector<std::tuple<int, int, bool>>{{0, 0, true},
+                                               {1, 1, true},
+                                               {4, 2, true},
+                                               {60, 4, true},
+                                               {0, 2, false},
+                                               {3, 0, false},
+                                               {-1, 2, false},
+                                               {60, 5, false}}) {
     c = ModelConfig();
     c.erasure = {k, m};
     EXPECT_EQ(ValidateConfig(c).ok(), ok) << k << "+" << m;

@@ -142,9 +142,18 @@ TEST_P(EveryLossPatternTest, RoundTripsAllSizes) {
   ASSERT_TRUE(code.ok());
   // Edge sizes around 64-byte boundaries, odd sizes, and sizes spanning
   // several 64 KiB stripes per chunk (up to ~1 MiB total).
-  const std::vector<size_t> sizes = {
-      0, 1, 63, 64, 65, 127, 1000, 4097, size_t{64} * 1024 * k + 3,
-      300001, 1048576 - 13, 1048576 + 17};
+  const std::vector<size_t> sizes = {0,
+                                     1,
+                                     63,
+                                     64,
+                                     65,
+                                     127,
+                                     1000,
+                                     4097,
+                                     size_t{64} * 1024 * k + 3,
+                                     300001,
+                                     1048576 - 13,
+                                     1048576 + 17};
   const auto patterns = SubsetsUpTo(k + m, m);
   for (size_t size : sizes) {
     const std::string blob = RandomBytes(size, size * 31 + k);
@@ -167,9 +176,9 @@ TEST_P(EveryLossPatternTest, BorrowingEncodeGivesTheSameChunks) {
   auto code = ReedSolomonCode::Create(k, m);
   ASSERT_TRUE(code.ok());
   BorrowedEncodedBlob borrowed;  // reused across sizes, as Protect might
-  for (size_t size : {size_t{0}, size_t{1}, size_t{64} * k,
-                      size_t{64} * 1024 * k + 3, size_t{300001},
-                      size_t{1048576} * k}) {
+  for (size_t size :
+       {size_t{0}, size_t{1}, size_t{64} * k, size_t{64} * 1024 * k + 3,
+        size_t{300001}, size_t{1048576} * k}) {
     const std::string blob = RandomBytes(size, size * 7 + k);
     auto owned = code->EncodeBlob(blob);
     ASSERT_TRUE(owned.ok()) << owned.status();
@@ -217,8 +226,8 @@ TEST_P(EveryLossPatternTest, RepairRegeneratesEveryLossPattern) {
   auto encoded = code->EncodeBlob(blob);
   ASSERT_TRUE(encoded.ok());
   for (const auto& lost : SubsetsUpTo(k + m, m)) {
-    auto repaired = code->RepairChunks(encoded->layout,
-                                       WithErasures(*encoded, lost), lost);
+    auto repaired =
+        code->RepairChunks(encoded->layout, WithErasures(*encoded, lost), lost);
     ASSERT_TRUE(repaired.ok())
         << PatternName(lost) << ": " << repaired.status();
     ASSERT_EQ(repaired->size(), lost.size());
@@ -266,8 +275,8 @@ TEST(ReedSolomonCodeTest, CorruptChunksAreDetectedAndTreatedAsErasures) {
 
   // Repairing parity 5 first picks the corrupt chunk 1 as a survivor, finds
   // its CRC wrong and restarts from the other survivors.
-  auto parity = code->RepairChunks(encoded->layout, views_of(),
-                                   std::vector<int>{5});
+  auto parity =
+      code->RepairChunks(encoded->layout, views_of(), std::vector<int>{5});
   ASSERT_TRUE(parity.ok()) << parity.status();
   EXPECT_EQ((*parity)[0].bytes.view(), encoded->chunks[5].bytes.view());
   EXPECT_EQ((*parity)[0].crc32c, encoded->chunks[5].crc32c);
@@ -299,8 +308,8 @@ TEST(ReedSolomonCodeTest, RepairChecksRegeneratedCrcAgainstManifest) {
   ASSERT_TRUE(encoded.ok());
   BlobLayout tampered = encoded->layout;
   tampered.chunk_crc32c[5] ^= 1;
-  auto repaired = code->RepairChunks(
-      tampered, WithErasures(*encoded, {5}), std::vector<int>{5});
+  auto repaired = code->RepairChunks(tampered, WithErasures(*encoded, {5}),
+                                     std::vector<int>{5});
   EXPECT_EQ(repaired.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(repaired.status().message(), HasSubstr("regenerated chunk 5"));
 }
@@ -395,8 +404,9 @@ TEST(ReedSolomonCodeTest, RejectsMismatchedLayoutsAndRepairIndices) {
   const std::string blob = RandomBytes(1000, 8);
   auto encoded = code->EncodeBlob(blob);
   ASSERT_TRUE(encoded.ok());
-  EXPECT_EQ(other->DecodeBlob(encoded->layout, encoded->Views()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      other->DecodeBlob(encoded->layout, encoded->Views()).status().code(),
+      absl::StatusCode::kInvalidArgument);
   auto short_views = encoded->Views();
   short_views.pop_back();
   EXPECT_EQ(code->DecodeBlob(encoded->layout, short_views).status().code(),
@@ -439,10 +449,9 @@ TEST(ReedSolomonCodeTest, EncodeBlobIntoReusesBuffers) {
   const std::string third = RandomBytes(1234, 3);
   ASSERT_TRUE(code->EncodeBlobInto(third, &reused).ok());
   std::string decoded = "stale contents that must be replaced";
-  ASSERT_TRUE(
-      code->DecodeBlobInto(reused.layout, WithErasures(reused, {0, 4, 8}),
-                           &decoded)
-          .ok());
+  ASSERT_TRUE(code->DecodeBlobInto(reused.layout,
+                                   WithErasures(reused, {0, 4, 8}), &decoded)
+                  .ok());
   EXPECT_EQ(decoded, third);
 }
 

@@ -107,8 +107,8 @@ class ClusterTest : public ServiceClientTest {
     }
     *fingerprint = (*engine)->Fingerprint();
     if (inputs != nullptr) {
-      const int64_t rows = static_cast<int64_t>(inputs->size()) /
-                           config->backbone.InputSize();
+      const int64_t rows =
+          static_cast<int64_t>(inputs->size()) / config->backbone.InputSize();
       auto prediction = (*engine)->Predict(*inputs, rows);
       ASSERT_TRUE(prediction.ok()) << prediction.status();
       *probabilities = prediction->probabilities;

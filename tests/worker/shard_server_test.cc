@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include "common/config.h"
 #include "common/hash.h"
@@ -74,9 +77,8 @@ class ShardServerTest : public ::testing::Test {
 };
 
 TEST_F(ShardServerTest, AnswersWithTheNamedCheckpointBitwiseLikeLocal) {
-  ASSERT_TRUE(server_
-                  .Load("m", text_, env_, 0, Sha256Hex(first_), first_)
-                  .ok());
+  ASSERT_TRUE(
+      server_.Load("m", text_, env_, 0, Sha256Hex(first_), first_).ok());
   const std::vector<float> x = Inputs(5);
   const ShardCheckpointRef ref{0, Sha256Hex(first_)};
   auto answer = server_.Predict("m", text_, env_, {&ref, 1}, x, 5);
@@ -101,9 +103,8 @@ TEST_F(ShardServerTest, AnswersWithTheNamedCheckpointBitwiseLikeLocal) {
 }
 
 TEST_F(ShardServerTest, AnotherCheckpointNeverAnswersForTheNamedOne) {
-  ASSERT_TRUE(server_
-                  .Load("m", text_, env_, 0, Sha256Hex(first_), first_)
-                  .ok());
+  ASSERT_TRUE(
+      server_.Load("m", text_, env_, 0, Sha256Hex(first_), first_).ok());
   const std::vector<float> x = Inputs(2);
   // The coordinator now serves `second_` (the first was cut): not loaded,
   // and the cut checkpoint is gone from memory.
@@ -114,9 +115,8 @@ TEST_F(ShardServerTest, AnotherCheckpointNeverAnswersForTheNamedOne) {
   EXPECT_TRUE(answer->shards[0].probabilities.empty());
   EXPECT_EQ(server_.loaded(), 0);
   // Loading it replaces the slot's previous checkpoint.
-  ASSERT_TRUE(server_
-                  .Load("m", text_, env_, 0, Sha256Hex(second_), second_)
-                  .ok());
+  ASSERT_TRUE(
+      server_.Load("m", text_, env_, 0, Sha256Hex(second_), second_).ok());
   EXPECT_EQ(server_.loaded(), 1);
   answer = server_.Predict("m", text_, env_, {&ref, 1}, x, 2);
   ASSERT_TRUE(answer.ok());
@@ -129,14 +129,11 @@ TEST_F(ShardServerTest, AnotherCheckpointNeverAnswersForTheNamedOne) {
 
 TEST_F(ShardServerTest, SlotsNotNamedAreDropped) {
   const std::string third = Checkpoint(config_, 2, 3);
-  ASSERT_TRUE(server_
-                  .Load("m", text_, env_, 0, Sha256Hex(first_), first_)
-                  .ok());
   ASSERT_TRUE(
-      server_.Load("m", text_, env_, 2, Sha256Hex(third), third).ok());
-  ASSERT_TRUE(server_
-                  .Load("n", text_, env_, 0, Sha256Hex(first_), first_)
-                  .ok());
+      server_.Load("m", text_, env_, 0, Sha256Hex(first_), first_).ok());
+  ASSERT_TRUE(server_.Load("m", text_, env_, 2, Sha256Hex(third), third).ok());
+  ASSERT_TRUE(
+      server_.Load("n", text_, env_, 0, Sha256Hex(first_), first_).ok());
   EXPECT_EQ(server_.loaded(), 3);
   // Shard 0 of "m" is no longer served from here: a sync drops it and
   // leaves model "n" alone.
@@ -178,6 +175,23 @@ TEST_F(ShardServerTest, BadRequestsGetPreciseErrors) {
       server_.Predict("m", text_, env_, {&ref, 1}, x, 3).status()));
   EXPECT_TRUE(absl::IsInvalidArgument(
       server_.Predict("m", text_, env_, {&ref, 1}, x, -1).status()));
+}
+
+// Workers check it on every request from concurrent gRPC threads; an
+// answer that flickers sends work elsewhere for no reason.
+TEST(NumericEnvironmentTest, StableUnderConcurrentCalls) {
+  const std::string expected = NumericEnvironment();
+  std::atomic<int> differing{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 300; ++i) {
+        if (NumericEnvironment() != expected) ++differing;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(differing.load(), 0);
 }
 
 }  // namespace

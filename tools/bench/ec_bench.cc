@@ -6,11 +6,12 @@
 // JSON line with encode GB/s as the coordinator encodes checkpoints
 // (EncodeBlobBorrowing: parity + CRC32C of every chunk, whole data chunks
 // left in the blob, reused parity buffers), encode_copying GB/s (EncodeBlob
-// into owned chunk buffers: also copies the data), decode GB/s with the first m data chunks lost (the worst case:
-// m chunks rebuilt by GF arithmetic, every survivor CRC-checked), and memcpy
-// GB/s of the same blob measured right before, as the single-core memory
-// roofline. GB/s = original blob bytes / seconds / 1e9; each figure is the
-// best of --iters runs, since the 2-core machine is shared and noisy.
+// into owned chunk buffers: also copies the data), decode GB/s with the first m
+// data chunks lost (the worst case: m chunks rebuilt by GF arithmetic, every
+// survivor CRC-checked), and memcpy GB/s of the same blob measured right
+// before, as the single-core memory roofline. GB/s = original blob bytes /
+// seconds / 1e9; each figure is the best of --iters runs, since the 2-core
+// machine is shared and noisy.
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -49,8 +50,7 @@ bool ParseArgs(const std::vector<std::string>& args, EcBenchOptions* options) {
     const bool numeric = !value.empty() && end != nullptr && *end == '\0';
     if (key == "--size_mib" && numeric && parsed >= 1 && parsed <= 16384) {
       options->size_mib = parsed;
-    } else if (key == "--iters" && numeric && parsed >= 1 &&
-               parsed <= 1000) {
+    } else if (key == "--iters" && numeric && parsed >= 1 && parsed <= 1000) {
       options->iters = static_cast<int>(parsed);
     } else {
       std::fprintf(stderr,
@@ -109,8 +109,8 @@ int RunEcBench(const std::vector<std::string>& args) {
     int k;
     int m;
   };
-  for (const CodeSpec spec : {CodeSpec{4, 2}, CodeSpec{6, 3},
-                              CodeSpec{10, 4}}) {
+  for (const CodeSpec spec :
+       {CodeSpec{4, 2}, CodeSpec{6, 3}, CodeSpec{10, 4}}) {
     auto code = ReedSolomonCode::Create(spec.k, spec.m);
     if (!code.ok()) {
       std::fprintf(stderr, "oubli-bench ec: %s\n",
@@ -139,9 +139,9 @@ int RunEcBench(const std::vector<std::string>& args) {
     });
     if (!status.ok() ||
         borrowed.layout.chunk_crc32c != encoded.layout.chunk_crc32c) {
-      std::fprintf(stderr, "oubli-bench ec: encode failed: %s\n",
-                   status.ok() ? "the two encodings differ"
-                               : status.ToString().c_str());
+      std::fprintf(
+          stderr, "oubli-bench ec: encode failed: %s\n",
+          status.ok() ? "the two encodings differ" : status.ToString().c_str());
       return 1;
     }
 
@@ -151,10 +151,9 @@ int RunEcBench(const std::vector<std::string>& args) {
     std::string decoded;
     status.Update(code->DecodeBlobInto(encoded.layout, views, &decoded));
     if (!status.ok() || decoded != blob) {
-      std::fprintf(stderr, "oubli-bench ec: RS(%d,%d) decode %s\n", spec.k,
-                   spec.m,
-                   status.ok() ? "returned wrong bytes"
-                               : status.ToString().c_str());
+      std::fprintf(
+          stderr, "oubli-bench ec: RS(%d,%d) decode %s\n", spec.k, spec.m,
+          status.ok() ? "returned wrong bytes" : status.ToString().c_str());
       return 1;
     }
     const double decode_seconds = BestSeconds(options.iters, [&] {

@@ -456,10 +456,9 @@ int RunPredict(const ServiceFlags& flags, const std::string& address,
         model_id.c_str(), shards, flags.workers,
         static_cast<long long>(shards_by_workers.load()),
         static_cast<long long>(shards_served.load()), clients,
-        flags.predict_rows, all.size(),
-        errors.load(), Percentile(all, 0.5), Percentile(all, 0.99),
-        all.size() / seconds, all.size() * flags.predict_rows / seconds,
-        MachineJson().c_str());
+        flags.predict_rows, all.size(), errors.load(), Percentile(all, 0.5),
+        Percentile(all, 0.99), all.size() / seconds,
+        all.size() * flags.predict_rows / seconds, MachineJson().c_str());
     std::fflush(stdout);
   }
   return 0;
