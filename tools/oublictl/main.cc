@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -462,6 +463,8 @@ absl::Status Predict(Client& client) {
   constexpr size_t kRowsPerRequest = oubli::coordinator::kMaxPredictRows;
   int64_t correct = 0;
   std::string fingerprint;
+  // Shard answers by who computed them (worker name; "" = coordinator).
+  std::map<std::string, int64_t> answered_by;
   for (size_t start = 0; start < samples.size(); start += kRowsPerRequest) {
     const size_t end = std::min(samples.size(), start + kRowsPerRequest);
     v1::PredictRequest request;
@@ -482,6 +485,9 @@ absl::Status Predict(Client& client) {
                  samples[i].label;
     }
     fingerprint = response.fingerprint();
+    for (const v1::ServedShard& shard : response.served()) {
+      if (shard.served()) ++answered_by[shard.served_by()];
+    }
     if (Json()) PrintJson(response);
   }
   const double accuracy = static_cast<double>(correct) / samples.size();
@@ -494,6 +500,12 @@ absl::Status Predict(Client& client) {
   } else {
     std::printf("predicted %zu rows  accuracy %.4f  model fingerprint %s\n",
                 samples.size(), accuracy, fingerprint.c_str());
+    std::vector<std::string> parts;
+    for (const auto& [who, count] : answered_by) {
+      parts.push_back(absl::StrCat(who.empty() ? "coordinator" : who, " ",
+                                   count));
+    }
+    std::printf("shard answers by  %s\n", absl::StrJoin(parts, ", ").c_str());
   }
   return absl::OkStatus();
 }
