@@ -79,7 +79,9 @@ WorkerPool::WorkerPool(Options options)
       // one: a worker heartbeating with a stale id is told to register.
       incarnation_(absl::StrFormat("%08x", std::random_device()())) {}
 
-void WorkerPool::AddToken(grpc::ClientContext* context) const {
+void WorkerPool::PrepareCall(grpc::ClientContext* context,
+                             absl::Time deadline) const {
+  context->set_deadline(absl::ToChronoTime(deadline));
   if (!options_.cluster_token.empty()) {
     context->AddMetadata(kClusterTokenMetadata, options_.cluster_token);
   }
@@ -270,9 +272,7 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
     std::shared_ptr<Worker> worker = Acquire(position.environment, excluded);
     if (worker == nullptr) break;
     grpc::ClientContext context;
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + options_.train_deadline));
-    AddToken(&context);
+    PrepareCall(&context, absl::Now() + options_.train_deadline);
     cluster::TrainPositionResponse response;
     // The call blocks; a watcher cancels it when the engine no longer wants
     // the result or the worker stops heartbeating.
@@ -358,9 +358,7 @@ grpc::Status WorkerPool::PutChunk(const Worker& holder, const std::string& key,
   request.set_data(std::string(bytes));
   request.set_crc32c(crc32c);
   grpc::ClientContext context;
-  context.set_deadline(
-      absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
-  AddToken(&context);
+  PrepareCall(&context, absl::Now() + options_.chunk_deadline);
   cluster::PutChunkResponse response;
   return holder.stub->PutChunk(&context, request, &response);
 }
@@ -527,9 +525,7 @@ int WorkerPool::FetchChunks(
     request.set_checkpoint_key(key);
     request.set_index(i);
     grpc::ClientContext context;
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
-    AddToken(&context);
+    PrepareCall(&context, absl::Now() + options_.chunk_deadline);
     std::unique_ptr<grpc::ClientReader<cluster::ChunkPiece>> reader =
         holder->stub->GetChunk(&context, request);
     cluster::ChunkPiece piece;
@@ -643,9 +639,7 @@ absl::Status WorkerPool::Forget(const std::string& key,
       cluster::DeleteChunksRequest request;
       request.add_checkpoint_keys(key);
       grpc::ClientContext context;
-      context.set_deadline(
-          absl::ToChronoTime(absl::Now() + options_.chunk_deadline));
-      AddToken(&context);
+      PrepareCall(&context, absl::Now() + options_.chunk_deadline);
       cluster::DeleteChunksResponse response;
       status = holder->stub->DeleteChunks(&context, request, &response);
     }
@@ -734,9 +728,7 @@ absl::Status WorkerPool::Sync(const Query& query) {
       }
       request.set_rows(0);
       grpc::ClientContext context;
-      context.set_deadline(
-          absl::ToChronoTime(absl::Now() + options_.predict_deadline));
-      AddToken(&context);
+      PrepareCall(&context, absl::Now() + options_.predict_deadline);
       cluster::PredictShardsResponse response;
       const grpc::Status status =
           worker.stub->PredictShards(&context, request, &response);
@@ -796,8 +788,7 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
   // At most two rounds: ask, load what the worker lacks, ask again.
   for (int round = 0; round < 2; ++round) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(deadline));
-    AddToken(&context);
+    PrepareCall(&context, deadline);
     cluster::PredictShardsResponse response;
     grpc::Status status =
         worker.stub->PredictShards(&context, request, &response);
@@ -856,8 +847,7 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
       load.set_checkpoint_sha256(query.shards[i].checkpoint_sha256);
       load.set_checkpoint(*std::move(bytes));
       grpc::ClientContext load_context;
-      load_context.set_deadline(absl::ToChronoTime(deadline));
-      AddToken(&load_context);
+      PrepareCall(&load_context, deadline);
       cluster::LoadShardResponse loaded;
       grpc::Status status =
           worker.stub->LoadShard(&load_context, load, &loaded);

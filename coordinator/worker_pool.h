@@ -138,8 +138,9 @@ class WorkerPool final : public RemoteTrainer,
   // Declares `worker` dead (connection failure): no more work until it
   // registers again.
   void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
-  // Adds the cluster token (if any) to a call to a worker.
-  void AddToken(grpc::ClientContext* context) const;
+  // Sets the deadline of a call to a worker and adds the cluster token (if
+  // any).
+  void PrepareCall(grpc::ClientContext* context, absl::Time deadline) const;
   // Fetches chunks of `key` from live holders, skipping `skip` indices,
   // until `needed` pass their CRC. Fills `fetched`/`views` (k+m entries);
   // returns how many are good and appends what failed to `problems`.

@@ -387,17 +387,23 @@ absl::Status ReedSolomonCode::StreamStripes(
   }
 }
 
+BlobLayout ReedSolomonCode::LayoutFor(uint64_t blob_size) const {
+  BlobLayout layout;
+  layout.data_chunks = k_;
+  layout.parity_chunks = m_;
+  layout.original_size = blob_size;
+  layout.chunk_size = ChunkSizeFor(blob_size);
+  layout.chunk_crc32c.assign(total_chunks(), 0);  // filled by the encoder
+  return layout;
+}
+
 absl::Status ReedSolomonCode::EncodeBlobInto(absl::string_view blob,
                                              EncodedBlob* out) const {
   const int n = total_chunks();
   const uint64_t size = blob.size();
   const uint64_t chunk_size = ChunkSizeFor(size);
   BlobLayout& layout = out->layout;
-  layout.data_chunks = k_;
-  layout.parity_chunks = m_;
-  layout.original_size = size;
-  layout.chunk_size = chunk_size;
-  layout.chunk_crc32c.assign(n, 0);
+  layout = LayoutFor(size);
 
   out->chunks.resize(n);
   for (int i = 0; i < n; ++i) {
@@ -451,11 +457,7 @@ absl::Status ReedSolomonCode::EncodeBlobBorrowing(
   const uint64_t size = blob.size();
   const uint64_t chunk_size = ChunkSizeFor(size);
   BlobLayout& layout = out->layout;
-  layout.data_chunks = k_;
-  layout.parity_chunks = m_;
-  layout.original_size = size;
-  layout.chunk_size = chunk_size;
-  layout.chunk_crc32c.assign(n, 0);
+  layout = LayoutFor(size);
 
   // Data chunks the blob does not wholly contain are padded copies; parity
   // is always owned. At most one data chunk is partial.

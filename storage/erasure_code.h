@@ -164,6 +164,8 @@ class ReedSolomonCode {
 
   // Chunk size EncodeBlob uses for a blob of `blob_size` bytes.
   uint64_t ChunkSizeFor(uint64_t blob_size) const;
+  // The layout of such a blob, CRCs still zero.
+  BlobLayout LayoutFor(uint64_t blob_size) const;
 
   // Splits, pads and encodes `blob` into k+m CRC-stamped chunks.
   absl::StatusOr<EncodedBlob> EncodeBlob(absl::string_view blob) const;

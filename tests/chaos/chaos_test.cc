@@ -29,7 +29,39 @@ using testing_util::FilesUnder;
 using testing_util::TinyConfig;
 using testing_util::TinySamples;
 
-using ChaosTest = testing_util::ClusterTest;
+class ChaosTest : public testing_util::ClusterTest {
+ protected:
+  // The coordinator is killed and loses every checkpoint of "tiny", the
+  // workers in `dying` are killed, and the coordinator restarts on the same
+  // address: it must serve `trained`'s fingerprint again, rebuilt from the
+  // surviving chunks with no position trained. Returns the new
+  // coordinator's metrics exposition.
+  std::string LoseCheckpointsAndRebuild(const std::vector<int>& dying,
+                                        const v1::Model& trained,
+                                        v1::Model* restored) {
+    const std::string address = coordinator_.address();
+    coordinator_.Kill();
+    std::filesystem::remove_all(dir_.path() / "data" / "tiny" / "checkpoints");
+    for (int i : dying) workers_[i]->Kill();
+    StartCoordinator({absl::StrCat("--listen=", address)});
+    std::string metrics_address;
+    EXPECT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
+    *restored = WaitUntilRestored("tiny");
+    EXPECT_EQ(restored->missing_prefixes(), 0);
+    EXPECT_EQ(restored->fingerprint(), trained.fingerprint());
+    const std::string metrics =
+        testing_util::HttpGet(metrics_address, "/metrics");
+    // Rebuilt, not retrained: no position trained in this process.
+    EXPECT_EQ(testing_util::MetricValue(
+                  metrics, "oubli_training_positions_total{model=\"tiny\"}"),
+              0);
+    EXPECT_GT(
+        testing_util::MetricValue(
+            metrics, "oubli_checkpoint_bytes_restored_total{model=\"tiny\"}"),
+        0);
+    return metrics;
+  }
+};
 
 TEST_F(ChaosTest, WorkerSigkillMidTrainingDoesNotStopTheJob) {
   // Positions long enough (batch 1) to be caught mid-training.
@@ -117,28 +149,9 @@ TEST_F(ChaosTest, LostCheckpointsAreRebuiltFromChunksAndPurgesReachThem) {
 
   // The coordinator loses every checkpoint and two of the four holders die:
   // k = 2 chunks of each checkpoint survive.
-  const std::string address = coordinator_.address();
-  coordinator_.Kill();
-  std::filesystem::remove_all(checkpoints);
-  workers_[0]->Kill();
-  workers_[2]->Kill();
-  ASSERT_NO_FATAL_FAILURE(
-      StartCoordinator({absl::StrCat("--listen=", address)}));
-  std::string metrics_address;
-  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
-  v1::Model restored = WaitUntilRestored("tiny");
-  EXPECT_EQ(restored.missing_prefixes(), 0);
-  EXPECT_EQ(restored.fingerprint(), trained.fingerprint());
+  v1::Model restored;
   const std::string metrics =
-      testing_util::HttpGet(metrics_address, "/metrics");
-  // Rebuilt, not retrained: no position trained in this process.
-  EXPECT_EQ(testing_util::MetricValue(
-                metrics, "oubli_training_positions_total{model=\"tiny\"}"),
-            0);
-  EXPECT_GT(
-      testing_util::MetricValue(
-          metrics, "oubli_checkpoint_bytes_restored_total{model=\"tiny\"}"),
-      0);
+      LoseCheckpointsAndRebuild({0, 2}, trained, &restored);
   // Two holders down: the least protected checkpoint has no spare chunk.
   EXPECT_EQ(testing_util::MetricValue(
                 metrics, "oubli_checkpoint_redundancy_chunks{model=\"tiny\"}"),
@@ -290,20 +303,8 @@ TEST_F(ChaosTest, ADeadWorkersShardsServeFromSurvivorsAndItsChunksAreRepaired) {
   // Proof that every checkpoint now lives on worker-1 and worker-2: the
   // coordinator loses its checkpoints and worker-1 dies too, and all of
   // them are rebuilt from worker-2 alone, without training.
-  const std::string address = coordinator_.address();
-  coordinator_.Kill();
-  std::filesystem::remove_all(dir_.path() / "data" / "tiny" / "checkpoints");
-  workers_[1]->Kill();
-  ASSERT_NO_FATAL_FAILURE(
-      StartCoordinator({absl::StrCat("--listen=", address)}));
-  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
-  v1::Model restored = WaitUntilRestored("tiny");
-  EXPECT_EQ(restored.missing_prefixes(), 0);
-  EXPECT_EQ(restored.fingerprint(), trained.fingerprint());
-  EXPECT_EQ(testing_util::MetricValue(
-                testing_util::HttpGet(metrics_address, "/metrics"),
-                "oubli_training_positions_total{model=\"tiny\"}"),
-            0);
+  v1::Model restored;
+  LoseCheckpointsAndRebuild({1}, trained, &restored);
 }
 
 TEST_F(ChaosTest, AModelsOwnCodeIsUsedOnceEnoughHoldersAreAlive) {
@@ -360,22 +361,9 @@ TEST_F(ChaosTest, AModelsOwnCodeIsUsedOnceEnoughHoldersAreAlive) {
   // rebuilt from the last holder, without training.
   v1::Model trained;
   ASSERT_TRUE(GetModel("tiny", &trained).ok());
-  const std::string address = coordinator_.address();
-  coordinator_.Kill();
-  std::filesystem::remove_all(dir_.path() / "data" / "tiny" / "checkpoints");
-  workers_[0]->Kill();
-  workers_[1]->Kill();
-  ASSERT_NO_FATAL_FAILURE(
-      StartCoordinator({absl::StrCat("--listen=", address)}));
-  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &metrics_address));
-  v1::Model restored = WaitUntilRestored("tiny");
-  EXPECT_EQ(restored.missing_prefixes(), 0);
-  EXPECT_EQ(restored.fingerprint(), trained.fingerprint());
+  v1::Model restored;
+  LoseCheckpointsAndRebuild({0, 1}, trained, &restored);
   EXPECT_EQ(restored.config().erasure().parity_chunks(), 2);
-  EXPECT_EQ(testing_util::MetricValue(
-                testing_util::HttpGet(metrics_address, "/metrics"),
-                "oubli_training_positions_total{model=\"tiny\"}"),
-            0);
 }
 
 }  // namespace

@@ -1,13 +1,14 @@
 #include "worker/s3t_trainer.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <map>
 #include <random>
 #include <set>
 
-#include <gtest/gtest.h>
-
 #include "common/hash.h"
+#include "tests/worker/random_samples.h"
 #include "worker/safetensors.h"
 
 namespace oubli::worker {
@@ -29,18 +30,7 @@ ModelConfig SmallConfig() {
 }
 
 PositionData RandomData(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<Sample> samples;
-  for (int i = 0; i < n; ++i) {
-    Sample s;
-    s.id = "s" + std::to_string(i);
-    s.owner = "o";
-    s.label = static_cast<int>(rng() % 3);
-    s.features.resize(16);
-    for (char& c : s.features) c = static_cast<char>(rng() % 256);
-    samples.push_back(s);
-  }
-  return *MakePositionData(samples, 16);
+  return *MakePositionData(RandomSamples(n, seed), 16);
 }
 
 std::map<std::string, torch::Tensor> Parse(const std::string& bytes) {
@@ -167,8 +157,7 @@ TEST(S3tTrainerTest, EmptyUnionReturnsStartingState) {
   const std::vector<int> p1 = {0};
   auto empty = trainer->TrainPosition(0, p1, "", PositionData(), nullptr);
   ASSERT_TRUE(empty.ok()) << empty.status();
-  auto trained =
-      trainer->TrainPosition(0, p1, "", RandomData(20, 1), nullptr);
+  auto trained = trainer->TrainPosition(0, p1, "", RandomData(20, 1), nullptr);
   ASSERT_TRUE(trained.ok());
   EXPECT_NE(Sha256Hex(*empty), Sha256Hex(*trained));
   // Starting state: B of every adapter is zero.
@@ -200,8 +189,7 @@ TEST(LoadBaseStateTest, SeededIsDeterministicAndFileIsChecked) {
   ASSERT_TRUE(WriteSafetensorsFile(path, *a).ok());
   config.base.source = path;
   config.base.sha256 = std::string(64, '0');
-  EXPECT_EQ(LoadBaseState(config).status().code(),
-            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(LoadBaseState(config).status().code(), absl::StatusCode::kDataLoss);
   config.base.sha256.clear();
   auto loaded = LoadBaseState(config);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -209,8 +197,7 @@ TEST(LoadBaseStateTest, SeededIsDeterministicAndFileIsChecked) {
   ASSERT_TRUE(RecordBaseWeightsDigest(&config).ok());
   EXPECT_EQ(config.base.sha256, Sha256Hex(*SerializeSafetensors(*a)));
   config.base.source = "/nonexistent/base.safetensors";
-  EXPECT_EQ(LoadBaseState(config).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadBaseState(config).status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "common/config.h"
 #include "common/hash.h"
+#include "tests/worker/random_samples.h"
 #include "worker/determinism.h"
 #include "worker/s3t_trainer.h"
 #include "worker/shard_model.h"
@@ -34,18 +35,7 @@ ModelConfig SmallConfig() {
 
 // A trained checkpoint of `shard` (its adapters differ per seed).
 std::string Checkpoint(const ModelConfig& config, int shard, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<Sample> samples;
-  for (int i = 0; i < 12; ++i) {
-    Sample s;
-    s.id = "s" + std::to_string(i);
-    s.owner = "o";
-    s.label = static_cast<int>(rng() % 3);
-    s.features.resize(16);
-    for (char& c : s.features) c = static_cast<char>(rng() % 256);
-    samples.push_back(s);
-  }
-  auto data = MakePositionData(samples, 16);
+  auto data = MakePositionData(RandomSamples(12, seed), 16);
   EXPECT_TRUE(data.ok()) << data.status();
   auto base = LoadBaseState(config);
   EXPECT_TRUE(base.ok()) << base.status();

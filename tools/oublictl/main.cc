@@ -502,8 +502,8 @@ absl::Status Predict(Client& client) {
                 samples.size(), accuracy, fingerprint.c_str());
     std::vector<std::string> parts;
     for (const auto& [who, count] : answered_by) {
-      parts.push_back(absl::StrCat(who.empty() ? "coordinator" : who, " ",
-                                   count));
+      parts.push_back(
+          absl::StrCat(who.empty() ? "coordinator" : who, " ", count));
     }
     std::printf("shard answers by  %s\n", absl::StrJoin(parts, ", ").c_str());
   }
