@@ -232,6 +232,14 @@ struct Engine::State {
   // would name only one set (the other never destroyed). Taken after
   // purge_mu, never with mu.
   absl::Mutex protect_mu;
+  // Held shared by Predict while workers may load checkpoints it read, and
+  // exclusively by a purge pass before it syncs the workers' serving
+  // copies: a load of a checkpoint the pass destroyed cannot land after
+  // the sync. Never held with mu.
+  absl::Mutex predict_gate ABSL_ACQUIRED_AFTER(purge_mu);
+  // Where RepairChunks resumes coding and repairing.
+  size_t coding_cursor ABSL_GUARDED_BY(purge_mu) = 0;
+  size_t repair_cursor ABSL_GUARDED_BY(purge_mu) = 0;
   std::vector<std::thread> background;
   std::thread purge_thread;
 
@@ -517,6 +525,9 @@ Engine::State::Manifests(const absl::flat_hash_set<std::string>& current,
 
 absl::Status Engine::State::SyncServingCopies() {
   if (options.shard_serving == nullptr) return absl::OkStatus();
+  // Predicts that read a checkpoint before this pass destroyed it finish
+  // their loads first; later ones find it gone.
+  { absl::MutexLock gate(&predict_gate); }
   ShardServing::Query query;
   query.model_id = config.model_id;
   query.config_text = config_text;
@@ -766,18 +777,30 @@ void Engine::State::RepairChunks() {
         }
       }
     }
-    // A few per pass: this holds purge_mu, which deletions wait for.
+    // A few per pass (this holds purge_mu, which deletions wait for),
+    // resuming where the last pass stopped so a failing key cannot starve
+    // the others.
     constexpr size_t kMaxCodedPerPass = 8;
     std::sort(uncoded.begin(), uncoded.end());
-    if (uncoded.size() > kMaxCodedPerPass) uncoded.resize(kMaxCodedPerPass);
-    for (const std::string& key : uncoded) {
+    for (size_t n = 0; n < uncoded.size() && n < kMaxCodedPerPass; ++n) {
       if (stop_requested.load()) return;
+      const std::string& key = uncoded[coding_cursor++ % uncoded.size()];
       absl::StatusOr<std::string> bytes = checkpoints->Get(key);
       if (bytes.ok()) ProtectCheckpoint(key, *bytes);
     }
   }
-  // Garbage is the purge pass's.
-  for (const auto& [key, manifest] : *manifests) {
+  // Garbage is the purge pass's. Bounded in time like the coding above.
+  const absl::Time give_back = absl::Now() + absl::Seconds(2);
+  for (size_t n = 0; n < manifests->size() && absl::Now() < give_back; ++n) {
+    if (stop_requested.load()) return;
+    const auto& [key, manifest] =
+        (*manifests)[repair_cursor++ % manifests->size()];
+    // Not while a failed Protect of this key forgets its manifest: a
+    // repaired manifest written after that would name chunks never placed.
+    absl::MutexLock protect_lock(&protect_mu);
+    absl::StatusOr<std::optional<std::string>> still =
+        store->GetMeta(ChunksMetaKey(key));
+    if (!still.ok() || !still->has_value() || **still != manifest) continue;
     absl::StatusOr<int> repaired = options.replicas->Repair(
         ChunkKey(key), manifest, [&, &key = key](const std::string& m) {
           return store->PutMeta(ChunksMetaKey(key), m);
@@ -1876,6 +1899,7 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
       }
       return bytes;
     };
+    absl::ReaderMutexLock gate(&st.predict_gate);
     remote = st.options.shard_serving->Predict(query);
   }
   try {

@@ -30,6 +30,8 @@ grpc::Status MembershipService::Register(
   response->set_worker_id(*id);
   response->set_heartbeat_interval_ms(
       absl::ToInt64Milliseconds(pool_->heartbeat_interval()));
+  response->set_worker_timeout_ms(
+      absl::ToInt64Milliseconds(pool_->worker_timeout()));
   return grpc::Status::OK;
 }
 

@@ -57,9 +57,10 @@ class CheckpointReplicas {
   // chunk-holding workers), hands the manifest (a serialized
   // internal::ChunkManifest) to `persist` BEFORE storing anything, then
   // stores one chunk on each of k+m distinct holders: a crash or failure
-  // half way leaves only chunks that a persisted manifest names. On failure
-  // it tries to Forget what it stored. FailedPrecondition: too few holders
-  // alive for the code (nothing stored); Unavailable: a holder failed.
+  // half way leaves only chunks that a persisted manifest names, and the
+  // caller Forgets them with that manifest. FailedPrecondition: too few
+  // holders alive for the code (nothing persisted or stored); Unavailable:
+  // a holder failed.
   virtual absl::Status Protect(
       const std::string& key, absl::string_view bytes,
       const ErasureCodeConfig& code,
@@ -122,9 +123,10 @@ class ShardServing {
   virtual std::vector<ShardResult> Predict(const Query& query) = 0;
   // Tells every live worker of query.environment which of query.shards it
   // serves (none, for some), so each drops every other checkpoint of the
-  // model from memory; query.rows must be 0. Unavailable names the live
-  // workers not reached. A worker declared dead drops everything when it
-  // registers again.
+  // model from memory; query.rows must be 0. A worker that does not confirm
+  // is declared dead: it drops everything before it registers again, and
+  // by itself once its heartbeats have failed for the coordinator's worker
+  // timeout.
   virtual absl::Status Sync(const Query& query) = 0;
 };
 

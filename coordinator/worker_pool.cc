@@ -450,9 +450,7 @@ absl::Status WorkerPool::Protect(
                                          encoded.layout.chunk_crc32c[i]);
     if (!status.ok()) {
       // Even a timed-out put may land: the persisted manifest names every
-      // holder, so Forget (now, or by the caller's later garbage
-      // collection) reaches it.
-      (void)Forget(key, manifest_bytes);
+      // holder, so the caller's Forget reaches it.
       return absl::UnavailableError(absl::StrCat("storing chunk ", i, " on ",
                                                  holders[i]->name, ": ",
                                                  status.error_message()));
@@ -712,6 +710,10 @@ std::vector<ShardServing::ShardResult> WorkerPool::Predict(const Query& query) {
 
 absl::Status WorkerPool::Sync(const Query& query) {
   const Placement placement = PlaceShards(query);
+  // Workers not known to have dropped: declared dead, so they hold nothing
+  // by the time anyone asks them again (a worker drops every copy before
+  // it registers again, and by itself once heartbeats fail for
+  // worker_timeout).
   std::vector<std::string> failures(placement.servers.size());
   std::vector<std::thread> threads;
   for (size_t w = 0; w < placement.servers.size(); ++w) {
@@ -732,19 +734,22 @@ absl::Status WorkerPool::Sync(const Query& query) {
       cluster::PredictShardsResponse response;
       const grpc::Status status =
           worker.stub->PredictShards(&context, request, &response);
-      if (!status.ok()) {
-        failures[w] = absl::StrCat(worker.name, ": ", status.error_message());
+      // The worker drops before it validates the request: its own
+      // rejections still dropped.
+      const grpc::StatusCode code = status.error_code();
+      if (code != grpc::StatusCode::OK &&
+          code != grpc::StatusCode::FAILED_PRECONDITION &&
+          code != grpc::StatusCode::INVALID_ARGUMENT) {
+        failures[w] = absl::StrCat("serving copies not confirmed dropped: ",
+                                   status.error_message());
       }
     });
   }
   for (std::thread& thread : threads) thread.join();
-  std::vector<std::string> failed;
-  for (std::string& failure : failures) {
-    if (!failure.empty()) failed.push_back(std::move(failure));
+  for (size_t w = 0; w < placement.servers.size(); ++w) {
+    if (!failures[w].empty()) MarkDead(placement.servers[w], failures[w]);
   }
-  if (failed.empty()) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(
-      "serving copies not yet dropped on ", absl::StrJoin(failed, "; ")));
+  return absl::OkStatus();
 }
 
 void WorkerPool::PredictOn(const Worker& worker, const Query& query,

@@ -91,6 +91,7 @@ class WorkerPool final : public RemoteTrainer,
   absl::Duration heartbeat_interval() const {
     return options_.heartbeat_interval;
   }
+  absl::Duration worker_timeout() const { return options_.worker_timeout; }
 
   // Every registered worker, dead ones included until they register again;
   // sorted by id.

@@ -459,8 +459,9 @@ absl::Status ReedSolomonCode::EncodeBlobBorrowing(
   BlobLayout& layout = out->layout;
   layout = LayoutFor(size);
 
-  // Data chunks the blob does not wholly contain are padded copies; parity
-  // is always owned. At most one data chunk is partial.
+  // Data chunks the blob does not wholly contain (the one holding its end,
+  // and any past it, which are all padding) are padded copies; parity is
+  // always owned.
   const auto* src = reinterpret_cast<const uint8_t*>(blob.data());
   std::vector<const uint8_t*> bases(n);
   std::vector<uint8_t*> writable(n, nullptr);

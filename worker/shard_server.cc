@@ -109,6 +109,26 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
     absl::string_view model_id, absl::string_view config_text,
     absl::string_view environment, absl::Span<const ShardCheckpointRef> shards,
     absl::Span<const float> inputs, int64_t rows) {
+  // First drop what the coordinator no longer serves from here: checkpoints
+  // of prefixes a deletion cut (or training replaced), shards moved to
+  // another worker. Before anything can fail, so a purge's sync always
+  // takes effect.
+  {
+    absl::MutexLock lock(&state_->mu);
+    auto model_slots = state_->slots.find(model_id);
+    if (model_slots != state_->slots.end()) {
+      std::map<int, State::Slot>& by_shard = model_slots->second;
+      for (auto it = by_shard.begin(); it != by_shard.end();) {
+        const bool named =
+            std::any_of(shards.begin(), shards.end(), [&](const auto& ref) {
+              return ref.shard == it->first &&
+                     ref.checkpoint_sha256 == it->second.sha256;
+            });
+        it = named ? std::next(it) : by_shard.erase(it);
+      }
+      if (by_shard.empty()) state_->slots.erase(model_slots);
+    }
+  }
   OUBLI_ASSIGN_OR_RETURN(ModelConfig config,
                          ParseCoordinatorConfig(config_text, environment));
   const int64_t width = config.backbone.InputSize();
@@ -136,12 +156,9 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
   std::vector<std::shared_ptr<const ShardModel>> models(shards.size());
   {
     absl::MutexLock lock(&state_->mu);
-    // Drop what the coordinator no longer serves from here: checkpoints of
-    // prefixes a deletion cut (or training replaced), shards moved to
-    // another worker.
     auto model_slots = state_->slots.find(model_id);
     if (model_slots != state_->slots.end()) {
-      std::map<int, State::Slot>& by_shard = model_slots->second;
+      const std::map<int, State::Slot>& by_shard = model_slots->second;
       for (size_t i = 0; i < shards.size(); ++i) {
         auto slot = by_shard.find(shards[i].shard);
         if (slot != by_shard.end() &&
@@ -150,14 +167,6 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
           models[i] = slot->second.model;
         }
       }
-      for (auto it = by_shard.begin(); it != by_shard.end();) {
-        const bool wanted =
-            std::any_of(models.begin(), models.end(), [&](const auto& m) {
-              return m != nullptr && m == it->second.model;
-            });
-        it = wanted ? std::next(it) : by_shard.erase(it);
-      }
-      if (by_shard.empty()) state_->slots.erase(model_slots);
     }
   }
 

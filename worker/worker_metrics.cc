@@ -109,6 +109,10 @@ void WorkerMetrics::ShardLoaded(int64_t bytes, int loaded) {
   impl_->serving_checkpoints.Set(loaded);
 }
 
+void WorkerMetrics::SetServingCheckpoints(int loaded) {
+  impl_->serving_checkpoints.Set(loaded);
+}
+
 void WorkerMetrics::SetRegistered(bool registered) {
   impl_->registered.Set(registered ? 1 : 0);
 }

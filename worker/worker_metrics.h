@@ -29,6 +29,7 @@ class WorkerMetrics {
   void ShardsPredicted(const std::string& code, int64_t shards, int loaded);
   // One LoadShard that succeeded.
   void ShardLoaded(int64_t bytes, int loaded);
+  void SetServingCheckpoints(int loaded);
 
   // Text exposition format 0.0.4.
   std::string Serialize() const;

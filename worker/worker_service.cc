@@ -124,6 +124,11 @@ grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+void WorkerService::DropServingCopies() {
+  shards_.DropAll();
+  if (metrics_ != nullptr) metrics_->SetServingCheckpoints(shards_.loaded());
+}
+
 grpc::Status WorkerService::PredictShards(
     grpc::ServerContext* context, const cluster::PredictShardsRequest* request,
     cluster::PredictShardsResponse* response) {
@@ -150,7 +155,9 @@ grpc::Status WorkerService::PredictShards(
   if (metrics_ != nullptr) {
     metrics_->ShardsPredicted(
         absl::StatusCodeToString(predictions.status().code()),
-        predictions.ok() ? static_cast<int64_t>(refs.size()) : 0,
+        predictions.ok() && request->rows() > 0
+            ? static_cast<int64_t>(refs.size())
+            : 0,
         shards_.loaded());
   }
   if (!predictions.ok()) return ToGrpcStatus(predictions.status());
@@ -280,6 +287,11 @@ void WorkerServer::MembershipLoop() {
   const std::string environment = NumericEnvironment();
   std::string worker_id;
   absl::Duration interval = absl::Seconds(1);
+  // Serving copies live no longer than the coordinator would count this
+  // worker alive without heartbeats: it purges as if a dead worker held
+  // none.
+  absl::Duration lease = absl::Seconds(5);
+  absl::Time last_heartbeat = absl::Now();
   absl::Duration backoff = absl::Milliseconds(100);
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   auto set_registered = [&](bool registered) {
@@ -300,6 +312,10 @@ void WorkerServer::MembershipLoop() {
       context.AddMetadata(kClusterTokenMetadata, options_.cluster_token);
     }
     if (worker_id.empty()) {
+      // A new registration: the coordinator may have purged data while it
+      // counted this worker dead, so no serving copy survives it. Dropped
+      // before asking, so nothing loaded after the answer is lost.
+      service_->DropServingCopies();
       cluster::RegisterRequest request;
       request.set_address(advertise_);
       request.set_environment(environment);
@@ -314,10 +330,11 @@ void WorkerServer::MembershipLoop() {
         interval =
             std::max(absl::Milliseconds(10),
                      absl::Milliseconds(response.heartbeat_interval_ms()));
+        if (response.worker_timeout_ms() > 0) {
+          lease = absl::Milliseconds(response.worker_timeout_ms());
+        }
+        last_heartbeat = absl::Now();
         backoff = absl::Milliseconds(100);
-        // A new registration: the coordinator may have purged data while
-        // it considered this worker dead, so no serving copy survives it.
-        service_->DropServingCopies();
         if (options_.on_registered) options_.on_registered(worker_id);
         set_registered(true);
         wait = interval;
@@ -342,7 +359,13 @@ void WorkerServer::MembershipLoop() {
         set_registered(false);
         wait = absl::ZeroDuration();
       } else {
-        // A failed heartbeat is retried; the coordinator decides death.
+        // A failed heartbeat is retried; the coordinator decides death,
+        // and past its timeout this worker acts as dead for serving.
+        if (status.ok()) {
+          last_heartbeat = absl::Now();
+        } else if (absl::Now() - last_heartbeat > lease) {
+          service_->DropServingCopies();
+        }
         wait = interval;
       }
     }

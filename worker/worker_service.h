@@ -35,7 +35,7 @@ class WorkerService final : public cluster::Worker::Service {
         metrics_(metrics) {}
   bool holds_chunks() const { return chunks_ != nullptr; }
   // Forgets every checkpoint held for serving.
-  void DropServingCopies() { shards_.DropAll(); }
+  void DropServingCopies();
 
   grpc::Status TrainPosition(grpc::ServerContext* context,
                              const cluster::TrainPositionRequest* request,

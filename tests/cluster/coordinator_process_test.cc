@@ -399,6 +399,36 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
       << metrics;
 }
 
+// A worker that can no longer reach the coordinator drops the checkpoints
+// it holds for serving once the coordinator would count it dead: the
+// coordinator purges as if dead workers held nothing.
+TEST_F(WorkerClusterTest, AWorkerCutOffDropsItsServingCopies) {
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({"--worker_timeout=3s", "--heartbeat_interval=500ms"}));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, {"--metrics_listen=127.0.0.1:0"}));
+  std::string metrics_address;
+  ASSERT_TRUE(workers_[0]->SawLine("metrics on ", &metrics_address));
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny"));
+  v1::PredictResponse prediction;
+  grpc::Status status =
+      Predict("tiny", 1, std::vector<float>(16, 0.5f), &prediction);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  auto serving = [&] {
+    return testing_util::MetricValue(
+        testing_util::HttpGet(metrics_address, "/metrics"),
+        "oubli_worker_serving_checkpoints");
+  };
+  EXPECT_GT(serving(), 0);
+
+  coordinator_.Kill();
+  double held = serving();
+  for (int i = 0; i < 200 && held != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    held = serving();
+  }
+  EXPECT_EQ(held, 0);
+}
+
 TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   ASSERT_NO_FATAL_FAILURE(StartWorker());

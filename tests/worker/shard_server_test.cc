@@ -153,6 +153,13 @@ TEST_F(ShardServerTest, BadRequestsGetPreciseErrors) {
       server_.Load("m", "not a config", env_, 0, Sha256Hex(first_), first_)));
   EXPECT_EQ(server_.loaded(), 0);
 
+  // A request that fails still drops what it does not name: a purge's
+  // sync takes effect even on a worker that cannot parse the config.
+  ASSERT_TRUE(
+      server_.Load("m", text_, env_, 0, Sha256Hex(first_), first_).ok());
+  EXPECT_FALSE(server_.Predict("m", "not a config", env_, {}, {}, 0).ok());
+  EXPECT_EQ(server_.loaded(), 0);
+
   const std::vector<float> x = Inputs(2);
   const ShardCheckpointRef twice[] = {{0, "a"}, {0, "b"}};
   EXPECT_TRUE(absl::IsInvalidArgument(
