@@ -83,6 +83,9 @@ struct ShardState {
 struct PendingDeletion {
   DeletionRecord record;
   std::set<int> shards;
+  // Checkpoint keys its deactivation made stale, with their shards (shared
+  // by a commit group). Null when not known (after a restart).
+  std::shared_ptr<const absl::flat_hash_map<std::string, int>> stale_keys;
 };
 
 // The union of `slices` with rows in ascending id order: training order
@@ -277,8 +280,12 @@ struct Engine::State {
   // Makes every live worker drop the checkpoints it holds for serving that
   // the model no longer serves (ShardServing::Sync). Takes mu.
   absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
+  // Destroys the chunks of `manifests`' checkpoints and drops the
+  // manifests; the keys whose chunks could not all be destroyed go into
+  // `left` (if given).
   absl::Status ForgetChunks(
-      const std::vector<std::pair<std::string, std::string>>& manifests);
+      const std::vector<std::pair<std::string, std::string>>& manifests,
+      absl::flat_hash_set<std::string>* left = nullptr);
   // Chunks are named per model: two models with the same config and data
   // share checkpoint keys, not chunks.
   std::string ChunkKey(const std::string& key) const {
@@ -305,6 +312,7 @@ struct Engine::State {
   // Sequence lengths of a shard before and after a deactivation.
   struct Cut {
     std::vector<int> before, after;
+    std::vector<std::string> stale_keys;  // current before, not after
   };
   // FORGOTTEN for a group of deletions: fail-closed, see the definition.
   std::map<int, Cut> Deactivate(
@@ -544,12 +552,16 @@ absl::Status Engine::State::SyncServingCopies() {
 }
 
 absl::Status Engine::State::ForgetChunks(
-    const std::vector<std::pair<std::string, std::string>>& manifests) {
+    const std::vector<std::pair<std::string, std::string>>& manifests,
+    absl::flat_hash_set<std::string>* left) {
   std::vector<std::string> failures;
   for (const auto& [key, manifest] : manifests) {
     absl::Status s = options.replicas->Forget(ChunkKey(key), manifest);
     if (s.ok()) s = store->DeleteMeta(ChunksMetaKey(key));
-    if (!s.ok()) failures.push_back(std::string(s.message()));
+    if (!s.ok()) {
+      failures.push_back(std::string(s.message()));
+      if (left != nullptr) left->insert(key);
+    }
   }
   if (failures.empty()) return absl::OkStatus();
   return absl::UnavailableError(
@@ -624,6 +636,9 @@ absl::Status Engine::State::DestroyCheckpoints(
 absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   absl::MutexLock purge_lock(&purge_mu);
   std::vector<DeletionRecord> unpurged;
+  std::vector<std::set<int>> shards_of;  // per unpurged deletion
+  // Shard of each checkpoint key a pending deletion made stale.
+  absl::flat_hash_map<std::string, int> stale_key_shard;
   std::set<int> affected;
   std::vector<std::string> garbage;
   std::vector<std::pair<std::string, std::string>> garbage_chunks;
@@ -632,6 +647,10 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     for (const auto& [id, p] : pending) {
       if (p.record.purged_unix_nanos() != 0) continue;
       unpurged.push_back(p.record);
+      shards_of.push_back(p.shards);
+      if (p.stale_keys != nullptr) {
+        stale_key_shard.insert(p.stale_keys->begin(), p.stale_keys->end());
+      }
       affected.insert(p.shards.begin(), p.shards.end());
     }
     if (unpurged.empty()) return absl::OkStatus();
@@ -649,24 +668,55 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   }
   absl::Status purged = store->Purge(ids);
   if (purged.ok()) purged = DestroyCheckpoints(garbage);
-  // Copies on workers too: PURGED means no copy is left anywhere. A holder
-  // that is down keeps the deletion short of PURGED until it is back.
+  // Copies on workers too: PURGED means no copy is left anywhere. A chunk
+  // holder that is down keeps the deletions of the shards whose stale
+  // checkpoints it holds chunks of short of PURGED until it is back; the
+  // others go on.
+  absl::flat_hash_set<std::string> left;
+  absl::Status copies = absl::OkStatus();
   if (purged.ok()) {
-    purged = ForgetChunks(garbage_chunks);
+    copies = ForgetChunks(garbage_chunks, &left);
     // And checkpoints that workers hold in memory to answer Predict.
-    if (purged.ok()) purged = SyncServingCopies();
-    if (chunks_only != nullptr) *chunks_only = !purged.ok();
+    if (absl::Status served = SyncServingCopies(); !served.ok()) {
+      copies = served;
+      left.clear();  // not known per deletion: all wait
+    }
+    if (chunks_only != nullptr) *chunks_only = !copies.ok();
   }
-  if (!purged.ok()) {
+  const absl::Status& failure = purged.ok() ? copies : purged;
+  if (!failure.ok()) {
+    // Done anyway: a deletion with no checkpoint left behind in its shards
+    // (a checkpoint only ever holds samples of its own shard). A leftover
+    // of unknown shard (its deletion predates a restart, or an ingest made
+    // it stale) holds everyone back, as does a failure not per checkpoint
+    // (`left` empty).
+    std::set<int> blocked;
+    bool block_all = !purged.ok() || left.empty();
+    for (const std::string& key : left) {
+      auto it = stale_key_shard.find(key);
+      if (it == stale_key_shard.end()) {
+        block_all = true;
+      } else {
+        blocked.insert(it->second);
+      }
+    }
+    std::vector<DeletionRecord> done;
     absl::MutexLock lock(&mu);
-    for (const DeletionRecord& record : unpurged) {
-      auto it = pending.find(record.deletion_id());
+    for (size_t i = 0; i < unpurged.size(); ++i) {
+      bool clear = !block_all;
+      for (int shard : shards_of[i]) clear = clear && !blocked.contains(shard);
+      if (clear) {
+        done.push_back(std::move(unpurged[i]));
+        continue;
+      }
+      auto it = pending.find(unpurged[i].deletion_id());
       if (it == pending.end()) continue;
       it->second.record.set_note(
-          absl::StrCat("purge failed (", purged.ToString(),
+          absl::StrCat("purge failed (", failure.ToString(),
                        "); it is retried in the background"));
     }
-    return purged;
+    unpurged = std::move(done);
+    if (unpurged.empty()) return failure;
   }
   // Persisted before the live records change: only a live record stamped
   // PURGED can become RESTORED (MarkRestoredDeletions), so this write never
@@ -697,7 +747,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     }
   }
   MarkRestoredDeletions();
-  return absl::OkStatus();
+  return failure;
 }
 
 void Engine::State::PurgeLoop() {
@@ -1423,6 +1473,12 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
     }
     absl::MutexLock lock(&mu);
     const std::map<int, Cut> cuts = Deactivate(by_slice, affected);
+    auto stale_keys = std::make_shared<absl::flat_hash_map<std::string, int>>();
+    for (const auto& [shard, cut] : cuts) {
+      for (const std::string& key : cut.stale_keys) {
+        stale_keys->emplace(key, shard);
+      }
+    }
     const int64_t forgotten_at = absl::ToUnixNanos(absl::Now());
     const std::string fingerprint_forgotten = FingerprintLocked();
     const auto& orders = plan.orders();
@@ -1451,6 +1507,7 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
       p.record = record;
       p.shards.insert(record.affected_shards().begin(),
                       record.affected_shards().end());
+      p.stale_keys = stale_keys;
       w->result = ReceiptFromRecord(record);
       if (metrics != nullptr) {
         metrics->DeletionForgotten(absl::FromUnixNanos(forgotten_at) -
@@ -1504,6 +1561,11 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
     ShardState& state = shards[s];
     Cut& cut = cuts[s];
     cut.before = state.valid_length;
+    std::vector<std::string> old_keys;
+    for (const auto& sequence_keys : state.keys) {
+      old_keys.insert(old_keys.end(), sequence_keys.begin(),
+                      sequence_keys.end());
+    }
     bool edited = true;
     try {
       for (const auto& [where, gone] : by_slice) {
@@ -1539,6 +1601,13 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
       ReloadOrBlankShard(s);
     }
     cut.after = state.valid_length;
+    absl::flat_hash_set<std::string> new_keys;
+    for (const auto& sequence_keys : state.keys) {
+      new_keys.insert(sequence_keys.begin(), sequence_keys.end());
+    }
+    for (std::string& key : old_keys) {
+      if (!new_keys.contains(key)) cut.stale_keys.push_back(std::move(key));
+    }
   }
   return cuts;
 }

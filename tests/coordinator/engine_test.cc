@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/hash.h"
+#include "coordinator/remote_training.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/lineage_store.h"
@@ -655,6 +656,168 @@ TEST_F(EngineTest, MetricsSeeEachStageOncePerDeletionAndEveryPosition) {
   ASSERT_TRUE(storage.ok()) << storage.status();
   EXPECT_GT(storage->lineage_db_bytes, 0);
   EXPECT_GT(storage->checkpoint_bytes, 0);
+}
+
+// Checkpoint copies whose manifests name one "holder"; Forget fails for
+// holders marked down. Enough to see which deletions a down holder blocks.
+class FakeReplicas final : public CheckpointReplicas {
+ public:
+  absl::Status Protect(
+      const std::string& key, absl::string_view, const ErasureCodeConfig&,
+      const std::function<absl::Status(const std::string&)>& persist) override {
+    absl::MutexLock lock(&mu_);
+    return persist(holder_);
+  }
+  bool CanProtect(const ErasureCodeConfig&) override { return true; }
+  absl::StatusOr<std::string> Restore(const std::string&,
+                                      const std::string&) override {
+    return absl::DataLossError("fake holds no bytes");
+  }
+  absl::StatusOr<int> Repair(
+      const std::string&, const std::string&,
+      const std::function<absl::Status(const std::string&)>&) override {
+    return 0;
+  }
+  absl::Status Forget(const std::string&,
+                      const std::string& manifest) override {
+    absl::MutexLock lock(&mu_);
+    if (down_.contains(manifest)) {
+      return absl::UnavailableError(manifest + " is down");
+    }
+    return absl::OkStatus();
+  }
+  void Set(const std::string& holder, std::set<std::string> down) {
+    absl::MutexLock lock(&mu_);
+    holder_ = holder;
+    down_ = std::move(down);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::string holder_ ABSL_GUARDED_BY(mu_) = "a";
+  std::set<std::string> down_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(EngineTest, ADownHolderBlocksOnlyTheDeletionsWhoseCheckpointsItHeld) {
+  const ModelConfig config = TinyConfig(12);
+  auto replicas = std::make_shared<FakeReplicas>();
+  Engine::Options options;
+  options.data_dir = (root_ / "m").string();
+  options.config = config;
+  options.background_retrain = false;
+  options.replicas = replicas;
+  auto opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Engine& engine = **opened;
+  const std::vector<Sample> samples = TinySamples(80, 12);
+  ASSERT_TRUE(engine.Ingest(samples).ok());
+  ASSERT_TRUE(engine.Train().ok());
+
+  // Two samples of one slice (z, y) and one of another shard (x).
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok());
+  std::map<std::pair<int, int>, std::vector<std::string>> by_slice;
+  for (const Sample& sample : samples) {
+    const SliceRef where = plan->Assign(sample.id);
+    by_slice[{where.shard, where.slice}].push_back(sample.id);
+  }
+  std::string z, y, x;
+  int z_shard = -1;
+  for (const auto& [where, ids] : by_slice) {
+    if (ids.size() >= 2) {
+      z = ids[0];
+      y = ids[1];
+      z_shard = where.first;
+      break;
+    }
+  }
+  for (const auto& [where, ids] : by_slice) {
+    if (where.first != z_shard) x = ids[0];
+  }
+  ASSERT_FALSE(z.empty() || x.empty());
+
+  // Deleting z retrains its cut prefixes, now coded on holder "b".
+  replicas->Set("b", {});
+  auto first = engine.DeleteSamples({z});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  ASSERT_EQ(engine.GetDeletion(first->deletion_id)->stage,
+            DeletionStage::kRestored);
+
+  // Holder "a" (every other checkpoint) goes down: x's deletion cannot be
+  // purged, its shard's cut checkpoints have chunks there.
+  replicas->Set("b", {"a"});
+  auto blocked = engine.DeleteSamples({x});
+  ASSERT_TRUE(blocked.ok()) << blocked.status();
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  EXPECT_EQ(engine.GetDeletion(blocked->deletion_id)->stage,
+            DeletionStage::kForgotten);
+
+  // y's deletion cuts only checkpoints trained after z's, all on "b", in a
+  // shard with nothing left on "a": it is purged (and restored) while "a"
+  // is still down.
+  auto free = engine.DeleteSamples({y});
+  ASSERT_TRUE(free.ok()) << free.status();
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  EXPECT_EQ(engine.GetDeletion(free->deletion_id)->stage,
+            DeletionStage::kRestored);
+  auto still = engine.GetDeletion(blocked->deletion_id);
+  EXPECT_EQ(still->stage, DeletionStage::kForgotten);
+  EXPECT_THAT(still->note, ::testing::HasSubstr("a is down"));
+
+  // "a" is back: x's deletion completes too.
+  replicas->Set("b", {});
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  EXPECT_EQ(engine.GetDeletion(blocked->deletion_id)->stage,
+            DeletionStage::kRestored);
+}
+
+// A deletion in the same shard as one whose checkpoints are stuck on a
+// down holder waits too: those checkpoints hold its samples as well.
+TEST_F(EngineTest, ADownHolderBlocksLaterDeletionsOfTheSameShard) {
+  const ModelConfig config = TinyConfig(13);
+  auto replicas = std::make_shared<FakeReplicas>();
+  Engine::Options options;
+  options.data_dir = (root_ / "m").string();
+  options.config = config;
+  options.background_retrain = false;
+  options.replicas = replicas;
+  auto opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Engine& engine = **opened;
+  const std::vector<Sample> samples = TinySamples(80, 13);
+  ASSERT_TRUE(engine.Ingest(samples).ok());
+  ASSERT_TRUE(engine.Train().ok());
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok());
+  std::map<std::pair<int, int>, std::vector<std::string>> by_slice;
+  for (const Sample& sample : samples) {
+    const SliceRef where = plan->Assign(sample.id);
+    by_slice[{where.shard, where.slice}].push_back(sample.id);
+  }
+  std::vector<std::string> two;
+  for (const auto& [where, ids] : by_slice) {
+    if (ids.size() >= 2) two = {ids[0], ids[1]};
+  }
+  ASSERT_EQ(two.size(), 2u);
+
+  replicas->Set("b", {"a"});
+  auto first = engine.DeleteSamples({two[0]});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  // The second sample is in checkpoints still on "a" (stale since the
+  // first deletion), although its own cut ones are on "b".
+  auto second = engine.DeleteSamples({two[1]});
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  EXPECT_EQ(engine.GetDeletion(first->deletion_id)->stage,
+            DeletionStage::kForgotten);
+  EXPECT_EQ(engine.GetDeletion(second->deletion_id)->stage,
+            DeletionStage::kForgotten);
+  replicas->Set("b", {});
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  EXPECT_EQ(engine.GetDeletion(second->deletion_id)->stage,
+            DeletionStage::kRestored);
 }
 
 TEST_F(EngineTest, RestartFinishesPendingDeletion) {
