@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <thread>
@@ -83,9 +84,6 @@ struct ShardState {
 struct PendingDeletion {
   DeletionRecord record;
   std::set<int> shards;
-  // Checkpoint keys its deactivation made stale, with their shards (shared
-  // by a commit group). Null when not known (after a restart).
-  std::shared_ptr<const absl::flat_hash_map<std::string, int>> stale_keys;
 };
 
 // The union of `slices` with rows in ascending id order: training order
@@ -220,6 +218,10 @@ struct Engine::State {
   absl::Mutex mu;
   std::vector<ShardState> shards ABSL_GUARDED_BY(mu);
   absl::flat_hash_set<std::string> stored_keys ABSL_GUARDED_BY(mu);
+  // Shard of each stored checkpoint that stopped being current in this
+  // process and whose copies on workers a purge pass has not destroyed
+  // yet (see PurgeUnfinished).
+  absl::flat_hash_map<std::string, int> stale_key_shard ABSL_GUARDED_BY(mu);
   bool training_requested ABSL_GUARDED_BY(mu) = false;
   std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
   std::map<int, absl::Time> retrain_due ABSL_GUARDED_BY(mu);  // shard -> when
@@ -312,7 +314,6 @@ struct Engine::State {
   // Sequence lengths of a shard before and after a deactivation.
   struct Cut {
     std::vector<int> before, after;
-    std::vector<std::string> stale_keys;  // current before, not after
   };
   // FORGOTTEN for a group of deletions: fail-closed, see the definition.
   std::map<int, Cut> Deactivate(
@@ -402,6 +403,10 @@ absl::Status Engine::State::LoadShard(int shard) {
 
 void Engine::State::RecomputeKeysAndValidity(int shard) {
   ShardState& state = shards[shard];
+  std::vector<std::string> old_keys;
+  for (const auto& sequence_keys : state.keys) {
+    old_keys.insert(old_keys.end(), sequence_keys.begin(), sequence_keys.end());
+  }
   std::vector<std::string> digests;
   for (const SliceData& slice : state.slices) digests.push_back(slice.digest);
   const auto& orders = plan.orders();
@@ -416,6 +421,18 @@ void Engine::State::RecomputeKeysAndValidity(int shard) {
       chain_intact = chain_intact && stored_keys.contains(key);
       if (chain_intact) state.valid_length[b] = static_cast<int>(p);
       state.keys[b].push_back(std::move(key));
+    }
+  }
+  // Checkpoints no longer current (a deletion or an ingest changed their
+  // content): remember their shard, so a purge that cannot destroy their
+  // copies on workers holds back only that shard's deletions.
+  absl::flat_hash_set<std::string> current;
+  for (const auto& sequence_keys : state.keys) {
+    current.insert(sequence_keys.begin(), sequence_keys.end());
+  }
+  for (std::string& key : old_keys) {
+    if (!current.contains(key) && stored_keys.contains(key)) {
+      stale_key_shard[std::move(key)] = shard;
     }
   }
 }
@@ -637,8 +654,6 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   absl::MutexLock purge_lock(&purge_mu);
   std::vector<DeletionRecord> unpurged;
   std::vector<std::set<int>> shards_of;  // per unpurged deletion
-  // Shard of each checkpoint key a pending deletion made stale.
-  absl::flat_hash_map<std::string, int> stale_key_shard;
   std::set<int> affected;
   std::vector<std::string> garbage;
   std::vector<std::pair<std::string, std::string>> garbage_chunks;
@@ -648,9 +663,6 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
       if (p.record.purged_unix_nanos() != 0) continue;
       unpurged.push_back(p.record);
       shards_of.push_back(p.shards);
-      if (p.stale_keys != nullptr) {
-        stale_key_shard.insert(p.stale_keys->begin(), p.stale_keys->end());
-      }
       affected.insert(p.shards.begin(), p.shards.end());
     }
     if (unpurged.empty()) return absl::OkStatus();
@@ -676,6 +688,16 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   absl::Status copies = absl::OkStatus();
   if (purged.ok()) {
     copies = ForgetChunks(garbage_chunks, &left);
+    {
+      // Every stale checkpoint with copies was just listed: what was not
+      // left behind is gone (or never had copies). A key made stale during
+      // this pass and pruned here is unknown if a later pass leaves it
+      // behind: that holds everyone back, which is safe.
+      absl::MutexLock lock(&mu);
+      absl::erase_if(stale_key_shard, [&](const auto& entry) {
+        return !left.contains(entry.first);
+      });
+    }
     // And checkpoints that workers hold in memory to answer Predict.
     if (absl::Status served = SyncServingCopies(); !served.ok()) {
       copies = served;
@@ -687,9 +709,9 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   if (!failure.ok()) {
     // Done anyway: a deletion with no checkpoint left behind in its shards
     // (a checkpoint only ever holds samples of its own shard). A leftover
-    // of unknown shard (its deletion predates a restart, or an ingest made
-    // it stale) holds everyone back, as does a failure not per checkpoint
-    // (`left` empty).
+    // of unknown shard (stale since before this process started) holds
+    // everyone back, as does a failure not per checkpoint (`left` empty).
+    absl::MutexLock lock(&mu);
     std::set<int> blocked;
     bool block_all = !purged.ok() || left.empty();
     for (const std::string& key : left) {
@@ -701,7 +723,6 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
       }
     }
     std::vector<DeletionRecord> done;
-    absl::MutexLock lock(&mu);
     for (size_t i = 0; i < unpurged.size(); ++i) {
       bool clear = !block_all;
       for (int shard : shards_of[i]) clear = clear && !blocked.contains(shard);
@@ -1473,12 +1494,6 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
     }
     absl::MutexLock lock(&mu);
     const std::map<int, Cut> cuts = Deactivate(by_slice, affected);
-    auto stale_keys = std::make_shared<absl::flat_hash_map<std::string, int>>();
-    for (const auto& [shard, cut] : cuts) {
-      for (const std::string& key : cut.stale_keys) {
-        stale_keys->emplace(key, shard);
-      }
-    }
     const int64_t forgotten_at = absl::ToUnixNanos(absl::Now());
     const std::string fingerprint_forgotten = FingerprintLocked();
     const auto& orders = plan.orders();
@@ -1507,7 +1522,6 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
       p.record = record;
       p.shards.insert(record.affected_shards().begin(),
                       record.affected_shards().end());
-      p.stale_keys = stale_keys;
       w->result = ReceiptFromRecord(record);
       if (metrics != nullptr) {
         metrics->DeletionForgotten(absl::FromUnixNanos(forgotten_at) -
@@ -1561,11 +1575,6 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
     ShardState& state = shards[s];
     Cut& cut = cuts[s];
     cut.before = state.valid_length;
-    std::vector<std::string> old_keys;
-    for (const auto& sequence_keys : state.keys) {
-      old_keys.insert(old_keys.end(), sequence_keys.begin(),
-                      sequence_keys.end());
-    }
     bool edited = true;
     try {
       for (const auto& [where, gone] : by_slice) {
@@ -1601,13 +1610,6 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
       ReloadOrBlankShard(s);
     }
     cut.after = state.valid_length;
-    absl::flat_hash_set<std::string> new_keys;
-    for (const auto& sequence_keys : state.keys) {
-      new_keys.insert(sequence_keys.begin(), sequence_keys.end());
-    }
-    for (std::string& key : old_keys) {
-      if (!new_keys.contains(key)) cut.stale_keys.push_back(std::move(key));
-    }
   }
   return cuts;
 }
