@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
 #include "common/status_macros.h"
+#include "worker/base_weights.h"
 #include "worker/determinism.h"
 #include "worker/s3t_trainer.h"
 
@@ -21,10 +22,12 @@ struct PositionWorker::Trainers {
     std::shared_ptr<S3tTrainer> trainer;
   };
   const size_t capacity;
+  const std::shared_ptr<BaseWeightsCache> bases;
   absl::Mutex mu;
   std::list<Entry> entries ABSL_GUARDED_BY(mu);  // most recent first
 
-  explicit Trainers(size_t n) : capacity(n < 1 ? 1 : n) {}
+  Trainers(size_t n, std::shared_ptr<BaseWeightsCache> b)
+      : capacity(n < 1 ? 1 : n), bases(std::move(b)) {}
 
   absl::StatusOr<std::shared_ptr<S3tTrainer>> For(const ModelConfig& config) {
     const std::string fingerprint = ConfigFingerprint(config);
@@ -37,15 +40,11 @@ struct PositionWorker::Trainers {
         }
       }
     }
-    // Loading base weights may read a file: not under the lock.
-    absl::StatusOr<NamedTensors> base = LoadBaseState(config);
-    if (!base.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("base weights not loadable on this worker: ",
-                       base.status().message()));
-    }
+    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const NamedTensors> base,
+                           bases->For(config));
+    // The trainer's copy shares the tensors' storage with the cache.
     OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<S3tTrainer> created,
-                           S3tTrainer::Create(config, *std::move(base)));
+                           S3tTrainer::Create(config, *base));
     std::shared_ptr<S3tTrainer> trainer = std::move(created);
     absl::MutexLock lock(&mu);
     entries.push_front({fingerprint, trainer});
@@ -77,9 +76,16 @@ absl::StatusOr<ModelConfig> ParseCoordinatorConfig(
   return config;
 }
 
-PositionWorker::PositionWorker(int cached_trainers)
-    : trainers_(
-          std::make_unique<Trainers>(static_cast<size_t>(cached_trainers))) {}
+std::shared_ptr<BaseWeightsCache> NewBaseWeightsCache(int capacity) {
+  return std::make_shared<BaseWeightsCache>(capacity);
+}
+
+PositionWorker::PositionWorker(int cached_trainers,
+                               std::shared_ptr<BaseWeightsCache> bases)
+    : trainers_(std::make_unique<Trainers>(
+          static_cast<size_t>(cached_trainers),
+          bases != nullptr ? std::move(bases)
+                           : std::make_shared<BaseWeightsCache>())) {}
 
 PositionWorker::~PositionWorker() = default;
 

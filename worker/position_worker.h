@@ -16,6 +16,11 @@
 
 namespace oubli::worker {
 
+class BaseWeightsCache;  // worker/base_weights.h (torch inside)
+
+// A BaseWeightsCache for callers that must not include torch.
+std::shared_ptr<BaseWeightsCache> NewBaseWeightsCache(int capacity = 4);
+
 // The config of a request from the coordinator, checked: FailedPrecondition
 // when `environment` is not this process's NumericEnvironment() or the
 // config is not understood here (another release), so the coordinator
@@ -43,8 +48,11 @@ struct PositionResult {
 
 class PositionWorker {
  public:
-  // Keeps trainers (base weights, module) for the last few configs.
-  explicit PositionWorker(int cached_trainers = 4);
+  // Keeps trainers (module, optimizer) for the last few configs; base
+  // weights come from `bases` (shared with the worker's shard server);
+  // nullptr: a cache of its own.
+  explicit PositionWorker(int cached_trainers = 4,
+                          std::shared_ptr<BaseWeightsCache> bases = nullptr);
   ~PositionWorker();
   PositionWorker(const PositionWorker&) = delete;
   PositionWorker& operator=(const PositionWorker&) = delete;

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <list>
 #include <map>
 #include <utility>
 
@@ -15,8 +14,8 @@
 #include "common/config.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "worker/base_weights.h"
 #include "worker/position_worker.h"
-#include "worker/s3t_trainer.h"
 #include "worker/shard_model.h"
 
 namespace oubli::worker {
@@ -27,48 +26,19 @@ struct ShardServer::State {
     std::string config_fingerprint;
     std::shared_ptr<const ShardModel> model;
   };
-  struct Base {
-    std::string config_fingerprint;
-    std::shared_ptr<const NamedTensors> tensors;
-  };
-
-  const size_t cached_bases;
+  const std::shared_ptr<BaseWeightsCache> bases;
   mutable absl::Mutex mu;
   // model id -> shard -> slot.
   absl::flat_hash_map<std::string, std::map<int, Slot>> slots
       ABSL_GUARDED_BY(mu);
-  std::list<Base> bases ABSL_GUARDED_BY(mu);  // most recent first
 
-  explicit State(size_t n) : cached_bases(n < 1 ? 1 : n) {}
-
-  absl::StatusOr<std::shared_ptr<const NamedTensors>> BaseFor(
-      const ModelConfig& config, const std::string& fingerprint) {
-    {
-      absl::MutexLock lock(&mu);
-      for (auto it = bases.begin(); it != bases.end(); ++it) {
-        if (it->config_fingerprint == fingerprint) {
-          bases.splice(bases.begin(), bases, it);
-          return bases.front().tensors;
-        }
-      }
-    }
-    // May read a weights file: not under the lock.
-    absl::StatusOr<NamedTensors> loaded = LoadBaseState(config);
-    if (!loaded.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("base weights not loadable on this worker: ",
-                       loaded.status().message()));
-    }
-    auto tensors = std::make_shared<const NamedTensors>(*std::move(loaded));
-    absl::MutexLock lock(&mu);
-    bases.push_front({fingerprint, tensors});
-    if (bases.size() > cached_bases) bases.pop_back();
-    return tensors;
-  }
+  explicit State(std::shared_ptr<BaseWeightsCache> b) : bases(std::move(b)) {}
 };
 
-ShardServer::ShardServer(int cached_bases)
-    : state_(std::make_unique<State>(static_cast<size_t>(cached_bases))) {}
+ShardServer::ShardServer(std::shared_ptr<BaseWeightsCache> bases)
+    : state_(std::make_unique<State>(
+          bases != nullptr ? std::move(bases)
+                           : std::make_shared<BaseWeightsCache>())) {}
 
 ShardServer::~ShardServer() = default;
 
@@ -91,7 +61,7 @@ absl::Status ShardServer::Load(absl::string_view model_id,
   }
   const std::string fingerprint = ConfigFingerprint(config);
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const NamedTensors> base,
-                         state_->BaseFor(config, fingerprint));
+                         state_->bases->For(config));
   absl::StatusOr<std::shared_ptr<const ShardModel>> model =
       ShardModel::Create(config, *base, checkpoint);
   if (!model.ok()) {

@@ -21,6 +21,8 @@
 
 namespace oubli::worker {
 
+class BaseWeightsCache;
+
 struct ShardCheckpointRef {
   int shard = 0;
   std::string checkpoint_sha256;  // lowercase hex
@@ -39,8 +41,9 @@ struct ShardPredictions {
 
 class ShardServer {
  public:
-  // Keeps base weights for the last `cached_bases` configs.
-  explicit ShardServer(int cached_bases = 4);
+  // Base weights come from `bases` (shared with the worker's trainers);
+  // nullptr: a cache of its own.
+  explicit ShardServer(std::shared_ptr<BaseWeightsCache> bases = nullptr);
   ~ShardServer();
   ShardServer(const ShardServer&) = delete;
   ShardServer& operator=(const ShardServer&) = delete;

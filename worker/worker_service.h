@@ -30,7 +30,10 @@ class WorkerService final : public cluster::Worker::Service {
   // `metrics`: may be null; must outlive the service.
   WorkerService(std::unique_ptr<storage::ChunkStore> chunks,
                 std::string cluster_token, WorkerMetrics* metrics)
-      : chunks_(std::move(chunks)),
+      : bases_(NewBaseWeightsCache()),
+        worker_(/*cached_trainers=*/4, bases_),
+        shards_(bases_),
+        chunks_(std::move(chunks)),
         cluster_token_(std::move(cluster_token)),
         metrics_(metrics) {}
   bool holds_chunks() const { return chunks_ != nullptr; }
@@ -60,6 +63,8 @@ class WorkerService final : public cluster::Worker::Service {
                          cluster::LoadShardResponse* response) override;
 
  private:
+  // One copy of each model's base weights for training and serving.
+  const std::shared_ptr<BaseWeightsCache> bases_;
   PositionWorker worker_;
   ShardServer shards_;
   const std::unique_ptr<storage::ChunkStore> chunks_;
