@@ -397,6 +397,31 @@ BlobLayout ReedSolomonCode::LayoutFor(uint64_t blob_size) const {
   return layout;
 }
 
+template <typename Fill>
+std::vector<uint32_t> ReedSolomonCode::EncodeStripes(
+    uint64_t chunk_size, absl::Span<const uint8_t* const> chunks,
+    absl::Span<uint8_t* const> parity, Fill&& fill) const {
+  const int n = total_chunks();
+  std::vector<uint32_t> crc_state(n, ~0u);
+  ConstPtrArray data_ptrs;
+  PtrArray parity_ptrs;
+  for (uint64_t offset = 0; offset < chunk_size; offset += kBlockBytes) {
+    const size_t len = static_cast<size_t>(
+        std::min<uint64_t>(kBlockBytes, chunk_size - offset));
+    fill(offset, len);
+    for (int d = 0; d < k_; ++d) data_ptrs[d] = chunks[d] + offset;
+    for (int p = 0; p < m_; ++p) parity_ptrs[p] = parity[p] + offset;
+    EncodeStripe(len, absl::MakeConstSpan(data_ptrs.data(), k_),
+                 absl::MakeConstSpan(parity_ptrs.data(), m_));
+    // CRC now, while this stripe of every chunk is still in cache.
+    for (int i = 0; i < n; ++i) {
+      crc_state[i] = RawCrc32c(chunks[i] + offset, len, crc_state[i]);
+    }
+  }
+  for (uint32_t& crc : crc_state) crc = ~crc;
+  return crc_state;
+}
+
 absl::Status ReedSolomonCode::EncodeBlobInto(absl::string_view blob,
                                              EncodedBlob* out) const {
   const int n = total_chunks();
@@ -415,38 +440,27 @@ absl::Status ReedSolomonCode::EncodeBlobInto(absl::string_view blob,
   }
 
   const auto* src = reinterpret_cast<const uint8_t*>(blob.data());
-  std::vector<uint32_t> crc_state(n, ~0u);
-  ConstPtrArray data_ptrs;
-  PtrArray parity_ptrs;
-  for (uint64_t offset = 0; offset < chunk_size; offset += kBlockBytes) {
-    const size_t len = static_cast<size_t>(
-        std::min<uint64_t>(kBlockBytes, chunk_size - offset));
-    for (int d = 0; d < k_; ++d) {
-      uint8_t* dst = out->chunks[d].bytes.data() + offset;
-      const uint64_t start = static_cast<uint64_t>(d) * chunk_size + offset;
-      const size_t avail =
-          start < size
-              ? static_cast<size_t>(std::min<uint64_t>(len, size - start))
-              : 0;
-      if (avail > 0) std::memcpy(dst, src + start, avail);
-      // Only the tail of the last data chunk(s) is padding.
-      if (avail < len) std::memset(dst + avail, 0, len - avail);
-      data_ptrs[d] = dst;
-    }
-    for (int p = 0; p < m_; ++p) {
-      parity_ptrs[p] = out->chunks[k_ + p].bytes.data() + offset;
-    }
-    EncodeStripe(len, absl::MakeConstSpan(data_ptrs.data(), k_),
-                 absl::MakeConstSpan(parity_ptrs.data(), m_));
-    // CRC now, while this stripe of every chunk is still in cache.
-    for (int i = 0; i < n; ++i) {
-      crc_state[i] =
-          RawCrc32c(out->chunks[i].bytes.data() + offset, len, crc_state[i]);
-    }
-  }
+  std::vector<const uint8_t*> chunks(n);
+  std::vector<uint8_t*> parity(m_);
+  for (int i = 0; i < n; ++i) chunks[i] = out->chunks[i].bytes.data();
+  for (int p = 0; p < m_; ++p) parity[p] = out->chunks[k_ + p].bytes.data();
+  const std::vector<uint32_t> crcs = EncodeStripes(
+      chunk_size, chunks, parity, [&](uint64_t offset, size_t len) {
+        for (int d = 0; d < k_; ++d) {
+          uint8_t* dst = out->chunks[d].bytes.data() + offset;
+          const uint64_t start = static_cast<uint64_t>(d) * chunk_size + offset;
+          const size_t avail =
+              start < size
+                  ? static_cast<size_t>(std::min<uint64_t>(len, size - start))
+                  : 0;
+          if (avail > 0) std::memcpy(dst, src + start, avail);
+          // Only the tail of the last data chunk(s) is padding.
+          if (avail < len) std::memset(dst + avail, 0, len - avail);
+        }
+      });
   for (int i = 0; i < n; ++i) {
-    out->chunks[i].crc32c = ~crc_state[i];
-    layout.chunk_crc32c[i] = ~crc_state[i];
+    out->chunks[i].crc32c = crcs[i];
+    layout.chunk_crc32c[i] = crcs[i];
   }
   return absl::OkStatus();
 }
@@ -464,7 +478,7 @@ absl::Status ReedSolomonCode::EncodeBlobBorrowing(
   // always owned.
   const auto* src = reinterpret_cast<const uint8_t*>(blob.data());
   std::vector<const uint8_t*> bases(n);
-  std::vector<uint8_t*> writable(n, nullptr);
+  std::vector<uint8_t*> parity(m_);
   size_t used = 0;
   auto take_owned = [&]() -> uint8_t* {
     if (out->owned.size() <= used) out->owned.emplace_back();
@@ -485,29 +499,15 @@ absl::Status ReedSolomonCode::EncodeBlobBorrowing(
     bases[d] = copy;
   }
   for (int p = 0; p < m_; ++p) {
-    writable[k_ + p] = take_owned();
-    bases[k_ + p] = writable[k_ + p];
+    parity[p] = take_owned();
+    bases[k_ + p] = parity[p];
   }
   out->owned.resize(used);
 
-  std::vector<uint32_t> crc_state(n, ~0u);
-  ConstPtrArray data_ptrs;
-  PtrArray parity_ptrs;
-  for (uint64_t offset = 0; offset < chunk_size; offset += kBlockBytes) {
-    const size_t len = static_cast<size_t>(
-        std::min<uint64_t>(kBlockBytes, chunk_size - offset));
-    for (int d = 0; d < k_; ++d) data_ptrs[d] = bases[d] + offset;
-    for (int p = 0; p < m_; ++p) parity_ptrs[p] = writable[k_ + p] + offset;
-    EncodeStripe(len, absl::MakeConstSpan(data_ptrs.data(), k_),
-                 absl::MakeConstSpan(parity_ptrs.data(), m_));
-    // CRC now, while this stripe of every chunk is still in cache.
-    for (int i = 0; i < n; ++i) {
-      crc_state[i] = RawCrc32c(bases[i] + offset, len, crc_state[i]);
-    }
-  }
+  layout.chunk_crc32c =
+      EncodeStripes(chunk_size, bases, parity, [](uint64_t, size_t) {});
   out->chunks.resize(n);
   for (int i = 0; i < n; ++i) {
-    layout.chunk_crc32c[i] = ~crc_state[i];
     out->chunks[i] =
         absl::string_view(reinterpret_cast<const char*>(bases[i]), chunk_size);
   }

@@ -227,6 +227,16 @@ class ReedSolomonCode {
   absl::StatusOr<std::shared_ptr<const DecodePlan>> PlanFor(
       absl::Span<const int> survivors, absl::Span<const int> outputs) const;
   absl::Status CheckLayout(const BlobLayout& layout, size_t chunks_size) const;
+  // The encoders' one pass over k+m chunks of `chunk_size` bytes (`chunks`;
+  // `parity` the writable view of chunks [k, k+m)), in stripes of
+  // kBlockBytes: `fill(offset, len)`, if given, first writes the data
+  // stripe, then parity is computed and every chunk's CRC32C extended while
+  // the stripe is still in cache. Returns the CRCs.
+  template <typename Fill>
+  std::vector<uint32_t> EncodeStripes(uint64_t chunk_size,
+                                      absl::Span<const uint8_t* const> chunks,
+                                      absl::Span<uint8_t* const> parity,
+                                      Fill&& fill) const;
   // Picks k usable survivors among `chunks` (never one in `excluded`),
   // rebuilds whichever of `wanted` are not among them, and calls
   // sink(offset, len, ptrs) once per stripe with ptrs[i] pointing at the
