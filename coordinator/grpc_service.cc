@@ -1,6 +1,5 @@
 #include "coordinator/grpc_service.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/support/server_interceptor.h>
 
@@ -17,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/cluster_protocol.h"
+#include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/types.h"
@@ -716,47 +716,39 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     server->metrics_address_ = server->metrics_server_->address();
     server->metrics_port_ = server->metrics_server_->port();
   }
-  // Both must precede BuildAndStart.
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int selected_port = 0;
-  builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &selected_port);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  // The sync server retires a worker thread once more than MAX_POLLERS are
-  // idle; with the default (2), every burst of concurrent clients (e.g. 32
-  // deleters) creates and destroys threads per request. Keep them.
-  builder.SetSyncServerOption(
-      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
-  builder.RegisterService(&server->service_);
   WorkerPool::Options pool_options = options.workers;
   pool_options.max_message_bytes = options.max_message_bytes;
   server->workers_ = std::make_shared<WorkerPool>(pool_options);
   server->membership_ = std::make_unique<MembershipService>(
       server->workers_, options.workers.cluster_token);
   server->service_.SetWorkers(server->workers_);
-  builder.RegisterService(server->membership_.get());
-  if (server->metrics_ != nullptr) {
-    std::vector<
-        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-        interceptors;
-    interceptors.push_back(
-        std::make_unique<RpcMetricsInterceptorFactory>(server->metrics_));
-    builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  }
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || selected_port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on '", options.listen_address, "'"));
-  }
-  server->port_ = selected_port;
-  server->address_ = absl::StrCat(host, ":", selected_port);
-  grpc::HealthCheckServiceInterface* health =
-      server->server_->GetHealthCheckService();
-  health->SetServingStatus(false);
-  health->SetServingStatus(kServiceName, false);
+  OUBLI_ASSIGN_OR_RETURN(
+      StartedGrpcServer started,
+      StartGrpcServer(
+          options.listen_address, options.max_message_bytes, kServiceName,
+          [&](grpc::ServerBuilder& builder) {
+            // The sync server retires a worker thread once more than
+            // MAX_POLLERS are idle; with the default (2), every burst of
+            // concurrent clients (e.g. 32 deleters) creates and destroys
+            // threads per request. Keep them.
+            builder.SetSyncServerOption(
+                grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
+            builder.RegisterService(&server->service_);
+            builder.RegisterService(server->membership_.get());
+            if (server->metrics_ != nullptr) {
+              std::vector<std::unique_ptr<
+                  grpc::experimental::ServerInterceptorFactoryInterface>>
+                  interceptors;
+              interceptors.push_back(
+                  std::make_unique<RpcMetricsInterceptorFactory>(
+                      server->metrics_));
+              builder.experimental().SetInterceptorCreators(
+                  std::move(interceptors));
+            }
+          }));
+  server->server_ = std::move(started.server);
+  server->port_ = started.port;
+  server->address_ = absl::StrCat(host, ":", started.port);
 
   ModelRegistry::Options registry_options;
   registry_options.root_dir = options.data_dir;
@@ -789,6 +781,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
           return out;
         });
   }
+  grpc::HealthCheckServiceInterface* health =
+      server->server_->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);
   return server;

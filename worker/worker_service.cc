@@ -1,6 +1,5 @@
 #include "worker/worker_service.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -14,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cluster_protocol.h"
 #include "common/file_util.h"
+#include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "worker/determinism.h"
 
@@ -241,21 +241,14 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   }
   server->service_ = std::make_unique<WorkerService>(
       std::move(chunks), options.cluster_token, server->metrics_.get());
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int selected_port = 0;
-  builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &selected_port);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  builder.RegisterService(server->service_.get());
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || selected_port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on '", options.listen_address, "'"));
-  }
-  server->address_ = absl::StrCat(*host, ":", selected_port);
+  absl::StatusOr<StartedGrpcServer> started =
+      StartGrpcServer(options.listen_address, options.max_message_bytes,
+                      kServiceName, [&](grpc::ServerBuilder& builder) {
+                        builder.RegisterService(server->service_.get());
+                      });
+  if (!started.ok()) return started.status();
+  server->server_ = std::move(started->server);
+  server->address_ = absl::StrCat(*host, ":", started->port);
   server->advertise_ = options.advertise_address;
   if (server->advertise_.empty()) {
     if (host->empty() || *host == "0.0.0.0" || *host == "[::]") {
@@ -265,10 +258,6 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     }
     server->advertise_ = server->address_;
   }
-  grpc::HealthCheckServiceInterface* health =
-      server->server_->GetHealthCheckService();
-  health->SetServingStatus(false);
-  health->SetServingStatus(kServiceName, false);
 
   grpc::ChannelArguments args;
   // A restarted coordinator must be found again within a heartbeat or two,
