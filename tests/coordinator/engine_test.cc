@@ -84,13 +84,15 @@ std::map<std::string, std::string> CheckpointDigests(const std::string& dir) {
 
 class EngineTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Engine> OpenEngine(const std::string& name,
-                                     const ModelConfig& config,
-                                     bool background = false) {
+  std::unique_ptr<Engine> OpenEngine(
+      const std::string& name, const ModelConfig& config,
+      bool background = false,
+      std::shared_ptr<CheckpointReplicas> replicas = nullptr) {
     Engine::Options options;
     options.data_dir = (root_ / name).string();
     options.config = config;
     options.background_retrain = background;
+    options.replicas = std::move(replicas);
     auto engine = Engine::Open(options);
     EXPECT_TRUE(engine.ok()) << engine.status();
     return engine.ok() ? *std::move(engine) : nullptr;
@@ -111,6 +113,20 @@ class EngineTest : public ::testing::Test {
     EXPECT_TRUE(engine->Train().ok());
     last_scratch_checkpoints_ = CheckpointDigests(engine->checkpoint_dir());
     return engine->Fingerprint();
+  }
+
+  // Sample ids by (shard, slice) under `config`'s sharding plan.
+  static std::map<std::pair<int, int>, std::vector<std::string>> BySlice(
+      const ModelConfig& config, const std::vector<Sample>& samples) {
+    std::map<std::pair<int, int>, std::vector<std::string>> by_slice;
+    auto plan = ShardingPlan::Create(config);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    if (!plan.ok()) return by_slice;
+    for (const Sample& sample : samples) {
+      const SliceRef where = plan->Assign(sample.id);
+      by_slice[{where.shard, where.slice}].push_back(sample.id);
+    }
+    return by_slice;
   }
 
   // Every checkpoint of the last ScratchFingerprint engine, by name.
@@ -701,26 +717,15 @@ class FakeReplicas final : public CheckpointReplicas {
 TEST_F(EngineTest, ADownHolderBlocksOnlyTheDeletionsWhoseCheckpointsItHeld) {
   const ModelConfig config = TinyConfig(12);
   auto replicas = std::make_shared<FakeReplicas>();
-  Engine::Options options;
-  options.data_dir = (root_ / "m").string();
-  options.config = config;
-  options.background_retrain = false;
-  options.replicas = replicas;
-  auto opened = Engine::Open(options);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  Engine& engine = **opened;
+  auto opened = OpenEngine("m", config, /*background=*/false, replicas);
+  ASSERT_NE(opened, nullptr);
+  Engine& engine = *opened;
   const std::vector<Sample> samples = TinySamples(80, 12);
   ASSERT_TRUE(engine.Ingest(samples).ok());
   ASSERT_TRUE(engine.Train().ok());
 
   // Two samples of one slice (z, y) and one of another shard (x).
-  auto plan = ShardingPlan::Create(config);
-  ASSERT_TRUE(plan.ok());
-  std::map<std::pair<int, int>, std::vector<std::string>> by_slice;
-  for (const Sample& sample : samples) {
-    const SliceRef where = plan->Assign(sample.id);
-    by_slice[{where.shard, where.slice}].push_back(sample.id);
-  }
+  const auto by_slice = BySlice(config, samples);
   std::string z, y, x;
   int z_shard = -1;
   for (const auto& [where, ids] : by_slice) {
@@ -777,26 +782,14 @@ TEST_F(EngineTest, ADownHolderBlocksOnlyTheDeletionsWhoseCheckpointsItHeld) {
 TEST_F(EngineTest, ADownHolderBlocksLaterDeletionsOfTheSameShard) {
   const ModelConfig config = TinyConfig(13);
   auto replicas = std::make_shared<FakeReplicas>();
-  Engine::Options options;
-  options.data_dir = (root_ / "m").string();
-  options.config = config;
-  options.background_retrain = false;
-  options.replicas = replicas;
-  auto opened = Engine::Open(options);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  Engine& engine = **opened;
+  auto opened = OpenEngine("m", config, /*background=*/false, replicas);
+  ASSERT_NE(opened, nullptr);
+  Engine& engine = *opened;
   const std::vector<Sample> samples = TinySamples(80, 13);
   ASSERT_TRUE(engine.Ingest(samples).ok());
   ASSERT_TRUE(engine.Train().ok());
-  auto plan = ShardingPlan::Create(config);
-  ASSERT_TRUE(plan.ok());
-  std::map<std::pair<int, int>, std::vector<std::string>> by_slice;
-  for (const Sample& sample : samples) {
-    const SliceRef where = plan->Assign(sample.id);
-    by_slice[{where.shard, where.slice}].push_back(sample.id);
-  }
   std::vector<std::string> two;
-  for (const auto& [where, ids] : by_slice) {
+  for (const auto& [where, ids] : BySlice(config, samples)) {
     if (ids.size() >= 2) two = {ids[0], ids[1]};
   }
   ASSERT_EQ(two.size(), 2u);
