@@ -282,6 +282,8 @@ struct Engine::State {
   // Makes every live worker drop the checkpoints it holds for serving that
   // the model no longer serves (ShardServing::Sync). Takes mu.
   absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
+  // A ShardServing query naming this model (no shards, no inputs).
+  ShardServing::Query ServingQuery() const;
   // Destroys the chunks of `manifests`' checkpoints and drops the
   // manifests; the keys whose chunks could not all be destroyed go into
   // `left` (if given).
@@ -548,16 +550,21 @@ Engine::State::Manifests(const absl::flat_hash_set<std::string>& current,
   return out;
 }
 
-absl::Status Engine::State::SyncServingCopies() {
-  if (options.shard_serving == nullptr) return absl::OkStatus();
-  // Predicts that read a checkpoint before this pass destroyed it finish
-  // their loads first; later ones find it gone.
-  { absl::MutexLock gate(&predict_gate); }
+ShardServing::Query Engine::State::ServingQuery() const {
   ShardServing::Query query;
   query.model_id = config.model_id;
   query.config_text = config_text;
   query.environment = environment;
   query.classes = config.backbone.num_classes;
+  return query;
+}
+
+absl::Status Engine::State::SyncServingCopies() {
+  if (options.shard_serving == nullptr) return absl::OkStatus();
+  // Predicts that read a checkpoint before this pass destroyed it finish
+  // their loads first; later ones find it gone.
+  { absl::MutexLock gate(&predict_gate); }
+  ShardServing::Query query = ServingQuery();
   {
     absl::MutexLock lock(&mu);
     for (int s = 0; s < config.shards; ++s) {
@@ -1931,7 +1938,7 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
   // Served shards, in shard order: their models and checkpoints.
   std::vector<std::shared_ptr<const worker::ShardModel>> models;
   std::vector<size_t> served_index;  // into out.served
-  ShardServing::Query query;
+  ShardServing::Query query = st.ServingQuery();
   {
     absl::MutexLock lock(&st.mu);
     for (int s = 0; s < st.config.shards; ++s) {
@@ -1955,12 +1962,8 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
   std::vector<ShardServing::ShardResult> remote;
   if (st.options.shard_serving != nullptr &&
       st.options.shard_serving->ServingCapacity(st.environment) > 0) {
-    query.model_id = st.config.model_id;
-    query.config_text = st.config_text;
-    query.environment = st.environment;
     query.inputs = inputs;
     query.rows = rows;
-    query.classes = st.config.backbone.num_classes;
     query.checkpoint = [&](size_t i) -> absl::StatusOr<std::string> {
       const std::string& key = out.served[served_index[i]].key;
       OUBLI_ASSIGN_OR_RETURN(std::string bytes, st.checkpoints->Get(key));

@@ -658,6 +658,25 @@ absl::Status WorkerPool::Forget(const std::string& key,
 
 namespace oubli::coordinator {
 
+namespace {
+
+// A PredictShardsRequest naming query.shards[indices], without inputs.
+cluster::PredictShardsRequest ShardsRequest(
+    const ShardServing::Query& query, const std::vector<size_t>& indices) {
+  cluster::PredictShardsRequest request;
+  request.set_model_id(query.model_id);
+  request.set_config(query.config_text);
+  request.set_environment(query.environment);
+  for (size_t i : indices) {
+    cluster::ShardCheckpoint* shard = request.add_shards();
+    shard->set_shard(query.shards[i].shard);
+    shard->set_checkpoint_sha256(query.shards[i].checkpoint_sha256);
+  }
+  return request;
+}
+
+}  // namespace
+
 WorkerPool::Placement WorkerPool::PlaceShards(const Query& query) {
   Placement placement;
   {
@@ -719,16 +738,8 @@ absl::Status WorkerPool::Sync(const Query& query) {
   for (size_t w = 0; w < placement.servers.size(); ++w) {
     threads.emplace_back([&, w] {
       const Worker& worker = *placement.servers[w];
-      cluster::PredictShardsRequest request;
-      request.set_model_id(query.model_id);
-      request.set_config(query.config_text);
-      request.set_environment(query.environment);
-      for (size_t i : placement.groups[w]) {
-        cluster::ShardCheckpoint* shard = request.add_shards();
-        shard->set_shard(query.shards[i].shard);
-        shard->set_checkpoint_sha256(query.shards[i].checkpoint_sha256);
-      }
-      request.set_rows(0);
+      const cluster::PredictShardsRequest request =
+          ShardsRequest(query, placement.groups[w]);  // rows 0: sync only
       grpc::ClientContext context;
       PrepareCall(&context, absl::Now() + options_.predict_deadline);
       cluster::PredictShardsResponse response;
@@ -778,15 +789,7 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
     return fail_all(absl::ResourceExhaustedError(
         "its answer would exceed max_message_bytes"));
   }
-  cluster::PredictShardsRequest request;
-  request.set_model_id(query.model_id);
-  request.set_config(query.config_text);
-  request.set_environment(query.environment);
-  for (size_t i : indices) {
-    cluster::ShardCheckpoint* shard = request.add_shards();
-    shard->set_shard(query.shards[i].shard);
-    shard->set_checkpoint_sha256(query.shards[i].checkpoint_sha256);
-  }
+  cluster::PredictShardsRequest request = ShardsRequest(query, indices);
   request.set_rows(query.rows);
   request.set_features(features);
 
