@@ -22,6 +22,7 @@
 #include "common/types.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "worker/determinism.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -137,6 +138,7 @@ void ModelStatusToProto(absl::string_view model_id, const ModelStatus& in,
 void WorkersToProto(const std::vector<WorkerPool::WorkerInfo>& workers,
                     v1::Model* out) {
   bool any_alive = false;
+  const std::string environment = worker::NumericEnvironment();
   for (const WorkerPool::WorkerInfo& in : workers) {
     v1::WorkerStatus* worker = out->add_workers();
     worker->set_worker_id(in.id);
@@ -145,7 +147,9 @@ void WorkersToProto(const std::vector<WorkerPool::WorkerInfo>& workers,
     worker->set_alive(in.alive);
     worker->set_busy(in.busy);
     worker->set_positions_trained(in.positions_trained);
-    any_alive |= in.alive;
+    worker->set_environment(SanitizeUtf8(in.environment));
+    worker->set_environment_matches(in.environment == environment);
+    any_alive |= in.alive && in.environment == environment;
   }
   out->set_worker_placement(any_alive ? "workers" : "local");
 }

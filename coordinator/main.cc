@@ -21,10 +21,16 @@
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
 #include "coordinator/grpc_service.h"
+#include "worker/device.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "HOST:PORT to listen on; port 0 picks a free port");
 ABSL_FLAG(std::string, data_dir, "", "root directory of all models (required)");
+ABSL_FLAG(std::string, device, "auto",
+          "where to train and predict: auto (CUDA when this LibTorch build "
+          "and a GPU are there, else the CPU), cpu or cuda; part of the "
+          "numeric environment, so the coordinator and its workers must "
+          "choose the same");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
 ABSL_FLAG(int, training_threads, 1, "training threads per model engine");
@@ -89,6 +95,18 @@ int main(int argc, char** argv) {
   }
 
   oubli::ShutdownSignals shutdown_signals;  // before any thread starts
+
+  // After the signal mask: looking for a GPU starts driver threads.
+  if (absl::StatusOr<std::string> device =
+          oubli::worker::UseComputeDevice(absl::GetFlag(FLAGS_device));
+      device.ok()) {
+    std::fprintf(stderr, "oubli-coordinator: computing on %s\n",
+                 device->c_str());
+  } else {
+    std::fprintf(stderr, "oubli-coordinator: --device: %s\n",
+                 device.status().ToString().c_str());
+    return 2;
+  }
 
   auto server = oubli::coordinator::CoordinatorServer::Start(options);
   if (!server.ok()) {

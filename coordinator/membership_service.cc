@@ -1,11 +1,13 @@
 #include "coordinator/membership_service.h"
 
+#include <cstdio>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/grpc_status.h"
+#include "worker/determinism.h"
 
 namespace oubli::coordinator {
 
@@ -32,6 +34,16 @@ grpc::Status MembershipService::Register(
       absl::ToInt64Milliseconds(pool_->heartbeat_interval()));
   response->set_worker_timeout_ms(
       absl::ToInt64Milliseconds(pool_->worker_timeout()));
+  const std::string environment = worker::NumericEnvironment();
+  response->set_coordinator_environment(environment);
+  if (request->environment() != environment) {
+    std::fprintf(stderr,
+                 "oubli: worker %s computes in another numeric environment "
+                 "and gets no training or Predict (it may hold chunks):\n"
+                 "  worker      %s\n  coordinator %s\n",
+                 id->c_str(), request->environment().c_str(),
+                 environment.c_str());
+  }
   return grpc::Status::OK;
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "worker/device.h"
 
 namespace oubli::worker {
 namespace {
@@ -62,7 +63,7 @@ std::string NumericEnvironment() {
   // concurrent callers (gRPC handler threads) could read it half written
   // and see an environment that differs from their own (seen under
   // concurrent Predict load); and show_config() is costly per request.
-  static const std::string* const environment = [] {
+  static const std::string* const host = [] {
     std::string blas = "unknown-blas";
     auto config = reinterpret_cast<GetStringFn>(
         dlsym(RTLD_DEFAULT, "openblas_get_config"));
@@ -77,7 +78,7 @@ std::string NumericEnvironment() {
         "trainer=", kTrainerVersion, " torch=", TORCH_VERSION, " build+cpu=",
         Sha256Hex(at::show_config()).substr(0, 16), " blas=", blas));
   }();
-  return *environment;
+  return absl::StrCat(*host, DeviceEnvironment());
 }
 
 }  // namespace oubli::worker

@@ -21,8 +21,9 @@ void PinThreads(const DeterminismConfig& config);
 
 // Everything outside the config that changes the bits of training: LibTorch
 // version, the CPU kernel variant torch dispatches to, the BLAS build and
-// core, and the trainer's own version. Part of every checkpoint key, so a
-// library upgrade or a move to another CPU retrains instead of mixing bits.
+// core, the trainer's own version, and the GPU when training on one
+// (worker/device.h). Part of every checkpoint key, so a library upgrade or a
+// move to another CPU or GPU retrains instead of mixing bits.
 std::string NumericEnvironment();
 
 // "torch_threads=1 blas=openblas(1)" etc., for logs and receipts.

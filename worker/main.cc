@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
+#include "worker/device.h"
 #include "worker/worker_service.h"
 
 ABSL_FLAG(std::string, coordinator, "",
@@ -43,6 +44,11 @@ ABSL_FLAG(std::string, cluster_token_file, "",
 ABSL_FLAG(std::string, metrics_listen, "",
           "HOST:PORT serving Prometheus metrics on /metrics; port 0 picks a "
           "free port; empty (default) disables them");
+ABSL_FLAG(std::string, device, "auto",
+          "where to train and predict: auto (CUDA when this LibTorch build "
+          "and a GPU are there, else the CPU), cpu or cuda; part of the "
+          "numeric environment, so the coordinator and its workers must "
+          "choose the same");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
 
@@ -78,6 +84,17 @@ int main(int argc, char** argv) {
   }
 
   oubli::ShutdownSignals shutdown_signals;  // before any thread starts
+
+  // After the signal mask: looking for a GPU starts driver threads.
+  if (absl::StatusOr<std::string> device =
+          oubli::worker::UseComputeDevice(absl::GetFlag(FLAGS_device));
+      device.ok()) {
+    std::fprintf(stderr, "oubli-worker: computing on %s\n", device->c_str());
+  } else {
+    std::fprintf(stderr, "oubli-worker: --device: %s\n",
+                 device.status().ToString().c_str());
+    return 2;
+  }
 
   auto server = oubli::worker::WorkerServer::Start(options);
   if (!server.ok()) {

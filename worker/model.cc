@@ -41,16 +41,24 @@ at::Generator MakeGenerator(uint64_t seed, absl::string_view purpose,
 // Only uniform_ is used for random init: ATen's CPU uniform kernel is a
 // serial scalar loop, so its output does not depend on the CPU's vector
 // capability (normal_ and bernoulli_ have vectorized/MKL paths that might).
+// A tensor on a GPU is filled on the CPU and copied, so seeded values are
+// the same on every device (and a CPU generator can fill it at all).
 void FillUniform(torch::Tensor& tensor, double bound,
                  at::Generator& generator) {
-  tensor.uniform_(-bound, bound, generator);
+  if (tensor.is_cpu()) {
+    tensor.uniform_(-bound, bound, generator);
+    return;
+  }
+  torch::Tensor values =
+      torch::empty(tensor.sizes(), tensor.options().device(torch::kCPU));
+  values.uniform_(-bound, bound, generator);
+  tensor.copy_(values);
 }
 
 // Programming errors (not user input): fail loudly rather than train
 // something silently wrong.
 [[noreturn]] void Die(const std::string& message) {
-  std::fprintf(stderr, "oubli model invariant violated: %s\n",
-               message.c_str());
+  std::fprintf(stderr, "oubli model invariant violated: %s\n", message.c_str());
   std::abort();
 }
 
@@ -64,12 +72,11 @@ class DenseImpl : public torch::nn::Module {
  public:
   DenseImpl(int64_t in_features, int64_t out_features, bool trainable) {
     TORCH_CHECK(in_features > 0 && out_features > 0,
-                "dense layer dimensions must be positive, got in=",
-                in_features, " out=", out_features);
+                "dense layer dimensions must be positive, got in=", in_features,
+                " out=", out_features);
     weight = register_parameter(
         "weight", torch::zeros({out_features, in_features}), trainable);
-    bias = register_parameter("bias", torch::zeros({out_features}),
-                              trainable);
+    bias = register_parameter("bias", torch::zeros({out_features}), trainable);
   }
   torch::Tensor forward(const torch::Tensor& x) {
     return torch::linear(x, weight, bias);
@@ -151,9 +158,10 @@ NamedTensors CollectState(const torch::nn::Module& module, Predicate keep) {
     if (!keep(item.key())) continue;
     // A copy, not a view: a checkpoint must not change when training
     // continues in place.
-    state.emplace_back(item.key(),
-                       item.value().detach().to(torch::kCPU).clone(
-                           at::MemoryFormat::Contiguous));
+    state.emplace_back(item.key(), item.value()
+                                       .detach()
+                                       .to(torch::kCPU)
+                                       .clone(at::MemoryFormat::Contiguous));
   }
   std::sort(state.begin(), state.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -178,10 +186,10 @@ absl::Status LoadState(torch::nn::Module& module, Predicate keep,
   }
   for (const auto& [name, tensor] : expected) {
     if (!given.contains(name)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": missing tensor '", name, "' (expected shape ",
-          ShapeString(tensor), "); got ", given.size(), " tensors, expected ",
-          expected.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": missing tensor '", name, "' (expected shape ",
+                       ShapeString(tensor), "); got ", given.size(),
+                       " tensors, expected ", expected.size()));
     }
   }
   for (const auto& [name, tensor] : given) {
@@ -206,9 +214,9 @@ absl::Status LoadState(torch::nn::Module& module, Predicate keep,
     // Floating values convert exactly or by IEEE rounding (deterministic);
     // integer or bool data here means the wrong file.
     if (!torch::isFloatingType(source.scalar_type())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": tensor '", name, "' has non-floating dtype ",
-          c10::toString(source.scalar_type())));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": tensor '", name, "' has non-floating dtype ",
+                       c10::toString(source.scalar_type())));
     }
   }
   try {
@@ -241,8 +249,8 @@ class MlpClassifier : public AdapterClassifier {
       layer_list_->push_back(layers_.back());
       in_features = width;
     }
-    head_ = register_module("head",
-                            Dense(in_features, config.num_classes, true));
+    head_ =
+        register_module("head", Dense(in_features, config.num_classes, true));
   }
 
   torch::Tensor forward(const torch::Tensor& x) override {
@@ -282,9 +290,7 @@ class MlpClassifier : public AdapterClassifier {
   }
 
   void InitBase(uint64_t seed) override { InitBaseModules(*this, seed); }
-  void InitAdapters(uint64_t seed) override {
-    InitAdapterModules(*this, seed);
-  }
+  void InitAdapters(uint64_t seed) override { InitAdapterModules(*this, seed); }
   void SetDropoutGenerator(at::Generator* generator) override {
     SetDropoutGeneratorOnModules(*this, generator);
   }
@@ -319,9 +325,8 @@ class AttentionImpl : public torch::nn::Module {
     torch::Tensor queries = split_heads(q->forward(x));
     torch::Tensor keys = split_heads(k->forward(x));
     torch::Tensor values = split_heads(v->forward(x));
-    torch::Tensor scores =
-        torch::matmul(queries, keys.transpose(-2, -1)) /
-        std::sqrt(static_cast<double>(head_dim_));
+    torch::Tensor scores = torch::matmul(queries, keys.transpose(-2, -1)) /
+                           std::sqrt(static_cast<double>(head_dim_));
     torch::Tensor mixed = torch::matmul(torch::softmax(scores, -1), values);
     return o->forward(mixed.transpose(1, 2).reshape({n, t, d}));
   }
@@ -355,8 +360,8 @@ class BlockImpl : public torch::nn::Module {
     attn = register_module(
         "attn", Attention(config.vit_dim, config.vit_heads, config.lora));
     norm2 = register_module("norm2", LayerNorm(config.vit_dim));
-    mlp = register_module("mlp",
-                          FeedForward(config.vit_dim, config.vit_mlp_dim));
+    mlp =
+        register_module("mlp", FeedForward(config.vit_dim, config.vit_mlp_dim));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     torch::Tensor h = x + attn->forward(norm1->forward(x));
@@ -376,8 +381,7 @@ class VitClassifier : public AdapterClassifier {
         width_(config.input_width),
         patch_(config.vit_patch),
         dim_(config.vit_dim) {
-    const int64_t num_patches =
-        (height_ / patch_) * (width_ / patch_);
+    const int64_t num_patches = (height_ / patch_) * (width_ / patch_);
     patch_embed_ = register_module(
         "patch_embed", Dense(channels_ * patch_ * patch_, dim_, false));
     cls_token_ =
@@ -403,8 +407,7 @@ class VitClassifier : public AdapterClassifier {
             .permute({0, 2, 4, 1, 3, 5})
             .reshape({n, rows * cols, channels_ * patch_ * patch_});
     torch::Tensor tokens = torch::cat(
-        {cls_token_.expand({n, 1, dim_}), patch_embed_->forward(patches)},
-        1);
+        {cls_token_.expand({n, 1, dim_}), patch_embed_->forward(patches)}, 1);
     torch::Tensor h = tokens + pos_embed_;
     for (auto& block : blocks_) h = block->forward(h);
     return head_->forward(norm_->forward(h).select(1, 0));
@@ -421,8 +424,7 @@ class VitClassifier : public AdapterClassifier {
                        ") out of range for ", n, " ViT blocks"));
     }
     Attention& attn = blocks_[n - 1 - layer_from_top]->attn;
-    return {attn->q->lora_a, attn->q->lora_b, attn->v->lora_a,
-            attn->v->lora_b};
+    return {attn->q->lora_a, attn->q->lora_b, attn->v->lora_a, attn->v->lora_b};
   }
 
   std::vector<torch::Tensor> HeadParameters() override {
@@ -445,9 +447,7 @@ class VitClassifier : public AdapterClassifier {
     at::Generator pos_generator = MakeGenerator(seed, "base", "pos_embed");
     FillUniform(pos_embed_, kEmbeddingInitBound, pos_generator);
   }
-  void InitAdapters(uint64_t seed) override {
-    InitAdapterModules(*this, seed);
-  }
+  void InitAdapters(uint64_t seed) override { InitAdapterModules(*this, seed); }
   void SetDropoutGenerator(at::Generator* generator) override {
     SetDropoutGeneratorOnModules(*this, generator);
   }
@@ -475,9 +475,8 @@ absl::Status ValidateBackbone(const BackboneConfig& config) {
   }
   if (config.input_channels < 1 || config.input_height < 1 ||
       config.input_width < 1) {
-    return bad("input dimensions must be positive, got ",
-               config.input_channels, "x", config.input_height, "x",
-               config.input_width);
+    return bad("input dimensions must be positive, got ", config.input_channels,
+               "x", config.input_height, "x", config.input_width);
   }
   if (config.num_classes < 1) {
     return bad("num_classes must be positive, got ", config.num_classes);
@@ -528,9 +527,8 @@ absl::Status ValidateBackbone(const BackboneConfig& config) {
                           1.0;
     params += (config.input_channels * patch * patch + 1) * dim;
     params += tokens * dim;
-    params += config.vit_depth *
-              (4 * (dim + 1) * dim + 4 * lora.rank * dim +
-               2 * dim * config.vit_mlp_dim + 4 * dim);
+    params += config.vit_depth * (4 * (dim + 1) * dim + 4 * lora.rank * dim +
+                                  2 * dim * config.vit_mlp_dim + 4 * dim);
     params += (dim + 1) * classes;
   }
   constexpr double kMaxParameters = double{1 << 30};
@@ -555,13 +553,12 @@ LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features,
               "LoraLinear needs positive dimensions, got in=", in_features,
               " out=", out_features, " rank=", lora.rank);
   // Zeros (not empty) so an un-initialised module is still deterministic.
-  weight = register_parameter(
-      "weight", torch::zeros({out_features, in_features}), false);
+  weight = register_parameter("weight",
+                              torch::zeros({out_features, in_features}), false);
   bias = register_parameter("bias", torch::zeros({out_features}), false);
-  lora_a = register_parameter("lora_a",
-                              torch::zeros({lora.rank, in_features}));
-  lora_b = register_parameter("lora_b",
-                              torch::zeros({out_features, lora.rank}));
+  lora_a = register_parameter("lora_a", torch::zeros({lora.rank, in_features}));
+  lora_b =
+      register_parameter("lora_b", torch::zeros({out_features, lora.rank}));
 }
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
@@ -569,11 +566,12 @@ torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   if (is_training() && dropout_ > 0 && dropout_generator_ != nullptr) {
     const double keep = 1.0 - dropout_;
     // Bernoulli(keep) mask from uniform_ (a serial kernel, identical on
-    // every CPU) rather than bernoulli_, which may route through MKL.
-    torch::Tensor uniform =
-        torch::empty(x.sizes(), x.options().requires_grad(false));
+    // every CPU) rather than bernoulli_, which may route through MKL. Drawn
+    // on the CPU (the generator's device) for inputs on a GPU too.
+    torch::Tensor uniform = torch::empty(
+        x.sizes(), x.options().device(torch::kCPU).requires_grad(false));
     uniform.uniform_(0.0, 1.0, *dropout_generator_);
-    torch::Tensor mask = uniform.lt(keep).to(x.scalar_type());
+    torch::Tensor mask = uniform.lt(keep).to(x.device(), x.scalar_type());
     adapter_input = x * mask * (1.0 / keep);
   }
   torch::Tensor update =

@@ -1,12 +1,12 @@
 #include "worker/s3t_trainer.h"
 
-
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "worker/determinism.h"
 #include "worker/safetensors.h"
+#include "worker/torch_device.h"
 
 namespace oubli::worker {
 namespace {
@@ -32,9 +32,9 @@ absl::Status CheckData(const ModelConfig& config, const PositionData& data) {
   }
   if (data.features.dim() != 2 ||
       data.features.size(1) != config.backbone.InputSize()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "features must be [n, ", config.backbone.InputSize(), "], got ",
-        c10::str(data.features.sizes())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("features must be [n, ", config.backbone.InputSize(),
+                     "], got ", c10::str(data.features.sizes())));
   }
   if (data.labels.dim() != 1 || data.labels.size(0) != data.size()) {
     return absl::InvalidArgumentError("labels must be [n]");
@@ -42,9 +42,9 @@ absl::Status CheckData(const ModelConfig& config, const PositionData& data) {
   const int64_t max_label = data.labels.max().item<int64_t>();
   const int64_t min_label = data.labels.min().item<int64_t>();
   if (min_label < 0 || max_label >= config.backbone.num_classes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "labels must be in [0, ", config.backbone.num_classes, "), found ",
-        min_label, "..", max_label));
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels must be in [0, ", config.backbone.num_classes,
+                     "), found ", min_label, "..", max_label));
   }
   return absl::OkStatus();
 }
@@ -56,16 +56,19 @@ bool RunEpoch(AdapterClassifier& model, torch::optim::Optimizer& optimizer,
               int batch_size, TrainStats* stats,
               const std::function<bool()>& cancelled = nullptr) {
   const int64_t n = static_cast<int64_t>(order.size());
+  const torch::Device device = TorchDevice();
   torch::Tensor index =
       torch::from_blob(const_cast<int64_t*>(order.data()), {n}, torch::kInt64);
   for (int64_t begin = 0; begin < n; begin += batch_size) {
     if (cancelled && cancelled()) return false;
     const int64_t end = std::min<int64_t>(n, begin + batch_size);
     torch::Tensor rows = index.slice(0, begin, end);
-    torch::Tensor x = data.features.index_select(0, rows);
-    torch::Tensor y = data.labels.index_select(0, rows);
+    // Data stay on the CPU; each batch goes to the model's device.
+    torch::Tensor x = data.features.index_select(0, rows).to(device);
+    torch::Tensor y = data.labels.index_select(0, rows).to(device);
     optimizer.zero_grad();
-    torch::Tensor loss = torch::nn::functional::cross_entropy(model.forward(x), y);
+    torch::Tensor loss =
+        torch::nn::functional::cross_entropy(model.forward(x), y);
     loss.backward();
     optimizer.step();
     ++stats->steps;
@@ -115,7 +118,8 @@ std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed) {
   for (int64_t i = 0; i < n; ++i) perm[i] = i;
   SplitMix64 rng(seed);
   for (int64_t i = n - 1; i > 0; --i) {
-    const auto j = static_cast<int64_t>(rng.Uniform(static_cast<uint64_t>(i) + 1));
+    const auto j =
+        static_cast<int64_t>(rng.Uniform(static_cast<uint64_t>(i) + 1));
     std::swap(perm[i], perm[j]);
   }
   return perm;
@@ -125,8 +129,7 @@ absl::Status RecordBaseWeightsDigest(ModelConfig* config) {
   if (config->base.source == "seeded" || !config->base.sha256.empty()) {
     return absl::OkStatus();
   }
-  OUBLI_ASSIGN_OR_RETURN(std::string bytes,
-                         ReadFile(config->base.source));
+  OUBLI_ASSIGN_OR_RETURN(std::string bytes, ReadFile(config->base.source));
   config->base.sha256 = Sha256Hex(bytes);
   return absl::OkStatus();
 }
@@ -139,8 +142,7 @@ absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config) {
       BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
   if (config.base.source == "seeded") return model->BaseState();
 
-  OUBLI_ASSIGN_OR_RETURN(const std::string bytes,
-                         ReadFile(config.base.source));
+  OUBLI_ASSIGN_OR_RETURN(const std::string bytes, ReadFile(config.base.source));
   if (!config.base.sha256.empty() && Sha256Hex(bytes) != config.base.sha256) {
     return absl::DataLossError(absl::StrCat(
         "base weights file '", config.base.source,
@@ -166,6 +168,7 @@ absl::StatusOr<NamedTensors> PretrainBase(const ModelConfig& config,
         std::shared_ptr<AdapterClassifier> model,
         BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
     OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base));
+    model->to(TorchDevice());
     std::vector<torch::Tensor> params = model->BaseParameters();
     model->FreezeAllExcept(params);
     model->train();
@@ -174,9 +177,9 @@ absl::StatusOr<NamedTensors> PretrainBase(const ModelConfig& config,
     TrainStats local;
     for (int epoch = 0; epoch < epochs; ++epoch) {
       RunEpoch(*model, optimizer, public_data,
-               SeededPermutation(public_data.size(),
-                                 PositionSeed(config.seed, "pretrain-order",
-                                              -1, {}, epoch)),
+               SeededPermutation(
+                   public_data.size(),
+                   PositionSeed(config.seed, "pretrain-order", -1, {}, epoch)),
                config.train.batch_size, &local);
     }
     local.elapsed = absl::Now() - start;
@@ -200,6 +203,10 @@ absl::StatusOr<std::unique_ptr<S3tTrainer>> S3tTrainer::Create(
       std::shared_ptr<AdapterClassifier> model,
       BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
   OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
+  OUBLI_RETURN_IF_ERROR(CatchTorch("move model to the compute device", [&] {
+    model->to(TorchDevice());
+    return absl::OkStatus();
+  }));
   return std::unique_ptr<S3tTrainer>(
       new S3tTrainer(config, std::move(base_state), std::move(model)));
 }
@@ -237,8 +244,8 @@ absl::StatusOr<std::string> S3tTrainer::TrainPosition(
     // S3T exactness needs the full prefix state, not just its adapters).
     OUBLI_RETURN_IF_ERROR(model.LoadBaseState(base_state_));
     if (parent.empty()) {
-      model.InitAdapters(DeriveSeed(config_.seed, "adapters",
-                                    {static_cast<uint64_t>(shard)}));
+      model.InitAdapters(
+          DeriveSeed(config_.seed, "adapters", {static_cast<uint64_t>(shard)}));
     } else {
       OUBLI_RETURN_IF_ERROR(model.LoadAdapterState(parent_state));
     }
@@ -263,9 +270,9 @@ absl::StatusOr<std::string> S3tTrainer::TrainPosition(
       model.SetDropoutGenerator(&dropout);
       const bool completed = RunEpoch(
           model, optimizer, data,
-          SeededPermutation(data.size(), PositionSeed(config_.seed, "order",
-                                                      shard, prefix_order,
-                                                      epoch)),
+          SeededPermutation(
+              data.size(),
+              PositionSeed(config_.seed, "order", shard, prefix_order, epoch)),
           config_.train.batch_size, &local, cancelled);
       model.SetDropoutGenerator(nullptr);
       if (!completed) {

@@ -5,6 +5,7 @@
 #include "common/status_macros.h"
 #include "worker/determinism.h"
 #include "worker/safetensors.h"
+#include "worker/torch_device.h"
 
 namespace oubli::worker {
 
@@ -18,6 +19,12 @@ absl::StatusOr<std::shared_ptr<const ShardModel>> ShardModel::Create(
       BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
   OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
   OUBLI_RETURN_IF_ERROR(model->LoadAdapterState(adapters));
+  try {
+    model->to(TorchDevice());
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "moving the shard model to ", TorchDevice().str(), ": ", e.what()));
+  }
   model->eval();
   return std::shared_ptr<const ShardModel>(
       new ShardModel(config.determinism, std::move(model)));
@@ -29,7 +36,9 @@ absl::StatusOr<torch::Tensor> ShardModel::Probabilities(
   try {
     PinThreads(determinism_);
     torch::NoGradGuard no_grad;
-    return torch::softmax(model_->forward(x), /*dim=*/1);
+    // Inputs and answers are CPU tensors whatever the compute device.
+    return torch::softmax(model_->forward(x.to(TorchDevice())), /*dim=*/1)
+        .to(torch::kCPU);
   } catch (const c10::Error& e) {
     // Inputs are shape-checked by the caller, so this is ours, not theirs.
     return absl::InternalError(

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 
+#include "worker/device.h"
+
 namespace oubli::worker {
 
 struct WorkerMetrics::Impl {
@@ -75,9 +77,29 @@ struct WorkerMetrics::Impl {
           .Help("1 while registered with the coordinator.")
           .Register(registry)
           .Add({});
+  // The device is fixed for the process: one series, labelled once.
+  prometheus::Gauge& device =
+      prometheus::BuildGauge()
+          .Name("oubli_worker_compute_device")
+          .Help(
+              "1, labelled with the device this worker trains and predicts "
+              "on (cpu or cuda).")
+          .Register(registry)
+          .Add({{"device", ComputeOnCuda() ? "cuda" : "cpu"}});
+  prometheus::Gauge& environment_matches =
+      prometheus::BuildGauge()
+          .Name("oubli_worker_environment_matches")
+          .Help(
+              "1 when the coordinator's numeric environment equals this "
+              "worker's at the last registration; 0: it gets no training "
+              "or Predict.")
+          .Register(registry)
+          .Add({});
 };
 
-WorkerMetrics::WorkerMetrics() : impl_(std::make_unique<Impl>()) {}
+WorkerMetrics::WorkerMetrics() : impl_(std::make_unique<Impl>()) {
+  impl_->device.Set(1);
+}
 WorkerMetrics::~WorkerMetrics() = default;
 
 void WorkerMetrics::PositionDone(const std::string& code, int64_t samples,
@@ -115,6 +137,10 @@ void WorkerMetrics::SetServingCheckpoints(int loaded) {
 
 void WorkerMetrics::SetRegistered(bool registered) {
   impl_->registered.Set(registered ? 1 : 0);
+}
+
+void WorkerMetrics::SetEnvironmentMatches(bool matches) {
+  impl_->environment_matches.Set(matches ? 1 : 0);
 }
 
 std::string WorkerMetrics::Serialize() const {

@@ -24,6 +24,9 @@ class WorkerMetrics {
   void ChunkStored(int64_t bytes);
   void ChunksDestroyed(int64_t chunks);
   void SetRegistered(bool registered);
+  // Whether the coordinator's numeric environment equals this worker's
+  // (it gets no training or Predict otherwise).
+  void SetEnvironmentMatches(bool matches);
   // One PredictShards call: its gRPC code name, shards answered, and the
   // serving checkpoints held in memory afterwards.
   void ShardsPredicted(const std::string& code, int64_t shards, int loaded);

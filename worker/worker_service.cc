@@ -324,6 +324,19 @@ void WorkerServer::MembershipLoop() {
         }
         last_heartbeat = absl::Now();
         backoff = absl::Milliseconds(100);
+        // Registered either way (chunks are environment-free), but say why
+        // no work will come.
+        const bool matches = response.coordinator_environment() == environment;
+        if (metrics_ != nullptr) metrics_->SetEnvironmentMatches(matches);
+        if (!matches) {
+          std::fprintf(stderr,
+                       "oubli-worker: the coordinator computes in another "
+                       "numeric environment, so this worker gets no training "
+                       "or Predict (same release, BLAS and --device needed):"
+                       "\n  worker      %s\n  coordinator %s\n",
+                       environment.c_str(),
+                       response.coordinator_environment().c_str());
+        }
         if (options_.on_registered) options_.on_registered(worker_id);
         set_registered(true);
         wait = interval;

@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -29,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/cluster_protocol.h"
 #include "common/types.h"
 #include "coordinator/engine.h"
 #include "coordinator/grpc_service.h"
@@ -39,6 +41,7 @@
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
 #include "worker/determinism.h"
+#include "worker/device.h"
 
 namespace oubli {
 namespace {
@@ -547,6 +550,96 @@ TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {
   v1::Model model;
   ASSERT_TRUE(GetModel("tiny", &model).ok());
   EXPECT_GT(RemotePositions(model), 0);
+}
+
+// Checkpoint bits depend on the numeric environment, so a worker of
+// another one (other LibTorch or BLAS build, or a GPU beside CPU
+// processes) is registered but sent nothing; both sides, GetModel and the
+// worker's metrics say so instead of leaving it silently idle.
+TEST_F(WorkerClusterTest, AWorkerOfAnotherEnvironmentIsToldAndGetsNoWork) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, {"--metrics_listen=127.0.0.1:0"}));
+  auto membership = cluster::Membership::NewStub(grpc::CreateChannel(
+      coordinator_.address(), grpc::InsecureChannelCredentials()));
+  cluster::RegisterRequest request;
+  request.set_address("127.0.0.1:1");  // would fail any call sent to it
+  request.set_environment("trainer=1 torch=0.0 device=cuda:0 elsewhere");
+  request.set_name("elsewhere");
+  request.set_protocol_version(kClusterProtocolVersion);
+  cluster::RegisterResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(30));
+  ASSERT_TRUE(membership->Register(&context, request, &response).ok());
+  EXPECT_EQ(response.coordinator_environment(), worker::NumericEnvironment());
+
+  v1::Model created;
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(1, 8),
+                                             TinySamples(40, 1, 0), &created));
+  v1::Model model;
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  ASSERT_EQ(model.workers_size(), 2);
+  for (const v1::WorkerStatus& w : model.workers()) {
+    if (w.name() == "elsewhere") {
+      EXPECT_FALSE(w.environment_matches());
+      EXPECT_EQ(w.environment(), request.environment());
+      EXPECT_EQ(w.positions_trained(), 0);
+    } else {
+      EXPECT_TRUE(w.environment_matches()) << w.environment();
+      EXPECT_EQ(w.environment(), worker::NumericEnvironment());
+      EXPECT_GT(w.positions_trained(), 0);
+    }
+  }
+  EXPECT_EQ(model.worker_placement(), "workers");
+  const std::string log = coordinator_.Log();
+  EXPECT_TRUE(absl::StrContains(log, "computes in another numeric environment"))
+      << log;
+  EXPECT_FALSE(absl::StrContains(log, "cannot train")) << log;
+
+  std::string metrics_address;
+  ASSERT_TRUE(workers_[0]->SawLine("metrics on ", &metrics_address));
+  const std::string metrics =
+      testing_util::HttpGet(metrics_address, "/metrics");
+  EXPECT_EQ(
+      testing_util::MetricValue(metrics, "oubli_worker_environment_matches"), 1)
+      << metrics;
+  EXPECT_EQ(testing_util::MetricValue(
+                metrics, "oubli_worker_compute_device{device=\"cpu\"}"),
+            worker::CudaAvailable() ? -1 : 1);
+}
+
+// --device is checked before serving: a bad choice, or CUDA where there is
+// none, exits with status 2 and says why.
+TEST(ServerFlagsTest, AnUnusableDeviceStopsTheServerAtStartup) {
+  struct Case {
+    std::string binary;
+    std::string flags;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {OUBLI_WORKER_BIN, "--coordinator=127.0.0.1:1 --device=tpu",
+       "must be auto, cpu or cuda"},
+      {OUBLI_COORDINATOR_BIN,
+       "--data_dir=/nonexistent --listen=127.0.0.1:0 --metrics_listen= "
+       "--device=gpu",
+       "must be auto, cpu or cuda"},
+  };
+  if (!worker::CudaAvailable()) {
+    cases.push_back({OUBLI_WORKER_BIN,
+                     "--coordinator=127.0.0.1:1 --device=cuda",
+                     "CUDA is not available"});
+  }
+  for (const Case& c : cases) {
+    const std::string command = c.binary + " " + c.flags + " 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr) << command;
+    std::string output;
+    char buffer[512];
+    while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+    const int status = pclose(pipe);
+    ASSERT_TRUE(WIFEXITED(status)) << command;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << command << "\n" << output;
+    EXPECT_TRUE(absl::StrContains(output, c.says)) << command << "\n" << output;
+  }
 }
 
 }  // namespace

@@ -209,14 +209,26 @@ function checkOverlaySpecifics(name, resources) {
   if (!worker || !coordinator) { problem(name, "coordinator or worker StatefulSet missing"); return; }
   const gpu = (pod) => pod.containers.some((c) => c.resources?.limits?.["nvidia.com/gpu"]);
   if (name.endsWith("gpu")) {
-    if (!gpu(worker)) problem(name, "workers request no nvidia.com/gpu");
-    for (const c of worker.containers) {
-      const r = c.resources ?? {};
-      if (r.limits?.["nvidia.com/gpu"] !== r.requests?.["nvidia.com/gpu"]) problem(name, "GPU requests must equal limits");
+    // One numeric environment for all: the coordinator trains and predicts
+    // too, and workers of another environment get no work.
+    for (const [who, pod] of [["workers", worker], ["the coordinator", coordinator]]) {
+      if (!gpu(pod)) problem(name, `${who} request no nvidia.com/gpu`);
+      for (const c of pod.containers) {
+        const r = c.resources ?? {};
+        if (r.limits?.["nvidia.com/gpu"] !== r.requests?.["nvidia.com/gpu"]) problem(name, "GPU requests must equal limits");
+      }
+      if (!(pod.tolerations ?? []).some((t) => t.key === "nvidia.com/gpu")) problem(name, `${who} do not tolerate nvidia.com/gpu`);
+      if (!pod.containers[0].image.endsWith("-cuda")) problem(name, `image ${pod.containers[0].image} of ${who} is not the GPU variant`);
+      if (!(pod.containers[0].args ?? []).includes("--device=cuda")) problem(name, `${who} do not run with --device=cuda`);
     }
-    if (!(worker.tolerations ?? []).some((t) => t.key === "nvidia.com/gpu")) problem(name, "workers do not tolerate nvidia.com/gpu");
-    if (gpu(coordinator)) problem(name, "the coordinator should not take a GPU");
-    if (!worker.containers[0].image.endsWith("-cuda")) problem(name, `worker image ${worker.containers[0].image} is not the GPU variant`);
+    // The patches repeat the base's args (lists replace): none may be lost.
+    for (const [which, pod] of [["oubli-worker", worker], ["oubli-coordinator", coordinator]]) {
+      const base = render(path.join(source, "deploy/base"), yaml)
+        .find((r) => r.kind === "StatefulSet" && r.metadata.name === which).spec.template.spec;
+      for (const arg of base.containers[0].args ?? []) {
+        if (!(pod.containers[0].args ?? []).includes(arg)) problem(name, `${which} lost base arg ${arg}`);
+      }
+    }
   } else if (gpu(worker) || gpu(coordinator)) {
     problem(name, "GPU resources outside the gpu overlay");
   }

@@ -253,10 +253,16 @@ void PrintModel(const v1::Model& m) {
             : "nothing");
   }
   for (const auto& w : m.workers()) {
-    std::printf("  worker %s %s at %s: %s, %d busy, %lld positions trained\n",
+    std::printf("  worker %s %s at %s: %s, %d busy, %lld positions trained%s\n",
                 w.worker_id().c_str(), w.name().c_str(), w.address().c_str(),
                 w.alive() ? "alive" : "DEAD", w.busy(),
-                static_cast<long long>(w.positions_trained()));
+                static_cast<long long>(w.positions_trained()),
+                w.environment_matches()
+                    ? ""
+                    : absl::StrCat(", OTHER numeric environment (gets no "
+                                   "work): ",
+                                   w.environment())
+                          .c_str());
   }
   std::fflush(stdout);
 }
