@@ -30,13 +30,16 @@ absl::StatusOr<DeviceChoice> ParseDeviceChoice(absl::string_view text);
 bool CudaAvailable();
 
 // Switches this process to the chosen device and returns its description
-// ("cpu", or "cuda:0 NVIDIA A100-SXM4-40GB sm_80 cudart=11080
-// cudnn=8700"). For CUDA it first makes GPU kernels deterministic:
+// ("cpu", or "cuda:0 NVIDIA A100-SXM4-40GB sm_80 sms=108 driver=12020
+// cudart=11080 cudnn=8700 cublas=11.11.3"). For CUDA it first makes GPU
+// kernels deterministic:
 // deterministic algorithms only, cuDNN deterministic without autotuning,
 // no TF32, and CUBLAS_WORKSPACE_CONFIG=:4096:8 (cuBLAS requires it for
 // reproducible results). FailedPrecondition when CUDA is asked for and not
 // available, or the GPU cannot be named (its model and compute capability
-// belong in every checkpoint key). Call once, before training or serving.
+// belong in every checkpoint key). Call once, before training or serving:
+// choosing the CPU after CUDA (tests) keeps those settings, which leave
+// CPU kernels as they are.
 absl::StatusOr<std::string> UseComputeDevice(DeviceChoice choice);
 
 // ParseDeviceChoice, then UseComputeDevice: what --device does.

@@ -326,7 +326,9 @@ void WorkerServer::MembershipLoop() {
         backoff = absl::Milliseconds(100);
         // Registered either way (chunks are environment-free), but say why
         // no work will come.
-        const bool matches = response.coordinator_environment() == environment;
+        // Empty: a coordinator of an older release, which does not say.
+        const bool matches = response.coordinator_environment().empty() ||
+                             response.coordinator_environment() == environment;
         if (metrics_ != nullptr) metrics_->SetEnvironmentMatches(matches);
         if (!matches) {
           std::fprintf(stderr,

@@ -557,8 +557,8 @@ TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {
 // processes) is registered but sent nothing; both sides, GetModel and the
 // worker's metrics say so instead of leaving it silently idle.
 TEST_F(WorkerClusterTest, AWorkerOfAnotherEnvironmentIsToldAndGetsNoWork) {
-  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
-  ASSERT_NO_FATAL_FAILURE(StartWorker(false, {"--metrics_listen=127.0.0.1:0"}));
+  // The stranger below never heartbeats: it stays alive for the whole test.
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator({"--worker_timeout=10m"}));
   auto membership = cluster::Membership::NewStub(grpc::CreateChannel(
       coordinator_.address(), grpc::InsecureChannelCredentials()));
   cluster::RegisterRequest request;
@@ -572,7 +572,17 @@ TEST_F(WorkerClusterTest, AWorkerOfAnotherEnvironmentIsToldAndGetsNoWork) {
   ASSERT_TRUE(membership->Register(&context, request, &response).ok());
   EXPECT_EQ(response.coordinator_environment(), worker::NumericEnvironment());
 
+  // Alive, but no worker of the coordinator's environment: training and
+  // serving stay local.
   v1::Model created;
+  ASSERT_TRUE(Create("tiny", TinyConfig(1, 8), &created).ok());
+  v1::Model local;
+  ASSERT_TRUE(GetModel("tiny", &local).ok());
+  ASSERT_EQ(local.workers_size(), 1);
+  EXPECT_TRUE(local.workers(0).alive());
+  EXPECT_EQ(local.worker_placement(), "local");
+
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, {"--metrics_listen=127.0.0.1:0"}));
   ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(1, 8),
                                              TinySamples(40, 1, 0), &created));
   v1::Model model;
@@ -629,7 +639,9 @@ TEST(ServerFlagsTest, AnUnusableDeviceStopsTheServerAtStartup) {
                      "CUDA is not available"});
   }
   for (const Case& c : cases) {
-    const std::string command = c.binary + " " + c.flags + " 2>&1";
+    // `timeout`: a server that wrongly starts must not hang the test.
+    const std::string command =
+        absl::StrCat("timeout 60 '", c.binary, "' ", c.flags, " 2>&1");
     FILE* pipe = popen(command.c_str(), "r");
     ASSERT_NE(pipe, nullptr) << command;
     std::string output;

@@ -41,7 +41,10 @@ class ClusterTest : public ServiceClientTest {
   void StartCoordinator(std::vector<std::string> extra_flags = {}) {
     std::vector<std::string> flags = {
         absl::StrCat("--data_dir=", (dir_.path() / "data").string()),
-        "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"};
+        "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+        // The in-process engine the results are compared with computes on
+        // the CPU (the library default), on GPU hosts too.
+        "--device=cpu"};
     flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
     ASSERT_TRUE(coordinator_.Start(
         flags, dir_.path() / absl::StrCat("coordinator-", ++starts_, ".log")));
@@ -127,7 +130,8 @@ class ClusterTest : public ServiceClientTest {
                      std::vector<std::string> extra_flags = {}) {
     std::vector<std::string> flags = {
         absl::StrCat("--coordinator=", coordinator_.address()),
-        "--listen=127.0.0.1:0", absl::StrCat("--name=worker-", index)};
+        "--listen=127.0.0.1:0", absl::StrCat("--name=worker-", index),
+        "--device=cpu"};
     if (chunks) flags.push_back(absl::StrCat("--data_dir=", WorkerDir(index)));
     flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
     ASSERT_TRUE(workers_[index]->Start(
