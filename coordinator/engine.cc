@@ -226,6 +226,7 @@ struct Engine::State {
   std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
   std::map<int, absl::Time> retrain_due ABSL_GUARDED_BY(mu);  // shard -> when
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  bool retry_purges_now ABSL_GUARDED_BY(mu) = false;  // RetryPurgesNow
   // Signalled when retrain_due gains work or a shard is released.
   absl::CondVar work_cv;
   // Bumped whenever a shard's content shrinks; training of an older
@@ -808,11 +809,16 @@ void Engine::State::PurgeLoop() {
         const absl::Duration wait =
             std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
         if (wait > absl::ZeroDuration()) {
-          auto stop = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-            return stopping;
+          auto stop_or_retry = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+            return stopping || retry_purges_now;
           };
-          if (mu.AwaitWithTimeout(absl::Condition(&stop), wait)) return;
+          mu.AwaitWithTimeout(absl::Condition(&stop_or_retry), wait);
+          if (stopping) return;
         }
+      }
+      if (retry_purges_now) {
+        retry_purges_now = false;
+        backoff = absl::ZeroDuration();
       }
     }
     if (repair_due) {
@@ -2090,6 +2096,11 @@ absl::Status Engine::WaitForStage(absl::string_view deletion_id,
 absl::Status Engine::WaitForRestored(absl::string_view deletion_id,
                                      absl::Duration timeout) {
   return WaitForStage(deletion_id, DeletionStage::kRestored, timeout);
+}
+
+void Engine::RetryPurgesNow() {
+  absl::MutexLock lock(&state_->mu);
+  state_->retry_purges_now = true;
 }
 
 absl::StatusOr<VerifyReport> Engine::Verify() {

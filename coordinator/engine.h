@@ -220,6 +220,10 @@ class Engine {
   // and compares them bitwise with what is served.
   absl::StatusOr<VerifyReport> Verify();
 
+  // Starts the next purge pass now instead of after the failure back-off
+  // (up to 30 s): something that held purges back is gone.
+  void RetryPurgesNow();
+
   ModelStatus GetModelStatus();
   std::string Fingerprint();
   // Walks the data dir (no engine lock): cost grows with the file count.

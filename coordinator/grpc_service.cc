@@ -7,6 +7,7 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 #include <vector>
 
@@ -152,6 +153,12 @@ void WorkersToProto(const std::vector<WorkerPool::WorkerInfo>& workers,
     any_alive |= in.alive && in.environment == environment;
   }
   out->set_worker_placement(any_alive ? "workers" : "local");
+}
+
+void RetiredToProto(const WorkerPool::RetiredHolder& in,
+                    v1::RetiredWorker* out) {
+  out->set_name(SanitizeUtf8(in.name));
+  SetTimestamp(in.retired_at, out->mutable_retired_at());
 }
 
 void JobToProto(const JobInfo& in, v1::Job* out) {
@@ -410,6 +417,11 @@ grpc::Status OubliService::CreateModel(grpc::ServerContext* context,
                               registry->GetModelStatus(created.model_id));
   ModelStatusToProto(created.model_id, status, response);
   WorkersToProto(WorkerList(), response);
+  if (workers_ != nullptr) {
+    for (const WorkerPool::RetiredHolder& r : workers_->RetiredHolders()) {
+      RetiredToProto(r, response->add_retired_workers());
+    }
+  }
   return grpc::Status::OK;
 }
 
@@ -675,6 +687,11 @@ grpc::Status OubliService::GetModel(grpc::ServerContext* context,
                               registry->GetModelStatus(request->model_id()));
   ModelStatusToProto(request->model_id(), status, response);
   WorkersToProto(WorkerList(), response);
+  if (workers_ != nullptr) {
+    for (const WorkerPool::RetiredHolder& r : workers_->RetiredHolders()) {
+      RetiredToProto(r, response->add_retired_workers());
+    }
+  }
   return grpc::Status::OK;
 }
 
@@ -695,6 +712,24 @@ grpc::Status OubliService::Verify(grpc::ServerContext* context,
     proto->set_match(match);
   }
   response->set_elapsed_ms(absl::ToInt64Milliseconds(report.elapsed));
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::RetireWorker(grpc::ServerContext* context,
+                                        const v1::RetireWorkerRequest* request,
+                                        v1::RetiredWorker* response) {
+  if (workers_ == nullptr) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        "this server has no worker pool, so no chunk holders"));
+  }
+  OUBLI_GRPC_ASSIGN_OR_RETURN(WorkerPool::RetiredHolder retired,
+                              workers_->RetireHolder(request->name()));
+  // Deletions waiting on its chunks need not wait out their back-off.
+  if (absl::StatusOr<ModelRegistry*> registry = this->registry();
+      registry.ok()) {
+    (*registry)->RetryPurgesNow();
+  }
+  RetiredToProto(retired, response);
   return grpc::Status::OK;
 }
 
@@ -723,6 +758,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   WorkerPool::Options pool_options = options.workers;
   pool_options.max_message_bytes = options.max_message_bytes;
   server->workers_ = std::make_shared<WorkerPool>(pool_options);
+  // Before registrations are served: a retired name must never get in.
+  {
+    std::error_code error;
+    std::filesystem::create_directories(options.data_dir, error);
+    if (error) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot create data dir ", options.data_dir, ": ", error.message()));
+    }
+  }
+  OUBLI_RETURN_IF_ERROR(server->workers_->OpenRetiredHolders(
+      (std::filesystem::path(options.data_dir) / "retired_workers").string()));
   server->membership_ = std::make_unique<MembershipService>(
       server->workers_, options.workers.cluster_token);
   server->service_.SetWorkers(server->workers_);

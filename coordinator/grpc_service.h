@@ -91,6 +91,9 @@ class OubliService final : public oubli::v1::Oubli::Service {
   grpc::Status Verify(grpc::ServerContext* context,
                       const oubli::v1::VerifyRequest* request,
                       oubli::v1::VerifyResponse* response) override;
+  grpc::Status RetireWorker(grpc::ServerContext* context,
+                            const oubli::v1::RetireWorkerRequest* request,
+                            oubli::v1::RetiredWorker* response) override;
 
  private:
   // The registry, or UNAVAILABLE while it is still opening.

@@ -400,4 +400,15 @@ absl::StatusOr<VerifyReport> ModelRegistry::Verify(absl::string_view model_id) {
   return engine->Verify();
 }
 
+void ModelRegistry::RetryPurgesNow() {
+  std::vector<std::shared_ptr<Engine>> engines;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, engine] : engines_) engines.push_back(engine);
+  }
+  for (const std::shared_ptr<Engine>& engine : engines) {
+    engine->RetryPurgesNow();
+  }
+}
+
 }  // namespace oubli::coordinator

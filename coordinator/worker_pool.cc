@@ -6,16 +6,20 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <thread>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "common/cluster_protocol.h"
+#include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
@@ -119,6 +123,13 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
   worker->last_heartbeat = now;
 
   absl::MutexLock lock(&mu_);
+  if (RetiredLocked(worker->name)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker name '", worker->name, "' was retired at ",
+        absl::FormatTime(retired_.at(worker->name)),
+        " (its chunks count as destroyed); start this worker with a new "
+        "--name and an empty --data_dir"));
+  }
   // Chunks are named by worker name: two live workers must not share one.
   for (const auto& [id, other] : workers_) {
     if (other->name == worker->name && other->address != worker->address &&
@@ -169,6 +180,96 @@ bool WorkerPool::Heartbeat(absl::string_view worker_id) {
 
 bool WorkerPool::AliveLocked(const Worker& worker, absl::Time now) const {
   return !worker.dead && now - worker.last_heartbeat <= options_.worker_timeout;
+}
+
+bool WorkerPool::RetiredLocked(absl::string_view name) const {
+  return retired_.contains(name);
+}
+
+bool WorkerPool::Retired(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  return RetiredLocked(name);
+}
+
+absl::Status WorkerPool::OpenRetiredHolders(const std::string& path) {
+  absl::flat_hash_map<std::string, absl::Time> retired;
+  if (std::filesystem::exists(path)) {
+    OUBLI_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+    int line_number = 0;
+    for (absl::string_view line :
+         absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      ++line_number;
+      const size_t space = line.find(' ');
+      int64_t nanos = 0;
+      if (space == absl::string_view::npos || space + 1 == line.size() ||
+          !absl::SimpleAtoi(line.substr(0, space), &nanos)) {
+        return absl::DataLossError(absl::StrCat("retired workers file ", path,
+                                                " line ", line_number,
+                                                " is not 'unix_nanos name'"));
+      }
+      retired[line.substr(space + 1)] = absl::FromUnixNanos(nanos);
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  retired_path_ = path;
+  retired_ = std::move(retired);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WorkerPool::RetiredHolder> WorkerPool::RetireHolder(
+    absl::string_view name) {
+  if (name.empty() || name.size() > 256 ||
+      std::any_of(name.begin(), name.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      })) {
+    return absl::InvalidArgumentError(
+        "a worker name is 1 to 256 bytes without control characters");
+  }
+  absl::MutexLock lock(&mu_);
+  if (auto it = retired_.find(name); it != retired_.end()) {
+    return RetiredHolder{std::string(name), it->second};
+  }
+  const absl::Time now = absl::Now();
+  for (const auto& [id, worker] : workers_) {
+    if (worker->name == name && AliveLocked(*worker, now)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker '", name, "' is alive (", worker->id,
+                       "); stop it for good before retiring it"));
+    }
+  }
+  retired_[name] = now;
+  if (!retired_path_.empty()) {
+    std::vector<std::pair<std::string, absl::Time>> sorted(retired_.begin(),
+                                                           retired_.end());
+    std::sort(sorted.begin(), sorted.end());
+    std::string text;
+    for (const auto& [holder, at] : sorted) {
+      absl::StrAppend(&text, absl::ToUnixNanos(at), " ", holder, "\n");
+    }
+    if (absl::Status written = WriteFileAtomically(retired_path_, text);
+        !written.ok()) {
+      retired_.erase(std::string(name));
+      return written;
+    }
+  }
+  // Its entry goes: a retired name never comes back.
+  absl::erase_if(workers_,
+                 [&](const auto& entry) { return entry.second->name == name; });
+  std::fprintf(stderr,
+               "oubli: worker %s retired: its chunks count as destroyed\n",
+               std::string(name).c_str());
+  return RetiredHolder{std::string(name), now};
+}
+
+std::vector<WorkerPool::RetiredHolder> WorkerPool::RetiredHolders() {
+  absl::MutexLock lock(&mu_);
+  std::vector<RetiredHolder> out;
+  for (const auto& [name, at] : retired_) out.push_back({name, at});
+  std::sort(out.begin(), out.end(),
+            [](const RetiredHolder& a, const RetiredHolder& b) {
+              return a.name < b.name;
+            });
+  return out;
 }
 
 std::vector<WorkerPool::WorkerInfo> WorkerPool::Workers() {
@@ -510,7 +611,8 @@ int WorkerPool::FetchChunks(
     // Right after a coordinator restart the workers have not registered
     // again yet: give them one worker timeout before calling them lost.
     while (wait_at_start && holder == nullptr &&
-           absl::Now() < started_ + options_.worker_timeout) {
+           absl::Now() < started_ + options_.worker_timeout &&
+           !Retired(holders[i])) {
       absl::SleepFor(absl::Milliseconds(100));
       holder = LiveHolder(holders[i]);
     }
@@ -631,8 +733,11 @@ absl::Status WorkerPool::Forget(const std::string& key,
   names.erase(std::unique(names.begin(), names.end()), names.end());
   std::vector<std::string> unreachable;
   for (const std::string& name : names) {
+    if (Retired(name)) continue;  // gone with its disk, on the operator's word
     std::shared_ptr<Worker> holder = LiveHolder(name);
-    grpc::Status status(grpc::StatusCode::UNAVAILABLE, "not alive");
+    grpc::Status status(grpc::StatusCode::UNAVAILABLE,
+                        "not alive; if it is gone for good with its disk: "
+                        "oublictl retire-worker NAME");
     if (holder != nullptr) {
       cluster::DeleteChunksRequest request;
       request.add_checkpoint_keys(key);

@@ -60,6 +60,12 @@ class WorkerPool final : public RemoteTrainer,
     std::string cluster_token;
   };
 
+  // A chunk holder an operator declared gone for good (RetireHolder).
+  struct RetiredHolder {
+    std::string name;
+    absl::Time retired_at;
+  };
+
   struct WorkerInfo {
     std::string id;
     std::string name;
@@ -96,6 +102,21 @@ class WorkerPool final : public RemoteTrainer,
   // Every registered worker, dead ones included until they register again;
   // sorted by id.
   std::vector<WorkerInfo> Workers();
+
+  // Retired chunk holders are kept in `path` (one "unix_nanos name" line
+  // each; absent: none). Call before registrations are served. DataLoss when
+  // the file is unreadable: a forgotten retirement would let the holder
+  // back in.
+  absl::Status OpenRetiredHolders(const std::string& path);
+  // Declares the holder named `name` gone for good, durably (fsync before
+  // returning): its disk is destroyed or wiped, on the operator's word. Its
+  // chunks then count as destroyed, so deletions stop waiting for it, and a
+  // worker registering under this name is refused (its --data_dir could
+  // still hold chunks). Idempotent: retiring again returns the first
+  // retirement. InvalidArgument: empty, longer than 256 bytes or with
+  // control characters; FailedPrecondition: a live worker has this name.
+  absl::StatusOr<RetiredHolder> RetireHolder(absl::string_view name);
+  std::vector<RetiredHolder> RetiredHolders();
 
   // RemoteTrainer.
   int Capacity(const std::string& environment) override;
@@ -171,6 +192,10 @@ class WorkerPool final : public RemoteTrainer,
   // The live chunk holder registered under `name`, or nullptr.
   std::shared_ptr<Worker> LiveHolder(const std::string& name);
 
+  bool RetiredLocked(absl::string_view name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Retired(absl::string_view name);
+
   const Options options_;
   const std::string incarnation_;  // random per pool, part of every id
   const absl::Time started_ = absl::Now();
@@ -178,6 +203,9 @@ class WorkerPool final : public RemoteTrainer,
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<std::string, std::shared_ptr<Worker>> workers_
       ABSL_GUARDED_BY(mu_);
+  std::string retired_path_ ABSL_GUARDED_BY(mu_);  // empty: memory only
+  // By name. Written under mu_ so a registration never races a retirement.
+  absl::flat_hash_map<std::string, absl::Time> retired_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace oubli::coordinator

@@ -366,5 +366,79 @@ TEST_F(ChaosTest, AModelsOwnCodeIsUsedOnceEnoughHoldersAreAlive) {
   EXPECT_EQ(restored.config().erasure().parity_chunks(), 2);
 }
 
+// A chunk holder gone for good with its disk holds back the purge of its
+// shards' deletions until the operator retires it. The retirement is
+// durable, idempotent, refused for a live worker, and the name can never
+// register again (its data dir could still hold chunks).
+TEST_F(ChaosTest, ARetiredHolderNoLongerHoldsPurgesBackAndCannotReturn) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
+  auto retire = [&](const std::string& name, v1::RetiredWorker* out) {
+    v1::RetireWorkerRequest request;
+    request.set_name(name);
+    return Call(&v1::Oubli::Stub::RetireWorker, request, out);
+  };
+  v1::RetiredWorker retired;
+  EXPECT_EQ(retire("worker-1", &retired).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);  // alive
+  EXPECT_EQ(retire("", &retired).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(retire("two\nlines", &retired).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  workers_[1]->Kill();
+  ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-1"));
+  v1::DeletionReceipt receipt;
+  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  v1::GetDeletionRequest get;
+  get.set_deletion_id(receipt.deletion_id());
+  v1::DeletionReceipt held;
+  for (int i = 0; i < 300; ++i) {  // the purge pass has tried and failed
+    ASSERT_TRUE(Call(&v1::Oubli::Stub::GetDeletion, get, &held).ok());
+    if (!held.note().empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(held.stage(), v1::FORGOTTEN);
+  EXPECT_THAT(held.note(), ::testing::HasSubstr("worker-1"));
+  EXPECT_THAT(held.note(), ::testing::HasSubstr("retire-worker"));
+
+  status = retire("worker-1", &retired);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(retired.name(), "worker-1");
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()))
+      << coordinator_.Log();
+  v1::RetiredWorker again;
+  ASSERT_TRUE(retire("worker-1", &again).ok());
+  EXPECT_EQ(again.retired_at().seconds(), retired.retired_at().seconds());
+  EXPECT_EQ(again.retired_at().nanos(), retired.retired_at().nanos());
+
+  // Durable: after a restart it is still listed and still kept out.
+  const std::string address = coordinator_.address();
+  coordinator_.Kill();
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({absl::StrCat("--listen=", address)}));
+  v1::Model model;
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  ASSERT_EQ(model.retired_workers_size(), 1);
+  EXPECT_EQ(model.retired_workers(0).name(), "worker-1");
+  EXPECT_EQ(model.retired_workers(0).retired_at().seconds(),
+            retired.retired_at().seconds());
+  ASSERT_NO_FATAL_FAILURE(LaunchWorker(1, true));
+  std::string log;
+  for (int i = 0; i < 300; ++i) {
+    log = workers_[1]->Log();
+    if (log.find("was retired") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_THAT(log, ::testing::HasSubstr("'worker-1' was retired"));
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  for (const v1::WorkerStatus& w : model.workers()) {
+    EXPECT_NE(w.name(), "worker-1");
+  }
+}
+
 }  // namespace
 }  // namespace oubli

@@ -128,6 +128,13 @@ class ClusterTest : public ServiceClientTest {
   }
   void RestartWorker(int index, bool chunks = false,
                      std::vector<std::string> extra_flags = {}) {
+    ASSERT_NO_FATAL_FAILURE(LaunchWorker(index, chunks, extra_flags));
+    std::string id;
+    ASSERT_TRUE(workers_[index]->WaitForLine("registered as ", &id));
+  }
+  // Starts worker `index` again without waiting for its registration.
+  void LaunchWorker(int index, bool chunks = false,
+                    std::vector<std::string> extra_flags = {}) {
     std::vector<std::string> flags = {
         absl::StrCat("--coordinator=", coordinator_.address()),
         "--listen=127.0.0.1:0", absl::StrCat("--name=worker-", index),
@@ -136,8 +143,6 @@ class ClusterTest : public ServiceClientTest {
     flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
     ASSERT_TRUE(workers_[index]->Start(
         flags, dir_.path() / absl::StrCat("worker-", index, ".log")));
-    std::string id;
-    ASSERT_TRUE(workers_[index]->WaitForLine("registered as ", &id));
   }
   std::string WorkerDir(int index) const {
     return (dir_.path() / absl::StrCat("worker-", index)).string();

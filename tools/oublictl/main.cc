@@ -13,6 +13,8 @@
 //   predict --model M --fashion_mnist DIR [--split test] [--limit N]
 //   model   --model M
 //   verify  --model M
+//   retire-worker NAME  a chunk holder gone for good with its disk: its
+//                       chunks count as destroyed (RetireWorker)
 //
 // Human-readable output by default; --json prints one JSON object per line.
 // Every RPC has a deadline of --timeout_s seconds except train --wait's
@@ -257,12 +259,20 @@ void PrintModel(const v1::Model& m) {
                 w.worker_id().c_str(), w.name().c_str(), w.address().c_str(),
                 w.alive() ? "alive" : "DEAD", w.busy(),
                 static_cast<long long>(w.positions_trained()),
-                w.environment_matches()
+                // Empty: a coordinator of an older release.
+                w.environment_matches() || w.environment().empty()
                     ? ""
                     : absl::StrCat(", OTHER numeric environment (gets no "
                                    "work): ",
                                    w.environment())
                           .c_str());
+  }
+  for (const auto& r : m.retired_workers()) {
+    std::printf(
+        "  worker %s retired at %s (chunks count as destroyed)\n",
+        r.name().c_str(),
+        absl::FormatTime(absl::FromUnixSeconds(r.retired_at().seconds()))
+            .c_str());
   }
   std::fflush(stdout);
 }
@@ -553,12 +563,38 @@ absl::Status Verify(Client& client) {
   return absl::OkStatus();
 }
 
+absl::Status RetireWorker(Client& client,
+                          const std::vector<std::string>& rest) {
+  if (rest.size() != 1) {
+    return absl::InvalidArgumentError(
+        "retire-worker takes one worker name (its --name)");
+  }
+  v1::RetireWorkerRequest request;
+  request.set_name(rest[0]);
+  v1::RetiredWorker retired;
+  OUBLI_RETURN_IF_ERROR(RpcStatus(
+      client.stub().RetireWorker(Client::Context().get(), request, &retired),
+      "RetireWorker"));
+  if (Json()) {
+    PrintJson(retired);
+  } else {
+    std::printf(
+        "worker %s retired at %s: its chunks count as destroyed, and it "
+        "cannot register again under this name\n",
+        retired.name().c_str(),
+        absl::FormatTime(absl::FromUnixSeconds(retired.retired_at().seconds()))
+            .c_str());
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
-      "create ingest train delete status receipt predict model verify");
+      "create ingest train delete status receipt predict model verify "
+      "retire-worker");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
@@ -566,7 +602,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[1];
   const std::vector<std::string> rest(args.begin() + 2, args.end());
-  if (!rest.empty() && command != "delete") {
+  if (!rest.empty() && command != "delete" && command != "retire-worker") {
     std::fprintf(stderr, "oublictl: unexpected argument '%s'\n",
                  rest[0].c_str());
     return 2;
@@ -589,6 +625,8 @@ int main(int argc, char** argv) {
     status = Model(client);
   } else if (command == "verify") {
     status = Verify(client);
+  } else if (command == "retire-worker") {
+    status = RetireWorker(client, rest);
   } else {
     std::fprintf(stderr, "oublictl: unknown command '%s'\n", command.c_str());
     return 2;
