@@ -725,12 +725,16 @@ grpc::Status OubliService::RetireWorker(grpc::ServerContext* context,
   OUBLI_GRPC_ASSIGN_OR_RETURN(WorkerPool::RetiredHolder retired,
                               workers_->RetireHolder(request->name()));
   // Deletions waiting on its chunks need not wait out their back-off.
+  RetryPurgesNow();
+  RetiredToProto(retired, response);
+  return grpc::Status::OK;
+}
+
+void OubliService::RetryPurgesNow() {
   if (absl::StatusOr<ModelRegistry*> registry = this->registry();
       registry.ok()) {
     (*registry)->RetryPurgesNow();
   }
-  RetiredToProto(retired, response);
-  return grpc::Status::OK;
 }
 
 // -------------------------------------------------------- CoordinatorServer
@@ -769,8 +773,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   }
   OUBLI_RETURN_IF_ERROR(server->workers_->OpenRetiredHolders(
       (std::filesystem::path(options.data_dir) / "retired_workers").string()));
+  // The service outlives every RPC (the gRPC server stops first).
   server->membership_ = std::make_unique<MembershipService>(
-      server->workers_, options.workers.cluster_token);
+      server->workers_, options.workers.cluster_token,
+      [service = &server->service_] { service->RetryPurgesNow(); });
   server->service_.SetWorkers(server->workers_);
   OUBLI_ASSIGN_OR_RETURN(
       StartedGrpcServer started,

@@ -51,6 +51,8 @@ class OubliService final : public oubli::v1::Oubli::Service {
   // (and reporting NOT_SERVING) before the registry has reopened its models.
   // `registry` must outlive the service's RPCs.
   void SetRegistry(ModelRegistry* registry) { registry_.store(registry); }
+  // ModelRegistry::RetryPurgesNow, once the registry is open.
+  void RetryPurgesNow();
   // The cluster's workers, reported by GetModel; set before serving.
   void SetWorkers(std::shared_ptr<WorkerPool> workers) {
     workers_ = std::move(workers);

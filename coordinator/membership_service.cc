@@ -44,6 +44,7 @@ grpc::Status MembershipService::Register(
                  id->c_str(), request->environment().c_str(),
                  environment.c_str());
   }
+  if (request->holds_chunks() && holder_registered_) holder_registered_();
   return grpc::Status::OK;
 }
 

@@ -2,6 +2,7 @@
 #ifndef OUBLI_COORDINATOR_MEMBERSHIP_SERVICE_H_
 #define OUBLI_COORDINATOR_MEMBERSHIP_SERVICE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -13,8 +14,13 @@ namespace oubli::coordinator {
 class MembershipService final : public cluster::Membership::Service {
  public:
   // `cluster_token`: what workers must present; empty: no check.
-  MembershipService(std::shared_ptr<WorkerPool> pool, std::string cluster_token)
-      : pool_(std::move(pool)), cluster_token_(std::move(cluster_token)) {}
+  // `holder_registered` (may be empty) runs after a chunk holder registers:
+  // purges waiting for its chunks need not sit out their back-off.
+  MembershipService(std::shared_ptr<WorkerPool> pool, std::string cluster_token,
+                    std::function<void()> holder_registered = nullptr)
+      : pool_(std::move(pool)),
+        cluster_token_(std::move(cluster_token)),
+        holder_registered_(std::move(holder_registered)) {}
 
   grpc::Status Register(grpc::ServerContext* context,
                         const cluster::RegisterRequest* request,
@@ -26,6 +32,7 @@ class MembershipService final : public cluster::Membership::Service {
  private:
   const std::shared_ptr<WorkerPool> pool_;
   const std::string cluster_token_;
+  const std::function<void()> holder_registered_;
 };
 
 }  // namespace oubli::coordinator
