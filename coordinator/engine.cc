@@ -2098,6 +2098,23 @@ absl::Status Engine::WaitForRestored(absl::string_view deletion_id,
   return WaitForStage(deletion_id, DeletionStage::kRestored, timeout);
 }
 
+absl::StatusOr<bool> Engine::NamesChunkHolder(absl::string_view holder) {
+  // Nothing is current in an empty set: every manifest is listed.
+  OUBLI_ASSIGN_OR_RETURN(auto manifests,
+                         state_->Manifests({}, /*want_current=*/false));
+  for (const auto& [key, bytes] : manifests) {
+    internal::ChunkManifest manifest;
+    if (!manifest.ParseFromString(bytes)) continue;
+    for (const std::string& name : manifest.holders()) {
+      if (name == holder) return true;
+    }
+    for (const std::string& name : manifest.also_destroy()) {
+      if (name == holder) return true;
+    }
+  }
+  return false;
+}
+
 void Engine::RetryPurgesNow() {
   absl::MutexLock lock(&state_->mu);
   state_->retry_purges_now = true;

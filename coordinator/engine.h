@@ -220,6 +220,10 @@ class Engine {
   // and compares them bitwise with what is served.
   absl::StatusOr<VerifyReport> Verify();
 
+  // Whether any chunk manifest of this model, current or garbage, names
+  // `holder` (as a holder, or as one whose chunk awaits destruction).
+  absl::StatusOr<bool> NamesChunkHolder(absl::string_view holder);
+
   // Starts the next purge pass now instead of after the failure back-off
   // (up to 30 s): something that held purges back is gone.
   void RetryPurgesNow();

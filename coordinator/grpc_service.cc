@@ -722,8 +722,14 @@ grpc::Status OubliService::RetireWorker(grpc::ServerContext* context,
     return ToGrpcStatus(absl::FailedPreconditionError(
         "this server has no worker pool, so no chunk holders"));
   }
-  OUBLI_GRPC_ASSIGN_OR_RETURN(WorkerPool::RetiredHolder retired,
-                              workers_->RetireHolder(request->name()));
+  // Known only from manifests when the holder died before this process
+  // started; the registry must be open to say.
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_ASSIGN_OR_RETURN(
+      WorkerPool::RetiredHolder retired,
+      workers_->RetireHolder(request->name(), [&] {
+        return registry->NamesChunkHolder(request->name());
+      }));
   // Deletions waiting on its chunks need not wait out their back-off.
   RetryPurgesNow();
   RetiredToProto(retired, response);
@@ -738,6 +744,9 @@ void OubliService::RetryPurgesNow() {
 }
 
 // -------------------------------------------------------- CoordinatorServer
+
+// In the data dir beside the models' dirs: '~' is not allowed in model ids.
+constexpr char kRetiredWorkersFile[] = "~retired_workers";
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const Options& options) {
@@ -772,7 +781,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     }
   }
   OUBLI_RETURN_IF_ERROR(server->workers_->OpenRetiredHolders(
-      (std::filesystem::path(options.data_dir) / "retired_workers").string()));
+      (std::filesystem::path(options.data_dir) / kRetiredWorkersFile)
+          .string()));
   // The service outlives every RPC (the gRPC server stops first).
   server->membership_ = std::make_unique<MembershipService>(
       server->workers_, options.workers.cluster_token,

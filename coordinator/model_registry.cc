@@ -400,6 +400,19 @@ absl::StatusOr<VerifyReport> ModelRegistry::Verify(absl::string_view model_id) {
   return engine->Verify();
 }
 
+absl::StatusOr<bool> ModelRegistry::NamesChunkHolder(absl::string_view holder) {
+  std::vector<std::shared_ptr<Engine>> engines;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, engine] : engines_) engines.push_back(engine);
+  }
+  for (const std::shared_ptr<Engine>& engine : engines) {
+    OUBLI_ASSIGN_OR_RETURN(const bool named, engine->NamesChunkHolder(holder));
+    if (named) return true;
+  }
+  return false;
+}
+
 void ModelRegistry::RetryPurgesNow() {
   std::vector<std::shared_ptr<Engine>> engines;
   {

@@ -142,6 +142,8 @@ class ModelRegistry {
   absl::StatusOr<std::vector<ChunkPlacement>> ChunkPlacements(
       absl::string_view model_id);
   absl::StatusOr<VerifyReport> Verify(absl::string_view model_id);
+  // Engine::NamesChunkHolder of any model.
+  absl::StatusOr<bool> NamesChunkHolder(absl::string_view holder);
   // Engine::RetryPurgesNow on every model.
   void RetryPurgesNow();
 

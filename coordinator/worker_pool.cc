@@ -29,6 +29,21 @@
 
 namespace oubli::coordinator {
 
+namespace {
+
+absl::Status CheckWorkerName(absl::string_view name) {
+  if (name.empty() || name.size() > 256 ||
+      std::any_of(name.begin(), name.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      })) {
+    return absl::InvalidArgumentError(
+        "a worker name is 1 to 256 bytes without control characters");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 struct WorkerPool::Worker {
   // Immutable after Register.
   std::string id;
@@ -103,6 +118,7 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
   if (environment.empty()) {
     return absl::InvalidArgumentError("worker environment is empty");
   }
+  if (!name.empty()) OUBLI_RETURN_IF_ERROR(CheckWorkerName(name));
   auto worker = std::make_shared<Worker>();
   worker->address = std::string(address);
   worker->environment = std::string(environment);
@@ -193,12 +209,22 @@ bool WorkerPool::Retired(absl::string_view name) {
 
 absl::Status WorkerPool::OpenRetiredHolders(const std::string& path) {
   absl::flat_hash_map<std::string, absl::Time> retired;
-  if (std::filesystem::exists(path)) {
-    OUBLI_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  std::error_code error;
+  const bool exists = std::filesystem::exists(path, error);
+  if (error) {
+    return absl::DataLossError(
+        absl::StrCat("retired workers file ", path, ": ", error.message()));
+  }
+  if (exists) {
+    absl::StatusOr<std::string> text = ReadFile(path);
+    if (!text.ok()) {
+      return absl::DataLossError(absl::StrCat("retired workers file ", path,
+                                              ": ", text.status().message()));
+    }
     int line_number = 0;
-    for (absl::string_view line :
-         absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    for (absl::string_view line : absl::StrSplit(*text, '\n')) {
       ++line_number;
+      if (line.empty()) continue;
       const size_t space = line.find(' ');
       int64_t nanos = 0;
       if (space == absl::string_view::npos || space + 1 == line.size() ||
@@ -217,44 +243,85 @@ absl::Status WorkerPool::OpenRetiredHolders(const std::string& path) {
 }
 
 absl::StatusOr<WorkerPool::RetiredHolder> WorkerPool::RetireHolder(
-    absl::string_view name) {
-  if (name.empty() || name.size() > 256 ||
-      std::any_of(name.begin(), name.end(), [](char c) {
-        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-      })) {
-    return absl::InvalidArgumentError(
-        "a worker name is 1 to 256 bytes without control characters");
-  }
-  absl::MutexLock lock(&mu_);
-  if (auto it = retired_.find(name); it != retired_.end()) {
-    return RetiredHolder{std::string(name), it->second};
-  }
-  const absl::Time now = absl::Now();
-  for (const auto& [id, worker] : workers_) {
-    if (worker->name == name && AliveLocked(*worker, now)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("worker '", name, "' is alive (", worker->id,
-                       "); stop it for good before retiring it"));
+    absl::string_view name,
+    const std::function<absl::StatusOr<bool>()>& named_by_a_manifest) {
+  OUBLI_RETURN_IF_ERROR(CheckWorkerName(name));
+  // One retirement at a time; the file is written without mu_, which
+  // heartbeats need.
+  absl::MutexLock retire_lock(&retire_mu_);
+  auto check = [&](bool* known) -> absl::Status {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    for (const auto& [id, worker] : workers_) {
+      if (worker->name != name) continue;
+      *known = true;
+      if (AliveLocked(*worker, now)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("worker '", name, "' is alive (", worker->id,
+                         "); stop it for good before retiring it"));
+      }
+    }
+    // Until every live worker has had a worker timeout to register again,
+    // absence proves nothing.
+    if (now < started_ + options_.worker_timeout) {
+      return absl::UnavailableError(absl::StrCat(
+          "the coordinator started ", absl::FormatDuration(now - started_),
+          " ago; workers are still registering again: retry after ",
+          absl::FormatDuration(started_ + options_.worker_timeout - now)));
+    }
+    return absl::OkStatus();
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = retired_.find(name); it != retired_.end()) {
+      return RetiredHolder{std::string(name), it->second};
     }
   }
-  retired_[name] = now;
-  if (!retired_path_.empty()) {
+  bool known = false;
+  OUBLI_RETURN_IF_ERROR(check(&known));
+  if (!known && named_by_a_manifest) {
+    OUBLI_ASSIGN_OR_RETURN(known, named_by_a_manifest());
+  }
+  if (!known) {
+    return absl::NotFoundError(absl::StrCat(
+        "no registered worker and no chunk manifest names '", name,
+        "': nothing to retire (oublictl model lists the workers)"));
+  }
+  std::string text, path;
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    path = retired_path_;
+    // It may have registered while the manifests were read.
+    for (const auto& [id, worker] : workers_) {
+      if (worker->name == name && AliveLocked(*worker, now)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("worker '", name, "' registered just now (",
+                         worker->id, "); stop it for good before retiring it"));
+      }
+    }
+    // From here on Register refuses the name, before it is durable: a
+    // failed write below only makes the refusal temporary.
+    retired_[name] = now;
+    absl::erase_if(workers_, [&](const auto& entry) {
+      return entry.second->name == name;
+    });
     std::vector<std::pair<std::string, absl::Time>> sorted(retired_.begin(),
                                                            retired_.end());
     std::sort(sorted.begin(), sorted.end());
-    std::string text;
     for (const auto& [holder, at] : sorted) {
       absl::StrAppend(&text, absl::ToUnixNanos(at), " ", holder, "\n");
     }
-    if (absl::Status written = WriteFileAtomically(retired_path_, text);
-        !written.ok()) {
+  }
+  if (!path.empty()) {
+    if (absl::Status written = WriteFileAtomically(path, text); !written.ok()) {
+      // Not acknowledged, so not in force (the rename may have landed, in
+      // which case the next start honours it: the safe direction).
+      absl::MutexLock lock(&mu_);
       retired_.erase(std::string(name));
       return written;
     }
   }
-  // Its entry goes: a retired name never comes back.
-  absl::erase_if(workers_,
-                 [&](const auto& entry) { return entry.second->name == name; });
   std::fprintf(stderr,
                "oubli: worker %s retired: its chunks count as destroyed\n",
                std::string(name).c_str());
@@ -735,9 +802,11 @@ absl::Status WorkerPool::Forget(const std::string& key,
   for (const std::string& name : names) {
     if (Retired(name)) continue;  // gone with its disk, on the operator's word
     std::shared_ptr<Worker> holder = LiveHolder(name);
-    grpc::Status status(grpc::StatusCode::UNAVAILABLE,
-                        "not alive; if it is gone for good with its disk: "
-                        "oublictl retire-worker NAME");
+    grpc::Status status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("not alive; if it is gone for good with its disk: "
+                     "oublictl retire-worker ",
+                     name));
     if (holder != nullptr) {
       cluster::DeleteChunksRequest request;
       request.add_checkpoint_keys(key);

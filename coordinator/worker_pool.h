@@ -105,17 +105,24 @@ class WorkerPool final : public RemoteTrainer,
 
   // Retired chunk holders are kept in `path` (one "unix_nanos name" line
   // each; absent: none). Call before registrations are served. DataLoss when
-  // the file is unreadable: a forgotten retirement would let the holder
-  // back in.
+  // the file cannot be read or parsed: a forgotten retirement would let the
+  // holder back in.
   absl::Status OpenRetiredHolders(const std::string& path);
   // Declares the holder named `name` gone for good, durably (fsync before
   // returning): its disk is destroyed or wiped, on the operator's word. Its
   // chunks then count as destroyed, so deletions stop waiting for it, and a
   // worker registering under this name is refused (its --data_dir could
-  // still hold chunks). Idempotent: retiring again returns the first
+  // still hold chunks). Undone only by editing the file while the
+  // coordinator is stopped. Idempotent: retiring again returns the first
   // retirement. InvalidArgument: empty, longer than 256 bytes or with
-  // control characters; FailedPrecondition: a live worker has this name.
-  absl::StatusOr<RetiredHolder> RetireHolder(absl::string_view name);
+  // control characters; FailedPrecondition: a live worker has this name;
+  // Unavailable: within a worker timeout of the pool's start (workers may
+  // not have registered again yet); NotFound: neither a registered worker
+  // nor `named_by_a_manifest` (a chunk manifest naming it as a holder)
+  // knows the name.
+  absl::StatusOr<RetiredHolder> RetireHolder(
+      absl::string_view name,
+      const std::function<absl::StatusOr<bool>()>& named_by_a_manifest);
   std::vector<RetiredHolder> RetiredHolders();
 
   // RemoteTrainer.
@@ -199,6 +206,7 @@ class WorkerPool final : public RemoteTrainer,
   const Options options_;
   const std::string incarnation_;  // random per pool, part of every id
   const absl::Time started_ = absl::Now();
+  absl::Mutex retire_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one RetireHolder
   absl::Mutex mu_;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<std::string, std::shared_ptr<Worker>> workers_

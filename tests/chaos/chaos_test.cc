@@ -402,8 +402,11 @@ TEST_F(ChaosTest, ARetiredHolderNoLongerHoldsPurgesBackAndCannotReturn) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_EQ(held.stage(), v1::FORGOTTEN);
-  EXPECT_THAT(held.note(), ::testing::HasSubstr("worker-1"));
-  EXPECT_THAT(held.note(), ::testing::HasSubstr("retire-worker"));
+  EXPECT_THAT(held.note(),
+              ::testing::HasSubstr("oublictl retire-worker worker-1"));
+  // A typo retires nothing (and bars no name).
+  EXPECT_EQ(retire("worker-7", &retired).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 
   status = retire("worker-1", &retired);
   ASSERT_TRUE(status.ok()) << status.error_message();

@@ -565,10 +565,6 @@ absl::Status Verify(Client& client) {
 
 absl::Status RetireWorker(Client& client,
                           const std::vector<std::string>& rest) {
-  if (rest.size() != 1) {
-    return absl::InvalidArgumentError(
-        "retire-worker takes one worker name (its --name)");
-  }
   v1::RetireWorkerRequest request;
   request.set_name(rest[0]);
   v1::RetiredWorker retired;
@@ -605,6 +601,12 @@ int main(int argc, char** argv) {
   if (!rest.empty() && command != "delete" && command != "retire-worker") {
     std::fprintf(stderr, "oublictl: unexpected argument '%s'\n",
                  rest[0].c_str());
+    return 2;
+  }
+  if (command == "retire-worker" && rest.size() != 1) {
+    std::fprintf(stderr,
+                 "oublictl: retire-worker takes one worker name (its --name; "
+                 "put -- before a name starting with '-')\n");
     return 2;
   }
   Client client(absl::GetFlag(FLAGS_server));
