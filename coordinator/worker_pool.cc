@@ -58,12 +58,20 @@ struct WorkerPool::Worker {
   bool dead = false;  // declared dead; only a new registration revives
   int busy = 0;
   int64_t positions_trained = 0;
+  // Model id -> until when its shards are not placed here: loading one
+  // failed for a reason of this worker's (base weights missing, config not
+  // understood), which every request would hit again.
+  absl::flat_hash_map<std::string, absl::Time> cannot_serve_until;
 };
 
 namespace {
 
 // How often a running call checks for cancellation and worker death.
 constexpr absl::Duration kWatchPeriod = absl::Milliseconds(20);
+
+// How long a worker that could not load a model's shard gets none of its
+// shards (CannotServe).
+constexpr absl::Duration kCannotServeBackoff = absl::Seconds(30);
 
 // The manifest in `bytes` and the layout it records; DataLoss if it is
 // unreadable or inconsistent.
@@ -857,10 +865,16 @@ WorkerPool::Placement WorkerPool::PlaceShards(const Query& query) {
     absl::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
     for (const auto& [id, worker] : workers_) {
-      if (worker->environment == query.environment &&
-          AliveLocked(*worker, now)) {
-        placement.servers.push_back(worker);
+      if (worker->environment != query.environment ||
+          !AliveLocked(*worker, now)) {
+        continue;
       }
+      if (auto it = worker->cannot_serve_until.find(query.model_id);
+          it != worker->cannot_serve_until.end()) {
+        if (now < it->second) continue;
+        worker->cannot_serve_until.erase(it);
+      }
+      placement.servers.push_back(worker);
     }
   }
   // Stable while membership is: a worker keeps the checkpoints of the same
@@ -883,7 +897,8 @@ std::vector<ShardServing::ShardResult> WorkerPool::Predict(const Query& query) {
   const Placement placement = PlaceShards(query);
   if (placement.servers.empty()) {
     for (ShardResult& result : results) {
-      result.probabilities = absl::UnavailableError("no live worker");
+      result.probabilities =
+          absl::UnavailableError("no live worker can serve this model");
     }
     return results;
   }
@@ -893,7 +908,7 @@ std::vector<ShardServing::ShardResult> WorkerPool::Predict(const Query& query) {
   for (size_t w = 0; w < placement.servers.size(); ++w) {
     if (placement.groups[w].empty()) continue;
     threads.emplace_back([&, w] {
-      PredictOn(*placement.servers[w], query, features, placement.groups[w],
+      PredictOn(placement.servers[w], query, features, placement.groups[w],
                 &results);
     });
   }
@@ -937,10 +952,27 @@ absl::Status WorkerPool::Sync(const Query& query) {
   return absl::OkStatus();
 }
 
-void WorkerPool::PredictOn(const Worker& worker, const Query& query,
-                           const std::string& features,
-                           const std::vector<size_t>& indices,
+void WorkerPool::CannotServe(const std::shared_ptr<Worker>& worker,
+                             const std::string& model_id,
+                             const absl::Status& why) {
+  {
+    absl::MutexLock lock(&mu_);
+    worker->cannot_serve_until[model_id] = absl::Now() + kCannotServeBackoff;
+  }
+  std::fprintf(stderr,
+               "oubli: worker %s cannot serve model %s (%s); its shards go "
+               "elsewhere for %s\n",
+               worker->name.c_str(), model_id.c_str(), why.ToString().c_str(),
+               absl::FormatDuration(kCannotServeBackoff).c_str());
+}
+
+void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
+                           const Query& query, const std::string& features,
+                           const std::vector<size_t>& all_indices,
                            std::vector<ShardResult>* results) {
+  const Worker& worker = *server;
+  // The shards still to ask for: all, then those loaded after round one.
+  std::vector<size_t> indices = all_indices;
   const absl::Time deadline = absl::Now() + options_.predict_deadline;
   // Keeps answers a first round already got.
   auto fail_all = [&](const absl::Status& why) {
@@ -963,12 +995,11 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
     return fail_all(absl::ResourceExhaustedError(
         "its answer would exceed max_message_bytes"));
   }
-  cluster::PredictShardsRequest request = ShardsRequest(query, indices);
-  request.set_rows(query.rows);
-  request.set_features(features);
-
-  // At most two rounds: ask, load what the worker lacks, ask again.
+  // At most two rounds: ask, load what the worker lacks, ask for those.
   for (int round = 0; round < 2; ++round) {
+    cluster::PredictShardsRequest request = ShardsRequest(query, indices);
+    request.set_rows(query.rows);
+    request.set_features(features);
     grpc::ClientContext context;
     PrepareCall(&context, deadline);
     cluster::PredictShardsResponse response;
@@ -1014,6 +1045,7 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
       result.worker = worker.name;
     }
     if (missing.empty() || round == 1) return;
+    std::vector<size_t> loaded_now;
     for (size_t j : missing) {
       const size_t i = indices[j];
       absl::StatusOr<std::string> bytes = query.checkpoint(i);
@@ -1038,8 +1070,18 @@ void WorkerPool::PredictOn(const Worker& worker, const Query& query,
         (*results)[i].probabilities = absl::Status(
             why.code(), absl::StrCat("loading onto worker ", worker.name, ": ",
                                      why.message()));
+        // The worker's own trouble, not this checkpoint's: the rest of its
+        // shards would fail the same way, now and on the next requests.
+        if (absl::IsFailedPrecondition(why) || absl::IsResourceExhausted(why)) {
+          CannotServe(server, query.model_id, why);
+          return;
+        }
+        continue;
       }
+      loaded_now.push_back(i);
     }
+    if (loaded_now.empty()) return;
+    indices = std::move(loaded_now);
   }
 }
 

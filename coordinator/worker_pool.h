@@ -192,10 +192,14 @@ class WorkerPool final : public RemoteTrainer,
   Placement PlaceShards(const Query& query);
   // Answers query.shards[indices] on `worker`, loading the checkpoints it
   // lacks; fills those entries of `results`.
-  void PredictOn(const Worker& worker, const Query& query,
+  void PredictOn(const std::shared_ptr<Worker>& worker, const Query& query,
                  const std::string& features,
                  const std::vector<size_t>& indices,
                  std::vector<ShardResult>* results);
+  // Places none of `model_id`'s shards on `worker` for a while: it failed
+  // to load one for a reason of its own (`why`, logged).
+  void CannotServe(const std::shared_ptr<Worker>& worker,
+                   const std::string& model_id, const absl::Status& why);
   // The live chunk holder registered under `name`, or nullptr.
   std::shared_ptr<Worker> LiveHolder(const std::string& name);
 

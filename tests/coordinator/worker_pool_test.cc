@@ -1,0 +1,178 @@
+// WorkerPool's shard serving against a fake worker over real gRPC on
+// loopback: what it asks for, and what it stops asking.
+#include "coordinator/worker_pool.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_server.h"
+#include "oubli/cluster/cluster.grpc.pb.h"
+
+namespace oubli::coordinator {
+namespace {
+
+constexpr char kEnvironment[] = "test-environment";
+constexpr int kClasses = 3;
+
+// Holds the checkpoints it was sent, except that loading fails with
+// `load_error` when set. Records the shards of every PredictShards call.
+class FakeWorker final : public cluster::Worker::Service {
+ public:
+  explicit FakeWorker(grpc::Status load_error = grpc::Status::OK)
+      : load_error_(std::move(load_error)) {}
+
+  grpc::Status PredictShards(
+      grpc::ServerContext*, const cluster::PredictShardsRequest* request,
+      cluster::PredictShardsResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<int> asked;
+    response->set_classes(kClasses);
+    for (const cluster::ShardCheckpoint& shard : request->shards()) {
+      asked.push_back(shard.shard());
+      cluster::ShardProbabilities* answer = response->add_shards();
+      answer->set_shard(shard.shard());
+      bool held = false;
+      for (const std::string& sha : loaded_)
+        held |= sha == shard.checkpoint_sha256();
+      answer->set_loaded(held);
+      if (held) {
+        std::vector<float> p(request->rows() * kClasses, 1.0f / kClasses);
+        answer->set_probabilities(p.data(), p.size() * sizeof(float));
+      }
+    }
+    calls_.push_back(asked);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status LoadShard(grpc::ServerContext*,
+                         const cluster::LoadShardRequest* request,
+                         cluster::LoadShardResponse*) override {
+    absl::MutexLock lock(&mu_);
+    ++loads_;
+    if (!load_error_.ok()) return load_error_;
+    loaded_.push_back(request->checkpoint_sha256());
+    return grpc::Status::OK;
+  }
+
+  void Preload(const std::string& sha) {
+    absl::MutexLock lock(&mu_);
+    loaded_.push_back(sha);
+  }
+  std::vector<std::vector<int>> calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+  int loads() {
+    absl::MutexLock lock(&mu_);
+    return loads_;
+  }
+
+ private:
+  const grpc::Status load_error_;
+  absl::Mutex mu_;
+  std::vector<std::string> loaded_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<int>> calls_ ABSL_GUARDED_BY(mu_);
+  int loads_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class WorkerPoolServingTest : public ::testing::Test {
+ protected:
+  void Serve(FakeWorker* fake) {
+    absl::StatusOr<StartedGrpcServer> started = StartGrpcServer(
+        "127.0.0.1:0", 1 << 20, "oubli.cluster.Worker",
+        [&](grpc::ServerBuilder& builder) { builder.RegisterService(fake); });
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = std::move(started->server);
+    ASSERT_TRUE(pool_
+                    .Register(absl::StrCat("127.0.0.1:", started->port),
+                              kEnvironment, "fake", false)
+                    .ok());
+  }
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown();
+  }
+
+  // Shards 0 and 1 of model "m", one row of 2 features.
+  ShardServing::Query Query() {
+    ShardServing::Query query;
+    query.model_id = "m";
+    query.config_text = "config";
+    query.environment = kEnvironment;
+    query.shards = {{0, "sha-0"}, {1, "sha-1"}};
+    query.checkpoint = [](size_t i) -> absl::StatusOr<std::string> {
+      return std::string("checkpoint-") + std::to_string(i);
+    };
+    query.inputs = inputs_;
+    query.rows = 1;
+    query.classes = kClasses;
+    return query;
+  }
+
+  WorkerPool pool_{WorkerPool::Options()};
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<float> inputs_ = {0.5f, 0.25f};
+};
+
+// Round two asks only for the shards that were just loaded: the ones
+// answered in round one are not computed twice.
+TEST_F(WorkerPoolServingTest, TheSecondRoundAsksOnlyForTheShardsLoaded) {
+  FakeWorker fake;
+  fake.Preload("sha-0");
+  ASSERT_NO_FATAL_FAILURE(Serve(&fake));
+  const std::vector<ShardServing::ShardResult> results = pool_.Predict(Query());
+  ASSERT_EQ(results.size(), 2u);
+  for (const ShardServing::ShardResult& result : results) {
+    ASSERT_TRUE(result.probabilities.ok()) << result.probabilities.status();
+    EXPECT_EQ(result.worker, "fake");
+    EXPECT_EQ(result.probabilities->size(), static_cast<size_t>(kClasses));
+  }
+  EXPECT_EQ(fake.calls(), (std::vector<std::vector<int>>{{0, 1}, {1}}));
+  EXPECT_EQ(fake.loads(), 1);
+}
+
+// A worker that cannot load the model's checkpoints (its own trouble, such
+// as missing base weights) is not sent that model's shards again for a
+// while; the caller computes them.
+TEST_F(WorkerPoolServingTest, AWorkerThatCannotLoadAModelIsLeftAlone) {
+  FakeWorker fake(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                               "base weights not loadable here"));
+  ASSERT_NO_FATAL_FAILURE(Serve(&fake));
+  for (int request = 0; request < 3; ++request) {
+    const std::vector<ShardServing::ShardResult> results =
+        pool_.Predict(Query());
+    ASSERT_EQ(results.size(), 2u);
+    for (const ShardServing::ShardResult& result : results) {
+      EXPECT_FALSE(result.probabilities.ok()) << "request " << request;
+    }
+  }
+  // One request reached it: both shards asked, one load refused (the other
+  // shard would fail the same way), no second round.
+  EXPECT_EQ(fake.calls(), (std::vector<std::vector<int>>{{0, 1}}));
+  EXPECT_EQ(fake.loads(), 1);
+
+  // Another model is still its to serve.
+  ShardServing::Query other = Query();
+  other.model_id = "other";
+  pool_.Predict(other);
+  EXPECT_EQ(fake.calls().size(), 2u);
+}
+
+// A load that fails because of the checkpoint (not the worker) does not
+// keep the worker from the model's other shards.
+TEST_F(WorkerPoolServingTest, ACheckpointsOwnLoadFailureIsNotHeldAgainstIt) {
+  FakeWorker fake(
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "corrupt checkpoint"));
+  ASSERT_NO_FATAL_FAILURE(Serve(&fake));
+  pool_.Predict(Query());
+  pool_.Predict(Query());
+  EXPECT_EQ(fake.calls().size(), 2u);
+  EXPECT_EQ(fake.loads(), 4);
+}
+
+}  // namespace
+}  // namespace oubli::coordinator
