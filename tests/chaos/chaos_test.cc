@@ -31,6 +31,20 @@ using testing_util::TinySamples;
 
 class ChaosTest : public testing_util::ClusterTest {
  protected:
+  // Polls the deletion (hang guard: 30 s) until a purge pass has failed
+  // and noted why; returns that receipt.
+  v1::DeletionReceipt WaitForNote(const std::string& deletion_id) {
+    v1::GetDeletionRequest get;
+    get.set_deletion_id(deletion_id);
+    v1::DeletionReceipt held;
+    for (int i = 0; i < 300; ++i) {
+      EXPECT_TRUE(Call(&v1::Oubli::Stub::GetDeletion, get, &held).ok());
+      if (!held.note().empty()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return held;
+  }
+
   // The coordinator is killed and loses every checkpoint of "tiny", the
   // workers in `dying` are killed, and the coordinator restarts on the same
   // address: it must serve `trained`'s fingerprint again, rebuilt from the
@@ -204,14 +218,7 @@ TEST_F(ChaosTest,
   grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_EQ(receipt.stage(), v1::FORGOTTEN);
-  v1::GetDeletionRequest get;
-  get.set_deletion_id(receipt.deletion_id());
-  v1::DeletionReceipt held;
-  for (int i = 0; i < 100; ++i) {  // the purge thread has tried and failed
-    ASSERT_TRUE(Call(&v1::Oubli::Stub::GetDeletion, get, &held).ok());
-    if (!held.note().empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  const v1::DeletionReceipt held = WaitForNote(receipt.deletion_id());
   ASSERT_EQ(held.stage(), v1::FORGOTTEN);
   EXPECT_THAT(held.note(), ::testing::HasSubstr("worker-1"));
 
@@ -393,14 +400,7 @@ TEST_F(ChaosTest, ARetiredHolderNoLongerHoldsPurgesBackAndCannotReturn) {
   v1::DeletionReceipt receipt;
   grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  v1::GetDeletionRequest get;
-  get.set_deletion_id(receipt.deletion_id());
-  v1::DeletionReceipt held;
-  for (int i = 0; i < 300; ++i) {  // the purge pass has tried and failed
-    ASSERT_TRUE(Call(&v1::Oubli::Stub::GetDeletion, get, &held).ok());
-    if (!held.note().empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  const v1::DeletionReceipt held = WaitForNote(receipt.deletion_id());
   ASSERT_EQ(held.stage(), v1::FORGOTTEN);
   EXPECT_THAT(held.note(),
               ::testing::HasSubstr("oublictl retire-worker worker-1"));

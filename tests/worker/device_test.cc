@@ -84,17 +84,9 @@ TEST_F(DeviceTest, AskingForCudaWithoutItFailsAndKeepsTheCpu) {
 // reproducible there and checkpoints come back as CPU tensors.
 TEST_F(DeviceTest, TrainingOnTheChosenDeviceIsReproducible) {
   ASSERT_TRUE(UseComputeDevice(DeviceChoice::kAuto).ok());
-  ModelConfig config;
-  config.backbone.kind = BackboneKind::kMlp;
-  config.backbone.input_height = 4;
-  config.backbone.input_width = 4;
-  config.backbone.num_classes = 3;
-  config.backbone.mlp_hidden = {8, 8};
-  config.backbone.lora.rank = 2;
+  ModelConfig config = SmallMlpConfig();
   config.backbone.lora.dropout = 0.2;  // drawn on the CPU, used on the device
-  config.slices = 2;
   config.train.epochs_per_position = 2;
-  config.train.batch_size = 4;
   absl::StatusOr<PositionData> data =
       MakePositionData(RandomSamples(24, 3), 16);
   ASSERT_TRUE(data.ok()) << data.status();

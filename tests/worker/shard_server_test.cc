@@ -17,22 +17,6 @@
 namespace oubli::worker {
 namespace {
 
-ModelConfig SmallConfig() {
-  ModelConfig c;
-  c.model_id = "m";
-  c.backbone.kind = BackboneKind::kMlp;
-  c.backbone.input_height = 4;
-  c.backbone.input_width = 4;
-  c.backbone.num_classes = 3;
-  c.backbone.mlp_hidden = {8, 8};
-  c.backbone.lora.rank = 2;
-  c.shards = 3;
-  c.slices = 2;
-  c.train.epochs_per_position = 1;
-  c.train.batch_size = 4;
-  return c;
-}
-
 // A trained checkpoint of `shard` (its adapters differ per seed).
 std::string Checkpoint(const ModelConfig& config, int shard, uint64_t seed) {
   auto data = MakePositionData(RandomSamples(12, seed), 16);
@@ -55,7 +39,7 @@ std::vector<float> Inputs(int rows) {
 class ShardServerTest : public ::testing::Test {
  protected:
   ShardServerTest()
-      : config_(SmallConfig()),
+      : config_(SmallMlpConfig()),
         text_(ConfigToText(config_)),
         env_(NumericEnvironment()),
         first_(Checkpoint(config_, 0, 1)),
