@@ -718,6 +718,9 @@ grpc::Status OubliService::Verify(grpc::ServerContext* context,
 grpc::Status OubliService::RetireWorker(grpc::ServerContext* context,
                                         const v1::RetireWorkerRequest* request,
                                         v1::RetiredWorker* response) {
+  if (grpc::Status s = CheckClusterToken(*context, admin_token_); !s.ok()) {
+    return s;
+  }
   if (workers_ == nullptr) {
     return ToGrpcStatus(absl::FailedPreconditionError(
         "this server has no worker pool, so no chunk holders"));
@@ -788,6 +791,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       server->workers_, options.workers.cluster_token,
       [service = &server->service_] { service->RetryPurgesNow(); });
   server->service_.SetWorkers(server->workers_);
+  server->service_.SetAdminToken(options.workers.cluster_token);
   OUBLI_ASSIGN_OR_RETURN(
       StartedGrpcServer started,
       StartGrpcServer(

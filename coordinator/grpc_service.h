@@ -53,6 +53,9 @@ class OubliService final : public oubli::v1::Oubli::Service {
   void SetRegistry(ModelRegistry* registry) { registry_.store(registry); }
   // ModelRegistry::RetryPurgesNow, once the registry is open.
   void RetryPurgesNow();
+  // What RetireWorker callers must present (the cluster token: retiring
+  // stands in for destroying data); empty: no check. Set before serving.
+  void SetAdminToken(std::string token) { admin_token_ = std::move(token); }
   // The cluster's workers, reported by GetModel; set before serving.
   void SetWorkers(std::shared_ptr<WorkerPool> workers) {
     workers_ = std::move(workers);
@@ -102,6 +105,7 @@ class OubliService final : public oubli::v1::Oubli::Service {
   absl::StatusOr<ModelRegistry*> registry() const;
   std::atomic<ModelRegistry*> registry_{nullptr};
   std::shared_ptr<WorkerPool> workers_;
+  std::string admin_token_;
   std::vector<WorkerPool::WorkerInfo> WorkerList() {
     return workers_ != nullptr ? workers_->Workers()
                                : std::vector<WorkerPool::WorkerInfo>();

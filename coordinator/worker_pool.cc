@@ -272,10 +272,13 @@ absl::StatusOr<WorkerPool::RetiredHolder> WorkerPool::RetireHolder(
     // Until every live worker has had a worker timeout to register again,
     // absence proves nothing.
     if (now < started_ + options_.worker_timeout) {
+      const absl::Duration tenth = absl::Milliseconds(100);
       return absl::UnavailableError(absl::StrCat(
-          "the coordinator started ", absl::FormatDuration(now - started_),
-          " ago; workers are still registering again: retry after ",
-          absl::FormatDuration(started_ + options_.worker_timeout - now)));
+          "the coordinator started ",
+          absl::FormatDuration(absl::Trunc(now - started_, tenth)),
+          " ago; workers are still registering again: retry in ",
+          absl::FormatDuration(absl::Ceil(
+              started_ + options_.worker_timeout - now, tenth))));
     }
     return absl::OkStatus();
   };

@@ -543,6 +543,23 @@ TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {
           .error_code(),
       grpc::StatusCode::UNAUTHENTICATED);
 
+  // Retiring a chunk holder stands in for destroying data: only with the
+  // token too.
+  auto retire = [&](const std::string& token) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(30));
+    if (!token.empty()) context.AddMetadata("oubli-cluster-token", token);
+    v1::RetireWorkerRequest request;
+    request.set_name("nobody");
+    v1::RetiredWorker retired;
+    return stub_->RetireWorker(&context, request, &retired).error_code();
+  };
+  EXPECT_EQ(retire(""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(retire("wrong"), grpc::StatusCode::UNAUTHENTICATED);
+  const grpc::StatusCode with_token = retire("s3cret-cluster-token");
+  EXPECT_NE(with_token, grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(with_token, grpc::StatusCode::OK);  // nobody knows "nobody"
+
   // The worker with the token trains; the model comes out the same.
   v1::Model created;
   ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(1, 8),

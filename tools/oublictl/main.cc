@@ -13,7 +13,8 @@
 //   predict --model M --fashion_mnist DIR [--split test] [--limit N]
 //   model   --model M
 //   verify  --model M
-//   retire-worker NAME  a chunk holder gone for good with its disk: its
+//   retire-worker NAME [--cluster_token_file FILE]
+//                       a chunk holder gone for good with its disk: its
 //                       chunks count as destroyed (RetireWorker)
 //
 // Human-readable output by default; --json prints one JSON object per line.
@@ -42,6 +43,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/cluster_protocol.h"
 #include "common/config.h"
 #include "common/status_macros.h"
 #include "coordinator/grpc_service.h"
@@ -50,6 +52,9 @@
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "oubli server HOST:PORT");
 ABSL_FLAG(bool, json, false, "print one JSON object per line");
+ABSL_FLAG(std::string, cluster_token_file, "",
+          "file with the coordinator's cluster token, which retire-worker "
+          "must present when the coordinator has one");
 ABSL_FLAG(int, timeout_s, 60, "deadline of each RPC, seconds");
 ABSL_FLAG(std::string, model, "", "model id");
 ABSL_FLAG(std::string, config, "", "create: key=value config file");
@@ -567,10 +572,17 @@ absl::Status RetireWorker(Client& client,
                           const std::vector<std::string>& rest) {
   v1::RetireWorkerRequest request;
   request.set_name(rest[0]);
+  std::unique_ptr<grpc::ClientContext> context = Client::Context();
+  if (const std::string path = absl::GetFlag(FLAGS_cluster_token_file);
+      !path.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(const std::string token,
+                           oubli::ReadClusterToken(path));
+    context->AddMetadata(oubli::kClusterTokenMetadata, token);
+  }
   v1::RetiredWorker retired;
-  OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().RetireWorker(Client::Context().get(), request, &retired),
-      "RetireWorker"));
+  OUBLI_RETURN_IF_ERROR(
+      RpcStatus(client.stub().RetireWorker(context.get(), request, &retired),
+                "RetireWorker"));
   if (Json()) {
     PrintJson(retired);
   } else {
