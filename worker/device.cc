@@ -162,6 +162,12 @@ absl::StatusOr<std::string> UseComputeDevice(absl::string_view choice) {
   return UseComputeDevice(*parsed);
 }
 
+std::string ComputeDeviceDescription() {
+  Selected& selected = Selection();
+  absl::MutexLock lock(&selected.mu);
+  return selected.description;
+}
+
 bool ComputeOnCuda() {
   Selected& selected = Selection();
   absl::MutexLock lock(&selected.mu);

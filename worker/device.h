@@ -45,6 +45,9 @@ absl::StatusOr<std::string> UseComputeDevice(DeviceChoice choice);
 // ParseDeviceChoice, then UseComputeDevice: what --device does.
 absl::StatusOr<std::string> UseComputeDevice(absl::string_view choice);
 
+// What UseComputeDevice returned last ("cpu" before any choice).
+std::string ComputeDeviceDescription();
+
 // True once UseComputeDevice chose CUDA.
 bool ComputeOnCuda();
 

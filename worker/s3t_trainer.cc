@@ -59,6 +59,9 @@ bool RunEpoch(AdapterClassifier& model, torch::optim::Optimizer& optimizer,
   const torch::Device device = TorchDevice();
   torch::Tensor index =
       torch::from_blob(const_cast<int64_t*>(order.data()), {n}, torch::kInt64);
+  // Read once at the end: on a GPU, reading it every batch would wait for
+  // each batch to finish before queueing the next.
+  torch::Tensor last_loss;
   for (int64_t begin = 0; begin < n; begin += batch_size) {
     if (cancelled && cancelled()) return false;
     const int64_t end = std::min<int64_t>(n, begin + batch_size);
@@ -73,8 +76,9 @@ bool RunEpoch(AdapterClassifier& model, torch::optim::Optimizer& optimizer,
     optimizer.step();
     ++stats->steps;
     stats->samples += end - begin;
-    stats->last_loss = loss.item<double>();
+    last_loss = loss.detach();
   }
+  if (last_loss.defined()) stats->last_loss = last_loss.item<double>();
   return true;
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "worker/device.h"
 
 namespace oubli::bench {
 
@@ -68,9 +69,9 @@ std::string MachineJson() {
       break;
     }
   }
-  return absl::StrFormat("{\"cpus\":%u,\"cpu_model\":\"%s\"}",
-                         std::thread::hardware_concurrency(),
-                         JsonEscape(model));
+  return absl::StrFormat("{\"cpus\":%u,\"cpu_model\":\"%s\",\"device\":\"%s\"}",
+                         std::thread::hardware_concurrency(), JsonEscape(model),
+                         JsonEscape(worker::ComputeDeviceDescription()));
 }
 
 }  // namespace oubli::bench

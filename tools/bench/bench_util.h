@@ -33,7 +33,8 @@ double Percentile(std::vector<double> values, double q);
 // Escapes `in` for use inside a JSON string literal.
 std::string JsonEscape(absl::string_view in);
 
-// {"cpus":N,"cpu_model":"..."}: results only compare on the same machine.
+// {"cpus":N,"cpu_model":"...","device":"cpu"}: results only compare on
+// the same machine and device.
 std::string MachineJson();
 
 }  // namespace oubli::bench

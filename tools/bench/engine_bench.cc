@@ -24,6 +24,7 @@
 #include "worker/determinism.h"
 #include "worker/model.h"
 #include "worker/s3t_trainer.h"
+#include "worker/torch_device.h"
 
 namespace oubli::bench {
 namespace {
@@ -310,6 +311,8 @@ int RunTrainBench(const std::vector<std::string>& args) {
                                 DeriveSeed(config.seed, "base", {})));
     OUBLI_RETURN_IF_ERROR(model->LoadBaseState(*base));
     model->InitAdapters(DeriveSeed(config.seed, "adapters", {0}));
+    const torch::Device device = worker::TorchDevice();  // as the trainer
+    model->to(device);
     std::vector<torch::Tensor> params;
     const auto groups =
         worker::AdapterGroups(model->num_adapter_layers(), config.slices);
@@ -332,12 +335,13 @@ int RunTrainBench(const std::vector<std::string>& args) {
             index.slice(0, b, std::min(n, b + config.train.batch_size));
         optimizer.zero_grad();
         torch::Tensor loss = torch::nn::functional::cross_entropy(
-            model->forward(data->features.index_select(0, rows)),
-            data->labels.index_select(0, rows));
+            model->forward(data->features.index_select(0, rows).to(device)),
+            data->labels.index_select(0, rows).to(device));
         loss.backward();
         optimizer.step();
       }
     }
+    if (device.is_cuda()) torch::cuda::synchronize();
     return n * config.train.epochs_per_position /
            absl::ToDoubleSeconds(absl::Now() - start);
   };
@@ -361,10 +365,11 @@ int RunTrainBench(const std::vector<std::string>& args) {
   std::printf(
       "{\"bench\":\"train\",\"samples\":%lld,\"epochs\":%d,\"batch_size\":%d,"
       "\"trainer_samples_per_s\":%.0f,\"bare_libtorch_samples_per_s\":%.0f,"
-      "\"overhead\":%.4f,\"threads\":\"%s\"}\n",
+      "\"overhead\":%.4f,\"threads\":\"%s\",\"machine\":%s}\n",
       static_cast<long long>(data->size()), config.train.epochs_per_position,
       config.train.batch_size, best_ours, best_bare,
-      1.0 - best_ours / best_bare, worker::DescribeThreads().c_str());
+      1.0 - best_ours / best_bare, worker::DescribeThreads().c_str(),
+      MachineJson().c_str());
   return 0;
 }
 

@@ -6,11 +6,16 @@
 //   oubli-bench recovery  rebuild lost checkpoints from workers vs retrain
 //   oubli-bench service   gRPC service: time to forget, durable deletions/s,
 //                         predict latency
+// Every subcommand takes --device=auto|cpu|cuda (default cpu), reported in
+// each result's "machine".
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "tools/bench/bench.h"
+#include "worker/device.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -20,7 +25,25 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string cmd = argv[1];
-  std::vector<std::string> args(argv + 2, argv + argc);
+  // --device (auto, cpu or cuda; default cpu) applies to every subcommand
+  // that computes in this process.
+  std::vector<std::string> args;
+  std::string device = "cpu";
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--device=", 0) == 0) {
+      device = arg.substr(std::strlen("--device="));
+    } else {
+      args.push_back(arg);
+    }
+  }
+  if (absl::StatusOr<std::string> used =
+          oubli::worker::UseComputeDevice(device);
+      !used.ok()) {
+    std::fprintf(stderr, "oubli-bench: --device: %s\n",
+                 used.status().ToString().c_str());
+    return 2;
+  }
   if (cmd == "ec") return oubli::bench::RunEcBench(args);
   if (cmd == "accuracy") return oubli::bench::RunAccuracyBench(args);
   if (cmd == "unlearn") return oubli::bench::RunUnlearnBench(args);
