@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "common/cluster_protocol.h"
+
 namespace oubli {
 
 ShutdownSignals::ShutdownSignals() {
@@ -17,6 +19,18 @@ int ShutdownSignals::Wait() {
   int signal_number = 0;
   sigwait(&signals_, &signal_number);
   return signal_number;
+}
+
+bool ReadClusterTokenFlag(const char* program, const std::string& path,
+                          std::string* token) {
+  if (path.empty()) return true;
+  absl::StatusOr<std::string> read = ReadClusterToken(path);
+  if (!read.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program, read.status().ToString().c_str());
+    return false;
+  }
+  *token = *std::move(read);
+  return true;
 }
 
 void AnnounceAddresses(const std::string& address,

@@ -22,6 +22,12 @@ class ShutdownSignals {
   sigset_t signals_;
 };
 
+// A server main's --cluster_token_file: reads the token from `path` into
+// `*token` (nothing when `path` is empty). On failure prints
+// "PROGRAM: why" on stderr and returns false; the caller exits with 2.
+bool ReadClusterTokenFlag(const char* program, const std::string& path,
+                          std::string* token);
+
 // Prints "listening on ADDRESS" and, unless empty, "metrics on METRICS" on
 // stdout, flushed: how scripts and tests learn ports chosen with :0.
 void AnnounceAddresses(const std::string& address,

@@ -68,15 +68,10 @@ int main(int argc, char** argv) {
   options.workers.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.predict_on_workers = absl::GetFlag(FLAGS_predict_on_workers);
   options.workers.predict_deadline = absl::GetFlag(FLAGS_predict_deadline);
-  if (const std::string path = absl::GetFlag(FLAGS_cluster_token_file);
-      !path.empty()) {
-    absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);
-    if (!token.ok()) {
-      std::fprintf(stderr, "oubli-coordinator: %s\n",
-                   token.status().ToString().c_str());
-      return 2;
-    }
-    options.workers.cluster_token = *token;
+  if (!oubli::ReadClusterTokenFlag("oubli-coordinator",
+                                   absl::GetFlag(FLAGS_cluster_token_file),
+                                   &options.workers.cluster_token)) {
+    return 2;
   }
   if (options.workers.heartbeat_interval <= absl::ZeroDuration() ||
       options.workers.worker_timeout <= options.workers.heartbeat_interval) {
@@ -97,14 +92,8 @@ int main(int argc, char** argv) {
   oubli::ShutdownSignals shutdown_signals;  // before any thread starts
 
   // After the signal mask: looking for a GPU starts driver threads.
-  if (absl::StatusOr<std::string> device =
-          oubli::worker::UseComputeDevice(absl::GetFlag(FLAGS_device));
-      device.ok()) {
-    std::fprintf(stderr, "oubli-coordinator: computing on %s\n",
-                 device->c_str());
-  } else {
-    std::fprintf(stderr, "oubli-coordinator: --device: %s\n",
-                 device.status().ToString().c_str());
+  if (!oubli::worker::UseComputeDeviceFlag("oubli-coordinator",
+                                           absl::GetFlag(FLAGS_device))) {
     return 2;
   }
 

@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <torch/cuda.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/base/thread_annotations.h"
@@ -160,6 +161,17 @@ absl::StatusOr<std::string> UseComputeDevice(absl::string_view choice) {
   absl::StatusOr<DeviceChoice> parsed = ParseDeviceChoice(choice);
   if (!parsed.ok()) return parsed.status();
   return UseComputeDevice(*parsed);
+}
+
+bool UseComputeDeviceFlag(const char* program, absl::string_view choice) {
+  absl::StatusOr<std::string> used = UseComputeDevice(choice);
+  if (!used.ok()) {
+    std::fprintf(stderr, "%s: --device: %s\n", program,
+                 used.status().ToString().c_str());
+    return false;
+  }
+  std::fprintf(stderr, "%s: computing on %s\n", program, used->c_str());
+  return true;
 }
 
 std::string ComputeDeviceDescription() {

@@ -48,6 +48,11 @@ absl::StatusOr<std::string> UseComputeDevice(absl::string_view choice);
 // What UseComputeDevice returned last ("cpu" before any choice).
 std::string ComputeDeviceDescription();
 
+// A server main's --device: UseComputeDevice(choice), then "PROGRAM:
+// computing on DEVICE" on stderr, or "PROGRAM: --device: why" and false (the
+// caller exits with 2).
+bool UseComputeDeviceFlag(const char* program, absl::string_view choice);
+
 // True once UseComputeDevice chose CUDA.
 bool ComputeOnCuda();
 

@@ -67,15 +67,10 @@ int main(int argc, char** argv) {
     std::printf("registered as %s\n", worker_id.c_str());
     std::fflush(stdout);
   };
-  if (const std::string path = absl::GetFlag(FLAGS_cluster_token_file);
-      !path.empty()) {
-    absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);
-    if (!token.ok()) {
-      std::fprintf(stderr, "oubli-worker: %s\n",
-                   token.status().ToString().c_str());
-      return 2;
-    }
-    options.cluster_token = *token;
+  if (!oubli::ReadClusterTokenFlag("oubli-worker",
+                                   absl::GetFlag(FLAGS_cluster_token_file),
+                                   &options.cluster_token)) {
+    return 2;
   }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   if (options.coordinator_address.empty()) {
@@ -86,13 +81,8 @@ int main(int argc, char** argv) {
   oubli::ShutdownSignals shutdown_signals;  // before any thread starts
 
   // After the signal mask: looking for a GPU starts driver threads.
-  if (absl::StatusOr<std::string> device =
-          oubli::worker::UseComputeDevice(absl::GetFlag(FLAGS_device));
-      device.ok()) {
-    std::fprintf(stderr, "oubli-worker: computing on %s\n", device->c_str());
-  } else {
-    std::fprintf(stderr, "oubli-worker: --device: %s\n",
-                 device.status().ToString().c_str());
+  if (!oubli::worker::UseComputeDeviceFlag("oubli-worker",
+                                           absl::GetFlag(FLAGS_device))) {
     return 2;
   }
 

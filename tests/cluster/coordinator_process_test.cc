@@ -634,9 +634,10 @@ TEST_F(WorkerClusterTest, AWorkerOfAnotherEnvironmentIsToldAndGetsNoWork) {
             worker::CudaAvailable() ? -1 : 1);
 }
 
-// --device is checked before serving: a bad choice, or CUDA where there is
-// none, exits with status 2 and says why.
-TEST(ServerFlagsTest, AnUnusableDeviceStopsTheServerAtStartup) {
+// --device and --cluster_token_file are checked before serving: a bad
+// choice, CUDA where there is none, or an unreadable token file exits with
+// status 2 and says why.
+TEST(ServerFlagsTest, AnUnusableDeviceOrTokenStopsTheServerAtStartup) {
   struct Case {
     std::string binary;
     std::string flags;
@@ -649,6 +650,12 @@ TEST(ServerFlagsTest, AnUnusableDeviceStopsTheServerAtStartup) {
        "--data_dir=/nonexistent --listen=127.0.0.1:0 --metrics_listen= "
        "--device=gpu",
        "must be auto, cpu or cuda"},
+      {OUBLI_WORKER_BIN,
+       "--coordinator=127.0.0.1:1 --cluster_token_file=/nonexistent/token",
+       "/nonexistent/token"},
+      {OUBLI_COORDINATOR_BIN,
+       "--data_dir=/nonexistent --cluster_token_file=/nonexistent/token",
+       "/nonexistent/token"},
   };
   if (!worker::CudaAvailable()) {
     cases.push_back({OUBLI_WORKER_BIN,
