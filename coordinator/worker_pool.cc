@@ -273,12 +273,12 @@ absl::StatusOr<WorkerPool::RetiredHolder> WorkerPool::RetireHolder(
     // absence proves nothing.
     if (now < started_ + options_.worker_timeout) {
       const absl::Duration tenth = absl::Milliseconds(100);
-      return absl::UnavailableError(absl::StrCat(
-          "the coordinator started ",
-          absl::FormatDuration(absl::Trunc(now - started_, tenth)),
-          " ago; workers are still registering again: retry in ",
-          absl::FormatDuration(absl::Ceil(
-              started_ + options_.worker_timeout - now, tenth))));
+      return absl::UnavailableError(
+          absl::StrCat("the coordinator started ",
+                       absl::FormatDuration(absl::Trunc(now - started_, tenth)),
+                       " ago; workers are still registering again: retry in ",
+                       absl::FormatDuration(absl::Ceil(
+                           started_ + options_.worker_timeout - now, tenth))));
     }
     return absl::OkStatus();
   };
@@ -874,7 +874,10 @@ WorkerPool::Placement WorkerPool::PlaceShards(const Query& query) {
       }
       if (auto it = worker->cannot_serve_until.find(query.model_id);
           it != worker->cannot_serve_until.end()) {
-        if (now < it->second) continue;
+        if (now < it->second) {
+          placement.backed_off.push_back(worker);
+          continue;
+        }
         worker->cannot_serve_until.erase(it);
       }
       placement.servers.push_back(worker);
@@ -925,13 +928,21 @@ absl::Status WorkerPool::Sync(const Query& query) {
   // by the time anyone asks them again (a worker drops every copy before
   // it registers again, and by itself once heartbeats fail for
   // worker_timeout).
-  std::vector<std::string> failures(placement.servers.size());
+  // Workers backed off from this model may still hold copies they loaded
+  // before: they are told to serve none.
+  std::vector<std::shared_ptr<Worker>> told = placement.servers;
+  std::vector<std::vector<size_t>> groups = placement.groups;
+  for (const std::shared_ptr<Worker>& worker : placement.backed_off) {
+    told.push_back(worker);
+    groups.emplace_back();
+  }
+  std::vector<std::string> failures(told.size());
   std::vector<std::thread> threads;
-  for (size_t w = 0; w < placement.servers.size(); ++w) {
+  for (size_t w = 0; w < told.size(); ++w) {
     threads.emplace_back([&, w] {
-      const Worker& worker = *placement.servers[w];
+      const Worker& worker = *told[w];
       const cluster::PredictShardsRequest request =
-          ShardsRequest(query, placement.groups[w]);  // rows 0: sync only
+          ShardsRequest(query, groups[w]);  // rows 0: sync only
       grpc::ClientContext context;
       PrepareCall(&context, absl::Now() + options_.predict_deadline);
       cluster::PredictShardsResponse response;
@@ -949,8 +960,8 @@ absl::Status WorkerPool::Sync(const Query& query) {
     });
   }
   for (std::thread& thread : threads) thread.join();
-  for (size_t w = 0; w < placement.servers.size(); ++w) {
-    if (!failures[w].empty()) MarkDead(placement.servers[w], failures[w]);
+  for (size_t w = 0; w < told.size(); ++w) {
+    if (!failures[w].empty()) MarkDead(told[w], failures[w]);
   }
   return absl::OkStatus();
 }
@@ -974,8 +985,9 @@ void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
                            const std::vector<size_t>& all_indices,
                            std::vector<ShardResult>* results) {
   const Worker& worker = *server;
-  // The shards still to ask for: all, then those loaded after round one.
-  std::vector<size_t> indices = all_indices;
+  // Both rounds name every shard this worker serves: the worker drops the
+  // slots a request does not name (that is how a purge reaches it).
+  const std::vector<size_t>& indices = all_indices;
   const absl::Time deadline = absl::Now() + options_.predict_deadline;
   // Keeps answers a first round already got.
   auto fail_all = [&](const absl::Status& why) {
@@ -998,11 +1010,12 @@ void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
     return fail_all(absl::ResourceExhaustedError(
         "its answer would exceed max_message_bytes"));
   }
-  // At most two rounds: ask, load what the worker lacks, ask for those.
+  cluster::PredictShardsRequest request = ShardsRequest(query, indices);
+  request.set_rows(query.rows);
+  request.set_features(features);
+
+  // At most two rounds: ask, load what the worker lacks, ask again.
   for (int round = 0; round < 2; ++round) {
-    cluster::PredictShardsRequest request = ShardsRequest(query, indices);
-    request.set_rows(query.rows);
-    request.set_features(features);
     grpc::ClientContext context;
     PrepareCall(&context, deadline);
     cluster::PredictShardsResponse response;
@@ -1048,7 +1061,7 @@ void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
       result.worker = worker.name;
     }
     if (missing.empty() || round == 1) return;
-    std::vector<size_t> loaded_now;
+    bool loaded_any = false;
     for (size_t j : missing) {
       const size_t i = indices[j];
       absl::StatusOr<std::string> bytes = query.checkpoint(i);
@@ -1081,10 +1094,9 @@ void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
         }
         continue;
       }
-      loaded_now.push_back(i);
+      loaded_any = true;
     }
-    if (loaded_now.empty()) return;
-    indices = std::move(loaded_now);
+    if (!loaded_any) return;
   }
 }
 

@@ -188,6 +188,8 @@ class WorkerPool final : public RemoteTrainer,
   struct Placement {
     std::vector<std::shared_ptr<Worker>> servers;
     std::vector<std::vector<size_t>> groups;
+    // Live workers of the environment skipped for CannotServe's back-off.
+    std::vector<std::shared_ptr<Worker>> backed_off;
   };
   Placement PlaceShards(const Query& query);
   // Answers query.shards[indices] on `worker`, loading the checkpoints it

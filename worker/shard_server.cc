@@ -65,6 +65,8 @@ absl::Status ShardServer::Load(absl::string_view model_id,
   absl::StatusOr<std::shared_ptr<const ShardModel>> model =
       ShardModel::Create(config, *base, checkpoint);
   if (!model.ok()) {
+    // Out of (device) memory is this worker's trouble, not the checkpoint's.
+    if (absl::IsResourceExhausted(model.status())) return model.status();
     return absl::InvalidArgumentError(
         absl::StrCat("checkpoint of shard ", shard,
                      " does not fit the config: ", model.status().message()));

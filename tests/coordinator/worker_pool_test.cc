@@ -5,10 +5,11 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_server.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
@@ -19,17 +20,28 @@ namespace {
 constexpr char kEnvironment[] = "test-environment";
 constexpr int kClasses = 3;
 
-// Holds the checkpoints it was sent, except that loading fails with
-// `load_error` when set. Records the shards of every PredictShards call.
+// Like the real worker, keeps the checkpoints it was sent and drops those a
+// request does not name; loading fails with `load_error` when set. Records
+// the shards of every PredictShards call.
 class FakeWorker final : public cluster::Worker::Service {
  public:
-  explicit FakeWorker(grpc::Status load_error = grpc::Status::OK)
+  explicit FakeWorker(grpc::Status load_error)
       : load_error_(std::move(load_error)) {}
 
   grpc::Status PredictShards(
       grpc::ServerContext*, const cluster::PredictShardsRequest* request,
       cluster::PredictShardsResponse* response) override {
     absl::MutexLock lock(&mu_);
+    std::vector<std::string> kept;
+    for (const std::string& sha : loaded_) {
+      for (const cluster::ShardCheckpoint& shard : request->shards()) {
+        if (shard.checkpoint_sha256() == sha) {
+          kept.push_back(sha);
+          break;
+        }
+      }
+    }
+    loaded_ = std::move(kept);
     std::vector<int> asked;
     response->set_classes(kClasses);
     for (const cluster::ShardCheckpoint& shard : request->shards()) {
@@ -37,8 +49,9 @@ class FakeWorker final : public cluster::Worker::Service {
       cluster::ShardProbabilities* answer = response->add_shards();
       answer->set_shard(shard.shard());
       bool held = false;
-      for (const std::string& sha : loaded_)
+      for (const std::string& sha : loaded_) {
         held |= sha == shard.checkpoint_sha256();
+      }
       answer->set_loaded(held);
       if (held) {
         std::vector<float> p(request->rows() * kClasses, 1.0f / kClasses);
@@ -71,6 +84,10 @@ class FakeWorker final : public cluster::Worker::Service {
     absl::MutexLock lock(&mu_);
     return loads_;
   }
+  std::vector<std::string> held() {
+    absl::MutexLock lock(&mu_);
+    return loaded_;
+  }
 
  private:
   const grpc::Status load_error_;
@@ -82,10 +99,20 @@ class FakeWorker final : public cluster::Worker::Service {
 
 class WorkerPoolServingTest : public ::testing::Test {
  protected:
-  void Serve(FakeWorker* fake) {
-    absl::StatusOr<StartedGrpcServer> started = StartGrpcServer(
-        "127.0.0.1:0", 1 << 20, "oubli.cluster.Worker",
-        [&](grpc::ServerBuilder& builder) { builder.RegisterService(fake); });
+  static WorkerPool::Options PoolOptions() {
+    WorkerPool::Options options;
+    options.worker_timeout = absl::Minutes(10);  // the fake never heartbeats
+    return options;
+  }
+
+  // Serves `fake_` (which outlives the server) as worker "fake".
+  void Serve(grpc::Status load_error = grpc::Status::OK) {
+    fake_ = std::make_unique<FakeWorker>(std::move(load_error));
+    absl::StatusOr<StartedGrpcServer> started =
+        StartGrpcServer("127.0.0.1:0", 1 << 20, "oubli.cluster.Worker",
+                        [&](grpc::ServerBuilder& builder) {
+                          builder.RegisterService(fake_.get());
+                        });
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = std::move(started->server);
     ASSERT_TRUE(pool_
@@ -105,7 +132,7 @@ class WorkerPoolServingTest : public ::testing::Test {
     query.environment = kEnvironment;
     query.shards = {{0, "sha-0"}, {1, "sha-1"}};
     query.checkpoint = [](size_t i) -> absl::StatusOr<std::string> {
-      return std::string("checkpoint-") + std::to_string(i);
+      return absl::StrCat("checkpoint-", i);
     };
     query.inputs = inputs_;
     query.rows = 1;
@@ -113,65 +140,77 @@ class WorkerPoolServingTest : public ::testing::Test {
     return query;
   }
 
-  WorkerPool pool_{WorkerPool::Options()};
+  WorkerPool pool_{PoolOptions()};
+  std::unique_ptr<FakeWorker> fake_;  // before server_: destroyed after it
   std::unique_ptr<grpc::Server> server_;
   std::vector<float> inputs_ = {0.5f, 0.25f};
 };
 
-// Round two asks only for the shards that were just loaded: the ones
-// answered in round one are not computed twice.
-TEST_F(WorkerPoolServingTest, TheSecondRoundAsksOnlyForTheShardsLoaded) {
-  FakeWorker fake;
-  fake.Preload("sha-0");
-  ASSERT_NO_FATAL_FAILURE(Serve(&fake));
-  const std::vector<ShardServing::ShardResult> results = pool_.Predict(Query());
-  ASSERT_EQ(results.size(), 2u);
-  for (const ShardServing::ShardResult& result : results) {
-    ASSERT_TRUE(result.probabilities.ok()) << result.probabilities.status();
-    EXPECT_EQ(result.worker, "fake");
-    EXPECT_EQ(result.probabilities->size(), static_cast<size_t>(kClasses));
-  }
-  EXPECT_EQ(fake.calls(), (std::vector<std::vector<int>>{{0, 1}, {1}}));
-  EXPECT_EQ(fake.loads(), 1);
-}
-
-// A worker that cannot load the model's checkpoints (its own trouble, such
-// as missing base weights) is not sent that model's shards again for a
-// while; the caller computes them.
-TEST_F(WorkerPoolServingTest, AWorkerThatCannotLoadAModelIsLeftAlone) {
-  FakeWorker fake(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                               "base weights not loadable here"));
-  ASSERT_NO_FATAL_FAILURE(Serve(&fake));
-  for (int request = 0; request < 3; ++request) {
+// A partial miss is loaded once and kept: the second round names every
+// shard again (the worker drops slots a request does not name), so the
+// next request finds both.
+TEST_F(WorkerPoolServingTest, APartialMissIsLoadedOnceAndKept) {
+  ASSERT_NO_FATAL_FAILURE(Serve());
+  fake_->Preload("sha-0");
+  for (int request = 0; request < 2; ++request) {
     const std::vector<ShardServing::ShardResult> results =
         pool_.Predict(Query());
     ASSERT_EQ(results.size(), 2u);
     for (const ShardServing::ShardResult& result : results) {
-      EXPECT_FALSE(result.probabilities.ok()) << "request " << request;
+      ASSERT_TRUE(result.probabilities.ok()) << result.probabilities.status();
+      EXPECT_EQ(result.worker, "fake");
+      EXPECT_EQ(result.probabilities->size(), static_cast<size_t>(kClasses));
     }
   }
+  EXPECT_EQ(fake_->calls(),
+            (std::vector<std::vector<int>>{{0, 1}, {0, 1}, {0, 1}}));
+  EXPECT_EQ(fake_->loads(), 1);
+}
+
+// A worker that cannot load the model's checkpoints (its own trouble, such
+// as missing base weights) is not sent that model's shards again for a
+// while; the caller computes them. A purge's sync still reaches it.
+TEST_F(WorkerPoolServingTest, AWorkerThatCannotLoadAModelIsLeftAlone) {
+  ASSERT_NO_FATAL_FAILURE(Serve(grpc::Status(
+      grpc::StatusCode::FAILED_PRECONDITION, "base weights not loadable")));
+  fake_->Preload("sha-1");  // loaded before its trouble began
+  for (int request = 0; request < 3; ++request) {
+    const std::vector<ShardServing::ShardResult> results =
+        pool_.Predict(Query());
+    ASSERT_EQ(results.size(), 2u);
+    EXPECT_FALSE(results[0].probabilities.ok()) << "request " << request;
+    // Answered by the worker the first time only.
+    EXPECT_EQ(results[1].probabilities.ok(), request == 0)
+        << "request " << request;
+  }
   // One request reached it: both shards asked, one load refused (the other
-  // shard would fail the same way), no second round.
-  EXPECT_EQ(fake.calls(), (std::vector<std::vector<int>>{{0, 1}}));
-  EXPECT_EQ(fake.loads(), 1);
+  // shards would fail the same way), no second round.
+  EXPECT_EQ(fake_->calls(), (std::vector<std::vector<int>>{{0, 1}}));
+  EXPECT_EQ(fake_->loads(), 1);
+
+  // The purge's sync names nothing for it: it drops what it still held.
+  EXPECT_EQ(fake_->held(), std::vector<std::string>{"sha-1"});
+  ASSERT_TRUE(pool_.Sync(Query()).ok());
+  ASSERT_EQ(fake_->calls().size(), 2u);
+  EXPECT_TRUE(fake_->calls().back().empty());
+  EXPECT_TRUE(fake_->held().empty());
 
   // Another model is still its to serve.
   ShardServing::Query other = Query();
   other.model_id = "other";
   pool_.Predict(other);
-  EXPECT_EQ(fake.calls().size(), 2u);
+  EXPECT_EQ(fake_->calls().size(), 3u);
 }
 
 // A load that fails because of the checkpoint (not the worker) does not
 // keep the worker from the model's other shards.
 TEST_F(WorkerPoolServingTest, ACheckpointsOwnLoadFailureIsNotHeldAgainstIt) {
-  FakeWorker fake(
-      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "corrupt checkpoint"));
-  ASSERT_NO_FATAL_FAILURE(Serve(&fake));
+  ASSERT_NO_FATAL_FAILURE(Serve(
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "corrupt checkpoint")));
   pool_.Predict(Query());
   pool_.Predict(Query());
-  EXPECT_EQ(fake.calls().size(), 2u);
-  EXPECT_EQ(fake.loads(), 4);
+  EXPECT_EQ(fake_->calls().size(), 2u);
+  EXPECT_EQ(fake_->loads(), 4);
 }
 
 }  // namespace
