@@ -226,7 +226,9 @@ struct Engine::State {
   std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
   std::map<int, absl::Time> retrain_due ABSL_GUARDED_BY(mu);  // shard -> when
   bool stopping ABSL_GUARDED_BY(mu) = false;
-  bool retry_purges_now ABSL_GUARDED_BY(mu) = false;  // RetryPurgesNow
+  // RetryPurgesNow. Atomic so that call never waits for mu (it runs inside
+  // a worker's Register RPC); the purge loop's wait condition reads it.
+  std::atomic<bool> retry_purges_now{false};
   // Signalled when retrain_due gains work or a shard is released.
   absl::CondVar work_cv;
   // Bumped whenever a shard's content shrinks; training of an older
@@ -810,14 +812,13 @@ void Engine::State::PurgeLoop() {
             std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
         if (wait > absl::ZeroDuration()) {
           auto stop_or_retry = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-            return stopping || retry_purges_now;
+            return stopping || retry_purges_now.load();
           };
           mu.AwaitWithTimeout(absl::Condition(&stop_or_retry), wait);
           if (stopping) return;
         }
       }
-      if (retry_purges_now) {
-        retry_purges_now = false;
+      if (retry_purges_now.exchange(false)) {
         backoff = absl::ZeroDuration();
       }
     }
@@ -2116,8 +2117,10 @@ absl::StatusOr<bool> Engine::NamesChunkHolder(absl::string_view holder) {
 }
 
 void Engine::RetryPurgesNow() {
-  absl::MutexLock lock(&state_->mu);
   state_->retry_purges_now = true;
+  // absl::Mutex evaluates waiters' conditions when it is released: by us
+  // if it is free, else by whoever holds it now, soon.
+  if (state_->mu.TryLock()) state_->mu.Unlock();
 }
 
 absl::StatusOr<VerifyReport> Engine::Verify() {
