@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every oubli_* metric the dashboard and the alert rules use must be exported
-# by oubli-coordinator or listed in deploy/metrics-planned.txt.
+# by oubli-coordinator or oubli-worker, or listed in
+# deploy/metrics-planned.txt.
 #
 #   check-metric-names.sh --dump=FILE [--source=REPO]
-# FILE: a /metrics dump of a coordinator that has run a model through a
-# deletion (tests/deploy/prometheus-end-to-end.sh makes one), so labelled
-# families have samples. REPO defaults to this script's repository.
+# FILE: /metrics dumps of a coordinator that has run a model through a
+# deletion and of one of its workers, concatenated
+# (tests/deploy/prometheus-end-to-end.sh makes them), so labelled families
+# have samples. REPO defaults to this script's repository.
 # Histograms: a name used with _bucket/_sum/_count matches its family. A
 # family counts as exported if it appears in a sample or a # TYPE/# HELP line.
 # Exit: 0 ok, 1 mismatch, 2 usage.

@@ -219,11 +219,14 @@ expect_at_least 'oubli_lineage_db_bytes{model="tiny"}' 1
 expect_at_least 'count(up{job="oubli-worker"} == 1)' 2
 expect_at_least 'sum(oubli_worker_positions_total{code="OK"})' 4
 expect_at_least 'min(oubli_worker_registered)' 1
+expect_at_least 'min(oubli_worker_environment_matches)' 1
 expect_at_least 'sum(oubli_worker_chunk_bytes_written_total)' 1
 expect_at_least 'sum(oubli_worker_chunks_destroyed_total)' 1
 
 # -------------------------------- dashboard and rules name real metrics
 curl -fsS --max-time 10 "http://$metrics_address/metrics" -o "$work/metrics.txt"
+# Rules also use worker series (oubli_worker_registered, ...).
+curl -fsS --max-time 10 "http://${worker_metrics[0]}/metrics" >>"$work/metrics.txt"
 bash "$source_dir/tests/deploy/check-metric-names.sh" --dump="$work/metrics.txt" \
   --source="$source_dir"
 echo "OK: Prometheus scraped the deletion's metrics"
