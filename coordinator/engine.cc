@@ -2137,29 +2137,63 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
   served.AddField("oubli.fingerprint.v1").AddU64(st.config.shards);
   scratch.AddField("oubli.fingerprint.v1").AddU64(st.config.shards);
   for (int s = 0; s < st.config.shards; ++s) {
-    // What the shard serves and the data it was trained on, read together
-    // under deletion_mu: no deletion or ingest lands in between (nor is one
-    // half applied, durable in the store but not yet deactivated). Training
-    // runs after, without blocking them.
+    // What the shard serves and the data it was trained on, as of one
+    // moment: captured under deletion_mu (no deletion or ingest half
+    // applied, durable in the store but not yet deactivated), read without
+    // it, and kept only if the shard's data generation is unchanged after
+    // the read, checked under deletion_mu again (every commit bumps it
+    // under that lock). Deletions wait for none of the reading unless the
+    // shard keeps changing, and then only for the last attempt's.
+    constexpr int kUnlockedReads = 3;
     std::vector<int> prefix;
     std::string served_sha;
-    std::vector<SliceData> slices(st.config.slices);
-    {
-      absl::MutexLock dlock(&st.deletion_mu);
+    bool full_length = true;
+    std::vector<SliceData> slices;
+    for (int attempt = 0;; ++attempt) {
+      const bool locked_read = attempt == kUnlockedReads;
+      std::optional<absl::MutexLock> dlock;
+      dlock.emplace(&st.deletion_mu);
+      uint64_t generation;
       {
         absl::MutexLock lock(&st.mu);
         prefix = st.DescribeServed(s).prefix;
         const ServedModel& model = st.shards[s].served;
         served_sha = model.model ? model.checkpoint_sha256 : "";
-        if (st.shards[s].samples > 0 &&
-            static_cast<int>(prefix.size()) != st.config.slices) {
-          report.restored = false;
+        full_length = st.shards[s].samples == 0 ||
+                      static_cast<int>(prefix.size()) == st.config.slices;
+        generation = st.generations[s].load();
+      }
+      if (!locked_read) {
+        dlock.reset();
+        if (st.options.verify_before_unlocked_read) {
+          st.options.verify_before_unlocked_read(s);
         }
       }
+      slices.assign(st.config.slices, SliceData());
+      absl::Status read = absl::OkStatus();
       for (int slice : prefix) {
-        OUBLI_ASSIGN_OR_RETURN(slices[slice], st.LoadSlice(s, slice));
+        absl::StatusOr<SliceData> loaded = st.LoadSlice(s, slice);
+        if (!loaded.ok()) {
+          read = loaded.status();
+          break;
+        }
+        slices[slice] = *std::move(loaded);
+      }
+      if (locked_read) {
+        OUBLI_RETURN_IF_ERROR(read);
+        break;
+      }
+      bool unchanged;
+      {
+        absl::MutexLock again(&st.deletion_mu);
+        unchanged = st.generations[s].load() == generation;
+      }
+      if (unchanged) {
+        OUBLI_RETURN_IF_ERROR(read);  // not a race with a deletion
+        break;
       }
     }
+    report.restored = report.restored && full_length;
     std::string scratch_sha;
     if (!prefix.empty()) {
       std::string state_bytes;

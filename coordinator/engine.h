@@ -175,6 +175,10 @@ class Engine {
     // itself); a shard no worker answers is computed here. nullptr or
     // none alive: all here.
     std::shared_ptr<ShardServing> shard_serving;
+    // Test seam: runs in Verify between capturing a shard's served
+    // checkpoint and reading its data without the deletion lock, so a test
+    // can land a deletion exactly there. Empty in production.
+    std::function<void(int shard)> verify_before_unlocked_read;
   };
 
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);

@@ -341,6 +341,46 @@ TEST_F(EngineTest, VerifyDuringDeletionsNeverReportsAFalseMismatch) {
   }
 }
 
+// Deterministically: a deletion lands in each shard right after Verify has
+// captured what the shard serves and before it reads the shard's data. The
+// shard is captured again, so the report still matches (without the
+// check, the old checkpoint would be compared with the new data).
+TEST_F(EngineTest, ADeletionBetweenVerifysCaptureAndReadIsNotAMismatch) {
+  const ModelConfig config = TinyConfig(22);
+  const auto samples = TinySamples(160, 22);
+  absl::StatusOr<ShardingPlan> plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  Engine* engine = nullptr;
+  std::set<int> hit;
+  Engine::Options options;
+  options.data_dir = (root_ / "m").string();
+  options.config = config;
+  options.background_retrain = false;
+  options.verify_before_unlocked_read = [&](int shard) {
+    if (!hit.insert(shard).second) return;  // once per shard
+    for (const Sample& sample : samples) {
+      if (plan->Assign(sample.id).shard != shard) continue;
+      EXPECT_TRUE(engine->DeleteSamples({sample.id}).ok()) << sample.id;
+      return;
+    }
+  };
+  absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  engine = opened->get();
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  const std::string before = engine->Fingerprint();
+
+  absl::StatusOr<VerifyReport> verify = engine->Verify();
+  ASSERT_TRUE(verify.ok()) << verify.status();
+  EXPECT_EQ(hit.size(), static_cast<size_t>(config.shards));
+  EXPECT_TRUE(verify->match);
+  EXPECT_FALSE(verify->restored);  // every shard was just cut
+  // It verified what is served now, not what was served before.
+  EXPECT_EQ(verify->served_fingerprint, engine->Fingerprint());
+  EXPECT_NE(verify->served_fingerprint, before);
+}
+
 TEST_F(EngineTest, ConcurrentDeletionsAreGroupCommittedExactlyOnce) {
   const ModelConfig config = TinyConfig(12);
   const auto samples = TinySamples(160, 12);
