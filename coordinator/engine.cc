@@ -226,13 +226,17 @@ struct Engine::State {
   std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
   std::map<int, absl::Time> retrain_due ABSL_GUARDED_BY(mu);  // shard -> when
   bool stopping ABSL_GUARDED_BY(mu) = false;
-  // RetryPurgesNow. Atomic so that call never waits for mu (it runs inside
-  // a worker's Register RPC); the purge loop's wait condition reads it.
-  std::atomic<bool> retry_purges_now{false};
+  // RetryPurgesNow, and the purge loop's back-off waits on it. A mutex of
+  // its own, never held across anything else: that call runs inside a
+  // worker's Register RPC and must not wait for mu (held for shard loads).
+  absl::Mutex retry_mu;
+  bool retry_purges_now ABSL_GUARDED_BY(retry_mu) = false;
+  bool purge_stop ABSL_GUARDED_BY(retry_mu) = false;  // set with stopping
   // Signalled when retrain_due gains work or a shard is released.
   absl::CondVar work_cv;
-  // Bumped whenever a shard's content shrinks; training of an older
-  // generation is stale and is cancelled.
+  // Bumped, under deletion_mu, whenever a shard's content changes
+  // (deletion or ingest): training of an older generation is stale and is
+  // cancelled, and Verify keeps a read only if it did not move.
   std::unique_ptr<std::atomic<uint64_t>[]> generations;
   std::atomic<bool> stop_requested{false};
   // Serializes ProtectCheckpoint: a training thread and RepairChunks coding
@@ -807,18 +811,20 @@ void Engine::State::PurgeLoop() {
         repair_due = true;
       }
       if (stopping) return;
-      if (!repair_due) {
-        const absl::Duration wait =
-            std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
-        if (wait > absl::ZeroDuration()) {
-          auto stop_or_retry = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-            return stopping || retry_purges_now.load();
-          };
-          mu.AwaitWithTimeout(absl::Condition(&stop_or_retry), wait);
-          if (stopping) return;
-        }
+    }
+    if (!repair_due) {
+      absl::MutexLock lock(&retry_mu);
+      const absl::Duration wait =
+          std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
+      auto stop_or_retry = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(retry_mu) {
+        return purge_stop || retry_purges_now;
+      };
+      if (wait > absl::ZeroDuration()) {
+        retry_mu.AwaitWithTimeout(absl::Condition(&stop_or_retry), wait);
       }
-      if (retry_purges_now.exchange(false)) {
+      if (purge_stop) return;
+      if (retry_purges_now) {
+        retry_purges_now = false;
         backoff = absl::ZeroDuration();
       }
     }
@@ -1683,6 +1689,10 @@ Engine::~Engine() {
     state_->stopping = true;
     state_->work_cv.SignalAll();
   }
+  {
+    absl::MutexLock lock(&state_->retry_mu);
+    state_->purge_stop = true;
+  }
   state_->stop_requested = true;
   for (std::thread& t : state_->background) t.join();
   if (state_->purge_thread.joinable()) state_->purge_thread.join();
@@ -1882,8 +1892,10 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     std::set<int> touched;
     for (const auto& a : assigned) touched.insert(a.where.shard);
     absl::MutexLock lock(&st.mu);
+    // All first: every shard the store changed moves on, even if loading
+    // one below fails.
+    for (int s : touched) ++st.generations[s];
     for (int s : touched) {
-      ++st.generations[s];
       OUBLI_RETURN_IF_ERROR(st.LoadShard(s));
       if (st.training_requested) st.retrain_due.emplace(s, absl::Now());
     }
@@ -2117,10 +2129,8 @@ absl::StatusOr<bool> Engine::NamesChunkHolder(absl::string_view holder) {
 }
 
 void Engine::RetryPurgesNow() {
+  absl::MutexLock lock(&state_->retry_mu);
   state_->retry_purges_now = true;
-  // absl::Mutex evaluates waiters' conditions when it is released: by us
-  // if it is free, else by whoever holds it now, soon.
-  if (state_->mu.TryLock()) state_->mu.Unlock();
 }
 
 absl::StatusOr<VerifyReport> Engine::Verify() {
