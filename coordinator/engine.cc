@@ -68,6 +68,23 @@ struct ServedModel {
   std::shared_ptr<const worker::ShardModel> model;
 };
 
+// The SHA-256 of what a served shard answers with; empty when it serves
+// nothing.
+const std::string& ServedSha(const ServedModel& served) {
+  static const std::string* const kNone = new std::string();
+  return served.model ? served.checkpoint_sha256 : *kNone;
+}
+
+// A model's fingerprint: one checkpoint SHA-256 per shard (empty: none).
+std::string ModelFingerprint(absl::Span<const std::string> shard_shas) {
+  Sha256 h;
+  h.AddField("oubli.fingerprint.v1").AddU64(shard_shas.size());
+  for (size_t s = 0; s < shard_shas.size(); ++s) {
+    h.AddU64(s).AddField(shard_shas[s]);
+  }
+  return h.FinishHex();
+}
+
 struct ShardState {
   std::vector<SliceData> slices;
   // keys[b][p - 1]: current key of sequence b's prefix of length p.
@@ -502,13 +519,10 @@ bool Engine::State::ShardComplete(int shard) {
 }
 
 std::string Engine::State::FingerprintLocked() {
-  Sha256 h;
-  h.AddField("oubli.fingerprint.v1").AddU64(shards.size());
-  for (size_t s = 0; s < shards.size(); ++s) {
-    const ServedModel& served = shards[s].served;
-    h.AddU64(s).AddField(served.model ? served.checkpoint_sha256 : "");
-  }
-  return h.FinishHex();
+  std::vector<std::string> shas;
+  for (const ShardState& shard : shards)
+    shas.push_back(ServedSha(shard.served));
+  return ModelFingerprint(shas);
 }
 
 ServedShard Engine::State::DescribeServed(int shard) {
@@ -2143,9 +2157,7 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
   VerifyReport report;
   report.restored = true;
   report.match = true;
-  Sha256 served, scratch;
-  served.AddField("oubli.fingerprint.v1").AddU64(st.config.shards);
-  scratch.AddField("oubli.fingerprint.v1").AddU64(st.config.shards);
+  std::vector<std::string> served_shas, scratch_shas;
   for (int s = 0; s < st.config.shards; ++s) {
     // What the shard serves and the data it was trained on, as of one
     // moment: captured under deletion_mu (no deletion or ingest half
@@ -2167,8 +2179,7 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
       {
         absl::MutexLock lock(&st.mu);
         prefix = st.DescribeServed(s).prefix;
-        const ServedModel& model = st.shards[s].served;
-        served_sha = model.model ? model.checkpoint_sha256 : "";
+        served_sha = ServedSha(st.shards[s].served);
         full_length = st.shards[s].samples == 0 ||
                       static_cast<int>(prefix.size()) == st.config.slices;
         generation = st.generations[s].load();
@@ -2223,12 +2234,12 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
     const bool match = scratch_sha == served_sha;
     report.match = report.match && match;
     report.shard_matches.emplace_back(s, match);
-    served.AddU64(s).AddField(served_sha);
-    scratch.AddU64(s).AddField(scratch_sha);
+    served_shas.push_back(served_sha);
+    scratch_shas.push_back(scratch_sha);
   }
-  // As FingerprintLocked, over each shard as it was served when verified.
-  report.served_fingerprint = served.FinishHex();
-  report.scratch_fingerprint = scratch.FinishHex();
+  // Of each shard as it was served when verified.
+  report.served_fingerprint = ModelFingerprint(served_shas);
+  report.scratch_fingerprint = ModelFingerprint(scratch_shas);
   report.elapsed = absl::Now() - start;
   return report;
 }

@@ -250,6 +250,31 @@ absl::Status WorkerPool::OpenRetiredHolders(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::Status WorkerPool::CheckRetirableLocked(absl::string_view name,
+                                              absl::Time now, bool* known) {
+  for (const auto& [id, worker] : workers_) {
+    if (worker->name != name) continue;
+    *known = true;
+    if (AliveLocked(*worker, now)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker '", name, "' is alive (", worker->id,
+                       "); stop it for good before retiring it"));
+    }
+  }
+  // Until every live worker has had a worker timeout to register again,
+  // absence proves nothing.
+  if (now < started_ + options_.worker_timeout) {
+    const absl::Duration tenth = absl::Milliseconds(100);
+    return absl::UnavailableError(
+        absl::StrCat("the coordinator started ",
+                     absl::FormatDuration(absl::Trunc(now - started_, tenth)),
+                     " ago; workers are still registering again: retry in ",
+                     absl::FormatDuration(absl::Ceil(
+                         started_ + options_.worker_timeout - now, tenth))));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<WorkerPool::RetiredHolder> WorkerPool::RetireHolder(
     absl::string_view name,
     const std::function<absl::StatusOr<bool>()>& named_by_a_manifest) {
@@ -257,39 +282,14 @@ absl::StatusOr<WorkerPool::RetiredHolder> WorkerPool::RetireHolder(
   // One retirement at a time; the file is written without mu_, which
   // heartbeats need.
   absl::MutexLock retire_lock(&retire_mu_);
-  auto check = [&](bool* known) -> absl::Status {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = absl::Now();
-    for (const auto& [id, worker] : workers_) {
-      if (worker->name != name) continue;
-      *known = true;
-      if (AliveLocked(*worker, now)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("worker '", name, "' is alive (", worker->id,
-                         "); stop it for good before retiring it"));
-      }
-    }
-    // Until every live worker has had a worker timeout to register again,
-    // absence proves nothing.
-    if (now < started_ + options_.worker_timeout) {
-      const absl::Duration tenth = absl::Milliseconds(100);
-      return absl::UnavailableError(
-          absl::StrCat("the coordinator started ",
-                       absl::FormatDuration(absl::Trunc(now - started_, tenth)),
-                       " ago; workers are still registering again: retry in ",
-                       absl::FormatDuration(absl::Ceil(
-                           started_ + options_.worker_timeout - now, tenth))));
-    }
-    return absl::OkStatus();
-  };
+  bool known = false;
   {
     absl::MutexLock lock(&mu_);
     if (auto it = retired_.find(name); it != retired_.end()) {
       return RetiredHolder{std::string(name), it->second};
     }
+    OUBLI_RETURN_IF_ERROR(CheckRetirableLocked(name, absl::Now(), &known));
   }
-  bool known = false;
-  OUBLI_RETURN_IF_ERROR(check(&known));
   if (!known && named_by_a_manifest) {
     OUBLI_ASSIGN_OR_RETURN(known, named_by_a_manifest());
   }
@@ -304,13 +304,7 @@ absl::StatusOr<WorkerPool::RetiredHolder> WorkerPool::RetireHolder(
     absl::MutexLock lock(&mu_);
     path = retired_path_;
     // It may have registered while the manifests were read.
-    for (const auto& [id, worker] : workers_) {
-      if (worker->name == name && AliveLocked(*worker, now)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("worker '", name, "' registered just now (",
-                         worker->id, "); stop it for good before retiring it"));
-      }
-    }
+    OUBLI_RETURN_IF_ERROR(CheckRetirableLocked(name, now, &known));
     // From here on Register refuses the name, before it is durable: a
     // failed write below only makes the refusal temporary.
     retired_[name] = now;
@@ -566,14 +560,21 @@ size_t HoldersNeeded(const ErasureCodeConfig& code) {
 
 }  // namespace
 
-bool WorkerPool::CanProtect(const ErasureCodeConfig& code) {
+std::vector<std::shared_ptr<WorkerPool::Worker>>
+WorkerPool::LiveChunkHolders() {
+  std::vector<std::shared_ptr<Worker>> holders;
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
-  size_t live = 0;
   for (const auto& [id, worker] : workers_) {
-    if (worker->holds_chunks && AliveLocked(*worker, now)) ++live;
+    if (worker->holds_chunks && AliveLocked(*worker, now)) {
+      holders.push_back(worker);
+    }
   }
-  return live >= HoldersNeeded(code);
+  return holders;
+}
+
+bool WorkerPool::CanProtect(const ErasureCodeConfig& code) {
+  return LiveChunkHolders().size() >= HoldersNeeded(code);
 }
 
 absl::Status WorkerPool::Protect(
@@ -581,16 +582,7 @@ absl::Status WorkerPool::Protect(
     const ErasureCodeConfig& code_config,
     const std::function<absl::Status(const std::string&)>& persist) {
   // Live holders by name, rotated by the key so chunks spread evenly.
-  std::vector<std::shared_ptr<Worker>> holders;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = absl::Now();
-    for (const auto& [id, worker] : workers_) {
-      if (worker->holds_chunks && AliveLocked(*worker, now)) {
-        holders.push_back(worker);
-      }
-    }
-  }
+  std::vector<std::shared_ptr<Worker>> holders = LiveChunkHolders();
   const size_t needed = HoldersNeeded(code_config);
   if (holders.size() < needed) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -739,19 +731,11 @@ absl::StatusOr<int> WorkerPool::Repair(
   if (lost.empty()) return 0;
   // Spares: live holders without a chunk of this checkpoint (one chunk per
   // worker keeps every worker loss a single erasure).
-  std::vector<std::shared_ptr<Worker>> spares;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = absl::Now();
-    for (const auto& [id, worker] : workers_) {
-      const bool named =
-          std::find(manifest.holders().begin(), manifest.holders().end(),
-                    worker->name) != manifest.holders().end();
-      if (worker->holds_chunks && AliveLocked(*worker, now) && !named) {
-        spares.push_back(worker);
-      }
-    }
-  }
+  std::vector<std::shared_ptr<Worker>> spares = LiveChunkHolders();
+  std::erase_if(spares, [&](const std::shared_ptr<Worker>& worker) {
+    return std::find(manifest.holders().begin(), manifest.holders().end(),
+                     worker->name) != manifest.holders().end();
+  });
   std::sort(spares.begin(), spares.end(),
             [](const auto& a, const auto& b) { return a->name < b->name; });
   if (spares.size() < lost.size()) lost.resize(spares.size());
@@ -839,10 +823,6 @@ absl::Status WorkerPool::Forget(const std::string& key,
   return absl::OkStatus();
 }
 
-}  // namespace oubli::coordinator
-
-namespace oubli::coordinator {
-
 namespace {
 
 // A PredictShardsRequest naming query.shards[indices], without inputs.
@@ -924,12 +904,11 @@ std::vector<ShardServing::ShardResult> WorkerPool::Predict(const Query& query) {
 
 absl::Status WorkerPool::Sync(const Query& query) {
   const Placement placement = PlaceShards(query);
-  // Workers not known to have dropped: declared dead, so they hold nothing
-  // by the time anyone asks them again (a worker drops every copy before
-  // it registers again, and by itself once heartbeats fail for
-  // worker_timeout).
   // Workers backed off from this model may still hold copies they loaded
-  // before: they are told to serve none.
+  // before: they are told to serve none. Workers not known to have dropped
+  // are declared dead, so they hold nothing by the time anyone asks them
+  // again (a worker drops every copy before it registers again, and by
+  // itself once heartbeats fail for worker_timeout).
   std::vector<std::shared_ptr<Worker>> told = placement.servers;
   std::vector<std::vector<size_t>> groups = placement.groups;
   for (const std::shared_ptr<Worker>& worker : placement.backed_off) {
@@ -982,12 +961,9 @@ void WorkerPool::CannotServe(const std::shared_ptr<Worker>& worker,
 
 void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
                            const Query& query, const std::string& features,
-                           const std::vector<size_t>& all_indices,
+                           const std::vector<size_t>& indices,
                            std::vector<ShardResult>* results) {
   const Worker& worker = *server;
-  // Both rounds name every shard this worker serves: the worker drops the
-  // slots a request does not name (that is how a purge reaches it).
-  const std::vector<size_t>& indices = all_indices;
   const absl::Time deadline = absl::Now() + options_.predict_deadline;
   // Keeps answers a first round already got.
   auto fail_all = [&](const absl::Status& why) {
@@ -1014,7 +990,9 @@ void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
   request.set_rows(query.rows);
   request.set_features(features);
 
-  // At most two rounds: ask, load what the worker lacks, ask again.
+  // At most two rounds: ask, load what the worker lacks, ask again. Both
+  // name every shard this worker serves: a worker drops the slots a
+  // request does not name (that is how a purge reaches it).
   for (int round = 0; round < 2; ++round) {
     grpc::ClientContext context;
     PrepareCall(&context, deadline);

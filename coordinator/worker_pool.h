@@ -208,6 +208,14 @@ class WorkerPool final : public RemoteTrainer,
   bool RetiredLocked(absl::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Retired(absl::string_view name);
+  // Whether `name` may be retired now: FailedPrecondition while a worker of
+  // that name is alive, Unavailable within a worker timeout of the start.
+  // Sets `*known` when a registered worker (dead or alive) has the name.
+  absl::Status CheckRetirableLocked(absl::string_view name, absl::Time now,
+                                    bool* known)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The live workers that hold chunks.
+  std::vector<std::shared_ptr<Worker>> LiveChunkHolders();
 
   const Options options_;
   const std::string incarnation_;  // random per pool, part of every id
