@@ -4,6 +4,7 @@
 #include <charconv>
 #include <functional>
 #include <map>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,18 @@ namespace {
 bool IsWeightNeutral(absl::string_view key) {
   return key == "model_id" || key.substr(0, 8) == "retrain." ||
          key.substr(0, 8) == "erasure.";
+}
+
+// Keys a model made before placement existed did not have: left out of its
+// fingerprint (and so of its checkpoint keys) while they hold the values
+// such a model behaves by.
+bool IsLegacyDefault(const ModelConfig& c, absl::string_view key) {
+  if (key.substr(0, 10) == "placement.") return !c.placement.risk.enabled();
+  if (key == "placement") {
+    return c.placement.by == Placement::kSample &&
+           !c.placement.risk.enabled();
+  }
+  return false;
 }
 
 // Shortest text that parses back to the same double.
@@ -51,6 +64,10 @@ std::vector<std::pair<std::string, std::string>> ToPairs(const ModelConfig& c) {
       {"slices", absl::StrCat(c.slices)},
       {"sequences", absl::StrCat(c.sequences)},
       {"seed", absl::StrCat(c.seed)},
+      {"placement", PlacementName(c.placement.by)},
+      {"placement.risk_slices", absl::StrCat(c.placement.risk.slices)},
+      {"placement.risk_threshold", Num(c.placement.risk.threshold)},
+      {"placement.risk_deletion_share", Num(c.placement.risk.deletion_share)},
       {"train.epochs_per_position", absl::StrCat(c.train.epochs_per_position)},
       {"train.batch_size", absl::StrCat(c.train.batch_size)},
       {"train.learning_rate", Num(c.train.learning_rate)},
@@ -160,6 +177,18 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   if (b.lora.dropout < 0 || b.lora.dropout >= 1) {
     return bad("lora.dropout must be in [0, 1)");
   }
+  const RiskProfile& risk = c.placement.risk;
+  if (risk.slices < 0 || risk.slices >= c.slices) {
+    return bad("placement.risk_slices must be 0 (off) to slices - 1 (",
+               c.slices - 1, "): at least one slice must hold the samples "
+               "without a high deletion risk");
+  }
+  if (!(risk.threshold > 0 && risk.threshold <= 1)) {
+    return bad("placement.risk_threshold must be in (0, 1]");
+  }
+  if (!(risk.deletion_share >= 0 && risk.deletion_share <= 1)) {
+    return bad("placement.risk_deletion_share must be in [0, 1]");
+  }
   if (c.train.epochs_per_position < 1 || c.train.epochs_per_position > 1000) {
     return bad("train.epochs_per_position must be 1..1000");
   }
@@ -189,6 +218,10 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   return absl::OkStatus();
 }
 
+const char* PlacementName(Placement placement) {
+  return placement == Placement::kOwner ? "owner" : "sample";
+}
+
 std::string ConfigToText(const ModelConfig& config) {
   std::string out;
   for (const auto& [key, value] : ToPairs(config)) {
@@ -197,8 +230,12 @@ std::string ConfigToText(const ModelConfig& config) {
   return out;
 }
 
-absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text) {
-  ModelConfig c;
+namespace {
+
+// Keys absent from `text` keep their values in `defaults`.
+absl::StatusOr<ModelConfig> ParseOver(absl::string_view text,
+                                      ModelConfig defaults) {
+  ModelConfig c = std::move(defaults);
   BackboneConfig& b = c.backbone;
   int64_t window_ms = absl::ToInt64Milliseconds(c.retrain.window);
   std::map<std::string, std::function<absl::Status(absl::string_view)>,
@@ -252,6 +289,20 @@ absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text) {
   num("slices", &c.slices);
   num("sequences", &c.sequences);
   num("seed", &c.seed);
+  setters["placement"] = [&](absl::string_view v) {
+    if (v == "owner") {
+      c.placement.by = Placement::kOwner;
+    } else if (v == "sample") {
+      c.placement.by = Placement::kSample;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("placement must be owner or sample, got '", v, "'"));
+    }
+    return absl::OkStatus();
+  };
+  num("placement.risk_slices", &c.placement.risk.slices);
+  num("placement.risk_threshold", &c.placement.risk.threshold);
+  num("placement.risk_deletion_share", &c.placement.risk.deletion_share);
   num("train.epochs_per_position", &c.train.epochs_per_position);
   num("train.batch_size", &c.train.batch_size);
   num("train.learning_rate", &c.train.learning_rate);
@@ -304,11 +355,24 @@ absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text) {
   return c;
 }
 
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text) {
+  return ParseOver(text, ModelConfig());
+}
+
+absl::StatusOr<ModelConfig> ParseStoredConfig(absl::string_view text) {
+  // Stored before placement existed: that model placed by sample id.
+  ModelConfig legacy;
+  legacy.placement.by = Placement::kSample;
+  return ParseOver(text, std::move(legacy));
+}
+
 std::string ConfigFingerprint(const ModelConfig& config) {
   Sha256 h;
   h.AddField("oubli.config.v1");
   for (const auto& [key, value] : ToPairs(config)) {
-    if (IsWeightNeutral(key)) continue;
+    if (IsWeightNeutral(key) || IsLegacyDefault(config, key)) continue;
     h.AddField(key).AddField(value);
   }
   return h.FinishHex();

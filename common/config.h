@@ -87,6 +87,31 @@ struct ErasureCodeConfig {
   bool automatic() const { return data_chunks == 0 && parity_chunks == 0; }
 };
 
+// Where a sample lives: which of its own fields pick its (shard, slice).
+// kOwner puts every sample of one owner (data subject) in one cell, so
+// forgetting a person cuts one shard; kSample spreads an owner's samples
+// over nearly every shard (one deletion request then retrains most of the
+// model). Either way a cell depends only on the sample's own fields.
+enum class Placement { kSample, kOwner };
+
+// S3T's deletion prior, declared at creation. Samples whose deletion_risk
+// hint is at least `threshold` go to the last `slices` slices (the risk
+// slices), and the B slice orders are chosen for the declared share of
+// deletions those samples receive (see RiskAwareOrders). slices = 0: off.
+struct RiskProfile {
+  int slices = 0;
+  double threshold = 0.5;
+  double deletion_share = 0.7;  // of deletions expected in the risk slices
+  bool enabled() const { return slices > 0; }
+};
+
+struct PlacementConfig {
+  // New models place by owner; a stored config without the key (a model
+  // created before placement existed) reads as kSample.
+  Placement by = Placement::kOwner;
+  RiskProfile risk;
+};
+
 struct ModelConfig {
   std::string model_id = "default";
   BackboneConfig backbone;
@@ -94,6 +119,7 @@ struct ModelConfig {
   int slices = 4;     // L
   int sequences = 2;  // B, slice orders per shard
   uint64_t seed = 1;
+  PlacementConfig placement;
   TrainConfig train;
   DeterminismConfig determinism;
   BaseWeightsConfig base;
@@ -103,12 +129,20 @@ struct ModelConfig {
 
 absl::Status ValidateConfig(const ModelConfig& config);
 
-// Canonical text form; ParseConfig(ConfigToText(c)) == c.
+const char* PlacementName(Placement placement);  // "sample" or "owner"
+
+// Canonical text form; ParseConfig(ConfigToText(c)) == c. ParseConfig
+// gives absent keys the defaults of a new model; ParseStoredConfig reads a
+// model's stored config, where an absent key means the model predates it
+// (so no `placement` key reads as sample placement).
 std::string ConfigToText(const ModelConfig& config);
 absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text);
+absl::StatusOr<ModelConfig> ParseStoredConfig(absl::string_view text);
 
 // SHA-256 over the weight-determining part of the config (everything except
-// model_id, the retrain policy and the erasure code), hex.
+// model_id, the retrain policy and the erasure code), hex. Placement counts;
+// the legacy one (kSample, no risk profile) is left out so that models made
+// before placement existed keep their fingerprint and checkpoint keys.
 std::string ConfigFingerprint(const ModelConfig& config);
 
 }  // namespace oubli

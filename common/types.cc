@@ -117,6 +117,12 @@ absl::Status ValidateSample(const Sample& sample) {
     return absl::InvalidArgumentError(absl::StrCat(
         "sample '", sample.id, "' has negative label ", sample.label));
   }
+  // Written so that NaN fails too.
+  if (!(sample.deletion_risk >= 0 && sample.deletion_risk <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sample '", sample.id, "' has deletion_risk ",
+                     sample.deletion_risk, ", outside [0, 1]"));
+  }
   return absl::OkStatus();
 }
 

@@ -23,6 +23,10 @@ struct Sample {
   int32_t label = 0;
   FeatureType feature_type = FeatureType::kU8;
   std::string features;  // raw bytes, see FeatureType
+  // Optional hint in [0, 1]: how likely this sample's owner is to ask for
+  // erasure (0: no hint). Only placement reads it (RiskProfile), and only
+  // when the sample is first stored; it is not kept.
+  float deletion_risk = 0;
 
   int64_t NumFeatures() const {
     return feature_type == FeatureType::kU8

@@ -162,6 +162,20 @@ DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
 
 }  // namespace
 
+double SliceImbalance(absl::Span<const ShardStatus> shards) {
+  int64_t total = 0, largest = 0, cells = 0;
+  for (const ShardStatus& shard : shards) {
+    for (int64_t n : shard.slice_samples) {
+      total += n;
+      largest = std::max(largest, n);
+      ++cells;
+    }
+  }
+  if (total == 0) return 0;
+  return static_cast<double>(largest) * static_cast<double>(cells) /
+         static_cast<double>(total);
+}
+
 const char* DeletionStageName(DeletionStage stage) {
   switch (stage) {
     case DeletionStage::kAccepted:
@@ -1731,7 +1745,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
                          store->GetMeta(kConfigMetaKey));
   ModelConfig config;
   if (stored_text.has_value()) {
-    OUBLI_ASSIGN_OR_RETURN(config, ParseConfig(*stored_text));
+    OUBLI_ASSIGN_OR_RETURN(config, ParseStoredConfig(*stored_text));
     std::optional<ModelConfig> requested_config = options.config;
     if (requested_config.has_value() && requested_config->base.sha256.empty() &&
         requested_config->base.source == config.base.source) {
@@ -1894,7 +1908,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
                                   st.config.backbone.num_classes, ")"));
       continue;
     }
-    assigned.push_back({sample, st.plan.Assign(sample.id)});
+    assigned.push_back({sample, st.plan.Assign(sample)});
   }
   // Serialized with deletions so a deletion never sees half an ingest.
   absl::MutexLock dlock(&st.deletion_mu);
@@ -2276,6 +2290,9 @@ ModelStatus Engine::GetModelStatus() {
     ShardStatus out;
     out.served = st.DescribeServed(s);
     status.active_samples += shard.samples;
+    for (const SliceData& slice : shard.slices) {
+      out.slice_samples.push_back(static_cast<int64_t>(slice.ids.size()));
+    }
     absl::flat_hash_set<std::string> missing;
     for (size_t b = 0; b < shard.keys.size(); ++b) {
       out.sequences.push_back({st.plan.orders()[b], shard.valid_length[b]});
@@ -2286,6 +2303,7 @@ ModelStatus Engine::GetModelStatus() {
     status.missing_prefixes += static_cast<int>(missing.size());
     status.shards.push_back(std::move(out));
   }
+  status.slice_imbalance = SliceImbalance(status.shards);
   return status;
 }
 

@@ -95,7 +95,13 @@ struct SequenceStatus {
 struct ShardStatus {
   ServedShard served;
   std::vector<SequenceStatus> sequences;
+  std::vector<int64_t> slice_samples;  // active samples per slice
 };
+
+// The largest slice's active samples over the mean slice's (1: perfectly
+// even); 0 for a model without samples. Placement by owner makes it grow
+// with the largest owners (every sample of an owner shares one slice).
+double SliceImbalance(absl::Span<const ShardStatus> shards);
 
 struct ModelStatus {
   ModelConfig config;
@@ -103,6 +109,7 @@ struct ModelStatus {
   int64_t active_samples = 0;
   std::string fingerprint;
   std::vector<ShardStatus> shards;
+  double slice_imbalance = 0;  // SliceImbalance(shards)
   int missing_prefixes = 0;   // current prefixes without a checkpoint
   int pending_deletions = 0;  // not yet restored
   // pending_deletions by current stage. A deletion goes from ACCEPTED to

@@ -130,7 +130,9 @@ void ModelStatusToProto(absl::string_view model_id, const ModelStatus& in,
       for (int slice : sequence.order) proto_sequence->add_order(slice);
       proto_sequence->set_valid_length(sequence.valid_length);
     }
+    for (int64_t n : shard.slice_samples) proto_shard->add_slice_samples(n);
   }
+  out->set_slice_imbalance(in.slice_imbalance);
   out->set_missing_prefixes(in.missing_prefixes);
   out->set_pending_deletions(in.pending_deletions);
   out->set_threads(SanitizeUtf8(in.threads));
@@ -294,6 +296,29 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
   if (in.has_shards()) c.shards = in.shards();
   if (in.has_slices()) c.slices = in.slices();
   if (in.has_sequences()) c.sequences = in.sequences();
+  switch (in.placement().by()) {
+    case v1::PLACEMENT_UNSPECIFIED:
+      break;
+    case v1::PLACEMENT_OWNER:
+      c.placement.by = Placement::kOwner;
+      break;
+    case v1::PLACEMENT_SAMPLE:
+      c.placement.by = Placement::kSample;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.placement.by: unknown value ", in.placement().by()));
+  }
+  RiskProfile& risk = c.placement.risk;
+  if (in.placement().has_risk_slices()) {
+    risk.slices = in.placement().risk_slices();
+  }
+  if (in.placement().has_risk_threshold()) {
+    risk.threshold = in.placement().risk_threshold();
+  }
+  if (in.placement().has_risk_deletion_share()) {
+    risk.deletion_share = in.placement().risk_deletion_share();
+  }
   if (in.has_epochs_per_position()) {
     c.train.epochs_per_position = in.epochs_per_position();
   }
@@ -356,6 +381,12 @@ v1::ModelConfig ConfigToProto(const ModelConfig& c) {
   out.set_shards(c.shards);
   out.set_slices(c.slices);
   out.set_sequences(c.sequences);
+  v1::PlacementConfig* placement = out.mutable_placement();
+  placement->set_by(c.placement.by == Placement::kOwner ? v1::PLACEMENT_OWNER
+                                                        : v1::PLACEMENT_SAMPLE);
+  placement->set_risk_slices(c.placement.risk.slices);
+  placement->set_risk_threshold(c.placement.risk.threshold);
+  placement->set_risk_deletion_share(c.placement.risk.deletion_share);
   out.set_epochs_per_position(c.train.epochs_per_position);
   out.set_batch_size(c.train.batch_size);
   out.set_learning_rate(c.train.learning_rate);
@@ -468,6 +499,7 @@ grpc::Status OubliService::IngestSamples(
       sample.owner = std::move(*in.mutable_owner());
       sample.label = in.label();
       sample.features = std::move(*in.mutable_features());
+      sample.deletion_risk = in.deletion_risk();
       switch (in.feature_type()) {
         case v1::FEATURE_TYPE_UNSPECIFIED:
         case v1::FEATURE_TYPE_U8:

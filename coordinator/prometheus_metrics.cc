@@ -364,6 +364,11 @@ std::vector<MetricFamily> StateCollector::Collect() const {
                      "prefix of this length.");
   GaugeFamily active_samples("oubli_model_active_samples",
                              "Samples ingested and not deleted.");
+  GaugeFamily slice_imbalance(
+      "oubli_model_slice_imbalance",
+      "Active samples of the largest (shard, slice) over the mean one (1: "
+      "even). Under owner placement the largest owners raise it; the shard "
+      "holding the largest slice trains longest.");
   GaugeFamily missing_prefixes(
       "oubli_model_missing_prefixes",
       "Current prefixes (over every shard and sequence) without a "
@@ -427,6 +432,7 @@ std::vector<MetricFamily> StateCollector::Collect() const {
         }
         slices.Set(model, status->config.slices);
         active_samples.Set(model, static_cast<double>(status->active_samples));
+        slice_imbalance.Set(model, status->slice_imbalance);
         missing_prefixes.Set(model, status->missing_prefixes);
         // A file removed mid-walk (compaction, checkpoint GC) fails the
         // walk; the gauge is left out of this scrape rather than wrong.
@@ -465,7 +471,8 @@ std::vector<MetricFamily> StateCollector::Collect() const {
   std::vector<MetricFamily> out;
   for (GaugeFamily* family :
        {&worker_up, &build_info, &pending, &oldest, &retrain_queue,
-        &prefix_length, &slices, &active_samples, &missing_prefixes,
+        &prefix_length, &slices, &active_samples, &slice_imbalance,
+        &missing_prefixes,
         &lineage_bytes, &checkpoint_bytes, &redundancy, &redundancy_target}) {
     out.push_back(family->Take());
   }

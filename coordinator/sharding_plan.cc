@@ -9,11 +9,11 @@
 
 namespace oubli::coordinator {
 
-absl::StatusOr<std::vector<std::vector<int>>> SequenceOrders(int slices,
-                                                             int sequences) {
-  if (slices < 1 || sequences < 1) {
-    return absl::InvalidArgumentError("slices and sequences must be >= 1");
-  }
+namespace {
+
+// Up to `limit` distinct S3T orders of [0..slices-1]: rotations first,
+// then rotations that keep a prefix and rotate the rest.
+std::vector<std::vector<int>> S3tOrders(int slices, int limit) {
   std::vector<std::vector<int>> rotations;
   for (int r = 0; r < slices; ++r) {
     std::vector<int> order(slices);
@@ -23,7 +23,7 @@ absl::StatusOr<std::vector<std::vector<int>>> SequenceOrders(int slices,
   std::vector<std::vector<int>> orders;
   std::set<std::vector<int>> seen;
   auto add = [&](std::vector<int> order) {
-    if (static_cast<int>(orders.size()) < sequences &&
+    if (static_cast<int>(orders.size()) < limit &&
         seen.insert(order).second) {
       orders.push_back(std::move(order));
     }
@@ -42,12 +42,109 @@ absl::StatusOr<std::vector<std::vector<int>>> SequenceOrders(int slices,
       }
     }
   }
+  return orders;
+}
+
+absl::Status TooManySequences(int sequences, size_t available, int slices) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "sequences=", sequences, " exceeds the ", available,
+      " distinct S3T slice orders available for slices=", slices));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::vector<int>>> SequenceOrders(int slices,
+                                                             int sequences) {
+  if (slices < 1 || sequences < 1) {
+    return absl::InvalidArgumentError("slices and sequences must be >= 1");
+  }
+  std::vector<std::vector<int>> orders = S3tOrders(slices, sequences);
   if (static_cast<int>(orders.size()) < sequences) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sequences=", sequences, " exceeds the ", orders.size(),
-        " distinct S3T slice orders available for slices=", slices));
+    return TooManySequences(sequences, orders.size(), slices);
   }
   return orders;
+}
+
+double ExpectedServiceLoss(const std::vector<std::vector<int>>& orders,
+                           absl::Span<const double> slice_probability) {
+  const int slices = static_cast<int>(slice_probability.size());
+  std::set<std::vector<int>> prefixes;
+  for (const auto& order : orders) {
+    for (size_t p = 1; p <= order.size(); ++p) {
+      prefixes.insert(std::vector<int>(order.begin(), order.begin() + p));
+    }
+  }
+  double loss = 0;
+  for (int j = 0; j < slices; ++j) {
+    if (slice_probability[j] == 0) continue;
+    int served = 0;
+    for (const auto& order : orders) {
+      const int position = static_cast<int>(
+          std::find(order.begin(), order.end(), j) - order.begin());
+      served = std::max(served, position);
+    }
+    double retrain = 0;
+    for (const auto& prefix : prefixes) {
+      if (std::find(prefix.begin(), prefix.end(), j) != prefix.end()) {
+        retrain += static_cast<double>(prefix.size());
+      }
+    }
+    loss += slice_probability[j] * (slices - served) * retrain;
+  }
+  return loss;
+}
+
+absl::StatusOr<std::vector<std::vector<int>>> RiskAwareOrders(
+    int slices, int sequences, const RiskProfile& risk) {
+  if (!risk.enabled()) return SequenceOrders(slices, sequences);
+  if (sequences < 1 || risk.slices >= slices) {
+    return absl::InvalidArgumentError(
+        "risk-aware orders need sequences >= 1 and risk slices < slices");
+  }
+  const int safe = slices - risk.slices;
+  std::vector<double> probability(slices);
+  for (int j = 0; j < slices; ++j) {
+    probability[j] = j < safe ? (1 - risk.deletion_share) / safe
+                              : risk.deletion_share / risk.slices;
+  }
+  // Bounded pools: every order the greedy step compares costs O(L^2).
+  constexpr int kPool = 64;
+  // Distinct heads times distinct rotations: distinct orders.
+  std::vector<std::vector<int>> candidates;
+  for (const auto& head : S3tOrders(safe, kPool)) {
+    for (int rotation = 0; rotation < risk.slices; ++rotation) {
+      std::vector<int> order = head;
+      for (int i = 0; i < risk.slices; ++i) {
+        order.push_back(safe + (rotation + i) % risk.slices);
+      }
+      candidates.push_back(std::move(order));
+    }
+  }
+  if (static_cast<int>(candidates.size()) < sequences) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sequences=", sequences, " exceeds the ", candidates.size(),
+        " distinct slice orders that train the ", risk.slices,
+        " risk slice(s) last, for slices=", slices));
+  }
+  std::vector<std::vector<int>> chosen;
+  std::vector<bool> taken(candidates.size(), false);
+  while (static_cast<int>(chosen.size()) < sequences) {
+    size_t best = candidates.size();
+    double best_loss = 0;
+    for (size_t c = 0; c < candidates.size(); ++c) {
+      if (taken[c]) continue;
+      chosen.push_back(candidates[c]);
+      const double loss = ExpectedServiceLoss(chosen, probability);
+      chosen.pop_back();
+      if (best == candidates.size() || loss < best_loss) {
+        best = c;
+        best_loss = loss;
+      }
+    }
+    taken[best] = true;
+    chosen.push_back(candidates[best]);
+  }
+  return chosen;
 }
 
 absl::StatusOr<ShardingPlan> ShardingPlan::Create(const ModelConfig& config) {
@@ -56,18 +153,35 @@ absl::StatusOr<ShardingPlan> ShardingPlan::Create(const ModelConfig& config) {
   plan.shards_ = config.shards;
   plan.slices_ = config.slices;
   plan.seed_ = config.seed;
-  OUBLI_ASSIGN_OR_RETURN(plan.orders_,
-                         SequenceOrders(config.slices, config.sequences));
+  plan.placement_ = config.placement;
+  OUBLI_ASSIGN_OR_RETURN(
+      plan.orders_, RiskAwareOrders(config.slices, config.sequences,
+                                    config.placement.risk));
   return plan;
 }
 
-SliceRef ShardingPlan::Assign(absl::string_view sample_id) const {
+SliceRef ShardingPlan::Assign(const Sample& sample) const {
+  const bool by_owner =
+      placement_.by == Placement::kOwner && !sample.owner.empty();
+  // kSample's key and domain are those every model used before placement
+  // existed, so its cells (and checkpoint keys) are unchanged.
   const uint64_t h =
-      KeyedHash64(DeriveSeed(seed_, "assign", {}), sample_id);
+      by_owner ? KeyedHash64(DeriveSeed(seed_, "assign-owner", {}), sample.owner)
+               : KeyedHash64(DeriveSeed(seed_, "assign", {}), sample.id);
+  const uint64_t rest = h / static_cast<uint64_t>(shards_);
+  const RiskProfile& risk = placement_.risk;
   SliceRef where;
   where.shard = static_cast<int32_t>(h % static_cast<uint64_t>(shards_));
-  where.slice = static_cast<int32_t>((h / static_cast<uint64_t>(shards_)) %
-                                     static_cast<uint64_t>(slices_));
+  if (!risk.enabled()) {
+    where.slice = static_cast<int32_t>(rest % static_cast<uint64_t>(slices_));
+  } else if (sample.deletion_risk >= risk.threshold) {
+    const int safe = slices_ - risk.slices;
+    where.slice = static_cast<int32_t>(
+        safe + rest % static_cast<uint64_t>(risk.slices));
+  } else {
+    const int safe = slices_ - risk.slices;
+    where.slice = static_cast<int32_t>(rest % static_cast<uint64_t>(safe));
+  }
   return where;
 }
 

@@ -25,13 +25,39 @@ namespace oubli::coordinator {
 absl::StatusOr<std::vector<std::vector<int>>> SequenceOrders(int slices,
                                                              int sequences);
 
+// Expected lost service of one deletion under `order`s: for a deletion in
+// slice j (probability slice_probability[j]), the served prefix falls from
+// L to the longest surviving prefix of any order, and stays there while
+// every prefix holding j is retrained (shared prefixes once, a prefix of
+// length p costing p equal slices). Sum over j of probability x (L -
+// served) x retrain cost. Lower keeps longer prefixes served for longer.
+double ExpectedServiceLoss(const std::vector<std::vector<int>>& orders,
+                           absl::Span<const double> slice_probability);
+
+// S3T orders under a deletion prior. The last `risk.slices` slices (where
+// high-risk samples are placed) each receive risk.deletion_share /
+// risk.slices of deletions, the others share the rest. Every order trains
+// the risk slices last, so a high-risk deletion never cuts a sequence
+// below L - risk.slices and retrains only its tail, however many arrive
+// together. Candidates: each S3T order of the low-risk slices followed by a
+// rotation of the risk slices; B of them are picked greedily to minimise
+// ExpectedServiceLoss (the first candidate wins ties, so the choice is
+// deterministic). Without a profile: SequenceOrders. InvalidArgument when
+// fewer than B candidates exist.
+absl::StatusOr<std::vector<std::vector<int>>> RiskAwareOrders(
+    int slices, int sequences, const RiskProfile& risk);
+
 class ShardingPlan {
  public:
   static absl::StatusOr<ShardingPlan> Create(const ModelConfig& config);
 
-  // A keyed hash of the sample's own id and the model seed: never depends on
-  // other samples, so deleting one never moves another.
-  SliceRef Assign(absl::string_view sample_id) const;
+  // A keyed hash of the model seed and the sample's owner (kOwner; the id
+  // when the owner is empty) or its id (kSample), so every sample of one
+  // owner shares a cell. With a risk profile, a sample whose deletion_risk
+  // reaches the threshold gets one of the risk slices (the last ones),
+  // any other one of the rest. Reads only the sample's own fields, so
+  // deleting one sample or owner never moves another.
+  SliceRef Assign(const Sample& sample) const;
 
   int shards() const { return shards_; }
   int slices() const { return slices_; }
@@ -42,6 +68,7 @@ class ShardingPlan {
   int shards_ = 0;
   int slices_ = 0;
   uint64_t seed_ = 0;
+  PlacementConfig placement_;
   std::vector<std::vector<int>> orders_;
 };
 

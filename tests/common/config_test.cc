@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -32,6 +33,75 @@ TEST(ConfigTest, TextRoundTrip) {
   auto old = ParseConfig("shards=2\n");
   ASSERT_TRUE(old.ok());
   EXPECT_TRUE(old->erasure.automatic());
+}
+
+TEST(ConfigTest, PlacementDefaultsAndLegacyConfigs) {
+  ModelConfig fresh;
+  EXPECT_EQ(fresh.placement.by, Placement::kOwner);  // new models
+  // A config stored before placement existed reads as sample placement...
+  auto old = ParseStoredConfig("shards=2\n");
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->placement.by, Placement::kSample);
+  // ...while a config file for a new model gets the new default.
+  auto file = ParseConfig("shards=2\n");
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->placement.by, Placement::kOwner);
+  EXPECT_FALSE(old->placement.risk.enabled());
+  // ...and keeps the fingerprint it had then (computed with that release's
+  // code), so its checkpoint keys stay valid.
+  ModelConfig legacy;
+  legacy.placement.by = Placement::kSample;
+  EXPECT_EQ(ConfigFingerprint(legacy),
+            "ebd3abd067687b75a27ddcf3db182df327063548c48ca6353a3a4ca738562e99");
+  legacy.shards = 2;
+  legacy.slices = 3;
+  legacy.seed = 9;
+  EXPECT_EQ(ConfigFingerprint(legacy),
+            "8c75e31079591bc5570958ae7b79c9f2db8456089d9d0fc0acaf3dffbc1f5f62");
+  // Risk settings that are off do not count; everything else does.
+  ModelConfig a, b;
+  b.placement.risk.threshold = 0.9;
+  b.placement.risk.deletion_share = 0.1;
+  EXPECT_EQ(ConfigFingerprint(a), ConfigFingerprint(b));
+  b.placement.risk.slices = 1;
+  EXPECT_NE(ConfigFingerprint(a), ConfigFingerprint(b));
+  ModelConfig c = b;
+  c.placement.risk.deletion_share = 0.2;
+  EXPECT_NE(ConfigFingerprint(c), ConfigFingerprint(b));
+  a.placement.by = Placement::kSample;
+  EXPECT_NE(ConfigFingerprint(a), ConfigFingerprint(ModelConfig()));
+  // Round trip with every placement key.
+  auto parsed = ParseConfig(ConfigToText(c));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(ConfigToText(*parsed), ConfigToText(c));
+  EXPECT_EQ(parsed->placement.by, Placement::kOwner);
+  EXPECT_EQ(parsed->placement.risk.slices, 1);
+  EXPECT_EQ(parsed->placement.risk.deletion_share, 0.2);
+  auto bad = ParseConfig("placement=random\n");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("owner or sample"), std::string::npos);
+}
+
+TEST(ConfigTest, RiskProfileValidation) {
+  for (const auto& [slices, threshold, share, ok] :
+       std::vector<std::tuple<int, double, double, bool>>{
+           {0, 0.5, 0.7, true},
+           {3, 1.0, 0.0, true},
+           {4, 0.5, 0.7, false},   // no slice left for the others (L=4)
+           {-1, 0.5, 0.7, false},
+           {1, 0.0, 0.7, false},   // threshold must be > 0
+           {1, 1.1, 0.7, false},
+           {1, 0.5, 1.5, false},
+           {1, std::nan(""), 0.7, false}}) {
+    ModelConfig c;
+    c.placement.risk = {slices, threshold, share};
+    const absl::Status status = ValidateConfig(c);
+    EXPECT_EQ(status.ok(), ok) << slices << " " << threshold << " " << share;
+    if (!ok) {
+      EXPECT_NE(status.message().find("placement.risk_"), std::string::npos)
+          << status;
+    }
+  }
 }
 
 TEST(ConfigTest, ParseErrorsNameTheProblem) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace oubli {
 namespace {
 
@@ -45,6 +47,17 @@ TEST(ValidateSampleTest, ChecksFeaturesAndLabel) {
   EXPECT_FALSE(ValidateSample(s).ok());  // not a multiple of 4
   s = Sample{"id", "owner", -1, FeatureType::kU8, "abc"};
   EXPECT_FALSE(ValidateSample(s).ok());
+  // The deletion-risk hint is a probability.
+  for (float risk : {0.0f, 0.25f, 1.0f}) {
+    s = Sample{"id", "owner", 1, FeatureType::kU8, "abc", risk};
+    EXPECT_TRUE(ValidateSample(s).ok()) << risk;
+  }
+  for (float risk : {-0.01f, 1.01f, std::nanf("")}) {
+    s = Sample{"id", "owner", 1, FeatureType::kU8, "abc", risk};
+    const absl::Status status = ValidateSample(s);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << risk;
+    EXPECT_NE(status.message().find("deletion_risk"), std::string::npos);
+  }
 }
 
 TEST(DecodeFeaturesTest, ScalesBytesAndCopiesFloats) {

@@ -34,9 +34,13 @@ using testing_util::FilesContaining;
 constexpr int kSide = 4;  // 4x4 "images"
 constexpr int kClasses = 3;
 
-ModelConfig TinyConfig(uint64_t seed) {
+// Sample placement unless told otherwise: most tests below want one
+// request to reach both shards; the owner-placement tests say so.
+ModelConfig TinyConfig(uint64_t seed,
+                       Placement placement = Placement::kSample) {
   ModelConfig c;
   c.model_id = "tiny";
+  c.placement.by = placement;
   c.backbone.kind = BackboneKind::kMlp;
   c.backbone.input_height = kSide;
   c.backbone.input_width = kSide;
@@ -124,7 +128,7 @@ class EngineTest : public ::testing::Test {
     EXPECT_TRUE(plan.ok()) << plan.status();
     if (!plan.ok()) return by_slice;
     for (const Sample& sample : samples) {
-      const SliceRef where = plan->Assign(sample.id);
+      const SliceRef where = plan->Assign(sample);
       by_slice[{where.shard, where.slice}].push_back(sample.id);
     }
     return by_slice;
@@ -212,9 +216,9 @@ TEST_P(DeletionExactnessTest, RestoredModelEqualsScratchBitwise) {
   std::string victim;
   SliceRef where;
   for (const Sample& s : samples) {
-    if (plan->Assign(s.id).slice == target_slice) {
+    if (plan->Assign(s).slice == target_slice) {
       victim = s.id;
-      where = plan->Assign(s.id);
+      where = plan->Assign(s);
       break;
     }
   }
@@ -359,7 +363,7 @@ TEST_F(EngineTest, ADeletionBetweenVerifysCaptureAndReadIsNotAMismatch) {
   options.verify_before_unlocked_read = [&](int shard) {
     if (!hit.insert(shard).second) return;  // once per shard
     for (const Sample& sample : samples) {
-      if (plan->Assign(sample.id).shard != shard) continue;
+      if (plan->Assign(sample).shard != shard) continue;
       EXPECT_TRUE(engine->DeleteSamples({sample.id}).ok()) << sample.id;
       return;
     }
@@ -500,6 +504,125 @@ TEST_F(EngineTest, ForgetOwnerAndBatchesAreExact) {
   EXPECT_EQ(engine->GetModelStatus().active_samples, 120 - 8);
 }
 
+// Owner placement: every sample of an owner lives in one (shard, slice),
+// whichever ingest batch brought it, so forgetting an owner cuts one shard,
+// moves no other sample and leaves the other shard at full length. Whole
+// owners and single ids of an owner restore to the bits of training from
+// scratch, which ingests everything in one batch.
+class OwnerPlacementTest : public EngineTest,
+                           public ::testing::WithParamInterface<uint64_t> {};
+
+TEST_P(OwnerPlacementTest, OwnersStayWholeAndDeletionsAreExact) {
+  const uint64_t seed = GetParam();
+  const ModelConfig config = TinyConfig(seed, Placement::kOwner);
+  const auto samples = TinySamples(160, seed);  // 32 owners of 5
+  auto engine = OpenEngine("m", config);
+  // Every owner's samples arrive in both batches.
+  std::vector<Sample> even, odd;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    (i % 2 == 0 ? even : odd).push_back(samples[i]);
+  }
+  ASSERT_TRUE(engine->Ingest(even).ok());
+  ASSERT_TRUE(engine->Ingest(odd).ok());
+  ASSERT_TRUE(engine->Train().ok());
+
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::map<std::string, std::set<SliceRef>> cells_of_owner;
+  std::map<std::string, std::vector<std::string>> ids_of_owner;
+  for (const Sample& s : samples) {
+    cells_of_owner[s.owner].insert(plan->Assign(s));
+    ids_of_owner[s.owner].push_back(s.id);
+  }
+  for (const auto& [owner, cells] : cells_of_owner) {
+    EXPECT_EQ(cells.size(), 1u) << owner;
+  }
+  const ModelStatus before = engine->GetModelStatus();
+  int64_t counted = 0;
+  for (const ShardStatus& shard : before.shards) {
+    for (int64_t n : shard.slice_samples) counted += n;
+  }
+  EXPECT_EQ(counted, 160);
+  EXPECT_GE(before.slice_imbalance, 1.0);
+
+  const SliceRef cell = *cells_of_owner["owner-3"].begin();
+  std::set<std::string> deleted;
+  auto forgotten = engine->ForgetOwner("owner-3");
+  ASSERT_TRUE(forgotten.ok()) << forgotten.status();
+  deleted.insert(forgotten->resolved_ids.begin(),
+                 forgotten->resolved_ids.end());
+  EXPECT_EQ(forgotten->resolved_ids.size(), 5u);
+  EXPECT_EQ(forgotten->affected_shards, std::vector<int>{cell.shard});
+  const ModelStatus after = engine->GetModelStatus();
+  EXPECT_EQ(after.shards[1 - cell.shard].served.prefix.size(), 4u);
+  for (int shard = 0; shard < 2; ++shard) {
+    for (int slice = 0; slice < 4; ++slice) {
+      const int64_t gone =
+          SliceRef{shard, slice} == cell ? 5 : 0;  // no one else moved
+      EXPECT_EQ(after.shards[shard].slice_samples[slice],
+                before.shards[shard].slice_samples[slice] - gone)
+          << shard << "/" << slice;
+    }
+  }
+  // Single ids of two other owners, one of them down to its last sample.
+  const std::vector<std::string>& seven = ids_of_owner["owner-7"];
+  std::vector<std::string> single = {ids_of_owner["owner-11"][2]};
+  single.insert(single.end(), seven.begin(), seven.end() - 1);
+  ASSERT_TRUE(engine->DeleteSamples(single).ok());
+  deleted.insert(single.begin(), single.end());
+
+  ASSERT_TRUE(engine->RunPendingRetrains(false).ok());
+  EXPECT_EQ(engine->GetDeletion(forgotten->deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, deleted));
+  EXPECT_EQ(CheckpointDigests(engine->checkpoint_dir()),
+            last_scratch_checkpoints_);
+  auto verify = engine->Verify();
+  ASSERT_TRUE(verify.ok()) << verify.status();
+  EXPECT_TRUE(verify->match);
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, OwnerPlacementTest,
+                         ::testing::Values(1u, 7u, 19u));
+
+// With a risk profile, hinted owners go to the slice every sequence trains
+// last: forgetting one cuts each sequence by one position only and
+// retrains exactly those positions, with the bits of training from scratch.
+TEST_F(EngineTest, RiskAwarePlacementCutsOnlyTheLastPositions) {
+  ModelConfig config = TinyConfig(31, Placement::kOwner);
+  config.placement.risk.slices = 1;
+  auto samples = TinySamples(160, 31);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if ((i / 5) % 4 == 0) samples[i].deletion_risk = 0.9f;  // owner-0, 4, ...
+  }
+  auto engine = OpenEngine("m", config);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  for (const auto& order : plan->orders()) EXPECT_EQ(order.back(), 3);
+  for (const Sample& s : samples) {
+    EXPECT_EQ(plan->Assign(s).slice == 3, s.deletion_risk > 0) << s.id;
+  }
+
+  auto receipt = engine->ForgetOwner("owner-4");
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  ASSERT_EQ(receipt->affected.size(), 2u);
+  for (const AffectedPrefix& a : receipt->affected) {
+    EXPECT_EQ(a.valid_length_after, 3);
+  }
+  const int shard = receipt->affected_shards.at(0);
+  EXPECT_EQ(engine->GetModelStatus().shards[shard].served.prefix.size(), 3u);
+  auto retrain = engine->RunPendingRetrains(false);
+  ASSERT_TRUE(retrain.ok()) << retrain.status();
+  EXPECT_EQ(retrain->positions_trained, config.sequences);
+  std::set<std::string> deleted(receipt->resolved_ids.begin(),
+                                receipt->resolved_ids.end());
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, deleted));
+}
+
 TEST_F(EngineTest, BadRequestsGetPreciseErrors) {
   const ModelConfig config = TinyConfig(1);
   auto engine = OpenEngine("m", config);
@@ -563,7 +686,7 @@ TEST_F(EngineTest, ShardWithEveryPrefixCutIsDroppedNotFatal) {
   std::vector<std::string> victims;
   std::set<int> shards_hit;
   for (const Sample& s : samples) {
-    const SliceRef where = plan->Assign(s.id);
+    const SliceRef where = plan->Assign(s);
     if (where.slice == plan->orders()[0][0] &&
         shards_hit.insert(where.shard).second) {
       victims.push_back(s.id);
@@ -581,7 +704,7 @@ TEST_F(EngineTest, ShardWithEveryPrefixCutIsDroppedNotFatal) {
   std::string another;
   for (const Sample& s : samples) {
     if (s.id != victims[0] && s.id != victims[1] &&
-        plan->Assign(s.id).shard == 0) {
+        plan->Assign(s).shard == 0) {
       another = s.id;
       break;
     }
@@ -929,7 +1052,8 @@ TEST_F(EngineTest, RestartFinishesDeletionInterruptedAfterAccepted) {
     record.set_deletion_id("del-000000000007");
     record.add_resolved_ids("sample-1021");
     auto plan = ShardingPlan::Create(config);
-    record.add_affected_shards(plan->Assign("sample-1021").shard);
+    ASSERT_EQ(samples[21].id, "sample-1021");
+    record.add_affected_shards(plan->Assign(samples[21]).shard);
     record.set_accepted_unix_nanos(absl::ToUnixNanos(absl::Now()));
     ASSERT_TRUE((*store)
                     ->RecordDeletion("del-000000000007",

@@ -202,6 +202,7 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
       {"oubli_shard_valid_prefix_length", "gauge"},
       {"oubli_shard_slices", "gauge"},
       {"oubli_model_active_samples", "gauge"},
+      {"oubli_model_slice_imbalance", "gauge"},
       {"oubli_model_missing_prefixes", "gauge"},
       {"oubli_training_samples_total", "counter"},
       {"oubli_training_steps_total", "counter"},
@@ -258,6 +259,7 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
         << shard;
   }
   EXPECT_EQ(Value(samples, "oubli_model_active_samples", tiny), 60 - 6);
+  EXPECT_GE(Value(samples, "oubli_model_slice_imbalance", tiny), 1.0);
   EXPECT_EQ(Value(samples, "oubli_model_missing_prefixes", tiny), 0);
   EXPECT_GT(Value(samples, "oubli_training_samples_total", tiny), 0);
   EXPECT_GT(Value(samples, "oubli_training_steps_total", tiny), 0);

@@ -34,8 +34,17 @@ TEST(SequenceOrdersTest, TooManySequencesIsAnError) {
   EXPECT_FALSE(SequenceOrders(2, 3).ok());
 }
 
-TEST(ShardingPlanTest, AssignmentDependsOnlyOnIdAndSeed) {
+Sample Owned(std::string id, std::string owner, float risk = 0) {
+  Sample s;
+  s.id = std::move(id);
+  s.owner = std::move(owner);
+  s.deletion_risk = risk;
+  return s;
+}
+
+TEST(ShardingPlanTest, SamplePlacementDependsOnlyOnIdAndSeed) {
   ModelConfig config;
+  config.placement.by = Placement::kSample;
   config.shards = 4;
   config.slices = 4;
   auto plan = ShardingPlan::Create(config);
@@ -43,8 +52,8 @@ TEST(ShardingPlanTest, AssignmentDependsOnlyOnIdAndSeed) {
   std::set<SliceRef> used;
   for (int i = 0; i < 400; ++i) {
     const std::string id = "s" + std::to_string(i);
-    const SliceRef where = plan->Assign(id);
-    EXPECT_EQ(where, plan->Assign(id));
+    const SliceRef where = plan->Assign(Owned(id, "one-owner"));
+    EXPECT_EQ(where, plan->Assign(Owned(id, "another", 0.9f)));
     EXPECT_GE(where.shard, 0);
     EXPECT_LT(where.shard, 4);
     EXPECT_GE(where.slice, 0);
@@ -56,10 +65,115 @@ TEST(ShardingPlanTest, AssignmentDependsOnlyOnIdAndSeed) {
   auto reseeded = ShardingPlan::Create(config);
   int moved = 0;
   for (int i = 0; i < 100; ++i) {
-    const std::string id = "s" + std::to_string(i);
-    moved += !(plan->Assign(id) == reseeded->Assign(id));
+    const Sample sample = Owned("s" + std::to_string(i), "o");
+    moved += !(plan->Assign(sample) == reseeded->Assign(sample));
   }
   EXPECT_GT(moved, 50);
+}
+
+// Cells of models made before placement existed must not move: these are
+// the cells the original per-id hash gave (seed 1, S=4, L=4), computed
+// with the code of that release.
+const std::vector<SliceRef> kOriginalCells = {{3, 3}, {0, 0}, {2, 1}};
+
+TEST(ShardingPlanTest, SamplePlacementKeepsTheOriginalCells) {
+  ModelConfig config;
+  config.placement.by = Placement::kSample;
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok());
+  std::vector<SliceRef> got;
+  for (const char* id : {"a", "sample-1000", "s17"}) {
+    got.push_back(plan->Assign(Owned(id, "o")));
+  }
+  EXPECT_EQ(got, kOriginalCells);
+}
+
+TEST(ShardingPlanTest, OwnerPlacementKeepsAnOwnerInOneCell) {
+  ModelConfig config;  // owner placement is the default
+  ASSERT_EQ(config.placement.by, Placement::kOwner);
+  config.shards = 4;
+  config.slices = 4;
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok());
+  std::set<SliceRef> used;
+  for (int owner = 0; owner < 200; ++owner) {
+    const std::string name = "owner-" + std::to_string(owner);
+    const SliceRef cell = plan->Assign(Owned("x" + name, name));
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_EQ(plan->Assign(Owned(name + "/" + std::to_string(i), name)),
+                cell);
+    }
+    used.insert(cell);
+  }
+  EXPECT_EQ(used.size(), 16u);  // owners still spread over every cell
+  // Without an owner a sample falls back to its id, as sample placement.
+  ModelConfig by_sample = config;
+  by_sample.placement.by = Placement::kSample;
+  auto sample_plan = ShardingPlan::Create(by_sample);
+  ASSERT_TRUE(sample_plan.ok());
+  for (int i = 0; i < 50; ++i) {
+    const Sample orphan = Owned("s" + std::to_string(i), "");
+    EXPECT_EQ(plan->Assign(orphan), sample_plan->Assign(orphan));
+  }
+}
+
+TEST(ShardingPlanTest, RiskProfilePutsHintedOwnersInTheRiskSlices) {
+  ModelConfig config;
+  config.shards = 3;
+  config.slices = 4;
+  config.placement.risk.slices = 2;
+  config.placement.risk.threshold = 0.5;
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::set<int> risky_slices, safe_slices;
+  for (int owner = 0; owner < 300; ++owner) {
+    const std::string name = "o" + std::to_string(owner);
+    const float risk = owner % 3 == 0 ? 0.5f : 0.49f;
+    const SliceRef cell = plan->Assign(Owned(name, name, risk));
+    (risk >= 0.5f ? risky_slices : safe_slices).insert(cell.slice);
+  }
+  EXPECT_EQ(risky_slices, (std::set<int>{2, 3}));
+  EXPECT_EQ(safe_slices, (std::set<int>{0, 1}));
+  // Without a profile the hint is ignored.
+  config.placement.risk.slices = 0;
+  auto plain = ShardingPlan::Create(config);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->Assign(Owned("a", "o", 1.0f)),
+            plain->Assign(Owned("a", "o", 0.0f)));
+}
+
+TEST(RiskAwareOrdersTest, RiskSlicesComeLastAndLossBeatsPlainRotations) {
+  RiskProfile risk;
+  risk.slices = 1;
+  risk.deletion_share = 0.7;
+  auto orders = RiskAwareOrders(4, 2, risk);
+  ASSERT_TRUE(orders.ok()) << orders.status();
+  ASSERT_EQ(orders->size(), 2u);
+  EXPECT_NE((*orders)[0], (*orders)[1]);
+  for (const auto& order : *orders) {
+    EXPECT_EQ(order.back(), 3);
+    EXPECT_EQ(std::set<int>(order.begin(), order.end()),
+              (std::set<int>{0, 1, 2, 3}));
+  }
+  const std::vector<double> prior = {0.1, 0.1, 0.1, 0.7};
+  EXPECT_LT(ExpectedServiceLoss(*orders, prior),
+            ExpectedServiceLoss(*SequenceOrders(4, 2), prior));
+  // Off: exactly the S3T orders.
+  EXPECT_EQ(*RiskAwareOrders(4, 2, RiskProfile{}), *SequenceOrders(4, 2));
+  // More sequences than orders with the risk slice last (L=3: 2 of them).
+  EXPECT_TRUE(RiskAwareOrders(3, 2, RiskProfile{1}).ok());
+  const absl::Status too_many = RiskAwareOrders(3, 3, RiskProfile{1}).status();
+  EXPECT_EQ(too_many.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_many.message().find("risk slice"), std::string::npos);
+}
+
+TEST(RiskAwareOrdersTest, ExpectedServiceLossByHand) {
+  // One order [0, 1]: a deletion in 0 serves 0 of 2 while [0] and [0, 1]
+  // retrain (cost 1 + 2); in 1 it serves 1 while [0, 1] retrains (cost 2).
+  EXPECT_DOUBLE_EQ(ExpectedServiceLoss({{0, 1}}, std::vector<double>{1, 0}),
+                   2.0 * 3);
+  EXPECT_DOUBLE_EQ(ExpectedServiceLoss({{0, 1}}, std::vector<double>{0, 1}),
+                   1.0 * 2);
 }
 
 TEST(PrefixKeyTest, DependsOnlyOnPrefixContent) {

@@ -17,6 +17,9 @@ int RunTrainBench(const std::vector<std::string>& args);
 // predict latency (tools/bench/service_bench.cc).
 int RunServiceBench(const std::vector<std::string>& args);
 int RunRecoveryBench(const std::vector<std::string>& args);
+// Deletions as a stream, under sample, owner and risk-aware placement
+// (tools/bench/churn_bench.cc).
+int RunChurnBench(const std::vector<std::string>& args);
 
 }  // namespace oubli::bench
 

@@ -6,6 +6,8 @@
 //   oubli-bench recovery  rebuild lost checkpoints from workers vs retrain
 //   oubli-bench service   gRPC service: time to forget, durable deletions/s,
 //                         predict latency
+//   oubli-bench churn     a stream of ForgetOwner requests under sample,
+//                         owner and risk-aware placement
 // Every subcommand takes --device=auto|cpu|cuda (default cpu), reported in
 // each result's "machine".
 #include <cstdio>
@@ -21,7 +23,8 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: oubli-bench "
-                 "{ec|accuracy|unlearn|train|service|recovery} [options]\n");
+                 "{ec|accuracy|unlearn|train|service|recovery|churn} "
+                 "[options]\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
   if (cmd == "train") return oubli::bench::RunTrainBench(args);
   if (cmd == "service") return oubli::bench::RunServiceBench(args);
   if (cmd == "recovery") return oubli::bench::RunRecoveryBench(args);
+  if (cmd == "churn") return oubli::bench::RunChurnBench(args);
   std::fprintf(stderr, "oubli-bench: unknown subcommand '%s'\n", cmd.c_str());
   return 2;
 }

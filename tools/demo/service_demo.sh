@@ -100,7 +100,7 @@ step "Pretraining the frozen base on the public split (train[0, 10000))"
   --user_samples=1 --test_samples=1 | sed -n 's/^  //p'
 # The coordinator opens the base file named in the config by path.
 
-step "Creating model 'fashion' (MLP + LoRA, S=4 L=4 B=2, pretrained base)"
+step "Creating model 'fashion' (MLP + LoRA, S=4 L=4 B=2, pretrained base, placement by owner)"
 ctl create --model fashion --config "$WORK/model.conf"
 
 step "Ingesting $USER_SAMPLES user samples, train[10000, ...) (20 per owner)"
@@ -127,6 +127,16 @@ step "Forgetting $OWNER (returns once durable and no longer served)"
 ctl delete --model fashion --owner "$OWNER" | tee "$WORK/receipt.txt"
 DELETION="$(sed -n 's/^deletion \([^ ]*\) .*/\1/p' "$WORK/receipt.txt")"
 [[ -n "$DELETION" ]] || { echo "no deletion id in the receipt" >&2; exit 1; }
+
+step "What the deletion cut (owner placement: one owner, one shard and slice)"
+# The receipt's cut lines name the (shard, slice) that held the owner.
+sed -n 's/^  cut *shard \([0-9]*\) slice \([0-9]*\) .*/shard \1 slice \2/p' \
+  "$WORK/receipt.txt" | sort -u | sed 's/^/cut: /'
+ctl model --model fashion | tee "$WORK/forgotten.txt" |
+  grep -E '^  (placement|shard)' || true
+SERVING="$(grep -c '^  shard .*serving sequence' "$WORK/forgotten.txt" || true)"
+TOTAL="$(grep -c '^  shard ' "$WORK/forgotten.txt" || true)"
+echo "$SERVING of $TOTAL shards kept serving right after FORGOTTEN"
 
 step "Accuracy right after FORGOTTEN (no training yet)"
 ctl predict --model fashion --fashion_mnist "$DATA" --split test

@@ -41,6 +41,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
@@ -236,6 +237,18 @@ void PrintModel(const v1::Model& m) {
               c.shards(), c.slices(), c.sequences(), c.input_channels(),
               c.input_height(), c.input_width(), c.num_classes(),
               static_cast<unsigned long long>(c.seed()));
+  const v1::PlacementConfig& placement = c.placement();
+  std::printf("  placement %s%s  slice imbalance %.2f (largest / mean)\n",
+              placement.by() == v1::PLACEMENT_SAMPLE ? "sample" : "owner",
+              placement.risk_slices() > 0
+                  ? absl::StrFormat(
+                        ", risk: deletion_risk >= %g in the last %d slice(s), "
+                        "declared share of deletions %g",
+                        placement.risk_threshold(), placement.risk_slices(),
+                        placement.risk_deletion_share())
+                        .c_str()
+                  : "",
+              m.slice_imbalance());
   std::printf("  config fingerprint %s\n", m.config_fingerprint().c_str());
   std::printf("  model fingerprint  %s\n", m.fingerprint().c_str());
   std::printf(
@@ -249,9 +262,11 @@ void PrintModel(const v1::Model& m) {
       lengths.push_back(absl::StrCat(s.valid_length()));
     }
     std::printf(
-        "  shard %d: %lld samples, valid lengths [%s], serving %s\n",
+        "  shard %d: %lld samples (per slice %s), valid lengths [%s], "
+        "serving %s\n",
         shard.served().shard(),
         static_cast<long long>(shard.served().samples()),
+        absl::StrJoin(shard.slice_samples(), "/").c_str(),
         absl::StrJoin(lengths, ",").c_str(),
         shard.served().served()
             ? absl::StrCat("sequence ", shard.served().sequence(), " prefix [",
