@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "coordinator/retrain_queue.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
 #include "oubli/internal/records.pb.h"
@@ -201,6 +202,7 @@ struct Engine::State {
                                .AddField(environment)
                                .FinishHex()),
         plan(std::move(sharding_plan)),
+        retrain_queue(config.retrain),
         generations(new std::atomic<uint64_t>[config.shards]) {
     for (int s = 0; s < config.shards; ++s) generations[s] = 0;
   }
@@ -255,7 +257,7 @@ struct Engine::State {
   absl::flat_hash_map<std::string, int> stale_key_shard ABSL_GUARDED_BY(mu);
   bool training_requested ABSL_GUARDED_BY(mu) = false;
   std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
-  std::map<int, absl::Time> retrain_due ABSL_GUARDED_BY(mu);  // shard -> when
+  RetrainQueue retrain_queue ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
   // RetryPurgesNow, and the purge loop's back-off waits on it. A mutex of
   // its own, never held across anything else: that call runs inside a
@@ -263,7 +265,7 @@ struct Engine::State {
   absl::Mutex retry_mu;
   bool retry_purges_now ABSL_GUARDED_BY(retry_mu) = false;
   bool purge_stop ABSL_GUARDED_BY(retry_mu) = false;  // set with stopping
-  // Signalled when retrain_due gains work or a shard is released.
+  // Signalled when retrain_queue gains work or a shard is released.
   absl::CondVar work_cv;
   // Bumped, under deletion_mu, whenever a shard's content changes
   // (deletion or ingest): training of an older generation is stale and is
@@ -519,7 +521,9 @@ void Engine::State::UpdateServed(int shard) {
     stored_keys.erase(key);
     (void)checkpoints->Destroy(key);  // GC retries if this fails
     RecomputeKeysAndValidity(shard);
-    if (retrain_enabled()) retrain_due.emplace(shard, absl::Now());
+    if (retrain_enabled()) {
+      retrain_queue.Add(shard, absl::Now(), absl::Now());
+    }
   }
 }
 
@@ -963,7 +967,7 @@ void Engine::State::MarkRestoredDeletions() {
     bool all_complete = true;
     for (int s : pending_deletion.shards) {
       all_complete = all_complete && ShardComplete(s) &&
-                     !shards[s].in_training && !retrain_due.contains(s);
+                     !shards[s].in_training && !retrain_queue.Contains(s);
     }
     if (!training_requested) {
       all_complete = true;
@@ -1244,6 +1248,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
     }
     for (size_t i = next++; i < todo.size(); i = next++) {
       const int shard = todo[i];
+      absl::Time owed_since;
       {
         absl::MutexLock lock(&mu);
         // Another loop owns the shard; wait for it, then finish anything
@@ -1251,7 +1256,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
         mu.Await(absl::Condition(
             +[](ShardState* s) { return !s->in_training; }, &shards[shard]));
         shards[shard].in_training = true;
-        retrain_due.erase(shard);
+        owed_since = retrain_queue.Remove(shard).value_or(absl::Now());
       }
       TrainSummary summary;
       absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
@@ -1260,7 +1265,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
         shards[shard].in_training = false;
         if (!status.ok() && !stopping) {
           // Keep it scheduled; back off rather than spin on a hard error.
-          retrain_due[shard] = absl::Now() + absl::Seconds(5);
+          retrain_queue.Add(shard, absl::Now() + absl::Seconds(5), owed_since);
         }
         MarkRestoredDeletions();
         work_cv.SignalAll();
@@ -1295,14 +1300,12 @@ void Engine::State::BackgroundLoop(int index) {
         const absl::Time now = absl::Now();
         absl::Time earliest = absl::InfiniteFuture();
         if (index < TrainingParallelism()) {
-          for (const auto& [s, when] : retrain_due) {
-            if (shards[s].in_training) continue;
-            if (when <= now) {
-              shard = s;
-              break;
-            }
-            earliest = std::min(earliest, when);
-          }
+          auto busy = [this](int s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+            return shards[s].in_training;
+          };
+          // Longest owed first: see RetrainQueue.
+          shard = retrain_queue.NextDue(now, busy).value_or(-1);
+          earliest = retrain_queue.EarliestDue(busy);
         }
         if (shard >= 0) break;
         if (index >= options.training_threads) {
@@ -1687,23 +1690,7 @@ void Engine::State::ReloadOrBlankShard(int shard) {
 }
 
 void Engine::State::ScheduleRetrain(const std::set<int>& affected) {
-  const absl::Time now = absl::Now();
-  int waiting = 0;
-  for (const auto& [id, p] : pending) {
-    waiting += p.record.restored_unix_nanos() == 0;
-  }
-  const bool batch_full = waiting >= config.retrain.max_batch;
-  const absl::Time due =
-      config.retrain.mode == RetrainMode::kBatched && !batch_full
-          ? now + config.retrain.window
-          : now;
-  for (int s : affected) {
-    auto [it, inserted] = retrain_due.emplace(s, due);
-    if (!inserted) it->second = std::min(it->second, due);
-  }
-  if (config.retrain.mode == RetrainMode::kBatched && batch_full) {
-    for (auto& [s, when] : retrain_due) when = std::min(when, now);
-  }
+  retrain_queue.AddDeletion(affected, absl::Now());
   work_cv.SignalAll();
 }
 
@@ -1838,7 +1825,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     }
     if (state->training_requested) {
       for (int s = 0; s < config.shards; ++s) {
-        if (!state->ShardComplete(s)) state->retrain_due[s] = absl::Now();
+        if (!state->ShardComplete(s)) {
+          state->retrain_queue.Add(s, absl::Now(), absl::Now());
+        }
       }
     }
   }
@@ -1925,7 +1914,9 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     for (int s : touched) ++st.generations[s];
     for (int s : touched) {
       OUBLI_RETURN_IF_ERROR(st.LoadShard(s));
-      if (st.training_requested) st.retrain_due.emplace(s, absl::Now());
+      if (st.training_requested) {
+        st.retrain_queue.Add(s, absl::Now(), absl::Now());
+      }
     }
     st.work_cv.SignalAll();
   }
@@ -1961,10 +1952,7 @@ absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
   std::vector<int> due;
   {
     absl::MutexLock lock(&st.mu);
-    const absl::Time now = absl::Now();
-    for (const auto& [shard, when] : st.retrain_due) {
-      if (ignore_policy || when <= now) due.push_back(shard);
-    }
+    due = st.retrain_queue.Due(absl::Now(), ignore_policy);
   }
   return st.TrainShards(due, st.TrainingParallelism());
 }
@@ -2284,7 +2272,7 @@ ModelStatus Engine::GetModelStatus() {
       status.oldest_pending_accepted_at = accepted;
     }
   }
-  status.retrain_queue_shards = static_cast<int>(st.retrain_due.size());
+  status.retrain_queue_shards = st.retrain_queue.size();
   for (int s = 0; s < st.config.shards; ++s) {
     const ShardState& shard = st.shards[s];
     ShardStatus out;

@@ -29,6 +29,7 @@
 #include "common/status_macros.h"
 #include "coordinator/engine.h"
 #include "coordinator/metrics.h"
+#include "coordinator/sharding_plan.h"
 #include "storage/datasets.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
@@ -49,9 +50,9 @@ struct ChurnFlags {
   int sequences = 2;
   int epochs = 2;
   int pretrain_epochs = 3;
+  // Owner sizes: Zipf's law by rank (see ZipfOwnerSizes).
   double mean_owner_size = 20;
-  // P(owner size > s) ~ s^-exponent: a Pareto (Zipf-like) tail.
-  double owner_size_exponent = 1.5;
+  double zipf_exponent = 1.0;
   double high_risk_owners = 0.1;  // fraction of owners
   double high_risk_share = 0.7;   // of the deletions they send
   double rate = 0.5;              // ForgetOwner requests per second
@@ -87,7 +88,7 @@ bool ParseChurnFlags(const std::vector<std::string>& args, ChurnFlags* f) {
       {"epochs", i32(&f->epochs)},
       {"pretrain_epochs", i32(&f->pretrain_epochs)},
       {"mean_owner_size", dbl(&f->mean_owner_size)},
-      {"owner_size_exponent", dbl(&f->owner_size_exponent)},
+      {"zipf_exponent", dbl(&f->zipf_exponent)},
       {"high_risk_owners", dbl(&f->high_risk_owners)},
       {"high_risk_share", dbl(&f->high_risk_share)},
       {"rate", dbl(&f->rate)},
@@ -113,22 +114,43 @@ bool ParseChurnFlags(const std::vector<std::string>& args, ChurnFlags* f) {
       return false;
     }
   }
-  if (f->mean_owner_size < 1 || f->owner_size_exponent <= 1 ||
+  if (f->mean_owner_size < 1 || f->zipf_exponent < 0 ||
       f->high_risk_owners < 0 || f->high_risk_owners > 1 ||
       f->high_risk_share < 0 || f->high_risk_share > 1 || f->rate <= 0 ||
       f->seconds < 1) {
     std::fprintf(stderr,
-                 "need mean_owner_size >= 1, owner_size_exponent > 1, "
+                 "need mean_owner_size >= 1, zipf_exponent >= 0, "
                  "fractions in [0, 1], rate > 0 and seconds >= 1\n");
     return false;
   }
   return true;
 }
 
-// Owners of the user data: heavy-tailed sizes (a Pareto tail with the given
-// exponent, scaled to the mean), each owner's samples consecutive; every
-// `high_risk_owners` fraction of owners (by a seeded draw) is high-risk and
-// carries deletion_risk 0.9, the others 0.1. Deterministic in the seed.
+// Owner sizes by Zipf's law: N = total / mean owners, the owner of rank r
+// holding about C r^-exponent samples (at least 1; C makes them sum to
+// `total`, the largest absorbing the rounding), in a seeded random order.
+std::vector<int64_t> ZipfOwnerSizes(int64_t total, double mean,
+                                    double exponent, std::mt19937_64& rng) {
+  const auto owners =
+      std::max<int64_t>(1, std::llround(static_cast<double>(total) / mean));
+  double weight_sum = 0;
+  for (int64_t r = 1; r <= owners; ++r) weight_sum += std::pow(r, -exponent);
+  std::vector<int64_t> sizes;
+  int64_t assigned = 0;
+  for (int64_t r = 1; r <= owners; ++r) {
+    sizes.push_back(std::max<int64_t>(
+        1, std::llround(total * std::pow(r, -exponent) / weight_sum)));
+    assigned += sizes.back();
+  }
+  sizes[0] = std::max<int64_t>(1, sizes[0] + total - assigned);
+  std::shuffle(sizes.begin(), sizes.end(), rng);
+  return sizes;
+}
+
+// Owners of the user data: Zipf-sized (ZipfOwnerSizes), each owner's
+// samples consecutive; a `high_risk_owners` fraction of owners (a seeded
+// draw) is high-risk and carries deletion_risk 0.9, the others 0.1.
+// Deterministic in the seed.
 struct Owners {
   std::vector<std::string> names;
   std::vector<int64_t> sizes;
@@ -138,15 +160,14 @@ struct Owners {
 Owners AssignOwners(const ChurnFlags& flags, std::vector<Sample>* samples) {
   std::mt19937_64 rng(flags.seed);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  const double alpha = flags.owner_size_exponent;
-  const double x_min = flags.mean_owner_size * (alpha - 1) / alpha;
+  const std::vector<int64_t> sizes =
+      ZipfOwnerSizes(static_cast<int64_t>(samples->size()),
+                     flags.mean_owner_size, flags.zipf_exponent, rng);
   Owners owners;
   size_t next = 0;
-  while (next < samples->size()) {
-    const double u = std::max(unit(rng), 1e-12);
-    const auto size = std::min<int64_t>(
-        static_cast<int64_t>(samples->size() - next),
-        std::max<int64_t>(1, std::llround(x_min * std::pow(u, -1 / alpha))));
+  for (int64_t size : sizes) {
+    if (next == samples->size()) break;
+    size = std::min<int64_t>(size, static_cast<int64_t>(samples->size() - next));
     const std::string name = absl::StrCat("owner-", owners.names.size());
     const bool risky = unit(rng) < flags.high_risk_owners;
     for (int64_t i = 0; i < size; ++i, ++next) {
@@ -466,6 +487,49 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
   return summary;
 }
 
+// Slice imbalance (largest cell over the mean) of `total` samples with
+// Zipf-sized owners, under each placement: the plan alone, no training.
+absl::Status PrintImbalance(const ChurnFlags& flags, int64_t total) {
+  for (double exponent : {0.5, 0.75, 1.0, 1.25}) {
+    std::mt19937_64 rng(flags.seed);
+    const std::vector<int64_t> sizes =
+        ZipfOwnerSizes(total, flags.mean_owner_size, exponent, rng);
+    std::string line = absl::StrFormat(
+        "{\"bench\":\"churn_imbalance\",\"zipf_exponent\":%.2f,"
+        "\"samples\":%lld,\"owners\":%zu,\"largest_owner\":%lld,"
+        "\"mean_slice\":%.1f",
+        exponent, static_cast<long long>(total), sizes.size(),
+        static_cast<long long>(*std::max_element(sizes.begin(), sizes.end())),
+        static_cast<double>(total) / (flags.shards * flags.slices));
+    for (Placement placement : {Placement::kSample, Placement::kOwner}) {
+      ModelConfig config;
+      config.shards = flags.shards;
+      config.slices = flags.slices;
+      config.sequences = 1;
+      config.placement.by = placement;
+      OUBLI_ASSIGN_OR_RETURN(coordinator::ShardingPlan plan,
+                             coordinator::ShardingPlan::Create(config));
+      std::vector<int64_t> cells(flags.shards * flags.slices, 0);
+      Sample sample;
+      for (size_t o = 0; o < sizes.size(); ++o) {
+        sample.owner = absl::StrCat("owner-", o);
+        for (int64_t i = 0; i < sizes[o]; ++i) {
+          sample.id = absl::StrCat(sample.owner, "/", i);
+          const SliceRef cell = plan.Assign(sample);
+          ++cells[cell.shard * flags.slices + cell.slice];
+        }
+      }
+      absl::StrAppendFormat(
+          &line, ",\"%s_slice_imbalance\":%.3f", PlacementName(placement),
+          static_cast<double>(*std::max_element(cells.begin(), cells.end())) *
+              cells.size() / static_cast<double>(total));
+    }
+    std::printf("%s}\n", line.c_str());
+  }
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int RunChurnBench(const std::vector<std::string>& args) {
@@ -490,6 +554,11 @@ int RunChurnBench(const std::vector<std::string>& args) {
       tools::LoadFashionMnistSplits(flags.dataset_dir, flags.public_samples,
                                     flags.user_samples, flags.test_samples);
   if (!splits.ok()) return Fail("churn", splits.status());
+  if (absl::Status s = PrintImbalance(
+          flags, static_cast<int64_t>(splits->user_data.size()));
+      !s.ok()) {
+    return Fail("churn: imbalance", s);
+  }
   const Owners owners = AssignOwners(flags, &splits->user_data);
   const Workload workload = MakeWorkload(flags, owners);
   int64_t largest = 0, risky = 0;
@@ -497,12 +566,16 @@ int RunChurnBench(const std::vector<std::string>& args) {
     largest = std::max(largest, owners.sizes[i]);
     risky += owners.high_risk[i] ? 1 : 0;
   }
+  std::vector<int64_t> sorted_sizes = owners.sizes;
+  std::sort(sorted_sizes.begin(), sorted_sizes.end());
   std::printf(
       "{\"bench\":\"churn_workload\",\"user_samples\":%zu,\"owners\":%zu,"
+      "\"zipf_exponent\":%.2f,\"median_owner_size\":%lld,"
       "\"mean_owner_size\":%.2f,\"largest_owner\":%lld,"
       "\"mean_slice\":%.1f,\"high_risk_owners\":%lld,"
       "\"stream_deletions\":%zu,\"rate_per_s\":%.3f,\"seconds\":%d}\n",
-      splits->user_data.size(), owners.names.size(),
+      splits->user_data.size(), owners.names.size(), flags.zipf_exponent,
+      static_cast<long long>(sorted_sizes[sorted_sizes.size() / 2]),
       static_cast<double>(splits->user_data.size()) / owners.names.size(),
       static_cast<long long>(largest),
       static_cast<double>(splits->user_data.size()) /

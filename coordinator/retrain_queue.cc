@@ -1,0 +1,93 @@
+#include "coordinator/retrain_queue.h"
+
+#include <algorithm>
+
+namespace oubli::coordinator {
+
+void RetrainQueue::AddDeletion(const std::set<int>& shards, absl::Time now) {
+  if (policy_.mode == RetrainMode::kImmediate) {
+    for (int shard : shards) Add(shard, now, now);
+    return;
+  }
+  if (batch_opened_.has_value() && now >= *batch_opened_ + policy_.window) {
+    // Its window is over: its shards are due already; start a new one.
+    batch_opened_.reset();
+  }
+  if (!batch_opened_.has_value()) {
+    batch_opened_ = now;
+    batch_deletions_ = 0;
+    batch_shards_.clear();
+  }
+  const absl::Time window_end = *batch_opened_ + policy_.window;
+  for (int shard : shards) {
+    Add(shard, window_end, now);
+    batch_shards_.insert(shard);
+  }
+  if (++batch_deletions_ >= policy_.max_batch) {
+    for (int shard : batch_shards_) {
+      Entry& entry = entries_[shard];
+      entry.due = std::min(entry.due, now);
+    }
+    batch_opened_.reset();
+  }
+}
+
+void RetrainQueue::Add(int shard, absl::Time due, absl::Time owed_since) {
+  auto [it, inserted] = entries_.try_emplace(shard, Entry{due, owed_since});
+  if (!inserted) {
+    it->second.due = std::min(it->second.due, due);
+    it->second.owed_since = std::min(it->second.owed_since, owed_since);
+  }
+}
+
+std::vector<int> RetrainQueue::ByAge(
+    const std::function<bool(int, const Entry&)>& keep) const {
+  std::vector<std::pair<absl::Time, int>> kept;
+  for (const auto& [shard, entry] : entries_) {
+    if (keep(shard, entry)) kept.emplace_back(entry.owed_since, shard);
+  }
+  std::sort(kept.begin(), kept.end());
+  std::vector<int> shards;
+  shards.reserve(kept.size());
+  for (const auto& [owed_since, shard] : kept) shards.push_back(shard);
+  return shards;
+}
+
+std::optional<int> RetrainQueue::NextDue(
+    absl::Time now, const std::function<bool(int)>& busy) const {
+  std::optional<int> best;
+  absl::Time best_owed = absl::InfiniteFuture();
+  for (const auto& [shard, entry] : entries_) {
+    if (entry.due > now || busy(shard)) continue;
+    if (!best.has_value() || entry.owed_since < best_owed) {
+      best = shard;
+      best_owed = entry.owed_since;
+    }
+  }
+  return best;
+}
+
+absl::Time RetrainQueue::EarliestDue(
+    const std::function<bool(int)>& busy) const {
+  absl::Time earliest = absl::InfiniteFuture();
+  for (const auto& [shard, entry] : entries_) {
+    if (!busy(shard)) earliest = std::min(earliest, entry.due);
+  }
+  return earliest;
+}
+
+std::vector<int> RetrainQueue::Due(absl::Time now, bool ignore_policy) const {
+  return ByAge([&](int, const Entry& entry) {
+    return ignore_policy || entry.due <= now;
+  });
+}
+
+std::optional<absl::Time> RetrainQueue::Remove(int shard) {
+  auto it = entries_.find(shard);
+  if (it == entries_.end()) return std::nullopt;
+  const absl::Time owed_since = it->second.owed_since;
+  entries_.erase(it);
+  return owed_since;
+}
+
+}  // namespace oubli::coordinator
