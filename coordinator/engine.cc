@@ -384,10 +384,15 @@ struct Engine::State {
       int shard, absl::Span<const int> prefix, const std::string& parent,
       const PositionData& data, worker::TrainStats* stats,
       const std::function<bool()>& cancelled);
+  // Trains the shard's missing prefixes. With `follow_policy`, stops early
+  // (OK) when a deletion queued the shard again for a batch still waiting
+  // for its window or count: that deletion will cut what would be trained
+  // now, so the shard retrains once, with the batch.
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
+                                      bool follow_policy,
                                       TrainSummary* summary);
   absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
-                                           int threads);
+                                           int threads, bool follow_policy);
   void BackgroundLoop(int index);
 
   // ---- deletion
@@ -1059,6 +1064,7 @@ absl::StatusOr<std::string> Engine::State::TrainRemotely(
 
 absl::Status Engine::State::TrainShardToCompletion(int shard,
                                                    worker::S3tTrainer& trainer,
+                                                   bool follow_policy,
                                                    TrainSummary* summary) {
   while (true) {
     std::vector<int> prefix;
@@ -1068,26 +1074,41 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     {
       absl::MutexLock lock(&mu);
       if (stopping) return absl::CancelledError("engine stopping");
+      if (follow_policy &&
+          retrain_queue.DueAt(shard).value_or(absl::InfinitePast()) >
+              absl::Now()) {
+        return absl::OkStatus();  // the batch retrains it (see above)
+      }
       ShardState& state = shards[shard];
       if (state.needs_reload) {
         OUBLI_RETURN_IF_ERROR(LoadShard(shard));
         state.needs_reload = false;
       }
-      // First missing prefix whose parent exists (shared prefixes come first
-      // and are trained once, because keys are shared).
-      bool found = false;
-      for (size_t b = 0; b < state.keys.size() && !found; ++b) {
-        for (size_t p = 1; p <= state.keys[b].size(); ++p) {
-          if (stored_keys.contains(state.keys[b][p - 1])) continue;
-          const auto& order = plan.orders()[b];
-          prefix.assign(order.begin(), order.begin() + p);
-          key = state.keys[b][p - 1];
-          parent_key = p > 1 ? state.keys[b][p - 2] : "";
-          found = true;
-          break;
+      // The first missing prefix of the sequence with the longest valid
+      // prefix (the lowest on ties): the served prefix grows back to full
+      // length soonest. Keys are shared, so shared prefixes train once.
+      int best = -1;
+      size_t best_valid = 0;
+      for (size_t b = 0; b < state.keys.size(); ++b) {
+        size_t valid = 0;
+        while (valid < state.keys[b].size() &&
+               stored_keys.contains(state.keys[b][valid])) {
+          ++valid;
+        }
+        if (valid == state.keys[b].size()) continue;  // complete
+        if (best < 0 || valid > best_valid) {
+          best = static_cast<int>(b);
+          best_valid = valid;
         }
       }
-      if (!found) return absl::OkStatus();
+      if (best < 0) return absl::OkStatus();
+      {
+        const size_t p = best_valid + 1;
+        const auto& order = plan.orders()[best];
+        prefix.assign(order.begin(), order.begin() + p);
+        key = state.keys[best][p - 1];
+        parent_key = p > 1 ? state.keys[best][p - 2] : "";
+      }
       generation = generations[shard].load();
       try {
         data = PrefixData(shard, prefix);
@@ -1188,6 +1209,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       absl::MutexLock lock(&mu);
       finish_in_flight();
       if (absl::IsCancelled(trained.status()) && !stop_requested.load()) {
+        if (metrics != nullptr) metrics->PositionWasted(stats.samples);
         continue;
       }
       if (!parent.empty() &&
@@ -1214,6 +1236,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     finish_in_flight();
     OUBLI_RETURN_IF_ERROR(put);
     if (generations[shard].load() != generation) {
+      if (metrics != nullptr) metrics->PositionWasted(stats.samples);
       // A deletion raced us: this checkpoint contains deleted data. If the
       // destroy fails, the purge's disk-listing GC finds the file.
       if (absl::Status s = checkpoints->Destroy(key); !s.ok()) {
@@ -1232,7 +1255,8 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
 }
 
 absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
-                                                        int threads) {
+                                                        int threads,
+                                                        bool follow_policy) {
   const absl::Time start = absl::Now();
   absl::Mutex results_mu;
   TrainSummary total;
@@ -1259,10 +1283,15 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
         owed_since = retrain_queue.Remove(shard).value_or(absl::Now());
       }
       TrainSummary summary;
-      absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
+      absl::Status status =
+          TrainShardToCompletion(shard, **trainer, follow_policy, &summary);
       {
         absl::MutexLock lock(&mu);
         shards[shard].in_training = false;
+        // Queued again meanwhile: it has owed training since it was taken.
+        if (retrain_queue.Contains(shard)) {
+          retrain_queue.Add(shard, absl::InfiniteFuture(), owed_since);
+        }
         if (!status.ok() && !stopping) {
           // Keep it scheduled; back off rather than spin on a hard error.
           retrain_queue.Add(shard, absl::Now() + absl::Seconds(5), owed_since);
@@ -1316,7 +1345,8 @@ void Engine::State::BackgroundLoop(int index) {
       }
       if (stopping) return;
     }
-    absl::StatusOr<TrainSummary> result = TrainShards({shard}, 1);
+    absl::StatusOr<TrainSummary> result =
+        TrainShards({shard}, 1, /*follow_policy=*/true);
     if (!result.ok() && !absl::IsCancelled(result.status())) {
       std::fprintf(stderr, "oubli: background retrain of shard %d failed: %s\n",
                    shard, result.status().ToString().c_str());
@@ -1940,7 +1970,8 @@ absl::StatusOr<TrainSummary> Engine::Train() {
   }
   std::vector<int> all(st.config.shards);
   for (int s = 0; s < st.config.shards; ++s) all[s] = s;
-  return st.TrainShards(all, st.TrainingParallelism());
+  return st.TrainShards(all, st.TrainingParallelism(),
+                        /*follow_policy=*/false);
 }
 
 absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
@@ -1954,7 +1985,8 @@ absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
     absl::MutexLock lock(&st.mu);
     due = st.retrain_queue.Due(absl::Now(), ignore_policy);
   }
-  return st.TrainShards(due, st.TrainingParallelism());
+  return st.TrainShards(due, st.TrainingParallelism(),
+                        /*follow_policy=*/!ignore_policy);
 }
 
 absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,

@@ -38,6 +38,10 @@ class EngineMetrics {
   // the checkpoint write failed.
   virtual void PositionTrained(int64_t sample_visits, int64_t steps,
                                int64_t checkpoint_bytes_written) = 0;
+  // A position whose result was thrown away because a deletion changed its
+  // shard while it trained (cancelled mid-way, or its checkpoint discarded
+  // as stale). `sample_visits`: those it had done.
+  virtual void PositionWasted(int64_t sample_visits) {}
 
   // A new checkpoint was erasure-coded onto workers.
   virtual void CheckpointEncoded(int64_t bytes) {}

@@ -137,6 +137,11 @@ struct PrometheusMetrics::Impl {
             *registry, "oubli_training_positions_total",
             "Prefix positions trained (including positions discarded "
             "because a deletion raced them).")),
+        training_positions_wasted(AddCounter(
+            *registry, "oubli_training_positions_wasted_total",
+            "Prefix positions whose training was thrown away because a "
+            "deletion changed their shard meanwhile: cancelled mid-way or "
+            "finished and discarded as stale.")),
         checkpoint_bytes_written(
             AddCounter(*registry, "oubli_checkpoint_bytes_written_total",
                        "Bytes of prefix checkpoints written.")),
@@ -179,6 +184,7 @@ struct PrometheusMetrics::Impl {
   Family<Counter>& training_samples;
   Family<Counter>& training_steps;
   Family<Counter>& training_positions;
+  Family<Counter>& training_positions_wasted;
   Family<Counter>& checkpoint_bytes_written;
   Family<Counter>& checkpoint_bytes_encoded;
   Family<Counter>& checkpoint_bytes_restored;
@@ -213,6 +219,8 @@ class ModelSeries final : public EngineMetrics {
         training_samples_(impl_->training_samples.Add(Model())),
         training_steps_(impl_->training_steps.Add(Model())),
         training_positions_(impl_->training_positions.Add(Model())),
+        training_positions_wasted_(
+            impl_->training_positions_wasted.Add(Model())),
         checkpoint_bytes_written_(impl_->checkpoint_bytes_written.Add(Model())),
         checkpoint_bytes_encoded_(impl_->checkpoint_bytes_encoded.Add(Model())),
         checkpoint_bytes_restored_(
@@ -240,6 +248,7 @@ class ModelSeries final : public EngineMetrics {
     impl_->training_samples.Remove(&training_samples_);
     impl_->training_steps.Remove(&training_steps_);
     impl_->training_positions.Remove(&training_positions_);
+    impl_->training_positions_wasted.Remove(&training_positions_wasted_);
     impl_->checkpoint_bytes_written.Remove(&checkpoint_bytes_written_);
     impl_->checkpoint_bytes_encoded.Remove(&checkpoint_bytes_encoded_);
     impl_->checkpoint_bytes_restored.Remove(&checkpoint_bytes_restored_);
@@ -274,6 +283,9 @@ class ModelSeries final : public EngineMetrics {
     training_positions_.Increment();
     checkpoint_bytes_written_.Increment(
         static_cast<double>(checkpoint_bytes_written));
+  }
+  void PositionWasted(int64_t) override {
+    training_positions_wasted_.Increment();
   }
   void CheckpointEncoded(int64_t bytes) override {
     checkpoint_bytes_encoded_.Increment(static_cast<double>(bytes));
@@ -319,6 +331,7 @@ class ModelSeries final : public EngineMetrics {
   Counter& training_samples_;
   Counter& training_steps_;
   Counter& training_positions_;
+  Counter& training_positions_wasted_;
   Counter& checkpoint_bytes_written_;
   Counter& checkpoint_bytes_encoded_;
   Counter& checkpoint_bytes_restored_;

@@ -40,19 +40,6 @@ void RetrainQueue::Add(int shard, absl::Time due, absl::Time owed_since) {
   }
 }
 
-std::vector<int> RetrainQueue::ByAge(
-    const std::function<bool(int, const Entry&)>& keep) const {
-  std::vector<std::pair<absl::Time, int>> kept;
-  for (const auto& [shard, entry] : entries_) {
-    if (keep(shard, entry)) kept.emplace_back(entry.owed_since, shard);
-  }
-  std::sort(kept.begin(), kept.end());
-  std::vector<int> shards;
-  shards.reserve(kept.size());
-  for (const auto& [owed_since, shard] : kept) shards.push_back(shard);
-  return shards;
-}
-
 std::optional<int> RetrainQueue::NextDue(
     absl::Time now, const std::function<bool(int)>& busy) const {
   std::optional<int> best;
@@ -77,9 +64,22 @@ absl::Time RetrainQueue::EarliestDue(
 }
 
 std::vector<int> RetrainQueue::Due(absl::Time now, bool ignore_policy) const {
-  return ByAge([&](int, const Entry& entry) {
-    return ignore_policy || entry.due <= now;
-  });
+  std::vector<std::pair<absl::Time, int>> due;
+  for (const auto& [shard, entry] : entries_) {
+    if (ignore_policy || entry.due <= now) {
+      due.emplace_back(entry.owed_since, shard);
+    }
+  }
+  std::sort(due.begin(), due.end());  // longest owed first
+  std::vector<int> shards;
+  for (const auto& [owed_since, shard] : due) shards.push_back(shard);
+  return shards;
+}
+
+std::optional<absl::Time> RetrainQueue::DueAt(int shard) const {
+  auto it = entries_.find(shard);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second.due;
 }
 
 std::optional<absl::Time> RetrainQueue::Remove(int shard) {

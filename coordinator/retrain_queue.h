@@ -55,6 +55,8 @@ class RetrainQueue {
   // when it was owed, so a failed attempt can put it back unchanged.
   std::optional<absl::Time> Remove(int shard);
 
+  // When the shard is due; nullopt if it is not queued.
+  std::optional<absl::Time> DueAt(int shard) const;
   bool Contains(int shard) const { return entries_.contains(shard); }
   int size() const { return static_cast<int>(entries_.size()); }
 
@@ -63,10 +65,6 @@ class RetrainQueue {
     absl::Time due;
     absl::Time owed_since;
   };
-  // Shards in order of how long they have owed training.
-  std::vector<int> ByAge(const std::function<bool(int, const Entry&)>& keep)
-      const;
-
   const RetrainPolicy policy_;
   std::map<int, Entry> entries_;
   // The open batch (BATCHED only): when it opened, its deletions, and the

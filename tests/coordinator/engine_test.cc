@@ -11,11 +11,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "common/hash.h"
 #include "coordinator/remote_training.h"
 #include "coordinator/sharding_plan.h"
@@ -810,10 +812,106 @@ class CountingMetrics : public EngineMetrics {
     this->steps += steps;
     bytes += checkpoint_bytes;
   }
-  std::atomic<int> accepted{0}, forgotten{0}, purged{0}, restored{0};
+  void PositionWasted(int64_t) override { ++wasted; }
+  std::atomic<int> accepted{0}, forgotten{0}, purged{0}, restored{0},
+      wasted{0};
   std::atomic<int64_t> deleted_samples{0}, positions{0}, samples{0}, steps{0},
       bytes{0};
 };
+
+// Says it has a worker and declines every position (Unavailable), so the
+// engine trains them itself; once armed, it first runs the hook: a
+// deterministic point inside a retrain.
+class HookTrainer : public RemoteTrainer {
+ public:
+  void Arm(std::function<void()> hook) {
+    absl::MutexLock lock(&mu_);
+    hook_ = std::move(hook);
+  }
+  int Capacity(const std::string&) override { return 1; }
+  absl::StatusOr<RemoteResult> TrainPosition(
+      const RemotePosition&, const std::function<bool()>&) override {
+    std::function<void()> hook;
+    {
+      absl::MutexLock lock(&mu_);
+      hook.swap(hook_);
+    }
+    if (hook) hook();
+    return absl::UnavailableError("declined");
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::function<void()> hook_ ABSL_GUARDED_BY(mu_);
+};
+
+// BATCHED: a deletion that lands while its shard retrains for an earlier
+// batch opens a new batch. The shard stops (the position in flight is
+// thrown away, counted as wasted) and retrains once, when the new batch is
+// due, to the bits of training from scratch.
+TEST_F(EngineTest, ARetrainYieldsToTheBatchGatheringNewDeletions) {
+  ModelConfig config = TinyConfig(15);
+  config.retrain.mode = RetrainMode::kBatched;
+  config.retrain.window = absl::Hours(1);
+  config.retrain.max_batch = 2;
+  const auto samples = TinySamples(120, 15);
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::vector<std::string> in_shard0;
+  for (const Sample& s : samples) {
+    if (plan->Assign(s).shard == 0) in_shard0.push_back(s.id);
+  }
+  ASSERT_GE(in_shard0.size(), 3u);
+  auto metrics = std::make_shared<CountingMetrics>();
+  auto trainer = std::make_shared<HookTrainer>();
+  Engine::Options options;
+  options.data_dir = (root_ / "m").string();
+  options.config = config;
+  options.background_retrain = false;
+  options.metrics = metrics;
+  options.remote_trainer = trainer;
+  auto opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Engine& engine = **opened;
+  ASSERT_TRUE(engine.Ingest(samples).ok());
+  ASSERT_TRUE(engine.Train().ok());
+
+  // Two deletions fill the batch: shard 0 is due now.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    auto receipt = engine.DeleteSamples({in_shard0[i]});
+    ASSERT_TRUE(receipt.ok()) << receipt.status();
+    ids.push_back(receipt->deletion_id);
+  }
+  // A third lands inside the retrain's first position.
+  trainer->Arm([&] {
+    auto late = engine.DeleteSamples({in_shard0[2]});
+    EXPECT_TRUE(late.ok()) << late.status();
+    if (late.ok()) ids.push_back(late->deletion_id);
+  });
+  auto first = engine.RunPendingRetrains(false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_EQ(first->positions_trained, 0);  // yielded, nothing kept
+  EXPECT_EQ(metrics->wasted.load(), 1);
+  EXPECT_EQ(engine.GetModelStatus().retrain_queue_shards, 1);
+  for (const std::string& id : ids) {
+    EXPECT_NE(engine.GetDeletion(id)->stage, DeletionStage::kRestored) << id;
+  }
+  // The new batch waits for its window...
+  auto waiting = engine.RunPendingRetrains(false);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  EXPECT_EQ(waiting->positions_trained, 0);
+  // ...and then retrains the shard once for all three.
+  ASSERT_TRUE(engine.RunPendingRetrains(true).ok());
+  for (const std::string& id : ids) {
+    EXPECT_EQ(engine.GetDeletion(id)->stage, DeletionStage::kRestored) << id;
+  }
+  EXPECT_EQ(metrics->wasted.load(), 1);
+  EXPECT_EQ(engine.Fingerprint(),
+            ScratchFingerprint(config, samples,
+                               {in_shard0[0], in_shard0[1], in_shard0[2]}));
+}
 
 TEST_F(EngineTest, MetricsSeeEachStageOncePerDeletionAndEveryPosition) {
   const ModelConfig config = TinyConfig(11);

@@ -206,6 +206,7 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
       {"oubli_model_missing_prefixes", "gauge"},
       {"oubli_training_samples_total", "counter"},
       {"oubli_training_steps_total", "counter"},
+      {"oubli_training_positions_wasted_total", "counter"},
       {"oubli_training_positions_total", "counter"},
       {"oubli_checkpoint_bytes_written_total", "counter"},
       {"oubli_checkpoint_bytes_encoded_total", "counter"},

@@ -249,16 +249,24 @@ class CountingMetrics final : public coordinator::EngineMetrics {
     visits_ += sample_visits;
     ++positions_;
   }
+  void PositionWasted(int64_t sample_visits) override {
+    // Cancelled ones report only this; stale finished ones both.
+    wasted_visits_ += sample_visits;
+    ++wasted_;
+  }
   int64_t visits() const { return visits_; }
   int64_t positions() const { return positions_; }
   int64_t purged() const { return purged_; }
+  int64_t wasted() const { return wasted_; }
+  int64_t wasted_visits() const { return wasted_visits_; }
   std::vector<double> restored_seconds() const {
     absl::MutexLock lock(&mu_);
     return restored_seconds_;
   }
 
  private:
-  std::atomic<int64_t> visits_{0}, positions_{0}, purged_{0};
+  std::atomic<int64_t> visits_{0}, positions_{0}, purged_{0}, wasted_{0},
+      wasted_visits_{0};
   mutable absl::Mutex mu_;
   std::vector<double> restored_seconds_ ABSL_GUARDED_BY(mu_);
 };
@@ -463,7 +471,8 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
       "\"time_to_restored_p50_s\":%.2f,\"time_to_restored_p99_s\":%.2f,"
       "\"drain_seconds\":%.1f,\"stream_sample_visits\":%lld,"
       "\"retrain_visits_per_deletion_of_full\":%.4f,"
-      "\"positions_trained\":%lld,\"accuracy_before\":%.4f,"
+      "\"positions_trained\":%lld,\"positions_wasted\":%lld,"
+      "\"wasted_sample_visits\":%lld,\"accuracy_before\":%.4f,"
       "\"accuracy_time_weighted\":%.4f,\"accuracy_min\":%.4f,"
       "\"shards_served_share\":%.4f,\"mean_served_prefix\":%.3f,"
       "\"all_full_length_share\":%.4f,\"training_threads\":%d,"
@@ -478,7 +487,9 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
       deletions == 0 ? 0.0
                      : static_cast<double>(stream_visits) / deletions /
                            static_cast<double>(full.samples),
-      static_cast<long long>(metrics->positions()), summary.accuracy_before,
+      static_cast<long long>(metrics->positions()),
+      static_cast<long long>(metrics->wasted()),
+      static_cast<long long>(metrics->wasted_visits()), summary.accuracy_before,
       summary.accuracy_mean, min_accuracy, summary.served_share,
       summary.mean_prefix,
       points.empty() ? 0.0 : static_cast<double>(all_full) / points.size(),
