@@ -362,7 +362,8 @@ struct Engine::State {
       const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
       const std::set<int>& affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void ReloadOrBlankShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  void ScheduleRetrain(const std::set<int>& shards)
+  // `deletions` deletions committed together cut `shards`.
+  void ScheduleRetrain(const std::set<int>& shards, int deletions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void MarkRestoredDeletions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void WaitForStaleTraining(const std::set<int>& shards)
@@ -384,15 +385,10 @@ struct Engine::State {
       int shard, absl::Span<const int> prefix, const std::string& parent,
       const PositionData& data, worker::TrainStats* stats,
       const std::function<bool()>& cancelled);
-  // Trains the shard's missing prefixes. With `follow_policy`, stops early
-  // (OK) when a deletion queued the shard again for a batch still waiting
-  // for its window or count: that deletion will cut what would be trained
-  // now, so the shard retrains once, with the batch.
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
-                                      bool follow_policy,
                                       TrainSummary* summary);
   absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
-                                           int threads, bool follow_policy);
+                                           int threads);
   void BackgroundLoop(int index);
 
   // ---- deletion
@@ -526,9 +522,7 @@ void Engine::State::UpdateServed(int shard) {
     stored_keys.erase(key);
     (void)checkpoints->Destroy(key);  // GC retries if this fails
     RecomputeKeysAndValidity(shard);
-    if (retrain_enabled()) {
-      retrain_queue.Add(shard, absl::Now(), absl::Now());
-    }
+    if (retrain_enabled()) retrain_queue.AddUnlessQueued(shard, absl::Now());
   }
 }
 
@@ -1064,7 +1058,6 @@ absl::StatusOr<std::string> Engine::State::TrainRemotely(
 
 absl::Status Engine::State::TrainShardToCompletion(int shard,
                                                    worker::S3tTrainer& trainer,
-                                                   bool follow_policy,
                                                    TrainSummary* summary) {
   while (true) {
     std::vector<int> prefix;
@@ -1074,11 +1067,6 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     {
       absl::MutexLock lock(&mu);
       if (stopping) return absl::CancelledError("engine stopping");
-      if (follow_policy &&
-          retrain_queue.DueAt(shard).value_or(absl::InfinitePast()) >
-              absl::Now()) {
-        return absl::OkStatus();  // the batch retrains it (see above)
-      }
       ShardState& state = shards[shard];
       if (state.needs_reload) {
         OUBLI_RETURN_IF_ERROR(LoadShard(shard));
@@ -1255,8 +1243,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
 }
 
 absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
-                                                        int threads,
-                                                        bool follow_policy) {
+                                                        int threads) {
   const absl::Time start = absl::Now();
   absl::Mutex results_mu;
   TrainSummary total;
@@ -1283,15 +1270,13 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
         owed_since = retrain_queue.Remove(shard).value_or(absl::Now());
       }
       TrainSummary summary;
-      absl::Status status =
-          TrainShardToCompletion(shard, **trainer, follow_policy, &summary);
+      absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
       {
         absl::MutexLock lock(&mu);
         shards[shard].in_training = false;
-        // Queued again meanwhile: it has owed training since it was taken.
-        if (retrain_queue.Contains(shard)) {
-          retrain_queue.Add(shard, absl::InfiniteFuture(), owed_since);
-        }
+        // Deletions that queued it again while it trained were applied
+        // before the positions trained since: nothing is left for them.
+        if (status.ok() && ShardComplete(shard)) retrain_queue.Remove(shard);
         if (!status.ok() && !stopping) {
           // Keep it scheduled; back off rather than spin on a hard error.
           retrain_queue.Add(shard, absl::Now() + absl::Seconds(5), owed_since);
@@ -1345,8 +1330,7 @@ void Engine::State::BackgroundLoop(int index) {
       }
       if (stopping) return;
     }
-    absl::StatusOr<TrainSummary> result =
-        TrainShards({shard}, 1, /*follow_policy=*/true);
+    absl::StatusOr<TrainSummary> result = TrainShards({shard}, 1);
     if (!result.ok() && !absl::IsCancelled(result.status())) {
       std::fprintf(stderr, "oubli: background retrain of shard %d failed: %s\n",
                    shard, result.status().ToString().c_str());
@@ -1609,7 +1593,9 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
                                    w->request->arrived);
       }
     }
-    if (training_requested) ScheduleRetrain(affected);
+    if (training_requested) {
+      ScheduleRetrain(affected, static_cast<int>(committing.size()));
+    }
   }
 
   // Requests with nothing new: the least advanced earlier deletion's stage.
@@ -1719,8 +1705,9 @@ void Engine::State::ReloadOrBlankShard(int shard) {
   state.served = ServedModel();
 }
 
-void Engine::State::ScheduleRetrain(const std::set<int>& affected) {
-  retrain_queue.AddDeletion(affected, absl::Now());
+void Engine::State::ScheduleRetrain(const std::set<int>& affected,
+                                    int deletions) {
+  retrain_queue.AddDeletion(affected, absl::Now(), deletions);
   work_cv.SignalAll();
 }
 
@@ -1945,7 +1932,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     for (int s : touched) {
       OUBLI_RETURN_IF_ERROR(st.LoadShard(s));
       if (st.training_requested) {
-        st.retrain_queue.Add(s, absl::Now(), absl::Now());
+        st.retrain_queue.AddUnlessQueued(s, absl::Now());
       }
     }
     st.work_cv.SignalAll();
@@ -1970,8 +1957,7 @@ absl::StatusOr<TrainSummary> Engine::Train() {
   }
   std::vector<int> all(st.config.shards);
   for (int s = 0; s < st.config.shards; ++s) all[s] = s;
-  return st.TrainShards(all, st.TrainingParallelism(),
-                        /*follow_policy=*/false);
+  return st.TrainShards(all, st.TrainingParallelism());
 }
 
 absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
@@ -1985,8 +1971,7 @@ absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
     absl::MutexLock lock(&st.mu);
     due = st.retrain_queue.Due(absl::Now(), ignore_policy);
   }
-  return st.TrainShards(due, st.TrainingParallelism(),
-                        /*follow_policy=*/!ignore_policy);
+  return st.TrainShards(due, st.TrainingParallelism());
 }
 
 absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,

@@ -442,6 +442,16 @@ grpc::Status OubliService::CreateModel(grpc::ServerContext* context,
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig config,
                               ConfigFromProto(request->config()));
   config.model_id = request->model_id();
+  if (!request->config().has_placement()) {
+    // Unset means the server default for a new model; repeating the
+    // creation of an existing one (made before placement existed, say)
+    // keeps its placement, so the repeat stays idempotent.
+    if (absl::StatusOr<ModelConfig> existing =
+            registry->GetConfig(config.model_id);
+        existing.ok()) {
+      config.placement = existing->placement;
+    }
+  }
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig created,
                               registry->CreateModel(config));
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelStatus status,

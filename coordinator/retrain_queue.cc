@@ -4,7 +4,8 @@
 
 namespace oubli::coordinator {
 
-void RetrainQueue::AddDeletion(const std::set<int>& shards, absl::Time now) {
+void RetrainQueue::AddDeletion(const std::set<int>& shards, absl::Time now,
+                               int deletions) {
   if (policy_.mode == RetrainMode::kImmediate) {
     for (int shard : shards) Add(shard, now, now);
     return;
@@ -23,10 +24,13 @@ void RetrainQueue::AddDeletion(const std::set<int>& shards, absl::Time now) {
     Add(shard, window_end, now);
     batch_shards_.insert(shard);
   }
-  if (++batch_deletions_ >= policy_.max_batch) {
+  batch_deletions_ += deletions;
+  if (batch_deletions_ >= policy_.max_batch) {
     for (int shard : batch_shards_) {
-      Entry& entry = entries_[shard];
-      entry.due = std::min(entry.due, now);
+      // A shard of the batch that a loop took meanwhile is not queued now.
+      if (auto it = entries_.find(shard); it != entries_.end()) {
+        it->second.due = std::min(it->second.due, now);
+      }
     }
     batch_opened_.reset();
   }
@@ -76,10 +80,8 @@ std::vector<int> RetrainQueue::Due(absl::Time now, bool ignore_policy) const {
   return shards;
 }
 
-std::optional<absl::Time> RetrainQueue::DueAt(int shard) const {
-  auto it = entries_.find(shard);
-  if (it == entries_.end()) return std::nullopt;
-  return it->second.due;
+void RetrainQueue::AddUnlessQueued(int shard, absl::Time now) {
+  entries_.try_emplace(shard, Entry{now, now});
 }
 
 std::optional<absl::Time> RetrainQueue::Remove(int shard) {

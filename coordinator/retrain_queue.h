@@ -28,15 +28,21 @@ class RetrainQueue {
  public:
   explicit RetrainQueue(RetrainPolicy policy) : policy_(policy) {}
 
-  // A deletion accepted at `now` cut these shards. IMMEDIATE: due now.
-  // BATCHED: due when the open batch's window ends (the batch opens now if
-  // none is open), or now once the batch holds max_batch deletions.
-  void AddDeletion(const std::set<int>& shards, absl::Time now);
+  // `deletions` deletions accepted together at `now` cut these shards.
+  // IMMEDIATE: due now. BATCHED: due when the open batch's window ends (the
+  // batch opens now if none is open), or now once the batch holds
+  // max_batch deletions.
+  void AddDeletion(const std::set<int>& shards, absl::Time now,
+                   int deletions = 1);
 
-  // Other work (new samples, a lost checkpoint, a retry after a failure):
-  // due at `due`, owed since `owed_since`. An entry already queued keeps
-  // the earlier of each.
+  // Other work (a retry after a failure, a shard queued at open): due at
+  // `due`, owed since `owed_since`. An entry already queued keeps the
+  // earlier of each.
   void Add(int shard, absl::Time due, absl::Time owed_since);
+  // New samples or a lost checkpoint: due now unless the shard is queued
+  // already (then it trains them when that entry is due, as a batch
+  // would).
+  void AddUnlessQueued(int shard, absl::Time now);
 
   // The due (due <= now) shard, not `busy`, that has owed training
   // longest (the lower shard on ties); nullopt if none.
@@ -55,8 +61,6 @@ class RetrainQueue {
   // when it was owed, so a failed attempt can put it back unchanged.
   std::optional<absl::Time> Remove(int shard);
 
-  // When the shard is due; nullopt if it is not queued.
-  std::optional<absl::Time> DueAt(int shard) const;
   bool Contains(int shard) const { return entries_.contains(shard); }
   int size() const { return static_cast<int>(entries_.size()); }
 

@@ -107,16 +107,18 @@ absl::StatusOr<std::vector<std::vector<int>>> RiskAwareOrders(
     probability[j] = j < safe ? (1 - risk.deletion_share) / safe
                               : risk.deletion_share / risk.slices;
   }
-  // Bounded pools: every order the greedy step compares costs O(L^2).
-  constexpr int kPool = 64;
-  // Distinct heads times distinct rotations: distinct orders.
+  // At most kCandidates candidates, each scored in O(L^2 log) per greedy
+  // round: model creation stays fast for any valid config.
+  constexpr int kCandidates = 64;
   std::vector<std::vector<int>> candidates;
-  for (const auto& head : S3tOrders(safe, kPool)) {
+  const int heads = std::max(1, kCandidates / risk.slices);
+  for (const auto& head : S3tOrders(safe, heads)) {
     for (int rotation = 0; rotation < risk.slices; ++rotation) {
       std::vector<int> order = head;
       for (int i = 0; i < risk.slices; ++i) {
         order.push_back(safe + (rotation + i) % risk.slices);
       }
+      // Distinct heads times distinct rotations: distinct orders.
       candidates.push_back(std::move(order));
     }
   }
@@ -126,6 +128,33 @@ absl::StatusOr<std::vector<std::vector<int>>> RiskAwareOrders(
         " distinct slice orders that train the ", risk.slices,
         " risk slice(s) last, for slices=", slices));
   }
+  // ExpectedServiceLoss of the chosen orders plus one candidate, kept up to
+  // date as orders are chosen instead of recomputed from scratch.
+  std::set<std::vector<int>> chosen_prefixes;
+  std::vector<int> served(slices, 0);       // longest surviving prefix
+  std::vector<double> retrain(slices, 0);   // cost of the prefixes holding j
+  auto with = [&](const std::vector<int>& order, bool keep) {
+    std::vector<double> cost = retrain;
+    std::vector<int> length = served;
+    for (int p = 1; p <= slices; ++p) {
+      std::vector<int> prefix(order.begin(), order.begin() + p);
+      if (chosen_prefixes.contains(prefix)) continue;
+      for (int j : prefix) cost[j] += p;
+      if (keep) chosen_prefixes.insert(std::move(prefix));
+    }
+    for (int position = 0; position < slices; ++position) {
+      length[order[position]] = std::max(length[order[position]], position);
+    }
+    double loss = 0;
+    for (int j = 0; j < slices; ++j) {
+      loss += probability[j] * (slices - length[j]) * cost[j];
+    }
+    if (keep) {
+      retrain = std::move(cost);
+      served = std::move(length);
+    }
+    return loss;
+  };
   std::vector<std::vector<int>> chosen;
   std::vector<bool> taken(candidates.size(), false);
   while (static_cast<int>(chosen.size()) < sequences) {
@@ -133,15 +162,14 @@ absl::StatusOr<std::vector<std::vector<int>>> RiskAwareOrders(
     double best_loss = 0;
     for (size_t c = 0; c < candidates.size(); ++c) {
       if (taken[c]) continue;
-      chosen.push_back(candidates[c]);
-      const double loss = ExpectedServiceLoss(chosen, probability);
-      chosen.pop_back();
+      const double loss = with(candidates[c], /*keep=*/false);
       if (best == candidates.size() || loss < best_loss) {
         best = c;
         best_loss = loss;
       }
     }
     taken[best] = true;
+    with(candidates[best], /*keep=*/true);
     chosen.push_back(candidates[best]);
   }
   return chosen;

@@ -199,7 +199,11 @@ std::vector<std::string> DifferingFields(const SampleRecord& stored,
   if (stored.sample.features != incoming.sample.features) {
     fields.push_back("features");
   }
-  if (stored.where != incoming.where) fields.push_back("shard/slice");
+  // Content equal, cell not: the placement inputs outside the content
+  // changed (a deletion_risk hint across the risk threshold).
+  if (stored.where != incoming.where) {
+    fields.push_back("shard/slice (its deletion_risk hint crossed the risk threshold)");
+  }
   return fields;
 }
 

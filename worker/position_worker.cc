@@ -63,7 +63,8 @@ absl::StatusOr<ModelConfig> ParseCoordinatorConfig(
   // A config this worker does not understand (another release) is not the
   // request's fault: FailedPrecondition, so the coordinator trains it
   // elsewhere instead of discarding the parent checkpoint.
-  absl::StatusOr<ModelConfig> config = ParseConfig(config_text);
+  // A coordinator's config text; an older one names no placement.
+  absl::StatusOr<ModelConfig> config = ParseStoredConfig(config_text);
   if (config.ok()) {
     if (absl::Status valid = ValidateConfig(*config); !valid.ok()) {
       config = valid;

@@ -83,6 +83,53 @@ TEST_F(GrpcServiceTest, CreateIsIdempotentAndRejectsAConflictingConfig) {
   EXPECT_THAT(status.error_message(), HasSubstr("different config"));
 }
 
+// Placement: owner unless told; a repeat that leaves it unset keeps the
+// existing model's (e.g. a model made before placement existed); a repeat
+// that names another placement conflicts.
+TEST_F(GrpcServiceTest, CreateDefaultsToOwnerPlacementAndRepeatsKeepTheirs) {
+  v1::Model fresh;
+  ASSERT_TRUE(Create("fresh", TinyConfig(), &fresh).ok());
+  EXPECT_EQ(fresh.config().placement().by(), v1::PLACEMENT_OWNER);
+  EXPECT_EQ(fresh.config().placement().risk_slices(), 0);
+
+  v1::ModelConfig by_sample = TinyConfig();
+  by_sample.mutable_placement()->set_by(v1::PLACEMENT_SAMPLE);
+  v1::Model old;
+  ASSERT_TRUE(Create("old", by_sample, &old).ok());
+  EXPECT_EQ(old.config().placement().by(), v1::PLACEMENT_SAMPLE);
+  v1::Model again;
+  grpc::Status status = Create("old", TinyConfig(), &again);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(again.config().placement().by(), v1::PLACEMENT_SAMPLE);
+  EXPECT_EQ(again.config_fingerprint(), old.config_fingerprint());
+  v1::ModelConfig by_owner = TinyConfig();
+  by_owner.mutable_placement()->set_by(v1::PLACEMENT_OWNER);
+  status = Create("old", by_owner, &again);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+
+  // Refusals name the field.
+  v1::ModelConfig bad = TinyConfig();
+  bad.mutable_placement()->set_risk_slices(testing_util::kTinySlices);  // none left
+  status = Create("bad", bad, &again);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("placement.risk_slices"));
+  bad = TinyConfig();
+  bad.mutable_placement()->set_by(static_cast<v1::Placement>(7));
+  status = Create("bad", bad, &again);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("config.placement.by"));
+  // A deletion_risk hint outside [0, 1] rejects that sample, by name.
+  std::vector<v1::Sample> samples = TinySamples(2, 3);
+  samples[1].set_deletion_risk(1.5f);
+  v1::IngestSamplesResponse ingested;
+  status = Ingest("fresh", {samples}, &ingested);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(ingested.accepted(), 1);
+  ASSERT_EQ(ingested.rejected_size(), 1);
+  EXPECT_EQ(ingested.rejected(0).sample_id(), samples[1].id());
+  EXPECT_THAT(ingested.rejected(0).reason(), HasSubstr("deletion_risk"));
+}
+
 TEST_F(GrpcServiceTest, ModelsSurviveARestart) {
   v1::Model model;
   ASSERT_TRUE(Create("kept", TinyConfig(), &model).ok());

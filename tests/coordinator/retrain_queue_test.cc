@@ -95,5 +95,29 @@ TEST(RetrainQueueTest, AFullBatchStartsAndTheNextOneWaitsAgain) {
   EXPECT_EQ(queue.Due(At(63), false), std::vector<int>{3});
 }
 
+TEST(RetrainQueueTest, AGroupCommitCountsEachOfItsDeletions) {
+  RetrainQueue queue(Batched(60, 3));
+  queue.AddDeletion({0, 1}, At(0), /*deletions=*/3);
+  EXPECT_EQ(queue.Due(At(0), false), (std::vector<int>{0, 1}));
+}
+
+TEST(RetrainQueueTest, AFullBatchDoesNotRequeueAShardTakenMeanwhile) {
+  RetrainQueue queue(Batched(60, 2));
+  queue.AddDeletion({0}, At(0));
+  queue.Remove(0);  // a loop took it (e.g. a retrain ignoring the policy)
+  queue.AddDeletion({1}, At(1));  // fills the batch
+  EXPECT_FALSE(queue.Contains(0));
+  EXPECT_EQ(queue.Due(At(1), false), std::vector<int>{1});
+}
+
+TEST(RetrainQueueTest, NewSamplesDoNotHurryABatch) {
+  RetrainQueue queue(Batched(60, 100));
+  queue.AddDeletion({0}, At(0));
+  queue.AddUnlessQueued(0, At(1));  // ingest into a shard in the batch
+  queue.AddUnlessQueued(2, At(1));  // and into one that owes nothing
+  EXPECT_EQ(queue.Due(At(1), false), std::vector<int>{2});
+  EXPECT_EQ(queue.Due(At(60), false), (std::vector<int>{0, 2}));
+}
+
 }  // namespace
 }  // namespace oubli::coordinator

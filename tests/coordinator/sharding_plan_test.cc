@@ -1,5 +1,6 @@
 #include "coordinator/sharding_plan.h"
 
+#include <algorithm>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -165,6 +166,19 @@ TEST(RiskAwareOrdersTest, RiskSlicesComeLastAndLossBeatsPlainRotations) {
   const absl::Status too_many = RiskAwareOrders(3, 3, RiskProfile{1}).status();
   EXPECT_EQ(too_many.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(too_many.message().find("risk slice"), std::string::npos);
+}
+
+// The largest profile a config allows still picks its orders at once
+// (the greedy choice is bounded, not exponential in L or B).
+TEST(RiskAwareOrdersTest, LargestConfigIsCheap) {
+  RiskProfile risk;
+  risk.slices = 32;
+  auto orders = RiskAwareOrders(64, 64, risk);
+  ASSERT_TRUE(orders.ok()) << orders.status();
+  EXPECT_EQ(orders->size(), 64u);
+  for (const auto& order : *orders) {
+    EXPECT_GE(*std::min_element(order.end() - 32, order.end()), 32);
+  }
 }
 
 TEST(RiskAwareOrdersTest, ExpectedServiceLossByHand) {

@@ -25,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "coordinator/engine.h"
@@ -298,7 +299,10 @@ class CachedAccuracy {
     absl::StatusOr<double> accuracy = tools::Accuracy(engine, test_);
     // A model that serves no shard answers nothing: count it as 0.
     if (absl::IsFailedPrecondition(accuracy.status())) accuracy = 0.0;
-    if (accuracy.ok()) cache_[fingerprint] = *accuracy;
+    // Cached only if the model did not change while it was measured.
+    if (accuracy.ok() && engine.Fingerprint() == fingerprint) {
+      cache_[fingerprint] = *accuracy;
+    }
     return accuracy;
   }
 
@@ -394,9 +398,13 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
 
   std::atomic<int> sent{0}, failed{0};
   const absl::Time start = absl::Now();
+  absl::Notification stop_sending;  // an error ends the run early
   std::thread sender([&] {
     for (const auto& [at, owner] : workload.stream) {
-      absl::SleepFor(start + at - absl::Now());
+      if (stop_sending.WaitForNotificationWithTimeout(start + at -
+                                                      absl::Now())) {
+        return;
+      }
       if (engine->ForgetOwner(owner).ok()) {
         ++sent;
       } else {
@@ -410,7 +418,8 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
   };
   std::vector<Point> points;
   const int64_t visits_at_start = metrics->visits();
-  for (int second = 1; second <= flags.seconds; ++second) {
+  absl::Status sampling;
+  for (int second = 1; second <= flags.seconds && sampling.ok(); ++second) {
     absl::SleepFor(start + absl::Seconds(second) - absl::Now());
     const coordinator::ModelStatus status = engine->GetModelStatus();
     int served = 0, full_length = 0;
@@ -421,8 +430,12 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
       full_length +=
           static_cast<int>(shard.served.prefix.size()) == flags.slices ? 1 : 0;
     }
-    OUBLI_ASSIGN_OR_RETURN(double acc,
-                           accuracy.Get(*engine, status.fingerprint));
+    absl::StatusOr<double> measured = accuracy.Get(*engine, status.fingerprint);
+    if (!measured.ok()) {
+      sampling = measured.status();
+      break;
+    }
+    const double acc = *measured;
     const Point point{static_cast<double>(served) / flags.shards,
                       prefix_sum / flags.shards, acc,
                       full_length == flags.shards};
@@ -438,7 +451,9 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
         status.pending_forgotten, status.pending_purged, sent.load());
     std::fflush(stdout);
   }
+  stop_sending.Notify();
   sender.join();
+  OUBLI_RETURN_IF_ERROR(sampling);
   const int64_t stream_visits = metrics->visits() - visits_at_start;
   const std::vector<double> restored_in_stream = metrics->restored_seconds();
   const absl::Time stream_end = absl::Now();
@@ -520,20 +535,20 @@ absl::Status PrintImbalance(const ChurnFlags& flags, int64_t total) {
       config.placement.by = placement;
       OUBLI_ASSIGN_OR_RETURN(coordinator::ShardingPlan plan,
                              coordinator::ShardingPlan::Create(config));
-      std::vector<int64_t> cells(flags.shards * flags.slices, 0);
+      std::vector<coordinator::ShardStatus> shards(flags.shards);
+      for (auto& shard : shards) shard.slice_samples.assign(flags.slices, 0);
       Sample sample;
       for (size_t o = 0; o < sizes.size(); ++o) {
         sample.owner = absl::StrCat("owner-", o);
         for (int64_t i = 0; i < sizes[o]; ++i) {
           sample.id = absl::StrCat(sample.owner, "/", i);
           const SliceRef cell = plan.Assign(sample);
-          ++cells[cell.shard * flags.slices + cell.slice];
+          ++shards[cell.shard].slice_samples[cell.slice];
         }
       }
-      absl::StrAppendFormat(
-          &line, ",\"%s_slice_imbalance\":%.3f", PlacementName(placement),
-          static_cast<double>(*std::max_element(cells.begin(), cells.end())) *
-              cells.size() / static_cast<double>(total));
+      absl::StrAppendFormat(&line, ",\"%s_slice_imbalance\":%.3f",
+                            PlacementName(placement),
+                            coordinator::SliceImbalance(shards));
     }
     std::printf("%s}\n", line.c_str());
   }

@@ -132,8 +132,8 @@ step "What the deletion cut (owner placement: one owner, one shard and slice)"
 # The receipt's cut lines name the (shard, slice) that held the owner.
 sed -n 's/^  cut *shard \([0-9]*\) slice \([0-9]*\) .*/shard \1 slice \2/p' \
   "$WORK/receipt.txt" | sort -u | sed 's/^/cut: /'
-ctl model --model fashion | tee "$WORK/forgotten.txt" |
-  grep -E '^  (placement|shard)' || true
+ctl model --model fashion >"$WORK/forgotten.txt"
+grep -E '^  (placement|shard)' "$WORK/forgotten.txt" || true
 SERVING="$(grep -c '^  shard .*serving sequence' "$WORK/forgotten.txt" || true)"
 TOTAL="$(grep -c '^  shard ' "$WORK/forgotten.txt" || true)"
 echo "$SERVING of $TOTAL shards kept serving right after FORGOTTEN"

@@ -324,6 +324,12 @@ absl::Status Create(Client& client) {
     auto config = oubli::ParseConfig(text.str());
     OUBLI_RETURN_IF_ERROR(config.status());
     *request.mutable_config() = oubli::coordinator::ConfigToProto(*config);
+    // A file that names no placement leaves it to the server: the default
+    // for a new model, the model's own for one that exists.
+    const std::string whole = "\n" + text.str();
+    if (whole.find("\nplacement") == std::string::npos) {
+      request.mutable_config()->clear_placement();
+    }
   }
   v1::Model response;
   OUBLI_RETURN_IF_ERROR(RpcStatus(
