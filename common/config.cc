@@ -19,7 +19,7 @@ namespace {
 // Keys that do not affect weights; excluded from the fingerprint.
 bool IsWeightNeutral(absl::string_view key) {
   return key == "model_id" || key.substr(0, 8) == "retrain." ||
-         key.substr(0, 8) == "erasure.";
+         key.substr(0, 8) == "erasure." || key.substr(0, 8) == "serving.";
 }
 
 // Keys a model made before placement existed did not have: left out of its
@@ -84,6 +84,7 @@ std::vector<std::pair<std::string, std::string>> ToPairs(const ModelConfig& c) {
       {"retrain.max_batch", absl::StrCat(c.retrain.max_batch)},
       {"erasure.data_chunks", absl::StrCat(c.erasure.data_chunks)},
       {"erasure.parity_chunks", absl::StrCat(c.erasure.parity_chunks)},
+      {"serving.base_fallback", c.serving.base_fallback ? "true" : "false"},
   };
 }
 
@@ -333,6 +334,9 @@ absl::StatusOr<ModelConfig> ParseOver(absl::string_view text,
   num("retrain.max_batch", &c.retrain.max_batch);
   num("erasure.data_chunks", &c.erasure.data_chunks);
   num("erasure.parity_chunks", &c.erasure.parity_chunks);
+  setters["serving.base_fallback"] = [&](absl::string_view v) {
+    return ParseBool("serving.base_fallback", v, &c.serving.base_fallback);
+  };
 
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {

@@ -112,6 +112,15 @@ struct PlacementConfig {
   RiskProfile risk;
 };
 
+// How Predict answers. Weight-neutral.
+struct ServingConfig {
+  // When no shard has a valid prefix (before training, or deletions cut
+  // every shard and retraining is pending), answer from the public base
+  // model (frozen base and its head; no user data, so exact) instead of
+  // FAILED_PRECONDITION. Useful with a base pretrained on a public split.
+  bool base_fallback = false;
+};
+
 struct ModelConfig {
   std::string model_id = "default";
   BackboneConfig backbone;
@@ -125,6 +134,7 @@ struct ModelConfig {
   BaseWeightsConfig base;
   RetrainPolicy retrain;
   ErasureCodeConfig erasure;
+  ServingConfig serving;
 };
 
 absl::Status ValidateConfig(const ModelConfig& config);
@@ -140,7 +150,7 @@ absl::StatusOr<ModelConfig> ParseConfig(absl::string_view text);
 absl::StatusOr<ModelConfig> ParseStoredConfig(absl::string_view text);
 
 // SHA-256 over the weight-determining part of the config (everything except
-// model_id, the retrain policy and the erasure code), hex. Placement counts;
+// model_id, the retrain policy, the erasure code and serving), hex. Placement counts;
 // the legacy one (kSample, no risk profile) is left out so that models made
 // before placement existed keep their fingerprint and checkpoint keys.
 std::string ConfigFingerprint(const ModelConfig& config);

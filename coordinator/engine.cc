@@ -221,6 +221,8 @@ struct Engine::State {
   const std::string config_fingerprint;
   const ShardingPlan plan;
   NamedTensors base_state;  // immutable after Open
+  // The public base model, when serving.base_fallback (built at Open).
+  std::shared_ptr<const worker::ShardModel> base_model;
   std::unique_ptr<storage::LineageStore> store;
   std::unique_ptr<storage::CheckpointStore> checkpoints;
 
@@ -1768,6 +1770,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       // (each manifest records the code its chunks were made with).
       config.retrain = options.config->retrain;
       config.erasure = options.config->erasure;
+      config.serving = options.config->serving;
       config.model_id = options.config->model_id;
     }
   } else {
@@ -1788,6 +1791,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       state->checkpoints,
       storage::CheckpointStore::Open(options.data_dir + "/checkpoints"));
   OUBLI_ASSIGN_OR_RETURN(state->base_state, worker::LoadBaseState(config));
+  if (config.serving.base_fallback) {
+    OUBLI_ASSIGN_OR_RETURN(
+        state->base_model,
+        worker::ShardModel::CreateBase(config, state->base_state));
+  }
   OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> stored,
                          state->checkpoints->List());
 
@@ -1974,6 +1982,27 @@ absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
   return st.TrainShards(due, st.TrainingParallelism());
 }
 
+namespace {
+
+// The base model's answer, when no shard serves (serving.base_fallback).
+absl::StatusOr<Prediction> PredictFromBase(const worker::ShardModel& base,
+                                           absl::Span<const float> inputs,
+                                           int64_t rows, int64_t classes,
+                                           Prediction out) {
+  const int64_t width = static_cast<int64_t>(inputs.size()) / rows;
+  torch::Tensor x = torch::from_blob(const_cast<float*>(inputs.data()),
+                                     {rows, width}, torch::kFloat32);
+  OUBLI_ASSIGN_OR_RETURN(torch::Tensor p, base.Probabilities(x));
+  p = p.contiguous();
+  out.rows = rows;
+  out.classes = classes;
+  out.probabilities.assign(p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
+  out.from_base = true;
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
                                            int64_t rows) {
   State& st = *state_;
@@ -2005,9 +2034,14 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
     out.fingerprint = st.FingerprintLocked();
   }
   if (models.empty()) {
-    return absl::FailedPreconditionError(
-        "no shard has a valid prefix: the model is not trained yet, or "
-        "deletions cut every shard and retraining is pending");
+    if (st.base_model == nullptr) {
+      return absl::FailedPreconditionError(
+          "no shard has a valid prefix: the model is not trained yet, or "
+          "deletions cut every shard and retraining is pending (config "
+          "serving.base_fallback=true answers from the base model then)");
+    }
+    return PredictFromBase(*st.base_model, inputs, rows,
+                           st.config.backbone.num_classes, std::move(out));
   }
   // Workers answer with the checkpoint named by its SHA-256, so what they
   // compute is exactly what the models captured above would.

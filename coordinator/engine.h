@@ -85,6 +85,9 @@ struct Prediction {
   std::vector<float> probabilities;  // rows x classes, row-major
   std::string fingerprint;
   std::vector<ServedShard> served;
+  // No shard served and the config's serving.base_fallback is on: the
+  // public base model answered (no user data in it).
+  bool from_base = false;
 };
 
 struct SequenceStatus {
@@ -204,7 +207,11 @@ class Engine {
   // until done. Idempotent: existing prefixes are reused.
   absl::StatusOr<TrainSummary> Train();
 
-  // inputs: rows x input_size floats, row-major.
+  // inputs: rows x input_size floats, row-major. InvalidArgument for a
+  // row count < 1 or an input size other than rows x the model's;
+  // FailedPrecondition when no shard has a valid prefix (unless
+  // serving.base_fallback: then the base model answers, from_base);
+  // Internal/ResourceExhausted when computing fails.
   absl::StatusOr<Prediction> Predict(absl::Span<const float> inputs,
                                      int64_t rows);
 

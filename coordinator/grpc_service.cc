@@ -104,6 +104,21 @@ void ReceiptToProto(const DeletionReceipt& in, absl::string_view model_id,
   out->set_note(SanitizeUtf8(in.note));
 }
 
+// `receipt` as it stood when its deletion reached `stage` (no later than
+// its current one): the later stages' times and fingerprints unset.
+DeletionReceipt ReceiptAsOf(DeletionReceipt receipt, DeletionStage stage) {
+  if (stage >= receipt.stage) return receipt;
+  receipt.stage = stage;
+  receipt.restored_at = absl::InfinitePast();
+  receipt.fingerprint_restored.clear();
+  if (stage < DeletionStage::kPurged) receipt.purged_at = absl::InfinitePast();
+  if (stage < DeletionStage::kForgotten) {
+    receipt.forgotten_at = absl::InfinitePast();
+    receipt.fingerprint_forgotten.clear();
+  }
+  return receipt;
+}
+
 void ServedToProto(const ServedShard& in, v1::ServedShard* out) {
   out->set_shard(in.shard);
   out->set_served(in.served);
@@ -356,6 +371,7 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
   }
   c.erasure.data_chunks = in.erasure().data_chunks();
   c.erasure.parity_chunks = in.erasure().parity_chunks();
+  if (in.has_base_fallback()) c.serving.base_fallback = in.base_fallback();
   return c;
 }
 
@@ -407,6 +423,7 @@ v1::ModelConfig ConfigToProto(const ModelConfig& c) {
     out.mutable_erasure()->set_data_chunks(c.erasure.data_chunks);
     out.mutable_erasure()->set_parity_chunks(c.erasure.parity_chunks);
   }
+  out.set_base_fallback(c.serving.base_fallback);
   return out;
 }
 
@@ -652,8 +669,14 @@ grpc::Status OubliService::WatchDeletion(
     OUBLI_GRPC_ASSIGN_OR_RETURN(
         receipt, registry->AwaitDeletionChange(request->deletion_id(), seen,
                                                kWatchTick));
-    if (receipt.stage != seen && !send(receipt)) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    if (receipt.stage == seen) continue;
+    // Stages passed between two looks (PURGED and RESTORED can land
+    // milliseconds apart) still get their receipt each, as they stood.
+    for (int stage = static_cast<int>(seen) + 1;
+         stage <= static_cast<int>(receipt.stage); ++stage) {
+      if (!send(ReceiptAsOf(receipt, static_cast<DeletionStage>(stage)))) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
     }
   }
   return grpc::Status::OK;
@@ -714,6 +737,7 @@ grpc::Status OubliService::Predict(grpc::ServerContext* context,
         std::max_element(row, row + prediction.classes) - row));
   }
   response->set_fingerprint(prediction.fingerprint);
+  response->set_from_base(prediction.from_base);
   for (const ServedShard& served : prediction.served) {
     ServedToProto(served, response->add_served());
   }

@@ -13,12 +13,27 @@ absl::StatusOr<std::shared_ptr<const ShardModel>> ShardModel::Create(
     const ModelConfig& config, const NamedTensors& base_state,
     absl::string_view checkpoint) {
   OUBLI_ASSIGN_OR_RETURN(NamedTensors adapters, ParseSafetensors(checkpoint));
+  return Build(config, base_state, &adapters);
+}
+
+absl::StatusOr<std::shared_ptr<const ShardModel>> ShardModel::CreateBase(
+    const ModelConfig& config, const NamedTensors& base_state) {
+  return Build(config, base_state, nullptr);
+}
+
+absl::StatusOr<std::shared_ptr<const ShardModel>> ShardModel::Build(
+    const ModelConfig& config, const NamedTensors& base_state,
+    const NamedTensors* adapters) {
   PinThreads(config.determinism);
+  // Adapters start with a zero update (LoRA B = 0): without a checkpoint
+  // this is the base model.
   OUBLI_ASSIGN_OR_RETURN(
       std::shared_ptr<AdapterClassifier> model,
       BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
   OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
-  OUBLI_RETURN_IF_ERROR(model->LoadAdapterState(adapters));
+  if (adapters != nullptr) {
+    OUBLI_RETURN_IF_ERROR(model->LoadAdapterState(*adapters));
+  }
   try {
     model->to(TorchDevice());
   } catch (const std::exception& e) {

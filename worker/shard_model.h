@@ -21,11 +21,19 @@ class ShardModel {
   static absl::StatusOr<std::shared_ptr<const ShardModel>> Create(
       const ModelConfig& config, const NamedTensors& base_state,
       absl::string_view checkpoint);
+  // The public base model alone (frozen base and its head, adapters at
+  // their zero update): holds no user data, so answering from it is exact.
+  static absl::StatusOr<std::shared_ptr<const ShardModel>> CreateBase(
+      const ModelConfig& config, const NamedTensors& base_state);
 
   // Class probabilities [n, classes] for inputs [n, input_size].
   absl::StatusOr<torch::Tensor> Probabilities(const torch::Tensor& x) const;
 
  private:
+  // `adapters`: a checkpoint's tensors, or nullptr for the base alone.
+  static absl::StatusOr<std::shared_ptr<const ShardModel>> Build(
+      const ModelConfig& config, const NamedTensors& base_state,
+      const NamedTensors* adapters);
   ShardModel(DeterminismConfig determinism,
              std::shared_ptr<AdapterClassifier> model)
       : determinism_(determinism), model_(std::move(model)) {}

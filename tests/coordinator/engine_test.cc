@@ -24,6 +24,8 @@
 #include "oubli/internal/deletion.pb.h"
 #include "storage/lineage_store.h"
 #include "tests/testing/test_util.h"
+#include "worker/s3t_trainer.h"
+#include "worker/shard_model.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -717,6 +719,69 @@ TEST_F(EngineTest, ShardWithEveryPrefixCutIsDroppedNotFatal) {
   EXPECT_EQ(
       engine->Fingerprint(),
       ScratchFingerprint(config, samples, {victims[0], victims[1], another}));
+}
+
+// serving.base_fallback: while no shard serves (before training, and when
+// deletions cut every shard), the public base model answers and the
+// prediction says so; the bits are the base model's own. Without it, the
+// same requests fail with FAILED_PRECONDITION.
+TEST_F(EngineTest, BaseFallbackAnswersWhileNoShardServes) {
+  ModelConfig config = TinyConfig(2);
+  config.sequences = 1;
+  config.serving.base_fallback = true;
+  const auto samples = TinySamples(80, 2);
+  auto engine = OpenEngine("m", config);
+  ASSERT_NE(engine, nullptr);
+  const std::vector<float> rows = {
+      0.1f, 0.9f, 0.3f, 0.5f, 0.2f, 0.0f, 1.0f, 0.7f,
+      0.6f, 0.4f, 0.8f, 0.1f, 0.3f, 0.2f, 0.9f, 0.5f};
+  auto base_state = worker::LoadBaseState(config);
+  ASSERT_TRUE(base_state.ok()) << base_state.status();
+  auto base = worker::ShardModel::CreateBase(config, *base_state);
+  ASSERT_TRUE(base.ok()) << base.status();
+  auto expected = (*base)->Probabilities(
+      torch::tensor(rows, torch::kFloat32).reshape({1, 16}));
+  ASSERT_TRUE(expected.ok()) << expected.status();
+
+  auto untrained = engine->Predict(rows, 1);
+  ASSERT_TRUE(untrained.ok()) << untrained.status();
+  EXPECT_TRUE(untrained->from_base);
+  ASSERT_EQ(untrained->probabilities.size(), 3u);
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_EQ(untrained->probabilities[c], (*expected)[0][c].item<float>());
+  }
+
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  auto trained = engine->Predict(rows, 1);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_FALSE(trained->from_base);
+  // Cut both shards at their first slice: nothing serves.
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::vector<std::string> victims;
+  std::set<int> hit;
+  for (const Sample& s : samples) {
+    const SliceRef where = plan->Assign(s);
+    if (where.slice == plan->orders()[0][0] && hit.insert(where.shard).second) {
+      victims.push_back(s.id);
+    }
+  }
+  ASSERT_TRUE(engine->DeleteSamples(victims).ok());
+  auto cut = engine->Predict(rows, 1);
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_TRUE(cut->from_base);
+  EXPECT_EQ(cut->probabilities, untrained->probabilities);
+
+  // Without the option: FAILED_PRECONDITION naming it.
+  engine.reset();
+  config.serving.base_fallback = false;  // weight-neutral: may change
+  engine = OpenEngine("m", config);
+  ASSERT_NE(engine, nullptr);
+  auto refused = engine->Predict(rows, 1);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(),
+              ::testing::HasSubstr("serving.base_fallback"));
 }
 
 TEST_F(EngineTest, PurgeDestroysPayloadAndStaleCheckpoints) {

@@ -301,6 +301,37 @@ TEST_F(GrpcServiceTest, DeleteWatchToRestoredThenVerifyMatches) {
   EXPECT_THAT(report.shards(), SizeIs(2));
 }
 
+// One receipt per stage change, none skipped, even when stages land
+// between two looks of the watch: on an untrained model PURGED and
+// RESTORED land together (nothing to retrain). Each receipt is as it stood
+// at its stage.
+TEST_F(GrpcServiceTest, WatchSendsEveryStageEvenWhenTwoLandTogether) {
+  v1::Model model;
+  ASSERT_TRUE(Create("untrained", TinyConfig(), &model).ok());
+  v1::IngestSamplesResponse ingest;
+  ASSERT_TRUE(Ingest("untrained", {TinySamples(40, 2)}, &ingest).ok());
+  for (int i = 0; i < 5; ++i) {
+    v1::DeletionReceipt receipt;
+    ASSERT_TRUE(
+        Delete("untrained", {"sample-" + std::to_string(1000 + i)}, "",
+               &receipt)
+            .ok());
+    std::vector<v1::DeletionReceipt> watched;
+    ASSERT_TRUE(Watch(receipt.deletion_id(), &watched).ok());
+    ASSERT_FALSE(watched.empty());
+    EXPECT_EQ(watched.back().stage(), v1::RESTORED);
+    for (size_t k = 1; k < watched.size(); ++k) {
+      EXPECT_EQ(static_cast<int>(watched[k].stage()),
+                static_cast<int>(watched[k - 1].stage()) + 1)
+          << "deletion " << i << ": a stage was skipped";
+    }
+    for (const v1::DeletionReceipt& r : watched) {
+      EXPECT_EQ(r.has_purged_at(), r.stage() >= v1::PURGED) << r.stage();
+      EXPECT_EQ(r.has_restored_at(), r.stage() == v1::RESTORED) << r.stage();
+    }
+  }
+}
+
 TEST_F(GrpcServiceTest, DeletingDuringTrainingIsAccepted) {
   v1::Model model;
   ASSERT_TRUE(Create("tiny", TinyConfig(), &model).ok());

@@ -56,12 +56,14 @@ struct ChurnFlags {
   double zipf_exponent = 1.0;
   double high_risk_owners = 0.1;  // fraction of owners
   double high_risk_share = 0.7;   // of the deletions they send
-  double rate = 0.5;              // ForgetOwner requests per second
+  // The stream: fast enough that sample placement's backlog grows (each of
+  // its deletions cuts several shards), while owner placement keeps up.
+  double rate = 2;  // ForgetOwner requests per second
   int seconds = 120;
-  int drain_seconds = 300;  // after the stream: wait for RESTORED
-  int window_ms = 5000;
+  int drain_seconds = 120;  // after the stream: wait for RESTORED
+  int window_ms = 10000;
   int max_batch = 8;
-  int isolated_deletions = 8;
+  int isolated_deletions = 24;
   int training_threads = 2;
   uint64_t seed = 42;
   std::string runs = "sample,owner,owner+risk";

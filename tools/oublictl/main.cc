@@ -507,6 +507,7 @@ absl::Status Predict(Client& client) {
   std::string fingerprint;
   // Shard answers by who computed them (worker name; "" = coordinator).
   std::map<std::string, int64_t> answered_by;
+  int64_t from_base = 0;  // rows the base model answered (no shard served)
   for (size_t start = 0; start < samples.size(); start += kRowsPerRequest) {
     const size_t end = std::min(samples.size(), start + kRowsPerRequest);
     v1::PredictRequest request;
@@ -527,6 +528,7 @@ absl::Status Predict(Client& client) {
                  samples[i].label;
     }
     fingerprint = response.fingerprint();
+    from_base += response.from_base() ? response.rows() : 0;
     for (const v1::ServedShard& shard : response.served()) {
       if (shard.served()) ++answered_by[shard.served_by()];
     }
@@ -542,6 +544,12 @@ absl::Status Predict(Client& client) {
   } else {
     std::printf("predicted %zu rows  accuracy %.4f  model fingerprint %s\n",
                 samples.size(), accuracy, fingerprint.c_str());
+    if (from_base > 0) {
+      std::printf(
+          "  %lld rows answered by the public base model: no shard served "
+          "(base_fallback)\n",
+          static_cast<long long>(from_base));
+    }
     std::vector<std::string> parts;
     for (const auto& [who, count] : answered_by) {
       parts.push_back(
