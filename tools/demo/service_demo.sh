@@ -136,7 +136,7 @@ ctl model --model fashion >"$WORK/forgotten.txt"
 grep -E '^  (placement|shard)' "$WORK/forgotten.txt" || true
 SERVING="$(grep -c '^  shard .*serving sequence' "$WORK/forgotten.txt" || true)"
 TOTAL="$(grep -c '^  shard ' "$WORK/forgotten.txt" || true)"
-echo "$SERVING of $TOTAL shards kept serving right after FORGOTTEN"
+echo "$SERVING of $TOTAL shards serving now; only the shard cut above lost prefix length (IMMEDIATE retraining may have restored it already)"
 
 step "Accuracy right after FORGOTTEN (no training yet)"
 ctl predict --model fashion --fashion_mnist "$DATA" --split test
