@@ -2335,8 +2335,18 @@ ModelStatus Engine::GetModelStatus() {
     absl::flat_hash_set<std::string> missing;
     for (size_t b = 0; b < shard.keys.size(); ++b) {
       out.sequences.push_back({st.plan.orders()[b], shard.valid_length[b]});
-      for (const std::string& key : shard.keys[b]) {
-        if (!st.stored_keys.contains(key)) missing.insert(key);
+      int64_t prefix_samples = 0;
+      for (size_t p = 0; p < shard.keys[b].size(); ++p) {
+        const int slice = st.plan.orders()[b][p];
+        if (slice < static_cast<int>(shard.slices.size())) {
+          prefix_samples +=
+              static_cast<int64_t>(shard.slices[slice].ids.size());
+        }
+        if (!st.stored_keys.contains(shard.keys[b][p]) &&
+            missing.insert(shard.keys[b][p]).second) {
+          status.retrain_backlog_sample_visits +=
+              prefix_samples * st.config.train.epochs_per_position;
+        }
       }
     }
     status.missing_prefixes += static_cast<int>(missing.size());

@@ -126,6 +126,10 @@ struct ModelStatus {
   // Shards queued for (re)training, due now or later (batched policy);
   // shards being trained right now are not counted.
   int retrain_queue_shards = 0;
+  // Training owed, in sample-visits: every current prefix without a
+  // checkpoint, its samples times epochs_per_position (shared prefixes
+  // once). What restoring every pending deletion still costs.
+  int64_t retrain_backlog_sample_visits = 0;
   std::string threads;  // pinned thread settings
 };
 

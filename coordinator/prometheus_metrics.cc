@@ -372,6 +372,12 @@ std::vector<MetricFamily> StateCollector::Collect() const {
       "oubli_shard_valid_prefix_length",
       "Length (slices) of the prefix a shard serves; 0: no valid prefix, "
       "the shard is not served. Compare with oubli_shard_slices.");
+  GaugeFamily retrain_backlog(
+      "oubli_retrain_backlog_sample_visits",
+      "Training owed, in sample-visits (samples x epochs of every current "
+      "prefix without a checkpoint): what restoring the pending deletions "
+      "still costs. Divide by the training rate "
+      "(rate(oubli_training_samples_total)) for the time to catch up.");
   GaugeFamily slices("oubli_shard_slices",
                      "Slices per shard (L): a fully restored shard serves a "
                      "prefix of this length.");
@@ -436,6 +442,8 @@ std::vector<MetricFamily> StateCollector::Collect() const {
                 : std::max(0.0, absl::ToDoubleSeconds(
                                     now - status->oldest_pending_accepted_at)));
         retrain_queue.Set(model, status->retrain_queue_shards);
+        retrain_backlog.Set(
+            model, static_cast<double>(status->retrain_backlog_sample_visits));
         for (const ShardStatus& shard : status->shards) {
           prefix_length.Set(
               {{"model", id}, {"shard", absl::StrCat(shard.served.shard)}},
@@ -484,6 +492,7 @@ std::vector<MetricFamily> StateCollector::Collect() const {
   std::vector<MetricFamily> out;
   for (GaugeFamily* family :
        {&worker_up, &build_info, &pending, &oldest, &retrain_queue,
+        &retrain_backlog,
         &prefix_length, &slices, &active_samples, &slice_imbalance,
         &missing_prefixes,
         &lineage_bytes, &checkpoint_bytes, &redundancy, &redundancy_target}) {

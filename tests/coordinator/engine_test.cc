@@ -617,10 +617,18 @@ TEST_F(EngineTest, RiskAwarePlacementCutsOnlyTheLastPositions) {
     EXPECT_EQ(a.valid_length_after, 3);
   }
   const int shard = receipt->affected_shards.at(0);
-  EXPECT_EQ(engine->GetModelStatus().shards[shard].served.prefix.size(), 3u);
+  const ModelStatus cut = engine->GetModelStatus();
+  EXPECT_EQ(cut.shards[shard].served.prefix.size(), 3u);
   auto retrain = engine->RunPendingRetrains(false);
   ASSERT_TRUE(retrain.ok()) << retrain.status();
   EXPECT_EQ(retrain->positions_trained, config.sequences);
+  // The backlog said what the retrain then cost: the two last positions,
+  // each the whole shard.
+  EXPECT_EQ(cut.retrain_backlog_sample_visits, retrain->samples);
+  EXPECT_EQ(cut.retrain_backlog_sample_visits,
+            config.sequences * config.train.epochs_per_position *
+                cut.shards[shard].served.samples);
+  EXPECT_EQ(engine->GetModelStatus().retrain_backlog_sample_visits, 0);
   std::set<std::string> deleted(receipt->resolved_ids.begin(),
                                 receipt->resolved_ids.end());
   EXPECT_EQ(engine->Fingerprint(),

@@ -199,6 +199,7 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
       {"oubli_deletions_pending", "gauge"},
       {"oubli_oldest_pending_deletion_age_seconds", "gauge"},
       {"oubli_retrain_queue_shards", "gauge"},
+      {"oubli_retrain_backlog_sample_visits", "gauge"},
       {"oubli_shard_valid_prefix_length", "gauge"},
       {"oubli_shard_slices", "gauge"},
       {"oubli_model_active_samples", "gauge"},
@@ -250,6 +251,7 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
   EXPECT_EQ(Value(samples, "oubli_oldest_pending_deletion_age_seconds", tiny),
             0);
   EXPECT_EQ(Value(samples, "oubli_retrain_queue_shards", tiny), 0);
+  EXPECT_EQ(Value(samples, "oubli_retrain_backlog_sample_visits", tiny), 0);
   // RESTORED: every shard serves its full length again.
   EXPECT_EQ(Value(samples, "oubli_shard_slices", tiny),
             testing_util::kTinySlices);

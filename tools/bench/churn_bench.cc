@@ -446,10 +446,13 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
         "{\"bench\":\"churn_point\",\"run\":\"%s\",\"t\":%d,"
         "\"shards_served\":%d,\"mean_served_prefix\":%.3f,"
         "\"accuracy\":%.4f,\"missing_prefixes\":%d,"
+        "\"retrain_backlog_sample_visits\":%lld,"
         "\"retrain_queue_shards\":%d,\"pending_forgotten\":%d,"
         "\"pending_purged\":%d,\"sent\":%d}\n",
         run.name.c_str(), second, served, point.mean_prefix, acc,
-        status.missing_prefixes, status.retrain_queue_shards,
+        status.missing_prefixes,
+        static_cast<long long>(status.retrain_backlog_sample_visits),
+        status.retrain_queue_shards,
         status.pending_forgotten, status.pending_purged, sent.load());
     std::fflush(stdout);
   }
