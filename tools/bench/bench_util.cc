@@ -14,6 +14,23 @@
 
 namespace oubli::bench {
 
+bool ParseKeyValueFlags(const std::vector<std::string>& args,
+                        const FlagSetters& setters) {
+  for (const std::string& arg : args) {
+    const size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
+      std::fprintf(stderr, "expected --key=value, got '%s'\n", arg.c_str());
+      return false;
+    }
+    auto it = setters.find(arg.substr(2, eq - 2));
+    if (it == setters.end() || !it->second(arg.substr(eq + 1))) {
+      std::fprintf(stderr, "bad or unknown argument '%s'\n", arg.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 int Fail(absl::string_view what, const absl::Status& status) {
   std::fprintf(stderr, "oubli-bench%s%s: %s\n", what.empty() ? "" : " ",
                std::string(what).c_str(), status.ToString().c_str());

@@ -2,6 +2,8 @@
 #ifndef OUBLI_TOOLS_BENCH_BENCH_UTIL_H_
 #define OUBLI_TOOLS_BENCH_BENCH_UTIL_H_
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -9,6 +11,17 @@
 #include "absl/strings/string_view.h"
 
 namespace oubli::bench {
+
+// Setters of --key=value flags by key; a setter returns false for a value
+// it cannot take.
+using FlagSetters =
+    std::map<std::string, std::function<bool(const std::string&)>>;
+
+// Applies every --key=value argument through `setters`. A malformed,
+// unknown or refused argument is named on stderr and makes it return
+// false (the caller exits with status 2).
+bool ParseKeyValueFlags(const std::vector<std::string>& args,
+                        const FlagSetters& setters);
 
 // Prints "oubli-bench <what>: <status>" on stderr and returns exit code 1.
 int Fail(absl::string_view what, const absl::Status& status);

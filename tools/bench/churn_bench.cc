@@ -79,7 +79,7 @@ bool ParseChurnFlags(const std::vector<std::string>& args, ChurnFlags* f) {
   auto dbl = [](double* out) {
     return [out](const std::string& v) { return absl::SimpleAtod(v, out); };
   };
-  std::map<std::string, std::function<bool(const std::string&)>> setters = {
+  const FlagSetters setters = {
       {"dataset_dir",
        [f](const std::string& v) { return !(f->dataset_dir = v).empty(); }},
       {"public_samples", i64(&f->public_samples)},
@@ -105,18 +105,7 @@ bool ParseChurnFlags(const std::vector<std::string>& args, ChurnFlags* f) {
        [f](const std::string& v) { return absl::SimpleAtoi(v, &f->seed); }},
       {"runs", [f](const std::string& v) { return !(f->runs = v).empty(); }},
   };
-  for (const std::string& arg : args) {
-    const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
-      std::fprintf(stderr, "expected --key=value, got '%s'\n", arg.c_str());
-      return false;
-    }
-    auto it = setters.find(arg.substr(2, eq - 2));
-    if (it == setters.end() || !it->second(arg.substr(eq + 1))) {
-      std::fprintf(stderr, "bad or unknown argument '%s'\n", arg.c_str());
-      return false;
-    }
-  }
+  if (!ParseKeyValueFlags(args, setters)) return false;
   if (f->mean_owner_size < 1 || f->zipf_exponent < 0 ||
       f->high_risk_owners < 0 || f->high_risk_owners > 1 ||
       f->high_risk_share < 0 || f->high_risk_share > 1 || f->rate <= 0 ||

@@ -45,7 +45,7 @@ struct BenchFlags {
 
 // --key=value arguments; unknown keys are an error (exit code 2).
 bool ParseFlags(const std::vector<std::string>& args, BenchFlags* flags) {
-  std::map<std::string, std::function<bool(const std::string&)>> setters = {
+  const FlagSetters setters = {
       {"dataset_dir",
        [&](const std::string& v) { return !(flags->dataset_dir = v).empty(); }},
       {"public_samples",
@@ -81,20 +81,7 @@ bool ParseFlags(const std::vector<std::string>& args, BenchFlags* flags) {
          return absl::SimpleAtoi(v, &flags->training_threads);
        }},
   };
-  for (const std::string& arg : args) {
-    const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
-      std::fprintf(stderr, "expected --key=value, got '%s'\n", arg.c_str());
-      return false;
-    }
-    const std::string key = arg.substr(2, eq - 2);
-    auto it = setters.find(key);
-    if (it == setters.end() || !it->second(arg.substr(eq + 1))) {
-      std::fprintf(stderr, "bad or unknown argument '%s'\n", arg.c_str());
-      return false;
-    }
-  }
-  return true;
+  return ParseKeyValueFlags(args, setters);
 }
 
 int Fail(const absl::Status& status) {

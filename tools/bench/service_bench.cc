@@ -84,7 +84,7 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
   auto atoi = [](int* out) {
     return [out](const std::string& v) { return absl::SimpleAtoi(v, out); };
   };
-  std::map<std::string, std::function<bool(const std::string&)>> setters = {
+  const FlagSetters setters = {
       {"deletions", atoi(&flags->deletions)},
       {"clients", atoi(&flags->clients)},
       {"duration_s",
@@ -111,18 +111,7 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
          return v == "batched" || v == "immediate";
        }},
   };
-  for (const std::string& arg : args) {
-    const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
-      std::fprintf(stderr, "expected --key=value, got '%s'\n", arg.c_str());
-      return false;
-    }
-    auto it = setters.find(arg.substr(2, eq - 2));
-    if (it == setters.end() || !it->second(arg.substr(eq + 1))) {
-      std::fprintf(stderr, "bad or unknown argument '%s'\n", arg.c_str());
-      return false;
-    }
-  }
+  if (!ParseKeyValueFlags(args, setters)) return false;
   if (flags->deletions < 1 || flags->clients < 1 || flags->duration_s <= 0 ||
       flags->samples < 1 || flags->predict_rows < 1 ||
       flags->predict_requests < 1 || flags->predict_clients < 1 ||
