@@ -797,11 +797,17 @@ absl::Status WorkerPool::Forget(const std::string& key,
   for (const std::string& name : names) {
     if (Retired(name)) continue;  // gone with its disk, on the operator's word
     std::shared_ptr<Worker> holder = LiveHolder(name);
+    // Right after a coordinator restart absence proves nothing (as for
+    // RetireHolder): do not send the operator to retire a worker that is
+    // about to register again.
     grpc::Status status(
         grpc::StatusCode::UNAVAILABLE,
-        absl::StrCat("not alive; if it is gone for good with its disk: "
-                     "oublictl retire-worker ",
-                     name));
+        absl::Now() < started_ + options_.worker_timeout
+            ? std::string("not registered again yet since the coordinator "
+                          "started; retried when it is")
+            : absl::StrCat("not alive; if it is gone for good with its disk: "
+                           "oublictl retire-worker ",
+                           name));
     if (holder != nullptr) {
       cluster::DeleteChunksRequest request;
       request.add_checkpoint_keys(key);

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_server.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
+#include "oubli/internal/records.pb.h"
 #include "tests/testing/test_util.h"
 
 namespace oubli::coordinator {
@@ -267,6 +268,31 @@ TEST(WorkerPoolRetireTest, RetirementsAreDurableAndKeepTheNameOut) {
 
 // A damaged file stops the coordinator rather than forgetting a retirement
 // (which would let the holder back in).
+// A chunk holder missing right after the coordinator started has not had
+// time to register again: the purge's note says so instead of pointing the
+// operator at retire-worker, which it does once the window is over.
+TEST(WorkerPoolRetireTest, AMissingHolderIsOnlyCalledLostAfterTheStartWindow) {
+  internal::ChunkManifest manifest;
+  manifest.add_holders("w1");
+  const std::string bytes = manifest.SerializeAsString();
+  WorkerPool::Options starting;
+  starting.worker_timeout = absl::Minutes(10);
+  WorkerPool fresh(starting);
+  const absl::Status early = fresh.Forget("k", bytes);
+  EXPECT_EQ(early.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(absl::StrContains(early.message(), "not registered again yet"))
+      << early;
+  EXPECT_FALSE(absl::StrContains(early.message(), "retire-worker")) << early;
+
+  WorkerPool::Options settled;
+  settled.worker_timeout = absl::ZeroDuration();  // no start-up window
+  WorkerPool later(settled);
+  const absl::Status late = later.Forget("k", bytes);
+  EXPECT_EQ(late.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(absl::StrContains(late.message(), "oublictl retire-worker w1"))
+      << late;
+}
+
 TEST(WorkerPoolRetireTest, AnUnreadableFileIsDataLoss) {
   testing_util::ScopedTempDir dir;
   const std::string path = (dir.path() / "~retired_workers").string();
