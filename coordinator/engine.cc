@@ -1792,9 +1792,18 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       storage::CheckpointStore::Open(options.data_dir + "/checkpoints"));
   OUBLI_ASSIGN_OR_RETURN(state->base_state, worker::LoadBaseState(config));
   if (config.serving.base_fallback) {
-    OUBLI_ASSIGN_OR_RETURN(
-        state->base_model,
-        worker::ShardModel::CreateBase(config, state->base_state));
+    // A convenience: a model whose base cannot be built here still opens
+    // (Predict then refuses as without the option, and says why).
+    absl::StatusOr<std::shared_ptr<const worker::ShardModel>> base =
+        worker::ShardModel::CreateBase(config, state->base_state);
+    if (base.ok()) {
+      state->base_model = *std::move(base);
+    } else {
+      std::fprintf(stderr,
+                   "oubli: model %s: base_fallback off, the base model "
+                   "cannot be built: %s\n",
+                   config.model_id.c_str(), base.status().ToString().c_str());
+    }
   }
   OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> stored,
                          state->checkpoints->List());
@@ -2035,10 +2044,14 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
   }
   if (models.empty()) {
     if (st.base_model == nullptr) {
-      return absl::FailedPreconditionError(
+      return absl::FailedPreconditionError(absl::StrCat(
           "no shard has a valid prefix: the model is not trained yet, or "
-          "deletions cut every shard and retraining is pending (config "
-          "serving.base_fallback=true answers from the base model then)");
+          "deletions cut every shard and retraining is pending ",
+          st.config.serving.base_fallback
+              ? "(base_fallback is on, but the base model could not be "
+                "built: see the coordinator log)"
+              : "(config serving.base_fallback=true answers from the base "
+                "model then)"));
     }
     return PredictFromBase(*st.base_model, inputs, rows,
                            st.config.backbone.num_classes, std::move(out));

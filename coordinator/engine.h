@@ -127,8 +127,9 @@ struct ModelStatus {
   // shards being trained right now are not counted.
   int retrain_queue_shards = 0;
   // Training owed, in sample-visits: every current prefix without a
-  // checkpoint, its samples times epochs_per_position (shared prefixes
-  // once). What restoring every pending deletion still costs.
+  // checkpoint (first training, new samples and deletions alike; also those
+  // that erasure-coded chunks will rebuild), its samples times
+  // epochs_per_position, shared prefixes once.
   int64_t retrain_backlog_sample_visits = 0;
   std::string threads;  // pinned thread settings
 };

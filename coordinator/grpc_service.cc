@@ -109,6 +109,7 @@ void ReceiptToProto(const DeletionReceipt& in, absl::string_view model_id,
 DeletionReceipt ReceiptAsOf(DeletionReceipt receipt, DeletionStage stage) {
   if (stage >= receipt.stage) return receipt;
   receipt.stage = stage;
+  receipt.note.clear();  // written at a later stage
   receipt.restored_at = absl::InfinitePast();
   receipt.fingerprint_restored.clear();
   if (stage < DeletionStage::kPurged) receipt.purged_at = absl::InfinitePast();

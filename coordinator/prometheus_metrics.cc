@@ -374,9 +374,9 @@ std::vector<MetricFamily> StateCollector::Collect() const {
       "the shard is not served. Compare with oubli_shard_slices.");
   GaugeFamily retrain_backlog(
       "oubli_retrain_backlog_sample_visits",
-      "Training owed, in sample-visits (samples x epochs of every current "
-      "prefix without a checkpoint): what restoring the pending deletions "
-      "still costs. Divide by the training rate "
+      "Training owed, in sample-visits: samples x epochs of every current "
+      "prefix without a checkpoint (first training, new samples and "
+      "deletions alike). Divide by the training rate "
       "(rate(oubli_training_samples_total)) for the time to catch up.");
   GaugeFamily slices("oubli_shard_slices",
                      "Slices per shard (L): a fully restored shard serves a "

@@ -145,6 +145,11 @@ TEST(ConfigTest, FingerprintIgnoresWeightNeutralSettings) {
   b.model_id = "other";
   b.retrain.mode = RetrainMode::kBatched;
   b.erasure = {4, 2};
+  b.serving.base_fallback = true;
+  auto parsed = ParseConfig(ConfigToText(b));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->serving.base_fallback);
+  EXPECT_FALSE(ParseStoredConfig("shards=2\n")->serving.base_fallback);
   EXPECT_EQ(ConfigFingerprint(a), ConfigFingerprint(b));
   b.determinism.blas_threads = 2;  // changes the bits, so the fingerprint
   EXPECT_NE(ConfigFingerprint(a), ConfigFingerprint(b));

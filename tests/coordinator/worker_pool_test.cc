@@ -266,8 +266,6 @@ TEST(WorkerPoolRetireTest, RetirementsAreDurableAndKeepTheNameOut) {
           .ok());
 }
 
-// A damaged file stops the coordinator rather than forgetting a retirement
-// (which would let the holder back in).
 // A chunk holder missing right after the coordinator started has not had
 // time to register again: the purge's note says so instead of pointing the
 // operator at retire-worker, which it does once the window is over.
@@ -293,6 +291,8 @@ TEST(WorkerPoolRetireTest, AMissingHolderIsOnlyCalledLostAfterTheStartWindow) {
       << late;
 }
 
+// A damaged file stops the coordinator rather than forgetting a retirement
+// (which would let the holder back in).
 TEST(WorkerPoolRetireTest, AnUnreadableFileIsDataLoss) {
   testing_util::ScopedTempDir dir;
   const std::string path = (dir.path() / "~retired_workers").string();
