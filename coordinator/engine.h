@@ -196,6 +196,14 @@ class Engine {
     std::function<void(int shard)> verify_before_unlocked_read;
   };
 
+  // Opens the model in options.data_dir (creating it with options.config),
+  // finishes what a crash interrupted (purges of unfinished deletions) and
+  // starts the purge and retrain threads. InvalidArgument: no data_dir, or
+  // an invalid config (given, or stored and unparsable); PermissionDenied:
+  // the dir cannot be created; FailedPrecondition: a new dir without a
+  // config, a stored model of another (weight-determining) config, or base
+  // weights that cannot be loaded; DataLoss: a corrupt deletion record;
+  // other codes: storage errors (RocksDB, checkpoint files).
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);
   ~Engine();
   Engine(const Engine&) = delete;
@@ -203,13 +211,19 @@ class Engine {
 
   const ModelConfig& config() const;
 
-  // Assigns each sample to (shard, slice) and stores it. Samples whose
-  // feature count or label do not fit the model are rejected with reasons.
+  // Assigns each sample to (shard, slice) and stores it. Samples that do
+  // not fit the model (feature count, label), are invalid (id, owner,
+  // deletion_risk), differ from a stored one with the same id, or reuse a
+  // deleted id are rejected per sample, with reasons, not as an error.
+  // Errors: storage failures (Internal/DataLoss from RocksDB).
   absl::StatusOr<storage::IngestResult> Ingest(
       absl::Span<const Sample> samples);
 
   // Trains every prefix of every sequence that lacks a checkpoint, blocking
   // until done. Idempotent: existing prefixes are reused.
+  // FailedPrecondition: no samples; Cancelled: the engine is closing;
+  // ResourceExhausted: out of memory assembling or training a position;
+  // other codes: checkpoint or storage failures.
   absl::StatusOr<TrainSummary> Train();
 
   // inputs: rows x input_size floats, row-major. InvalidArgument for a
@@ -224,27 +238,39 @@ class Engine {
   // FORGOTTEN (the served ensemble no longer depends on the data). Purge and
   // retraining follow in the background; watch them with GetDeletion or
   // WaitForStage. Concurrent calls are group-committed: they share one
-  // synced write and one deactivation.
+  // synced write and one deactivation. Already deleted and unknown ids are
+  // listed in the receipt, not errors. InvalidArgument: no ids, or an
+  // invalid id or owner; NotFound: none of the ids is known / the owner has
+  // no active samples; other codes: the durable write failed (nothing was
+  // deleted).
   absl::StatusOr<DeletionReceipt> DeleteSamples(
       absl::Span<const std::string> sample_ids);
   absl::StatusOr<DeletionReceipt> ForgetOwner(absl::string_view owner);
+  // NotFound: no such deletion; DataLoss: its record is corrupt.
   absl::StatusOr<DeletionReceipt> GetDeletion(absl::string_view deletion_id);
 
-  // Blocks until the deletion reaches `stage` (DeadlineExceeded otherwise).
+  // Blocks until the deletion reaches `stage`. DeadlineExceeded: not within
+  // `timeout`; FailedPrecondition: the engine closed first; NotFound: no
+  // such deletion.
   absl::Status WaitForStage(absl::string_view deletion_id, DeletionStage stage,
                             absl::Duration timeout);
   absl::Status WaitForRestored(absl::string_view deletion_id,
                                absl::Duration timeout);
   // Runs due retrains in the calling thread (any policy window ignored when
   // `ignore_policy`). For tests and tools with background_retrain off.
+  // Errors as Train (a failed purge before it is logged and retried in the
+  // background, not returned).
   absl::StatusOr<TrainSummary> RunPendingRetrains(bool ignore_policy);
 
   // Trains the served prefixes from scratch on the retained data, in memory,
-  // and compares them bitwise with what is served.
+  // and compares them bitwise with what is served. A mismatch is a report
+  // (match false), not an error. Errors: ResourceExhausted (memory),
+  // storage failures reading checkpoints or samples.
   absl::StatusOr<VerifyReport> Verify();
 
   // Whether any chunk manifest of this model, current or garbage, names
   // `holder` (as a holder, or as one whose chunk awaits destruction).
+  // DataLoss: a manifest is unreadable; other codes: storage failures.
   absl::StatusOr<bool> NamesChunkHolder(absl::string_view holder);
 
   // Starts the next purge pass now instead of after the failure back-off
@@ -254,8 +280,11 @@ class Engine {
   ModelStatus GetModelStatus();
   std::string Fingerprint();
   // Walks the data dir (no engine lock): cost grows with the file count.
+  // Fails when a file vanishes mid-walk (compaction, checkpoint GC): ask
+  // again.
   absl::StatusOr<StorageStats> GetStorageStats();
-  // Chunk manifests of the model's current checkpoints.
+  // Chunk manifests of the model's current checkpoints. DataLoss: a
+  // manifest is unreadable; other codes: storage failures.
   absl::StatusOr<std::vector<ChunkPlacement>> ChunkPlacements();
 
   // Where the lineage DB and the checkpoints live (tests check erasure).
