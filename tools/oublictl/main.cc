@@ -19,9 +19,12 @@
 //
 // Human-readable output by default; --json prints one JSON object per line.
 // Every RPC has a deadline of --timeout_s seconds except train --wait's
-// polling loop as a whole and status --watch. On failure the gRPC status is
-// printed on stderr and the exit code is 1 (2 for a missing or unknown
-// command).
+// polling loop as a whole and status --watch. `oublictl COMMAND --help`
+// prints that command's synopsis, flags and an example.
+// Exit codes: 0 ok; 1 the command failed (an RPC, its gRPC status on
+// stderr, or reading its input); 2 usage
+// (missing or unknown command, a flag that does not apply to the command,
+// a bad argument).
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
@@ -37,11 +40,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
@@ -627,7 +633,144 @@ absl::Status RetireWorker(Client& client,
 
 }  // namespace
 
+namespace {
+
+// Per-command help and the flags each command takes (besides --server,
+// --json and --timeout_s, which every command takes).
+struct CommandHelp {
+  const char* name;
+  const char* synopsis;
+  std::vector<const char*> flags;
+  const char* example;
+};
+
+const std::vector<CommandHelp>& Commands() {
+  static const auto* const kCommands = new std::vector<CommandHelp>{
+      {"create", "create --model M [--config FILE]: create a model",
+       {"model", "config"},
+       "oublictl create --model fm --config model.conf"},
+      {"ingest",
+       "ingest --model M (--fashion_mnist DIR | --csv FILE): stream samples",
+       {"model", "fashion_mnist", "split", "offset", "limit",
+        "samples_per_owner", "csv", "batch"},
+       "oublictl ingest --model fm --fashion_mnist "
+       "/usr/share/datasets/fashion-mnist --limit 20000"},
+      {"train", "train --model M [--wait]: train every missing prefix",
+       {"model", "wait"},
+       "oublictl train --model fm --wait"},
+      {"delete",
+       "delete --model M (--sample ID[,ID...] [ID...] | --owner O): delete "
+       "samples or forget an owner; the receipt comes once FORGOTTEN",
+       {"model", "sample", "owner", "idempotency_key"},
+       "oublictl delete --model fm --owner owner-3"},
+      {"status", "status --deletion MODEL/del-N [--watch]: a receipt",
+       {"deletion", "watch"},
+       "oublictl status --deletion fm/del-000000000001 --watch"},
+      {"receipt", "receipt: the same as status",
+       {"deletion", "watch"},
+       "oublictl receipt --deletion fm/del-000000000001"},
+      {"predict",
+       "predict --model M --fashion_mnist DIR: accuracy on a split",
+       {"model", "fashion_mnist", "split", "offset", "limit",
+        "samples_per_owner"},
+       "oublictl predict --model fm --fashion_mnist "
+       "/usr/share/datasets/fashion-mnist"},
+      {"model", "model --model M: config, shards, workers", {"model"},
+       "oublictl model --model fm"},
+      {"verify",
+       "verify --model M: retrain from scratch and compare bit for bit",
+       {"model"}, "oublictl verify --model fm"},
+      {"retire-worker",
+       "retire-worker NAME: a chunk holder gone for good with its disk",
+       {"cluster_token_file"},
+       "oublictl retire-worker worker-2 --cluster_token_file "
+       ".oubli/cluster/cluster.token"},
+  };
+  return *kCommands;
+}
+
+const CommandHelp* FindCommand(absl::string_view name) {
+  for (const CommandHelp& command : Commands()) {
+    if (name == command.name) return &command;
+  }
+  return nullptr;
+}
+
+void PrintFlag(const char* name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  if (flag == nullptr) return;
+  const std::string default_value = flag->DefaultValue();
+  std::printf("  --%-20s %s%s\n", name, flag->Help().c_str(),
+              default_value.empty() || default_value == "\"\""
+                  ? ""
+                  : absl::StrCat(" (default ", default_value, ")").c_str());
+}
+
+void PrintCommandHelp(const CommandHelp& command) {
+  std::printf("usage: oublictl [--server=HOST:PORT] [--json] %s\n",
+              command.synopsis);
+  std::printf("flags:\n");
+  for (const char* flag : command.flags) PrintFlag(flag);
+  for (const char* flag : {"server", "json", "timeout_s"}) PrintFlag(flag);
+  std::printf("example:\n  %s\n", command.example);
+}
+
+// The --name of every flag argument before a "--" terminator.
+std::vector<std::string> GivenFlags(int argc, char** argv) {
+  std::vector<std::string> names;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg.size() < 2 || arg[0] != '-') continue;
+    arg.remove_prefix(arg[1] == '-' ? 2 : 1);
+    const bool has_value = arg.find('=') != absl::string_view::npos;
+    std::string name(arg.substr(0, arg.find('=')));
+    // "--limit -1": the next argument is this flag's value.
+    if (const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+        !has_value && flag != nullptr && !flag->IsOfType<bool>()) {
+      ++i;
+    }
+    if (absl::StartsWith(name, "no")) {  // --nojson negates a bool flag
+      const std::string positive = name.substr(2);
+      if (absl::FindCommandLineFlag(positive) != nullptr &&
+          absl::FindCommandLineFlag(name) == nullptr) {
+        name = positive;
+      }
+    }
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // `oublictl COMMAND --help`, before absl takes --help for its own
+  // listing of every flag of the program.
+  const CommandHelp* named = nullptr;
+  bool help = false;
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "--help" || arg == "-help" || arg == "-h") help = true;
+    if (named == nullptr) named = FindCommand(arg);
+  }
+  if (help && named != nullptr) {
+    PrintCommandHelp(*named);
+    return 0;
+  }
+  if (help) {
+    std::printf(
+        "usage: oublictl [--server=HOST:PORT] [--json] COMMAND [flags]\n"
+        "commands (oublictl COMMAND --help for each):\n");
+    for (const CommandHelp& command : Commands()) {
+      std::printf("  %s\n", command.synopsis);
+    }
+    std::printf(
+        "exit codes: 0 ok, 1 the command failed (an RPC or its input), "
+        "2 usage\n");
+    return 0;
+  }
   absl::SetProgramUsageMessage(
       "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
       "create ingest train delete status receipt predict model verify "
@@ -639,6 +782,20 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[1];
   const std::vector<std::string> rest(args.begin() + 2, args.end());
+  if (const CommandHelp* known = FindCommand(command); known != nullptr) {
+    for (const std::string& flag : GivenFlags(argc, argv)) {
+      if (flag == "server" || flag == "json" || flag == "timeout_s") continue;
+      if (std::find(known->flags.begin(), known->flags.end(), flag) ==
+          known->flags.end()) {
+        std::fprintf(stderr,
+                     "oublictl %s: --%s does not apply to %s (oublictl %s "
+                     "--help lists its flags)\n",
+                     command.c_str(), flag.c_str(), command.c_str(),
+                     command.c_str());
+        return 2;
+      }
+    }
+  }
   if (!rest.empty() && command != "delete" && command != "retire-worker") {
     std::fprintf(stderr, "oublictl: unexpected argument '%s'\n",
                  rest[0].c_str());

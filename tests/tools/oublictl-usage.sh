@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# oublictl's usage paths, which need no server: per-command --help, flags
+# that do not apply to a command, unknown commands, and the exit codes the
+# README documents (0 ok, 1 the command failed, 2 usage).
+#   oublictl-usage.sh OUBLICTL
+set -uo pipefail
+ctl="$1"
+fail() { echo "FAIL: $*"; exit 1; }
+
+out="$("$ctl" delete --help)" || fail "delete --help exited $?"
+for want in "usage: oublictl" "--owner" "--sample" "--idempotency_key" \
+  "--server" "example:" "oublictl delete --model"; do
+  grep -qF -- "$want" <<<"$out" || fail "delete --help lacks '$want': $out"
+done
+grep -qF -- "--fashion_mnist" <<<"$out" && fail "delete --help lists --fashion_mnist"
+out="$("$ctl" predict --model m --help)" || fail "predict --help exited $?"
+grep -qF -- "--fashion_mnist" <<<"$out" || fail "predict --help: $out"
+out="$("$ctl" --help)" || fail "--help exited $?"
+for command in create ingest train delete status predict model verify \
+  retire-worker; do
+  grep -q "^  $command" <<<"$out" || fail "--help does not list $command"
+done
+
+err="$("$ctl" delete --model m --fashion_mnist=/x --owner o 2>&1)"
+code=$?
+[[ $code -eq 2 ]] || fail "a flag of another command exited $code, not 2"
+grep -qF "oublictl delete: --fashion_mnist does not apply to delete" <<<"$err" ||
+  fail "no precise message: $err"
+"$ctl" train --model m --wait=false --owner x >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "train --owner is not a usage error"
+# A flag's value in the next argument, even a negative one, is no flag.
+"$ctl" --server=127.0.0.1:1 --timeout_s 2 predict --model m --limit -1 \
+  --fashion_mnist /nonexistent >/dev/null 2>&1
+code=$?
+[[ $code -eq 1 ]] || fail "predict --limit -1 exited $code, not 1"
+"$ctl" bogus >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "an unknown command is not a usage error"
+"$ctl" >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "no command is not a usage error"
+# Global flags apply to every command; with nothing listening the RPC
+# fails: exit 1.
+"$ctl" --server=127.0.0.1:1 --timeout_s=2 --json model --model m >/dev/null 2>&1
+[[ $? -eq 1 ]] || fail "an RPC failure does not exit 1"
+echo "oublictl usage: ok"
