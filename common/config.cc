@@ -219,6 +219,20 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   return absl::OkStatus();
 }
 
+std::vector<std::string> ConfigDifferences(const ModelConfig& existing,
+                                           const ModelConfig& requested) {
+  const auto a = ToPairs(existing);
+  const auto b = ToPairs(requested);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (a[i].second != b[i].second) {
+      out.push_back(absl::StrCat(a[i].first, ": '", a[i].second,
+                                 "', requested '", b[i].second, "'"));
+    }
+  }
+  return out;
+}
+
 const char* PlacementName(Placement placement) {
   return placement == Placement::kOwner ? "owner" : "sample";
 }

@@ -141,6 +141,11 @@ absl::Status ValidateConfig(const ModelConfig& config);
 
 const char* PlacementName(Placement placement);  // "sample" or "owner"
 
+// "key: A, requested B" for every config key whose text differs (model_id
+// included), in ConfigToText order: what makes two configs conflict.
+std::vector<std::string> ConfigDifferences(const ModelConfig& existing,
+                                           const ModelConfig& requested);
+
 // Canonical text form; ParseConfig(ConfigToText(c)) == c. ParseConfig
 // gives absent keys the defaults of a new model; ParseStoredConfig reads a
 // model's stored config, where an absent key means the model predates it

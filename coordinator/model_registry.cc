@@ -168,9 +168,8 @@ absl::StatusOr<ModelConfig> ModelRegistry::CreateModel(
       if (ConfigToText(existing) == ConfigToText(config)) return existing;
       return absl::AlreadyExistsError(absl::StrCat(
           "model '", config.model_id,
-          "' already exists with a different config (config fingerprint ",
-          ConfigFingerprint(existing), ", requested ",
-          ConfigFingerprint(config), ")"));
+          "' already exists with a different config (",
+          absl::StrJoin(ConfigDifferences(existing, config), "; "), ")"));
     }
   }
   const std::string dir = ModelDir(config.model_id);

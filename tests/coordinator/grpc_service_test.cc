@@ -81,6 +81,14 @@ TEST_F(GrpcServiceTest, CreateIsIdempotentAndRejectsAConflictingConfig) {
   status = Create("tiny", other, &again);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_THAT(status.error_message(), HasSubstr("different config"));
+  // It names what differs, weight-neutral settings too.
+  EXPECT_THAT(status.error_message(), HasSubstr("seed: '1', requested '2'"));
+  other = TinyConfig();
+  other.set_base_fallback(true);
+  status = Create("tiny", other, &again);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("serving.base_fallback: 'false', requested 'true'"));
 }
 
 // Placement: owner unless told; a repeat that leaves it unset keeps the
