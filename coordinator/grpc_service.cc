@@ -762,6 +762,38 @@ grpc::Status OubliService::GetModel(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status OubliService::ListModels(grpc::ServerContext* context,
+                                      const v1::ListModelsRequest* request,
+                                      v1::ListModelsResponse* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  for (const std::string& id : registry->ModelIds()) {  // sorted
+    absl::StatusOr<ModelStatus> status = registry->GetModelStatus(id);
+    if (absl::IsNotFound(status.status())) continue;  // gone meanwhile
+    if (!status.ok()) return ToGrpcStatus(status.status());
+    v1::ModelSummary* out = response->add_models();
+    out->set_model_id(id);
+    out->set_config_fingerprint(ConfigFingerprint(status->config));
+    out->set_training_requested(status->training_requested);
+    out->set_active_samples(status->active_samples);
+    out->set_shards(static_cast<int32_t>(status->shards.size()));
+    for (const ShardStatus& shard : status->shards) {
+      if (!shard.served.served) continue;
+      out->set_shards_served(out->shards_served() + 1);
+      if (static_cast<int>(shard.served.prefix.size()) ==
+          status->config.slices) {
+        out->set_shards_full_length(out->shards_full_length() + 1);
+      }
+    }
+    out->set_pending_deletions(status->pending_deletions);
+    if (status->oldest_pending_accepted_at != absl::InfinitePast()) {
+      SetTimestamp(status->oldest_pending_accepted_at,
+                   out->mutable_oldest_pending_accepted_at());
+    }
+    out->set_fingerprint(status->fingerprint);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status OubliService::Verify(grpc::ServerContext* context,
                                   const v1::VerifyRequest* request,
                                   v1::VerifyResponse* response) {

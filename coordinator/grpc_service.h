@@ -93,6 +93,9 @@ class OubliService final : public oubli::v1::Oubli::Service {
   grpc::Status GetModel(grpc::ServerContext* context,
                         const oubli::v1::GetModelRequest* request,
                         oubli::v1::Model* response) override;
+  grpc::Status ListModels(grpc::ServerContext* context,
+                          const oubli::v1::ListModelsRequest* request,
+                          oubli::v1::ListModelsResponse* response) override;
   grpc::Status Verify(grpc::ServerContext* context,
                       const oubli::v1::VerifyRequest* request,
                       oubli::v1::VerifyResponse* response) override;

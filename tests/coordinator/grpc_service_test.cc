@@ -138,6 +138,37 @@ TEST_F(GrpcServiceTest, CreateDefaultsToOwnerPlacementAndRepeatsKeepTheirs) {
   EXPECT_THAT(ingested.rejected(0).reason(), HasSubstr("deletion_risk"));
 }
 
+TEST_F(GrpcServiceTest, ListModelsSummarizesEveryModelById) {
+  v1::Model zeta_model;
+  ASSERT_TRUE(Create("zeta", TinyConfig(), &zeta_model).ok());
+  CreateTrainedModel("alpha");
+  v1::Model alpha_model;
+  ASSERT_TRUE(GetModel("alpha", &alpha_model).ok());
+
+  grpc::ClientContext context;
+  v1::ListModelsResponse response;
+  grpc::Status status =
+      stub_->ListModels(&context, v1::ListModelsRequest(), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.models_size(), 2);
+  const v1::ModelSummary& alpha = response.models(0);
+  const v1::ModelSummary& zeta = response.models(1);
+  EXPECT_EQ(alpha.model_id(), "alpha");  // by id
+  EXPECT_EQ(zeta.model_id(), "zeta");
+  EXPECT_TRUE(alpha.training_requested());
+  EXPECT_EQ(alpha.config_fingerprint(), alpha_model.config_fingerprint());
+  EXPECT_EQ(alpha.fingerprint(), alpha_model.fingerprint());
+  EXPECT_EQ(alpha.active_samples(), alpha_model.active_samples());
+  EXPECT_EQ(alpha.shards(), 2);
+  EXPECT_EQ(alpha.shards_served(), 2);
+  EXPECT_EQ(alpha.shards_full_length(), 2);
+  EXPECT_FALSE(zeta.training_requested());
+  EXPECT_EQ(zeta.active_samples(), 0);
+  EXPECT_EQ(zeta.shards_served(), 0);
+  EXPECT_EQ(zeta.pending_deletions(), 0);
+  EXPECT_FALSE(zeta.has_oldest_pending_accepted_at());
+}
+
 TEST_F(GrpcServiceTest, ModelsSurviveARestart) {
   v1::Model model;
   ASSERT_TRUE(Create("kept", TinyConfig(), &model).ok());

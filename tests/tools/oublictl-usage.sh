@@ -16,8 +16,8 @@ grep -qF -- "--fashion_mnist" <<<"$out" && fail "delete --help lists --fashion_m
 out="$("$ctl" predict --model m --help)" || fail "predict --help exited $?"
 grep -qF -- "--fashion_mnist" <<<"$out" || fail "predict --help: $out"
 out="$("$ctl" --help)" || fail "--help exited $?"
-for command in create ingest train delete status predict model verify \
-  retire-worker; do
+for command in create ingest train delete status predict model models \
+  verify retire-worker; do
   grep -q "^  $command" <<<"$out" || fail "--help does not list $command"
 done
 
@@ -33,6 +33,8 @@ grep -qF "oublictl delete: --fashion_mnist does not apply to delete" <<<"$err" |
   --fashion_mnist /nonexistent >/dev/null 2>&1
 code=$?
 [[ $code -eq 1 ]] || fail "predict --limit -1 exited $code, not 1"
+"$ctl" models --model m >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "models --model is not a usage error"
 "$ctl" bogus >/dev/null 2>&1
 [[ $? -eq 2 ]] || fail "an unknown command is not a usage error"
 "$ctl" >/dev/null 2>&1

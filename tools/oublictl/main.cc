@@ -12,6 +12,7 @@
 //   status  --deletion MODEL/del-N [--watch]  (alias: receipt)
 //   predict --model M --fashion_mnist DIR [--split test] [--limit N]
 //   model   --model M
+//   models  every model, with a status summary (ListModels)
 //   verify  --model M
 //   retire-worker NAME [--cluster_token_file FILE]
 //                       a chunk holder gone for good with its disk: its
@@ -579,6 +580,33 @@ absl::Status Model(Client& client) {
   return absl::OkStatus();
 }
 
+absl::Status Models(Client& client) {
+  v1::ListModelsRequest request;
+  v1::ListModelsResponse response;
+  OUBLI_RETURN_IF_ERROR(RpcStatus(
+      client.stub().ListModels(Client::Context().get(), request, &response),
+      "ListModels"));
+  if (Json()) {
+    for (const v1::ModelSummary& m : response.models()) PrintJson(m);
+    return absl::OkStatus();
+  }
+  std::printf("%-24s %10s %8s %8s %9s  %s\n", "MODEL", "SAMPLES", "SERVED",
+              "FULL", "PENDING", "OLDEST PENDING");
+  for (const v1::ModelSummary& m : response.models()) {
+    std::printf(
+        "%-24s %10lld %4d/%-3d %4d/%-3d %9d  %s\n", m.model_id().c_str(),
+        static_cast<long long>(m.active_samples()), m.shards_served(),
+        m.shards(), m.shards_full_length(), m.shards(), m.pending_deletions(),
+        m.has_oldest_pending_accepted_at()
+            ? absl::FormatTime(absl::FromUnixSeconds(
+                                   m.oldest_pending_accepted_at().seconds()))
+                  .c_str()
+            : "-");
+  }
+  if (response.models().empty()) std::printf("(no models)\n");
+  return absl::OkStatus();
+}
+
 absl::Status Verify(Client& client) {
   v1::VerifyRequest request;
   OUBLI_ASSIGN_OR_RETURN(const std::string model,
@@ -677,6 +705,10 @@ const std::vector<CommandHelp>& Commands() {
        "/usr/share/datasets/fashion-mnist"},
       {"model", "model --model M: config, shards, workers", {"model"},
        "oublictl model --model fm"},
+      {"models",
+       "models: every model with samples, shards served and pending "
+       "deletions",
+       {}, "oublictl models"},
       {"verify",
        "verify --model M: retrain from scratch and compare bit for bit",
        {"model"}, "oublictl verify --model fm"},
@@ -773,8 +805,8 @@ int main(int argc, char** argv) {
   }
   absl::SetProgramUsageMessage(
       "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
-      "create ingest train delete status receipt predict model verify "
-      "retire-worker");
+      "create ingest train delete status receipt predict model models "
+      "verify retire-worker");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
@@ -823,6 +855,8 @@ int main(int argc, char** argv) {
     status = Predict(client);
   } else if (command == "model") {
     status = Model(client);
+  } else if (command == "models") {
+    status = Models(client);
   } else if (command == "verify") {
     status = Verify(client);
   } else if (command == "retire-worker") {
