@@ -1991,27 +1991,6 @@ absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
   return st.TrainShards(due, st.TrainingParallelism());
 }
 
-namespace {
-
-// The base model's answer, when no shard serves (serving.base_fallback).
-absl::StatusOr<Prediction> PredictFromBase(const worker::ShardModel& base,
-                                           absl::Span<const float> inputs,
-                                           int64_t rows, int64_t classes,
-                                           Prediction out) {
-  const int64_t width = static_cast<int64_t>(inputs.size()) / rows;
-  torch::Tensor x = torch::from_blob(const_cast<float*>(inputs.data()),
-                                     {rows, width}, torch::kFloat32);
-  OUBLI_ASSIGN_OR_RETURN(torch::Tensor p, base.Probabilities(x));
-  p = p.contiguous();
-  out.rows = rows;
-  out.classes = classes;
-  out.probabilities.assign(p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
-  out.from_base = true;
-  return out;
-}
-
-}  // namespace
-
 absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
                                            int64_t rows) {
   State& st = *state_;
@@ -2053,13 +2032,15 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
               : "(config serving.base_fallback=true answers from the base "
                 "model then)"));
     }
-    return PredictFromBase(*st.base_model, inputs, rows,
-                           st.config.backbone.num_classes, std::move(out));
+    // The ensemble of the base alone (no shard checkpoint, so computed
+    // here): the mean of one model is its own answer, bit for bit.
+    models.push_back(st.base_model);
+    out.from_base = true;
   }
   // Workers answer with the checkpoint named by its SHA-256, so what they
   // compute is exactly what the models captured above would.
   std::vector<ShardServing::ShardResult> remote;
-  if (st.options.shard_serving != nullptr &&
+  if (st.options.shard_serving != nullptr && !query.shards.empty() &&
       st.options.shard_serving->ServingCapacity(st.environment) > 0) {
     query.inputs = inputs;
     query.rows = rows;
@@ -2108,7 +2089,7 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
       }
       sum = sum.defined() ? sum + p : p;
     }
-    if (st.metrics != nullptr) {
+    if (st.metrics != nullptr && !out.from_base) {
       st.metrics->ShardsPredicted(
           by_workers,
           static_cast<int64_t>(models.size()) - by_workers - fallbacks,
