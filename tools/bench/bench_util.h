@@ -5,9 +5,11 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
 
 namespace oubli::bench {
@@ -16,6 +18,26 @@ namespace oubli::bench {
 // it cannot take.
 using FlagSetters =
     std::map<std::string, std::function<bool(const std::string&)>>;
+
+// A setter parsing the value into *out: an integer, a double or a bool.
+template <typename T>
+std::function<bool(const std::string&)> NumberFlag(T* out) {
+  return [out](const std::string& value) {
+    if constexpr (std::is_same_v<T, bool>) {
+      return absl::SimpleAtob(value, out);
+    } else if constexpr (std::is_same_v<T, double>) {
+      return absl::SimpleAtod(value, out);
+    } else {
+      return absl::SimpleAtoi(value, out);
+    }
+  };
+}
+
+// A setter for a string flag that must not be empty.
+inline std::function<bool(const std::string&)> NonEmptyFlag(
+    std::string* out) {
+  return [out](const std::string& value) { return !(*out = value).empty(); };
+}
 
 // Applies every --key=value argument through `setters`. A malformed,
 // unknown or refused argument is named on stderr and makes it return

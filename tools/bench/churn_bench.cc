@@ -70,40 +70,29 @@ struct ChurnFlags {
 };
 
 bool ParseChurnFlags(const std::vector<std::string>& args, ChurnFlags* f) {
-  auto i64 = [](int64_t* out) {
-    return [out](const std::string& v) { return absl::SimpleAtoi(v, out); };
-  };
-  auto i32 = [](int* out) {
-    return [out](const std::string& v) { return absl::SimpleAtoi(v, out); };
-  };
-  auto dbl = [](double* out) {
-    return [out](const std::string& v) { return absl::SimpleAtod(v, out); };
-  };
   const FlagSetters setters = {
-      {"dataset_dir",
-       [f](const std::string& v) { return !(f->dataset_dir = v).empty(); }},
-      {"public_samples", i64(&f->public_samples)},
-      {"user_samples", i64(&f->user_samples)},
-      {"test_samples", i64(&f->test_samples)},
-      {"shards", i32(&f->shards)},
-      {"slices", i32(&f->slices)},
-      {"sequences", i32(&f->sequences)},
-      {"epochs", i32(&f->epochs)},
-      {"pretrain_epochs", i32(&f->pretrain_epochs)},
-      {"mean_owner_size", dbl(&f->mean_owner_size)},
-      {"zipf_exponent", dbl(&f->zipf_exponent)},
-      {"high_risk_owners", dbl(&f->high_risk_owners)},
-      {"high_risk_share", dbl(&f->high_risk_share)},
-      {"rate", dbl(&f->rate)},
-      {"seconds", i32(&f->seconds)},
-      {"drain_seconds", i32(&f->drain_seconds)},
-      {"window_ms", i32(&f->window_ms)},
-      {"max_batch", i32(&f->max_batch)},
-      {"isolated_deletions", i32(&f->isolated_deletions)},
-      {"training_threads", i32(&f->training_threads)},
-      {"seed",
-       [f](const std::string& v) { return absl::SimpleAtoi(v, &f->seed); }},
-      {"runs", [f](const std::string& v) { return !(f->runs = v).empty(); }},
+      {"dataset_dir", NonEmptyFlag(&f->dataset_dir)},
+      {"public_samples", NumberFlag(&f->public_samples)},
+      {"user_samples", NumberFlag(&f->user_samples)},
+      {"test_samples", NumberFlag(&f->test_samples)},
+      {"shards", NumberFlag(&f->shards)},
+      {"slices", NumberFlag(&f->slices)},
+      {"sequences", NumberFlag(&f->sequences)},
+      {"epochs", NumberFlag(&f->epochs)},
+      {"pretrain_epochs", NumberFlag(&f->pretrain_epochs)},
+      {"mean_owner_size", NumberFlag(&f->mean_owner_size)},
+      {"zipf_exponent", NumberFlag(&f->zipf_exponent)},
+      {"high_risk_owners", NumberFlag(&f->high_risk_owners)},
+      {"high_risk_share", NumberFlag(&f->high_risk_share)},
+      {"rate", NumberFlag(&f->rate)},
+      {"seconds", NumberFlag(&f->seconds)},
+      {"drain_seconds", NumberFlag(&f->drain_seconds)},
+      {"window_ms", NumberFlag(&f->window_ms)},
+      {"max_batch", NumberFlag(&f->max_batch)},
+      {"isolated_deletions", NumberFlag(&f->isolated_deletions)},
+      {"training_threads", NumberFlag(&f->training_threads)},
+      {"seed", NumberFlag(&f->seed)},
+      {"runs", NonEmptyFlag(&f->runs)},
   };
   if (!ParseKeyValueFlags(args, setters)) return false;
   if (f->mean_owner_size < 1 || f->zipf_exponent < 0 ||

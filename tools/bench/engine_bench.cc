@@ -46,40 +46,15 @@ struct BenchFlags {
 // --key=value arguments; unknown keys are an error (exit code 2).
 bool ParseFlags(const std::vector<std::string>& args, BenchFlags* flags) {
   const FlagSetters setters = {
-      {"dataset_dir",
-       [&](const std::string& v) { return !(flags->dataset_dir = v).empty(); }},
-      {"public_samples",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->public_samples);
-       }},
-      {"user_samples",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->user_samples);
-       }},
-      {"test_samples",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->test_samples);
-       }},
-      {"epochs",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->epochs);
-       }},
-      {"pretrain_epochs",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->pretrain_epochs);
-       }},
-      {"deletions",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->deletions);
-       }},
-      {"retrain_deletions",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->retrain_deletions);
-       }},
-      {"training_threads",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->training_threads);
-       }},
+      {"dataset_dir", NonEmptyFlag(&flags->dataset_dir)},
+      {"public_samples", NumberFlag(&flags->public_samples)},
+      {"user_samples", NumberFlag(&flags->user_samples)},
+      {"test_samples", NumberFlag(&flags->test_samples)},
+      {"epochs", NumberFlag(&flags->epochs)},
+      {"pretrain_epochs", NumberFlag(&flags->pretrain_epochs)},
+      {"deletions", NumberFlag(&flags->deletions)},
+      {"retrain_deletions", NumberFlag(&flags->retrain_deletions)},
+      {"training_threads", NumberFlag(&flags->training_threads)},
   };
   return ParseKeyValueFlags(args, setters);
 }

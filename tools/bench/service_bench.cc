@@ -81,30 +81,18 @@ struct ServiceFlags {
 };
 
 bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
-  auto atoi = [](int* out) {
-    return [out](const std::string& v) { return absl::SimpleAtoi(v, out); };
-  };
   const FlagSetters setters = {
-      {"deletions", atoi(&flags->deletions)},
-      {"clients", atoi(&flags->clients)},
-      {"duration_s",
-       [&](const std::string& v) {
-         return absl::SimpleAtod(v, &flags->duration_s);
-       }},
-      {"samples",
-       [&](const std::string& v) {
-         return absl::SimpleAtoi(v, &flags->samples);
-       }},
-      {"train_first",
-       [&](const std::string& v) {
-         return absl::SimpleAtob(v, &flags->train_first);
-       }},
-      {"epochs", atoi(&flags->epochs)},
-      {"predict_rows", atoi(&flags->predict_rows)},
-      {"predict_requests", atoi(&flags->predict_requests)},
-      {"predict_clients", atoi(&flags->predict_clients)},
-      {"training_threads", atoi(&flags->training_threads)},
-      {"workers", atoi(&flags->workers)},
+      {"deletions", NumberFlag(&flags->deletions)},
+      {"clients", NumberFlag(&flags->clients)},
+      {"duration_s", NumberFlag(&flags->duration_s)},
+      {"samples", NumberFlag(&flags->samples)},
+      {"train_first", NumberFlag(&flags->train_first)},
+      {"epochs", NumberFlag(&flags->epochs)},
+      {"predict_rows", NumberFlag(&flags->predict_rows)},
+      {"predict_requests", NumberFlag(&flags->predict_requests)},
+      {"predict_clients", NumberFlag(&flags->predict_clients)},
+      {"training_threads", NumberFlag(&flags->training_threads)},
+      {"workers", NumberFlag(&flags->workers)},
       {"retrain_mode",
        [&](const std::string& v) {
          flags->retrain_mode = v;
