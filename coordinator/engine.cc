@@ -24,7 +24,9 @@
 #include "absl/synchronization/mutex.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "coordinator/in_flight_drain.h"
 #include "coordinator/retrain_queue.h"
+#include "coordinator/served_snapshot.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
 #include "oubli/internal/records.pb.h"
@@ -60,31 +62,6 @@ struct SliceData {
   torch::Tensor labels;          // [n] int64
   std::string digest;            // SliceDigest(ids)
 };
-
-struct ServedModel {
-  int sequence = -1;
-  int length = 0;
-  std::string key;
-  std::string checkpoint_sha256;
-  std::shared_ptr<const worker::ShardModel> model;
-};
-
-// The SHA-256 of what a served shard answers with; empty when it serves
-// nothing.
-const std::string& ServedSha(const ServedModel& served) {
-  static const std::string* const kNone = new std::string();
-  return served.model ? served.checkpoint_sha256 : *kNone;
-}
-
-// A model's fingerprint: one checkpoint SHA-256 per shard (empty: none).
-std::string ModelFingerprint(absl::Span<const std::string> shard_shas) {
-  Sha256 h;
-  h.AddField("oubli.fingerprint.v1").AddU64(shard_shas.size());
-  for (size_t s = 0; s < shard_shas.size(); ++s) {
-    h.AddU64(s).AddField(shard_shas[s]);
-  }
-  return h.FinishHex();
-}
 
 struct ShardState {
   std::vector<SliceData> slices;
@@ -130,6 +107,13 @@ PositionData UnionInIdOrder(const std::vector<const SliceData*>& slices) {
   return out;
 }
 
+DeletionStage StageOf(const DeletionRecord& r) {
+  return r.restored_unix_nanos() != 0    ? DeletionStage::kRestored
+         : r.purged_unix_nanos() != 0    ? DeletionStage::kPurged
+         : r.forgotten_unix_nanos() != 0 ? DeletionStage::kForgotten
+                                         : DeletionStage::kAccepted;
+}
+
 DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
   DeletionReceipt receipt;
   receipt.deletion_id = r.deletion_id();
@@ -150,10 +134,7 @@ DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
   receipt.forgotten_at = FromUnixNanos(r.forgotten_unix_nanos());
   receipt.purged_at = FromUnixNanos(r.purged_unix_nanos());
   receipt.restored_at = FromUnixNanos(r.restored_unix_nanos());
-  receipt.stage = r.restored_unix_nanos() != 0    ? DeletionStage::kRestored
-                  : r.purged_unix_nanos() != 0    ? DeletionStage::kPurged
-                  : r.forgotten_unix_nanos() != 0 ? DeletionStage::kForgotten
-                                                  : DeletionStage::kAccepted;
+  receipt.stage = StageOf(r);
   receipt.fingerprint_before = r.fingerprint_before();
   receipt.fingerprint_forgotten = r.fingerprint_forgotten();
   receipt.fingerprint_restored = r.fingerprint_restored();
@@ -162,34 +143,6 @@ DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
 }
 
 }  // namespace
-
-double SliceImbalance(absl::Span<const ShardStatus> shards) {
-  int64_t total = 0, largest = 0, cells = 0;
-  for (const ShardStatus& shard : shards) {
-    for (int64_t n : shard.slice_samples) {
-      total += n;
-      largest = std::max(largest, n);
-      ++cells;
-    }
-  }
-  if (total == 0) return 0;
-  return static_cast<double>(largest) * static_cast<double>(cells) /
-         static_cast<double>(total);
-}
-
-const char* DeletionStageName(DeletionStage stage) {
-  switch (stage) {
-    case DeletionStage::kAccepted:
-      return "ACCEPTED";
-    case DeletionStage::kForgotten:
-      return "FORGOTTEN";
-    case DeletionStage::kPurged:
-      return "PURGED";
-    case DeletionStage::kRestored:
-      return "RESTORED";
-  }
-  return "UNKNOWN";
-}
 
 struct Engine::State {
   State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan)
@@ -279,11 +232,12 @@ struct Engine::State {
   // would name only one set (the other never destroyed). Taken after
   // purge_mu, never with mu.
   absl::Mutex protect_mu;
-  // Held shared by Predict while workers may load checkpoints it read, and
-  // exclusively by a purge pass before it syncs the workers' serving
-  // copies: a load of a checkpoint the pass destroyed cannot land after
-  // the sync. Never held with mu.
-  absl::Mutex predict_gate ABSL_ACQUIRED_AFTER(purge_mu);
+  // What Predict answers with; published under mu, read without it.
+  PublishedSnapshot served_snapshot;
+  // Predicts that may hand workers checkpoints they read: a purge pass
+  // waits for those that started before it destroyed checkpoints, so no
+  // worker loads one after the pass synced their serving copies.
+  InFlightDrain predict_drain;
   // Where RepairChunks resumes coding and repairing.
   size_t coding_cursor ABSL_GUARDED_BY(purge_mu) = 0;
   size_t repair_cursor ABSL_GUARDED_BY(purge_mu) = 0;
@@ -299,7 +253,11 @@ struct Engine::State {
   absl::Status LoadShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void RecomputeKeysAndValidity(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Serves the shard's longest valid prefix; drops unloadable checkpoints.
+  // Publishes the new snapshot.
   void UpdateServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void ChooseServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Swaps in a snapshot of what every shard serves now.
+  void PublishServed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   bool ShardComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   std::string FingerprintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   ServedShard DescribeServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -483,6 +441,23 @@ void Engine::State::RecomputeKeysAndValidity(int shard) {
 }
 
 void Engine::State::UpdateServed(int shard) {
+  ChooseServed(shard);
+  PublishServed();
+}
+
+void Engine::State::PublishServed() {
+  auto snapshot = std::make_shared<ServedSnapshot>();
+  std::vector<std::string> shas;
+  for (int s = 0; s < static_cast<int>(shards.size()); ++s) {
+    snapshot->shards.push_back(DescribeServed(s));
+    snapshot->served.push_back(shards[s].served);
+    shas.push_back(ServedSha(shards[s].served));
+  }
+  snapshot->fingerprint = ModelFingerprint(shas);
+  served_snapshot.Publish(std::move(snapshot));
+}
+
+void Engine::State::ChooseServed(int shard) {
   ShardState& state = shards[shard];
   // Each failed load drops one key from stored_keys, so this terminates.
   while (true) {
@@ -603,13 +578,13 @@ absl::Status Engine::State::SyncServingCopies() {
   if (options.shard_serving == nullptr) return absl::OkStatus();
   // Predicts that read a checkpoint before this pass destroyed it finish
   // their loads first; later ones find it gone.
-  { absl::MutexLock gate(&predict_gate); }
+  predict_drain.WaitForEarlier();
   ShardServing::Query query = ServingQuery();
-  {
-    absl::MutexLock lock(&mu);
-    for (int s = 0; s < config.shards; ++s) {
-      const ServedModel& served = shards[s].served;
-      if (served.model) query.shards.push_back({s, served.checkpoint_sha256});
+  const std::shared_ptr<const ServedSnapshot> snapshot = served_snapshot.Get();
+  for (size_t s = 0; s < snapshot->served.size(); ++s) {
+    const ServedModel& served = snapshot->served[s];
+    if (served.model) {
+      query.shards.push_back({static_cast<int>(s), served.checkpoint_sha256});
     }
   }
   return options.shard_serving->Sync(query);
@@ -1705,6 +1680,7 @@ void Engine::State::ReloadOrBlankShard(int shard) {
   state.needs_reload = true;
   RecomputeKeysAndValidity(shard);
   state.served = ServedModel();
+  PublishServed();
 }
 
 void Engine::State::ScheduleRetrain(const std::set<int>& affected,
@@ -2004,22 +1980,22 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
         st.config.model_id, "' takes ", width, " features per row"));
   }
   Prediction out;
-  // Served shards, in shard order: their models and checkpoints.
+  // Served shards, in shard order: their models and checkpoints, as of one
+  // snapshot (no engine lock: see served_snapshot.h).
+  const std::shared_ptr<const ServedSnapshot> snapshot =
+      st.served_snapshot.Get();
   std::vector<std::shared_ptr<const worker::ShardModel>> models;
   std::vector<size_t> served_index;  // into out.served
   ShardServing::Query query = st.ServingQuery();
-  {
-    absl::MutexLock lock(&st.mu);
-    for (int s = 0; s < st.config.shards; ++s) {
-      out.served.push_back(st.DescribeServed(s));
-      const ServedModel& served = st.shards[s].served;
-      if (served.model) {
-        models.push_back(served.model);
-        served_index.push_back(out.served.size() - 1);
-        query.shards.push_back({s, served.checkpoint_sha256});
-      }
+  out.served = snapshot->shards;
+  out.fingerprint = snapshot->fingerprint;
+  for (size_t s = 0; s < snapshot->served.size(); ++s) {
+    const ServedModel& served = snapshot->served[s];
+    if (served.model) {
+      models.push_back(served.model);
+      served_index.push_back(s);
+      query.shards.push_back({static_cast<int>(s), served.checkpoint_sha256});
     }
-    out.fingerprint = st.FingerprintLocked();
   }
   if (models.empty()) {
     if (st.base_model == nullptr) {
@@ -2053,7 +2029,7 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
       }
       return bytes;
     };
-    absl::ReaderMutexLock gate(&st.predict_gate);
+    InFlightDrain::Scope in_flight(&st.predict_drain);
     remote = st.options.shard_serving->Predict(query);
   }
   try {
@@ -2151,7 +2127,7 @@ absl::Status Engine::WaitForStage(absl::string_view deletion_id,
     auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
       auto it = st.pending.find(id);
       return st.stopping || it == st.pending.end() ||
-             ReceiptFromRecord(it->second.record).stage >= stage;
+             StageOf(it->second.record) >= stage;
     };
     if (!st.mu.AwaitWithTimeout(absl::Condition(&reached), timeout)) {
       return absl::DeadlineExceededError(
@@ -2351,8 +2327,7 @@ ModelStatus Engine::GetModelStatus() {
 }
 
 std::string Engine::Fingerprint() {
-  absl::MutexLock lock(&state_->mu);
-  return state_->FingerprintLocked();
+  return state_->served_snapshot.Get()->fingerprint;
 }
 
 absl::StatusOr<std::vector<ChunkPlacement>> Engine::ChunkPlacements() {
