@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "coordinator/chunk_replication.h"
 #include "coordinator/in_flight_drain.h"
 #include "coordinator/retrain_queue.h"
 #include "coordinator/served_snapshot.h"
@@ -45,12 +46,6 @@ using worker::PositionData;
 constexpr char kConfigMetaKey[] = "config";
 constexpr char kTrainingRequestedMetaKey[] = "training_requested";
 constexpr char kDeletionIdPrefix[] = "del-";
-// Lineage-DB meta keys of chunk manifests: prefix + checkpoint key.
-constexpr char kChunksMetaPrefix[] = "chunks/";
-std::string ChunksMetaKey(absl::string_view checkpoint_key) {
-  return absl::StrCat(kChunksMetaPrefix, checkpoint_key);
-}
-
 absl::Time FromUnixNanos(int64_t nanos) {
   return nanos == 0 ? absl::InfinitePast() : absl::FromUnixNanos(nanos);
 }
@@ -145,7 +140,8 @@ DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
 }  // namespace
 
 struct Engine::State {
-  State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan)
+  State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan,
+        std::unique_ptr<storage::LineageStore> lineage)
       : options(std::move(opts)),
         config(std::move(cfg)),
         environment(worker::NumericEnvironment()),
@@ -155,6 +151,8 @@ struct Engine::State {
                                .AddField(environment)
                                .FinishHex()),
         plan(std::move(sharding_plan)),
+        store(std::move(lineage)),
+        chunks(config.model_id, options.replicas.get(), store.get(), metrics),
         retrain_queue(config.retrain),
         generations(new std::atomic<uint64_t>[config.shards]) {
     for (int s = 0; s < config.shards; ++s) generations[s] = 0;
@@ -178,6 +176,7 @@ struct Engine::State {
   std::shared_ptr<const worker::ShardModel> base_model;
   std::unique_ptr<storage::LineageStore> store;
   std::unique_ptr<storage::CheckpointStore> checkpoints;
+  ChunkReplication chunks;
 
   // One deletion request waiting for its group commit (SubmitDeletion).
   struct DeleteRequest {
@@ -227,20 +226,12 @@ struct Engine::State {
   // cancelled, and Verify keeps a read only if it did not move.
   std::unique_ptr<std::atomic<uint64_t>[]> generations;
   std::atomic<bool> stop_requested{false};
-  // Serializes ProtectCheckpoint: a training thread and RepairChunks coding
-  // the same key at once would each place chunks, and the manifest kept
-  // would name only one set (the other never destroyed). Taken after
-  // purge_mu, never with mu.
-  absl::Mutex protect_mu;
   // What Predict answers with; published under mu, read without it.
   PublishedSnapshot served_snapshot;
   // Predicts that may hand workers checkpoints they read: a purge pass
   // waits for those that started before it destroyed checkpoints, so no
   // worker loads one after the pass synced their serving copies.
   InFlightDrain predict_drain;
-  // Where RepairChunks resumes coding and repairing.
-  size_t coding_cursor ABSL_GUARDED_BY(purge_mu) = 0;
-  size_t repair_cursor ABSL_GUARDED_BY(purge_mu) = 0;
   std::vector<std::thread> background;
   std::thread purge_thread;
 
@@ -267,11 +258,6 @@ struct Engine::State {
   // caller destroys them (DestroyCheckpoints) without holding mu.
   absl::flat_hash_set<std::string> CurrentKeys()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // (checkpoint key, manifest) of the chunk manifests whose key is in
-  // `current` (`want_current`) or not (garbage: trained on data that is
-  // gone or changed).
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Manifests(
-      const absl::flat_hash_set<std::string>& current, bool want_current);
   absl::flat_hash_set<std::string> SnapshotCurrentKeys()
       ABSL_LOCKS_EXCLUDED(mu) {
     absl::MutexLock lock(&mu);
@@ -284,20 +270,6 @@ struct Engine::State {
   absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
   // A ShardServing query naming this model (no shards, no inputs).
   ShardServing::Query ServingQuery() const;
-  // Destroys the chunks of `manifests`' checkpoints and drops the
-  // manifests; the keys whose chunks could not all be destroyed go into
-  // `left` (if given).
-  absl::Status ForgetChunks(
-      const std::vector<std::pair<std::string, std::string>>& manifests,
-      absl::flat_hash_set<std::string>* left = nullptr);
-  // Chunks are named per model: two models with the same config and data
-  // share checkpoint keys, not chunks.
-  std::string ChunkKey(const std::string& key) const {
-    return Sha256().AddField(config.model_id).AddField(key).FinishHex();
-  }
-  // Erasure-codes a new checkpoint onto workers and stores its manifest;
-  // best effort (a checkpoint without copies is retrained if lost).
-  void ProtectCheckpoint(const std::string& key, absl::string_view bytes);
   absl::StatusOr<std::vector<std::string>> TakeGarbageCheckpoints()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::Status DestroyCheckpoints(const std::vector<std::string>& keys);
@@ -550,21 +522,6 @@ absl::flat_hash_set<std::string> Engine::State::CurrentKeys() {
   return current;
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
-Engine::State::Manifests(const absl::flat_hash_set<std::string>& current,
-                         bool want_current) {
-  std::vector<std::pair<std::string, std::string>> out;
-  if (options.replicas == nullptr) return out;
-  OUBLI_ASSIGN_OR_RETURN(auto manifests, store->ListMeta(kChunksMetaPrefix));
-  for (auto& [meta_key, manifest] : manifests) {
-    std::string key = meta_key.substr(std::strlen(kChunksMetaPrefix));
-    if (current.contains(key) == want_current) {
-      out.emplace_back(std::move(key), std::move(manifest));
-    }
-  }
-  return out;
-}
-
 ShardServing::Query Engine::State::ServingQuery() const {
   ShardServing::Query query;
   query.model_id = config.model_id;
@@ -588,62 +545,6 @@ absl::Status Engine::State::SyncServingCopies() {
     }
   }
   return options.shard_serving->Sync(query);
-}
-
-absl::Status Engine::State::ForgetChunks(
-    const std::vector<std::pair<std::string, std::string>>& manifests,
-    absl::flat_hash_set<std::string>* left) {
-  std::vector<std::string> failures;
-  for (const auto& [key, manifest] : manifests) {
-    absl::Status s = options.replicas->Forget(ChunkKey(key), manifest);
-    if (s.ok()) s = store->DeleteMeta(ChunksMetaKey(key));
-    if (!s.ok()) {
-      failures.push_back(std::string(s.message()));
-      if (left != nullptr) left->insert(key);
-    }
-  }
-  if (failures.empty()) return absl::OkStatus();
-  return absl::UnavailableError(
-      absl::StrCat("erasure-coded chunks not yet destroyed: ",
-                   absl::StrJoin(failures, "; ")));
-}
-
-void Engine::State::ProtectCheckpoint(const std::string& key,
-                                      absl::string_view bytes) {
-  absl::MutexLock protect_lock(&protect_mu);
-  const std::string meta_key = ChunksMetaKey(key);
-  // Same key, same bytes: chunks already placed for it (a checkpoint lost
-  // here and retrained) still decode it, and re-placing them elsewhere
-  // would orphan the old ones.
-  absl::StatusOr<std::optional<std::string>> existing =
-      store->GetMeta(meta_key);
-  if (!existing.ok() || existing->has_value()) return;
-  absl::Status s = options.replicas->Protect(
-      ChunkKey(key), bytes, config.erasure, [&](const std::string& manifest) {
-        return store->PutMeta(meta_key, manifest);
-      });
-  if (!s.ok()) {
-    // Too few holders is normal (no workers with --data_dir, or fewer than
-    // the model's code needs): the checkpoint lives only here until
-    // RepairChunks finds enough, and a loss meanwhile means retraining.
-    if (!absl::IsFailedPrecondition(s)) {
-      std::fprintf(stderr, "oubli: checkpoint %s not erasure-coded: %s\n",
-                   key.c_str(), s.ToString().c_str());
-    }
-    // A manifest persisted before a chunk failed names chunks that may
-    // exist: destroy them and drop it, so a later pass codes the
-    // checkpoint afresh. If that fails too, the manifest stays and the
-    // purge pass destroys its chunks once the key is stale.
-    absl::StatusOr<std::optional<std::string>> persisted =
-        store->GetMeta(meta_key);
-    if (persisted.ok() && persisted->has_value()) {
-      (void)ForgetChunks({{key, **persisted}});
-    }
-    return;
-  }
-  if (metrics != nullptr) {
-    metrics->CheckpointEncoded(static_cast<int64_t>(bytes.size()));
-  }
 }
 
 absl::StatusOr<std::vector<std::string>>
@@ -678,7 +579,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   std::vector<std::set<int>> shards_of;  // per unpurged deletion
   std::set<int> affected;
   std::vector<std::string> garbage;
-  std::vector<std::pair<std::string, std::string>> garbage_chunks;
+  std::vector<ChunkReplication::KeyedManifest> garbage_chunks;
   {
     absl::MutexLock lock(&mu);
     for (const auto& [id, p] : pending) {
@@ -690,8 +591,8 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     if (unpurged.empty()) return absl::OkStatus();
     WaitForStaleTraining(affected);
     OUBLI_ASSIGN_OR_RETURN(garbage, TakeGarbageCheckpoints());
-    OUBLI_ASSIGN_OR_RETURN(garbage_chunks,
-                           Manifests(CurrentKeys(), /*want_current=*/false));
+    OUBLI_ASSIGN_OR_RETURN(
+        garbage_chunks, chunks.Manifests(CurrentKeys(), /*want_current=*/false));
   }
   // Slow I/O (flush, compaction, shredding) without mu: serving and new
   // deletions go on, and pile up for the next pass.
@@ -709,7 +610,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   absl::flat_hash_set<std::string> left;
   absl::Status copies = absl::OkStatus();
   if (purged.ok()) {
-    copies = ForgetChunks(garbage_chunks, &left);
+    copies = chunks.Forget(garbage_chunks, &left);
     {
       // Every stale checkpoint with copies was just listed: what was not
       // left behind is gone (or never had copies). A key made stale during
@@ -812,7 +713,7 @@ void Engine::State::PurgeLoop() {
       auto has_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
         return stopping || HasUnfinishedPurges();
       };
-      if (options.replicas == nullptr) {
+      if (!chunks.enabled()) {
         mu.Await(absl::Condition(&has_work));
       } else if (!mu.AwaitWithTimeout(absl::Condition(&has_work),
                                       next_repair - absl::Now())) {
@@ -859,58 +760,24 @@ void Engine::State::RepairChunks() {
   // that deletion waits for.
   absl::MutexLock purge_lock(&purge_mu);
   const absl::flat_hash_set<std::string> current = SnapshotCurrentKeys();
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> manifests =
-      Manifests(current, /*want_current=*/true);
+  absl::StatusOr<std::vector<ChunkReplication::KeyedManifest>> manifests =
+      chunks.Manifests(current, /*want_current=*/true);
   if (!manifests.ok()) return;
-  // Checkpoints trained while too few chunk holders were alive (before any
-  // worker joined, or fewer than the model's code needs) are coded now.
-  if (options.replicas->CanProtect(config.erasure)) {
-    absl::flat_hash_set<std::string> coded;
-    for (const auto& [key, manifest] : *manifests) coded.insert(key);
-    std::vector<std::string> uncoded;
-    {
-      absl::MutexLock lock(&mu);
-      for (const std::string& key : current) {
-        if (stored_keys.contains(key) && !coded.contains(key)) {
-          uncoded.push_back(key);
-        }
+  absl::flat_hash_set<std::string> coded;
+  for (const auto& [key, manifest] : *manifests) coded.insert(key);
+  std::vector<std::string> uncoded;
+  {
+    absl::MutexLock lock(&mu);
+    for (const std::string& key : current) {
+      if (stored_keys.contains(key) && !coded.contains(key)) {
+        uncoded.push_back(key);
       }
     }
-    // A few per pass (this holds purge_mu, which deletions wait for),
-    // resuming where the last pass stopped so a failing key cannot starve
-    // the others.
-    constexpr size_t kMaxCodedPerPass = 8;
-    std::sort(uncoded.begin(), uncoded.end());
-    for (size_t n = 0; n < uncoded.size() && n < kMaxCodedPerPass; ++n) {
-      if (stop_requested.load()) return;
-      const std::string& key = uncoded[coding_cursor++ % uncoded.size()];
-      absl::StatusOr<std::string> bytes = checkpoints->Get(key);
-      if (bytes.ok()) ProtectCheckpoint(key, *bytes);
-    }
   }
-  // Garbage is the purge pass's. Bounded in time like the coding above.
-  const absl::Time give_back = absl::Now() + absl::Seconds(2);
-  for (size_t n = 0; n < manifests->size() && absl::Now() < give_back; ++n) {
-    if (stop_requested.load()) return;
-    const auto& [key, manifest] =
-        (*manifests)[repair_cursor++ % manifests->size()];
-    // Not while a failed Protect of this key forgets its manifest: a
-    // repaired manifest written after that would name chunks never placed.
-    absl::MutexLock protect_lock(&protect_mu);
-    absl::StatusOr<std::optional<std::string>> still =
-        store->GetMeta(ChunksMetaKey(key));
-    if (!still.ok() || !still->has_value() || **still != manifest) continue;
-    absl::StatusOr<int> repaired = options.replicas->Repair(
-        ChunkKey(key), manifest, [&, &key = key](const std::string& m) {
-          return store->PutMeta(ChunksMetaKey(key), m);
-        });
-    if (!repaired.ok()) {
-      std::fprintf(stderr, "oubli: repairing chunks of %s: %s\n", key.c_str(),
-                   repaired.status().ToString().c_str());
-    } else if (*repaired > 0 && metrics != nullptr) {
-      metrics->ChunksRepaired(*repaired);
-    }
-  }
+  chunks.RepairPass(
+      *manifests, std::move(uncoded),
+      [this](const std::string& key) { return checkpoints->Get(key); },
+      config.erasure, stop_requested);
 }
 
 bool Engine::State::HasUnfinishedPurges() {
@@ -1098,31 +965,32 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
 
     // A checkpoint lost here but erasure-coded on workers is rebuilt, not
     // retrained: same key, same bytes (checked against the manifest).
-    if (options.replicas != nullptr) {
-      absl::StatusOr<std::optional<std::string>> manifest =
-          store->GetMeta(ChunksMetaKey(key));
-      if (manifest.ok() && manifest->has_value()) {
-        absl::StatusOr<std::string> restored =
-            options.replicas->Restore(ChunkKey(key), **manifest);
-        absl::Status put = restored.status();
-        if (restored.ok()) put = checkpoints->Put(key, *restored);
-        if (put.ok()) {
-          data = PositionData();
-          absl::MutexLock lock(&mu);
-          finish_in_flight();
-          if (generations[shard].load() != generation) {
-            (void)checkpoints->Destroy(key);  // stale meanwhile
-            continue;
-          }
-          stored_keys.insert(key);
-          ++summary->positions_restored;
-          if (metrics != nullptr) {
-            metrics->CheckpointRestored(static_cast<int64_t>(restored->size()));
-          }
-          RecomputeKeysAndValidity(shard);
-          UpdateServed(shard);
+    if (chunks.enabled()) {
+      absl::StatusOr<std::optional<std::string>> restored =
+          chunks.Restore(key);
+      absl::Status put = restored.status();
+      if (restored.ok() && restored->has_value()) {
+        put = checkpoints->Put(key, **restored);
+      }
+      if (put.ok() && restored->has_value()) {
+        data = PositionData();
+        absl::MutexLock lock(&mu);
+        finish_in_flight();
+        if (generations[shard].load() != generation) {
+          (void)checkpoints->Destroy(key);  // stale meanwhile
           continue;
         }
+        stored_keys.insert(key);
+        ++summary->positions_restored;
+        if (metrics != nullptr) {
+          metrics->CheckpointRestored(
+              static_cast<int64_t>((*restored)->size()));
+        }
+        RecomputeKeysAndValidity(shard);
+        UpdateServed(shard);
+        continue;
+      }
+      if (!put.ok()) {
         std::fprintf(stderr,
                      "oubli: checkpoint %s not restorable from chunks, "
                      "retraining it: %s\n",
@@ -1187,9 +1055,8 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     absl::Status put = checkpoints->Put(key, *trained);
     // Before in-flight ends, so a purge waiting for this position sees the
     // manifest and destroys the chunks if a deletion made them stale.
-    if (put.ok() && options.replicas != nullptr &&
-        generations[shard].load() == generation) {
-      ProtectCheckpoint(key, *trained);
+    if (put.ok() && generations[shard].load() == generation) {
+      chunks.Protect(key, *trained, config.erasure);
     }
     if (metrics != nullptr) {
       metrics->PositionTrained(
@@ -1761,8 +1628,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   OUBLI_RETURN_IF_ERROR(store->PutMeta(kConfigMetaKey, ConfigToText(config)));
   OUBLI_ASSIGN_OR_RETURN(ShardingPlan plan, ShardingPlan::Create(config));
 
-  auto state = std::make_unique<State>(options, config, std::move(plan));
-  state->store = std::move(store);
+  auto state = std::make_unique<State>(options, config, std::move(plan),
+                                       std::move(store));
   OUBLI_ASSIGN_OR_RETURN(
       state->checkpoints,
       storage::CheckpointStore::Open(options.data_dir + "/checkpoints"));
@@ -2149,20 +2016,7 @@ absl::Status Engine::WaitForRestored(absl::string_view deletion_id,
 }
 
 absl::StatusOr<bool> Engine::NamesChunkHolder(absl::string_view holder) {
-  // Nothing is current in an empty set: every manifest is listed.
-  OUBLI_ASSIGN_OR_RETURN(auto manifests,
-                         state_->Manifests({}, /*want_current=*/false));
-  for (const auto& [key, bytes] : manifests) {
-    internal::ChunkManifest manifest;
-    if (!manifest.ParseFromString(bytes)) continue;
-    for (const std::string& name : manifest.holders()) {
-      if (name == holder) return true;
-    }
-    for (const std::string& name : manifest.also_destroy()) {
-      if (name == holder) return true;
-    }
-  }
-  return false;
+  return state_->chunks.NamesHolder(holder);
 }
 
 void Engine::RetryPurgesNow() {
@@ -2332,19 +2186,7 @@ std::string Engine::Fingerprint() {
 
 absl::StatusOr<std::vector<ChunkPlacement>> Engine::ChunkPlacements() {
   // Garbage awaiting the next purge pass protects nothing.
-  OUBLI_ASSIGN_OR_RETURN(
-      auto manifests,
-      state_->Manifests(state_->SnapshotCurrentKeys(), /*want_current=*/true));
-  std::vector<ChunkPlacement> out;
-  for (const auto& [key, bytes] : manifests) {
-    internal::ChunkManifest manifest;
-    if (!manifest.ParseFromString(bytes)) continue;  // Restore reports it
-    ChunkPlacement& p = out.emplace_back();
-    p.data_chunks = manifest.data_chunks();
-    p.parity_chunks = manifest.parity_chunks();
-    p.holders.assign(manifest.holders().begin(), manifest.holders().end());
-  }
-  return out;
+  return state_->chunks.Placements(state_->SnapshotCurrentKeys());
 }
 
 absl::StatusOr<StorageStats> Engine::GetStorageStats() {

@@ -29,6 +29,7 @@
 #include "absl/types/span.h"
 #include "common/config.h"
 #include "common/types.h"
+#include "coordinator/chunk_replication.h"
 #include "coordinator/engine_types.h"
 #include "coordinator/metrics.h"
 #include "coordinator/remote_training.h"

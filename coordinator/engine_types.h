@@ -113,13 +113,6 @@ struct ModelStatus {
   std::string threads;  // pinned thread settings
 };
 
-// Where one checkpoint's erasure-coded chunks live (its manifest).
-struct ChunkPlacement {
-  int data_chunks = 0;               // k
-  int parity_chunks = 0;             // m
-  std::vector<std::string> holders;  // worker name per chunk
-};
-
 // On-disk footprint of one model.
 struct StorageStats {
   int64_t lineage_db_bytes = 0;  // every file of the lineage DB
