@@ -26,8 +26,10 @@
 #include "common/status_macros.h"
 #include "coordinator/chunk_replication.h"
 #include "coordinator/in_flight_drain.h"
+#include "coordinator/position_runner.h"
 #include "coordinator/retrain_queue.h"
 #include "coordinator/served_snapshot.h"
+#include "coordinator/slice_data.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
 #include "oubli/internal/records.pb.h"
@@ -50,14 +52,6 @@ absl::Time FromUnixNanos(int64_t nanos) {
   return nanos == 0 ? absl::InfinitePast() : absl::FromUnixNanos(nanos);
 }
 
-// One slice's active samples, decoded once and kept for training.
-struct SliceData {
-  std::vector<std::string> ids;  // ascending
-  torch::Tensor features;        // [n, input_size] float32
-  torch::Tensor labels;          // [n] int64
-  std::string digest;            // SliceDigest(ids)
-};
-
 struct ShardState {
   std::vector<SliceData> slices;
   // keys[b][p - 1]: current key of sequence b's prefix of length p.
@@ -75,32 +69,6 @@ struct PendingDeletion {
   DeletionRecord record;
   std::set<int> shards;
 };
-
-// The union of `slices` with rows in ascending id order: training order
-// must depend only on which samples survive, not on slice layout.
-PositionData UnionInIdOrder(const std::vector<const SliceData*>& slices) {
-  std::vector<std::pair<const std::string*, int64_t>> rows;
-  std::vector<torch::Tensor> features, labels;
-  int64_t base = 0;
-  for (const SliceData* data : slices) {
-    for (size_t i = 0; i < data->ids.size(); ++i) {
-      rows.emplace_back(&data->ids[i], base + static_cast<int64_t>(i));
-    }
-    base += static_cast<int64_t>(data->ids.size());
-    features.push_back(data->features);
-    labels.push_back(data->labels);
-  }
-  std::sort(rows.begin(), rows.end(),
-            [](const auto& a, const auto& b) { return *a.first < *b.first; });
-  std::vector<int64_t> index;
-  index.reserve(rows.size());
-  for (const auto& row : rows) index.push_back(row.second);
-  torch::Tensor gather = torch::tensor(index, torch::kInt64);
-  PositionData out;
-  out.features = torch::cat(features).index_select(0, gather);
-  out.labels = torch::cat(labels).index_select(0, gather);
-  return out;
-}
 
 DeletionStage StageOf(const DeletionRecord& r) {
   return r.restored_unix_nanos() != 0    ? DeletionStage::kRestored
@@ -141,7 +109,8 @@ DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
 
 struct Engine::State {
   State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan,
-        std::unique_ptr<storage::LineageStore> lineage)
+        std::unique_ptr<storage::LineageStore> lineage,
+        std::unique_ptr<storage::CheckpointStore> checkpoint_store)
       : options(std::move(opts)),
         config(std::move(cfg)),
         environment(worker::NumericEnvironment()),
@@ -152,7 +121,11 @@ struct Engine::State {
                                .FinishHex()),
         plan(std::move(sharding_plan)),
         store(std::move(lineage)),
+        checkpoints(std::move(checkpoint_store)),
         chunks(config.model_id, options.replicas.get(), store.get(), metrics),
+        runner(config, config_text, environment, checkpoints.get(), &chunks,
+               options.remote_trainer.get(), options.training_threads,
+               metrics),
         retrain_queue(config.retrain),
         generations(new std::atomic<uint64_t>[config.shards]) {
     for (int s = 0; s < config.shards; ++s) generations[s] = 0;
@@ -177,6 +150,7 @@ struct Engine::State {
   std::unique_ptr<storage::LineageStore> store;
   std::unique_ptr<storage::CheckpointStore> checkpoints;
   ChunkReplication chunks;
+  PositionRunner runner;
 
   // One deletion request waiting for its group commit (SubmitDeletion).
   struct DeleteRequest {
@@ -197,10 +171,6 @@ struct Engine::State {
   int64_t next_deletion_seq ABSL_GUARDED_BY(deletion_mu) = 1;
   // One purge pass at a time (the purge thread, Open, RunPendingRetrains).
   absl::Mutex purge_mu ABSL_ACQUIRED_BEFORE(mu);
-
-  // Positions training in this process right now (see TrainShardToCompletion).
-  absl::Mutex local_mu;
-  int local_training ABSL_GUARDED_BY(local_mu) = 0;
 
   absl::Mutex mu;
   std::vector<ShardState> shards ABSL_GUARDED_BY(mu);
@@ -311,12 +281,6 @@ struct Engine::State {
     }
     return threads;
   }
-  // One position on a worker of options.remote_trainer; Unavailable when
-  // none could take it.
-  absl::StatusOr<std::string> TrainRemotely(
-      int shard, absl::Span<const int> prefix, const std::string& parent,
-      const PositionData& data, worker::TrainStats* stats,
-      const std::function<bool()>& cancelled);
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
                                       TrainSummary* summary);
   absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
@@ -346,21 +310,7 @@ struct Engine::State {
 // ---------------------------------------------------------------- shards
 
 absl::StatusOr<SliceData> Engine::State::LoadSlice(int shard, int slice) {
-  SliceData data;
-  OUBLI_ASSIGN_OR_RETURN(data.ids, store->SliceMembers({shard, slice}));
-  OUBLI_ASSIGN_OR_RETURN(std::vector<Sample> samples,
-                         store->ReadActiveSamples(data.ids));
-  absl::StatusOr<PositionData> decoded =
-      worker::MakePositionData(samples, config.backbone.InputSize());
-  if (!decoded.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("stored slice (", shard, ", ", slice,
-                     ") does not fit the model: ", decoded.status().message()));
-  }
-  data.features = std::move(decoded->features);
-  data.labels = std::move(decoded->labels);
-  data.digest = SliceDigest(data.ids);
-  return data;
+  return LoadSliceData(*store, {shard, slice}, config.backbone.InputSize());
 }
 
 absl::Status Engine::State::LoadShard(int shard) {
@@ -866,48 +816,13 @@ absl::Status Engine::State::PersistRecord(const DeletionRecord& record) {
 
 // -------------------------------------------------------------- training
 
-absl::StatusOr<std::string> Engine::State::TrainRemotely(
-    int shard, absl::Span<const int> prefix, const std::string& parent,
-    const PositionData& data, worker::TrainStats* stats,
-    const std::function<bool()>& cancelled) {
-  RemotePosition position;
-  position.config_text = config_text;
-  position.environment = environment;
-  position.shard = shard;
-  position.prefix.assign(prefix.begin(), prefix.end());
-  position.parent = parent;
-  position.rows = data.size();
-  if (position.rows > 0) {
-    try {
-      const torch::Tensor features = data.features.contiguous();
-      const torch::Tensor labels = data.labels.contiguous();
-      position.features.assign(static_cast<const char*>(features.data_ptr()),
-                               features.numel() * sizeof(float));
-      position.labels.assign(static_cast<const char*>(labels.data_ptr()),
-                             labels.numel() * sizeof(int64_t));
-    } catch (const std::exception& e) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("serializing training data: ", e.what()));
-    }
-  }
-  const absl::Time start = absl::Now();
-  OUBLI_ASSIGN_OR_RETURN(
-      RemoteResult result,
-      options.remote_trainer->TrainPosition(position, cancelled));
-  stats->samples = result.samples;
-  stats->steps = result.steps;
-  stats->elapsed = absl::Now() - start;
-  return std::move(result.checkpoint);
-}
-
 absl::Status Engine::State::TrainShardToCompletion(int shard,
                                                    worker::S3tTrainer& trainer,
                                                    TrainSummary* summary) {
   while (true) {
-    std::vector<int> prefix;
-    std::string key, parent_key;
+    PositionJob job;
+    job.shard = shard;
     uint64_t generation;
-    PositionData data;
     {
       absl::MutexLock lock(&mu);
       if (stopping) return absl::CancelledError("engine stopping");
@@ -934,153 +849,72 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
         }
       }
       if (best < 0) return absl::OkStatus();
-      {
-        const size_t p = best_valid + 1;
-        const auto& order = plan.orders()[best];
-        prefix.assign(order.begin(), order.begin() + p);
-        key = state.keys[best][p - 1];
-        parent_key = p > 1 ? state.keys[best][p - 2] : "";
-      }
+      const size_t p = best_valid + 1;
+      const auto& order = plan.orders()[best];
+      job.prefix.assign(order.begin(), order.begin() + p);
+      job.key = state.keys[best][p - 1];
+      job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
       generation = generations[shard].load();
       try {
-        data = PrefixData(shard, prefix);
+        job.data = PrefixData(shard, job.prefix);
       } catch (const std::exception& e) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "assembling training data for shard ", shard, ": ", e.what()));
       }
+      // Cleared below on every path; purges wait on it
+      // (WaitForStaleTraining).
       state.in_flight_generation = generation;
     }
-    // Cleared on every exit path; purges wait on it (WaitForStaleTraining).
-    auto finish_in_flight = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      shards[shard].in_flight_generation.reset();
-    };
-    // A missing or unreadable parent is forgotten so it is retrained.
-    auto drop_parent = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      if (generations[shard].load() != generation) return;
-      stored_keys.erase(parent_key);
-      (void)checkpoints->Destroy(parent_key);
-      RecomputeKeysAndValidity(shard);
-      UpdateServed(shard);
-    };
-
-    // A checkpoint lost here but erasure-coded on workers is rebuilt, not
-    // retrained: same key, same bytes (checked against the manifest).
-    if (chunks.enabled()) {
-      absl::StatusOr<std::optional<std::string>> restored =
-          chunks.Restore(key);
-      absl::Status put = restored.status();
-      if (restored.ok() && restored->has_value()) {
-        put = checkpoints->Put(key, **restored);
-      }
-      if (put.ok() && restored->has_value()) {
-        data = PositionData();
-        absl::MutexLock lock(&mu);
-        finish_in_flight();
-        if (generations[shard].load() != generation) {
-          (void)checkpoints->Destroy(key);  // stale meanwhile
-          continue;
-        }
-        stored_keys.insert(key);
-        ++summary->positions_restored;
-        if (metrics != nullptr) {
-          metrics->CheckpointRestored(
-              static_cast<int64_t>((*restored)->size()));
-        }
-        RecomputeKeysAndValidity(shard);
-        UpdateServed(shard);
-        continue;
-      }
-      if (!put.ok()) {
-        std::fprintf(stderr,
-                     "oubli: checkpoint %s not restorable from chunks, "
-                     "retraining it: %s\n",
-                     key.c_str(), put.ToString().c_str());
-        if (metrics != nullptr) metrics->CheckpointRestoreFailed();
-      }
-    }
-
-    std::string parent;
-    if (!parent_key.empty()) {
-      absl::StatusOr<std::string> bytes = checkpoints->Get(parent_key);
-      if (!bytes.ok()) {
-        absl::MutexLock lock(&mu);
-        finish_in_flight();
-        if (!absl::IsNotFound(bytes.status())) return bytes.status();
-        drop_parent();
-        continue;
-      }
-      parent = *std::move(bytes);
-    }
-    worker::TrainStats stats;
-    auto cancelled = [&] {
+    job.cancelled = [&] {
       return stop_requested.load() || generations[shard].load() != generation;
     };
-    absl::StatusOr<std::string> trained = absl::UnavailableError("no worker");
-    if (options.remote_trainer != nullptr &&
-        options.remote_trainer->Capacity(environment) > 0) {
-      trained = TrainRemotely(shard, prefix, parent, data, &stats, cancelled);
-    }
-    // No worker could take it (none registered, or all died): train here,
-    // at most `training_threads` positions at once however many loops run
-    // for workers.
-    if (absl::IsUnavailable(trained.status())) {
-      {
-        absl::MutexLock lock(&local_mu);
-        auto slot_free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(local_mu) {
-          return local_training < std::max(1, options.training_threads);
-        };
-        local_mu.Await(absl::Condition(&slot_free));
-        ++local_training;
-      }
-      trained =
-          trainer.TrainPosition(shard, prefix, parent, data, &stats, cancelled);
-      absl::MutexLock lock(&local_mu);
-      --local_training;
-    }
-    data = PositionData();  // drop our copy of the samples promptly
-    if (!trained.ok()) {
-      absl::MutexLock lock(&mu);
-      finish_in_flight();
-      if (absl::IsCancelled(trained.status()) && !stop_requested.load()) {
-        if (metrics != nullptr) metrics->PositionWasted(stats.samples);
-        continue;
-      }
-      if (!parent.empty() &&
-          absl::IsInvalidArgument(trained.status())) {  // corrupt parent
-        drop_parent();
-        continue;
-      }
-      return trained.status();
-    }
-    absl::Status put = checkpoints->Put(key, *trained);
-    // Before in-flight ends, so a purge waiting for this position sees the
-    // manifest and destroys the chunks if a deletion made them stale.
-    if (put.ok() && generations[shard].load() == generation) {
-      chunks.Protect(key, *trained, config.erasure);
-    }
-    if (metrics != nullptr) {
-      metrics->PositionTrained(
-          stats.samples, stats.steps,
-          put.ok() ? static_cast<int64_t>(trained->size()) : 0);
-    }
+    absl::StatusOr<PositionResult> result = runner.Run(job, trainer);
 
     absl::MutexLock lock(&mu);
-    finish_in_flight();
-    OUBLI_RETURN_IF_ERROR(put);
-    if (generations[shard].load() != generation) {
-      if (metrics != nullptr) metrics->PositionWasted(stats.samples);
+    shards[shard].in_flight_generation.reset();
+    OUBLI_RETURN_IF_ERROR(result.status());
+    const bool stale = generations[shard].load() != generation;
+    switch (result->outcome) {
+      case PositionOutcome::kCancelled:
+        if (stop_requested.load()) {
+          return absl::CancelledError("engine stopping");
+        }
+        if (metrics != nullptr) metrics->PositionWasted(result->stats.samples);
+        continue;
+      case PositionOutcome::kParentMissing:
+      case PositionOutcome::kParentCorrupt:
+        // Forgotten so that it is retrained.
+        if (!stale) {
+          stored_keys.erase(job.parent_key);
+          (void)checkpoints->Destroy(job.parent_key);
+          RecomputeKeysAndValidity(shard);
+          UpdateServed(shard);
+        }
+        continue;
+      case PositionOutcome::kRestored:
+      case PositionOutcome::kTrained:
+        break;
+    }
+    if (stale) {
+      if (result->outcome == PositionOutcome::kTrained && metrics != nullptr) {
+        metrics->PositionWasted(result->stats.samples);
+      }
       // A deletion raced us: this checkpoint contains deleted data. If the
       // destroy fails, the purge's disk-listing GC finds the file.
-      if (absl::Status s = checkpoints->Destroy(key); !s.ok()) {
+      if (absl::Status s = checkpoints->Destroy(job.key); !s.ok()) {
         std::fprintf(stderr, "oubli: destroying stale checkpoint %s: %s\n",
-                     key.c_str(), s.ToString().c_str());
+                     job.key.c_str(), s.ToString().c_str());
       }
       continue;
     }
-    stored_keys.insert(key);
-    ++summary->positions_trained;
-    summary->samples += stats.samples;
-    summary->steps += stats.steps;
+    stored_keys.insert(job.key);
+    if (result->outcome == PositionOutcome::kRestored) {
+      ++summary->positions_restored;
+    } else {
+      ++summary->positions_trained;
+      summary->samples += result->stats.samples;
+      summary->steps += result->stats.steps;
+    }
     RecomputeKeysAndValidity(shard);
     UpdateServed(shard);
   }
@@ -1486,42 +1320,29 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
     ShardState& state = shards[s];
     Cut& cut = cuts[s];
     cut.before = state.valid_length;
-    bool edited = true;
-    try {
-      for (const auto& [where, gone] : by_slice) {
-        if (where.shard != s) continue;
-        SliceData& slice = state.slices[where.slice];
-        std::vector<std::string> kept_ids;
-        std::vector<int64_t> kept_rows;
-        for (size_t i = 0; i < slice.ids.size(); ++i) {
-          if (!gone.contains(slice.ids[i])) {
-            kept_ids.push_back(slice.ids[i]);
-            kept_rows.push_back(static_cast<int64_t>(i));
-          }
-        }
-        torch::Tensor rows = torch::tensor(kept_rows, torch::kInt64);
-        torch::Tensor features = slice.features.index_select(0, rows);
-        torch::Tensor labels = slice.labels.index_select(0, rows);
-        state.samples -=
-            static_cast<int64_t>(slice.ids.size() - kept_ids.size());
-        slice.features = std::move(features);
-        slice.labels = std::move(labels);
-        slice.ids = std::move(kept_ids);
-        slice.digest = SliceDigest(slice.ids);
+    absl::Status edited = absl::OkStatus();
+    for (const auto& [where, gone] : by_slice) {
+      if (where.shard != s) continue;
+      absl::StatusOr<int64_t> removed =
+          RemoveSamples(state.slices[where.slice], gone);
+      if (!removed.ok()) {
+        edited = removed.status();
+        break;
       }
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "oubli: deactivating shard %d in memory: %s\n", s,
-                   e.what());
-      edited = false;
+      state.samples -= *removed;
     }
-    if (edited) {
+    if (edited.ok()) {
       RecomputeKeysAndValidity(s);
-      UpdateServed(s);
+      ChooseServed(s);
     } else {
+      std::fprintf(stderr, "oubli: deactivating shard %d in memory: %s\n", s,
+                   edited.ToString().c_str());
       ReloadOrBlankShard(s);
     }
     cut.after = state.valid_length;
   }
+  // Every shard of the group switches at once.
+  PublishServed();
   return cuts;
 }
 
@@ -1536,12 +1357,8 @@ void Engine::State::ReloadOrBlankShard(int shard) {
   std::fprintf(stderr, "oubli: reloading shard %d failed, blanking it: %s\n",
                shard, loaded.ToString().c_str());
   ShardState& state = shards[shard];
-  const int64_t width = config.backbone.InputSize();
   for (SliceData& slice : state.slices) {
-    slice.ids.clear();
-    slice.features = torch::empty({0, width}, torch::kFloat32);
-    slice.labels = torch::empty({0}, torch::kInt64);
-    slice.digest = SliceDigest(slice.ids);
+    slice = EmptySlice(config.backbone.InputSize());
   }
   state.samples = 0;
   state.needs_reload = true;
@@ -1627,12 +1444,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
   OUBLI_RETURN_IF_ERROR(store->PutMeta(kConfigMetaKey, ConfigToText(config)));
   OUBLI_ASSIGN_OR_RETURN(ShardingPlan plan, ShardingPlan::Create(config));
-
-  auto state = std::make_unique<State>(options, config, std::move(plan),
-                                       std::move(store));
   OUBLI_ASSIGN_OR_RETURN(
-      state->checkpoints,
+      std::unique_ptr<storage::CheckpointStore> checkpoints,
       storage::CheckpointStore::Open(options.data_dir + "/checkpoints"));
+
+  auto state =
+      std::make_unique<State>(options, config, std::move(plan),
+                              std::move(store), std::move(checkpoints));
   OUBLI_ASSIGN_OR_RETURN(state->base_state, worker::LoadBaseState(config));
   if (config.serving.base_fallback) {
     // A convenience: a model whose base cannot be built here still opens
@@ -2094,18 +1912,9 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
     report.restored = report.restored && full_length;
     std::string scratch_sha;
     if (!prefix.empty()) {
-      std::string state_bytes;
-      for (size_t p = 1; p <= prefix.size(); ++p) {
-        std::vector<const SliceData*> prefix_slices;
-        for (size_t i = 0; i < p; ++i) {
-          prefix_slices.push_back(&slices[prefix[i]]);
-        }
-        PositionData data = UnionInIdOrder(prefix_slices);
-        OUBLI_ASSIGN_OR_RETURN(
-            state_bytes,
-            trainer->TrainPosition(s, absl::MakeConstSpan(prefix).subspan(0, p),
-                                   state_bytes, data, nullptr));
-      }
+      OUBLI_ASSIGN_OR_RETURN(
+          std::string state_bytes,
+          TrainPrefixFromScratch(*trainer, s, prefix, slices));
       scratch_sha = Sha256Hex(state_bytes);
     }
     const bool match = scratch_sha == served_sha;

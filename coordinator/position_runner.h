@@ -1,0 +1,87 @@
+// Produces one S3T position's checkpoint: rebuilt from its erasure-coded
+// chunks when it has some, else trained on a worker, else trained here
+// (at most `training_threads` positions at once in this process, however
+// many training loops run for workers), then stored and coded onto
+// workers. Knows nothing of shards' state: the engine picks the position,
+// hands over its data and decides what the result means (a deletion may
+// have made it stale meanwhile). Thread-safe.
+#ifndef OUBLI_COORDINATOR_POSITION_RUNNER_H_
+#define OUBLI_COORDINATOR_POSITION_RUNNER_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/config.h"
+#include "coordinator/chunk_replication.h"
+#include "coordinator/metrics.h"
+#include "coordinator/remote_training.h"
+#include "storage/checkpoint_store.h"
+#include "worker/s3t_trainer.h"
+
+namespace oubli::coordinator {
+
+struct PositionJob {
+  int shard = 0;
+  std::vector<int> prefix;  // slice order, parent + this position's slice
+  std::string key;          // checkpoint key of the prefix
+  std::string parent_key;   // empty for the first position
+  worker::PositionData data;
+  // Polled while training: true once the result would be stale.
+  std::function<bool()> cancelled;
+};
+
+enum class PositionOutcome {
+  kRestored,       // rebuilt from chunks and stored under job.key
+  kTrained,        // trained and stored under job.key
+  kCancelled,      // job.cancelled said so; nothing stored
+  kParentMissing,  // the parent checkpoint is gone; nothing stored
+  kParentCorrupt,  // the parent checkpoint does not load; nothing stored
+};
+
+struct PositionResult {
+  PositionOutcome outcome = PositionOutcome::kTrained;
+  worker::TrainStats stats;  // of the training, also a cancelled one
+};
+
+class PositionRunner {
+ public:
+  // Every pointer outlives this; `remote` and `metrics` may be null.
+  PositionRunner(const ModelConfig& config, std::string config_text,
+                 std::string environment,
+                 storage::CheckpointStore* checkpoints,
+                 ChunkReplication* chunks, RemoteTrainer* remote,
+                 int training_threads, EngineMetrics* metrics);
+
+  // Runs `job` (its data is released as soon as it is no longer needed).
+  // `trainer` trains it if it is trained here. Errors: reading the parent
+  // or writing the checkpoint failed; ResourceExhausted: out of memory;
+  // other training failures of the position itself.
+  absl::StatusOr<PositionResult> Run(PositionJob& job,
+                                     worker::S3tTrainer& trainer);
+
+ private:
+  // Unavailable when no worker could take the position.
+  absl::StatusOr<std::string> TrainRemotely(const PositionJob& job,
+                                            const std::string& parent,
+                                            worker::TrainStats* stats);
+
+  const ModelConfig& config_;
+  const std::string config_text_;
+  const std::string environment_;
+  storage::CheckpointStore* const checkpoints_;
+  ChunkReplication* const chunks_;
+  RemoteTrainer* const remote_;
+  const int training_threads_;
+  EngineMetrics* const metrics_;
+
+  absl::Mutex local_mu_;
+  int local_training_ ABSL_GUARDED_BY(local_mu_) = 0;
+};
+
+}  // namespace oubli::coordinator
+
+#endif  // OUBLI_COORDINATOR_POSITION_RUNNER_H_
