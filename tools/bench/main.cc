@@ -5,7 +5,7 @@
 //   oubli-bench train     trainer samples/s vs a bare LibTorch loop
 //   oubli-bench recovery  rebuild lost checkpoints from workers vs retrain
 //   oubli-bench service   gRPC service: time to forget, durable deletions/s,
-//                         predict latency
+//                         predict latency, idle and while deleting
 //   oubli-bench churn     a stream of ForgetOwner requests under sample,
 //                         owner and risk-aware placement
 // Every subcommand takes --device=auto|cpu|cuda (default cpu), reported in

@@ -91,14 +91,9 @@ absl::StatusOr<v1::Model> WaitForAllPrefixes(v1::Oubli::Stub& stub,
                                              absl::Duration timeout) {
   const absl::Time give_up = absl::Now() + timeout;
   while (true) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    v1::GetModelRequest request;
-    request.set_model_id("bench");
-    v1::Model model;
-    grpc::Status status = stub.GetModel(&context, request, &model);
-    if (status.ok() && model.missing_prefixes() == 0 &&
-        model.training_requested()) {
+    absl::StatusOr<v1::Model> model = GetModel(stub, "bench");
+    if (model.ok() && model->missing_prefixes() == 0 &&
+        model->training_requested()) {
       return model;
     }
     if (absl::Now() > give_up) {

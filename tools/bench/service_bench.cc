@@ -11,8 +11,15 @@
 //                           how many shards they answered
 //   service_durable_deletions  acknowledged (durable) deletions/s with N
 //                           concurrent clients, ack latency, errors
+//   service_predict_mixed   Predict latency at a steady rate from one
+//                           client, idle and then while another client
+//                           deletes at a steady rate (background retraining
+//                           and purge passes running), and the p99 ratio
 //
-// Every line carries the targets it is judged against and the machine.
+// --runs=NAME,... picks the runs (default: all), named as their lines
+// without "service_": time_to_forget, predict, durable_deletions,
+// predict_mixed. Every line carries the targets it is judged against and the
+// machine.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -27,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -37,6 +45,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -64,6 +73,10 @@ constexpr int kClasses = 3;
 // Targets the service is judged against (see the brief in README/bench).
 constexpr double kTargetTimeToForgetP99Ms = 50.0;
 constexpr double kTargetDeletionsPerSecond = 2000.0;
+constexpr double kTargetMixedPredictP99Ratio = 2.0;  // loaded p99 / idle p99
+
+constexpr absl::string_view kRunNames[] = {
+    "time_to_forget", "predict", "durable_deletions", "predict_mixed"};
 
 struct ServiceFlags {
   int deletions = 200;                   // time-to-forget deletions
@@ -78,7 +91,34 @@ struct ServiceFlags {
   int training_threads = 1;              // per model engine
   std::string retrain_mode = "batched";  // batched | immediate
   int workers = 0;  // in-process oubli-workers (train and serve shards)
+  // The mixed run: Predicts/s from one client, deletions/s from another,
+  // seconds per phase, its model's samples and retraining window.
+  double mixed_predict_rate = 50;
+  double mixed_delete_rate = 5;
+  double mixed_duration_s = 10;
+  int64_t mixed_samples = 20000;
+  int64_t mixed_window_ms = 1000;
+  std::set<std::string, std::less<>> runs = {std::begin(kRunNames),
+                                             std::end(kRunNames)};
 };
+
+// "a,b": run names of kRunNames; false (naming the first unknown one) else.
+bool ParseRuns(const std::string& value,
+               std::set<std::string, std::less<>>* runs) {
+  runs->clear();
+  for (absl::string_view name : absl::StrSplit(value, ',')) {
+    if (std::find(std::begin(kRunNames), std::end(kRunNames), name) ==
+        std::end(kRunNames)) {
+      std::fprintf(stderr,
+                   "--runs: unknown run '%s' (time_to_forget, predict, "
+                   "durable_deletions, predict_mixed)\n",
+                   std::string(name).c_str());
+      return false;
+    }
+    runs->emplace(name);
+  }
+  return true;
+}
 
 bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
   const FlagSetters setters = {
@@ -93,6 +133,13 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       {"predict_clients", NumberFlag(&flags->predict_clients)},
       {"training_threads", NumberFlag(&flags->training_threads)},
       {"workers", NumberFlag(&flags->workers)},
+      {"mixed_predict_rate", NumberFlag(&flags->mixed_predict_rate)},
+      {"mixed_delete_rate", NumberFlag(&flags->mixed_delete_rate)},
+      {"mixed_duration_s", NumberFlag(&flags->mixed_duration_s)},
+      {"mixed_samples", NumberFlag(&flags->mixed_samples)},
+      {"mixed_window_ms", NumberFlag(&flags->mixed_window_ms)},
+      {"runs",
+       [&](const std::string& v) { return ParseRuns(v, &flags->runs); }},
       {"retrain_mode",
        [&](const std::string& v) {
          flags->retrain_mode = v;
@@ -103,8 +150,25 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
   if (flags->deletions < 1 || flags->clients < 1 || flags->duration_s <= 0 ||
       flags->samples < 1 || flags->predict_rows < 1 ||
       flags->predict_requests < 1 || flags->predict_clients < 1 ||
-      flags->workers < 0) {
-    std::fprintf(stderr, "counts and durations must be positive\n");
+      flags->workers < 0 || flags->mixed_predict_rate <= 0 ||
+      flags->mixed_delete_rate <= 0 || flags->mixed_duration_s <= 0 ||
+      flags->mixed_samples < 1 || flags->mixed_window_ms < 0) {
+    std::fprintf(stderr, "counts, rates and durations must be positive\n");
+    return false;
+  }
+  if (flags->mixed_delete_rate * flags->mixed_duration_s >=
+      flags->mixed_samples) {
+    std::fprintf(stderr,
+                 "--mixed_samples must exceed mixed_delete_rate x "
+                 "mixed_duration_s (one sample per deletion)\n");
+    return false;
+  }
+  // Without --train_first the predict run uses the time-to-forget model.
+  if (flags->runs.contains("predict") && !flags->train_first &&
+      !flags->runs.contains("time_to_forget")) {
+    std::fprintf(stderr,
+                 "--runs: predict without --train_first needs "
+                 "time_to_forget\n");
     return false;
   }
   return true;
@@ -458,13 +522,9 @@ int RunDurableDeletions(const ServiceFlags& flags, const std::string& address,
   for (int c = 0; c < flags.clients; ++c) stubs.push_back(NewStub(address, c));
   // Warm up each channel with a cheap call.
   for (auto& stub : stubs) {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
-    v1::GetModelRequest request;
-    request.set_model_id(model_id);
-    v1::Model model;
-    grpc::Status status = stub->GetModel(&context, request, &model);
-    if (!status.ok()) return Fail(FromGrpcStatus(status, "GetModel"));
+    if (auto model = GetModel(*stub, model_id); !model.ok()) {
+      return Fail(model.status());
+    }
   }
   // Distinct samples per client, in a shuffled order (random shards/slices).
   std::vector<size_t> order(samples.size());
@@ -523,15 +583,8 @@ int RunDurableDeletions(const ServiceFlags& flags, const std::string& address,
 
   // Cross-check against the model: every acknowledged deletion is gone.
   int64_t active_after = -1;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline(30));
-    v1::GetModelRequest request;
-    request.set_model_id(model_id);
-    v1::Model model;
-    if (stubs[0]->GetModel(&context, request, &model).ok()) {
-      active_after = model.active_samples();
-    }
+  if (auto model = GetModel(*stubs[0], model_id); model.ok()) {
+    active_after = model->active_samples();
   }
   std::printf(
       "{\"bench\":\"service_durable_deletions\",\"transport\":\"grpc "
@@ -566,6 +619,215 @@ int RunDurableDeletions(const ServiceFlags& flags, const std::string& address,
   return 0;
 }
 
+// ------------------------------------------------------------ predict mixed
+//
+// Predict latency while the service forgets, against the same load with
+// nothing else running, in one process: the ratio is what the target
+// judges. One client sends Predict (--predict_rows rows) at
+// --mixed_predict_rate per second for --mixed_duration_s, open loop:
+// request i is due i / rate after the phase starts and its latency counts
+// from then, so a slow answer is also charged to the requests that wait
+// behind it. The idle phase runs alone; in the loaded phase a second client
+// meanwhile deletes one sample per request at --mixed_delete_rate per
+// second. The model (S=4, L=4, B=2 over --mixed_samples) retrains in batches
+// behind a --mixed_window_ms window, so retraining and purge passes run
+// during the loaded phase. The positions it retrained come from the public
+// API: served prefix positions after the phase minus before it, plus those
+// the deletions cut (their receipts' affected prefixes).
+
+using Clock = std::chrono::steady_clock;
+
+// Calls send(due) `rate` times per second for `seconds`, call i due i / rate
+// from now; a call due while the previous one still runs is made at once.
+void Paced(double rate, double seconds,
+           const std::function<void(Clock::time_point due)>& send) {
+  const Clock::time_point start = Clock::now();
+  for (int64_t i = 0; i < rate * seconds; ++i) {
+    const Clock::time_point due =
+        start + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double>(i / rate));
+    std::this_thread::sleep_until(due);
+    send(due);
+  }
+}
+
+struct PredictPhase {
+  std::vector<double> latency_ms;  // from when each request was due
+  int errors = 0;
+};
+
+PredictPhase PacedPredicts(const ServiceFlags& flags, v1::Oubli::Stub& stub,
+                           const std::string& model_id,
+                           const std::string& features) {
+  PredictPhase phase;
+  Paced(flags.mixed_predict_rate, flags.mixed_duration_s,
+        [&](Clock::time_point due) {
+          v1::PredictResponse response;
+          if (Predict(stub, model_id, features, flags.predict_rows, &response)
+                  .ok()) {
+            phase.latency_ms.push_back(MillisSince(due));
+          } else {
+            ++phase.errors;
+          }
+        });
+  return phase;
+}
+
+struct DeletePhase {
+  int sent = 0;
+  int errors = 0;
+  std::string first_error;
+  int64_t positions_cut = 0;  // by the acknowledged deletions
+};
+
+// DeleteSamples of ids[0], ids[1], ... one per request, paced as above
+// (ParseFlags keeps rate x duration below the number of ids).
+DeletePhase PacedDeletions(const ServiceFlags& flags, v1::Oubli::Stub& stub,
+                           const std::string& model_id,
+                           const std::vector<std::string>& ids) {
+  DeletePhase phase;
+  Paced(flags.mixed_delete_rate, flags.mixed_duration_s,
+        [&](Clock::time_point) {
+          grpc::ClientContext context;
+          context.set_deadline(Deadline(60));
+          v1::DeleteSamplesRequest request;
+          request.set_model_id(model_id);
+          request.add_sample_ids(ids[phase.sent++]);
+          v1::DeletionReceipt receipt;
+          const grpc::Status status =
+              stub.DeleteSamples(&context, request, &receipt);
+          if (!status.ok()) {
+            if (phase.errors++ == 0) {
+              phase.first_error =
+                  FromGrpcStatus(status, "DeleteSamples").ToString();
+            }
+            return;
+          }
+          for (const v1::AffectedPrefix& cut : receipt.affected()) {
+            phase.positions_cut +=
+                cut.valid_length_before() - cut.valid_length_after();
+          }
+        });
+  return phase;
+}
+
+// Prefix positions with a checkpoint, over every sequence of every shard.
+int64_t ValidPositions(const v1::Model& model) {
+  int64_t positions = 0;
+  for (const v1::ShardStatus& shard : model.shards()) {
+    for (const v1::SequenceStatus& sequence : shard.sequences()) {
+      positions += sequence.valid_length();
+    }
+  }
+  return positions;
+}
+
+// Seconds until the model has no pending deletion; -1 after `timeout_s`.
+absl::StatusOr<double> WaitNoPendingDeletions(v1::Oubli::Stub& stub,
+                                              const std::string& model_id,
+                                              double timeout_s) {
+  const auto start = Clock::now();
+  while (MillisSince(start) < timeout_s * 1000) {
+    OUBLI_ASSIGN_OR_RETURN(v1::Model model, GetModel(stub, model_id));
+    if (model.pending_deletions() == 0) return MillisSince(start) / 1000;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
+int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
+  const std::string model_id = "mixed";
+  v1::ModelConfig config = TinyConfig(flags, 4, 4, 4, 2);
+  config.mutable_retrain()->set_mode(v1::RETRAIN_MODE_BATCHED);
+  config.mutable_retrain()->set_window_ms(flags.mixed_window_ms);
+  config.mutable_retrain()->set_max_batch(1 << 30);
+  const std::vector<v1::Sample> samples =
+      SyntheticSamples(flags.mixed_samples, 19);
+  auto predict_stub = NewStub(address, 0);
+  auto delete_stub = NewStub(address, 1);
+  auto setup = SetUpModel(*predict_stub, model_id, config, samples,
+                          /*train=*/true);
+  if (!setup.ok()) return Fail(setup.status());
+  std::vector<std::string> ids;
+  for (const v1::Sample& sample : samples) ids.push_back(sample.id());
+  std::shuffle(ids.begin(), ids.end(), std::mt19937_64(23));
+
+  const std::string features = RandomFeatures(flags.predict_rows, 5);
+  // Warm up the channel (connection set-up is not a prediction).
+  v1::PredictResponse response;
+  grpc::Status status =
+      Predict(*predict_stub, model_id, features, flags.predict_rows, &response);
+  if (!status.ok()) return Fail(FromGrpcStatus(status, "Predict"));
+
+  const PredictPhase idle =
+      PacedPredicts(flags, *predict_stub, model_id, features);
+
+  auto before = GetModel(*delete_stub, model_id);
+  if (!before.ok()) return Fail(before.status());
+  DeletePhase deletions;
+  std::thread deleter(
+      [&] { deletions = PacedDeletions(flags, *delete_stub, model_id, ids); });
+  const PredictPhase loaded =
+      PacedPredicts(flags, *predict_stub, model_id, features);
+  deleter.join();
+  auto after = GetModel(*delete_stub, model_id);
+  if (!after.ok()) return Fail(after.status());
+  const int64_t positions_retrained = ValidPositions(*after) -
+                                      ValidPositions(*before) +
+                                      deletions.positions_cut;
+  // Let the backlog finish so that the runs after this one start idle.
+  auto drained_s = WaitNoPendingDeletions(*delete_stub, model_id, 60);
+  if (!drained_s.ok()) return Fail(drained_s.status());
+
+  const double idle_p99 = Percentile(idle.latency_ms, 0.99);
+  const double loaded_p99 = Percentile(loaded.latency_ms, 0.99);
+  const double ratio = idle_p99 > 0 ? loaded_p99 / idle_p99 : 0;
+  std::printf(
+      "{\"bench\":\"service_predict_mixed\",\"transport\":\"grpc loopback\","
+      "\"definition\":\"Predict latency from one client at predict_rate, "
+      "open loop (ms from when each request was due), for duration_s alone "
+      "(idle), then for duration_s while a second client sends "
+      "DeleteSamples of one sample at delete_rate (loaded; batched "
+      "background retraining and purge passes run meanwhile); "
+      "positions_retrained = served prefix positions after minus before the "
+      "loaded phase plus those its deletions cut\","
+      "\"shards\":%d,\"slices\":%d,\"sequences\":%d,\"samples\":%zu,"
+      "\"retrain_window_ms\":%lld,\"setup_ingest_s\":%.2f,"
+      "\"setup_train_s\":%.2f,\"rows\":%d,\"predict_rate\":%.1f,"
+      "\"delete_rate\":%.1f,\"duration_s\":%.1f,"
+      "\"idle_requests\":%zu,\"idle_errors\":%d,"
+      "\"idle_latency_ms_p50\":%.3f,\"idle_latency_ms_p99\":%.3f,"
+      "\"idle_latency_ms_max\":%.3f,"
+      "\"loaded_requests\":%zu,\"loaded_errors\":%d,"
+      "\"loaded_latency_ms_p50\":%.3f,\"loaded_latency_ms_p99\":%.3f,"
+      "\"loaded_latency_ms_max\":%.3f,"
+      "\"deletions_sent\":%d,\"deletion_errors\":%d,"
+      "\"first_deletion_error\":\"%s\",\"positions_cut\":%lld,"
+      "\"positions_retrained\":%lld,\"pending_deletions_after\":%d,"
+      "\"backlog_drained_s\":%.2f,"
+      "\"latency_p99_ratio\":%.2f,\"target_latency_p99_ratio\":%.1f,"
+      "\"meets_target\":%s,\"machine\":%s}\n",
+      config.shards(), config.slices(), config.sequences(), samples.size(),
+      static_cast<long long>(flags.mixed_window_ms), setup->ingest_s,
+      setup->train_s, flags.predict_rows, flags.mixed_predict_rate,
+      flags.mixed_delete_rate, flags.mixed_duration_s, idle.latency_ms.size(),
+      idle.errors, Percentile(idle.latency_ms, 0.5), idle_p99,
+      Max(idle.latency_ms), loaded.latency_ms.size(), loaded.errors,
+      Percentile(loaded.latency_ms, 0.5), loaded_p99, Max(loaded.latency_ms),
+      deletions.sent, deletions.errors,
+      JsonEscape(deletions.first_error).c_str(),
+      static_cast<long long>(deletions.positions_cut),
+      static_cast<long long>(positions_retrained), after->pending_deletions(),
+      *drained_s, ratio, kTargetMixedPredictP99Ratio,
+      idle.errors == 0 && loaded.errors == 0 && ratio > 0 &&
+              ratio <= kTargetMixedPredictP99Ratio
+          ? "true"
+          : "false",
+      MachineJson().c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
 }  // namespace
 
 int RunServiceBench(const std::vector<std::string>& args) {
@@ -594,24 +856,42 @@ int RunServiceBench(const std::vector<std::string>& args) {
     workers.push_back(*std::move(started));
   }
 
-  int rc = RunTimeToForget(flags, address);
+  // The first failing run's exit code.
+  int rc = 0;
+  const auto run = [&](absl::string_view name, const std::function<int()>& f) {
+    if (!flags.runs.contains(name)) return;
+    const int run_rc = f();
+    if (rc == 0) rc = run_rc;
+  };
+  // First, while no other model exists: its idle phase must be idle.
+  run("predict_mixed", [&] { return RunPredictMixed(flags, address); });
+  run("time_to_forget", [&] { return RunTimeToForget(flags, address); });
 
-  // The durable-deletion model: S=4, L=4, B=2 over --samples samples.
-  const std::string model_id = "durable";
-  const v1::ModelConfig config = TinyConfig(flags, 4, 4, 4, 2);
-  const std::vector<v1::Sample> samples = SyntheticSamples(flags.samples, 17);
-  auto stub = NewStub(address, 0);
-  auto setup = SetUpModel(*stub, model_id, config, samples, flags.train_first);
-  if (!setup.ok()) return Fail(setup.status());
-  // Predict needs a trained model; without --train_first use the other one.
-  const int predict_rc =
-      flags.train_first ? RunPredict(flags, address, model_id, config.shards())
-                        : RunPredict(flags, address, "ttf", -1);
-  const int delete_rc =
-      RunDurableDeletions(flags, address, model_id, samples, *setup, config);
+  if (flags.runs.contains("predict") ||
+      flags.runs.contains("durable_deletions")) {
+    // The durable-deletion model: S=4, L=4, B=2 over --samples samples.
+    const std::string model_id = "durable";
+    const v1::ModelConfig config = TinyConfig(flags, 4, 4, 4, 2);
+    const std::vector<v1::Sample> samples = SyntheticSamples(flags.samples, 17);
+    auto stub = NewStub(address, 0);
+    auto setup =
+        SetUpModel(*stub, model_id, config, samples, flags.train_first);
+    if (!setup.ok()) return Fail(setup.status());
+    // Predict needs a trained model; without --train_first use the other
+    // one.
+    run("predict", [&] {
+      return flags.train_first
+                 ? RunPredict(flags, address, model_id, config.shards())
+                 : RunPredict(flags, address, "ttf", -1);
+    });
+    run("durable_deletions", [&] {
+      return RunDurableDeletions(flags, address, model_id, samples, *setup,
+                                 config);
+    });
+  }
   (*server)->Shutdown();
   for (auto& w : workers) w->Shutdown(absl::Seconds(1));
-  return rc != 0 ? rc : (predict_rc != 0 ? predict_rc : delete_rc);
+  return rc;
 }
 
 }  // namespace oubli::bench

@@ -90,4 +90,16 @@ absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::Model> GetModel(v1::Oubli::Stub& stub,
+                                   const std::string& model_id) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(30));
+  v1::GetModelRequest request;
+  request.set_model_id(model_id);
+  v1::Model model;
+  OUBLI_RETURN_IF_ERROR(
+      FromGrpcStatus(stub.GetModel(&context, request, &model), "GetModel"));
+  return model;
+}
+
 }  // namespace oubli::bench

@@ -35,6 +35,9 @@ absl::Status Ingest(v1::Oubli::Stub& stub, const std::string& model_id,
                     const std::vector<v1::Sample>& samples);
 // Train, then GetJob until it ends; an error unless it SUCCEEDED.
 absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id);
+// GetModel with a 30 s deadline.
+absl::StatusOr<v1::Model> GetModel(v1::Oubli::Stub& stub,
+                                   const std::string& model_id);
 
 }  // namespace oubli::bench
 
