@@ -12,6 +12,23 @@
 namespace oubli::coordinator {
 namespace {
 
+// What every engine of the registry shares, for the model in `dir`.
+Engine::Options EngineOptionsFor(const ModelRegistry::Options& options,
+                                 const std::string& model_id,
+                                 const std::string& dir) {
+  Engine::Options engine_options;
+  engine_options.data_dir = dir;
+  engine_options.training_threads = options.training_threads;
+  engine_options.background_retrain = options.background_retrain;
+  engine_options.remote_trainer = options.remote_trainer;
+  engine_options.replicas = options.replicas;
+  engine_options.shard_serving = options.shard_serving;
+  if (options.metrics != nullptr) {
+    engine_options.metrics = options.metrics->ForModel(model_id);
+  }
+  return engine_options;
+}
+
 constexpr char kDeletionIdSeparator = '/';
 constexpr size_t kMaxIdempotencyKeyBytes = 256;
 
@@ -87,16 +104,8 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
     // The directory name is the id clients use; CreateModel makes them
     // equal, so a mismatch means someone renamed the directory.
     const std::string model_id = dir.filename().string();
-    Engine::Options engine_options;
-    engine_options.data_dir = dir.string();
-    engine_options.training_threads = options.training_threads;
-    engine_options.background_retrain = options.background_retrain;
-    engine_options.remote_trainer = options.remote_trainer;
-    engine_options.replicas = options.replicas;
-    engine_options.shard_serving = options.shard_serving;
-    if (options.metrics != nullptr) {
-      engine_options.metrics = options.metrics->ForModel(model_id);
-    }
+    Engine::Options engine_options =
+        EngineOptionsFor(options, model_id, dir.string());
     absl::StatusOr<std::unique_ptr<Engine>> engine =
         Engine::Open(engine_options);
     if (!engine.ok()) {
@@ -174,17 +183,9 @@ absl::StatusOr<ModelConfig> ModelRegistry::CreateModel(
   }
   const std::string dir = ModelDir(config.model_id);
   const bool dir_existed = std::filesystem::exists(dir);
-  Engine::Options engine_options;
-  engine_options.data_dir = dir;
+  Engine::Options engine_options =
+      EngineOptionsFor(options_, config.model_id, dir);
   engine_options.config = config;
-  engine_options.training_threads = options_.training_threads;
-  engine_options.background_retrain = options_.background_retrain;
-  engine_options.remote_trainer = options_.remote_trainer;
-  engine_options.replicas = options_.replicas;
-  engine_options.shard_serving = options_.shard_serving;
-  if (options_.metrics != nullptr) {
-    engine_options.metrics = options_.metrics->ForModel(config.model_id);
-  }
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
   if (!engine.ok()) {
     // Leave no half-created model behind for the next startup scan.
