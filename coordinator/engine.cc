@@ -68,6 +68,8 @@ struct ShardState {
 struct PendingDeletion {
   DeletionRecord record;
   std::set<int> shards;
+  // Its RESTORED record is being written (TakeRestored, FinishRestored).
+  bool restoring = false;
 };
 
 DeletionStage StageOf(const DeletionRecord& r) {
@@ -211,7 +213,16 @@ struct Engine::State {
 
   // ---- shard state (all require mu)
   absl::StatusOr<SliceData> LoadSlice(int shard, int slice);
+  // Reads every slice of the shard and installs them.
   absl::Status LoadShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // The decoded slices `which` of `shard`, read from the store. Needs no
+  // lock; the caller keeps the store's slices from changing until they are
+  // installed (holding deletion_mu, or mu throughout as LoadShard does).
+  absl::StatusOr<std::vector<std::pair<int, SliceData>>> ReadSlices(
+      int shard, const std::set<int>& which);
+  // Replaces those slices of the shard and recomputes what it serves.
+  void InstallSlices(int shard, std::vector<std::pair<int, SliceData>> slices)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void RecomputeKeysAndValidity(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Serves the shard's longest valid prefix; drops unloadable checkpoints.
   // Publishes the new snapshot.
@@ -224,8 +235,7 @@ struct Engine::State {
   ServedShard DescribeServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   PositionData PrefixData(int shard, absl::Span<const int> order)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // Non-current checkpoint keys on disk, dropped from stored_keys; the
-  // caller destroys them (DestroyCheckpoints) without holding mu.
+  // The current prefix keys of every sequence of every shard.
   absl::flat_hash_set<std::string> CurrentKeys()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::flat_hash_set<std::string> SnapshotCurrentKeys()
@@ -240,7 +250,10 @@ struct Engine::State {
   absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
   // A ShardServing query naming this model (no shards, no inputs).
   ShardServing::Query ServingQuery() const;
-  absl::StatusOr<std::vector<std::string>> TakeGarbageCheckpoints()
+  // The checkpoints of `on_disk` that are not current (trained on data that
+  // is gone or changed), dropped from stored_keys; the caller destroys them.
+  std::vector<std::string> TakeGarbageCheckpoints(
+      const std::vector<std::string>& on_disk)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::Status DestroyCheckpoints(const std::vector<std::string>& keys);
   // PURGED for every pending deletion not purged yet, in one pass (one
@@ -267,7 +280,15 @@ struct Engine::State {
   // `deletions` deletions committed together cut `shards`.
   void ScheduleRetrain(const std::set<int>& shards, int deletions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  void MarkRestoredDeletions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // RESTORED in two steps, so the synced write happens without mu:
+  // TakeRestored stamps copies of the records of every pending deletion
+  // that has reached it and marks them `restoring` (no other thread takes
+  // them); FinishRestored writes them in one batch and stops tracking
+  // them. On a failed write they stay pending, to be taken again at the
+  // next completion.
+  std::vector<DeletionRecord> TakeRestored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void FinishRestored(std::vector<DeletionRecord> records)
+      ABSL_LOCKS_EXCLUDED(mu);
   void WaitForStaleTraining(const std::set<int>& shards)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
@@ -281,6 +302,13 @@ struct Engine::State {
     }
     return threads;
   }
+  // Applies a position's result to the shard under mu; `destroy` names a
+  // checkpoint the caller destroys once mu is released (empty: none).
+  absl::Status ApplyPosition(int shard, uint64_t generation,
+                             const PositionJob& job,
+                             const absl::StatusOr<PositionResult>& result,
+                             TrainSummary* summary, std::string* destroy)
+      ABSL_LOCKS_EXCLUDED(mu);
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
                                       TrainSummary* summary);
   absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
@@ -314,16 +342,37 @@ absl::StatusOr<SliceData> Engine::State::LoadSlice(int shard, int slice) {
 }
 
 absl::Status Engine::State::LoadShard(int shard) {
+  std::set<int> all;
+  for (int slice = 0; slice < config.slices; ++slice) all.insert(slice);
+  OUBLI_ASSIGN_OR_RETURN(auto slices, ReadSlices(shard, all));
+  InstallSlices(shard, std::move(slices));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<int, SliceData>>>
+Engine::State::ReadSlices(int shard, const std::set<int>& which) {
+  std::vector<std::pair<int, SliceData>> slices;
+  for (int slice : which) {
+    OUBLI_ASSIGN_OR_RETURN(SliceData data, LoadSlice(shard, slice));
+    slices.emplace_back(slice, std::move(data));
+  }
+  return slices;
+}
+
+void Engine::State::InstallSlices(
+    int shard, std::vector<std::pair<int, SliceData>> slices) {
   ShardState& state = shards[shard];
-  state.slices.resize(config.slices);
+  if (state.slices.size() != static_cast<size_t>(config.slices)) {
+    state.slices.assign(config.slices,
+                        EmptySlice(config.backbone.InputSize()));
+  }
+  for (auto& [slice, data] : slices) state.slices[slice] = std::move(data);
   state.samples = 0;
-  for (int slice = 0; slice < config.slices; ++slice) {
-    OUBLI_ASSIGN_OR_RETURN(state.slices[slice], LoadSlice(shard, slice));
-    state.samples += static_cast<int64_t>(state.slices[slice].ids.size());
+  for (const SliceData& slice : state.slices) {
+    state.samples += static_cast<int64_t>(slice.ids.size());
   }
   RecomputeKeysAndValidity(shard);
   UpdateServed(shard);
-  return absl::OkStatus();
 }
 
 void Engine::State::RecomputeKeysAndValidity(int shard) {
@@ -497,14 +546,13 @@ absl::Status Engine::State::SyncServingCopies() {
   return options.shard_serving->Sync(query);
 }
 
-absl::StatusOr<std::vector<std::string>>
-Engine::State::TakeGarbageCheckpoints() {
+std::vector<std::string> Engine::State::TakeGarbageCheckpoints(
+    const std::vector<std::string>& on_disk) {
   // Content only changes by deletion and ingest, so any checkpoint file
   // whose key is not current was trained on data that is gone or changed.
   // The disk listing (not stored_keys) is the truth: a file whose earlier
   // destruction failed is found again here.
   const absl::flat_hash_set<std::string> current = CurrentKeys();
-  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk, checkpoints->List());
   std::vector<std::string> garbage;
   for (const std::string& key : on_disk) {
     if (!current.contains(key)) {
@@ -539,11 +587,21 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
       affected.insert(p.shards.begin(), p.shards.end());
     }
     if (unpurged.empty()) return absl::OkStatus();
+    // After this, no position that read deleted data is left to write a
+    // checkpoint: the listing below sees every file that holds any.
     WaitForStaleTraining(affected);
-    OUBLI_ASSIGN_OR_RETURN(garbage, TakeGarbageCheckpoints());
-    OUBLI_ASSIGN_OR_RETURN(
-        garbage_chunks, chunks.Manifests(CurrentKeys(), /*want_current=*/false));
   }
+  // Listed without mu; positions that start meanwhile train on data
+  // without these deletions.
+  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk, checkpoints->List());
+  absl::flat_hash_set<std::string> current;
+  {
+    absl::MutexLock lock(&mu);
+    garbage = TakeGarbageCheckpoints(on_disk);
+    current = CurrentKeys();
+  }
+  OUBLI_ASSIGN_OR_RETURN(garbage_chunks,
+                         chunks.Manifests(current, /*want_current=*/false));
   // Slow I/O (flush, compaction, shredding) without mu: serving and new
   // deletions go on, and pile up for the next pass.
   std::vector<std::string> ids;
@@ -613,7 +671,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     if (unpurged.empty()) return failure;
   }
   // Persisted before the live records change: only a live record stamped
-  // PURGED can become RESTORED (MarkRestoredDeletions), so this write never
+  // PURGED can become RESTORED (TakeRestored), so this write never
   // overwrites a RESTORED one.
   const int64_t purged_at = absl::ToUnixNanos(absl::Now());
   std::vector<std::pair<std::string, std::string>> updates;
@@ -627,20 +685,24 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     updates.emplace_back(record.deletion_id(), std::move(bytes));
   }
   OUBLI_RETURN_IF_ERROR(store->UpdateDeletions(updates));
-  absl::MutexLock lock(&mu);
-  for (const DeletionRecord& record : unpurged) {
-    auto it = pending.find(record.deletion_id());
-    if (it == pending.end()) continue;
-    it->second.record.set_purged_unix_nanos(purged_at);
-    it->second.record.clear_note();
-  }
-  if (metrics != nullptr) {
+  std::vector<DeletionRecord> restored;
+  {
+    absl::MutexLock lock(&mu);
     for (const DeletionRecord& record : unpurged) {
-      metrics->DeletionPurged(
-          absl::Nanoseconds(purged_at - record.accepted_unix_nanos()));
+      auto it = pending.find(record.deletion_id());
+      if (it == pending.end()) continue;
+      it->second.record.set_purged_unix_nanos(purged_at);
+      it->second.record.clear_note();
     }
+    if (metrics != nullptr) {
+      for (const DeletionRecord& record : unpurged) {
+        metrics->DeletionPurged(
+            absl::Nanoseconds(purged_at - record.accepted_unix_nanos()));
+      }
+    }
+    restored = TakeRestored();
   }
-  MarkRestoredDeletions();
+  FinishRestored(std::move(restored));
   return failure;
 }
 
@@ -751,10 +813,11 @@ void Engine::State::WaitForStaleTraining(const std::set<int>& affected) {
   mu.Await(absl::Condition(&no_stale));
 }
 
-void Engine::State::MarkRestoredDeletions() {
-  std::vector<std::string> done;
+std::vector<DeletionRecord> Engine::State::TakeRestored() {
+  std::vector<DeletionRecord> restored;
   for (auto& [id, pending_deletion] : pending) {
-    DeletionRecord& record = pending_deletion.record;
+    if (pending_deletion.restoring) continue;
+    const DeletionRecord& record = pending_deletion.record;
     // RESTORED implies PURGED: never claim it with data still on disk.
     if (record.purged_unix_nanos() == 0) continue;
     bool all_complete = true;
@@ -762,27 +825,49 @@ void Engine::State::MarkRestoredDeletions() {
       all_complete = all_complete && ShardComplete(s) &&
                      !shards[s].in_training && !retrain_queue.Contains(s);
     }
+    if (!all_complete && training_requested) continue;
+    DeletionRecord& stamped = restored.emplace_back(record);
     if (!training_requested) {
-      all_complete = true;
-      record.set_note(
+      stamped.set_note(
           "model not trained yet: nothing was served, so nothing to retrain");
     }
-    if (!all_complete) continue;
-    record.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
-    record.set_fingerprint_restored(FingerprintLocked());
-    if (absl::Status s = PersistRecord(record); !s.ok()) {
-      // Stays pending; retried at the next completion or restart.
+    stamped.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
+    stamped.set_fingerprint_restored(FingerprintLocked());
+    pending_deletion.restoring = true;
+  }
+  return restored;
+}
+
+void Engine::State::FinishRestored(std::vector<DeletionRecord> records) {
+  if (records.empty()) return;
+  absl::Status written = absl::OkStatus();
+  std::vector<std::pair<std::string, std::string>> updates;
+  for (const DeletionRecord& record : records) {
+    std::string bytes;
+    if (!record.SerializeToString(&bytes)) {
+      written = absl::InternalError("cannot serialize deletion record");
+      break;
+    }
+    updates.emplace_back(record.deletion_id(), std::move(bytes));
+  }
+  if (written.ok()) written = store->UpdateDeletions(updates);
+  absl::MutexLock lock(&mu);
+  for (const DeletionRecord& record : records) {
+    auto it = pending.find(record.deletion_id());
+    if (it == pending.end()) continue;
+    if (!written.ok()) {
+      // Stays pending; taken again at the next completion or restart.
+      it->second.restoring = false;
       std::fprintf(stderr, "oubli: cannot record RESTORED for %s: %s\n",
-                   id.c_str(), s.ToString().c_str());
+                   record.deletion_id().c_str(), written.ToString().c_str());
       continue;
     }
-    done.push_back(id);
+    pending.erase(it);
     if (metrics != nullptr) {
       metrics->DeletionRestored(absl::Nanoseconds(
           record.restored_unix_nanos() - record.accepted_unix_nanos()));
     }
   }
-  for (const std::string& id : done) pending.erase(id);
 }
 
 absl::StatusOr<DeletionRecord> Engine::State::LoadRecord(
@@ -870,54 +955,70 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     };
     absl::StatusOr<PositionResult> result = runner.Run(job, trainer);
 
-    absl::MutexLock lock(&mu);
-    shards[shard].in_flight_generation.reset();
-    OUBLI_RETURN_IF_ERROR(result.status());
-    const bool stale = generations[shard].load() != generation;
-    switch (result->outcome) {
-      case PositionOutcome::kCancelled:
-        if (stop_requested.load()) {
-          return absl::CancelledError("engine stopping");
-        }
-        if (metrics != nullptr) metrics->PositionWasted(result->stats.samples);
-        continue;
-      case PositionOutcome::kParentMissing:
-      case PositionOutcome::kParentCorrupt:
-        // Forgotten so that it is retrained.
-        if (!stale) {
-          stored_keys.erase(job.parent_key);
-          (void)checkpoints->Destroy(job.parent_key);
-          RecomputeKeysAndValidity(shard);
-          UpdateServed(shard);
-        }
-        continue;
-      case PositionOutcome::kRestored:
-      case PositionOutcome::kTrained:
-        break;
-    }
-    if (stale) {
-      if (result->outcome == PositionOutcome::kTrained && metrics != nullptr) {
-        metrics->PositionWasted(result->stats.samples);
+    // A checkpoint that must go (stale, or a parent that does not load) is
+    // destroyed after mu is released: shredding and fsync are slow. If that
+    // fails, the purge's disk-listing GC finds the file.
+    std::string destroy;
+    absl::Status outcome = ApplyPosition(shard, generation, job, result,
+                                         summary, &destroy);
+    if (!destroy.empty()) {
+      if (absl::Status s = checkpoints->Destroy(destroy); !s.ok()) {
+        std::fprintf(stderr, "oubli: destroying checkpoint %s: %s\n",
+                     destroy.c_str(), s.ToString().c_str());
       }
-      // A deletion raced us: this checkpoint contains deleted data. If the
-      // destroy fails, the purge's disk-listing GC finds the file.
-      if (absl::Status s = checkpoints->Destroy(job.key); !s.ok()) {
-        std::fprintf(stderr, "oubli: destroying stale checkpoint %s: %s\n",
-                     job.key.c_str(), s.ToString().c_str());
-      }
-      continue;
     }
-    stored_keys.insert(job.key);
-    if (result->outcome == PositionOutcome::kRestored) {
-      ++summary->positions_restored;
-    } else {
-      ++summary->positions_trained;
-      summary->samples += result->stats.samples;
-      summary->steps += result->stats.steps;
-    }
-    RecomputeKeysAndValidity(shard);
-    UpdateServed(shard);
+    OUBLI_RETURN_IF_ERROR(outcome);
   }
+}
+
+absl::Status Engine::State::ApplyPosition(
+    int shard, uint64_t generation, const PositionJob& job,
+    const absl::StatusOr<PositionResult>& result, TrainSummary* summary,
+    std::string* destroy) {
+  absl::MutexLock lock(&mu);
+  shards[shard].in_flight_generation.reset();
+  OUBLI_RETURN_IF_ERROR(result.status());
+  const bool stale = generations[shard].load() != generation;
+  switch (result->outcome) {
+    case PositionOutcome::kCancelled:
+      if (stop_requested.load()) {
+        return absl::CancelledError("engine stopping");
+      }
+      if (metrics != nullptr) metrics->PositionWasted(result->stats.samples);
+      return absl::OkStatus();
+    case PositionOutcome::kParentMissing:
+    case PositionOutcome::kParentCorrupt:
+      // Forgotten so that it is retrained.
+      if (!stale) {
+        stored_keys.erase(job.parent_key);
+        *destroy = job.parent_key;
+        RecomputeKeysAndValidity(shard);
+        UpdateServed(shard);
+      }
+      return absl::OkStatus();
+    case PositionOutcome::kRestored:
+    case PositionOutcome::kTrained:
+      break;
+  }
+  if (stale) {
+    // A deletion raced us: this checkpoint may contain deleted data.
+    if (result->outcome == PositionOutcome::kTrained && metrics != nullptr) {
+      metrics->PositionWasted(result->stats.samples);
+    }
+    *destroy = job.key;
+    return absl::OkStatus();
+  }
+  stored_keys.insert(job.key);
+  if (result->outcome == PositionOutcome::kRestored) {
+    ++summary->positions_restored;
+  } else {
+    ++summary->positions_trained;
+    summary->samples += result->stats.samples;
+    summary->steps += result->stats.steps;
+  }
+  RecomputeKeysAndValidity(shard);
+  UpdateServed(shard);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
@@ -949,6 +1050,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
       }
       TrainSummary summary;
       absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
+      std::vector<DeletionRecord> restored;
       {
         absl::MutexLock lock(&mu);
         shards[shard].in_training = false;
@@ -959,9 +1061,10 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
           // Keep it scheduled; back off rather than spin on a hard error.
           retrain_queue.Add(shard, absl::Now() + absl::Seconds(5), owed_since);
         }
-        MarkRestoredDeletions();
+        restored = TakeRestored();
         work_cv.SignalAll();
       }
+      FinishRestored(std::move(restored));
       absl::MutexLock lock(&results_mu);
       first_error.Update(status);
       total.positions_trained += summary.positions_trained;
@@ -1537,12 +1640,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       return s;
     }
     // Leftovers of a crash between training and purge are garbage too.
+    OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk,
+                           state->checkpoints->List());
     std::vector<std::string> garbage;
+    std::vector<DeletionRecord> restored;
     {
       absl::MutexLock lock(&state->mu);
-      OUBLI_ASSIGN_OR_RETURN(garbage, state->TakeGarbageCheckpoints());
-      state->MarkRestoredDeletions();
+      garbage = state->TakeGarbageCheckpoints(on_disk);
+      restored = state->TakeRestored();
     }
+    state->FinishRestored(std::move(restored));
     OUBLI_RETURN_IF_ERROR(state->DestroyCheckpoints(garbage));
   }
 
@@ -1601,19 +1708,36 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
   result.rejected.insert(result.rejected.end(), misfits.rejected.begin(),
                          misfits.rejected.end());
   if (result.accepted > 0) {
-    std::set<int> touched;
-    for (const auto& a : assigned) touched.insert(a.where.shard);
+    // Only the slices that may have changed are read and decoded, without
+    // mu (deletion_mu keeps them as stored until installed).
+    std::map<int, std::set<int>> touched;  // shard -> slices
+    for (const auto& a : assigned) {
+      touched[a.where.shard].insert(a.where.slice);
+    }
+    std::map<int, absl::StatusOr<std::vector<std::pair<int, SliceData>>>>
+        read;
+    for (const auto& [s, slices] : touched) {
+      read.emplace(s, st.ReadSlices(s, slices));
+    }
+    absl::Status failure = absl::OkStatus();
     absl::MutexLock lock(&st.mu);
-    // All first: every shard the store changed moves on, even if loading
-    // one below fails.
-    for (int s : touched) ++st.generations[s];
-    for (int s : touched) {
-      OUBLI_RETURN_IF_ERROR(st.LoadShard(s));
+    for (auto& [s, slices] : read) {
+      ++st.generations[s];
+      if (slices.ok()) {
+        st.InstallSlices(s, *std::move(slices));
+      } else {
+        // Stored but not in memory: training reloads the shard before it
+        // touches it, and serving goes on with what it had (ingest removes
+        // nothing, so that is no one's deleted data).
+        st.shards[s].needs_reload = true;
+        failure.Update(slices.status());
+      }
       if (st.training_requested) {
         st.retrain_queue.AddUnlessQueued(s, absl::Now());
       }
     }
     st.work_cv.SignalAll();
+    OUBLI_RETURN_IF_ERROR(failure);
   }
   return result;
 }
