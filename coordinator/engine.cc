@@ -25,6 +25,7 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "coordinator/chunk_replication.h"
+#include "coordinator/deletion_log.h"
 #include "coordinator/in_flight_drain.h"
 #include "coordinator/position_runner.h"
 #include "coordinator/retrain_queue.h"
@@ -47,11 +48,6 @@ using worker::PositionData;
 
 constexpr char kConfigMetaKey[] = "config";
 constexpr char kTrainingRequestedMetaKey[] = "training_requested";
-constexpr char kDeletionIdPrefix[] = "del-";
-absl::Time FromUnixNanos(int64_t nanos) {
-  return nanos == 0 ? absl::InfinitePast() : absl::FromUnixNanos(nanos);
-}
-
 struct ShardState {
   std::vector<SliceData> slices;
   // keys[b][p - 1]: current key of sequence b's prefix of length p.
@@ -71,41 +67,6 @@ struct PendingDeletion {
   // Its RESTORED record is being written (TakeRestored, FinishRestored).
   bool restoring = false;
 };
-
-DeletionStage StageOf(const DeletionRecord& r) {
-  return r.restored_unix_nanos() != 0    ? DeletionStage::kRestored
-         : r.purged_unix_nanos() != 0    ? DeletionStage::kPurged
-         : r.forgotten_unix_nanos() != 0 ? DeletionStage::kForgotten
-                                         : DeletionStage::kAccepted;
-}
-
-DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
-  DeletionReceipt receipt;
-  receipt.deletion_id = r.deletion_id();
-  receipt.owner = r.owner();
-  receipt.resolved_ids.assign(r.resolved_ids().begin(), r.resolved_ids().end());
-  receipt.unknown_ids.assign(r.unknown_ids().begin(), r.unknown_ids().end());
-  for (const auto& a : r.already_deleted()) {
-    receipt.already_deleted.emplace_back(a.sample_id(), a.deletion_id());
-  }
-  receipt.affected_shards.assign(r.affected_shards().begin(),
-                                 r.affected_shards().end());
-  for (const auto& a : r.affected()) {
-    receipt.affected.push_back({a.shard(), a.slice(), a.sequence(),
-                                a.valid_length_before(),
-                                a.valid_length_after()});
-  }
-  receipt.accepted_at = FromUnixNanos(r.accepted_unix_nanos());
-  receipt.forgotten_at = FromUnixNanos(r.forgotten_unix_nanos());
-  receipt.purged_at = FromUnixNanos(r.purged_unix_nanos());
-  receipt.restored_at = FromUnixNanos(r.restored_unix_nanos());
-  receipt.stage = StageOf(r);
-  receipt.fingerprint_before = r.fingerprint_before();
-  receipt.fingerprint_forgotten = r.fingerprint_forgotten();
-  receipt.fingerprint_restored = r.fingerprint_restored();
-  receipt.note = r.note();
-  return receipt;
-}
 
 }  // namespace
 
@@ -154,20 +115,7 @@ struct Engine::State {
   ChunkReplication chunks;
   PositionRunner runner;
 
-  // One deletion request waiting for its group commit (SubmitDeletion).
-  struct DeleteRequest {
-    std::vector<std::string> ids;        // distinct; empty for an owner
-    std::vector<std::string> requested;  // as sent, for the receipt
-    std::string owner;                   // ForgetOwner only
-    bool by_owner = false;
-    absl::Time arrived;  // entry into the engine (time to forget)
-    // Set under queue_mu by the group's leader.
-    std::optional<absl::StatusOr<DeletionReceipt>> result;
-  };
-  // Deletion requests in arrival order; the front one leads the next group.
-  absl::Mutex queue_mu ABSL_ACQUIRED_BEFORE(deletion_mu);
-  std::deque<DeleteRequest*> delete_queue ABSL_GUARDED_BY(queue_mu);
-
+  DeletionQueue delete_queue;
   // Deletion groups and ingests run one at a time, in order; before mu.
   absl::Mutex deletion_mu ABSL_ACQUIRED_BEFORE(mu);
   int64_t next_deletion_seq ABSL_GUARDED_BY(deletion_mu) = 1;
@@ -320,17 +268,16 @@ struct Engine::State {
   // error). Concurrent requests are committed as one group: one synced
   // write, one deactivation.
   absl::StatusOr<DeletionReceipt> SubmitDeletion(DeleteRequest* request)
-      ABSL_LOCKS_EXCLUDED(queue_mu, deletion_mu, mu);
+      ABSL_LOCKS_EXCLUDED(deletion_mu, mu);
   // Resolves, records (ACCEPTED) and deactivates (FORGOTTEN) a group; returns
   // each request's answer, in group order. Reads the requests only: their
-  // `result` belongs to queue_mu, which the caller does not hold here.
+  // `result` belongs to the DeletionQueue.
   std::vector<absl::StatusOr<DeletionReceipt>> CommitDeletions(
       absl::Span<DeleteRequest* const> group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(deletion_mu);
   // The stored deletion that forgot `owner` earlier, as a receipt with a
   // note; NotFound if the owner never had samples.
   absl::StatusOr<DeletionReceipt> EarlierOwnerDeletion(absl::string_view owner);
-  absl::Status PersistRecord(const DeletionRecord& record);
   // The live (pending) or stored record of a deletion.
   absl::StatusOr<DeletionRecord> LoadRecord(absl::string_view deletion_id);
 };
@@ -674,17 +621,11 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   // PURGED can become RESTORED (TakeRestored), so this write never
   // overwrites a RESTORED one.
   const int64_t purged_at = absl::ToUnixNanos(absl::Now());
-  std::vector<std::pair<std::string, std::string>> updates;
   for (DeletionRecord& record : unpurged) {
     record.set_purged_unix_nanos(purged_at);
     record.clear_note();
-    std::string bytes;
-    if (!record.SerializeToString(&bytes)) {
-      return absl::InternalError("cannot serialize deletion record");
-    }
-    updates.emplace_back(record.deletion_id(), std::move(bytes));
   }
-  OUBLI_RETURN_IF_ERROR(store->UpdateDeletions(updates));
+  OUBLI_RETURN_IF_ERROR(WriteDeletions(*store, unpurged));
   std::vector<DeletionRecord> restored;
   {
     absl::MutexLock lock(&mu);
@@ -840,17 +781,7 @@ std::vector<DeletionRecord> Engine::State::TakeRestored() {
 
 void Engine::State::FinishRestored(std::vector<DeletionRecord> records) {
   if (records.empty()) return;
-  absl::Status written = absl::OkStatus();
-  std::vector<std::pair<std::string, std::string>> updates;
-  for (const DeletionRecord& record : records) {
-    std::string bytes;
-    if (!record.SerializeToString(&bytes)) {
-      written = absl::InternalError("cannot serialize deletion record");
-      break;
-    }
-    updates.emplace_back(record.deletion_id(), std::move(bytes));
-  }
-  if (written.ok()) written = store->UpdateDeletions(updates);
+  const absl::Status written = WriteDeletions(*store, records);
   absl::MutexLock lock(&mu);
   for (const DeletionRecord& record : records) {
     auto it = pending.find(record.deletion_id());
@@ -877,26 +808,7 @@ absl::StatusOr<DeletionRecord> Engine::State::LoadRecord(
     auto it = pending.find(std::string(deletion_id));
     if (it != pending.end()) return it->second.record;
   }
-  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> bytes,
-                         store->GetDeletion(deletion_id));
-  if (!bytes.has_value()) {
-    return absl::NotFoundError(
-        absl::StrCat("no deletion with id '", deletion_id, "'"));
-  }
-  DeletionRecord record;
-  if (!record.ParseFromString(*bytes)) {
-    return absl::DataLossError(
-        absl::StrCat("deletion record ", deletion_id, " is corrupt"));
-  }
-  return record;
-}
-
-absl::Status Engine::State::PersistRecord(const DeletionRecord& record) {
-  std::string bytes;
-  if (!record.SerializeToString(&bytes)) {
-    return absl::InternalError("cannot serialize deletion record");
-  }
-  return store->UpdateDeletion(record.deletion_id(), bytes);
+  return ReadDeletion(*store, deletion_id);
 }
 
 // -------------------------------------------------------------- training
@@ -1123,58 +1035,17 @@ void Engine::State::BackgroundLoop(int index) {
 
 absl::StatusOr<DeletionReceipt> Engine::State::SubmitDeletion(
     DeleteRequest* request) {
-  // Group commit in the manner of leveldb's writer queue: the request at the
-  // front commits every request queued behind it, so concurrent deletions
-  // share one fsync and one deactivation instead of queueing for each.
-  constexpr size_t kMaxGroupRequests = 512;
-  constexpr size_t kMaxGroupIds = 100000;
-  queue_mu.Lock();
-  delete_queue.push_back(request);
-  auto leads_or_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu) {
-    return request->result.has_value() || delete_queue.front() == request;
-  };
-  queue_mu.Await(absl::Condition(&leads_or_done));
-  if (!request->result.has_value()) {
-    std::vector<DeleteRequest*> group;
-    size_t ids = 0;
-    for (DeleteRequest* queued : delete_queue) {
-      if (!group.empty() && (group.size() >= kMaxGroupRequests ||
-                             ids + queued->ids.size() > kMaxGroupIds)) {
-        break;
-      }
-      group.push_back(queued);
-      ids += queued->ids.size();
-    }
-    queue_mu.Unlock();
-    std::vector<absl::StatusOr<DeletionReceipt>> results;
-    {
-      absl::MutexLock dlock(&deletion_mu);
-      results = CommitDeletions(group);
-    }
-    queue_mu.Lock();
-    // Results are published under queue_mu, which followers wait on; the
-    // next front leads.
-    for (size_t i = 0; i < group.size(); ++i) {
-      group[i]->result = std::move(results[i]);
-      delete_queue.pop_front();
-    }
-  }
-  absl::StatusOr<DeletionReceipt> result = *std::move(request->result);
-  queue_mu.Unlock();
-  return result;
+  return delete_queue.Submit(
+      request, [this](absl::Span<DeleteRequest* const> group) {
+        absl::MutexLock dlock(&deletion_mu);
+        return CommitDeletions(group);
+      });
 }
 
 absl::StatusOr<DeletionReceipt> Engine::State::EarlierOwnerDeletion(
     absl::string_view owner) {
-  std::optional<DeletionRecord> earlier;
-  OUBLI_RETURN_IF_ERROR(store->ForEachDeletion([&](absl::string_view,
-                                                   absl::string_view bytes) {
-    DeletionRecord record;
-    if (record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) &&
-        record.owner() == owner) {
-      earlier = std::move(record);
-    }
-  }));
+  OUBLI_ASSIGN_OR_RETURN(std::optional<DeletionRecord> earlier,
+                         FindOwnerDeletion(*store, owner));
   if (!earlier.has_value()) {
     // Deletions by sample id do not keep the owner (purged samples must not
     // name them), so an owner deleted that way looks like an unknown one.
@@ -1280,8 +1151,7 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
       }
       continue;
     }
-    record.set_deletion_id(
-        absl::StrFormat("%s%012d", kDeletionIdPrefix, seq++));
+    record.set_deletion_id(DeletionIdFor(seq++));
     std::set<int> shards;
     for (const auto& [id, where] : resolved) {
       claimed[id] = record.deletion_id();
@@ -1573,27 +1443,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
                          state->checkpoints->List());
 
   // Recover the deletion log: finish what a crash interrupted.
-  std::vector<DeletionRecord> unfinished;
-  int64_t last_seq = 0;
-  absl::Status parse_status;
-  OUBLI_RETURN_IF_ERROR(state->store->ForEachDeletion(
-      [&](absl::string_view id, absl::string_view bytes) {
-        DeletionRecord record;
-        if (!record.ParseFromArray(bytes.data(),
-                                   static_cast<int>(bytes.size()))) {
-          parse_status.Update(absl::DataLossError(
-              absl::StrCat("deletion record ", id, " is corrupt")));
-          return;
-        }
-        int64_t seq = 0;
-        if (absl::SimpleAtoi(id.substr(sizeof(kDeletionIdPrefix) - 1), &seq)) {
-          last_seq = std::max(last_seq, seq);
-        }
-        if (record.restored_unix_nanos() == 0) {
-          unfinished.push_back(std::move(record));
-        }
-      }));
-  OUBLI_RETURN_IF_ERROR(parse_status);
+  OUBLI_ASSIGN_OR_RETURN(RecoveredDeletions recovered,
+                         RecoverDeletions(*state->store));
+  std::vector<DeletionRecord>& unfinished = recovered.unfinished;
+  const int64_t last_seq = recovered.last_seq;
   OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> requested,
                          state->store->GetMeta(kTrainingRequestedMetaKey));
   {
@@ -1899,7 +1752,7 @@ absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(
   if (sample_ids.empty()) {
     return absl::InvalidArgumentError("no sample ids given");
   }
-  State::DeleteRequest request;
+  DeleteRequest request;
   absl::flat_hash_set<std::string> seen;
   for (const std::string& id : sample_ids) {
     OUBLI_RETURN_IF_ERROR(ValidateSampleId(id));
@@ -1913,7 +1766,7 @@ absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(
 absl::StatusOr<DeletionReceipt> Engine::ForgetOwner(absl::string_view owner) {
   const absl::Time arrived = absl::Now();
   OUBLI_RETURN_IF_ERROR(ValidateOwner(owner));
-  State::DeleteRequest request;
+  DeleteRequest request;
   request.arrived = arrived;
   request.owner = std::string(owner);
   request.by_owner = true;
@@ -2073,10 +1926,10 @@ ModelStatus Engine::GetModelStatus() {
     } else {
       ++status.pending_accepted;
     }
-    const absl::Time accepted = FromUnixNanos(r.accepted_unix_nanos());
-    if (accepted != absl::InfinitePast() &&
-        (status.oldest_pending_accepted_at == absl::InfinitePast() ||
-         accepted < status.oldest_pending_accepted_at)) {
+    if (r.accepted_unix_nanos() == 0) continue;
+    const absl::Time accepted = absl::FromUnixNanos(r.accepted_unix_nanos());
+    if (status.oldest_pending_accepted_at == absl::InfinitePast() ||
+        accepted < status.oldest_pending_accepted_at) {
       status.oldest_pending_accepted_at = accepted;
     }
   }

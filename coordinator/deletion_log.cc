@@ -1,0 +1,167 @@
+#include "coordinator/deletion_log.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+
+namespace oubli::coordinator {
+namespace {
+
+using internal::DeletionRecord;
+
+constexpr char kDeletionIdPrefix[] = "del-";
+
+absl::Time FromUnixNanos(int64_t nanos) {
+  return nanos == 0 ? absl::InfinitePast() : absl::FromUnixNanos(nanos);
+}
+
+}  // namespace
+
+DeletionStage StageOf(const DeletionRecord& r) {
+  return r.restored_unix_nanos() != 0    ? DeletionStage::kRestored
+         : r.purged_unix_nanos() != 0    ? DeletionStage::kPurged
+         : r.forgotten_unix_nanos() != 0 ? DeletionStage::kForgotten
+                                         : DeletionStage::kAccepted;
+}
+
+DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
+  DeletionReceipt receipt;
+  receipt.deletion_id = r.deletion_id();
+  receipt.owner = r.owner();
+  receipt.resolved_ids.assign(r.resolved_ids().begin(), r.resolved_ids().end());
+  receipt.unknown_ids.assign(r.unknown_ids().begin(), r.unknown_ids().end());
+  for (const auto& a : r.already_deleted()) {
+    receipt.already_deleted.emplace_back(a.sample_id(), a.deletion_id());
+  }
+  receipt.affected_shards.assign(r.affected_shards().begin(),
+                                 r.affected_shards().end());
+  for (const auto& a : r.affected()) {
+    receipt.affected.push_back({a.shard(), a.slice(), a.sequence(),
+                                a.valid_length_before(),
+                                a.valid_length_after()});
+  }
+  receipt.accepted_at = FromUnixNanos(r.accepted_unix_nanos());
+  receipt.forgotten_at = FromUnixNanos(r.forgotten_unix_nanos());
+  receipt.purged_at = FromUnixNanos(r.purged_unix_nanos());
+  receipt.restored_at = FromUnixNanos(r.restored_unix_nanos());
+  receipt.stage = StageOf(r);
+  receipt.fingerprint_before = r.fingerprint_before();
+  receipt.fingerprint_forgotten = r.fingerprint_forgotten();
+  receipt.fingerprint_restored = r.fingerprint_restored();
+  receipt.note = r.note();
+  return receipt;
+}
+
+std::string DeletionIdFor(int64_t seq) {
+  return absl::StrFormat("%s%012d", kDeletionIdPrefix, seq);
+}
+
+absl::StatusOr<DeletionReceipt> DeletionQueue::Submit(
+    DeleteRequest* request, const CommitGroup& commit) {
+  mu_.Lock();
+  queue_.push_back(request);
+  auto leads_or_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return request->result.has_value() || queue_.front() == request;
+  };
+  mu_.Await(absl::Condition(&leads_or_done));
+  if (!request->result.has_value()) {
+    std::vector<DeleteRequest*> group;
+    size_t ids = 0;
+    for (DeleteRequest* queued : queue_) {
+      if (!group.empty() && (group.size() >= kMaxGroupRequests ||
+                             ids + queued->ids.size() > kMaxGroupIds)) {
+        break;
+      }
+      group.push_back(queued);
+      ids += queued->ids.size();
+    }
+    mu_.Unlock();
+    std::vector<absl::StatusOr<DeletionReceipt>> results = commit(group);
+    mu_.Lock();
+    // Results are published under mu_, which followers wait on; the next
+    // front leads.
+    for (size_t i = 0; i < group.size(); ++i) {
+      group[i]->result = std::move(results[i]);
+      queue_.pop_front();
+    }
+  }
+  absl::StatusOr<DeletionReceipt> result = *std::move(request->result);
+  mu_.Unlock();
+  return result;
+}
+
+absl::StatusOr<RecoveredDeletions> RecoverDeletions(
+    storage::LineageStore& store) {
+  RecoveredDeletions recovered;
+  absl::Status parse_status;
+  OUBLI_RETURN_IF_ERROR(store.ForEachDeletion(
+      [&](absl::string_view id, absl::string_view bytes) {
+        DeletionRecord record;
+        if (!record.ParseFromArray(bytes.data(),
+                                   static_cast<int>(bytes.size()))) {
+          parse_status.Update(absl::DataLossError(
+              absl::StrCat("deletion record ", id, " is corrupt")));
+          return;
+        }
+        int64_t seq = 0;
+        if (absl::SimpleAtoi(id.substr(sizeof(kDeletionIdPrefix) - 1), &seq)) {
+          recovered.last_seq = std::max(recovered.last_seq, seq);
+        }
+        if (record.restored_unix_nanos() == 0) {
+          recovered.unfinished.push_back(std::move(record));
+        }
+      }));
+  OUBLI_RETURN_IF_ERROR(parse_status);
+  return recovered;
+}
+
+absl::StatusOr<DeletionRecord> ReadDeletion(storage::LineageStore& store,
+                                            absl::string_view deletion_id) {
+  OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                         store.GetDeletion(deletion_id));
+  if (!bytes.has_value()) {
+    return absl::NotFoundError(
+        absl::StrCat("no deletion with id '", deletion_id, "'"));
+  }
+  DeletionRecord record;
+  if (!record.ParseFromString(*bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("deletion record ", deletion_id, " is corrupt"));
+  }
+  return record;
+}
+
+absl::StatusOr<std::optional<DeletionRecord>> FindOwnerDeletion(
+    storage::LineageStore& store, absl::string_view owner) {
+  std::optional<DeletionRecord> found;
+  OUBLI_RETURN_IF_ERROR(store.ForEachDeletion(
+      [&](absl::string_view, absl::string_view bytes) {
+        DeletionRecord record;
+        if (record.ParseFromArray(bytes.data(),
+                                  static_cast<int>(bytes.size())) &&
+            record.owner() == owner) {
+          found = std::move(record);
+        }
+      }));
+  return found;
+}
+
+absl::Status WriteDeletions(storage::LineageStore& store,
+                            absl::Span<const DeletionRecord> records) {
+  std::vector<std::pair<std::string, std::string>> updates;
+  for (const DeletionRecord& record : records) {
+    std::string bytes;
+    if (!record.SerializeToString(&bytes)) {
+      return absl::InternalError(absl::StrCat(
+          "cannot serialize deletion record ", record.deletion_id()));
+    }
+    updates.emplace_back(record.deletion_id(), std::move(bytes));
+  }
+  return store.UpdateDeletions(updates);
+}
+
+}  // namespace oubli::coordinator
