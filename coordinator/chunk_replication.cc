@@ -66,13 +66,26 @@ ChunkReplication::Manifests(const absl::flat_hash_set<std::string>& current,
   return out;
 }
 
+absl::Status ChunkReplication::ForgetLocked(const std::string& key,
+                                            const std::string& manifest) {
+  OUBLI_RETURN_IF_ERROR(replicas_->Forget(ChunkKey(key), manifest));
+  return store_->DeleteMeta(ChunksMetaKey(key));
+}
+
 absl::Status ChunkReplication::Forget(
     const std::vector<KeyedManifest>& manifests,
     absl::flat_hash_set<std::string>* left) {
   std::vector<std::string> failures;
-  for (const auto& [key, manifest] : manifests) {
-    absl::Status s = replicas_->Forget(ChunkKey(key), manifest);
-    if (s.ok()) s = store_->DeleteMeta(ChunksMetaKey(key));
+  for (const auto& [key, listed] : manifests) {
+    // Under the key's lock, with the manifest as it is now: a Protect that
+    // persisted the listed manifest may still be placing chunks, and a
+    // repair may have moved some; either way the manifest read after they
+    // finish names every chunk there is.
+    KeyLock key_lock(this, key);
+    absl::StatusOr<std::optional<std::string>> manifest =
+        store_->GetMeta(ChunksMetaKey(key));
+    absl::Status s = manifest.status();
+    if (s.ok() && manifest->has_value()) s = ForgetLocked(key, **manifest);
     if (!s.ok()) {
       failures.push_back(std::string(s.message()));
       if (left != nullptr) left->insert(key);
@@ -115,7 +128,7 @@ void ChunkReplication::Protect(const std::string& key, absl::string_view bytes,
     absl::StatusOr<std::optional<std::string>> persisted =
         store_->GetMeta(meta_key);
     if (persisted.ok() && persisted->has_value()) {
-      (void)Forget({{key, **persisted}});
+      (void)ForgetLocked(key, **persisted);
     }
     return;
   }

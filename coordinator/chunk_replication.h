@@ -69,8 +69,9 @@ class ChunkReplication {
   absl::StatusOr<std::optional<std::string>> Restore(const std::string& key);
 
   // Destroys the chunks of `manifests`' checkpoints and drops the
-  // manifests; the keys whose chunks could not all be destroyed go into
-  // `left` (if given). Unavailable while a holder is unreachable.
+  // manifests (as stored when each key's other work has finished: the
+  // listing may be older); the keys whose chunks could not all be destroyed
+  // go into `left` (if given). Unavailable while a holder is unreachable.
   absl::Status Forget(const std::vector<KeyedManifest>& manifests,
                       absl::flat_hash_set<std::string>* left = nullptr);
 
@@ -108,6 +109,11 @@ class ChunkReplication {
     ChunkReplication* const owner_;
     const std::string key_;
   };
+
+  // Destroys the key's chunks named in `manifest` and drops the manifest.
+  // The caller holds the key's KeyLock.
+  absl::Status ForgetLocked(const std::string& key,
+                            const std::string& manifest);
 
   // Chunks are named per model: two models with the same config and data
   // share checkpoint keys, not chunks.

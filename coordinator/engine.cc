@@ -161,14 +161,19 @@ struct Engine::State {
 
   // ---- shard state (all require mu)
   absl::StatusOr<SliceData> LoadSlice(int shard, int slice);
-  // Reads every slice of the shard and installs them.
+  // Reads every slice of the shard and installs them (InstallSlices: the
+  // caller publishes). The store may change meanwhile only by a commit
+  // under deletion_mu; that commit then applies its change again under mu
+  // and bumps the generation, so a read racing it is overwritten.
   absl::Status LoadShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // The decoded slices `which` of `shard`, read from the store. Needs no
-  // lock; the caller keeps the store's slices from changing until they are
-  // installed (holding deletion_mu, or mu throughout as LoadShard does).
+  // The decoded slices `which` of `shard`, read from the store; needs no
+  // lock (Ingest calls it holding deletion_mu, so they stay as read).
   absl::StatusOr<std::vector<std::pair<int, SliceData>>> ReadSlices(
       int shard, const std::set<int>& which);
-  // Replaces those slices of the shard and recomputes what it serves.
+  // Replaces those slices of the shard, clears needs_reload if every slice
+  // was given, and recomputes keys and the served prefix without
+  // publishing it (the caller calls PublishServed once for all shards it
+  // changed).
   void InstallSlices(int shard, std::vector<std::pair<int, SliceData>> slices)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void RecomputeKeysAndValidity(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -203,7 +208,8 @@ struct Engine::State {
   std::vector<std::string> TakeGarbageCheckpoints(
       const std::vector<std::string>& on_disk)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  absl::Status DestroyCheckpoints(const std::vector<std::string>& keys);
+  absl::Status DestroyCheckpoints(const std::vector<std::string>& keys)
+      ABSL_LOCKS_EXCLUDED(mu);
   // PURGED for every pending deletion not purged yet, in one pass (one
   // compaction however many deletions): waits out stale training, purges
   // payloads, destroys every checkpoint that held them, then records the
@@ -211,7 +217,8 @@ struct Engine::State {
   // `chunks_only`, when given, is set when the pass failed only at
   // destroying copies on workers, chunks or serving copies (local data is
   // gone).
-  absl::Status PurgeUnfinished(bool* chunks_only = nullptr);
+  absl::Status PurgeUnfinished(bool* chunks_only = nullptr)
+      ABSL_LOCKS_EXCLUDED(purge_mu, mu);
   // Re-places chunks whose holders died (CheckpointReplicas::Repair).
   void RepairChunks() ABSL_LOCKS_EXCLUDED(purge_mu, mu);
   bool HasUnfinishedPurges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -224,6 +231,7 @@ struct Engine::State {
   std::map<int, Cut> Deactivate(
       const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
       const std::set<int>& affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Without publishing (the caller publishes).
   void ReloadOrBlankShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // `deletions` deletions committed together cut `shards`.
   void ScheduleRetrain(const std::set<int>& shards, int deletions)
@@ -258,9 +266,11 @@ struct Engine::State {
                              TrainSummary* summary, std::string* destroy)
       ABSL_LOCKS_EXCLUDED(mu);
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
-                                      TrainSummary* summary);
+                                      TrainSummary* summary)
+      ABSL_LOCKS_EXCLUDED(mu);
   absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
-                                           int threads);
+                                           int threads)
+      ABSL_LOCKS_EXCLUDED(mu);
   void BackgroundLoop(int index);
 
   // ---- deletion
@@ -313,13 +323,16 @@ void Engine::State::InstallSlices(
     state.slices.assign(config.slices,
                         EmptySlice(config.backbone.InputSize()));
   }
+  if (slices.size() == static_cast<size_t>(config.slices)) {
+    state.needs_reload = false;
+  }
   for (auto& [slice, data] : slices) state.slices[slice] = std::move(data);
   state.samples = 0;
   for (const SliceData& slice : state.slices) {
     state.samples += static_cast<int64_t>(slice.ids.size());
   }
   RecomputeKeysAndValidity(shard);
-  UpdateServed(shard);
+  ChooseServed(shard);
 }
 
 void Engine::State::RecomputeKeysAndValidity(int shard) {
@@ -826,7 +839,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       ShardState& state = shards[shard];
       if (state.needs_reload) {
         OUBLI_RETURN_IF_ERROR(LoadShard(shard));
-        state.needs_reload = false;
+        PublishServed();
       }
       // The first missing prefix of the sequence with the longest valid
       // prefix (the lowest on ties): the served prefix grows back to full
@@ -980,6 +993,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
       absl::MutexLock lock(&results_mu);
       first_error.Update(status);
       total.positions_trained += summary.positions_trained;
+      total.positions_restored += summary.positions_restored;
       total.samples += summary.samples;
       total.steps += summary.steps;
     }
@@ -1321,10 +1335,7 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
 
 void Engine::State::ReloadOrBlankShard(int shard) {
   absl::Status loaded = LoadShard(shard);
-  if (loaded.ok()) {
-    shards[shard].needs_reload = false;
-    return;
-  }
+  if (loaded.ok()) return;
   // Serve nothing from this shard rather than risk serving deleted data;
   // training reloads it before touching it.
   std::fprintf(stderr, "oubli: reloading shard %d failed, blanking it: %s\n",
@@ -1337,7 +1348,6 @@ void Engine::State::ReloadOrBlankShard(int shard) {
   state.needs_reload = true;
   RecomputeKeysAndValidity(shard);
   state.served = ServedModel();
-  PublishServed();
 }
 
 void Engine::State::ScheduleRetrain(const std::set<int>& affected,
@@ -1462,6 +1472,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     for (int s = 0; s < config.shards; ++s) {
       OUBLI_RETURN_IF_ERROR(state->LoadShard(s));
     }
+    state->PublishServed();
     for (DeletionRecord& record : unfinished) {
       // The samples left every index in the ACCEPTED batch, so keys computed
       // from the store already exclude them: deactivation is implicit.
@@ -1562,10 +1573,21 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
                          misfits.rejected.end());
   if (result.accepted > 0) {
     // Only the slices that may have changed are read and decoded, without
-    // mu (deletion_mu keeps them as stored until installed).
+    // mu (deletion_mu keeps them as stored until installed); all of a shard
+    // that awaits a reload. Only commits under deletion_mu set
+    // needs_reload, so it cannot become set after this look.
     std::map<int, std::set<int>> touched;  // shard -> slices
     for (const auto& a : assigned) {
       touched[a.where.shard].insert(a.where.slice);
+    }
+    {
+      absl::MutexLock lock(&st.mu);
+      for (auto& [s, slices] : touched) {
+        if (!st.shards[s].needs_reload) continue;
+        for (int slice = 0; slice < st.config.slices; ++slice) {
+          slices.insert(slice);
+        }
+      }
     }
     std::map<int, absl::StatusOr<std::vector<std::pair<int, SliceData>>>>
         read;
@@ -1589,6 +1611,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
         st.retrain_queue.AddUnlessQueued(s, absl::Now());
       }
     }
+    st.PublishServed();
     st.work_cv.SignalAll();
     OUBLI_RETURN_IF_ERROR(failure);
   }

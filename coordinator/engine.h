@@ -47,8 +47,8 @@ class Engine {
     int training_threads = 1;
     // Off in tests that drive retraining by hand via RunPendingRetrains().
     bool background_retrain = true;
-    // Deletion-stage and training events; nullptr: none. Called with the
-    // engine's mutex held (see coordinator/metrics.h).
+    // Deletion-stage and training events; nullptr: none. Some are called
+    // with the engine's mutex held (see coordinator/metrics.h).
     std::shared_ptr<EngineMetrics> metrics;
     // Trains positions on worker processes when it has live ones of this
     // process's numeric environment (so checkpoint bits do not depend on

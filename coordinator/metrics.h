@@ -4,8 +4,8 @@
 // implements them; a null pointer means "no metrics".
 //
 // Implementations must be thread-safe, must not block, and must never call
-// back into an Engine or ModelRegistry: the engine calls them while holding
-// its own mutex.
+// back into an Engine or ModelRegistry: the engine calls some of them while
+// holding its own mutex.
 #ifndef OUBLI_COORDINATOR_METRICS_H_
 #define OUBLI_COORDINATOR_METRICS_H_
 

@@ -30,8 +30,8 @@ std::shared_ptr<const ServedSnapshot> PublishedSnapshot::Get() const {
 
 void PublishedSnapshot::Publish(
     std::shared_ptr<const ServedSnapshot> snapshot) {
-  // The old snapshot is released outside the lock: dropping the last
-  // reference may free models.
+  // The old snapshot is released outside this lock (dropping the last
+  // reference may free models), so readers never wait for it.
   absl::MutexLock lock(&mu_);
   std::swap(current_, snapshot);
 }

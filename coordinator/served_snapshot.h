@@ -53,6 +53,8 @@ class PublishedSnapshot {
  public:
   PublishedSnapshot();
   std::shared_ptr<const ServedSnapshot> Get() const;
+  // Callers serialize publications (the engine publishes under its mutex),
+  // so the last one published is the newest.
   void Publish(std::shared_ptr<const ServedSnapshot> snapshot);
 
  private:
