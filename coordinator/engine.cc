@@ -1,7 +1,5 @@
 #include "coordinator/engine.h"
 
-#include <torch/torch.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -26,7 +24,9 @@
 #include "common/status_macros.h"
 #include "coordinator/chunk_replication.h"
 #include "coordinator/deletion_log.h"
+#include "coordinator/ensemble.h"
 #include "coordinator/in_flight_drain.h"
+#include "coordinator/model_base.h"
 #include "coordinator/position_runner.h"
 #include "coordinator/retrain_queue.h"
 #include "coordinator/served_snapshot.h"
@@ -36,14 +36,11 @@
 #include "oubli/internal/records.pb.h"
 #include "storage/checkpoint_store.h"
 #include "worker/determinism.h"
-#include "worker/s3t_trainer.h"
-#include "worker/shard_model.h"
 
 namespace oubli::coordinator {
 namespace {
 
 using internal::DeletionRecord;
-using worker::NamedTensors;
 using worker::PositionData;
 
 constexpr char kConfigMetaKey[] = "config";
@@ -107,7 +104,7 @@ struct Engine::State {
   // the numeric environment (library versions, CPU kernels).
   const std::string config_fingerprint;
   const ShardingPlan plan;
-  NamedTensors base_state;  // immutable after Open
+  std::unique_ptr<const ModelBase> base;  // set by Open
   // The public base model, when serving.base_fallback (built at Open).
   std::shared_ptr<const worker::ShardModel> base_model;
   std::unique_ptr<storage::LineageStore> store;
@@ -412,7 +409,7 @@ void Engine::State::ChooseServed(int shard) {
     }
     absl::StatusOr<std::string> bytes = checkpoints->Get(key);
     absl::StatusOr<std::shared_ptr<const worker::ShardModel>> model =
-        bytes.ok() ? worker::ShardModel::Create(config, base_state, *bytes)
+        bytes.ok() ? base->ShardModelOf(*bytes)
                    : bytes.status();
     if (model.ok()) {
       state.served.sequence = best_sequence;
@@ -954,8 +951,8 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
   absl::Status first_error;
   std::atomic<size_t> next{0};
   auto work = [&] {
-    absl::StatusOr<std::unique_ptr<worker::S3tTrainer>> trainer =
-        worker::S3tTrainer::Create(config, base_state);
+    absl::StatusOr<std::shared_ptr<worker::S3tTrainer>> trainer =
+        base->NewTrainer();
     if (!trainer.ok()) {
       absl::MutexLock lock(&results_mu);
       first_error.Update(trainer.status());
@@ -1422,7 +1419,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
           "data dir '", options.data_dir, "' holds no model; give a config"));
     }
     config = *options.config;
-    OUBLI_RETURN_IF_ERROR(worker::RecordBaseWeightsDigest(&config));
+    OUBLI_RETURN_IF_ERROR(ModelBase::RecordWeightsDigest(&config));
   }
   OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
   OUBLI_RETURN_IF_ERROR(store->PutMeta(kConfigMetaKey, ConfigToText(config)));
@@ -1434,12 +1431,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   auto state =
       std::make_unique<State>(options, config, std::move(plan),
                               std::move(store), std::move(checkpoints));
-  OUBLI_ASSIGN_OR_RETURN(state->base_state, worker::LoadBaseState(config));
+  OUBLI_ASSIGN_OR_RETURN(state->base, ModelBase::Load(config));
   if (config.serving.base_fallback) {
     // A convenience: a model whose base cannot be built here still opens
     // (Predict then refuses as without the option, and says why).
     absl::StatusOr<std::shared_ptr<const worker::ShardModel>> base =
-        worker::ShardModel::CreateBase(config, state->base_state);
+        state->base->BaseAlone();
     if (base.ok()) {
       state->base_model = *std::move(base);
     } else {
@@ -1717,55 +1714,40 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
     InFlightDrain::Scope in_flight(&st.predict_drain);
     remote = st.options.shard_serving->Predict(query);
   }
-  try {
-    torch::Tensor x = torch::from_blob(const_cast<float*>(inputs.data()),
-                                       {rows, width}, torch::kFloat32);
-    torch::Tensor sum;
-    int64_t by_workers = 0, fallbacks = 0;
-    for (size_t i = 0; i < models.size(); ++i) {
-      torch::Tensor p;
-      const int64_t classes = st.config.backbone.num_classes;
-      if (i < remote.size() && remote[i].probabilities.ok() &&
-          static_cast<int64_t>(remote[i].probabilities->size()) ==
-              rows * classes) {
-        std::vector<float>& values = *remote[i].probabilities;
-        p = torch::from_blob(values.data(), {rows, classes}, torch::kFloat32);
-        out.served[served_index[i]].worker = remote[i].worker;
-        ++by_workers;
-      } else {
-        if (i < remote.size()) {
-          ++fallbacks;
-          // One line per model per 10 s at most: a dead worker can fail
-          // thousands of requests before its heartbeats time out.
-          const int64_t now = absl::ToUnixSeconds(absl::Now());
-          int64_t last = st.last_predict_fallback_log.load();
-          if (fallbacks == 1 && now - last >= 10 &&
-              st.last_predict_fallback_log.compare_exchange_strong(last, now)) {
-            std::fprintf(stderr, "oubli: predict: shard %d computed here: %s\n",
-                         query.shards[i].shard,
-                         remote[i].probabilities.status().ToString().c_str());
-          }
-        }
-        OUBLI_ASSIGN_OR_RETURN(p, models[i]->Probabilities(x));
+  std::vector<EnsembleMember> members(models.size());
+  int64_t by_workers = 0, fallbacks = 0;
+  const int64_t classes = st.config.backbone.num_classes;
+  for (size_t i = 0; i < models.size(); ++i) {
+    members[i].model = models[i];
+    if (i < remote.size() && remote[i].probabilities.ok() &&
+        static_cast<int64_t>(remote[i].probabilities->size()) ==
+            rows * classes) {
+      members[i].answered = &*remote[i].probabilities;
+      out.served[served_index[i]].worker = remote[i].worker;
+      ++by_workers;
+    } else if (i < remote.size()) {
+      ++fallbacks;
+      // One line per model per 10 s at most: a dead worker can fail
+      // thousands of requests before its heartbeats time out.
+      const int64_t now = absl::ToUnixSeconds(absl::Now());
+      int64_t last = st.last_predict_fallback_log.load();
+      if (fallbacks == 1 && now - last >= 10 &&
+          st.last_predict_fallback_log.compare_exchange_strong(last, now)) {
+        std::fprintf(stderr, "oubli: predict: shard %d computed here: %s\n",
+                     query.shards[i].shard,
+                     remote[i].probabilities.status().ToString().c_str());
       }
-      sum = sum.defined() ? sum + p : p;
     }
-    if (st.metrics != nullptr && !out.from_base) {
-      st.metrics->ShardsPredicted(
-          by_workers,
-          static_cast<int64_t>(models.size()) - by_workers - fallbacks,
-          fallbacks);
-    }
-    torch::Tensor mean =
-        (sum / static_cast<double>(models.size())).contiguous();
-    out.rows = rows;
-    out.classes = mean.size(1);
-    out.probabilities.assign(mean.data_ptr<float>(),
-                             mean.data_ptr<float>() + mean.numel());
-  } catch (const std::exception& e) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("predict: aggregating shard outputs: ", e.what()));
   }
+  OUBLI_ASSIGN_OR_RETURN(out.probabilities,
+                         EnsembleMean(members, inputs, rows, width, classes));
+  if (st.metrics != nullptr && !out.from_base) {
+    st.metrics->ShardsPredicted(
+        by_workers, static_cast<int64_t>(models.size()) - by_workers - fallbacks,
+        fallbacks);
+  }
+  out.rows = rows;
+  out.classes = classes;
   return out;
 }
 
@@ -1847,8 +1829,8 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
   const absl::Time start = absl::Now();
   // From scratch: fresh trainer, data re-read from the store, no checkpoint
   // reuse.
-  OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<worker::S3tTrainer> trainer,
-                         worker::S3tTrainer::Create(st.config, st.base_state));
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<worker::S3tTrainer> trainer,
+                         st.base->NewTrainer());
   VerifyReport report;
   report.restored = true;
   report.match = true;

@@ -1,5 +1,7 @@
 #include "coordinator/position_runner.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <exception>
@@ -9,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "worker/s3t_trainer.h"
 
 namespace oubli::coordinator {
 

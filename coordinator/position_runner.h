@@ -20,7 +20,11 @@
 #include "coordinator/metrics.h"
 #include "coordinator/remote_training.h"
 #include "storage/checkpoint_store.h"
-#include "worker/s3t_trainer.h"
+#include "worker/position_data.h"
+
+namespace oubli::worker {
+class S3tTrainer;
+}  // namespace oubli::worker
 
 namespace oubli::coordinator {
 

@@ -1,5 +1,7 @@
 #include "coordinator/slice_data.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <exception>
 #include <utility>
@@ -7,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/sharding_plan.h"
+#include "worker/s3t_trainer.h"
 
 namespace oubli::coordinator {
 

@@ -6,7 +6,7 @@
 #ifndef OUBLI_COORDINATOR_SLICE_DATA_H_
 #define OUBLI_COORDINATOR_SLICE_DATA_H_
 
-#include <torch/torch.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <string>
@@ -17,14 +17,18 @@
 #include "absl/types/span.h"
 #include "common/types.h"
 #include "storage/lineage_store.h"
-#include "worker/s3t_trainer.h"
+#include "worker/position_data.h"
+
+namespace oubli::worker {
+class S3tTrainer;
+}  // namespace oubli::worker
 
 namespace oubli::coordinator {
 
 struct SliceData {
   std::vector<std::string> ids;  // ascending
-  torch::Tensor features;        // [n, input_size] float32
-  torch::Tensor labels;          // [n] int64
+  at::Tensor features;           // [n, input_size] float32
+  at::Tensor labels;             // [n] int64
   std::string digest;            // SliceDigest(ids)
 };
 

@@ -25,28 +25,9 @@
 #include "common/config.h"
 #include "common/types.h"
 #include "worker/model.h"
+#include "worker/position_data.h"
 
 namespace oubli::worker {
-
-// Training inputs of one prefix: all samples of its slices, rows in
-// ascending sample-id order.
-struct PositionData {
-  torch::Tensor features;  // [n, input_size] float32
-  torch::Tensor labels;    // [n] int64
-  int64_t size() const { return features.defined() ? features.size(0) : 0; }
-};
-
-// Decodes samples (in the given order) into training tensors. Every sample
-// must have `input_size` features (InvalidArgument otherwise).
-absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
-                                              int64_t input_size);
-
-struct TrainStats {
-  int64_t samples = 0;  // sample-visits (n * epochs)
-  int64_t steps = 0;    // optimizer steps
-  double last_loss = 0;
-  absl::Duration elapsed;
-};
 
 // Frozen base weights (and the head's initial value) for a config: seeded,
 // or loaded by name from the safetensors file in config.base.source (its
