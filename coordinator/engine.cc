@@ -1483,8 +1483,23 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       p.record = std::move(record);
     }
     if (state->training_requested) {
+      // Shards cut by a deletion that is not RESTORED yet keep its policy
+      // (a BATCHED window runs from the oldest one's ACCEPTED time); other
+      // incomplete shards (new samples, lost checkpoints) are due now.
+      std::map<int, absl::Time> owed_since;
+      for (const auto& [id, p] : state->pending) {
+        const absl::Time accepted =
+            absl::FromUnixNanos(p.record.accepted_unix_nanos());
+        for (int s : p.shards) {
+          auto [it, inserted] = owed_since.try_emplace(s, accepted);
+          if (!inserted) it->second = std::min(it->second, accepted);
+        }
+      }
       for (int s = 0; s < config.shards; ++s) {
-        if (!state->ShardComplete(s)) {
+        if (state->ShardComplete(s)) continue;
+        if (auto it = owed_since.find(s); it != owed_since.end()) {
+          state->retrain_queue.AddRecovered(s, it->second);
+        } else {
           state->retrain_queue.Add(s, absl::Now(), absl::Now());
         }
       }

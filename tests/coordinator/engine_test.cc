@@ -1294,6 +1294,38 @@ TEST_F(EngineTest, BatchedPolicyWaitsForCount) {
             DeletionStage::kRestored);
 }
 
+// A restart does not turn a BATCHED window into an immediate retrain: the
+// shard cut before it stays queued until the window (from the deletion's
+// ACCEPTED time) ends, and then restores exactly.
+TEST_F(EngineTest, BatchedWindowSurvivesARestart) {
+  ModelConfig config = TinyConfig(12);
+  config.retrain.mode = RetrainMode::kBatched;
+  config.retrain.window = absl::Hours(1);
+  config.retrain.max_batch = 100;
+  const auto samples = TinySamples(120, 12);
+  std::string deletion_id;
+  {
+    auto engine = OpenEngine("m", config);
+    ASSERT_TRUE(engine->Ingest(samples).ok());
+    ASSERT_TRUE(engine->Train().ok());
+    auto receipt = engine->DeleteSamples({"sample-1030"});
+    ASSERT_TRUE(receipt.ok()) << receipt.status();
+    deletion_id = receipt->deletion_id;
+  }
+  auto engine = OpenEngine("m", config);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->GetModelStatus().retrain_queue_shards, 1);
+  auto within_window = engine->RunPendingRetrains(/*ignore_policy=*/false);
+  ASSERT_TRUE(within_window.ok()) << within_window.status();
+  EXPECT_EQ(within_window->positions_trained, 0);
+  EXPECT_EQ(engine->GetDeletion(deletion_id)->stage, DeletionStage::kPurged);
+  ASSERT_TRUE(engine->RunPendingRetrains(/*ignore_policy=*/true).ok());
+  EXPECT_EQ(engine->GetDeletion(deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, {"sample-1030"}));
+}
+
 TEST_F(EngineTest, BackgroundRetrainAndConcurrentDeletionsStayExact) {
   const ModelConfig config = TinyConfig(11);
   const auto samples = TinySamples(160, 11);
