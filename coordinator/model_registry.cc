@@ -299,23 +299,46 @@ absl::StatusOr<DeletionReceipt> ModelRegistry::DeleteWithKey(
   }
   const std::string map_key =
       absl::StrCat(model_id, std::string(1, '\0'), idempotency_key);
-  absl::MutexLock lock(&idempotency_mu_);
-  auto it = idempotency_keys_.find(map_key);
-  if (it != idempotency_keys_.end()) {
-    if (it->second.request_digest != request_digest) {
+  bool first_use = false;
+  std::string earlier_deletion;
+  {
+    absl::MutexLock lock(&idempotency_mu_);
+    auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(idempotency_mu_) {
+      auto it = idempotency_keys_.find(map_key);
+      return it == idempotency_keys_.end() || !it->second.running;
+    };
+    idempotency_mu_.Await(absl::Condition(&settled));
+    auto [it, inserted] = idempotency_keys_.try_emplace(map_key);
+    if (inserted) {
+      it->second.request_digest = request_digest;
+      first_use = true;
+    } else if (it->second.request_digest != request_digest) {
       return absl::FailedPreconditionError(
           absl::StrCat("idempotency_key '", idempotency_key,
                        "' was already used for a different request on model '",
                        model_id, "'"));
     }
-    if (!it->second.deletion_id.empty()) {
-      return GetDeletion(it->second.deletion_id);
-    }
-    // The first request was a no-op; running it again is one too.
+    earlier_deletion = it->second.deletion_id;
+    // An earlier no-op answer is recomputed (a no-op again); otherwise
+    // this request runs, and others with the key wait for it.
+    if (earlier_deletion.empty()) it->second.running = true;
   }
-  OUBLI_ASSIGN_OR_RETURN(DeletionReceipt receipt, run(*engine));
-  receipt = qualify(std::move(receipt));
-  idempotency_keys_[map_key] = {request_digest, receipt.deletion_id};
+  if (!earlier_deletion.empty()) return GetDeletion(earlier_deletion);
+  absl::StatusOr<DeletionReceipt> receipt = run(*engine);
+  absl::MutexLock lock(&idempotency_mu_);
+  auto it = idempotency_keys_.find(map_key);
+  if (!receipt.ok()) {
+    // Nothing was deleted: the key stays free for a retry.
+    if (first_use) {
+      idempotency_keys_.erase(it);
+    } else {
+      it->second.running = false;
+    }
+    return receipt.status();
+  }
+  *receipt = qualify(*std::move(receipt));
+  it->second.deletion_id = receipt->deletion_id;
+  it->second.running = false;
   return receipt;
 }
 

@@ -156,6 +156,9 @@ class ModelRegistry {
   struct IdempotencyEntry {
     std::string request_digest;  // what the key was first used for
     std::string deletion_id;     // qualified; empty for a no-op receipt
+    // A request with this key is running: others with it wait for its
+    // answer, while requests with other keys go on (and group-commit).
+    bool running = false;
   };
 
   explicit ModelRegistry(Options options);
@@ -174,7 +177,9 @@ class ModelRegistry {
   // Serializes CreateModel so two creators of one id cannot both open it;
   // held across Engine::Open, which mu_ must not be (lookups would stall).
   absl::Mutex create_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  // Serializes keyed deletions so a key maps to exactly one deletion.
+  // Guards the key map only (never held across a deletion): a key maps to
+  // exactly one deletion because a second request with it waits while the
+  // first is `running`.
   absl::Mutex idempotency_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::flat_hash_map<std::string, IdempotencyEntry> idempotency_keys_
       ABSL_GUARDED_BY(idempotency_mu_);  // "<model_id>\0<key>" -> entry

@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "tests/testing/service_client.h"
 
@@ -344,6 +347,47 @@ TEST_F(GrpcServiceTest, DeleteWatchToRestoredThenVerifyMatches) {
 // between two looks of the watch: on an untrained model PURGED and
 // RESTORED land together (nothing to retrain). Each receipt is as it stood
 // at its stage.
+// Keyed deletions run concurrently: one key still maps to one deletion
+// however many requests race with it, and other keys are not held back.
+TEST_F(GrpcServiceTest, ConcurrentRequestsWithOneKeyMakeOneDeletion) {
+  CreateTrainedModel("tiny");
+  constexpr int kSameKey = 6;
+  constexpr int kOtherKeys = 6;
+  std::vector<std::string> same_key_ids(kSameKey), other_ids(kOtherKeys);
+  std::vector<grpc::Status> same_key_status(kSameKey),
+      other_status(kOtherKeys);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kSameKey; ++i) {
+    threads.emplace_back([&, i] {
+      v1::DeletionReceipt receipt;
+      same_key_status[i] =
+          Delete("tiny", {"sample-1005", "sample-1006"}, "same", &receipt);
+      same_key_ids[i] = receipt.deletion_id();
+    });
+  }
+  for (int i = 0; i < kOtherKeys; ++i) {
+    threads.emplace_back([&, i] {
+      v1::DeletionReceipt receipt;
+      other_status[i] =
+          Delete("tiny", {absl::StrCat("sample-10", 20 + i)},
+                 absl::StrCat("other-", i), &receipt);
+      other_ids[i] = receipt.deletion_id();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kSameKey; ++i) {
+    ASSERT_TRUE(same_key_status[i].ok()) << same_key_status[i].error_message();
+    EXPECT_EQ(same_key_ids[i], same_key_ids[0]);
+  }
+  EXPECT_THAT(same_key_ids[0], StartsWith("tiny/del-"));
+  std::set<std::string> distinct(other_ids.begin(), other_ids.end());
+  for (const grpc::Status& status : other_status) {
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(distinct.size(), static_cast<size_t>(kOtherKeys));
+  EXPECT_FALSE(distinct.contains(same_key_ids[0]));
+}
+
 TEST_F(GrpcServiceTest, WatchSendsEveryStageEvenWhenTwoLandTogether) {
   v1::Model model;
   ASSERT_TRUE(Create("untrained", TinyConfig(), &model).ok());
