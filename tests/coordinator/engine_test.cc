@@ -138,6 +138,23 @@ class EngineTest : public ::testing::Test {
     return by_slice;
   }
 
+  // Opens model `name`, ingests and trains `samples`, deletes `sample_id`
+  // and closes the engine (before retraining, maybe before the purge);
+  // returns the deletion id.
+  std::string DeleteThenClose(const std::string& name,
+                              const ModelConfig& config,
+                              const std::vector<Sample>& samples,
+                              const std::string& sample_id) {
+    auto engine = OpenEngine(name, config);
+    EXPECT_TRUE(engine->Ingest(samples).ok());
+    EXPECT_TRUE(engine->Train().ok());
+    auto receipt = engine->DeleteSamples({sample_id});
+    EXPECT_TRUE(receipt.ok()) << receipt.status();
+    if (!receipt.ok()) return "";
+    EXPECT_EQ(receipt->stage, DeletionStage::kForgotten);
+    return receipt->deletion_id;
+  }
+
   // Every checkpoint of the last ScratchFingerprint engine, by name.
   std::map<std::string, std::string> last_scratch_checkpoints_;
 
@@ -1185,16 +1202,9 @@ TEST_F(EngineTest, ADownHolderBlocksLaterDeletionsOfTheSameShard) {
 TEST_F(EngineTest, RestartFinishesPendingDeletion) {
   const ModelConfig config = TinyConfig(9);
   const auto samples = TinySamples(120, 9);
-  std::string deletion_id;
-  {
-    auto engine = OpenEngine("m", config);
-    ASSERT_TRUE(engine->Ingest(samples).ok());
-    ASSERT_TRUE(engine->Train().ok());
-    auto receipt = engine->DeleteSamples({"sample-1042"});
-    ASSERT_TRUE(receipt.ok());
-    deletion_id = receipt->deletion_id;
-    EXPECT_EQ(receipt->stage, DeletionStage::kForgotten);
-  }  // closed before retraining (and maybe before the purge: Open does it)
+  const std::string deletion_id =
+      DeleteThenClose("m", config, samples, "sample-1042");
+  ASSERT_FALSE(deletion_id.empty());
   auto reopened = OpenEngine("m", config);
   auto pending = reopened->GetDeletion(deletion_id);
   ASSERT_TRUE(pending.ok()) << pending.status();
@@ -1303,15 +1313,9 @@ TEST_F(EngineTest, BatchedWindowSurvivesARestart) {
   config.retrain.window = absl::Hours(1);
   config.retrain.max_batch = 100;
   const auto samples = TinySamples(120, 12);
-  std::string deletion_id;
-  {
-    auto engine = OpenEngine("m", config);
-    ASSERT_TRUE(engine->Ingest(samples).ok());
-    ASSERT_TRUE(engine->Train().ok());
-    auto receipt = engine->DeleteSamples({"sample-1030"});
-    ASSERT_TRUE(receipt.ok()) << receipt.status();
-    deletion_id = receipt->deletion_id;
-  }
+  const std::string deletion_id =
+      DeleteThenClose("m", config, samples, "sample-1030");
+  ASSERT_FALSE(deletion_id.empty());
   auto engine = OpenEngine("m", config);
   ASSERT_NE(engine, nullptr);
   EXPECT_EQ(engine->GetModelStatus().retrain_queue_shards, 1);
