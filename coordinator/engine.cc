@@ -175,9 +175,13 @@ struct Engine::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void RecomputeKeysAndValidity(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Serves the shard's longest valid prefix; drops unloadable checkpoints.
-  // Publishes the new snapshot.
-  void UpdateServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  void ChooseServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Publishes the new snapshot. `prepared`, if it is the prefix chosen,
+  // is served as it is (its model built without mu) instead of reading and
+  // building it here.
+  void UpdateServed(int shard, const ServedModel* prepared = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void ChooseServed(int shard, const ServedModel* prepared = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Swaps in a snapshot of what every shard serves now.
   void PublishServed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   bool ShardComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -255,11 +259,18 @@ struct Engine::State {
     }
     return threads;
   }
+  // The served model of a position just stored, built without mu when it
+  // may be served next (longer than the prefix served now); empty
+  // otherwise.
+  ServedModel PrepareServed(int shard, const PositionJob& job,
+                            const absl::StatusOr<PositionResult>& result)
+      ABSL_LOCKS_EXCLUDED(mu);
   // Applies a position's result to the shard under mu; `destroy` names a
   // checkpoint the caller destroys once mu is released (empty: none).
   absl::Status ApplyPosition(int shard, uint64_t generation,
                              const PositionJob& job,
                              const absl::StatusOr<PositionResult>& result,
+                             const ServedModel& prepared,
                              TrainSummary* summary, std::string* destroy)
       ABSL_LOCKS_EXCLUDED(mu);
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
@@ -368,8 +379,8 @@ void Engine::State::RecomputeKeysAndValidity(int shard) {
   }
 }
 
-void Engine::State::UpdateServed(int shard) {
-  ChooseServed(shard);
+void Engine::State::UpdateServed(int shard, const ServedModel* prepared) {
+  ChooseServed(shard, prepared);
   PublishServed();
 }
 
@@ -385,7 +396,7 @@ void Engine::State::PublishServed() {
   served_snapshot.Publish(std::move(snapshot));
 }
 
-void Engine::State::ChooseServed(int shard) {
+void Engine::State::ChooseServed(int shard, const ServedModel* prepared) {
   ShardState& state = shards[shard];
   // Each failed load drops one key from stored_keys, so this terminates.
   while (true) {
@@ -405,6 +416,12 @@ void Engine::State::ChooseServed(int shard) {
     const std::string key = state.keys[best_sequence][best_length - 1];
     if (state.served.key == key) {
       state.served.sequence = best_sequence;
+      return;
+    }
+    if (prepared != nullptr && prepared->key == key && prepared->model) {
+      state.served = *prepared;
+      state.served.sequence = best_sequence;
+      state.served.length = best_length;
       return;
     }
     absl::StatusOr<std::string> bytes = checkpoints->Get(key);
@@ -881,8 +898,9 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     // destroyed after mu is released: shredding and fsync are slow. If that
     // fails, the purge's disk-listing GC finds the file.
     std::string destroy;
+    const ServedModel prepared = PrepareServed(shard, job, result);
     absl::Status outcome = ApplyPosition(shard, generation, job, result,
-                                         summary, &destroy);
+                                         prepared, summary, &destroy);
     if (!destroy.empty()) {
       if (absl::Status s = checkpoints->Destroy(destroy); !s.ok()) {
         std::fprintf(stderr, "oubli: destroying checkpoint %s: %s\n",
@@ -893,10 +911,36 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
   }
 }
 
+ServedModel Engine::State::PrepareServed(
+    int shard, const PositionJob& job,
+    const absl::StatusOr<PositionResult>& result) {
+  ServedModel prepared;
+  if (!result.ok() || (result->outcome != PositionOutcome::kTrained &&
+                       result->outcome != PositionOutcome::kRestored)) {
+    return prepared;
+  }
+  // Only a prefix longer than the one served now can take its place.
+  const std::shared_ptr<const ServedSnapshot> snapshot =
+      served_snapshot.Get();
+  if (static_cast<size_t>(shard) < snapshot->served.size() &&
+      snapshot->served[shard].model != nullptr &&
+      static_cast<size_t>(snapshot->served[shard].length) >=
+          job.prefix.size()) {
+    return prepared;
+  }
+  absl::StatusOr<std::shared_ptr<const worker::ShardModel>> model =
+      base->ShardModelOf(result->checkpoint);
+  if (!model.ok()) return prepared;  // ChooseServed reports it
+  prepared.key = job.key;
+  prepared.checkpoint_sha256 = Sha256Hex(result->checkpoint);
+  prepared.model = *std::move(model);
+  return prepared;
+}
+
 absl::Status Engine::State::ApplyPosition(
     int shard, uint64_t generation, const PositionJob& job,
-    const absl::StatusOr<PositionResult>& result, TrainSummary* summary,
-    std::string* destroy) {
+    const absl::StatusOr<PositionResult>& result, const ServedModel& prepared,
+    TrainSummary* summary, std::string* destroy) {
   absl::MutexLock lock(&mu);
   shards[shard].in_flight_generation.reset();
   OUBLI_RETURN_IF_ERROR(result.status());
@@ -939,7 +983,7 @@ absl::Status Engine::State::ApplyPosition(
     summary->steps += result->stats.steps;
   }
   RecomputeKeysAndValidity(shard);
-  UpdateServed(shard);
+  UpdateServed(shard, &prepared);
   return absl::OkStatus();
 }
 

@@ -48,6 +48,7 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
               static_cast<int64_t>((*restored)->size()));
         }
         result.outcome = PositionOutcome::kRestored;
+        result.checkpoint = **std::move(restored);
         return result;
       }
     }
@@ -113,6 +114,7 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
   }
   OUBLI_RETURN_IF_ERROR(put);
   result.outcome = PositionOutcome::kTrained;
+  result.checkpoint = *std::move(trained);
   return result;
 }
 

@@ -49,6 +49,9 @@ enum class PositionOutcome {
 struct PositionResult {
   PositionOutcome outcome = PositionOutcome::kTrained;
   worker::TrainStats stats;  // of the training, also a cancelled one
+  // kRestored, kTrained: the bytes stored under job.key (the caller may
+  // build the served model from them without reading the file again).
+  std::string checkpoint;
 };
 
 class PositionRunner {
