@@ -5,6 +5,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -262,7 +263,8 @@ struct Engine::State {
   // The served model of a position just stored, built without mu when it
   // may be served next (longer than the prefix served now); empty
   // otherwise.
-  ServedModel PrepareServed(int shard, const PositionJob& job,
+  ServedModel PrepareServed(int shard, uint64_t generation,
+                            const PositionJob& job,
                             const absl::StatusOr<PositionResult>& result)
       ABSL_LOCKS_EXCLUDED(mu);
   // Applies a position's result to the shard under mu; `destroy` names a
@@ -898,7 +900,8 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     // destroyed after mu is released: shredding and fsync are slow. If that
     // fails, the purge's disk-listing GC finds the file.
     std::string destroy;
-    const ServedModel prepared = PrepareServed(shard, job, result);
+    const ServedModel prepared =
+        PrepareServed(shard, generation, job, result);
     absl::Status outcome = ApplyPosition(shard, generation, job, result,
                                          prepared, summary, &destroy);
     if (!destroy.empty()) {
@@ -912,13 +915,16 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
 }
 
 ServedModel Engine::State::PrepareServed(
-    int shard, const PositionJob& job,
+    int shard, uint64_t generation, const PositionJob& job,
     const absl::StatusOr<PositionResult>& result) {
   ServedModel prepared;
   if (!result.ok() || (result->outcome != PositionOutcome::kTrained &&
                        result->outcome != PositionOutcome::kRestored)) {
     return prepared;
   }
+  // Stale (a deletion or ingest since): it will be destroyed, and a purge
+  // may be waiting for this position.
+  if (generations[shard].load() != generation) return prepared;
   // Only a prefix longer than the one served now can take its place.
   const std::shared_ptr<const ServedSnapshot> snapshot =
       served_snapshot.Get();
@@ -1527,23 +1533,34 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       p.record = std::move(record);
     }
     if (state->training_requested) {
-      // Shards cut by a deletion that is not RESTORED yet keep its policy
-      // (a BATCHED window runs from the oldest one's ACCEPTED time); other
-      // incomplete shards (new samples, lost checkpoints) are due now.
-      std::map<int, absl::Time> owed_since;
-      for (const auto& [id, p] : state->pending) {
-        const absl::Time accepted =
-            absl::FromUnixNanos(p.record.accepted_unix_nanos());
-        for (int s : p.shards) {
-          auto [it, inserted] = owed_since.try_emplace(s, accepted);
-          if (!inserted) it->second = std::min(it->second, accepted);
-        }
-      }
+      // The deletions not RESTORED yet are replayed into the queue in
+      // ACCEPTED order, at their ACCEPTED times, so their batches (windows,
+      // max_batch, the batch still open) are what they were before the
+      // restart. Other incomplete shards (new samples, lost checkpoints)
+      // are due now.
+      std::set<int> incomplete;
       for (int s = 0; s < config.shards; ++s) {
-        if (state->ShardComplete(s)) continue;
-        if (auto it = owed_since.find(s); it != owed_since.end()) {
-          state->retrain_queue.AddRecovered(s, it->second);
-        } else {
+        if (!state->ShardComplete(s)) incomplete.insert(s);
+      }
+      std::vector<const PendingDeletion*> by_acceptance;
+      for (const auto& [id, p] : state->pending) by_acceptance.push_back(&p);
+      std::stable_sort(by_acceptance.begin(), by_acceptance.end(),
+                       [](const PendingDeletion* a, const PendingDeletion* b) {
+                         return a->record.accepted_unix_nanos() <
+                                b->record.accepted_unix_nanos();
+                       });
+      std::set<int> owed;
+      for (const PendingDeletion* p : by_acceptance) {
+        std::set<int> cut;
+        std::set_intersection(p->shards.begin(), p->shards.end(),
+                              incomplete.begin(), incomplete.end(),
+                              std::inserter(cut, cut.begin()));
+        state->retrain_queue.AddDeletion(
+            cut, absl::FromUnixNanos(p->record.accepted_unix_nanos()));
+        owed.insert(cut.begin(), cut.end());
+      }
+      for (int s : incomplete) {
+        if (!owed.contains(s)) {
           state->retrain_queue.Add(s, absl::Now(), absl::Now());
         }
       }

@@ -36,13 +36,6 @@ void RetrainQueue::AddDeletion(const std::set<int>& shards, absl::Time now,
   }
 }
 
-void RetrainQueue::AddRecovered(int shard, absl::Time accepted) {
-  const absl::Time due = policy_.mode == RetrainMode::kBatched
-                             ? accepted + policy_.window
-                             : accepted;
-  Add(shard, due, accepted);
-}
-
 void RetrainQueue::Add(int shard, absl::Time due, absl::Time owed_since) {
   auto [it, inserted] = entries_.try_emplace(shard, Entry{due, owed_since});
   if (!inserted) {

@@ -35,12 +35,6 @@ class RetrainQueue {
   void AddDeletion(const std::set<int>& shards, absl::Time now,
                    int deletions = 1);
 
-  // A deletion accepted at `accepted`, before a restart, still owes this
-  // shard's retraining: the policy applies from that time, so a restart
-  // neither hurries a batch (BATCHED: due when a window from `accepted`
-  // ends, now if it has) nor delays an IMMEDIATE one.
-  void AddRecovered(int shard, absl::Time accepted);
-
   // Other work (a retry after a failure, a shard queued at open): due at
   // `due`, owed since `owed_since`. An entry already queued keeps the
   // earlier of each.

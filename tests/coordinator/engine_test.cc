@@ -1330,6 +1330,27 @@ TEST_F(EngineTest, BatchedWindowSurvivesARestart) {
             ScratchFingerprint(config, samples, {"sample-1030"}));
 }
 
+// The batch open at a restart is the batch after it: a deletion after the
+// restart joins it, and reaching max_batch makes both shards due.
+TEST_F(EngineTest, BatchOpenAtARestartFillsAfterIt) {
+  ModelConfig config = TinyConfig(13);
+  config.retrain.mode = RetrainMode::kBatched;
+  config.retrain.window = absl::Hours(1);
+  config.retrain.max_batch = 2;
+  const auto samples = TinySamples(120, 13);
+  const std::string first =
+      DeleteThenClose("m", config, samples, "sample-1040");
+  ASSERT_FALSE(first.empty());
+  auto engine = OpenEngine("m", config);
+  ASSERT_NE(engine, nullptr);
+  auto second = engine->DeleteSamples({"sample-1041"});
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(engine->RunPendingRetrains(/*ignore_policy=*/false).ok());
+  EXPECT_EQ(engine->GetDeletion(first)->stage, DeletionStage::kRestored);
+  EXPECT_EQ(engine->GetDeletion(second->deletion_id)->stage,
+            DeletionStage::kRestored);
+}
+
 TEST_F(EngineTest, BackgroundRetrainAndConcurrentDeletionsStayExact) {
   const ModelConfig config = TinyConfig(11);
   const auto samples = TinySamples(160, 11);

@@ -343,12 +343,8 @@ TEST_F(GrpcServiceTest, DeleteWatchToRestoredThenVerifyMatches) {
   EXPECT_THAT(report.shards(), SizeIs(2));
 }
 
-// One receipt per stage change, none skipped, even when stages land
-// between two looks of the watch: on an untrained model PURGED and
-// RESTORED land together (nothing to retrain). Each receipt is as it stood
-// at its stage.
-// Keyed deletions run concurrently: one key still maps to one deletion
-// however many requests race with it, and other keys are not held back.
+// Keyed deletions with one key race: it still maps to one deletion, and
+// requests with other keys meanwhile get deletions of their own.
 TEST_F(GrpcServiceTest, ConcurrentRequestsWithOneKeyMakeOneDeletion) {
   CreateTrainedModel("tiny");
   constexpr int kSameKey = 6;
@@ -388,6 +384,10 @@ TEST_F(GrpcServiceTest, ConcurrentRequestsWithOneKeyMakeOneDeletion) {
   EXPECT_FALSE(distinct.contains(same_key_ids[0]));
 }
 
+// One receipt per stage change, none skipped, even when stages land
+// between two looks of the watch: on an untrained model PURGED and
+// RESTORED land together (nothing to retrain). Each receipt is as it stood
+// at its stage.
 TEST_F(GrpcServiceTest, WatchSendsEveryStageEvenWhenTwoLandTogether) {
   v1::Model model;
   ASSERT_TRUE(Create("untrained", TinyConfig(), &model).ok());

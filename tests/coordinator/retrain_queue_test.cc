@@ -62,20 +62,6 @@ TEST(RetrainQueueTest, LongestOwedGoesFirstAndBusyShardsWait) {
   EXPECT_EQ(queue.size(), 2);
 }
 
-TEST(RetrainQueueTest, ARecoveredDeletionKeepsItsWindowFromAcceptance) {
-  RetrainQueue batched{Batched(/*window_seconds=*/10, /*max_batch=*/100)};
-  batched.AddRecovered(2, At(0));
-  EXPECT_EQ(batched.NextDue(At(9), NoneBusy), std::nullopt);
-  EXPECT_EQ(batched.NextDue(At(10), NoneBusy), 2);
-  // Owed since its acceptance: it goes before work owed since later.
-  batched.Add(5, At(0), At(3));
-  EXPECT_EQ(batched.NextDue(At(10), NoneBusy), 2);
-
-  RetrainQueue immediate{RetrainPolicy{}};
-  immediate.AddRecovered(2, At(0));
-  EXPECT_EQ(immediate.NextDue(At(0), NoneBusy), 2);
-}
-
 TEST(RetrainQueueTest, BatchWaitsForItsWindow) {
   RetrainQueue queue(Batched(10, 100));
   queue.AddDeletion({0}, At(0));
