@@ -1,11 +1,14 @@
 #include "coordinator/deletion_log.h"
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
 namespace oubli::coordinator {
@@ -92,6 +95,92 @@ absl::StatusOr<DeletionReceipt> DeletionQueue::Submit(
   absl::StatusOr<DeletionReceipt> result = *std::move(request->result);
   mu_.Unlock();
   return result;
+}
+
+std::vector<ResolvedRequest> ResolveGroup(
+    storage::LineageStore& store, absl::Span<DeleteRequest* const> group,
+    int64_t* next_seq) {
+  std::vector<ResolvedRequest> work;
+  work.reserve(group.size());
+  // Samples taken by an earlier request of this group -> its deletion id.
+  absl::flat_hash_map<std::string, std::string> claimed;
+  int64_t& seq = *next_seq;
+
+  for (const DeleteRequest* request : group) {
+    ResolvedRequest& w = work.emplace_back();
+    w.request = request;
+    DeletionRecord& record = w.record;
+    record.set_owner(request->owner);
+    for (const std::string& id : request->requested) {
+      record.add_requested_ids(id);
+    }
+    std::vector<std::string> ids = request->ids;
+    if (request->by_owner) {
+      absl::StatusOr<std::vector<std::string>> owned =
+          store.OwnerSamples(request->owner);
+      if (!owned.ok()) {
+        w.result = owned.status();
+        continue;
+      }
+      if (owned->empty()) {
+        w.owner_already_forgotten = true;
+        continue;
+      }
+      ids = *std::move(owned);
+    }
+    std::vector<std::pair<std::string, SliceRef>> resolved;
+    absl::Status lookup;
+    for (const std::string& id : ids) {
+      if (auto it = claimed.find(id); it != claimed.end()) {
+        auto* already = record.add_already_deleted();
+        already->set_sample_id(id);
+        already->set_deletion_id(it->second);
+        continue;
+      }
+      absl::StatusOr<std::optional<storage::SampleRecord>> sample =
+          store.GetSample(id);
+      if (!sample.ok()) {
+        lookup = sample.status();
+        break;
+      }
+      if (!sample->has_value()) {
+        record.add_unknown_ids(id);
+      } else if ((*sample)->state != storage::SampleState::kActive) {
+        auto* already = record.add_already_deleted();
+        already->set_sample_id(id);
+        already->set_deletion_id((*sample)->deletion_id);
+      } else {
+        resolved.emplace_back(id, (*sample)->where);
+        record.add_resolved_ids(id);
+      }
+    }
+    if (!lookup.ok()) {
+      w.result = lookup;
+      continue;
+    }
+    if (resolved.empty()) {
+      if (record.already_deleted_size() == 0) {
+        w.result = absl::NotFoundError(absl::StrCat(
+            "none of the ", ids.size(), " sample ids is known: ",
+            absl::StrJoin(ids.begin(),
+                          ids.begin() + std::min<size_t>(ids.size(), 5), ", "),
+            ids.size() > 5 ? ", ..." : ""));
+      } else {
+        w.repeat = true;  // answered once the group is committed
+      }
+      continue;
+    }
+    record.set_deletion_id(DeletionIdFor(seq++));
+    std::set<int> shards;
+    for (const auto& [id, where] : resolved) {
+      claimed[id] = record.deletion_id();
+      w.by_slice[where].insert(id);
+      shards.insert(where.shard);
+    }
+    for (int s : shards) record.add_affected_shards(s);
+  }
+
+  return work;
 }
 
 absl::StatusOr<RecoveredDeletions> RecoverDeletions(

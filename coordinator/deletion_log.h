@@ -9,16 +9,19 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/types.h"
 #include "coordinator/engine_types.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/lineage_store.h"
@@ -66,6 +69,32 @@ class DeletionQueue {
   // In arrival order; the front one leads the next group.
   std::deque<DeleteRequest*> queue_ ABSL_GUARDED_BY(mu_);
 };
+
+// One request of a group, resolved against the lineage store.
+struct ResolvedRequest {
+  const DeleteRequest* request = nullptr;
+  // Requested, resolved, unknown and already-deleted ids; the deletion id
+  // and affected shards when it deletes anything.
+  internal::DeletionRecord record;
+  // What it deletes, by slice.
+  std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
+  // Nothing new to delete: answered with the earlier deletions' stage.
+  bool repeat = false;
+  // ForgetOwner of an owner without active samples: answered with the
+  // deletion that forgot the owner earlier, if any.
+  bool owner_already_forgotten = false;
+  // Set when the request is answered already (an error).
+  std::optional<absl::StatusOr<DeletionReceipt>> result;
+};
+
+// Resolves a group in arrival order: active ids are deleted (a sample
+// named twice goes to the first request), unknown and already-deleted ids
+// are reported, not fatal. Each request that deletes something gets the
+// next deletion id from `*next_seq`. Per request: NotFound when none of its
+// ids is known; storage failures as its result.
+std::vector<ResolvedRequest> ResolveGroup(
+    storage::LineageStore& store, absl::Span<DeleteRequest* const> group,
+    int64_t* next_seq);
 
 // The records of the log, read at open: those not yet RESTORED (a crash
 // interrupted them) and the highest sequence number used.

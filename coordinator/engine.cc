@@ -1126,101 +1126,21 @@ absl::StatusOr<DeletionReceipt> Engine::State::EarlierOwnerDeletion(
 
 std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
     absl::Span<DeleteRequest* const> group) {
-  struct Work {
-    const DeleteRequest* request;
-    DeletionRecord record;
-    std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
-    bool repeat = false;  // nothing new: receipt of the earlier deletions
-    std::optional<absl::StatusOr<DeletionReceipt>> result;
-  };
-  std::vector<Work> work;  // one per request, in group order
-  work.reserve(group.size());
+  using Work = ResolvedRequest;  // one per request, in group order
+  int64_t seq = next_deletion_seq;
+  std::vector<Work> work = ResolveGroup(*store, group, &seq);
+  for (Work& w : work) {
+    if (w.owner_already_forgotten) {
+      // Idempotent repeat, or an owner we never had.
+      w.result = EarlierOwnerDeletion(w.request->owner);
+    }
+  }
   auto results = [&work]() {
     std::vector<absl::StatusOr<DeletionReceipt>> out;
     out.reserve(work.size());
     for (Work& w : work) out.push_back(*std::move(w.result));
     return out;
   };
-  // Samples taken by an earlier request of this group -> its deletion id.
-  absl::flat_hash_map<std::string, std::string> claimed;
-  int64_t seq = next_deletion_seq;
-
-  // Resolve each request in arrival order: active ids are deleted now;
-  // unknown and already-deleted ids are reported, not fatal.
-  for (const DeleteRequest* request : group) {
-    Work& w = work.emplace_back();
-    w.request = request;
-    DeletionRecord& record = w.record;
-    record.set_owner(request->owner);
-    for (const std::string& id : request->requested) {
-      record.add_requested_ids(id);
-    }
-    std::vector<std::string> ids = request->ids;
-    if (request->by_owner) {
-      absl::StatusOr<std::vector<std::string>> owned =
-          store->OwnerSamples(request->owner);
-      if (!owned.ok()) {
-        w.result = owned.status();
-        continue;
-      }
-      if (owned->empty()) {
-        // Idempotent repeat, or an owner we never had.
-        w.result = EarlierOwnerDeletion(request->owner);
-        continue;
-      }
-      ids = *std::move(owned);
-    }
-    std::vector<std::pair<std::string, SliceRef>> resolved;
-    absl::Status lookup;
-    for (const std::string& id : ids) {
-      if (auto it = claimed.find(id); it != claimed.end()) {
-        auto* already = record.add_already_deleted();
-        already->set_sample_id(id);
-        already->set_deletion_id(it->second);
-        continue;
-      }
-      absl::StatusOr<std::optional<storage::SampleRecord>> sample =
-          store->GetSample(id);
-      if (!sample.ok()) {
-        lookup = sample.status();
-        break;
-      }
-      if (!sample->has_value()) {
-        record.add_unknown_ids(id);
-      } else if ((*sample)->state != storage::SampleState::kActive) {
-        auto* already = record.add_already_deleted();
-        already->set_sample_id(id);
-        already->set_deletion_id((*sample)->deletion_id);
-      } else {
-        resolved.emplace_back(id, (*sample)->where);
-        record.add_resolved_ids(id);
-      }
-    }
-    if (!lookup.ok()) {
-      w.result = lookup;
-      continue;
-    }
-    if (resolved.empty()) {
-      if (record.already_deleted_size() == 0) {
-        w.result = absl::NotFoundError(absl::StrCat(
-            "none of the ", ids.size(), " sample ids is known: ",
-            absl::StrJoin(ids.begin(),
-                          ids.begin() + std::min<size_t>(ids.size(), 5), ", "),
-            ids.size() > 5 ? ", ..." : ""));
-      } else {
-        w.repeat = true;  // answered once the group is committed
-      }
-      continue;
-    }
-    record.set_deletion_id(DeletionIdFor(seq++));
-    std::set<int> shards;
-    for (const auto& [id, where] : resolved) {
-      claimed[id] = record.deletion_id();
-      w.by_slice[where].insert(id);
-      shards.insert(where.shard);
-    }
-    for (int s : shards) record.add_affected_shards(s);
-  }
 
   std::vector<Work*> committing;
   for (Work& w : work) {

@@ -1079,6 +1079,12 @@ void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
         continue;
       }
       loaded_any = true;
+      // Stays only if the next round still finds the slot empty: another
+      // request replaced it in between (one naming another checkpoint).
+      (*results)[i].probabilities = absl::UnavailableError(absl::StrCat(
+          "worker ", worker.name, " dropped shard ", query.shards[i].shard,
+          "'s checkpoint before answering: a concurrent request named "
+          "another one"));
     }
     if (!loaded_any) return;
   }
