@@ -31,6 +31,7 @@
 #include "coordinator/position_runner.h"
 #include "coordinator/retrain_queue.h"
 #include "coordinator/served_snapshot.h"
+#include "coordinator/shard_table.h"
 #include "coordinator/slice_data.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
@@ -46,19 +47,6 @@ using worker::PositionData;
 
 constexpr char kConfigMetaKey[] = "config";
 constexpr char kTrainingRequestedMetaKey[] = "training_requested";
-struct ShardState {
-  std::vector<SliceData> slices;
-  // keys[b][p - 1]: current key of sequence b's prefix of length p.
-  std::vector<std::vector<std::string>> keys;
-  std::vector<int> valid_length;  // per sequence
-  ServedModel served;
-  int64_t samples = 0;
-  bool in_training = false;   // claimed by a training loop
-  bool needs_reload = false;  // blanked after a failed reload
-  // Generation of the in-flight position, if any (see WaitForStaleTraining).
-  std::optional<uint64_t> in_flight_generation;
-};
-
 struct PendingDeletion {
   DeletionRecord record;
   std::set<int> shards;
@@ -82,6 +70,7 @@ struct Engine::State {
                                .FinishHex()),
         plan(std::move(sharding_plan)),
         store(std::move(lineage)),
+        shards(&plan, config_fingerprint, config.shards),
         checkpoints(std::move(checkpoint_store)),
         chunks(config.model_id, options.replicas.get(), store.get(), metrics),
         runner(config, config_text, environment, checkpoints.get(), &chunks,
@@ -121,12 +110,7 @@ struct Engine::State {
   absl::Mutex purge_mu ABSL_ACQUIRED_BEFORE(mu);
 
   absl::Mutex mu;
-  std::vector<ShardState> shards ABSL_GUARDED_BY(mu);
-  absl::flat_hash_set<std::string> stored_keys ABSL_GUARDED_BY(mu);
-  // Shard of each stored checkpoint that stopped being current in this
-  // process and whose copies on workers a purge pass has not destroyed
-  // yet (see PurgeUnfinished).
-  absl::flat_hash_map<std::string, int> stale_key_shard ABSL_GUARDED_BY(mu);
+  ShardTable shards ABSL_GUARDED_BY(mu);
   bool training_requested ABSL_GUARDED_BY(mu) = false;
   std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
   RetrainQueue retrain_queue ABSL_GUARDED_BY(mu);
@@ -174,7 +158,6 @@ struct Engine::State {
   // changed).
   void InstallSlices(int shard, std::vector<std::pair<int, SliceData>> slices)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  void RecomputeKeysAndValidity(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Serves the shard's longest valid prefix; drops unloadable checkpoints.
   // Publishes the new snapshot. `prepared`, if it is the prefix chosen,
   // is served as it is (its model built without mu) instead of reading and
@@ -185,18 +168,11 @@ struct Engine::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Swaps in a snapshot of what every shard serves now.
   void PublishServed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  bool ShardComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   std::string FingerprintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  ServedShard DescribeServed(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  PositionData PrefixData(int shard, absl::Span<const int> order)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // The current prefix keys of every sequence of every shard.
-  absl::flat_hash_set<std::string> CurrentKeys()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::flat_hash_set<std::string> SnapshotCurrentKeys()
       ABSL_LOCKS_EXCLUDED(mu) {
     absl::MutexLock lock(&mu);
-    return CurrentKeys();
+    return shards.CurrentKeys();
   }
   // Destroys those copies on the workers and drops their manifests;
   // Unavailable while a holder is unreachable (retried by the next pass).
@@ -205,11 +181,6 @@ struct Engine::State {
   absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
   // A ShardServing query naming this model (no shards, no inputs).
   ShardServing::Query ServingQuery() const;
-  // The checkpoints of `on_disk` that are not current (trained on data that
-  // is gone or changed), dropped from stored_keys; the caller destroys them.
-  std::vector<std::string> TakeGarbageCheckpoints(
-      const std::vector<std::string>& on_disk)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::Status DestroyCheckpoints(const std::vector<std::string>& keys)
       ABSL_LOCKS_EXCLUDED(mu);
   // PURGED for every pending deletion not purged yet, in one pass (one
@@ -341,44 +312,8 @@ void Engine::State::InstallSlices(
   for (const SliceData& slice : state.slices) {
     state.samples += static_cast<int64_t>(slice.ids.size());
   }
-  RecomputeKeysAndValidity(shard);
+  shards.RecomputeKeys(shard);
   ChooseServed(shard);
-}
-
-void Engine::State::RecomputeKeysAndValidity(int shard) {
-  ShardState& state = shards[shard];
-  std::vector<std::string> old_keys;
-  for (const auto& sequence_keys : state.keys) {
-    old_keys.insert(old_keys.end(), sequence_keys.begin(), sequence_keys.end());
-  }
-  std::vector<std::string> digests;
-  for (const SliceData& slice : state.slices) digests.push_back(slice.digest);
-  const auto& orders = plan.orders();
-  state.keys.assign(orders.size(), {});
-  state.valid_length.assign(orders.size(), 0);
-  for (size_t b = 0; b < orders.size(); ++b) {
-    bool chain_intact = true;
-    for (size_t p = 1; p <= orders[b].size(); ++p) {
-      std::string key =
-          PrefixKey(config_fingerprint, shard,
-                    absl::MakeConstSpan(orders[b]).subspan(0, p), digests);
-      chain_intact = chain_intact && stored_keys.contains(key);
-      if (chain_intact) state.valid_length[b] = static_cast<int>(p);
-      state.keys[b].push_back(std::move(key));
-    }
-  }
-  // Checkpoints no longer current (a deletion or an ingest changed their
-  // content): remember their shard, so a purge that cannot destroy their
-  // copies on workers holds back only that shard's deletions.
-  absl::flat_hash_set<std::string> current;
-  for (const auto& sequence_keys : state.keys) {
-    current.insert(sequence_keys.begin(), sequence_keys.end());
-  }
-  for (std::string& key : old_keys) {
-    if (!current.contains(key) && stored_keys.contains(key)) {
-      stale_key_shard[std::move(key)] = shard;
-    }
-  }
 }
 
 void Engine::State::UpdateServed(int shard, const ServedModel* prepared) {
@@ -390,7 +325,7 @@ void Engine::State::PublishServed() {
   auto snapshot = std::make_shared<ServedSnapshot>();
   std::vector<std::string> shas;
   for (int s = 0; s < static_cast<int>(shards.size()); ++s) {
-    snapshot->shards.push_back(DescribeServed(s));
+    snapshot->shards.push_back(shards.Describe(s));
     snapshot->served.push_back(shards[s].served);
     shas.push_back(ServedSha(shards[s].served));
   }
@@ -400,7 +335,7 @@ void Engine::State::PublishServed() {
 
 void Engine::State::ChooseServed(int shard, const ServedModel* prepared) {
   ShardState& state = shards[shard];
-  // Each failed load drops one key from stored_keys, so this terminates.
+  // Each failed load forgets one stored key, so this terminates.
   while (true) {
     int best_sequence = -1;
     int best_length = 0;
@@ -443,20 +378,11 @@ void Engine::State::ChooseServed(int shard, const ServedModel* prepared) {
     std::fprintf(stderr,
                  "oubli: dropping unusable checkpoint %s of shard %d: %s\n",
                  key.c_str(), shard, model.status().ToString().c_str());
-    stored_keys.erase(key);
+    shards.ForgetStored(key);
     (void)checkpoints->Destroy(key);  // GC retries if this fails
-    RecomputeKeysAndValidity(shard);
+    shards.RecomputeKeys(shard);
     if (retrain_enabled()) retrain_queue.AddUnlessQueued(shard, absl::Now());
   }
-}
-
-bool Engine::State::ShardComplete(int shard) {
-  for (const auto& sequence_keys : shards[shard].keys) {
-    for (const std::string& key : sequence_keys) {
-      if (!stored_keys.contains(key)) return false;
-    }
-  }
-  return true;
 }
 
 std::string Engine::State::FingerprintLocked() {
@@ -464,37 +390,6 @@ std::string Engine::State::FingerprintLocked() {
   for (const ShardState& shard : shards)
     shas.push_back(ServedSha(shard.served));
   return ModelFingerprint(shas);
-}
-
-ServedShard Engine::State::DescribeServed(int shard) {
-  const ShardState& state = shards[shard];
-  ServedShard out;
-  out.shard = shard;
-  out.samples = state.samples;
-  out.served = state.served.model != nullptr;
-  if (out.served) {
-    out.sequence = state.served.sequence;
-    const auto& order = plan.orders()[state.served.sequence];
-    out.prefix.assign(order.begin(), order.begin() + state.served.length);
-    out.key = state.served.key;
-  }
-  return out;
-}
-
-PositionData Engine::State::PrefixData(int shard, absl::Span<const int> order) {
-  std::vector<const SliceData*> slices;
-  for (int slice : order) slices.push_back(&shards[shard].slices[slice]);
-  return UnionInIdOrder(slices);
-}
-
-absl::flat_hash_set<std::string> Engine::State::CurrentKeys() {
-  absl::flat_hash_set<std::string> current;
-  for (const ShardState& state : shards) {
-    for (const auto& sequence_keys : state.keys) {
-      current.insert(sequence_keys.begin(), sequence_keys.end());
-    }
-  }
-  return current;
 }
 
 ShardServing::Query Engine::State::ServingQuery() const {
@@ -520,23 +415,6 @@ absl::Status Engine::State::SyncServingCopies() {
     }
   }
   return options.shard_serving->Sync(query);
-}
-
-std::vector<std::string> Engine::State::TakeGarbageCheckpoints(
-    const std::vector<std::string>& on_disk) {
-  // Content only changes by deletion and ingest, so any checkpoint file
-  // whose key is not current was trained on data that is gone or changed.
-  // The disk listing (not stored_keys) is the truth: a file whose earlier
-  // destruction failed is found again here.
-  const absl::flat_hash_set<std::string> current = CurrentKeys();
-  std::vector<std::string> garbage;
-  for (const std::string& key : on_disk) {
-    if (!current.contains(key)) {
-      garbage.push_back(key);
-      stored_keys.erase(key);
-    }
-  }
-  return garbage;
 }
 
 absl::Status Engine::State::DestroyCheckpoints(
@@ -573,8 +451,8 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   absl::flat_hash_set<std::string> current;
   {
     absl::MutexLock lock(&mu);
-    garbage = TakeGarbageCheckpoints(on_disk);
-    current = CurrentKeys();
+    garbage = shards.TakeGarbage(on_disk);
+    current = shards.CurrentKeys();
   }
   OUBLI_ASSIGN_OR_RETURN(garbage_chunks,
                          chunks.Manifests(current, /*want_current=*/false));
@@ -601,9 +479,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
       // this pass and pruned here is unknown if a later pass leaves it
       // behind: that holds everyone back, which is safe.
       absl::MutexLock lock(&mu);
-      absl::erase_if(stale_key_shard, [&](const auto& entry) {
-        return !left.contains(entry.first);
-      });
+      shards.RetainStale(left);
     }
     // And checkpoints that workers hold in memory to answer Predict.
     if (absl::Status served = SyncServingCopies(); !served.ok()) {
@@ -622,11 +498,10 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     std::set<int> blocked;
     bool block_all = !purged.ok() || left.empty();
     for (const std::string& key : left) {
-      auto it = stale_key_shard.find(key);
-      if (it == stale_key_shard.end()) {
-        block_all = true;
+      if (std::optional<int> shard = shards.StaleShardOf(key)) {
+        blocked.insert(*shard);
       } else {
-        blocked.insert(it->second);
+        block_all = true;
       }
     }
     std::vector<DeletionRecord> done;
@@ -751,7 +626,7 @@ void Engine::State::RepairChunks() {
   {
     absl::MutexLock lock(&mu);
     for (const std::string& key : current) {
-      if (stored_keys.contains(key) && !coded.contains(key)) {
+      if (shards.IsStored(key) && !coded.contains(key)) {
         uncoded.push_back(key);
       }
     }
@@ -792,7 +667,7 @@ std::vector<DeletionRecord> Engine::State::TakeRestored() {
     if (record.purged_unix_nanos() == 0) continue;
     bool all_complete = true;
     for (int s : pending_deletion.shards) {
-      all_complete = all_complete && ShardComplete(s) &&
+      all_complete = all_complete && shards.Complete(s) &&
                      !shards[s].in_training && !retrain_queue.Contains(s);
     }
     if (!all_complete && training_requested) continue;
@@ -865,7 +740,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       for (size_t b = 0; b < state.keys.size(); ++b) {
         size_t valid = 0;
         while (valid < state.keys[b].size() &&
-               stored_keys.contains(state.keys[b][valid])) {
+               shards.IsStored(state.keys[b][valid])) {
           ++valid;
         }
         if (valid == state.keys[b].size()) continue;  // complete
@@ -882,7 +757,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
       generation = generations[shard].load();
       try {
-        job.data = PrefixData(shard, job.prefix);
+        job.data = shards.PrefixData(shard, job.prefix);
       } catch (const std::exception& e) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "assembling training data for shard ", shard, ": ", e.what()));
@@ -962,9 +837,9 @@ absl::Status Engine::State::ApplyPosition(
     case PositionOutcome::kParentCorrupt:
       // Forgotten so that it is retrained.
       if (!stale) {
-        stored_keys.erase(job.parent_key);
+        shards.ForgetStored(job.parent_key);
         *destroy = job.parent_key;
-        RecomputeKeysAndValidity(shard);
+        shards.RecomputeKeys(shard);
         UpdateServed(shard);
       }
       return absl::OkStatus();
@@ -980,7 +855,7 @@ absl::Status Engine::State::ApplyPosition(
     *destroy = job.key;
     return absl::OkStatus();
   }
-  stored_keys.insert(job.key);
+  shards.MarkStored(job.key);
   if (result->outcome == PositionOutcome::kRestored) {
     ++summary->positions_restored;
   } else {
@@ -988,7 +863,7 @@ absl::Status Engine::State::ApplyPosition(
     summary->samples += result->stats.samples;
     summary->steps += result->stats.steps;
   }
-  RecomputeKeysAndValidity(shard);
+  shards.RecomputeKeys(shard);
   UpdateServed(shard, &prepared);
   return absl::OkStatus();
 }
@@ -1028,7 +903,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
         shards[shard].in_training = false;
         // Deletions that queued it again while it trained were applied
         // before the positions trained since: nothing is left for them.
-        if (status.ok() && ShardComplete(shard)) retrain_queue.Remove(shard);
+        if (status.ok() && shards.Complete(shard)) retrain_queue.Remove(shard);
         if (!status.ok() && !stopping) {
           // Keep it scheduled; back off rather than spin on a hard error.
           retrain_queue.Add(shard, absl::Now() + absl::Seconds(5), owed_since);
@@ -1286,7 +1161,7 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
       state.samples -= *removed;
     }
     if (edited.ok()) {
-      RecomputeKeysAndValidity(s);
+      shards.RecomputeKeys(s);
       ChooseServed(s);
     } else {
       std::fprintf(stderr, "oubli: deactivating shard %d in memory: %s\n", s,
@@ -1313,7 +1188,7 @@ void Engine::State::ReloadOrBlankShard(int shard) {
   }
   state.samples = 0;
   state.needs_reload = true;
-  RecomputeKeysAndValidity(shard);
+  shards.RecomputeKeys(shard);
   state.served = ServedModel();
 }
 
@@ -1434,8 +1309,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   {
     absl::MutexLock lock(&state->mu);
     state->training_requested = requested.has_value();
-    state->stored_keys.insert(stored.begin(), stored.end());
-    state->shards.resize(config.shards);
+    for (const std::string& key : stored) state->shards.MarkStored(key);
     for (int s = 0; s < config.shards; ++s) {
       OUBLI_RETURN_IF_ERROR(state->LoadShard(s));
     }
@@ -1460,7 +1334,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       // are due now.
       std::set<int> incomplete;
       for (int s = 0; s < config.shards; ++s) {
-        if (!state->ShardComplete(s)) incomplete.insert(s);
+        if (!state->shards.Complete(s)) incomplete.insert(s);
       }
       std::vector<const PendingDeletion*> by_acceptance;
       for (const auto& [id, p] : state->pending) by_acceptance.push_back(&p);
@@ -1503,7 +1377,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     std::vector<DeletionRecord> restored;
     {
       absl::MutexLock lock(&state->mu);
-      garbage = state->TakeGarbageCheckpoints(on_disk);
+      garbage = state->shards.TakeGarbage(on_disk);
       restored = state->TakeRestored();
     }
     state->FinishRestored(std::move(restored));
@@ -1851,7 +1725,7 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
       uint64_t generation;
       {
         absl::MutexLock lock(&st.mu);
-        prefix = st.DescribeServed(s).prefix;
+        prefix = st.shards.Describe(s).prefix;
         served_sha = ServedSha(st.shards[s].served);
         full_length = st.shards[s].samples == 0 ||
                       static_cast<int>(prefix.size()) == st.config.slices;
@@ -1938,7 +1812,7 @@ ModelStatus Engine::GetModelStatus() {
   for (int s = 0; s < st.config.shards; ++s) {
     const ShardState& shard = st.shards[s];
     ShardStatus out;
-    out.served = st.DescribeServed(s);
+    out.served = st.shards.Describe(s);
     status.active_samples += shard.samples;
     for (const SliceData& slice : shard.slices) {
       out.slice_samples.push_back(static_cast<int64_t>(slice.ids.size()));
@@ -1953,7 +1827,7 @@ ModelStatus Engine::GetModelStatus() {
           prefix_samples +=
               static_cast<int64_t>(shard.slices[slice].ids.size());
         }
-        if (!st.stored_keys.contains(shard.keys[b][p]) &&
+        if (!st.shards.IsStored(shard.keys[b][p]) &&
             missing.insert(shard.keys[b][p]).second) {
           status.retrain_backlog_sample_visits +=
               prefix_samples * st.config.train.epochs_per_position;
