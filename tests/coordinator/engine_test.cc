@@ -61,6 +61,16 @@ ModelConfig TinyConfig(uint64_t seed,
   return c;
 }
 
+// TinyConfig retraining in BATCHED mode behind a one-hour window (so only
+// max_batch, or ignoring the policy, starts it within a test).
+ModelConfig TinyBatchedConfig(uint64_t seed, int max_batch) {
+  ModelConfig c = TinyConfig(seed);
+  c.retrain.mode = RetrainMode::kBatched;
+  c.retrain.window = absl::Hours(1);
+  c.retrain.max_batch = max_batch;
+  return c;
+}
+
 // Learnable synthetic data: the label is which third of the image is
 // brightest. Owners hold 5 samples each.
 std::vector<Sample> TinySamples(int n, uint64_t seed) {
@@ -941,10 +951,7 @@ class HookTrainer : public RemoteTrainer {
 // does not hold RESTORED back), and the result has the bits of training
 // from scratch.
 TEST_F(EngineTest, ADeletionInsideARetrainWastesOnlyThePositionInFlight) {
-  ModelConfig config = TinyConfig(15);
-  config.retrain.mode = RetrainMode::kBatched;
-  config.retrain.window = absl::Hours(1);
-  config.retrain.max_batch = 2;
+  const ModelConfig config = TinyBatchedConfig(15, 2);
   const auto samples = TinySamples(120, 15);
   auto plan = ShardingPlan::Create(config);
   ASSERT_TRUE(plan.ok()) << plan.status();
@@ -1280,10 +1287,7 @@ TEST_F(EngineTest, ReopenWithDifferentConfigIsRefused) {
 }
 
 TEST_F(EngineTest, BatchedPolicyWaitsForCount) {
-  ModelConfig config = TinyConfig(4);
-  config.retrain.mode = RetrainMode::kBatched;
-  config.retrain.window = absl::Hours(1);
-  config.retrain.max_batch = 2;
+  const ModelConfig config = TinyBatchedConfig(4, 2);
   const auto samples = TinySamples(120, 4);
   auto engine = OpenEngine("m", config);
   ASSERT_TRUE(engine->Ingest(samples).ok());
@@ -1308,10 +1312,7 @@ TEST_F(EngineTest, BatchedPolicyWaitsForCount) {
 // shard cut before it stays queued until the window (from the deletion's
 // ACCEPTED time) ends, and then restores exactly.
 TEST_F(EngineTest, BatchedWindowSurvivesARestart) {
-  ModelConfig config = TinyConfig(12);
-  config.retrain.mode = RetrainMode::kBatched;
-  config.retrain.window = absl::Hours(1);
-  config.retrain.max_batch = 100;
+  const ModelConfig config = TinyBatchedConfig(12, 100);
   const auto samples = TinySamples(120, 12);
   const std::string deletion_id =
       DeleteThenClose("m", config, samples, "sample-1030");
@@ -1333,10 +1334,7 @@ TEST_F(EngineTest, BatchedWindowSurvivesARestart) {
 // The batch open at a restart is the batch after it: a deletion after the
 // restart joins it, and reaching max_batch makes both shards due.
 TEST_F(EngineTest, BatchOpenAtARestartFillsAfterIt) {
-  ModelConfig config = TinyConfig(13);
-  config.retrain.mode = RetrainMode::kBatched;
-  config.retrain.window = absl::Hours(1);
-  config.retrain.max_batch = 2;
+  const ModelConfig config = TinyBatchedConfig(13, 2);
   const auto samples = TinySamples(120, 13);
   const std::string first =
       DeleteThenClose("m", config, samples, "sample-1040");
