@@ -72,15 +72,23 @@ absl::Status ChunkReplication::ForgetLocked(const std::string& key,
   return store_->DeleteMeta(ChunksMetaKey(key));
 }
 
-absl::Status ChunkReplication::Forget(
-    const std::vector<KeyedManifest>& manifests,
-    absl::flat_hash_set<std::string>* left) {
+absl::StatusOr<std::vector<std::string>> ChunkReplication::GarbageKeys(
+    const absl::flat_hash_set<std::string>& current) {
+  OUBLI_ASSIGN_OR_RETURN(std::vector<KeyedManifest> manifests,
+                         Manifests(current, /*want_current=*/false));
+  std::vector<std::string> keys;
+  for (auto& [key, manifest] : manifests) keys.push_back(std::move(key));
+  return keys;
+}
+
+absl::Status ChunkReplication::Forget(const std::vector<std::string>& keys,
+                                      absl::flat_hash_set<std::string>* left) {
   std::vector<std::string> failures;
-  for (const auto& [key, listed] : manifests) {
+  for (const std::string& key : keys) {
     // Under the key's lock, with the manifest as it is now: a Protect that
-    // persisted the listed manifest may still be placing chunks, and a
-    // repair may have moved some; either way the manifest read after they
-    // finish names every chunk there is.
+    // persisted a manifest may still be placing chunks, and a repair may
+    // have moved some; either way the manifest read after they finish
+    // names every chunk there is.
     KeyLock key_lock(this, key);
     absl::StatusOr<std::optional<std::string>> manifest =
         store_->GetMeta(ChunksMetaKey(key));

@@ -68,11 +68,17 @@ class ChunkReplication {
   // k good chunks; other codes: storage failures.
   absl::StatusOr<std::optional<std::string>> Restore(const std::string& key);
 
-  // Destroys the chunks of `manifests`' checkpoints and drops the
-  // manifests (as stored when each key's other work has finished: the
-  // listing may be older); the keys whose chunks could not all be destroyed
-  // go into `left` (if given). Unavailable while a holder is unreachable.
-  absl::Status Forget(const std::vector<KeyedManifest>& manifests,
+  // The checkpoint keys with chunks that are not in `current` (garbage:
+  // trained on data that is gone or changed). Errors: storage failures.
+  absl::StatusOr<std::vector<std::string>> GarbageKeys(
+      const absl::flat_hash_set<std::string>& current);
+
+  // Destroys the chunks of the checkpoints `keys` and drops their
+  // manifests, each as stored once the key's other work has finished (a
+  // Protect still placing chunks, a repair moving them); the keys whose
+  // chunks could not all be destroyed go into `left` (if given).
+  // Unavailable while a holder is unreachable.
+  absl::Status Forget(const std::vector<std::string>& keys,
                       absl::flat_hash_set<std::string>* left = nullptr);
 
   // One bounded pass of upkeep: codes a few of `uncoded` (current

@@ -2,8 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
-#include <deque>
+#include <cstdio>
 #include <filesystem>
 #include <iterator>
 #include <map>
@@ -13,13 +12,8 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
@@ -35,7 +29,6 @@
 #include "coordinator/slice_data.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
-#include "oubli/internal/records.pb.h"
 #include "storage/checkpoint_store.h"
 #include "worker/determinism.h"
 
@@ -168,6 +161,11 @@ struct Engine::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Swaps in a snapshot of what every shard serves now.
   void PublishServed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // What serving `key` means: the model built from its checkpoint bytes
+  // and their SHA-256 (sequence and length are the caller's). Errors: the
+  // checkpoint does not load.
+  absl::StatusOr<ServedModel> BuildServed(const std::string& key,
+                                          const std::string& checkpoint) const;
   std::string FingerprintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::flat_hash_set<std::string> SnapshotCurrentKeys()
       ABSL_LOCKS_EXCLUDED(mu) {
@@ -355,29 +353,24 @@ void Engine::State::ChooseServed(int shard, const ServedModel* prepared) {
       state.served.sequence = best_sequence;
       return;
     }
+    absl::StatusOr<ServedModel> built;
     if (prepared != nullptr && prepared->key == key && prepared->model) {
-      state.served = *prepared;
-      state.served.sequence = best_sequence;
-      state.served.length = best_length;
-      return;
+      built = *prepared;
+    } else {
+      absl::StatusOr<std::string> bytes = checkpoints->Get(key);
+      built = bytes.ok() ? BuildServed(key, *bytes) : bytes.status();
     }
-    absl::StatusOr<std::string> bytes = checkpoints->Get(key);
-    absl::StatusOr<std::shared_ptr<const worker::ShardModel>> model =
-        bytes.ok() ? base->ShardModelOf(*bytes)
-                   : bytes.status();
-    if (model.ok()) {
+    if (built.ok()) {
+      state.served = *std::move(built);
       state.served.sequence = best_sequence;
       state.served.length = best_length;
-      state.served.key = key;
-      state.served.checkpoint_sha256 = Sha256Hex(*bytes);
-      state.served.model = *std::move(model);
       return;
     }
     // Missing or corrupt: forget it so the prefix is retrained, and serve
     // the next best one meanwhile.
     std::fprintf(stderr,
                  "oubli: dropping unusable checkpoint %s of shard %d: %s\n",
-                 key.c_str(), shard, model.status().ToString().c_str());
+                 key.c_str(), shard, built.status().ToString().c_str());
     shards.ForgetStored(key);
     (void)checkpoints->Destroy(key);  // GC retries if this fails
     shards.RecomputeKeys(shard);
@@ -385,11 +378,19 @@ void Engine::State::ChooseServed(int shard, const ServedModel* prepared) {
   }
 }
 
+absl::StatusOr<ServedModel> Engine::State::BuildServed(
+    const std::string& key, const std::string& checkpoint) const {
+  ServedModel served;
+  OUBLI_ASSIGN_OR_RETURN(served.model, base->ShardModelOf(checkpoint));
+  served.key = key;
+  served.checkpoint_sha256 = Sha256Hex(checkpoint);
+  return served;
+}
+
 std::string Engine::State::FingerprintLocked() {
-  std::vector<std::string> shas;
-  for (const ShardState& shard : shards)
-    shas.push_back(ServedSha(shard.served));
-  return ModelFingerprint(shas);
+  // Every change to what a shard serves is published before mu is
+  // released, so the snapshot's fingerprint is the current one.
+  return served_snapshot.Get()->fingerprint;
 }
 
 ShardServing::Query Engine::State::ServingQuery() const {
@@ -431,7 +432,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   std::vector<std::set<int>> shards_of;  // per unpurged deletion
   std::set<int> affected;
   std::vector<std::string> garbage;
-  std::vector<ChunkReplication::KeyedManifest> garbage_chunks;
+  std::vector<std::string> garbage_chunks;  // checkpoint keys
   {
     absl::MutexLock lock(&mu);
     for (const auto& [id, p] : pending) {
@@ -454,8 +455,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     garbage = shards.TakeGarbage(on_disk);
     current = shards.CurrentKeys();
   }
-  OUBLI_ASSIGN_OR_RETURN(garbage_chunks,
-                         chunks.Manifests(current, /*want_current=*/false));
+  OUBLI_ASSIGN_OR_RETURN(garbage_chunks, chunks.GarbageKeys(current));
   // Slow I/O (flush, compaction, shredding) without mu: serving and new
   // deletions go on, and pile up for the next pass.
   std::vector<std::string> ids;
@@ -809,13 +809,9 @@ ServedModel Engine::State::PrepareServed(
           job.prefix.size()) {
     return prepared;
   }
-  absl::StatusOr<std::shared_ptr<const worker::ShardModel>> model =
-      base->ShardModelOf(result->checkpoint);
-  if (!model.ok()) return prepared;  // ChooseServed reports it
-  prepared.key = job.key;
-  prepared.checkpoint_sha256 = Sha256Hex(result->checkpoint);
-  prepared.model = *std::move(model);
-  return prepared;
+  absl::StatusOr<ServedModel> built = BuildServed(job.key, result->checkpoint);
+  // A failure is ChooseServed's to report, reading the file.
+  return built.ok() ? *std::move(built) : prepared;
 }
 
 absl::Status Engine::State::ApplyPosition(
