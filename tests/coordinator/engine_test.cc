@@ -108,10 +108,18 @@ class EngineTest : public ::testing::Test {
       bool background = false,
       std::shared_ptr<CheckpointReplicas> replicas = nullptr) {
     Engine::Options options;
-    options.data_dir = (root_ / name).string();
-    options.config = config;
     options.background_retrain = background;
     options.replicas = std::move(replicas);
+    return OpenEngineWith(name, config, std::move(options));
+  }
+
+  // Opens model `name` with `config` and the rest of `options` as given;
+  // null (and a failed expectation) if it does not open.
+  std::unique_ptr<Engine> OpenEngineWith(const std::string& name,
+                                         const ModelConfig& config,
+                                         Engine::Options options) {
+    options.data_dir = (root_ / name).string();
+    options.config = config;
     auto engine = Engine::Open(options);
     EXPECT_TRUE(engine.ok()) << engine.status();
     return engine.ok() ? *std::move(engine) : nullptr;
@@ -963,14 +971,12 @@ TEST_F(EngineTest, ADeletionInsideARetrainWastesOnlyThePositionInFlight) {
   auto metrics = std::make_shared<CountingMetrics>();
   auto trainer = std::make_shared<HookTrainer>();
   Engine::Options options;
-  options.data_dir = (root_ / "m").string();
-  options.config = config;
   options.background_retrain = false;
   options.metrics = metrics;
   options.remote_trainer = trainer;
-  auto opened = Engine::Open(options);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  Engine& engine = **opened;
+  auto opened = OpenEngineWith("m", config, options);
+  ASSERT_NE(opened, nullptr);
+  Engine& engine = *opened;
   ASSERT_TRUE(engine.Ingest(samples).ok());
   ASSERT_TRUE(engine.Train().ok());
   EXPECT_EQ(metrics->wasted.load(), 0);
@@ -1018,13 +1024,11 @@ TEST_F(EngineTest, MetricsSeeEachStageOncePerDeletionAndEveryPosition) {
   const ModelConfig config = TinyConfig(11);
   auto metrics = std::make_shared<CountingMetrics>();
   Engine::Options options;
-  options.data_dir = (root_ / "m").string();
-  options.config = config;
   options.background_retrain = false;
   options.metrics = metrics;
-  auto opened = Engine::Open(options);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  Engine& engine = **opened;
+  auto opened = OpenEngineWith("m", config, options);
+  ASSERT_NE(opened, nullptr);
+  Engine& engine = *opened;
   ASSERT_TRUE(engine.Ingest(TinySamples(60, 11)).ok());
   auto trained = engine.Train();
   ASSERT_TRUE(trained.ok()) << trained.status();
@@ -1353,13 +1357,11 @@ TEST_F(EngineTest, BackgroundRetrainAndConcurrentDeletionsStayExact) {
   const ModelConfig config = TinyConfig(11);
   const auto samples = TinySamples(160, 11);
   Engine::Options options;
-  options.data_dir = (root_ / "m").string();
-  options.config = config;
   options.background_retrain = true;
   options.training_threads = 2;  // parallel trainers must stay exact too
-  auto opened = Engine::Open(options);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  Engine& engine = **opened;
+  auto opened = OpenEngineWith("m", config, options);
+  ASSERT_NE(opened, nullptr);
+  Engine& engine = *opened;
   ASSERT_TRUE(engine.Ingest(samples).ok());
   // Deletions race with initial training and with each other's retraining.
   std::thread trainer([&] { EXPECT_TRUE(engine.Train().ok()); });
