@@ -5,6 +5,7 @@
 #include <climits>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -40,6 +41,11 @@ absl::StatusOr<std::string> CheckServerAddress(absl::string_view listen_address,
         absl::StrCat("listen address '", listen_address, "' is not HOST:PORT"));
   }
   return std::string(listen_address.substr(0, colon));
+}
+
+bool IsLoopbackHost(absl::string_view host) {
+  return host == "localhost" || host == "[::1]" || host == "::1" ||
+         absl::StartsWith(host, "127.");
 }
 
 }  // namespace oubli

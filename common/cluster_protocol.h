@@ -33,6 +33,10 @@ bool ClusterTokenMatches(absl::string_view expected,
 absl::StatusOr<std::string> CheckServerAddress(absl::string_view listen_address,
                                                int64_t max_message_bytes);
 
+// Whether HOST (as CheckServerAddress returns it) reaches only this
+// machine: localhost, 127.0.0.0/8 or [::1]. A wildcard or empty host is not.
+bool IsLoopbackHost(absl::string_view host);
+
 }  // namespace oubli
 
 #endif  // OUBLI_COMMON_CLUSTER_PROTOCOL_H_

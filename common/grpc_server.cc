@@ -9,7 +9,9 @@
 namespace oubli {
 
 absl::StatusOr<StartedGrpcServer> StartGrpcServer(
-    const std::string& listen_address, int64_t max_message_bytes,
+    const std::string& listen_address,
+    std::shared_ptr<grpc::ServerCredentials> credentials,
+    int64_t max_message_bytes,
     const std::string& service_name,
     const std::function<void(grpc::ServerBuilder&)>& configure) {
   // Both must precede BuildAndStart.
@@ -17,7 +19,7 @@ absl::StatusOr<StartedGrpcServer> StartGrpcServer(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   StartedGrpcServer started;
-  builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(listen_address, std::move(credentials),
                            &started.port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));

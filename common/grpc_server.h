@@ -20,12 +20,15 @@ struct StartedGrpcServer {
   int port = 0;  // bound (the chosen one when asked for port 0)
 };
 
-// Listens on `listen_address` with messages up to `max_message_bytes`;
-// `configure` registers the services and sets any other option. Health is
-// NOT_SERVING for the server and for `service_name` when this returns.
-// Unavailable if it cannot listen.
+// Listens on `listen_address` with `credentials` (common/grpc_security.h)
+// and messages up to `max_message_bytes`; `configure` registers the
+// services and sets any other option. Health is NOT_SERVING for the server
+// and for `service_name` when this returns. Unavailable if it cannot
+// listen.
 absl::StatusOr<StartedGrpcServer> StartGrpcServer(
-    const std::string& listen_address, int64_t max_message_bytes,
+    const std::string& listen_address,
+    std::shared_ptr<grpc::ServerCredentials> credentials,
+    int64_t max_message_bytes,
     const std::string& service_name,
     const std::function<void(grpc::ServerBuilder&)>& configure);
 

@@ -17,7 +17,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/cluster_protocol.h"
+#include "common/grpc_security.h"
 #include "common/grpc_server.h"
+#include "coordinator/access_policy.h"
+#include "coordinator/api_guard.h"
+#include "coordinator/audit_log.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/types.h"
@@ -500,6 +504,9 @@ grpc::Status OubliService::IngestSamples(
     if (messages == 1) {
       OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request.model_id()));
       model_id = request.model_id();
+      if (ingest_model_check_ != nullptr) {
+        if (grpc::Status s = ingest_model_check_(model_id); !s.ok()) return s;
+      }
       // Fail fast for an unknown model instead of after the whole stream.
       OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig ignored,
                                   registry->GetConfig(model_id));
@@ -885,16 +892,44 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   OUBLI_RETURN_IF_ERROR(server->workers_->OpenRetiredHolders(
       (std::filesystem::path(options.data_dir) / kRetiredWorkersFile)
           .string()));
-  // The service outlives every RPC (the gRPC server stops first).
+  OUBLI_RETURN_IF_ERROR(CheckTlsServerFiles(options.tls));
+  if (!options.policy_file.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(
+        server->policy_,
+        AccessPolicyFiles::Open(options.policy_file, options.token_file));
+  } else if (!options.token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a token file needs a policy file naming its callers' roles");
+  }
+  if (!options.audit_log.empty()) {
+    AuditLog::Options audit;
+    audit.path = options.audit_log;
+    audit.max_bytes = options.audit_log_max_bytes;
+    audit.keep_files = options.audit_log_keep_files;
+    OUBLI_ASSIGN_OR_RETURN(server->audit_, AuditLog::Open(audit));
+  }
+  // The services outlive every RPC (the gRPC server stops first).
+  ClusterPeer workers;
+  workers.token = options.workers.cluster_token;
+  if (options.tls.enabled()) {
+    workers.certificate_name = options.workers.tls.server_name;
+  }
   server->membership_ = std::make_unique<MembershipService>(
-      server->workers_, options.workers.cluster_token,
+      server->workers_, std::move(workers),
       [service = &server->service_] { service->RetryPurgesNow(); });
   server->service_.SetWorkers(server->workers_);
-  server->service_.SetAdminToken(options.workers.cluster_token);
+  // With a policy, RetireWorker needs the admin role instead.
+  if (server->policy_ == nullptr) {
+    server->service_.SetAdminToken(options.workers.cluster_token);
+  }
+  server->guard_ = std::make_unique<ApiGuard>(
+      &server->service_, server->policy_.get(), server->audit_.get());
   OUBLI_ASSIGN_OR_RETURN(
       StartedGrpcServer started,
       StartGrpcServer(
-          options.listen_address, options.max_message_bytes, kServiceName,
+          options.listen_address,
+          ServerCredentialsFor(options.tls, ClientCertificates::kOptional),
+          options.max_message_bytes, kServiceName,
           [&](grpc::ServerBuilder& builder) {
             // The sync server retires a worker thread once more than
             // MAX_POLLERS are idle; with the default (2), every burst of
@@ -902,7 +937,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
             // threads per request. Keep them.
             builder.SetSyncServerOption(
                 grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
-            builder.RegisterService(&server->service_);
+            builder.RegisterService(server->guard_.get());
             builder.RegisterService(server->membership_.get());
             if (server->metrics_ != nullptr) {
               std::vector<std::unique_ptr<

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,7 @@
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/grpc_status.h"
+#include "common/tls_files.h"
 #include "coordinator/membership_service.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/prometheus_metrics.h"
@@ -24,6 +26,10 @@
 #include "oubli/v1/oubli.grpc.pb.h"
 
 namespace oubli::coordinator {
+
+class AccessPolicyFiles;
+class ApiGuard;
+class AuditLog;
 
 // Wire-level limits; the proto documents them.
 inline constexpr int kMaxDeleteIds = 10000;
@@ -56,6 +62,13 @@ class OubliService final : public oubli::v1::Oubli::Service {
   // What RetireWorker callers must present (the cluster token: retiring
   // stands in for destroying data); empty: no check. Set before serving.
   void SetAdminToken(std::string token) { admin_token_ = std::move(token); }
+  // Asked with the model an IngestSamples stream names, once its first
+  // message arrives; a non-OK answer ends the stream with it (ApiGuard's
+  // per-model authorization). Set before serving.
+  void SetIngestModelCheck(
+      std::function<grpc::Status(const std::string& model_id)> check) {
+    ingest_model_check_ = std::move(check);
+  }
   // The cluster's workers, reported by GetModel; set before serving.
   void SetWorkers(std::shared_ptr<WorkerPool> workers) {
     workers_ = std::move(workers);
@@ -109,6 +122,7 @@ class OubliService final : public oubli::v1::Oubli::Service {
   std::atomic<ModelRegistry*> registry_{nullptr};
   std::shared_ptr<WorkerPool> workers_;
   std::string admin_token_;
+  std::function<grpc::Status(const std::string&)> ingest_model_check_;
   std::vector<WorkerPool::WorkerInfo> WorkerList() {
     return workers_ != nullptr ? workers_->Workers()
                                : std::vector<WorkerPool::WorkerInfo>();
@@ -135,6 +149,20 @@ class CoordinatorServer {
     // Predict's shards are answered by live workers (falling back to the
     // coordinator per shard); false: always by the coordinator.
     bool predict_on_workers = true;
+    // TLS of the port (public API and cluster protocol). With it, workers
+    // must present a client certificate naming workers.tls.server_name,
+    // so registering needs a tls.client_ca.
+    TlsServerFiles tls;
+    // The access policy (proto/oubli/config/access_policy.proto) and the
+    // token file naming its callers; empty policy_file: every caller may
+    // make every call (main.cc allows that on loopback or with --insecure
+    // only).
+    std::string policy_file;
+    std::string token_file;
+    // The audit log (coordinator/audit_log.h); empty path: none.
+    std::string audit_log;
+    int64_t audit_log_max_bytes = int64_t{64} << 20;
+    int audit_log_keep_files = 5;
   };
 
   // Returns once the server listens and every model is open (health
@@ -161,6 +189,9 @@ class CoordinatorServer {
   CoordinatorServer() = default;
 
   OubliService service_;
+  std::unique_ptr<AccessPolicyFiles> policy_;  // null: no policy
+  std::unique_ptr<AuditLog> audit_;            // null: no audit log
+  std::unique_ptr<ApiGuard> guard_;            // serves service_
   std::shared_ptr<WorkerPool> workers_;
   std::unique_ptr<MembershipService> membership_;
   std::shared_ptr<PrometheusMetrics> metrics_;  // null when metrics are off

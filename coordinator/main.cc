@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
+#include "common/tls_files.h"
 #include "coordinator/grpc_service.h"
 #include "worker/device.h"
 
@@ -49,6 +50,36 @@ ABSL_FLAG(std::string, cluster_token_file, "",
           "file holding the shared secret workers must present (and that "
           "the coordinator presents to them); empty: no check, for loopback "
           "development only");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain served on --listen (public API and cluster "
+          "protocol) and presented to workers; re-read when it changes. "
+          "Empty: plaintext");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CAs that callers' client certificates must chain to; "
+          "workers must present one (mutual TLS)");
+ABSL_FLAG(std::string, tls_peer_ca, "",
+          "PEM CAs that workers' serving certificates must chain to; "
+          "default: --tls_client_ca");
+ABSL_FLAG(std::string, tls_worker_name, "oubli-worker",
+          "with TLS: the name (DNS SAN) every worker's certificate carries; "
+          "checked when dialling a worker and when one registers");
+ABSL_FLAG(std::string, policy_file, "",
+          "access policy (text format of oubli.config.AccessPolicy: who has "
+          "which roles for which models); re-read when it changes. Empty: "
+          "no authentication, allowed on loopback or with --insecure only");
+ABSL_FLAG(std::string, token_file, "",
+          "bearer tokens as lines 'NAME SHA256HEX' (the hex SHA-256 of the "
+          "token); re-read when it changes");
+ABSL_FLAG(std::string, audit_log, "",
+          "JSON-lines audit log of mutating and refused calls; empty: none");
+ABSL_FLAG(int64_t, audit_log_max_bytes, int64_t{64} << 20,
+          "rotate the audit log past this size");
+ABSL_FLAG(int, audit_log_keep_files, 5, "rotated audit logs kept");
+ABSL_FLAG(bool, insecure, false,
+          "allow listening beyond loopback without TLS (--tls_cert) and an "
+          "access policy (--policy_file): anyone reaching the port can read "
+          "and delete data");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "HOST:PORT serving Prometheus metrics on /metrics; port 0 picks a "
           "free port; empty disables metrics");
@@ -86,6 +117,46 @@ int main(int argc, char** argv) {
   }
   if (options.data_dir.empty()) {
     std::fprintf(stderr, "oubli-coordinator: --data_dir is required\n");
+    return 2;
+  }
+  options.tls.cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.workers.tls.ca = absl::GetFlag(FLAGS_tls_peer_ca);
+  if (options.workers.tls.ca.empty()) {
+    options.workers.tls.ca = options.tls.client_ca;
+  }
+  if (options.tls.enabled()) {
+    options.workers.tls.cert = options.tls.cert;
+    options.workers.tls.key = options.tls.key;
+  } else {
+    options.workers.tls.ca.clear();  // plaintext cluster
+  }
+  options.workers.tls.server_name = absl::GetFlag(FLAGS_tls_worker_name);
+  for (const absl::Status& s :
+       {oubli::CheckTlsServerFiles(options.tls),
+        oubli::CheckTlsDialFiles(options.workers.tls, "tls_peer_ca")}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "oubli-coordinator: %s\n",
+                   std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  options.policy_file = absl::GetFlag(FLAGS_policy_file);
+  options.token_file = absl::GetFlag(FLAGS_token_file);
+  options.audit_log = absl::GetFlag(FLAGS_audit_log);
+  options.audit_log_max_bytes = absl::GetFlag(FLAGS_audit_log_max_bytes);
+  options.audit_log_keep_files = absl::GetFlag(FLAGS_audit_log_keep_files);
+  if (absl::StatusOr<std::string> host = oubli::CheckServerAddress(
+          options.listen_address, options.max_message_bytes);
+      host.ok() && !oubli::IsLoopbackHost(*host) &&
+      !absl::GetFlag(FLAGS_insecure) &&
+      (!options.tls.enabled() || options.policy_file.empty())) {
+    std::fprintf(stderr,
+                 "oubli-coordinator: --listen=%s reaches beyond this machine: "
+                 "give --tls_cert/--tls_key and --policy_file, or "
+                 "--insecure to serve it unprotected\n",
+                 options.listen_address.c_str());
     return 2;
   }
 

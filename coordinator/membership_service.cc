@@ -14,7 +14,7 @@ namespace oubli::coordinator {
 grpc::Status MembershipService::Register(
     grpc::ServerContext* context, const cluster::RegisterRequest* request,
     cluster::RegisterResponse* response) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, workers_); !s.ok())
     return s;
   if (request->protocol_version() != kClusterProtocolVersion) {
     return grpc::Status(
@@ -51,7 +51,7 @@ grpc::Status MembershipService::Register(
 grpc::Status MembershipService::Heartbeat(
     grpc::ServerContext* context, const cluster::HeartbeatRequest* request,
     cluster::HeartbeatResponse* response) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, workers_); !s.ok())
     return s;
   response->set_known(pool_->Heartbeat(request->worker_id()));
   return grpc::Status::OK;

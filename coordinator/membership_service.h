@@ -7,19 +7,20 @@
 #include <string>
 
 #include "coordinator/worker_pool.h"
+#include "common/grpc_security.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 
 namespace oubli::coordinator {
 
 class MembershipService final : public cluster::Membership::Service {
  public:
-  // `cluster_token`: what workers must present; empty: no check.
+  // `workers`: what workers must present (common/grpc_security.h).
   // `holder_registered` (may be empty) runs after a chunk holder registers:
   // purges waiting for its chunks need not sit out their back-off.
-  MembershipService(std::shared_ptr<WorkerPool> pool, std::string cluster_token,
+  MembershipService(std::shared_ptr<WorkerPool> pool, ClusterPeer workers,
                     std::function<void()> holder_registered = nullptr)
       : pool_(std::move(pool)),
-        cluster_token_(std::move(cluster_token)),
+        workers_(std::move(workers)),
         holder_registered_(std::move(holder_registered)) {}
 
   grpc::Status Register(grpc::ServerContext* context,
@@ -31,7 +32,7 @@ class MembershipService final : public cluster::Membership::Service {
 
  private:
   const std::shared_ptr<WorkerPool> pool_;
-  const std::string cluster_token_;
+  const ClusterPeer workers_;
   const std::function<void()> holder_registered_;
 };
 

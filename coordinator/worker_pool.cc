@@ -20,6 +20,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/cluster_protocol.h"
 #include "common/file_util.h"
+#include "common/grpc_security.h"
 #include "common/grpc_status.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
@@ -140,8 +141,10 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  worker->stub = cluster::Worker::NewStub(grpc::CreateCustomChannel(
-      worker->address, grpc::InsecureChannelCredentials(), args));
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      ChannelCredentialsFor(options_.tls, &args);
+  worker->stub = cluster::Worker::NewStub(
+      grpc::CreateCustomChannel(worker->address, credentials, args));
   const absl::Time now = absl::Now();
   worker->registered_at = now;
   worker->last_heartbeat = now;

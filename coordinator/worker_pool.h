@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/tls_files.h"
 #include "coordinator/remote_training.h"
 #include "storage/erasure_code.h"
 
@@ -58,6 +59,11 @@ class WorkerPool final : public RemoteTrainer,
     // register, and the coordinator presents it on every call to them.
     // Empty: no check (loopback development only).
     std::string cluster_token;
+    // TLS when dialling workers (mutual, with a client certificate);
+    // plaintext when not enabled. Its server_name is the name every
+    // worker's certificate carries, and workers must present it to
+    // register (membership_service.h).
+    TlsDialFiles tls;
   };
 
   // A chunk holder an operator declared gone for good (RetireHolder).

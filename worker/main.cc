@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
+#include "common/tls_files.h"
 #include "worker/device.h"
 #include "worker/worker_service.h"
 
@@ -41,6 +42,22 @@ ABSL_FLAG(std::string, data_dir, "",
 ABSL_FLAG(std::string, cluster_token_file, "",
           "file holding the coordinator's cluster token (see "
           "oubli-coordinator --cluster_token_file)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain served on --listen and presented to the "
+          "coordinator; re-read when it changes. Empty: plaintext");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CAs the coordinator's client certificate must chain to "
+          "(required with --tls_cert: the Worker service is mutual TLS)");
+ABSL_FLAG(std::string, tls_peer_ca, "",
+          "PEM CAs the coordinator's serving certificate must chain to; "
+          "default: --tls_client_ca");
+ABSL_FLAG(std::string, tls_coordinator_name, "oubli-coordinator",
+          "with TLS: the name (DNS SAN) the coordinator's certificate "
+          "carries; checked when dialling it and required of its calls");
+ABSL_FLAG(bool, insecure, false,
+          "allow listening beyond loopback without mutual TLS: anyone "
+          "reaching the port could read training data");
 ABSL_FLAG(std::string, metrics_listen, "",
           "HOST:PORT serving Prometheus metrics on /metrics; port 0 picks a "
           "free port; empty (default) disables them");
@@ -75,6 +92,45 @@ int main(int argc, char** argv) {
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   if (options.coordinator_address.empty()) {
     std::fprintf(stderr, "oubli-worker: --coordinator is required\n");
+    return 2;
+  }
+  options.tls_listen.cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_listen.key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_listen.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (options.tls_listen.enabled()) {
+    if (options.tls_listen.client_ca.empty()) {
+      std::fprintf(stderr,
+                   "oubli-worker: --tls_cert needs --tls_client_ca: only the "
+                   "coordinator may call a worker\n");
+      return 2;
+    }
+    options.tls_dial.ca = absl::GetFlag(FLAGS_tls_peer_ca);
+    if (options.tls_dial.ca.empty()) {
+      options.tls_dial.ca = options.tls_listen.client_ca;
+    }
+    options.tls_dial.cert = options.tls_listen.cert;
+    options.tls_dial.key = options.tls_listen.key;
+  }
+  options.coordinator_certificate_name =
+      absl::GetFlag(FLAGS_tls_coordinator_name);
+  for (const absl::Status& s :
+       {oubli::CheckTlsServerFiles(options.tls_listen),
+        oubli::CheckTlsDialFiles(options.tls_dial, "tls_peer_ca")}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "oubli-worker: %s\n",
+                   std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  if (absl::StatusOr<std::string> host = oubli::CheckServerAddress(
+          options.listen_address, options.max_message_bytes);
+      host.ok() && !oubli::IsLoopbackHost(*host) &&
+      !absl::GetFlag(FLAGS_insecure) && !options.tls_listen.enabled()) {
+    std::fprintf(stderr,
+                 "oubli-worker: --listen=%s reaches beyond this machine: give "
+                 "--tls_cert/--tls_key/--tls_client_ca, or --insecure to "
+                 "serve it unprotected\n",
+                 options.listen_address.c_str());
     return 2;
   }
 

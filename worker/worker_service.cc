@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cluster_protocol.h"
 #include "common/file_util.h"
+#include "common/grpc_security.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "worker/determinism.h"
@@ -33,7 +34,7 @@ grpc::Status NoChunks() {
 grpc::Status WorkerService::TrainPosition(
     grpc::ServerContext* context, const cluster::TrainPositionRequest* request,
     cluster::TrainPositionResponse* response) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
     return s;
   PositionRequest position;
   position.config_text = request->config();
@@ -63,7 +64,7 @@ grpc::Status WorkerService::TrainPosition(
 grpc::Status WorkerService::PutChunk(grpc::ServerContext* context,
                                      const cluster::PutChunkRequest* request,
                                      cluster::PutChunkResponse* /*response*/) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
     return s;
   if (chunks_ == nullptr) return NoChunks();
   absl::Status stored =
@@ -78,7 +79,7 @@ grpc::Status WorkerService::PutChunk(grpc::ServerContext* context,
 grpc::Status WorkerService::GetChunk(
     grpc::ServerContext* context, const cluster::GetChunkRequest* request,
     grpc::ServerWriter<cluster::ChunkPiece>* writer) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
     return s;
   if (chunks_ == nullptr) return NoChunks();
   absl::StatusOr<std::string> data =
@@ -98,7 +99,7 @@ grpc::Status WorkerService::GetChunk(
 grpc::Status WorkerService::DeleteChunks(
     grpc::ServerContext* context, const cluster::DeleteChunksRequest* request,
     cluster::DeleteChunksResponse* response) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
     return s;
   if (chunks_ == nullptr) return NoChunks();
   int deleted = 0;
@@ -115,7 +116,7 @@ grpc::Status WorkerService::DeleteChunks(
 grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
                                        const cluster::ListChunksRequest*,
                                        cluster::ListChunksResponse* response) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
     return s;
   if (chunks_ == nullptr) return NoChunks();
   absl::StatusOr<std::vector<std::string>> keys = chunks_->ListCheckpoints();
@@ -132,7 +133,7 @@ void WorkerService::DropServingCopies() {
 grpc::Status WorkerService::PredictShards(
     grpc::ServerContext* context, const cluster::PredictShardsRequest* request,
     cluster::PredictShardsResponse* response) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
     return s;
   const std::string& features = request->features();
   if (features.size() % sizeof(float) != 0) {
@@ -175,7 +176,7 @@ grpc::Status WorkerService::PredictShards(
 grpc::Status WorkerService::LoadShard(
     grpc::ServerContext* context, const cluster::LoadShardRequest* request,
     cluster::LoadShardResponse* /*response*/) {
-  if (grpc::Status s = CheckClusterToken(*context, cluster_token_); !s.ok())
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
     return s;
   absl::Status loaded = shards_.Load(
       request->model_id(), request->config(), request->environment(),
@@ -239,13 +240,20 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     if (!metrics_server.ok()) return metrics_server.status();
     server->metrics_server_ = *std::move(metrics_server);
   }
+  ClusterPeer coordinator;
+  coordinator.token = options.cluster_token;
+  if (options.tls_listen.enabled()) {
+    coordinator.certificate_name = options.coordinator_certificate_name;
+  }
   server->service_ = std::make_unique<WorkerService>(
-      std::move(chunks), options.cluster_token, server->metrics_.get());
-  absl::StatusOr<StartedGrpcServer> started =
-      StartGrpcServer(options.listen_address, options.max_message_bytes,
-                      kServiceName, [&](grpc::ServerBuilder& builder) {
-                        builder.RegisterService(server->service_.get());
-                      });
+      std::move(chunks), std::move(coordinator), server->metrics_.get());
+  absl::StatusOr<StartedGrpcServer> started = StartGrpcServer(
+      options.listen_address,
+      ServerCredentialsFor(options.tls_listen, ClientCertificates::kRequired),
+      options.max_message_bytes, kServiceName,
+      [&](grpc::ServerBuilder& builder) {
+        builder.RegisterService(server->service_.get());
+      });
   if (!started.ok()) return started.status();
   server->server_ = std::move(started->server);
   server->address_ = absl::StrCat(*host, ":", started->port);
@@ -265,8 +273,14 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  TlsDialFiles dial = options.tls_dial;
+  if (dial.server_name.empty()) {
+    dial.server_name = options.coordinator_certificate_name;
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      ChannelCredentialsFor(dial, &args);
   server->membership_ = cluster::Membership::NewStub(grpc::CreateCustomChannel(
-      options.coordinator_address, grpc::InsecureChannelCredentials(), args));
+      options.coordinator_address, credentials, args));
   server->membership_thread_ =
       std::thread([s = server.get()] { s->MembershipLoop(); });
   return server;

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_security.h"
 #include "common/metrics_server.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "storage/chunk_store.h"
@@ -26,15 +27,15 @@ class WorkerService final : public cluster::Worker::Service {
  public:
   // `chunks`: where erasure-coded chunks live; nullptr: this worker holds
   // none (the chunk RPCs answer FAILED_PRECONDITION).
-  // `cluster_token`: what the coordinator must present; empty: no check.
+  // `coordinator`: what calls must present (common/grpc_security.h).
   // `metrics`: may be null; must outlive the service.
   WorkerService(std::unique_ptr<storage::ChunkStore> chunks,
-                std::string cluster_token, WorkerMetrics* metrics)
+                ClusterPeer coordinator, WorkerMetrics* metrics)
       : bases_(NewBaseWeightsCache()),
         worker_(/*cached_trainers=*/4, bases_),
         shards_(bases_),
         chunks_(std::move(chunks)),
-        cluster_token_(std::move(cluster_token)),
+        coordinator_(std::move(coordinator)),
         metrics_(metrics) {}
   bool holds_chunks() const { return chunks_ != nullptr; }
   // Forgets every checkpoint held for serving.
@@ -68,7 +69,7 @@ class WorkerService final : public cluster::Worker::Service {
   PositionWorker worker_;
   ShardServer shards_;
   const std::unique_ptr<storage::ChunkStore> chunks_;
-  const std::string cluster_token_;
+  const ClusterPeer coordinator_;
   WorkerMetrics* const metrics_;
 };
 
@@ -87,6 +88,14 @@ class WorkerServer {
     std::string data_dir;
     // Shared secret of the cluster protocol (both directions); empty: none.
     std::string cluster_token;
+    // TLS of the Worker service (with a client CA: mutual TLS) and of the
+    // channel to the coordinator; plaintext when not enabled.
+    TlsServerFiles tls_listen;
+    TlsDialFiles tls_dial;
+    // With TLS, the name the coordinator's certificate carries: required of
+    // callers of the Worker service (and, unless tls_dial.server_name says
+    // otherwise, checked when dialling the coordinator).
+    std::string coordinator_certificate_name;
     // HOST:PORT serving Prometheus metrics on /metrics (port 0: any);
     // empty: none.
     std::string metrics_listen_address;

@@ -114,7 +114,8 @@ class WorkerPoolServingTest : public ::testing::Test {
   void Serve(grpc::Status load_error = grpc::Status::OK) {
     fake_ = std::make_unique<FakeWorker>(std::move(load_error));
     absl::StatusOr<StartedGrpcServer> started =
-        StartGrpcServer("127.0.0.1:0", 1 << 20, "oubli.cluster.Worker",
+        StartGrpcServer("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                        1 << 20, "oubli.cluster.Worker",
                         [&](grpc::ServerBuilder& builder) {
                           builder.RegisterService(fake_.get());
                         });

@@ -1,5 +1,7 @@
 #include "tests/testing/service_client.h"
 
+#include <atomic>
+
 #include <random>
 #include <thread>
 #include <utility>
@@ -56,6 +58,17 @@ std::unique_ptr<v1::Oubli::Stub> NewStub(const std::string& address,
   arguments.SetMaxSendMessageSize(-1);
   return v1::Oubli::NewStub(grpc::CreateCustomChannel(
       address, grpc::InsecureChannelCredentials(), arguments));
+}
+
+std::unique_ptr<v1::Oubli::Stub> NewStub(
+    const std::string& address,
+    std::shared_ptr<grpc::ChannelCredentials> credentials,
+    grpc::ChannelArguments arguments) {
+  static std::atomic<int> channels{0};
+  arguments.SetInt("oubli.test.channel", 1000 + channels++);
+  arguments.SetMaxSendMessageSize(-1);
+  return v1::Oubli::NewStub(
+      grpc::CreateCustomChannel(address, std::move(credentials), arguments));
 }
 
 grpc::Status ServiceClientTest::Create(const std::string& model_id,

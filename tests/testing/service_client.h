@@ -40,6 +40,11 @@ std::chrono::system_clock::time_point Deadline(int seconds);
 // share no connection.
 std::unique_ptr<v1::Oubli::Stub> NewStub(const std::string& address,
                                          int channel_index = 0);
+// The same over `credentials` (e.g. TLS), each call its own channel.
+std::unique_ptr<v1::Oubli::Stub> NewStub(
+    const std::string& address,
+    std::shared_ptr<grpc::ChannelCredentials> credentials,
+    grpc::ChannelArguments arguments);
 
 // Helpers over `stub_`, which the test sets. Each sets a deadline (a hang
 // guard only). The void ones report fatal failures: wrap them in

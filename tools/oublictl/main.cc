@@ -1,6 +1,8 @@
 // oublictl: command-line client of the oubli gRPC API (oubli.v1.Oubli).
 //
-//   oublictl [--server=HOST:PORT] [--json] [--timeout_s=60] COMMAND [flags]
+//   oublictl [--server=HOST:PORT] [--json] [--timeout_s=60]
+//            [--tls_ca=CA.pem [--tls_cert=C.pem --tls_key=K.pem]
+//             [--tls_server_name=NAME]] [--token_file=FILE] COMMAND [flags]
 //
 //   create  --model M [--config FILE]        FILE: key=value lines as written
 //                                            by ConfigToText (common/config.h)
@@ -53,6 +55,7 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/config.h"
+#include "common/grpc_security.h"
 #include "common/status_macros.h"
 #include "coordinator/grpc_service.h"
 #include "oubli/v1/oubli.grpc.pb.h"
@@ -64,6 +67,16 @@ ABSL_FLAG(std::string, cluster_token_file, "",
           "file with the coordinator's cluster token, which retire-worker "
           "must present when the coordinator has one");
 ABSL_FLAG(int, timeout_s, 60, "deadline of each RPC, seconds");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA the server's certificate must chain to; enables TLS");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate to present (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "name the server's certificate must carry; default: the host of "
+          "--server");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding a bearer token, sent as 'authorization: Bearer'");
 ABSL_FLAG(std::string, model, "", "model id");
 ABSL_FLAG(std::string, config, "", "create: key=value config file");
 ABSL_FLAG(std::string, fashion_mnist, "",
@@ -87,17 +100,30 @@ namespace {
 
 namespace v1 = ::oubli::v1;
 
+// The bearer token of --token_file ("" without one); set in main.
+std::string* bearer_token = new std::string;
+
 class Client {
  public:
-  explicit Client(const std::string& server)
-      : stub_(v1::Oubli::NewStub(grpc::CreateCustomChannel(
-            server, grpc::InsecureChannelCredentials(), ChannelArguments()))) {}
+  // `tls` not enabled: plaintext.
+  Client(const std::string& server, const oubli::TlsDialFiles& tls) {
+    grpc::ChannelArguments args = ChannelArguments();
+    std::shared_ptr<grpc::ChannelCredentials> credentials =
+        oubli::ChannelCredentialsFor(tls, &args);
+    stub_ = v1::Oubli::NewStub(
+        grpc::CreateCustomChannel(server, credentials, args));
+  }
 
   v1::Oubli::Stub& stub() { return *stub_; }
 
-  // A context with the --timeout_s deadline (none if `deadline` is false).
+  // A context with the --timeout_s deadline (none if `deadline` is false)
+  // and the bearer token, if any.
   static std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) {
     auto context = std::make_unique<grpc::ClientContext>();
+    if (!bearer_token->empty()) {
+      context->AddMetadata(oubli::kAuthorizationMetadata,
+                           absl::StrCat("Bearer ", *bearer_token));
+    }
     if (deadline) {
       context->set_deadline(
           std::chrono::system_clock::now() +
@@ -738,12 +764,17 @@ void PrintFlag(const char* name) {
                   : absl::StrCat(" (default ", default_value, ")").c_str());
 }
 
+// Flags every command takes: where and how to connect, output format.
+constexpr const char* kConnectionFlags[] = {
+    "server",   "json",     "timeout_s",       "tls_ca",
+    "tls_cert", "tls_key",  "tls_server_name", "token_file"};
+
 void PrintCommandHelp(const CommandHelp& command) {
   std::printf("usage: oublictl [--server=HOST:PORT] [--json] %s\n",
               command.synopsis);
   std::printf("flags:\n");
   for (const char* flag : command.flags) PrintFlag(flag);
-  for (const char* flag : {"server", "json", "timeout_s"}) PrintFlag(flag);
+  for (const char* flag : kConnectionFlags) PrintFlag(flag);
   std::printf("example:\n  %s\n", command.example);
 }
 
@@ -816,7 +847,10 @@ int main(int argc, char** argv) {
   const std::vector<std::string> rest(args.begin() + 2, args.end());
   if (const CommandHelp* known = FindCommand(command); known != nullptr) {
     for (const std::string& flag : GivenFlags(argc, argv)) {
-      if (flag == "server" || flag == "json" || flag == "timeout_s") continue;
+      if (std::find(std::begin(kConnectionFlags), std::end(kConnectionFlags),
+                    flag) != std::end(kConnectionFlags)) {
+        continue;
+      }
       if (std::find(known->flags.begin(), known->flags.end(), flag) ==
           known->flags.end()) {
         std::fprintf(stderr,
@@ -839,7 +873,26 @@ int main(int argc, char** argv) {
                  "put -- before a name starting with '-')\n");
     return 2;
   }
-  Client client(absl::GetFlag(FLAGS_server));
+  oubli::TlsDialFiles tls;
+  tls.ca = absl::GetFlag(FLAGS_tls_ca);
+  tls.cert = absl::GetFlag(FLAGS_tls_cert);
+  tls.key = absl::GetFlag(FLAGS_tls_key);
+  tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (absl::Status s = oubli::CheckTlsDialFiles(tls); !s.ok()) {
+    std::fprintf(stderr, "oublictl: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_token_file);
+      !path.empty()) {
+    absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);
+    if (!token.ok()) {
+      std::fprintf(stderr, "oublictl: --token_file %s: %s\n", path.c_str(),
+                   std::string(token.status().message()).c_str());
+      return 2;
+    }
+    *bearer_token = *std::move(token);
+  }
+  Client client(absl::GetFlag(FLAGS_server), tls);
   absl::Status status;
   if (command == "create") {
     status = Create(client);

@@ -1,0 +1,185 @@
+// The real binaries with TLS on: the coordinator serves TLS with an access
+// policy, workers and coordinator authenticate each other with mutual TLS,
+// and every stranger (plaintext, no certificate, a certificate without the
+// cluster name) is refused on both ports. Also the start-up refusals of an
+// unprotected non-loopback listen.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/cluster_protocol.h"
+#include "common/grpc_security.h"
+#include "common/hash.h"
+#include "oubli/cluster/cluster.grpc.pb.h"
+#include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/cluster_test.h"
+#include "tests/testing/server_process.h"
+#include "tests/testing/test_pki.h"
+#include "worker/determinism.h"
+
+namespace oubli {
+namespace {
+
+namespace v1 = ::oubli::v1;
+using ::testing::HasSubstr;
+using testing_util::Deadline;
+using testing_util::PemPair;
+using testing_util::TestCa;
+using testing_util::TinyConfig;
+using testing_util::TinySamples;
+
+class ClusterTlsTest : public testing_util::ClusterTest {
+ protected:
+  void SetUp() override {
+    auto ca = TestCa::Create(dir_.path(), "cluster");
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ca_ = *std::move(ca);
+    auto issue = [&](const std::string& name, std::vector<std::string> dns,
+                     PemPair* out) {
+      auto pair = ca_->Issue(name, name, dns);
+      ASSERT_TRUE(pair.ok()) << pair.status();
+      *out = *pair;
+    };
+    ASSERT_NO_FATAL_FAILURE(issue(
+        "oubli-coordinator", {"oubli-coordinator", "localhost"}, &coordinator_cert_));
+    ASSERT_NO_FATAL_FAILURE(issue("oubli-worker", {"oubli-worker"}, &worker_cert_));
+    ASSERT_NO_FATAL_FAILURE(issue("alice", {}, &alice_));
+    ASSERT_NO_FATAL_FAILURE(issue("stranger", {"stranger"}, &stranger_));
+    policy_ = (dir_.path() / "policy").string();
+    std::ofstream(policy_) << R"(principal { name: "alice" roles: "admin"
+      roles: "writer" roles: "eraser" roles: "reader" roles: "auditor" })";
+  }
+
+  std::vector<std::string> TlsFlags(const PemPair& identity) const {
+    return {absl::StrCat("--tls_cert=", identity.cert),
+            absl::StrCat("--tls_key=", identity.key),
+            absl::StrCat("--tls_client_ca=", ca_->cert_path())};
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const std::string& address,
+                                         const PemPair* identity,
+                                         const std::string& server_name) {
+    TlsDialFiles files;
+    files.ca = ca_->cert_path();
+    if (identity != nullptr) {
+      files.cert = identity->cert;
+      files.key = identity->key;
+    }
+    files.server_name = server_name;
+    grpc::ChannelArguments arguments;
+    auto credentials = ChannelCredentialsFor(files, &arguments);
+    return grpc::CreateCustomChannel(address, credentials, arguments);
+  }
+
+  grpc::StatusCode Register(std::shared_ptr<grpc::Channel> channel) {
+    auto membership = cluster::Membership::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(30));
+    cluster::RegisterRequest request;
+    request.set_address("127.0.0.1:1");
+    request.set_environment(worker::NumericEnvironment());
+    request.set_protocol_version(kClusterProtocolVersion);
+    cluster::RegisterResponse response;
+    return membership->Register(&context, request, &response).error_code();
+  }
+
+  grpc::StatusCode TrainPosition(std::shared_ptr<grpc::Channel> channel) {
+    auto worker = cluster::Worker::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(30));
+    cluster::TrainPositionResponse response;
+    return worker
+        ->TrainPosition(&context, cluster::TrainPositionRequest(), &response)
+        .error_code();
+  }
+
+  std::unique_ptr<TestCa> ca_;
+  PemPair coordinator_cert_;
+  PemPair worker_cert_;
+  PemPair alice_;
+  PemPair stranger_;
+  std::string policy_;
+};
+
+TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
+  std::vector<std::string> flags = TlsFlags(coordinator_cert_);
+  flags.push_back(absl::StrCat("--policy_file=", policy_));
+  flags.push_back("--worker_timeout=60s");
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  // Registration itself is the mutual-TLS handshake plus the name check.
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, TlsFlags(worker_cert_)));
+  stub_ = v1::Oubli::NewStub(
+      Channel(coordinator_.address(), &alice_, "oubli-coordinator"));
+  v1::Model created;
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
+      "tiny", TinyConfig(1, 8), TinySamples(40, 1, 0), &created));
+  v1::Model model;
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  EXPECT_GT(RemotePositions(model), 0);  // trained over mutual TLS
+
+  const std::string coordinator = coordinator_.address();
+  const std::string worker = workers_[0]->address();
+  // The coordinator's port: plaintext fails the handshake; a certificate
+  // of the cluster's CA without the workers' name cannot register.
+  EXPECT_EQ(Register(grpc::CreateChannel(coordinator,
+                                         grpc::InsecureChannelCredentials())),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Register(Channel(coordinator, nullptr, "oubli-coordinator")),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Register(Channel(coordinator, &stranger_, "oubli-coordinator")),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // The worker's port: no certificate, no connection; a user's certificate
+  // is not the coordinator's.
+  EXPECT_EQ(TrainPosition(grpc::CreateChannel(
+                worker, grpc::InsecureChannelCredentials())),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(TrainPosition(Channel(worker, nullptr, "oubli-worker")),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(TrainPosition(Channel(worker, &alice_, "oubli-worker")),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // A client checking the worker's certificate for another name refuses it.
+  EXPECT_EQ(TrainPosition(Channel(worker, &coordinator_cert_, "not-the-worker")),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(ClusterTlsTest, UnprotectedListenBeyondLoopbackIsRefused) {
+  int runs = 0;
+  const auto refused = [&](const std::string& binary,
+                           std::vector<std::string> flags,
+                           const std::string& why) {
+    testing_util::ServerProcess process(binary);
+    EXPECT_FALSE(process.Start(
+        flags, dir_.path() / absl::StrCat("refused-", ++runs, ".log")));
+    EXPECT_THAT(process.Log(), HasSubstr(why));
+  };
+  const std::string data = absl::StrCat("--data_dir=", dir_.path().string(),
+                                        "/refused-data");
+  refused(OUBLI_COORDINATOR_BIN, {data, "--listen=0.0.0.0:0"},
+          "reaches beyond this machine");
+  std::vector<std::string> tls_only = TlsFlags(coordinator_cert_);
+  tls_only.push_back(data);
+  tls_only.push_back("--listen=0.0.0.0:0");
+  refused(OUBLI_COORDINATOR_BIN, tls_only, "--policy_file");
+  refused(OUBLI_WORKER_BIN,
+          {"--coordinator=127.0.0.1:1", "--listen=0.0.0.0:0",
+           "--advertise=127.0.0.1:1"},
+          "reaches beyond this machine");
+  refused(OUBLI_WORKER_BIN,
+          {"--coordinator=127.0.0.1:1",
+           absl::StrCat("--tls_cert=", worker_cert_.cert),
+           absl::StrCat("--tls_key=", worker_cert_.key)},
+          "--tls_cert needs --tls_client_ca");
+  refused(OUBLI_COORDINATOR_BIN,
+          {data, absl::StrCat("--tls_cert=", coordinator_cert_.cert),
+           absl::StrCat("--tls_key=", worker_cert_.key)},
+          "is not the key of the certificate");
+}
+
+}  // namespace
+}  // namespace oubli
