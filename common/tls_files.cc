@@ -104,9 +104,9 @@ absl::Status CheckIdentity(absl::string_view cert_flag,
                      "holds no PEM private key (or it is encrypted)");
   }
   if (X509_check_private_key(chain[0].get(), key.get()) != 1) {
-    return FlagError(key_flag, key_path,
-                     absl::StrCat("is not the key of the certificate in ",
-                                  cert_path));
+    return FlagError(
+        key_flag, key_path,
+        absl::StrCat("is not the key of the certificate in ", cert_path));
   }
   return absl::OkStatus();
 }
@@ -138,8 +138,7 @@ absl::Status CheckTlsServerFiles(const TlsServerFiles& files) {
   return CheckCaBundle("tls_client_ca", files.client_ca);
 }
 
-absl::Status CheckTlsDialFiles(const TlsDialFiles& files,
-                               const char* ca_flag) {
+absl::Status CheckTlsDialFiles(const TlsDialFiles& files, const char* ca_flag) {
   if (!files.enabled()) {
     if (!files.cert.empty() || !files.key.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(

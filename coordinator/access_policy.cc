@@ -99,6 +99,7 @@ const std::vector<RpcAccess>& AllRpcAccess() {
       {"GetModel", {R::kReader, R::kAuditor}},
       {"ListModels", {R::kReader, R::kAuditor}},
       {"Verify", {R::kAuditor}},
+      {"ExportLedger", {R::kAuditor}},
       {"RetireWorker", {R::kAdmin}, /*mutating=*/true, /*per_model=*/false},
   };
   return *table;
@@ -118,9 +119,8 @@ absl::StatusOr<AccessPolicy> AccessPolicy::Parse(
   FirstError errors;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(std::string(policy_text), &proto)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("policy: ", errors.error.empty() ? "does not parse"
-                                                      : errors.error));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "policy: ", errors.error.empty() ? "does not parse" : errors.error));
   }
   AccessPolicy policy;
   for (int i = 0; i < proto.principal_size(); ++i) {
@@ -138,9 +138,9 @@ absl::StatusOr<AccessPolicy> AccessPolicy::Parse(
     for (const std::string& name : in.roles()) {
       std::optional<Role> role = RoleNamed(name);
       if (!role.has_value()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, ": unknown role '", name,
-            "' (known: admin, writer, eraser, reader, auditor)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": unknown role '", name,
+                         "' (known: admin, writer, eraser, reader, auditor)"));
       }
       grant.roles.push_back(*role);
     }
@@ -148,9 +148,9 @@ absl::StatusOr<AccessPolicy> AccessPolicy::Parse(
       const size_t star = pattern.find('*');
       if (pattern.empty() ||
           (star != std::string::npos && star + 1 != pattern.size())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, ": model pattern '", pattern,
-            "' must be a model id or a prefix ending in '*'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": model pattern '", pattern,
+                         "' must be a model id or a prefix ending in '*'"));
       }
       grant.models.push_back(pattern);
     }
@@ -213,9 +213,8 @@ bool AccessPolicy::Covers(const Grant& grant,
   if (grant.models.empty()) return true;
   for (const std::string& pattern : grant.models) {
     if (absl::EndsWith(pattern, "*")
-            ? absl::StartsWith(model_id,
-                               absl::string_view(pattern).substr(
-                                   0, pattern.size() - 1))
+            ? absl::StartsWith(model_id, absl::string_view(pattern).substr(
+                                             0, pattern.size() - 1))
             : model_id == pattern) {
       return true;
     }
@@ -250,24 +249,21 @@ absl::Status AccessPolicy::Authorize(absl::string_view principal,
   const std::string needs =
       absl::StrCat(access.rpc, " needs role ", RoleList(access.roles));
   if (!has_role) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(needs, "; caller '", principal, "' has ",
-                     RoleList(grant.roles)));
+    return absl::PermissionDeniedError(absl::StrCat(
+        needs, "; caller '", principal, "' has ", RoleList(grant.roles)));
   }
   if (!access.per_model) {
     if (!grant.models.empty()) {
-      return absl::PermissionDeniedError(
-          absl::StrCat(needs, " for every model; caller '", principal,
-                       "' has it for ", absl::StrJoin(grant.models, ", "),
-                       " only"));
+      return absl::PermissionDeniedError(absl::StrCat(
+          needs, " for every model; caller '", principal, "' has it for ",
+          absl::StrJoin(grant.models, ", "), " only"));
     }
     return absl::OkStatus();
   }
   if (!model_id.empty() && !Covers(grant, model_id)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(needs, " for model '", model_id, "'; caller '",
-                     principal, "' has it for ",
-                     absl::StrJoin(grant.models, ", "), " only"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        needs, " for model '", model_id, "'; caller '", principal,
+        "' has it for ", absl::StrJoin(grant.models, ", "), " only"));
   }
   return absl::OkStatus();
 }
@@ -275,9 +271,8 @@ absl::Status AccessPolicy::Authorize(absl::string_view principal,
 AccessPolicyFiles::Stamp AccessPolicyFiles::StampOf(const std::string& path) {
   struct stat info;
   if (path.empty() || ::stat(path.c_str(), &info) != 0) return Stamp{};
-  return Stamp{
-      int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec,
-      int64_t{info.st_size}};
+  return Stamp{int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec,
+               int64_t{info.st_size}};
 }
 
 AccessPolicyFiles::AccessPolicyFiles(std::string policy_path,
@@ -316,11 +311,10 @@ absl::StatusOr<std::shared_ptr<const AccessPolicy>> AccessPolicyFiles::Load(
   absl::StatusOr<AccessPolicy> policy =
       AccessPolicy::Parse(*policy_text, tokens_text);
   if (!policy.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(absl::StartsWith(policy.status().message(), "tokens")
-                         ? tokens_path_
-                         : policy_path_,
-                     ": ", policy.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        absl::StartsWith(policy.status().message(), "tokens") ? tokens_path_
+                                                              : policy_path_,
+        ": ", policy.status().message()));
   }
   return std::make_shared<const AccessPolicy>(*std::move(policy));
 }

@@ -28,7 +28,7 @@ absl::string_view RoleName(Role role);
 // the audit log; `per_model` calls are checked against the principal's
 // models (the others need a principal whose roles cover every model).
 struct RpcAccess {
-  absl::string_view rpc;  // method name, e.g. "DeleteSamples"
+  absl::string_view rpc;    // method name, e.g. "DeleteSamples"
   std::vector<Role> roles;  // any one suffices
   bool mutating = false;
   bool per_model = true;

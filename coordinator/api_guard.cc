@@ -44,8 +44,8 @@ ApiGuard::ApiGuard(OubliService* service, AccessPolicyFiles* policy,
 
 template <typename Handle>
 grpc::Status ApiGuard::Guard(grpc::ServerContext* context,
-                             absl::string_view rpc,
-                             absl::string_view model_id, Handle&& handle) {
+                             absl::string_view rpc, absl::string_view model_id,
+                             Handle&& handle) {
   Call call;
   call.access = AccessOf(rpc);
   call.peer = context->peer();
@@ -64,8 +64,8 @@ grpc::Status ApiGuard::Guard(grpc::ServerContext* context,
     absl::Status allowed = principal.status();
     if (principal.ok()) {
       call.principal = *principal;
-      allowed = call.policy->Authorize(call.principal, *call.access,
-                                       call.model_id);
+      allowed =
+          call.policy->Authorize(call.principal, *call.access, call.model_id);
     }
     if (!allowed.ok()) {
       grpc::Status refused = ToGrpcStatus(allowed);
@@ -169,19 +169,17 @@ grpc::Status ApiGuard::ForgetOwner(grpc::ServerContext* context,
 grpc::Status ApiGuard::GetDeletion(grpc::ServerContext* context,
                                    const v1::GetDeletionRequest* request,
                                    v1::DeletionReceipt* response) {
-  return Guard(context, "GetDeletion", ModelOfDeletion(request->deletion_id()),
-               [&](Call&) {
-                 return service_->GetDeletion(context, request, response);
-               });
+  return Guard(
+      context, "GetDeletion", ModelOfDeletion(request->deletion_id()),
+      [&](Call&) { return service_->GetDeletion(context, request, response); });
 }
 
 grpc::Status ApiGuard::WatchDeletion(
     grpc::ServerContext* context, const v1::WatchDeletionRequest* request,
     grpc::ServerWriter<v1::DeletionReceipt>* writer) {
-  return Guard(context, "WatchDeletion",
-               ModelOfDeletion(request->deletion_id()), [&](Call&) {
-                 return service_->WatchDeletion(context, request, writer);
-               });
+  return Guard(
+      context, "WatchDeletion", ModelOfDeletion(request->deletion_id()),
+      [&](Call&) { return service_->WatchDeletion(context, request, writer); });
 }
 
 grpc::Status ApiGuard::Predict(grpc::ServerContext* context,
@@ -233,6 +231,14 @@ grpc::Status ApiGuard::RetireWorker(grpc::ServerContext* context,
                                     v1::RetiredWorker* response) {
   return Guard(context, "RetireWorker", "", [&](Call&) {
     return service_->RetireWorker(context, request, response);
+  });
+}
+
+grpc::Status ApiGuard::ExportLedger(
+    grpc::ServerContext* context, const v1::ExportLedgerRequest* request,
+    grpc::ServerWriter<v1::ExportLedgerResponse>* writer) {
+  return Guard(context, "ExportLedger", request->model_id(), [&](Call&) {
+    return service_->ExportLedger(context, request, writer);
   });
 }
 

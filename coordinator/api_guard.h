@@ -69,6 +69,10 @@ class ApiGuard final : public oubli::v1::Oubli::Service {
   grpc::Status RetireWorker(grpc::ServerContext* context,
                             const oubli::v1::RetireWorkerRequest* request,
                             oubli::v1::RetiredWorker* response) override;
+  grpc::Status ExportLedger(
+      grpc::ServerContext* context,
+      const oubli::v1::ExportLedgerRequest* request,
+      grpc::ServerWriter<oubli::v1::ExportLedgerResponse>* writer) override;
 
  private:
   struct Call;

@@ -240,6 +240,7 @@ absl::StatusOr<std::optional<DeletionRecord>> FindOwnerDeletion(
 }
 
 absl::Status WriteDeletions(storage::LineageStore& store,
+                            DeletionLedger* ledger,
                             absl::Span<const DeletionRecord> records) {
   std::vector<std::pair<std::string, std::string>> updates;
   for (const DeletionRecord& record : records) {
@@ -250,7 +251,10 @@ absl::Status WriteDeletions(storage::LineageStore& store,
     }
     updates.emplace_back(record.deletion_id(), std::move(bytes));
   }
-  return store.UpdateDeletions(updates);
+  auto write = [&](const storage::LineageStore::MetaPuts& ledger_puts) {
+    return store.UpdateDeletions(updates, ledger_puts);
+  };
+  return ledger != nullptr ? ledger->Append(records, write) : write({});
 }
 
 }  // namespace oubli::coordinator

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/types.h"
+#include "coordinator/deletion_ledger.h"
 #include "coordinator/engine_types.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/lineage_store.h"
@@ -115,9 +116,11 @@ absl::StatusOr<internal::DeletionRecord> ReadDeletion(
 absl::StatusOr<std::optional<internal::DeletionRecord>> FindOwnerDeletion(
     storage::LineageStore& store, absl::string_view owner);
 
-// Replaces the stored records of existing deletions, in one synced write.
+// Replaces the stored records of existing deletions, in one synced write
+// that also appends the stages they reached to `ledger` (when not null).
 // Internal: a record cannot be serialized; other codes: storage failures.
 absl::Status WriteDeletions(storage::LineageStore& store,
+                            DeletionLedger* ledger,
                             absl::Span<const internal::DeletionRecord> records);
 
 }  // namespace oubli::coordinator

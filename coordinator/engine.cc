@@ -18,6 +18,7 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "coordinator/chunk_replication.h"
+#include "coordinator/deletion_ledger.h"
 #include "coordinator/deletion_log.h"
 #include "coordinator/ensemble.h"
 #include "coordinator/in_flight_drain.h"
@@ -91,6 +92,8 @@ struct Engine::State {
   // The public base model, when serving.base_fallback (built at Open).
   std::shared_ptr<const worker::ShardModel> base_model;
   std::unique_ptr<storage::LineageStore> store;
+  // Null without a ledger key. Every deletion-record write goes through it.
+  std::unique_ptr<DeletionLedger> ledger;
   std::unique_ptr<storage::CheckpointStore> checkpoints;
   ChunkReplication chunks;
   PositionRunner runner;
@@ -529,7 +532,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     record.set_purged_unix_nanos(purged_at);
     record.clear_note();
   }
-  OUBLI_RETURN_IF_ERROR(WriteDeletions(*store, unpurged));
+  OUBLI_RETURN_IF_ERROR(WriteDeletions(*store, ledger.get(), unpurged));
   std::vector<DeletionRecord> restored;
   {
     absl::MutexLock lock(&mu);
@@ -685,7 +688,7 @@ std::vector<DeletionRecord> Engine::State::TakeRestored() {
 
 void Engine::State::FinishRestored(std::vector<DeletionRecord> records) {
   if (records.empty()) return;
-  const absl::Status written = WriteDeletions(*store, records);
+  const absl::Status written = WriteDeletions(*store, ledger.get(), records);
   absl::MutexLock lock(&mu);
   for (const DeletionRecord& record : records) {
     auto it = pending.find(record.deletion_id());
@@ -1036,7 +1039,17 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
       entry.sample_ids.assign(w->record.resolved_ids().begin(),
                               w->record.resolved_ids().end());
     }
-    if (absl::Status s = store->RecordDeletions(entries); !s.ok()) {
+    auto record_deletions = [&](const storage::LineageStore::MetaPuts& ledger_puts) {
+      return store->RecordDeletions(entries, ledger_puts);
+    };
+    std::vector<DeletionRecord> accepted;
+    if (ledger != nullptr) {
+      for (Work* w : committing) accepted.push_back(w->record);
+    }
+    if (absl::Status s = ledger != nullptr
+                             ? ledger->Append(accepted, record_deletions)
+                             : record_deletions({});
+        !s.ok()) {
       for (Work* w : committing) w->result = s;
       // In-group repeats may point at these unrecorded deletions.
       for (Work& w : work) {
@@ -1293,6 +1306,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   // Recover the deletion log: finish what a crash interrupted.
   OUBLI_ASSIGN_OR_RETURN(RecoveredDeletions recovered,
                          RecoverDeletions(*state->store));
+  if (options.ledger_key != nullptr) {
+    OUBLI_ASSIGN_OR_RETURN(
+        state->ledger,
+        DeletionLedger::Open(state->store.get(), config.model_id,
+                             options.ledger_key));
+  }
   std::vector<DeletionRecord>& unfinished = recovered.unfinished;
   const int64_t last_seq = recovered.last_seq;
   OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> requested,
@@ -1688,6 +1707,21 @@ absl::StatusOr<bool> Engine::NamesChunkHolder(absl::string_view holder) {
 void Engine::RetryPurgesNow() {
   absl::MutexLock lock(&state_->retry_mu);
   state_->retry_purges_now = true;
+}
+
+absl::StatusOr<Engine::LedgerPage> Engine::ReadLedger(int64_t from_sequence,
+                                                      size_t limit) const {
+  State& st = *state_;
+  if (st.ledger == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", st.config.model_id, "' keeps no deletion ledger"));
+  }
+  LedgerPage page;
+  page.head_sequence = st.ledger->head_sequence();
+  OUBLI_ASSIGN_OR_RETURN(page.records,
+                         st.ledger->Read(from_sequence, limit));
+  page.public_key_pem = st.ledger->key().public_key_pem();
+  return page;
 }
 
 absl::StatusOr<VerifyReport> Engine::Verify() {

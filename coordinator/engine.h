@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/config.h"
+#include "common/signing_key.h"
 #include "common/types.h"
 #include "coordinator/chunk_replication.h"
 #include "coordinator/engine_types.h"
@@ -63,6 +64,9 @@ class Engine {
     // itself); a shard no worker answers is computed here. nullptr or
     // none alive: all here.
     std::shared_ptr<ShardServing> shard_serving;
+    // Signs the model's deletion ledger (coordinator/deletion_ledger.h);
+    // must outlive the engine. nullptr: no ledger is kept.
+    const SigningKey* ledger_key = nullptr;
     // Test seam: runs in Verify between capturing a shard's served
     // checkpoint and reading its data without the deletion lock, so a test
     // can land a deletion exactly there. Empty in production.
@@ -140,6 +144,18 @@ class Engine {
   // (match false), not an error. Errors: ResourceExhausted (memory),
   // storage failures reading checkpoints or samples.
   absl::StatusOr<VerifyReport> Verify();
+
+  // A page of the deletion ledger: serialized oubli.v1.LedgerRecords from
+  // `from_sequence` (>= 1) on, at most `limit`, and the public key that
+  // signs them. FailedPrecondition: this engine keeps no ledger (opened
+  // without a ledger key); other codes: storage failures.
+  struct LedgerPage {
+    std::vector<std::string> records;
+    std::string public_key_pem;
+    int64_t head_sequence = 0;
+  };
+  absl::StatusOr<LedgerPage> ReadLedger(int64_t from_sequence,
+                                        size_t limit) const;
 
   // Whether any chunk manifest of this model, current or garbage, names
   // `holder` (as a holder, or as one whose chunk awaits destruction).

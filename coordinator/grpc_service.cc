@@ -821,6 +821,52 @@ grpc::Status OubliService::Verify(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status OubliService::ExportLedger(
+    grpc::ServerContext* context, const v1::ExportLedgerRequest* request,
+    grpc::ServerWriter<v1::ExportLedgerResponse>* writer) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  if (request->from_sequence() < 0) {
+    return InvalidArgument("from_sequence: must be >= 0");
+  }
+  // Pages bound the memory per call; the head at the start bounds the
+  // export, so it is one consistent prefix of the chain.
+  constexpr size_t kPage = 1000;
+  int64_t next = std::max<int64_t>(1, request->from_sequence());
+  int64_t head = -1;
+  while (true) {
+    if (context->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    OUBLI_GRPC_ASSIGN_OR_RETURN(
+        Engine::LedgerPage page,
+        registry->ReadLedger(request->model_id(), next, kPage));
+    v1::ExportLedgerResponse response;
+    if (head < 0) {
+      head = page.head_sequence;
+      response.set_public_key_pem(page.public_key_pem);
+      response.set_head_sequence(head);
+    }
+    for (std::string& bytes : page.records) {
+      if (next > head) break;
+      if (!response.add_records()->ParseFromString(bytes)) {
+        return ToGrpcStatus(absl::DataLossError(
+            absl::StrCat("ledger entry ", next, " is corrupt")));
+      }
+      ++next;
+    }
+    const bool last = next > head || page.records.size() < kPage;
+    if (response.records_size() > 0 || response.head_sequence() > 0 ||
+        !response.public_key_pem().empty()) {
+      if (!writer->Write(response)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED,
+                            "the client went away");
+      }
+    }
+    if (last) return grpc::Status::OK;
+  }
+}
+
 grpc::Status OubliService::RetireWorker(grpc::ServerContext* context,
                                         const v1::RetireWorkerRequest* request,
                                         v1::RetiredWorker* response) {
@@ -901,6 +947,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     return absl::InvalidArgumentError(
         "a token file needs a policy file naming its callers' roles");
   }
+  OUBLI_ASSIGN_OR_RETURN(
+      server->ledger_key_,
+      SigningKey::LoadOrCreate(
+          options.ledger_key_file.empty()
+              ? (std::filesystem::path(options.data_dir) / "ledger-key.pem")
+                    .string()
+              : options.ledger_key_file));
   if (!options.audit_log.empty()) {
     AuditLog::Options audit;
     audit.path = options.audit_log;
@@ -958,6 +1011,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   registry_options.root_dir = options.data_dir;
   registry_options.training_threads = options.training_threads;
   registry_options.background_retrain = options.background_retrain;
+  registry_options.ledger_key = server->ledger_key_.get();
   registry_options.metrics = server->metrics_;
   registry_options.remote_trainer = server->workers_;
   registry_options.replicas = server->workers_;

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/grpc_status.h"
+#include "common/signing_key.h"
 #include "common/tls_files.h"
 #include "coordinator/membership_service.h"
 #include "coordinator/model_registry.h"
@@ -115,6 +116,10 @@ class OubliService final : public oubli::v1::Oubli::Service {
   grpc::Status RetireWorker(grpc::ServerContext* context,
                             const oubli::v1::RetireWorkerRequest* request,
                             oubli::v1::RetiredWorker* response) override;
+  grpc::Status ExportLedger(
+      grpc::ServerContext* context,
+      const oubli::v1::ExportLedgerRequest* request,
+      grpc::ServerWriter<oubli::v1::ExportLedgerResponse>* writer) override;
 
  private:
   // The registry, or UNAVAILABLE while it is still opening.
@@ -159,6 +164,10 @@ class CoordinatorServer {
     // only).
     std::string policy_file;
     std::string token_file;
+    // The Ed25519 key signing every model's deletion ledger (PKCS#8 PEM),
+    // created with its public key (PATH.pub) when missing; empty:
+    // DATA_DIR/ledger-key.pem.
+    std::string ledger_key_file;
     // The audit log (coordinator/audit_log.h); empty path: none.
     std::string audit_log;
     int64_t audit_log_max_bytes = int64_t{64} << 20;
@@ -191,6 +200,7 @@ class CoordinatorServer {
   OubliService service_;
   std::unique_ptr<AccessPolicyFiles> policy_;  // null: no policy
   std::unique_ptr<AuditLog> audit_;            // null: no audit log
+  std::unique_ptr<SigningKey> ledger_key_;
   std::unique_ptr<ApiGuard> guard_;            // serves service_
   std::shared_ptr<WorkerPool> workers_;
   std::unique_ptr<MembershipService> membership_;

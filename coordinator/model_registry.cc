@@ -23,6 +23,7 @@ Engine::Options EngineOptionsFor(const ModelRegistry::Options& options,
   engine_options.remote_trainer = options.remote_trainer;
   engine_options.replicas = options.replicas;
   engine_options.shard_serving = options.shard_serving;
+  engine_options.ledger_key = options.ledger_key;
   if (options.metrics != nullptr) {
     engine_options.metrics = options.metrics->ForModel(model_id);
   }
@@ -421,6 +422,12 @@ absl::StatusOr<std::vector<ChunkPlacement>> ModelRegistry::ChunkPlacements(
 absl::StatusOr<VerifyReport> ModelRegistry::Verify(absl::string_view model_id) {
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
   return engine->Verify();
+}
+
+absl::StatusOr<Engine::LedgerPage> ModelRegistry::ReadLedger(
+    absl::string_view model_id, int64_t from_sequence, size_t limit) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->ReadLedger(from_sequence, limit);
 }
 
 absl::StatusOr<bool> ModelRegistry::NamesChunkHolder(absl::string_view holder) {

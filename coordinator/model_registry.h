@@ -86,6 +86,9 @@ class ModelRegistry {
     std::shared_ptr<CheckpointReplicas> replicas;
     // Passed to every engine: Predict's shards are answered on workers.
     std::shared_ptr<ShardServing> shard_serving;
+    // Signs every model's deletion ledger; must outlive the registry.
+    // nullptr: no ledgers.
+    const SigningKey* ledger_key = nullptr;
   };
 
   // Creates root_dir if needed and reopens every model found under it.
@@ -142,6 +145,9 @@ class ModelRegistry {
   absl::StatusOr<std::vector<ChunkPlacement>> ChunkPlacements(
       absl::string_view model_id);
   absl::StatusOr<VerifyReport> Verify(absl::string_view model_id);
+  absl::StatusOr<Engine::LedgerPage> ReadLedger(absl::string_view model_id,
+                                                int64_t from_sequence,
+                                                size_t limit);
   // Engine::NamesChunkHolder of any model.
   absl::StatusOr<bool> NamesChunkHolder(absl::string_view holder);
   // Engine::RetryPurgesNow on every model.

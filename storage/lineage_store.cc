@@ -428,6 +428,32 @@ LineageStore::ListMeta(absl::string_view prefix) {
   return out;
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+LineageStore::ListMeta(absl::string_view prefix, absl::string_view start,
+                       size_t limit) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
+  for (it->Seek(ToSlice(std::max(prefix, start)));
+       it->Valid() && it->key().starts_with(ToSlice(prefix)) &&
+       out.size() < limit;
+       it->Next()) {
+    out.emplace_back(it->key().ToString(), it->value().ToString());
+  }
+  OUBLI_RETURN_IF_ERROR(FromRocks(it->status(), "list meta keys"));
+  return out;
+}
+
+absl::Status LineageStore::PutMetas(const MetaPuts& puts) {
+  if (puts.empty()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, value] : puts) {
+    batch.Put(impl_->meta, ToSlice(key), ToSlice(value));
+  }
+  return impl_->Write(&batch, /*sync=*/true,
+                      absl::StrCat("put ", puts.size(), " meta keys"));
+}
+
 // ---- samples
 
 absl::StatusOr<IngestResult> LineageStore::Ingest(
@@ -583,10 +609,13 @@ absl::Status LineageStore::RecordDeletion(
 }
 
 absl::Status LineageStore::RecordDeletions(
-    absl::Span<const NewDeletion> deletions) {
+    absl::Span<const NewDeletion> deletions, const MetaPuts& meta) {
   if (deletions.empty()) return absl::OkStatus();
   absl::MutexLock lock(&impl_->mutation_mu);
   rocksdb::WriteBatch batch;
+  for (const auto& [key, value] : meta) {
+    batch.Put(impl_->meta, ToSlice(key), ToSlice(value));
+  }
   absl::flat_hash_set<std::string> claimed;  // samples of earlier deletions
   int64_t total_samples = 0;
   for (const NewDeletion& deletion : deletions) {
@@ -646,10 +675,14 @@ absl::Status LineageStore::UpdateDeletion(absl::string_view deletion_id,
 }
 
 absl::Status LineageStore::UpdateDeletions(
-    absl::Span<const std::pair<std::string, std::string>> records) {
+    absl::Span<const std::pair<std::string, std::string>> records,
+    const MetaPuts& meta) {
   if (records.empty()) return absl::OkStatus();
   absl::MutexLock lock(&impl_->mutation_mu);
   rocksdb::WriteBatch batch;
+  for (const auto& [key, value] : meta) {
+    batch.Put(impl_->meta, ToSlice(key), ToSlice(value));
+  }
   for (const auto& [deletion_id, record] : records) {
     OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> previous,
                            GetDeletion(deletion_id));

@@ -79,6 +79,12 @@ class LineageStore {
   // Every (key, value) whose key starts with `prefix`, in key order.
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListMeta(
       absl::string_view prefix);
+  // At most `limit` of them, from the first key >= `start` on.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListMeta(
+      absl::string_view prefix, absl::string_view start, size_t limit);
+  // Several meta keys in one synced batch.
+  using MetaPuts = std::vector<std::pair<std::string, std::string>>;
+  absl::Status PutMetas(const MetaPuts& puts);
 
   // ---- samples
   // Validates each sample (ValidateSample); invalid ones are rejected with
@@ -110,14 +116,17 @@ class LineageStore {
     std::string record;
     std::vector<std::string> sample_ids;
   };
-  absl::Status RecordDeletions(absl::Span<const NewDeletion> deletions);
+  // `meta`: meta keys written in the same batch (the deletion ledger).
+  absl::Status RecordDeletions(absl::Span<const NewDeletion> deletions,
+                               const MetaPuts& meta = {});
   // Overwrites a deletion record (synced).
   absl::Status UpdateDeletion(absl::string_view deletion_id,
                               absl::string_view record);
   // Overwrites several deletion records in one synced batch; each must
   // exist. Pairs of (deletion id, record).
   absl::Status UpdateDeletions(
-      absl::Span<const std::pair<std::string, std::string>> records);
+      absl::Span<const std::pair<std::string, std::string>> records,
+      const MetaPuts& meta = {});
   absl::StatusOr<std::optional<std::string>> GetDeletion(
       absl::string_view deletion_id);
   // Calls fn(id, record) for every deletion in id order.

@@ -46,9 +46,11 @@ class ClusterTlsTest : public testing_util::ClusterTest {
       ASSERT_TRUE(pair.ok()) << pair.status();
       *out = *pair;
     };
-    ASSERT_NO_FATAL_FAILURE(issue(
-        "oubli-coordinator", {"oubli-coordinator", "localhost"}, &coordinator_cert_));
-    ASSERT_NO_FATAL_FAILURE(issue("oubli-worker", {"oubli-worker"}, &worker_cert_));
+    ASSERT_NO_FATAL_FAILURE(issue("oubli-coordinator",
+                                  {"oubli-coordinator", "localhost"},
+                                  &coordinator_cert_));
+    ASSERT_NO_FATAL_FAILURE(
+        issue("oubli-worker", {"oubli-worker"}, &worker_cert_));
     ASSERT_NO_FATAL_FAILURE(issue("alice", {}, &alice_));
     ASSERT_NO_FATAL_FAILURE(issue("stranger", {"stranger"}, &stranger_));
     policy_ = (dir_.path() / "policy").string();
@@ -117,8 +119,8 @@ TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
   stub_ = v1::Oubli::NewStub(
       Channel(coordinator_.address(), &alice_, "oubli-coordinator"));
   v1::Model created;
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
-      "tiny", TinyConfig(1, 8), TinySamples(40, 1, 0), &created));
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(1, 8),
+                                             TinySamples(40, 1, 0), &created));
   v1::Model model;
   ASSERT_TRUE(GetModel("tiny", &model).ok());
   EXPECT_GT(RemotePositions(model), 0);  // trained over mutual TLS
@@ -144,8 +146,9 @@ TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
   EXPECT_EQ(TrainPosition(Channel(worker, &alice_, "oubli-worker")),
             grpc::StatusCode::UNAUTHENTICATED);
   // A client checking the worker's certificate for another name refuses it.
-  EXPECT_EQ(TrainPosition(Channel(worker, &coordinator_cert_, "not-the-worker")),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(
+      TrainPosition(Channel(worker, &coordinator_cert_, "not-the-worker")),
+      grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(ClusterTlsTest, UnprotectedListenBeyondLoopbackIsRefused) {
@@ -158,8 +161,8 @@ TEST_F(ClusterTlsTest, UnprotectedListenBeyondLoopbackIsRefused) {
         flags, dir_.path() / absl::StrCat("refused-", ++runs, ".log")));
     EXPECT_THAT(process.Log(), HasSubstr(why));
   };
-  const std::string data = absl::StrCat("--data_dir=", dir_.path().string(),
-                                        "/refused-data");
+  const std::string data =
+      absl::StrCat("--data_dir=", dir_.path().string(), "/refused-data");
   refused(OUBLI_COORDINATOR_BIN, {data, "--listen=0.0.0.0:0"},
           "reaches beyond this machine");
   std::vector<std::string> tls_only = TlsFlags(coordinator_cert_);

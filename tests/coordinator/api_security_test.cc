@@ -17,12 +17,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/descriptor.h"
 #include "common/grpc_security.h"
 #include "common/hash.h"
 #include "coordinator/access_policy.h"
 #include "coordinator/audit_log.h"
 #include "coordinator/grpc_service.h"
+#include "google/protobuf/descriptor.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_pki.h"
@@ -234,13 +234,15 @@ TEST_F(ApiSecurityTest, MissingRoleIsNamed) {
   v1::DeletionReceipt receipt;
   grpc::Status status = Delete("m", {"sample-1000"}, "", &receipt);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_THAT(status.error_message(), HasSubstr("DeleteSamples needs role eraser"));
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("DeleteSamples needs role eraser"));
   EXPECT_THAT(status.error_message(), HasSubstr("'reader-bot' has reader"));
   // What the role allows still works.
   v1::Model model;
   EXPECT_TRUE(GetModel("m", &model).ok());
   v1::PredictResponse prediction;
-  EXPECT_TRUE(Predict("m", 1, std::vector<float>(testing_util::kTinyWidth, 0.5f),
+  EXPECT_TRUE(Predict("m", 1,
+                      std::vector<float>(testing_util::kTinyWidth, 0.5f),
                       &prediction)
                   .ok());
   // Nothing was deleted.
@@ -305,13 +307,22 @@ TEST_F(ApiSecurityTest, AuditLogHasMutatingAndRefusedCallsWithoutPayloads) {
 
   const std::string log = ReadFile(root_ / "audit.log");
   EXPECT_THAT(log, HasSubstr(R"("caller":"alice")"));
-  EXPECT_THAT(log, HasSubstr(R"("rpc":"CreateModel","model_id":"m","code":"OK")"));
-  EXPECT_THAT(log, HasSubstr(R"("rpc":"IngestSamples","model_id":"m","code":"OK")"));
-  EXPECT_THAT(log, HasSubstr(R"("rpc":"DeleteSamples","model_id":"m","code":"OK")"));
+  EXPECT_THAT(log,
+              HasSubstr(R"("rpc":"CreateModel","model_id":"m","code":"OK")"));
+  EXPECT_THAT(log,
+              HasSubstr(R"("rpc":"IngestSamples","model_id":"m","code":"OK")"));
+  EXPECT_THAT(log,
+              HasSubstr(R"("rpc":"DeleteSamples","model_id":"m","code":"OK")"));
   EXPECT_THAT(log, HasSubstr(R"("caller":"reader-bot")"));
-  EXPECT_THAT(log, HasSubstr(R"("rpc":"DeleteSamples","model_id":"m","code":"PERMISSION_DENIED")"));
-  EXPECT_THAT(log, HasSubstr(R"("rpc":"GetModel","model_id":"m","code":"UNAUTHENTICATED")"));
-  EXPECT_THAT(log, Not(HasSubstr(R"("rpc":"GetModel","model_id":"m","code":"OK")")));
+  EXPECT_THAT(
+      log,
+      HasSubstr(
+          R"("rpc":"DeleteSamples","model_id":"m","code":"PERMISSION_DENIED")"));
+  EXPECT_THAT(
+      log,
+      HasSubstr(R"("rpc":"GetModel","model_id":"m","code":"UNAUTHENTICATED")"));
+  EXPECT_THAT(log,
+              Not(HasSubstr(R"("rpc":"GetModel","model_id":"m","code":"OK")")));
   EXPECT_THAT(log, Not(HasSubstr("sample-10")));  // never sample ids
   EXPECT_THAT(log, Not(HasSubstr("owner-")));
 }
@@ -390,7 +401,8 @@ TEST_F(ApiSecurityTest, BadFilesFailTheStartNamingTheFlag) {
   options.policy_file.clear();
   started = CoordinatorServer::Start(options);
   ASSERT_FALSE(started.ok());
-  EXPECT_THAT(started.status().message(), HasSubstr("token file needs a policy"));
+  EXPECT_THAT(started.status().message(),
+              HasSubstr("token file needs a policy"));
 
   WriteFile(root_ / "bad-policy", "principal { name: \"x\" roles: \"root\" }");
   options = ServerOptions();
@@ -433,7 +445,8 @@ TEST(AccessPolicyTest, ParseRefusesMalformedFilesPrecisely) {
            {"", "a 1234", "tokens: line 1"},
            {"", absl::StrCat("a ", digest, "\nb ", digest), "tokens: line 2"},
        }) {
-    absl::StatusOr<AccessPolicy> policy = AccessPolicy::Parse(c.policy, c.tokens);
+    absl::StatusOr<AccessPolicy> policy =
+        AccessPolicy::Parse(c.policy, c.tokens);
     ASSERT_FALSE(policy.ok()) << c.policy << " / " << c.tokens;
     EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(policy.status().message(), HasSubstr(c.error));
@@ -443,8 +456,8 @@ TEST(AccessPolicyTest, ParseRefusesMalformedFilesPrecisely) {
 TEST(AccessPolicyTest, TokenNamesAPrincipalAndCertificatesNeedOne) {
   auto policy = AccessPolicy::Parse(
       "principal { name: \"bot\" roles: \"reader\" models: \"m1\" }",
-      absl::StrCat("bot ", Sha256Hex("secret"), "\nghost ",
-                   Sha256Hex("other"), "\n"));
+      absl::StrCat("bot ", Sha256Hex("secret"), "\nghost ", Sha256Hex("other"),
+                   "\n"));
   ASSERT_TRUE(policy.ok()) << policy.status();
   CallCredentials token;
   token.bearer_token = "secret";

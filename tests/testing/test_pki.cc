@@ -47,8 +47,7 @@ X509* NewCertificate(EVP_PKEY* key, const std::string& common_name,
   X509* cert = X509_new();
   X509_set_version(cert, 2);
   ASN1_INTEGER_set(X509_get_serialNumber(cert), serial);
-  X509_gmtime_adj(X509_getm_notBefore(cert),
-                  absl::ToInt64Seconds(not_before));
+  X509_gmtime_adj(X509_getm_notBefore(cert), absl::ToInt64Seconds(not_before));
   X509_gmtime_adj(X509_getm_notAfter(cert), absl::ToInt64Seconds(not_after));
   X509_set_pubkey(cert, key);
   X509_NAME* name = X509_get_subject_name(cert);
@@ -88,8 +87,7 @@ absl::StatusOr<std::unique_ptr<TestCa>> TestCa::Create(
                     "critical,CA:TRUE") ||
       !AddExtension(keys.cert, keys.cert, NID_key_usage,
                     "critical,keyCertSign,cRLSign") ||
-      !AddExtension(keys.cert, keys.cert, NID_subject_key_identifier,
-                    "hash") ||
+      !AddExtension(keys.cert, keys.cert, NID_subject_key_identifier, "hash") ||
       X509_sign(keys.cert, keys.key, EVP_sha256()) == 0) {
     return absl::InternalError("signing the CA certificate");
   }
@@ -118,15 +116,13 @@ absl::StatusOr<PemPair> TestCa::Issue(const std::string& stem,
                    "serverAuth,clientAuth") &&
       AddExtension(cert, keys_->cert, NID_subject_alt_name,
                    absl::StrJoin(names, ",")) &&
-      AddExtension(cert, keys_->cert, NID_authority_key_identifier,
-                   "keyid") &&
+      AddExtension(cert, keys_->cert, NID_authority_key_identifier, "keyid") &&
       X509_sign(cert, keys_->key, EVP_sha256()) != 0;
   PemPair pair;
   pair.cert = (dir_ / (stem + ".pem")).string();
   pair.key = (dir_ / (stem + ".key")).string();
-  absl::Status status = signed_ok
-                            ? WritePem(pair.cert, cert, nullptr)
-                            : absl::InternalError("signing " + stem);
+  absl::Status status = signed_ok ? WritePem(pair.cert, cert, nullptr)
+                                  : absl::InternalError("signing " + stem);
   if (status.ok()) status = WritePem(pair.key, nullptr, key);
   X509_free(cert);
   EVP_PKEY_free(key);

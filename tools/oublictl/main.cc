@@ -16,6 +16,8 @@
 //   model   --model M
 //   models  every model, with a status summary (ListModels)
 //   verify  --model M
+//   audit   --model M --public_key KEY [--save FILE | --ledger_file FILE]
+//                       check the signed deletion ledger (ExportLedger)
 //   retire-worker NAME [--cluster_token_file FILE]
 //                       a chunk holder gone for good with its disk: its
 //                       chunks count as destroyed (RetireWorker)
@@ -57,6 +59,8 @@
 #include "common/config.h"
 #include "common/grpc_security.h"
 #include "common/status_macros.h"
+#include "common/signing_key.h"
+#include "coordinator/deletion_ledger.h"
 #include "coordinator/grpc_service.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "storage/datasets.h"
@@ -65,7 +69,8 @@ ABSL_FLAG(std::string, server, "127.0.0.1:50051", "oubli server HOST:PORT");
 ABSL_FLAG(bool, json, false, "print one JSON object per line");
 ABSL_FLAG(std::string, cluster_token_file, "",
           "file with the coordinator's cluster token, which retire-worker "
-          "must present when the coordinator has one");
+          "must present when the coordinator has one and no access policy "
+          "(with a policy: the admin role)");
 ABSL_FLAG(int, timeout_s, 60, "deadline of each RPC, seconds");
 ABSL_FLAG(std::string, tls_ca, "",
           "PEM CA the server's certificate must chain to; enables TLS");
@@ -94,6 +99,13 @@ ABSL_FLAG(std::vector<std::string>, sample, {}, "delete: sample ids");
 ABSL_FLAG(std::string, owner, "", "delete: forget every sample of this owner");
 ABSL_FLAG(std::string, idempotency_key, "", "delete: idempotency key");
 ABSL_FLAG(std::string, deletion, "", "status: deletion id MODEL/del-N");
+ABSL_FLAG(std::string, public_key, "",
+          "audit: PEM Ed25519 public key the ledger must be signed with "
+          "(the coordinator's DATA_DIR/ledger-key.pem.pub)");
+ABSL_FLAG(std::string, save, "",
+          "audit: also write the exported ledger to this file");
+ABSL_FLAG(std::string, ledger_file, "",
+          "audit: check a ledger saved with --save, offline (no server)");
 ABSL_FLAG(bool, watch, false, "status: stream stage changes until RESTORED");
 
 namespace {
@@ -657,6 +669,182 @@ absl::Status Verify(Client& client) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
+                                          absl::string_view flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("--", flag, " ", path,
+                                            ": cannot read the file"));
+  }
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+// Ledger files (--save): the records, each preceded by its size as a
+// little-endian uint32.
+absl::Status SaveLedger(const std::string& path,
+                        const std::vector<std::string>& records) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  for (const std::string& record : records) {
+    const uint32_t size = static_cast<uint32_t>(record.size());
+    const char header[4] = {static_cast<char>(size),
+                            static_cast<char>(size >> 8),
+                            static_cast<char>(size >> 16),
+                            static_cast<char>(size >> 24)};
+    out.write(header, 4);
+    out.write(record.data(), static_cast<std::streamsize>(record.size()));
+  }
+  out.close();
+  if (!out) {
+    return absl::InternalError(absl::StrCat("--save ", path, ": write failed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> LoadLedger(const std::string& path) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string bytes,
+                         ReadWholeFile(path, "ledger_file"));
+  std::vector<std::string> records;
+  size_t at = 0;
+  while (at < bytes.size()) {
+    if (bytes.size() - at < 4) {
+      return absl::DataLossError("--ledger_file: truncated record header");
+    }
+    const auto byte = [&](size_t i) {
+      return static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + i]));
+    };
+    const uint32_t size =
+        byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24;
+    at += 4;
+    if (bytes.size() - at < size) {
+      return absl::DataLossError("--ledger_file: truncated record");
+    }
+    records.push_back(bytes.substr(at, size));
+    at += size;
+  }
+  return records;
+}
+
+// Checks the model's deletion ledger: signatures, chain, stage order
+// (VerifyLedger); online, also that the service's receipts agree with it.
+absl::Status Audit(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  OUBLI_ASSIGN_OR_RETURN(
+      const std::string key_path,
+      RequireFlag(absl::GetFlag(FLAGS_public_key), "public_key"));
+  OUBLI_ASSIGN_OR_RETURN(const std::string key_pem,
+                         ReadWholeFile(key_path, "public_key"));
+  absl::StatusOr<std::unique_ptr<oubli::VerifyingKey>> key =
+      oubli::VerifyingKey::FromPem(key_pem);
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--public_key ", key_path, ": ", key.status().message()));
+  }
+  const std::string offline = absl::GetFlag(FLAGS_ledger_file);
+  std::vector<std::string> records;
+  if (!offline.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(records, LoadLedger(offline));
+  } else {
+    v1::ExportLedgerRequest request;
+    request.set_model_id(model);
+    std::unique_ptr<grpc::ClientContext> context = Client::Context();
+    std::unique_ptr<grpc::ClientReader<v1::ExportLedgerResponse>> reader =
+        client.stub().ExportLedger(context.get(), request);
+    v1::ExportLedgerResponse page;
+    while (reader->Read(&page)) {
+      for (const v1::LedgerRecord& record : page.records()) {
+        records.push_back(record.SerializeAsString());
+      }
+    }
+    OUBLI_RETURN_IF_ERROR(RpcStatus(reader->Finish(), "ExportLedger"));
+  }
+  if (const std::string save = absl::GetFlag(FLAGS_save); !save.empty()) {
+    OUBLI_RETURN_IF_ERROR(SaveLedger(save, records));
+  }
+  absl::StatusOr<oubli::coordinator::LedgerSummary> summary =
+      oubli::coordinator::VerifyLedger(model, records, **key);
+  if (!summary.ok()) {
+    return absl::DataLossError(absl::StrCat("ledger of model '", model,
+                                            "' FAILED: ",
+                                            summary.status().message()));
+  }
+  int64_t at_stage[5] = {0, 0, 0, 0, 0};
+  for (const auto& [id, stages] : summary->stages) ++at_stage[stages.back()];
+  // Online: a deletion's receipt must not be behind what the ledger signs,
+  // and PURGED and RESTORED, written with their ledger entries, must be
+  // there when the receipt says so.
+  int64_t receipts_checked = 0;
+  std::vector<std::string> disagreements;
+  if (offline.empty()) {
+    for (const auto& [id, stages] : summary->stages) {
+      v1::GetDeletionRequest request;
+      request.set_deletion_id(absl::StrCat(model, "/", id));
+      v1::DeletionReceipt receipt;
+      OUBLI_RETURN_IF_ERROR(RpcStatus(
+          client.stub().GetDeletion(Client::Context().get(), request,
+                                    &receipt),
+          "GetDeletion"));
+      ++receipts_checked;
+      const int ledgered = stages.back();
+      const int reported = static_cast<int>(receipt.stage());
+      if (reported < ledgered ||
+          (reported >= v1::PURGED && ledgered < reported)) {
+        disagreements.push_back(
+            absl::StrCat(id, ": receipt says ",
+                         v1::DeletionStage_Name(receipt.stage()),
+                         ", ledger reaches ",
+                         v1::DeletionStage_Name(
+                             static_cast<v1::DeletionStage>(ledgered))));
+      }
+    }
+  }
+  if (Json()) {
+    std::printf(
+        "{\"model_id\":\"%s\",\"entries\":%lld,\"deletions\":%zu,"
+        "\"accepted\":%lld,\"forgotten\":%lld,\"purged\":%lld,"
+        "\"restored\":%lld,\"head\":\"%s\",\"receipts_checked\":%lld,"
+        "\"disagreements\":%zu}\n",
+        model.c_str(), static_cast<long long>(summary->entries),
+        summary->stages.size(), static_cast<long long>(at_stage[1]),
+        static_cast<long long>(at_stage[2]),
+        static_cast<long long>(at_stage[3]),
+        static_cast<long long>(at_stage[4]),
+        summary->head_hash_hex.c_str(),
+        static_cast<long long>(receipts_checked), disagreements.size());
+  } else {
+    std::printf(
+        "ledger of %s: %lld entries signed by key %s, chain intact\n"
+        "  %zu deletions; last stage ACCEPTED %lld, FORGOTTEN %lld, PURGED "
+        "%lld, RESTORED %lld\n  head %s\n",
+        model.c_str(), static_cast<long long>(summary->entries),
+        (*key)->key_id().c_str(), summary->stages.size(),
+        static_cast<long long>(at_stage[1]),
+        static_cast<long long>(at_stage[2]),
+        static_cast<long long>(at_stage[3]),
+        static_cast<long long>(at_stage[4]),
+        summary->head_hash_hex.empty() ? "(empty)"
+                                       : summary->head_hash_hex.c_str());
+    if (offline.empty()) {
+      std::printf("  receipts agree: %lld of %lld\n",
+                  static_cast<long long>(receipts_checked -
+                                         static_cast<int64_t>(
+                                             disagreements.size())),
+                  static_cast<long long>(receipts_checked));
+    }
+  }
+  for (const std::string& d : disagreements) {
+    std::fprintf(stderr, "oublictl: %s\n", d.c_str());
+  }
+  if (!disagreements.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(disagreements.size(),
+                     " receipt(s) disagree with the ledger"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RetireWorker(Client& client,
                           const std::vector<std::string>& rest) {
   v1::RetireWorkerRequest request;
@@ -738,11 +926,16 @@ const std::vector<CommandHelp>& Commands() {
       {"verify",
        "verify --model M: retrain from scratch and compare bit for bit",
        {"model"}, "oublictl verify --model fm"},
+      {"audit",
+       "audit --model M --public_key KEY [--save FILE | --ledger_file FILE]: "
+       "check the signed deletion ledger",
+       {"model", "public_key", "save", "ledger_file"},
+       "oublictl audit --model fm --public_key data/ledger-key.pem.pub"},
       {"retire-worker",
        "retire-worker NAME: a chunk holder gone for good with its disk",
        {"cluster_token_file"},
-       "oublictl retire-worker worker-2 --cluster_token_file "
-       ".oubli/cluster/cluster.token"},
+       "oublictl retire-worker worker-2 --tls_ca .oubli/cluster/tls/ca.crt "
+       "--token_file .oubli/cluster/operator.token"},
   };
   return *kCommands;
 }
@@ -837,7 +1030,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
       "create ingest train delete status receipt predict model models "
-      "verify retire-worker");
+      "verify audit retire-worker");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
@@ -912,6 +1105,8 @@ int main(int argc, char** argv) {
     status = Models(client);
   } else if (command == "verify") {
     status = Verify(client);
+  } else if (command == "audit") {
+    status = Audit(client);
   } else if (command == "retire-worker") {
     status = RetireWorker(client, rest);
   } else {
