@@ -5,6 +5,10 @@
 //
 // Supported kustomization fields:
 //   resources   files (multi-document YAML) and directories (kustomizations)
+//   components  directories holding a kind: Component kustomization (its
+//               resources and patches only), applied in order after this
+//               kustomization's resources and before its own patches,
+//               namespace and images, as kustomize does
 //   namespace   set on every namespaced resource (and renames a Namespace)
 //   patches     {path, target: {kind, name}}: strategic merge patches with
 //               the list merge keys in MERGE_KEYS; other lists are replaced
@@ -17,8 +21,9 @@ import path from "node:path";
 import { createRequire } from "node:module";
 
 const KUSTOMIZATION_FIELDS = new Set([
-  "apiVersion", "kind", "resources", "namespace", "patches", "images",
+  "apiVersion", "kind", "resources", "components", "namespace", "patches", "images",
 ]);
+const COMPONENT_FIELDS = new Set(["apiVersion", "kind", "resources", "patches"]);
 
 // Cluster-scoped kinds that appear (or could plausibly appear) in deploy/.
 const CLUSTER_SCOPED = new Set([
@@ -129,24 +134,36 @@ function applyImages(resources, images) {
   }
 }
 
-export function render(dir, yaml) {
+function readKustomization(dir, yaml, kind) {
   const kfile = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
     .map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
   if (!kfile) fail(`no kustomization in ${dir}`);
   const [k] = readDocuments(yaml, kfile);
+  const fields = kind === "Component" ? COMPONENT_FIELDS : KUSTOMIZATION_FIELDS;
   for (const key of Object.keys(k)) {
-    if (!KUSTOMIZATION_FIELDS.has(key)) fail(`${kfile}: field ${key} not supported`);
+    if (!fields.has(key)) fail(`${kfile}: field ${key} not supported${kind === "Component" ? " in a Component" : ""}`);
   }
-  if (k.kind !== undefined && k.kind !== "Kustomization") fail(`${kfile}: kind ${k.kind}`);
+  if ((k.kind ?? "Kustomization") !== kind) {
+    fail(`${kfile}: kind ${k.kind ?? "Kustomization"} where a ${kind} is expected`);
+  }
+  const apiVersion = kind === "Component"
+    ? "kustomize.config.k8s.io/v1alpha1" : "kustomize.config.k8s.io/v1beta1";
+  if (k.apiVersion !== undefined && k.apiVersion !== apiVersion) {
+    fail(`${kfile}: apiVersion ${k.apiVersion}, expected ${apiVersion}`);
+  }
+  return { k, kfile };
+}
 
-  let resources = [];
+function accumulateResources(dir, k, kfile, yaml, resources) {
   for (const entry of k.resources ?? []) {
     const p = path.join(dir, entry);
     if (!fs.existsSync(p)) fail(`${kfile}: resource ${entry} does not exist`);
     if (fs.statSync(p).isDirectory()) resources.push(...render(p, yaml));
     else resources.push(...readDocuments(yaml, p));
   }
+}
 
+function applyPatches(dir, k, kfile, yaml, resources) {
   for (const patch of k.patches ?? []) {
     for (const key of Object.keys(patch)) {
       if (!["path", "target"].includes(key)) fail(`${kfile}: patches field ${key} not supported`);
@@ -160,13 +177,34 @@ export function render(dir, yaml) {
       if (!["kind", "name"].includes(key)) fail(`${kfile}: patch target field ${key} not supported`);
     }
     let matched = 0;
-    resources = resources.map((r) => {
-      if ((target.kind && r.kind !== target.kind) || (target.name && r.metadata?.name !== target.name)) return r;
+    for (let i = 0; i < resources.length; i++) {
+      const r = resources[i];
+      if ((target.kind && r.kind !== target.kind) || (target.name && r.metadata?.name !== target.name)) continue;
       matched++;
-      return strategicMerge(r, doc, `${r.kind}/${r.metadata?.name}`);
-    });
+      resources[i] = strategicMerge(r, doc, `${r.kind}/${r.metadata?.name}`);
+    }
     if (matched === 0) fail(`${kfile}: patch ${patch.path} matches no resource`);
   }
+}
+
+export function render(dir, yaml) {
+  const { k, kfile } = readKustomization(dir, yaml, "Kustomization");
+  const resources = [];
+  accumulateResources(dir, k, kfile, yaml, resources);
+
+  // A component adds its resources to, and patches, everything accumulated
+  // so far (kustomize's accumulateComponents).
+  for (const entry of k.components ?? []) {
+    const p = path.join(dir, entry);
+    if (!fs.existsSync(p) || !fs.statSync(p).isDirectory()) {
+      fail(`${kfile}: component ${entry} is not a directory`);
+    }
+    const component = readKustomization(p, yaml, "Component");
+    accumulateResources(p, component.k, component.kfile, yaml, resources);
+    applyPatches(p, component.k, component.kfile, yaml, resources);
+  }
+
+  applyPatches(dir, k, kfile, yaml, resources);
 
   if (k.namespace) {
     for (const r of resources) {

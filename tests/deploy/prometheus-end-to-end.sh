@@ -1,28 +1,35 @@
 #!/usr/bin/env bash
 # End to end with a real Prometheus server on loopback:
-#   1. oubli-coordinator starts with deploy/base/configmap.yaml's flags (so
-#      the ConfigMap names only flags the binary knows), overridden to
-#      loopback, free ports and scratch data;
-#   2. two oubli-workers register with it (positions train there and
-#      checkpoints are mirrored onto them); Prometheus scrapes the
+#   1. oubli-coordinator and two oubli-workers start with the args of
+#      deploy/base's StatefulSets and the ConfigMap's flags (so both name
+#      only flags the binaries know), the pods' mounts laid out in scratch
+#      dirs: the ConfigMap's keys as files (its access policy included), a
+#      throwaway CA and the two certificates as the TLS Secrets would hold
+#      them, a token file; overridden to loopback and free ports. So the
+#      cluster protocol runs over mutual TLS and the API under the policy,
+#      as deployed;
+#   2. the workers register (positions train there and checkpoints are
+#      mirrored onto them); the ConfigMap's probe script must find both
+#      sides SERVING; Prometheus (Debian's `prometheus`) scrapes the
 #      coordinator and both workers every second;
-#      Prometheus (Debian's `prometheus`) scrapes /metrics every second;
-#   3. oublictl creates a tiny model, ingests a CSV, trains and forgets one
-#      owner, then waits for the deletion to reach RESTORED;
+#   3. oublictl (TLS, bearer token) creates a tiny model, ingests a CSV,
+#      trains and forgets one owner, then waits for the deletion to reach
+#      RESTORED; a call without the token is refused, and the audit log
+#      records the deletion;
 #   4. Prometheus' HTTP query API must return the deletion counters, the
 #      time-to-forget/-restore histograms and the gRPC method counters;
 #   5. every oubli_* name the dashboard and the alert rules use must be in
 #      the final /metrics dump (check-metric-names.sh).
 #
 #   prometheus-end-to-end.sh SOURCE_DIR COORDINATOR_BIN WORKER_BIN OUBLICTL_BIN
-# Exit: 0 ok, 1 failure, 77 prometheus or curl not installed.
+# Exit: 0 ok, 1 failure, 77 prometheus, curl or openssl not installed.
 set -euo pipefail
 
 source_dir="$1"
 coordinator="$2"
 worker_bin="$3"
 ctl_bin="$4"
-for tool in prometheus curl; do
+for tool in prometheus curl openssl; do
   if ! command -v "$tool" >/dev/null; then
     echo "SKIP: $tool not installed (tools/oubli setup installs it)"
     exit 77
@@ -39,7 +46,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   if ((status != 0)); then
-    for log in coordinator.err worker-0.err worker-1.err prometheus.log; do
+    for log in coordinator.err worker-0.err worker-1.err prometheus.log probe.err; do
       [[ -f "$work/$log" ]] || continue
       echo "--- last lines of $log" >&2
       tail -n 20 "$work/$log" >&2
@@ -50,14 +57,79 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# ------------------------------------------------------ the pods' files
+base="$source_dir/deploy/base"
+# The value of KEY in the oubli-config ConfigMap (a block scalar).
+configmap_key() {
+  awk -v key="$1" '
+    $0 == "  " key ": |" { on = 1; next }
+    on && /^    / { sub(/^    /, ""); print; next }
+    on && /^ *$/ { print ""; next }
+    on { exit }' "$base/configmap.yaml"
+}
+# The args of the container of StatefulSet file FILE, one per line.
+statefulset_args() {
+  awk '/^          args:$/ { on = 1; next }
+       on && /^ *#/ { next }
+       on && /^            - / { sub(/^            - /, ""); print; next }
+       on { exit }' "$1"
+}
+mkdir -p "$work/config" "$work/tokens" "$work/coordinator-tls" "$work/worker-tls"
+for key in coordinator.flags worker.flags access-policy.textproto \
+  grpc-health-probe.sh; do
+  configmap_key "$key" >"$work/config/$key"
+  [[ -s "$work/config/$key" ]] || fail "no $key in deploy/base/configmap.yaml"
+done
+
+# A CA and the two certificates with the names the binaries check
+# (deploy/components/cert-manager issues the same in a cluster), laid out as
+# the Secrets oubli-coordinator-tls and oubli-worker-tls.
+(
+  umask 077
+  cd "$work"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout ca.key -out ca.crt -days 2 -subj "/CN=oubli e2e CA" \
+    -addext "basicConstraints = critical, CA:TRUE" \
+    -addext "keyUsage = critical, keyCertSign, cRLSign" 2>/dev/null
+  for side in coordinator worker; do
+    printf '%s\n' "basicConstraints = critical, CA:FALSE" \
+      "keyUsage = critical, digitalSignature" \
+      "extendedKeyUsage = serverAuth, clientAuth" \
+      "subjectAltName = DNS:oubli-$side, DNS:localhost, IP:127.0.0.1" >"$side.ext"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -keyout "$side-tls/tls.key" -out "$side.csr" -subj "/CN=oubli-$side" 2>/dev/null
+    openssl x509 -req -in "$side.csr" -CA ca.crt -CAkey ca.key \
+      -set_serial "0x$(openssl rand -hex 16)" -days 2 -extfile "$side.ext" \
+      -out "$side-tls/tls.crt" 2>/dev/null
+    cp ca.crt "$side-tls/ca.crt"
+  done
+) || fail "openssl could not make the certificates"
+# The operator's bearer token, and the Secret oubli-api-tokens' file.
+token="$(openssl rand -hex 32)"
+printf '%s\n' "$token" >"$work/operator.token"
+echo "operator $(printf '%s' "$token" | sha256sum | cut -d ' ' -f 1)" \
+  >"$work/tokens/tokens"
+
+# A StatefulSet's args with its mount points moved to the scratch dirs
+# (TLS_DIR: the pod's TLS Secret) and $(POD_NAME) set to NAME.
+pod_args() {
+  local file="$1" tls_dir="$2" name="${3:-}"
+  statefulset_args "$file" | sed \
+    -e "s#/etc/oubli-tls/#$tls_dir/#" -e "s#/etc/oubli-tokens/#$work/tokens/#" \
+    -e "s#/etc/oubli/#$work/config/#" \
+    -e "s#/var/lib/oubli-worker#$work/worker-data-$name#" \
+    -e "s#/var/lib/oubli#$work/data#" -e "s#\$(POD_NAME)#$name#g"
+}
+
 # ---------------------------------------------------------- coordinator
-awk '/^  coordinator\.flags: \|/ { on = 1; next }
-     on && /^    / { sub(/^    /, ""); print; next }
-     on { exit }' "$source_dir/deploy/base/configmap.yaml" >"$work/coordinator.flags"
-[[ -s "$work/coordinator.flags" ]] ||
-  fail "no coordinator.flags in deploy/base/configmap.yaml"
-# Flags after --flagfile override it.
-"$coordinator" --flagfile="$work/coordinator.flags" --data_dir="$work/data" \
+mapfile -t coordinator_args < <(pod_args "$base/coordinator-statefulset.yaml" \
+  "$work/coordinator-tls")
+((${#coordinator_args[@]} > 0)) || fail "no args in coordinator-statefulset.yaml"
+grep -q -- '--tls_cert=' <<<"${coordinator_args[*]}" ||
+  fail "the coordinator StatefulSet runs without --tls_cert"
+echo "coordinator args: ${coordinator_args[*]}"
+# Flags after the StatefulSet's override them: loopback, free ports.
+"$coordinator" "${coordinator_args[@]}" \
   --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0 \
   >"$work/coordinator.out" 2>"$work/coordinator.err" </dev/null &
 pids+=($!)
@@ -73,17 +145,24 @@ done
 [[ -n "$metrics_address" ]] ||
   fail "oubli-coordinator printed no 'listening on' + 'metrics on' lines"
 echo "coordinator $address, metrics $metrics_address"
-ctl() { "$ctl_bin" --server="$address" --timeout_s=120 "$@"; }
+ctl() {
+  "$ctl_bin" --server="$address" --timeout_s=120 \
+    --tls_ca="$work/coordinator-tls/ca.crt" --tls_server_name=oubli-coordinator \
+    --token_file="$work/operator.token" "$@"
+}
 
 # Two workers with chunk dirs: positions train there and every checkpoint
-# is mirrored onto them.
+# is mirrored onto them. --advertise= : the bound address (the StatefulSet's
+# is the pod's DNS name).
 for i in 0 1; do
-  "$worker_bin" --coordinator="$address" --listen=127.0.0.1:0 \
-    --metrics_listen=127.0.0.1:0 \
-    --name="e2e-worker-$i" --data_dir="$work/worker-$i" \
+  mapfile -t worker_args < <(pod_args "$base/worker-statefulset.yaml" \
+    "$work/worker-tls" "e2e-worker-$i")
+  "$worker_bin" "${worker_args[@]}" --coordinator="$address" \
+    --listen=127.0.0.1:0 --advertise= --metrics_listen=127.0.0.1:0 \
     >"$work/worker-$i.out" 2>"$work/worker-$i.err" </dev/null &
   pids+=($!)
 done
+echo "worker args: ${worker_args[*]}"
 for i in 0 1; do
   for _ in $(seq 1 600); do
     grep -q '^registered as ' "$work/worker-$i.out" && break
@@ -98,6 +177,26 @@ for i in 0 1; do
   worker_metrics+=("$(sed -n 's/^metrics on //p' "$work/worker-$i.out")")
   [[ -n "${worker_metrics[$i]}" ]] || fail "oubli-worker $i printed no 'metrics on'"
 done
+
+# The pods' probe (the kubelet runs it with sh; Debian's is dash) must find
+# both sides SERVING over TLS, and a certificate of another name must fail.
+probe() {
+  local port="$1" tls_dir="$2"
+  shift 2
+  OUBLI_PROBE_PORT="$port" OUBLI_PROBE_TLS_DIR="$tls_dir" \
+    sh "$work/config/grpc-health-probe.sh" "$@" 2>>"$work/probe.err"
+}
+probe "${address##*:}" "$work/coordinator-tls" oubli-coordinator ||
+  fail "the probe finds the coordinator not SERVING"
+probe "${address##*:}" "$work/coordinator-tls" oubli-coordinator oubli.v1.Oubli ||
+  fail "the probe finds oubli.v1.Oubli not SERVING"
+worker_address="$(sed -n 's/^listening on //p' "$work/worker-0.out")"
+probe "${worker_address##*:}" "$work/worker-tls" oubli-worker ||
+  fail "the probe finds worker 0 not SERVING"
+if probe "${address##*:}" "$work/coordinator-tls" oubli-worker; then
+  fail "the probe accepted the coordinator's certificate as oubli-worker's"
+fi
+echo "probes: coordinator and worker SERVING over TLS"
 
 # ----------------------------------------------------------- prometheus
 cat >"$work/prometheus.yml" <<EOF
@@ -159,6 +258,15 @@ for i in $(seq 0 47); do
   echo "$((i % 4)),owner-$((i / 6)),0.$((i % 10)),0.$(((i * 3) % 10)),0.$(((i * 7) % 10)),0.5"
 done >"$work/samples.csv"
 
+# The policy refuses callers without a token; plaintext gets nowhere.
+if "$ctl_bin" --server="$address" --timeout_s=10 \
+  --tls_ca="$work/coordinator-tls/ca.crt" --tls_server_name=oubli-coordinator \
+  models >"$work/refused.txt" 2>&1; then
+  fail "oublictl without a token was served: $(cat "$work/refused.txt")"
+fi
+if "$ctl_bin" --server="$address" --timeout_s=10 models >/dev/null 2>&1; then
+  fail "oublictl without TLS was served"
+fi
 ctl create --model tiny --config "$work/model.conf" >/dev/null
 ctl ingest --model tiny --csv "$work/samples.csv" >/dev/null
 ctl train --model tiny --wait >/dev/null
@@ -175,6 +283,14 @@ deletion="$(ctl delete --model tiny --owner owner-3 |
 echo "forgot owner-3: $deletion"
 ctl status --deletion "$deletion" --watch >"$work/watch.txt"
 grep -q 'RESTORED' "$work/watch.txt" || fail "deletion never reached RESTORED"
+audit="$(grep -- '--audit_log=' <<<"$(printf '%s\n' "${coordinator_args[@]}")" |
+  sed 's/^--audit_log=//')"
+[[ -n "$audit" ]] || fail "the coordinator StatefulSet keeps no --audit_log"
+grep -qE '"caller":"operator".*"rpc":"ForgetOwner","model_id":"tiny","code":"OK"' \
+  "$audit" || fail "the audit log has no ForgetOwner by operator: $(cat "$audit")"
+grep -qE '"rpc":"ListModels".*"code":"UNAUTHENTICATED"' "$audit" ||
+  fail "the audit log has no refused ListModels: $(cat "$audit")"
+echo "audit log: $(wc -l <"$audit") entries"
 
 # --------------------------------------------- what Prometheus now knows
 # The value of a one-series instant query, or empty.

@@ -6,12 +6,21 @@
 //      name, so every field is probed by replacing its value with one no
 //      schema accepts; a field whose probe passes is unknown (a typo, or a
 //      field the API server would drop);
-//   3. against cross-resource wiring (selectors, ports, volumes, probes) and
-//      the deployment conventions (labels, non-root, resources);
+//   3. against cross-resource wiring (selectors, ports, volumes, probes,
+//      files named by flags) and the deployment conventions (labels,
+//      non-root, resources);
+//   4. for transport security and access control: every oubli server that
+//      listens beyond loopback serves TLS (the coordinator with an access
+//      policy, workers with mutual TLS), never --insecure, and probes that
+//      can speak TLS;
 // and checks that the PrometheusRule embeds deploy/prometheus/oubli-rules.yaml.
+// The overlays are also rendered with the optional cert-manager component
+// (deploy/components/cert-manager), whose Certificates must produce every
+// TLS Secret the pods mount, with the names the binaries check.
 //
 //   node tests/deploy/validate-manifests.mjs --modules=NODE_MODULES --source=REPO
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { isDeepStrictEqual } from "node:util";
@@ -37,7 +46,25 @@ const MODELS = {
     require("@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor").ServiceMonitor,
   "monitoring.coreos.com/v1/PrometheusRule": () =>
     require("@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule").PrometheusRule,
+  "cert-manager.io/v1/Issuer": () => require("@kubernetes-models/cert-manager/cert-manager.io/v1/Issuer").Issuer,
+  "cert-manager.io/v1/Certificate": () =>
+    require("@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate").Certificate,
 };
+
+// Secrets the operator creates (the README says how); every other Secret a
+// pod mounts must come from the cert-manager component when it is used.
+const OPERATOR_SECRETS = new Set(["oubli-api-tokens"]);
+// What cert-manager writes into a Certificate's Secret.
+const CERT_MANAGER_KEYS = new Set(["tls.crt", "tls.key", "ca.crt"]);
+// Flags whose value is a file the container reads.
+const FILE_FLAGS = ["flagfile", "tls_cert", "tls_key", "tls_client_ca", "tls_peer_ca", "policy_file", "token_file", "cluster_token_file"];
+// Flags whose value is a path the container writes.
+const WRITTEN_FLAGS = ["data_dir", "audit_log"];
+// The names the binaries check in each other's certificates, by default
+// (coordinator/main.cc --tls_worker_name, worker/main.cc
+// --tls_coordinator_name).
+const DEFAULT_TLS_WORKER_NAME = "oubli-worker";
+const DEFAULT_TLS_COORDINATOR_NAME = "oubli-coordinator";
 
 // Free-form maps: any key is valid, so unknown-field probing stops here.
 const FREE_FORM = [
@@ -110,6 +137,60 @@ function podSpecs(resources) {
     .map((r) => ({ workload: r, labels: r.spec.template.metadata?.labels ?? {}, pod: r.spec.template.spec }));
 }
 
+function configMapHasKey(configMaps, name, key) {
+  return configMaps.find((x) => x.metadata.name === name)?.data?.[key] !== undefined;
+}
+
+// The volume mount holding `file` (the mount point itself when `directory`),
+// its volume and the file's path inside it; null when none does.
+function mountedFile(container, volumes, file, directory = false) {
+  const mount = (container.volumeMounts ?? [])
+    .filter((vm) => file.startsWith(vm.mountPath + "/") || (directory && file === vm.mountPath))
+    .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  if (!mount) return null;
+  return { mount, volume: volumes.get(mount.name) ?? {}, key: file.slice(mount.mountPath.length + 1) };
+}
+
+// The flags a container runs with: its args in order, --flagfile expanded in
+// place from its ConfigMap (later flags override earlier ones, as in absl).
+function containerFlags(container, volumes, configMaps, report) {
+  const flags = new Map();
+  const add = (arg) => {
+    const m = arg.match(/^--?([A-Za-z0-9_]+)(?:=(.*))?$/);
+    if (!m) return;
+    const [, name, value] = m;
+    if (name !== "flagfile") { flags.set(name, value ?? "true"); return; }
+    flags.set(name, value);
+    const where = mountedFile(container, volumes, value ?? "");
+    const data = where?.volume.configMap && configMaps.find((x) => x.metadata.name === where.volume.configMap.name)?.data;
+    if (!data || data[where.key] === undefined) { report(`--flagfile ${value} is not a key of a mounted ConfigMap`); return; }
+    for (const line of data[where.key].split("\n")) {
+      if (line.trim() && !line.trim().startsWith("#")) add(line.trim());
+    }
+  };
+  for (const a of container.args ?? []) add(a);
+  return flags;
+}
+
+const isLoopback = (listen) => /^(127\.[0-9.]+|localhost|\[::1\]):/.test(listen ?? "");
+
+// TLS on by default: an oubli server reachable from other pods serves TLS
+// (workers: mutual TLS; the coordinator: with an access policy), and nobody
+// opts out with --insecure.
+function checkServerSecurity(cw, c, flags) {
+  const binary = (c.command ?? [])[0];
+  if (binary !== "oubli-coordinator" && binary !== "oubli-worker") return;
+  if (["true", "1", "yes"].includes(flags.get("insecure"))) problem(cw, `${binary} runs with --insecure`);
+  if (isLoopback(flags.get("listen") ?? (binary === "oubli-coordinator" ? "127.0.0.1:50051" : "127.0.0.1:0"))) return;
+  for (const f of ["tls_cert", "tls_key", "tls_client_ca"]) {
+    if (!flags.get(f)) problem(cw, `${binary} listens on ${flags.get("listen")} without --${f}`);
+  }
+  if (binary === "oubli-coordinator") {
+    if (!flags.get("policy_file")) problem(cw, "oubli-coordinator serves the API without --policy_file");
+    if (!flags.get("audit_log")) problem(cw, "oubli-coordinator keeps no --audit_log");
+  }
+}
+
 function checkWiring(name, resources) {
   const where = (r) => `${name}: ${r.kind}/${r.metadata?.name}`;
   const pods = podSpecs(resources);
@@ -162,21 +243,52 @@ function checkWiring(name, resources) {
       }
       const ports = new Map((c.ports ?? []).map((p) => [p.name, p.containerPort]));
       const portNumbers = new Set(ports.values());
+      const flags = containerFlags(c, volumes, byKind("ConfigMap"), (m) => problem(cw, m));
+      const servesTls = Boolean(flags.get("tls_cert"));
       for (const probeName of ["startupProbe", "readinessProbe", "livenessProbe"]) {
         const probe = c[probeName];
         if (!probe) { problem(cw, `no ${probeName}`); continue; }
-        if (!probe.grpc) problem(cw, `${probeName} is not a native gRPC probe`);
-        else if (!portNumbers.has(probe.grpc.port)) problem(cw, `${probeName} port ${probe.grpc.port} is not a container port`);
+        if (probe.grpc) {
+          // The kubelet's gRPC probe is plaintext: against a TLS port it
+          // fails the handshake, and the pod never becomes ready.
+          if (servesTls) problem(cw, `${probeName} is a native gRPC probe, which cannot speak TLS, but the container serves TLS`);
+          if (!portNumbers.has(probe.grpc.port)) problem(cw, `${probeName} port ${probe.grpc.port} is not a container port`);
+        } else if (probe.exec) {
+          const command = probe.exec.command ?? [];
+          if (command.length === 0) problem(cw, `${probeName} has an empty exec command`);
+          if (!((probe.timeoutSeconds ?? 1) >= 2)) problem(cw, `${probeName} runs a command with a ${probe.timeoutSeconds ?? 1} s timeout`);
+          // Scripts from a ConfigMap must be keys of it.
+          for (const arg of command.filter((x) => x.startsWith("/"))) {
+            const where = mountedFile(c, volumes, arg);
+            if (where?.volume.configMap && !configMapHasKey(byKind("ConfigMap"), where.volume.configMap.name, where.key)) {
+              problem(cw, `${probeName} runs ${arg}, which is not a key of ConfigMap ${where.volume.configMap.name}`);
+            }
+          }
+        } else {
+          problem(cw, `${probeName} is neither a gRPC nor an exec probe (the gRPC port is the health check)`);
+        }
       }
-      for (const a of c.args ?? []) {
-        const m = a.match(/^--flagfile=(.+)$/);
-        if (!m) continue;
-        const mount = (c.volumeMounts ?? []).find((vm) => m[1].startsWith(vm.mountPath + "/"));
-        const cm = mount && volumes.get(mount.name)?.configMap;
-        const data = cm && byKind("ConfigMap").find((x) => x.metadata.name === cm.name)?.data;
-        const keyName = mount && m[1].slice(mount.mountPath.length + 1);
-        if (!data || data[keyName] === undefined) problem(cw, `--flagfile ${m[1]} is not a key of a mounted ConfigMap`);
+      for (const name of FILE_FLAGS) {
+        const file = flags.get(name);
+        if (!file) continue;
+        const where = mountedFile(c, volumes, file);
+        if (!where) { problem(cw, `--${name}=${file} is on no volume mount`); continue; }
+        if (where.volume.configMap && !configMapHasKey(byKind("ConfigMap"), where.volume.configMap.name, where.key)) {
+          problem(cw, `--${name}=${file} is not a key of ConfigMap ${where.volume.configMap.name}`);
+        }
+        if (where.volume.secret) {
+          if (where.volume.secret.items) problem(cw, `Secret volume ${where.mount.name}: items are not checked here; mount whole Secrets`);
+          if (where.mount.subPath) problem(cw, `--${name}=${file}: a subPath mount never sees renewed files`);
+        }
       }
+      for (const name of WRITTEN_FLAGS) {
+        const file = flags.get(name);
+        if (!file) continue;
+        const where = mountedFile(c, volumes, file, /*directory=*/ name === "data_dir");
+        if (!where) problem(cw, `--${name}=${file} is on no volume mount (the root filesystem is read-only)`);
+        else if (where.mount.readOnly || where.volume.configMap || where.volume.secret) problem(cw, `--${name}=${file} is on a read-only mount`);
+      }
+      checkServerSecurity(cw, c, flags);
     }
   }
 
@@ -202,13 +314,13 @@ function checkWiring(name, resources) {
   }
 }
 
-function checkOverlaySpecifics(name, resources) {
+function checkOverlaySpecifics(name, resources, gpuOverlay) {
   const ss = (n) => resources.find((r) => r.kind === "StatefulSet" && r.metadata.name === n);
   const worker = ss("oubli-worker")?.spec.template.spec;
   const coordinator = ss("oubli-coordinator")?.spec.template.spec;
   if (!worker || !coordinator) { problem(name, "coordinator or worker StatefulSet missing"); return; }
   const gpu = (pod) => pod.containers.some((c) => c.resources?.limits?.["nvidia.com/gpu"]);
-  if (name.endsWith("gpu")) {
+  if (gpuOverlay) {
     // One numeric environment for all: the coordinator trains and predicts
     // too, and workers of another environment get no work.
     for (const [who, pod] of [["workers", worker], ["the coordinator", coordinator]]) {
@@ -244,15 +356,139 @@ function checkRulesEmbedded(resources) {
   }
 }
 
+// The Secrets each pod mounts: secret name -> {who, keys: Set of files the
+// container names through flags}.
+function mountedSecrets(resources) {
+  const out = new Map();
+  for (const { workload, pod } of podSpecs(resources)) {
+    const volumes = new Map((pod.volumes ?? []).map((v) => [v.name, v]));
+    for (const c of pod.containers) {
+      const flags = containerFlags(c, volumes, resources.filter((r) => r.kind === "ConfigMap"), () => {});
+      for (const m of c.volumeMounts ?? []) {
+        const secret = volumes.get(m.name)?.secret?.secretName;
+        if (!secret) continue;
+        const entry = out.get(secret) ?? { who: new Set(), keys: new Set() };
+        entry.who.add(`${workload.metadata.name}/${c.name}`);
+        for (const name of FILE_FLAGS) {
+          const file = flags.get(name);
+          if (file?.startsWith(m.mountPath + "/")) entry.keys.add(file.slice(m.mountPath.length + 1));
+        }
+        out.set(secret, entry);
+      }
+    }
+  }
+  return out;
+}
+
+// The flags and TLS Secret of the first container of StatefulSet `name`.
+function serverTls(resources, name) {
+  const ss = resources.find((r) => r.kind === "StatefulSet" && r.metadata.name === name);
+  if (!ss) return null;
+  const pod = ss.spec.template.spec;
+  const volumes = new Map((pod.volumes ?? []).map((v) => [v.name, v]));
+  const c = pod.containers[0];
+  const flags = containerFlags(c, volumes, resources.filter((r) => r.kind === "ConfigMap"), () => {});
+  const secretOf = (flag) => {
+    const where = flags.get(flag) && mountedFile(c, volumes, flags.get(flag));
+    return where?.volume.secret ? { secret: where.volume.secret.secretName, key: where.key } : null;
+  };
+  return { ss, flags, cert: secretOf("tls_cert"), clientCa: secretOf("tls_client_ca"), peerCa: secretOf("tls_peer_ca") ?? secretOf("tls_client_ca") };
+}
+
+// With the cert-manager component: its Certificates produce every TLS Secret
+// the pods mount, signed by one CA, carrying the names each side checks.
+function checkCertManager(name, resources) {
+  const where = (r) => `${name}: ${r.kind}/${r.metadata?.name}`;
+  const certificates = resources.filter((r) => r.kind === "Certificate");
+  const issuers = resources.filter((r) => r.kind === "Issuer");
+  const bySecret = new Map(certificates.map((c) => [c.spec.secretName, c]));
+  if (certificates.length === 0) { problem(name, "no Certificate rendered"); return; }
+
+  for (const cert of certificates) {
+    const ref = cert.spec.issuerRef ?? {};
+    const issuer = issuers.find((i) => i.metadata.name === ref.name);
+    if ((ref.kind ?? "Issuer") !== "Issuer" || !issuer) { problem(where(cert), `issuerRef ${ref.kind}/${ref.name} is no Issuer of this rendering`); continue; }
+    if (issuer.spec.ca) {
+      const ca = bySecret.get(issuer.spec.ca.secretName);
+      if (!ca || ca.spec.isCA !== true) problem(where(issuer), `CA Secret ${issuer.spec.ca.secretName} is made by no isCA Certificate`);
+    }
+    if (!cert.spec.isCA) {
+      for (const usage of ["server auth", "client auth"]) {
+        if (!(cert.spec.usages ?? []).includes(usage)) problem(where(cert), `usages lack "${usage}" (each side is both server and client)`);
+      }
+    }
+  }
+
+  for (const [secret, { who, keys }] of mountedSecrets(resources)) {
+    if (OPERATOR_SECRETS.has(secret)) continue;
+    if (!bySecret.has(secret)) { problem(name, `Secret ${secret} (mounted by ${[...who].join(", ")}) is made by no Certificate`); continue; }
+    for (const key of keys) {
+      if (!CERT_MANAGER_KEYS.has(key)) problem(name, `${[...who].join(", ")} read ${secret}/${key}, which cert-manager does not write`);
+    }
+  }
+
+  const coordinator = serverTls(resources, "oubli-coordinator");
+  const worker = serverTls(resources, "oubli-worker");
+  if (!coordinator?.cert || !worker?.cert) { problem(name, "coordinator or worker has no --tls_cert from a Secret"); return; }
+  const coordinatorCert = bySecret.get(coordinator.cert.secret);
+  const workerCert = bySecret.get(worker.cert.secret);
+  if (!coordinatorCert || !workerCert) return; // reported above
+  const names = (cert) => new Set([...(cert.spec.dnsNames ?? []), cert.spec.commonName].filter(Boolean));
+  // What each side checks in the other's certificate.
+  const workerName = coordinator.flags.get("tls_worker_name") ?? DEFAULT_TLS_WORKER_NAME;
+  if (!names(workerCert).has(workerName)) problem(where(workerCert), `dnsNames lack ${workerName}, which the coordinator requires of workers (--tls_worker_name)`);
+  const coordinatorName = worker.flags.get("tls_coordinator_name") ?? DEFAULT_TLS_COORDINATOR_NAME;
+  if (!names(coordinatorCert).has(coordinatorName)) problem(where(coordinatorCert), `dnsNames lack ${coordinatorName}, which workers require of the coordinator (--tls_coordinator_name)`);
+  // Clients in the cluster dial the coordinator's Service by name.
+  const pods = coordinator.ss.spec.template.metadata.labels;
+  for (const svc of resources.filter((r) => r.kind === "Service" && r.spec.clusterIP !== "None" && matches(r.spec.selector, pods))) {
+    const ns = svc.metadata.namespace;
+    for (const dns of [svc.metadata.name, `${svc.metadata.name}.${ns}`, `${svc.metadata.name}.${ns}.svc`]) {
+      if (!names(coordinatorCert).has(dns)) problem(where(coordinatorCert), `dnsNames lack ${dns} (Service ${svc.metadata.name})`);
+    }
+  }
+  // Both sides trust the CA that signed the other.
+  const issuerOf = (cert) => cert?.spec.issuerRef?.name;
+  for (const [side, tls, other] of [["oubli-coordinator", coordinator, workerCert], ["oubli-worker", worker, coordinatorCert]]) {
+    for (const [flag, ca] of [["tls_client_ca", tls.clientCa], ["tls_peer_ca (or --tls_client_ca)", tls.peerCa]]) {
+      if (!ca || ca.key !== "ca.crt") { problem(name, `${side} --${flag} is not the ca.crt of a Secret`); continue; }
+      if (issuerOf(bySecret.get(ca.secret)) !== issuerOf(other)) {
+        problem(name, `${side} --${flag} (${ca.secret}) is not the CA of ${other.metadata.name} (issuer ${issuerOf(other)})`);
+      }
+    }
+  }
+}
+
+// Renders `overlay` with `components` added, through a temporary
+// kustomization, as an overlay of the user's would.
+function renderWithComponents(overlay, components) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oubli-kustomize-"));
+  try {
+    const rel = (p) => path.relative(dir, path.join(source, p));
+    fs.writeFileSync(path.join(dir, "kustomization.yaml"), yaml.dump({
+      apiVersion: "kustomize.config.k8s.io/v1beta1",
+      kind: "Kustomization",
+      resources: [rel(overlay)],
+      components: components.map(rel),
+    }));
+    return render(dir, yaml);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const CERT_MANAGER = "deploy/components/cert-manager";
 const targets = [
-  ["base", "deploy/base"],
-  ["overlays/cpu", "deploy/overlays/cpu"],
-  ["overlays/gpu", "deploy/overlays/gpu"],
+  { name: "base", dir: "deploy/base" },
+  { name: "overlays/cpu", dir: "deploy/overlays/cpu" },
+  { name: "overlays/gpu", dir: "deploy/overlays/gpu", gpu: true },
+  { name: "overlays/cpu + components/cert-manager", dir: "deploy/overlays/cpu", components: [CERT_MANAGER] },
+  { name: "overlays/gpu + components/cert-manager", dir: "deploy/overlays/gpu", components: [CERT_MANAGER], gpu: true },
 ];
-for (const [name, dir] of targets) {
+for (const { name, dir, components, gpu } of targets) {
   let resources;
   try {
-    resources = render(path.join(source, dir), yaml);
+    resources = components ? renderWithComponents(dir, components) : render(path.join(source, dir), yaml);
   } catch (e) {
     problem(name, e.message);
     continue;
@@ -265,11 +501,20 @@ for (const [name, dir] of targets) {
   }
   if (name === "base") {
     checkRulesEmbedded(resources);
+    // The base works without cert-manager: no resource of its CRDs.
+    for (const r of resources) {
+      if (r.apiVersion.startsWith("cert-manager.io/")) problem(`base: ${r.kind}/${r.metadata?.name}`, "the base must not need cert-manager");
+    }
   } else {
     checkWiring(name, resources);
-    checkOverlaySpecifics(name, resources);
+    checkOverlaySpecifics(name, resources, gpu === true);
+    if (components?.includes(CERT_MANAGER)) checkCertManager(name, resources);
   }
   console.log(`${name}: ${resources.length} resources (${resources.map((r) => r.kind).join(", ")}), ${schemaFailures} schema failures`);
+  if (!components) {
+    const external = [...mountedSecrets(resources).keys()];
+    if (external.length > 0 && name !== "base") console.log(`  Secrets to create first (or from ${CERT_MANAGER}): ${external.join(", ")}`);
+  }
 }
 
 if (failures > 0) {

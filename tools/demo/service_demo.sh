@@ -3,13 +3,22 @@
 # loopback ports, driven only through the public gRPC API with oublictl.
 # Fashion-MNIST with synthetic owners: create, ingest, train (positions on
 # the workers), predict, forget one owner (receipt and stage stream),
-# predict again, verify bitwise, shut everything down cleanly.
+# predict again, verify bitwise, audit the signed deletion ledger (online,
+# offline from a saved copy, and a tampered copy that fails), show a call
+# without a token refused, shut everything down cleanly.
+#
+# As tools/oubli cluster up runs it: mutual TLS between the coordinator and
+# the workers and TLS on the public API (a throwaway CA made by
+# tools/pki/make-local-pki.sh), an access policy giving the bearer token in
+# operator.token every role, and an audit log.
 #
 #   service_demo.sh BUILD_DIR [--user_samples N] [--workers N] [--keep]
 #
 # Everything lives in a temp dir that is removed at the end unless --keep
 # is given.
 set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 BUILD_DIR="$1"
 shift
@@ -51,12 +60,31 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The cluster protocol's shared secret (workers present it to register).
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/cluster.token"
+step "Making a throwaway CA, certificates, an operator token and an access policy"
+# ca.crt; coordinator.crt/.key naming oubli-coordinator and 127.0.0.1;
+# worker.crt/.key naming oubli-worker (one for every worker).
+TLS="$WORK/tls"
+"$SCRIPT_DIR/../pki/make-local-pki.sh" "$TLS" 1
+# The bearer token oublictl presents; the coordinator keeps its SHA-256.
+(umask 077 && openssl rand -hex 32 >"$WORK/operator.token")
+printf 'operator %s\n' "$(tr -d '[:space:]' <"$WORK/operator.token" |
+  sha256sum | cut -d ' ' -f 1)" >"$WORK/tokens"
+cat >"$WORK/policy.textproto" <<'POLICY'
+principal {
+  name: "operator"
+  roles: "admin" roles: "writer" roles: "eraser" roles: "reader" roles: "auditor"
+}
+POLICY
+echo "CA and certificates in $TLS, token $WORK/operator.token (principal 'operator', every role)"
 
-step "Starting oubli-coordinator on a free loopback port"
+step "Starting oubli-coordinator on a free loopback port (TLS, access policy, audit log)"
+# Workers must present a certificate of the CA naming oubli-worker; callers
+# of the API a token of ./tokens that the policy names.
 "$COORDINATOR" --data_dir="$WORK/data" --listen=127.0.0.1:0 \
-  --cluster_token_file="$WORK/cluster.token" \
+  --tls_cert="$TLS/coordinator.crt" --tls_key="$TLS/coordinator.key" \
+  --tls_client_ca="$TLS/ca.crt" \
+  --policy_file="$WORK/policy.textproto" --token_file="$WORK/tokens" \
+  --audit_log="$WORK/audit.log" \
   --training_threads=2 >"$WORK/coordinator.out" 2>"$WORK/coordinator.log" &
 PID=$!
 ADDRESS=""
@@ -71,14 +99,26 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 [[ -n "$ADDRESS" ]] || { echo "no address after 60 s" >&2; exit 1; }
-echo "coordinator pid $PID at $ADDRESS (log: $WORK/coordinator.log)"
-ctl() { "$CTL" --server="$ADDRESS" --timeout_s=600 "$@"; }
+echo "coordinator pid $PID at $ADDRESS (log: $WORK/coordinator.log, audit log: $WORK/audit.log)"
+# The public key of the deletion ledger's signing key, which the coordinator
+# made in its data dir.
+LEDGER_KEY="$WORK/data/ledger-key.pem.pub"
+[[ -s "$LEDGER_KEY" ]] || { echo "no $LEDGER_KEY" >&2; exit 1; }
+# Every call: TLS, checking the coordinator's certificate against the CA
+# (it names 127.0.0.1), and the operator's token.
+ctl() {
+  "$CTL" --server="$ADDRESS" --tls_ca="$TLS/ca.crt" \
+    --token_file="$WORK/operator.token" --timeout_s=600 "$@"
+}
 
 if ((WORKERS > 0)); then
-  step "Starting $WORKERS oubli-worker processes (they register, heartbeat, train positions and keep erasure-coded checkpoint chunks)"
+  step "Starting $WORKERS oubli-worker processes (they register, heartbeat, train positions and keep erasure-coded checkpoint chunks; mutual TLS with the coordinator)"
   for i in $(seq 1 "$WORKERS"); do
+    # The coordinator's certificate must name oubli-coordinator.
     "$WORKER" --coordinator="$ADDRESS" --listen=127.0.0.1:0 --name="worker-$i" \
-      --data_dir="$WORK/worker-$i" --cluster_token_file="$WORK/cluster.token" \
+      --data_dir="$WORK/worker-$i" \
+      --tls_cert="$TLS/worker.crt" --tls_key="$TLS/worker.key" \
+      --tls_client_ca="$TLS/ca.crt" \
       >"$WORK/worker-$i.out" 2>"$WORK/worker-$i.log" &
     WORKER_PIDS+=($!)
   done
@@ -149,6 +189,58 @@ ctl predict --model fashion --fashion_mnist "$DATA" --split test
 
 step "Verifying: retrain from scratch on the retained data, compare bits"
 ctl verify --model fashion | tee "$WORK/verify.txt"
+
+step "Auditing the signed deletion ledger (signatures, hash chain, stage order, receipts), saving it"
+ctl audit --model fashion --public_key "$LEDGER_KEY" --save "$WORK/ledger.bin"
+
+step "Auditing the saved copy offline (no server: only the file and the public key)"
+"$CTL" audit --model fashion --public_key "$LEDGER_KEY" \
+  --ledger_file "$WORK/ledger.bin"
+
+step "Tampering with one byte of a copy: the audit fails"
+cp "$WORK/ledger.bin" "$WORK/ledger-tampered.bin"
+# The file is records, each after its size (4 bytes, little-endian). In the
+# record holding the file's middle, flip a character of the entry's served-
+# model fingerprint (the record ends with it, the key id and the 64-byte
+# signature), as if someone had edited the entry.
+SIZE="$(stat -c %s "$WORK/ledger-tampered.bin")"
+((SIZE > 0)) || { echo "the saved ledger is empty" >&2; exit 1; }
+AT=0
+RECORD=0
+while :; do
+  ((++RECORD))
+  LENGTH="$(od -An -tu4 --endian=little -j "$AT" -N 4 \
+    "$WORK/ledger-tampered.bin" | tr -d ' ')"
+  AT=$((AT + 4 + LENGTH))
+  ((AT > SIZE / 2)) && break
+done
+AT=$((AT - 116))
+BYTE="$(od -An -tu1 -j "$AT" -N 1 "$WORK/ledger-tampered.bin" | tr -d ' ')"
+printf '%b' "\\0$(printf '%03o' $((BYTE ^ 1)))" |
+  dd of="$WORK/ledger-tampered.bin" bs=1 seek="$AT" conv=notrunc status=none
+printf 'flipped the low bit of byte %d of %d, in entry %d (0x%02x -> 0x%02x)\n' \
+  "$AT" "$SIZE" "$RECORD" "$BYTE" $((BYTE ^ 1))
+RC=0
+"$CTL" audit --model fashion --public_key "$LEDGER_KEY" \
+  --ledger_file "$WORK/ledger-tampered.bin" >"$WORK/tampered.out" \
+  2>"$WORK/tampered.err" || RC=$?
+cat "$WORK/tampered.out" "$WORK/tampered.err"
+((RC == 1)) || { echo "the tampered ledger passed the audit (exit $RC)" >&2; exit 1; }
+echo "audit of the tampered copy: exit $RC, as expected"
+
+step "A call without the token is refused"
+RC=0
+"$CTL" --server="$ADDRESS" --tls_ca="$TLS/ca.crt" models \
+  >"$WORK/refused.out" 2>"$WORK/refused.err" || RC=$?
+cat "$WORK/refused.out" "$WORK/refused.err"
+if ((RC != 1)) || ! grep -q UNAUTHENTICATED "$WORK/refused.err"; then
+  echo "expected UNAUTHENTICATED (exit 1), got exit $RC" >&2
+  exit 1
+fi
+echo "oublictl models without --token_file: exit $RC, as expected"
+
+step "The audit log: every mutating call and every refusal, with its caller (last lines)"
+tail -n 8 "$WORK/audit.log"
 
 step "Shutting down"
 for pid in "${WORKER_PIDS[@]}"; do kill -TERM "$pid"; done
