@@ -13,6 +13,23 @@ namespace {
 
 namespace v1 = ::oubli::v1;
 
+// Takes one of `limit` slots of `*count` for its lifetime, if one is free.
+class Slot {
+ public:
+  Slot(std::atomic<int>* count, int limit) : count_(count) {
+    taken_ = count_->fetch_add(1) < limit;
+    if (!taken_) count_->fetch_sub(1);
+  }
+  ~Slot() {
+    if (taken_) count_->fetch_sub(1);
+  }
+  bool taken() const { return taken_; }
+
+ private:
+  std::atomic<int>* const count_;
+  bool taken_ = false;
+};
+
 // "MODEL_ID/del-N" -> MODEL_ID; "" when the id has no '/', which
 // OubliService then refuses.
 std::string ModelOfDeletion(const std::string& deletion_id) {
@@ -36,8 +53,8 @@ struct ApiGuard::Call {
 thread_local ApiGuard::Call* ApiGuard::current_call_ = nullptr;
 
 ApiGuard::ApiGuard(OubliService* service, AccessPolicyFiles* policy,
-                   AuditLog* audit)
-    : service_(service), policy_(policy), audit_(audit) {
+                   AuditLog* audit, ApiLimits limits)
+    : service_(service), policy_(policy), audit_(audit), limits_(limits) {
   service_->SetIngestModelCheck(
       [this](const std::string& model_id) { return CheckLateModel(model_id); });
 }
@@ -53,6 +70,13 @@ grpc::Status ApiGuard::Guard(grpc::ServerContext* context,
   if (call.access == nullptr) {
     return grpc::Status(grpc::StatusCode::INTERNAL,
                         absl::StrCat("no access rule for ", rpc));
+  }
+  const Slot slot(&calls_in_flight_, limits_.max_concurrent_calls);
+  if (!slot.taken()) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("the server is handling its limit of ",
+                                     limits_.max_concurrent_calls,
+                                     " concurrent calls; retry with backoff"));
   }
   if (policy_ != nullptr) {
     call.policy = policy_->Current();
@@ -179,7 +203,18 @@ grpc::Status ApiGuard::WatchDeletion(
     grpc::ServerWriter<v1::DeletionReceipt>* writer) {
   return Guard(
       context, "WatchDeletion", ModelOfDeletion(request->deletion_id()),
-      [&](Call&) { return service_->WatchDeletion(context, request, writer); });
+      [&](Call&) {
+        const Slot slot(&watch_streams_, limits_.max_watch_streams);
+        if (!slot.taken()) {
+          return grpc::Status(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              absl::StrCat("the server holds its limit of ",
+                           limits_.max_watch_streams,
+                           " WatchDeletion streams; poll GetDeletion or "
+                           "retry later"));
+        }
+        return service_->WatchDeletion(context, request, writer);
+      });
 }
 
 grpc::Status ApiGuard::Predict(grpc::ServerContext* context,

@@ -9,6 +9,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+
 #include "absl/strings/string_view.h"
 #include "coordinator/access_policy.h"
 #include "coordinator/audit_log.h"
@@ -17,16 +19,26 @@
 
 namespace oubli::coordinator {
 
+// Bounds on what callers may hold at once, so that many clients (or one
+// hostile one) exhaust neither threads nor memory: each call beyond them
+// is answered RESOURCE_EXHAUSTED at once.
+struct ApiLimits {
+  int max_concurrent_calls = 512;  // RPCs in flight, streams included
+  int max_watch_streams = 256;     // WatchDeletion streams open
+};
+
 class ApiGuard final : public oubli::v1::Oubli::Service {
  public:
   // `policy` null: every caller may make every call (a loopback or
   // explicitly --insecure server). `audit` null: no audit log. All three
   // must outlive the guard's RPCs.
-  ApiGuard(OubliService* service, AccessPolicyFiles* policy, AuditLog* audit);
+  ApiGuard(OubliService* service, AccessPolicyFiles* policy, AuditLog* audit,
+           ApiLimits limits = {});
 
-  // Each: UNAUTHENTICATED when a policy is in force and the call presents
-  // no credential or an unknown token; PERMISSION_DENIED naming the role
-  // (and model) it lacks; otherwise what OubliService answers.
+  // Each: RESOURCE_EXHAUSTED past the limits; UNAUTHENTICATED when a
+  // policy is in force and the call presents no credential or an unknown
+  // token; PERMISSION_DENIED naming the role (and model) it lacks;
+  // otherwise what OubliService answers.
   grpc::Status CreateModel(grpc::ServerContext* context,
                            const oubli::v1::CreateModelRequest* request,
                            oubli::v1::Model* response) override;
@@ -92,6 +104,9 @@ class ApiGuard final : public oubli::v1::Oubli::Service {
   OubliService* const service_;
   AccessPolicyFiles* const policy_;
   AuditLog* const audit_;
+  const ApiLimits limits_;
+  std::atomic<int> calls_in_flight_{0};
+  std::atomic<int> watch_streams_{0};
 };
 
 }  // namespace oubli::coordinator

@@ -496,6 +496,7 @@ grpc::Status OubliService::IngestSamples(
   v1::IngestSamplesRequest request;
   std::string model_id;
   int64_t messages = 0;
+  int64_t samples_in_stream = 0;
   // Each message is ingested as it arrives, so memory stays bounded by one
   // message; an error ends the stream, keeping what earlier messages stored
   // (ingest is idempotent, so the client can simply resend).
@@ -520,6 +521,17 @@ grpc::Status OubliService::IngestSamples(
       return InvalidArgument(
           absl::StrCat("samples: message ", messages, " has no samples"));
     }
+    if (samples_in_stream + request.samples_size() >
+        max_ingest_stream_samples_) {
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("samples: the stream would carry more than ",
+                       max_ingest_stream_samples_,
+                       " samples; the ", samples_in_stream,
+                       " before message ", messages,
+                       " are stored: send the rest on a new stream"));
+    }
+    samples_in_stream += request.samples_size();
     if (request.samples_size() > kMaxIngestSamplesPerMessage) {
       return InvalidArgument(
           absl::StrCat("samples: message ", messages, " has ",
@@ -975,8 +987,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (server->policy_ == nullptr) {
     server->service_.SetAdminToken(options.workers.cluster_token);
   }
+  if (options.max_concurrent_calls < 1 || options.max_watch_streams < 1 ||
+      options.max_ingest_stream_samples < 1 ||
+      options.grpc_memory_bytes < (int64_t{1} << 20)) {
+    return absl::InvalidArgumentError(
+        "max_concurrent_calls, max_watch_streams and "
+        "max_ingest_stream_samples must be >= 1, grpc_memory_bytes >= 1 MiB");
+  }
+  server->service_.SetMaxIngestStreamSamples(options.max_ingest_stream_samples);
+  ApiLimits limits;
+  limits.max_concurrent_calls = options.max_concurrent_calls;
+  limits.max_watch_streams = options.max_watch_streams;
   server->guard_ = std::make_unique<ApiGuard>(
-      &server->service_, server->policy_.get(), server->audit_.get());
+      &server->service_, server->policy_.get(), server->audit_.get(), limits);
   OUBLI_ASSIGN_OR_RETURN(
       StartedGrpcServer started,
       StartGrpcServer(
@@ -990,6 +1013,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
             // threads per request. Keep them.
             builder.SetSyncServerOption(
                 grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
+            // Threads and buffer memory are bounded; calls past the
+            // guard's limits are refused by the spare threads.
+            grpc::ResourceQuota quota("oubli-coordinator");
+            quota.Resize(static_cast<size_t>(options.grpc_memory_bytes));
+            quota.SetMaxThreads(options.max_concurrent_calls + 128);
+            builder.SetResourceQuota(quota);
             builder.RegisterService(server->guard_.get());
             builder.RegisterService(server->membership_.get());
             if (server->metrics_ != nullptr) {

@@ -63,6 +63,11 @@ class OubliService final : public oubli::v1::Oubli::Service {
   // What RetireWorker callers must present (the cluster token: retiring
   // stands in for destroying data); empty: no check. Set before serving.
   void SetAdminToken(std::string token) { admin_token_ = std::move(token); }
+  // An IngestSamples stream carrying more samples than this is ended with
+  // RESOURCE_EXHAUSTED (what it stored is kept). Set before serving.
+  void SetMaxIngestStreamSamples(int64_t samples) {
+    max_ingest_stream_samples_ = samples;
+  }
   // Asked with the model an IngestSamples stream names, once its first
   // message arrives; a non-OK answer ends the stream with it (ApiGuard's
   // per-model authorization). Set before serving.
@@ -128,6 +133,7 @@ class OubliService final : public oubli::v1::Oubli::Service {
   std::shared_ptr<WorkerPool> workers_;
   std::string admin_token_;
   std::function<grpc::Status(const std::string&)> ingest_model_check_;
+  int64_t max_ingest_stream_samples_ = int64_t{10'000'000};
   std::vector<WorkerPool::WorkerInfo> WorkerList() {
     return workers_ != nullptr ? workers_->Workers()
                                : std::vector<WorkerPool::WorkerInfo>();
@@ -168,6 +174,13 @@ class CoordinatorServer {
     // created with its public key (PATH.pub) when missing; empty:
     // DATA_DIR/ledger-key.pem.
     std::string ledger_key_file;
+    // What callers may hold at once (coordinator/api_guard.h), the
+    // samples one IngestSamples stream may carry, and the memory gRPC may
+    // use for buffers (its resource quota).
+    int max_concurrent_calls = 512;
+    int max_watch_streams = 256;
+    int64_t max_ingest_stream_samples = int64_t{10'000'000};
+    int64_t grpc_memory_bytes = int64_t{1} << 30;
     // The audit log (coordinator/audit_log.h); empty path: none.
     std::string audit_log;
     int64_t audit_log_max_bytes = int64_t{64} << 20;

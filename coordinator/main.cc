@@ -76,6 +76,17 @@ ABSL_FLAG(std::string, audit_log, "",
 ABSL_FLAG(int64_t, audit_log_max_bytes, int64_t{64} << 20,
           "rotate the audit log past this size");
 ABSL_FLAG(int, audit_log_keep_files, 5, "rotated audit logs kept");
+ABSL_FLAG(int, max_concurrent_calls, 512,
+          "public API calls in flight (streams included); more are refused "
+          "with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_watch_streams, 256,
+          "WatchDeletion streams open at once; more are refused with "
+          "RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_ingest_stream_samples, 10'000'000,
+          "samples one IngestSamples stream may carry; past it the stream "
+          "ends with RESOURCE_EXHAUSTED (what it stored is kept)");
+ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{1} << 30,
+          "memory gRPC may use for connection and message buffers");
 ABSL_FLAG(bool, insecure, false,
           "allow listening beyond loopback without TLS (--tls_cert) and an "
           "access policy (--policy_file): anyone reaching the port can read "
@@ -142,6 +153,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  options.max_concurrent_calls = absl::GetFlag(FLAGS_max_concurrent_calls);
+  options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
+  options.max_ingest_stream_samples =
+      absl::GetFlag(FLAGS_max_ingest_stream_samples);
+  options.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_bytes);
   options.policy_file = absl::GetFlag(FLAGS_policy_file);
   options.token_file = absl::GetFlag(FLAGS_token_file);
   options.audit_log = absl::GetFlag(FLAGS_audit_log);
