@@ -3,8 +3,11 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -32,15 +35,6 @@ std::string ErrnoText(absl::string_view what) {
   return absl::StrCat(what, ": ", std::strerror(errno));
 }
 
-void SendAll(int fd, absl::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // peer gone or timed out: nothing to do
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
 std::string HttpResponse(absl::string_view status, absl::string_view type,
                          absl::string_view body, bool head_only) {
   return absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
@@ -50,8 +44,129 @@ std::string HttpResponse(absl::string_view status, absl::string_view type,
 
 }  // namespace
 
+// The TLS context of the metrics port, rebuilt when its files change.
+class MetricsTls {
+ public:
+  explicit MetricsTls(TlsServerFiles files) : files_(std::move(files)) {}
+  ~MetricsTls() { SSL_CTX_free(context_); }
+
+  // Loads the files (again, when they changed since the last load). The
+  // first load must succeed; later failures keep the previous context.
+  absl::Status Refresh() {
+    const std::string stamp = Stamp();
+    if (context_ != nullptr && stamp == stamp_) return absl::OkStatus();
+    SSL_CTX* context = SSL_CTX_new(TLS_server_method());
+    const bool loaded =
+        context != nullptr &&
+        SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION) == 1 &&
+        SSL_CTX_use_certificate_chain_file(context, files_.cert.c_str()) == 1 &&
+        SSL_CTX_use_PrivateKey_file(context, files_.key.c_str(),
+                                    SSL_FILETYPE_PEM) == 1 &&
+        SSL_CTX_check_private_key(context) == 1 &&
+        (files_.client_ca.empty() ||
+         SSL_CTX_load_verify_locations(context, files_.client_ca.c_str(),
+                                       nullptr) == 1);
+    if (!loaded) {
+      const unsigned long error = ERR_get_error();
+      ERR_clear_error();
+      SSL_CTX_free(context);
+      stamp_ = stamp;  // reported once per change
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics TLS: cannot load ", files_.cert, " / ",
+                       files_.key, ": ", ERR_error_string(error, nullptr)));
+    }
+    if (!files_.client_ca.empty()) {
+      SSL_CTX_set_verify(
+          context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    }
+    SSL_CTX_free(context_);
+    context_ = context;
+    stamp_ = stamp;
+    return absl::OkStatus();
+  }
+
+  SSL_CTX* context() const { return context_; }
+
+ private:
+  // Modification times and sizes of the files.
+  std::string Stamp() const {
+    std::string stamp;
+    for (const std::string& path :
+         {files_.cert, files_.key, files_.client_ca}) {
+      struct stat info;
+      if (!path.empty() && ::stat(path.c_str(), &info) == 0) {
+        absl::StrAppend(&stamp, info.st_mtim.tv_sec, ".", info.st_mtim.tv_nsec,
+                        "/", info.st_size, ";");
+      } else {
+        absl::StrAppend(&stamp, "-;");
+      }
+    }
+    return stamp;
+  }
+
+  const TlsServerFiles files_;
+  SSL_CTX* context_ = nullptr;
+  std::string stamp_;
+};
+
+// One accepted connection: plaintext, or TLS over it.
+class Connection {
+ public:
+  Connection(int fd, SSL_CTX* context) : fd_(fd) {
+    if (context == nullptr) return;
+    ssl_ = SSL_new(context);
+    if (ssl_ == nullptr || SSL_set_fd(ssl_, fd) != 1 || SSL_accept(ssl_) != 1) {
+      failed_ = true;  // not TLS, a bad certificate, or timed out
+      ERR_clear_error();
+    }
+  }
+  ~Connection() {
+    if (ssl_ != nullptr) {
+      if (!failed_) SSL_shutdown(ssl_);
+      SSL_free(ssl_);
+      ERR_clear_error();
+    }
+  }
+  bool failed() const { return failed_; }
+
+  // Bytes read (0: closed, timed out or failed).
+  size_t Receive(char* buffer, size_t size) {
+    while (true) {
+      if (ssl_ != nullptr) {
+        const int n = SSL_read(ssl_, buffer, static_cast<int>(size));
+        return n > 0 ? static_cast<size_t>(n) : 0;
+      }
+      const ssize_t n = ::recv(fd_, buffer, size, 0);
+      if (n < 0 && errno == EINTR) continue;
+      return n > 0 ? static_cast<size_t>(n) : 0;
+    }
+  }
+
+  void SendAll(absl::string_view data) {
+    while (!data.empty()) {
+      if (ssl_ != nullptr) {
+        const int n =
+            SSL_write(ssl_, data.data(), static_cast<int>(data.size()));
+        if (n <= 0) return;
+        data.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // peer gone or timed out: nothing to do
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  const int fd_;
+  SSL* ssl_ = nullptr;
+  bool failed_ = false;
+};
+
 struct MetricsServer::Server {
   std::function<std::string()> serialize;
+  std::unique_ptr<MetricsTls> tls;  // null: plaintext
   int listen_fd = -1;
   int wake_fds[2] = {-1, -1};  // a pipe: written to stop the loop
   std::thread thread;
@@ -97,50 +212,61 @@ struct MetricsServer::Server {
     const timeval timeout = {kIoTimeoutSeconds, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    SSL_CTX* context = nullptr;
+    if (tls != nullptr) {
+      if (absl::Status s = tls->Refresh(); !s.ok()) {
+        std::fprintf(stderr, "oubli: %s; keeping the previous certificate\n",
+                     std::string(s.message()).c_str());
+      }
+      context = tls->context();
+    }
+    Connection connection(fd, context);
+    if (connection.failed()) return;
     std::string request;
     char buffer[4096];
     while (request.find("\r\n\r\n") == std::string::npos &&
            request.find("\n\n") == std::string::npos) {
       if (request.size() > kMaxRequestBytes) {
-        SendAll(fd, HttpResponse("431 Request Header Fields Too Large",
-                                 "text/plain", "request too large\n", false));
+        connection.SendAll(HttpResponse("431 Request Header Fields Too Large",
+                                        "text/plain", "request too large\n",
+                                        false));
         return;
       }
-      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;  // closed or timed out
-      request.append(buffer, static_cast<size_t>(n));
+      const size_t n = connection.Receive(buffer, sizeof(buffer));
+      if (n == 0) return;  // closed or timed out
+      request.append(buffer, n);
     }
     // "METHOD TARGET VERSION"
     const std::vector<absl::string_view> line = absl::StrSplit(
         absl::string_view(request).substr(0, request.find_first_of("\r\n")),
         ' ', absl::SkipEmpty());
     if (line.size() != 3) {
-      SendAll(fd, HttpResponse("400 Bad Request", "text/plain",
-                               "malformed request line\n", false));
+      connection.SendAll(HttpResponse("400 Bad Request", "text/plain",
+                                      "malformed request line\n", false));
       return;
     }
     const absl::string_view method = line[0];
     const absl::string_view path = line[1].substr(0, line[1].find('?'));
     const bool head = method == "HEAD";
     if (method != "GET" && !head) {
-      SendAll(fd, HttpResponse("405 Method Not Allowed", "text/plain",
-                               "only GET and HEAD\n", false));
+      connection.SendAll(HttpResponse("405 Method Not Allowed", "text/plain",
+                                      "only GET and HEAD\n", false));
       return;
     }
     if (path != "/metrics") {
-      SendAll(fd, HttpResponse("404 Not Found", "text/plain",
-                               "metrics are on /metrics\n", head));
+      connection.SendAll(HttpResponse("404 Not Found", "text/plain",
+                                      "metrics are on /metrics\n", head));
       return;
     }
-    SendAll(fd,
-            HttpResponse("200 OK", "text/plain; version=0.0.4; charset=utf-8",
-                         serialize(), head));
+    connection.SendAll(HttpResponse("200 OK",
+                                    "text/plain; version=0.0.4; charset=utf-8",
+                                    serialize(), head));
   }
 };
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    absl::string_view listen_address, std::function<std::string()> serialize) {
+    absl::string_view listen_address, std::function<std::string()> serialize,
+    const TlsServerFiles& tls) {
   const size_t colon = listen_address.rfind(':');
   if (colon == absl::string_view::npos || colon + 1 == listen_address.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -164,6 +290,17 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   }
   auto server = std::make_unique<Server>();
   server->serialize = std::move(serialize);
+  if (tls.enabled()) {
+    if (absl::Status s = CheckTlsServerFiles(tls); !s.ok()) {
+      ::freeaddrinfo(resolved);
+      return s;
+    }
+    server->tls = std::make_unique<MetricsTls>(tls);
+    if (absl::Status s = server->tls->Refresh(); !s.ok()) {
+      ::freeaddrinfo(resolved);
+      return s;
+    }
+  }
   std::string error = "no address";
   for (addrinfo* a = resolved; a != nullptr; a = a->ai_next) {
     const int fd =

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/tls_files.h"
 
 namespace oubli {
 
@@ -24,9 +25,13 @@ namespace oubli {
 class MetricsServer {
  public:
   // `listen_address`: HOST:PORT (HOST may be empty or [v6]); port 0 picks a
-  // free port.
+  // free port. With `tls` enabled, HTTPS only: the certificate and key are
+  // re-read when they change (a pair that does not load keeps the old one);
+  // with tls.client_ca, scrapers must present a certificate it signed.
+  // InvalidArgument: a bad address or TLS files; Unavailable: cannot listen.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      absl::string_view listen_address, std::function<std::string()> serialize);
+      absl::string_view listen_address, std::function<std::string()> serialize,
+      const TlsServerFiles& tls = {});
   ~MetricsServer();  // stops serving
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

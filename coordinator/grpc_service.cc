@@ -927,11 +927,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (!options.metrics_listen_address.empty()) {
     // Before the gRPC port, so a taken metrics port fails the start early.
     server->metrics_ = PrometheusMetrics::Create();
-    OUBLI_ASSIGN_OR_RETURN(server->metrics_server_,
-                           MetricsServer::Start(options.metrics_listen_address,
-                                                [metrics = server->metrics_] {
-                                                  return metrics->Serialize();
-                                                }));
+    OUBLI_ASSIGN_OR_RETURN(
+        server->metrics_server_,
+        MetricsServer::Start(
+            options.metrics_listen_address,
+            [metrics = server->metrics_] { return metrics->Serialize(); },
+            options.metrics_tls));
     server->metrics_address_ = server->metrics_server_->address();
     server->metrics_port_ = server->metrics_server_->port();
   }

@@ -154,6 +154,8 @@ class CoordinatorServer {
     // one); empty: no metrics at all. oubli-coordinator defaults it to
     // 127.0.0.1:9464.
     std::string metrics_listen_address;
+    // HTTPS for the metrics endpoint; plaintext when not enabled.
+    TlsServerFiles metrics_tls;
     // Workers (oubli-worker) register on the same port and train positions
     // while alive; with none, the coordinator trains them itself.
     WorkerPool::Options workers;

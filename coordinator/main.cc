@@ -87,6 +87,9 @@ ABSL_FLAG(int64_t, max_ingest_stream_samples, 10'000'000,
           "ends with RESOURCE_EXHAUSTED (what it stored is kept)");
 ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{1} << 30,
           "memory gRPC may use for connection and message buffers");
+ABSL_FLAG(bool, metrics_tls, false,
+          "serve /metrics over HTTPS with --tls_cert and --tls_key (no "
+          "client certificate asked)");
 ABSL_FLAG(bool, insecure, false,
           "allow listening beyond loopback without TLS (--tls_cert) and an "
           "access policy (--policy_file): anyone reaching the port can read "
@@ -158,6 +161,16 @@ int main(int argc, char** argv) {
   options.max_ingest_stream_samples =
       absl::GetFlag(FLAGS_max_ingest_stream_samples);
   options.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_bytes);
+  if (absl::GetFlag(FLAGS_metrics_tls)) {
+    if (!options.tls.enabled()) {
+      std::fprintf(stderr,
+                   "oubli-coordinator: --metrics_tls needs --tls_cert and "
+                   "--tls_key\n");
+      return 2;
+    }
+    options.metrics_tls.cert = options.tls.cert;
+    options.metrics_tls.key = options.tls.key;
+  }
   options.policy_file = absl::GetFlag(FLAGS_policy_file);
   options.token_file = absl::GetFlag(FLAGS_token_file);
   options.audit_log = absl::GetFlag(FLAGS_audit_log);

@@ -55,6 +55,9 @@ ABSL_FLAG(std::string, tls_peer_ca, "",
 ABSL_FLAG(std::string, tls_coordinator_name, "oubli-coordinator",
           "with TLS: the name (DNS SAN) the coordinator's certificate "
           "carries; checked when dialling it and required of its calls");
+ABSL_FLAG(bool, metrics_tls, false,
+          "serve /metrics over HTTPS with --tls_cert and --tls_key (no "
+          "client certificate asked)");
 ABSL_FLAG(bool, insecure, false,
           "allow listening beyond loopback without mutual TLS: anyone "
           "reaching the port could read training data");
@@ -110,6 +113,16 @@ int main(int argc, char** argv) {
     }
     options.tls_dial.cert = options.tls_listen.cert;
     options.tls_dial.key = options.tls_listen.key;
+  }
+  if (absl::GetFlag(FLAGS_metrics_tls)) {
+    if (!options.tls_listen.enabled()) {
+      std::fprintf(stderr,
+                   "oubli-worker: --metrics_tls needs --tls_cert and "
+                   "--tls_key\n");
+      return 2;
+    }
+    options.metrics_tls.cert = options.tls_listen.cert;
+    options.metrics_tls.key = options.tls_listen.key;
   }
   options.coordinator_certificate_name =
       absl::GetFlag(FLAGS_tls_coordinator_name);

@@ -233,10 +233,10 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (!options.metrics_listen_address.empty()) {
     server->metrics_ = std::make_unique<WorkerMetrics>();
     absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server =
-        MetricsServer::Start(options.metrics_listen_address,
-                             [metrics = server->metrics_.get()] {
-                               return metrics->Serialize();
-                             });
+        MetricsServer::Start(
+            options.metrics_listen_address,
+            [metrics = server->metrics_.get()] { return metrics->Serialize(); },
+            options.metrics_tls);
     if (!metrics_server.ok()) return metrics_server.status();
     server->metrics_server_ = *std::move(metrics_server);
   }

@@ -99,6 +99,8 @@ class WorkerServer {
     // HOST:PORT serving Prometheus metrics on /metrics (port 0: any);
     // empty: none.
     std::string metrics_listen_address;
+    // HTTPS for the metrics endpoint; plaintext when not enabled.
+    TlsServerFiles metrics_tls;
     int64_t max_message_bytes = int64_t{64} << 20;
     // Called (on the membership thread) after each successful Register.
     std::function<void(const std::string& worker_id)> on_registered;
