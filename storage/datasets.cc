@@ -90,10 +90,10 @@ struct IdxFile {
   }
 };
 
-// Parses and validates an IDX file with the given magic number.
-absl::StatusOr<IdxFile> ReadIdx(const std::string& path, uint32_t magic,
-                                absl::string_view kind) {
-  OUBLI_ASSIGN_OR_RETURN(std::string bytes, ReadMaybeGzipped(path));
+// Parses and validates the bytes of an IDX file (named `path` in errors)
+// with the given magic number.
+absl::StatusOr<IdxFile> ParseIdxFile(std::string bytes, const std::string& path,
+                                     uint32_t magic, absl::string_view kind) {
   const size_t num_dims = magic & 0xff;
   const size_t header_size = 4 + 4 * num_dims;
   // The magic number goes first: a wrong kind of file is the likelier
@@ -166,9 +166,7 @@ bool IsCsvHeader(const std::vector<absl::string_view>& fields) {
          absl::EqualsIgnoreCase(fields[0], "id");
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<Sample>> LoadIdx(const IdxOptions& options) {
+absl::Status CheckIdxOptions(const IdxOptions& options) {
   if (options.samples_per_owner <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "samples_per_owner must be positive, got ", options.samples_per_owner));
@@ -177,10 +175,30 @@ absl::StatusOr<std::vector<Sample>> LoadIdx(const IdxOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(
         "invalid range: offset ", options.offset, ", limit ", options.limit));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Sample>> LoadIdx(const IdxOptions& options) {
+  OUBLI_RETURN_IF_ERROR(CheckIdxOptions(options));
+  OUBLI_ASSIGN_OR_RETURN(std::string images,
+                         ReadMaybeGzipped(options.images_path));
+  OUBLI_ASSIGN_OR_RETURN(std::string labels,
+                         ReadMaybeGzipped(options.labels_path));
+  return ParseIdx(std::move(images), std::move(labels), options);
+}
+
+absl::StatusOr<std::vector<Sample>> ParseIdx(std::string images_bytes,
+                                             std::string labels_bytes,
+                                             const IdxOptions& options) {
+  OUBLI_RETURN_IF_ERROR(CheckIdxOptions(options));
   OUBLI_ASSIGN_OR_RETURN(
-      IdxFile images, ReadIdx(options.images_path, kIdxImagesMagic, "images"));
+      IdxFile images, ParseIdxFile(std::move(images_bytes), options.images_path,
+                                   kIdxImagesMagic, "images"));
   OUBLI_ASSIGN_OR_RETURN(
-      IdxFile labels, ReadIdx(options.labels_path, kIdxLabelsMagic, "labels"));
+      IdxFile labels, ParseIdxFile(std::move(labels_bytes), options.labels_path,
+                                   kIdxLabelsMagic, "labels"));
   if (images.count() != labels.count()) {
     return absl::InvalidArgumentError(absl::StrCat(
         options.images_path, " has ", images.count(), " images but ",
@@ -249,6 +267,12 @@ absl::StatusOr<std::vector<Sample>> LoadFashionMnist(const std::string& dir,
 absl::StatusOr<std::vector<Sample>> LoadCsv(const std::string& path,
                                             const std::string& id_prefix) {
   OUBLI_ASSIGN_OR_RETURN(std::string text, ReadMaybeGzipped(path));
+  return ParseCsv(text, path, id_prefix);
+}
+
+absl::StatusOr<std::vector<Sample>> ParseCsv(absl::string_view text,
+                                             const std::string& path,
+                                             const std::string& id_prefix) {
   std::vector<Sample> samples;
   bool seen_first_row = false;
   bool has_id_column = false;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/types.h"
 
 namespace oubli::storage {
@@ -29,6 +30,13 @@ struct IdxOptions {
 // Samples are kU8 features of rows*cols bytes. Validates magic numbers,
 // dimensions and that images and labels agree in count.
 absl::StatusOr<std::vector<Sample>> LoadIdx(const IdxOptions& options);
+// LoadIdx of file contents already read (decompressed); the paths in
+// `options` only name them in errors. InvalidArgument: a wrong magic
+// number, a short or inconsistent header, data not matching the header,
+// image and label counts that differ; OutOfRange: offset past the end.
+absl::StatusOr<std::vector<Sample>> ParseIdx(std::string images_bytes,
+                                             std::string labels_bytes,
+                                             const IdxOptions& options);
 
 // "train" or "test" split of Fashion-MNIST under `dir` with ids
 // "fmnist-<split>-NNNNN".
@@ -42,6 +50,10 @@ absl::StatusOr<std::vector<Sample>> LoadFashionMnist(
 // must have the same feature count. Errors name the line.
 absl::StatusOr<std::vector<Sample>> LoadCsv(const std::string& path,
                                             const std::string& id_prefix);
+// LoadCsv of text already read; `path` names it in errors ("PATH:LINE:").
+absl::StatusOr<std::vector<Sample>> ParseCsv(absl::string_view text,
+                                             const std::string& path,
+                                             const std::string& id_prefix);
 
 }  // namespace oubli::storage
 

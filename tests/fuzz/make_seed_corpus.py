@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""Writes the seed inputs of each fuzz target into corpus/TARGET/.
+
+Valid examples of every format (and a few near misses), so the fuzzers
+start from inputs that reach deep into each parser. Deterministic; rerun
+after changing a format. Inputs the fuzzers find are merged in with
+`run_fuzzers.sh BUILD_DIR --merge`.
+"""
+import hashlib
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    directory = os.path.join(HERE, "corpus", target)
+    os.makedirs(directory, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(directory, name), "wb") as f:
+        f.write(data)
+
+
+def safetensors(tensors, metadata=None):
+    header = {}
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    offset = 0
+    payload = b""
+    for name, dtype, shape, data in tensors:
+        header[name] = {"dtype": dtype, "shape": shape,
+                        "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        payload += data
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + payload
+
+
+write("safetensors", "two_tensors", safetensors([
+    ("layer.weight", "F32", [2, 2], struct.pack("<4f", 1, 2, 3, 4)),
+    ("layer.bias", "U8", [3], b"\x01\x02\x03")]))
+write("safetensors", "every_dtype", safetensors([
+    ("a", "F64", [1], struct.pack("<d", 1.5)),
+    ("b", "F16", [2], b"\x00\x3c\x00\x40"),
+    ("c", "BF16", [1], b"\x80\x3f"),
+    ("d", "I64", [1], struct.pack("<q", -7)),
+    ("e", "I32", [2], struct.pack("<2i", 1, -1)),
+    ("f", "BOOL", [2, 1], b"\x00\x01"),
+    ("g", "F32", [0, 3], b"")], metadata={"format": "pt"}))
+write("safetensors", "nested_name", safetensors([
+    ("model.layers.0.self_attn.q_proj.weight", "F32", [1, 1],
+     struct.pack("<f", 0.25))]))
+
+write("config_text", "mlp", """backbone.kind=mlp
+backbone.input_channels=1
+backbone.input_height=2
+backbone.input_width=2
+backbone.num_classes=4
+backbone.mlp_hidden=8,8
+lora.rank=2
+shards=2
+slices=2
+sequences=1
+train.epochs_per_position=1
+train.batch_size=8
+""")
+write("config_text", "vit_batched", """model_id=fm
+backbone.kind=vit
+backbone.input_height=28
+backbone.input_width=28
+backbone.num_classes=10
+backbone.vit_patch=7
+backbone.vit_dim=32
+backbone.vit_depth=2
+backbone.vit_heads=2
+backbone.vit_mlp_dim=64
+lora.rank=4
+lora.alpha=8
+lora.dropout=0.1
+lora.rslora=true
+shards=4
+slices=4
+sequences=2
+seed=7
+placement=owner
+retrain.mode=batched
+retrain.window_ms=5000
+retrain.max_batch=8
+erasure.data_chunks=2
+erasure.parity_chunks=1
+serving.base_fallback=true
+train.learning_rate=0.01
+train.weight_decay=0
+determinism.torch_threads=1
+determinism.blas_threads=1
+""")
+
+
+def idx(magic, dims, payload):
+    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d)
+                                               for d in dims) + payload
+
+
+images = idx(0x00000803, [3, 2, 2], bytes(range(12)))
+labels = idx(0x00000801, [3], b"\x00\x01\x02")
+# The first byte says where the images end (modulo the rest's length + 1).
+write("idx", "three_images", bytes([len(images)]) + images + labels)
+write("idx", "wrong_magic", bytes([len(labels)]) + labels + images)
+
+write("csv", "with_header", "label,owner,f1,f2,f3\n1,alice,0.5,1,2\n"
+      "0,bob,-1,0,1e3\n")
+write("csv", "with_ids", "id,label,owner,f1,f2\ns-1,2,o,0,0\ns-2,1,o,1,1\n")
+write("csv", "no_header", "3,owner-1,0.1,0.2\r\n4,owner-2,0.3,0.4\r\n")
+
+
+def token_line(name, token):
+    return "%s %s\n" % (name, hashlib.sha256(token.encode()).hexdigest())
+
+
+write("access_policy", "roles_and_tokens",
+      'principal { name: "alice" roles: "admin" roles: "reader" }\n'
+      'principal { name: "team-a" roles: "writer" roles: "eraser" '
+      'models: "team-a-*" models: "m" }\n'
+      "\0" + "# comment\n" + token_line("team-a", "t0k3n") +
+      token_line("bot", "other"))
+write("access_policy", "auditor_only",
+      'principal { name: "reader" roles: "auditor" }\0')
+
+
+# Hand-encoded protobuf: a LedgerEntry from (field number, value) pairs,
+# and a LedgerRecord{entry=1, signature=2} with fuzz_ledger's 2-byte length.
+def varint(n):
+    out = b""
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(number, value):
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def ledger_entry(entry_fields):
+    return b"".join(field(n, v) for n, v in entry_fields)
+
+
+def ledger_record_of(entry, signature):
+    record = field(1, entry) + field(2, signature)
+    return struct.pack("<H", len(record)) + record
+
+
+def ledger_record(entry_fields, signature=b"\0" * 64):
+    return ledger_record_of(ledger_entry(entry_fields), signature)
+
+
+def signed_ledger(stages):
+    """A valid ledger of model "m" signed with RFC 8410's example key (the
+    public half is fuzz_ledger.cc's key), so mutations that keep records
+    whole (drop, swap, repeat) reach the chain and stage checks."""
+    # python3-cryptography: only needed to regenerate these seeds.
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding, PublicFormat, load_pem_private_key)
+    key = load_pem_private_key(
+        b"-----BEGIN PRIVATE KEY-----\n"
+        b"MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n"
+        b"-----END PRIVATE KEY-----\n", None)
+    der = key.public_key().public_bytes(Encoding.DER,
+                                        PublicFormat.SubjectPublicKeyInfo)
+    key_id = hashlib.sha256(der).hexdigest()[:16].encode()
+    out = b""
+    previous = b"\0" * 32
+    for sequence, (deletion, stage) in enumerate(stages, start=1):
+        fields = [(1, b"m"), (2, sequence), (3, previous),
+                  (4, deletion.encode()), (5, stage),
+                  (6, 1000 + sequence), (7, b"\1" * 32), (8, b"\2" * 32),
+                  (9, 1), (10, b"fingerprint"), (11, key_id)]
+        entry = ledger_entry(fields)
+        signature = key.sign(b"oubli-ledger-v1\0" +
+                             hashlib.sha256(entry).digest())
+        out += ledger_record_of(entry, signature)
+        previous = hashlib.sha256(entry).digest()
+    return out
+
+
+write("ledger", "signed_two_deletions", signed_ledger(
+    [("del-1", 1), ("del-2", 1), ("del-1", 2), ("del-1", 3), ("del-2", 2),
+     ("del-1", 4)]))
+write("ledger", "two_entries",
+      ledger_record([(1, b"m"), (2, 1), (3, b"\0" * 32), (4, b"del-1"),
+                     (5, 1), (6, 1000), (9, 1), (11, b"0123456789abcdef")]) +
+      ledger_record([(1, b"m"), (2, 2), (3, b"\1" * 32), (4, b"del-1"),
+                     (5, 2), (6, 1001)]))
