@@ -1,5 +1,6 @@
 #include "common/cluster_protocol.h"
 
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
 
 #include <climits>
@@ -44,8 +45,12 @@ absl::StatusOr<std::string> CheckServerAddress(absl::string_view listen_address,
 }
 
 bool IsLoopbackHost(absl::string_view host) {
-  return host == "localhost" || host == "[::1]" || host == "::1" ||
-         absl::StartsWith(host, "127.");
+  if (host == "localhost" || host == "[::1]" || host == "::1") return true;
+  // Only an address literal: a name like "127.x.example.com" resolves to
+  // wherever its owner points it.
+  in_addr address;
+  return inet_pton(AF_INET, std::string(host).c_str(), &address) == 1 &&
+         (ntohl(address.s_addr) >> 24) == 127;
 }
 
 }  // namespace oubli

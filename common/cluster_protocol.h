@@ -16,6 +16,11 @@ namespace oubli {
 // Revision of oubli.cluster; Register refuses a worker of another one.
 inline constexpr int kClusterProtocolVersion = 2;
 
+// With TLS, the names the cluster's certificates carry by default (each
+// side checks the other's): one for every worker, one for the coordinator.
+inline constexpr char kWorkerCertificateName[] = "oubli-worker";
+inline constexpr char kCoordinatorCertificateName[] = "oubli-coordinator";
+
 // gRPC metadata key carrying the token on every cluster-protocol call.
 inline constexpr char kClusterTokenMetadata[] = "oubli-cluster-token";
 
@@ -34,7 +39,8 @@ absl::StatusOr<std::string> CheckServerAddress(absl::string_view listen_address,
                                                int64_t max_message_bytes);
 
 // Whether HOST (as CheckServerAddress returns it) reaches only this
-// machine: localhost, 127.0.0.0/8 or [::1]. A wildcard or empty host is not.
+// machine: "localhost", an IPv4 literal in 127.0.0.0/8, or [::1]. A
+// wildcard, empty host or other name is not.
 bool IsLoopbackHost(absl::string_view host);
 
 }  // namespace oubli

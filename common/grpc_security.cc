@@ -44,10 +44,15 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(
   options.set_verify_server_certs(true);
   options.set_certificate_verifier(
       std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
-  if (!files.server_name.empty()) {
+  SetTlsServerName(files, arguments);
+  return grpc::experimental::TlsCredentials(options);
+}
+
+void SetTlsServerName(const TlsDialFiles& files,
+                      grpc::ChannelArguments* arguments) {
+  if (files.enabled() && !files.server_name.empty()) {
     arguments->SetSslTargetNameOverride(files.server_name);
   }
-  return grpc::experimental::TlsCredentials(options);
 }
 
 std::vector<std::string> PeerCertificateNames(

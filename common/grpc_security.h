@@ -34,6 +34,11 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentialsFor(
 // server-name override in `*arguments` when `files.server_name` is given.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(
     const TlsDialFiles& files, grpc::ChannelArguments* arguments);
+// Only the server-name override of ChannelCredentialsFor: for channels that
+// share one credentials object (each TLS one watches its files with a
+// thread of its own).
+void SetTlsServerName(const TlsDialFiles& files,
+                      grpc::ChannelArguments* arguments);
 
 // The names a call's verified client certificate carries: its subject CN
 // and its subject alternative names. Empty without TLS or certificate.

@@ -134,6 +134,7 @@ class Connection {
     while (true) {
       if (ssl_ != nullptr) {
         const int n = SSL_read(ssl_, buffer, static_cast<int>(size));
+        if (n <= 0) failed_ = true;  // no close_notify on a broken stream
         return n > 0 ? static_cast<size_t>(n) : 0;
       }
       const ssize_t n = ::recv(fd_, buffer, size, 0);
@@ -147,7 +148,10 @@ class Connection {
       if (ssl_ != nullptr) {
         const int n =
             SSL_write(ssl_, data.data(), static_cast<int>(data.size()));
-        if (n <= 0) return;
+        if (n <= 0) {
+          failed_ = true;
+          return;
+        }
         data.remove_prefix(static_cast<size_t>(n));
         continue;
       }

@@ -9,6 +9,9 @@
 namespace oubli {
 
 ShutdownSignals::ShutdownSignals() {
+  // A peer that resets a TLS connection makes OpenSSL's write(2) raise
+  // SIGPIPE (it cannot pass MSG_NOSIGNAL); the error return is enough.
+  signal(SIGPIPE, SIG_IGN);
   sigemptyset(&signals_);
   sigaddset(&signals_, SIGINT);
   sigaddset(&signals_, SIGTERM);

@@ -13,7 +13,8 @@ namespace oubli {
 class ShutdownSignals {
  public:
   // Blocks SIGINT and SIGTERM in the calling thread and every thread it
-  // starts afterwards (gRPC's, the engines'), so only Wait receives them.
+  // starts afterwards (gRPC's, the engines'), so only Wait receives them;
+  // ignores SIGPIPE (writes to a vanished peer fail instead).
   ShutdownSignals();
   // Returns the signal received.
   int Wait();

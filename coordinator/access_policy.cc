@@ -271,8 +271,10 @@ absl::Status AccessPolicy::Authorize(absl::string_view principal,
 AccessPolicyFiles::Stamp AccessPolicyFiles::StampOf(const std::string& path) {
   struct stat info;
   if (path.empty() || ::stat(path.c_str(), &info) != 0) return Stamp{};
-  return Stamp{int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec,
-               int64_t{info.st_size}};
+  return Stamp{
+      int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec,
+      int64_t{info.st_ctim.tv_sec} * 1000000000 + info.st_ctim.tv_nsec,
+      static_cast<int64_t>(info.st_ino), int64_t{info.st_size}};
 }
 
 AccessPolicyFiles::AccessPolicyFiles(std::string policy_path,

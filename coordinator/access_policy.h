@@ -97,8 +97,12 @@ class AccessPolicyFiles {
   std::shared_ptr<const AccessPolicy> Current();
 
  private:
+  // A file's identity and change times: an edit in place, a rename over
+  // it (Kubernetes' Secret updates) or a same-size rewrite all show.
   struct Stamp {
     int64_t mtime_ns = -1;
+    int64_t ctime_ns = -1;
+    int64_t inode = -1;
     int64_t size = -1;
     bool operator==(const Stamp&) const = default;
   };

@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_security.h"
 #include "common/grpc_status.h"
@@ -29,6 +30,16 @@ class Slot {
   std::atomic<int>* const count_;
   bool taken_ = false;
 };
+
+bool IsWellFormedModelId(absl::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
 
 // "MODEL_ID/del-N" -> MODEL_ID; "" when the id has no '/', which
 // OubliService then refuses.
@@ -71,6 +82,12 @@ grpc::Status ApiGuard::Guard(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INTERNAL,
                         absl::StrCat("no access rule for ", rpc));
   }
+  // A model id the service would refuse is refused here, before it can
+  // reach the audit log (a hostile caller could send megabytes of it).
+  if (!call.model_id.empty() && !IsWellFormedModelId(call.model_id)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "model_id: must be 1..128 bytes of [A-Za-z0-9._-]");
+  }
   const Slot slot(&calls_in_flight_, limits_.max_concurrent_calls);
   if (!slot.taken()) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -110,7 +127,17 @@ grpc::Status ApiGuard::Guard(grpc::ServerContext* context,
 
 grpc::Status ApiGuard::CheckLateModel(const std::string& model_id) {
   Call* call = current_call_;
-  if (call == nullptr) return grpc::Status::OK;  // called outside the guard
+  if (call == nullptr) {
+    // Not on the guarded handler's thread: fail closed under a policy.
+    return policy_ == nullptr
+               ? grpc::Status::OK
+               : grpc::Status(grpc::StatusCode::INTERNAL,
+                              "ingest stream outside its guarded call");
+  }
+  if (!IsWellFormedModelId(model_id)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "model_id: must be 1..128 bytes of [A-Za-z0-9._-]");
+  }
   call->model_id = model_id;
   if (call->policy == nullptr) return grpc::Status::OK;
   return ToGrpcStatus(

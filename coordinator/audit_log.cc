@@ -19,6 +19,11 @@ namespace {
 // escaped; other bytes as they are (names and model ids are validated
 // ASCII; peers and principal names come from gRPC and certificates).
 std::string JsonString(absl::string_view text) {
+  // Fields are names, ids and addresses: a longer one is cut, so no caller
+  // can make lines (and rotations) arbitrarily large.
+  constexpr size_t kMaxField = 256;
+  const bool cut = text.size() > kMaxField;
+  if (cut) text = text.substr(0, kMaxField);
   std::string out = "\"";
   for (unsigned char c : text) {
     if (c == '"' || c == '\\') {
@@ -34,6 +39,7 @@ std::string JsonString(absl::string_view text) {
       out += static_cast<char>(c);
     }
   }
+  if (cut) out += "...";
   out += '"';
   return out;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/hash.h"
@@ -106,6 +107,30 @@ absl::StatusOr<std::unique_ptr<DeletionLedger>> DeletionLedger::Open(
       ledger->head_hash_ = parsed.hash();
     }
   }
+  if (head.has_value()) {
+    // Appending under another key would break every audit from the first
+    // new entry on: refuse instead (the key file was replaced or lost).
+    OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> last,
+                           ledger->Read(ledger->head_sequence(), 1));
+    v1::LedgerRecord record;
+    v1::LedgerEntry entry;
+    if (last.size() != 1 || !record.ParseFromString(last[0]) ||
+        !entry.ParseFromString(record.entry())) {
+      return absl::DataLossError(absl::StrCat(
+          "model '", ledger->model_id_,
+          "': the deletion ledger's last entry is missing or corrupt"));
+    }
+    if (entry.key_id() != key->key_id()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", ledger->model_id_,
+                       "': its deletion ledger is signed by "
+                       "key ",
+                       entry.key_id(), " but this coordinator's ledger key is ",
+                       key->key_id(),
+                       "; restore the original key file (the ledger key "
+                       "must move with the data dir)"));
+    }
+  }
   // Deletions recorded before this model had a ledger.
   std::vector<DeletionRecord> records;
   absl::Status corrupt;
@@ -135,14 +160,23 @@ absl::Status DeletionLedger::Append(absl::Span<const DeletionRecord> records,
   storage::LineageStore::MetaPuts puts;
   int64_t sequence = head_sequence_;
   std::string hash = head_hash_;
+  // Stage masks as this append leaves them (a deletion named twice in one
+  // call is ledgered once).
+  absl::flat_hash_map<std::string, uint8_t> masks;
   for (const DeletionRecord& record : records) {
     const std::string stages_key =
         absl::StrCat(kStagesPrefix, record.deletion_id());
-    OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> ledgered,
-                           store_->GetMeta(stages_key));
-    uint8_t mask = ledgered.has_value() && !ledgered->empty()
-                       ? static_cast<uint8_t>((*ledgered)[0])
-                       : 0;
+    auto known = masks.find(record.deletion_id());
+    uint8_t mask = 0;
+    if (known != masks.end()) {
+      mask = known->second;
+    } else {
+      OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> ledgered,
+                             store_->GetMeta(stages_key));
+      mask = ledgered.has_value() && !ledgered->empty()
+                 ? static_cast<uint8_t>((*ledgered)[0])
+                 : 0;
+    }
     const uint8_t before = mask;
     std::string request_digest;
     std::string ids_digest;
@@ -176,6 +210,7 @@ absl::Status DeletionLedger::Append(absl::Span<const DeletionRecord> records,
       puts.emplace_back(EntryKey(sequence), signed_entry.SerializeAsString());
       mask |= static_cast<uint8_t>(1u << stage);
     }
+    masks[record.deletion_id()] = mask;
     if (mask != before) {
       puts.emplace_back(stages_key, std::string(1, static_cast<char>(mask)));
     }

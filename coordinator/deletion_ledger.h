@@ -31,7 +31,9 @@ class DeletionLedger {
   // Reads the ledger's head from `store` and ledgers every stage the
   // stored deletion records reached that it lacks (deletions recorded
   // before this model had a ledger). `store` and `key` must outlive it.
-  // DataLoss: a corrupt head or record; other codes: storage failures.
+  // FailedPrecondition: the ledger's entries are signed by another key
+  // (the key file was replaced); DataLoss: a corrupt head, last entry or
+  // record; other codes: storage failures.
   static absl::StatusOr<std::unique_ptr<DeletionLedger>> Open(
       storage::LineageStore* store, std::string model_id,
       const SigningKey* key);

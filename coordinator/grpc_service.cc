@@ -952,6 +952,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       (std::filesystem::path(options.data_dir) / kRetiredWorkersFile)
           .string()));
   OUBLI_RETURN_IF_ERROR(CheckTlsServerFiles(options.tls));
+  if (options.tls.enabled() && options.workers.tls.server_name.empty() &&
+      options.workers.cluster_token.empty()) {
+    // Nothing would tell workers from anyone else on the TLS port.
+    return absl::InvalidArgumentError(
+        "with TLS, workers are recognised by the name their certificate "
+        "carries (--tls_worker_name) or a cluster token; both are empty");
+  }
   if (!options.policy_file.empty()) {
     OUBLI_ASSIGN_OR_RETURN(
         server->policy_,
@@ -988,12 +995,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (server->policy_ == nullptr) {
     server->service_.SetAdminToken(options.workers.cluster_token);
   }
-  if (options.max_concurrent_calls < 1 || options.max_watch_streams < 1 ||
+  if (options.max_concurrent_calls < 1 ||
+      options.max_concurrent_calls > 100000 || options.max_watch_streams < 1 ||
       options.max_ingest_stream_samples < 1 ||
       options.grpc_memory_bytes < (int64_t{1} << 20)) {
     return absl::InvalidArgumentError(
-        "max_concurrent_calls, max_watch_streams and "
-        "max_ingest_stream_samples must be >= 1, grpc_memory_bytes >= 1 MiB");
+        "max_concurrent_calls must be 1..100000, max_watch_streams and "
+        "max_ingest_stream_samples >= 1, grpc_memory_bytes >= 1 MiB");
   }
   server->service_.SetMaxIngestStreamSamples(options.max_ingest_stream_samples);
   ApiLimits limits;

@@ -61,7 +61,7 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(std::string, tls_peer_ca, "",
           "PEM CAs that workers' serving certificates must chain to; "
           "default: --tls_client_ca");
-ABSL_FLAG(std::string, tls_worker_name, "oubli-worker",
+ABSL_FLAG(std::string, tls_worker_name, oubli::kWorkerCertificateName,
           "with TLS: the name (DNS SAN) every worker's certificate carries; "
           "checked when dialling a worker and when one registers");
 ABSL_FLAG(std::string, policy_file, "",
@@ -140,11 +140,21 @@ int main(int argc, char** argv) {
   if (options.workers.tls.ca.empty()) {
     options.workers.tls.ca = options.tls.client_ca;
   }
-  if (options.tls.enabled()) {
+  if (!absl::GetFlag(FLAGS_tls_peer_ca).empty() &&
+      options.tls.client_ca.empty()) {
+    std::fprintf(stderr,
+                 "oubli-coordinator: --tls_peer_ca without --tls_client_ca: "
+                 "workers could not register (they must present a client "
+                 "certificate)\n");
+    return 2;
+  }
+  if (options.tls.enabled() && !options.workers.tls.ca.empty()) {
     options.workers.tls.cert = options.tls.cert;
     options.workers.tls.key = options.tls.key;
   } else {
-    options.workers.tls.ca.clear();  // plaintext cluster
+    // Plaintext cluster, or TLS for API callers only (no client CA: no
+    // worker can present a certificate, so none registers).
+    options.workers.tls.ca.clear();
   }
   options.workers.tls.server_name = absl::GetFlag(FLAGS_tls_worker_name);
   for (const absl::Status& s :
@@ -178,7 +188,7 @@ int main(int argc, char** argv) {
   options.audit_log_keep_files = absl::GetFlag(FLAGS_audit_log_keep_files);
   if (absl::StatusOr<std::string> host = oubli::CheckServerAddress(
           options.listen_address, options.max_message_bytes);
-      host.ok() && !oubli::IsLoopbackHost(*host) &&
+      (!host.ok() || !oubli::IsLoopbackHost(*host)) &&
       !absl::GetFlag(FLAGS_insecure) &&
       (!options.tls.enabled() || options.policy_file.empty())) {
     std::fprintf(stderr,

@@ -105,7 +105,10 @@ WorkerPool::WorkerPool(Options options)
     : options_(std::move(options)),
       // Ids of an earlier coordinator process must not name workers of this
       // one: a worker heartbeating with a stale id is told to register.
-      incarnation_(absl::StrFormat("%08x", std::random_device()())) {}
+      incarnation_(absl::StrFormat("%08x", std::random_device()())) {
+  grpc::ChannelArguments unused;
+  channel_credentials_ = ChannelCredentialsFor(options_.tls, &unused);
+}
 
 void WorkerPool::PrepareCall(grpc::ClientContext* context,
                              absl::Time deadline) const {
@@ -141,10 +144,9 @@ absl::StatusOr<std::string> WorkerPool::Register(absl::string_view address,
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  std::shared_ptr<grpc::ChannelCredentials> credentials =
-      ChannelCredentialsFor(options_.tls, &args);
+  SetTlsServerName(options_.tls, &args);
   worker->stub = cluster::Worker::NewStub(
-      grpc::CreateCustomChannel(worker->address, credentials, args));
+      grpc::CreateCustomChannel(worker->address, channel_credentials_, args));
   const absl::Time now = absl::Now();
   worker->registered_at = now;
   worker->last_heartbeat = now;

@@ -25,11 +25,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/cluster_protocol.h"
 #include "common/tls_files.h"
 #include "coordinator/remote_training.h"
 #include "storage/erasure_code.h"
 
 namespace grpc {
+class ChannelCredentials;
 class ClientContext;
 class Status;
 }  // namespace grpc
@@ -63,7 +65,7 @@ class WorkerPool final : public RemoteTrainer,
     // plaintext when not enabled. Its server_name is the name every
     // worker's certificate carries, and workers must present it to
     // register (membership_service.h).
-    TlsDialFiles tls;
+    TlsDialFiles tls{.server_name = kWorkerCertificateName};
   };
 
   // A chunk holder an operator declared gone for good (RetireHolder).
@@ -225,6 +227,8 @@ class WorkerPool final : public RemoteTrainer,
 
   const Options options_;
   const std::string incarnation_;  // random per pool, part of every id
+  // Shared by every worker's channel (TLS: one file watcher for all).
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials_;
   const absl::Time started_ = absl::Now();
   absl::Mutex retire_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one RetireHolder
   absl::Mutex mu_;

@@ -52,7 +52,8 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(std::string, tls_peer_ca, "",
           "PEM CAs the coordinator's serving certificate must chain to; "
           "default: --tls_client_ca");
-ABSL_FLAG(std::string, tls_coordinator_name, "oubli-coordinator",
+ABSL_FLAG(std::string, tls_coordinator_name,
+          oubli::kCoordinatorCertificateName,
           "with TLS: the name (DNS SAN) the coordinator's certificate "
           "carries; checked when dialling it and required of its calls");
 ABSL_FLAG(bool, metrics_tls, false,
@@ -126,6 +127,15 @@ int main(int argc, char** argv) {
   }
   options.coordinator_certificate_name =
       absl::GetFlag(FLAGS_tls_coordinator_name);
+  if (options.tls_listen.enabled() &&
+      options.coordinator_certificate_name.empty() &&
+      options.cluster_token.empty()) {
+    std::fprintf(stderr,
+                 "oubli-worker: with TLS, the coordinator is recognised by the "
+                 "name its certificate carries (--tls_coordinator_name) or a "
+                 "cluster token; both are empty\n");
+    return 2;
+  }
   for (const absl::Status& s :
        {oubli::CheckTlsServerFiles(options.tls_listen),
         oubli::CheckTlsDialFiles(options.tls_dial, "tls_peer_ca")}) {
@@ -137,7 +147,7 @@ int main(int argc, char** argv) {
   }
   if (absl::StatusOr<std::string> host = oubli::CheckServerAddress(
           options.listen_address, options.max_message_bytes);
-      host.ok() && !oubli::IsLoopbackHost(*host) &&
+      (!host.ok() || !oubli::IsLoopbackHost(*host)) &&
       !absl::GetFlag(FLAGS_insecure) && !options.tls_listen.enabled()) {
     std::fprintf(stderr,
                  "oubli-worker: --listen=%s reaches beyond this machine: give "

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/cluster_protocol.h"
 #include "common/grpc_security.h"
 #include "common/metrics_server.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
@@ -95,7 +96,7 @@ class WorkerServer {
     // With TLS, the name the coordinator's certificate carries: required of
     // callers of the Worker service (and, unless tls_dial.server_name says
     // otherwise, checked when dialling the coordinator).
-    std::string coordinator_certificate_name;
+    std::string coordinator_certificate_name = kCoordinatorCertificateName;
     // HOST:PORT serving Prometheus metrics on /metrics (port 0: any);
     // empty: none.
     std::string metrics_listen_address;

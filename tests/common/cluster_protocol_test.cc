@@ -38,5 +38,17 @@ TEST(CheckServerAddressTest, ReturnsHostAndRejectsBadInput) {
       CheckServerAddress("127.0.0.1:0", int64_t{1} << 31).status()));
 }
 
+TEST(IsLoopbackHostTest, OnlyAddressesThatStayOnThisMachine) {
+  for (const char* host : {"localhost", "127.0.0.1", "127.1.2.3", "::1",
+                           "[::1]"}) {
+    EXPECT_TRUE(IsLoopbackHost(host)) << host;
+  }
+  for (const char* host : {"", "0.0.0.0", "[::]", "10.0.0.1", "128.0.0.1",
+                           "127.0.0.1.example.com", "127.evil", "localhost.",
+                           "example.com", "127.0.0.256"}) {
+    EXPECT_FALSE(IsLoopbackHost(host)) << host;
+  }
+}
+
 }  // namespace
 }  // namespace oubli

@@ -2,15 +2,14 @@
 // given, refused to plaintext and to clients that do not trust it, with a
 // client certificate required when a client CA is set, and a replaced
 // certificate served from the next connection on.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <string>
@@ -30,14 +29,14 @@ using testing_util::TestCa;
 // GET /metrics over TLS to 127.0.0.1:`port`, trusting `ca` and checking
 // the name "localhost"; presents `client` when given. "" on any failure.
 std::string HttpsGet(int port, const std::string& ca,
-                     const PemPair* client = nullptr) {
+                     const PemPair* client = nullptr,
+                     bool reset_after_handshake = false) {
   SSL_CTX* context = SSL_CTX_new(TLS_client_method());
   SSL_CTX_load_verify_locations(context, ca.c_str(), nullptr);
   SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
   if (client != nullptr) {
     SSL_CTX_use_certificate_chain_file(context, client->cert.c_str());
-    SSL_CTX_use_PrivateKey_file(context, client->key.c_str(),
-                                SSL_FILETYPE_PEM);
+    SSL_CTX_use_PrivateKey_file(context, client->key.c_str(), SSL_FILETYPE_PEM);
   }
   std::string body;
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -49,7 +48,8 @@ std::string HttpsGet(int port, const std::string& ca,
   SSL_set1_host(ssl, "localhost");
   if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
           0 &&
-      SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1) {
+      SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1 &&
+      !reset_after_handshake) {
     const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
     SSL_write(ssl, request.data(), static_cast<int>(request.size()));
     char buffer[4096];
@@ -57,6 +57,10 @@ std::string HttpsGet(int port, const std::string& ca,
     while ((n = SSL_read(ssl, buffer, sizeof(buffer))) > 0) {
       body.append(buffer, static_cast<size_t>(n));
     }
+  }
+  if (reset_after_handshake) {
+    const linger abort = {1, 0};  // close sends RST
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
   }
   SSL_free(ssl);
   ::close(fd);
@@ -104,6 +108,22 @@ TEST_F(MetricsServerTlsTest, ServesHttpsOnlyToClientsThatTrustIt) {
                                testing_util::ReadWholeFile(next->cert));
   EXPECT_THAT(HttpsGet(port, (*other)->cert_path()), HasSubstr("a 1"));
   EXPECT_EQ(HttpsGet(port, ca_->cert_path()), "");
+}
+
+// The server must not write to a connection the peer reset: in a process
+// that does not ignore SIGPIPE (this test), that write would kill it.
+TEST_F(MetricsServerTlsTest, APeerThatResetsDoesNotStopTheServer) {
+  TlsServerFiles tls;
+  tls.cert = server_cert_.cert;
+  tls.key = server_cert_.key;
+  auto server = MetricsServer::Start(
+      "127.0.0.1:0", [] { return std::string("a 1\n"); }, tls);
+  ASSERT_TRUE(server.ok()) << server.status();
+  for (int i = 0; i < 5; ++i) {
+    HttpsGet((*server)->port(), ca_->cert_path(), nullptr,
+             /*reset_after_handshake=*/true);
+  }
+  EXPECT_THAT(HttpsGet((*server)->port(), ca_->cert_path()), HasSubstr("a 1"));
 }
 
 TEST_F(MetricsServerTlsTest, AClientCaRequiresAClientCertificate) {

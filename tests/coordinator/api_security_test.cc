@@ -24,6 +24,7 @@
 #include "coordinator/grpc_service.h"
 #include "google/protobuf/descriptor.h"
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/server_process.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_pki.h"
 
@@ -278,6 +279,12 @@ TEST_F(ApiSecurityTest, ModelScopeLimitsEveryCall) {
   EXPECT_TRUE(Ingest("team-a-1", {TinySamples(5)}, &ingested).ok());
   EXPECT_EQ(GetModel("team-b-1", &model).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
+  // A malformed id is refused before it reaches the audit log.
+  std::string hostile;
+  for (int i = 0; i < 50000; ++i) hostile += "\xc3\xa9";  // é: valid UTF-8
+  EXPECT_EQ(GetModel(hostile, &model).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(std::filesystem::file_size(root_ / "audit.log"), 10000u);
   // Cluster-wide calls need a principal without a model list.
   v1::RetiredWorker retired;
   v1::RetireWorkerRequest retire;
@@ -289,6 +296,36 @@ TEST_F(ApiSecurityTest, ModelScopeLimitsEveryCall) {
   stub_ = Client(&alice_, nullptr);
   ASSERT_TRUE(GetModel("team-b-1", &model).ok());
   EXPECT_EQ(model.active_samples(), 0);  // the refused stream stored nothing
+}
+
+TEST_F(ApiSecurityTest, RefusalsAreCountedByCode) {
+  server_.reset();
+  CoordinatorServer::Options options = ServerOptions();
+  options.metrics_listen_address = "127.0.0.1:0";
+  auto server = CoordinatorServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = *std::move(server);
+  address_ = absl::StrCat("127.0.0.1:", server_->port());
+  stub_ = Client(nullptr, kReaderToken);
+  v1::DeletionReceipt receipt;
+  ASSERT_EQ(Delete("m", {"sample-1000"}, "", &receipt).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  stub_ = Client(nullptr, nullptr);
+  v1::ListModelsResponse models;
+  ASSERT_EQ(ListModels(stub_.get(), &models).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  const std::string metrics =
+      testing_util::HttpGet(server_->metrics_address(), "/metrics");
+  EXPECT_EQ(testing_util::MetricValue(
+                metrics,
+                "oubli_grpc_server_handled_total{code=\"PERMISSION_DENIED\","
+                "method=\"DeleteSamples\"}"),
+            1);
+  EXPECT_EQ(testing_util::MetricValue(
+                metrics,
+                "oubli_grpc_server_handled_total{code=\"UNAUTHENTICATED\","
+                "method=\"ListModels\"}"),
+            1);
 }
 
 TEST_F(ApiSecurityTest, AuditLogHasMutatingAndRefusedCallsWithoutPayloads) {
@@ -398,6 +435,12 @@ TEST_F(ApiSecurityTest, BadFilesFailTheStartNamingTheFlag) {
   EXPECT_THAT(started.status().message(), HasSubstr("--tls_client_ca"));
 
   options = ServerOptions();
+  options.workers.tls.server_name.clear();  // nothing to tell workers by
+  started = CoordinatorServer::Start(options);
+  ASSERT_FALSE(started.ok());
+  EXPECT_THAT(started.status().message(), HasSubstr("--tls_worker_name"));
+
+  options = ServerOptions();
   options.policy_file.clear();
   started = CoordinatorServer::Start(options);
   ASSERT_FALSE(started.ok());
@@ -505,6 +548,11 @@ TEST(AuditLogTest, RotatesBySizeKeepingTheNewestFiles) {
   EXPECT_THAT(AuditEntryJson(AuditEntry{absl::UnixEpoch(), "a\"b\n", "", "r",
                                         "", absl::StatusCode::kOk}),
               HasSubstr(R"("caller":"a\"b\u000a")"));
+  // A field is cut at 256 bytes: no caller makes lines arbitrarily long.
+  EXPECT_THAT(AuditEntryJson(AuditEntry{absl::UnixEpoch(),
+                                        std::string(10000, 'x'), "", "r", "",
+                                        absl::StatusCode::kOk}),
+              HasSubstr(std::string(256, 'x') + "...\""));
   std::filesystem::remove_all(dir);
 }
 

@@ -140,6 +140,17 @@ TEST_F(DeletionLedgerTest, TheChainContinuesAcrossAReopen) {
   EXPECT_THAT(summary->stages.at("del-3"), ElementsAre(1, 2));
 }
 
+TEST_F(DeletionLedgerTest, AnotherKeyCannotContinueTheChain) {
+  ThreeDeletions();
+  ledger_.reset();
+  auto other = SigningKey::LoadOrCreate((dir_.path() / "other.pem").string());
+  ASSERT_TRUE(other.ok());
+  auto reopened = DeletionLedger::Open(store_.get(), "m", other->get());
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_EQ(reopened.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(reopened.status().message(), HasSubstr("restore the original"));
+}
+
 TEST_F(DeletionLedgerTest, RecordsWrittenWithoutALedgerAreLedgeredAtOpen) {
   // As before this release: records without ledger entries.
   DeletionRecord old = Record("del-7", 3);

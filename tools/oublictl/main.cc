@@ -743,89 +743,129 @@ absl::Status Audit(Client& client) {
         absl::StrCat("--public_key ", key_path, ": ", key.status().message()));
   }
   const std::string offline = absl::GetFlag(FLAGS_ledger_file);
-  std::vector<std::string> records;
-  if (!offline.empty()) {
-    OUBLI_ASSIGN_OR_RETURN(records, LoadLedger(offline));
-  } else {
+  // One export, whole: every entry up to the head the server reported.
+  auto export_ledger = [&]() -> absl::StatusOr<std::vector<std::string>> {
     v1::ExportLedgerRequest request;
     request.set_model_id(model);
     std::unique_ptr<grpc::ClientContext> context = Client::Context();
     std::unique_ptr<grpc::ClientReader<v1::ExportLedgerResponse>> reader =
         client.stub().ExportLedger(context.get(), request);
+    std::vector<std::string> exported;
+    int64_t head = -1;
     v1::ExportLedgerResponse page;
     while (reader->Read(&page)) {
+      if (head < 0) head = page.head_sequence();
       for (const v1::LedgerRecord& record : page.records()) {
-        records.push_back(record.SerializeAsString());
+        exported.push_back(record.SerializeAsString());
       }
     }
     OUBLI_RETURN_IF_ERROR(RpcStatus(reader->Finish(), "ExportLedger"));
+    if (static_cast<int64_t>(exported.size()) != std::max<int64_t>(head, 0)) {
+      return absl::DataLossError(absl::StrCat(
+          "ExportLedger sent ", exported.size(), " entries of ", head));
+    }
+    return exported;
+  };
+  auto verify = [&](const std::vector<std::string>& records)
+      -> absl::StatusOr<oubli::coordinator::LedgerSummary> {
+    absl::StatusOr<oubli::coordinator::LedgerSummary> summary =
+        oubli::coordinator::VerifyLedger(model, records, **key);
+    if (!summary.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "ledger of model '", model, "' FAILED: ", summary.status().message()));
+    }
+    return summary;
+  };
+  auto receipt_stage = [&](const std::string& id) -> absl::StatusOr<int> {
+    v1::GetDeletionRequest request;
+    request.set_deletion_id(absl::StrCat(model, "/", id));
+    v1::DeletionReceipt receipt;
+    OUBLI_RETURN_IF_ERROR(RpcStatus(
+        client.stub().GetDeletion(Client::Context().get(), request, &receipt),
+        "GetDeletion"));
+    return static_cast<int>(receipt.stage());
+  };
+  auto stage_name = [](int stage) {
+    return v1::DeletionStage_Name(static_cast<v1::DeletionStage>(stage));
+  };
+
+  std::vector<std::string> records;
+  if (!offline.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(records, LoadLedger(offline));
+  } else {
+    OUBLI_ASSIGN_OR_RETURN(records, export_ledger());
+  }
+  OUBLI_ASSIGN_OR_RETURN(oubli::coordinator::LedgerSummary summary,
+                         verify(records));
+  // Online, the receipts must agree with the ledger. Deletions move on
+  // while we look, so each claim is checked in the order that makes it
+  // hold on a healthy server: the ledger never signs more than the service
+  // reports (ledger read first, then receipts), and a PURGED or RESTORED
+  // receipt, durable only with its ledger entry, is in the ledger (receipts
+  // first, then a second export).
+  int64_t receipts_checked = 0;
+  std::vector<std::string> disagreements;
+  if (offline.empty()) {
+    std::map<std::string, int> reported;
+    for (const auto& [id, stages] : summary.stages) {
+      OUBLI_ASSIGN_OR_RETURN(reported[id], receipt_stage(id));
+      ++receipts_checked;
+    }
+    OUBLI_ASSIGN_OR_RETURN(records, export_ledger());
+    OUBLI_ASSIGN_OR_RETURN(oubli::coordinator::LedgerSummary later,
+                           verify(records));
+    for (const auto& [id, stages] : summary.stages) {
+      int stage = reported[id];
+      if (stage < stages.back()) {
+        // A stage is made durable (and ledgered) just before the service
+        // reports it: look again before calling it a disagreement.
+        absl::SleepFor(absl::Seconds(1));
+        OUBLI_ASSIGN_OR_RETURN(stage, receipt_stage(id));
+      }
+      auto in_later = later.stages.find(id);
+      const int ledgered_later =
+          in_later == later.stages.end() ? 0 : in_later->second.back();
+      if (stage < stages.back() ||
+          (stage >= v1::PURGED && ledgered_later < stage)) {
+        disagreements.push_back(absl::StrCat(
+            id, ": receipt says ", stage_name(stage), ", ledger reaches ",
+            stage_name(stage < stages.back() ? stages.back()
+                                             : ledgered_later)));
+      }
+    }
+    summary = std::move(later);
   }
   if (const std::string save = absl::GetFlag(FLAGS_save); !save.empty()) {
     OUBLI_RETURN_IF_ERROR(SaveLedger(save, records));
   }
-  absl::StatusOr<oubli::coordinator::LedgerSummary> summary =
-      oubli::coordinator::VerifyLedger(model, records, **key);
-  if (!summary.ok()) {
-    return absl::DataLossError(absl::StrCat("ledger of model '", model,
-                                            "' FAILED: ",
-                                            summary.status().message()));
-  }
   int64_t at_stage[5] = {0, 0, 0, 0, 0};
-  for (const auto& [id, stages] : summary->stages) ++at_stage[stages.back()];
-  // Online: a deletion's receipt must not be behind what the ledger signs,
-  // and PURGED and RESTORED, written with their ledger entries, must be
-  // there when the receipt says so.
-  int64_t receipts_checked = 0;
-  std::vector<std::string> disagreements;
-  if (offline.empty()) {
-    for (const auto& [id, stages] : summary->stages) {
-      v1::GetDeletionRequest request;
-      request.set_deletion_id(absl::StrCat(model, "/", id));
-      v1::DeletionReceipt receipt;
-      OUBLI_RETURN_IF_ERROR(RpcStatus(
-          client.stub().GetDeletion(Client::Context().get(), request,
-                                    &receipt),
-          "GetDeletion"));
-      ++receipts_checked;
-      const int ledgered = stages.back();
-      const int reported = static_cast<int>(receipt.stage());
-      if (reported < ledgered ||
-          (reported >= v1::PURGED && ledgered < reported)) {
-        disagreements.push_back(
-            absl::StrCat(id, ": receipt says ",
-                         v1::DeletionStage_Name(receipt.stage()),
-                         ", ledger reaches ",
-                         v1::DeletionStage_Name(
-                             static_cast<v1::DeletionStage>(ledgered))));
-      }
-    }
-  }
+  for (const auto& [id, stages] : summary.stages) ++at_stage[stages.back()];
   if (Json()) {
     std::printf(
         "{\"model_id\":\"%s\",\"entries\":%lld,\"deletions\":%zu,"
         "\"accepted\":%lld,\"forgotten\":%lld,\"purged\":%lld,"
         "\"restored\":%lld,\"head\":\"%s\",\"receipts_checked\":%lld,"
         "\"disagreements\":%zu}\n",
-        model.c_str(), static_cast<long long>(summary->entries),
-        summary->stages.size(), static_cast<long long>(at_stage[1]),
+        model.c_str(), static_cast<long long>(summary.entries),
+        summary.stages.size(), static_cast<long long>(at_stage[1]),
         static_cast<long long>(at_stage[2]),
         static_cast<long long>(at_stage[3]),
         static_cast<long long>(at_stage[4]),
-        summary->head_hash_hex.c_str(),
+        summary.head_hash_hex.c_str(),
         static_cast<long long>(receipts_checked), disagreements.size());
   } else {
     std::printf(
         "ledger of %s: %lld entries signed by key %s, chain intact\n"
         "  %zu deletions; last stage ACCEPTED %lld, FORGOTTEN %lld, PURGED "
         "%lld, RESTORED %lld\n  head %s\n",
-        model.c_str(), static_cast<long long>(summary->entries),
-        (*key)->key_id().c_str(), summary->stages.size(),
+        model.c_str(), static_cast<long long>(summary.entries),
+        (*key)->key_id().c_str(), summary.stages.size(),
         static_cast<long long>(at_stage[1]),
         static_cast<long long>(at_stage[2]),
         static_cast<long long>(at_stage[3]),
         static_cast<long long>(at_stage[4]),
-        summary->head_hash_hex.empty() ? "(empty)"
-                                       : summary->head_hash_hex.c_str());
+        summary.head_hash_hex.empty() ? "(empty)"
+                                       : summary.head_hash_hex.c_str());
     if (offline.empty()) {
       std::printf("  receipts agree: %lld of %lld\n",
                   static_cast<long long>(receipts_checked -
@@ -1084,6 +1124,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     *bearer_token = *std::move(token);
+    const std::string server = absl::GetFlag(FLAGS_server);
+    const std::string host = server.substr(0, server.rfind(':'));
+    if (!tls.enabled() && !oubli::IsLoopbackHost(host)) {
+      std::fprintf(stderr,
+                   "oublictl: refusing to send the bearer token in plaintext "
+                   "to %s: give --tls_ca\n",
+                   server.c_str());
+      return 2;
+    }
   }
   Client client(absl::GetFlag(FLAGS_server), tls);
   absl::Status status;
