@@ -95,6 +95,7 @@ const std::vector<RpcAccess>& AllRpcAccess() {
       {"ForgetOwner", {R::kEraser}, /*mutating=*/true},
       {"GetDeletion", {R::kReader, R::kEraser, R::kAuditor}},
       {"WatchDeletion", {R::kReader, R::kEraser, R::kAuditor}},
+      {"ListDeletions", {R::kReader, R::kEraser, R::kAuditor}},
       {"Predict", {R::kReader}},
       {"GetModel", {R::kReader, R::kAuditor}},
       {"ListModels", {R::kReader, R::kAuditor}},

@@ -244,6 +244,14 @@ grpc::Status ApiGuard::WatchDeletion(
       });
 }
 
+grpc::Status ApiGuard::ListDeletions(grpc::ServerContext* context,
+                                     const v1::ListDeletionsRequest* request,
+                                     v1::ListDeletionsResponse* response) {
+  return Guard(context, "ListDeletions", request->model_id(), [&](Call&) {
+    return service_->ListDeletions(context, request, response);
+  });
+}
+
 grpc::Status ApiGuard::Predict(grpc::ServerContext* context,
                                const v1::PredictRequest* request,
                                v1::PredictResponse* response) {

@@ -65,6 +65,9 @@ class ApiGuard final : public oubli::v1::Oubli::Service {
       grpc::ServerContext* context,
       const oubli::v1::WatchDeletionRequest* request,
       grpc::ServerWriter<oubli::v1::DeletionReceipt>* writer) override;
+  grpc::Status ListDeletions(grpc::ServerContext* context,
+                             const oubli::v1::ListDeletionsRequest* request,
+                             oubli::v1::ListDeletionsResponse* response) override;
   grpc::Status Predict(grpc::ServerContext* context,
                        const oubli::v1::PredictRequest* request,
                        oubli::v1::PredictResponse* response) override;

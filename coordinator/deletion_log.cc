@@ -187,23 +187,22 @@ absl::StatusOr<RecoveredDeletions> RecoverDeletions(
     storage::LineageStore& store) {
   RecoveredDeletions recovered;
   absl::Status parse_status;
-  OUBLI_RETURN_IF_ERROR(store.ForEachDeletion(
-      [&](absl::string_view id, absl::string_view bytes) {
-        DeletionRecord record;
-        if (!record.ParseFromArray(bytes.data(),
-                                   static_cast<int>(bytes.size()))) {
-          parse_status.Update(absl::DataLossError(
-              absl::StrCat("deletion record ", id, " is corrupt")));
-          return;
-        }
-        int64_t seq = 0;
-        if (absl::SimpleAtoi(id.substr(sizeof(kDeletionIdPrefix) - 1), &seq)) {
-          recovered.last_seq = std::max(recovered.last_seq, seq);
-        }
-        if (record.restored_unix_nanos() == 0) {
-          recovered.unfinished.push_back(std::move(record));
-        }
-      }));
+  OUBLI_RETURN_IF_ERROR(store.ForEachDeletion([&](absl::string_view id,
+                                                  absl::string_view bytes) {
+    DeletionRecord record;
+    if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      parse_status.Update(absl::DataLossError(
+          absl::StrCat("deletion record ", id, " is corrupt")));
+      return;
+    }
+    int64_t seq = 0;
+    if (absl::SimpleAtoi(id.substr(sizeof(kDeletionIdPrefix) - 1), &seq)) {
+      recovered.last_seq = std::max(recovered.last_seq, seq);
+    }
+    if (record.restored_unix_nanos() == 0) {
+      recovered.unfinished.push_back(std::move(record));
+    }
+  }));
   OUBLI_RETURN_IF_ERROR(parse_status);
   return recovered;
 }
@@ -227,16 +226,72 @@ absl::StatusOr<DeletionRecord> ReadDeletion(storage::LineageStore& store,
 absl::StatusOr<std::optional<DeletionRecord>> FindOwnerDeletion(
     storage::LineageStore& store, absl::string_view owner) {
   std::optional<DeletionRecord> found;
-  OUBLI_RETURN_IF_ERROR(store.ForEachDeletion(
-      [&](absl::string_view, absl::string_view bytes) {
-        DeletionRecord record;
-        if (record.ParseFromArray(bytes.data(),
-                                  static_cast<int>(bytes.size())) &&
-            record.owner() == owner) {
-          found = std::move(record);
-        }
-      }));
+  OUBLI_RETURN_IF_ERROR(store.ForEachDeletion([&](absl::string_view,
+                                                  absl::string_view bytes) {
+    DeletionRecord record;
+    if (record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) &&
+        record.owner() == owner) {
+      found = std::move(record);
+    }
+  }));
   return found;
+}
+
+absl::StatusOr<DeletionPage> ListDeletions(
+    storage::LineageStore& store, const DeletionQuery& query,
+    const std::function<DeletionRecord(DeletionRecord)>& current) {
+  DeletionPage page;
+  absl::Status corrupt;
+  int scanned = 0;
+  std::string last_scanned;
+  bool more = false;
+  auto matches = [&](const DeletionReceipt& receipt) {
+    if (!query.stages.empty() &&
+        std::find(query.stages.begin(), query.stages.end(), receipt.stage) ==
+            query.stages.end()) {
+      return false;
+    }
+    if (!query.owner.empty() && receipt.owner != query.owner) return false;
+    return receipt.accepted_at >= query.accepted_from &&
+           receipt.accepted_at < query.accepted_to;
+  };
+  OUBLI_RETURN_IF_ERROR(store.ForEachDeletionBackward(
+      query.below_id, [&](absl::string_view id, absl::string_view bytes) {
+        if (++scanned > kMaxScannedPerPage) {
+          more = true;  // bounded work per call: the client asks again
+          return false;
+        }
+        last_scanned = std::string(id);
+        DeletionRecord record;
+        if (!record.ParseFromArray(bytes.data(),
+                                   static_cast<int>(bytes.size()))) {
+          corrupt = absl::DataLossError(
+              absl::StrCat("deletion record ", id, " is corrupt"));
+          return false;
+        }
+        // Ids sort by age, so nothing older can match an accepted_from.
+        if (record.accepted_unix_nanos() != 0 &&
+            absl::FromUnixNanos(record.accepted_unix_nanos()) <
+                query.accepted_from) {
+          return false;
+        }
+        DeletionReceipt receipt = ReceiptFromRecord(current(std::move(record)));
+        if (!matches(receipt)) return true;
+        if (static_cast<int>(page.receipts.size()) == query.page_size) {
+          more = true;  // one more match: the page is not the last
+          return false;
+        }
+        page.receipts.push_back(std::move(receipt));
+        return true;
+      }));
+  OUBLI_RETURN_IF_ERROR(corrupt);
+  if (more) {
+    page.next_below_id =
+        page.receipts.size() == static_cast<size_t>(query.page_size)
+            ? page.receipts.back().deletion_id
+            : last_scanned;
+  }
+  return page;
 }
 
 absl::Status WriteDeletions(storage::LineageStore& store,

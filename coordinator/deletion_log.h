@@ -116,6 +116,17 @@ absl::StatusOr<internal::DeletionRecord> ReadDeletion(
 absl::StatusOr<std::optional<internal::DeletionRecord>> FindOwnerDeletion(
     storage::LineageStore& store, absl::string_view owner);
 
+// A page of deletions matching `query`, newest first. `current` gives a
+// stored record as it stands now (a pending deletion's copy in memory is
+// ahead of the stored one). At most kMaxScannedPerPage records are read per
+// call: past that the page may be short, with next_below_id set. DataLoss:
+// a corrupt record; other codes: storage failures.
+inline constexpr int kMaxScannedPerPage = 10000;
+absl::StatusOr<DeletionPage> ListDeletions(
+    storage::LineageStore& store, const DeletionQuery& query,
+    const std::function<internal::DeletionRecord(internal::DeletionRecord)>&
+        current);
+
 // Replaces the stored records of existing deletions, in one synced write
 // that also appends the stages they reached to `ledger` (when not null).
 // Internal: a record cannot be serialized; other codes: storage failures.

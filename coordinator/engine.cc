@@ -1709,6 +1709,17 @@ void Engine::RetryPurgesNow() {
   state_->retry_purges_now = true;
 }
 
+absl::StatusOr<DeletionPage> Engine::ListDeletions(
+    const DeletionQuery& query) {
+  State& st = *state_;
+  return coordinator::ListDeletions(
+      *st.store, query, [&st](DeletionRecord record) {
+        absl::MutexLock lock(&st.mu);
+        auto it = st.pending.find(record.deletion_id());
+        return it != st.pending.end() ? it->second.record : record;
+      });
+}
+
 absl::StatusOr<Engine::LedgerPage> Engine::ReadLedger(int64_t from_sequence,
                                                       size_t limit) const {
   State& st = *state_;

@@ -145,6 +145,11 @@ class Engine {
   // storage failures reading checkpoints or samples.
   absl::StatusOr<VerifyReport> Verify();
 
+  // Deletions matching `query`, newest first, a page at a time
+  // (coordinator/deletion_log.h ListDeletions). DataLoss: a corrupt
+  // record; other codes: storage failures.
+  absl::StatusOr<DeletionPage> ListDeletions(const DeletionQuery& query);
+
   // A page of the deletion ledger: serialized oubli.v1.LedgerRecords from
   // `from_sequence` (>= 1) on, at most `limit`, and the public key that
   // signs them. FailedPrecondition: this engine keeps no ledger (opened

@@ -46,6 +46,22 @@ struct DeletionReceipt {
   std::string note;  // e.g. why there is nothing to retrain
 };
 
+// Which deletions ListDeletions returns, newest first.
+struct DeletionQuery {
+  std::vector<DeletionStage> stages;  // at any of these; empty: any stage
+  std::string owner;  // ForgetOwner deletions of this owner; empty: any
+  absl::Time accepted_from = absl::InfinitePast();  // inclusive
+  absl::Time accepted_to = absl::InfiniteFuture();  // exclusive
+  int page_size = 100;
+  std::string below_id;  // continue with ids below this one; "": newest
+};
+
+struct DeletionPage {
+  std::vector<DeletionReceipt> receipts;
+  // Where the next page starts (below_id); "" when nothing more matches.
+  std::string next_below_id;
+};
+
 struct ServedShard {
   int shard = 0;
   bool served = false;  // false: no valid prefix, dropped from the ensemble

@@ -13,18 +13,19 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/cluster_protocol.h"
 #include "common/grpc_security.h"
 #include "common/grpc_server.h"
-#include "coordinator/access_policy.h"
-#include "coordinator/api_guard.h"
-#include "coordinator/audit_log.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/types.h"
+#include "coordinator/access_policy.h"
+#include "coordinator/api_guard.h"
+#include "coordinator/audit_log.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "worker/determinism.h"
@@ -73,6 +74,7 @@ void ReceiptToProto(const DeletionReceipt& in, absl::string_view model_id,
   out->set_model_id(SanitizeUtf8(model_id));
   out->set_owner(SanitizeUtf8(in.owner));
   out->set_stage(StageToProto(in.stage));
+  out->set_resolved_count(static_cast<int32_t>(in.resolved_ids.size()));
   const std::pair<absl::Time,
                   google::protobuf::Timestamp* (v1::DeletionReceipt::*)()>
       times[] = {{in.accepted_at, &v1::DeletionReceipt::mutable_accepted_at},
@@ -526,9 +528,8 @@ grpc::Status OubliService::IngestSamples(
       return grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("samples: the stream would carry more than ",
-                       max_ingest_stream_samples_,
-                       " samples; the ", samples_in_stream,
-                       " before message ", messages,
+                       max_ingest_stream_samples_, " samples; the ",
+                       samples_in_stream, " before message ", messages,
                        " are stored: send the rest on a new stream"));
     }
     samples_in_stream += request.samples_size();
@@ -698,6 +699,70 @@ grpc::Status OubliService::WatchDeletion(
         return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
       }
     }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::ListDeletions(
+    grpc::ServerContext* context, const v1::ListDeletionsRequest* request,
+    v1::ListDeletionsResponse* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  constexpr int kDefaultPageSize = 100;
+  constexpr int kMaxPageSize = 1000;
+  constexpr absl::string_view kTokenPrefix = "p1.";
+  DeletionQuery query;
+  if (request->page_size() < 0 || request->page_size() > kMaxPageSize) {
+    return InvalidArgument(absl::StrCat("page_size: must be 0..", kMaxPageSize,
+                                        ", got ", request->page_size()));
+  }
+  query.page_size =
+      request->page_size() == 0 ? kDefaultPageSize : request->page_size();
+  if (!request->page_token().empty()) {
+    absl::string_view token = request->page_token();
+    if (!absl::ConsumePrefix(&token, kTokenPrefix) ||
+        !absl::StartsWith(token, "del-") || token.size() > 64) {
+      return InvalidArgument("page_token: not a token this server issued");
+    }
+    query.below_id = std::string(token);
+  }
+  for (int stage : request->stages()) {
+    if (stage < v1::ACCEPTED || stage > v1::RESTORED) {
+      return InvalidArgument(absl::StrCat("stages: unknown stage ", stage));
+    }
+    // Both enums list the stages in the same order.
+    query.stages.push_back(static_cast<DeletionStage>(stage - v1::ACCEPTED));
+  }
+  if (request->owner().size() > 256) {
+    return InvalidArgument("owner: over 256 bytes");
+  }
+  query.owner = request->owner();
+  auto time_of = [](const google::protobuf::Timestamp& t) {
+    return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  };
+  if (request->has_accepted_after()) {
+    query.accepted_from = time_of(request->accepted_after());
+  }
+  if (request->has_accepted_before()) {
+    query.accepted_to = time_of(request->accepted_before());
+  }
+  if (query.accepted_from >= query.accepted_to) {
+    return InvalidArgument("accepted_after: must be before accepted_before");
+  }
+  OUBLI_GRPC_ASSIGN_OR_RETURN(
+      DeletionPage page, registry->ListDeletions(request->model_id(), query));
+  for (DeletionReceipt& receipt : page.receipts) {
+    v1::DeletionReceipt* out = response->add_deletions();
+    ReceiptToProto(receipt, request->model_id(), out);
+    if (!request->include_ids()) {
+      out->clear_resolved_ids();
+      out->clear_unknown_ids();
+      out->clear_already_deleted();
+    }
+  }
+  if (!page.next_below_id.empty()) {
+    response->set_next_page_token(
+        absl::StrCat(kTokenPrefix, page.next_below_id));
   }
   return grpc::Status::OK;
 }

@@ -424,6 +424,19 @@ absl::StatusOr<VerifyReport> ModelRegistry::Verify(absl::string_view model_id) {
   return engine->Verify();
 }
 
+absl::StatusOr<DeletionPage> ModelRegistry::ListDeletions(
+    absl::string_view model_id, const DeletionQuery& query) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  OUBLI_ASSIGN_OR_RETURN(DeletionPage page, engine->ListDeletions(query));
+  for (DeletionReceipt& receipt : page.receipts) {
+    receipt.deletion_id = QualifyDeletionId(model_id, receipt.deletion_id);
+    for (auto& [id, by] : receipt.already_deleted) {
+      by = QualifyDeletionId(model_id, by);
+    }
+  }
+  return page;
+}
+
 absl::StatusOr<Engine::LedgerPage> ModelRegistry::ReadLedger(
     absl::string_view model_id, int64_t from_sequence, size_t limit) {
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));

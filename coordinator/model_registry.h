@@ -145,6 +145,11 @@ class ModelRegistry {
   absl::StatusOr<std::vector<ChunkPlacement>> ChunkPlacements(
       absl::string_view model_id);
   absl::StatusOr<VerifyReport> Verify(absl::string_view model_id);
+  // Engine::ListDeletions of the model, with qualified deletion ids
+  // ("MODEL_ID/del-N"; next_below_id stays unqualified). NotFound: no
+  // such model.
+  absl::StatusOr<DeletionPage> ListDeletions(absl::string_view model_id,
+                                             const DeletionQuery& query);
   absl::StatusOr<Engine::LedgerPage> ReadLedger(absl::string_view model_id,
                                                 int64_t from_sequence,
                                                 size_t limit);

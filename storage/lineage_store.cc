@@ -202,7 +202,8 @@ std::vector<std::string> DifferingFields(const SampleRecord& stored,
   // Content equal, cell not: the placement inputs outside the content
   // changed (a deletion_risk hint across the risk threshold).
   if (stored.where != incoming.where) {
-    fields.push_back("shard/slice (its deletion_risk hint crossed the risk threshold)");
+    fields.push_back(
+        "shard/slice (its deletion_risk hint crossed the risk threshold)");
   }
   return fields;
 }
@@ -717,6 +718,23 @@ absl::Status LineageStore::ForEachDeletion(
     fn(ToView(it->key()), ToView(it->value()));
   }
   return FromRocks(it->status(), "scan deletion log");
+}
+
+absl::Status LineageStore::ForEachDeletionBackward(
+    absl::string_view before,
+    const std::function<bool(absl::string_view, absl::string_view)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->deletions));
+  if (before.empty()) {
+    it->SeekToLast();
+  } else {
+    it->SeekForPrev(ToSlice(before));
+    if (it->Valid() && it->key() == ToSlice(before)) it->Prev();
+  }
+  for (; it->Valid(); it->Prev()) {
+    if (!fn(ToView(it->key()), ToView(it->value()))) break;
+  }
+  return FromRocks(it->status(), "scan deletion log backward");
 }
 
 absl::Status LineageStore::Purge(absl::Span<const std::string> sample_ids) {

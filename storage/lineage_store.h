@@ -132,6 +132,11 @@ class LineageStore {
   // Calls fn(id, record) for every deletion in id order.
   absl::Status ForEachDeletion(
       const std::function<void(absl::string_view, absl::string_view)>& fn);
+  // Calls fn(id, record) for the deletions with ids below `before` (all when
+  // empty), highest id first, until fn returns false.
+  absl::Status ForEachDeletionBackward(
+      absl::string_view before,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn);
 
   // Physically removes the payload and owner of deleted samples: rewrites
   // each to a kPurged tombstone, flushes memtables and WAL, then compacts the

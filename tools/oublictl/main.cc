@@ -15,6 +15,8 @@
 //   predict --model M --fashion_mnist DIR [--split test] [--limit N]
 //   model   --model M
 //   models  every model, with a status summary (ListModels)
+//   deletions --model M [--pending | --stage S,...] [--owner O]
+//           [--since T] [--until T] [--max N]   newest first (ListDeletions)
 //   verify  --model M
 //   audit   --model M --public_key KEY [--save FILE | --ledger_file FILE]
 //                       check the signed deletion ledger (ExportLedger)
@@ -50,16 +52,17 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/config.h"
 #include "common/grpc_security.h"
-#include "common/status_macros.h"
 #include "common/signing_key.h"
+#include "common/status_macros.h"
 #include "coordinator/deletion_ledger.h"
 #include "coordinator/grpc_service.h"
 #include "oubli/v1/oubli.grpc.pb.h"
@@ -99,6 +102,15 @@ ABSL_FLAG(std::vector<std::string>, sample, {}, "delete: sample ids");
 ABSL_FLAG(std::string, owner, "", "delete: forget every sample of this owner");
 ABSL_FLAG(std::string, idempotency_key, "", "delete: idempotency key");
 ABSL_FLAG(std::string, deletion, "", "status: deletion id MODEL/del-N");
+ABSL_FLAG(std::vector<std::string>, stage, {},
+          "deletions: only these stages (accepted, forgotten, purged, "
+          "restored)");
+ABSL_FLAG(bool, pending, false, "deletions: only those short of RESTORED");
+ABSL_FLAG(std::string, since, "",
+          "deletions: accepted at or after this RFC 3339 time");
+ABSL_FLAG(std::string, until, "",
+          "deletions: accepted before this RFC 3339 time");
+ABSL_FLAG(int, max, 50, "deletions: at most this many (0: all)");
 ABSL_FLAG(std::string, public_key, "",
           "audit: PEM Ed25519 public key the ledger must be signed with "
           "(the coordinator's DATA_DIR/ledger-key.pem.pub)");
@@ -645,6 +657,92 @@ absl::Status Models(Client& client) {
   return absl::OkStatus();
 }
 
+absl::Status Deletions(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  v1::ListDeletionsRequest request;
+  request.set_model_id(model);
+  std::vector<std::string> stages = absl::GetFlag(FLAGS_stage);
+  if (absl::GetFlag(FLAGS_pending)) {
+    if (!stages.empty()) {
+      return absl::InvalidArgumentError(
+          "--pending and --stage exclude each other");
+    }
+    stages = {"accepted", "forgotten", "purged"};
+  }
+  for (const std::string& name : stages) {
+    v1::DeletionStage stage;
+    if (!v1::DeletionStage_Parse(absl::AsciiStrToUpper(name), &stage) ||
+        stage == v1::DELETION_STAGE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--stage: unknown stage '", name,
+                       "' (accepted, forgotten, purged, restored)"));
+    }
+    request.add_stages(stage);
+  }
+  request.set_owner(absl::GetFlag(FLAGS_owner));
+  auto set_time = [](const std::string& text, const char* flag,
+                     google::protobuf::Timestamp* out) -> absl::Status {
+    if (text.empty()) return absl::OkStatus();
+    absl::Time time;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, ": '", text, "' is not an RFC 3339 time (", error, ")"));
+    }
+    const int64_t nanos = absl::ToUnixNanos(time);
+    out->set_seconds(nanos / 1000000000);
+    out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+    return absl::OkStatus();
+  };
+  if (const std::string since = absl::GetFlag(FLAGS_since); !since.empty()) {
+    OUBLI_RETURN_IF_ERROR(
+        set_time(since, "since", request.mutable_accepted_after()));
+  }
+  if (const std::string until = absl::GetFlag(FLAGS_until); !until.empty()) {
+    OUBLI_RETURN_IF_ERROR(
+        set_time(until, "until", request.mutable_accepted_before()));
+  }
+  const int max = absl::GetFlag(FLAGS_max);
+  if (max < 0) return absl::InvalidArgumentError("--max: must be >= 0");
+  int shown = 0;
+  if (!Json()) {
+    std::printf("%-28s %-10s %-27s %8s  %s\n", "DELETION", "STAGE", "ACCEPTED",
+                "SAMPLES", "REQUEST");
+  }
+  while (true) {
+    request.set_page_size(max == 0 ? 1000 : std::min(1000, max - shown));
+    v1::ListDeletionsResponse response;
+    OUBLI_RETURN_IF_ERROR(
+        RpcStatus(client.stub().ListDeletions(Client::Context().get(), request,
+                                              &response),
+                  "ListDeletions"));
+    for (const v1::DeletionReceipt& r : response.deletions()) {
+      ++shown;
+      if (Json()) {
+        PrintJson(r);
+        continue;
+      }
+      std::printf(
+          "%-28s %-10s %-27s %8d  %s\n", r.deletion_id().c_str(),
+          v1::DeletionStage_Name(r.stage()).c_str(),
+          r.has_accepted_at() ? FormatTimestamp(r.accepted_at()).c_str() : "-",
+          r.resolved_count(),
+          r.owner().empty() ? "by sample ids"
+                            : absl::StrCat("owner ", r.owner()).c_str());
+    }
+    if (response.next_page_token().empty() || (max != 0 && shown >= max)) {
+      if (!Json() && !response.next_page_token().empty()) {
+        std::printf("(more: raise --max, or 0 for all)\n");
+      }
+      break;
+    }
+    request.set_page_token(response.next_page_token());
+  }
+  if (!Json() && shown == 0) std::printf("(no deletions match)\n");
+  return absl::OkStatus();
+}
+
 absl::Status Verify(Client& client) {
   v1::VerifyRequest request;
   OUBLI_ASSIGN_OR_RETURN(const std::string model,
@@ -673,8 +771,8 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
                                           absl::string_view flag) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(absl::StrCat("--", flag, " ", path,
-                                            ": cannot read the file"));
+    return absl::NotFoundError(
+        absl::StrCat("--", flag, " ", path, ": cannot read the file"));
   }
   std::ostringstream contents;
   contents << in.rdbuf();
@@ -688,10 +786,9 @@ absl::Status SaveLedger(const std::string& path,
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   for (const std::string& record : records) {
     const uint32_t size = static_cast<uint32_t>(record.size());
-    const char header[4] = {static_cast<char>(size),
-                            static_cast<char>(size >> 8),
-                            static_cast<char>(size >> 16),
-                            static_cast<char>(size >> 24)};
+    const char header[4] = {
+        static_cast<char>(size), static_cast<char>(size >> 8),
+        static_cast<char>(size >> 16), static_cast<char>(size >> 24)};
     out.write(header, 4);
     out.write(record.data(), static_cast<std::streamsize>(record.size()));
   }
@@ -771,8 +868,9 @@ absl::Status Audit(Client& client) {
     absl::StatusOr<oubli::coordinator::LedgerSummary> summary =
         oubli::coordinator::VerifyLedger(model, records, **key);
     if (!summary.ok()) {
-      return absl::DataLossError(absl::StrCat(
-          "ledger of model '", model, "' FAILED: ", summary.status().message()));
+      return absl::DataLossError(
+          absl::StrCat("ledger of model '", model,
+                       "' FAILED: ", summary.status().message()));
     }
     return summary;
   };
@@ -850,8 +948,7 @@ absl::Status Audit(Client& client) {
         summary.stages.size(), static_cast<long long>(at_stage[1]),
         static_cast<long long>(at_stage[2]),
         static_cast<long long>(at_stage[3]),
-        static_cast<long long>(at_stage[4]),
-        summary.head_hash_hex.c_str(),
+        static_cast<long long>(at_stage[4]), summary.head_hash_hex.c_str(),
         static_cast<long long>(receipts_checked), disagreements.size());
   } else {
     std::printf(
@@ -865,22 +962,21 @@ absl::Status Audit(Client& client) {
         static_cast<long long>(at_stage[3]),
         static_cast<long long>(at_stage[4]),
         summary.head_hash_hex.empty() ? "(empty)"
-                                       : summary.head_hash_hex.c_str());
+                                      : summary.head_hash_hex.c_str());
     if (offline.empty()) {
-      std::printf("  receipts agree: %lld of %lld\n",
-                  static_cast<long long>(receipts_checked -
-                                         static_cast<int64_t>(
-                                             disagreements.size())),
-                  static_cast<long long>(receipts_checked));
+      std::printf(
+          "  receipts agree: %lld of %lld\n",
+          static_cast<long long>(receipts_checked -
+                                 static_cast<int64_t>(disagreements.size())),
+          static_cast<long long>(receipts_checked));
     }
   }
   for (const std::string& d : disagreements) {
     std::fprintf(stderr, "oublictl: %s\n", d.c_str());
   }
   if (!disagreements.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(disagreements.size(),
-                     " receipt(s) disagree with the ledger"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        disagreements.size(), " receipt(s) disagree with the ledger"));
   }
   return absl::OkStatus();
 }
@@ -928,7 +1024,8 @@ struct CommandHelp {
 
 const std::vector<CommandHelp>& Commands() {
   static const auto* const kCommands = new std::vector<CommandHelp>{
-      {"create", "create --model M [--config FILE]: create a model",
+      {"create",
+       "create --model M [--config FILE]: create a model",
        {"model", "config"},
        "oublictl create --model fm --config model.conf"},
       {"ingest",
@@ -937,7 +1034,8 @@ const std::vector<CommandHelp>& Commands() {
         "samples_per_owner", "csv", "batch"},
        "oublictl ingest --model fm --fashion_mnist "
        "/usr/share/datasets/fashion-mnist --limit 20000"},
-      {"train", "train --model M [--wait]: train every missing prefix",
+      {"train",
+       "train --model M [--wait]: train every missing prefix",
        {"model", "wait"},
        "oublictl train --model fm --wait"},
       {"delete",
@@ -945,10 +1043,12 @@ const std::vector<CommandHelp>& Commands() {
        "samples or forget an owner; the receipt comes once FORGOTTEN",
        {"model", "sample", "owner", "idempotency_key"},
        "oublictl delete --model fm --owner owner-3"},
-      {"status", "status --deletion MODEL/del-N [--watch]: a receipt",
+      {"status",
+       "status --deletion MODEL/del-N [--watch]: a receipt",
        {"deletion", "watch"},
        "oublictl status --deletion fm/del-000000000001 --watch"},
-      {"receipt", "receipt: the same as status",
+      {"receipt",
+       "receipt: the same as status",
        {"deletion", "watch"},
        "oublictl receipt --deletion fm/del-000000000001"},
       {"predict",
@@ -957,15 +1057,24 @@ const std::vector<CommandHelp>& Commands() {
         "samples_per_owner"},
        "oublictl predict --model fm --fashion_mnist "
        "/usr/share/datasets/fashion-mnist"},
-      {"model", "model --model M: config, shards, workers", {"model"},
+      {"model",
+       "model --model M: config, shards, workers",
+       {"model"},
        "oublictl model --model fm"},
       {"models",
        "models: every model with samples, shards served and pending "
        "deletions",
-       {}, "oublictl models"},
+       {},
+       "oublictl models"},
+      {"deletions",
+       "deletions --model M [--pending | --stage S,...] [--owner O] [--since "
+       "T] [--until T] [--max N]: a model's deletions, newest first",
+       {"model", "pending", "stage", "owner", "since", "until", "max"},
+       "oublictl deletions --model fm --pending"},
       {"verify",
        "verify --model M: retrain from scratch and compare bit for bit",
-       {"model"}, "oublictl verify --model fm"},
+       {"model"},
+       "oublictl verify --model fm"},
       {"audit",
        "audit --model M --public_key KEY [--save FILE | --ledger_file FILE]: "
        "check the signed deletion ledger",
@@ -999,8 +1108,8 @@ void PrintFlag(const char* name) {
 
 // Flags every command takes: where and how to connect, output format.
 constexpr const char* kConnectionFlags[] = {
-    "server",   "json",     "timeout_s",       "tls_ca",
-    "tls_cert", "tls_key",  "tls_server_name", "token_file"};
+    "server",   "json",    "timeout_s",       "tls_ca",
+    "tls_cert", "tls_key", "tls_server_name", "token_file"};
 
 void PrintCommandHelp(const CommandHelp& command) {
   std::printf("usage: oublictl [--server=HOST:PORT] [--json] %s\n",
@@ -1070,7 +1179,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
       "create ingest train delete status receipt predict model models "
-      "verify audit retire-worker");
+      "deletions verify audit retire-worker");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
@@ -1115,8 +1224,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "oublictl: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  if (const std::string path = absl::GetFlag(FLAGS_token_file);
-      !path.empty()) {
+  if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
     absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);
     if (!token.ok()) {
       std::fprintf(stderr, "oublictl: --token_file %s: %s\n", path.c_str(),
@@ -1152,6 +1260,8 @@ int main(int argc, char** argv) {
     status = Model(client);
   } else if (command == "models") {
     status = Models(client);
+  } else if (command == "deletions") {
+    status = Deletions(client);
   } else if (command == "verify") {
     status = Verify(client);
   } else if (command == "audit") {
