@@ -65,7 +65,8 @@ class WorkerPool final : public RemoteTrainer,
     // plaintext when not enabled. Its server_name is the name every
     // worker's certificate carries, and workers must present it to
     // register (membership_service.h).
-    TlsDialFiles tls{.server_name = kWorkerCertificateName};
+    TlsDialFiles tls{/*ca=*/"", /*cert=*/"", /*key=*/"",
+                     /*server_name=*/kWorkerCertificateName};
   };
 
   // A chunk holder an operator declared gone for good (RetireHolder).
