@@ -17,7 +17,7 @@ out="$("$ctl" predict --model m --help)" || fail "predict --help exited $?"
 grep -qF -- "--fashion_mnist" <<<"$out" || fail "predict --help: $out"
 out="$("$ctl" --help)" || fail "--help exited $?"
 for command in create ingest train delete status predict model models \
-  verify retire-worker; do
+  deletions verify audit retire-worker; do
   grep -q "^  $command" <<<"$out" || fail "--help does not list $command"
 done
 
@@ -39,6 +39,23 @@ code=$?
 [[ $? -eq 2 ]] || fail "an unknown command is not a usage error"
 "$ctl" >/dev/null 2>&1
 [[ $? -eq 2 ]] || fail "no command is not a usage error"
+# A missing or bad argument is usage too, before any RPC.
+"$ctl" --server=127.0.0.1:1 verify >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "verify without --model is not a usage error"
+"$ctl" --server=127.0.0.1:1 deletions --model m --max -1 >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "deletions --max -1 is not a usage error"
+"$ctl" --server=127.0.0.1:1 deletions --model m --stage bogus >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "deletions --stage bogus is not a usage error"
+"$ctl" --server=10.0.0.1:1 --token_file=/dev/null models >/dev/null 2>&1
+[[ $? -eq 2 ]] || fail "an unreadable or empty token file is not a usage error"
+token_file="$(mktemp)"
+trap 'rm -f "$token_file"' EXIT
+printf 'secret-token' >"$token_file"
+err="$("$ctl" --server=10.0.0.1:1 --token_file="$token_file" models 2>&1)"
+code=$?
+[[ $code -eq 2 ]] || fail "a token in plaintext beyond loopback exited $code"
+grep -qF "refusing to send the bearer token in plaintext" <<<"$err" ||
+  fail "no precise message for a plaintext token: $err"
 # Global flags apply to every command; with nothing listening the RPC
 # fails: exit 1.
 "$ctl" --server=127.0.0.1:1 --timeout_s=2 --json model --model m >/dev/null 2>&1

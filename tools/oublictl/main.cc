@@ -53,6 +53,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -196,10 +197,24 @@ absl::Status RpcStatus(const grpc::Status& status, absl::string_view rpc) {
                    status.error_message()));
 }
 
+// A mistake in the command line (exit 2), as opposed to a command that
+// ran and failed (exit 1): marked with a payload main looks for.
+constexpr char kUsagePayload[] = "oublictl/usage";
+
+absl::Status UsageError(absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kUsagePayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsUsageError(const absl::Status& status) {
+  return status.GetPayload(kUsagePayload).has_value();
+}
+
 absl::StatusOr<std::string> RequireFlag(const std::string& value,
                                         absl::string_view name) {
   if (value.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
+    return UsageError(absl::StrCat("--", name, " is required"));
   }
   return value;
 }
@@ -407,8 +422,7 @@ absl::Status Ingest(Client& client) {
   } else if (!absl::GetFlag(FLAGS_fashion_mnist).empty()) {
     OUBLI_ASSIGN_OR_RETURN(samples, LoadFashionMnist("train"));
   } else {
-    return absl::FailedPreconditionError(
-        "ingest needs --fashion_mnist DIR or --csv FILE");
+    return UsageError("ingest needs --fashion_mnist DIR or --csv FILE");
   }
   if (samples.empty())
     return absl::FailedPreconditionError("no samples to ingest");
@@ -500,8 +514,7 @@ absl::Status Delete(Client& client, const std::vector<std::string>& extra_ids) {
   ids.insert(ids.end(), extra_ids.begin(), extra_ids.end());
   const std::string owner = absl::GetFlag(FLAGS_owner);
   if (ids.empty() == owner.empty()) {
-    return absl::FailedPreconditionError(
-        "delete needs either --sample ID... or --owner O");
+    return UsageError("delete needs either --sample ID... or --owner O");
   }
   v1::DeletionReceipt receipt;
   if (!owner.empty()) {
@@ -665,7 +678,7 @@ absl::Status Deletions(Client& client) {
   std::vector<std::string> stages = absl::GetFlag(FLAGS_stage);
   if (absl::GetFlag(FLAGS_pending)) {
     if (!stages.empty()) {
-      return absl::InvalidArgumentError(
+      return UsageError(
           "--pending and --stage exclude each other");
     }
     stages = {"accepted", "forgotten", "purged"};
@@ -674,7 +687,7 @@ absl::Status Deletions(Client& client) {
     v1::DeletionStage stage;
     if (!v1::DeletionStage_Parse(absl::AsciiStrToUpper(name), &stage) ||
         stage == v1::DELETION_STAGE_UNSPECIFIED) {
-      return absl::InvalidArgumentError(
+      return UsageError(
           absl::StrCat("--stage: unknown stage '", name,
                        "' (accepted, forgotten, purged, restored)"));
     }
@@ -687,7 +700,7 @@ absl::Status Deletions(Client& client) {
     absl::Time time;
     std::string error;
     if (!absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
-      return absl::InvalidArgumentError(absl::StrCat(
+      return UsageError(absl::StrCat(
           "--", flag, ": '", text, "' is not an RFC 3339 time (", error, ")"));
     }
     const int64_t nanos = absl::ToUnixNanos(time);
@@ -704,7 +717,7 @@ absl::Status Deletions(Client& client) {
         set_time(until, "until", request.mutable_accepted_before()));
   }
   const int max = absl::GetFlag(FLAGS_max);
-  if (max < 0) return absl::InvalidArgumentError("--max: must be >= 0");
+  if (max < 0) return UsageError("--max: must be >= 0");
   int shown = 0;
   if (!Json()) {
     std::printf("%-28s %-10s %-27s %8s  %s\n", "DELETION", "STAGE", "ACCEPTED",
@@ -1275,7 +1288,7 @@ int main(int argc, char** argv) {
   if (!status.ok()) {
     std::fprintf(stderr, "oublictl: %s\n",
                  std::string(status.message()).c_str());
-    return 1;
+    return IsUsageError(status) ? 2 : 1;
   }
   return 0;
 }
