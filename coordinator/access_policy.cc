@@ -88,6 +88,7 @@ const std::vector<RpcAccess>& AllRpcAccess() {
   using R = Role;
   static const std::vector<RpcAccess>* const table = new std::vector<RpcAccess>{
       {"CreateModel", {R::kAdmin}, /*mutating=*/true},
+      {"DeleteModel", {R::kAdmin}, /*mutating=*/true},
       {"IngestSamples", {R::kWriter}, /*mutating=*/true},
       {"Train", {R::kWriter}, /*mutating=*/true},
       {"GetJob", {R::kWriter, R::kReader}},

@@ -312,4 +312,12 @@ grpc::Status ApiGuard::ExportLedger(
   });
 }
 
+grpc::Status ApiGuard::DeleteModel(grpc::ServerContext* context,
+                                   const v1::DeleteModelRequest* request,
+                                   v1::ModelDeletion* response) {
+  return Guard(context, "DeleteModel", request->model_id(), [&](Call&) {
+    return service_->DeleteModel(context, request, response);
+  });
+}
+
 }  // namespace oubli::coordinator

@@ -88,6 +88,9 @@ class ApiGuard final : public oubli::v1::Oubli::Service {
       grpc::ServerContext* context,
       const oubli::v1::ExportLedgerRequest* request,
       grpc::ServerWriter<oubli::v1::ExportLedgerResponse>* writer) override;
+  grpc::Status DeleteModel(grpc::ServerContext* context,
+                           const oubli::v1::DeleteModelRequest* request,
+                           oubli::v1::ModelDeletion* response) override;
 
  private:
   struct Call;

@@ -1211,7 +1211,9 @@ void Engine::State::ScheduleRetrain(const std::set<int>& affected,
 
 Engine::Engine(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
-Engine::~Engine() {
+Engine::~Engine() { StopBackground(); }
+
+void Engine::StopBackground() {
   {
     absl::MutexLock lock(&state_->mu);
     state_->stopping = true;
@@ -1222,8 +1224,23 @@ Engine::~Engine() {
     state_->purge_stop = true;
   }
   state_->stop_requested = true;
-  for (std::thread& t : state_->background) t.join();
+  for (std::thread& t : state_->background) {
+    if (t.joinable()) t.join();
+  }
   if (state_->purge_thread.joinable()) state_->purge_thread.join();
+}
+
+absl::Status Engine::DestroyRemoteCopies() {
+  State& st = *state_;
+  // Nothing new may reach a worker after the listing below.
+  StopBackground();
+  if (st.options.shard_serving != nullptr) {
+    ShardServing::Query query = st.ServingQuery();  // serves no shard
+    OUBLI_RETURN_IF_ERROR(st.options.shard_serving->Sync(query));
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> keys,
+                         st.chunks.GarbageKeys({}));  // every key with chunks
+  return st.chunks.Forget(keys);
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {

@@ -82,7 +82,7 @@ class Engine {
   // weights that cannot be loaded; DataLoss: a corrupt deletion record;
   // other codes: storage errors (RocksDB, checkpoint files).
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);
-  ~Engine();
+  ~Engine();  // stops the background threads (StopBackground)
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -145,6 +145,14 @@ class Engine {
   // storage failures reading checkpoints or samples.
   absl::StatusOr<VerifyReport> Verify();
 
+  // For DeleteModel: stops training and the background threads for good,
+  // then destroys every copy of the model outside its data dir: the
+  // serving copies in workers' memory and the erasure-coded chunks of every
+  // checkpoint on workers. Idempotent; call again after a failure.
+  // Unavailable while a worker holding chunks is unreachable; other codes:
+  // storage failures reading manifests.
+  absl::Status DestroyRemoteCopies();
+
   // Deletions matching `query`, newest first, a page at a time
   // (coordinator/deletion_log.h ListDeletions). DataLoss: a corrupt
   // record; other codes: storage failures.
@@ -186,6 +194,8 @@ class Engine {
   std::string checkpoint_dir() const;
 
  private:
+  // Stops training and the purge and retrain threads (idempotent).
+  void StopBackground();
   struct State;
   explicit Engine(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;

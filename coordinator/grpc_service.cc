@@ -944,6 +944,23 @@ grpc::Status OubliService::ExportLedger(
   }
 }
 
+grpc::Status OubliService::DeleteModel(grpc::ServerContext* context,
+                                       const v1::DeleteModelRequest* request,
+                                       v1::ModelDeletion* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry::ModelDeletion deletion,
+                              registry->DeleteModel(request->model_id()));
+  response->set_model_id(deletion.model_id);
+  response->set_stage(deletion.purged ? v1::PURGED : v1::ACCEPTED);
+  SetTimestamp(deletion.accepted_at, response->mutable_accepted_at());
+  if (deletion.purged) {
+    SetTimestamp(deletion.purged_at, response->mutable_purged_at());
+  }
+  response->set_note(SanitizeUtf8(deletion.note));
+  return grpc::Status::OK;
+}
+
 grpc::Status OubliService::RetireWorker(grpc::ServerContext* context,
                                         const v1::RetireWorkerRequest* request,
                                         v1::RetiredWorker* response) {

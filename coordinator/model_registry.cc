@@ -6,6 +6,8 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "oubli/internal/records.pb.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
@@ -31,6 +33,8 @@ Engine::Options EngineOptionsFor(const ModelRegistry::Options& options,
 }
 
 constexpr char kDeletionIdSeparator = '/';
+// DeleteModel's records, one file per model (never a model id: '~').
+constexpr char kDeletedModelsDir[] = "~deleted-models";
 constexpr size_t kMaxIdempotencyKeyBytes = 256;
 
 absl::Status ModelNotFound(absl::string_view model_id) {
@@ -105,10 +109,26 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
     // The directory name is the id clients use; CreateModel makes them
     // equal, so a mismatch means someone renamed the directory.
     const std::string model_id = dir.filename().string();
+    OUBLI_ASSIGN_OR_RETURN(std::optional<ModelDeletion> deletion,
+                           registry->ReadDeletionRecord(model_id));
+    const bool being_deleted = deletion.has_value() && !deletion->purged;
     Engine::Options engine_options =
         EngineOptionsFor(options, model_id, dir.string());
     absl::StatusOr<std::unique_ptr<Engine>> engine =
         Engine::Open(engine_options);
+    if (!engine.ok() && being_deleted) {
+      // Interrupted while shredding (copies on workers, destroyed before
+      // that, need no manifest any more): finish the files.
+      std::fprintf(stderr, "oubli: deleting model '%s': %s; finishing\n",
+                   model_id.c_str(), engine.status().ToString().c_str());
+      absl::MutexLock lock(&registry->mu_);
+      registry->deleting_[model_id] = *deletion;
+      registry->deletion_threads_.emplace_back(
+          [r = registry.get(), model_id] {
+            r->FinishModelDeletion(model_id, nullptr);
+          });
+      continue;
+    }
     if (!engine.ok()) {
       return absl::Status(engine.status().code(),
                           absl::StrCat("cannot reopen model in '", dir.string(),
@@ -122,9 +142,232 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
                    model_id.c_str());
     }
     absl::MutexLock lock(&registry->mu_);
-    registry->engines_[model_id] = std::shared_ptr<Engine>(*std::move(engine));
+    std::shared_ptr<Engine> opened(*std::move(engine));
+    if (being_deleted) {
+      // A crash interrupted DeleteModel: finish it, never serve the model.
+      registry->deleting_[model_id] = *deletion;
+      registry->deletion_threads_.emplace_back(
+          [r = registry.get(), model_id, opened = std::move(opened)]() mutable {
+            r->FinishModelDeletion(model_id, std::move(opened));
+          });
+    } else {
+      registry->engines_[model_id] = std::move(opened);
+    }
+  }
+  // Unfinished deletions whose directory is gone already.
+  const std::filesystem::path records =
+      std::filesystem::path(options.root_dir) / kDeletedModelsDir;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(records, error)) {
+    const std::string model_id = entry.path().filename().string();
+    if (!entry.is_regular_file()) continue;  // ledgers/
+    OUBLI_ASSIGN_OR_RETURN(std::optional<ModelDeletion> deletion,
+                           registry->ReadDeletionRecord(model_id));
+    absl::MutexLock lock(&registry->mu_);
+    if (!deletion.has_value() || deletion->purged ||
+        registry->deleting_.contains(model_id)) {
+      continue;
+    }
+    registry->deleting_[model_id] = *deletion;
+    registry->deletion_threads_.emplace_back([r = registry.get(), model_id] {
+      r->FinishModelDeletion(model_id, nullptr);
+    });
   }
   return registry;
+}
+
+std::string ModelRegistry::DeletionRecordPath(
+    absl::string_view model_id) const {
+  return (std::filesystem::path(options_.root_dir) / kDeletedModelsDir /
+          std::string(model_id))
+      .string();
+}
+
+absl::StatusOr<std::optional<ModelRegistry::ModelDeletion>>
+ModelRegistry::ReadDeletionRecord(absl::string_view model_id) const {
+  const std::string path = DeletionRecordPath(model_id);
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) return std::nullopt;
+  OUBLI_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  internal::ModelDeletionRecord record;
+  if (!record.ParseFromString(bytes)) {
+    return absl::DataLossError(absl::StrCat(path, " is corrupt"));
+  }
+  ModelDeletion deletion;
+  deletion.model_id = record.model_id();
+  deletion.accepted_at = absl::FromUnixNanos(record.accepted_unix_nanos());
+  deletion.purged = record.purged_unix_nanos() != 0;
+  if (deletion.purged) {
+    deletion.purged_at = absl::FromUnixNanos(record.purged_unix_nanos());
+  }
+  deletion.note = record.note();
+  return deletion;
+}
+
+absl::Status ModelRegistry::WriteDeletionRecord(
+    const ModelDeletion& deletion) const {
+  const std::filesystem::path dir =
+      std::filesystem::path(options_.root_dir) / kDeletedModelsDir;
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", dir.string(), ": ", error.message()));
+  }
+  internal::ModelDeletionRecord record;
+  record.set_model_id(deletion.model_id);
+  record.set_accepted_unix_nanos(absl::ToUnixNanos(deletion.accepted_at));
+  if (deletion.purged) {
+    record.set_purged_unix_nanos(absl::ToUnixNanos(deletion.purged_at));
+  }
+  record.set_note(deletion.note);
+  OUBLI_RETURN_IF_ERROR(WriteFileAtomically(
+      DeletionRecordPath(deletion.model_id), record.SerializeAsString()));
+  return FsyncDirectory(dir.string());
+}
+
+absl::StatusOr<ModelRegistry::ModelDeletion> ModelRegistry::DeleteModel(
+    absl::string_view model_id) {
+  absl::MutexLock create_lock(&create_mu_);
+  std::shared_ptr<Engine> engine;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = deleting_.find(model_id); it != deleting_.end()) {
+      return it->second;
+    }
+    if (auto it = engines_.find(model_id); it != engines_.end()) {
+      engine = it->second;
+    }
+  }
+  if (engine == nullptr) {
+    OUBLI_ASSIGN_OR_RETURN(std::optional<ModelDeletion> done,
+                           ReadDeletionRecord(model_id));
+    if (!done.has_value()) return ModelNotFound(model_id);
+    return *done;
+  }
+  ModelDeletion deletion;
+  deletion.model_id = std::string(model_id);
+  deletion.accepted_at = absl::Now();
+  // Durable before anything changes: a crash from here on resumes it.
+  OUBLI_RETURN_IF_ERROR(WriteDeletionRecord(deletion));
+  absl::MutexLock lock(&mu_);
+  engines_.erase(deletion.model_id);
+  deleting_[deletion.model_id] = deletion;
+  // The thread holds the only reference besides calls in flight.
+  deletion_threads_.emplace_back(
+      [this, id = deletion.model_id, engine = std::move(engine)]() mutable {
+        FinishModelDeletion(id, std::move(engine));
+      });
+  return deletion;
+}
+
+void ModelRegistry::FinishModelDeletion(std::string model_id,
+                                        std::shared_ptr<Engine> engine) {
+  // Waits `wait` or until the registry stops; false when it stops.
+  auto pause = [this](absl::Duration wait) {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+    return !stopping_;
+  };
+  auto note = [&](const absl::Status& why) {
+    std::fprintf(stderr, "oubli: deleting model '%s': %s (retrying)\n",
+                 model_id.c_str(), why.ToString().c_str());
+    absl::MutexLock lock(&mu_);
+    deleting_[model_id].note = std::string(why.message());
+  };
+  absl::Duration backoff = absl::Seconds(1);
+  // Copies on workers first: the manifests naming their holders are in the
+  // model's lineage DB, destroyed last. (No engine: a restart found them
+  // destroyed already, the files half shredded.)
+  while (engine != nullptr) {
+    const absl::Status destroyed = engine->DestroyRemoteCopies();
+    if (destroyed.ok()) break;
+    note(destroyed);
+    if (!pause(backoff)) return;
+    backoff = std::min(backoff * 2, absl::Seconds(30));
+  }
+  if (engine != nullptr) {
+    // A training job still running (it stops at its next position).
+    absl::MutexLock lock(&mu_);
+    auto settled = [this, &model_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || !active_jobs_.contains(model_id);
+    };
+    mu_.Await(absl::Condition(&settled));
+    if (stopping_) return;
+  }
+  // The ledger holds digests, not data: kept for auditors (the format of
+  // oublictl audit --save).
+  const std::filesystem::path ledger_dir =
+      std::filesystem::path(options_.root_dir) / kDeletedModelsDir / "ledgers";
+  const std::string ledger_path = (ledger_dir / model_id).string();
+  std::string ledger;
+  for (int64_t next = 1; engine != nullptr;) {
+    absl::StatusOr<Engine::LedgerPage> page = engine->ReadLedger(next, 1000);
+    if (!page.ok()) break;  // no ledger kept
+    for (const std::string& record : page->records) {
+      const uint32_t size = static_cast<uint32_t>(record.size());
+      for (int shift = 0; shift < 32; shift += 8) {
+        ledger.push_back(static_cast<char>((size >> shift) & 0xff));
+      }
+      ledger += record;
+    }
+    next += static_cast<int64_t>(page->records.size());
+    if (page->records.size() < 1000) break;
+  }
+  if (!ledger.empty()) {
+    std::error_code mkdir_error;
+    std::filesystem::create_directories(ledger_dir, mkdir_error);
+    if (absl::Status s = WriteFileAtomically(ledger_path, ledger); !s.ok()) {
+      note(s);  // not fatal: the deletion itself goes on
+    }
+  }
+  // Calls that found the engine before it left engines_ finish first.
+  while (engine != nullptr && engine.use_count() > 1) {
+    if (!pause(absl::Milliseconds(20))) return;
+  }
+  engine.reset();  // closes the lineage DB and checkpoint store
+  const std::string dir = ModelDir(model_id);
+  while (true) {
+    absl::Status shredded;
+    std::error_code error;
+    for (const auto& entry :
+         std::filesystem::recursive_directory_iterator(dir, error)) {
+      if (entry.is_regular_file()) {
+        if (absl::Status s = ShredFile(entry.path().string()); !s.ok()) {
+          shredded.Update(s);
+        }
+      }
+    }
+    if (shredded.ok()) {
+      std::filesystem::remove_all(dir, error);
+      if (error) {
+        shredded = absl::InternalError(
+            absl::StrCat("cannot remove ", dir, ": ", error.message()));
+      } else {
+        shredded = FsyncDirectory(options_.root_dir);
+      }
+    }
+    if (shredded.ok()) break;
+    note(shredded);
+    if (!pause(backoff)) return;
+    backoff = std::min(backoff * 2, absl::Seconds(30));
+  }
+  ModelDeletion done;
+  {
+    absl::MutexLock lock(&mu_);
+    done = deleting_[model_id];
+  }
+  done.purged = true;
+  done.purged_at = absl::Now();
+  done.note.clear();
+  while (true) {
+    const absl::Status written = WriteDeletionRecord(done);
+    if (written.ok()) break;
+    note(written);
+    if (!pause(backoff)) return;
+  }
+  absl::MutexLock lock(&mu_);
+  deleting_.erase(model_id);
 }
 
 ModelRegistry::~ModelRegistry() {
@@ -136,6 +379,13 @@ ModelRegistry::~ModelRegistry() {
     }
   }
   for (std::thread& t : threads) t.join();
+  std::vector<std::thread> deletions;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    deletions = std::move(deletion_threads_);
+  }
+  for (std::thread& t : deletions) t.join();
 }
 
 std::string ModelRegistry::ModelDir(absl::string_view model_id) const {
@@ -147,7 +397,14 @@ absl::StatusOr<std::shared_ptr<Engine>> ModelRegistry::FindEngine(
     absl::string_view model_id) const {
   absl::MutexLock lock(&mu_);
   auto it = engines_.find(model_id);
-  if (it == engines_.end()) return ModelNotFound(model_id);
+  if (it == engines_.end()) {
+    if (auto deleting = deleting_.find(model_id); deleting != deleting_.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model '", model_id, "' is being deleted (DeleteModel accepted at ",
+          absl::FormatTime(deleting->second.accepted_at), ")"));
+    }
+    return ModelNotFound(model_id);
+  }
   return it->second;
 }
 
@@ -172,6 +429,12 @@ absl::StatusOr<ModelConfig> ModelRegistry::CreateModel(
   absl::MutexLock create_lock(&create_mu_);
   {
     absl::MutexLock lock(&mu_);
+    if (deleting_.contains(config.model_id)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", config.model_id,
+                       "' is being deleted; create it again once "
+                       "DeleteModel reports PURGED"));
+    }
     auto it = engines_.find(config.model_id);
     if (it != engines_.end()) {
       const ModelConfig& existing = it->second->config();
@@ -254,6 +517,7 @@ void ModelRegistry::RunJob(Job* job) {
     job->info.error = summary.status().ToString();
   }
   active_jobs_.erase(job->info.model_id);
+  job->engine.reset();  // a finished job keeps no model open
 }
 
 absl::StatusOr<JobInfo> ModelRegistry::GetJob(absl::string_view job_id) {

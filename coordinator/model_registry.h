@@ -137,6 +137,27 @@ class ModelRegistry {
       absl::string_view deletion_id, DeletionStage seen_stage,
       absl::Duration timeout);
 
+  // DeleteModel's receipt.
+  struct ModelDeletion {
+    std::string model_id;
+    bool purged = false;  // every copy destroyed
+    absl::Time accepted_at;
+    absl::Time purged_at = absl::InfinitePast();
+    std::string note;  // why PURGED waits, when it does
+  };
+  // Deletes the model: durable (DATA_DIR/~deleted-models/ID) before it
+  // returns ACCEPTED; from then on its calls answer FailedPrecondition and
+  // its training stops. In the background: every serving copy and chunk on
+  // workers is destroyed (waiting for unreachable holders, retried), then
+  // every file of the model is shredded and its directory removed, and the
+  // record says PURGED. A restart finishes a deletion a crash interrupted.
+  // The model's deletion ledger (digests only) is kept beside the record
+  // (~deleted-models/ledgers/ID, readable by oublictl audit --ledger_file).
+  // Idempotent: a repeat returns the current receipt, also after PURGED
+  // (until the id is created again). NotFound: no such model and no record;
+  // other codes: the record could not be written (nothing was deleted).
+  absl::StatusOr<ModelDeletion> DeleteModel(absl::string_view model_id);
+
   absl::StatusOr<Prediction> Predict(absl::string_view model_id,
                                      absl::Span<const float> inputs,
                                      int64_t rows);
@@ -204,6 +225,19 @@ class ModelRegistry {
   absl::flat_hash_map<std::string, std::string> active_jobs_
       ABSL_GUARDED_BY(mu_);
   int64_t next_job_number_ ABSL_GUARDED_BY(mu_) = 1;
+  // Models being deleted (out of engines_), with their receipts.
+  absl::flat_hash_map<std::string, ModelDeletion> deleting_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> deletion_threads_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::string DeletionRecordPath(absl::string_view model_id) const;
+  absl::StatusOr<std::optional<ModelDeletion>> ReadDeletionRecord(
+      absl::string_view model_id) const;
+  absl::Status WriteDeletionRecord(const ModelDeletion& deletion) const;
+  // Runs on its own thread until the model is PURGED or the registry stops.
+  void FinishModelDeletion(std::string model_id,
+                           std::shared_ptr<Engine> engine);
 };
 
 }  // namespace oubli::coordinator

@@ -443,5 +443,69 @@ TEST_F(ChaosTest, ARetiredHolderNoLongerHoldsPurgesBackAndCannotReturn) {
   }
 }
 
+// DeleteModel reaches every copy: with a chunk holder down it waits
+// (naming it), survives a coordinator SIGKILL, and once the holder is back
+// no byte of any of the model's checkpoints is left in any file of the
+// coordinator or the workers, nor any sample id.
+TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  const std::vector<v1::Sample> samples = TinySamples(60, 1, 0);
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", TinyConfig(2, 8), samples));
+  const std::filesystem::path model_dir = dir_.path() / "data" / "tiny";
+  const auto before = FilesUnder(model_dir / "checkpoints");
+  ASSERT_FALSE(before.empty());
+
+  workers_[1]->Kill();
+  ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-1"));
+  v1::DeleteModelRequest request;
+  request.set_model_id("tiny");
+  v1::ModelDeletion deletion;
+  grpc::Status status =
+      Call(&v1::Oubli::Stub::DeleteModel, request, &deletion);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(deletion.stage(), v1::ACCEPTED);
+  // It waits for the dead holder, and says so.
+  for (int i = 0; i < 300 && deletion.note().empty(); ++i) {  // 30 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(Call(&v1::Oubli::Stub::DeleteModel, request, &deletion).ok());
+  }
+  EXPECT_EQ(deletion.stage(), v1::ACCEPTED);
+  EXPECT_THAT(deletion.note(), ::testing::HasSubstr("worker-1"));
+  v1::Model model;
+  EXPECT_EQ(GetModel("tiny", &model).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  const std::string address = coordinator_.address();
+  coordinator_.Kill();
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({absl::StrCat("--listen=", address)}));
+  ASSERT_NO_FATAL_FAILURE(RestartWorker(1, true));
+  for (int i = 0; i < 1200; ++i) {  // 120 s
+    status = Call(&v1::Oubli::Stub::DeleteModel, request, &deletion);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    if (deletion.stage() == v1::PURGED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(deletion.stage(), v1::PURGED) << deletion.note() << "\n"
+                                          << coordinator_.Log();
+  EXPECT_FALSE(std::filesystem::exists(model_dir));
+  const auto everything = FilesUnder(dir_.path());
+  for (const auto& [path, bytes] : before) {
+    for (const auto& [file, content] : everything) {
+      EXPECT_EQ(content.find(bytes), std::string::npos)
+          << "bytes of checkpoint " << path << " remain in " << file;
+    }
+  }
+  for (const v1::Sample& sample : samples) {
+    for (const auto& [file, content] : everything) {
+      if (file.ends_with(".log")) continue;  // the test's process logs
+      EXPECT_EQ(content.find(sample.features()), std::string::npos)
+          << "features of " << sample.id() << " remain in " << file;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace oubli

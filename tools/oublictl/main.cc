@@ -17,6 +17,7 @@
 //   models  every model, with a status summary (ListModels)
 //   deletions --model M [--pending | --stage S,...] [--owner O]
 //           [--since T] [--until T] [--max N]   newest first (ListDeletions)
+//   delete-model --model M [--wait]   a whole model, until PURGED with --wait
 //   verify  --model M
 //   audit   --model M --public_key KEY [--save FILE | --ledger_file FILE]
 //                       check the signed deletion ledger (ExportLedger)
@@ -98,7 +99,8 @@ ABSL_FLAG(int64_t, limit, -1, "max samples to load, -1 = all");
 ABSL_FLAG(int, samples_per_owner, 20, "synthetic owners: samples per owner");
 ABSL_FLAG(std::string, csv, "", "ingest: CSV file (label,owner,f1..fn)");
 ABSL_FLAG(int, batch, 1000, "ingest: samples per streamed message");
-ABSL_FLAG(bool, wait, false, "train: wait for the job to finish");
+ABSL_FLAG(bool, wait, false,
+          "train: wait for the job to finish; delete-model: until PURGED");
 ABSL_FLAG(std::vector<std::string>, sample, {}, "delete: sample ids");
 ABSL_FLAG(std::string, owner, "", "delete: forget every sample of this owner");
 ABSL_FLAG(std::string, idempotency_key, "", "delete: idempotency key");
@@ -756,6 +758,39 @@ absl::Status Deletions(Client& client) {
   return absl::OkStatus();
 }
 
+absl::Status DeleteModel(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  v1::DeleteModelRequest request;
+  request.set_model_id(model);
+  v1::ModelDeletion deletion;
+  std::string last_note;
+  while (true) {
+    OUBLI_RETURN_IF_ERROR(RpcStatus(
+        client.stub().DeleteModel(Client::Context().get(), request, &deletion),
+        "DeleteModel"));
+    if (!absl::GetFlag(FLAGS_wait) || deletion.stage() == v1::PURGED) break;
+    if (!Json() && deletion.note() != last_note) {
+      std::fprintf(stderr, "waiting: %s\n", deletion.note().c_str());
+      last_note = deletion.note();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (Json()) {
+    PrintJson(deletion);
+  } else {
+    std::printf("model %s: %s (accepted %s%s%s)%s%s\n", model.c_str(),
+                v1::DeletionStage_Name(deletion.stage()).c_str(),
+                FormatTimestamp(deletion.accepted_at()).c_str(),
+                deletion.has_purged_at() ? ", purged " : "",
+                deletion.has_purged_at()
+                    ? FormatTimestamp(deletion.purged_at()).c_str()
+                    : "",
+                deletion.note().empty() ? "" : "; ", deletion.note().c_str());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Verify(Client& client) {
   v1::VerifyRequest request;
   OUBLI_ASSIGN_OR_RETURN(const std::string model,
@@ -1084,6 +1119,11 @@ const std::vector<CommandHelp>& Commands() {
        "T] [--until T] [--max N]: a model's deletions, newest first",
        {"model", "pending", "stage", "owner", "since", "until", "max"},
        "oublictl deletions --model fm --pending"},
+      {"delete-model",
+       "delete-model --model M [--wait]: delete a whole model (samples, "
+       "checkpoints, worker copies)",
+       {"model", "wait"},
+       "oublictl delete-model --model old-model --wait"},
       {"verify",
        "verify --model M: retrain from scratch and compare bit for bit",
        {"model"},
@@ -1192,7 +1232,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
       "create ingest train delete status receipt predict model models "
-      "deletions verify audit retire-worker");
+      "deletions delete-model verify audit retire-worker");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
@@ -1275,6 +1315,8 @@ int main(int argc, char** argv) {
     status = Models(client);
   } else if (command == "deletions") {
     status = Deletions(client);
+  } else if (command == "delete-model") {
+    status = DeleteModel(client);
   } else if (command == "verify") {
     status = Verify(client);
   } else if (command == "audit") {

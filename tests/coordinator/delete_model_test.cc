@@ -1,0 +1,181 @@
+// DeleteModel through the public API: durable before the reply, calls to
+// the model refused while it goes, nothing of it left in any file after
+// PURGED (byte scan), its ledger kept and verifiable, the id reusable, and
+// a deletion a crash interrupted finished by the next start.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/file_util.h"
+#include "common/signing_key.h"
+#include "coordinator/grpc_service.h"
+#include "coordinator/ledger_format.h"
+#include "oubli/internal/records.pb.h"
+#include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/service_client.h"
+#include "tests/testing/test_util.h"
+
+namespace oubli::coordinator {
+namespace {
+
+namespace v1 = ::oubli::v1;
+using ::testing::IsEmpty;
+using testing_util::FilesContaining;
+using testing_util::TinySamples;
+
+class DeleteModelTest : public testing_util::ServiceClientTest {
+ protected:
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(Start()); }
+  void TearDown() override {
+    stub_.reset();
+    server_.reset();
+  }
+  void Start() {
+    stub_.reset();
+    server_.reset();
+    CoordinatorServer::Options options;
+    options.listen_address = "127.0.0.1:0";
+    options.data_dir = data_dir().string();
+    auto server = CoordinatorServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    stub_ = testing_util::NewStub(server_->address());
+  }
+  std::filesystem::path data_dir() const { return dir_.path() / "models"; }
+
+  grpc::Status DeleteModel(const std::string& model_id,
+                           v1::ModelDeletion* deletion) {
+    v1::DeleteModelRequest request;
+    request.set_model_id(model_id);
+    return Call(&v1::Oubli::Stub::DeleteModel, request, deletion);
+  }
+
+  // Asks again until PURGED (hang guard: 60 s).
+  v1::ModelDeletion WaitPurged(const std::string& model_id) {
+    v1::ModelDeletion deletion;
+    for (int i = 0; i < 600; ++i) {
+      grpc::Status status = DeleteModel(model_id, &deletion);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok() || deletion.stage() == v1::PURGED) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return deletion;
+  }
+
+  // Nothing of `samples` in any file under the data dir (owners too, when
+  // no other model has owners of the same names).
+  void ExpectNoTraceOf(const std::vector<v1::Sample>& samples,
+                       bool owners = true) {
+    for (const v1::Sample& sample : samples) {
+      EXPECT_THAT(FilesContaining(data_dir(), sample.id()), IsEmpty())
+          << sample.id();
+      EXPECT_THAT(FilesContaining(data_dir(), sample.features()), IsEmpty())
+          << "features of " << sample.id();
+    }
+    if (owners) EXPECT_THAT(FilesContaining(data_dir(), "owner-"), IsEmpty());
+  }
+
+  testing_util::ScopedTempDir dir_;
+  std::unique_ptr<CoordinatorServer> server_;
+};
+
+TEST_F(DeleteModelTest, NothingOfTheModelIsLeftAndItsLedgerIsKept) {
+  const std::vector<v1::Sample> samples = TinySamples(60);
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("m", testing_util::TinyConfig(), samples));
+  v1::DeletionReceipt receipt;
+  ASSERT_TRUE(ForgetOwner("m", "owner-2", &receipt).ok());
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
+  // Another model stays untouched.
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
+      "other", testing_util::TinyConfig(), TinySamples(60, 2, 5000)));
+
+  v1::ModelDeletion deletion;
+  ASSERT_TRUE(DeleteModel("m", &deletion).ok());
+  EXPECT_EQ(deletion.model_id(), "m");
+  EXPECT_TRUE(deletion.has_accepted_at());
+  // The model is out of service from the reply on.
+  v1::Model model;
+  const grpc::StatusCode during = GetModel("m", &model).error_code();
+  EXPECT_TRUE(during == grpc::StatusCode::FAILED_PRECONDITION ||
+              during == grpc::StatusCode::NOT_FOUND)
+      << during;
+
+  deletion = WaitPurged("m");
+  ASSERT_EQ(deletion.stage(), v1::PURGED) << deletion.note();
+  EXPECT_TRUE(deletion.has_purged_at());
+  EXPECT_EQ(GetModel("m", &model).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(Call(&v1::Oubli::Stub::ListModels, v1::ListModelsRequest(),
+                   &models)
+                  .ok());
+  ASSERT_EQ(models.models_size(), 1);
+  EXPECT_EQ(models.models(0).model_id(), "other");
+  EXPECT_FALSE(std::filesystem::exists(data_dir() / "m"));
+  ExpectNoTraceOf(samples, /*owners=*/false);  // "other" has owner-N too
+  EXPECT_TRUE(GetModel("other", &model).ok());
+  EXPECT_EQ(model.active_samples(), 60);
+
+  // The ledger (digests only) verifies with the coordinator's key.
+  const std::string ledger = testing_util::ReadWholeFile(
+      data_dir() / "~deleted-models" / "ledgers" / "m");
+  std::vector<std::string> records;
+  for (size_t at = 0; at + 4 <= ledger.size();) {
+    const auto byte = [&](size_t i) {
+      return static_cast<uint32_t>(static_cast<unsigned char>(ledger[at + i]));
+    };
+    const uint32_t size = byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24;
+    records.push_back(ledger.substr(at + 4, size));
+    at += 4 + size;
+  }
+  auto key = VerifyingKey::FromPem(
+      testing_util::ReadWholeFile(data_dir() / "ledger-key.pem.pub"));
+  ASSERT_TRUE(key.ok());
+  auto summary = VerifyLedger("m", records, **key);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->entries, 4);
+
+  // Idempotent after PURGED; the id can be created again.
+  ASSERT_TRUE(DeleteModel("m", &deletion).ok());
+  EXPECT_EQ(deletion.stage(), v1::PURGED);
+  ASSERT_TRUE(Create("m", testing_util::TinyConfig(), &model).ok());
+  EXPECT_EQ(model.active_samples(), 0);
+}
+
+TEST_F(DeleteModelTest, AnUnknownModelIsNotFound) {
+  v1::ModelDeletion deletion;
+  EXPECT_EQ(DeleteModel("nope", &deletion).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(DeleteModelTest, ADeletionACrashInterruptedIsFinishedAtTheNextStart) {
+  const std::vector<v1::Sample> samples = TinySamples(60);
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("m", testing_util::TinyConfig(), samples));
+  server_.reset();
+  // As DeleteModel leaves it when the process dies right after its reply.
+  internal::ModelDeletionRecord record;
+  record.set_model_id("m");
+  record.set_accepted_unix_nanos(absl::ToUnixNanos(absl::Now()));
+  std::filesystem::create_directories(data_dir() / "~deleted-models");
+  ASSERT_TRUE(WriteFileAtomically(
+                  (data_dir() / "~deleted-models" / "m").string(),
+                  record.SerializeAsString())
+                  .ok());
+  ASSERT_NO_FATAL_FAILURE(Start());
+  v1::Model model;
+  EXPECT_NE(GetModel("m", &model).error_code(), grpc::StatusCode::OK);
+  const v1::ModelDeletion deletion = WaitPurged("m");
+  ASSERT_EQ(deletion.stage(), v1::PURGED) << deletion.note();
+  EXPECT_FALSE(std::filesystem::exists(data_dir() / "m"));
+  ExpectNoTraceOf(samples);
+}
+
+}  // namespace
+}  // namespace oubli::coordinator
