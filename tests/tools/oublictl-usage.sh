@@ -17,7 +17,7 @@ out="$("$ctl" predict --model m --help)" || fail "predict --help exited $?"
 grep -qF -- "--fashion_mnist" <<<"$out" || fail "predict --help: $out"
 out="$("$ctl" --help)" || fail "--help exited $?"
 for command in create ingest train delete status predict model models \
-  deletions verify audit retire-worker; do
+  deletions delete-model verify audit retire-worker; do
   grep -q "^  $command" <<<"$out" || fail "--help does not list $command"
 done
 
