@@ -6,6 +6,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -59,6 +61,9 @@ class MetricsTls {
     const bool loaded =
         context != nullptr &&
         SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION) == 1 &&
+        // No session tickets: nothing is written after the handshake but
+        // the answer (scrapers reconnect anyway).
+        SSL_CTX_set_num_tickets(context, 0) == 1 &&
         SSL_CTX_use_certificate_chain_file(context, files_.cert.c_str()) == 1 &&
         SSL_CTX_use_PrivateKey_file(context, files_.key.c_str(),
                                     SSL_FILETYPE_PEM) == 1 &&
@@ -187,6 +192,13 @@ struct MetricsServer::Server {
   }
 
   void Loop() {
+    // OpenSSL writes with write(2), so a peer that resets the connection
+    // raises SIGPIPE in the writing thread: blocked here, the write fails
+    // with EPIPE instead (in any process, whatever its signal settings).
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     while (true) {
       pollfd fds[2] = {{listen_fd, POLLIN, 0}, {wake_fds[0], POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0) {

@@ -19,6 +19,40 @@ std::string LedgerEntryHash(absl::string_view entry_bytes) {
                      digest.size());
 }
 
+std::string EncodeLedgerFile(absl::Span<const std::string> records) {
+  std::string out;
+  for (const std::string& record : records) {
+    const uint32_t size = static_cast<uint32_t>(record.size());
+    for (int shift = 0; shift < 32; shift += 8) {
+      out.push_back(static_cast<char>((size >> shift) & 0xff));
+    }
+    out += record;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> DecodeLedgerFile(
+    absl::string_view bytes) {
+  std::vector<std::string> records;
+  size_t at = 0;
+  while (at < bytes.size()) {
+    if (bytes.size() - at < 4) {
+      return absl::DataLossError("ledger file: truncated record header");
+    }
+    uint32_t size = 0;
+    for (int i = 3; i >= 0; --i) {
+      size = size << 8 | static_cast<unsigned char>(bytes[at + i]);
+    }
+    at += 4;
+    if (bytes.size() - at < size) {
+      return absl::DataLossError("ledger file: truncated record");
+    }
+    records.emplace_back(bytes.substr(at, size));
+    at += size;
+  }
+  return records;
+}
+
 std::string LedgerSignedMessage(absl::string_view entry_bytes) {
   return absl::StrCat(kSignatureDomain, absl::string_view("\0", 1),
                       LedgerEntryHash(entry_bytes));

@@ -24,6 +24,14 @@ std::string LedgerEntryHash(absl::string_view entry_bytes);
 // LedgerEntryHash(entry_bytes).
 std::string LedgerSignedMessage(absl::string_view entry_bytes);
 
+// A saved ledger (oublictl audit --save, DATA_DIR/~deleted-models/
+// ledgers/ID): each serialized LedgerRecord preceded by its size as a
+// little-endian uint32.
+std::string EncodeLedgerFile(absl::Span<const std::string> records);
+// DataLoss: a truncated header or record.
+absl::StatusOr<std::vector<std::string>> DecodeLedgerFile(
+    absl::string_view bytes);
+
 // What an intact ledger says.
 struct LedgerSummary {
   int64_t entries = 0;

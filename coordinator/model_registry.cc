@@ -6,10 +6,11 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "oubli/internal/records.pb.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
+#include "coordinator/ledger_format.h"
+#include "oubli/internal/records.pb.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -123,10 +124,9 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
                    model_id.c_str(), engine.status().ToString().c_str());
       absl::MutexLock lock(&registry->mu_);
       registry->deleting_[model_id] = *deletion;
-      registry->deletion_threads_.emplace_back(
-          [r = registry.get(), model_id] {
-            r->FinishModelDeletion(model_id, nullptr);
-          });
+      registry->deletion_threads_.emplace_back([r = registry.get(), model_id] {
+        r->FinishModelDeletion(model_id, nullptr);
+      });
       continue;
     }
     if (!engine.ok()) {
@@ -300,20 +300,18 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
   const std::filesystem::path ledger_dir =
       std::filesystem::path(options_.root_dir) / kDeletedModelsDir / "ledgers";
   const std::string ledger_path = (ledger_dir / model_id).string();
-  std::string ledger;
+  std::vector<std::string> records;
   for (int64_t next = 1; engine != nullptr;) {
     absl::StatusOr<Engine::LedgerPage> page = engine->ReadLedger(next, 1000);
     if (!page.ok()) break;  // no ledger kept
-    for (const std::string& record : page->records) {
-      const uint32_t size = static_cast<uint32_t>(record.size());
-      for (int shift = 0; shift < 32; shift += 8) {
-        ledger.push_back(static_cast<char>((size >> shift) & 0xff));
-      }
-      ledger += record;
-    }
     next += static_cast<int64_t>(page->records.size());
-    if (page->records.size() < 1000) break;
+    const bool last = page->records.size() < 1000;
+    for (std::string& record : page->records) {
+      records.push_back(std::move(record));
+    }
+    if (last) break;
   }
+  const std::string ledger = EncodeLedgerFile(records);
   if (!ledger.empty()) {
     std::error_code mkdir_error;
     std::filesystem::create_directories(ledger_dir, mkdir_error);

@@ -125,19 +125,12 @@ TEST_F(DeleteModelTest, NothingOfTheModelIsLeftAndItsLedgerIsKept) {
   // The ledger (digests only) verifies with the coordinator's key.
   const std::string ledger = testing_util::ReadWholeFile(
       data_dir() / "~deleted-models" / "ledgers" / "m");
-  std::vector<std::string> records;
-  for (size_t at = 0; at + 4 <= ledger.size();) {
-    const auto byte = [&](size_t i) {
-      return static_cast<uint32_t>(static_cast<unsigned char>(ledger[at + i]));
-    };
-    const uint32_t size = byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24;
-    records.push_back(ledger.substr(at + 4, size));
-    at += 4 + size;
-  }
+  auto records = DecodeLedgerFile(ledger);
+  ASSERT_TRUE(records.ok()) << records.status();
   auto key = VerifyingKey::FromPem(
       testing_util::ReadWholeFile(data_dir() / "ledger-key.pem.pub"));
   ASSERT_TRUE(key.ok());
-  auto summary = VerifyLedger("m", records, **key);
+  auto summary = VerifyLedger("m", *records, **key);
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_EQ(summary->entries, 4);
 

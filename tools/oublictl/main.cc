@@ -827,19 +827,10 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
   return contents.str();
 }
 
-// Ledger files (--save): the records, each preceded by its size as a
-// little-endian uint32.
 absl::Status SaveLedger(const std::string& path,
                         const std::vector<std::string>& records) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  for (const std::string& record : records) {
-    const uint32_t size = static_cast<uint32_t>(record.size());
-    const char header[4] = {
-        static_cast<char>(size), static_cast<char>(size >> 8),
-        static_cast<char>(size >> 16), static_cast<char>(size >> 24)};
-    out.write(header, 4);
-    out.write(record.data(), static_cast<std::streamsize>(record.size()));
-  }
+  out << oubli::coordinator::EncodeLedgerFile(records);
   out.close();
   if (!out) {
     return absl::InternalError(absl::StrCat("--save ", path, ": write failed"));
@@ -850,25 +841,7 @@ absl::Status SaveLedger(const std::string& path,
 absl::StatusOr<std::vector<std::string>> LoadLedger(const std::string& path) {
   OUBLI_ASSIGN_OR_RETURN(const std::string bytes,
                          ReadWholeFile(path, "ledger_file"));
-  std::vector<std::string> records;
-  size_t at = 0;
-  while (at < bytes.size()) {
-    if (bytes.size() - at < 4) {
-      return absl::DataLossError("--ledger_file: truncated record header");
-    }
-    const auto byte = [&](size_t i) {
-      return static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + i]));
-    };
-    const uint32_t size =
-        byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24;
-    at += 4;
-    if (bytes.size() - at < size) {
-      return absl::DataLossError("--ledger_file: truncated record");
-    }
-    records.push_back(bytes.substr(at, size));
-    at += size;
-  }
-  return records;
+  return oubli::coordinator::DecodeLedgerFile(bytes);
 }
 
 // Checks the model's deletion ledger: signatures, chain, stage order
