@@ -10,8 +10,11 @@
 #      as deployed;
 #   2. the workers register (positions train there and checkpoints are
 #      mirrored onto them); the ConfigMap's probe script must find both
-#      sides SERVING; Prometheus (Debian's `prometheus`) scrapes the
-#      coordinator and both workers every second;
+#      sides SERVING; /metrics is HTTPS only (--metrics_tls in the
+#      StatefulSets' args): a plaintext GET gets nothing; Prometheus
+#      (Debian's `prometheus`) scrapes the coordinator and both workers
+#      every second over https, verifying each against the CA and the name
+#      its certificate carries, as the ServiceMonitors do;
 #   3. oublictl (TLS, bearer token) creates a tiny model, ingests a CSV,
 #      trains and forgets one owner, then waits for the deletion to reach
 #      RESTORED; a call without the token is refused, and the audit log
@@ -198,6 +201,29 @@ if probe "${address##*:}" "$work/coordinator-tls" oubli-worker; then
 fi
 echo "probes: coordinator and worker SERVING over TLS"
 
+# /metrics is HTTPS only: plaintext gets no answer, and TLS works with the
+# CA and name the ServiceMonitors use (deploy/base/servicemonitor.yaml).
+# metrics_get ADDRESS SIDE [CURL_ARGS...]: GET /metrics over HTTPS, verifying
+# the certificate of oubli-SIDE against its Secret's ca.crt.
+metrics_get() {
+  local address="$1" side="$2"
+  shift 2
+  curl -fsS --max-time 10 --cacert "$work/$side-tls/ca.crt" \
+    --resolve "oubli-$side:${address##*:}:127.0.0.1" \
+    "https://oubli-$side:${address##*:}/metrics" "$@"
+}
+for target in "coordinator $metrics_address" "worker ${worker_metrics[0]}" \
+  "worker ${worker_metrics[1]}"; do
+  read -r side at <<<"$target"
+  if plain="$(curl -sS --max-time 5 "http://$at/metrics" 2>/dev/null)"; then
+    fail "a plaintext GET of oubli-$side's /metrics ($at) was answered (no --metrics_tls in its StatefulSet's args?): ${plain:0:200}"
+  fi
+  [[ -z "$plain" ]] || fail "a plaintext GET of oubli-$side's /metrics ($at) returned: ${plain:0:200}"
+  metrics_get "$at" "$side" -o /dev/null ||
+    fail "oubli-$side's /metrics ($at) is not served over HTTPS as oubli-$side"
+done
+echo "metrics: HTTPS only (plaintext GETs got nothing)"
+
 # ----------------------------------------------------------- prometheus
 cat >"$work/prometheus.yml" <<EOF
 global:
@@ -205,9 +231,17 @@ global:
   scrape_timeout: 1s
 scrape_configs:
   - job_name: oubli-coordinator
+    scheme: https
+    tls_config:
+      ca_file: $work/coordinator-tls/ca.crt
+      server_name: oubli-coordinator
     static_configs:
       - targets: ['$metrics_address']
   - job_name: oubli-worker
+    scheme: https
+    tls_config:
+      ca_file: $work/worker-tls/ca.crt
+      server_name: oubli-worker
     static_configs:
       - targets: ['${worker_metrics[0]}', '${worker_metrics[1]}']
 EOF
@@ -340,9 +374,9 @@ expect_at_least 'sum(oubli_worker_chunk_bytes_written_total)' 1
 expect_at_least 'sum(oubli_worker_chunks_destroyed_total)' 1
 
 # -------------------------------- dashboard and rules name real metrics
-curl -fsS --max-time 10 "http://$metrics_address/metrics" -o "$work/metrics.txt"
+metrics_get "$metrics_address" coordinator -o "$work/metrics.txt"
 # Rules also use worker series (oubli_worker_registered, ...).
-curl -fsS --max-time 10 "http://${worker_metrics[0]}/metrics" >>"$work/metrics.txt"
+metrics_get "${worker_metrics[0]}" worker >>"$work/metrics.txt"
 bash "$source_dir/tests/deploy/check-metric-names.sh" --dump="$work/metrics.txt" \
   --source="$source_dir"
 echo "OK: Prometheus scraped the deletion's metrics"

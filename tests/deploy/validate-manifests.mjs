@@ -12,7 +12,10 @@
 //   4. for transport security and access control: every oubli server that
 //      listens beyond loopback serves TLS (the coordinator with an access
 //      policy, workers with mutual TLS), never --insecure, and probes that
-//      can speak TLS;
+//      can speak TLS; /metrics beyond loopback is HTTPS (--metrics_tls), and
+//      every ServiceMonitor endpoint scrapes it with https, verifying the
+//      server (a CA, serverName, no insecureSkipVerify) against the TLS
+//      Secret of the pods it scrapes;
 // and checks that the PrometheusRule embeds deploy/prometheus/oubli-rules.yaml.
 // The overlays are also rendered with the optional cert-manager component
 // (deploy/components/cert-manager), whose Certificates must produce every
@@ -65,6 +68,11 @@ const WRITTEN_FLAGS = ["data_dir", "audit_log"];
 // --tls_coordinator_name).
 const DEFAULT_TLS_WORKER_NAME = "oubli-worker";
 const DEFAULT_TLS_COORDINATOR_NAME = "oubli-coordinator";
+// --metrics_listen by default (coordinator/main.cc, worker/main.cc; empty:
+// no metrics).
+const DEFAULT_METRICS_LISTEN = { "oubli-coordinator": "127.0.0.1:9464", "oubli-worker": "" };
+// Boolean flags, which absl also accepts as --noNAME.
+const BOOL_FLAGS = new Set(["insecure", "metrics_tls", "predict_on_workers"]);
 
 // Free-form maps: any key is valid, so unknown-field probing stops here.
 const FREE_FORM = [
@@ -159,6 +167,7 @@ function containerFlags(container, volumes, configMaps, report) {
     const m = arg.match(/^--?([A-Za-z0-9_]+)(?:=(.*))?$/);
     if (!m) return;
     const [, name, value] = m;
+    if (value === undefined && name.startsWith("no") && BOOL_FLAGS.has(name.slice(2))) { flags.set(name.slice(2), "false"); return; }
     if (name !== "flagfile") { flags.set(name, value ?? "true"); return; }
     flags.set(name, value);
     const where = mountedFile(container, volumes, value ?? "");
@@ -173,14 +182,32 @@ function containerFlags(container, volumes, configMaps, report) {
 }
 
 const isLoopback = (listen) => /^(127\.[0-9.]+|localhost|\[::1\]):/.test(listen ?? "");
+// absl's spellings of a true bool flag.
+const isTrue = (value) => /^(true|t|yes|y|1)$/i.test(value ?? "");
+const oubliBinary = (c) => {
+  const binary = (c.command ?? [])[0];
+  return binary === "oubli-coordinator" || binary === "oubli-worker" ? binary : null;
+};
+// Where an oubli binary serves /metrics (empty: nowhere) and whether over
+// HTTPS.
+function metricsServing(binary, flags) {
+  return { listen: flags.get("metrics_listen") ?? DEFAULT_METRICS_LISTEN[binary], tls: isTrue(flags.get("metrics_tls")) };
+}
 
 // TLS on by default: an oubli server reachable from other pods serves TLS
-// (workers: mutual TLS; the coordinator: with an access policy), and nobody
-// opts out with --insecure.
+// (workers: mutual TLS; the coordinator: with an access policy), /metrics
+// too (HTTPS), and nobody opts out with --insecure.
 function checkServerSecurity(cw, c, flags) {
-  const binary = (c.command ?? [])[0];
-  if (binary !== "oubli-coordinator" && binary !== "oubli-worker") return;
-  if (["true", "1", "yes"].includes(flags.get("insecure"))) problem(cw, `${binary} runs with --insecure`);
+  const binary = oubliBinary(c);
+  if (!binary) return;
+  if (isTrue(flags.get("insecure"))) problem(cw, `${binary} runs with --insecure`);
+  const metrics = metricsServing(binary, flags);
+  if (metrics.listen && !isLoopback(metrics.listen) && !metrics.tls) {
+    problem(cw, `${binary} serves /metrics on ${metrics.listen} in plaintext: add --metrics_tls`);
+  }
+  if (metrics.tls && !(flags.get("tls_cert") && flags.get("tls_key"))) {
+    problem(cw, `${binary} runs with --metrics_tls but without --tls_cert and --tls_key (it exits at startup)`);
+  }
   if (isLoopback(flags.get("listen") ?? (binary === "oubli-coordinator" ? "127.0.0.1:50051" : "127.0.0.1:0"))) return;
   for (const f of ["tls_cert", "tls_key", "tls_client_ca"]) {
     if (!flags.get(f)) problem(cw, `${binary} listens on ${flags.get("listen")} without --${f}`);
@@ -310,6 +337,57 @@ function checkWiring(name, resources) {
     for (const ep of sm.spec.endpoints) {
       const withPort = svcs.filter((s) => s.spec.ports.some((p) => p.name === ep.port));
       if (withPort.length !== 1) problem(where(sm), `endpoint port ${ep.port} is on ${withPort.length} selected Services, expected 1`);
+      checkScrapeSecurity(`${where(sm)} endpoint port ${ep.port}`, ep, scrapedContainers(resources, sm, ep));
+    }
+  }
+}
+
+// The containers behind ServiceMonitor endpoint `ep`: the pods of the
+// selected Services that have its port, through the Service's targetPort.
+function scrapedContainers(resources, sm, ep) {
+  const configMaps = resources.filter((r) => r.kind === "ConfigMap");
+  const out = [];
+  for (const svc of resources.filter((r) => r.kind === "Service" && matches(sm.spec.selector?.matchLabels, r.metadata.labels))) {
+    const port = (svc.spec.ports ?? []).find((p) => p.name === ep.port);
+    if (!port) continue;
+    const target = port.targetPort ?? port.port;
+    for (const { workload, labels, pod } of podSpecs(resources)) {
+      if (!matches(svc.spec.selector, labels)) continue;
+      const volumes = new Map((pod.volumes ?? []).map((v) => [v.name, v]));
+      for (const c of pod.containers) {
+        const cp = (c.ports ?? []).find((p) => (typeof target === "string" ? p.name === target : p.containerPort === target));
+        if (!cp) continue;
+        const flags = containerFlags(c, volumes, configMaps, () => {});
+        const cert = flags.get("tls_cert") && mountedFile(c, volumes, flags.get("tls_cert"));
+        out.push({ who: `${workload.metadata.name}/${c.name}`, container: c, flags, containerPort: cp.containerPort, tlsSecret: cert?.volume.secret?.secretName });
+      }
+    }
+  }
+  return out;
+}
+
+// A scrape of oubli's /metrics is HTTPS and verifies the server: a CA (the
+// ca.crt of the scraped pods' own TLS Secret) and serverName (targets are
+// pod IPs, which the certificates do not carry), never insecureSkipVerify;
+// and it reaches the container's --metrics_listen port, served with
+// --metrics_tls.
+function checkScrapeSecurity(where, ep, scraped) {
+  const tls = ep.tlsConfig ?? {};
+  if (ep.scheme !== "https") problem(where, `scheme is ${ep.scheme ?? "http (the default)"}, not https`);
+  if (tls.insecureSkipVerify) problem(where, "tlsConfig.insecureSkipVerify: the server is not verified");
+  const ca = tls.ca?.secret ?? tls.ca?.configMap ?? (tls.caFile ? { file: tls.caFile } : null);
+  if (!ca) problem(where, "no tlsConfig.ca to verify the server with");
+  if (!tls.serverName) problem(where, "no tlsConfig.serverName (targets are pod IPs, which the certificates do not name)");
+  for (const { who, container, flags, containerPort, tlsSecret } of scraped) {
+    const binary = oubliBinary(container);
+    if (!binary) continue;
+    const metrics = metricsServing(binary, flags);
+    const port = Number(metrics.listen.match(/:(\d+)$/)?.[1]);
+    if (!metrics.listen) problem(where, `${who} serves no /metrics (no --metrics_listen)`);
+    else if (port !== containerPort) problem(where, `targets container port ${containerPort} of ${who}, whose --metrics_listen is ${metrics.listen}`);
+    if (ep.scheme === "https" && !metrics.tls) problem(where, `scraped over https, but ${who} serves /metrics without --metrics_tls`);
+    if (tls.ca?.secret && (tls.ca.secret.name !== tlsSecret || tls.ca.secret.key !== "ca.crt")) {
+      problem(where, `tlsConfig.ca is ${tls.ca.secret.name}/${tls.ca.secret.key}, not ca.crt of ${who}'s TLS Secret ${tlsSecret ?? "(none)"}`);
     }
   }
 }
@@ -445,6 +523,19 @@ function checkCertManager(name, resources) {
     const ns = svc.metadata.namespace;
     for (const dns of [svc.metadata.name, `${svc.metadata.name}.${ns}`, `${svc.metadata.name}.${ns}.svc`]) {
       if (!names(coordinatorCert).has(dns)) problem(where(coordinatorCert), `dnsNames lack ${dns} (Service ${svc.metadata.name})`);
+    }
+  }
+  // ServiceMonitors check the name their targets' certificates carry.
+  for (const sm of resources.filter((r) => r.kind === "ServiceMonitor")) {
+    for (const ep of sm.spec.endpoints ?? []) {
+      const serverName = ep.tlsConfig?.serverName;
+      if (!serverName) continue; // reported by checkScrapeSecurity
+      for (const { who, tlsSecret } of scrapedContainers(resources, sm, ep)) {
+        const cert = bySecret.get(tlsSecret);
+        if (cert && !names(cert).has(serverName)) {
+          problem(where(sm), `endpoint port ${ep.port}: serverName ${serverName} is not a name of ${cert.metadata.name}, which ${who} serves`);
+        }
+      }
     }
   }
   // Both sides trust the CA that signed the other.
