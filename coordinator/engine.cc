@@ -1211,9 +1211,9 @@ void Engine::State::ScheduleRetrain(const std::set<int>& affected,
 
 Engine::Engine(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
-Engine::~Engine() { StopBackground(); }
+Engine::~Engine() { Stop(); }
 
-void Engine::StopBackground() {
+void Engine::Stop() {
   {
     absl::MutexLock lock(&state_->mu);
     state_->stopping = true;
@@ -1233,7 +1233,7 @@ void Engine::StopBackground() {
 absl::Status Engine::DestroyRemoteCopies() {
   State& st = *state_;
   // Nothing new may reach a worker after the listing below.
-  StopBackground();
+  Stop();
   if (st.options.shard_serving != nullptr) {
     ShardServing::Query query = st.ServingQuery();  // serves no shard
     OUBLI_RETURN_IF_ERROR(st.options.shard_serving->Sync(query));

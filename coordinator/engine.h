@@ -82,7 +82,7 @@ class Engine {
   // weights that cannot be loaded; DataLoss: a corrupt deletion record;
   // other codes: storage errors (RocksDB, checkpoint files).
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const Options& options);
-  ~Engine();  // stops the background threads (StopBackground)
+  ~Engine();  // Stop()
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -145,8 +145,12 @@ class Engine {
   // storage failures reading checkpoints or samples.
   absl::StatusOr<VerifyReport> Verify();
 
-  // For DeleteModel: stops training and the background threads for good,
-  // then destroys every copy of the model outside its data dir: the
+  // Stops training and the purge and retrain threads for good
+  // (idempotent); a Train running returns at its next position.
+  void Stop();
+
+  // For DeleteModel: Stop, then destroys every copy of the model outside
+  // its data dir (call it once nothing else uses the engine): the
   // serving copies in workers' memory and the erasure-coded chunks of every
   // checkpoint on workers. Idempotent; call again after a failure.
   // Unavailable while a worker holding chunks is unreachable; other codes:
@@ -194,8 +198,6 @@ class Engine {
   std::string checkpoint_dir() const;
 
  private:
-  // Stops training and the purge and retrain threads (idempotent).
-  void StopBackground();
   struct State;
   explicit Engine(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;

@@ -949,8 +949,10 @@ grpc::Status OubliService::DeleteModel(grpc::ServerContext* context,
                                        v1::ModelDeletion* response) {
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
   OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
-  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry::ModelDeletion deletion,
-                              registry->DeleteModel(request->model_id()));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(
+      ModelRegistry::ModelDeletion deletion,
+      request->status_only() ? registry->GetModelDeletion(request->model_id())
+                             : registry->DeleteModel(request->model_id()));
   response->set_model_id(deletion.model_id);
   response->set_stage(deletion.purged ? v1::PURGED : v1::ACCEPTED);
   SetTimestamp(deletion.accepted_at, response->mutable_accepted_at());

@@ -34,8 +34,10 @@ Engine::Options EngineOptionsFor(const ModelRegistry::Options& options,
 }
 
 constexpr char kDeletionIdSeparator = '/';
-// DeleteModel's records, one file per model (never a model id: '~').
+// DeleteModel's records, one file per model, and the deleted models'
+// ledgers ('~' is never in a model id).
 constexpr char kDeletedModelsDir[] = "~deleted-models";
+constexpr char kDeletedLedgersDir[] = "~deleted-ledgers";
 constexpr size_t kMaxIdempotencyKeyBytes = 256;
 
 absl::Status ModelNotFound(absl::string_view model_id) {
@@ -115,11 +117,13 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
     const bool being_deleted = deletion.has_value() && !deletion->purged;
     Engine::Options engine_options =
         EngineOptionsFor(options, model_id, dir.string());
+    // A model being deleted never trains again.
+    if (being_deleted) engine_options.background_retrain = false;
     absl::StatusOr<std::unique_ptr<Engine>> engine =
         Engine::Open(engine_options);
     if (!engine.ok() && being_deleted) {
-      // Interrupted while shredding (copies on workers, destroyed before
-      // that, need no manifest any more): finish the files.
+      // The deletion thread retries opening it until the copies on
+      // workers are destroyed (or finishes the files if they are).
       std::fprintf(stderr, "oubli: deleting model '%s': %s; finishing\n",
                    model_id.c_str(), engine.status().ToString().c_str());
       absl::MutexLock lock(&registry->mu_);
@@ -160,7 +164,11 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Open(
   for (const auto& entry :
        std::filesystem::directory_iterator(records, error)) {
     const std::string model_id = entry.path().filename().string();
-    if (!entry.is_regular_file()) continue;  // ledgers/
+    // A temp file of an interrupted write is no record.
+    if (!entry.is_regular_file() ||
+        model_id.find(".tmp") != std::string::npos) {
+      continue;
+    }
     OUBLI_ASSIGN_OR_RETURN(std::optional<ModelDeletion> deletion,
                            registry->ReadDeletionRecord(model_id));
     absl::MutexLock lock(&registry->mu_);
@@ -201,6 +209,11 @@ ModelRegistry::ReadDeletionRecord(absl::string_view model_id) const {
     deletion.purged_at = absl::FromUnixNanos(record.purged_unix_nanos());
   }
   deletion.note = record.note();
+  deletion.remote_destroyed = record.remote_copies_destroyed();
+  if (deletion.model_id != model_id) {
+    return absl::DataLossError(
+        absl::StrCat(path, " names model '", deletion.model_id, "'"));
+  }
   return deletion;
 }
 
@@ -221,6 +234,7 @@ absl::Status ModelRegistry::WriteDeletionRecord(
     record.set_purged_unix_nanos(absl::ToUnixNanos(deletion.purged_at));
   }
   record.set_note(deletion.note);
+  record.set_remote_copies_destroyed(deletion.remote_destroyed);
   OUBLI_RETURN_IF_ERROR(WriteFileAtomically(
       DeletionRecordPath(deletion.model_id), record.SerializeAsString()));
   return FsyncDirectory(dir.string());
@@ -261,6 +275,23 @@ absl::StatusOr<ModelRegistry::ModelDeletion> ModelRegistry::DeleteModel(
   return deletion;
 }
 
+absl::StatusOr<ModelRegistry::ModelDeletion> ModelRegistry::GetModelDeletion(
+    absl::string_view model_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = deleting_.find(model_id); it != deleting_.end()) {
+      return it->second;
+    }
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::optional<ModelDeletion> done,
+                         ReadDeletionRecord(model_id));
+  if (!done.has_value()) {
+    return absl::NotFoundError(
+        absl::StrCat("no deletion of model '", model_id, "' is known"));
+  }
+  return *done;
+}
+
 void ModelRegistry::FinishModelDeletion(std::string model_id,
                                         std::shared_ptr<Engine> engine) {
   // Waits `wait` or until the registry stops; false when it stops.
@@ -275,19 +306,33 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
     absl::MutexLock lock(&mu_);
     deleting_[model_id].note = std::string(why.message());
   };
+  ModelDeletion record;
+  {
+    absl::MutexLock lock(&mu_);
+    record = deleting_[model_id];
+  }
   absl::Duration backoff = absl::Seconds(1);
-  // Copies on workers first: the manifests naming their holders are in the
-  // model's lineage DB, destroyed last. (No engine: a restart found them
-  // destroyed already, the files half shredded.)
-  while (engine != nullptr) {
-    const absl::Status destroyed = engine->DestroyRemoteCopies();
-    if (destroyed.ok()) break;
-    note(destroyed);
+  // Copies on workers live only where the model's lineage DB says: until
+  // they are destroyed the engine must open, however long that takes.
+  while (engine == nullptr && !record.remote_destroyed) {
+    Engine::Options options =
+        EngineOptionsFor(options_, model_id, ModelDir(model_id));
+    options.background_retrain = false;
+    absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
+    if (opened.ok()) {
+      engine = *std::move(opened);
+      break;
+    }
+    note(opened.status());
     if (!pause(backoff)) return;
     backoff = std::min(backoff * 2, absl::Seconds(30));
   }
   if (engine != nullptr) {
-    // A training job still running (it stops at its next position).
+    // Nothing may use the model from here on: its training stops, a job
+    // still running ends at its next position, and calls that found the
+    // engine before it left engines_ finish. Only then are the copies
+    // listed and destroyed, so none can appear behind the listing.
+    engine->Stop();
     absl::MutexLock lock(&mu_);
     auto settled = [this, &model_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stopping_ || !active_jobs_.contains(model_id);
@@ -295,46 +340,80 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
     mu_.Await(absl::Condition(&settled));
     if (stopping_) return;
   }
-  // The ledger holds digests, not data: kept for auditors (the format of
-  // oublictl audit --save).
-  const std::filesystem::path ledger_dir =
-      std::filesystem::path(options_.root_dir) / kDeletedModelsDir / "ledgers";
-  const std::string ledger_path = (ledger_dir / model_id).string();
-  std::vector<std::string> records;
-  for (int64_t next = 1; engine != nullptr;) {
-    absl::StatusOr<Engine::LedgerPage> page = engine->ReadLedger(next, 1000);
-    if (!page.ok()) break;  // no ledger kept
-    next += static_cast<int64_t>(page->records.size());
-    const bool last = page->records.size() < 1000;
-    for (std::string& record : page->records) {
-      records.push_back(std::move(record));
-    }
-    if (last) break;
-  }
-  const std::string ledger = EncodeLedgerFile(records);
-  if (!ledger.empty()) {
-    std::error_code mkdir_error;
-    std::filesystem::create_directories(ledger_dir, mkdir_error);
-    if (absl::Status s = WriteFileAtomically(ledger_path, ledger); !s.ok()) {
-      note(s);  // not fatal: the deletion itself goes on
-    }
-  }
-  // Calls that found the engine before it left engines_ finish first.
   while (engine != nullptr && engine.use_count() > 1) {
     if (!pause(absl::Milliseconds(20))) return;
+  }
+  while (engine != nullptr && !record.remote_destroyed) {
+    const absl::Status destroyed = engine->DestroyRemoteCopies();
+    if (destroyed.ok()) {
+      record.remote_destroyed = true;
+      // Durable, so a restart that cannot open the half-shredded engine
+      // knows the workers hold nothing any more.
+      while (true) {
+        const absl::Status written = WriteDeletionRecord(record);
+        if (written.ok()) break;
+        note(written);
+        if (!pause(backoff)) return;
+      }
+      absl::MutexLock lock(&mu_);
+      deleting_[model_id].remote_destroyed = true;
+      break;
+    }
+    note(destroyed);
+    if (!pause(backoff)) return;
+    backoff = std::min(backoff * 2, absl::Seconds(30));
+  }
+  // The ledger holds digests, not data: kept for auditors (the format of
+  // oublictl audit --save), whole, before the lineage DB goes.
+  const std::filesystem::path ledger_dir =
+      std::filesystem::path(options_.root_dir) / kDeletedLedgersDir;
+  const std::string ledger_path = (ledger_dir / model_id).string();
+  while (engine != nullptr) {
+    std::vector<std::string> records;
+    absl::Status read;
+    for (int64_t next = 1;;) {
+      absl::StatusOr<Engine::LedgerPage> page = engine->ReadLedger(next, 1000);
+      if (absl::IsFailedPrecondition(page.status())) break;  // none kept
+      if (!page.ok()) {
+        read = page.status();
+        break;
+      }
+      next += static_cast<int64_t>(page->records.size());
+      const bool last = page->records.size() < 1000;
+      for (std::string& r : page->records) records.push_back(std::move(r));
+      if (last) break;
+    }
+    if (read.ok() && !records.empty()) {
+      std::error_code mkdir_error;
+      std::filesystem::create_directories(ledger_dir, mkdir_error);
+      read = WriteFileAtomically(ledger_path, EncodeLedgerFile(records));
+    }
+    if (read.ok()) break;
+    note(read);
+    if (!pause(backoff)) return;
   }
   engine.reset();  // closes the lineage DB and checkpoint store
   const std::string dir = ModelDir(model_id);
   while (true) {
     absl::Status shredded;
     std::error_code error;
-    for (const auto& entry :
-         std::filesystem::recursive_directory_iterator(dir, error)) {
-      if (entry.is_regular_file()) {
-        if (absl::Status s = ShredFile(entry.path().string()); !s.ok()) {
+    // Every file, also behind symlinked directories; any error that could
+    // hide a file stops short of removing the directory.
+    std::filesystem::recursive_directory_iterator it(
+        dir, std::filesystem::directory_options::follow_directory_symlink,
+        error);
+    for (; !error && it != std::filesystem::recursive_directory_iterator();
+         it.increment(error)) {
+      std::error_code type_error;
+      if (it->is_regular_file(type_error)) {
+        if (absl::Status s = ShredFile(it->path().string()); !s.ok()) {
           shredded.Update(s);
         }
       }
+    }
+    if (error && error != std::errc::no_such_file_or_directory) {
+      shredded.Update(absl::InternalError(
+          absl::StrCat("cannot list ", dir, ": ", error.message())));
     }
     if (shredded.ok()) {
       std::filesystem::remove_all(dir, error);

@@ -144,6 +144,8 @@ class ModelRegistry {
     absl::Time accepted_at;
     absl::Time purged_at = absl::InfinitePast();
     std::string note;  // why PURGED waits, when it does
+    // Every serving copy and chunk on workers is gone (durable).
+    bool remote_destroyed = false;
   };
   // Deletes the model: durable (DATA_DIR/~deleted-models/ID) before it
   // returns ACCEPTED; from then on its calls answer FailedPrecondition and
@@ -151,12 +153,15 @@ class ModelRegistry {
   // workers is destroyed (waiting for unreachable holders, retried), then
   // every file of the model is shredded and its directory removed, and the
   // record says PURGED. A restart finishes a deletion a crash interrupted.
-  // The model's deletion ledger (digests only) is kept beside the record
-  // (~deleted-models/ledgers/ID, readable by oublictl audit --ledger_file).
+  // The model's deletion ledger (digests only) is kept
+  // (DATA_DIR/~deleted-ledgers/ID, readable by oublictl audit --ledger_file).
   // Idempotent: a repeat returns the current receipt, also after PURGED
   // (until the id is created again). NotFound: no such model and no record;
   // other codes: the record could not be written (nothing was deleted).
   absl::StatusOr<ModelDeletion> DeleteModel(absl::string_view model_id);
+  // DeleteModel's receipt without starting one. NotFound: no deletion of
+  // this model is known.
+  absl::StatusOr<ModelDeletion> GetModelDeletion(absl::string_view model_id);
 
   absl::StatusOr<Prediction> Predict(absl::string_view model_id,
                                      absl::Span<const float> inputs,

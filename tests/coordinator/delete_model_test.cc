@@ -56,11 +56,15 @@ class DeleteModelTest : public testing_util::ServiceClientTest {
     return Call(&v1::Oubli::Stub::DeleteModel, request, deletion);
   }
 
-  // Asks again until PURGED (hang guard: 60 s).
+  // Follows the deletion until PURGED (hang guard: 60 s).
   v1::ModelDeletion WaitPurged(const std::string& model_id) {
     v1::ModelDeletion deletion;
+    v1::DeleteModelRequest request;
+    request.set_model_id(model_id);
+    request.set_status_only(true);
     for (int i = 0; i < 600; ++i) {
-      grpc::Status status = DeleteModel(model_id, &deletion);
+      grpc::Status status =
+          Call(&v1::Oubli::Stub::DeleteModel, request, &deletion);
       EXPECT_TRUE(status.ok()) << status.error_message();
       if (!status.ok() || deletion.stage() == v1::PURGED) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -124,7 +128,7 @@ TEST_F(DeleteModelTest, NothingOfTheModelIsLeftAndItsLedgerIsKept) {
 
   // The ledger (digests only) verifies with the coordinator's key.
   const std::string ledger = testing_util::ReadWholeFile(
-      data_dir() / "~deleted-models" / "ledgers" / "m");
+      data_dir() / "~deleted-ledgers" / "m");
   auto records = DecodeLedgerFile(ledger);
   ASSERT_TRUE(records.ok()) << records.status();
   auto key = VerifyingKey::FromPem(
@@ -134,11 +138,20 @@ TEST_F(DeleteModelTest, NothingOfTheModelIsLeftAndItsLedgerIsKept) {
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_EQ(summary->entries, 4);
 
-  // Idempotent after PURGED; the id can be created again.
+  // Idempotent after PURGED; the id can be created again, and following
+  // the old deletion never touches the new model.
   ASSERT_TRUE(DeleteModel("m", &deletion).ok());
   EXPECT_EQ(deletion.stage(), v1::PURGED);
   ASSERT_TRUE(Create("m", testing_util::TinyConfig(), &model).ok());
+  EXPECT_EQ(WaitPurged("m").stage(), v1::PURGED);
+  EXPECT_TRUE(GetModel("m", &model).ok());
   EXPECT_EQ(model.active_samples(), 0);
+  v1::DeleteModelRequest status_only;
+  status_only.set_model_id("never-deleted");
+  status_only.set_status_only(true);
+  EXPECT_EQ(Call(&v1::Oubli::Stub::DeleteModel, status_only, &deletion)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(DeleteModelTest, AnUnknownModelIsNotFound) {

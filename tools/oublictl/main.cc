@@ -770,6 +770,8 @@ absl::Status DeleteModel(Client& client) {
         client.stub().DeleteModel(Client::Context().get(), request, &deletion),
         "DeleteModel"));
     if (!absl::GetFlag(FLAGS_wait) || deletion.stage() == v1::PURGED) break;
+    // Follow without ever starting a deletion again.
+    request.set_status_only(true);
     if (!Json() && deletion.note() != last_note) {
       std::fprintf(stderr, "waiting: %s\n", deletion.note().c_str());
       last_note = deletion.note();
@@ -926,21 +928,27 @@ absl::Status Audit(Client& client) {
   std::vector<std::string> disagreements;
   if (offline.empty()) {
     std::map<std::string, int> reported;
+    bool behind = false;
     for (const auto& [id, stages] : summary.stages) {
       OUBLI_ASSIGN_OR_RETURN(reported[id], receipt_stage(id));
       ++receipts_checked;
+      behind = behind || reported[id] < stages.back();
+    }
+    if (behind) {
+      // A stage is made durable (and ledgered) just before the service
+      // reports it: look again, before the second export.
+      absl::SleepFor(absl::Seconds(1));
+      for (const auto& [id, stages] : summary.stages) {
+        if (reported[id] < stages.back()) {
+          OUBLI_ASSIGN_OR_RETURN(reported[id], receipt_stage(id));
+        }
+      }
     }
     OUBLI_ASSIGN_OR_RETURN(records, export_ledger());
     OUBLI_ASSIGN_OR_RETURN(oubli::coordinator::LedgerSummary later,
                            verify(records));
     for (const auto& [id, stages] : summary.stages) {
-      int stage = reported[id];
-      if (stage < stages.back()) {
-        // A stage is made durable (and ledgered) just before the service
-        // reports it: look again before calling it a disagreement.
-        absl::SleepFor(absl::Seconds(1));
-        OUBLI_ASSIGN_OR_RETURN(stage, receipt_stage(id));
-      }
+      const int stage = reported[id];
       auto in_later = later.stages.find(id);
       const int ledgered_later =
           in_later == later.stages.end() ? 0 : in_later->second.back();
