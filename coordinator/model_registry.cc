@@ -297,7 +297,11 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
   // Waits `wait` or until the registry stops; false when it stops.
   auto pause = [this](absl::Duration wait) {
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+    const int64_t retries = deletion_retries_;
+    auto wake = [this, retries]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || deletion_retries_ != retries;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&wake), wait);
     return !stopping_;
   };
   auto note = [&](const absl::Status& why) {
@@ -326,6 +330,10 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
     note(opened.status());
     if (!pause(backoff)) return;
     backoff = std::min(backoff * 2, absl::Seconds(30));
+  }
+  if (engine != nullptr) {
+    absl::MutexLock lock(&mu_);
+    deleting_engines_[model_id] = engine;
   }
   if (engine != nullptr) {
     // Nothing may use the model from here on: its training stops, a job
@@ -391,6 +399,10 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
     if (read.ok()) break;
     note(read);
     if (!pause(backoff)) return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    deleting_engines_.erase(model_id);
   }
   engine.reset();  // closes the lineage DB and checkpoint store
   const std::string dir = ModelDir(model_id);
@@ -789,6 +801,12 @@ absl::StatusOr<bool> ModelRegistry::NamesChunkHolder(absl::string_view holder) {
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, engine] : engines_) engines.push_back(engine);
+    // Models being deleted still wait for their holders.
+    for (const auto& [id, weak] : deleting_engines_) {
+      if (std::shared_ptr<Engine> engine = weak.lock()) {
+        engines.push_back(std::move(engine));
+      }
+    }
   }
   for (const std::shared_ptr<Engine>& engine : engines) {
     OUBLI_ASSIGN_OR_RETURN(const bool named, engine->NamesChunkHolder(holder));
@@ -801,6 +819,7 @@ void ModelRegistry::RetryPurgesNow() {
   std::vector<std::shared_ptr<Engine>> engines;
   {
     absl::MutexLock lock(&mu_);
+    ++deletion_retries_;  // model deletions waiting for a holder, too
     for (const auto& [id, engine] : engines_) engines.push_back(engine);
   }
   for (const std::shared_ptr<Engine>& engine : engines) {

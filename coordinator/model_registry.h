@@ -234,6 +234,12 @@ class ModelRegistry {
   absl::flat_hash_map<std::string, ModelDeletion> deleting_
       ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> deletion_threads_ ABSL_GUARDED_BY(mu_);
+  // Their engines while copies on workers are destroyed: RetireWorker must
+  // see the holders they name.
+  absl::flat_hash_map<std::string, std::weak_ptr<Engine>> deleting_engines_
+      ABSL_GUARDED_BY(mu_);
+  // Bumped by RetryPurgesNow: deletion threads waiting out a back-off wake.
+  int64_t deletion_retries_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::string DeletionRecordPath(absl::string_view model_id) const;

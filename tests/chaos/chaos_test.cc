@@ -507,5 +507,43 @@ TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
   }
 }
 
+// A holder gone for good after a restart: RetireWorker releases the model
+// deletion waiting for it (the holder is named only by the model being
+// deleted).
+TEST_F(ChaosTest, RetiringAGoneHolderReleasesAModelDeletion) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  ASSERT_NO_FATAL_FAILURE(
+      CreateTrainedModel("tiny", TinyConfig(2, 8), TinySamples(60, 1, 0)));
+  workers_[1]->Kill();
+  ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-1"));
+  v1::DeleteModelRequest request;
+  request.set_model_id("tiny");
+  v1::ModelDeletion deletion;
+  ASSERT_TRUE(Call(&v1::Oubli::Stub::DeleteModel, request, &deletion).ok());
+  const std::string address = coordinator_.address();
+  coordinator_.Kill();
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({absl::StrCat("--listen=", address)}));
+  request.set_status_only(true);
+  v1::RetireWorkerRequest retire;
+  retire.set_name("worker-1");
+  v1::RetiredWorker retired;
+  grpc::Status status;
+  for (int i = 0; i < 300; ++i) {  // 30 s: refused within a worker timeout
+    status = Call(&v1::Oubli::Stub::RetireWorker, retire, &retired);
+    if (status.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  for (int i = 0; i < 600; ++i) {  // 60 s
+    ASSERT_TRUE(Call(&v1::Oubli::Stub::DeleteModel, request, &deletion).ok());
+    if (deletion.stage() == v1::PURGED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(deletion.stage(), v1::PURGED) << deletion.note();
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "data" / "tiny"));
+}
+
 }  // namespace
 }  // namespace oubli
