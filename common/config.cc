@@ -28,8 +28,7 @@ bool IsWeightNeutral(absl::string_view key) {
 bool IsLegacyDefault(const ModelConfig& c, absl::string_view key) {
   if (key.substr(0, 10) == "placement.") return !c.placement.risk.enabled();
   if (key == "placement") {
-    return c.placement.by == Placement::kSample &&
-           !c.placement.risk.enabled();
+    return c.placement.by == Placement::kSample && !c.placement.risk.enabled();
   }
   return false;
 }
@@ -119,21 +118,27 @@ absl::Status ParseBool(absl::string_view key, absl::string_view value,
 
 }  // namespace
 
+absl::Status ValidateModelId(absl::string_view model_id) {
+  if (model_id.empty() || model_id.size() > 128) {
+    return absl::InvalidArgumentError("model_id must be 1..128 bytes");
+  }
+  for (char ch : model_id) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' ||
+          ch == '_' || ch == '.')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model_id '", model_id,
+                       "' may only contain letters, digits, '-', '_' and '.'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateConfig(const ModelConfig& c) {
   auto bad = [](auto... parts) {
     return absl::InvalidArgumentError(absl::StrCat(parts...));
   };
   const BackboneConfig& b = c.backbone;
-  if (c.model_id.empty() || c.model_id.size() > 128) {
-    return bad("model_id must be 1..128 bytes");
-  }
-  for (char ch : c.model_id) {
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' ||
-          ch == '_' || ch == '.')) {
-      return bad("model_id '", c.model_id,
-                 "' may only contain letters, digits, '-', '_' and '.'");
-    }
-  }
+  if (absl::Status id = ValidateModelId(c.model_id); !id.ok()) return id;
   if (c.shards < 1 || c.shards > 1024) return bad("shards must be 1..1024");
   if (c.slices < 1 || c.slices > 64) return bad("slices must be 1..64");
   if (c.sequences < 1 || c.sequences > 64) {
@@ -181,7 +186,8 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   const RiskProfile& risk = c.placement.risk;
   if (risk.slices < 0 || risk.slices >= c.slices) {
     return bad("placement.risk_slices must be 0 (off) to slices - 1 (",
-               c.slices - 1, "): at least one slice must hold the samples "
+               c.slices - 1,
+               "): at least one slice must hold the samples "
                "without a high deletion risk");
   }
   if (!(risk.threshold > 0 && risk.threshold <= 1)) {

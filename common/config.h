@@ -138,6 +138,9 @@ struct ModelConfig {
 };
 
 absl::Status ValidateConfig(const ModelConfig& config);
+// The model-id rule ValidateConfig applies: 1..128 bytes of letters,
+// digits, '-', '_' and '.' (ids become directory names). InvalidArgument.
+absl::Status ValidateModelId(absl::string_view model_id);
 
 const char* PlacementName(Placement placement);  // "sample" or "owner"
 

@@ -12,8 +12,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -70,12 +68,9 @@ absl::StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadOrCreate(
   signing->key_ = std::make_unique<Key>();
   std::error_code error;
   if (std::filesystem::exists(path, error)) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream contents;
-    contents << in.rdbuf();
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-    const std::string pem = contents.str();
-    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    absl::StatusOr<std::string> pem = ReadFile(path);
+    if (!pem.ok()) return pem.status();
+    BIO* bio = BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size()));
     signing->key_->pkey.reset(
         PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
     BIO_free(bio);

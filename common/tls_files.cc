@@ -6,13 +6,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/file_util.h"
 
 namespace oubli {
 namespace {
@@ -39,11 +38,9 @@ absl::Status FlagError(absl::string_view flag, absl::string_view path,
 
 absl::Status ReadPem(absl::string_view flag, const std::string& path,
                      std::string* pem) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return FlagError(flag, path, "cannot read the file");
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  *pem = contents.str();
+  absl::StatusOr<std::string> read = ReadFile(path);
+  if (!read.ok()) return FlagError(flag, path, "cannot read the file");
+  *pem = *std::move(read);
   if (pem->find("-----BEGIN ") == std::string::npos) {
     return FlagError(flag, path, "not a PEM file");
   }

@@ -5,8 +5,6 @@
 #include <sys/stat.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -14,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/file_util.h"
 #include "common/hash.h"
 #include "oubli/config/access_policy.pb.h"
 
@@ -54,16 +53,6 @@ std::string RoleList(const std::vector<Role>& roles) {
   return absl::StrJoin(roles, ", ", [](std::string* out, Role role) {
     absl::StrAppend(out, RoleName(role));
   });
-}
-
-absl::StatusOr<std::string> ReadWhole(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  }
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
 }
 
 }  // namespace
@@ -273,10 +262,9 @@ absl::Status AccessPolicy::Authorize(absl::string_view principal,
 AccessPolicyFiles::Stamp AccessPolicyFiles::StampOf(const std::string& path) {
   struct stat info;
   if (path.empty() || ::stat(path.c_str(), &info) != 0) return Stamp{};
-  return Stamp{
-      int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec,
-      int64_t{info.st_ctim.tv_sec} * 1000000000 + info.st_ctim.tv_nsec,
-      static_cast<int64_t>(info.st_ino), int64_t{info.st_size}};
+  return Stamp{int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec,
+               int64_t{info.st_ctim.tv_sec} * 1000000000 + info.st_ctim.tv_nsec,
+               static_cast<int64_t>(info.st_ino), int64_t{info.st_size}};
 }
 
 AccessPolicyFiles::AccessPolicyFiles(std::string policy_path,
@@ -304,11 +292,11 @@ absl::StatusOr<std::shared_ptr<const AccessPolicy>> AccessPolicyFiles::Load(
     Stamp* policy_stamp, Stamp* tokens_stamp) const {
   *policy_stamp = StampOf(policy_path_);
   *tokens_stamp = StampOf(tokens_path_);
-  absl::StatusOr<std::string> policy_text = ReadWhole(policy_path_);
+  absl::StatusOr<std::string> policy_text = ReadFile(policy_path_);
   if (!policy_text.ok()) return policy_text.status();
   std::string tokens_text;
   if (!tokens_path_.empty()) {
-    absl::StatusOr<std::string> read = ReadWhole(tokens_path_);
+    absl::StatusOr<std::string> read = ReadFile(tokens_path_);
     if (!read.ok()) return read.status();
     tokens_text = *std::move(read);
   }

@@ -4,8 +4,8 @@
 #include <string>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/config.h"
 #include "common/grpc_security.h"
 #include "common/grpc_status.h"
 
@@ -30,16 +30,6 @@ class Slot {
   std::atomic<int>* const count_;
   bool taken_ = false;
 };
-
-bool IsWellFormedModelId(absl::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
 
 // "MODEL_ID/del-N" -> MODEL_ID; "" when the id has no '/', which
 // OubliService then refuses.
@@ -84,9 +74,12 @@ grpc::Status ApiGuard::Guard(grpc::ServerContext* context,
   }
   // A model id the service would refuse is refused here, before it can
   // reach the audit log (a hostile caller could send megabytes of it).
-  if (!call.model_id.empty() && !IsWellFormedModelId(call.model_id)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "model_id: must be 1..128 bytes of [A-Za-z0-9._-]");
+  if (!call.model_id.empty()) {
+    // Not the id itself in the message: it can be megabytes.
+    if (!ValidateModelId(call.model_id).ok()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "model_id: must be 1..128 bytes of [A-Za-z0-9._-]");
+    }
   }
   const Slot slot(&calls_in_flight_, limits_.max_concurrent_calls);
   if (!slot.taken()) {
@@ -134,7 +127,7 @@ grpc::Status ApiGuard::CheckLateModel(const std::string& model_id) {
                : grpc::Status(grpc::StatusCode::INTERNAL,
                               "ingest stream outside its guarded call");
   }
-  if (!IsWellFormedModelId(model_id)) {
+  if (!ValidateModelId(model_id).ok()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "model_id: must be 1..128 bytes of [A-Za-z0-9._-]");
   }

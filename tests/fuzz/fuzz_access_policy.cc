@@ -26,8 +26,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)policy->Authenticate(credentials);
   if (!principal.ok()) return 0;
   for (const auto& access : oubli::coordinator::AllRpcAccess()) {
-    for (absl::string_view model : {"", "m", "team-a-1"}) {
-      (void)policy->Authorize(*principal, access, model);
+    for (absl::string_view model : {"m", "team-a-1"}) {
+      // Authorize agrees with Allows: a call on a model passes only if one
+      // of its roles is granted for that model.
+      bool granted = false;
+      for (auto role : access.roles) {
+        granted = granted || policy->Allows(*principal, role, model);
+      }
+      const bool authorized = policy->Authorize(*principal, access, model).ok();
+      if (access.per_model && authorized != granted) __builtin_trap();
+      if (authorized && !granted) __builtin_trap();
     }
   }
   return 0;

@@ -32,6 +32,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     records.emplace_back(reinterpret_cast<const char*>(data + at), length);
     at += length;
   }
-  (void)oubli::coordinator::VerifyLedger("m", records, *key);
+  auto summary = oubli::coordinator::VerifyLedger("m", records, *key);
+  if (!summary.ok()) return 0;
+  // An accepted ledger accounts for every record, each stage once.
+  size_t stages = 0;
+  for (const auto& [id, of_id] : summary->stages) stages += of_id.size();
+  if (summary->entries != static_cast<int64_t>(records.size()) ||
+      stages != records.size()) {
+    __builtin_trap();
+  }
   return 0;
 }

@@ -62,6 +62,7 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/config.h"
+#include "common/file_util.h"
 #include "common/grpc_security.h"
 #include "common/signing_key.h"
 #include "common/status_macros.h"
@@ -817,16 +818,16 @@ absl::Status Verify(Client& client) {
   return absl::OkStatus();
 }
 
+// The file a flag names; errors name the flag.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
                                           absl::string_view flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("--", flag, " ", path, ": cannot read the file"));
+  absl::StatusOr<std::string> bytes = oubli::ReadFile(path);
+  if (!bytes.ok()) {
+    return absl::Status(bytes.status().code(),
+                        absl::StrCat("--", flag, ": ",
+                                     bytes.status().message()));
   }
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
+  return bytes;
 }
 
 absl::Status SaveLedger(const std::string& path,
