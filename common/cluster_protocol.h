@@ -14,7 +14,7 @@
 namespace oubli {
 
 // Revision of oubli.cluster; Register refuses a worker of another one.
-inline constexpr int kClusterProtocolVersion = 2;
+inline constexpr int kClusterProtocolVersion = 3;
 
 // With TLS, the names the cluster's certificates carry by default (each
 // side checks the other's): one for every worker, one for the coordinator.

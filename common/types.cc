@@ -126,16 +126,20 @@ absl::Status ValidateSample(const Sample& sample) {
   return absl::OkStatus();
 }
 
-void DecodeFeatures(const Sample& sample, float* out) {
-  if (sample.feature_type == FeatureType::kU8) {
-    const auto* bytes =
-        reinterpret_cast<const uint8_t*>(sample.features.data());
-    for (size_t i = 0; i < sample.features.size(); ++i) {
-      out[i] = static_cast<float>(bytes[i]) / 255.0f;
+void DecodeFeatureBytes(FeatureType type, absl::string_view bytes,
+                        float* out) {
+  if (type == FeatureType::kU8) {
+    const auto* u8 = reinterpret_cast<const uint8_t*>(bytes.data());
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      out[i] = static_cast<float>(u8[i]) / 255.0f;
     }
   } else {
-    std::memcpy(out, sample.features.data(), sample.features.size());
+    std::memcpy(out, bytes.data(), bytes.size());
   }
+}
+
+void DecodeFeatures(const Sample& sample, float* out) {
+  DecodeFeatureBytes(sample.feature_type, sample.features, out);
 }
 
 }  // namespace oubli

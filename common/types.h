@@ -63,6 +63,9 @@ absl::Status ValidateSample(const Sample& sample);
 // Decodes features into floats (kU8 scaled by 1/255). `out` must hold
 // sample.NumFeatures() floats.
 void DecodeFeatures(const Sample& sample, float* out);
+// The same for raw feature bytes of one row encoded as `type`.
+void DecodeFeatureBytes(FeatureType type, absl::string_view bytes,
+                        float* out);
 
 }  // namespace oubli
 

@@ -37,7 +37,6 @@ namespace oubli::coordinator {
 namespace {
 
 using internal::DeletionRecord;
-using worker::PositionData;
 
 constexpr char kConfigMetaKey[] = "config";
 constexpr char kTrainingRequestedMetaKey[] = "training_requested";
@@ -180,6 +179,9 @@ struct Engine::State {
   // Makes every live worker drop the checkpoints it holds for serving that
   // the model no longer serves (ShardServing::Sync). Takes mu.
   absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
+  // Drops the slices workers cached for training that no longer hold the
+  // model's samples as they are now.
+  absl::Status DropCachedSlices() ABSL_LOCKS_EXCLUDED(mu);
   // A ShardServing query naming this model (no shards, no inputs).
   ShardServing::Query ServingQuery() const;
   absl::Status DestroyCheckpoints(const std::vector<std::string>& keys)
@@ -421,6 +423,18 @@ absl::Status Engine::State::SyncServingCopies() {
   return options.shard_serving->Sync(query);
 }
 
+absl::Status Engine::State::DropCachedSlices() {
+  if (options.remote_trainer == nullptr) return absl::OkStatus();
+  // Every position that read a slice as it was before this pass's
+  // deletions is done (WaitForStaleTraining), so none uploads it again.
+  absl::flat_hash_set<std::string> keep;
+  {
+    absl::MutexLock lock(&mu);
+    keep = shards.CurrentSliceDigests();
+  }
+  return options.remote_trainer->DropStaleSlices(config.model_id, keep);
+}
+
 absl::Status Engine::State::DestroyCheckpoints(
     const std::vector<std::string>& keys) {
   for (const std::string& key : keys) {
@@ -484,9 +498,12 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
       absl::MutexLock lock(&mu);
       shards.RetainStale(left);
     }
-    // And checkpoints that workers hold in memory to answer Predict.
-    if (absl::Status served = SyncServingCopies(); !served.ok()) {
-      copies = served;
+    // And checkpoints that workers hold in memory to answer Predict, and
+    // the slices they cached for training.
+    absl::Status held = SyncServingCopies();
+    if (held.ok()) held = DropCachedSlices();
+    if (!held.ok()) {
+      copies = held;
       left.clear();  // not known per deletion: all wait
     }
     if (chunks_only != nullptr) *chunks_only = !copies.ok();
@@ -759,12 +776,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       job.key = state.keys[best][p - 1];
       job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
       generation = generations[shard].load();
-      try {
-        job.data = shards.PrefixData(shard, job.prefix);
-      } catch (const std::exception& e) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "assembling training data for shard ", shard, ": ", e.what()));
-      }
+      job.slices = shards.PrefixSlices(shard, job.prefix);
       // Cleared below on every path; purges wait on it
       // (WaitForStaleTraining).
       state.in_flight_generation = generation;
@@ -1237,6 +1249,10 @@ absl::Status Engine::DestroyRemoteCopies() {
   if (st.options.shard_serving != nullptr) {
     ShardServing::Query query = st.ServingQuery();  // serves no shard
     OUBLI_RETURN_IF_ERROR(st.options.shard_serving->Sync(query));
+  }
+  if (st.options.remote_trainer != nullptr) {
+    OUBLI_RETURN_IF_ERROR(
+        st.options.remote_trainer->DropStaleSlices(st.config.model_id, {}));
   }
   OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> keys,
                          st.chunks.GarbageKeys({}));  // every key with chunks

@@ -23,6 +23,9 @@ grpc::Status MembershipService::Register(
                      request->protocol_version(), ", coordinator ",
                      kClusterProtocolVersion, ": run the same oubli release"));
   }
+  // Taken before the worker can be given work: every upload to it begins
+  // at this epoch or later, and older ones are refused.
+  const int64_t slice_epoch = pool_->NextSliceEpoch();
   absl::StatusOr<std::string> id =
       pool_->Register(request->address(), request->environment(),
                       request->name(), request->holds_chunks());
@@ -30,6 +33,7 @@ grpc::Status MembershipService::Register(
     return ToGrpcStatus(id.status());
   }
   response->set_worker_id(*id);
+  response->set_slice_epoch(slice_epoch);
   response->set_heartbeat_interval_ms(
       absl::ToInt64Milliseconds(pool_->heartbeat_interval()));
   response->set_worker_timeout_ms(

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <exception>
 #include <optional>
 #include <utility>
 
@@ -42,7 +41,7 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
     if (restored.ok() && restored->has_value()) {
       put = checkpoints_->Put(job.key, **restored);
       if (put.ok()) {
-        job.data = worker::PositionData();
+        job.slices.clear();
         if (metrics_ != nullptr) {
           metrics_->CheckpointRestored(
               static_cast<int64_t>((*restored)->size()));
@@ -85,12 +84,21 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
       local_mu_.Await(absl::Condition(&slot_free));
       ++local_training_;
     }
-    trained = trainer.TrainPosition(job.shard, job.prefix, parent, job.data,
-                                    &result.stats, job.cancelled);
+    absl::StatusOr<worker::PositionData> data =
+        worker::PositionDataFromSlices(job.slices, config_.backbone.InputSize());
+    if (data.ok()) {
+      trained = trainer.TrainPosition(job.shard, job.prefix, parent, *data,
+                                      &result.stats, job.cancelled);
+    } else {
+      // Our own slices: a malformed one is not the parent's fault.
+      trained = absl::IsInvalidArgument(data.status())
+                    ? absl::InternalError(data.status().message())
+                    : data.status();
+    }
     absl::MutexLock lock(&local_mu_);
     --local_training_;
   }
-  job.data = worker::PositionData();  // drop our copy of the samples promptly
+  job.slices.clear();  // drop our hold on the samples promptly
   if (absl::IsCancelled(trained.status())) {
     result.outcome = PositionOutcome::kCancelled;
     return result;
@@ -127,20 +135,8 @@ absl::StatusOr<std::string> PositionRunner::TrainRemotely(
   position.shard = job.shard;
   position.prefix = job.prefix;
   position.parent = parent;
-  position.rows = job.data.size();
-  if (position.rows > 0) {
-    try {
-      const torch::Tensor features = job.data.features.contiguous();
-      const torch::Tensor labels = job.data.labels.contiguous();
-      position.features.assign(static_cast<const char*>(features.data_ptr()),
-                               features.numel() * sizeof(float));
-      position.labels.assign(static_cast<const char*>(labels.data_ptr()),
-                             labels.numel() * sizeof(int64_t));
-    } catch (const std::exception& e) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("serializing training data: ", e.what()));
-    }
-  }
+  position.model_id = config_.model_id;
+  position.slices = job.slices;
   const absl::Time start = absl::Now();
   OUBLI_ASSIGN_OR_RETURN(RemoteResult result,
                          remote_->TrainPosition(position, job.cancelled));

@@ -9,6 +9,7 @@
 #define OUBLI_COORDINATOR_POSITION_RUNNER_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/remote_training.h"
 #include "storage/checkpoint_store.h"
+#include "storage/encoded_slice.h"
 #include "worker/position_data.h"
 
 namespace oubli::worker {
@@ -33,7 +35,8 @@ struct PositionJob {
   std::vector<int> prefix;  // slice order, parent + this position's slice
   std::string key;          // checkpoint key of the prefix
   std::string parent_key;   // empty for the first position
-  worker::PositionData data;
+  // The prefix's slices, as workers receive them.
+  std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
   // Polled while training: true once the result would be stale.
   std::function<bool()> cancelled;
 };
@@ -63,7 +66,8 @@ class PositionRunner {
                  ChunkReplication* chunks, RemoteTrainer* remote,
                  int training_threads, EngineMetrics* metrics);
 
-  // Runs `job` (its data is released as soon as it is no longer needed).
+  // Runs `job` (its slices are released as soon as they are no longer
+  // needed).
   // `trainer` trains it if it is trained here. Errors: reading the parent
   // or writing the checkpoint failed; ResourceExhausted: out of memory;
   // other training failures of the position itself.

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -44,6 +45,16 @@ class RemoteTrainer {
   virtual absl::StatusOr<RemoteResult> TrainPosition(
       const RemotePosition& position,
       const std::function<bool()>& cancelled) = 0;
+
+  // Workers cache the slices they train on. Drops every cached slice of
+  // `model_id` whose digest is not in `keep` on every live worker, and
+  // makes each refuse uploads begun before this call. A worker that does
+  // not confirm is declared dead (it drops all it holds before it
+  // registers again, and by itself past the worker timeout). Call only
+  // when no position that read the dropped slices is still running.
+  virtual absl::Status DropStaleSlices(
+      const std::string& model_id,
+      const absl::flat_hash_set<std::string>& keep) = 0;
 };
 
 // Erasure-coded copies of checkpoints on worker disks, so a checkpoint the

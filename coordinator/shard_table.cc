@@ -111,11 +111,21 @@ ServedShard ShardTable::Describe(int shard) const {
   return out;
 }
 
-worker::PositionData ShardTable::PrefixData(int shard,
-                                            absl::Span<const int> order) const {
-  std::vector<const SliceData*> slices;
-  for (int slice : order) slices.push_back(&shards_[shard].slices[slice]);
-  return UnionInIdOrder(slices);
+std::vector<std::shared_ptr<const storage::EncodedSlice>>
+ShardTable::PrefixSlices(int shard, absl::Span<const int> order) const {
+  std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
+  for (int slice : order) slices.push_back(shards_[shard].slices[slice].encoded);
+  return slices;
+}
+
+absl::flat_hash_set<std::string> ShardTable::CurrentSliceDigests() const {
+  absl::flat_hash_set<std::string> digests;
+  for (const ShardState& state : shards_) {
+    for (const SliceData& slice : state.slices) {
+      if (slice.encoded != nullptr) digests.insert(slice.encoded->digest());
+    }
+  }
+  return digests;
 }
 
 }  // namespace oubli::coordinator

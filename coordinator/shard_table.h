@@ -11,6 +11,7 @@
 #define OUBLI_COORDINATOR_SHARD_TABLE_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -82,9 +83,11 @@ class ShardTable {
 
   // The public description of what the shard serves.
   ServedShard Describe(int shard) const;
-  // The rows of `order`'s slices of the shard, in ascending id order. May
-  // throw (torch) when out of memory.
-  worker::PositionData PrefixData(int shard, absl::Span<const int> order) const;
+  // The shard's slices named by `order`, as workers receive them.
+  std::vector<std::shared_ptr<const storage::EncodedSlice>> PrefixSlices(
+      int shard, absl::Span<const int> order) const;
+  // Digests of every slice as it is now: what workers may keep cached.
+  absl::flat_hash_set<std::string> CurrentSliceDigests() const;
 
  private:
   const ShardingPlan* const plan_;

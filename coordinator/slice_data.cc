@@ -19,23 +19,22 @@ absl::StatusOr<SliceData> LoadSliceData(storage::LineageStore& store,
   OUBLI_ASSIGN_OR_RETURN(data.ids, store.SliceMembers(where));
   OUBLI_ASSIGN_OR_RETURN(std::vector<Sample> samples,
                          store.ReadActiveSamples(data.ids));
-  absl::StatusOr<worker::PositionData> decoded =
-      worker::MakePositionData(samples, input_size);
-  if (!decoded.ok()) {
+  absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> encoded =
+      storage::EncodedSlice::FromSamples(samples, input_size);
+  if (absl::IsResourceExhausted(encoded.status())) return encoded.status();
+  if (!encoded.ok()) {
     return absl::DataLossError(absl::StrCat(
         "stored slice (", where.shard, ", ", where.slice,
-        ") does not fit the model: ", decoded.status().message()));
+        ") does not fit the model: ", encoded.status().message()));
   }
-  data.features = std::move(decoded->features);
-  data.labels = std::move(decoded->labels);
+  data.encoded = *std::move(encoded);
   data.digest = SliceDigest(data.ids);
   return data;
 }
 
 SliceData EmptySlice(int64_t input_size) {
   SliceData slice;
-  slice.features = torch::empty({0, input_size}, torch::kFloat32);
-  slice.labels = torch::empty({0}, torch::kInt64);
+  slice.encoded = storage::EncodedSlice::Empty(input_size);
   slice.digest = SliceDigest(slice.ids);
   return slice;
 }
@@ -43,54 +42,16 @@ SliceData EmptySlice(int64_t input_size) {
 absl::StatusOr<int64_t> RemoveSamples(
     SliceData& slice, const absl::flat_hash_set<std::string>& gone) {
   std::vector<std::string> kept_ids;
-  std::vector<int64_t> kept_rows;
-  for (size_t i = 0; i < slice.ids.size(); ++i) {
-    if (!gone.contains(slice.ids[i])) {
-      kept_ids.push_back(slice.ids[i]);
-      kept_rows.push_back(static_cast<int64_t>(i));
-    }
+  for (const std::string& id : slice.ids) {
+    if (!gone.contains(id)) kept_ids.push_back(id);
   }
-  torch::Tensor features, labels;
-  try {
-    torch::Tensor rows = torch::tensor(kept_rows, torch::kInt64);
-    features = slice.features.index_select(0, rows);
-    labels = slice.labels.index_select(0, rows);
-  } catch (const std::exception& e) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("removing samples from a slice: ", e.what()));
-  }
-  const int64_t removed =
-      static_cast<int64_t>(slice.ids.size() - kept_ids.size());
-  slice.features = std::move(features);
-  slice.labels = std::move(labels);
+  int64_t removed = 0;
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const storage::EncodedSlice> encoded,
+                         slice.encoded->Without(gone, &removed));
+  slice.encoded = std::move(encoded);
   slice.ids = std::move(kept_ids);
   slice.digest = SliceDigest(slice.ids);
   return removed;
-}
-
-worker::PositionData UnionInIdOrder(
-    const std::vector<const SliceData*>& slices) {
-  std::vector<std::pair<const std::string*, int64_t>> rows;
-  std::vector<torch::Tensor> features, labels;
-  int64_t base = 0;
-  for (const SliceData* data : slices) {
-    for (size_t i = 0; i < data->ids.size(); ++i) {
-      rows.emplace_back(&data->ids[i], base + static_cast<int64_t>(i));
-    }
-    base += static_cast<int64_t>(data->ids.size());
-    features.push_back(data->features);
-    labels.push_back(data->labels);
-  }
-  std::sort(rows.begin(), rows.end(),
-            [](const auto& a, const auto& b) { return *a.first < *b.first; });
-  std::vector<int64_t> index;
-  index.reserve(rows.size());
-  for (const auto& row : rows) index.push_back(row.second);
-  torch::Tensor gather = torch::tensor(index, torch::kInt64);
-  worker::PositionData out;
-  out.features = torch::cat(features).index_select(0, gather);
-  out.labels = torch::cat(labels).index_select(0, gather);
-  return out;
 }
 
 absl::StatusOr<std::string> TrainPrefixFromScratch(
@@ -98,15 +59,14 @@ absl::StatusOr<std::string> TrainPrefixFromScratch(
     const std::vector<SliceData>& slices) {
   std::string state_bytes;
   for (size_t p = 1; p <= prefix.size(); ++p) {
-    std::vector<const SliceData*> prefix_slices;
-    for (size_t i = 0; i < p; ++i) prefix_slices.push_back(&slices[prefix[i]]);
-    worker::PositionData data;
-    try {
-      data = UnionInIdOrder(prefix_slices);
-    } catch (const std::exception& e) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("assembling shard ", shard, "'s data: ", e.what()));
+    std::vector<std::shared_ptr<const storage::EncodedSlice>> prefix_slices;
+    for (size_t i = 0; i < p; ++i) {
+      prefix_slices.push_back(slices[prefix[i]].encoded);
     }
+    OUBLI_ASSIGN_OR_RETURN(
+        worker::PositionData data,
+        worker::PositionDataFromSlices(prefix_slices,
+                                       trainer.config().backbone.InputSize()));
     OUBLI_ASSIGN_OR_RETURN(state_bytes,
                            trainer.TrainPosition(shard, prefix.subspan(0, p),
                                                  state_bytes, data, nullptr));

@@ -1,14 +1,13 @@
-// A slice's active samples decoded for training, and the operations on
-// them that exactness depends on: rows of a prefix in ascending id order
-// (training order depends only on which samples survive, never on slice
-// layout), removal of deleted samples, and training a prefix from scratch
-// (what Verify compares the served checkpoint with).
+// A slice's active samples as the engine holds them (encoded, as workers
+// receive them), and the operations on them that exactness depends on:
+// removal of deleted samples, and training a prefix from scratch (what
+// Verify compares the served checkpoint with; rows of a prefix in
+// ascending id order, see worker::PositionDataFromSlices).
 #ifndef OUBLI_COORDINATOR_SLICE_DATA_H_
 #define OUBLI_COORDINATOR_SLICE_DATA_H_
 
-#include <ATen/core/Tensor.h>
-
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,8 +15,8 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/types.h"
+#include "storage/encoded_slice.h"
 #include "storage/lineage_store.h"
-#include "worker/position_data.h"
 
 namespace oubli::worker {
 class S3tTrainer;
@@ -27,12 +26,12 @@ namespace oubli::coordinator {
 
 struct SliceData {
   std::vector<std::string> ids;  // ascending
-  at::Tensor features;           // [n, input_size] float32
-  at::Tensor labels;             // [n] int64
-  std::string digest;            // SliceDigest(ids)
+  // The samples as workers receive them (never null once loaded).
+  std::shared_ptr<const storage::EncodedSlice> encoded;
+  std::string digest;  // SliceDigest(ids): names the slice in prefix keys
 };
 
-// The active samples of `where`, decoded. DataLoss: a stored sample does
+// The active samples of `where`, encoded. DataLoss: a stored sample does
 // not fit a model of `input_size` features; other codes: storage failures.
 absl::StatusOr<SliceData> LoadSliceData(storage::LineageStore& store,
                                         SliceRef where, int64_t input_size);
@@ -44,10 +43,6 @@ SliceData EmptySlice(int64_t input_size);
 // many it held. ResourceExhausted: out of memory (the slice is unchanged).
 absl::StatusOr<int64_t> RemoveSamples(
     SliceData& slice, const absl::flat_hash_set<std::string>& gone);
-
-// The union of `slices` with rows in ascending id order. May throw
-// (torch) when out of memory.
-worker::PositionData UnionInIdOrder(const std::vector<const SliceData*>& slices);
 
 // The state bytes of `prefix` (slice order) trained from nothing, position
 // by position, on `slices` (indexed by slice; those outside the prefix are

@@ -69,6 +69,8 @@ namespace {
 
 // How often a running call checks for cancellation and worker death.
 constexpr absl::Duration kWatchPeriod = absl::Milliseconds(20);
+// Largest piece of a slice upload.
+constexpr size_t kSlicePieceBytes = size_t{1} << 20;
 
 // How long a worker that could not load a model's shard gets none of its
 // shards (CannotServe).
@@ -421,6 +423,102 @@ void WorkerPool::MarkDead(const std::shared_ptr<Worker>& worker,
   worker->dead = true;
 }
 
+// Cancels the calls of one training attempt on one worker once the engine
+// no longer wants the result or the worker stops heartbeating.
+class WorkerPool::AttemptWatch {
+ public:
+  AttemptWatch(const std::function<bool()>& cancelled,
+               std::function<bool()> alive)
+      : thread_([this, &cancelled, alive = std::move(alive)] {
+          while (!done_.WaitForNotificationWithTimeout(kWatchPeriod)) {
+            if (cancelled && cancelled()) {
+              Cancel(&we_cancelled_);
+              return;
+            }
+            if (!alive()) {
+              Cancel(&worker_lost_);
+              return;
+            }
+          }
+        }) {}
+  ~AttemptWatch() {
+    done_.Notify();
+    thread_.join();
+  }
+
+  // The next call of the attempt runs under `context`; false: the attempt
+  // is already cancelled, do not start it.
+  bool Begin(grpc::ClientContext* context) {
+    absl::MutexLock lock(&mu_);
+    if (we_cancelled_ || worker_lost_) return false;
+    current_ = context;
+    return true;
+  }
+  void End() {
+    absl::MutexLock lock(&mu_);
+    current_ = nullptr;
+  }
+  bool we_cancelled() {
+    absl::MutexLock lock(&mu_);
+    return we_cancelled_;
+  }
+  bool worker_lost() {
+    absl::MutexLock lock(&mu_);
+    return worker_lost_;
+  }
+
+ private:
+  void Cancel(bool* why) {
+    absl::MutexLock lock(&mu_);
+    *why = true;
+    if (current_ != nullptr) current_->TryCancel();
+  }
+
+  absl::Mutex mu_;
+  grpc::ClientContext* current_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool we_cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool worker_lost_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Notification done_;
+  std::thread thread_;  // last: started once the rest is built
+};
+
+grpc::Status WorkerPool::UploadSlice(const Worker& worker,
+                                     const std::string& model_id,
+                                     const storage::EncodedSlice& slice,
+                                     AttemptWatch& watch) {
+  grpc::ClientContext context;
+  PrepareCall(&context, absl::Now() + options_.chunk_deadline);
+  if (!watch.Begin(&context)) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "attempt cancelled");
+  }
+  cluster::PutSliceResponse response;
+  std::unique_ptr<grpc::ClientWriter<cluster::SlicePiece>> writer =
+      worker.stub->PutSlice(&context, &response);
+  const std::string& bytes = slice.bytes();
+  cluster::SlicePiece piece;
+  piece.set_model_id(model_id);
+  piece.set_digest(slice.digest());
+  piece.set_total_bytes(static_cast<int64_t>(bytes.size()));
+  // Read when the upload begins: a purge pass after this one refuses it.
+  piece.set_epoch(slice_epoch_.load());
+  size_t at = 0;
+  do {
+    const size_t n = std::min(kSlicePieceBytes, bytes.size() - at);
+    piece.set_data(bytes.data() + at, n);
+    at += n;
+    if (!writer->Write(piece)) break;  // Finish says why
+    piece.clear_model_id();
+    piece.clear_digest();
+    piece.clear_total_bytes();
+    piece.clear_epoch();
+  } while (at < bytes.size());
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  watch.End();
+  if (status.ok()) slice_bytes_sent_ += static_cast<int64_t>(bytes.size());
+  return status;
+}
+
 absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
     const RemotePosition& position, const std::function<bool()>& cancelled) {
   cluster::TrainPositionRequest request;
@@ -429,10 +527,14 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
   request.set_shard(position.shard);
   for (int slice : position.prefix) request.add_prefix(slice);
   request.set_parent(position.parent);
-  request.set_rows(position.rows);
-  request.set_features(position.features);
-  request.set_labels(position.labels);
-  // Too big for one message: no worker could take it.
+  request.set_model_id(position.model_id);
+  absl::flat_hash_map<std::string, const storage::EncodedSlice*> by_digest;
+  for (const auto& slice : position.slices) {
+    request.add_slice_digests(slice->digest());
+    by_digest[slice->digest()] = slice.get();
+  }
+  // Slices travel apart, in pieces; what is left is mostly the parent
+  // checkpoint.
   if (request.ByteSizeLong() >
       static_cast<size_t>(options_.max_message_bytes)) {
     return absl::UnavailableError(absl::StrCat(
@@ -445,48 +547,60 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
   // in a loop.
   std::vector<std::string> excluded;
   constexpr int kMaxAttempts = 4;
+  // Rounds of "these slices are missing, here they are" on one worker: a
+  // slice evicted again before training (a cache too small for the
+  // position) or refused by a purge pass needs another.
+  constexpr int kUploadRounds = 3;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     if (cancelled && cancelled()) return absl::CancelledError("cancelled");
     std::shared_ptr<Worker> worker = Acquire(position.environment, excluded);
     if (worker == nullptr) break;
-    grpc::ClientContext context;
-    PrepareCall(&context, absl::Now() + options_.train_deadline);
     cluster::TrainPositionResponse response;
-    // The call blocks; a watcher cancels it when the engine no longer wants
-    // the result or the worker stops heartbeating.
-    std::atomic<bool> we_cancelled{false}, worker_lost{false};
     grpc::Status status;
+    bool we_cancelled = false, worker_lost = false;
     {
-      absl::Notification done;
-      std::thread watcher([&] {
-        while (!done.WaitForNotificationWithTimeout(kWatchPeriod)) {
-          if (cancelled && cancelled()) {
-            we_cancelled = true;
-            context.TryCancel();
-            return;
-          }
-          bool alive;
-          {
-            absl::MutexLock lock(&mu_);
-            alive = AliveLocked(*worker, absl::Now());
-          }
-          if (!alive) {
-            worker_lost = true;
-            context.TryCancel();
-            return;
-          }
-        }
+      AttemptWatch watch(cancelled, [this, &worker] {
+        absl::MutexLock lock(&mu_);
+        return AliveLocked(*worker, absl::Now());
       });
-      // Joins the watcher however this block is left.
-      struct JoinOnExit {
-        absl::Notification& done;
-        std::thread& thread;
-        ~JoinOnExit() {
-          if (!done.HasBeenNotified()) done.Notify();
-          thread.join();
+      for (int round = 0;; ++round) {
+        response.Clear();
+        grpc::ClientContext context;
+        PrepareCall(&context, absl::Now() + options_.train_deadline);
+        if (!watch.Begin(&context)) {
+          status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+          break;
         }
-      } join_on_exit{done, watcher};
-      status = worker->stub->TrainPosition(&context, request, &response);
+        status = worker->stub->TrainPosition(&context, request, &response);
+        watch.End();
+        if (!status.ok() || response.missing_slices().empty()) break;
+        if (round == kUploadRounds) {
+          status = grpc::Status(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              absl::StrCat("slices still missing after ", kUploadRounds,
+                           " uploads (is the worker's --slice_cache_bytes "
+                           "smaller than one position's slices?)"));
+          break;
+        }
+        for (const std::string& digest : response.missing_slices()) {
+          auto it = by_digest.find(digest);
+          if (it == by_digest.end()) {
+            status = grpc::Status(grpc::StatusCode::INTERNAL,
+                                  "worker asked for a slice not named");
+            break;
+          }
+          status = UploadSlice(*worker, position.model_id, *it->second, watch);
+          // Refused as older than a purge pass: the next round uploads it
+          // again under the new epoch.
+          if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+            status = grpc::Status::OK;
+          }
+          if (!status.ok()) break;
+        }
+        if (!status.ok()) break;
+      }
+      we_cancelled = watch.we_cancelled();
+      worker_lost = watch.worker_lost();
     }
     Release(worker, status.ok());
 
@@ -523,6 +637,43 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
     }
   }
   return absl::UnavailableError("no live worker could train this position");
+}
+
+absl::Status WorkerPool::DropStaleSlices(
+    const std::string& model_id, const absl::flat_hash_set<std::string>& keep) {
+  const int64_t epoch = ++slice_epoch_;
+  std::vector<std::shared_ptr<Worker>> told;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, worker] : workers_) {
+      if (!worker->dead) told.push_back(worker);
+    }
+  }
+  cluster::DropSlicesRequest request;
+  request.set_model_id(model_id);
+  for (const std::string& digest : keep) request.add_keep(digest);
+  request.set_epoch(epoch);
+  std::vector<std::string> failures(told.size());
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < told.size(); ++w) {
+    threads.emplace_back([&, w] {
+      grpc::ClientContext context;
+      PrepareCall(&context, absl::Now() + options_.chunk_deadline);
+      cluster::DropSlicesResponse response;
+      const grpc::Status status =
+          told[w]->stub->DropSlices(&context, request, &response);
+      if (!status.ok()) {
+        failures[w] = absl::StrCat("cached slices not confirmed dropped: ",
+                                   status.error_message());
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  // Declared dead, it holds nothing by the time it trains again.
+  for (size_t w = 0; w < told.size(); ++w) {
+    if (!failures[w].empty()) MarkDead(told[w], failures[w]);
+  }
+  return absl::OkStatus();
 }
 
 // ------------------------------------------------------------ chunks

@@ -12,6 +12,7 @@
 #ifndef OUBLI_COORDINATOR_WORKER_POOL_H_
 #define OUBLI_COORDINATOR_WORKER_POOL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -139,6 +141,14 @@ class WorkerPool final : public RemoteTrainer,
   absl::StatusOr<RemoteResult> TrainPosition(
       const RemotePosition& position,
       const std::function<bool()>& cancelled) override;
+  absl::Status DropStaleSlices(
+      const std::string& model_id,
+      const absl::flat_hash_set<std::string>& keep) override;
+  // A new slice epoch for a worker about to register: it refuses uploads
+  // begun before (they may hold data purged while it was counted dead).
+  int64_t NextSliceEpoch() { return ++slice_epoch_; }
+  // Slice bytes workers have accepted so far.
+  int64_t slice_bytes_sent() const { return slice_bytes_sent_.load(); }
 
   // CheckpointReplicas. Chunk holders are named by worker name, so a worker
   // that restarts with the same --name and --data_dir serves its chunks
@@ -165,6 +175,7 @@ class WorkerPool final : public RemoteTrainer,
 
  private:
   struct Worker;
+  class AttemptWatch;  // cancels one training attempt's calls
 
   bool AliveLocked(const Worker& worker, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -176,6 +187,11 @@ class WorkerPool final : public RemoteTrainer,
   // Declares `worker` dead (connection failure): no more work until it
   // registers again.
   void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
+  // Streams `slice` into `worker`'s slice cache under the current epoch;
+  // `watch` cancels it with the attempt.
+  grpc::Status UploadSlice(const Worker& worker, const std::string& model_id,
+                           const storage::EncodedSlice& slice,
+                           AttemptWatch& watch);
   // Sets the deadline of a call to a worker and adds the cluster token (if
   // any).
   void PrepareCall(grpc::ClientContext* context, absl::Time deadline) const;
@@ -231,6 +247,10 @@ class WorkerPool final : public RemoteTrainer,
   // Shared by every worker's channel (TLS: one file watcher for all).
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials_;
   const absl::Time started_ = absl::Now();
+  // Above every epoch an earlier coordinator handed out (one per purge
+  // pass and registration, far fewer than nanoseconds).
+  std::atomic<int64_t> slice_epoch_{absl::ToUnixNanos(absl::Now())};
+  std::atomic<int64_t> slice_bytes_sent_{0};
   absl::Mutex retire_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one RetireHolder
   absl::Mutex mu_;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -72,6 +72,9 @@ ABSL_FLAG(std::string, device, "auto",
           "choose the same");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
+ABSL_FLAG(int64_t, slice_cache_bytes, int64_t{1} << 30,
+          "memory for training slices received from the coordinator, "
+          "bytes; the slices of one position must fit");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -94,6 +97,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.slice_cache_bytes = absl::GetFlag(FLAGS_slice_cache_bytes);
+  if (options.slice_cache_bytes < (int64_t{1} << 20)) {
+    std::fprintf(stderr, "oubli-worker: --slice_cache_bytes must be at "
+                         "least 1 MiB\n");
+    return 2;
+  }
   if (options.coordinator_address.empty()) {
     std::fprintf(stderr, "oubli-worker: --coordinator is required\n");
     return 2;

@@ -7,11 +7,13 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/types.h"
+#include "storage/encoded_slice.h"
 
 namespace oubli::worker {
 
@@ -27,6 +29,14 @@ struct PositionData {
 // must have `input_size` features (InvalidArgument otherwise).
 absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
                                               int64_t input_size);
+
+// The union of `slices` decoded for training, rows in ascending sample-id
+// order: what a worker trains a position on, and what the coordinator
+// trains on when no worker can. InvalidArgument: a slice of another width,
+// or a sample in two slices; ResourceExhausted: out of memory.
+absl::StatusOr<PositionData> PositionDataFromSlices(
+    absl::Span<const std::shared_ptr<const storage::EncodedSlice>> slices,
+    int64_t input_size);
 
 struct TrainStats {
   int64_t samples = 0;  // sample-visits (n * epochs)

@@ -107,44 +107,21 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
     }
     seen[slice] = true;
   }
-  const int64_t input_size = config.backbone.InputSize();
-  // Bounded by the bytes actually sent before anything is multiplied.
-  if (request.rows < 0 || input_size < 1 ||
-      static_cast<uint64_t>(request.rows) >
-          request.features.size() / sizeof(float) /
-              static_cast<uint64_t>(input_size) ||
-      request.features.size() !=
-          static_cast<size_t>(request.rows * input_size) * sizeof(float) ||
-      request.labels.size() !=
-          static_cast<size_t>(request.rows) * sizeof(int64_t)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "training data of ", request.rows, " rows needs ", input_size,
-        " float32 features and one int64 label per row; got ",
-        request.features.size(), " feature bytes and ", request.labels.size(),
-        " label bytes"));
-  }
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<S3tTrainer> trainer,
                          trainers_->For(config));
-
-  PositionData data;
+  OUBLI_ASSIGN_OR_RETURN(
+      PositionData data,
+      PositionDataFromSlices(request.slices, config.backbone.InputSize()));
+  const int64_t classes = config.backbone.num_classes;
   try {
-    data.features = torch::empty({request.rows, input_size}, torch::kFloat32);
-    data.labels = torch::empty({request.rows}, torch::kInt64);
-    if (request.rows > 0) {
-      std::memcpy(data.features.data_ptr(), request.features.data(),
-                  request.features.size());
-      std::memcpy(data.labels.data_ptr(), request.labels.data(),
-                  request.labels.size());
-    }
-    const int64_t classes = config.backbone.num_classes;
-    if (request.rows > 0 && (data.labels.min().item<int64_t>() < 0 ||
-                             data.labels.max().item<int64_t>() >= classes)) {
+    if (data.size() > 0 && (data.labels.min().item<int64_t>() < 0 ||
+                            data.labels.max().item<int64_t>() >= classes)) {
       return absl::InvalidArgumentError(
           absl::StrCat("labels outside [0, ", classes, ")"));
     }
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("decoding training data: ", e.what()));
+        absl::StrCat("checking training labels: ", e.what()));
   }
 
   TrainStats stats;

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/config.h"
+#include "storage/encoded_slice.h"
 
 namespace oubli::worker {
 
@@ -35,9 +36,10 @@ struct PositionRequest {
   int shard = 0;
   std::vector<int> prefix;  // its last slice is the position trained
   std::string parent;       // checkpoint of prefix minus its last slice
-  int64_t rows = 0;
-  std::string features;  // rows x input_size float32, native byte order
-  std::string labels;    // rows int64
+  std::string model_id;     // scopes the worker's slice cache
+  // The prefix's slices (any order): training rows are their union in
+  // ascending sample-id order.
+  std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
 };
 
 struct PositionResult {

@@ -84,26 +84,6 @@ bool RunEpoch(AdapterClassifier& model, torch::optim::Optimizer& optimizer,
 
 }  // namespace
 
-absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
-                                              int64_t input_size) {
-  const auto n = static_cast<int64_t>(samples.size());
-  PositionData data;
-  data.features = torch::empty({n, input_size}, torch::kFloat32);
-  data.labels = torch::empty({n}, torch::kInt64);
-  float* features = data.features.data_ptr<float>();
-  int64_t* labels = data.labels.data_ptr<int64_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    if (samples[i].NumFeatures() != input_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sample '", samples[i].id, "' has ", samples[i].NumFeatures(),
-          " features; the model expects ", input_size));
-    }
-    DecodeFeatures(samples[i], features + i * input_size);
-    labels[i] = samples[i].label;
-  }
-  return data;
-}
-
 uint64_t PositionSeed(uint64_t seed, absl::string_view purpose, int shard,
                       absl::Span<const int> prefix_order, int epoch) {
   Sha256 h;

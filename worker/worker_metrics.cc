@@ -71,6 +71,30 @@ struct WorkerMetrics::Impl {
           .Help("Checkpoints held in memory for serving shard predictions.")
           .Register(registry)
           .Add({});
+  prometheus::Family<prometheus::Counter>& slice_lookups =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_slice_lookups_total")
+          .Help("Slices a TrainPosition named, by result (hit: cached here, "
+                "miss: the coordinator had to send it).")
+          .Register(registry);
+  prometheus::Counter& slice_bytes_received =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_slice_bytes_received_total")
+          .Help("Bytes of training slices received into the slice cache.")
+          .Register(registry)
+          .Add({});
+  prometheus::Gauge& cached_slices =
+      prometheus::BuildGauge()
+          .Name("oubli_worker_cached_slices")
+          .Help("Training slices held in the slice cache (memory only).")
+          .Register(registry)
+          .Add({});
+  prometheus::Gauge& cached_slice_bytes =
+      prometheus::BuildGauge()
+          .Name("oubli_worker_cached_slice_bytes")
+          .Help("Bytes held in the slice cache (at most --slice_cache_bytes).")
+          .Register(registry)
+          .Add({});
   prometheus::Gauge& registered =
       prometheus::BuildGauge()
           .Name("oubli_worker_registered")
@@ -133,6 +157,22 @@ void WorkerMetrics::ShardLoaded(int64_t bytes, int loaded) {
 
 void WorkerMetrics::SetServingCheckpoints(int loaded) {
   impl_->serving_checkpoints.Set(loaded);
+}
+
+void WorkerMetrics::SlicesLooked(int64_t hits, int64_t misses) {
+  impl_->slice_lookups.Add({{"result", "hit"}})
+      .Increment(static_cast<double>(hits));
+  impl_->slice_lookups.Add({{"result", "miss"}})
+      .Increment(static_cast<double>(misses));
+}
+
+void WorkerMetrics::SliceReceived(int64_t bytes) {
+  impl_->slice_bytes_received.Increment(static_cast<double>(bytes));
+}
+
+void WorkerMetrics::SetSliceCache(int64_t slices, int64_t bytes) {
+  impl_->cached_slices.Set(static_cast<double>(slices));
+  impl_->cached_slice_bytes.Set(static_cast<double>(bytes));
 }
 
 void WorkerMetrics::SetRegistered(bool registered) {

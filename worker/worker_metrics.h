@@ -33,6 +33,11 @@ class WorkerMetrics {
   // One LoadShard that succeeded.
   void ShardLoaded(int64_t bytes, int loaded);
   void SetServingCheckpoints(int loaded);
+  // Slice cache: a TrainPosition's slices found or missing, a slice
+  // received, and what the cache holds afterwards.
+  void SlicesLooked(int64_t hits, int64_t misses);
+  void SliceReceived(int64_t bytes);
+  void SetSliceCache(int64_t slices, int64_t bytes);
 
   // Text exposition format 0.0.4.
   std::string Serialize() const;

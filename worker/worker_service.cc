@@ -42,9 +42,24 @@ grpc::Status WorkerService::TrainPosition(
   position.shard = request->shard();
   position.prefix.assign(request->prefix().begin(), request->prefix().end());
   position.parent = request->parent();
-  position.rows = request->rows();
-  position.features = request->features();
-  position.labels = request->labels();
+  position.model_id = request->model_id();
+  // Held for the whole call: an eviction meanwhile does not pull a slice
+  // from under the training.
+  int64_t hits = 0;
+  for (const std::string& digest : request->slice_digests()) {
+    std::shared_ptr<const storage::EncodedSlice> slice =
+        slices_.Find(request->model_id(), digest);
+    if (slice == nullptr) {
+      response->add_missing_slices(digest);
+    } else {
+      ++hits;
+      position.slices.push_back(std::move(slice));
+    }
+  }
+  if (metrics_ != nullptr) {
+    metrics_->SlicesLooked(hits, response->missing_slices_size());
+  }
+  if (response->missing_slices_size() > 0) return grpc::Status::OK;
   const absl::Time start = absl::Now();
   absl::StatusOr<PositionResult> result =
       worker_.Train(position, [context] { return context->IsCancelled(); });
@@ -58,6 +73,73 @@ grpc::Status WorkerService::TrainPosition(
   response->set_checkpoint(std::move(result->checkpoint));
   response->set_samples(result->samples);
   response->set_steps(result->steps);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::PutSlice(
+    grpc::ServerContext* context,
+    grpc::ServerReader<cluster::SlicePiece>* reader,
+    cluster::PutSliceResponse* /*response*/) {
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
+    return s;
+  cluster::SlicePiece header;
+  if (!reader->Read(&header)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no slice sent");
+  }
+  const int64_t total = header.total_bytes();
+  if (header.model_id().empty() || header.digest().size() != 64 ||
+      total < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "slice header needs a model id, a 64-digit digest "
+                        "and a size");
+  }
+  if (total > slices_.capacity()) {
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("slice of ", total, " bytes exceeds the whole slice "
+                     "cache (--slice_cache_bytes ", slices_.capacity(), ")"));
+  }
+  // Refused before receiving anything it would throw away.
+  if (slices_.IsStale(header.model_id(), header.epoch())) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "slice upload older than the last purge here");
+  }
+  std::string bytes;
+  bytes.reserve(static_cast<size_t>(total));
+  bytes.append(header.data());
+  cluster::SlicePiece piece;
+  while (static_cast<int64_t>(bytes.size()) <= total && reader->Read(&piece)) {
+    bytes.append(piece.data());
+  }
+  if (static_cast<int64_t>(bytes.size()) != total) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("slice announced ", total, " bytes, sent ", bytes.size()));
+  }
+  absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> slice =
+      storage::EncodedSlice::FromBytes(std::move(bytes), header.digest());
+  if (!slice.ok()) return ToGrpcStatus(slice.status());
+  const absl::Status kept =
+      slices_.Insert(header.model_id(), *std::move(slice), header.epoch());
+  if (metrics_ != nullptr) {
+    if (kept.ok()) metrics_->SliceReceived(total);
+    metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
+  }
+  return ToGrpcStatus(kept);
+}
+
+grpc::Status WorkerService::DropSlices(
+    grpc::ServerContext* context, const cluster::DropSlicesRequest* request,
+    cluster::DropSlicesResponse* response) {
+  if (grpc::Status s = CheckClusterPeer(*context, coordinator_); !s.ok())
+    return s;
+  absl::flat_hash_set<std::string> keep(request->keep().begin(),
+                                        request->keep().end());
+  response->set_dropped(
+      slices_.DropModelExcept(request->model_id(), keep, request->epoch()));
+  if (metrics_ != nullptr) {
+    metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
+  }
   return grpc::Status::OK;
 }
 
@@ -125,9 +207,20 @@ grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-void WorkerService::DropServingCopies() {
+void WorkerService::DropMemoryCopies() {
   shards_.DropAll();
-  if (metrics_ != nullptr) metrics_->SetServingCheckpoints(shards_.loaded());
+  slices_.DropAll();
+  if (metrics_ != nullptr) {
+    metrics_->SetServingCheckpoints(shards_.loaded());
+    metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
+  }
+}
+
+void WorkerService::RaiseSliceEpoch(int64_t epoch) {
+  slices_.RaiseFloor(epoch);
+  if (metrics_ != nullptr) {
+    metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
+  }
 }
 
 grpc::Status WorkerService::PredictShards(
@@ -246,7 +339,8 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     coordinator.certificate_name = options.coordinator_certificate_name;
   }
   server->service_ = std::make_unique<WorkerService>(
-      std::move(chunks), std::move(coordinator), server->metrics_.get());
+      std::move(chunks), std::move(coordinator), server->metrics_.get(),
+      options.slice_cache_bytes);
   absl::StatusOr<StartedGrpcServer> started = StartGrpcServer(
       options.listen_address,
       ServerCredentialsFor(options.tls_listen, ClientCertificates::kRequired),
@@ -316,9 +410,10 @@ void WorkerServer::MembershipLoop() {
     }
     if (worker_id.empty()) {
       // A new registration: the coordinator may have purged data while it
-      // counted this worker dead, so no serving copy survives it. Dropped
+      // counted this worker dead, so no serving copy or cached slice
+      // survives it. Dropped
       // before asking, so nothing loaded after the answer is lost.
-      service_->DropServingCopies();
+      service_->DropMemoryCopies();
       cluster::RegisterRequest request;
       request.set_address(advertise_);
       request.set_environment(environment);
@@ -329,6 +424,9 @@ void WorkerServer::MembershipLoop() {
       const grpc::Status status =
           membership_->Register(&context, request, &response);
       if (status.ok()) {
+        // Uploads begun while the coordinator counted this worker dead
+        // may hold data purged meanwhile.
+        service_->RaiseSliceEpoch(response.slice_epoch());
         worker_id = response.worker_id();
         interval =
             std::max(absl::Milliseconds(10),
@@ -382,7 +480,7 @@ void WorkerServer::MembershipLoop() {
         if (status.ok()) {
           last_heartbeat = absl::Now();
         } else if (absl::Now() - last_heartbeat > lease) {
-          service_->DropServingCopies();
+          service_->DropMemoryCopies();
         }
         wait = interval;
       }

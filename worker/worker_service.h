@@ -20,6 +20,7 @@
 #include "storage/chunk_store.h"
 #include "worker/position_worker.h"
 #include "worker/shard_server.h"
+#include "worker/slice_cache.h"
 #include "worker/worker_metrics.h"
 
 namespace oubli::worker {
@@ -30,21 +31,34 @@ class WorkerService final : public cluster::Worker::Service {
   // none (the chunk RPCs answer FAILED_PRECONDITION).
   // `coordinator`: what calls must present (common/grpc_security.h).
   // `metrics`: may be null; must outlive the service.
+  // `slice_cache_bytes`: bound of the training slice cache.
   WorkerService(std::unique_ptr<storage::ChunkStore> chunks,
-                ClusterPeer coordinator, WorkerMetrics* metrics)
+                ClusterPeer coordinator, WorkerMetrics* metrics,
+                int64_t slice_cache_bytes)
       : bases_(NewBaseWeightsCache()),
         worker_(/*cached_trainers=*/4, bases_),
         shards_(bases_),
+        slices_(slice_cache_bytes),
         chunks_(std::move(chunks)),
         coordinator_(std::move(coordinator)),
         metrics_(metrics) {}
   bool holds_chunks() const { return chunks_ != nullptr; }
-  // Forgets every checkpoint held for serving.
-  void DropServingCopies();
+  // Forgets every checkpoint held for serving and every cached slice: what
+  // a worker the coordinator counts dead must not hold.
+  void DropMemoryCopies();
+  // Refuses slice uploads begun before `epoch` (the coordinator's at a new
+  // registration) and drops the ones that slipped in.
+  void RaiseSliceEpoch(int64_t epoch);
 
   grpc::Status TrainPosition(grpc::ServerContext* context,
                              const cluster::TrainPositionRequest* request,
                              cluster::TrainPositionResponse* response) override;
+  grpc::Status PutSlice(grpc::ServerContext* context,
+                        grpc::ServerReader<cluster::SlicePiece>* reader,
+                        cluster::PutSliceResponse* response) override;
+  grpc::Status DropSlices(grpc::ServerContext* context,
+                          const cluster::DropSlicesRequest* request,
+                          cluster::DropSlicesResponse* response) override;
   grpc::Status PutChunk(grpc::ServerContext* context,
                         const cluster::PutChunkRequest* request,
                         cluster::PutChunkResponse* response) override;
@@ -69,6 +83,7 @@ class WorkerService final : public cluster::Worker::Service {
   const std::shared_ptr<BaseWeightsCache> bases_;
   PositionWorker worker_;
   ShardServer shards_;
+  SliceCache slices_;
   const std::unique_ptr<storage::ChunkStore> chunks_;
   const ClusterPeer coordinator_;
   WorkerMetrics* const metrics_;
@@ -103,6 +118,8 @@ class WorkerServer {
     // HTTPS for the metrics endpoint; plaintext when not enabled.
     TlsServerFiles metrics_tls;
     int64_t max_message_bytes = int64_t{64} << 20;
+    // Bound of the in-memory training slice cache.
+    int64_t slice_cache_bytes = int64_t{1} << 30;
     // Called (on the membership thread) after each successful Register.
     std::function<void(const std::string& worker_id)> on_registered;
     // Deadline of Register and Heartbeat calls.

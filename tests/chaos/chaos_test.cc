@@ -346,7 +346,11 @@ TEST_F(ChaosTest, AModelsOwnCodeIsUsedOnceEnoughHoldersAreAlive) {
   std::string metrics;
   for (int i = 0; i < 300; ++i) {
     metrics = testing_util::HttpGet(metrics_address, "/metrics");
+    // The manifest is persisted before its chunks are stored, one holder
+    // after another: the gauge can read 2 while a chunk is still on its way.
     if (testing_util::MetricValue(metrics, redundancy) == 2 &&
+        ChunkFiles(WorkerDir(0)) == checkpoint_count &&
+        ChunkFiles(WorkerDir(1)) == checkpoint_count &&
         ChunkFiles(WorkerDir(2)) == checkpoint_count) {
       break;
     }

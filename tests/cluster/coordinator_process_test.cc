@@ -36,6 +36,7 @@
 #include "coordinator/grpc_service.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "storage/encoded_slice.h"
 #include "tests/testing/cluster_test.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/service_client.h"
@@ -432,9 +433,51 @@ TEST_F(WorkerClusterTest, AWorkerCutOffDropsItsServingCopies) {
   EXPECT_EQ(held, 0);
 }
 
+// Two samples of the tiny model as one encoded slice; `label` for both.
+std::shared_ptr<const storage::EncodedSlice> TwoRowSlice(int label) {
+  std::vector<Sample> samples(2);
+  for (int i = 0; i < 2; ++i) {
+    samples[i].id = absl::StrCat("row-", i);
+    samples[i].label = label;
+    samples[i].features.assign(testing_util::kTinyWidth, '\x10');
+  }
+  auto slice =
+      storage::EncodedSlice::FromSamples(samples, testing_util::kTinyWidth);
+  EXPECT_TRUE(slice.ok()) << slice.status();
+  return slice.ok() ? *slice : nullptr;
+}
+
+// An epoch above any the coordinator handed out in this test.
+int64_t FreshEpoch() {
+  return absl::ToUnixNanos(absl::Now()) + int64_t{1000000000000000};
+}
+
+grpc::StatusCode PutSlice(cluster::Worker::Stub& stub,
+                          const std::vector<cluster::SlicePiece>& pieces) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(30));
+  cluster::PutSliceResponse response;
+  auto writer = stub.PutSlice(&context, &response);
+  for (const cluster::SlicePiece& piece : pieces) {
+    if (!writer->Write(piece)) break;
+  }
+  writer->WritesDone();
+  return writer->Finish().error_code();
+}
+
+cluster::SlicePiece Header(const storage::EncodedSlice& slice, int64_t epoch) {
+  cluster::SlicePiece piece;
+  piece.set_model_id("tiny");
+  piece.set_digest(slice.digest());
+  piece.set_total_bytes(static_cast<int64_t>(slice.bytes().size()));
+  piece.set_epoch(epoch);
+  piece.set_data(slice.bytes());
+  return piece;
+}
+
 TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
-  ASSERT_NO_FATAL_FAILURE(StartWorker());
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, {"--slice_cache_bytes=1048576"}));
   auto stub = cluster::Worker::NewStub(grpc::CreateChannel(
       workers_[0]->address(), grpc::InsecureChannelCredentials()));
   v1::Model created;
@@ -443,21 +486,61 @@ TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
       coordinator::ConfigFromProto(created.config());
   ASSERT_TRUE(config.ok()) << config.status();
 
+  const std::shared_ptr<const storage::EncodedSlice> slice = TwoRowSlice(1);
+  const std::shared_ptr<const storage::EncodedSlice> bad_labels =
+      TwoRowSlice(99);
+  ASSERT_NE(slice, nullptr);
+  ASSERT_NE(bad_labels, nullptr);
   cluster::TrainPositionRequest good;
   good.set_config(ConfigToText(*config));
   good.set_environment(worker::NumericEnvironment());
   good.set_shard(0);
   good.add_prefix(0);
-  good.set_rows(2);
-  good.set_features(std::string(2 * testing_util::kTinyWidth * 4, '\0'));
-  good.set_labels(std::string(2 * 8, '\0'));
-  auto train = [&](const cluster::TrainPositionRequest& request) {
+  good.set_model_id("tiny");
+  good.add_slice_digests(slice->digest());
+  auto train = [&](const cluster::TrainPositionRequest& request,
+                   cluster::TrainPositionResponse* response) {
     grpc::ClientContext context;
     context.set_deadline(Deadline(60));
-    cluster::TrainPositionResponse response;
-    return stub->TrainPosition(&context, request, &response);
+    return stub->TrainPosition(&context, request, response);
   };
-  EXPECT_TRUE(train(good).ok());
+  // Not cached yet: named, nothing trained.
+  cluster::TrainPositionResponse response;
+  ASSERT_TRUE(train(good, &response).ok());
+  EXPECT_THAT(response.missing_slices(),
+              ::testing::ElementsAre(slice->digest()));
+  EXPECT_TRUE(response.checkpoint().empty());
+
+  // Uploads refused precisely; none of them is cached.
+  const int64_t epoch = FreshEpoch();
+  cluster::SlicePiece tampered = Header(*slice, epoch);
+  (*tampered.mutable_data())[tampered.data().size() - 1] ^= 1;
+  EXPECT_EQ(PutSlice(*stub, {tampered}), grpc::StatusCode::DATA_LOSS);
+  cluster::SlicePiece short_piece = Header(*slice, epoch);
+  short_piece.set_total_bytes(short_piece.total_bytes() + 1);
+  EXPECT_EQ(PutSlice(*stub, {short_piece}), grpc::StatusCode::INVALID_ARGUMENT);
+  cluster::SlicePiece no_model = Header(*slice, epoch);
+  no_model.clear_model_id();
+  EXPECT_EQ(PutSlice(*stub, {no_model}), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PutSlice(*stub, {}), grpc::StatusCode::INVALID_ARGUMENT);
+  cluster::SlicePiece too_big = Header(*slice, epoch);
+  too_big.set_total_bytes(int64_t{2} << 20);
+  EXPECT_EQ(PutSlice(*stub, {too_big}), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(train(good, &response).ok());
+  EXPECT_EQ(response.missing_slices_size(), 1);
+
+  // In two pieces, then trained from the cache.
+  cluster::SlicePiece first = Header(*slice, epoch);
+  cluster::SlicePiece second;
+  second.set_data(first.data().substr(10));
+  first.mutable_data()->resize(10);
+  ASSERT_EQ(PutSlice(*stub, {first, second}), grpc::StatusCode::OK);
+  ASSERT_EQ(PutSlice(*stub, {Header(*bad_labels, epoch)}),
+            grpc::StatusCode::OK);
+  response.Clear();
+  ASSERT_TRUE(train(good, &response).ok());
+  EXPECT_THAT(response.missing_slices(), IsEmpty());
+  EXPECT_FALSE(response.checkpoint().empty());
 
   struct Case {
     const char* what;
@@ -471,18 +554,15 @@ TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
       {"config of another release",
        [](auto* r) { r->set_config("shards=banana"); },
        grpc::StatusCode::FAILED_PRECONDITION},
-      {"rows beyond the bytes sent",
-       [](auto* r) { r->set_rows(int64_t{1} << 62); },
-       grpc::StatusCode::INVALID_ARGUMENT},
       {"shard out of range", [](auto* r) { r->set_shard(7); },
        grpc::StatusCode::INVALID_ARGUMENT},
       {"repeated slice", [](auto* r) { r->add_prefix(0); },
        grpc::StatusCode::INVALID_ARGUMENT},
-      {"short features", [](auto* r) { r->mutable_features()->pop_back(); },
+      {"a sample in two slices",
+       [&](auto* r) { r->add_slice_digests(bad_labels->digest()); },
        grpc::StatusCode::INVALID_ARGUMENT},
-      {"negative rows", [](auto* r) { r->set_rows(-1); },
-       grpc::StatusCode::INVALID_ARGUMENT},
-      {"label out of range", [](auto* r) { (*r->mutable_labels())[0] = 99; },
+      {"label out of range",
+       [&](auto* r) { r->set_slice_digests(0, bad_labels->digest()); },
        grpc::StatusCode::INVALID_ARGUMENT},
       {"length-2 prefix without parent", [](auto* r) { r->add_prefix(1); },
        grpc::StatusCode::INVALID_ARGUMENT},
@@ -496,8 +576,29 @@ TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
   for (const Case& c : cases) {
     cluster::TrainPositionRequest request = good;
     c.mutate(&request);
-    EXPECT_EQ(train(request).error_code(), c.code) << c.what;
+    cluster::TrainPositionResponse ignored;
+    EXPECT_EQ(train(request, &ignored).error_code(), c.code) << c.what;
   }
+
+  // A purge keeps only the current slices and refuses older uploads.
+  cluster::DropSlicesRequest drop;
+  drop.set_model_id("tiny");
+  drop.add_keep(bad_labels->digest());
+  drop.set_epoch(epoch + 1);
+  {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(30));
+    cluster::DropSlicesResponse dropped;
+    ASSERT_TRUE(stub->DropSlices(&context, drop, &dropped).ok());
+    EXPECT_EQ(dropped.dropped(), 1);
+  }
+  response.Clear();
+  ASSERT_TRUE(train(good, &response).ok());
+  EXPECT_EQ(response.missing_slices_size(), 1);
+  EXPECT_EQ(PutSlice(*stub, {Header(*slice, epoch)}),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(PutSlice(*stub, {Header(*slice, epoch + 1)}),
+            grpc::StatusCode::OK);
 }
 
 TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {

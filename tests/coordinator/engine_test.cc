@@ -947,6 +947,10 @@ class HookTrainer : public RemoteTrainer {
     if (hook) hook();
     return absl::UnavailableError("declined");
   }
+  absl::Status DropStaleSlices(
+      const std::string&, const absl::flat_hash_set<std::string>&) override {
+    return absl::OkStatus();  // holds none
+  }
 
  private:
   absl::Mutex mu_;

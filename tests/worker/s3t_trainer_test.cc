@@ -178,6 +178,35 @@ TEST(MakePositionDataTest, DecodesAndChecksWidth) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Slices hold ids in ascending order each; a position trains on their
+// union in ascending id order, whichever slices hold which rows.
+TEST(PositionDataFromSlicesTest, IsTheUnionInIdOrderDecodedLikeSamples) {
+  std::vector<Sample> all = RandomSamples(30, 4);
+  std::sort(all.begin(), all.end(),
+            [](const Sample& a, const Sample& b) { return a.id < b.id; });
+  std::vector<Sample> odd, even;
+  for (size_t i = 0; i < all.size(); ++i) {
+    (i % 3 == 0 ? odd : even).push_back(all[i]);
+  }
+  auto first = storage::EncodedSlice::FromSamples(odd, 16);
+  auto second = storage::EncodedSlice::FromSamples(even, 16);
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto merged = PositionDataFromSlices({*second, *first}, 16);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  auto direct = MakePositionData(all, 16);
+  ASSERT_TRUE(direct.ok());
+  EXPECT_TRUE(torch::equal(merged->features, direct->features));
+  EXPECT_TRUE(torch::equal(merged->labels, direct->labels));
+
+  EXPECT_EQ(PositionDataFromSlices({*first, *first}, 16).status().code(),
+            absl::StatusCode::kInvalidArgument);  // a sample twice
+  EXPECT_EQ(PositionDataFromSlices({*first}, 8).status().code(),
+            absl::StatusCode::kInvalidArgument);  // another width
+  auto empty = PositionDataFromSlices({storage::EncodedSlice::Empty(16)}, 16);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->size(), 0);
+}
+
 TEST(LoadBaseStateTest, SeededIsDeterministicAndFileIsChecked) {
   ModelConfig config = SmallConfig();
   auto a = LoadBaseState(config);

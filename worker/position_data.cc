@@ -1,0 +1,90 @@
+#include "worker/position_data.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace oubli::worker {
+
+absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
+                                              int64_t input_size) {
+  const auto n = static_cast<int64_t>(samples.size());
+  PositionData data;
+  data.features = torch::empty({n, input_size}, torch::kFloat32);
+  data.labels = torch::empty({n}, torch::kInt64);
+  float* features = data.features.data_ptr<float>();
+  int64_t* labels = data.labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (samples[i].NumFeatures() != input_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sample '", samples[i].id, "' has ", samples[i].NumFeatures(),
+          " features; the model expects ", input_size));
+    }
+    DecodeFeatures(samples[i], features + i * input_size);
+    labels[i] = samples[i].label;
+  }
+  return data;
+}
+
+absl::StatusOr<PositionData> PositionDataFromSlices(
+    absl::Span<const std::shared_ptr<const storage::EncodedSlice>> slices,
+    int64_t input_size) {
+  std::vector<internal::SliceRows> parsed;
+  parsed.reserve(slices.size());
+  int64_t n = 0;
+  for (const auto& slice : slices) {
+    if (slice == nullptr) return absl::InvalidArgumentError("missing slice");
+    if (slice->rows() > 0 && slice->features_per_row() != input_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "slice ", slice->digest(), " has ", slice->features_per_row(),
+          " features per row; the model expects ", input_size));
+    }
+    parsed.push_back(slice->Parse());
+    n += slice->rows();
+  }
+  // Ascending id order over the union: training order depends only on
+  // which samples are in the prefix, never on how slices hold them.
+  struct Row {
+    const std::string* id;
+    int slice;
+    int64_t row;
+  };
+  std::vector<Row> order;
+  order.reserve(n);
+  for (size_t s = 0; s < parsed.size(); ++s) {
+    for (int r = 0; r < parsed[s].ids_size(); ++r) {
+      order.push_back({&parsed[s].ids(r), static_cast<int>(s), r});
+    }
+  }
+  std::sort(order.begin(), order.end(),
+            [](const Row& a, const Row& b) { return *a.id < *b.id; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (*order[i - 1].id == *order[i].id) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sample '", *order[i].id, "' is in two slices"));
+    }
+  }
+  PositionData data;
+  try {
+    data.features = torch::empty({n, input_size}, torch::kFloat32);
+    data.labels = torch::empty({n}, torch::kInt64);
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("decoding training data: ", e.what()));
+  }
+  float* features = data.features.data_ptr<float>();
+  int64_t* labels = data.labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const Row& row = order[i];
+    storage::DecodeRow(parsed[row.slice], row.row, features + i * input_size);
+    labels[i] = parsed[row.slice].labels(static_cast<int>(row.row));
+  }
+  return data;
+}
+
+}  // namespace oubli::worker
