@@ -88,6 +88,9 @@ struct Engine::State {
   const std::string config_fingerprint;
   const ShardingPlan plan;
   std::unique_ptr<const ModelBase> base;  // set by Open
+  // The model existed before this process (set by Open): workers may hold
+  // slices an earlier coordinator sent them.
+  bool reopened = false;
   // The public base model, when serving.base_fallback (built at Open).
   std::shared_ptr<const worker::ShardModel> base_model;
   std::unique_ptr<storage::LineageStore> store;
@@ -432,7 +435,8 @@ absl::Status Engine::State::DropCachedSlices() {
     absl::MutexLock lock(&mu);
     keep = shards.CurrentSliceDigests();
   }
-  return options.remote_trainer->DropStaleSlices(config.model_id, keep);
+  return options.remote_trainer->DropStaleSlices(config.model_id, keep,
+                                                 reopened);
 }
 
 absl::Status Engine::State::DestroyCheckpoints(
@@ -503,7 +507,8 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     absl::Status held = SyncServingCopies();
     if (held.ok()) held = DropCachedSlices();
     if (!held.ok()) {
-      copies = held;
+      // A chunk holder's failure says more (it names what to retire).
+      if (copies.ok()) copies = held;
       left.clear();  // not known per deletion: all wait
     }
     if (chunks_only != nullptr) *chunks_only = !copies.ok();
@@ -1250,13 +1255,15 @@ absl::Status Engine::DestroyRemoteCopies() {
     ShardServing::Query query = st.ServingQuery();  // serves no shard
     OUBLI_RETURN_IF_ERROR(st.options.shard_serving->Sync(query));
   }
-  if (st.options.remote_trainer != nullptr) {
-    OUBLI_RETURN_IF_ERROR(
-        st.options.remote_trainer->DropStaleSlices(st.config.model_id, {}));
-  }
   OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> keys,
                          st.chunks.GarbageKeys({}));  // every key with chunks
-  return st.chunks.Forget(keys);
+  // Chunks first: a holder's failure names what to retire.
+  OUBLI_RETURN_IF_ERROR(st.chunks.Forget(keys));
+  if (st.options.remote_trainer != nullptr) {
+    OUBLI_RETURN_IF_ERROR(st.options.remote_trainer->DropStaleSlices(
+        st.config.model_id, {}, st.reopened));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
@@ -1318,6 +1325,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   auto state =
       std::make_unique<State>(options, config, std::move(plan),
                               std::move(store), std::move(checkpoints));
+  state->reopened = stored_text.has_value();
   OUBLI_ASSIGN_OR_RETURN(state->base, ModelBase::Load(config));
   if (config.serving.base_fallback) {
     // A convenience: a model whose base cannot be built here still opens

@@ -52,9 +52,13 @@ class RemoteTrainer {
   // not confirm is declared dead (it drops all it holds before it
   // registers again, and by itself past the worker timeout). Call only
   // when no position that read the dropped slices is still running.
+  // `reopened`: the model existed before this process, so workers may
+  // hold slices an earlier coordinator sent. Unavailable while a worker
+  // that stopped answering (or, when reopened, one not yet registered
+  // again) may still hold some: call again later.
   virtual absl::Status DropStaleSlices(
       const std::string& model_id,
-      const absl::flat_hash_set<std::string>& keep) = 0;
+      const absl::flat_hash_set<std::string>& keep, bool reopened) = 0;
 };
 
 // Erasure-coded copies of checkpoints on worker disks, so a checkpoint the

@@ -12,6 +12,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -59,6 +60,13 @@ struct WorkerPool::Worker {
   bool dead = false;  // declared dead; only a new registration revives
   int busy = 0;
   int64_t positions_trained = 0;
+  // Slices ("model/digest") uploaded to it and not dropped by a purge
+  // since: a hint for placing positions where their slices already are
+  // (the worker may have evicted some).
+  absl::flat_hash_set<std::string> sent_slices;
+  // Models any slice of which was ever uploaded to it (never forgotten:
+  // a purge waits for its lease if it stops answering).
+  absl::flat_hash_set<std::string> models_sent;
   // Model id -> until when its shards are not placed here: loading one
   // failed for a reason of this worker's (base weights missing, config not
   // understood), which every request would hit again.
@@ -71,6 +79,8 @@ namespace {
 constexpr absl::Duration kWatchPeriod = absl::Milliseconds(20);
 // Largest piece of a slice upload.
 constexpr size_t kSlicePieceBytes = size_t{1} << 20;
+// Slices remembered per worker for placing positions near their data.
+constexpr size_t kMaxSliceHints = 100000;
 
 // How long a worker that could not load a model's shard gets none of its
 // shards (CannotServe).
@@ -387,19 +397,30 @@ int WorkerPool::Capacity(const std::string& environment) {
 }
 
 std::shared_ptr<WorkerPool::Worker> WorkerPool::Acquire(
-    const std::string& environment, const std::vector<std::string>& excluded) {
+    const std::string& environment, const std::vector<std::string>& excluded,
+    const std::vector<std::string>& slice_keys) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
   std::shared_ptr<Worker> best;
+  int best_cached = 0;
   for (const auto& [id, worker] : workers_) {
     if (worker->environment != environment || !AliveLocked(*worker, now) ||
         std::find(excluded.begin(), excluded.end(), worker->address) !=
             excluded.end()) {
       continue;
     }
+    // Least busy first; among those, the one holding most of the
+    // position's slices, so a shard's data stays where it was sent.
+    int cached = 0;
+    for (const std::string& key : slice_keys) {
+      cached += worker->sent_slices.contains(key) ? 1 : 0;
+    }
     if (best == nullptr || worker->busy < best->busy ||
-        (worker->busy == best->busy && worker->id < best->id)) {
+        (worker->busy == best->busy &&
+         (cached > best_cached ||
+          (cached == best_cached && worker->id < best->id)))) {
       best = worker;
+      best_cached = cached;
     }
   }
   if (best != nullptr) ++best->busy;
@@ -427,11 +448,12 @@ void WorkerPool::MarkDead(const std::shared_ptr<Worker>& worker,
 // no longer wants the result or the worker stops heartbeating.
 class WorkerPool::AttemptWatch {
  public:
+  // `cancelled` outlives this.
   AttemptWatch(const std::function<bool()>& cancelled,
                std::function<bool()> alive)
-      : thread_([this, &cancelled, alive = std::move(alive)] {
+      : thread_([this, cancelled = &cancelled, alive = std::move(alive)] {
           while (!done_.WaitForNotificationWithTimeout(kWatchPeriod)) {
-            if (cancelled && cancelled()) {
+            if (*cancelled && (*cancelled)()) {
               Cancel(&we_cancelled_);
               return;
             }
@@ -482,12 +504,16 @@ class WorkerPool::AttemptWatch {
   std::thread thread_;  // last: started once the rest is built
 };
 
-grpc::Status WorkerPool::UploadSlice(const Worker& worker,
+grpc::Status WorkerPool::UploadSlice(Worker& worker,
                                      const std::string& model_id,
                                      const storage::EncodedSlice& slice,
                                      AttemptWatch& watch) {
   grpc::ClientContext context;
-  PrepareCall(&context, absl::Now() + options_.chunk_deadline);
+  // At least 8 MiB/s, however large the slice.
+  PrepareCall(&context,
+              absl::Now() + options_.chunk_deadline +
+                  absl::Seconds(static_cast<double>(slice.bytes().size()) /
+                                (8 << 20)));
   if (!watch.Begin(&context)) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "attempt cancelled");
   }
@@ -515,7 +541,16 @@ grpc::Status WorkerPool::UploadSlice(const Worker& worker,
   writer->WritesDone();
   const grpc::Status status = writer->Finish();
   watch.End();
-  if (status.ok()) slice_bytes_sent_ += static_cast<int64_t>(bytes.size());
+  if (status.ok()) {
+    slice_bytes_sent_ += static_cast<int64_t>(bytes.size());
+    absl::MutexLock lock(&mu_);
+    // A hint only: bounded however long the model lives.
+    if (worker.sent_slices.size() >= kMaxSliceHints) {
+      worker.sent_slices.clear();
+    }
+    worker.sent_slices.insert(absl::StrCat(model_id, "/", slice.digest()));
+    worker.models_sent.insert(model_id);
+  }
   return status;
 }
 
@@ -529,9 +564,11 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
   request.set_parent(position.parent);
   request.set_model_id(position.model_id);
   absl::flat_hash_map<std::string, const storage::EncodedSlice*> by_digest;
+  std::vector<std::string> slice_keys;
   for (const auto& slice : position.slices) {
     request.add_slice_digests(slice->digest());
     by_digest[slice->digest()] = slice.get();
+    slice_keys.push_back(absl::StrCat(position.model_id, "/", slice->digest()));
   }
   // Slices travel apart, in pieces; what is left is mostly the parent
   // checkpoint.
@@ -553,7 +590,8 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
   constexpr int kUploadRounds = 3;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     if (cancelled && cancelled()) return absl::CancelledError("cancelled");
-    std::shared_ptr<Worker> worker = Acquire(position.environment, excluded);
+    std::shared_ptr<Worker> worker =
+        Acquire(position.environment, excluded, slice_keys);
     if (worker == nullptr) break;
     cluster::TrainPositionResponse response;
     grpc::Status status;
@@ -595,6 +633,13 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
           if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
             status = grpc::Status::OK;
           }
+          // Our own slice refused: never blamed on the parent.
+          if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+              status.error_code() == grpc::StatusCode::DATA_LOSS) {
+            status = grpc::Status(
+                grpc::StatusCode::INTERNAL,
+                absl::StrCat("slice upload refused: ", status.error_message()));
+          }
           if (!status.ok()) break;
         }
         if (!status.ok()) break;
@@ -618,6 +663,12 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
       case grpc::StatusCode::INVALID_ARGUMENT:
         // The position's own problem (a corrupt parent): final.
         return FromGrpcStatus(status);
+      case grpc::StatusCode::DATA_LOSS:
+      case grpc::StatusCode::INTERNAL:
+        // Its slices do not fit (a bug, not the worker's state): final,
+        // and not the parent's fault.
+        return absl::InternalError(
+            absl::StrCat("worker ", worker->id, ": ", status.error_message()));
       case grpc::StatusCode::DEADLINE_EXCEEDED:
       case grpc::StatusCode::RESOURCE_EXHAUSTED:
         // Too slow or too big over there; nothing says the worker is bad.
@@ -640,13 +691,38 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
 }
 
 absl::Status WorkerPool::DropStaleSlices(
-    const std::string& model_id, const absl::flat_hash_set<std::string>& keep) {
+    const std::string& model_id, const absl::flat_hash_set<std::string>& keep,
+    bool reopened) {
   const int64_t epoch = ++slice_epoch_;
   std::vector<std::shared_ptr<Worker>> told;
   {
     absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    // Workers of a previous coordinator may not have registered here yet,
+    // and a worker counted dead drops its cache only once its own lease
+    // runs out: until then nobody can vouch for their caches.
+    if (reopened && now - started_ <= 2 * options_.worker_timeout) {
+      return absl::UnavailableError(
+          "workers may not have registered with this coordinator yet");
+    }
+    // A worker drops its cache once its last heartbeat is a lease (the
+    // worker timeout) old, checked at its next heartbeat attempt, which
+    // may itself take a while: twice the timeout is a safe margin.
     for (const auto& [id, worker] : workers_) {
-      if (!worker->dead) told.push_back(worker);
+      if (!AliveLocked(*worker, now) && worker->models_sent.contains(model_id) &&
+          now - worker->last_heartbeat <= 2 * options_.worker_timeout) {
+        return absl::UnavailableError(absl::StrCat(
+            "worker ", worker->name, " stopped answering less than twice ",
+            "the worker timeout ago and may still hold cached slices"));
+      }
+    }
+    const std::string prefix = absl::StrCat(model_id, "/");
+    for (const auto& [id, worker] : workers_) {
+      if (AliveLocked(*worker, now)) told.push_back(worker);
+      absl::erase_if(worker->sent_slices, [&](const std::string& key) {
+        return absl::StartsWith(key, prefix) &&
+               !keep.contains(key.substr(prefix.size()));
+      });
     }
   }
   cluster::DropSlicesRequest request;
@@ -669,9 +745,18 @@ absl::Status WorkerPool::DropStaleSlices(
     });
   }
   for (std::thread& thread : threads) thread.join();
-  // Declared dead, it holds nothing by the time it trains again.
+  // Declared dead, it holds nothing once its lease runs out: a later pass
+  // confirms (above).
+  bool all_confirmed = true;
   for (size_t w = 0; w < told.size(); ++w) {
-    if (!failures[w].empty()) MarkDead(told[w], failures[w]);
+    if (!failures[w].empty()) {
+      MarkDead(told[w], failures[w]);
+      all_confirmed = false;
+    }
+  }
+  if (!all_confirmed) {
+    return absl::UnavailableError(
+        "a worker did not confirm dropping cached slices");
   }
   return absl::OkStatus();
 }

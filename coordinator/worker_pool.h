@@ -141,9 +141,9 @@ class WorkerPool final : public RemoteTrainer,
   absl::StatusOr<RemoteResult> TrainPosition(
       const RemotePosition& position,
       const std::function<bool()>& cancelled) override;
-  absl::Status DropStaleSlices(
-      const std::string& model_id,
-      const absl::flat_hash_set<std::string>& keep) override;
+  absl::Status DropStaleSlices(const std::string& model_id,
+                               const absl::flat_hash_set<std::string>& keep,
+                               bool reopened) override;
   // A new slice epoch for a worker about to register: it refuses uploads
   // begun before (they may hold data purged while it was counted dead).
   int64_t NextSliceEpoch() { return ++slice_epoch_; }
@@ -180,16 +180,18 @@ class WorkerPool final : public RemoteTrainer,
   bool AliveLocked(const Worker& worker, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The least busy live worker for `environment` whose address is not in
-  // `excluded`, marked busy; nullptr if none.
+  // `excluded` (of those, the one sent most of `slice_keys`, "model/digest"),
+  // marked busy; nullptr if none.
   std::shared_ptr<Worker> Acquire(const std::string& environment,
-                                  const std::vector<std::string>& excluded);
+                                  const std::vector<std::string>& excluded,
+                                  const std::vector<std::string>& slice_keys);
   void Release(const std::shared_ptr<Worker>& worker, bool trained);
   // Declares `worker` dead (connection failure): no more work until it
   // registers again.
   void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
   // Streams `slice` into `worker`'s slice cache under the current epoch;
   // `watch` cancels it with the attempt.
-  grpc::Status UploadSlice(const Worker& worker, const std::string& model_id,
+  grpc::Status UploadSlice(Worker& worker, const std::string& model_id,
                            const storage::EncodedSlice& slice,
                            AttemptWatch& watch);
   // Sets the deadline of a call to a worker and adds the cluster token (if

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <cstring>
+#include <exception>
 #include <new>
 #include <utility>
 
@@ -92,8 +93,9 @@ absl::StatusOr<std::shared_ptr<const EncodedSlice>> EncodedSlice::FromSamples(
                          decoded.size() * sizeof(float));
       }
     }
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("encoding a slice: out of memory");
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("encoding a slice: ", e.what()));
   }
   return FromRows(rows);
 }
@@ -119,8 +121,13 @@ absl::StatusOr<std::shared_ptr<const EncodedSlice>> EncodedSlice::FromBytes(
                      SanitizeUtf8(expected_digest.substr(0, 64))));
   }
   internal::SliceRows rows;
-  if (!rows.ParseFromString(out->bytes_)) {
-    return absl::InvalidArgumentError("slice bytes do not parse");
+  try {
+    if (!rows.ParseFromString(out->bytes_)) {
+      return absl::InvalidArgumentError("slice bytes do not parse");
+    }
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("parsing a slice: ", e.what()));
   }
   if (rows.features_per_row() < 1 || rows.features_per_row() > kMaxBytes) {
     return absl::InvalidArgumentError(absl::StrCat(

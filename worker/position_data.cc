@@ -44,7 +44,12 @@ absl::StatusOr<PositionData> PositionDataFromSlices(
           "slice ", slice->digest(), " has ", slice->features_per_row(),
           " features per row; the model expects ", input_size));
     }
-    parsed.push_back(slice->Parse());
+    try {
+      parsed.push_back(slice->Parse());
+    } catch (const std::exception& e) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("decoding training data: ", e.what()));
+    }
     n += slice->rows();
   }
   // Ascending id order over the union: training order depends only on
@@ -83,6 +88,12 @@ absl::StatusOr<PositionData> PositionDataFromSlices(
     const Row& row = order[i];
     storage::DecodeRow(parsed[row.slice], row.row, features + i * input_size);
     labels[i] = parsed[row.slice].labels(static_cast<int>(row.row));
+  }
+  // The parsed copies hold the samples too (the shared slices zero theirs
+  // when dropped).
+  for (internal::SliceRows& rows : parsed) {
+    std::string* features = rows.mutable_features();
+    std::fill(features->begin(), features->end(), '\0');
   }
   return data;
 }

@@ -109,15 +109,19 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
   }
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<S3tTrainer> trainer,
                          trainers_->For(config));
-  OUBLI_ASSIGN_OR_RETURN(
-      PositionData data,
-      PositionDataFromSlices(request.slices, config.backbone.InputSize()));
+  absl::StatusOr<PositionData> decoded =
+      PositionDataFromSlices(request.slices, config.backbone.InputSize());
+  if (absl::IsInvalidArgument(decoded.status())) {
+    // The cached slices do not fit the request: not the parent's fault.
+    return absl::DataLossError(decoded.status().message());
+  }
+  OUBLI_ASSIGN_OR_RETURN(PositionData data, std::move(decoded));
   const int64_t classes = config.backbone.num_classes;
   try {
     if (data.size() > 0 && (data.labels.min().item<int64_t>() < 0 ||
                             data.labels.max().item<int64_t>() >= classes)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("labels outside [0, ", classes, ")"));
+      return absl::DataLossError(
+          absl::StrCat("slice labels outside [0, ", classes, ")"));
     }
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(

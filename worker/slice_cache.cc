@@ -16,9 +16,12 @@ std::string SliceCache::Key(const std::string& model_id,
   return absl::StrCat(model_id, "/", digest);
 }
 
-int64_t SliceCache::FloorLocked(const std::string& model_id) const {
+bool SliceCache::StaleLocked(const std::string& model_id,
+                             const std::string& digest, int64_t epoch) const {
+  if (closed_ || epoch < floor_) return true;
   auto it = model_floor_.find(model_id);
-  return std::max(floor_, it == model_floor_.end() ? 0 : it->second);
+  return it != model_floor_.end() && epoch < it->second.epoch &&
+         !it->second.kept.contains(digest);
 }
 
 void SliceCache::EraseLocked(const std::string& key) {
@@ -51,10 +54,11 @@ absl::Status SliceCache::Insert(
   // takes a while. The same below.
   std::vector<std::shared_ptr<const storage::EncodedSlice>> evicted;
   absl::MutexLock lock(&mu_);
-  if (epoch < FloorLocked(model_id)) {
+  if (StaleLocked(model_id, slice->digest(), epoch)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "slice upload of epoch ", epoch, " is older than the last purge or ",
-        "registration here (", FloorLocked(model_id), "); upload it again"));
+        "registration here, or this worker counts itself dead; upload it ",
+        "again"));
   }
   const std::string key = Key(model_id, slice->digest());
   EraseLocked(key);
@@ -75,8 +79,11 @@ int SliceCache::DropModelExcept(const std::string& model_id,
   std::vector<std::shared_ptr<const storage::EncodedSlice>> dropped;
   {
     absl::MutexLock lock(&mu_);
-    int64_t& floor = model_floor_[model_id];
-    floor = std::max(floor, epoch);
+    ModelFloor& floor = model_floor_[model_id];
+    if (epoch >= floor.epoch) {
+      floor.epoch = epoch;
+      floor.kept = keep;
+    }
     std::vector<std::string> keys;
     for (const auto& [key, entry] : entries_) {
       if (entry.model_id == model_id && !keep.contains(entry.slice->digest())) {
@@ -91,10 +98,12 @@ int SliceCache::DropModelExcept(const std::string& model_id,
   return static_cast<int>(dropped.size());
 }
 
-void SliceCache::RaiseFloor(int64_t epoch) {
+void SliceCache::Reopen(int64_t epoch) {
   std::vector<std::shared_ptr<const storage::EncodedSlice>> dropped;
   absl::MutexLock lock(&mu_);
-  floor_ = std::max(floor_, epoch);
+  floor_ = epoch;
+  model_floor_.clear();
+  closed_ = false;
   std::vector<std::string> keys;
   for (const auto& [key, entry] : entries_) {
     if (entry.epoch < floor_) keys.push_back(key);
@@ -105,17 +114,19 @@ void SliceCache::RaiseFloor(int64_t epoch) {
   }
 }
 
-void SliceCache::DropAll() {
+void SliceCache::DropAllAndClose() {
   absl::flat_hash_map<std::string, Entry> dropped;
   absl::MutexLock lock(&mu_);
+  closed_ = true;
   dropped.swap(entries_);
   lru_.clear();
   bytes_ = 0;
 }
 
-bool SliceCache::IsStale(const std::string& model_id, int64_t epoch) {
+bool SliceCache::IsStale(const std::string& model_id,
+                         const std::string& digest, int64_t epoch) {
   absl::MutexLock lock(&mu_);
-  return epoch < FloorLocked(model_id);
+  return StaleLocked(model_id, digest, epoch);
 }
 
 int64_t SliceCache::bytes() const {

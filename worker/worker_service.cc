@@ -22,6 +22,8 @@ namespace oubli::worker {
 namespace {
 
 constexpr char kServiceName[] = "oubli.cluster.Worker";
+// Pieces of a slice upload are at most 1 MiB of data.
+constexpr size_t kMaxSlicePieceBytes = size_t{1} << 20;
 
 grpc::Status NoChunks() {
   return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -99,17 +101,32 @@ grpc::Status WorkerService::PutSlice(
         absl::StrCat("slice of ", total, " bytes exceeds the whole slice "
                      "cache (--slice_cache_bytes ", slices_.capacity(), ")"));
   }
+  const std::string model_id = header.model_id();
+  const std::string digest = header.digest();
+  const int64_t epoch = header.epoch();
   // Refused before receiving anything it would throw away.
-  if (slices_.IsStale(header.model_id(), header.epoch())) {
+  if (slices_.IsStale(model_id, digest, epoch)) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        "slice upload older than the last purge here");
+                        "slice upload older than the last purge or "
+                        "registration here");
   }
+  // Grown as pieces arrive: an announced size reserves nothing.
   std::string bytes;
-  bytes.reserve(static_cast<size_t>(total));
-  bytes.append(header.data());
-  cluster::SlicePiece piece;
-  while (static_cast<int64_t>(bytes.size()) <= total && reader->Read(&piece)) {
-    bytes.append(piece.data());
+  cluster::SlicePiece piece = std::move(header);
+  try {
+    do {
+      if (piece.data().size() > kMaxSlicePieceBytes) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrCat("slice piece of ", piece.data().size(),
+                                         " bytes exceeds ",
+                                         kMaxSlicePieceBytes));
+      }
+      bytes.append(piece.data());
+    } while (static_cast<int64_t>(bytes.size()) <= total &&
+             reader->Read(&piece));
+  } catch (const std::exception& e) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("receiving a slice: ", e.what()));
   }
   if (static_cast<int64_t>(bytes.size()) != total) {
     return grpc::Status(
@@ -117,10 +134,10 @@ grpc::Status WorkerService::PutSlice(
         absl::StrCat("slice announced ", total, " bytes, sent ", bytes.size()));
   }
   absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> slice =
-      storage::EncodedSlice::FromBytes(std::move(bytes), header.digest());
+      storage::EncodedSlice::FromBytes(std::move(bytes), digest);
   if (!slice.ok()) return ToGrpcStatus(slice.status());
-  const absl::Status kept =
-      slices_.Insert(header.model_id(), *std::move(slice), header.epoch());
+  const absl::Status kept = slices_.Insert(model_id, *std::move(slice), epoch);
+  if (kept.ok()) slice_bytes_received_ += total;
   if (metrics_ != nullptr) {
     if (kept.ok()) metrics_->SliceReceived(total);
     metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
@@ -209,7 +226,7 @@ grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
 
 void WorkerService::DropMemoryCopies() {
   shards_.DropAll();
-  slices_.DropAll();
+  slices_.DropAllAndClose();
   if (metrics_ != nullptr) {
     metrics_->SetServingCheckpoints(shards_.loaded());
     metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
@@ -217,7 +234,7 @@ void WorkerService::DropMemoryCopies() {
 }
 
 void WorkerService::RaiseSliceEpoch(int64_t epoch) {
-  slices_.RaiseFloor(epoch);
+  slices_.Reopen(epoch);
   if (metrics_ != nullptr) {
     metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
   }

@@ -4,6 +4,7 @@
 #ifndef OUBLI_WORKER_WORKER_SERVICE_H_
 #define OUBLI_WORKER_WORKER_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -49,6 +50,8 @@ class WorkerService final : public cluster::Worker::Service {
   // Refuses slice uploads begun before `epoch` (the coordinator's at a new
   // registration) and drops the ones that slipped in.
   void RaiseSliceEpoch(int64_t epoch);
+  // Bytes of slices received into the cache so far.
+  int64_t slice_bytes_received() const { return slice_bytes_received_.load(); }
 
   grpc::Status TrainPosition(grpc::ServerContext* context,
                              const cluster::TrainPositionRequest* request,
@@ -84,6 +87,7 @@ class WorkerService final : public cluster::Worker::Service {
   PositionWorker worker_;
   ShardServer shards_;
   SliceCache slices_;
+  std::atomic<int64_t> slice_bytes_received_{0};
   const std::unique_ptr<storage::ChunkStore> chunks_;
   const ClusterPeer coordinator_;
   WorkerMetrics* const metrics_;
@@ -136,6 +140,10 @@ class WorkerServer {
   // "host:port" of the metrics endpoint; empty when off.
   std::string metrics_address() const {
     return metrics_server_ != nullptr ? metrics_server_->address() : "";
+  }
+  // Bytes of training slices this worker received so far.
+  int64_t slice_bytes_received() const {
+    return service_->slice_bytes_received();
   }
   // Blocks until registered at least once or `timeout` passes.
   bool WaitRegistered(absl::Duration timeout);

@@ -423,6 +423,12 @@ TEST_F(WorkerClusterTest, AWorkerCutOffDropsItsServingCopies) {
         "oubli_worker_serving_checkpoints");
   };
   EXPECT_GT(serving(), 0);
+  auto cached = [&] {
+    return testing_util::MetricValue(
+        testing_util::HttpGet(metrics_address, "/metrics"),
+        "oubli_worker_cached_slices");
+  };
+  EXPECT_GT(cached(), 0);
 
   coordinator_.Kill();
   double held = serving();
@@ -431,6 +437,50 @@ TEST_F(WorkerClusterTest, AWorkerCutOffDropsItsServingCopies) {
     held = serving();
   }
   EXPECT_EQ(held, 0);
+  EXPECT_EQ(cached(), 0);  // the training slices went with them
+}
+
+// A slice crosses the wire to a worker once while it stays cached: training
+// reuses it across positions and sequences, a deletion's purge drops the
+// version that held the owner's samples, and the retrain sends only the
+// new version of that one slice (owner placement: one owner, one slice).
+TEST_F(WorkerClusterTest, SlicesCrossTheWireOnceAndPurgesDropStaleOnes) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, {"--metrics_listen=127.0.0.1:0"}));
+  std::string metrics_address;
+  ASSERT_TRUE(workers_[0]->SawLine("metrics on ", &metrics_address));
+  v1::Model trained;
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(),
+                                             TinySamples(60), &trained));
+  ASSERT_TRUE(GetModel("tiny", &trained).ok());
+  struct Cache {
+    double hits, misses, slices;
+  };
+  auto read = [&] {
+    const std::string metrics =
+        testing_util::HttpGet(metrics_address, "/metrics");
+    return Cache{
+        testing_util::MetricValue(
+            metrics, "oubli_worker_slice_lookups_total{result=\"hit\"}"),
+        testing_util::MetricValue(
+            metrics, "oubli_worker_slice_lookups_total{result=\"miss\"}"),
+        testing_util::MetricValue(metrics, "oubli_worker_cached_slices")};
+  };
+  const Cache before = read();
+  // Each distinct slice was sent once and is still there; later positions
+  // found the slices of their prefix cached.
+  EXPECT_GT(before.misses, 0);
+  EXPECT_EQ(before.misses, before.slices);
+  EXPECT_GT(before.hits, 0);
+
+  v1::DeletionReceipt receipt;
+  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
+  const Cache after = read();
+  EXPECT_EQ(after.misses, before.misses + 1);  // the new version only
+  EXPECT_EQ(after.slices, before.slices);      // the old one was dropped
+  EXPECT_GT(after.hits, before.hits);
 }
 
 // Two samples of the tiny model as one encoded slice; `label` for both.
@@ -558,12 +608,13 @@ TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
        grpc::StatusCode::INVALID_ARGUMENT},
       {"repeated slice", [](auto* r) { r->add_prefix(0); },
        grpc::StatusCode::INVALID_ARGUMENT},
+      // Slices that do not fit: DATA_LOSS, never blamed on the parent.
       {"a sample in two slices",
        [&](auto* r) { r->add_slice_digests(bad_labels->digest()); },
-       grpc::StatusCode::INVALID_ARGUMENT},
+       grpc::StatusCode::DATA_LOSS},
       {"label out of range",
        [&](auto* r) { r->set_slice_digests(0, bad_labels->digest()); },
-       grpc::StatusCode::INVALID_ARGUMENT},
+       grpc::StatusCode::DATA_LOSS},
       {"length-2 prefix without parent", [](auto* r) { r->add_prefix(1); },
        grpc::StatusCode::INVALID_ARGUMENT},
       {"corrupt parent",

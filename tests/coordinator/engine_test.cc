@@ -947,8 +947,9 @@ class HookTrainer : public RemoteTrainer {
     if (hook) hook();
     return absl::UnavailableError("declined");
   }
-  absl::Status DropStaleSlices(
-      const std::string&, const absl::flat_hash_set<std::string>&) override {
+  absl::Status DropStaleSlices(const std::string&,
+                               const absl::flat_hash_set<std::string>&,
+                               bool) override {
     return absl::OkStatus();  // holds none
   }
 

@@ -40,39 +40,48 @@ TEST(SliceCacheTest, EvictsLeastRecentlyUsedBeyondItsBytes) {
 
 TEST(SliceCacheTest, PurgeKeepsOnlyCurrentSlicesAndRefusesOlderUploads) {
   auto old_version = Slice("a", 10), current = Slice("b", 10),
-       other_model = Slice("c", 10);
+       other_model = Slice("c", 10), late_current = Slice("d", 10);
   SliceCache cache(1 << 20);
   ASSERT_TRUE(cache.Insert("m", old_version, 5).ok());
   ASSERT_TRUE(cache.Insert("m", current, 5).ok());
   ASSERT_TRUE(cache.Insert("n", other_model, 5).ok());
-  EXPECT_EQ(cache.DropModelExcept("m", {current->digest()}, 9), 1);
+  EXPECT_EQ(cache.DropModelExcept(
+                "m", {current->digest(), late_current->digest()}, 9),
+            1);
   EXPECT_EQ(cache.Find("m", old_version->digest()), nullptr);
   EXPECT_NE(cache.Find("m", current->digest()), nullptr);
   EXPECT_NE(cache.Find("n", other_model->digest()), nullptr);
-  // An upload begun before the purge may hold what it deleted.
-  EXPECT_TRUE(cache.IsStale("m", 8));
+  // An upload begun before the purge may hold what it deleted...
+  EXPECT_TRUE(cache.IsStale("m", old_version->digest(), 8));
   EXPECT_EQ(cache.Insert("m", old_version, 8).code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(cache.Find("m", old_version->digest()), nullptr);
+  // ...unless the purge kept its digest.
+  EXPECT_TRUE(cache.Insert("m", late_current, 8).ok());
   EXPECT_TRUE(cache.Insert("m", old_version, 9).ok());
   // Other models' uploads are not held back.
-  EXPECT_FALSE(cache.IsStale("n", 8));
+  EXPECT_FALSE(cache.IsStale("n", old_version->digest(), 8));
 }
 
-TEST(SliceCacheTest, ARegistrationDropsWhatSlippedInBeforeIt) {
+TEST(SliceCacheTest, ADeadWorkerTakesNothingUntilItRegistersAgain) {
   auto early = Slice("a", 10), late = Slice("b", 10);
   SliceCache cache(1 << 20);
   ASSERT_TRUE(cache.Insert("m", early, 3).ok());
   ASSERT_TRUE(cache.Insert("n", late, 7).ok());
-  cache.RaiseFloor(5);
-  EXPECT_EQ(cache.Find("m", early->digest()), nullptr);
-  EXPECT_NE(cache.Find("n", late->digest()), nullptr);
-  EXPECT_EQ(cache.Insert("m", early, 4).code(),
-            absl::StatusCode::kFailedPrecondition);
-  cache.DropAll();
+  cache.DropAllAndClose();
   EXPECT_EQ(cache.slices(), 0);
   EXPECT_EQ(cache.bytes(), 0);
-  EXPECT_TRUE(cache.IsStale("n", 4));  // floors survive DropAll
+  // An upload that was on its way when the lease ran out.
+  EXPECT_EQ(cache.Insert("m", early, 100).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cache.slices(), 0);
+  // Registered again: only uploads begun since are taken, whatever the
+  // epochs before (a new coordinator's may be lower).
+  cache.Reopen(5);
+  EXPECT_EQ(cache.Insert("m", early, 4).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(cache.Insert("m", early, 5).ok());
+  EXPECT_TRUE(cache.IsStale("n", late->digest(), 4));
 }
 
 }  // namespace

@@ -20,6 +20,8 @@ int RunRecoveryBench(const std::vector<std::string>& args);
 // Deletions as a stream, under sample, owner and risk-aware placement
 // (tools/bench/churn_bench.cc).
 int RunChurnBench(const std::vector<std::string>& args);
+// The data plane at 10^5..10^6 samples (tools/bench/scale_bench.cc).
+int RunScaleBench(const std::vector<std::string>& args);
 
 }  // namespace oubli::bench
 

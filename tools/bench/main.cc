@@ -8,6 +8,8 @@
 //                         predict latency, idle and while deleting
 //   oubli-bench churn     a stream of ForgetOwner requests under sample,
 //                         owner and risk-aware placement
+//   oubli-bench scale     ingest, training traffic, forgetting and memory
+//                         at 10^5..10^6 samples
 // Every subcommand takes --device=auto|cpu|cuda (default cpu), reported in
 // each result's "machine".
 #include <cstdio>
@@ -23,7 +25,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: oubli-bench "
-                 "{ec|accuracy|unlearn|train|service|recovery|churn} "
+                 "{ec|accuracy|unlearn|train|service|recovery|churn|scale} "
                  "[options]\n");
     return 2;
   }
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
   if (cmd == "service") return oubli::bench::RunServiceBench(args);
   if (cmd == "recovery") return oubli::bench::RunRecoveryBench(args);
   if (cmd == "churn") return oubli::bench::RunChurnBench(args);
+  if (cmd == "scale") return oubli::bench::RunScaleBench(args);
   std::fprintf(stderr, "oubli-bench: unknown subcommand '%s'\n", cmd.c_str());
   return 2;
 }

@@ -1,0 +1,267 @@
+// `oubli-bench scale`: the data plane at 10^5..10^6 samples, over gRPC.
+//
+// In one process: an oubli-coordinator (CoordinatorServer) and --workers
+// oubli-workers (WorkerServer) on loopback. Synthetic 784-byte samples
+// (deterministic: SplitMix64 of the sample index; 20 per owner) are
+// streamed in, an MLP (S x L x B) trains on the workers, then --forget
+// owners are forgotten one after another and the cut prefixes retrain.
+// Reports, in one JSON line:
+//   ingest_samples_per_s     over gRPC, IngestSamples streams of 5,000
+//   train_s                  Train until every prefix is stored
+//   sent_per_slice_byte      slice bytes the workers received during the
+//                            first training over the bytes of the model's
+//                            slices (1.0: each slice crossed once)
+//   retrain_sent_per_slice_byte  the same for the retrain after deletions
+//   forget_ms_p50/p99        ForgetOwner round trip (the reply comes at
+//                            FORGOTTEN)
+//   retrain_over_train       retrain time after the deletions over train_s
+//   peak_rss_mib             of this whole process (coordinator, workers
+//                            and client), from getrusage
+#include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/config.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "coordinator/grpc_service.h"
+#include "coordinator/sharding_plan.h"
+#include "oubli/v1/oubli.grpc.pb.h"
+#include "storage/encoded_slice.h"
+#include "tools/bench/bench.h"
+#include "tools/bench/bench_util.h"
+#include "tools/bench/service_client.h"
+#include "worker/worker_service.h"
+
+namespace oubli::bench {
+namespace {
+
+namespace v1 = ::oubli::v1;
+using coordinator::CoordinatorServer;
+
+constexpr int kWidth = 784;
+constexpr int kOwnerSize = 20;
+
+struct ScaleFlags {
+  int64_t samples = 100000;
+  int workers = 2;
+  int shards = 16;
+  int slices = 4;
+  int sequences = 2;
+  int epochs = 1;
+  int forget = 10;
+};
+
+// Sample `i`: its label marks a band of pixels, so the model can learn.
+Sample SyntheticSample(int64_t i) {
+  Sample s;
+  s.id = absl::StrFormat("s%08d", i);
+  s.owner = absl::StrFormat("o%07d", i / kOwnerSize);
+  SplitMix64 rng(static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL + 1);
+  s.label = static_cast<int32_t>(rng.Uniform(10));
+  s.features.resize(kWidth);
+  for (int k = 0; k < kWidth; ++k) {
+    s.features[k] = static_cast<char>(rng.Next() & 0x7f);
+  }
+  for (int k = 0; k < 28; ++k) {
+    s.features[s.label * 70 + k] = static_cast<char>(250);
+  }
+  return s;
+}
+
+v1::Sample ToProto(const Sample& in) {
+  v1::Sample out;
+  out.set_id(in.id);
+  out.set_owner(in.owner);
+  out.set_label(in.label);
+  out.set_features(in.features);
+  out.set_feature_type(v1::FEATURE_TYPE_U8);
+  return out;
+}
+
+// Bytes of the model's slices as workers receive them.
+absl::StatusOr<int64_t> SliceBytes(const ModelConfig& config, int64_t n) {
+  OUBLI_ASSIGN_OR_RETURN(coordinator::ShardingPlan plan,
+                         coordinator::ShardingPlan::Create(config));
+  std::map<std::pair<int, int>, std::vector<Sample>> cells;
+  for (int64_t i = 0; i < n; ++i) {  // ids ascend with i
+    Sample s = SyntheticSample(i);
+    const SliceRef where = plan.Assign(s);
+    cells[{where.shard, where.slice}].push_back(std::move(s));
+  }
+  int64_t total = 0;
+  for (const auto& [cell, samples] : cells) {
+    OUBLI_ASSIGN_OR_RETURN(auto slice,
+                           storage::EncodedSlice::FromSamples(samples, kWidth));
+    total += static_cast<int64_t>(slice->bytes().size());
+  }
+  return total;
+}
+
+absl::StatusOr<v1::Model> WaitUntilComplete(v1::Oubli::Stub& stub) {
+  const absl::Time give_up = absl::Now() + absl::Hours(2);
+  while (true) {
+    absl::StatusOr<v1::Model> model = GetModel(stub, "bench");
+    if (model.ok() && model->missing_prefixes() == 0 &&
+        model->training_requested()) {
+      return model;
+    }
+    if (absl::Now() > give_up) {
+      return absl::DeadlineExceededError("prefixes still missing");
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+int Run(const ScaleFlags& flags) {
+  TempDir dir("oubli-bench-scale");
+  CoordinatorServer::Options options;
+  options.data_dir = dir.path() + "/coordinator";
+  options.listen_address = "127.0.0.1:0";
+  auto coordinator = CoordinatorServer::Start(options);
+  if (!coordinator.ok()) return Fail("start coordinator", coordinator.status());
+  std::vector<std::unique_ptr<worker::WorkerServer>> workers;
+  for (int i = 0; i < flags.workers; ++i) {
+    worker::WorkerServer::Options w;
+    w.coordinator_address = (*coordinator)->address();
+    w.name = absl::StrCat("bench-worker-", i);
+    auto started = worker::WorkerServer::Start(w);
+    if (!started.ok()) return Fail("start worker", started.status());
+    if (!(*started)->WaitRegistered(absl::Seconds(30))) {
+      return Fail("worker", absl::DeadlineExceededError("did not register"));
+    }
+    workers.push_back(*std::move(started));
+  }
+  auto received = [&] {
+    int64_t total = 0;
+    for (const auto& w : workers) total += w->slice_bytes_received();
+    return total;
+  };
+
+  ModelConfig config;
+  config.model_id = "bench";
+  config.shards = flags.shards;
+  config.slices = flags.slices;
+  config.sequences = flags.sequences;
+  config.train.epochs_per_position = flags.epochs;
+  auto stub = NewStub((*coordinator)->address(), 0);
+  if (absl::Status s =
+          CreateModel(*stub, "bench", coordinator::ConfigToProto(config))
+              .status();
+      !s.ok()) {
+    return Fail("create", s);
+  }
+
+  // Generated batch by batch: the client holds one stream's worth.
+  const absl::Time ingest_start = absl::Now();
+  constexpr int64_t kStream = 100000;
+  for (int64_t first = 0; first < flags.samples; first += kStream) {
+    std::vector<v1::Sample> batch;
+    for (int64_t i = first; i < std::min(flags.samples, first + kStream);
+         ++i) {
+      batch.push_back(ToProto(SyntheticSample(i)));
+    }
+    if (absl::Status s = Ingest(*stub, "bench", batch); !s.ok()) {
+      return Fail("ingest", s);
+    }
+  }
+  const double ingest_s = absl::ToDoubleSeconds(absl::Now() - ingest_start);
+
+  absl::StatusOr<int64_t> slice_bytes = SliceBytes(config, flags.samples);
+  if (!slice_bytes.ok()) return Fail("slice bytes", slice_bytes.status());
+
+  const absl::Time train_start = absl::Now();
+  if (absl::Status s = TrainAndWait(*stub, "bench"); !s.ok()) {
+    return Fail("train", s);
+  }
+  auto trained = WaitUntilComplete(*stub);
+  if (!trained.ok()) return Fail("train", trained.status());
+  const double train_s = absl::ToDoubleSeconds(absl::Now() - train_start);
+  const int64_t sent_training = received();
+
+  // Owners spread over the data, forgotten one after another.
+  std::vector<double> forget_ms;
+  const absl::Time retrain_start = absl::Now();
+  for (int k = 0; k < flags.forget; ++k) {
+    const int64_t owner =
+        (flags.samples / kOwnerSize) * (2 * k + 1) / (2 * flags.forget);
+    v1::ForgetOwnerRequest request;
+    request.set_model_id("bench");
+    request.set_owner(absl::StrFormat("o%07d", owner));
+    v1::DeletionReceipt receipt;
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(60));
+    const absl::Time sent = absl::Now();
+    const grpc::Status status =
+        stub->ForgetOwner(&context, request, &receipt);
+    if (!status.ok()) {
+      return Fail("forget", absl::UnknownError(status.error_message()));
+    }
+    forget_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
+  }
+  auto restored = WaitUntilComplete(*stub);
+  if (!restored.ok()) return Fail("retrain", restored.status());
+  const double retrain_s =
+      absl::ToDoubleSeconds(absl::Now() - retrain_start);
+  const int64_t sent_retrain = received() - sent_training;
+
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf(
+      "{\"bench\":\"scale\",\"samples\":%lld,\"sample_bytes\":%d,"
+      "\"workers\":%d,\"shards\":%d,\"slices\":%d,\"sequences\":%d,"
+      "\"epochs\":%d,\"ingest_samples_per_s\":%.0f,\"train_s\":%.2f,"
+      "\"slice_bytes\":%lld,\"sent_per_slice_byte\":%.3f,"
+      "\"forgotten_owners\":%d,\"forget_ms_p50\":%.2f,\"forget_ms_p99\":%.2f,"
+      "\"retrain_s\":%.2f,\"retrain_over_train\":%.3f,"
+      "\"retrain_sent_per_slice_byte\":%.3f,\"peak_rss_mib\":%.0f,"
+      "\"rss_scope\":\"coordinator, workers and client in one process\","
+      "\"machine\":%s}\n",
+      static_cast<long long>(flags.samples), kWidth, flags.workers,
+      flags.shards, flags.slices, flags.sequences, flags.epochs,
+      static_cast<double>(flags.samples) / ingest_s, train_s,
+      static_cast<long long>(*slice_bytes),
+      static_cast<double>(sent_training) / static_cast<double>(*slice_bytes),
+      flags.forget, Percentile(forget_ms, 0.5), Percentile(forget_ms, 0.99),
+      retrain_s, retrain_s / train_s,
+      static_cast<double>(sent_retrain) / static_cast<double>(*slice_bytes),
+      static_cast<double>(usage.ru_maxrss) / 1024.0, MachineJson().c_str());
+  std::fflush(stdout);
+  (*coordinator)->Shutdown(absl::Seconds(5));
+  for (auto& w : workers) w->Shutdown(absl::Seconds(1));
+  return 0;
+}
+
+}  // namespace
+
+int RunScaleBench(const std::vector<std::string>& args) {
+  ScaleFlags flags;
+  if (!ParseKeyValueFlags(
+          args, {{"samples", NumberFlag(&flags.samples)},
+                 {"workers", NumberFlag(&flags.workers)},
+                 {"shards", NumberFlag(&flags.shards)},
+                 {"slices", NumberFlag(&flags.slices)},
+                 {"sequences", NumberFlag(&flags.sequences)},
+                 {"epochs", NumberFlag(&flags.epochs)},
+                 {"forget", NumberFlag(&flags.forget)}}) ||
+      flags.samples < kOwnerSize || flags.workers < 1 || flags.forget < 1) {
+    std::fprintf(stderr,
+                 "usage: oubli-bench scale [--samples=N] [--workers=N] "
+                 "[--shards=S] [--slices=L] [--sequences=B] [--epochs=E] "
+                 "[--forget=OWNERS]\n");
+    return 2;
+  }
+  return Run(flags);
+}
+
+}  // namespace oubli::bench
