@@ -433,7 +433,7 @@ absl::Status Engine::State::DropCachedSlices() {
   absl::flat_hash_set<std::string> keep;
   {
     absl::MutexLock lock(&mu);
-    keep = shards.CurrentSliceDigests();
+    OUBLI_ASSIGN_OR_RETURN(keep, shards.CurrentSliceDigests());
   }
   return options.remote_trainer->DropStaleSlices(config.model_id, keep,
                                                  reopened);
@@ -781,7 +781,8 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       job.key = state.keys[best][p - 1];
       job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
       generation = generations[shard].load();
-      job.slices = shards.PrefixSlices(shard, job.prefix);
+      OUBLI_ASSIGN_OR_RETURN(job.slices,
+                             shards.PrefixSlices(shard, job.prefix));
       // Cleared below on every path; purges wait on it
       // (WaitForStaleTraining).
       state.in_flight_generation = generation;
@@ -1495,16 +1496,35 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
   result.rejected.insert(result.rejected.end(), misfits.rejected.begin(),
                          misfits.rejected.end());
   if (result.accepted > 0) {
-    // Only the slices that may have changed are read and decoded, without
-    // mu (deletion_mu keeps them as stored until installed); all of a shard
-    // that awaits a reload. Only commits under deletion_mu set
-    // needs_reload, so it cannot become set after this look.
-    std::map<int, std::set<int>> touched;  // shard -> slices
+    // The accepted samples join the in-memory slices as they are: exactly
+    // what the store added when nothing was rejected and no id came twice
+    // (duplicates of stored samples are already in their slice). Otherwise,
+    // and for a shard that awaits a reload, the touched slices are read
+    // back from the store, without mu (deletion_mu keeps them as stored
+    // until installed). Only commits under deletion_mu set needs_reload,
+    // so it cannot become set after this look.
+    absl::flat_hash_set<absl::string_view> batch_ids;
+    bool merge_in_memory = result.rejected.empty();
     for (const auto& a : assigned) {
-      touched[a.where.shard].insert(a.where.slice);
+      merge_in_memory = merge_in_memory && batch_ids.insert(a.sample.id).second;
     }
+    std::map<int, std::set<int>> touched;  // shard -> slices, read back
+    std::map<int, std::map<int, std::vector<Sample>>> added;  // in memory
     {
       absl::MutexLock lock(&st.mu);
+      for (const auto& a : assigned) {
+        const int s = a.where.shard;
+        if (!merge_in_memory || st.shards[s].needs_reload) {
+          touched[s].insert(a.where.slice);
+          continue;
+        }
+        const std::vector<std::string>& ids =
+            st.shards[s].slices[a.where.slice].ids;
+        if (std::binary_search(ids.begin(), ids.end(), a.sample.id)) {
+          continue;  // a duplicate of a stored sample
+        }
+        added[s][a.where.slice].push_back(a.sample);
+      }
       for (auto& [s, slices] : touched) {
         if (!st.shards[s].needs_reload) continue;
         for (int slice = 0; slice < st.config.slices; ++slice) {
@@ -1519,6 +1539,18 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     }
     absl::Status failure = absl::OkStatus();
     absl::MutexLock lock(&st.mu);
+    for (auto& [s, by_slice] : added) {
+      ++st.generations[s];
+      for (auto& [slice, samples] : by_slice) {
+        st.shards[s].samples += static_cast<int64_t>(samples.size());
+        AddSamples(st.shards[s].slices[slice], std::move(samples));
+      }
+      st.shards.RecomputeKeys(s);
+      st.ChooseServed(s);
+      if (st.training_requested) {
+        st.retrain_queue.AddUnlessQueued(s, absl::Now());
+      }
+    }
     for (auto& [s, slices] : read) {
       ++st.generations[s];
       if (slices.ok()) {

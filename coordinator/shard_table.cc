@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "common/status_macros.h"
 
 namespace oubli::coordinator {
 
@@ -111,18 +112,26 @@ ServedShard ShardTable::Describe(int shard) const {
   return out;
 }
 
-std::vector<std::shared_ptr<const storage::EncodedSlice>>
-ShardTable::PrefixSlices(int shard, absl::Span<const int> order) const {
+absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
+ShardTable::PrefixSlices(int shard, absl::Span<const int> order) {
   std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
-  for (int slice : order) slices.push_back(shards_[shard].slices[slice].encoded);
+  for (int slice : order) {
+    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const storage::EncodedSlice> encoded,
+                           Encoded(shards_[shard].slices[slice]));
+    slices.push_back(std::move(encoded));
+  }
   return slices;
 }
 
-absl::flat_hash_set<std::string> ShardTable::CurrentSliceDigests() const {
+absl::StatusOr<absl::flat_hash_set<std::string>>
+ShardTable::CurrentSliceDigests() {
   absl::flat_hash_set<std::string> digests;
-  for (const ShardState& state : shards_) {
-    for (const SliceData& slice : state.slices) {
-      if (slice.encoded != nullptr) digests.insert(slice.encoded->digest());
+  for (ShardState& state : shards_) {
+    for (SliceData& slice : state.slices) {
+      if (slice.encoded == nullptr) continue;
+      OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const storage::EncodedSlice> encoded,
+                             Encoded(slice));
+      digests.insert(encoded->digest());
     }
   }
   return digests;

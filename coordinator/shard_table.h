@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "coordinator/engine_types.h"
 #include "coordinator/served_snapshot.h"
@@ -83,11 +84,13 @@ class ShardTable {
 
   // The public description of what the shard serves.
   ServedShard Describe(int shard) const;
-  // The shard's slices named by `order`, as workers receive them.
-  std::vector<std::shared_ptr<const storage::EncodedSlice>> PrefixSlices(
-      int shard, absl::Span<const int> order) const;
+  // The shard's slices named by `order`, as workers receive them (newly
+  // ingested samples merged in). ResourceExhausted: out of memory.
+  absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
+  PrefixSlices(int shard, absl::Span<const int> order);
   // Digests of every slice as it is now: what workers may keep cached.
-  absl::flat_hash_set<std::string> CurrentSliceDigests() const;
+  // ResourceExhausted: out of memory.
+  absl::StatusOr<absl::flat_hash_set<std::string>> CurrentSliceDigests();
 
  private:
   const ShardingPlan* const plan_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -39,8 +40,57 @@ SliceData EmptySlice(int64_t input_size) {
   return slice;
 }
 
+absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
+    SliceData& slice) {
+  if (slice.pending.empty()) return slice.encoded;
+  const internal::SliceRows rows = slice.encoded->Parse();
+  const auto type = static_cast<FeatureType>(rows.feature_type());
+  const int64_t width = rows.features_per_row() * storage::FeatureWidth(type);
+  std::vector<Sample> all;
+  try {
+    all.reserve(rows.ids_size() + slice.pending.size());
+    for (int i = 0; i < rows.ids_size(); ++i) {
+      Sample& s = all.emplace_back();
+      s.id = rows.ids(i);
+      s.label = rows.labels(i);
+      s.feature_type = type;
+      s.features = rows.features().substr(i * width, width);
+    }
+    all.insert(all.end(), slice.pending.begin(), slice.pending.end());
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("merging ingested samples into a slice: ", e.what()));
+  }
+  std::sort(all.begin(), all.end(),
+            [](const Sample& a, const Sample& b) { return a.id < b.id; });
+  OUBLI_ASSIGN_OR_RETURN(
+      slice.encoded,
+      storage::EncodedSlice::FromSamples(all, slice.encoded->features_per_row()));
+  slice.pending.clear();
+  return slice.encoded;
+}
+
+void AddSamples(SliceData& slice, std::vector<Sample> added) {
+  std::vector<std::string> ids;
+  ids.reserve(added.size());
+  for (const Sample& s : added) ids.push_back(s.id);
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::string> merged;
+  merged.reserve(slice.ids.size() + ids.size());
+  std::merge(std::make_move_iterator(slice.ids.begin()),
+             std::make_move_iterator(slice.ids.end()),
+             std::make_move_iterator(ids.begin()),
+             std::make_move_iterator(ids.end()), std::back_inserter(merged));
+  slice.ids = std::move(merged);
+  slice.digest = SliceDigest(slice.ids);
+  slice.pending.insert(slice.pending.end(),
+                       std::make_move_iterator(added.begin()),
+                       std::make_move_iterator(added.end()));
+}
+
 absl::StatusOr<int64_t> RemoveSamples(
     SliceData& slice, const absl::flat_hash_set<std::string>& gone) {
+  OUBLI_RETURN_IF_ERROR(Encoded(slice).status());
   std::vector<std::string> kept_ids;
   for (const std::string& id : slice.ids) {
     if (!gone.contains(id)) kept_ids.push_back(id);

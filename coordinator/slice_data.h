@@ -25,11 +25,23 @@ class S3tTrainer;
 namespace oubli::coordinator {
 
 struct SliceData {
-  std::vector<std::string> ids;  // ascending
-  // The samples as workers receive them (never null once loaded).
+  std::vector<std::string> ids;  // ascending, `pending` included
+  // The samples as workers receive them (never null once loaded), without
+  // `pending`: use Encoded().
   std::shared_ptr<const storage::EncodedSlice> encoded;
+  // Ingested since `encoded` was made; merged into it when first needed,
+  // so a stream of ingest batches does not re-encode the slice each time.
+  std::vector<Sample> pending;
   std::string digest;  // SliceDigest(ids): names the slice in prefix keys
 };
+
+// `slice`'s samples encoded, `pending` merged in first. ResourceExhausted:
+// out of memory (the slice is unchanged).
+absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
+    SliceData& slice);
+
+// Adds newly ingested samples (ids not in the slice, each once).
+void AddSamples(SliceData& slice, std::vector<Sample> added);
 
 // The active samples of `where`, encoded. DataLoss: a stored sample does
 // not fit a model of `input_size` features; other codes: storage failures.

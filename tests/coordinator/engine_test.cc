@@ -181,6 +181,50 @@ class EngineTest : public ::testing::Test {
   int scratch_count_ = 0;
 };
 
+// Ingest batches join the in-memory slices without a read back from the
+// store, and a batch the store partly refuses (or that repeats an id) is
+// read back instead; either way the model trains to the bits of one batch
+// of the surviving samples, and Verify (which reads the store) agrees.
+TEST_F(EngineTest, IngestInBatchesTrainsLikeOneBatch) {
+  const ModelConfig config = TinyConfig(3);
+  std::vector<Sample> samples = TinySamples(120, 3);
+  // A float-encoded sample in a uint8 slice: the slice travels as floats.
+  samples[7].feature_type = FeatureType::kF32;
+  std::string floats;
+  for (unsigned char byte : samples[7].features) {
+    const float value = static_cast<float>(byte) / 255.0f;
+    floats.append(reinterpret_cast<const char*>(&value), sizeof(value));
+  }
+  samples[7].features = floats;
+  auto engine = OpenEngine("batches", config);
+  const absl::Span<const Sample> all(samples);
+  ASSERT_TRUE(engine->Ingest(all.subspan(0, 40)).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  // Merged in memory, with duplicates of stored samples.
+  auto second = engine->Ingest(all.subspan(30, 50));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->accepted, 40);
+  EXPECT_EQ(second->duplicates, 10);
+  // Read back: one id twice in the batch, and one refused (same id, other
+  // content).
+  std::vector<Sample> third(samples.begin() + 80, samples.end());
+  third.push_back(samples[85]);
+  Sample changed = samples[3];
+  changed.label = (changed.label + 1) % 10;
+  third.push_back(changed);
+  auto last = engine->Ingest(third);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->accepted, 40);
+  EXPECT_EQ(last->rejected.size(), 1u);
+  ASSERT_TRUE(engine->Train().ok());
+  EXPECT_EQ(engine->GetModelStatus().active_samples, 120);
+
+  EXPECT_EQ(engine->Fingerprint(), ScratchFingerprint(config, samples, {}));
+  auto verify = engine->Verify();
+  ASSERT_TRUE(verify.ok()) << verify.status();
+  EXPECT_TRUE(verify->match);
+}
+
 TEST_F(EngineTest, TrainsEveryPrefixAndServesFullLength) {
   const ModelConfig config = TinyConfig(1);
   auto engine = OpenEngine("m", config);
