@@ -182,8 +182,9 @@ struct Engine::State {
   // Makes every live worker drop the checkpoints it holds for serving that
   // the model no longer serves (ShardServing::Sync). Takes mu.
   absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
-  // Drops the slices workers cached for training that no longer hold the
-  // model's samples as they are now.
+  // Drops deleted samples from the engine's slice encodings, and the
+  // slices workers cached for training that no longer hold the model's
+  // samples as they are now.
   absl::Status DropCachedSlices() ABSL_LOCKS_EXCLUDED(mu);
   // A ShardServing query naming this model (no shards, no inputs).
   ShardServing::Query ServingQuery() const;
@@ -427,14 +428,16 @@ absl::Status Engine::State::SyncServingCopies() {
 }
 
 absl::Status Engine::State::DropCachedSlices() {
-  if (options.remote_trainer == nullptr) return absl::OkStatus();
-  // Every position that read a slice as it was before this pass's
-  // deletions is done (WaitForStaleTraining), so none uploads it again.
+  // Brings every slice's encoding up to date, so the engine's own copy
+  // drops the deleted samples too. Every position that read a slice as it
+  // was before this pass's deletions is done (WaitForStaleTraining), so
+  // none uploads it again.
   absl::flat_hash_set<std::string> keep;
   {
     absl::MutexLock lock(&mu);
     OUBLI_ASSIGN_OR_RETURN(keep, shards.CurrentSliceDigests());
   }
+  if (options.remote_trainer == nullptr) return absl::OkStatus();
   return options.remote_trainer->DropStaleSlices(config.model_id, keep,
                                                  reopened);
 }
@@ -505,7 +508,9 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     // And checkpoints that workers hold in memory to answer Predict, and
     // the slices they cached for training.
     absl::Status held = SyncServingCopies();
-    if (held.ok()) held = DropCachedSlices();
+    if (absl::Status dropped = DropCachedSlices(); !dropped.ok()) {
+      held = dropped;
+    }
     if (!held.ok()) {
       // A chunk holder's failure says more (it names what to retire).
       if (copies.ok()) copies = held;

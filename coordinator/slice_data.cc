@@ -42,6 +42,11 @@ SliceData EmptySlice(int64_t input_size) {
 
 absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
     SliceData& slice) {
+  if (!slice.removed.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(slice.encoded,
+                           slice.encoded->Without(slice.removed, nullptr));
+    slice.removed.clear();
+  }
   if (slice.pending.empty()) return slice.encoded;
   const internal::SliceRows rows = slice.encoded->Parse();
   const auto type = static_cast<FeatureType>(rows.feature_type());
@@ -90,15 +95,29 @@ void AddSamples(SliceData& slice, std::vector<Sample> added) {
 
 absl::StatusOr<int64_t> RemoveSamples(
     SliceData& slice, const absl::flat_hash_set<std::string>& gone) {
-  OUBLI_RETURN_IF_ERROR(Encoded(slice).status());
   std::vector<std::string> kept_ids;
-  for (const std::string& id : slice.ids) {
-    if (!gone.contains(id)) kept_ids.push_back(id);
+  absl::flat_hash_set<std::string> removed_ids;
+  try {
+    kept_ids.reserve(slice.ids.size());
+    for (const std::string& id : slice.ids) {
+      if (gone.contains(id)) {
+        removed_ids.insert(id);
+      } else {
+        kept_ids.push_back(id);
+      }
+    }
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("removing samples from a slice: ", e.what()));
   }
-  int64_t removed = 0;
-  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const storage::EncodedSlice> encoded,
-                         slice.encoded->Without(gone, &removed));
-  slice.encoded = std::move(encoded);
+  const auto removed = static_cast<int64_t>(removed_ids.size());
+  if (removed == 0) return 0;
+  // The encoding follows when next needed (Encoded): a deactivation only
+  // changes ids, so it stays cheap however large the slice.
+  std::erase_if(slice.pending, [&](const Sample& s) {
+    return removed_ids.contains(s.id);
+  });
+  slice.removed.merge(removed_ids);
   slice.ids = std::move(kept_ids);
   slice.digest = SliceDigest(slice.ids);
   return removed;

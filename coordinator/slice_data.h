@@ -32,11 +32,15 @@ struct SliceData {
   // Ingested since `encoded` was made; merged into it when first needed,
   // so a stream of ingest batches does not re-encode the slice each time.
   std::vector<Sample> pending;
+  // Deleted since `encoded` was made (none of them in `pending`); dropped
+  // from it when first needed: by the purge pass at the latest.
+  absl::flat_hash_set<std::string> removed;
   std::string digest;  // SliceDigest(ids): names the slice in prefix keys
 };
 
-// `slice`'s samples encoded, `pending` merged in first. ResourceExhausted:
-// out of memory (the slice is unchanged).
+// `slice`'s samples encoded, `removed` dropped and `pending` merged in
+// first. ResourceExhausted: out of memory (the slice keeps what is left
+// to do).
 absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
     SliceData& slice);
 
@@ -51,8 +55,9 @@ absl::StatusOr<SliceData> LoadSliceData(storage::LineageStore& store,
 // A slice without samples.
 SliceData EmptySlice(int64_t input_size);
 
-// Drops the samples in `gone` from `slice`, all or nothing; returns how
-// many it held. ResourceExhausted: out of memory (the slice is unchanged).
+// Drops the samples in `gone` from `slice`'s ids at once and from its
+// encoding when next needed, all or nothing; returns how many it held.
+// ResourceExhausted: out of memory (the slice is unchanged).
 absl::StatusOr<int64_t> RemoveSamples(
     SliceData& slice, const absl::flat_hash_set<std::string>& gone);
 
