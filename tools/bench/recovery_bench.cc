@@ -86,23 +86,6 @@ bool ParseFlags(const std::vector<std::string>& args, RecoveryFlags* flags) {
   return flags->workers >= 2;
 }
 
-// Polls GetModel until no prefix is missing; returns the model.
-absl::StatusOr<v1::Model> WaitForAllPrefixes(v1::Oubli::Stub& stub,
-                                             absl::Duration timeout) {
-  const absl::Time give_up = absl::Now() + timeout;
-  while (true) {
-    absl::StatusOr<v1::Model> model = GetModel(stub, "bench");
-    if (model.ok() && model->missing_prefixes() == 0 &&
-        model->training_requested()) {
-      return model;
-    }
-    if (absl::Now() > give_up) {
-      return absl::DeadlineExceededError("prefixes still missing");
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-}
-
 int Run(const RecoveryFlags& flags) {
   TempDir dir("oubli-bench-recovery");
   const std::string data_dir = dir.path() + "/coordinator";
@@ -164,7 +147,7 @@ int Run(const RecoveryFlags& flags) {
     return Fail("train", s);
   }
   const double train_s = absl::ToDoubleSeconds(absl::Now() - train_start);
-  auto trained = WaitForAllPrefixes(*stub, absl::Hours(1));
+  auto trained = WaitForAllPrefixes(*stub, "bench", absl::Hours(1));
   if (!trained.ok()) return Fail("train", trained.status());
 
   const std::filesystem::path checkpoints =
@@ -194,7 +177,7 @@ int Run(const RecoveryFlags& flags) {
     OUBLI_ASSIGN_OR_RETURN(*coordinator, CoordinatorServer::Start(options));
     auto client = NewStub(options.listen_address, 0);
     OUBLI_ASSIGN_OR_RETURN(v1::Model model,
-                           WaitForAllPrefixes(*client, absl::Hours(1)));
+                           WaitForAllPrefixes(*client, "bench", absl::Hours(1)));
     return std::make_pair(absl::ToDoubleSeconds(absl::Now() - start), model);
   };
   auto restored = lose_and_recover(false);

@@ -17,6 +17,9 @@
 //   retrain_over_train       retrain time after the deletions over train_s
 //   peak_rss_mib             of this whole process (coordinator, workers
 //                            and client), from getrusage
+// With --coordinator=HOST:PORT it drives a coordinator already running
+// (with its workers) instead, so the coordinator's own peak memory can be
+// read from its process (VmHWM); the bytes sent are then not reported.
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
@@ -60,6 +63,10 @@ struct ScaleFlags {
   int sequences = 2;
   int epochs = 1;
   int forget = 10;
+  // HOST:PORT of a coordinator (and its workers) already running: nothing
+  // is started here, so the coordinator's own memory can be read from its
+  // process; the bytes workers received are not known then.
+  std::string coordinator;
 };
 
 // Sample `i`: its label marks a band of pixels, so the model can learn.
@@ -112,32 +119,24 @@ absl::StatusOr<int64_t> SliceBytes(const ModelConfig& config, int64_t n) {
   return total;
 }
 
-absl::StatusOr<v1::Model> WaitUntilComplete(v1::Oubli::Stub& stub) {
-  const absl::Time give_up = absl::Now() + absl::Hours(2);
-  while (true) {
-    absl::StatusOr<v1::Model> model = GetModel(stub, "bench");
-    if (model.ok() && model->missing_prefixes() == 0 &&
-        model->training_requested()) {
-      return model;
-    }
-    if (absl::Now() > give_up) {
-      return absl::DeadlineExceededError("prefixes still missing");
-    }
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-}
-
 int Run(const ScaleFlags& flags) {
   TempDir dir("oubli-bench-scale");
-  CoordinatorServer::Options options;
-  options.data_dir = dir.path() + "/coordinator";
-  options.listen_address = "127.0.0.1:0";
-  auto coordinator = CoordinatorServer::Start(options);
-  if (!coordinator.ok()) return Fail("start coordinator", coordinator.status());
+  const bool external = !flags.coordinator.empty();
+  std::unique_ptr<CoordinatorServer> coordinator;
+  std::string address = flags.coordinator;
+  if (!external) {
+    CoordinatorServer::Options options;
+    options.data_dir = dir.path() + "/coordinator";
+    options.listen_address = "127.0.0.1:0";
+    auto started = CoordinatorServer::Start(options);
+    if (!started.ok()) return Fail("start coordinator", started.status());
+    coordinator = *std::move(started);
+    address = coordinator->address();
+  }
   std::vector<std::unique_ptr<worker::WorkerServer>> workers;
-  for (int i = 0; i < flags.workers; ++i) {
+  for (int i = 0; i < (external ? 0 : flags.workers); ++i) {
     worker::WorkerServer::Options w;
-    w.coordinator_address = (*coordinator)->address();
+    w.coordinator_address = address;
     w.name = absl::StrCat("bench-worker-", i);
     auto started = worker::WorkerServer::Start(w);
     if (!started.ok()) return Fail("start worker", started.status());
@@ -158,7 +157,7 @@ int Run(const ScaleFlags& flags) {
   config.slices = flags.slices;
   config.sequences = flags.sequences;
   config.train.epochs_per_position = flags.epochs;
-  auto stub = NewStub((*coordinator)->address(), 0);
+  auto stub = NewStub(address, 0);
   if (absl::Status s =
           CreateModel(*stub, "bench", coordinator::ConfigToProto(config))
               .status();
@@ -185,7 +184,7 @@ int Run(const ScaleFlags& flags) {
   if (absl::Status s = TrainAndWait(*stub, "bench"); !s.ok()) {
     return Fail("train", s);
   }
-  auto trained = WaitUntilComplete(*stub);
+  auto trained = WaitForAllPrefixes(*stub, "bench", absl::Hours(2));
   if (!trained.ok()) return Fail("train", trained.status());
   const double train_s = absl::ToDoubleSeconds(absl::Now() - train_start);
   const int64_t sent_training = received();
@@ -210,7 +209,7 @@ int Run(const ScaleFlags& flags) {
     }
     forget_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
   }
-  auto restored = WaitUntilComplete(*stub);
+  auto restored = WaitForAllPrefixes(*stub, "bench", absl::Hours(2));
   if (!restored.ok()) return Fail("retrain", restored.status());
   const double retrain_s =
       absl::ToDoubleSeconds(absl::Now() - retrain_start);
@@ -221,27 +220,37 @@ int Run(const ScaleFlags& flags) {
   // After the peak was read: the benchmark's own bookkeeping.
   absl::StatusOr<int64_t> slice_bytes = SliceBytes(config, flags.samples);
   if (!slice_bytes.ok()) return Fail("slice bytes", slice_bytes.status());
+  // Unknown with an external coordinator: its workers are elsewhere.
+  const std::string sent_json =
+      external ? "null"
+               : absl::StrFormat("%.3f", static_cast<double>(sent_training) /
+                                             static_cast<double>(*slice_bytes));
+  const std::string retrain_sent_json =
+      external ? "null"
+               : absl::StrFormat("%.3f", static_cast<double>(sent_retrain) /
+                                             static_cast<double>(*slice_bytes));
   std::printf(
       "{\"bench\":\"scale\",\"samples\":%lld,\"sample_bytes\":%d,"
       "\"workers\":%d,\"shards\":%d,\"slices\":%d,\"sequences\":%d,"
       "\"epochs\":%d,\"ingest_samples_per_s\":%.0f,\"train_s\":%.2f,"
-      "\"slice_bytes\":%lld,\"sent_per_slice_byte\":%.3f,"
+      "\"slice_bytes\":%lld,\"sent_per_slice_byte\":%s,"
       "\"forgotten_owners\":%d,\"forget_ms_p50\":%.2f,\"forget_ms_p99\":%.2f,"
       "\"retrain_s\":%.2f,\"retrain_over_train\":%.3f,"
-      "\"retrain_sent_per_slice_byte\":%.3f,\"peak_rss_mib\":%.0f,"
-      "\"rss_scope\":\"coordinator, workers and client in one process\","
+      "\"retrain_sent_per_slice_byte\":%s,\"peak_rss_mib\":%.0f,"
+      "\"rss_scope\":\"%s\","
       "\"machine\":%s}\n",
       static_cast<long long>(flags.samples), kWidth, flags.workers,
       flags.shards, flags.slices, flags.sequences, flags.epochs,
       static_cast<double>(flags.samples) / ingest_s, train_s,
-      static_cast<long long>(*slice_bytes),
-      static_cast<double>(sent_training) / static_cast<double>(*slice_bytes),
-      flags.forget, Percentile(forget_ms, 0.5), Percentile(forget_ms, 0.99),
-      retrain_s, retrain_s / train_s,
-      static_cast<double>(sent_retrain) / static_cast<double>(*slice_bytes),
-      static_cast<double>(usage.ru_maxrss) / 1024.0, MachineJson().c_str());
+      static_cast<long long>(*slice_bytes), sent_json.c_str(), flags.forget,
+      Percentile(forget_ms, 0.5), Percentile(forget_ms, 0.99), retrain_s,
+      retrain_s / train_s, retrain_sent_json.c_str(),
+      static_cast<double>(usage.ru_maxrss) / 1024.0,
+      external ? "the client only (read the coordinator's from its process)"
+               : "coordinator, workers and client in one process",
+      MachineJson().c_str());
   std::fflush(stdout);
-  (*coordinator)->Shutdown(absl::Seconds(5));
+  if (coordinator != nullptr) coordinator->Shutdown(absl::Seconds(5));
   for (auto& w : workers) w->Shutdown(absl::Seconds(1));
   return 0;
 }
@@ -257,12 +266,13 @@ int RunScaleBench(const std::vector<std::string>& args) {
                  {"slices", NumberFlag(&flags.slices)},
                  {"sequences", NumberFlag(&flags.sequences)},
                  {"epochs", NumberFlag(&flags.epochs)},
-                 {"forget", NumberFlag(&flags.forget)}}) ||
+                 {"forget", NumberFlag(&flags.forget)},
+                 {"coordinator", NonEmptyFlag(&flags.coordinator)}}) ||
       flags.samples < kOwnerSize || flags.workers < 1 || flags.forget < 1) {
     std::fprintf(stderr,
                  "usage: oubli-bench scale [--samples=N] [--workers=N] "
                  "[--shards=S] [--slices=L] [--sequences=B] [--epochs=E] "
-                 "[--forget=OWNERS]\n");
+                 "[--forget=OWNERS] [--coordinator=HOST:PORT]\n");
     return 2;
   }
   return Run(flags);

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 
@@ -100,6 +101,23 @@ absl::StatusOr<v1::Model> GetModel(v1::Oubli::Stub& stub,
   OUBLI_RETURN_IF_ERROR(
       FromGrpcStatus(stub.GetModel(&context, request, &model), "GetModel"));
   return model;
+}
+
+absl::StatusOr<v1::Model> WaitForAllPrefixes(v1::Oubli::Stub& stub,
+                                             const std::string& model_id,
+                                             absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (true) {
+    absl::StatusOr<v1::Model> model = GetModel(stub, model_id);
+    if (model.ok() && model->missing_prefixes() == 0 &&
+        model->training_requested()) {
+      return model;
+    }
+    if (absl::Now() > give_up) {
+      return absl::DeadlineExceededError("prefixes still missing");
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
 }
 
 }  // namespace oubli::bench

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 
 namespace oubli::bench {
@@ -38,6 +39,11 @@ absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id);
 // GetModel with a 30 s deadline.
 absl::StatusOr<v1::Model> GetModel(v1::Oubli::Stub& stub,
                                    const std::string& model_id);
+// Polls GetModel until training was requested and no prefix is missing;
+// returns the model. DeadlineExceeded after `timeout`.
+absl::StatusOr<v1::Model> WaitForAllPrefixes(v1::Oubli::Stub& stub,
+                                             const std::string& model_id,
+                                             absl::Duration timeout);
 
 }  // namespace oubli::bench
 
