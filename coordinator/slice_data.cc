@@ -72,6 +72,8 @@ absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
       slice.encoded,
       storage::EncodedSlice::FromSamples(all, slice.encoded->features_per_row()));
   slice.pending.clear();
+  slice.pending.shrink_to_fit();
+  slice.pending_bytes = 0;
   return slice.encoded;
 }
 
@@ -88,9 +90,17 @@ void AddSamples(SliceData& slice, std::vector<Sample> added) {
              std::make_move_iterator(ids.end()), std::back_inserter(merged));
   slice.ids = std::move(merged);
   slice.digest = SliceDigest(slice.ids);
+  for (const Sample& s : added) {
+    slice.pending_bytes += static_cast<int64_t>(s.features.size());
+  }
   slice.pending.insert(slice.pending.end(),
                        std::make_move_iterator(added.begin()),
                        std::make_move_iterator(added.end()));
+  constexpr int64_t kMinMergeBytes = int64_t{1} << 20;
+  if (slice.pending_bytes >=
+      std::max<int64_t>(kMinMergeBytes, slice.encoded->bytes().size() / 2)) {
+    Encoded(slice).IgnoreError();  // retried when the slice is needed
+  }
 }
 
 absl::StatusOr<int64_t> RemoveSamples(
@@ -115,7 +125,9 @@ absl::StatusOr<int64_t> RemoveSamples(
   // The encoding follows when next needed (Encoded): a deactivation only
   // changes ids, so it stays cheap however large the slice.
   std::erase_if(slice.pending, [&](const Sample& s) {
-    return removed_ids.contains(s.id);
+    if (!removed_ids.contains(s.id)) return false;
+    slice.pending_bytes -= static_cast<int64_t>(s.features.size());
+    return true;
   });
   slice.removed.merge(removed_ids);
   slice.ids = std::move(kept_ids);

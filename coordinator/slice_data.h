@@ -32,6 +32,7 @@ struct SliceData {
   // Ingested since `encoded` was made; merged into it when first needed,
   // so a stream of ingest batches does not re-encode the slice each time.
   std::vector<Sample> pending;
+  int64_t pending_bytes = 0;  // features of `pending`
   // Deleted since `encoded` was made (none of them in `pending`); dropped
   // from it when first needed: by the purge pass at the latest.
   absl::flat_hash_set<std::string> removed;
@@ -44,7 +45,11 @@ struct SliceData {
 absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
     SliceData& slice);
 
-// Adds newly ingested samples (ids not in the slice, each once).
+// Adds newly ingested samples (ids not in the slice, each once). Merges
+// them into the encoding once they are more than half its size (at least
+// 1 MiB), so memory stays near the encoded size and each byte is copied a
+// bounded number of times however many batches arrive; a failed merge is
+// left for the next need.
 void AddSamples(SliceData& slice, std::vector<Sample> added);
 
 // The active samples of `where`, encoded. DataLoss: a stored sample does
