@@ -10,6 +10,8 @@
 // /metrics). Health reports NOT_SERVING until then. SIGINT/SIGTERM shut
 // down cleanly.
 
+#include <malloc.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -98,10 +100,22 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "HOST:PORT serving Prometheus metrics on /metrics; port 0 picks a "
           "free port; empty disables metrics");
 
+ABSL_FLAG(int, malloc_arena_max, 2,
+          "glibc malloc arenas (M_ARENA_MAX); 0 keeps glibc's default (8 "
+          "per core). Many gRPC threads each holding an arena of freed "
+          "ingest buffers cost ~25% more memory at 1,000,000 samples");
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oubli-coordinator --data_dir=DIR [--listen=HOST:PORT]");
   absl::ParseCommandLine(argc, argv);
+  if (const int arenas = absl::GetFlag(FLAGS_malloc_arena_max); arenas > 0) {
+    mallopt(M_ARENA_MAX, arenas);
+  } else if (arenas < 0) {
+    std::fprintf(stderr,
+                 "oubli-coordinator: --malloc_arena_max must be >= 0\n");
+    return 2;
+  }
 
   oubli::coordinator::CoordinatorServer::Options options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
