@@ -314,7 +314,10 @@ void Engine::State::InstallSlices(
   if (slices.size() == static_cast<size_t>(config.slices)) {
     state.needs_reload = false;
   }
-  for (auto& [slice, data] : slices) state.slices[slice] = std::move(data);
+  for (auto& [slice, data] : slices) {
+    ScrubSamples(state.slices[slice].pending);
+    state.slices[slice] = std::move(data);
+  }
   state.samples = 0;
   for (const SliceData& slice : state.slices) {
     state.samples += static_cast<int64_t>(slice.ids.size());
@@ -1216,6 +1219,7 @@ void Engine::State::ReloadOrBlankShard(int shard) {
                shard, loaded.ToString().c_str());
   ShardState& state = shards[shard];
   for (SliceData& slice : state.slices) {
+    ScrubSamples(slice.pending);
     slice = EmptySlice(config.backbone.InputSize());
   }
   state.samples = 0;

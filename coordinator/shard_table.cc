@@ -129,9 +129,10 @@ ShardTable::CurrentSliceDigests() {
   for (ShardState& state : shards_) {
     for (SliceData& slice : state.slices) {
       if (slice.encoded == nullptr) continue;
-      OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const storage::EncodedSlice> encoded,
-                             Encoded(slice));
-      digests.insert(encoded->digest());
+      // Pending samples were never encoded, so no worker holds them: only
+      // what was removed must leave the encoding.
+      OUBLI_RETURN_IF_ERROR(DropRemoved(slice));
+      digests.insert(slice.encoded->digest());
     }
   }
   return digests;

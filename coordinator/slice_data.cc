@@ -1,5 +1,6 @@
 #include "coordinator/slice_data.h"
 
+#include <openssl/crypto.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -40,19 +41,43 @@ SliceData EmptySlice(int64_t input_size) {
   return slice;
 }
 
+void ScrubSamples(std::vector<Sample>& samples) {
+  for (Sample& s : samples) {
+    if (!s.features.empty()) OPENSSL_cleanse(s.features.data(), s.features.size());
+  }
+}
+
+absl::Status DropRemoved(SliceData& slice) {
+  if (slice.removed.empty() || slice.encoded == nullptr) return absl::OkStatus();
+  OUBLI_ASSIGN_OR_RETURN(slice.encoded,
+                         slice.encoded->Without(slice.removed, nullptr));
+  slice.removed.clear();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
     SliceData& slice) {
-  if (!slice.removed.empty()) {
-    OUBLI_ASSIGN_OR_RETURN(slice.encoded,
-                           slice.encoded->Without(slice.removed, nullptr));
-    slice.removed.clear();
+  if (slice.encoded == nullptr) {
+    return absl::FailedPreconditionError("slice not loaded");
   }
+  OUBLI_RETURN_IF_ERROR(DropRemoved(slice));
   if (slice.pending.empty()) return slice.encoded;
-  const internal::SliceRows rows = slice.encoded->Parse();
-  const auto type = static_cast<FeatureType>(rows.feature_type());
-  const int64_t width = rows.features_per_row() * storage::FeatureWidth(type);
+  internal::SliceRows rows;
   std::vector<Sample> all;
+  // Both copies hold samples: zeroed however this returns.
+  struct Scrub {
+    internal::SliceRows& rows;
+    std::vector<Sample>& all;
+    ~Scrub() {
+      std::string* features = rows.mutable_features();
+      if (!features->empty()) OPENSSL_cleanse(features->data(), features->size());
+      ScrubSamples(all);
+    }
+  } scrub{rows, all};
   try {
+    rows = slice.encoded->Parse();
+    const auto type = static_cast<FeatureType>(rows.feature_type());
+    const int64_t width = rows.features_per_row() * storage::FeatureWidth(type);
     all.reserve(rows.ids_size() + slice.pending.size());
     for (int i = 0; i < rows.ids_size(); ++i) {
       Sample& s = all.emplace_back();
@@ -71,6 +96,7 @@ absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
   OUBLI_ASSIGN_OR_RETURN(
       slice.encoded,
       storage::EncodedSlice::FromSamples(all, slice.encoded->features_per_row()));
+  ScrubSamples(slice.pending);
   slice.pending.clear();
   slice.pending.shrink_to_fit();
   slice.pending_bytes = 0;
@@ -97,8 +123,9 @@ void AddSamples(SliceData& slice, std::vector<Sample> added) {
                        std::make_move_iterator(added.begin()),
                        std::make_move_iterator(added.end()));
   constexpr int64_t kMinMergeBytes = int64_t{1} << 20;
-  if (slice.pending_bytes >=
-      std::max<int64_t>(kMinMergeBytes, slice.encoded->bytes().size() / 2)) {
+  if (slice.encoded != nullptr &&
+      slice.pending_bytes >=
+          std::max<int64_t>(kMinMergeBytes, slice.encoded->bytes().size() / 2)) {
     Encoded(slice).IgnoreError();  // retried when the slice is needed
   }
 }
@@ -123,13 +150,26 @@ absl::StatusOr<int64_t> RemoveSamples(
   const auto removed = static_cast<int64_t>(removed_ids.size());
   if (removed == 0) return 0;
   // The encoding follows when next needed (Encoded): a deactivation only
-  // changes ids, so it stays cheap however large the slice.
-  std::erase_if(slice.pending, [&](const Sample& s) {
+  // changes ids, so it stays cheap however large the slice. What may
+  // allocate comes first: all or nothing.
+  absl::flat_hash_set<std::string> still_encoded;
+  try {
+    still_encoded = slice.removed;
+    for (const std::string& id : removed_ids) still_encoded.insert(id);
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("removing samples from a slice: ", e.what()));
+  }
+  std::erase_if(slice.pending, [&](Sample& s) {
     if (!removed_ids.contains(s.id)) return false;
+    still_encoded.erase(s.id);  // never encoded: nothing to drop later
     slice.pending_bytes -= static_cast<int64_t>(s.features.size());
+    if (!s.features.empty()) {
+      OPENSSL_cleanse(s.features.data(), s.features.size());
+    }
     return true;
   });
-  slice.removed.merge(removed_ids);
+  slice.removed = std::move(still_encoded);
   slice.ids = std::move(kept_ids);
   slice.digest = SliceDigest(slice.ids);
   return removed;

@@ -45,6 +45,14 @@ struct SliceData {
 absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
     SliceData& slice);
 
+// Drops `removed` from `slice`'s encoding (not merging `pending`): what a
+// purge needs, and possible even when the merged slice would not encode.
+// ResourceExhausted: out of memory.
+absl::Status DropRemoved(SliceData& slice);
+
+// Zeroes the features of `samples` (before they are freed).
+void ScrubSamples(std::vector<Sample>& samples);
+
 // Adds newly ingested samples (ids not in the slice, each once). Merges
 // them into the encoding once they are more than half its size (at least
 // 1 MiB), so memory stays near the encoded size and each byte is copied a
