@@ -411,6 +411,7 @@ ShardServing::Query Engine::State::ServingQuery() const {
   query.config_text = config_text;
   query.environment = environment;
   query.classes = config.backbone.num_classes;
+  query.reopened = reopened;
   return query;
 }
 

@@ -121,6 +121,9 @@ class ShardServing {
     absl::Span<const float> inputs;  // rows x input_size
     int64_t rows = 0;
     int64_t classes = 0;  // of the model: each answer is rows x classes
+    // Sync: the model existed before this process, so workers may hold
+    // copies an earlier coordinator had them load.
+    bool reopened = false;
   };
   struct ShardResult {
     // Ok: rows x classes probabilities. Otherwise why no worker answered
@@ -141,7 +144,10 @@ class ShardServing {
   // model from memory; query.rows must be 0. A worker that does not confirm
   // is declared dead: it drops everything before it registers again, and
   // by itself once its heartbeats have failed for the coordinator's worker
-  // timeout.
+  // timeout. Unavailable (call again later) while that may not have
+  // happened yet: a worker that did not confirm, or that was asked to
+  // serve the model and stopped answering less than twice the worker
+  // timeout ago, or (query.reopened) workers of an earlier coordinator.
   virtual absl::Status Sync(const Query& query) = 0;
 };
 

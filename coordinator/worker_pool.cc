@@ -67,6 +67,8 @@ struct WorkerPool::Worker {
   // Models any slice of which was ever uploaded to it (never forgotten:
   // a purge waits for its lease if it stops answering).
   absl::flat_hash_set<std::string> models_sent;
+  // Models it was ever asked to serve shards of (never forgotten either).
+  absl::flat_hash_set<std::string> models_served;
   // Model id -> until when its shards are not placed here: loading one
   // failed for a reason of this worker's (base weights missing, config not
   // understood), which every request would hit again.
@@ -693,29 +695,12 @@ absl::StatusOr<RemoteResult> WorkerPool::TrainPosition(
 absl::Status WorkerPool::DropStaleSlices(
     const std::string& model_id, const absl::flat_hash_set<std::string>& keep,
     bool reopened) {
+  OUBLI_RETURN_IF_ERROR(WaitForUnreachableCopies(model_id, reopened, true));
   const int64_t epoch = ++slice_epoch_;
   std::vector<std::shared_ptr<Worker>> told;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
-    // Workers of a previous coordinator may not have registered here yet,
-    // and a worker counted dead drops its cache only once its own lease
-    // runs out: until then nobody can vouch for their caches.
-    if (reopened && now - started_ <= 2 * options_.worker_timeout) {
-      return absl::UnavailableError(
-          "workers may not have registered with this coordinator yet");
-    }
-    // A worker drops its cache once its last heartbeat is a lease (the
-    // worker timeout) old, checked at its next heartbeat attempt, which
-    // may itself take a while: twice the timeout is a safe margin.
-    for (const auto& [id, worker] : workers_) {
-      if (!AliveLocked(*worker, now) && worker->models_sent.contains(model_id) &&
-          now - worker->last_heartbeat <= 2 * options_.worker_timeout) {
-        return absl::UnavailableError(absl::StrCat(
-            "worker ", worker->name, " stopped answering less than twice ",
-            "the worker timeout ago and may still hold cached slices"));
-      }
-    }
     const std::string prefix = absl::StrCat(model_id, "/");
     for (const auto& [id, worker] : workers_) {
       if (AliveLocked(*worker, now)) told.push_back(worker);
@@ -1149,7 +1134,36 @@ std::vector<ShardServing::ShardResult> WorkerPool::Predict(const Query& query) {
   return results;
 }
 
+absl::Status WorkerPool::WaitForUnreachableCopies(const std::string& model_id,
+                                                  bool reopened,
+                                                  bool slices) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  // A worker drops its copies once its last heartbeat is a lease (the
+  // worker timeout) old, checked at its next heartbeat attempt, which may
+  // itself take a while: twice the timeout is a safe margin.
+  const absl::Duration margin = 2 * options_.worker_timeout;
+  if (reopened && now - started_ <= margin) {
+    return absl::UnavailableError(
+        "workers may not have registered with this coordinator yet");
+  }
+  for (const auto& [id, worker] : workers_) {
+    const bool held = slices ? worker->models_sent.contains(model_id)
+                             : worker->models_served.contains(model_id);
+    if (held && !AliveLocked(*worker, now) &&
+        now - worker->last_heartbeat <= margin) {
+      return absl::UnavailableError(absl::StrCat(
+          "worker ", worker->name, " stopped answering less than twice the "
+          "worker timeout ago and may still hold ",
+          slices ? "cached slices" : "serving copies"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WorkerPool::Sync(const Query& query) {
+  OUBLI_RETURN_IF_ERROR(
+      WaitForUnreachableCopies(query.model_id, query.reopened, false));
   const Placement placement = PlaceShards(query);
   // Workers backed off from this model may still hold copies they loaded
   // before: they are told to serve none. Workers not known to have dropped
@@ -1186,8 +1200,16 @@ absl::Status WorkerPool::Sync(const Query& query) {
     });
   }
   for (std::thread& thread : threads) thread.join();
+  bool all_confirmed = true;
   for (size_t w = 0; w < told.size(); ++w) {
-    if (!failures[w].empty()) MarkDead(told[w], failures[w]);
+    if (!failures[w].empty()) {
+      MarkDead(told[w], failures[w]);
+      all_confirmed = false;
+    }
+  }
+  if (!all_confirmed) {
+    return absl::UnavailableError(
+        "a worker did not confirm dropping serving copies");
   }
   return absl::OkStatus();
 }
@@ -1210,6 +1232,10 @@ void WorkerPool::PredictOn(const std::shared_ptr<Worker>& server,
                            const Query& query, const std::string& features,
                            const std::vector<size_t>& indices,
                            std::vector<ShardResult>* results) {
+  {
+    absl::MutexLock lock(&mu_);
+    server->models_served.insert(query.model_id);
+  }
   const Worker& worker = *server;
   const absl::Time deadline = absl::Now() + options_.predict_deadline;
   // Keeps answers a first round already got.

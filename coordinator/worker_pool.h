@@ -189,6 +189,11 @@ class WorkerPool final : public RemoteTrainer,
   // Declares `worker` dead (connection failure): no more work until it
   // registers again.
   void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
+  // Unavailable while a worker may still hold copies of `model_id`
+  // (`slices`: cached slices; else serving copies) that it can no longer
+  // be asked to drop: see ShardServing::Sync.
+  absl::Status WaitForUnreachableCopies(const std::string& model_id,
+                                        bool reopened, bool slices);
   // Streams `slice` into `worker`'s slice cache under the current epoch;
   // `watch` cancels it with the attempt.
   grpc::Status UploadSlice(Worker& worker, const std::string& model_id,

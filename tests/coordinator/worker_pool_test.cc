@@ -310,5 +310,28 @@ TEST(WorkerPoolRetireTest, AnUnreadableFileIsDataLoss) {
             absl::StatusCode::kDataLoss);
 }
 
+// PURGED may only follow once no worker can still hold a dropped copy: a
+// worker that does not confirm the drop, or stopped answering within a
+// lease, holds the purge back (Unavailable) for the models it served only;
+// so do an earlier coordinator's workers for a model opened from disk.
+TEST_F(WorkerPoolServingTest, SyncWaitsWhileAWorkerMayStillHoldCopies) {
+  ASSERT_NO_FATAL_FAILURE(Serve());
+  pool_.Predict(Query());
+  server_->Shutdown();
+  server_.reset();
+  ShardServing::Query sync = Query();
+  sync.rows = 0;
+  sync.shards.clear();
+  EXPECT_EQ(pool_.Sync(sync).code(), absl::StatusCode::kUnavailable);
+  const absl::Status again = pool_.Sync(sync);  // dead now, lease not over
+  EXPECT_EQ(again.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(again.message().find("fake"), std::string::npos) << again;
+  ShardServing::Query other = sync;
+  other.model_id = "other";  // never served there
+  EXPECT_TRUE(pool_.Sync(other).ok());
+  other.reopened = true;
+  EXPECT_EQ(pool_.Sync(other).code(), absl::StatusCode::kUnavailable);
+}
+
 }  // namespace
 }  // namespace oubli::coordinator
