@@ -714,24 +714,31 @@ absl::Status WorkerPool::DropStaleSlices(
   request.set_model_id(model_id);
   for (const std::string& digest : keep) request.add_keep(digest);
   request.set_epoch(epoch);
+  return ConfirmDropOnAll(told, "cached slices", [&](size_t w) {
+    grpc::ClientContext context;
+    PrepareCall(&context, absl::Now() + options_.chunk_deadline);
+    cluster::DropSlicesResponse response;
+    return told[w]->stub->DropSlices(&context, request, &response);
+  });
+}
+
+absl::Status WorkerPool::ConfirmDropOnAll(
+    const std::vector<std::shared_ptr<Worker>>& told, absl::string_view what,
+    const std::function<grpc::Status(size_t w)>& drop) {
   std::vector<std::string> failures(told.size());
   std::vector<std::thread> threads;
   for (size_t w = 0; w < told.size(); ++w) {
     threads.emplace_back([&, w] {
-      grpc::ClientContext context;
-      PrepareCall(&context, absl::Now() + options_.chunk_deadline);
-      cluster::DropSlicesResponse response;
-      const grpc::Status status =
-          told[w]->stub->DropSlices(&context, request, &response);
+      const grpc::Status status = drop(w);
       if (!status.ok()) {
-        failures[w] = absl::StrCat("cached slices not confirmed dropped: ",
+        failures[w] = absl::StrCat(what, " not confirmed dropped: ",
                                    status.error_message());
       }
     });
   }
   for (std::thread& thread : threads) thread.join();
-  // Declared dead, it holds nothing once its lease runs out: a later pass
-  // confirms (above).
+  // Declared dead, a worker holds nothing once its lease runs out; until
+  // then WaitForUnreachableCopies holds the next pass back.
   bool all_confirmed = true;
   for (size_t w = 0; w < told.size(); ++w) {
     if (!failures[w].empty()) {
@@ -741,7 +748,7 @@ absl::Status WorkerPool::DropStaleSlices(
   }
   if (!all_confirmed) {
     return absl::UnavailableError(
-        "a worker did not confirm dropping cached slices");
+        absl::StrCat("a worker did not confirm dropping ", what));
   }
   return absl::OkStatus();
 }
@@ -1176,42 +1183,22 @@ absl::Status WorkerPool::Sync(const Query& query) {
     told.push_back(worker);
     groups.emplace_back();
   }
-  std::vector<std::string> failures(told.size());
-  std::vector<std::thread> threads;
-  for (size_t w = 0; w < told.size(); ++w) {
-    threads.emplace_back([&, w] {
-      const Worker& worker = *told[w];
-      const cluster::PredictShardsRequest request =
-          ShardsRequest(query, groups[w]);  // rows 0: sync only
-      grpc::ClientContext context;
-      PrepareCall(&context, absl::Now() + options_.predict_deadline);
-      cluster::PredictShardsResponse response;
-      const grpc::Status status =
-          worker.stub->PredictShards(&context, request, &response);
-      // The worker drops before it validates the request: its own
-      // rejections still dropped.
-      const grpc::StatusCode code = status.error_code();
-      if (code != grpc::StatusCode::OK &&
-          code != grpc::StatusCode::FAILED_PRECONDITION &&
-          code != grpc::StatusCode::INVALID_ARGUMENT) {
-        failures[w] = absl::StrCat("serving copies not confirmed dropped: ",
-                                   status.error_message());
-      }
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
-  bool all_confirmed = true;
-  for (size_t w = 0; w < told.size(); ++w) {
-    if (!failures[w].empty()) {
-      MarkDead(told[w], failures[w]);
-      all_confirmed = false;
-    }
-  }
-  if (!all_confirmed) {
-    return absl::UnavailableError(
-        "a worker did not confirm dropping serving copies");
-  }
-  return absl::OkStatus();
+  return ConfirmDropOnAll(told, "serving copies", [&](size_t w) {
+    const cluster::PredictShardsRequest request =
+        ShardsRequest(query, groups[w]);  // rows 0: sync only
+    grpc::ClientContext context;
+    PrepareCall(&context, absl::Now() + options_.predict_deadline);
+    cluster::PredictShardsResponse response;
+    const grpc::Status status =
+        told[w]->stub->PredictShards(&context, request, &response);
+    // The worker drops before it validates the request: its own
+    // rejections still dropped.
+    const grpc::StatusCode code = status.error_code();
+    return code == grpc::StatusCode::FAILED_PRECONDITION ||
+                   code == grpc::StatusCode::INVALID_ARGUMENT
+               ? grpc::Status::OK
+               : status;
+  });
 }
 
 void WorkerPool::CannotServe(const std::shared_ptr<Worker>& worker,

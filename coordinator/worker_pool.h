@@ -189,6 +189,12 @@ class WorkerPool final : public RemoteTrainer,
   // Declares `worker` dead (connection failure): no more work until it
   // registers again.
   void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
+  // Runs `drop(w)` for every worker of `told` at once. A worker whose call
+  // fails is declared dead, and the result is then Unavailable ("a worker
+  // did not confirm dropping `what`").
+  absl::Status ConfirmDropOnAll(
+      const std::vector<std::shared_ptr<Worker>>& told, absl::string_view what,
+      const std::function<grpc::Status(size_t w)>& drop);
   // Unavailable while a worker may still hold copies of `model_id`
   // (`slices`: cached slices; else serving copies) that it can no longer
   // be asked to drop: see ShardServing::Sync.

@@ -18,6 +18,7 @@
 #include "coordinator/ledger_format.h"
 #include "oubli/internal/records.pb.h"
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "tests/testing/in_process_coordinator.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
 
@@ -29,26 +30,8 @@ using ::testing::IsEmpty;
 using testing_util::FilesContaining;
 using testing_util::TinySamples;
 
-class DeleteModelTest : public testing_util::ServiceClientTest {
+class DeleteModelTest : public testing_util::InProcessCoordinatorTest {
  protected:
-  void SetUp() override { ASSERT_NO_FATAL_FAILURE(Start()); }
-  void TearDown() override {
-    stub_.reset();
-    server_.reset();
-  }
-  void Start() {
-    stub_.reset();
-    server_.reset();
-    CoordinatorServer::Options options;
-    options.listen_address = "127.0.0.1:0";
-    options.data_dir = data_dir().string();
-    auto server = CoordinatorServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    stub_ = testing_util::NewStub(server_->address());
-  }
-  std::filesystem::path data_dir() const { return dir_.path() / "models"; }
-
   grpc::Status DeleteModel(const std::string& model_id,
                            v1::ModelDeletion* deletion) {
     v1::DeleteModelRequest request;
@@ -85,8 +68,6 @@ class DeleteModelTest : public testing_util::ServiceClientTest {
     if (owners) EXPECT_THAT(FilesContaining(data_dir(), "owner-"), IsEmpty());
   }
 
-  testing_util::ScopedTempDir dir_;
-  std::unique_ptr<CoordinatorServer> server_;
 };
 
 TEST_F(DeleteModelTest, NothingOfTheModelIsLeftAndItsLedgerIsKept) {

@@ -21,6 +21,7 @@
 #include "oubli/v1/ledger.pb.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "storage/lineage_store.h"
+#include "tests/testing/in_process_coordinator.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
 
@@ -248,25 +249,8 @@ TEST(SigningKeyTest, CreatesAPrivateKeyFileAndReloadsTheSameKey) {
 
 // Through the public API: every stage of every deletion is in the export,
 // signed with the key in DATA_DIR/ledger-key.pem, across a restart.
-class LedgerServiceTest : public testing_util::ServiceClientTest {
+class LedgerServiceTest : public testing_util::InProcessCoordinatorTest {
  protected:
-  void SetUp() override { ASSERT_NO_FATAL_FAILURE(Start()); }
-  void TearDown() override {
-    stub_.reset();
-    server_.reset();
-  }
-  void Start() {
-    stub_.reset();
-    server_.reset();
-    CoordinatorServer::Options options;
-    options.listen_address = "127.0.0.1:0";
-    options.data_dir = (dir_.path() / "models").string();
-    auto server = CoordinatorServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    stub_ = testing_util::NewStub(server_->address());
-  }
-
   // The whole ledger of `model_id` and the key it came with.
   std::vector<std::string> ExportLedger(const std::string& model_id,
                                         std::string* key_pem) {
@@ -288,8 +272,6 @@ class LedgerServiceTest : public testing_util::ServiceClientTest {
     return records;
   }
 
-  testing_util::ScopedTempDir dir_;
-  std::unique_ptr<CoordinatorServer> server_;
 };
 
 TEST_F(LedgerServiceTest, ExportHasEveryStageSignedAcrossARestart) {
