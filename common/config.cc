@@ -1,6 +1,9 @@
 #include "common/config.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <set>
 #include <charconv>
 #include <functional>
 #include <map>
@@ -40,11 +43,48 @@ std::string Num(double v) {
   return std::string(buf, end);
 }
 
+const char* BackboneKindName(BackboneKind kind) {
+  switch (kind) {
+    case BackboneKind::kMlp: return "mlp";
+    case BackboneKind::kVit: return "vit";
+    case BackboneKind::kDecoder: return "decoder";
+  }
+  return "?";
+}
+
+std::string LoraTargetList(const std::vector<LoraTarget>& targets) {
+  std::vector<std::string> names;
+  for (LoraTarget target : targets) names.push_back(LoraTargetName(target));
+  return absl::StrJoin(names, ",");
+}
+
+// Only a decoder's config carries these keys, so the configs (and the
+// fingerprints) of image models are what they were before decoders.
+std::vector<std::pair<std::string, std::string>> DecoderPairs(
+    const DecoderConfig& d) {
+  return {
+      {"decoder.layout", DecoderLayoutName(d.layout)},
+      {"decoder.objective",
+       d.objective == DecoderObjective::kCausalLm ? "causal_lm" : "classify"},
+      {"decoder.vocab_size", absl::StrCat(d.vocab_size)},
+      {"decoder.context_length", absl::StrCat(d.context_length)},
+      {"decoder.dim", absl::StrCat(d.dim)},
+      {"decoder.layers", absl::StrCat(d.layers)},
+      {"decoder.heads", absl::StrCat(d.heads)},
+      {"decoder.kv_heads", absl::StrCat(d.kv_heads)},
+      {"decoder.mlp_dim", absl::StrCat(d.mlp_dim)},
+      {"decoder.norm_eps", Num(d.norm_eps)},
+      {"decoder.rope_theta", Num(d.rope_theta)},
+      {"decoder.tie_embeddings", d.tie_embeddings ? "true" : "false"},
+      {"decoder.lora_targets", LoraTargetList(d.lora_targets)},
+  };
+}
+
 std::vector<std::pair<std::string, std::string>> ToPairs(const ModelConfig& c) {
   const BackboneConfig& b = c.backbone;
-  return {
+  std::vector<std::pair<std::string, std::string>> pairs = {
       {"model_id", c.model_id},
-      {"backbone.kind", b.kind == BackboneKind::kMlp ? "mlp" : "vit"},
+      {"backbone.kind", BackboneKindName(b.kind)},
       {"backbone.input_channels", absl::StrCat(b.input_channels)},
       {"backbone.input_height", absl::StrCat(b.input_height)},
       {"backbone.input_width", absl::StrCat(b.input_width)},
@@ -85,6 +125,14 @@ std::vector<std::pair<std::string, std::string>> ToPairs(const ModelConfig& c) {
       {"erasure.parity_chunks", absl::StrCat(c.erasure.parity_chunks)},
       {"serving.base_fallback", c.serving.base_fallback ? "true" : "false"},
   };
+  if (b.kind == BackboneKind::kDecoder) {
+    auto decoder = DecoderPairs(b.decoder);
+    auto lora = std::find_if(pairs.begin(), pairs.end(), [](const auto& p) {
+      return p.first == "lora.rank";
+    });
+    pairs.insert(lora, decoder.begin(), decoder.end());
+  }
+  return pairs;
 }
 
 template <typename T>
@@ -133,6 +181,121 @@ absl::Status ValidateModelId(absl::string_view model_id) {
   return absl::OkStatus();
 }
 
+const char* LoraTargetName(LoraTarget target) {
+  switch (target) {
+    case LoraTarget::kQ: return "q";
+    case LoraTarget::kK: return "k";
+    case LoraTarget::kV: return "v";
+    case LoraTarget::kO: return "o";
+    case LoraTarget::kGate: return "gate";
+    case LoraTarget::kUp: return "up";
+    case LoraTarget::kDown: return "down";
+  }
+  return "?";
+}
+
+absl::StatusOr<LoraTarget> ParseLoraTarget(absl::string_view name) {
+  for (LoraTarget target :
+       {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV, LoraTarget::kO,
+        LoraTarget::kGate, LoraTarget::kUp, LoraTarget::kDown}) {
+    if (name == LoraTargetName(target)) return target;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown LoRA target '", name,
+                   "'; expected q, k, v, o, gate, up or down"));
+}
+
+const char* DecoderLayoutName(DecoderLayout layout) {
+  return layout == DecoderLayout::kGpt2 ? "gpt2" : "llama";
+}
+
+absl::Status ValidateDecoderBackbone(const BackboneConfig& backbone) {
+  auto bad = [](auto... parts) {
+    return absl::InvalidArgumentError(absl::StrCat("decoder: ", parts...));
+  };
+  const DecoderConfig& config = backbone.decoder;
+  if (config.layout != DecoderLayout::kGpt2 &&
+      config.layout != DecoderLayout::kLlama) {
+    return bad("unknown layout ", static_cast<int>(config.layout));
+  }
+  const bool gpt2 = config.layout == DecoderLayout::kGpt2;
+  struct Positive {
+    const char* name;
+    int value;
+  };
+  for (const Positive& field :
+       {Positive{"vocab_size", config.vocab_size},
+        Positive{"context_length", config.context_length},
+        Positive{"dim", config.dim}, Positive{"layers", config.layers},
+        Positive{"heads", config.heads}, Positive{"kv_heads", config.kv_heads},
+        Positive{"mlp_dim", config.mlp_dim}}) {
+    if (field.value < 1) {
+      return bad(field.name, " must be positive, got ", field.value);
+    }
+  }
+  if (config.dim % config.heads != 0) {
+    return bad("dim (", config.dim, ") must be a multiple of heads (",
+               config.heads, ")");
+  }
+  if (config.heads % config.kv_heads != 0) {
+    return bad("heads (", config.heads, ") must be a multiple of kv_heads (",
+               config.kv_heads, ")");
+  }
+  if (gpt2 && config.kv_heads != config.heads) {
+    return bad("GPT-2 has no grouped-query attention: kv_heads (",
+               config.kv_heads, ") must equal heads (", config.heads, ")");
+  }
+  if (gpt2 && !config.tie_embeddings) {
+    return bad("GPT-2 ties its LM head to the token embedding");
+  }
+  if (!gpt2 && config.head_dim() % 2 != 0) {
+    return bad("rotary positions need an even head_dim, got ",
+               config.head_dim());
+  }
+  if (!(config.norm_eps > 0) || !std::isfinite(config.norm_eps)) {
+    return bad("norm_eps must be positive, got ", config.norm_eps);
+  }
+  if (!gpt2 &&
+      (!(config.rope_theta > 1) || !std::isfinite(config.rope_theta))) {
+    return bad("rope_theta must be greater than 1, got ", config.rope_theta);
+  }
+  if (config.lora_targets.empty()) {
+    return bad("lora_targets must name at least one projection");
+  }
+  std::set<LoraTarget> seen;
+  for (LoraTarget target : config.lora_targets) {
+    if (!seen.insert(target).second) {
+      return bad("LoRA target '", LoraTargetName(target), "' named twice");
+    }
+    if (gpt2 && target == LoraTarget::kGate) {
+      return bad("GPT-2 has no gate projection to adapt");
+    }
+  }
+  const LoraConfig& lora = backbone.lora;
+  if (lora.rank < 1) return bad("lora.rank must be positive, got ", lora.rank);
+  if (!(lora.alpha > 0) || !std::isfinite(lora.alpha)) {
+    return bad("lora.alpha must be positive and finite, got ", lora.alpha);
+  }
+  if (!(lora.dropout >= 0 && lora.dropout < 1)) {
+    return bad("lora.dropout must be in [0, 1), got ", lora.dropout);
+  }
+  // Rough parameter count in double, so an absurd config fails here rather
+  // than in the allocator.
+  const double d = config.dim, f = config.mlp_dim, v = config.vocab_size;
+  const double kv = static_cast<double>(config.kv_heads) * config.head_dim();
+  double per_block = 2 * d * d + 2 * d * kv + (gpt2 ? 2 : 3) * d * f;
+  per_block += config.lora_targets.size() * lora.rank * (d + f);
+  double params = v * d + config.layers * per_block;
+  if (gpt2) params += config.context_length * d;
+  if (!config.tie_embeddings) params += v * d;
+  constexpr double kMaxParameters = double{1 << 30};
+  if (params > kMaxParameters) {
+    return bad("the model would have ~", params,
+               " parameters, more than the supported ", kMaxParameters);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateConfig(const ModelConfig& c) {
   auto bad = [](auto... parts) {
     return absl::InvalidArgumentError(absl::StrCat(parts...));
@@ -147,11 +310,16 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   if (b.input_channels < 1 || b.input_height < 1 || b.input_width < 1) {
     return bad("input dimensions must be positive");
   }
-  if (b.num_classes < 2 || b.num_classes > 100000) {
+  const bool classifies = b.kind != BackboneKind::kDecoder ||
+                          b.decoder.objective == DecoderObjective::kClassify;
+  if (classifies && (b.num_classes < 2 || b.num_classes > 100000)) {
     return bad("num_classes must be 2..100000");
   }
   int adapter_layers = 0;
-  if (b.kind == BackboneKind::kMlp) {
+  if (b.kind == BackboneKind::kDecoder) {
+    OUBLI_RETURN_IF_ERROR(ValidateDecoderBackbone(b));
+    adapter_layers = b.decoder.layers;
+  } else if (b.kind == BackboneKind::kMlp) {
     if (b.mlp_hidden.empty()) return bad("mlp_hidden must not be empty");
     for (int w : b.mlp_hidden) {
       if (w < 1 || w > 65536) return bad("mlp_hidden widths must be 1..65536");
@@ -227,14 +395,25 @@ absl::Status ValidateConfig(const ModelConfig& c) {
 
 std::vector<std::string> ConfigDifferences(const ModelConfig& existing,
                                            const ModelConfig& requested) {
+  // By key: a decoder's config has keys an image model's lacks.
   const auto a = ToPairs(existing);
   const auto b = ToPairs(requested);
+  std::map<std::string, std::string> a_values(a.begin(), a.end());
+  std::map<std::string, std::string> b_values(b.begin(), b.end());
   std::vector<std::string> out;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    if (a[i].second != b[i].second) {
-      out.push_back(absl::StrCat(a[i].first, ": '", a[i].second,
-                                 "', requested '", b[i].second, "'"));
+  auto add = [&](const std::string& key) {
+    auto x = a_values.find(key);
+    auto y = b_values.find(key);
+    const std::string before = x == a_values.end() ? "(none)" : x->second;
+    const std::string after = y == b_values.end() ? "(none)" : y->second;
+    if (before != after) {
+      out.push_back(absl::StrCat(key, ": '", before, "', requested '", after,
+                                 "'"));
     }
+  };
+  for (const auto& [key, value] : a) add(key);
+  for (const auto& [key, value] : b) {
+    if (!a_values.contains(key)) add(key);
   }
   return out;
 }
@@ -276,9 +455,11 @@ absl::StatusOr<ModelConfig> ParseOver(absl::string_view text,
       b.kind = BackboneKind::kMlp;
     } else if (v == "vit") {
       b.kind = BackboneKind::kVit;
+    } else if (v == "decoder") {
+      b.kind = BackboneKind::kDecoder;
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("backbone.kind must be mlp or vit, got '", v, "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "backbone.kind must be mlp, vit or decoder, got '", v, "'"));
     }
     return absl::OkStatus();
   };
@@ -300,6 +481,53 @@ absl::StatusOr<ModelConfig> ParseOver(absl::string_view text,
   num("backbone.vit_depth", &b.vit_depth);
   num("backbone.vit_heads", &b.vit_heads);
   num("backbone.vit_mlp_dim", &b.vit_mlp_dim);
+  DecoderConfig& d = b.decoder;
+  setters["decoder.layout"] = [&](absl::string_view v) {
+    if (v == "gpt2") {
+      d.layout = DecoderLayout::kGpt2;
+    } else if (v == "llama") {
+      d.layout = DecoderLayout::kLlama;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "decoder.layout must be gpt2 or llama, got '", v, "'"));
+    }
+    return absl::OkStatus();
+  };
+  setters["decoder.objective"] = [&](absl::string_view v) {
+    if (v == "causal_lm") {
+      d.objective = DecoderObjective::kCausalLm;
+    } else if (v == "classify") {
+      d.objective = DecoderObjective::kClassify;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "decoder.objective must be causal_lm or classify, got '", v, "'"));
+    }
+    return absl::OkStatus();
+  };
+  num("decoder.vocab_size", &d.vocab_size);
+  num("decoder.context_length", &d.context_length);
+  num("decoder.dim", &d.dim);
+  num("decoder.layers", &d.layers);
+  num("decoder.heads", &d.heads);
+  num("decoder.kv_heads", &d.kv_heads);
+  num("decoder.mlp_dim", &d.mlp_dim);
+  num("decoder.norm_eps", &d.norm_eps);
+  num("decoder.rope_theta", &d.rope_theta);
+  setters["decoder.tie_embeddings"] = [&](absl::string_view v) {
+    return ParseBool("decoder.tie_embeddings", v, &d.tie_embeddings);
+  };
+  setters["decoder.lora_targets"] = [&](absl::string_view v) {
+    d.lora_targets.clear();
+    for (absl::string_view part : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+      absl::StatusOr<LoraTarget> target = ParseLoraTarget(part);
+      if (!target.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config key 'decoder.lora_targets': ", target.status().message()));
+      }
+      d.lora_targets.push_back(*target);
+    }
+    return absl::OkStatus();
+  };
   num("lora.rank", &b.lora.rank);
   num("lora.alpha", &b.lora.alpha);
   num("lora.dropout", &b.lora.dropout);

@@ -15,7 +15,7 @@
 
 namespace oubli {
 
-enum class BackboneKind { kMlp, kVit };
+enum class BackboneKind { kMlp, kVit, kDecoder };
 
 struct LoraConfig {
   int rank = 8;
@@ -23,6 +23,46 @@ struct LoraConfig {
   double dropout = 0.0;
   bool rslora = false;  // scale alpha/sqrt(r) instead of alpha/r
 };
+
+// A decoder-only transformer language model (worker/decoder_lm.h), in one
+// of the two layouts users bring from the Hugging Face ecosystem:
+//  - GPT-2: learned positions, LayerNorm, GELU (tanh) MLP, biases, the LM
+//    head tied to the token embedding;
+//  - Llama: rotary positions, RMSNorm, SwiGLU MLP, no biases, optional
+//    grouped-query attention and an untied LM head.
+enum class DecoderLayout { kGpt2, kLlama };
+
+// The projections LoRA may adapt in every block. GPT-2 has no gate.
+enum class LoraTarget { kQ, kK, kV, kO, kGate, kUp, kDown };
+
+// Causal language modelling (next-token loss over the answer tokens; no
+// head) or sequence classification (a trainable head on the last real token,
+// BackboneConfig::num_classes classes).
+enum class DecoderObjective { kCausalLm, kClassify };
+
+struct DecoderConfig {
+  DecoderLayout layout = DecoderLayout::kLlama;
+  DecoderObjective objective = DecoderObjective::kCausalLm;
+  int vocab_size = 512;
+  int context_length = 128;  // longest sequence; GPT-2's position table
+  int dim = 64;
+  int layers = 4;
+  int heads = 4;
+  int kv_heads = 4;   // Llama: fewer than heads is grouped-query attention
+  int mlp_dim = 172;  // GPT-2: usually 4 * dim
+  double norm_eps = 1e-5;      // GPT-2 1e-5; Llama checkpoints often 1e-6
+  double rope_theta = 10000;   // Llama only
+  bool tie_embeddings = true;  // GPT-2: always tied
+  std::vector<LoraTarget> lora_targets = {LoraTarget::kQ, LoraTarget::kV};
+
+  int head_dim() const { return heads > 0 ? dim / heads : 0; }
+};
+
+// "q", "k", "v", "o", "gate", "up", "down".
+const char* LoraTargetName(LoraTarget target);
+// InvalidArgument naming the accepted targets.
+absl::StatusOr<LoraTarget> ParseLoraTarget(absl::string_view name);
+const char* DecoderLayoutName(DecoderLayout layout);  // "gpt2", "llama"
 
 struct BackboneConfig {
   BackboneKind kind = BackboneKind::kMlp;
@@ -38,6 +78,9 @@ struct BackboneConfig {
   int vit_depth = 4;
   int vit_heads = 4;
   int vit_mlp_dim = 128;
+  // kDecoder: the transformer; num_classes counts only for kClassify, and
+  // the input_* fields do not apply.
+  DecoderConfig decoder;
   LoraConfig lora;
 
   int64_t InputSize() const {
@@ -138,6 +181,12 @@ struct ModelConfig {
 };
 
 absl::Status ValidateConfig(const ModelConfig& config);
+// The backbone part of ValidateConfig for a decoder: InvalidArgument naming
+// the first bad field (non-positive sizes, dim not a multiple of heads, heads
+// not a multiple of kv_heads, an odd head_dim under rotary positions, GPT-2
+// with kv_heads != heads or untied embeddings, gate as a GPT-2 target, no or
+// repeated targets, LoRA settings out of range, more than 2^30 parameters).
+absl::Status ValidateDecoderBackbone(const BackboneConfig& backbone);
 // The model-id rule ValidateConfig applies: 1..128 bytes of letters,
 // digits, '-', '_' and '.' (ids become directory names). InvalidArgument.
 absl::Status ValidateModelId(absl::string_view model_id);

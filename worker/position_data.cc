@@ -31,6 +31,67 @@ absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
   return data;
 }
 
+absl::StatusOr<PositionData> MakeTokenPositionData(
+    absl::Span<const TokenSequence> rows, const BackboneConfig& backbone) {
+  const DecoderConfig& decoder = backbone.decoder;
+  const bool classify = decoder.objective == DecoderObjective::kClassify;
+  int64_t longest = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const TokenSequence& row = rows[i];
+    auto bad = [&](auto... parts) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token row ", i, ": ", parts...));
+    };
+    const auto length = static_cast<int64_t>(row.tokens.size());
+    if (length == 0) return bad("no tokens");
+    if (length > decoder.context_length) {
+      return bad(length, " tokens; the context holds ",
+                 decoder.context_length);
+    }
+    for (int32_t token : row.tokens) {
+      if (token < 0 || token >= decoder.vocab_size) {
+        return bad("token ", token, " is outside the vocabulary [0, ",
+                   decoder.vocab_size, ")");
+      }
+    }
+    if (row.prompt_tokens < 0 || row.prompt_tokens > length) {
+      return bad("prompt_tokens ", row.prompt_tokens, " is outside [0, ",
+                 length, "]");
+    }
+    if (classify && (row.label < 0 || row.label >= backbone.num_classes)) {
+      return bad("label ", row.label, " is outside [0, ",
+                 backbone.num_classes, ")");
+    }
+    longest = std::max(longest, length);
+  }
+  const auto n = static_cast<int64_t>(rows.size());
+  PositionData data;
+  try {
+    data.tokens = torch::zeros({n, longest}, torch::kInt64);
+    data.attention_mask = torch::zeros({n, longest}, torch::kInt64);
+    data.loss_mask = torch::zeros({n, longest}, torch::kInt64);
+    data.labels = torch::zeros({n}, torch::kInt64);
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("decoding training data: ", e.what()));
+  }
+  int64_t* tokens = data.tokens.data_ptr<int64_t>();
+  int64_t* real = data.attention_mask.data_ptr<int64_t>();
+  int64_t* learn = data.loss_mask.data_ptr<int64_t>();
+  int64_t* labels = data.labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const TokenSequence& row = rows[i];
+    for (size_t t = 0; t < row.tokens.size(); ++t) {
+      tokens[i * longest + t] = row.tokens[t];
+      real[i * longest + t] = 1;
+      learn[i * longest + t] =
+          static_cast<int64_t>(t) >= row.prompt_tokens ? 1 : 0;
+    }
+    labels[i] = row.label;
+  }
+  return data;
+}
+
 absl::StatusOr<PositionData> PositionDataFromSlices(
     absl::Span<const std::shared_ptr<const storage::EncodedSlice>> slices,
     int64_t input_size) {

@@ -4,7 +4,10 @@
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "worker/decoder_lm.h"
 #include "worker/determinism.h"
+#include "worker/model.h"
+#include "worker/model_factory.h"
 #include "worker/safetensors.h"
 #include "worker/torch_device.h"
 
@@ -25,8 +28,42 @@ auto CatchTorch(absl::string_view what, Fn&& fn) -> decltype(fn()) {
   }
 }
 
+absl::Status CheckTokenData(const ModelConfig& config,
+                            const PositionData& data) {
+  const DecoderConfig& decoder = config.backbone.decoder;
+  if (!data.tokens.defined() || data.features.defined()) {
+    return absl::InvalidArgumentError(
+        "a decoder trains on token rows, not features");
+  }
+  const int64_t n = data.size();
+  if (data.tokens.dim() != 2 || data.tokens.size(1) > decoder.context_length ||
+      !data.attention_mask.defined() || !data.loss_mask.defined() ||
+      data.attention_mask.sizes() != data.tokens.sizes() ||
+      data.loss_mask.sizes() != data.tokens.sizes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token rows must be [n, T <= ", decoder.context_length,
+        "] with masks of the same shape"));
+  }
+  if (!data.labels.defined() || data.labels.dim() != 1 ||
+      data.labels.size(0) != n) {
+    return absl::InvalidArgumentError("labels must be [n]");
+  }
+  if (data.tokens.min().item<int64_t>() < 0 ||
+      data.tokens.max().item<int64_t>() >= decoder.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token ids must be in [0, ", decoder.vocab_size, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckData(const ModelConfig& config, const PositionData& data) {
   if (data.size() == 0) return absl::OkStatus();
+  if (config.backbone.kind == BackboneKind::kDecoder) {
+    return CheckTokenData(config, data);
+  }
+  if (!data.features.defined()) {
+    return absl::InvalidArgumentError("an image classifier trains on features");
+  }
   if (!data.labels.defined()) {
     return absl::InvalidArgumentError("labels are missing");
   }
@@ -49,9 +86,40 @@ absl::Status CheckData(const ModelConfig& config, const PositionData& data) {
   return absl::OkStatus();
 }
 
+// The training loss of the rows `rows` of `data`, and the real tokens they
+// hold (0 for features). Decoder batches are cut to their longest row: the
+// shape then depends only on which rows are in the batch.
+torch::Tensor BatchLoss(AdapterModel& model, const PositionData& data,
+                        const torch::Tensor& rows, const torch::Device& device,
+                        int64_t* tokens_seen) {
+  if (!data.tokens.defined()) {
+    auto& classifier = dynamic_cast<AdapterClassifier&>(model);
+    // Data stay on the CPU; each batch goes to the model's device.
+    torch::Tensor x = data.features.index_select(0, rows).to(device);
+    torch::Tensor y = data.labels.index_select(0, rows).to(device);
+    return torch::nn::functional::cross_entropy(classifier.forward(x), y);
+  }
+  auto& decoder = dynamic_cast<DecoderLm&>(model);
+  torch::Tensor real = data.attention_mask.index_select(0, rows);
+  torch::Tensor lengths = real.sum(1);
+  *tokens_seen += lengths.sum().item<int64_t>();
+  const int64_t longest = lengths.max().item<int64_t>();
+  real = real.narrow(1, 0, longest).to(device);
+  torch::Tensor tokens =
+      data.tokens.index_select(0, rows).narrow(1, 0, longest).to(device);
+  torch::Tensor logits = decoder.forward(tokens, real);
+  if (decoder.config().objective == DecoderObjective::kClassify) {
+    return torch::nn::functional::cross_entropy(
+        logits, data.labels.index_select(0, rows).to(device));
+  }
+  torch::Tensor learn =
+      data.loss_mask.index_select(0, rows).narrow(1, 0, longest).to(device);
+  return CausalLmLoss(logits, tokens, real, learn);
+}
+
 // One epoch of minibatch Adam over `data` in the given order. Returns false
 // if cancelled.
-bool RunEpoch(AdapterClassifier& model, torch::optim::Optimizer& optimizer,
+bool RunEpoch(AdapterModel& model, torch::optim::Optimizer& optimizer,
               const PositionData& data, const std::vector<int64_t>& order,
               int batch_size, TrainStats* stats,
               const std::function<bool()>& cancelled = nullptr) {
@@ -66,12 +134,8 @@ bool RunEpoch(AdapterClassifier& model, torch::optim::Optimizer& optimizer,
     if (cancelled && cancelled()) return false;
     const int64_t end = std::min<int64_t>(n, begin + batch_size);
     torch::Tensor rows = index.slice(0, begin, end);
-    // Data stay on the CPU; each batch goes to the model's device.
-    torch::Tensor x = data.features.index_select(0, rows).to(device);
-    torch::Tensor y = data.labels.index_select(0, rows).to(device);
     optimizer.zero_grad();
-    torch::Tensor loss =
-        torch::nn::functional::cross_entropy(model.forward(x), y);
+    torch::Tensor loss = BatchLoss(model, data, rows, device, &stats->tokens);
     loss.backward();
     optimizer.step();
     ++stats->steps;
@@ -122,8 +186,8 @@ absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config) {
   OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
   PinThreads(config.determinism);
   OUBLI_ASSIGN_OR_RETURN(
-      std::shared_ptr<AdapterClassifier> model,
-      BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
+      std::shared_ptr<AdapterModel> model,
+      BuildAdapterModel(config.backbone, DeriveSeed(config.seed, "base", {})));
   if (config.base.source == "seeded") return model->BaseState();
 
   OUBLI_ASSIGN_OR_RETURN(const std::string bytes, ReadFile(config.base.source));
@@ -133,10 +197,7 @@ absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config) {
         "' does not match the sha256 recorded in the model config"));
   }
   OUBLI_ASSIGN_OR_RETURN(NamedTensors loaded, ParseSafetensors(bytes));
-  for (auto& [name, tensor] : loaded) {
-    tensor = tensor.to(torch::kFloat32);
-  }
-  OUBLI_RETURN_IF_ERROR(model->LoadBaseState(loaded));
+  OUBLI_RETURN_IF_ERROR(LoadBaseWeights(*model, loaded));
   return model->BaseState();
 }
 
@@ -149,8 +210,8 @@ absl::StatusOr<NamedTensors> PretrainBase(const ModelConfig& config,
     const absl::Time start = absl::Now();
     PinThreads(config.determinism);
     OUBLI_ASSIGN_OR_RETURN(
-        std::shared_ptr<AdapterClassifier> model,
-        BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
+        std::shared_ptr<AdapterModel> model,
+        BuildAdapterModel(config.backbone, DeriveSeed(config.seed, "base", {})));
     OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base));
     model->to(TorchDevice());
     std::vector<torch::Tensor> params = model->BaseParameters();
@@ -173,7 +234,7 @@ absl::StatusOr<NamedTensors> PretrainBase(const ModelConfig& config,
 }
 
 S3tTrainer::S3tTrainer(ModelConfig config, NamedTensors base_state,
-                       std::shared_ptr<AdapterClassifier> model)
+                       std::shared_ptr<AdapterModel> model)
     : config_(std::move(config)),
       base_state_(std::move(base_state)),
       groups_(AdapterGroups(model->num_adapter_layers(), config_.slices)),
@@ -184,8 +245,8 @@ absl::StatusOr<std::unique_ptr<S3tTrainer>> S3tTrainer::Create(
   OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
   PinThreads(config.determinism);
   OUBLI_ASSIGN_OR_RETURN(
-      std::shared_ptr<AdapterClassifier> model,
-      BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
+      std::shared_ptr<AdapterModel> model,
+      BuildAdapterModel(config.backbone, DeriveSeed(config.seed, "base", {})));
   OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
   OUBLI_RETURN_IF_ERROR(CatchTorch("move model to the compute device", [&] {
     model->to(TorchDevice());
@@ -222,7 +283,7 @@ absl::StatusOr<std::string> S3tTrainer::TrainPosition(
   return CatchTorch("train position", [&]() -> absl::StatusOr<std::string> {
     const absl::Time start = absl::Now();
     PinThreads(config_.determinism);
-    AdapterClassifier& model = *model_;
+    AdapterModel& model = *model_;
     // Restore the exact starting point: base + initial head, then either the
     // shard's seeded adapters or the whole parent checkpoint (head included:
     // S3T exactness needs the full prefix state, not just its adapters).

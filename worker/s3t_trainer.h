@@ -24,14 +24,15 @@
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/types.h"
-#include "worker/model.h"
+#include "worker/adapter_model.h"
 #include "worker/position_data.h"
 
 namespace oubli::worker {
 
 // Frozen base weights (and the head's initial value) for a config: seeded,
 // or loaded by name from the safetensors file in config.base.source (its
-// sha256 checked when the config records one).
+// sha256 checked when the config records one; a decoder's file may be a
+// Hugging Face checkpoint, see LoadBaseWeights).
 absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config);
 
 // For a file source without a recorded digest, reads the file and records
@@ -65,13 +66,13 @@ class S3tTrainer {
 
  private:
   S3tTrainer(ModelConfig config, NamedTensors base_state,
-             std::shared_ptr<AdapterClassifier> model);
+             std::shared_ptr<AdapterModel> model);
 
   const ModelConfig config_;
   const NamedTensors base_state_;
   const std::vector<std::vector<int>> groups_;  // per position, layers
   absl::Mutex mu_;  // the module is reused across calls
-  std::shared_ptr<AdapterClassifier> model_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<AdapterModel> model_ ABSL_GUARDED_BY(mu_);
 };
 
 // Seed of everything random at (shard, prefix, epoch) for one purpose.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 #include <vector>
@@ -153,6 +154,79 @@ TEST(ConfigTest, FingerprintIgnoresWeightNeutralSettings) {
   EXPECT_EQ(ConfigFingerprint(a), ConfigFingerprint(b));
   b.determinism.blas_threads = 2;  // changes the bits, so the fingerprint
   EXPECT_NE(ConfigFingerprint(a), ConfigFingerprint(b));
+}
+
+ModelConfig DecoderModel() {
+  ModelConfig c;
+  c.backbone.kind = BackboneKind::kDecoder;
+  c.backbone.decoder.layout = DecoderLayout::kGpt2;
+  c.backbone.decoder.objective = DecoderObjective::kClassify;
+  c.backbone.decoder.vocab_size = 300;
+  c.backbone.decoder.norm_eps = 1e-6;
+  c.backbone.decoder.lora_targets = {LoraTarget::kUp, LoraTarget::kQ};
+  c.backbone.num_classes = 4;
+  return c;
+}
+
+TEST(DecoderConfigTest, TextRoundTripAndOnlyDecodersCarryTheKeys) {
+  const ModelConfig c = DecoderModel();
+  ASSERT_TRUE(ValidateConfig(c).ok()) << ValidateConfig(c);
+  const std::string text = ConfigToText(c);
+  EXPECT_NE(text.find("backbone.kind=decoder\n"), std::string::npos);
+  EXPECT_NE(text.find("decoder.lora_targets=up,q\n"), std::string::npos);
+  auto parsed = ParseConfig(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(ConfigToText(*parsed), text);
+  EXPECT_EQ(parsed->backbone.decoder.layout, DecoderLayout::kGpt2);
+  EXPECT_EQ(parsed->backbone.decoder.objective, DecoderObjective::kClassify);
+  EXPECT_EQ(parsed->backbone.decoder.norm_eps, 1e-6);
+  // Image models' configs, and so their fingerprints and checkpoint keys,
+  // are what they were before decoders existed.
+  EXPECT_EQ(ConfigToText(ModelConfig()).find("decoder."), std::string::npos);
+}
+
+TEST(DecoderConfigTest, FingerprintCoversTheDecoder) {
+  const ModelConfig a = DecoderModel();
+  ModelConfig b = a;
+  b.backbone.decoder.lora_targets = {LoraTarget::kQ, LoraTarget::kUp};
+  EXPECT_NE(ConfigFingerprint(a), ConfigFingerprint(b));
+  b = a;
+  b.backbone.decoder.rope_theta = 500000;
+  EXPECT_NE(ConfigFingerprint(a), ConfigFingerprint(b));
+  // The differences name decoder keys, and an image model against a
+  // decoder lists the keys only one of them has.
+  EXPECT_EQ(ConfigDifferences(a, b),
+            std::vector<std::string>{
+                "decoder.rope_theta: '10000', requested '5e+05'"});
+  const auto across = ConfigDifferences(ModelConfig(), a);
+  EXPECT_NE(std::find(across.begin(), across.end(),
+                      "decoder.layout: '(none)', requested 'gpt2'"),
+            across.end());
+}
+
+TEST(DecoderConfigTest, RefusalsNameTheKey) {
+  EXPECT_EQ(ParseConfig("decoder.layout=bert\n").status().message(),
+            "decoder.layout must be gpt2 or llama, got 'bert'");
+  EXPECT_EQ(ParseConfig("decoder.objective=mlm\n").status().message(),
+            "decoder.objective must be causal_lm or classify, got 'mlm'");
+  EXPECT_EQ(ParseConfig("decoder.lora_targets=q,c_attn\n").status().message(),
+            "config key 'decoder.lora_targets': unknown LoRA target 'c_attn'; "
+            "expected q, k, v, o, gate, up or down");
+  ModelConfig c = DecoderModel();
+  c.backbone.decoder.layers = 2;
+  c.slices = 3;
+  EXPECT_NE(ValidateConfig(c).message().find("2 adapter layers"),
+            std::string::npos);
+  c = DecoderModel();
+  c.backbone.decoder.kv_heads = 2;
+  EXPECT_NE(ValidateConfig(c).message().find("no grouped-query attention"),
+            std::string::npos);
+  // A language model needs no classes; a classifier does.
+  c = DecoderModel();
+  c.backbone.num_classes = 1;
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.backbone.decoder.objective = DecoderObjective::kCausalLm;
+  EXPECT_TRUE(ValidateConfig(c).ok()) << ValidateConfig(c);
 }
 
 }  // namespace

@@ -229,5 +229,196 @@ TEST(LoadBaseStateTest, SeededIsDeterministicAndFileIsChecked) {
   EXPECT_EQ(LoadBaseState(config).status().code(), absl::StatusCode::kNotFound);
 }
 
+// --- Decoder language models through the same trainer ------------------------
+
+ModelConfig DecoderConfigFor(DecoderLayout layout, DecoderObjective objective) {
+  ModelConfig c;
+  c.backbone.kind = BackboneKind::kDecoder;
+  c.backbone.num_classes = 3;
+  DecoderConfig& d = c.backbone.decoder;
+  d.layout = layout;
+  d.objective = objective;
+  d.vocab_size = 40;
+  d.context_length = 12;
+  d.dim = 16;
+  d.layers = 4;
+  d.heads = 2;
+  d.kv_heads = layout == DecoderLayout::kLlama ? 1 : 2;
+  d.mlp_dim = 24;
+  d.lora_targets = {LoraTarget::kQ, LoraTarget::kV, LoraTarget::kDown};
+  c.backbone.lora.rank = 2;
+  c.backbone.lora.dropout = 0.1;  // seeded like everything else
+  c.slices = 2;
+  c.train.epochs_per_position = 2;
+  c.train.batch_size = 4;
+  c.train.learning_rate = 1e-2;
+  return c;
+}
+
+// Rows of varied length (1..12 tokens), a prompt of a third, a label each.
+std::vector<TokenSequence> RandomTokenRows(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<TokenSequence> rows(n);
+  for (TokenSequence& row : rows) {
+    const int length = 1 + static_cast<int>(rng() % 12);
+    for (int t = 0; t < length; ++t) {
+      row.tokens.push_back(static_cast<int32_t>(rng() % 40));
+    }
+    row.prompt_tokens = length / 3;
+    row.label = static_cast<int32_t>(rng() % 3);
+  }
+  return rows;
+}
+
+TEST(DecoderTrainingTest, PositionsAreBitwiseRepeatableAndTrainTheirGroup) {
+  for (DecoderLayout layout : {DecoderLayout::kGpt2, DecoderLayout::kLlama}) {
+    for (DecoderObjective objective :
+         {DecoderObjective::kCausalLm, DecoderObjective::kClassify}) {
+      const ModelConfig config = DecoderConfigFor(layout, objective);
+      auto data = MakeTokenPositionData(RandomTokenRows(30, 4), config.backbone);
+      ASSERT_TRUE(data.ok()) << data.status();
+      auto first = MakeTrainer(config);
+      auto second = MakeTrainer(config);
+      ASSERT_TRUE(first && second);
+      const std::vector<int> p1 = {1}, p2 = {1, 0};
+      TrainStats stats;
+      auto a = first->TrainPosition(0, p1, "", *data, &stats);
+      ASSERT_TRUE(a.ok()) << a.status();
+      EXPECT_EQ(stats.samples, 60);  // 30 rows, 2 epochs
+      EXPECT_EQ(stats.tokens, 2 * data->attention_mask.sum().item<int64_t>());
+      auto b = second->TrainPosition(0, p1, "", *data, nullptr);
+      ASSERT_TRUE(b.ok());
+      EXPECT_EQ(Sha256Hex(*a), Sha256Hex(*b)) << DecoderLayoutName(layout);
+
+      auto child = first->TrainPosition(0, p2, *a, *data, nullptr);
+      ASSERT_TRUE(child.ok()) << child.status();
+      // 4 blocks over 2 groups: position 1 trains blocks 1 and 0 (from the
+      // top: layers 2 and 3), and the head when there is one.
+      const auto before = Parse(*a);
+      const auto after = Parse(*child);
+      std::set<std::string> changed;
+      for (const auto& [name, tensor] : before) {
+        if (!torch::equal(tensor, after.at(name))) changed.insert(name);
+      }
+      EXPECT_TRUE(changed.contains("blocks.0.attn.q.lora_a"));
+      EXPECT_EQ(changed.contains("head.weight"),
+                objective == DecoderObjective::kClassify);
+      for (const std::string& name : changed) {
+        EXPECT_TRUE(name.rfind("blocks.0.", 0) == 0 ||
+                    name.rfind("blocks.1.", 0) == 0 ||
+                    name.rfind("head.", 0) == 0)
+            << name << " changed at position 1";
+      }
+    }
+  }
+}
+
+TEST(DecoderTrainingTest, TrainingDependsOnlyOnTheRows) {
+  // Padding is per batch: the same rows give the same bits whatever the
+  // longest row of the whole position is (a retrain after a deletion may
+  // lose the longest row).
+  const ModelConfig config =
+      DecoderConfigFor(DecoderLayout::kLlama, DecoderObjective::kCausalLm);
+  std::vector<TokenSequence> rows = RandomTokenRows(8, 5);
+  for (TokenSequence& row : rows) row.tokens.resize(std::min<size_t>(row.tokens.size(), 5));
+  for (TokenSequence& row : rows) row.prompt_tokens = std::min<int32_t>(row.prompt_tokens, static_cast<int32_t>(row.tokens.size()));
+  auto narrow = MakeTokenPositionData(rows, config.backbone);
+  ASSERT_TRUE(narrow.ok());
+  PositionData wide = *narrow;
+  const int64_t pad = 12 - wide.tokens.size(1);
+  wide.tokens = torch::constant_pad_nd(wide.tokens, {0, pad}, 0);
+  wide.attention_mask = torch::constant_pad_nd(wide.attention_mask, {0, pad}, 0);
+  wide.loss_mask = torch::constant_pad_nd(wide.loss_mask, {0, pad}, 0);
+  auto trainer = MakeTrainer(config);
+  const std::vector<int> p1 = {0};
+  auto a = trainer->TrainPosition(0, p1, "", *narrow, nullptr);
+  auto b = trainer->TrainPosition(0, p1, "", wide, nullptr);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(Sha256Hex(*a), Sha256Hex(*b));
+}
+
+TEST(DecoderTrainingTest, BadRowsAreRefusedNamingTheRow) {
+  const ModelConfig config =
+      DecoderConfigFor(DecoderLayout::kGpt2, DecoderObjective::kClassify);
+  auto error = [&](TokenSequence row) {
+    std::vector<TokenSequence> rows = RandomTokenRows(2, 1);
+    rows.push_back(std::move(row));
+    auto data = MakeTokenPositionData(rows, config.backbone);
+    EXPECT_EQ(data.status().code(), absl::StatusCode::kInvalidArgument);
+    return std::string(data.status().message());
+  };
+  EXPECT_EQ(error({{}, 0, 0}), "token row 2: no tokens");
+  EXPECT_EQ(error({std::vector<int32_t>(13, 1), 0, 0}),
+            "token row 2: 13 tokens; the context holds 12");
+  EXPECT_EQ(error({{1, 40}, 0, 0}),
+            "token row 2: token 40 is outside the vocabulary [0, 40)");
+  EXPECT_EQ(error({{1, 2}, 3, 0}),
+            "token row 2: prompt_tokens 3 is outside [0, 2]");
+  EXPECT_EQ(error({{1, 2}, 0, 3}), "token row 2: label 3 is outside [0, 3)");
+  // Features for a decoder, tokens for a classifier: refused by the trainer.
+  auto trainer = MakeTrainer(config);
+  const std::vector<int> p1 = {0};
+  EXPECT_EQ(trainer->TrainPosition(0, p1, "", RandomData(4, 1), nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  auto tokens = MakeTokenPositionData(RandomTokenRows(4, 1), config.backbone);
+  EXPECT_EQ(MakeTrainer(SmallConfig())
+                ->TrainPosition(0, p1, "", *tokens, nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DecoderTrainingTest, BaseFileMayBeAHuggingFaceCheckpoint) {
+  ModelConfig config =
+      DecoderConfigFor(DecoderLayout::kGpt2, DecoderObjective::kCausalLm);
+  config.backbone.decoder.layers = 2;
+  // A GPT-2 checkpoint by Hugging Face names, values from our seeded base.
+  auto ours = LoadBaseState(config);
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  std::map<std::string, torch::Tensor> base(ours->begin(), ours->end());
+  NamedTensors hf = {{"wte.weight", base["embed.weight"].to(torch::kFloat16)},
+                     {"wpe.weight", base["pos_embed.weight"]},
+                     {"ln_f.weight", base["norm.weight"]},
+                     {"ln_f.bias", base["norm.bias"]}};
+  for (int i = 0; i < 2; ++i) {
+    const std::string h = "h." + std::to_string(i) + ".";
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    hf.emplace_back(h + "ln_1.weight", base[b + "attn_norm.weight"]);
+    hf.emplace_back(h + "ln_1.bias", base[b + "attn_norm.bias"]);
+    hf.emplace_back(h + "ln_2.weight", base[b + "mlp_norm.weight"]);
+    hf.emplace_back(h + "ln_2.bias", base[b + "mlp_norm.bias"]);
+    hf.emplace_back(h + "attn.c_attn.weight",
+                    torch::cat({base[b + "attn.q.weight"].t(),
+                                base[b + "attn.k.weight"].t(),
+                                base[b + "attn.v.weight"].t()}, 1));
+    hf.emplace_back(h + "attn.c_attn.bias",
+                    torch::cat({base[b + "attn.q.bias"], base[b + "attn.k.bias"],
+                                base[b + "attn.v.bias"]}));
+    hf.emplace_back(h + "attn.c_proj.weight", base[b + "attn.o.weight"].t());
+    hf.emplace_back(h + "attn.c_proj.bias", base[b + "attn.o.bias"]);
+    hf.emplace_back(h + "mlp.c_fc.weight", base[b + "mlp.up.weight"].t());
+    hf.emplace_back(h + "mlp.c_fc.bias", base[b + "mlp.up.bias"]);
+    hf.emplace_back(h + "mlp.c_proj.weight", base[b + "mlp.down.weight"].t());
+    hf.emplace_back(h + "mlp.c_proj.bias", base[b + "mlp.down.bias"]);
+  }
+  const std::string path = ::testing::TempDir() + "/gpt2-hf.safetensors";
+  ASSERT_TRUE(WriteSafetensorsFile(path, hf).ok());
+  config.base.source = path;
+  auto loaded = LoadBaseState(config);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->size(), ours->size());
+  for (size_t i = 0; i < ours->size(); ++i) {
+    const auto& [name, tensor] = (*loaded)[i];
+    // The embedding went through float16; everything else is exact.
+    const torch::Tensor expected =
+        name == "embed.weight"
+            ? base[name].to(torch::kFloat16).to(torch::kFloat32)
+            : base[name];
+    EXPECT_TRUE(torch::equal(tensor, expected)) << name;
+  }
+}
+
 }  // namespace
 }  // namespace oubli::worker

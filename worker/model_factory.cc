@@ -1,0 +1,42 @@
+#include "worker/model_factory.h"
+
+#include <algorithm>
+
+#include "common/status_macros.h"
+#include "worker/decoder_lm.h"
+#include "worker/hf_decoder_weights.h"
+#include "worker/model.h"
+
+namespace oubli::worker {
+
+absl::StatusOr<std::shared_ptr<AdapterModel>> BuildAdapterModel(
+    const BackboneConfig& backbone, uint64_t base_seed) {
+  if (backbone.kind == BackboneKind::kDecoder) {
+    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<DecoderLm> model,
+                           BuildDecoderLm(backbone, base_seed));
+    return std::shared_ptr<AdapterModel>(std::move(model));
+  }
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<AdapterClassifier> model,
+                         BuildClassifier(backbone, base_seed));
+  return std::shared_ptr<AdapterModel>(std::move(model));
+}
+
+absl::Status LoadBaseWeights(AdapterModel& model, const NamedTensors& file) {
+  auto* decoder = dynamic_cast<DecoderLm*>(&model);
+  const bool ours = std::any_of(file.begin(), file.end(), [](const auto& item) {
+    return item.first == "embed.weight";
+  });
+  if (decoder != nullptr && !ours) {
+    return LoadHuggingFaceDecoder(*decoder, file);
+  }
+  NamedTensors converted;
+  converted.reserve(file.size());
+  for (const auto& [name, tensor] : file) {
+    converted.emplace_back(name, torch::isFloatingType(tensor.scalar_type())
+                                     ? tensor.to(torch::kFloat32)
+                                     : tensor);
+  }
+  return model.LoadBaseState(converted);
+}
+
+}  // namespace oubli::worker
