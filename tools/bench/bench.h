@@ -12,7 +12,9 @@ namespace oubli::bench {
 int RunEcBench(const std::vector<std::string>& args);
 int RunAccuracyBench(const std::vector<std::string>& args);
 int RunUnlearnBench(const std::vector<std::string>& args);
+// --lm: a decoder language model, tokens/s (tools/bench/train_lm_bench.cc).
 int RunTrainBench(const std::vector<std::string>& args);
+int RunTrainLmBench(const std::vector<std::string>& args);
 // The gRPC service over loopback: time to forget, durable deletions/s,
 // predict latency (tools/bench/service_bench.cc).
 int RunServiceBench(const std::vector<std::string>& args);

@@ -248,6 +248,10 @@ int RunUnlearnBench(const std::vector<std::string>& args) {
 }
 
 int RunTrainBench(const std::vector<std::string>& args) {
+  if (std::find(args.begin(), args.end(), "--lm") != args.end() ||
+      std::find(args.begin(), args.end(), "--lm=true") != args.end()) {
+    return RunTrainLmBench(args);
+  }
   BenchFlags flags;
   flags.user_samples = 10000;
   flags.public_samples = 0;

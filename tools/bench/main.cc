@@ -3,6 +3,7 @@
 //   oubli-bench accuracy  ensemble accuracy on Fashion-MNIST vs monolithic
 //   oubli-bench unlearn   deactivation latency, retrain vs full retrain
 //   oubli-bench train     trainer samples/s vs a bare LibTorch loop
+//                         (--lm: a decoder language model, tokens/s)
 //   oubli-bench recovery  rebuild lost checkpoints from workers vs retrain
 //   oubli-bench service   gRPC service: time to forget, durable deletions/s,
 //                         predict latency, idle and while deleting
