@@ -1,5 +1,6 @@
 #include "common/types.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -113,6 +114,29 @@ absl::Status ValidateSample(const Sample& sample) {
         absl::StrCat("sample '", sample.id, "' has float32 features of ",
                      sample.features.size(), " bytes, not a multiple of 4"));
   }
+  if (HoldsTokens(sample.feature_type)) {
+    const int64_t width = FeatureWidth(sample.feature_type);
+    if (sample.features.size() % width != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sample '", sample.id, "' has token bytes of ",
+          sample.features.size(), " bytes, not a multiple of ", width));
+    }
+    for (int32_t token : DecodeTokens(sample.feature_type, sample.features)) {
+      if (token < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sample '", sample.id, "' has a token id of 2^31 or more"));
+      }
+    }
+    if (sample.prompt_tokens < 0 ||
+        sample.prompt_tokens > sample.NumFeatures()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sample '", sample.id, "' has prompt_tokens ", sample.prompt_tokens,
+          " outside [0, ", sample.NumFeatures(), "]"));
+    }
+  } else if (sample.prompt_tokens != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sample '", sample.id, "' has prompt_tokens but no tokens"));
+  }
   if (sample.label < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "sample '", sample.id, "' has negative label ", sample.label));
@@ -136,6 +160,35 @@ void DecodeFeatureBytes(FeatureType type, absl::string_view bytes,
   } else {
     std::memcpy(out, bytes.data(), bytes.size());
   }
+}
+
+std::string EncodeTokens(const std::vector<uint32_t>& tokens,
+                         FeatureType* type) {
+  const bool narrow = std::all_of(tokens.begin(), tokens.end(),
+                                  [](uint32_t t) { return t <= 0xFFFF; });
+  *type = narrow ? FeatureType::kTokensU16 : FeatureType::kTokensU32;
+  std::string bytes;
+  bytes.reserve(tokens.size() * FeatureWidth(*type));
+  for (uint32_t token : tokens) {
+    for (int64_t b = 0; b < FeatureWidth(*type); ++b) {
+      bytes.push_back(static_cast<char>((token >> (8 * b)) & 0xFF));
+    }
+  }
+  return bytes;
+}
+
+std::vector<int32_t> DecodeTokens(FeatureType type, absl::string_view bytes) {
+  const int64_t width = FeatureWidth(type);
+  std::vector<int32_t> tokens;
+  tokens.reserve(bytes.size() / width);
+  for (size_t i = 0; i + width <= bytes.size(); i += width) {
+    uint32_t token = 0;
+    for (int64_t b = width - 1; b >= 0; --b) {
+      token = (token << 8) | static_cast<uint8_t>(bytes[i + b]);
+    }
+    tokens.push_back(static_cast<int32_t>(token));
+  }
+  return tokens;
 }
 
 void DecodeFeatures(const Sample& sample, float* out) {

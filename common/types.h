@@ -14,7 +14,29 @@ namespace oubli {
 
 // How a sample's feature bytes are encoded. kU8 values are scaled by 1/255
 // when turned into model inputs (image pixels); kF32 are little-endian floats.
-enum class FeatureType : uint8_t { kU8 = 0, kF32 = 1 };
+// The token types hold a decoder's token ids instead, little-endian uint16
+// or uint32 (EncodeTokens picks the narrower that fits), any count.
+enum class FeatureType : uint8_t {
+  kU8 = 0,
+  kF32 = 1,
+  kTokensU16 = 2,
+  kTokensU32 = 3
+};
+
+// Whether `type` is one of the token encodings.
+inline bool HoldsTokens(FeatureType type) {
+  return type == FeatureType::kTokensU16 || type == FeatureType::kTokensU32;
+}
+// Bytes one feature (or token) of `type` takes.
+inline int64_t FeatureWidth(FeatureType type) {
+  switch (type) {
+    case FeatureType::kU8: return 1;
+    case FeatureType::kTokensU16: return 2;
+    case FeatureType::kF32:
+    case FeatureType::kTokensU32: return 4;
+  }
+  return 4;
+}
 
 // One training example as users give it to us.
 struct Sample {
@@ -27,13 +49,23 @@ struct Sample {
   // erasure (0: no hint). Only placement reads it (RiskProfile), and only
   // when the sample is first stored; it is not kept.
   float deletion_risk = 0;
+  // Token samples: how many leading tokens are the prompt (context only; a
+  // causal LM learns the tokens after it). 0 for feature samples.
+  int32_t prompt_tokens = 0;
 
+  // Features, or tokens for the token types.
   int64_t NumFeatures() const {
-    return feature_type == FeatureType::kU8
-               ? static_cast<int64_t>(features.size())
-               : static_cast<int64_t>(features.size() / 4);
+    return static_cast<int64_t>(features.size()) / FeatureWidth(feature_type);
   }
 };
+
+// Token ids as feature bytes: uint16 when every id fits, uint32 otherwise;
+// *type says which.
+std::string EncodeTokens(const std::vector<uint32_t>& tokens,
+                         FeatureType* type);
+// The ids of token bytes of `type` (a token type; a trailing partial id is
+// ignored, ValidateSample refuses it).
+std::vector<int32_t> DecodeTokens(FeatureType type, absl::string_view bytes);
 
 // Where a sample lives inside a model's sharding plan.
 struct SliceRef {
@@ -57,11 +89,13 @@ std::string SanitizeUtf8(absl::string_view text);
 // or control characters. The message names the offending field.
 absl::Status ValidateSampleId(absl::string_view id);
 absl::Status ValidateOwner(absl::string_view owner);
-// ValidateSampleId + ValidateOwner + features non-empty and well-sized.
+// ValidateSampleId + ValidateOwner + features non-empty and well-sized
+// (whole floats or token ids, token ids below 2^31), prompt_tokens within
+// the tokens (0 for features).
 absl::Status ValidateSample(const Sample& sample);
 
 // Decodes features into floats (kU8 scaled by 1/255). `out` must hold
-// sample.NumFeatures() floats.
+// sample.NumFeatures() floats. Not for token types.
 void DecodeFeatures(const Sample& sample, float* out);
 // The same for raw feature bytes of one row encoded as `type`.
 void DecodeFeatureBytes(FeatureType type, absl::string_view bytes,

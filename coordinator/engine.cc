@@ -1484,6 +1484,12 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
   std::vector<storage::AssignedSample> assigned;
   storage::IngestResult misfits;
   for (const Sample& sample : samples) {
+    if (HoldsTokens(sample.feature_type)) {
+      misfits.rejected.emplace_back(
+          sample.id, absl::StrCat("holds tokens; model '", st.config.model_id,
+                                  "' takes features"));
+      continue;
+    }
     if (sample.NumFeatures() != width) {
       misfits.rejected.emplace_back(
           sample.id,

@@ -76,16 +76,8 @@ absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
   } scrub{rows, all};
   try {
     rows = slice.encoded->Parse();
-    const auto type = static_cast<FeatureType>(rows.feature_type());
-    const int64_t width = rows.features_per_row() * storage::FeatureWidth(type);
     all.reserve(rows.ids_size() + slice.pending.size());
-    for (int i = 0; i < rows.ids_size(); ++i) {
-      Sample& s = all.emplace_back();
-      s.id = rows.ids(i);
-      s.label = rows.labels(i);
-      s.feature_type = type;
-      s.features = rows.features().substr(i * width, width);
-    }
+    storage::AppendSamples(rows, &all);
     all.insert(all.end(), slice.pending.begin(), slice.pending.end());
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(
@@ -95,7 +87,10 @@ absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
             [](const Sample& a, const Sample& b) { return a.id < b.id; });
   OUBLI_ASSIGN_OR_RETURN(
       slice.encoded,
-      storage::EncodedSlice::FromSamples(all, slice.encoded->features_per_row()));
+      slice.encoded->holds_tokens()
+          ? storage::EncodedSlice::FromTokenSamples(all)
+          : storage::EncodedSlice::FromSamples(
+                all, slice.encoded->features_per_row()));
   ScrubSamples(slice.pending);
   slice.pending.clear();
   slice.pending.shrink_to_fit();

@@ -7,14 +7,12 @@
 #include <new>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "common/status_macros.h"
 
 namespace oubli::storage {
-
-int64_t FeatureWidth(FeatureType type) {
-  return type == FeatureType::kU8 ? 1 : 4;
-}
 
 void DecodeRow(const internal::SliceRows& rows, int64_t row, float* out) {
   const auto type = static_cast<FeatureType>(rows.feature_type());
@@ -22,6 +20,106 @@ void DecodeRow(const internal::SliceRows& rows, int64_t row, float* out) {
   DecodeFeatureBytes(
       type, absl::string_view(rows.features()).substr(row * width, width), out);
 }
+
+void AppendSamples(const internal::SliceRows& rows, std::vector<Sample>* out) {
+  const auto type = static_cast<FeatureType>(rows.feature_type());
+  const bool tokens = HoldsTokens(type);
+  const int64_t width = FeatureWidth(type);
+  int64_t offset = 0;
+  for (int i = 0; i < rows.ids_size(); ++i) {
+    const int64_t length = tokens ? rows.row_tokens(i) : rows.features_per_row();
+    Sample& s = out->emplace_back();
+    s.id = rows.ids(i);
+    s.label = rows.labels(i);
+    s.feature_type = type;
+    s.features = rows.features().substr(offset * width, length * width);
+    if (tokens) s.prompt_tokens = rows.prompt_tokens(i);
+    offset += length;
+  }
+}
+
+std::vector<std::vector<int32_t>> DecodeTokenRows(
+    const internal::SliceRows& rows) {
+  const auto type = static_cast<FeatureType>(rows.feature_type());
+  const int64_t width = FeatureWidth(type);
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(rows.row_tokens_size());
+  int64_t offset = 0;
+  for (int32_t length : rows.row_tokens()) {
+    out.push_back(DecodeTokens(
+        type, absl::string_view(rows.features())
+                  .substr(offset * width, int64_t{length} * width)));
+    offset += length;
+  }
+  return out;
+}
+
+namespace {
+
+// Whether token or feature rows of `rows` add up; the message says how not.
+absl::Status CheckRowSizes(const internal::SliceRows& rows) {
+  const int32_t type = rows.feature_type();
+  const bool tokens =
+      type == static_cast<int32_t>(FeatureType::kTokensU16) ||
+      type == static_cast<int32_t>(FeatureType::kTokensU32);
+  if (!tokens && type != static_cast<int32_t>(FeatureType::kU8) &&
+      type != static_cast<int32_t>(FeatureType::kF32)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slice feature type ", type, " unknown"));
+  }
+  if (rows.labels_size() != rows.ids_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slice of ", rows.ids_size(), " ids has ",
+                     rows.labels_size(), " labels"));
+  }
+  const int64_t width = FeatureWidth(static_cast<FeatureType>(type));
+  if (tokens) {
+    if (rows.features_per_row() != 0 ||
+        rows.row_tokens_size() != rows.ids_size() ||
+        rows.prompt_tokens_size() != rows.ids_size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token slice of ", rows.ids_size(), " ids has ",
+          rows.row_tokens_size(), " lengths, ", rows.prompt_tokens_size(),
+          " prompt lengths and ", rows.features_per_row(),
+          " features per row"));
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < rows.ids_size(); ++i) {
+      if (rows.row_tokens(i) < 1 || rows.prompt_tokens(i) < 0 ||
+          rows.prompt_tokens(i) > rows.row_tokens(i)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token slice row ", i, " has ", rows.row_tokens(i),
+                         " tokens and ", rows.prompt_tokens(i), " of prompt"));
+      }
+      total += static_cast<uint64_t>(rows.row_tokens(i));
+    }
+    if (total * static_cast<uint64_t>(width) != rows.features().size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token slice rows hold ", total, " tokens, but ",
+          rows.features().size(), " bytes of ", width, "-byte ids"));
+    }
+    return absl::OkStatus();
+  }
+  if (rows.features_per_row() < 1 ||
+      rows.features_per_row() > EncodedSlice::kMaxBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slice features per row ", rows.features_per_row(), " out of range"));
+  }
+  const uint64_t row_bytes =
+      static_cast<uint64_t>(rows.features_per_row() * width);
+  if (rows.row_tokens_size() != 0 || rows.prompt_tokens_size() != 0 ||
+      rows.features().size() % row_bytes != 0 ||
+      rows.features().size() / row_bytes !=
+          static_cast<uint64_t>(rows.ids_size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slice of ", rows.ids_size(), " ids and ", rows.features().size(),
+        " feature bytes does not add up for ", rows.features_per_row(),
+        " features per row"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 EncodedSlice::~EncodedSlice() {
   // The bytes may hold samples deleted since: freed memory keeps none.
@@ -60,6 +158,10 @@ absl::StatusOr<std::shared_ptr<const EncodedSlice>> EncodedSlice::FromSamples(
   bool all_u8 = true;
   for (size_t i = 0; i < samples.size(); ++i) {
     const Sample& s = samples[i];
+    if (HoldsTokens(s.feature_type)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sample '", s.id, "' holds tokens; the model expects features"));
+    }
     if (s.NumFeatures() != features_per_row ||
         (s.feature_type == FeatureType::kF32 && s.features.size() % 4 != 0)) {
       return absl::InvalidArgumentError(
@@ -100,10 +202,64 @@ absl::StatusOr<std::shared_ptr<const EncodedSlice>> EncodedSlice::FromSamples(
   return FromRows(rows);
 }
 
+absl::StatusOr<std::shared_ptr<const EncodedSlice>>
+EncodedSlice::FromTokenSamples(absl::Span<const Sample> samples) {
+  bool all_u16 = true;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const Sample& s = samples[i];
+    if (!HoldsTokens(s.feature_type)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sample '", s.id, "' holds features; the model expects tokens"));
+    }
+    if (s.NumFeatures() < 1 ||
+        s.features.size() % FeatureWidth(s.feature_type) != 0 ||
+        s.prompt_tokens < 0 || s.prompt_tokens > s.NumFeatures()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sample '", s.id, "' has ", s.features.size(), " token bytes and ",
+          s.prompt_tokens, " prompt tokens"));
+    }
+    if (i > 0 && !(samples[i - 1].id < s.id)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "slice rows out of id order at sample '", s.id, "'"));
+    }
+    all_u16 = all_u16 && s.feature_type == FeatureType::kTokensU16;
+  }
+  internal::SliceRows rows;
+  const FeatureType type =
+      all_u16 ? FeatureType::kTokensU16 : FeatureType::kTokensU32;
+  rows.set_feature_type(static_cast<int32_t>(type));
+  rows.set_features_per_row(0);
+  try {
+    std::string* bytes = rows.mutable_features();
+    for (const Sample& s : samples) {
+      rows.add_ids(s.id);
+      rows.add_labels(s.label);
+      rows.add_row_tokens(static_cast<int32_t>(s.NumFeatures()));
+      rows.add_prompt_tokens(s.prompt_tokens);
+      if (s.feature_type == type) {
+        bytes->append(s.features);
+      } else {
+        // A uint16 row among uint32 ones: widened, same ids.
+        for (int32_t token : DecodeTokens(s.feature_type, s.features)) {
+          const auto id = static_cast<uint32_t>(token);
+          for (int b = 0; b < 4; ++b) {
+            bytes->push_back(static_cast<char>((id >> (8 * b)) & 0xFF));
+          }
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("encoding a slice: ", e.what()));
+  }
+  return FromRows(rows);
+}
+
 std::shared_ptr<const EncodedSlice> EncodedSlice::Empty(
     int64_t features_per_row) {
   internal::SliceRows rows;
-  rows.set_feature_type(static_cast<int32_t>(FeatureType::kU8));
+  rows.set_feature_type(static_cast<int32_t>(
+      features_per_row == 0 ? FeatureType::kTokensU16 : FeatureType::kU8));
   rows.set_features_per_row(features_per_row);
   absl::StatusOr<std::shared_ptr<const EncodedSlice>> out = FromRows(rows);
   return out.ok() ? *std::move(out) : nullptr;
@@ -129,27 +285,13 @@ absl::StatusOr<std::shared_ptr<const EncodedSlice>> EncodedSlice::FromBytes(
     return absl::ResourceExhaustedError(
         absl::StrCat("parsing a slice: ", e.what()));
   }
-  if (rows.features_per_row() < 1 || rows.features_per_row() > kMaxBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "slice features per row ", rows.features_per_row(), " out of range"));
-  }
-  const int32_t type = rows.feature_type();
-  if (type != static_cast<int32_t>(FeatureType::kU8) &&
-      type != static_cast<int32_t>(FeatureType::kF32)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("slice feature type ", type, " unknown"));
-  }
-  const int64_t width =
-      rows.features_per_row() * FeatureWidth(static_cast<FeatureType>(type));
-  if (rows.labels_size() != rows.ids_size() ||
-      rows.features().size() / static_cast<uint64_t>(width) !=
-          static_cast<uint64_t>(rows.ids_size()) ||
-      rows.features().size() % static_cast<uint64_t>(width) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "slice of ", rows.ids_size(), " ids, ", rows.labels_size(),
-        " labels and ", rows.features().size(), " feature bytes does not ",
-        "add up for ", rows.features_per_row(), " features per row"));
-  }
+  // The parsed copy holds the samples too, whatever the outcome.
+  absl::Cleanup cleanse = [&rows] {
+    if (!rows.features().empty()) {
+      OPENSSL_cleanse(rows.mutable_features()->data(), rows.features().size());
+    }
+  };
+  OUBLI_RETURN_IF_ERROR(CheckRowSizes(rows));
   for (int i = 1; i < rows.ids_size(); ++i) {
     if (!(rows.ids(i - 1) < rows.ids(i))) {
       return absl::InvalidArgumentError("slice ids not strictly ascending");
@@ -157,10 +299,6 @@ absl::StatusOr<std::shared_ptr<const EncodedSlice>> EncodedSlice::FromBytes(
   }
   out->rows_ = rows.ids_size();
   out->features_per_row_ = rows.features_per_row();
-  // The parsed copy holds the samples too.
-  if (!rows.features().empty()) {
-    OPENSSL_cleanse(rows.mutable_features()->data(), rows.features().size());
-  }
   return out;
 }
 
@@ -176,19 +314,29 @@ absl::StatusOr<std::shared_ptr<const EncodedSlice>> EncodedSlice::Without(
   internal::SliceRows kept;
   kept.set_feature_type(rows.feature_type());
   kept.set_features_per_row(rows.features_per_row());
+  const bool tokens = holds_tokens();
   const int64_t width =
-      rows.features_per_row() *
       FeatureWidth(static_cast<FeatureType>(rows.feature_type()));
   int64_t dropped = 0;
+  int64_t offset = 0;  // of row i's first feature or token
   try {
     for (int i = 0; i < rows.ids_size(); ++i) {
+      const int64_t length =
+          tokens ? rows.row_tokens(i) : rows.features_per_row();
+      const int64_t begin = offset;
+      offset += length;
       if (gone.contains(rows.ids(i))) {
         ++dropped;
         continue;
       }
       kept.add_ids(rows.ids(i));
       kept.add_labels(rows.labels(i));
-      kept.mutable_features()->append(rows.features(), i * width, width);
+      if (tokens) {
+        kept.add_row_tokens(rows.row_tokens(i));
+        kept.add_prompt_tokens(rows.prompt_tokens(i));
+      }
+      kept.mutable_features()->append(rows.features(), begin * width,
+                                      length * width);
     }
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError(

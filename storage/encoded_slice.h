@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
@@ -29,7 +30,14 @@ class EncodedSlice {
   static absl::StatusOr<std::shared_ptr<const EncodedSlice>> FromSamples(
       absl::Span<const Sample> samples, int64_t features_per_row);
 
-  // A slice of no samples.
+  // Token samples (HoldsTokens) in strictly ascending id order, any
+  // lengths; features_per_row() is then 0. InvalidArgument naming the
+  // sample that is not a token sample or is out of order; ResourceExhausted
+  // beyond kMaxBytes.
+  static absl::StatusOr<std::shared_ptr<const EncodedSlice>> FromTokenSamples(
+      absl::Span<const Sample> samples);
+
+  // A slice of no samples (features_per_row 0: of token rows).
   static std::shared_ptr<const EncodedSlice> Empty(int64_t features_per_row);
 
   // Bytes received from elsewhere. DataLoss unless they hash to
@@ -49,6 +57,7 @@ class EncodedSlice {
   const std::string& bytes() const { return bytes_; }
   int64_t rows() const { return rows_; }
   int64_t features_per_row() const { return features_per_row_; }
+  bool holds_tokens() const { return features_per_row_ == 0; }
 
   // The rows, parsed (checked when this object was made).
   internal::SliceRows Parse() const;
@@ -69,13 +78,19 @@ class EncodedSlice {
   int64_t features_per_row_ = 0;
 };
 
-// Bytes one feature of `type` takes in SliceRows::features.
-int64_t FeatureWidth(FeatureType type);
-
-// Row `row` of `rows` decoded into `out` (features_per_row floats), with
-// the same arithmetic as DecodeFeatures: training sees the same bits
+// Row `row` of feature `rows` decoded into `out` (features_per_row floats),
+// with the same arithmetic as DecodeFeatures: training sees the same bits
 // whichever way a sample reached it.
 void DecodeRow(const internal::SliceRows& rows, int64_t row, float* out);
+
+// Appends every row of `rows` to *out as a Sample (id, label, encoding,
+// bytes and, for token rows, prompt_tokens; no owner): what a slice is
+// rebuilt from when samples join it. The caller scrubs *out when done.
+void AppendSamples(const internal::SliceRows& rows, std::vector<Sample>* out);
+
+// The token ids of every row of token `rows`, in row order.
+std::vector<std::vector<int32_t>> DecodeTokenRows(
+    const internal::SliceRows& rows);
 
 }  // namespace oubli::storage
 

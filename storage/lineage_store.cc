@@ -135,6 +135,7 @@ std::string EncodeRecord(const SampleRecord& record) {
   proto.set_label(record.sample.label);
   proto.set_feature_type(static_cast<int32_t>(record.sample.feature_type));
   proto.set_features(record.sample.features);
+  proto.set_prompt_tokens(record.sample.prompt_tokens);
   proto.set_shard(record.where.shard);
   proto.set_slice(record.where.slice);
   proto.set_state(ToProtoState(record.state));
@@ -160,12 +161,19 @@ absl::StatusOr<SampleRecord> DecodeRecord(absl::string_view id,
     case static_cast<int32_t>(FeatureType::kF32):
       record.sample.feature_type = FeatureType::kF32;
       break;
+    case static_cast<int32_t>(FeatureType::kTokensU16):
+      record.sample.feature_type = FeatureType::kTokensU16;
+      break;
+    case static_cast<int32_t>(FeatureType::kTokensU32):
+      record.sample.feature_type = FeatureType::kTokensU32;
+      break;
     default:
       return absl::DataLossError(absl::StrCat("sample record for id '", id,
                                               "' has unknown feature type ",
                                               proto.feature_type()));
   }
   record.sample.features = proto.features();
+  record.sample.prompt_tokens = proto.prompt_tokens();
   record.where = SliceRef{proto.shard(), proto.slice()};
   switch (proto.state()) {
     case internal::SampleRecord::ACTIVE:
@@ -198,6 +206,9 @@ std::vector<std::string> DifferingFields(const SampleRecord& stored,
   }
   if (stored.sample.features != incoming.sample.features) {
     fields.push_back("features");
+  }
+  if (stored.sample.prompt_tokens != incoming.sample.prompt_tokens) {
+    fields.push_back("prompt tokens");
   }
   // Content equal, cell not: the placement inputs outside the content
   // changed (a deletion_risk hint across the risk threshold).

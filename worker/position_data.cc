@@ -20,7 +20,8 @@ absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
   float* features = data.features.data_ptr<float>();
   int64_t* labels = data.labels.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
-    if (samples[i].NumFeatures() != input_size) {
+    if (HoldsTokens(samples[i].feature_type) ||
+        samples[i].NumFeatures() != input_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           "sample '", samples[i].id, "' has ", samples[i].NumFeatures(),
           " features; the model expects ", input_size));
@@ -92,6 +93,98 @@ absl::StatusOr<PositionData> MakeTokenPositionData(
   return data;
 }
 
+namespace {
+
+// The rows of `slices` in ascending id order over their union; refuses a
+// sample in two slices.
+struct RowRef {
+  const std::string* id;
+  int slice;
+  int row;
+};
+
+absl::StatusOr<std::vector<RowRef>> UnionInIdOrder(
+    const std::vector<internal::SliceRows>& parsed) {
+  std::vector<RowRef> order;
+  for (size_t s = 0; s < parsed.size(); ++s) {
+    for (int r = 0; r < parsed[s].ids_size(); ++r) {
+      order.push_back({&parsed[s].ids(r), static_cast<int>(s), r});
+    }
+  }
+  std::sort(order.begin(), order.end(),
+            [](const RowRef& a, const RowRef& b) { return *a.id < *b.id; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (*order[i - 1].id == *order[i].id) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sample '", *order[i].id, "' is in two slices"));
+    }
+  }
+  return order;
+}
+
+void Cleanse(std::vector<internal::SliceRows>& parsed) {
+  for (internal::SliceRows& rows : parsed) {
+    std::string* features = rows.mutable_features();
+    std::fill(features->begin(), features->end(), '\0');
+  }
+}
+
+absl::StatusOr<PositionData> TokenPositionDataFromSlices(
+    absl::Span<const std::shared_ptr<const storage::EncodedSlice>> slices,
+    const BackboneConfig& backbone) {
+  std::vector<internal::SliceRows> parsed;
+  parsed.reserve(slices.size());
+  for (const auto& slice : slices) {
+    if (slice == nullptr) return absl::InvalidArgumentError("missing slice");
+    if (slice->rows() > 0 && !slice->holds_tokens()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "slice ", slice->digest(), " holds features; the model reads tokens"));
+    }
+    parsed.push_back(slice->Parse());
+  }
+  std::vector<TokenSequence> rows;
+  absl::StatusOr<PositionData> data;
+  try {
+    absl::StatusOr<std::vector<RowRef>> order = UnionInIdOrder(parsed);
+    if (!order.ok()) {
+      Cleanse(parsed);
+      return order.status();
+    }
+    std::vector<std::vector<std::vector<int32_t>>> tokens;
+    for (const internal::SliceRows& p : parsed) {
+      tokens.push_back(storage::DecodeTokenRows(p));
+    }
+    rows.reserve(order->size());
+    for (const RowRef& ref : *order) {
+      TokenSequence& row = rows.emplace_back();
+      row.tokens = std::move(tokens[ref.slice][ref.row]);
+      row.prompt_tokens = parsed[ref.slice].prompt_tokens(ref.row);
+      row.label = parsed[ref.slice].labels(ref.row);
+    }
+    data = MakeTokenPositionData(rows, backbone);
+  } catch (const std::exception& e) {
+    data = absl::ResourceExhaustedError(
+        absl::StrCat("decoding training data: ", e.what()));
+  }
+  // The parsed copies and the token lists hold the samples too.
+  Cleanse(parsed);
+  for (TokenSequence& row : rows) {
+    std::fill(row.tokens.begin(), row.tokens.end(), 0);
+  }
+  return data;
+}
+
+}  // namespace
+
+absl::StatusOr<PositionData> PositionDataFromSlices(
+    absl::Span<const std::shared_ptr<const storage::EncodedSlice>> slices,
+    const BackboneConfig& backbone) {
+  if (backbone.kind == BackboneKind::kDecoder) {
+    return TokenPositionDataFromSlices(slices, backbone);
+  }
+  return PositionDataFromSlices(slices, backbone.InputSize());
+}
+
 absl::StatusOr<PositionData> PositionDataFromSlices(
     absl::Span<const std::shared_ptr<const storage::EncodedSlice>> slices,
     int64_t input_size) {
@@ -100,6 +193,10 @@ absl::StatusOr<PositionData> PositionDataFromSlices(
   int64_t n = 0;
   for (const auto& slice : slices) {
     if (slice == nullptr) return absl::InvalidArgumentError("missing slice");
+    if (slice->rows() > 0 && slice->holds_tokens()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "slice ", slice->digest(), " holds tokens; the model reads features"));
+    }
     if (slice->rows() > 0 && slice->features_per_row() != input_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           "slice ", slice->digest(), " has ", slice->features_per_row(),
@@ -115,47 +212,30 @@ absl::StatusOr<PositionData> PositionDataFromSlices(
   }
   // Ascending id order over the union: training order depends only on
   // which samples are in the prefix, never on how slices hold them.
-  struct Row {
-    const std::string* id;
-    int slice;
-    int64_t row;
-  };
-  std::vector<Row> order;
-  order.reserve(n);
-  for (size_t s = 0; s < parsed.size(); ++s) {
-    for (int r = 0; r < parsed[s].ids_size(); ++r) {
-      order.push_back({&parsed[s].ids(r), static_cast<int>(s), r});
-    }
-  }
-  std::sort(order.begin(), order.end(),
-            [](const Row& a, const Row& b) { return *a.id < *b.id; });
-  for (size_t i = 1; i < order.size(); ++i) {
-    if (*order[i - 1].id == *order[i].id) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sample '", *order[i].id, "' is in two slices"));
-    }
+  absl::StatusOr<std::vector<RowRef>> order = UnionInIdOrder(parsed);
+  if (!order.ok()) {
+    Cleanse(parsed);
+    return order.status();
   }
   PositionData data;
   try {
     data.features = torch::empty({n, input_size}, torch::kFloat32);
     data.labels = torch::empty({n}, torch::kInt64);
   } catch (const std::exception& e) {
+    Cleanse(parsed);
     return absl::ResourceExhaustedError(
         absl::StrCat("decoding training data: ", e.what()));
   }
   float* features = data.features.data_ptr<float>();
   int64_t* labels = data.labels.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
-    const Row& row = order[i];
+    const RowRef& row = (*order)[i];
     storage::DecodeRow(parsed[row.slice], row.row, features + i * input_size);
-    labels[i] = parsed[row.slice].labels(static_cast<int>(row.row));
+    labels[i] = parsed[row.slice].labels(row.row);
   }
   // The parsed copies hold the samples too (the shared slices zero theirs
   // when dropped).
-  for (internal::SliceRows& rows : parsed) {
-    std::string* features = rows.mutable_features();
-    std::fill(features->begin(), features->end(), '\0');
-  }
+  Cleanse(parsed);
   return data;
 }
 

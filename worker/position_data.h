@@ -62,6 +62,12 @@ absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
 absl::StatusOr<PositionData> PositionDataFromSlices(
     absl::Span<const std::shared_ptr<const storage::EncodedSlice>> slices,
     int64_t input_size);
+// The same for any backbone: a decoder's token slices become token rows
+// (MakeTokenPositionData, whose refusals apply), other backbones' feature
+// slices as above. InvalidArgument: slices of the other kind.
+absl::StatusOr<PositionData> PositionDataFromSlices(
+    absl::Span<const std::shared_ptr<const storage::EncodedSlice>> slices,
+    const BackboneConfig& backbone);
 
 struct TrainStats {
   int64_t samples = 0;  // sample-visits (n * epochs)

@@ -60,6 +60,48 @@ TEST(ValidateSampleTest, ChecksFeaturesAndLabel) {
   }
 }
 
+TEST(TokensTest, EncodeNarrowestAndDecodeBack) {
+  FeatureType type;
+  const std::string narrow = EncodeTokens({0, 1, 65535}, &type);
+  EXPECT_EQ(type, FeatureType::kTokensU16);
+  EXPECT_EQ(narrow.size(), 6u);
+  EXPECT_EQ(DecodeTokens(type, narrow), (std::vector<int32_t>{0, 1, 65535}));
+  const std::string wide = EncodeTokens({3, 65536}, &type);
+  EXPECT_EQ(type, FeatureType::kTokensU32);
+  EXPECT_EQ(DecodeTokens(type, wide), (std::vector<int32_t>{3, 65536}));
+  Sample s;
+  s.id = "t";
+  s.owner = "o";
+  s.features = wide;
+  s.feature_type = type;
+  EXPECT_EQ(s.NumFeatures(), 2);
+}
+
+TEST(TokensTest, ValidateSampleChecksTokenBytesAndPrompt) {
+  Sample s;
+  s.id = "t";
+  s.owner = "o";
+  s.features = EncodeTokens({5, 6, 7}, &s.feature_type);
+  s.prompt_tokens = 3;
+  EXPECT_TRUE(ValidateSample(s).ok()) << ValidateSample(s);
+  s.prompt_tokens = 4;
+  EXPECT_EQ(ValidateSample(s).message(),
+            "sample 't' has prompt_tokens 4 outside [0, 3]");
+  s.prompt_tokens = 0;
+  s.features.push_back('x');
+  EXPECT_EQ(ValidateSample(s).message(),
+            "sample 't' has token bytes of 7 bytes, not a multiple of 2");
+  s.feature_type = FeatureType::kTokensU32;
+  s.features = std::string("\x00\x00\x00\x80", 4);  // 2^31
+  EXPECT_EQ(ValidateSample(s).message(),
+            "sample 't' has a token id of 2^31 or more");
+  s.feature_type = FeatureType::kU8;
+  s.features = "abcd";
+  s.prompt_tokens = 1;
+  EXPECT_EQ(ValidateSample(s).message(),
+            "sample 't' has prompt_tokens but no tokens");
+}
+
 TEST(DecodeFeaturesTest, ScalesBytesAndCopiesFloats) {
   Sample u8{"id", "o", 0, FeatureType::kU8, std::string("\x00\xff", 2)};
   float out[2];

@@ -65,7 +65,9 @@ class DeleteModelTest : public testing_util::InProcessCoordinatorTest {
       EXPECT_THAT(FilesContaining(data_dir(), sample.features()), IsEmpty())
           << "features of " << sample.id();
     }
-    if (owners) EXPECT_THAT(FilesContaining(data_dir(), "owner-"), IsEmpty());
+    if (owners) {
+      EXPECT_THAT(FilesContaining(data_dir(), "owner-"), IsEmpty());
+    }
   }
 
 };

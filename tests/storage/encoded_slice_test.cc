@@ -146,6 +146,97 @@ TEST(EncodedSliceTest, WithoutDropsExactlyTheGoneSamples) {
   EXPECT_EQ((*without)->bytes().find("22"), std::string::npos);
 }
 
+Sample TokenSample(const std::string& id, std::vector<uint32_t> tokens,
+                   int prompt, int label = 0) {
+  Sample s;
+  s.id = id;
+  s.label = label;
+  s.features = EncodeTokens(tokens, &s.feature_type);
+  s.prompt_tokens = prompt;
+  return s;
+}
+
+TEST(TokenSliceTest, KeepsVariableRowsAndTheNarrowestIds) {
+  const std::vector<Sample> samples = {TokenSample("a", {1, 2, 3}, 1, 4),
+                                       TokenSample("b", {7}, 0),
+                                       TokenSample("c", {9, 8, 7, 6, 5}, 5)};
+  auto slice = EncodedSlice::FromTokenSamples(samples);
+  ASSERT_TRUE(slice.ok()) << slice.status();
+  EXPECT_TRUE((*slice)->holds_tokens());
+  EXPECT_EQ((*slice)->rows(), 3);
+  internal::SliceRows rows = (*slice)->Parse();
+  EXPECT_EQ(rows.feature_type(), static_cast<int>(FeatureType::kTokensU16));
+  EXPECT_EQ(rows.features().size(), 9u * 2);
+  EXPECT_EQ(DecodeTokenRows(rows),
+            (std::vector<std::vector<int32_t>>{{1, 2, 3}, {7}, {9, 8, 7, 6, 5}}));
+  EXPECT_EQ(rows.prompt_tokens(0), 1);
+  EXPECT_EQ(rows.prompt_tokens(2), 5);
+  EXPECT_EQ(rows.labels(0), 4);
+  // Rebuilt as samples (what a merge does), the same rows again.
+  std::vector<Sample> back;
+  AppendSamples(rows, &back);
+  auto again = EncodedSlice::FromTokenSamples(back);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->digest(), (*slice)->digest());
+  // Received bytes are checked like feature slices.
+  auto received = EncodedSlice::FromBytes((*slice)->bytes(), (*slice)->digest());
+  ASSERT_TRUE(received.ok()) << received.status();
+  EXPECT_TRUE((*received)->holds_tokens());
+}
+
+TEST(TokenSliceTest, OneWideIdWidensTheSlice) {
+  auto slice = EncodedSlice::FromTokenSamples(
+      {TokenSample("a", {1, 2}, 0), TokenSample("b", {70000}, 0)});
+  ASSERT_TRUE(slice.ok()) << slice.status();
+  internal::SliceRows rows = (*slice)->Parse();
+  EXPECT_EQ(rows.feature_type(), static_cast<int>(FeatureType::kTokensU32));
+  EXPECT_EQ(DecodeTokenRows(rows),
+            (std::vector<std::vector<int32_t>>{{1, 2}, {70000}}));
+}
+
+TEST(TokenSliceTest, WithoutKeepsTheOtherRowsWhole) {
+  auto slice = EncodedSlice::FromTokenSamples(
+      {TokenSample("a", {1, 2, 3}, 1), TokenSample("b", {4, 5}, 2),
+       TokenSample("c", {6}, 0)});
+  ASSERT_TRUE(slice.ok());
+  int64_t removed = 0;
+  auto kept = (*slice)->Without({"b"}, &removed);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(removed, 1);
+  auto expected = EncodedSlice::FromTokenSamples(
+      {TokenSample("a", {1, 2, 3}, 1), TokenSample("c", {6}, 0)});
+  EXPECT_EQ((*kept)->digest(), (*expected)->digest());
+}
+
+TEST(TokenSliceTest, RefusesFeaturesAmongTokensAndMalformedRows) {
+  EXPECT_EQ(EncodedSlice::FromTokenSamples(
+                {TokenSample("a", {1}, 0), U8Sample("b", 0, 4, 'x')})
+                .status()
+                .message(),
+            "sample 'b' holds features; the model expects tokens");
+  EXPECT_EQ(EncodedSlice::FromSamples({TokenSample("a", {1, 2, 3, 4}, 0)}, 4)
+                .status()
+                .message(),
+            "sample 'a' holds tokens; the model expects features");
+  EXPECT_FALSE(EncodedSlice::FromTokenSamples({TokenSample("a", {}, 0)}).ok());
+  EXPECT_FALSE(
+      EncodedSlice::FromTokenSamples({TokenSample("a", {1, 2}, 3)}).ok());
+  // Bytes whose lengths do not add up are refused on arrival.
+  internal::SliceRows rows =
+      (*EncodedSlice::FromTokenSamples({TokenSample("a", {1, 2}, 0)}))->Parse();
+  rows.set_row_tokens(0, 3);
+  const std::string bytes = rows.SerializeAsString();
+  auto received = EncodedSlice::FromBytes(bytes, Sha256Hex(bytes));
+  EXPECT_EQ(received.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(received.status().message().find("hold 3 tokens, but 4 bytes"),
+            std::string::npos)
+      << received.status();
+  rows.set_row_tokens(0, 2);
+  rows.set_prompt_tokens(0, 3);
+  const std::string bad_prompt = rows.SerializeAsString();
+  EXPECT_FALSE(EncodedSlice::FromBytes(bad_prompt, Sha256Hex(bad_prompt)).ok());
+}
+
 TEST(EncodedSliceTest, EmptySliceHasNoRows) {
   auto empty = EncodedSlice::Empty(5);
   ASSERT_NE(empty, nullptr);

@@ -202,6 +202,23 @@ TEST_F(LineageStoreTest, SliceMembersKeepsSlicesApartAcrossByteBoundaries) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(LineageStoreTest, TokenSamplesKeepTheirIdsAndPrompt) {
+  Sample tokens = MakeSample("t", "ann", 1);
+  tokens.features = EncodeTokens({3, 70000, 5}, &tokens.feature_type);
+  tokens.prompt_tokens = 2;
+  IngestOk({Assign(tokens, 0, 0)});
+  SampleRecord record = GetRecord("t");
+  EXPECT_EQ(record.sample.feature_type, FeatureType::kTokensU32);
+  EXPECT_EQ(record.sample.features, tokens.features);
+  EXPECT_EQ(record.sample.prompt_tokens, 2);
+  // Another prompt split is other content, named as such.
+  Sample moved = tokens;
+  moved.prompt_tokens = 1;
+  IngestResult result = IngestOk({Assign(moved, 0, 0)});
+  ASSERT_EQ(result.rejected.size(), 1u);
+  EXPECT_THAT(result.rejected[0].second, HasSubstr("prompt tokens"));
+}
+
 TEST_F(LineageStoreTest, IngestIsIdempotentById) {
   IngestOk({Assign(MakeSample("s1", "ann"), 0, 0)});
   IngestResult result =

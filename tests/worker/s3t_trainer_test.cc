@@ -370,6 +370,45 @@ TEST(DecoderTrainingTest, BadRowsAreRefusedNamingTheRow) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(DecoderTrainingTest, TokenSlicesBecomeTheUnionInIdOrder) {
+  const ModelConfig config =
+      DecoderConfigFor(DecoderLayout::kLlama, DecoderObjective::kClassify);
+  auto sample = [](std::string id, std::vector<uint32_t> tokens, int prompt,
+                   int label) {
+    Sample s;
+    s.id = std::move(id);
+    s.features = EncodeTokens(tokens, &s.feature_type);
+    s.prompt_tokens = prompt;
+    s.label = label;
+    return s;
+  };
+  auto first = storage::EncodedSlice::FromTokenSamples(
+      {sample("a", {1, 2, 3}, 1, 0), sample("c", {4}, 0, 2)});
+  auto second = storage::EncodedSlice::FromTokenSamples(
+      {sample("b", {5, 6}, 2, 1)});
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto data = PositionDataFromSlices({*first, *second}, config.backbone);
+  ASSERT_TRUE(data.ok()) << data.status();
+  auto expected = MakeTokenPositionData(
+      {{{1, 2, 3}, 1, 0}, {{5, 6}, 2, 1}, {{4}, 0, 2}}, config.backbone);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_TRUE(torch::equal(data->tokens, expected->tokens));
+  EXPECT_TRUE(torch::equal(data->attention_mask, expected->attention_mask));
+  EXPECT_TRUE(torch::equal(data->loss_mask, expected->loss_mask));
+  EXPECT_TRUE(torch::equal(data->labels, expected->labels));
+  // A token beyond this model's vocabulary is refused when decoded.
+  auto big = storage::EncodedSlice::FromTokenSamples({sample("d", {40}, 0, 0)});
+  EXPECT_EQ(PositionDataFromSlices({*big}, config.backbone).status().message(),
+            "token row 0: token 40 is outside the vocabulary [0, 40)");
+  // Feature slices for a decoder, token slices for a classifier: refused.
+  auto pixels = PositionDataFromSlices(
+      {*storage::EncodedSlice::FromSamples(RandomSamples(2, 1), 16)},
+      config.backbone);
+  EXPECT_EQ(pixels.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PositionDataFromSlices({*first}, 16).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(DecoderTrainingTest, BaseFileMayBeAHuggingFaceCheckpoint) {
   ModelConfig config =
       DecoderConfigFor(DecoderLayout::kGpt2, DecoderObjective::kCausalLm);
