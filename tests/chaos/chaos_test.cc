@@ -451,7 +451,7 @@ TEST_F(ChaosTest, ARetiredHolderNoLongerHoldsPurgesBackAndCannotReturn) {
 // (naming it) and the model's calls are refused as being deleted; it
 // survives a coordinator SIGKILL, and once the holder is back no byte of
 // any of the model's checkpoints is left in any file of the coordinator or
-// the workers, nor any sample's features.
+// the workers, nor any sample's features or id.
 TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
@@ -494,7 +494,11 @@ TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
                         std::vector<float>(testing_util::kTinyWidth, 0.5f),
                         &prediction),
                 "Predict");
-  const std::vector<v1::Sample> more = TinySamples(5, 2, 1000);
+  // Ids that contain none of the ones scanned for below.
+  std::vector<v1::Sample> more = TinySamples(5, 2);
+  for (size_t i = 0; i < more.size(); ++i) {
+    more[i].set_id(absl::StrCat("refused-", i));
+  }
   v1::IngestSamplesResponse ingested;
   being_deleted(Ingest("tiny", {more}, &ingested), "IngestSamples");
   v1::TrainRequest train;
@@ -529,6 +533,8 @@ TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
       if (file.ends_with(".log")) continue;  // the test's process logs
       EXPECT_EQ(content.find(sample.features()), std::string::npos)
           << "features of " << sample.id() << " remain in " << file;
+      EXPECT_EQ(content.find(sample.id()), std::string::npos)
+          << "id " << sample.id() << " remains in " << file;
     }
   }
 }
