@@ -448,9 +448,10 @@ TEST_F(ChaosTest, ARetiredHolderNoLongerHoldsPurgesBackAndCannotReturn) {
 }
 
 // DeleteModel reaches every copy: with a chunk holder down it waits
-// (naming it), survives a coordinator SIGKILL, and once the holder is back
-// no byte of any of the model's checkpoints is left in any file of the
-// coordinator or the workers, nor any sample id.
+// (naming it) and the model's calls are refused as being deleted; it
+// survives a coordinator SIGKILL, and once the holder is back no byte of
+// any of the model's checkpoints is left in any file of the coordinator or
+// the workers, nor any sample's features or id.
 TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
@@ -477,9 +478,34 @@ TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
   }
   EXPECT_EQ(deletion.stage(), v1::ACCEPTED);
   EXPECT_THAT(deletion.note(), ::testing::HasSubstr("worker-1"));
+  // Held at ACCEPTED: each call on the model says why it is refused, and
+  // the id cannot be created again before PURGED.
+  auto being_deleted = [](const grpc::Status& status, const char* rpc) {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << rpc << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                ::testing::HasSubstr("'tiny' is being deleted"))
+        << rpc;
+  };
   v1::Model model;
-  EXPECT_EQ(GetModel("tiny", &model).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  being_deleted(GetModel("tiny", &model), "GetModel");
+  v1::PredictResponse prediction;
+  being_deleted(Predict("tiny", 1,
+                        std::vector<float>(testing_util::kTinyWidth, 0.5f),
+                        &prediction),
+                "Predict");
+  // Ids that contain none of the ones scanned for below.
+  std::vector<v1::Sample> more = TinySamples(5, 2);
+  for (size_t i = 0; i < more.size(); ++i) {
+    more[i].set_id(absl::StrCat("refused-", i));
+  }
+  v1::IngestSamplesResponse ingested;
+  being_deleted(Ingest("tiny", {more}, &ingested), "IngestSamples");
+  v1::TrainRequest train;
+  train.set_model_id("tiny");
+  v1::Job job;
+  being_deleted(Call(&v1::Oubli::Stub::Train, train, &job), "Train");
+  being_deleted(Create("tiny", TinyConfig(2, 8), &model), "CreateModel");
 
   const std::string address = coordinator_.address();
   coordinator_.Kill();
@@ -507,6 +533,8 @@ TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
       if (file.ends_with(".log")) continue;  // the test's process logs
       EXPECT_EQ(content.find(sample.features()), std::string::npos)
           << "features of " << sample.id() << " remain in " << file;
+      EXPECT_EQ(content.find(sample.id()), std::string::npos)
+          << "id " << sample.id() << " remains in " << file;
     }
   }
 }

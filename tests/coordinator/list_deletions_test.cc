@@ -1,6 +1,8 @@
 // ListDeletions through the public API: newest first, pages that tile the
-// log exactly, filters by stage, owner (after PURGED too) and time, and a
-// precise refusal for every bad argument.
+// log exactly, filters by stage, owner (after PURGED too) and time, a
+// precise refusal for every bad argument, and the edges of paging (the
+// default page size, an empty log, deletions arriving between pages, the
+// cap on records examined per call).
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -8,8 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "coordinator/deletion_log.h"
 #include "coordinator/grpc_service.h"
+#include "oubli/internal/deletion.pb.h"
 #include "oubli/v1/oubli.grpc.pb.h"
+#include "storage/lineage_store.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
 
@@ -198,6 +204,119 @@ TEST_F(ListDeletionsTest, BadArgumentsAreRefusedPrecisely) {
   request = {};
   request.set_model_id("nope");
   refused(request, grpc::StatusCode::NOT_FOUND, "nope");
+}
+
+TEST_F(ListDeletionsTest, AnEmptyLogIsOneEmptyPageWithoutAToken) {
+  ASSERT_NO_FATAL_FAILURE(Start(/*background_retrain=*/false));
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("m"));
+  for (int page_size : {0, 1, 1000}) {
+    v1::ListDeletionsRequest request;
+    request.set_page_size(page_size);
+    v1::ListDeletionsResponse response;
+    grpc::Status status = List(request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_THAT(response.deletions(), IsEmpty()) << page_size;
+    EXPECT_EQ(response.next_page_token(), "") << page_size;
+  }
+}
+
+TEST_F(ListDeletionsTest, PageSizeZeroMeansOneHundred) {
+  ASSERT_NO_FATAL_FAILURE(Start(/*background_retrain=*/false));
+  // 101 deletions: one more than the default page holds.
+  const std::vector<v1::Sample> samples = testing_util::TinySamples(110);
+  v1::Model model;
+  ASSERT_TRUE(Create("m", testing_util::TinyConfig(), &model).ok());
+  v1::IngestSamplesResponse ingested;
+  ASSERT_TRUE(Ingest("m", {samples}, &ingested).ok());
+  for (int i = 0; i < 101; ++i) {
+    v1::DeletionReceipt receipt;
+    grpc::Status status = Delete("m", {samples[i].id()}, "", &receipt);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ids_.push_back(receipt.deletion_id());
+  }
+  v1::ListDeletionsRequest request;
+  request.set_page_size(0);
+  v1::ListDeletionsResponse first;
+  ASSERT_TRUE(List(request, &first).ok());
+  ASSERT_EQ(first.deletions_size(), 100);
+  EXPECT_EQ(first.deletions(0).deletion_id(), ids_.back());
+  EXPECT_EQ(first.deletions(99).deletion_id(), ids_[1]);
+  ASSERT_NE(first.next_page_token(), "");
+  request.set_page_token(first.next_page_token());
+  v1::ListDeletionsResponse second;
+  ASSERT_TRUE(List(request, &second).ok());
+  ASSERT_EQ(second.deletions_size(), 1);
+  EXPECT_EQ(second.deletions(0).deletion_id(), ids_[0]);
+  EXPECT_EQ(second.next_page_token(), "");
+}
+
+// A token continues below the last deletion it returned: deletions accepted
+// after the first page (newer, so above it) never appear on later pages,
+// and none of the older ones is repeated or skipped. A listing started
+// afresh shows the new ones first.
+TEST_F(ListDeletionsTest, DeletionsArrivingBetweenPagesShiftNothing) {
+  ASSERT_NO_FATAL_FAILURE(Start(/*background_retrain=*/false));
+  ASSERT_NO_FATAL_FAILURE(FiveDeletions());
+  v1::ListDeletionsRequest request;
+  request.set_page_size(2);
+  std::vector<std::string> seen;
+  int pages = 0;
+  while (true) {
+    v1::ListDeletionsResponse response;
+    grpc::Status status = List(request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const auto& r : response.deletions()) seen.push_back(r.deletion_id());
+    if (++pages == 1) {
+      // Two more while the client holds the first page's token.
+      for (const char* id : {"sample-1051", "sample-1052"}) {
+        v1::DeletionReceipt receipt;
+        ASSERT_TRUE(Delete("m", {id}, "", &receipt).ok());
+        ids_.push_back(receipt.deletion_id());
+      }
+    }
+    if (response.next_page_token().empty()) break;
+    request.set_page_token(response.next_page_token());
+  }
+  EXPECT_EQ(pages, 3);
+  EXPECT_THAT(seen, ElementsAre(ids_[4], ids_[3], ids_[2], ids_[1], ids_[0]));
+  EXPECT_THAT(ListAll({}, 2, &pages), ElementsAreArray(NewestFirst()));
+}
+
+// Past kMaxScannedPerPage records examined, a call ends with a short page
+// (here an empty one) that still carries a token, and following it finds
+// what lies further down. Over the deletion log itself: through the API
+// this would take 10,001 deletions.
+TEST(ListDeletionsScanCapTest, AShortPageStillCarriesAToken) {
+  testing_util::ScopedTempDir dir;
+  storage::LineageStore::Options options;
+  options.path = (dir.path() / "lineage").string();
+  auto store = storage::LineageStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  // Only the oldest deletion forgot "subject"; every other one is examined
+  // and passed over first.
+  std::vector<storage::LineageStore::NewDeletion> deletions;
+  for (int64_t seq = 1; seq <= kMaxScannedPerPage + 1; ++seq) {
+    internal::DeletionRecord record;
+    record.set_deletion_id(DeletionIdFor(seq));
+    record.set_owner(seq == 1 ? "subject" : absl::StrCat("other-", seq));
+    record.set_accepted_unix_nanos(seq);
+    deletions.push_back({record.deletion_id(), record.SerializeAsString(), {}});
+  }
+  ASSERT_TRUE((*store)->RecordDeletions(deletions).ok());
+  DeletionQuery query;
+  query.owner = "subject";
+  query.page_size = 10;
+  auto same = [](internal::DeletionRecord record) { return record; };
+  auto first = ListDeletions(**store, query, same);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_THAT(first->receipts, IsEmpty());
+  ASSERT_NE(first->next_below_id, "");
+  query.below_id = first->next_below_id;
+  auto second = ListDeletions(**store, query, same);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->receipts.size(), 1u);
+  EXPECT_EQ(second->receipts[0].deletion_id, DeletionIdFor(1));
+  EXPECT_EQ(second->next_below_id, "");
 }
 
 }  // namespace

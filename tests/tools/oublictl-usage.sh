@@ -26,6 +26,28 @@ code=$?
 [[ $code -eq 2 ]] || fail "a flag of another command exited $code, not 2"
 grep -qF "oublictl delete: --fashion_mnist does not apply to delete" <<<"$err" ||
   fail "no precise message: $err"
+# A flag no command defines is usage too, named with the command; absl
+# alone would exit 1 without naming the command.
+for argv in "delete --model m --bogus=1" "delete --bogus 1 --model m" \
+  "--bogus delete --model m"; do
+  # shellcheck disable=SC2086  # each case is its own argument list
+  err="$("$ctl" $argv 2>&1)"
+  code=$?
+  [[ $code -eq 2 ]] || fail "'$argv' exited $code, not 2: $err"
+  grep -qF "oublictl delete: unknown flag --bogus" <<<"$err" ||
+    fail "'$argv': no message naming the command and the flag: $err"
+done
+err="$("$ctl" --bogus 2>&1)"
+[[ $? -eq 2 ]] || fail "--bogus without a command is not a usage error"
+grep -qF "unknown flag --bogus" <<<"$err" || fail "--bogus: $err"
+# A bad or missing value is usage as well, before any RPC.
+err="$("$ctl" --server=127.0.0.1:1 deletions --model m --max=many 2>&1)"
+[[ $? -eq 2 ]] || fail "deletions --max=many is not a usage error: $err"
+grep -qF "oublictl deletions: --max=many" <<<"$err" || fail "--max=many: $err"
+err="$("$ctl" --server=127.0.0.1:1 model --model 2>&1)"
+[[ $? -eq 2 ]] || fail "model --model without a value is not a usage error"
+grep -qF "oublictl model: --model needs a value" <<<"$err" ||
+  fail "--model without a value: $err"
 "$ctl" train --model m --wait=false --owner x >/dev/null 2>&1
 [[ $? -eq 2 ]] || fail "train --owner is not a usage error"
 # A flag's value in the next argument, even a negative one, is no flag.

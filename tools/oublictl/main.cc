@@ -31,8 +31,8 @@
 // prints that command's synopsis, flags and an example.
 // Exit codes: 0 ok; 1 the command failed (an RPC, its gRPC status on
 // stderr, or reading its input); 2 usage
-// (missing or unknown command, a flag that does not apply to the command,
-// a bad argument).
+// (missing or unknown command, an unknown flag, a flag that does not apply
+// to the command, a flag's missing or malformed value, a bad argument).
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
@@ -1155,31 +1155,65 @@ void PrintCommandHelp(const CommandHelp& command) {
   std::printf("example:\n  %s\n", command.example);
 }
 
-// The --name of every flag argument before a "--" terminator.
-std::vector<std::string> GivenFlags(int argc, char** argv) {
-  std::vector<std::string> names;
+// The command line as oublictl reads it, checked before absl parses it:
+// absl exits 1 on an unknown flag, a missing or a bad value, which are
+// usage errors (exit 2) here, reported with the command they were given to.
+struct ScannedArgs {
+  std::string command;             // the first positional argument, or ""
+  std::vector<std::string> flags;  // each flag's name (--nojson: "json")
+  std::string error;               // the first mistake, or ""
+};
+
+ScannedArgs ScanArgs(int argc, char** argv) {
+  ScannedArgs scanned;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (arg == "--") break;
-    if (arg.size() < 2 || arg[0] != '-') continue;
-    arg.remove_prefix(arg[1] == '-' ? 2 : 1);
-    const bool has_value = arg.find('=') != absl::string_view::npos;
-    std::string name(arg.substr(0, arg.find('=')));
-    // "--limit -1": the next argument is this flag's value.
-    if (const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-        !has_value && flag != nullptr && !flag->IsOfType<bool>()) {
-      ++i;
+    if (arg.size() < 2 || arg[0] != '-') {
+      if (scanned.command.empty()) scanned.command = std::string(arg);
+      continue;
     }
-    if (absl::StartsWith(name, "no")) {  // --nojson negates a bool flag
-      const std::string positive = name.substr(2);
-      if (absl::FindCommandLineFlag(positive) != nullptr &&
-          absl::FindCommandLineFlag(name) == nullptr) {
-        name = positive;
+    arg.remove_prefix(arg[1] == '-' ? 2 : 1);
+    const size_t equals = arg.find('=');
+    const bool has_value = equals != absl::string_view::npos;
+    std::string name(arg.substr(0, equals));
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && !has_value && absl::StartsWith(name, "no")) {
+      // --nojson negates a bool flag.
+      absl::CommandLineFlag* positive =
+          absl::FindCommandLineFlag(name.substr(2));
+      if (positive != nullptr && positive->IsOfType<bool>()) {
+        scanned.flags.push_back(name.substr(2));
+        continue;
       }
     }
-    names.push_back(std::move(name));
+    if (flag == nullptr) {
+      if (scanned.error.empty()) {
+        scanned.error = absl::StrCat("unknown flag --", name);
+      }
+      continue;
+    }
+    scanned.flags.push_back(name);
+    std::string value;
+    if (has_value) {
+      value = std::string(arg.substr(equals + 1));
+    } else if (flag->IsOfType<bool>()) {
+      continue;
+    } else if (i + 1 < argc) {
+      value = argv[++i];  // "--limit -1": the next argument is the value
+    } else {
+      if (scanned.error.empty()) {
+        scanned.error = absl::StrCat("--", name, " needs a value");
+      }
+      continue;
+    }
+    // Sets the flag, as absl's parse does again after this scan.
+    if (std::string why; !flag->ParseFrom(value, &why) &&
+                         scanned.error.empty()) {
+      scanned.error = absl::StrCat("--", name, "=", value, ": ", why);
+    }
   }
-  return names;
+  return scanned;
 }
 
 }  // namespace
@@ -1215,6 +1249,19 @@ int main(int argc, char** argv) {
       "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
       "create ingest train delete status receipt predict model models "
       "deletions delete-model verify audit retire-worker");
+  const ScannedArgs scanned = ScanArgs(argc, argv);
+  if (!scanned.error.empty()) {
+    if (FindCommand(scanned.command) != nullptr) {
+      std::fprintf(stderr,
+                   "oublictl %s: %s (oublictl %s --help lists its flags)\n",
+                   scanned.command.c_str(), scanned.error.c_str(),
+                   scanned.command.c_str());
+    } else {
+      std::fprintf(stderr, "oublictl: %s (oublictl --help lists commands)\n",
+                   scanned.error.c_str());
+    }
+    return 2;
+  }
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
@@ -1223,7 +1270,7 @@ int main(int argc, char** argv) {
   const std::string command = args[1];
   const std::vector<std::string> rest(args.begin() + 2, args.end());
   if (const CommandHelp* known = FindCommand(command); known != nullptr) {
-    for (const std::string& flag : GivenFlags(argc, argv)) {
+    for (const std::string& flag : scanned.flags) {
       if (std::find(std::begin(kConnectionFlags), std::end(kConnectionFlags),
                     flag) != std::end(kConnectionFlags)) {
         continue;
