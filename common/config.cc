@@ -9,6 +9,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -586,6 +587,7 @@ absl::StatusOr<ModelConfig> ParseOver(absl::string_view text,
     return ParseBool("serving.base_fallback", v, &c.serving.base_fallback);
   };
 
+  bool decoder_keys = false;
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
@@ -602,6 +604,12 @@ absl::StatusOr<ModelConfig> ParseOver(absl::string_view text,
           absl::StrCat("config line ", line_no, ": unknown key '", key, "'"));
     }
     OUBLI_RETURN_IF_ERROR(it->second(line.substr(eq + 1)));
+    decoder_keys = decoder_keys || absl::StartsWith(key, "decoder.");
+  }
+  if (decoder_keys && b.kind != BackboneKind::kDecoder) {
+    // They would be dropped from the stored config without a word.
+    return absl::InvalidArgumentError(
+        "decoder.* keys apply only to backbone.kind=decoder");
   }
   c.retrain.window = absl::Milliseconds(window_ms);
   return c;

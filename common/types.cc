@@ -121,10 +121,14 @@ absl::Status ValidateSample(const Sample& sample) {
           "sample '", sample.id, "' has token bytes of ",
           sample.features.size(), " bytes, not a multiple of ", width));
     }
-    for (int32_t token : DecodeTokens(sample.feature_type, sample.features)) {
-      if (token < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sample '", sample.id, "' has a token id of 2^31 or more"));
+    // Ids are read as int32: the top bit of every uint32 id must be clear
+    // (checked in place; a decoded copy would hold the sample again).
+    if (sample.feature_type == FeatureType::kTokensU32) {
+      for (size_t i = 3; i < sample.features.size(); i += 4) {
+        if (static_cast<uint8_t>(sample.features[i]) >= 0x80) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "sample '", sample.id, "' has a token id of 2^31 or more"));
+        }
       }
     }
     if (sample.prompt_tokens < 0 ||

@@ -1281,6 +1281,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("data_dir is required");
   }
+  if (options.config.has_value() &&
+      options.config->backbone.kind == BackboneKind::kDecoder) {
+    // The ML core trains decoders; ingest, serving and Verify of token
+    // models are not wired through the engine yet.
+    return absl::InvalidArgumentError(
+        "decoder language models cannot be served by the engine yet");
+  }
   std::error_code mkdir_error;
   std::filesystem::create_directories(options.data_dir, mkdir_error);
   if (mkdir_error) {
@@ -1487,7 +1494,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     if (HoldsTokens(sample.feature_type)) {
       misfits.rejected.emplace_back(
           sample.id, absl::StrCat("holds tokens; model '", st.config.model_id,
-                                  "' takes features"));
+                                  "' takes image features"));
       continue;
     }
     if (sample.NumFeatures() != width) {

@@ -385,8 +385,18 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
 v1::ModelConfig ConfigToProto(const ModelConfig& c) {
   v1::ModelConfig out;
   const BackboneConfig& b = c.backbone;
-  out.set_backbone(b.kind == BackboneKind::kMlp ? v1::BACKBONE_KIND_MLP
-                                                : v1::BACKBONE_KIND_VIT);
+  switch (b.kind) {
+    case BackboneKind::kMlp:
+      out.set_backbone(v1::BACKBONE_KIND_MLP);
+      break;
+    case BackboneKind::kVit:
+      out.set_backbone(v1::BACKBONE_KIND_VIT);
+      break;
+    case BackboneKind::kDecoder:
+      // Not expressible in the public API yet (the engine refuses it).
+      out.set_backbone(v1::BACKBONE_KIND_UNSPECIFIED);
+      break;
+  }
   out.set_input_channels(b.input_channels);
   out.set_input_height(b.input_height);
   out.set_input_width(b.input_width);

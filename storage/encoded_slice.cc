@@ -175,6 +175,11 @@ absl::StatusOr<std::shared_ptr<const EncodedSlice>> EncodedSlice::FromSamples(
     all_u8 = all_u8 && s.feature_type == FeatureType::kU8;
   }
   internal::SliceRows rows;
+  absl::Cleanup cleanse = [&rows] {
+    if (!rows.features().empty()) {
+      OPENSSL_cleanse(rows.mutable_features()->data(), rows.features().size());
+    }
+  };
   const FeatureType type = all_u8 ? FeatureType::kU8 : FeatureType::kF32;
   rows.set_feature_type(static_cast<int32_t>(type));
   rows.set_features_per_row(features_per_row);
@@ -225,12 +230,21 @@ EncodedSlice::FromTokenSamples(absl::Span<const Sample> samples) {
     all_u16 = all_u16 && s.feature_type == FeatureType::kTokensU16;
   }
   internal::SliceRows rows;
+  absl::Cleanup cleanse = [&rows] {
+    if (!rows.features().empty()) {
+      OPENSSL_cleanse(rows.mutable_features()->data(), rows.features().size());
+    }
+  };
   const FeatureType type =
       all_u16 ? FeatureType::kTokensU16 : FeatureType::kTokensU32;
   rows.set_feature_type(static_cast<int32_t>(type));
   rows.set_features_per_row(0);
   try {
     std::string* bytes = rows.mutable_features();
+    int64_t total = 0;
+    for (const Sample& s : samples) total += s.NumFeatures();
+    // One allocation: a reallocation would free a partial copy unzeroed.
+    bytes->reserve(total * FeatureWidth(type));
     for (const Sample& s : samples) {
       rows.add_ids(s.id);
       rows.add_labels(s.label);
@@ -239,12 +253,12 @@ EncodedSlice::FromTokenSamples(absl::Span<const Sample> samples) {
       if (s.feature_type == type) {
         bytes->append(s.features);
       } else {
-        // A uint16 row among uint32 ones: widened, same ids.
-        for (int32_t token : DecodeTokens(s.feature_type, s.features)) {
-          const auto id = static_cast<uint32_t>(token);
-          for (int b = 0; b < 4; ++b) {
-            bytes->push_back(static_cast<char>((id >> (8 * b)) & 0xFF));
-          }
+        // A uint16 row among uint32 ones: each little-endian id widened
+        // in place with two zero bytes.
+        for (size_t i = 0; i + 1 < s.features.size(); i += 2) {
+          bytes->push_back(s.features[i]);
+          bytes->push_back(s.features[i + 1]);
+          bytes->append(2, '\0');
         }
       }
     }

@@ -298,6 +298,7 @@ struct LineageStore::Impl {
       record.state = SampleState::kPurged;
       record.sample.owner.clear();
       record.sample.features.clear();
+      record.sample.prompt_tokens = 0;
       batch.Put(samples, ToSlice(ids[i]), EncodeRecord(record));
     }
     if (batch.Count() == 0) return absl::OkStatus();

@@ -120,7 +120,9 @@ Rules LlamaRules(const DecoderConfig& c) {
         Copy({d, f}, ours + "mlp.down.weight");
   }
   rules["model.norm.weight"] = Copy({d}, "norm.weight");
-  if (!c.tie_embeddings) rules["lm_head.weight"] = Copy({v, d}, "lm_head.weight");
+  if (!c.tie_embeddings && c.objective == DecoderObjective::kCausalLm) {
+    rules["lm_head.weight"] = Copy({v, d}, "lm_head.weight");
+  }
   return rules;
 }
 
@@ -185,7 +187,12 @@ absl::StatusOr<NamedTensors> ImportHuggingFaceDecoder(
   }
   for (const auto& [name, tensor] : given) {
     if (rules.contains(name) || IsIgnoredBuffer(config, name)) continue;
-    if (name == "lm_head.weight" && config.tie_embeddings) continue;
+    // A classifier reads the last hidden state, not the LM head.
+    if (name == "lm_head.weight" &&
+        (config.tie_embeddings ||
+         config.objective == DecoderObjective::kClassify)) {
+      continue;
+    }
     return bad("unexpected tensor '", name,
                "'; check the layout, layers and vocabulary of the config");
   }
@@ -214,11 +221,12 @@ absl::StatusOr<NamedTensors> ImportHuggingFaceDecoder(
     for (const auto& [name, rule] : rules) {
       rule.emit(given.at(name)->to(torch::kCPU, torch::kFloat32), ours);
     }
-    if (lm_head != nullptr && config.tie_embeddings) {
+    if (lm_head != nullptr && config.tie_embeddings &&
+        config.objective == DecoderObjective::kCausalLm) {
       // A tied head may be exported too; it must then be the embedding.
       const torch::Tensor& embed =
           *given.at(gpt2 ? "wte.weight" : "model.embed_tokens.weight");
-      if (lm_head->sizes() != embed.sizes() ||
+      if (!lm_head->defined() || lm_head->sizes() != embed.sizes() ||
           !torch::equal(lm_head->to(torch::kFloat32),
                         embed.to(torch::kFloat32))) {
         return bad("lm_head.weight differs from the token embedding, but "

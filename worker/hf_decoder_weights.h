@@ -29,7 +29,9 @@ namespace oubli::worker {
 // with the wrong shape or a non-floating dtype, a tensor the layout does not
 // have (e.g. a checkpoint with more layers than the config), a duplicate
 // name, or an LM head that is present but differs from the embedding while
-// the config ties them.
+// the config ties them. A classifier ignores the LM head. Llama checkpoints
+// with rope_scaling (Llama 3.1 and later) are not expressible: their
+// rotary frequencies differ from rope_theta's.
 absl::StatusOr<NamedTensors> ImportHuggingFaceDecoder(
     const BackboneConfig& backbone, const NamedTensors& checkpoint);
 

@@ -29,12 +29,12 @@ absl::Status LoadBaseWeights(AdapterModel& model, const NamedTensors& file) {
   if (decoder != nullptr && !ours) {
     return LoadHuggingFaceDecoder(*decoder, file);
   }
+  // Every tensor to float32, as base files have always been read (a
+  // model whose file held integer tensors must still reopen).
   NamedTensors converted;
   converted.reserve(file.size());
   for (const auto& [name, tensor] : file) {
-    converted.emplace_back(name, torch::isFloatingType(tensor.scalar_type())
-                                     ? tensor.to(torch::kFloat32)
-                                     : tensor);
+    converted.emplace_back(name, tensor.to(torch::kFloat32));
   }
   return model.LoadBaseState(converted);
 }

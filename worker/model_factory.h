@@ -21,8 +21,8 @@ absl::StatusOr<std::shared_ptr<AdapterModel>> BuildAdapterModel(
 // Loads a base weights file's tensors into `model`. A decoder's file may be
 // a Hugging Face checkpoint (GPT-2 or Llama names, see
 // worker/hf_decoder_weights.h) or hold our own names (a base saved by
-// PretrainBase); everything else holds our names. Floating tensors convert
-// to float32. InvalidArgument naming the tensor that is missing,
+// PretrainBase); everything else holds our names. Tensors convert to
+// float32. InvalidArgument naming the tensor that is missing,
 // unexpected or mis-shaped.
 absl::Status LoadBaseWeights(AdapterModel& model, const NamedTensors& file);
 

@@ -143,6 +143,7 @@ absl::StatusOr<PositionData> TokenPositionDataFromSlices(
     parsed.push_back(slice->Parse());
   }
   std::vector<TokenSequence> rows;
+  std::vector<std::vector<std::vector<int32_t>>> tokens;
   absl::StatusOr<PositionData> data;
   try {
     absl::StatusOr<std::vector<RowRef>> order = UnionInIdOrder(parsed);
@@ -150,7 +151,6 @@ absl::StatusOr<PositionData> TokenPositionDataFromSlices(
       Cleanse(parsed);
       return order.status();
     }
-    std::vector<std::vector<std::vector<int32_t>>> tokens;
     for (const internal::SliceRows& p : parsed) {
       tokens.push_back(storage::DecodeTokenRows(p));
     }
@@ -170,6 +170,11 @@ absl::StatusOr<PositionData> TokenPositionDataFromSlices(
   Cleanse(parsed);
   for (TokenSequence& row : rows) {
     std::fill(row.tokens.begin(), row.tokens.end(), 0);
+  }
+  for (auto& slice_rows : tokens) {
+    for (std::vector<int32_t>& row : slice_rows) {
+      std::fill(row.begin(), row.end(), 0);
+    }
   }
   return data;
 }

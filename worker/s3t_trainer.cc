@@ -48,10 +48,43 @@ absl::Status CheckTokenData(const ModelConfig& config,
       data.labels.size(0) != n) {
     return absl::InvalidArgumentError("labels must be [n]");
   }
+  for (const at::Tensor* t : {&data.tokens, &data.attention_mask,
+                              &data.loss_mask, &data.labels}) {
+    if (t->scalar_type() != torch::kInt64) {
+      return absl::InvalidArgumentError("token rows must be int64 tensors");
+    }
+  }
+  if (data.tokens.size(1) == 0) {
+    return absl::InvalidArgumentError("token rows must hold a token each");
+  }
   if (data.tokens.min().item<int64_t>() < 0 ||
       data.tokens.max().item<int64_t>() >= decoder.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "token ids must be in [0, ", decoder.vocab_size, ")"));
+  }
+  // Batches are cut to their longest row, so a real token after padding
+  // would be lost without a word.
+  const at::Tensor& real = data.attention_mask;
+  const bool binary = real.eq(0).logical_or(real.eq(1)).all().item<bool>() &&
+                      data.loss_mask.eq(0)
+                          .logical_or(data.loss_mask.eq(1))
+                          .all()
+                          .item<bool>();
+  const int64_t width = real.size(1);
+  if (!binary || !real.select(1, 0).eq(1).all().item<bool>() ||
+      (width > 1 && !real.narrow(1, 1, width - 1)
+                         .le(real.narrow(1, 0, width - 1))
+                         .all()
+                         .item<bool>())) {
+    return absl::InvalidArgumentError(
+        "token masks must hold 0 and 1, and every row a real first token "
+        "followed only by padding (right padding)");
+  }
+  if (decoder.objective == DecoderObjective::kClassify &&
+      (data.labels.min().item<int64_t>() < 0 ||
+       data.labels.max().item<int64_t>() >= config.backbone.num_classes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labels must be in [0, ", config.backbone.num_classes, ")"));
   }
   return absl::OkStatus();
 }
@@ -61,8 +94,9 @@ absl::Status CheckData(const ModelConfig& config, const PositionData& data) {
   if (config.backbone.kind == BackboneKind::kDecoder) {
     return CheckTokenData(config, data);
   }
-  if (!data.features.defined()) {
-    return absl::InvalidArgumentError("an image classifier trains on features");
+  if (!data.features.defined() || data.tokens.defined()) {
+    return absl::InvalidArgumentError(
+        "an image classifier trains on features, not token rows");
   }
   if (!data.labels.defined()) {
     return absl::InvalidArgumentError("labels are missing");
@@ -92,14 +126,16 @@ absl::Status CheckData(const ModelConfig& config, const PositionData& data) {
 torch::Tensor BatchLoss(AdapterModel& model, const PositionData& data,
                         const torch::Tensor& rows, const torch::Device& device,
                         int64_t* tokens_seen) {
-  if (!data.tokens.defined()) {
+  // The model decides (CheckData has matched the data to the config).
+  auto* decoder_model = dynamic_cast<DecoderLm*>(&model);
+  if (decoder_model == nullptr) {
     auto& classifier = dynamic_cast<AdapterClassifier&>(model);
     // Data stay on the CPU; each batch goes to the model's device.
     torch::Tensor x = data.features.index_select(0, rows).to(device);
     torch::Tensor y = data.labels.index_select(0, rows).to(device);
     return torch::nn::functional::cross_entropy(classifier.forward(x), y);
   }
-  auto& decoder = dynamic_cast<DecoderLm&>(model);
+  DecoderLm& decoder = *decoder_model;
   torch::Tensor real = data.attention_mask.index_select(0, rows);
   torch::Tensor lengths = real.sum(1);
   *tokens_seen += lengths.sum().item<int64_t>();
@@ -204,7 +240,8 @@ absl::StatusOr<NamedTensors> LoadBaseState(const ModelConfig& config) {
 absl::StatusOr<NamedTensors> PretrainBase(const ModelConfig& config,
                                           const PositionData& public_data,
                                           int epochs, TrainStats* stats) {
-  OUBLI_RETURN_IF_ERROR(CheckData(config, public_data));
+  OUBLI_RETURN_IF_ERROR(CatchTorch(
+      "check data", [&] { return CheckData(config, public_data); }));
   OUBLI_ASSIGN_OR_RETURN(NamedTensors base, LoadBaseState(config));
   return CatchTorch("pretrain", [&]() -> absl::StatusOr<NamedTensors> {
     const absl::Time start = absl::Now();

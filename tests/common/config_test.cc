@@ -212,6 +212,12 @@ TEST(DecoderConfigTest, RefusalsNameTheKey) {
   EXPECT_EQ(ParseConfig("decoder.lora_targets=q,c_attn\n").status().message(),
             "config key 'decoder.lora_targets': unknown LoRA target 'c_attn'; "
             "expected q, k, v, o, gate, up or down");
+  // Keys a non-decoder would drop without a word are refused.
+  EXPECT_EQ(ParseConfig("backbone.kind=mlp\ndecoder.layers=8\n")
+                .status()
+                .message(),
+            "decoder.* keys apply only to backbone.kind=decoder");
+  EXPECT_TRUE(ParseConfig("decoder.layers=8\nbackbone.kind=decoder\n").ok());
   ModelConfig c = DecoderModel();
   c.backbone.decoder.layers = 2;
   c.slices = 3;

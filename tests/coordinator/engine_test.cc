@@ -185,6 +185,35 @@ class EngineTest : public ::testing::Test {
 // store, and a batch the store partly refuses (or that repeats an id) is
 // read back instead; either way the model trains to the bits of one batch
 // of the surviving samples, and Verify (which reads the store) agrees.
+TEST_F(EngineTest, DecoderModelsAndTokenSamplesAreRefusedForNow) {
+  // The ML core trains decoders; the engine cannot serve them yet, and
+  // says so rather than training an image model in their place.
+  ModelConfig decoder = TinyConfig(3);
+  decoder.backbone.kind = BackboneKind::kDecoder;
+  decoder.backbone.decoder.layers = 4;
+  Engine::Options options;
+  options.data_dir = (root_ / "decoder").string();
+  options.config = decoder;
+  auto opened = Engine::Open(options);
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(opened.status().message(),
+            "decoder language models cannot be served by the engine yet");
+
+  auto engine = OpenEngine("pixels", TinyConfig(3));
+  ASSERT_NE(engine, nullptr);
+  std::vector<Sample> samples = TinySamples(2, 3);
+  // As many token ids as the model has features: still not features.
+  std::vector<uint32_t> ids(samples[1].features.size(), 7);
+  samples[1].features = EncodeTokens(ids, &samples[1].feature_type);
+  ASSERT_EQ(samples[1].NumFeatures(), samples[0].NumFeatures());
+  auto result = engine->Ingest(samples);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->accepted, 1);
+  ASSERT_EQ(result->rejected.size(), 1u);
+  EXPECT_EQ(result->rejected[0].second,
+            "holds tokens; model 'tiny' takes image features");
+}
+
 TEST_F(EngineTest, IngestInBatchesTrainsLikeOneBatch) {
   const ModelConfig config = TinyConfig(3);
   std::vector<Sample> samples = TinySamples(120, 3);

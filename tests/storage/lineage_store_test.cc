@@ -217,6 +217,11 @@ TEST_F(LineageStoreTest, TokenSamplesKeepTheirIdsAndPrompt) {
   IngestResult result = IngestOk({Assign(moved, 0, 0)});
   ASSERT_EQ(result.rejected.size(), 1u);
   EXPECT_THAT(result.rejected[0].second, HasSubstr("prompt tokens"));
+  // The tombstone keeps nothing derived from the content.
+  ASSERT_TRUE(store_->RecordDeletion("d1", "r", {"t"}).ok());
+  ASSERT_TRUE(store_->Purge({"t"}).ok());
+  EXPECT_EQ(GetRecord("t").sample.prompt_tokens, 0);
+  EXPECT_TRUE(GetRecord("t").sample.features.empty());
 }
 
 TEST_F(LineageStoreTest, IngestIsIdempotentById) {

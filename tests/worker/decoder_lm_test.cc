@@ -233,6 +233,25 @@ TEST_F(HuggingFaceImportTest, UntiedHeadUnderATiedConfigIsRefused) {
               HasSubstr("set tie_embeddings to false"));
 }
 
+TEST_F(HuggingFaceImportTest, ClassifierIgnoresTheLmHead) {
+  // An untied Llama checkpoint fine-tuned as a classifier: its lm_head is
+  // not part of the model, and the seeded head stays.
+  BackboneConfig config = LlamaReference();
+  config.decoder.objective = DecoderObjective::kClassify;
+  config.num_classes = 3;
+  auto model = Build(config);
+  ASSERT_NE(model, nullptr);
+  const torch::Tensor head = model->HeadParameters()[0].clone();
+  absl::Status loaded =
+      LoadHuggingFaceDecoder(*model, ReferenceFiles::Read("llama.safetensors"));
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  EXPECT_TRUE(torch::equal(model->HeadParameters()[0], head));
+  config.decoder.tie_embeddings = true;
+  EXPECT_TRUE(ImportHuggingFaceDecoder(
+                  config, ReferenceFiles::Read("llama.safetensors"))
+                  .ok());
+}
+
 TEST_F(HuggingFaceImportTest, MissingUntiedHeadIsNamed) {
   NamedTensors checkpoint = ReferenceFiles::Read("llama.safetensors");
   std::erase_if(checkpoint,

@@ -370,6 +370,39 @@ TEST(DecoderTrainingTest, BadRowsAreRefusedNamingTheRow) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(DecoderTrainingTest, MalformedTokenTensorsAreRefused) {
+  const ModelConfig config =
+      DecoderConfigFor(DecoderLayout::kLlama, DecoderObjective::kClassify);
+  auto trainer = MakeTrainer(config);
+  const std::vector<int> p1 = {0};
+  auto refused = [&](auto mutate) {
+    auto data = MakeTokenPositionData(RandomTokenRows(6, 2), config.backbone);
+    EXPECT_TRUE(data.ok());
+    mutate(*data);
+    return trainer->TrainPosition(0, p1, "", *data, nullptr).status();
+  };
+  // A real token after padding would be cut off by the batch trimming.
+  absl::Status left = refused([](PositionData& d) {
+    d.attention_mask[0][0] = 0;
+    d.attention_mask[0][1] = 1;
+  });
+  EXPECT_EQ(left.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(left.message().find("right padding"), std::string::npos) << left;
+  EXPECT_EQ(refused([](PositionData& d) { d.loss_mask[1][0] = 2; }).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused([](PositionData& d) { d.labels[2] = 3; }).message(),
+            "labels must be in [0, 3)");
+  EXPECT_EQ(refused([](PositionData& d) {
+              d.tokens = d.tokens.to(torch::kInt32);
+            }).code(),
+            absl::StatusCode::kInvalidArgument);
+  // Features beside tokens: refused, not guessed.
+  EXPECT_EQ(refused([](PositionData& d) {
+              d.features = torch::zeros({d.size(), 16});
+            }).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(DecoderTrainingTest, TokenSlicesBecomeTheUnionInIdOrder) {
   const ModelConfig config =
       DecoderConfigFor(DecoderLayout::kLlama, DecoderObjective::kClassify);

@@ -398,6 +398,11 @@ absl::Status Create(Client& client) {
     text << in.rdbuf();
     auto config = oubli::ParseConfig(text.str());
     OUBLI_RETURN_IF_ERROR(config.status());
+    if (config->backbone.kind == oubli::BackboneKind::kDecoder) {
+      return absl::InvalidArgumentError(
+          "--config: decoder language models cannot be created through the "
+          "service yet");
+    }
     *request.mutable_config() = oubli::coordinator::ConfigToProto(*config);
     // A file that names no placement leaves it to the server: the default
     // for a new model, the model's own for one that exists.
