@@ -20,6 +20,7 @@
 #include "storage/datasets.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
+#include "tools/bench/trainer_comparison.h"
 #include "tools/workflow/fashion_mnist.h"
 #include "worker/determinism.h"
 #include "worker/model.h"
@@ -262,72 +263,20 @@ int RunTrainBench(const std::vector<std::string>& args) {
   ModelConfig config = tools::DemoConfig(1, 4, 1, flags.epochs);
   auto data = worker::MakePositionData(*user, config.backbone.InputSize());
   if (!data.ok()) return Fail(data.status());
-  auto base = worker::LoadBaseState(config);
-  if (!base.ok()) return Fail(base.status());
-  auto trainer = worker::S3tTrainer::Create(config, *base);
-  if (!trainer.ok()) return Fail(trainer.status());
-  const std::vector<int> prefix = {0};
-
-  // The same model, optimizer and batches with nothing of ours around them.
-  auto bare_loop = [&]() -> absl::StatusOr<double> {
-    worker::PinThreads(config.determinism);
-    OUBLI_ASSIGN_OR_RETURN(
-        std::shared_ptr<worker::AdapterClassifier> model,
-        worker::BuildClassifier(config.backbone,
-                                DeriveSeed(config.seed, "base", {})));
-    OUBLI_RETURN_IF_ERROR(model->LoadBaseState(*base));
-    model->InitAdapters(DeriveSeed(config.seed, "adapters", {0}));
-    const torch::Device device = worker::TorchDevice();  // as the trainer
-    model->to(device);
-    std::vector<torch::Tensor> params;
-    const auto groups =
-        worker::AdapterGroups(model->num_adapter_layers(), config.slices);
-    for (int layer : groups[0]) {
-      for (auto& t : model->AdapterParameters(layer)) params.push_back(t);
-    }
-    for (auto& t : model->HeadParameters()) params.push_back(t);
-    model->FreezeAllExcept(params);
-    model->train();
-    torch::optim::Adam optimizer(
-        params, torch::optim::AdamOptions(config.train.learning_rate));
-    const int64_t n = data->size();
-    const absl::Time start = absl::Now();
-    for (int epoch = 0; epoch < config.train.epochs_per_position; ++epoch) {
-      std::vector<int64_t> order = worker::SeededPermutation(
-          n, worker::PositionSeed(config.seed, "order", 0, prefix, epoch));
-      torch::Tensor index = torch::tensor(order, torch::kInt64);
-      for (int64_t b = 0; b < n; b += config.train.batch_size) {
-        torch::Tensor rows =
-            index.slice(0, b, std::min(n, b + config.train.batch_size));
-        optimizer.zero_grad();
-        torch::Tensor loss = torch::nn::functional::cross_entropy(
-            model->forward(data->features.index_select(0, rows).to(device)),
-            data->labels.index_select(0, rows).to(device));
-        loss.backward();
-        optimizer.step();
-      }
-    }
-    if (device.is_cuda()) torch::cuda::synchronize();
-    return n * config.train.epochs_per_position /
-           absl::ToDoubleSeconds(absl::Now() - start);
-  };
-  auto ours = [&]() -> absl::StatusOr<double> {
-    worker::TrainStats stats;
-    const absl::Time start = absl::Now();
-    OUBLI_RETURN_IF_ERROR(
-        (*trainer)->TrainPosition(0, prefix, "", *data, &stats).status());
-    return stats.samples / absl::ToDoubleSeconds(absl::Now() - start);
-  };
-  // Interleaved rounds; best of each, since the machine is noisy.
-  double best_ours = 0, best_bare = 0;
-  for (int round = 0; round < 3; ++round) {
-    auto bare = bare_loop();
-    if (!bare.ok()) return Fail(bare.status());
-    auto trained = ours();
-    if (!trained.ok()) return Fail(trained.status());
-    best_bare = std::max(best_bare, *bare);
-    best_ours = std::max(best_ours, *trained);
-  }
+  auto compared = CompareTrainerWithBareLoop(
+      config, *data, /*rounds=*/3, data->size(),
+      [](worker::AdapterModel& model, const worker::PositionData& rows_of,
+         const torch::Tensor& rows, const torch::Device& device) {
+        auto& classifier = dynamic_cast<worker::AdapterClassifier&>(model);
+        return torch::nn::functional::cross_entropy(
+            classifier.forward(
+                rows_of.features.index_select(0, rows).to(device)),
+            rows_of.labels.index_select(0, rows).to(device));
+      },
+      [](const worker::TrainStats& stats) { return stats.samples; });
+  if (!compared.ok()) return Fail(compared.status());
+  const double best_ours = compared->trainer_per_s;
+  const double best_bare = compared->bare_per_s;
   std::printf(
       "{\"bench\":\"train\",\"samples\":%lld,\"epochs\":%d,\"batch_size\":%d,"
       "\"trainer_samples_per_s\":%.0f,\"bare_libtorch_samples_per_s\":%.0f,"

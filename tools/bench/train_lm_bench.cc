@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
+#include "tools/bench/trainer_comparison.h"
 #include "worker/decoder_lm.h"
 #include "worker/determinism.h"
 #include "worker/s3t_trainer.h"
@@ -117,82 +118,29 @@ int RunTrainLmBench(const std::vector<std::string>& args) {
                                             config.backbone);
   if (!data.ok()) return Fail("train --lm", data.status());
   const int64_t real_tokens = data->attention_mask.sum().item<int64_t>();
-  auto base = worker::LoadBaseState(config);
-  if (!base.ok()) return Fail("train --lm", base.status());
-  auto trainer = worker::S3tTrainer::Create(config, *base);
-  if (!trainer.ok()) return Fail("train --lm", trainer.status());
-  const std::vector<int> prefix = {0};
-
-  // The same model, optimizer, batch order, batch trimming and loss, with
-  // nothing of ours around them.
-  auto bare_loop = [&]() -> absl::StatusOr<double> {
-    worker::PinThreads(config.determinism);
-    OUBLI_ASSIGN_OR_RETURN(
-        std::shared_ptr<worker::DecoderLm> model,
-        worker::BuildDecoderLm(config.backbone,
-                               DeriveSeed(config.seed, "base", {})));
-    OUBLI_RETURN_IF_ERROR(model->LoadBaseState(*base));
-    model->InitAdapters(DeriveSeed(config.seed, "adapters", {0}));
-    const torch::Device device = worker::TorchDevice();
-    model->to(device);
-    std::vector<torch::Tensor> params;
-    const std::vector<std::vector<int>> groups =
-        worker::AdapterGroups(model->num_adapter_layers(), config.slices);
-    for (int layer : groups[0]) {
-      for (auto& t : model->AdapterParameters(layer)) params.push_back(t);
-    }
-    model->FreezeAllExcept(params);
-    model->train();
-    torch::optim::Adam optimizer(
-        params, torch::optim::AdamOptions(config.train.learning_rate));
-    const int64_t n = data->size();
-    const absl::Time start = absl::Now();
-    for (int epoch = 0; epoch < config.train.epochs_per_position; ++epoch) {
-      torch::Tensor index = torch::tensor(
-          worker::SeededPermutation(
-              n, worker::PositionSeed(config.seed, "order", 0, prefix, epoch)),
-          torch::kInt64);
-      for (int64_t b = 0; b < n; b += config.train.batch_size) {
-        torch::Tensor rows =
-            index.slice(0, b, std::min(n, b + config.train.batch_size));
-        torch::Tensor mask = data->attention_mask.index_select(0, rows);
+  // The bare loop cuts each batch to its longest row, as the trainer does.
+  auto compared = CompareTrainerWithBareLoop(
+      config, *data, flags.rounds, real_tokens,
+      [](worker::AdapterModel& model, const worker::PositionData& rows_of,
+         const torch::Tensor& rows, const torch::Device& device) {
+        auto& decoder = dynamic_cast<worker::DecoderLm&>(model);
+        torch::Tensor mask = rows_of.attention_mask.index_select(0, rows);
         const int64_t longest = mask.sum(1).max().item<int64_t>();
         mask = mask.narrow(1, 0, longest).to(device);
-        torch::Tensor tokens =
-            data->tokens.index_select(0, rows).narrow(1, 0, longest).to(device);
-        torch::Tensor learn = data->loss_mask.index_select(0, rows)
+        torch::Tensor tokens = rows_of.tokens.index_select(0, rows)
+                                   .narrow(1, 0, longest)
+                                   .to(device);
+        torch::Tensor learn = rows_of.loss_mask.index_select(0, rows)
                                   .narrow(1, 0, longest)
                                   .to(device);
-        optimizer.zero_grad();
-        torch::Tensor loss = worker::CausalLmLoss(
-            model->forward(tokens, mask), tokens, mask, learn);
-        loss.backward();
-        optimizer.step();
-      }
-    }
-    if (device.is_cuda()) torch::cuda::synchronize();
-    return real_tokens * config.train.epochs_per_position /
-           absl::ToDoubleSeconds(absl::Now() - start);
-  };
-  double last_loss = 0;
-  auto ours = [&]() -> absl::StatusOr<double> {
-    worker::TrainStats stats;
-    const absl::Time start = absl::Now();
-    OUBLI_RETURN_IF_ERROR(
-        (*trainer)->TrainPosition(0, prefix, "", *data, &stats).status());
-    last_loss = stats.last_loss;
-    return stats.tokens / absl::ToDoubleSeconds(absl::Now() - start);
-  };
-  // Interleaved rounds; best of each, since the machine is noisy.
-  double best_ours = 0, best_bare = 0;
-  for (int round = 0; round < flags.rounds; ++round) {
-    auto bare = bare_loop();
-    if (!bare.ok()) return Fail("train --lm", bare.status());
-    auto trained = ours();
-    if (!trained.ok()) return Fail("train --lm", trained.status());
-    best_bare = std::max(best_bare, *bare);
-    best_ours = std::max(best_ours, *trained);
-  }
+        return worker::CausalLmLoss(decoder.forward(tokens, mask), tokens,
+                                    mask, learn);
+      },
+      [](const worker::TrainStats& stats) { return stats.tokens; });
+  if (!compared.ok()) return Fail("train --lm", compared.status());
+  const double best_ours = compared->trainer_per_s;
+  const double best_bare = compared->bare_per_s;
+  const double last_loss = compared->last_loss;
   std::printf(
       "{\"bench\":\"train_lm\",\"layout\":\"%s\",\"sequences\":%lld,"
       "\"tokens\":%lld,\"max_length\":%d,\"dim\":%d,\"layers\":%d,"
