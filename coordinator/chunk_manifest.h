@@ -13,7 +13,9 @@ namespace oubli::coordinator {
 
 // Parses `bytes` (the manifest of checkpoint `key`) into `*manifest` and
 // returns the layout it records. DataLoss if it is unreadable or
-// inconsistent.
+// inconsistent: not a Reed-Solomon code ReedSolomonCode::Create accepts, a
+// holder and a CRC short of one per chunk, or a chunk size other than the
+// encoder's for the blob's size.
 absl::StatusOr<storage::BlobLayout> ParseChunkManifest(
     absl::string_view key, absl::string_view bytes,
     internal::ChunkManifest* manifest);

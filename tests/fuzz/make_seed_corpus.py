@@ -198,3 +198,35 @@ write("ledger", "two_entries",
                      (5, 1), (6, 1000), (9, 1), (11, b"0123456789abcdef")]) +
       ledger_record([(1, b"m"), (2, 2), (3, b"\1" * 32), (4, b"del-1"),
                      (5, 2), (6, 1001)]))
+
+
+def packed_varints(values):
+    return b"".join(varint(v) for v in values)
+
+
+def chunk_manifest(k, m, original_size, chunk_size, holders=None):
+    holders = holders if holders is not None else [
+        ("worker-%d" % i).encode() for i in range(k + m)]
+    fields = [(1, k), (2, m), (3, original_size), (4, chunk_size),
+              (5, packed_varints(range(0xC0FFEE, 0xC0FFEE + k + m)))]
+    fields += [(6, h) for h in holders]
+    fields += [(7, hashlib.sha256(b"checkpoint").digest())]
+    return ledger_entry(fields)
+
+
+write("chunk_manifest", "rs_2_1", chunk_manifest(2, 1, 100, 64))
+write("chunk_manifest", "rs_4_2_repaired",
+      chunk_manifest(4, 2, 1 << 20, 1 << 18) + field(8, b"worker-lost"))
+write("chunk_manifest", "mirror_empty_blob", chunk_manifest(1, 1, 0, 0))
+write("chunk_manifest", "holder_missing",
+      chunk_manifest(2, 1, 100, 64, holders=[b"a", b"b"]))
+
+
+# Regressions, all fixed. Found by fuzz_chunk_manifest: a chunk size the
+# encoder does not make; found reading the parser after it: k + m past
+# INT_MAX, a blob size whose chunk size wraps to 0.
+write("chunk_manifest", "found_wrong_chunk_size", chunk_manifest(1, 1, 0, 2))
+write("chunk_manifest", "found_k_overflow", ledger_entry(
+    [(1, 0x7FFFFFFF), (2, 1)]))
+write("chunk_manifest", "found_huge_blob",
+      chunk_manifest(1, 1, (1 << 64) - 1, 0))
