@@ -1,9 +1,11 @@
 #include "coordinator/deletion_record.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 
 namespace oubli::coordinator {
@@ -59,20 +61,40 @@ std::string DeletionIdFor(int64_t seq) {
 }
 
 std::optional<int64_t> DeletionSeqOf(absl::string_view deletion_id) {
-  int64_t seq = 0;
-  if (!absl::SimpleAtoi(deletion_id.substr(sizeof(kDeletionIdPrefix) - 1),
-                        &seq)) {
+  if (!absl::ConsumePrefix(&deletion_id, kDeletionIdPrefix) ||
+      deletion_id.empty()) {
     return std::nullopt;
   }
+  // Digits only: SimpleAtoi alone also takes a sign and spaces.
+  for (char c : deletion_id) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) {
+      return std::nullopt;
+    }
+  }
+  int64_t seq = 0;
+  if (!absl::SimpleAtoi(deletion_id, &seq)) return std::nullopt;  // too long
   return seq;
 }
 
 absl::StatusOr<DeletionRecord> ParseDeletionRecord(
     absl::string_view deletion_id, absl::string_view bytes) {
+  const auto corrupt = [&](absl::string_view why) {
+    return absl::DataLossError(
+        absl::StrCat("deletion record ", deletion_id, " is corrupt: ", why));
+  };
+  if (!DeletionSeqOf(deletion_id).has_value()) {
+    return corrupt("its key is not a deletion id");
+  }
   DeletionRecord record;
   if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return absl::DataLossError(
-        absl::StrCat("deletion record ", deletion_id, " is corrupt"));
+    return corrupt("not a DeletionRecord");
+  }
+  // Every record is written under its own id, once ACCEPTED.
+  if (record.deletion_id() != deletion_id) {
+    return corrupt("it names another deletion");
+  }
+  if (record.accepted_unix_nanos() == 0) {
+    return corrupt("it has no ACCEPTED time");
   }
   return record;
 }

@@ -21,11 +21,13 @@ DeletionStage StageOf(const internal::DeletionRecord& record);
 DeletionReceipt ReceiptFromRecord(const internal::DeletionRecord& record);
 // "del-" and the sequence number, zero-padded so ids sort by age.
 std::string DeletionIdFor(int64_t seq);
-// The sequence number in a deletion id; nullopt if it has none.
+// The sequence number of a deletion id ("del-" and decimal digits, padded
+// or not); nullopt for anything else.
 std::optional<int64_t> DeletionSeqOf(absl::string_view deletion_id);
 
-// The record stored under `deletion_id` with value `bytes`. DataLoss: not
-// a record.
+// The record stored under key `deletion_id` with value `bytes`. DataLoss
+// (corrupt) unless the key is a deletion id and the value a record of that
+// id that was ACCEPTED.
 absl::StatusOr<internal::DeletionRecord> ParseDeletionRecord(
     absl::string_view deletion_id, absl::string_view bytes);
 

@@ -1,6 +1,6 @@
-// Reading back what the coordinator stored: chunk manifests. A corrupt value
-// is DataLoss, never a crash or a layout the decoder later refuses (cases
-// tests/fuzz found, and the ones around them).
+// Reading back what the coordinator stored: chunk manifests and deletion
+// records. A corrupt value is DataLoss, never a crash or a layout the
+// decoder later refuses (cases tests/fuzz found, and the ones around them).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +10,8 @@
 
 #include "absl/status/status.h"
 #include "coordinator/chunk_manifest.h"
+#include "coordinator/deletion_record.h"
+#include "oubli/internal/deletion.pb.h"
 #include "oubli/internal/records.pb.h"
 #include "storage/erasure_code.h"
 
@@ -89,6 +91,43 @@ TEST(ChunkManifestTest, CorruptManifestsAreDataLoss) {
       ParseChunkManifest("k", huge_blob.SerializeAsString(), &ignored).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(status.message(), HasSubstr("chunk size"));
+}
+
+std::string RecordOf(const std::string& id, int64_t accepted_nanos = 1) {
+  internal::DeletionRecord record;
+  record.set_deletion_id(id);
+  record.add_resolved_ids("s-1");
+  record.set_accepted_unix_nanos(accepted_nanos);
+  return record.SerializeAsString();
+}
+
+TEST(DeletionRecordTest, ARecordUnderItsOwnIdReadsBack) {
+  const std::string id = DeletionIdFor(42);
+  auto record = ParseDeletionRecord(id, RecordOf(id));
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->resolved_ids(0), "s-1");
+  EXPECT_EQ(DeletionSeqOf(id), 42);
+  EXPECT_EQ(DeletionSeqOf("del-7"), 7);  // unpadded, as older tests write
+}
+
+TEST(DeletionRecordTest, CorruptRecordsAreDataLoss) {
+  // Keys too short to hold the prefix once made reading the log throw.
+  for (const std::string key : {"", "x", "del", "del-", "del- 7", "del-+7",
+                                "del-7a", "del-99999999999999999999"}) {
+    EXPECT_EQ(DeletionSeqOf(key), std::nullopt) << key;
+    EXPECT_EQ(ParseDeletionRecord(key, RecordOf(key)).status().code(),
+              absl::StatusCode::kDataLoss)
+        << key;
+  }
+  const std::string id = DeletionIdFor(3);
+  EXPECT_EQ(ParseDeletionRecord(id, "\xff\xff").status().code(),
+            absl::StatusCode::kDataLoss);
+  const absl::Status other =
+      ParseDeletionRecord(id, RecordOf(DeletionIdFor(4))).status();
+  EXPECT_EQ(other.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(other.message(), HasSubstr("names another deletion"));
+  EXPECT_EQ(ParseDeletionRecord(id, RecordOf(id, 0)).status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

@@ -222,11 +222,43 @@ write("chunk_manifest", "holder_missing",
       chunk_manifest(2, 1, 100, 64, holders=[b"a", b"b"]))
 
 
+def deletion_record(deletion_id, stages, extra=()):
+    """A stored DeletionRecord under its key, as fuzz_deletion_record reads
+    it: the key, a zero byte, the record."""
+    fields = [(1, deletion_id), (3, b"s-1"), (3, b"s-2"), (4, b"s-1"),
+              (5, b"s-2"), (6, field(1, b"s-0") + field(2, b"del-1")),
+              (7, packed_varints([0, 3])),
+              (8, field(1, 3) + field(2, 1) + field(3, 2) + field(4, 4) +
+               field(5, 1))]
+    for number, stage in zip((9, 10, 11, 12), range(stages)):
+        fields.append((number, 1700000000000000000 + stage))
+    fields += [(13, b"a" * 64), (14, b"b" * 64)]
+    fields += list(extra)
+    return deletion_id + b"\0" + ledger_entry(fields)
+
+
+write("deletion_record", "accepted",
+      deletion_record(b"del-000000000001", 1, [(17, b"idem-1")]))
+write("deletion_record", "restored", deletion_record(
+    b"del-000000000042", 4, [(15, b"c" * 64), (16, b"nothing to retrain")]))
+write("deletion_record", "by_owner",
+      deletion_record(b"del-000000000007", 3, [(2, b"alice")]))
+write("deletion_record", "other_key",
+      b"del-2" + deletion_record(b"del-000000000002", 2)[16:])
+
+
 # Regressions, all fixed. Found by fuzz_chunk_manifest: a chunk size the
 # encoder does not make; found reading the parser after it: k + m past
-# INT_MAX, a blob size whose chunk size wraps to 0.
+# INT_MAX, a blob size whose chunk size wraps to 0. Found by
+# fuzz_deletion_record: a key too short for its prefix (threw), a record
+# under another id, one never ACCEPTED.
 write("chunk_manifest", "found_wrong_chunk_size", chunk_manifest(1, 1, 0, 2))
 write("chunk_manifest", "found_k_overflow", ledger_entry(
     [(1, 0x7FFFFFFF), (2, 1)]))
 write("chunk_manifest", "found_huge_blob",
       chunk_manifest(1, 1, (1 << 64) - 1, 0))
+write("deletion_record", "found_short_key", b"d\0")
+write("deletion_record", "found_other_id",
+      b"del-000000000003" + deletion_record(b"del-000000000002", 2)[16:])
+write("deletion_record", "found_never_accepted",
+      deletion_record(b"del-000000000005", 0))
