@@ -247,6 +247,41 @@ write("deletion_record", "other_key",
       b"del-2" + deletion_record(b"del-000000000002", 2)[16:])
 
 
+# Public API requests as fuzz_requests reads them: a byte naming the RPC
+# (0 IngestSamples, 1 DeleteSamples, 2 ForgetOwner, 3 ListDeletions,
+# 4 Predict), then the request message.
+def request(rpc, request_fields):
+    return bytes([rpc]) + ledger_entry(request_fields)
+
+
+def sample(sample_id, owner, label, features, feature_type=0, risk=None):
+    fields = [(1, sample_id), (2, owner), (3, label), (4, features)]
+    if feature_type:
+        fields.append((5, feature_type))
+    out = ledger_entry(fields)
+    if risk is not None:  # float field 6, wire type 5
+        out += varint(6 << 3 | 5) + struct.pack("<f", risk)
+    return out
+
+
+write("requests", "ingest", request(0, [
+    (1, b"m"), (2, sample(b"s-1", b"alice", 1, bytes(range(4)))),
+    (2, sample(b"s-2", b"bob", 0, struct.pack("<2f", 0.5, 1), 2, 0.25)),
+    (2, sample(b"s-3", b"bob", 2, b"\x01", 7))]))
+write("requests", "delete", request(1, [
+    (1, b"m"), (2, b"s-1"), (2, b"s-2"), (3, b"idem")]))
+write("requests", "delete_bad_id", request(1, [(1, b"m"), (2, b"a\x01b")]))
+write("requests", "forget_owner", request(2, [(1, b"m"), (2, b"alice")]))
+write("requests", "list", request(3, [
+    (1, b"m"), (2, packed_varints([1, 4])), (3, b"alice"),
+    (4, field(1, 1700000000)), (5, field(1, 1800000000) + field(2, 5)),
+    (6, 10), (7, b"p1.del-000000000009"), (8, 1)]))
+write("requests", "predict_floats", request(4, [
+    (1, b"m"), (2, 1), (3, struct.pack("<3f", 0.1, 0.2, 0.3))]))
+write("requests", "predict_bytes", request(4, [
+    (1, b"m"), (2, 2), (4, struct.pack("<2f", 1.0, float("nan")))]))
+
+
 # Regressions, all fixed. Found by fuzz_chunk_manifest: a chunk size the
 # encoder does not make; found reading the parser after it: k + m past
 # INT_MAX, a blob size whose chunk size wraps to 0. Found by
