@@ -2,7 +2,8 @@
 // policy, workers and coordinator authenticate each other with mutual TLS,
 // and every stranger (plaintext, no certificate, a certificate without the
 // cluster name) is refused on both ports. Also the start-up refusals of an
-// unprotected non-loopback listen.
+// unprotected non-loopback listen, and /metrics asking scrapers for a
+// certificate.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -149,6 +150,48 @@ TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
   EXPECT_EQ(
       TrainPosition(Channel(worker, &coordinator_cert_, "not-the-worker")),
       grpc::StatusCode::UNAVAILABLE);
+}
+
+// --metrics_tls_client_ca: /metrics of both binaries answers only scrapers
+// presenting a certificate of that CA.
+TEST_F(ClusterTlsTest, MetricsClientCaRequiresAScraperCertificate) {
+  std::vector<std::string> flags = TlsFlags(coordinator_cert_);
+  flags.push_back(absl::StrCat("--policy_file=", policy_));
+  flags.push_back("--metrics_tls");
+  flags.push_back(absl::StrCat("--metrics_tls_client_ca=", ca_->cert_path()));
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  std::vector<std::string> worker_flags = TlsFlags(worker_cert_);
+  worker_flags.push_back("--metrics_listen=127.0.0.1:0");
+  worker_flags.push_back("--metrics_tls");
+  worker_flags.push_back(
+      absl::StrCat("--metrics_tls_client_ca=", ca_->cert_path()));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, worker_flags));
+
+  const auto port_of = [](const std::string& address) {
+    return std::stoi(address.substr(address.rfind(':') + 1));
+  };
+  std::string address;
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &address));
+  const int coordinator_port = port_of(address);
+  ASSERT_TRUE(workers_[0]->SawLine("metrics on ", &address));
+  const int worker_port = port_of(address);
+  const std::string ca = ca_->cert_path();
+  EXPECT_EQ(testing_util::HttpsGet(coordinator_port, ca), "");
+  EXPECT_THAT(testing_util::HttpsGet(coordinator_port, ca, &alice_),
+              HasSubstr("oubli_"));
+  EXPECT_EQ(testing_util::HttpsGet(worker_port, ca, nullptr, "oubli-worker"),
+            "");
+  EXPECT_THAT(testing_util::HttpsGet(worker_port, ca, &alice_, "oubli-worker"),
+              HasSubstr("oubli_"));
+
+  // Without --metrics_tls the flag would ask for nothing: refused.
+  testing_util::ServerProcess process(OUBLI_COORDINATOR_BIN);
+  EXPECT_FALSE(process.Start(
+      {absl::StrCat("--data_dir=", (dir_.path() / "refused").string()),
+       "--listen=127.0.0.1:0",
+       absl::StrCat("--metrics_tls_client_ca=", ca_->cert_path())},
+      dir_.path() / "refused.log"));
+  EXPECT_THAT(process.Log(), HasSubstr("needs --metrics_tls"));
 }
 
 TEST_F(ClusterTlsTest, UnprotectedListenBeyondLoopbackIsRefused) {
