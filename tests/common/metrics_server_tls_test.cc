@@ -1,7 +1,7 @@
 // The metrics endpoint over HTTPS: served with the certificate it was
 // given, refused to plaintext and to clients that do not trust it, with a
-// client certificate required when a client CA is set, and a replaced
-// certificate served from the next connection on.
+// client certificate required when a client CA is set, and replaced files
+// (certificate, client CA) applied from the next connection on.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -90,6 +90,48 @@ TEST_F(MetricsServerTlsTest, AClientCaRequiresAClientCertificate) {
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_EQ(HttpsGet((*server)->port(), ca_->cert_path()), "");
   EXPECT_THAT(HttpsGet((*server)->port(), ca_->cert_path(), &*scraper),
+              HasSubstr("a 1"));
+}
+
+// Rotation without a restart: a replaced client CA applies from the next
+// connection on, and a replacement that does not load (the key of another
+// certificate) leaves the previous certificate serving.
+TEST_F(MetricsServerTlsTest, RotatedFilesApplyWithoutARestart) {
+  // The server notices a change by modification time and size; a
+  // different size makes it certain however fast the test runs.
+  const auto replace = [](const std::string& path, std::string content) {
+    if (content.size() == testing_util::ReadWholeFile(path).size()) {
+      content += "\n";
+    }
+    testing_util::WriteWholeFile(path, content);
+  };
+  auto other = TestCa::Create(dir_.path(), "other");
+  ASSERT_TRUE(other.ok());
+  auto scraper = ca_->Issue("prometheus", "prometheus", {});
+  ASSERT_TRUE(scraper.ok());
+  auto new_scraper = (*other)->Issue("prometheus-2", "prometheus", {});
+  ASSERT_TRUE(new_scraper.ok());
+  const std::string client_ca = (dir_.path() / "scrapers-ca.pem").string();
+  testing_util::WriteWholeFile(client_ca,
+                               testing_util::ReadWholeFile(ca_->cert_path()));
+  TlsServerFiles tls;
+  tls.cert = server_cert_.cert;
+  tls.key = server_cert_.key;
+  tls.client_ca = client_ca;
+  auto server = MetricsServer::Start(
+      "127.0.0.1:0", [] { return std::string("a 1\n"); }, tls);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  EXPECT_THAT(HttpsGet(port, ca_->cert_path(), &*scraper), HasSubstr("a 1"));
+  EXPECT_EQ(HttpsGet(port, ca_->cert_path(), &*new_scraper), "");
+
+  replace(client_ca, testing_util::ReadWholeFile((*other)->cert_path()));
+  EXPECT_EQ(HttpsGet(port, ca_->cert_path(), &*scraper), "");
+  EXPECT_THAT(HttpsGet(port, ca_->cert_path(), &*new_scraper),
+              HasSubstr("a 1"));
+
+  replace(server_cert_.key, testing_util::ReadWholeFile(new_scraper->key));
+  EXPECT_THAT(HttpsGet(port, ca_->cert_path(), &*new_scraper),
               HasSubstr("a 1"));
 }
 
