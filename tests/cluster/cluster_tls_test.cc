@@ -2,8 +2,8 @@
 // policy, workers and coordinator authenticate each other with mutual TLS,
 // and every stranger (plaintext, no certificate, a certificate without the
 // cluster name) is refused on both ports. Also the start-up refusals of an
-// unprotected non-loopback listen, and /metrics asking scrapers for a
-// certificate.
+// unprotected non-loopback listen. Expired certificates, and /metrics asking
+// scrapers for a certificate.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -150,6 +150,50 @@ TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
   EXPECT_EQ(
       TrainPosition(Channel(worker, &coordinator_cert_, "not-the-worker")),
       grpc::StatusCode::UNAVAILABLE);
+}
+
+// Certificates of the cluster's CA carrying the right names, but expired:
+// refused on both ports, and a worker given one does not start.
+TEST_F(ClusterTlsTest, ExpiredCertificatesAreRefused) {
+  auto expired_worker =
+      ca_->Issue("expired-worker", "oubli-worker", {"oubli-worker"},
+                 -absl::Hours(48), -absl::Hours(24));
+  ASSERT_TRUE(expired_worker.ok()) << expired_worker.status();
+  auto expired_coordinator =
+      ca_->Issue("expired-coordinator", "oubli-coordinator",
+                 {"oubli-coordinator"}, -absl::Hours(48), -absl::Hours(24));
+  ASSERT_TRUE(expired_coordinator.ok()) << expired_coordinator.status();
+  std::vector<std::string> flags = TlsFlags(coordinator_cert_);
+  flags.push_back(absl::StrCat("--policy_file=", policy_));
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, TlsFlags(worker_cert_)));
+  const std::string coordinator = coordinator_.address();
+  const std::string worker = workers_[0]->address();
+
+  // Registering as a worker: the handshake fails. (The same call with the
+  // valid certificate of that name gets through it.)
+  EXPECT_EQ(
+      Register(Channel(coordinator, &*expired_worker, "oubli-coordinator")),
+      grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(Register(Channel(coordinator, &worker_cert_, "oubli-coordinator")),
+            grpc::StatusCode::UNAVAILABLE);
+  // Calling a worker as the coordinator: likewise.
+  EXPECT_EQ(
+      TrainPosition(Channel(worker, &*expired_coordinator, "oubli-worker")),
+      grpc::StatusCode::UNAVAILABLE);
+  const grpc::StatusCode valid =
+      TrainPosition(Channel(worker, &coordinator_cert_, "oubli-worker"));
+  EXPECT_NE(valid, grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(valid, grpc::StatusCode::UNAUTHENTICATED);
+
+  testing_util::ServerProcess process(OUBLI_WORKER_BIN);
+  EXPECT_FALSE(
+      process.Start({absl::StrCat("--coordinator=", coordinator),
+                     absl::StrCat("--tls_cert=", expired_worker->cert),
+                     absl::StrCat("--tls_key=", expired_worker->key),
+                     absl::StrCat("--tls_client_ca=", ca_->cert_path())},
+                    dir_.path() / "expired-worker.log"));
+  EXPECT_THAT(process.Log(), HasSubstr("the certificate has expired"));
 }
 
 // --metrics_tls_client_ca: /metrics of both binaries answers only scrapers
