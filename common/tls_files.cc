@@ -119,8 +119,8 @@ absl::Status CheckCaBundle(absl::string_view flag, const std::string& path) {
 absl::Status CheckTlsServerFiles(const TlsServerFiles& files) {
   if (!files.enabled()) {
     if (!files.key.empty() || !files.client_ca.empty()) {
-      return absl::InvalidArgumentError(
-          "--tls_key and --tls_client_ca need --tls_cert");
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tls_key and --", files.client_ca_flag, " need --tls_cert"));
     }
     return absl::OkStatus();
   }
@@ -132,7 +132,7 @@ absl::Status CheckTlsServerFiles(const TlsServerFiles& files) {
       !s.ok()) {
     return s;
   }
-  return CheckCaBundle("tls_client_ca", files.client_ca);
+  return CheckCaBundle(files.client_ca_flag, files.client_ca);
 }
 
 absl::Status CheckTlsDialFiles(const TlsDialFiles& files, const char* ca_flag) {

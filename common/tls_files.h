@@ -20,6 +20,9 @@ struct TlsServerFiles {
   std::string key;        // its PEM private key
   std::string client_ca;  // PEM CAs verifying callers' certificates; empty:
                           // callers are not asked for one
+  // The flag `client_ca` came from, named in errors: a process has two
+  // ports that may ask for client certificates (gRPC and /metrics).
+  std::string client_ca_flag = "tls_client_ca";
   bool enabled() const { return !cert.empty(); }
 };
 

@@ -5,63 +5,13 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
 namespace oubli::coordinator {
-namespace {
 
 using internal::DeletionRecord;
-
-constexpr char kDeletionIdPrefix[] = "del-";
-
-absl::Time FromUnixNanos(int64_t nanos) {
-  return nanos == 0 ? absl::InfinitePast() : absl::FromUnixNanos(nanos);
-}
-
-}  // namespace
-
-DeletionStage StageOf(const DeletionRecord& r) {
-  return r.restored_unix_nanos() != 0    ? DeletionStage::kRestored
-         : r.purged_unix_nanos() != 0    ? DeletionStage::kPurged
-         : r.forgotten_unix_nanos() != 0 ? DeletionStage::kForgotten
-                                         : DeletionStage::kAccepted;
-}
-
-DeletionReceipt ReceiptFromRecord(const DeletionRecord& r) {
-  DeletionReceipt receipt;
-  receipt.deletion_id = r.deletion_id();
-  receipt.owner = r.owner();
-  receipt.resolved_ids.assign(r.resolved_ids().begin(), r.resolved_ids().end());
-  receipt.unknown_ids.assign(r.unknown_ids().begin(), r.unknown_ids().end());
-  for (const auto& a : r.already_deleted()) {
-    receipt.already_deleted.emplace_back(a.sample_id(), a.deletion_id());
-  }
-  receipt.affected_shards.assign(r.affected_shards().begin(),
-                                 r.affected_shards().end());
-  for (const auto& a : r.affected()) {
-    receipt.affected.push_back({a.shard(), a.slice(), a.sequence(),
-                                a.valid_length_before(),
-                                a.valid_length_after()});
-  }
-  receipt.accepted_at = FromUnixNanos(r.accepted_unix_nanos());
-  receipt.forgotten_at = FromUnixNanos(r.forgotten_unix_nanos());
-  receipt.purged_at = FromUnixNanos(r.purged_unix_nanos());
-  receipt.restored_at = FromUnixNanos(r.restored_unix_nanos());
-  receipt.stage = StageOf(r);
-  receipt.fingerprint_before = r.fingerprint_before();
-  receipt.fingerprint_forgotten = r.fingerprint_forgotten();
-  receipt.fingerprint_restored = r.fingerprint_restored();
-  receipt.note = r.note();
-  return receipt;
-}
-
-std::string DeletionIdFor(int64_t seq) {
-  return absl::StrFormat("%s%012d", kDeletionIdPrefix, seq);
-}
 
 absl::StatusOr<DeletionReceipt> DeletionQueue::Submit(
     DeleteRequest* request, const CommitGroup& commit) {
@@ -187,22 +137,20 @@ absl::StatusOr<RecoveredDeletions> RecoverDeletions(
     storage::LineageStore& store) {
   RecoveredDeletions recovered;
   absl::Status parse_status;
-  OUBLI_RETURN_IF_ERROR(store.ForEachDeletion([&](absl::string_view id,
-                                                  absl::string_view bytes) {
-    DeletionRecord record;
-    if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      parse_status.Update(absl::DataLossError(
-          absl::StrCat("deletion record ", id, " is corrupt")));
-      return;
-    }
-    int64_t seq = 0;
-    if (absl::SimpleAtoi(id.substr(sizeof(kDeletionIdPrefix) - 1), &seq)) {
-      recovered.last_seq = std::max(recovered.last_seq, seq);
-    }
-    if (record.restored_unix_nanos() == 0) {
-      recovered.unfinished.push_back(std::move(record));
-    }
-  }));
+  OUBLI_RETURN_IF_ERROR(
+      store.ForEachDeletion([&](absl::string_view id, absl::string_view bytes) {
+        absl::StatusOr<DeletionRecord> record = ParseDeletionRecord(id, bytes);
+        if (!record.ok()) {
+          parse_status.Update(record.status());
+          return;
+        }
+        if (std::optional<int64_t> seq = DeletionSeqOf(id); seq.has_value()) {
+          recovered.last_seq = std::max(recovered.last_seq, *seq);
+        }
+        if (record->restored_unix_nanos() == 0) {
+          recovered.unfinished.push_back(*std::move(record));
+        }
+      }));
   OUBLI_RETURN_IF_ERROR(parse_status);
   return recovered;
 }
@@ -215,25 +163,17 @@ absl::StatusOr<DeletionRecord> ReadDeletion(storage::LineageStore& store,
     return absl::NotFoundError(
         absl::StrCat("no deletion with id '", deletion_id, "'"));
   }
-  DeletionRecord record;
-  if (!record.ParseFromString(*bytes)) {
-    return absl::DataLossError(
-        absl::StrCat("deletion record ", deletion_id, " is corrupt"));
-  }
-  return record;
+  return ParseDeletionRecord(deletion_id, *bytes);
 }
 
 absl::StatusOr<std::optional<DeletionRecord>> FindOwnerDeletion(
     storage::LineageStore& store, absl::string_view owner) {
   std::optional<DeletionRecord> found;
-  OUBLI_RETURN_IF_ERROR(store.ForEachDeletion([&](absl::string_view,
-                                                  absl::string_view bytes) {
-    DeletionRecord record;
-    if (record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) &&
-        record.owner() == owner) {
-      found = std::move(record);
-    }
-  }));
+  OUBLI_RETURN_IF_ERROR(
+      store.ForEachDeletion([&](absl::string_view id, absl::string_view bytes) {
+        absl::StatusOr<DeletionRecord> record = ParseDeletionRecord(id, bytes);
+        if (record.ok() && record->owner() == owner) found = *std::move(record);
+      }));
   return found;
 }
 
@@ -262,20 +202,19 @@ absl::StatusOr<DeletionPage> ListDeletions(
           return false;
         }
         last_scanned = std::string(id);
-        DeletionRecord record;
-        if (!record.ParseFromArray(bytes.data(),
-                                   static_cast<int>(bytes.size()))) {
-          corrupt = absl::DataLossError(
-              absl::StrCat("deletion record ", id, " is corrupt"));
+        absl::StatusOr<DeletionRecord> record = ParseDeletionRecord(id, bytes);
+        if (!record.ok()) {
+          corrupt = record.status();
           return false;
         }
         // Ids sort by age, so nothing older can match an accepted_from.
-        if (record.accepted_unix_nanos() != 0 &&
-            absl::FromUnixNanos(record.accepted_unix_nanos()) <
+        if (record->accepted_unix_nanos() != 0 &&
+            absl::FromUnixNanos(record->accepted_unix_nanos()) <
                 query.accepted_from) {
           return false;
         }
-        DeletionReceipt receipt = ReceiptFromRecord(current(std::move(record)));
+        DeletionReceipt receipt =
+            ReceiptFromRecord(current(*std::move(record)));
         if (!matches(receipt)) return true;
         if (static_cast<int>(page.receipts.size()) == query.page_size) {
           more = true;  // one more match: the page is not the last

@@ -23,17 +23,12 @@
 #include "absl/types/span.h"
 #include "common/types.h"
 #include "coordinator/deletion_ledger.h"
+#include "coordinator/deletion_record.h"
 #include "coordinator/engine_types.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/lineage_store.h"
 
 namespace oubli::coordinator {
-
-// The stage a record has reached, from its timestamps.
-DeletionStage StageOf(const internal::DeletionRecord& record);
-DeletionReceipt ReceiptFromRecord(const internal::DeletionRecord& record);
-// "del-" and the sequence number, zero-padded so ids sort by age.
-std::string DeletionIdFor(int64_t seq);
 
 // One deletion request waiting for its group commit.
 struct DeleteRequest {

@@ -26,6 +26,7 @@
 #include "coordinator/access_policy.h"
 #include "coordinator/api_guard.h"
 #include "coordinator/audit_log.h"
+#include "coordinator/request_validation.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "worker/determinism.h"
@@ -215,11 +216,6 @@ void JobToProto(const JobInfo& in, v1::Job* out) {
   if (in.finished_at != absl::InfinitePast()) {
     SetTimestamp(in.finished_at, out->mutable_finished_at());
   }
-}
-
-grpc::Status CheckModelId(absl::string_view model_id) {
-  if (model_id.empty()) return InvalidArgument("model_id is required");
-  return grpc::Status::OK;
 }
 
 // Records method, final status code and latency of each oubli.v1.Oubli RPC.
@@ -462,10 +458,11 @@ absl::StatusOr<ModelRegistry*> OubliService::registry() const {
   auto tmp = (expr);                                      \
   if (!tmp.ok()) return ToGrpcStatus(tmp.status());       \
   lhs = std::move(tmp).value()
-#define OUBLI_GRPC_RETURN_IF_ERROR(expr)                     \
-  do {                                                       \
-    const grpc::Status oubli_grpc_status_ = (expr);          \
-    if (!oubli_grpc_status_.ok()) return oubli_grpc_status_; \
+// `expr`: an absl::Status (request_validation.h).
+#define OUBLI_GRPC_RETURN_IF_ERROR(expr)                        \
+  do {                                                          \
+    const grpc::Status oubli_grpc_status_ = ToGrpcStatus(expr); \
+    if (!oubli_grpc_status_.ok()) return oubli_grpc_status_;    \
   } while (0)
 
 grpc::Status OubliService::CreateModel(grpc::ServerContext* context,
@@ -529,10 +526,7 @@ grpc::Status OubliService::IngestSamples(
           "model_id: message ", messages, " names '", request.model_id(),
           "' but the stream started with '", model_id, "'"));
     }
-    if (request.samples_size() == 0) {
-      return InvalidArgument(
-          absl::StrCat("samples: message ", messages, " has no samples"));
-    }
+    // The stream's bound first: a message past it is refused whole.
     if (samples_in_stream + request.samples_size() >
         max_ingest_stream_samples_) {
       return grpc::Status(
@@ -543,39 +537,14 @@ grpc::Status OubliService::IngestSamples(
                        " are stored: send the rest on a new stream"));
     }
     samples_in_stream += request.samples_size();
-    if (request.samples_size() > kMaxIngestSamplesPerMessage) {
-      return InvalidArgument(
-          absl::StrCat("samples: message ", messages, " has ",
-                       request.samples_size(), " samples; the limit is ",
-                       kMaxIngestSamplesPerMessage, " per message"));
+    OUBLI_GRPC_ASSIGN_OR_RETURN(IngestBatch batch,
+                                TakeIngestSamples(messages, &request));
+    for (auto& [id, reason] : batch.rejected) {
+      v1::Rejected* rejected = response->add_rejected();
+      rejected->set_sample_id(SanitizeUtf8(id));
+      rejected->set_reason(std::move(reason));
     }
-    std::vector<Sample> samples;
-    samples.reserve(request.samples_size());
-    for (v1::Sample& in : *request.mutable_samples()) {
-      Sample sample;
-      sample.id = std::move(*in.mutable_id());
-      sample.owner = std::move(*in.mutable_owner());
-      sample.label = in.label();
-      sample.features = std::move(*in.mutable_features());
-      sample.deletion_risk = in.deletion_risk();
-      switch (in.feature_type()) {
-        case v1::FEATURE_TYPE_UNSPECIFIED:
-        case v1::FEATURE_TYPE_U8:
-          sample.feature_type = FeatureType::kU8;
-          break;
-        case v1::FEATURE_TYPE_F32:
-          sample.feature_type = FeatureType::kF32;
-          break;
-        default: {
-          v1::Rejected* rejected = response->add_rejected();
-          rejected->set_sample_id(SanitizeUtf8(sample.id));
-          rejected->set_reason(
-              absl::StrCat("feature_type: unknown value ", in.feature_type()));
-          continue;
-        }
-      }
-      samples.push_back(std::move(sample));
-    }
+    std::vector<Sample>& samples = batch.samples;
     if (samples.empty()) continue;
     OUBLI_GRPC_ASSIGN_OR_RETURN(storage::IngestResult result,
                                 registry->Ingest(model_id, samples));
@@ -619,25 +588,8 @@ grpc::Status OubliService::DeleteSamples(
     grpc::ServerContext* context, const v1::DeleteSamplesRequest* request,
     v1::DeletionReceipt* response) {
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
-  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
-  if (request->sample_ids_size() == 0) {
-    return InvalidArgument("sample_ids is empty: give at least one id");
-  }
-  if (request->sample_ids_size() > kMaxDeleteIds) {
-    return InvalidArgument(
-        absl::StrCat("sample_ids has ", request->sample_ids_size(),
-                     " ids; the limit is ", kMaxDeleteIds, " per request"));
-  }
-  // Validated here too so the message names the field and the position.
-  for (int i = 0; i < request->sample_ids_size(); ++i) {
-    if (absl::Status valid = ValidateSampleId(request->sample_ids(i));
-        !valid.ok()) {
-      return InvalidArgument(
-          absl::StrCat("sample_ids[", i, "]: ", valid.message()));
-    }
-  }
-  const std::vector<std::string> ids(request->sample_ids().begin(),
-                                     request->sample_ids().end());
+  OUBLI_GRPC_ASSIGN_OR_RETURN(const std::vector<std::string> ids,
+                              DeleteSamplesIds(*request));
   OUBLI_GRPC_ASSIGN_OR_RETURN(
       DeletionReceipt receipt,
       registry->DeleteSamples(request->model_id(), ids,
@@ -650,10 +602,7 @@ grpc::Status OubliService::ForgetOwner(grpc::ServerContext* context,
                                        const v1::ForgetOwnerRequest* request,
                                        v1::DeletionReceipt* response) {
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
-  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
-  if (absl::Status valid = ValidateOwner(request->owner()); !valid.ok()) {
-    return InvalidArgument(absl::StrCat("owner: ", valid.message()));
-  }
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckForgetOwner(*request));
   OUBLI_GRPC_ASSIGN_OR_RETURN(
       DeletionReceipt receipt,
       registry->ForgetOwner(request->model_id(), request->owner(),
@@ -717,48 +666,8 @@ grpc::Status OubliService::ListDeletions(
     grpc::ServerContext* context, const v1::ListDeletionsRequest* request,
     v1::ListDeletionsResponse* response) {
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
-  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
-  constexpr int kDefaultPageSize = 100;
-  constexpr int kMaxPageSize = 1000;
-  constexpr absl::string_view kTokenPrefix = "p1.";
-  DeletionQuery query;
-  if (request->page_size() < 0 || request->page_size() > kMaxPageSize) {
-    return InvalidArgument(absl::StrCat("page_size: must be 0..", kMaxPageSize,
-                                        ", got ", request->page_size()));
-  }
-  query.page_size =
-      request->page_size() == 0 ? kDefaultPageSize : request->page_size();
-  if (!request->page_token().empty()) {
-    absl::string_view token = request->page_token();
-    if (!absl::ConsumePrefix(&token, kTokenPrefix) ||
-        !absl::StartsWith(token, "del-") || token.size() > 64) {
-      return InvalidArgument("page_token: not a token this server issued");
-    }
-    query.below_id = std::string(token);
-  }
-  for (int stage : request->stages()) {
-    if (stage < v1::ACCEPTED || stage > v1::RESTORED) {
-      return InvalidArgument(absl::StrCat("stages: unknown stage ", stage));
-    }
-    // Both enums list the stages in the same order.
-    query.stages.push_back(static_cast<DeletionStage>(stage - v1::ACCEPTED));
-  }
-  if (request->owner().size() > 256) {
-    return InvalidArgument("owner: over 256 bytes");
-  }
-  query.owner = request->owner();
-  auto time_of = [](const google::protobuf::Timestamp& t) {
-    return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-  };
-  if (request->has_accepted_after()) {
-    query.accepted_from = time_of(request->accepted_after());
-  }
-  if (request->has_accepted_before()) {
-    query.accepted_to = time_of(request->accepted_before());
-  }
-  if (query.accepted_from >= query.accepted_to) {
-    return InvalidArgument("accepted_after: must be before accepted_before");
-  }
+  OUBLI_GRPC_ASSIGN_OR_RETURN(const DeletionQuery query,
+                              ListDeletionsQuery(*request));
   OUBLI_GRPC_ASSIGN_OR_RETURN(
       DeletionPage page, registry->ListDeletions(request->model_id(), query));
   for (DeletionReceipt& receipt : page.receipts) {
@@ -772,7 +681,7 @@ grpc::Status OubliService::ListDeletions(
   }
   if (!page.next_below_id.empty()) {
     response->set_next_page_token(
-        absl::StrCat(kTokenPrefix, page.next_below_id));
+        absl::StrCat(kPageTokenPrefix, page.next_below_id));
   }
   return grpc::Status::OK;
 }
@@ -781,47 +690,15 @@ grpc::Status OubliService::Predict(grpc::ServerContext* context,
                                    const v1::PredictRequest* request,
                                    v1::PredictResponse* response) {
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
-  OUBLI_GRPC_RETURN_IF_ERROR(CheckModelId(request->model_id()));
-  const int64_t rows = request->rows();
-  if (rows < 1) return InvalidArgument("rows must be at least 1");
-  if (rows > kMaxPredictRows) {
-    return InvalidArgument(absl::StrCat("rows is ", rows, "; the limit is ",
-                                        kMaxPredictRows, " per request"));
-  }
-  const bool has_floats = request->features_size() > 0;
-  const bool has_bytes = !request->features_f32le().empty();
-  if (has_floats == has_bytes) {
-    return InvalidArgument("give exactly one of features and features_f32le");
-  }
-  if (has_bytes && request->features_f32le().size() % 4 != 0) {
-    return InvalidArgument(absl::StrCat("features_f32le has ",
-                                        request->features_f32le().size(),
-                                        " bytes, not a multiple of 4"));
-  }
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckPredictRequest(*request));
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig config,
                               registry->GetConfig(request->model_id()));
-  const int64_t width = config.backbone.InputSize();
-  const int64_t values =
-      has_floats ? request->features_size()
-                 : static_cast<int64_t>(request->features_f32le().size() / 4);
-  if (values != rows * width) {
-    return InvalidArgument(absl::StrCat(
-        has_floats ? "features" : "features_f32le", " has ", values,
-        " values; rows=", rows, " x ", width, " features per row of model '",
-        request->model_id(), "' needs ", rows * width));
-  }
-  std::vector<float> inputs;
-  if (has_floats) {
-    inputs.assign(request->features().begin(), request->features().end());
-  } else {
-    // Little-endian on the wire and on every platform we build for.
-    inputs.resize(values);
-    std::memcpy(inputs.data(), request->features_f32le().data(),
-                request->features_f32le().size());
-  }
+  OUBLI_GRPC_ASSIGN_OR_RETURN(
+      const std::vector<float> inputs,
+      PredictInputs(*request, config.backbone.InputSize()));
   OUBLI_GRPC_ASSIGN_OR_RETURN(
       Prediction prediction,
-      registry->Predict(request->model_id(), inputs, rows));
+      registry->Predict(request->model_id(), inputs, request->rows()));
   response->set_rows(static_cast<int32_t>(prediction.rows));
   response->set_classes(static_cast<int32_t>(prediction.classes));
   response->mutable_probabilities()->Assign(prediction.probabilities.begin(),

@@ -23,6 +23,7 @@
 #include "coordinator/membership_service.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/prometheus_metrics.h"
+#include "coordinator/request_validation.h"
 #include "coordinator/worker_pool.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 
@@ -31,11 +32,6 @@ namespace oubli::coordinator {
 class AccessPolicyFiles;
 class ApiGuard;
 class AuditLog;
-
-// Wire-level limits; the proto documents them.
-inline constexpr int kMaxDeleteIds = 10000;
-inline constexpr int kMaxIngestSamplesPerMessage = 10000;
-inline constexpr int kMaxPredictRows = 4096;
 
 // absl::Status -> grpc::Status: common/grpc_status.h.
 using ::oubli::ToGrpcStatus;

@@ -91,8 +91,10 @@ ABSL_FLAG(int64_t, max_ingest_stream_samples, 10'000'000,
 ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{1} << 30,
           "memory gRPC may use for connection and message buffers");
 ABSL_FLAG(bool, metrics_tls, false,
-          "serve /metrics over HTTPS with --tls_cert and --tls_key (no "
-          "client certificate asked)");
+          "serve /metrics over HTTPS with --tls_cert and --tls_key");
+ABSL_FLAG(std::string, metrics_tls_client_ca, "",
+          "with --metrics_tls: PEM CAs whose certificates scrapers must "
+          "present (re-read when it changes); empty: none is asked for");
 ABSL_FLAG(bool, insecure, false,
           "allow listening beyond loopback without TLS (--tls_cert) and an "
           "access policy (--policy_file): anyone reaching the port can read "
@@ -199,6 +201,13 @@ int main(int argc, char** argv) {
     }
     options.metrics_tls.cert = options.tls.cert;
     options.metrics_tls.key = options.tls.key;
+    options.metrics_tls.client_ca = absl::GetFlag(FLAGS_metrics_tls_client_ca);
+    options.metrics_tls.client_ca_flag = "metrics_tls_client_ca";
+  } else if (!absl::GetFlag(FLAGS_metrics_tls_client_ca).empty()) {
+    std::fprintf(
+        stderr,
+        "oubli-coordinator: --metrics_tls_client_ca needs --metrics_tls\n");
+    return 2;
   }
   options.policy_file = absl::GetFlag(FLAGS_policy_file);
   options.token_file = absl::GetFlag(FLAGS_token_file);

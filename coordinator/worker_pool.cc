@@ -25,6 +25,7 @@
 #include "common/grpc_status.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "coordinator/chunk_manifest.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "oubli/internal/records.pb.h"
 #include "storage/erasure_code.h"
@@ -87,31 +88,6 @@ constexpr size_t kMaxSliceHints = 100000;
 // How long a worker that could not load a model's shard gets none of its
 // shards (CannotServe).
 constexpr absl::Duration kCannotServeBackoff = absl::Seconds(30);
-
-// The manifest in `bytes` and the layout it records; DataLoss if it is
-// unreadable or inconsistent.
-absl::StatusOr<storage::BlobLayout> ParseManifest(
-    const std::string& key, const std::string& bytes,
-    internal::ChunkManifest* manifest) {
-  if (!manifest->ParseFromString(bytes)) {
-    return absl::DataLossError(
-        absl::StrCat("chunk manifest of ", key, " is unreadable"));
-  }
-  storage::BlobLayout layout;
-  layout.data_chunks = manifest->data_chunks();
-  layout.parity_chunks = manifest->parity_chunks();
-  layout.original_size = manifest->original_size();
-  layout.chunk_size = manifest->chunk_size();
-  layout.chunk_crc32c.assign(manifest->chunk_crc32c().begin(),
-                             manifest->chunk_crc32c().end());
-  const int total = layout.total_chunks();
-  if (total < 1 || manifest->holders_size() != total ||
-      static_cast<int>(layout.chunk_crc32c.size()) != total) {
-    return absl::DataLossError(
-        absl::StrCat("chunk manifest of ", key, " is inconsistent"));
-  }
-  return layout;
-}
 
 }  // namespace
 
@@ -867,7 +843,7 @@ absl::StatusOr<std::string> WorkerPool::Restore(const std::string& key,
                                                 const std::string& bytes) {
   internal::ChunkManifest manifest;
   OUBLI_ASSIGN_OR_RETURN(const storage::BlobLayout layout,
-                         ParseManifest(key, bytes, &manifest));
+                         ParseChunkManifest(key, bytes, &manifest));
   const int total = layout.total_chunks();
   OUBLI_ASSIGN_OR_RETURN(storage::ReedSolomonCode code,
                          storage::ReedSolomonCode::Create(
@@ -955,7 +931,7 @@ absl::StatusOr<int> WorkerPool::Repair(
     const std::function<absl::Status(const std::string&)>& persist) {
   internal::ChunkManifest manifest;
   OUBLI_ASSIGN_OR_RETURN(const storage::BlobLayout layout,
-                         ParseManifest(key, bytes, &manifest));
+                         ParseChunkManifest(key, bytes, &manifest));
   const int total = layout.total_chunks();
   std::vector<int> lost;
   for (int i = 0; i < total; ++i) {

@@ -8,6 +8,8 @@
 #include <cassert>
 #include <cstdio>
 #include <cstring>
+#include <limits>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -22,7 +24,7 @@ namespace {
 
 // GF(2^8) limits k + m to 255; fixed-size pointer arrays avoid a heap
 // allocation per stripe.
-constexpr int kMaxChunks = 255;
+constexpr int kMaxChunks = ReedSolomonCode::kMaxTotalChunks;
 using ConstPtrArray = std::array<const uint8_t*, kMaxChunks>;
 using PtrArray = std::array<uint8_t*, kMaxChunks>;
 
@@ -127,8 +129,9 @@ ReedSolomonCode::~ReedSolomonCode() = default;
 
 absl::StatusOr<ReedSolomonCode> ReedSolomonCode::Create(int data_chunks,
                                                         int parity_chunks) {
+  // Compared without adding: the counts may come from a corrupt manifest.
   if (data_chunks < 1 || parity_chunks < 0 ||
-      data_chunks + parity_chunks > kMaxChunks) {
+      parity_chunks > kMaxChunks - data_chunks) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "invalid Reed-Solomon code RS(%d,%d): need k >= 1, m >= 0, "
         "k + m <= %d",
@@ -137,9 +140,19 @@ absl::StatusOr<ReedSolomonCode> ReedSolomonCode::Create(int data_chunks,
   return ReedSolomonCode(data_chunks, parity_chunks);
 }
 
+std::optional<uint64_t> PaddedChunkSize(int data_chunks, uint64_t blob_size) {
+  const uint64_t k = static_cast<uint64_t>(data_chunks);
+  const uint64_t per_chunk = blob_size / k + (blob_size % k != 0 ? 1 : 0);
+  if (per_chunk >
+      std::numeric_limits<uint64_t>::max() - (AlignedBuffer::kAlignment - 1)) {
+    return std::nullopt;
+  }
+  return RoundUpToAlignment(per_chunk);
+}
+
 uint64_t ReedSolomonCode::ChunkSizeFor(uint64_t blob_size) const {
-  const uint64_t k = static_cast<uint64_t>(k_);
-  return RoundUpToAlignment((blob_size + k - 1) / k);
+  // Always a value for a blob that is in memory.
+  return PaddedChunkSize(k_, blob_size).value_or(0);
 }
 
 size_t ReedSolomonCode::CachedDecodePlans() const {
@@ -268,11 +281,12 @@ absl::Status ReedSolomonCode::CheckLayout(const BlobLayout& layout,
     return absl::InvalidArgumentError(absl::StrFormat(
         "layout has %d chunk CRCs, want %d", layout.chunk_crc32c.size(), n));
   }
-  if (layout.chunk_size != ChunkSizeFor(layout.original_size)) {
+  const std::optional<uint64_t> chunk_size =
+      PaddedChunkSize(k_, layout.original_size);
+  if (!chunk_size.has_value() || layout.chunk_size != *chunk_size) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "layout chunk size %d does not match %d for a %d-byte blob",
-        layout.chunk_size, ChunkSizeFor(layout.original_size),
-        layout.original_size));
+        layout.chunk_size, chunk_size.value_or(0), layout.original_size));
   }
   if (chunks_size != n) {
     return absl::InvalidArgumentError(

@@ -89,6 +89,12 @@ struct BlobLayout {
   int total_chunks() const { return data_chunks + parity_chunks; }
 };
 
+// Bytes per chunk of a blob of `blob_size` bytes cut into `data_chunks`
+// (>= 1) chunks: ceil(blob_size / data_chunks) rounded up to a multiple of
+// 64. nullopt when that does not fit in 64 bits: no blob is that large,
+// but a corrupt manifest can claim one.
+std::optional<uint64_t> PaddedChunkSize(int data_chunks, uint64_t blob_size);
+
 // One stored fragment. Indices [0, k) are data, [k, k+m) are parity.
 struct Chunk {
   int index = 0;
@@ -149,8 +155,10 @@ class ReedSolomonCode {
   // and the copy out read cache, not DRAM.
   static constexpr size_t kBlockBytes = 64 * 1024;
 
-  // 1 <= k, 0 <= m, k + m <= 255 (GF(2^8) Cauchy limit); else
-  // InvalidArgument.
+  // The GF(2^8) Cauchy limit on k + m.
+  static constexpr int kMaxTotalChunks = 255;
+
+  // 1 <= k, 0 <= m, k + m <= kMaxTotalChunks; else InvalidArgument.
   static absl::StatusOr<ReedSolomonCode> Create(int data_chunks,
                                                 int parity_chunks);
 

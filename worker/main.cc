@@ -57,8 +57,10 @@ ABSL_FLAG(std::string, tls_coordinator_name,
           "with TLS: the name (DNS SAN) the coordinator's certificate "
           "carries; checked when dialling it and required of its calls");
 ABSL_FLAG(bool, metrics_tls, false,
-          "serve /metrics over HTTPS with --tls_cert and --tls_key (no "
-          "client certificate asked)");
+          "serve /metrics over HTTPS with --tls_cert and --tls_key");
+ABSL_FLAG(std::string, metrics_tls_client_ca, "",
+          "with --metrics_tls: PEM CAs whose certificates scrapers must "
+          "present (re-read when it changes); empty: none is asked for");
 ABSL_FLAG(bool, insecure, false,
           "allow listening beyond loopback without mutual TLS: anyone "
           "reaching the port could read training data");
@@ -133,6 +135,12 @@ int main(int argc, char** argv) {
     }
     options.metrics_tls.cert = options.tls_listen.cert;
     options.metrics_tls.key = options.tls_listen.key;
+    options.metrics_tls.client_ca = absl::GetFlag(FLAGS_metrics_tls_client_ca);
+    options.metrics_tls.client_ca_flag = "metrics_tls_client_ca";
+  } else if (!absl::GetFlag(FLAGS_metrics_tls_client_ca).empty()) {
+    std::fprintf(stderr,
+                 "oubli-worker: --metrics_tls_client_ca needs --metrics_tls\n");
+    return 2;
   }
   options.coordinator_certificate_name =
       absl::GetFlag(FLAGS_tls_coordinator_name);

@@ -2,7 +2,8 @@
 // policy, workers and coordinator authenticate each other with mutual TLS,
 // and every stranger (plaintext, no certificate, a certificate without the
 // cluster name) is refused on both ports. Also the start-up refusals of an
-// unprotected non-loopback listen.
+// unprotected non-loopback listen. Expired certificates, and /metrics asking
+// scrapers for a certificate.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -149,6 +150,92 @@ TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
   EXPECT_EQ(
       TrainPosition(Channel(worker, &coordinator_cert_, "not-the-worker")),
       grpc::StatusCode::UNAVAILABLE);
+}
+
+// Certificates of the cluster's CA carrying the right names, but expired:
+// refused on both ports, and a worker given one does not start.
+TEST_F(ClusterTlsTest, ExpiredCertificatesAreRefused) {
+  auto expired_worker =
+      ca_->Issue("expired-worker", "oubli-worker", {"oubli-worker"},
+                 -absl::Hours(48), -absl::Hours(24));
+  ASSERT_TRUE(expired_worker.ok()) << expired_worker.status();
+  auto expired_coordinator =
+      ca_->Issue("expired-coordinator", "oubli-coordinator",
+                 {"oubli-coordinator"}, -absl::Hours(48), -absl::Hours(24));
+  ASSERT_TRUE(expired_coordinator.ok()) << expired_coordinator.status();
+  std::vector<std::string> flags = TlsFlags(coordinator_cert_);
+  flags.push_back(absl::StrCat("--policy_file=", policy_));
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, TlsFlags(worker_cert_)));
+  const std::string coordinator = coordinator_.address();
+  const std::string worker = workers_[0]->address();
+
+  // Registering as a worker: the handshake fails. (The same call with the
+  // valid certificate of that name gets through it.)
+  EXPECT_EQ(
+      Register(Channel(coordinator, &*expired_worker, "oubli-coordinator")),
+      grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(Register(Channel(coordinator, &worker_cert_, "oubli-coordinator")),
+            grpc::StatusCode::UNAVAILABLE);
+  // Calling a worker as the coordinator: likewise.
+  EXPECT_EQ(
+      TrainPosition(Channel(worker, &*expired_coordinator, "oubli-worker")),
+      grpc::StatusCode::UNAVAILABLE);
+  const grpc::StatusCode valid =
+      TrainPosition(Channel(worker, &coordinator_cert_, "oubli-worker"));
+  EXPECT_NE(valid, grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(valid, grpc::StatusCode::UNAUTHENTICATED);
+
+  testing_util::ServerProcess process(OUBLI_WORKER_BIN);
+  EXPECT_FALSE(
+      process.Start({absl::StrCat("--coordinator=", coordinator),
+                     absl::StrCat("--tls_cert=", expired_worker->cert),
+                     absl::StrCat("--tls_key=", expired_worker->key),
+                     absl::StrCat("--tls_client_ca=", ca_->cert_path())},
+                    dir_.path() / "expired-worker.log"));
+  EXPECT_THAT(process.Log(), HasSubstr("the certificate has expired"));
+}
+
+// --metrics_tls_client_ca: /metrics of both binaries answers only scrapers
+// presenting a certificate of that CA.
+TEST_F(ClusterTlsTest, MetricsClientCaRequiresAScraperCertificate) {
+  std::vector<std::string> flags = TlsFlags(coordinator_cert_);
+  flags.push_back(absl::StrCat("--policy_file=", policy_));
+  flags.push_back("--metrics_tls");
+  flags.push_back(absl::StrCat("--metrics_tls_client_ca=", ca_->cert_path()));
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  std::vector<std::string> worker_flags = TlsFlags(worker_cert_);
+  worker_flags.push_back("--metrics_listen=127.0.0.1:0");
+  worker_flags.push_back("--metrics_tls");
+  worker_flags.push_back(
+      absl::StrCat("--metrics_tls_client_ca=", ca_->cert_path()));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, worker_flags));
+
+  const auto port_of = [](const std::string& address) {
+    return std::stoi(address.substr(address.rfind(':') + 1));
+  };
+  std::string address;
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &address));
+  const int coordinator_port = port_of(address);
+  ASSERT_TRUE(workers_[0]->SawLine("metrics on ", &address));
+  const int worker_port = port_of(address);
+  const std::string ca = ca_->cert_path();
+  EXPECT_EQ(testing_util::HttpsGet(coordinator_port, ca), "");
+  EXPECT_THAT(testing_util::HttpsGet(coordinator_port, ca, &alice_),
+              HasSubstr("oubli_"));
+  EXPECT_EQ(testing_util::HttpsGet(worker_port, ca, nullptr, "oubli-worker"),
+            "");
+  EXPECT_THAT(testing_util::HttpsGet(worker_port, ca, &alice_, "oubli-worker"),
+              HasSubstr("oubli_"));
+
+  // Without --metrics_tls the flag would ask for nothing: refused.
+  testing_util::ServerProcess process(OUBLI_COORDINATOR_BIN);
+  EXPECT_FALSE(process.Start(
+      {absl::StrCat("--data_dir=", (dir_.path() / "refused").string()),
+       "--listen=127.0.0.1:0",
+       absl::StrCat("--metrics_tls_client_ca=", ca_->cert_path())},
+      dir_.path() / "refused.log"));
+  EXPECT_THAT(process.Log(), HasSubstr("needs --metrics_tls"));
 }
 
 TEST_F(ClusterTlsTest, UnprotectedListenBeyondLoopbackIsRefused) {

@@ -25,7 +25,8 @@ while (($#)); do
     *) echo "run_fuzzers: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
-TARGETS=(safetensors config_text idx csv access_policy ledger)
+TARGETS=(safetensors config_text idx csv access_policy ledger chunk_manifest
+  deletion_record requests)
 
 if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
   CC=clang CXX=clang++ cmake -S "$HERE" -B "$BUILD_DIR" -G Ninja \

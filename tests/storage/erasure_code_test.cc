@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -79,7 +80,9 @@ TEST(DefaultCodeForTest, FollowsPlacementRule) {
 
 TEST(ReedSolomonCodeTest, RejectsInvalidParameters) {
   for (auto [k, m] : std::vector<std::pair<int, int>>{
-           {0, 0}, {0, 2}, {-1, 1}, {4, -1}, {200, 56}, {255, 1}, {256, 0}}) {
+           {0, 0}, {0, 2}, {-1, 1}, {4, -1}, {200, 56}, {255, 1}, {256, 0},
+           // As a corrupt manifest may claim: k + m does not fit an int.
+           {INT_MAX, 1}, {1, INT_MAX}}) {
     auto code = ReedSolomonCode::Create(k, m);
     EXPECT_EQ(code.status().code(), absl::StatusCode::kInvalidArgument)
         << k << "," << m;
@@ -97,6 +100,11 @@ TEST(ReedSolomonCodeTest, ChunkSizeIsPaddedToMultipleOf64) {
   EXPECT_EQ(code->ChunkSizeFor(256), 64u);
   EXPECT_EQ(code->ChunkSizeFor(257), 128u);
   EXPECT_EQ(code->ChunkSizeFor(4 * 1000), 1024u);
+  EXPECT_EQ(PaddedChunkSize(4, 257), 128u);
+  EXPECT_EQ(PaddedChunkSize(1, UINT64_MAX - 63), UINT64_MAX - 63);
+  // No chunk size fits: none, rather than one wrapped around to 0.
+  EXPECT_EQ(PaddedChunkSize(1, UINT64_MAX), std::nullopt);
+  EXPECT_EQ(PaddedChunkSize(4, UINT64_MAX), 0x4000000000000000u);
 }
 
 TEST(ReedSolomonCodeTest, EncodingIsSystematicAlignedAndCrcStamped) {
@@ -414,6 +422,13 @@ TEST(ReedSolomonCodeTest, RejectsMismatchedLayoutsAndRepairIndices) {
   BlobLayout bad_size = encoded->layout;
   bad_size.chunk_size += 64;
   EXPECT_EQ(code->DecodeBlob(bad_size, encoded->Views()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A blob of 2^64 - 1 bytes, whose chunk size a sum past 2^64 would have
+  // made 0.
+  BlobLayout huge = encoded->layout;
+  huge.original_size = UINT64_MAX;
+  huge.chunk_size = 0;
+  EXPECT_EQ(code->DecodeBlob(huge, encoded->Views()).status().code(),
             absl::StatusCode::kInvalidArgument);
   for (const std::vector<int>& lost :
        {std::vector<int>{6}, std::vector<int>{-1}, std::vector<int>{2, 2}}) {

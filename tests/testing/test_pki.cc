@@ -1,9 +1,14 @@
 #include "tests/testing/test_pki.h"
 
+#include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -128,6 +133,47 @@ absl::StatusOr<PemPair> TestCa::Issue(const std::string& stem,
   EVP_PKEY_free(key);
   if (!status.ok()) return status;
   return pair;
+}
+
+std::string HttpsGet(int port, const std::string& ca, const PemPair* client,
+                     const std::string& server_name,
+                     bool reset_after_handshake) {
+  SSL_CTX* context = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_load_verify_locations(context, ca.c_str(), nullptr);
+  SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
+  if (client != nullptr) {
+    SSL_CTX_use_certificate_chain_file(context, client->cert.c_str());
+    SSL_CTX_use_PrivateKey_file(context, client->key.c_str(), SSL_FILETYPE_PEM);
+  }
+  std::string body;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  SSL* ssl = SSL_new(context);
+  SSL_set1_host(ssl, server_name.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
+          0 &&
+      SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1 &&
+      !reset_after_handshake) {
+    const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
+    SSL_write(ssl, request.data(), static_cast<int>(request.size()));
+    char buffer[4096];
+    int n;
+    while ((n = SSL_read(ssl, buffer, sizeof(buffer))) > 0) {
+      body.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  if (reset_after_handshake) {
+    const linger abort = {1, 0};  // close sends RST
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+  }
+  SSL_free(ssl);
+  ::close(fd);
+  SSL_CTX_free(context);
+  ERR_clear_error();
+  return body;
 }
 
 }  // namespace oubli::testing_util

@@ -1,6 +1,7 @@
 // Throwaway certificate authorities for TLS tests: a CA and the leaf
 // certificates a test needs (valid, expired, from another CA), written as
-// PEM files. EC P-256 keys, so making them is fast.
+// PEM files. EC P-256 keys, so making them is fast. Also an HTTPS client
+// for /metrics.
 #ifndef OUBLI_TESTS_TESTING_TEST_PKI_H_
 #define OUBLI_TESTS_TESTING_TEST_PKI_H_
 
@@ -45,6 +46,15 @@ class TestCa {
   std::string cert_path_;
   std::unique_ptr<Keys> keys_;
 };
+
+// Body of GET /metrics over TLS to 127.0.0.1:`port` (headers included),
+// trusting `ca` and checking the server's certificate for `server_name`;
+// presents `client` when given. With `reset_after_handshake`, resets the
+// connection right after the handshake instead. "" on any failure.
+std::string HttpsGet(int port, const std::string& ca,
+                     const PemPair* client = nullptr,
+                     const std::string& server_name = "localhost",
+                     bool reset_after_handshake = false);
 
 }  // namespace oubli::testing_util
 
