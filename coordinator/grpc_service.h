@@ -20,6 +20,7 @@
 #include "common/grpc_status.h"
 #include "common/signing_key.h"
 #include "common/tls_files.h"
+#include "coordinator/api_config.h"
 #include "coordinator/membership_service.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/prometheus_metrics.h"
@@ -35,13 +36,6 @@ class AuditLog;
 
 // absl::Status -> grpc::Status: common/grpc_status.h.
 using ::oubli::ToGrpcStatus;
-
-// Proto config -> domain config: unset fields keep the ModelConfig defaults.
-// InvalidArgument naming the field for unknown enum values; ranges are
-// checked by ValidateConfig.
-absl::StatusOr<ModelConfig> ConfigFromProto(const oubli::v1::ModelConfig& in);
-// Every field set.
-oubli::v1::ModelConfig ConfigToProto(const ModelConfig& config);
 
 class OubliService final : public oubli::v1::Oubli::Service {
  public:

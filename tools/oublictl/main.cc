@@ -66,8 +66,9 @@
 #include "common/grpc_security.h"
 #include "common/signing_key.h"
 #include "common/status_macros.h"
+#include "coordinator/api_config.h"
 #include "coordinator/deletion_ledger.h"
-#include "coordinator/grpc_service.h"
+#include "coordinator/request_validation.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "storage/datasets.h"
 
