@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "coordinator/chunk_manifest.h"
 #include "oubli/internal/records.pb.h"
 
 namespace oubli::coordinator {
@@ -230,7 +231,9 @@ absl::StatusOr<std::vector<ChunkPlacement>> ChunkReplication::Placements(
   std::vector<ChunkPlacement> out;
   for (const auto& [key, bytes] : manifests) {
     internal::ChunkManifest manifest;
-    if (!manifest.ParseFromString(bytes)) continue;  // Restore reports it
+    // Only consistent manifests count (their counts feed the redundancy
+    // gauges); Restore reports the others.
+    if (!ParseChunkManifest(key, bytes, &manifest).ok()) continue;
     ChunkPlacement& p = out.emplace_back();
     p.data_chunks = manifest.data_chunks();
     p.parity_chunks = manifest.parity_chunks();

@@ -169,11 +169,19 @@ absl::StatusOr<DeletionRecord> ReadDeletion(storage::LineageStore& store,
 absl::StatusOr<std::optional<DeletionRecord>> FindOwnerDeletion(
     storage::LineageStore& store, absl::string_view owner) {
   std::optional<DeletionRecord> found;
+  absl::Status corrupt;
   OUBLI_RETURN_IF_ERROR(
       store.ForEachDeletion([&](absl::string_view id, absl::string_view bytes) {
         absl::StatusOr<DeletionRecord> record = ParseDeletionRecord(id, bytes);
-        if (record.ok() && record->owner() == owner) found = *std::move(record);
+        if (!record.ok()) {
+          // Skipping it could answer "never ingested" for an owner whose
+          // acknowledged deletion is the record that went bad.
+          if (corrupt.ok()) corrupt = record.status();
+          return;
+        }
+        if (record->owner() == owner) found = *std::move(record);
       }));
+  OUBLI_RETURN_IF_ERROR(corrupt);
   return found;
 }
 

@@ -107,7 +107,8 @@ absl::StatusOr<internal::DeletionRecord> ReadDeletion(
     storage::LineageStore& store, absl::string_view deletion_id);
 
 // The last stored deletion that forgot `owner` (deletions by id keep no
-// owner); nullopt if none. Errors: storage failures.
+// owner); nullopt if none. Errors: storage failures; DataLoss: a stored
+// record is corrupt (it might be the owner's).
 absl::StatusOr<std::optional<internal::DeletionRecord>> FindOwnerDeletion(
     storage::LineageStore& store, absl::string_view owner);
 

@@ -763,12 +763,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       (std::filesystem::path(options.data_dir) / kRetiredWorkersFile)
           .string()));
   OUBLI_RETURN_IF_ERROR(CheckTlsServerFiles(options.tls));
-  if (options.tls.enabled() && options.workers.tls.server_name.empty() &&
-      options.workers.cluster_token.empty()) {
-    // Nothing would tell workers from anyone else on the TLS port.
+  if (options.tls.enabled() && options.workers.tls.server_name.empty()) {
+    // Nothing but a shared secret would tell workers from anyone else on
+    // the TLS port; the cluster token is for plaintext loopback setups.
     return absl::InvalidArgumentError(
         "with TLS, workers are recognised by the name their certificate "
-        "carries (--tls_worker_name) or a cluster token; both are empty");
+        "carries (--tls_worker_name), which is empty; a cluster token does "
+        "not replace it");
   }
   if (!options.policy_file.empty()) {
     OUBLI_ASSIGN_OR_RETURN(

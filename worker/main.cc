@@ -145,12 +145,13 @@ int main(int argc, char** argv) {
   options.coordinator_certificate_name =
       absl::GetFlag(FLAGS_tls_coordinator_name);
   if (options.tls_listen.enabled() &&
-      options.coordinator_certificate_name.empty() &&
-      options.cluster_token.empty()) {
+      options.coordinator_certificate_name.empty()) {
+    // The cluster token is for plaintext loopback setups; under TLS the
+    // coordinator is who its certificate names.
     std::fprintf(stderr,
                  "oubli-worker: with TLS, the coordinator is recognised by the "
-                 "name its certificate carries (--tls_coordinator_name) or a "
-                 "cluster token; both are empty\n");
+                 "name its certificate carries (--tls_coordinator_name), "
+                 "which is empty; a cluster token does not replace it\n");
     return 2;
   }
   for (const absl::Status& s :

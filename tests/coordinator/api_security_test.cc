@@ -439,6 +439,12 @@ TEST_F(ApiSecurityTest, BadFilesFailTheStartNamingTheFlag) {
   started = CoordinatorServer::Start(options);
   ASSERT_FALSE(started.ok());
   EXPECT_THAT(started.status().message(), HasSubstr("--tls_worker_name"));
+  // A shared token is no substitute under TLS (plaintext loopback only).
+  options.workers.cluster_token = "shared-secret";
+  started = CoordinatorServer::Start(options);
+  ASSERT_FALSE(started.ok());
+  EXPECT_THAT(started.status().message(),
+              HasSubstr("a cluster token does not replace it"));
 
   options = ServerOptions();
   options.policy_file.clear();
