@@ -410,6 +410,37 @@ TEST_F(ApiSecurityTest, RotatedServerCertificateIsServedWithoutRestart) {
   EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
+TEST_F(ApiSecurityTest, RotatedClientCaAppliesWithoutRestart) {
+  // The server trusts callers by a CA bundle of its own file; a caller of
+  // a second CA is refused until the bundle names that CA too.
+  server_.reset();
+  const std::filesystem::path bundle = root_ / "client-ca.pem";
+  WriteFile(bundle, ReadFile(ca_->cert_path()));
+  CoordinatorServer::Options options = ServerOptions();
+  options.tls.client_ca = bundle.string();
+  auto started = CoordinatorServer::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  server_ = *std::move(started);
+  address_ = absl::StrCat("127.0.0.1:", server_->port());
+  auto newcomer = rogue_->Issue("alice-next", "alice", {});
+  ASSERT_TRUE(newcomer.ok()) << newcomer.status();
+  v1::ListModelsResponse models;
+  ASSERT_EQ(ListModels(Client(&*newcomer, nullptr).get(), &models).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  ASSERT_TRUE(ListModels(Client(&alice_, nullptr).get(), &models).ok());
+  // The bundle is replaced in place, as cert-manager does.
+  WriteFile(bundle, ReadFile(ca_->cert_path()) + ReadFile(rogue_->cert_path()));
+  grpc::Status status;
+  for (int attempt = 0; attempt < 120; ++attempt) {  // hang guard: 60 s
+    status = ListModels(Client(&*newcomer, nullptr).get(), &models);
+    if (status.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  // The first CA's callers still get in.
+  EXPECT_TRUE(ListModels(Client(&alice_, nullptr).get(), &models).ok());
+}
+
 TEST_F(ApiSecurityTest, BadFilesFailTheStartNamingTheFlag) {
   server_.reset();
   CoordinatorServer::Options options = ServerOptions();
