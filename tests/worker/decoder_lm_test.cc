@@ -5,10 +5,13 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/hash.h"
 #include "worker/hf_decoder_weights.h"
 #include "worker/safetensors.h"
 
@@ -69,23 +72,47 @@ std::map<std::string, torch::Tensor> ByName(const NamedTensors& tensors) {
   return out;
 }
 
-// Runs decoder_reference.py once for the whole suite.
+// decoder_reference.py's output, made once per version of the script: in a
+// directory named by the script's SHA-256, so the suite's test processes
+// (ctest runs each test alone) share one run.
 class ReferenceFiles {
  public:
   static const std::string& Dir() {
     static const std::string* dir = [] {
       const char* source = std::getenv("OUBLI_SOURCE_DIR");
       EXPECT_NE(source, nullptr) << "OUBLI_SOURCE_DIR is unset (ctest sets it)";
+      const std::string script =
+          absl::StrCat(source == nullptr ? "." : source,
+                       "/tests/worker/decoder_reference.py");
+      std::ifstream in(script, std::ios::binary);
+      std::stringstream text;
+      text << in.rdbuf();
+      const std::filesystem::path tmp =
+          std::filesystem::temp_directory_path();
       auto* out = new std::string(
-          (std::filesystem::temp_directory_path() /
-           absl::StrCat("oubli-decoder-reference-", ::getpid()))
+          (tmp / absl::StrCat("oubli-decoder-reference-",
+                              Sha256Hex(text.str()).substr(0, 16)))
               .string());
-      std::filesystem::create_directories(*out);
+      if (std::filesystem::exists(*out + "/llama_expected.safetensors")) {
+        return out;
+      }
+      // Made beside it and renamed into place: a concurrent process either
+      // finds the whole directory or makes its own.
+      const std::string scratch = absl::StrCat(*out, ".", ::getpid());
+      std::filesystem::create_directories(scratch);
       const std::string command =
-          absl::StrCat("/usr/bin/python3 ", source == nullptr ? "." : source,
-                       "/tests/worker/decoder_reference.py ", *out);
-      EXPECT_EQ(std::system(command.c_str()), 0)
-          << command << " failed (tools/oubli setup installs python3-torch)";
+          absl::StrCat("/usr/bin/python3 ", script, " ", scratch);
+      if (std::system(command.c_str()) != 0) {
+        ADD_FAILURE() << command
+                      << " failed (tools/oubli setup installs python3-torch)";
+        *out = scratch;  // never renamed into place: the next run retries
+        return out;
+      }
+      std::error_code error;
+      std::filesystem::rename(scratch, *out, error);
+      if (error) {
+        std::filesystem::remove_all(scratch, error);  // another process won
+      }
       return out;
     }();
     return *dir;
