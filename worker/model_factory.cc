@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/hash.h"
 #include "common/status_macros.h"
 #include "worker/decoder_lm.h"
 #include "worker/hf_decoder_weights.h"
@@ -19,6 +20,15 @@ absl::StatusOr<std::shared_ptr<AdapterModel>> BuildAdapterModel(
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<AdapterClassifier> model,
                          BuildClassifier(backbone, base_seed));
   return std::shared_ptr<AdapterModel>(std::move(model));
+}
+
+absl::StatusOr<std::shared_ptr<AdapterModel>> BuildModelOnBase(
+    const ModelConfig& config, const NamedTensors& base_state) {
+  OUBLI_ASSIGN_OR_RETURN(
+      std::shared_ptr<AdapterModel> model,
+      BuildAdapterModel(config.backbone, DeriveSeed(config.seed, "base", {})));
+  OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
+  return model;
 }
 
 absl::Status LoadBaseWeights(AdapterModel& model, const NamedTensors& file) {

@@ -18,6 +18,14 @@ namespace oubli::worker {
 absl::StatusOr<std::shared_ptr<AdapterModel>> BuildAdapterModel(
     const BackboneConfig& backbone, uint64_t base_seed);
 
+// The model of `config` with its base replaced by `base_state` (what
+// LoadBaseState of worker/s3t_trainer.h returns), adapters at their seeded
+// start: what trainers, served shards and benchmarks start from.
+// InvalidArgument: the backbone is invalid or the state does not fit it
+// (LoadBaseState's refusals); ResourceExhausted: out of memory.
+absl::StatusOr<std::shared_ptr<AdapterModel>> BuildModelOnBase(
+    const ModelConfig& config, const NamedTensors& base_state);
+
 // Loads a base weights file's tensors into `model`. A decoder's file may be
 // a Hugging Face checkpoint (GPT-2 or Llama names, see
 // worker/hf_decoder_weights.h) or hold our own names (a base saved by

@@ -246,10 +246,8 @@ absl::StatusOr<NamedTensors> PretrainBase(const ModelConfig& config,
   return CatchTorch("pretrain", [&]() -> absl::StatusOr<NamedTensors> {
     const absl::Time start = absl::Now();
     PinThreads(config.determinism);
-    OUBLI_ASSIGN_OR_RETURN(
-        std::shared_ptr<AdapterModel> model,
-        BuildAdapterModel(config.backbone, DeriveSeed(config.seed, "base", {})));
-    OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base));
+    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<AdapterModel> model,
+                           BuildModelOnBase(config, base));
     model->to(TorchDevice());
     std::vector<torch::Tensor> params = model->BaseParameters();
     model->FreezeAllExcept(params);
@@ -281,10 +279,8 @@ absl::StatusOr<std::unique_ptr<S3tTrainer>> S3tTrainer::Create(
     const ModelConfig& config, NamedTensors base_state) {
   OUBLI_RETURN_IF_ERROR(ValidateConfig(config));
   PinThreads(config.determinism);
-  OUBLI_ASSIGN_OR_RETURN(
-      std::shared_ptr<AdapterModel> model,
-      BuildAdapterModel(config.backbone, DeriveSeed(config.seed, "base", {})));
-  OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<AdapterModel> model,
+                         BuildModelOnBase(config, base_state));
   OUBLI_RETURN_IF_ERROR(CatchTorch("move model to the compute device", [&] {
     model->to(TorchDevice());
     return absl::OkStatus();

@@ -4,6 +4,7 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "worker/determinism.h"
+#include "worker/model_factory.h"
 #include "worker/safetensors.h"
 #include "worker/torch_device.h"
 
@@ -27,10 +28,14 @@ absl::StatusOr<std::shared_ptr<const ShardModel>> ShardModel::Build(
   PinThreads(config.determinism);
   // Adapters start with a zero update (LoRA B = 0): without a checkpoint
   // this is the base model.
-  OUBLI_ASSIGN_OR_RETURN(
-      std::shared_ptr<AdapterClassifier> model,
-      BuildClassifier(config.backbone, DeriveSeed(config.seed, "base", {})));
-  OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base_state));
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<AdapterModel> built,
+                         BuildModelOnBase(config, base_state));
+  std::shared_ptr<AdapterClassifier> model =
+      std::dynamic_pointer_cast<AdapterClassifier>(std::move(built));
+  if (model == nullptr) {
+    return absl::InvalidArgumentError(
+        "decoder language models are not served as classifiers");
+  }
   if (adapters != nullptr) {
     OUBLI_RETURN_IF_ERROR(model->LoadAdapterState(*adapters));
   }

@@ -27,11 +27,8 @@ absl::StatusOr<TrainerComparison> CompareTrainerWithBareLoop(
   // Shard 0's first position with nothing of ours around it.
   auto bare_loop = [&]() -> absl::StatusOr<double> {
     worker::PinThreads(config.determinism);
-    OUBLI_ASSIGN_OR_RETURN(
-        std::shared_ptr<worker::AdapterModel> model,
-        worker::BuildAdapterModel(config.backbone,
-                                  DeriveSeed(config.seed, "base", {})));
-    OUBLI_RETURN_IF_ERROR(model->LoadBaseState(base));
+    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<worker::AdapterModel> model,
+                           worker::BuildModelOnBase(config, base));
     model->InitAdapters(DeriveSeed(config.seed, "adapters", {0}));
     const torch::Device device = worker::TorchDevice();  // as the trainer
     model->to(device);
