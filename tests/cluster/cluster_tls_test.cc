@@ -8,9 +8,11 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -150,6 +152,57 @@ TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
   EXPECT_EQ(
       TrainPosition(Channel(worker, &coordinator_cert_, "not-the-worker")),
       grpc::StatusCode::UNAVAILABLE);
+}
+
+// cert-manager renews a worker's certificate by replacing its files: the
+// worker serves the new one without a restart, and the coordinator keeps
+// training on it.
+TEST_F(ClusterTlsTest, RotatedWorkerCertificateIsServedWithoutRestart) {
+  std::vector<std::string> flags = TlsFlags(coordinator_cert_);
+  flags.push_back(absl::StrCat("--policy_file=", policy_));
+  flags.push_back("--worker_timeout=60s");
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  // The worker's files are its own copies, replaced in place below.
+  const std::string cert = (dir_.path() / "worker-serving.crt").string();
+  const std::string key = (dir_.path() / "worker-serving.key").string();
+  auto copy = [](const std::string& from, const std::string& to) {
+    std::ifstream in(from, std::ios::binary);
+    std::ofstream(to, std::ios::binary | std::ios::trunc) << in.rdbuf();
+  };
+  copy(worker_cert_.cert, cert);
+  copy(worker_cert_.key, key);
+  const PemPair serving{cert, key};
+  ASSERT_NO_FATAL_FAILURE(StartWorker(false, TlsFlags(serving)));
+  const std::string worker = workers_[0]->address();
+  // The renewed certificate also names "oubli-worker-renewed": a client
+  // asking for that name tells the two apart.
+  auto renewed = ca_->Issue("oubli-worker-renewed", "oubli-worker",
+                            {"oubli-worker", "oubli-worker-renewed"});
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  ASSERT_EQ(TrainPosition(Channel(worker, &coordinator_cert_,
+                                  "oubli-worker-renewed")),
+            grpc::StatusCode::UNAVAILABLE);
+  copy(renewed->key, key);
+  copy(renewed->cert, cert);
+  grpc::StatusCode code = grpc::StatusCode::UNAVAILABLE;
+  for (int attempt = 0; attempt < 120; ++attempt) {  // hang guard: 60 s
+    code = TrainPosition(
+        Channel(worker, &coordinator_cert_, "oubli-worker-renewed"));
+    if (code != grpc::StatusCode::UNAVAILABLE) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  // Past the handshake: the empty request itself is refused.
+  EXPECT_NE(code, grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(code, grpc::StatusCode::UNAUTHENTICATED);
+  // The coordinator still trains on the worker over mutual TLS.
+  stub_ = v1::Oubli::NewStub(
+      Channel(coordinator_.address(), &alice_, "oubli-coordinator"));
+  v1::Model created;
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(1, 8),
+                                             TinySamples(40, 1, 0), &created));
+  v1::Model model;
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  EXPECT_GT(RemotePositions(model), 0);
 }
 
 // Certificates of the cluster's CA carrying the right names, but expired:
