@@ -282,6 +282,32 @@ write("requests", "predict_bytes", request(4, [
     (1, b"m"), (2, 2), (4, struct.pack("<2f", 1.0, float("nan")))]))
 
 
+# Slices as workers receive them: SliceRows{feature_type=1,
+# features_per_row=2, ids=3, labels=4, features=5, row_tokens=6,
+# prompt_tokens=7}.
+def slice_rows(feature_type, per_row, ids, labels, features, lengths=(),
+               prompts=()):
+    fields = [(1, feature_type), (2, per_row)] if per_row else [
+        (1, feature_type)]
+    fields += [(3, i) for i in ids] + [(4, packed_varints(labels))]
+    fields += [(5, features)]
+    if lengths:
+        fields += [(6, packed_varints(lengths)), (7, packed_varints(prompts))]
+    return ledger_entry(fields)
+
+
+write("encoded_slice", "pixels", slice_rows(
+    0, 4, [b"a", b"b"], [1, 2], bytes(range(8))))
+write("encoded_slice", "floats", slice_rows(
+    1, 2, [b"a"], [0], struct.pack("<2f", 0.5, -1.0)))
+write("encoded_slice", "tokens_u16", slice_rows(
+    2, 0, [b"a", b"c"], [0, 1], struct.pack("<4H", 1, 2, 3, 9), [3, 1],
+    [1, 0]))
+write("encoded_slice", "tokens_u32", slice_rows(
+    3, 0, [b"x"], [0], struct.pack("<2I", 70000, 5), [2], [2]))
+write("encoded_slice", "empty_tokens", slice_rows(2, 0, [], [], b""))
+
+
 # Regressions, all fixed. Found by fuzz_chunk_manifest: a chunk size the
 # encoder does not make; found reading the parser after it: k + m past
 # INT_MAX, a blob size whose chunk size wraps to 0. Found by
