@@ -61,6 +61,14 @@ class ClusterTlsTest : public testing_util::ClusterTest {
       roles: "writer" roles: "eraser" roles: "reader" roles: "auditor" })";
   }
 
+  // The coordinator with TLS, the access policy and a long worker timeout.
+  void StartTlsCoordinator() {
+    std::vector<std::string> flags = TlsFlags(coordinator_cert_);
+    flags.push_back(absl::StrCat("--policy_file=", policy_));
+    flags.push_back("--worker_timeout=60s");
+    ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  }
+
   std::vector<std::string> TlsFlags(const PemPair& identity) const {
     return {absl::StrCat("--tls_cert=", identity.cert),
             absl::StrCat("--tls_key=", identity.key),
@@ -113,20 +121,13 @@ class ClusterTlsTest : public testing_util::ClusterTest {
 };
 
 TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
-  std::vector<std::string> flags = TlsFlags(coordinator_cert_);
-  flags.push_back(absl::StrCat("--policy_file=", policy_));
-  flags.push_back("--worker_timeout=60s");
-  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  ASSERT_NO_FATAL_FAILURE(StartTlsCoordinator());
   // Registration itself is the mutual-TLS handshake plus the name check.
   ASSERT_NO_FATAL_FAILURE(StartWorker(false, TlsFlags(worker_cert_)));
   stub_ = v1::Oubli::NewStub(
       Channel(coordinator_.address(), &alice_, "oubli-coordinator"));
-  v1::Model created;
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(1, 8),
-                                             TinySamples(40, 1, 0), &created));
-  v1::Model model;
-  ASSERT_TRUE(GetModel("tiny", &model).ok());
-  EXPECT_GT(RemotePositions(model), 0);  // trained over mutual TLS
+  // Trained over mutual TLS.
+  ASSERT_NO_FATAL_FAILURE(ExpectTinyModelTrainsOnWorkers());
 
   const std::string coordinator = coordinator_.address();
   const std::string worker = workers_[0]->address();
@@ -158,10 +159,7 @@ TEST_F(ClusterTlsTest, MutualTlsWorkersTrainAndStrangersAreRefused) {
 // worker serves the new one without a restart, and the coordinator keeps
 // training on it.
 TEST_F(ClusterTlsTest, RotatedWorkerCertificateIsServedWithoutRestart) {
-  std::vector<std::string> flags = TlsFlags(coordinator_cert_);
-  flags.push_back(absl::StrCat("--policy_file=", policy_));
-  flags.push_back("--worker_timeout=60s");
-  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  ASSERT_NO_FATAL_FAILURE(StartTlsCoordinator());
   // The worker's files are its own copies, replaced in place below.
   const std::string cert = (dir_.path() / "worker-serving.crt").string();
   const std::string key = (dir_.path() / "worker-serving.key").string();
@@ -197,12 +195,7 @@ TEST_F(ClusterTlsTest, RotatedWorkerCertificateIsServedWithoutRestart) {
   // The coordinator still trains on the worker over mutual TLS.
   stub_ = v1::Oubli::NewStub(
       Channel(coordinator_.address(), &alice_, "oubli-coordinator"));
-  v1::Model created;
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(1, 8),
-                                             TinySamples(40, 1, 0), &created));
-  v1::Model model;
-  ASSERT_TRUE(GetModel("tiny", &model).ok());
-  EXPECT_GT(RemotePositions(model), 0);
+  ASSERT_NO_FATAL_FAILURE(ExpectTinyModelTrainsOnWorkers());
 }
 
 // Certificates of the cluster's CA carrying the right names, but expired:

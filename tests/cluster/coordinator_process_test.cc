@@ -713,12 +713,7 @@ TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {
   EXPECT_NE(with_token, grpc::StatusCode::OK);  // nobody knows "nobody"
 
   // The worker with the token trains; the model comes out the same.
-  v1::Model created;
-  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(1, 8),
-                                             TinySamples(40, 1, 0), &created));
-  v1::Model model;
-  ASSERT_TRUE(GetModel("tiny", &model).ok());
-  EXPECT_GT(RemotePositions(model), 0);
+  ASSERT_NO_FATAL_FAILURE(ExpectTinyModelTrainsOnWorkers());
 }
 
 // Checkpoint bits depend on the numeric environment, so a worker of

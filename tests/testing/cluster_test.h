@@ -161,6 +161,17 @@ class ClusterTest : public ServiceClientTest {
     FAIL() << name << " never reported dead";
   }
 
+  // Creates and trains model "tiny" (TinyConfig(1, 8), 40 samples) through
+  // stub_ and expects workers to have trained some of its positions.
+  void ExpectTinyModelTrainsOnWorkers() {
+    v1::Model created;
+    ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
+        "tiny", TinyConfig(1, 8), TinySamples(40, 1, 0), &created));
+    v1::Model model;
+    ASSERT_TRUE(GetModel("tiny", &model).ok());
+    EXPECT_GT(RemotePositions(model), 0);
+  }
+
   // Sum of positions_trained over the model's workers.
   static int64_t RemotePositions(const v1::Model& model) {
     int64_t total = 0;

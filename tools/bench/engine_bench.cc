@@ -25,7 +25,6 @@
 #include "worker/determinism.h"
 #include "worker/model.h"
 #include "worker/s3t_trainer.h"
-#include "worker/torch_device.h"
 
 namespace oubli::bench {
 namespace {

@@ -9,16 +9,12 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "common/hash.h"
-#include "common/status_macros.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
 #include "tools/bench/trainer_comparison.h"
 #include "worker/decoder_lm.h"
 #include "worker/determinism.h"
-#include "worker/s3t_trainer.h"
-#include "worker/torch_device.h"
+#include "worker/position_data.h"
 
 namespace oubli::bench {
 namespace {
