@@ -87,6 +87,8 @@ const std::vector<RpcAccess>& AllRpcAccess() {
       {"WatchDeletion", {R::kReader, R::kEraser, R::kAuditor}},
       {"ListDeletions", {R::kReader, R::kEraser, R::kAuditor}},
       {"Predict", {R::kReader}},
+      {"Score", {R::kReader}},
+      {"Generate", {R::kReader}},
       {"GetModel", {R::kReader, R::kAuditor}},
       {"ListModels", {R::kReader, R::kAuditor}},
       {"Verify", {R::kAuditor}},

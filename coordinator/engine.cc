@@ -1732,6 +1732,20 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
   return out;
 }
 
+absl::StatusOr<Prediction> Engine::PredictTokens(
+    absl::Span<const std::vector<int32_t>> sequences) {
+  return absl::UnimplementedError("PredictTokens: not yet");
+}
+
+absl::StatusOr<TokenScores> Engine::Score(
+    absl::Span<const std::vector<int32_t>> sequences) {
+  return absl::UnimplementedError("Score: not yet");
+}
+
+absl::StatusOr<Generation> Engine::Generate(const GenerateOptions& options) {
+  return absl::UnimplementedError("Generate: not yet");
+}
+
 absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(
     absl::Span<const std::string> sample_ids) {
   const absl::Time arrived = absl::Now();

@@ -110,6 +110,25 @@ class Engine {
   // Internal/ResourceExhausted when computing fails.
   absl::StatusOr<Prediction> Predict(absl::Span<const float> inputs,
                                      int64_t rows);
+  // A classifying decoder's prediction for token rows. InvalidArgument:
+  // not a classifying decoder, no rows, more than 4096, a row empty or
+  // longer than the context, a token outside the vocabulary; otherwise as
+  // Predict.
+  absl::StatusOr<Prediction> PredictTokens(
+      absl::Span<const std::vector<int32_t>> sequences);
+  // Causal language models: per-token log-likelihoods of `sequences` under
+  // the ensemble (mean of the served shards' next-token distributions).
+  // InvalidArgument: not a causal LM, no sequences, more than 256, one
+  // shorter than 2 tokens or longer than the context, a token outside the
+  // vocabulary; FailedPrecondition/Internal/ResourceExhausted as Predict.
+  absl::StatusOr<TokenScores> Score(
+      absl::Span<const std::vector<int32_t>> sequences);
+  // Continues options.prompt from the ensemble's next-token distribution
+  // (see GenerateOptions). InvalidArgument: not a causal LM, an empty
+  // prompt or one that fills the context, max_tokens outside 1..1024, a
+  // negative or non-finite temperature, a token (prompt or stop) outside
+  // the vocabulary; otherwise as Predict.
+  absl::StatusOr<Generation> Generate(const GenerateOptions& options);
 
   // Both return once the deletion is durable (ACCEPTED, fsynced) and
   // FORGOTTEN (the served ensemble no longer depends on the data). Purge and

@@ -85,6 +85,34 @@ struct Prediction {
   bool from_base = false;
 };
 
+// Engine::Score: per sequence, log p(token i | tokens before i) for
+// i = 1..n-1 under the ensemble.
+struct TokenScores {
+  std::vector<std::vector<float>> token_log_probs;
+  std::string fingerprint;
+  std::vector<ServedShard> served;
+  bool from_base = false;
+};
+
+struct GenerateOptions {
+  std::vector<int32_t> prompt;
+  int max_tokens = 16;
+  double temperature = 0;  // 0: greedy
+  uint64_t seed = 0;
+  std::vector<int32_t> stop_tokens;
+};
+
+enum class FinishReason { kMaxTokens, kStopToken, kContext };
+
+struct Generation {
+  std::vector<int32_t> tokens;  // generated, the prompt excluded
+  std::vector<float> token_log_probs;  // the ensemble's, before temperature
+  FinishReason finish_reason = FinishReason::kMaxTokens;
+  std::string fingerprint;
+  std::vector<ServedShard> served;
+  bool from_base = false;
+};
+
 struct SequenceStatus {
   std::vector<int> order;
   int valid_length = 0;
