@@ -83,7 +83,9 @@ struct BackboneConfig {
   DecoderConfig decoder;
   LoraConfig lora;
 
+  // Features per sample; 0 for a decoder (its samples are token rows).
   int64_t InputSize() const {
+    if (kind == BackboneKind::kDecoder) return 0;
     return int64_t{input_channels} * input_height * input_width;
   }
 };

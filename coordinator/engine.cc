@@ -25,6 +25,8 @@
 #include "coordinator/model_base.h"
 #include "coordinator/position_runner.h"
 #include "coordinator/retrain_queue.h"
+#include "coordinator/lm_ensemble.h"
+#include "coordinator/sample_fit.h"
 #include "coordinator/served_snapshot.h"
 #include "coordinator/shard_table.h"
 #include "coordinator/slice_data.h"
@@ -188,6 +190,20 @@ struct Engine::State {
   absl::Status DropCachedSlices() ABSL_LOCKS_EXCLUDED(mu);
   // A ShardServing query naming this model (no shards, no inputs).
   ShardServing::Query ServingQuery() const;
+  // InvalidArgument naming `call` and what the model serves instead, unless
+  // the model is a decoder of `objective`.
+  absl::Status CheckDecoderObjective(DecoderObjective objective,
+                                     absl::string_view call) const;
+  // What answers for a decoder model now: the served shards' models, or the
+  // base alone (from_base) under base_fallback. FailedPrecondition as
+  // Predict when nothing may answer.
+  struct DecoderServing {
+    std::vector<std::shared_ptr<const worker::ShardModel>> models;
+    std::vector<ServedShard> served;
+    std::string fingerprint;
+    bool from_base = false;
+  };
+  absl::StatusOr<DecoderServing> ServedDecoders() const;
   absl::Status DestroyCheckpoints(const std::vector<std::string>& keys)
       ABSL_LOCKS_EXCLUDED(mu);
   // PURGED for every pending deletion not purged yet, in one pass (one
@@ -1281,13 +1297,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("data_dir is required");
   }
-  if (options.config.has_value() &&
-      options.config->backbone.kind == BackboneKind::kDecoder) {
-    // The ML core trains decoders; ingest, serving and Verify of token
-    // models are not wired through the engine yet.
-    return absl::InvalidArgumentError(
-        "decoder language models cannot be served by the engine yet");
-  }
   std::error_code mkdir_error;
   std::filesystem::create_directories(options.data_dir, mkdir_error);
   if (mkdir_error) {
@@ -1487,27 +1496,13 @@ std::string Engine::checkpoint_dir() const {
 absl::StatusOr<storage::IngestResult> Engine::Ingest(
     absl::Span<const Sample> samples) {
   State& st = *state_;
-  const int64_t width = st.config.backbone.InputSize();
   std::vector<storage::AssignedSample> assigned;
   storage::IngestResult misfits;
   for (const Sample& sample : samples) {
-    if (HoldsTokens(sample.feature_type)) {
-      misfits.rejected.emplace_back(
-          sample.id, absl::StrCat("holds tokens; model '", st.config.model_id,
-                                  "' takes image features"));
-      continue;
-    }
-    if (sample.NumFeatures() != width) {
-      misfits.rejected.emplace_back(
-          sample.id,
-          absl::StrCat("has ", sample.NumFeatures(), " features; model '",
-                       st.config.model_id, "' expects ", width));
-      continue;
-    }
-    if (sample.label < 0 || sample.label >= st.config.backbone.num_classes) {
-      misfits.rejected.emplace_back(
-          sample.id, absl::StrCat("label ", sample.label, " is outside [0, ",
-                                  st.config.backbone.num_classes, ")"));
+    if (absl::Status fits =
+            CheckSampleFits(sample, st.config.backbone, st.config.model_id);
+        !fits.ok()) {
+      misfits.rejected.emplace_back(sample.id, std::string(fits.message()));
       continue;
     }
     assigned.push_back({sample, st.plan.Assign(sample)});
@@ -1634,6 +1629,14 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
                                            int64_t rows) {
   State& st = *state_;
   const int64_t width = st.config.backbone.InputSize();
+  if (st.config.backbone.kind == BackboneKind::kDecoder) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", st.config.model_id, "' is a language model: it takes token ",
+        st.config.backbone.decoder.objective == DecoderObjective::kClassify
+            ? "rows (Predict with sequences)"
+            : "sequences (Score, Generate)",
+        ", not features"));
+  }
   if (rows <= 0) {
     return absl::InvalidArgumentError("predict needs at least one input row");
   }
@@ -1732,18 +1735,106 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
   return out;
 }
 
+absl::Status Engine::State::CheckDecoderObjective(
+    DecoderObjective objective, absl::string_view call) const {
+  const BackboneConfig& backbone = config.backbone;
+  if (backbone.kind == BackboneKind::kDecoder &&
+      backbone.decoder.objective == objective) {
+    return absl::OkStatus();
+  }
+  const bool causal = objective == DecoderObjective::kCausalLm;
+  return absl::InvalidArgumentError(absl::StrCat(
+      call, " needs a ", causal ? "causal language model" : "classifying decoder",
+      "; model '", config.model_id, "' is ",
+      backbone.kind != BackboneKind::kDecoder ? "an image classifier (Predict)"
+      : causal ? "a classifying decoder (Predict with token rows)"
+               : "a causal language model (Score, Generate)"));
+}
+
+absl::StatusOr<Engine::State::DecoderServing>
+Engine::State::ServedDecoders() const {
+  // One snapshot, no engine lock (see served_snapshot.h). Decoders are
+  // computed here: workers serve image models only.
+  const std::shared_ptr<const ServedSnapshot> snapshot = served_snapshot.Get();
+  DecoderServing out;
+  out.served = snapshot->shards;
+  out.fingerprint = snapshot->fingerprint;
+  for (const ServedModel& served : snapshot->served) {
+    if (served.model) out.models.push_back(served.model);
+  }
+  if (out.models.empty()) {
+    if (base_model == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no shard has a valid prefix: the model is not trained yet, or "
+          "deletions cut every shard and retraining is pending ",
+          config.serving.base_fallback
+              ? "(base_fallback is on, but the base model could not be "
+                "built: see the coordinator log)"
+              : "(config serving.base_fallback=true answers from the base "
+                "model then)"));
+    }
+    out.models.push_back(base_model);
+    out.from_base = true;
+  }
+  return out;
+}
+
 absl::StatusOr<Prediction> Engine::PredictTokens(
     absl::Span<const std::vector<int32_t>> sequences) {
-  return absl::UnimplementedError("PredictTokens: not yet");
+  State& st = *state_;
+  OUBLI_RETURN_IF_ERROR(
+      st.CheckDecoderObjective(DecoderObjective::kClassify, "predicting classes of token rows"));
+  if (sequences.empty() || sequences.size() > kMaxPredictRows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("predict takes 1..", kMaxPredictRows, " token rows, got ",
+                     sequences.size()));
+  }
+  OUBLI_ASSIGN_OR_RETURN(State::DecoderServing serving, st.ServedDecoders());
+  Prediction out;
+  OUBLI_ASSIGN_OR_RETURN(out.probabilities,
+                         EnsembleTokenClassProbabilities(
+                             serving.models, st.config.backbone, sequences));
+  out.rows = static_cast<int64_t>(sequences.size());
+  out.classes = st.config.backbone.num_classes;
+  out.fingerprint = std::move(serving.fingerprint);
+  out.served = std::move(serving.served);
+  out.from_base = serving.from_base;
+  return out;
 }
 
 absl::StatusOr<TokenScores> Engine::Score(
     absl::Span<const std::vector<int32_t>> sequences) {
-  return absl::UnimplementedError("Score: not yet");
+  State& st = *state_;
+  OUBLI_RETURN_IF_ERROR(
+      st.CheckDecoderObjective(DecoderObjective::kCausalLm, "scoring"));
+  if (sequences.empty() || sequences.size() > kMaxScoredSequences) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("score takes 1..", kMaxScoredSequences,
+                     " sequences, got ", sequences.size()));
+  }
+  OUBLI_ASSIGN_OR_RETURN(State::DecoderServing serving, st.ServedDecoders());
+  TokenScores out;
+  OUBLI_ASSIGN_OR_RETURN(
+      out.token_log_probs,
+      EnsembleTokenLogProbs(serving.models, st.config.backbone, sequences));
+  out.fingerprint = std::move(serving.fingerprint);
+  out.served = std::move(serving.served);
+  out.from_base = serving.from_base;
+  return out;
 }
 
 absl::StatusOr<Generation> Engine::Generate(const GenerateOptions& options) {
-  return absl::UnimplementedError("Generate: not yet");
+  State& st = *state_;
+  OUBLI_RETURN_IF_ERROR(
+      st.CheckDecoderObjective(DecoderObjective::kCausalLm, "generating"));
+  OUBLI_ASSIGN_OR_RETURN(State::DecoderServing serving, st.ServedDecoders());
+  OUBLI_ASSIGN_OR_RETURN(
+      Generation out,
+      EnsembleGenerate(serving.models, st.config.backbone, options));
+  out.fingerprint = std::move(serving.fingerprint);
+  out.served = std::move(serving.served);
+  out.from_base = serving.from_base;
+  return out;
 }
 
 absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(

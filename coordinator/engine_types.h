@@ -74,6 +74,9 @@ struct ServedShard {
   std::string worker;
 };
 
+// Most rows one Predict answers.
+inline constexpr int kMaxPredictRows = 4096;
+
 struct Prediction {
   int64_t rows = 0;
   int64_t classes = 0;

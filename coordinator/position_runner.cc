@@ -85,7 +85,7 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
       ++local_training_;
     }
     absl::StatusOr<worker::PositionData> data =
-        worker::PositionDataFromSlices(job.slices, config_.backbone.InputSize());
+        worker::PositionDataFromSlices(job.slices, config_.backbone);
     if (data.ok()) {
       trained = trainer.TrainPosition(job.shard, job.prefix, parent, *data,
                                       &result.stats, job.cancelled);

@@ -23,7 +23,6 @@ namespace oubli::coordinator {
 // Wire-level limits; the proto documents them.
 inline constexpr int kMaxDeleteIds = 10000;
 inline constexpr int kMaxIngestSamplesPerMessage = 10000;
-inline constexpr int kMaxPredictRows = 4096;
 inline constexpr int kMaxListPageSize = 1000;
 inline constexpr int kDefaultListPageSize = 100;
 inline constexpr size_t kMaxListOwnerBytes = 256;

@@ -22,7 +22,8 @@ absl::StatusOr<SliceData> LoadSliceData(storage::LineageStore& store,
   OUBLI_ASSIGN_OR_RETURN(std::vector<Sample> samples,
                          store.ReadActiveSamples(data.ids));
   absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> encoded =
-      storage::EncodedSlice::FromSamples(samples, input_size);
+      input_size == 0 ? storage::EncodedSlice::FromTokenSamples(samples)
+                      : storage::EncodedSlice::FromSamples(samples, input_size);
   if (absl::IsResourceExhausted(encoded.status())) return encoded.status();
   if (!encoded.ok()) {
     return absl::DataLossError(absl::StrCat(
@@ -182,7 +183,7 @@ absl::StatusOr<std::string> TrainPrefixFromScratch(
     OUBLI_ASSIGN_OR_RETURN(
         worker::PositionData data,
         worker::PositionDataFromSlices(prefix_slices,
-                                       trainer.config().backbone.InputSize()));
+                                       trainer.config().backbone));
     OUBLI_ASSIGN_OR_RETURN(state_bytes,
                            trainer.TrainPosition(shard, prefix.subspan(0, p),
                                                  state_bytes, data, nullptr));

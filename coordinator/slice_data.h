@@ -60,12 +60,13 @@ void ScrubSamples(std::vector<Sample>& samples);
 // left for the next need.
 void AddSamples(SliceData& slice, std::vector<Sample> added);
 
-// The active samples of `where`, encoded. DataLoss: a stored sample does
-// not fit a model of `input_size` features; other codes: storage failures.
+// The active samples of `where`, encoded. `input_size`: features per
+// sample, 0 for token samples (BackboneConfig::InputSize). DataLoss: a
+// stored sample does not fit; other codes: storage failures.
 absl::StatusOr<SliceData> LoadSliceData(storage::LineageStore& store,
                                         SliceRef where, int64_t input_size);
 
-// A slice without samples.
+// A slice without samples (of token rows when `input_size` is 0).
 SliceData EmptySlice(int64_t input_size);
 
 // Drops the samples in `gone` from `slice`'s ids at once and from its

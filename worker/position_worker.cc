@@ -110,7 +110,7 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<S3tTrainer> trainer,
                          trainers_->For(config));
   absl::StatusOr<PositionData> decoded =
-      PositionDataFromSlices(request.slices, config.backbone.InputSize());
+      PositionDataFromSlices(request.slices, config.backbone);
   if (absl::IsInvalidArgument(decoded.status())) {
     // The cached slices do not fit the request: not the parent's fault.
     return absl::DataLossError(decoded.status().message());

@@ -185,20 +185,8 @@ class EngineTest : public ::testing::Test {
 // store, and a batch the store partly refuses (or that repeats an id) is
 // read back instead; either way the model trains to the bits of one batch
 // of the surviving samples, and Verify (which reads the store) agrees.
-TEST_F(EngineTest, DecoderModelsAndTokenSamplesAreRefusedForNow) {
-  // The ML core trains decoders; the engine cannot serve them yet, and
-  // says so rather than training an image model in their place.
-  ModelConfig decoder = TinyConfig(3);
-  decoder.backbone.kind = BackboneKind::kDecoder;
-  decoder.backbone.decoder.layers = 4;
-  Engine::Options options;
-  options.data_dir = (root_ / "decoder").string();
-  options.config = decoder;
-  auto opened = Engine::Open(options);
-  EXPECT_EQ(opened.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(opened.status().message(),
-            "decoder language models cannot be served by the engine yet");
-
+TEST_F(EngineTest, TokenSamplesAreRefusedByImageModels) {
+  // (Language models take them: engine_lm_test.)
   auto engine = OpenEngine("pixels", TinyConfig(3));
   ASSERT_NE(engine, nullptr);
   std::vector<Sample> samples = TinySamples(2, 3);
