@@ -49,7 +49,7 @@ absl::StatusOr<DeletionReceipt> DeletionQueue::Submit(
 
 std::vector<ResolvedRequest> ResolveGroup(
     storage::LineageStore& store, absl::Span<DeleteRequest* const> group,
-    int64_t* next_seq) {
+    SliceRef bounds, int64_t* next_seq) {
   std::vector<ResolvedRequest> work;
   work.reserve(group.size());
   // Samples taken by an earlier request of this group -> its deletion id.
@@ -91,6 +91,18 @@ std::vector<ResolvedRequest> ResolveGroup(
           store.GetSample(id);
       if (!sample.ok()) {
         lookup = sample.status();
+        break;
+      }
+      if (sample->has_value() &&
+          ((*sample)->where.shard >= bounds.shard ||
+           (*sample)->where.slice >= bounds.slice)) {
+        // Only corruption can put a sample outside the plan; deleting it
+        // would index shards that do not exist.
+        lookup = absl::DataLossError(absl::StrCat(
+            "stored sample '", id, "' names shard ", (*sample)->where.shard,
+            " slice ", (*sample)->where.slice, ", outside this model's ",
+            bounds.shard, " shards x ", bounds.slice,
+            " slices: the lineage store is corrupt"));
         break;
       }
       if (!sample->has_value()) {

@@ -86,11 +86,12 @@ struct ResolvedRequest {
 // Resolves a group in arrival order: active ids are deleted (a sample
 // named twice goes to the first request), unknown and already-deleted ids
 // are reported, not fatal. Each request that deletes something gets the
-// next deletion id from `*next_seq`. Per request: NotFound when none of its
-// ids is known; storage failures as its result.
+// next deletion id from `*next_seq`. `bounds`: the model's shard and slice
+// counts. Per request: NotFound when none of its ids is known; DataLoss
+// for a stored sample outside `bounds`; storage failures as its result.
 std::vector<ResolvedRequest> ResolveGroup(
     storage::LineageStore& store, absl::Span<DeleteRequest* const> group,
-    int64_t* next_seq);
+    SliceRef bounds, int64_t* next_seq);
 
 // The records of the log, read at open: those not yet RESTORED (a crash
 // interrupted them) and the highest sequence number used.

@@ -1045,7 +1045,8 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
     absl::Span<DeleteRequest* const> group) {
   using Work = ResolvedRequest;  // one per request, in group order
   int64_t seq = next_deletion_seq;
-  std::vector<Work> work = ResolveGroup(*store, group, &seq);
+  std::vector<Work> work = ResolveGroup(
+      *store, group, SliceRef{config.shards, config.slices}, &seq);
   for (Work& w : work) {
     if (w.owner_already_forgotten) {
       // Idempotent repeat, or an owner we never had.

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "oubli/internal/records.pb.h"
+#include "storage/sample_record.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
@@ -117,83 +118,6 @@ std::string SliceName(SliceRef slice) {
   return absl::StrCat("shard ", slice.shard, " slice ", slice.slice);
 }
 
-internal::SampleRecord::State ToProtoState(SampleState state) {
-  switch (state) {
-    case SampleState::kActive:
-      return internal::SampleRecord::ACTIVE;
-    case SampleState::kDeleted:
-      return internal::SampleRecord::DELETED;
-    case SampleState::kPurged:
-      return internal::SampleRecord::PURGED;
-  }
-  return internal::SampleRecord::ACTIVE;
-}
-
-std::string EncodeRecord(const SampleRecord& record) {
-  internal::SampleRecord proto;
-  proto.set_owner(record.sample.owner);
-  proto.set_label(record.sample.label);
-  proto.set_feature_type(static_cast<int32_t>(record.sample.feature_type));
-  proto.set_features(record.sample.features);
-  proto.set_prompt_tokens(record.sample.prompt_tokens);
-  proto.set_shard(record.where.shard);
-  proto.set_slice(record.where.slice);
-  proto.set_state(ToProtoState(record.state));
-  proto.set_deletion_id(record.deletion_id);
-  return proto.SerializeAsString();
-}
-
-absl::StatusOr<SampleRecord> DecodeRecord(absl::string_view id,
-                                          absl::string_view bytes) {
-  internal::SampleRecord proto;
-  if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return absl::DataLossError(
-        absl::StrCat("sample record for id '", id, "' does not parse"));
-  }
-  SampleRecord record;
-  record.sample.id = std::string(id);
-  record.sample.owner = proto.owner();
-  record.sample.label = proto.label();
-  switch (proto.feature_type()) {
-    case static_cast<int32_t>(FeatureType::kU8):
-      record.sample.feature_type = FeatureType::kU8;
-      break;
-    case static_cast<int32_t>(FeatureType::kF32):
-      record.sample.feature_type = FeatureType::kF32;
-      break;
-    case static_cast<int32_t>(FeatureType::kTokensU16):
-      record.sample.feature_type = FeatureType::kTokensU16;
-      break;
-    case static_cast<int32_t>(FeatureType::kTokensU32):
-      record.sample.feature_type = FeatureType::kTokensU32;
-      break;
-    default:
-      return absl::DataLossError(absl::StrCat("sample record for id '", id,
-                                              "' has unknown feature type ",
-                                              proto.feature_type()));
-  }
-  record.sample.features = proto.features();
-  record.sample.prompt_tokens = proto.prompt_tokens();
-  record.where = SliceRef{proto.shard(), proto.slice()};
-  switch (proto.state()) {
-    case internal::SampleRecord::ACTIVE:
-      record.state = SampleState::kActive;
-      break;
-    case internal::SampleRecord::DELETED:
-      record.state = SampleState::kDeleted;
-      break;
-    case internal::SampleRecord::PURGED:
-      record.state = SampleState::kPurged;
-      break;
-    default:
-      return absl::DataLossError(absl::StrCat("sample record for id '", id,
-                                              "' has unknown state ",
-                                              static_cast<int>(proto.state())));
-  }
-  record.deletion_id = proto.deletion_id();
-  return record;
-}
-
 // Names the fields in which an incoming sample differs from the stored one;
 // empty if the content is identical.
 std::vector<std::string> DifferingFields(const SampleRecord& stored,
@@ -267,7 +191,7 @@ struct LineageStore::Impl {
       if (statuses[i].IsNotFound()) continue;
       OUBLI_RETURN_IF_ERROR(
           FromRocks(statuses[i], absl::StrCat("read sample '", ids[i], "'")));
-      OUBLI_ASSIGN_OR_RETURN(records[i], DecodeRecord(ids[i], values[i]));
+      OUBLI_ASSIGN_OR_RETURN(records[i], DecodeSampleRecord(ids[i], values[i]));
     }
     return records;
   }
@@ -299,7 +223,7 @@ struct LineageStore::Impl {
       record.sample.owner.clear();
       record.sample.features.clear();
       record.sample.prompt_tokens = 0;
-      batch.Put(samples, ToSlice(ids[i]), EncodeRecord(record));
+      batch.Put(samples, ToSlice(ids[i]), EncodeSampleRecord(record));
     }
     if (batch.Count() == 0) return absl::OkStatus();
     return Write(&batch, /*sync=*/true,
@@ -533,7 +457,7 @@ absl::StatusOr<IngestResult> LineageStore::Ingest(
     record.sample = incoming.sample;
     record.where = incoming.where;
     record.state = SampleState::kActive;
-    batch.Put(impl_->samples, ToSlice(id), EncodeRecord(record));
+    batch.Put(impl_->samples, ToSlice(id), EncodeSampleRecord(record));
     batch.Put(impl_->owners, OwnerKey(record.sample.owner, id),
               rocksdb::Slice());
     batch.Put(impl_->slices, SliceKey(record.where, id), rocksdb::Slice());
@@ -555,7 +479,7 @@ absl::StatusOr<std::optional<SampleRecord>> LineageStore::GetSample(
                                      ToSlice(id), &value);
   if (s.IsNotFound()) return std::nullopt;
   OUBLI_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("read sample '", id, "'")));
-  OUBLI_ASSIGN_OR_RETURN(SampleRecord record, DecodeRecord(id, value));
+  OUBLI_ASSIGN_OR_RETURN(SampleRecord record, DecodeSampleRecord(id, value));
   return record;
 }
 
@@ -670,7 +594,7 @@ absl::Status LineageStore::RecordDeletions(
       batch.Delete(impl_->slices, SliceKey(sample_record.where, ids[i]));
       sample_record.state = SampleState::kDeleted;
       sample_record.deletion_id = deletion_id;
-      batch.Put(impl_->samples, ToSlice(ids[i]), EncodeRecord(sample_record));
+      batch.Put(impl_->samples, ToSlice(ids[i]), EncodeSampleRecord(sample_record));
     }
     total_samples += static_cast<int64_t>(ids.size());
   }

@@ -26,25 +26,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/types.h"
+#include "storage/sample_record.h"
 
 namespace oubli::storage {
-
-enum class SampleState : uint8_t {
-  kActive = 0,
-  // Deactivated by a deletion: excluded from every slice and owner index,
-  // payload still on disk until Purge.
-  kDeleted = 1,
-  // Payload and indexes physically removed; only this tombstone remains
-  // (id, shard, slice, deletion id) so repeated deletes stay idempotent.
-  kPurged = 2,
-};
-
-struct SampleRecord {
-  Sample sample;  // owner/features are empty once purged
-  SliceRef where;
-  SampleState state = SampleState::kActive;
-  std::string deletion_id;  // set once deleted
-};
 
 struct AssignedSample {
   Sample sample;

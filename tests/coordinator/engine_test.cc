@@ -202,6 +202,33 @@ TEST_F(EngineTest, TokenSamplesAreRefusedByImageModels) {
             "holds tokens; model 'tiny' takes image features");
 }
 
+TEST_F(EngineTest, AStoredSampleOutsideThePlanIsDataLossNotACrash) {
+  // Only corruption puts a stored sample in a shard the model does not
+  // have; deleting it must not index that shard.
+  const ModelConfig config = TinyConfig(3);
+  {
+    auto engine = OpenEngine("m", config);
+    ASSERT_TRUE(engine->Ingest(TinySamples(10, 3)).ok());
+  }
+  {
+    auto store = storage::LineageStore::Open(
+        {(root_ / "m" / "lineage").string(), false});
+    ASSERT_TRUE(store.ok()) << store.status();
+    Sample stray = TinySamples(11, 3).back();
+    stray.id = "stray";
+    ASSERT_TRUE((*store)->Ingest({{stray, SliceRef{config.shards, 0}}}).ok());
+  }
+  auto engine = OpenEngine("m", config);
+  ASSERT_NE(engine, nullptr);
+  auto receipt = engine->DeleteSamples({"stray"});
+  EXPECT_EQ(receipt.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(receipt.status().message(),
+            "stored sample 'stray' names shard 2 slice 0, outside this "
+            "model's 2 shards x 4 slices: the lineage store is corrupt");
+  // The others are deleted as usual.
+  EXPECT_TRUE(engine->DeleteSamples({"sample-1001"}).ok());
+}
+
 TEST_F(EngineTest, IngestInBatchesTrainsLikeOneBatch) {
   const ModelConfig config = TinyConfig(3);
   std::vector<Sample> samples = TinySamples(120, 3);

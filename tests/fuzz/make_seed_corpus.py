@@ -308,6 +308,24 @@ write("encoded_slice", "tokens_u32", slice_rows(
 write("encoded_slice", "empty_tokens", slice_rows(2, 0, [], [], b""))
 
 
+
+# Stored sample records under their id: SampleRecord{owner=1, label=2,
+# feature_type=3, features=4, shard=5, slice=6, state=7, deletion_id=8,
+# prompt_tokens=9}; negative ints as protobuf writes them (10 bytes).
+def sample_record(sample_id, fields):
+    return sample_id + b"\0" + ledger_entry(
+        [(n, v + (1 << 64) if isinstance(v, int) and v < 0 else v)
+         for n, v in fields])
+
+
+write("sample_record", "pixels", sample_record(b"s-1", [
+    (1, b"alice"), (2, 3), (4, bytes(range(16))), (5, 1), (6, 2)]))
+write("sample_record", "tokens", sample_record(b"s-2", [
+    (1, b"bob"), (3, 2), (4, struct.pack("<4H", 5, 6, 7, 8)), (9, 2)]))
+write("sample_record", "tombstone", sample_record(b"s-3", [
+    (5, 0), (6, 3), (7, 2), (8, b"del-000000000004")]))
+write("sample_record", "negative_shard", sample_record(b"s-4", [(5, -1)]))
+
 # Regressions, all fixed. Found by fuzz_chunk_manifest: a chunk size the
 # encoder does not make; found reading the parser after it: k + m past
 # INT_MAX, a blob size whose chunk size wraps to 0. Found by

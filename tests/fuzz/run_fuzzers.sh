@@ -26,7 +26,7 @@ while (($#)); do
   esac
 done
 TARGETS=(safetensors config_text idx csv access_policy ledger chunk_manifest
-  deletion_record requests encoded_slice)
+  deletion_record requests encoded_slice sample_record)
 
 if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
   CC=clang CXX=clang++ cmake -S "$HERE" -B "$BUILD_DIR" -G Ninja \

@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "oubli/internal/records.pb.h"
+#include "storage/sample_record.h"
 #include "tests/testing/test_util.h"
 
 namespace oubli::storage {
@@ -102,6 +104,43 @@ class LineageStoreTest : public ::testing::Test {
   const fs::path dir_ = temp_dir_.path();
   std::unique_ptr<LineageStore> store_;
 };
+
+TEST(SampleRecordTest, RoundTripsAndRefusesWhatTheStoreNeverWrites) {
+  SampleRecord record;
+  record.sample.owner = "alice";
+  record.sample.label = 2;
+  std::vector<uint32_t> tokens = {7, 70000};
+  record.sample.features = EncodeTokens(tokens, &record.sample.feature_type);
+  record.sample.prompt_tokens = 1;
+  record.where = {3, 1};
+  record.state = SampleState::kDeleted;
+  record.deletion_id = "del-000000000009";
+  auto decoded = DecodeSampleRecord("s", EncodeSampleRecord(record));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->sample.id, "s");
+  EXPECT_EQ(decoded->sample.feature_type, FeatureType::kTokensU32);
+  EXPECT_EQ(decoded->sample.features, record.sample.features);
+  EXPECT_EQ(decoded->sample.prompt_tokens, 1);
+  EXPECT_EQ(decoded->where.shard, 3);
+  EXPECT_EQ(decoded->where.slice, 1);
+  EXPECT_EQ(decoded->state, SampleState::kDeleted);
+  EXPECT_EQ(decoded->deletion_id, "del-000000000009");
+
+  auto refused = [](const internal::SampleRecord& proto) {
+    auto out = DecodeSampleRecord("s", proto.SerializeAsString());
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kDataLoss);
+    return std::string(out.status().message());
+  };
+  internal::SampleRecord proto;
+  proto.set_shard(-1);
+  EXPECT_EQ(refused(proto),
+            "sample record for id 's' names shard -1 slice 0 (negative)");
+  proto.set_shard(0);
+  proto.set_feature_type(9);
+  EXPECT_EQ(refused(proto), "sample record for id 's' has unknown feature type 9");
+  EXPECT_EQ(DecodeSampleRecord("s", "\xff").status().message(),
+            "sample record for id 's' does not parse");
+}
 
 TEST_F(LineageStoreTest, MetaRoundTripsAndSurvivesReopen) {
   auto missing = store_->GetMeta("plan");
