@@ -52,6 +52,7 @@ TEST(ConfigTest, PlacementDefaultsAndLegacyConfigs) {
   // code), so its checkpoint keys stay valid.
   ModelConfig legacy;
   legacy.placement.by = Placement::kSample;
+  legacy.train.learning_rate = 1e-3;  // that release's default
   EXPECT_EQ(ConfigFingerprint(legacy),
             "ebd3abd067687b75a27ddcf3db182df327063548c48ca6353a3a4ca738562e99");
   legacy.shards = 2;

@@ -11,6 +11,7 @@ namespace oubli::bench {
 // `args` are the arguments after the subcommand name.
 int RunEcBench(const std::vector<std::string>& args);
 int RunAccuracyBench(const std::vector<std::string>& args);
+int RunDefaultsBench(const std::vector<std::string>& args);
 int RunUnlearnBench(const std::vector<std::string>& args);
 // --lm: a decoder language model, tokens/s (tools/bench/train_lm_bench.cc).
 int RunTrainBench(const std::vector<std::string>& args);

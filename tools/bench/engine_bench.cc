@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
@@ -131,6 +132,92 @@ int RunAccuracyBench(const std::vector<std::string>& args) {
         prepared->splits.user_data.size(), prepared->splits.test.size(),
         *accuracy, static_cast<long long>(summary.samples),
         absl::ToDoubleSeconds(summary.elapsed));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+// What a user gets without tuning: a model on the seeded base (no
+// pretraining) with the server's default config except the sizes of
+// issue 14's report (MLP [48,48,48], S=3, L=3, 3,000 samples; --hidden,
+// --shards, --slices, --epochs change them, "default"/0 for the server's),
+// trained at several learning rates in one run; test accuracy per rate.
+int RunDefaultsBench(const std::vector<std::string>& args) {
+  BenchFlags flags;
+  flags.public_samples = 0;
+  flags.user_samples = 3000;
+  flags.test_samples = 2000;
+  std::string rates = "0.001,0.003,0.01,0.03";
+  // 0: the server's default.
+  int shards = 3, slices = 3, epochs = 0;
+  std::string hidden = "48,48,48";  // "default": the server's
+  FlagSetters setters = {
+      {"shards", NumberFlag(&shards)},
+      {"slices", NumberFlag(&slices)},
+      {"epochs", NumberFlag(&epochs)},
+      {"hidden", NonEmptyFlag(&hidden)},
+      {"dataset_dir", NonEmptyFlag(&flags.dataset_dir)},
+      {"user_samples", NumberFlag(&flags.user_samples)},
+      {"test_samples", NumberFlag(&flags.test_samples)},
+      {"training_threads", NumberFlag(&flags.training_threads)},
+      {"learning_rates", NonEmptyFlag(&rates)},
+  };
+  if (!ParseKeyValueFlags(args, setters)) return 2;
+  TempDir dir("defaults");
+  absl::StatusOr<tools::FashionMnistSplits> splits =
+      tools::LoadFashionMnistSplits(flags.dataset_dir, flags.public_samples,
+                                    flags.user_samples, flags.test_samples);
+  if (!splits.ok()) return Fail(splits.status());
+  const ModelConfig defaults;
+  for (absl::string_view text : absl::StrSplit(rates, ',')) {
+    double rate = 0;
+    if (!absl::SimpleAtod(text, &rate) || !(rate > 0)) {
+      std::fprintf(stderr, "oubli-bench defaults: bad learning rate '%s'\n",
+                   std::string(text).c_str());
+      return 2;
+    }
+    ModelConfig config;
+    config.model_id = "defaults";
+    if (hidden != "default") {
+      config.backbone.mlp_hidden.clear();
+      for (absl::string_view width : absl::StrSplit(hidden, ',')) {
+        int value = 0;
+        if (!absl::SimpleAtoi(width, &value)) {
+          std::fprintf(stderr, "oubli-bench defaults: bad --hidden '%s'\n",
+                       hidden.c_str());
+          return 2;
+        }
+        config.backbone.mlp_hidden.push_back(value);
+      }
+    }
+    if (shards > 0) config.shards = shards;
+    if (slices > 0) config.slices = slices;
+    if (epochs > 0) config.train.epochs_per_position = epochs;
+    config.train.learning_rate = rate;
+    Engine::Options options;
+    options.data_dir = absl::StrCat(dir.path(), "/", text);
+    options.config = config;
+    options.training_threads = flags.training_threads;
+    options.background_retrain = false;
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+    if (!engine.ok()) return Fail(engine.status());
+    if (auto in = (*engine)->Ingest(splits->user_data); !in.ok()) {
+      return Fail(in.status());
+    }
+    absl::StatusOr<coordinator::TrainSummary> summary = (*engine)->Train();
+    if (!summary.ok()) return Fail(summary.status());
+    absl::StatusOr<double> accuracy = tools::Accuracy(**engine, splits->test);
+    if (!accuracy.ok()) return Fail(accuracy.status());
+    std::printf(
+        "{\"bench\":\"defaults\",\"hidden\":\"%s\",\"shards\":%d,"
+        "\"slices\":%d,\"epochs_per_position\":%d,\"learning_rate\":%g,"
+        "\"is_default\":%s,\"train_samples\":%zu,\"test_samples\":%zu,"
+        "\"accuracy\":%.4f,\"train_seconds\":%.2f}\n",
+        absl::StrJoin(config.backbone.mlp_hidden, ",").c_str(), config.shards,
+        config.slices, config.train.epochs_per_position, rate,
+        rate == defaults.train.learning_rate ? "true" : "false",
+        splits->user_data.size(), splits->test.size(), *accuracy,
+        absl::ToDoubleSeconds(summary->elapsed));
     std::fflush(stdout);
   }
   return 0;

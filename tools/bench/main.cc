@@ -1,6 +1,7 @@
 // oubli-bench: benchmarks that print one JSON object per result line.
 //   oubli-bench ec        erasure coding GB/s vs memcpy
 //   oubli-bench accuracy  ensemble accuracy on Fashion-MNIST vs monolithic
+//   oubli-bench defaults  out-of-the-box accuracy (seeded base) per learning rate
 //   oubli-bench unlearn   deactivation latency, retrain vs full retrain
 //   oubli-bench train     trainer samples/s vs a bare LibTorch loop
 //                         (--lm: a decoder language model, tokens/s)
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: oubli-bench "
-                 "{ec|accuracy|unlearn|train|service|recovery|churn|scale} "
+                 "{ec|accuracy|defaults|unlearn|train|service|recovery|churn|scale} "
                  "[options]\n");
     return 2;
   }
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "ec") return oubli::bench::RunEcBench(args);
   if (cmd == "accuracy") return oubli::bench::RunAccuracyBench(args);
+  if (cmd == "defaults") return oubli::bench::RunDefaultsBench(args);
   if (cmd == "unlearn") return oubli::bench::RunUnlearnBench(args);
   if (cmd == "train") return oubli::bench::RunTrainBench(args);
   if (cmd == "service") return oubli::bench::RunServiceBench(args);
