@@ -234,6 +234,17 @@ absl::Status ValidateDecoderBackbone(const BackboneConfig& backbone) {
       return bad(field.name, " must be positive, got ", field.value);
     }
   }
+  // The API's documented bounds (oubli.v1.DecoderConfig): a context must
+  // hold a token and its successor, and ids stay far below 2^31.
+  if (config.vocab_size < 2 || config.vocab_size > kMaxDecoderVocabSize) {
+    return bad("vocab_size must be 2..", kMaxDecoderVocabSize, ", got ",
+               config.vocab_size);
+  }
+  if (config.context_length < 2 ||
+      config.context_length > kMaxDecoderContextLength) {
+    return bad("context_length must be 2..", kMaxDecoderContextLength,
+               ", got ", config.context_length);
+  }
   if (config.dim % config.heads != 0) {
     return bad("dim (", config.dim, ") must be a multiple of heads (",
                config.heads, ")");

@@ -58,6 +58,10 @@ struct DecoderConfig {
   int head_dim() const { return heads > 0 ? dim / heads : 0; }
 };
 
+// Bounds of DecoderConfig::vocab_size and context_length (from 2).
+inline constexpr int kMaxDecoderVocabSize = 1 << 20;
+inline constexpr int kMaxDecoderContextLength = 1 << 16;
+
 // "q", "k", "v", "o", "gate", "up", "down".
 const char* LoraTargetName(LoraTarget target);
 // InvalidArgument naming the accepted targets.
@@ -189,10 +193,12 @@ struct ModelConfig {
 
 absl::Status ValidateConfig(const ModelConfig& config);
 // The backbone part of ValidateConfig for a decoder: InvalidArgument naming
-// the first bad field (non-positive sizes, dim not a multiple of heads, heads
-// not a multiple of kv_heads, an odd head_dim under rotary positions, GPT-2
-// with kv_heads != heads or untied embeddings, gate as a GPT-2 target, no or
-// repeated targets, LoRA settings out of range, more than 2^30 parameters).
+// the first bad field (non-positive sizes, a vocabulary or context outside
+// 2..kMaxDecoderVocabSize or 2..kMaxDecoderContextLength, dim not a
+// multiple of heads, heads not a multiple of kv_heads, an odd head_dim under
+// rotary positions, GPT-2 with kv_heads != heads or untied embeddings, gate
+// as a GPT-2 target, no or repeated targets, LoRA settings out of range,
+// more than 2^30 parameters).
 absl::Status ValidateDecoderBackbone(const BackboneConfig& backbone);
 // The model-id rule ValidateConfig applies: 1..128 bytes of letters,
 // digits, '-', '_' and '.' (ids become directory names). InvalidArgument.

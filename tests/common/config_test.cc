@@ -236,5 +236,26 @@ TEST(DecoderConfigTest, RefusalsNameTheKey) {
   EXPECT_TRUE(ValidateConfig(c).ok()) << ValidateConfig(c);
 }
 
+TEST(DecoderConfigTest, VocabularyAndContextKeepTheApiBounds) {
+  auto message = [](auto mutate) {
+    ModelConfig c = DecoderModel();
+    mutate(c.backbone.decoder);
+    return std::string(ValidateConfig(c).message());
+  };
+  EXPECT_EQ(message([](DecoderConfig& d) { d.vocab_size = 1; }),
+            "decoder: vocab_size must be 2..1048576, got 1");
+  EXPECT_EQ(message([](DecoderConfig& d) { d.vocab_size = (1 << 20) + 1; }),
+            "decoder: vocab_size must be 2..1048576, got 1048577");
+  EXPECT_EQ(message([](DecoderConfig& d) { d.context_length = 1; }),
+            "decoder: context_length must be 2..65536, got 1");
+  EXPECT_EQ(message([](DecoderConfig& d) { d.context_length = 65537; }),
+            "decoder: context_length must be 2..65536, got 65537");
+  EXPECT_EQ(message([](DecoderConfig& d) {
+              d.vocab_size = 2;
+              d.context_length = 2;
+            }),
+            "");
+}
+
 }  // namespace
 }  // namespace oubli
