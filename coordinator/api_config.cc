@@ -8,6 +8,84 @@ namespace oubli::coordinator {
 
 namespace v1 = ::oubli::v1;
 
+namespace {
+
+// Unset fields keep the defaults in `*out`.
+absl::Status DecoderFromProto(const v1::DecoderConfig& in, DecoderConfig* out) {
+  switch (in.layout()) {
+    case v1::DECODER_LAYOUT_UNSPECIFIED:
+      break;
+    case v1::DECODER_LAYOUT_GPT2:
+      out->layout = DecoderLayout::kGpt2;
+      break;
+    case v1::DECODER_LAYOUT_LLAMA:
+      out->layout = DecoderLayout::kLlama;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.decoder.layout: unknown value ", in.layout()));
+  }
+  switch (in.objective()) {
+    case v1::DECODER_OBJECTIVE_UNSPECIFIED:
+      break;
+    case v1::DECODER_OBJECTIVE_CAUSAL_LM:
+      out->objective = DecoderObjective::kCausalLm;
+      break;
+    case v1::DECODER_OBJECTIVE_CLASSIFY:
+      out->objective = DecoderObjective::kClassify;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.decoder.objective: unknown value ", in.objective()));
+  }
+  if (in.has_vocab_size()) out->vocab_size = in.vocab_size();
+  if (in.has_context_length()) out->context_length = in.context_length();
+  if (in.has_dim()) out->dim = in.dim();
+  if (in.has_layers()) out->layers = in.layers();
+  if (in.has_heads()) out->heads = in.heads();
+  if (in.has_kv_heads()) out->kv_heads = in.kv_heads();
+  if (in.has_mlp_dim()) out->mlp_dim = in.mlp_dim();
+  if (in.has_norm_eps()) out->norm_eps = in.norm_eps();
+  if (in.has_rope_theta()) out->rope_theta = in.rope_theta();
+  if (in.has_tie_embeddings()) out->tie_embeddings = in.tie_embeddings();
+  if (in.lora_targets_size() > 0) {
+    out->lora_targets.clear();
+    for (int i = 0; i < in.lora_targets_size(); ++i) {
+      absl::StatusOr<LoraTarget> target = ParseLoraTarget(in.lora_targets(i));
+      if (!target.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.decoder.lora_targets[", i,
+                         "]: ", target.status().message()));
+      }
+      out->lora_targets.push_back(*target);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void DecoderToProto(const DecoderConfig& in, v1::DecoderConfig* out) {
+  out->set_layout(in.layout == DecoderLayout::kGpt2 ? v1::DECODER_LAYOUT_GPT2
+                                                    : v1::DECODER_LAYOUT_LLAMA);
+  out->set_objective(in.objective == DecoderObjective::kCausalLm
+                         ? v1::DECODER_OBJECTIVE_CAUSAL_LM
+                         : v1::DECODER_OBJECTIVE_CLASSIFY);
+  out->set_vocab_size(in.vocab_size);
+  out->set_context_length(in.context_length);
+  out->set_dim(in.dim);
+  out->set_layers(in.layers);
+  out->set_heads(in.heads);
+  out->set_kv_heads(in.kv_heads);
+  out->set_mlp_dim(in.mlp_dim);
+  out->set_norm_eps(in.norm_eps);
+  out->set_rope_theta(in.rope_theta);
+  out->set_tie_embeddings(in.tie_embeddings);
+  for (LoraTarget target : in.lora_targets) {
+    out->add_lora_targets(LoraTargetName(target));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
   ModelConfig c;
   BackboneConfig& b = c.backbone;
@@ -20,9 +98,23 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
     case v1::BACKBONE_KIND_VIT:
       b.kind = BackboneKind::kVit;
       break;
+    case v1::BACKBONE_KIND_DECODER:
+      b.kind = BackboneKind::kDecoder;
+      break;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("config.backbone: unknown value ", in.backbone()));
+  }
+  if (in.has_decoder()) {
+    if (b.kind != BackboneKind::kDecoder) {
+      // It would be dropped from the stored config without a word.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.decoder: set only for backbone BACKBONE_KIND_DECODER, not ",
+          v1::BackboneKind_Name(in.backbone())));
+    }
+    if (absl::Status s = DecoderFromProto(in.decoder(), &b.decoder); !s.ok()) {
+      return s;
+    }
   }
   if (in.has_input_channels()) b.input_channels = in.input_channels();
   if (in.has_input_height()) b.input_height = in.input_height();
@@ -118,8 +210,8 @@ v1::ModelConfig ConfigToProto(const ModelConfig& c) {
       out.set_backbone(v1::BACKBONE_KIND_VIT);
       break;
     case BackboneKind::kDecoder:
-      // Not expressible in the public API yet (the engine refuses it).
-      out.set_backbone(v1::BACKBONE_KIND_UNSPECIFIED);
+      out.set_backbone(v1::BACKBONE_KIND_DECODER);
+      DecoderToProto(b.decoder, out.mutable_decoder());
       break;
   }
   out.set_input_channels(b.input_channels);

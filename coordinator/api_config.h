@@ -11,11 +11,12 @@
 namespace oubli::coordinator {
 
 // Proto config -> domain config: unset fields keep the ModelConfig defaults.
-// InvalidArgument naming the field for unknown enum values; ranges are
-// checked by ValidateConfig.
+// InvalidArgument naming the field for unknown enum values, an unknown LoRA
+// target (naming the accepted ones) and a `decoder` message on another
+// backbone; ranges are checked by ValidateConfig.
 absl::StatusOr<ModelConfig> ConfigFromProto(const oubli::v1::ModelConfig& in);
-// Every field set. A decoder (not in the API yet) reads as an unspecified
-// backbone.
+// Every field set; `decoder` only for a decoder.
+// ConfigFromProto(ConfigToProto(c)) == c.
 oubli::v1::ModelConfig ConfigToProto(const ModelConfig& config);
 
 }  // namespace oubli::coordinator
