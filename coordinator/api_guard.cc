@@ -253,6 +253,22 @@ grpc::Status ApiGuard::Predict(grpc::ServerContext* context,
   });
 }
 
+grpc::Status ApiGuard::Score(grpc::ServerContext* context,
+                             const v1::ScoreRequest* request,
+                             v1::ScoreResponse* response) {
+  return Guard(context, "Score", request->model_id(), [&](Call&) {
+    return service_->Score(context, request, response);
+  });
+}
+
+grpc::Status ApiGuard::Generate(grpc::ServerContext* context,
+                                const v1::GenerateRequest* request,
+                                v1::GenerateResponse* response) {
+  return Guard(context, "Generate", request->model_id(), [&](Call&) {
+    return service_->Generate(context, request, response);
+  });
+}
+
 grpc::Status ApiGuard::GetModel(grpc::ServerContext* context,
                                 const v1::GetModelRequest* request,
                                 v1::Model* response) {

@@ -137,6 +137,18 @@ void ServedToProto(const ServedShard& in, v1::ServedShard* out) {
   out->set_served_by(SanitizeUtf8(in.worker));
 }
 
+v1::GenerateResponse::FinishReason FinishReasonToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kMaxTokens:
+      return v1::GenerateResponse::FINISH_REASON_MAX_TOKENS;
+    case FinishReason::kStopToken:
+      return v1::GenerateResponse::FINISH_REASON_STOP_TOKEN;
+    case FinishReason::kContext:
+      return v1::GenerateResponse::FINISH_REASON_CONTEXT;
+  }
+  return v1::GenerateResponse::FINISH_REASON_UNSPECIFIED;
+}
+
 void ModelStatusToProto(absl::string_view model_id, const ModelStatus& in,
                         v1::Model* out) {
   out->set_model_id(std::string(model_id));
@@ -533,12 +545,22 @@ grpc::Status OubliService::Predict(grpc::ServerContext* context,
   OUBLI_GRPC_RETURN_IF_ERROR(CheckPredictRequest(*request));
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelConfig config,
                               registry->GetConfig(request->model_id()));
-  OUBLI_GRPC_ASSIGN_OR_RETURN(
-      const std::vector<float> inputs,
-      PredictInputs(*request, config.backbone.InputSize()));
-  OUBLI_GRPC_ASSIGN_OR_RETURN(
-      Prediction prediction,
-      registry->Predict(request->model_id(), inputs, request->rows()));
+  OUBLI_GRPC_RETURN_IF_ERROR(CheckPredictFitsModel(*request, config));
+  Prediction prediction;
+  if (config.backbone.kind == BackboneKind::kDecoder) {
+    OUBLI_GRPC_ASSIGN_OR_RETURN(
+        const std::vector<std::vector<int32_t>> sequences,
+        PredictTokenRows(*request));
+    OUBLI_GRPC_ASSIGN_OR_RETURN(
+        prediction, registry->PredictTokens(request->model_id(), sequences));
+  } else {
+    OUBLI_GRPC_ASSIGN_OR_RETURN(
+        const std::vector<float> inputs,
+        PredictInputs(*request, config.backbone.InputSize()));
+    OUBLI_GRPC_ASSIGN_OR_RETURN(
+        prediction,
+        registry->Predict(request->model_id(), inputs, request->rows()));
+  }
   response->set_rows(static_cast<int32_t>(prediction.rows));
   response->set_classes(static_cast<int32_t>(prediction.classes));
   response->mutable_probabilities()->Assign(prediction.probabilities.begin(),
@@ -551,6 +573,60 @@ grpc::Status OubliService::Predict(grpc::ServerContext* context,
   response->set_fingerprint(prediction.fingerprint);
   response->set_from_base(prediction.from_base);
   for (const ServedShard& served : prediction.served) {
+    ServedToProto(served, response->add_served());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::Score(grpc::ServerContext* context,
+                                 const v1::ScoreRequest* request,
+                                 v1::ScoreResponse* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_ASSIGN_OR_RETURN(const std::vector<std::vector<int32_t>> sequences,
+                              ScoreSequences(*request));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(const ModelConfig config,
+                              registry->GetConfig(request->model_id()));
+  OUBLI_GRPC_RETURN_IF_ERROR(
+      CheckCausalLanguageModel(config, request->model_id(), "Score"));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(TokenScores scores,
+                              registry->Score(request->model_id(), sequences));
+  for (const std::vector<float>& log_probs : scores.token_log_probs) {
+    v1::ScoredSequence* out = response->add_sequences();
+    out->mutable_token_log_probs()->Assign(log_probs.begin(), log_probs.end());
+    double total = 0;  // in double: hundreds of floats lose digits
+    for (float p : log_probs) total += p;
+    out->set_total_log_prob(total);
+  }
+  response->set_fingerprint(scores.fingerprint);
+  response->set_from_base(scores.from_base);
+  for (const ServedShard& served : scores.served) {
+    ServedToProto(served, response->add_served());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status OubliService::Generate(grpc::ServerContext* context,
+                                    const v1::GenerateRequest* request,
+                                    v1::GenerateResponse* response) {
+  OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
+  OUBLI_GRPC_ASSIGN_OR_RETURN(const GenerateOptions options,
+                              GenerateOptionsFrom(*request));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(const ModelConfig config,
+                              registry->GetConfig(request->model_id()));
+  OUBLI_GRPC_RETURN_IF_ERROR(
+      CheckCausalLanguageModel(config, request->model_id(), "Generate"));
+  OUBLI_GRPC_ASSIGN_OR_RETURN(
+      Generation generation,
+      registry->Generate(request->model_id(), options));
+  for (int32_t token : generation.tokens) {
+    response->add_tokens(static_cast<uint32_t>(token));
+  }
+  response->mutable_token_log_probs()->Assign(
+      generation.token_log_probs.begin(), generation.token_log_probs.end());
+  response->set_finish_reason(FinishReasonToProto(generation.finish_reason));
+  response->set_fingerprint(generation.fingerprint);
+  response->set_from_base(generation.from_base);
+  for (const ServedShard& served : generation.served) {
     ServedToProto(served, response->add_served());
   }
   return grpc::Status::OK;

@@ -102,6 +102,12 @@ class OubliService final : public oubli::v1::Oubli::Service {
   grpc::Status Predict(grpc::ServerContext* context,
                        const oubli::v1::PredictRequest* request,
                        oubli::v1::PredictResponse* response) override;
+  grpc::Status Score(grpc::ServerContext* context,
+                     const oubli::v1::ScoreRequest* request,
+                     oubli::v1::ScoreResponse* response) override;
+  grpc::Status Generate(grpc::ServerContext* context,
+                        const oubli::v1::GenerateRequest* request,
+                        oubli::v1::GenerateResponse* response) override;
   grpc::Status GetModel(grpc::ServerContext* context,
                         const oubli::v1::GetModelRequest* request,
                         oubli::v1::Model* response) override;

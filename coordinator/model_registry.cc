@@ -754,6 +754,26 @@ absl::StatusOr<Prediction> ModelRegistry::Predict(
   return engine->Predict(inputs, rows);
 }
 
+absl::StatusOr<Prediction> ModelRegistry::PredictTokens(
+    absl::string_view model_id,
+    absl::Span<const std::vector<int32_t>> sequences) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->PredictTokens(sequences);
+}
+
+absl::StatusOr<TokenScores> ModelRegistry::Score(
+    absl::string_view model_id,
+    absl::Span<const std::vector<int32_t>> sequences) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->Score(sequences);
+}
+
+absl::StatusOr<Generation> ModelRegistry::Generate(
+    absl::string_view model_id, const GenerateOptions& options) {
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));
+  return engine->Generate(options);
+}
+
 absl::StatusOr<ModelStatus> ModelRegistry::GetModelStatus(
     absl::string_view model_id) {
   OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, FindEngine(model_id));

@@ -166,6 +166,15 @@ class ModelRegistry {
   absl::StatusOr<Prediction> Predict(absl::string_view model_id,
                                      absl::Span<const float> inputs,
                                      int64_t rows);
+  // Engine::PredictTokens, Score and Generate of the model.
+  absl::StatusOr<Prediction> PredictTokens(
+      absl::string_view model_id,
+      absl::Span<const std::vector<int32_t>> sequences);
+  absl::StatusOr<TokenScores> Score(
+      absl::string_view model_id,
+      absl::Span<const std::vector<int32_t>> sequences);
+  absl::StatusOr<Generation> Generate(absl::string_view model_id,
+                                      const GenerateOptions& options);
   absl::StatusOr<ModelStatus> GetModelStatus(absl::string_view model_id);
   absl::StatusOr<StorageStats> GetStorageStats(absl::string_view model_id);
   absl::StatusOr<std::vector<ChunkPlacement>> ChunkPlacements(

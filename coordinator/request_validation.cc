@@ -1,5 +1,8 @@
 #include "coordinator/request_validation.h"
 
+#include <openssl/crypto.h>
+
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/match.h"
@@ -11,6 +14,91 @@
 namespace oubli::coordinator {
 
 namespace v1 = ::oubli::v1;
+
+namespace {
+
+// Ids at or above 2^31 would turn negative as the engine's int32 ids.
+constexpr uint32_t kMaxTokenId = 0x7FFFFFFF;
+
+// `ids` as int32 ids; InvalidArgument naming `field`[i] for one >= 2^31.
+absl::StatusOr<std::vector<int32_t>> TokenIds(
+    const google::protobuf::RepeatedField<uint32_t>& ids,
+    absl::string_view field) {
+  std::vector<int32_t> out;
+  out.reserve(ids.size());
+  for (int i = 0; i < ids.size(); ++i) {
+    if (ids[i] > kMaxTokenId) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, "[", i, "]: token id ", ids[i], " is 2^31 or more"));
+    }
+    out.push_back(static_cast<int32_t>(ids[i]));
+  }
+  return out;
+}
+
+// Why the token sample `in` is malformed on the wire, or OK.
+absl::Status CheckTokenSample(const v1::Sample& in) {
+  const int tokens = in.tokens_size();
+  if (tokens > 0 && !in.features().empty()) {
+    return absl::InvalidArgumentError(
+        "has both features and tokens: give features to an image model, "
+        "tokens to a decoder");
+  }
+  if (tokens == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt_tokens: ", in.prompt_tokens(), " without tokens"));
+  }
+  if (in.prompt_tokens() < 0 || in.prompt_tokens() >= tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt_tokens: ", in.prompt_tokens(), " is outside [0, ", tokens,
+        ") for ", tokens, " tokens (the prompt must leave a token to learn)"));
+  }
+  for (int i = 0; i < tokens; ++i) {
+    if (in.tokens(i) > kMaxTokenId) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tokens[", i, "]: token id ", in.tokens(i), " is 2^31 or more"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Each of `sequences` as int32 ids, at least `min_tokens` long; messages
+// name `field`[i].
+absl::StatusOr<std::vector<std::vector<int32_t>>> TokenRows(
+    const google::protobuf::RepeatedPtrField<v1::TokenSequence>& sequences,
+    absl::string_view field, int min_tokens) {
+  std::vector<std::vector<int32_t>> rows;
+  rows.reserve(sequences.size());
+  for (int i = 0; i < sequences.size(); ++i) {
+    const std::string name = absl::StrCat(field, "[", i, "]");
+    if (sequences[i].tokens_size() < min_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": ", sequences[i].tokens_size(), " tokens; at least ",
+          min_tokens, min_tokens == 1 ? " is" : " are", " needed"));
+    }
+    absl::StatusOr<std::vector<int32_t>> ids =
+        TokenIds(sequences[i].tokens(), absl::StrCat(name, ".tokens"));
+    if (!ids.ok()) return ids.status();
+    rows.push_back(*std::move(ids));
+  }
+  return rows;
+}
+
+const char* BackboneKindWord(const ModelConfig& config) {
+  switch (config.backbone.kind) {
+    case BackboneKind::kMlp:
+      return "an MLP image model";
+    case BackboneKind::kVit:
+      return "a ViT image model";
+    case BackboneKind::kDecoder:
+      return config.backbone.decoder.objective == DecoderObjective::kCausalLm
+                 ? "a causal language model"
+                 : "a classifying decoder";
+  }
+  return "a model of unknown kind";
+}
+
+}  // namespace
 
 absl::Status CheckModelId(absl::string_view model_id) {
   if (model_id.empty()) {
@@ -34,12 +122,32 @@ absl::StatusOr<IngestBatch> TakeIngestSamples(
   IngestBatch batch;
   batch.samples.reserve(request->samples_size());
   for (v1::Sample& in : *request->mutable_samples()) {
+    const bool tokens = in.tokens_size() > 0 || in.prompt_tokens() != 0;
+    if (tokens) {
+      if (absl::Status bad = CheckTokenSample(in); !bad.ok()) {
+        batch.rejected.emplace_back(std::move(*in.mutable_id()),
+                                    std::string(bad.message()));
+        continue;
+      }
+    }
     Sample sample;
     sample.id = std::move(*in.mutable_id());
     sample.owner = std::move(*in.mutable_owner());
     sample.label = in.label();
     sample.features = std::move(*in.mutable_features());
     sample.deletion_risk = in.deletion_risk();
+    if (tokens) {
+      // feature_type describes features; the ids' width is EncodeTokens'.
+      std::vector<uint32_t> ids(in.tokens().begin(), in.tokens().end());
+      sample.features = EncodeTokens(ids, &sample.feature_type);
+      sample.prompt_tokens = in.prompt_tokens();
+      // Sample payloads are wiped, not just freed, once stored elsewhere.
+      OPENSSL_cleanse(ids.data(), ids.size() * sizeof(uint32_t));
+      OPENSSL_cleanse(in.mutable_tokens()->mutable_data(),
+                      in.tokens_size() * sizeof(uint32_t));
+      batch.samples.push_back(std::move(sample));
+      continue;
+    }
     switch (in.feature_type()) {
       case v1::FEATURE_TYPE_UNSPECIFIED:
       case v1::FEATURE_TYPE_U8:
@@ -144,6 +252,25 @@ absl::StatusOr<DeletionQuery> ListDeletionsQuery(
 
 absl::Status CheckPredictRequest(const v1::PredictRequest& request) {
   if (absl::Status s = CheckModelId(request.model_id()); !s.ok()) return s;
+  if (request.sequences_size() > 0) {
+    if (request.features_size() > 0 || !request.features_f32le().empty()) {
+      return absl::InvalidArgumentError(
+          "give either features (image models) or sequences (classifying "
+          "decoders), not both");
+    }
+    if (request.sequences_size() > kMaxPredictRows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequences has ", request.sequences_size(),
+                       " rows; the limit is ", kMaxPredictRows,
+                       " per request"));
+    }
+    if (request.rows() != 0 && request.rows() != request.sequences_size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rows is ", request.rows(), " but sequences has ",
+          request.sequences_size(), " rows (rows may be 0: the count)"));
+    }
+    return absl::OkStatus();
+  }
   const int64_t rows = request.rows();
   if (rows < 1) return absl::InvalidArgumentError("rows must be at least 1");
   if (rows > kMaxPredictRows) {
@@ -162,6 +289,99 @@ absl::Status CheckPredictRequest(const v1::PredictRequest& request) {
                      " bytes, not a multiple of 4"));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckPredictFitsModel(const v1::PredictRequest& request,
+                                   const ModelConfig& config) {
+  const bool decoder = config.backbone.kind == BackboneKind::kDecoder;
+  if (decoder &&
+      config.backbone.decoder.objective == DecoderObjective::kCausalLm) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model '", request.model_id(),
+                     "' is a causal language model, which Predict does not "
+                     "serve: use Score or Generate"));
+  }
+  const bool tokens = request.sequences_size() > 0;
+  if (decoder && !tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model '", request.model_id(),
+                     "' is a classifying decoder: give token rows in "
+                     "sequences, not features"));
+  }
+  if (!decoder && tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sequences: model '", request.model_id(), "' is ",
+                     BackboneKindWord(config),
+                     ", which takes features, not token rows"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> PredictTokenRows(
+    const v1::PredictRequest& request) {
+  return TokenRows(request.sequences(), "sequences", 1);
+}
+
+absl::Status CheckCausalLanguageModel(const ModelConfig& config,
+                                      absl::string_view model_id,
+                                      absl::string_view rpc) {
+  if (config.backbone.kind == BackboneKind::kDecoder &&
+      config.backbone.decoder.objective == DecoderObjective::kCausalLm) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "model '", model_id, "' is ", BackboneKindWord(config), "; ", rpc,
+      " serves causal language models (backbone DECODER, objective "
+      "CAUSAL_LM): use Predict"));
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> ScoreSequences(
+    const v1::ScoreRequest& request) {
+  if (absl::Status s = CheckModelId(request.model_id()); !s.ok()) return s;
+  if (request.sequences_size() == 0) {
+    return absl::InvalidArgumentError(
+        "sequences is empty: give at least one sequence to score");
+  }
+  if (request.sequences_size() > kMaxScoredSequences) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sequences has ", request.sequences_size(),
+                     " sequences; the limit is ", kMaxScoredSequences,
+                     " per request"));
+  }
+  // A sequence of n tokens has n - 1 tokens after a context.
+  return TokenRows(request.sequences(), "sequences", 2);
+}
+
+absl::StatusOr<GenerateOptions> GenerateOptionsFrom(
+    const v1::GenerateRequest& request) {
+  if (absl::Status s = CheckModelId(request.model_id()); !s.ok()) return s;
+  GenerateOptions options;
+  if (request.prompt_size() == 0) {
+    return absl::InvalidArgumentError(
+        "prompt is empty: give at least one token to continue");
+  }
+  absl::StatusOr<std::vector<int32_t>> prompt =
+      TokenIds(request.prompt(), "prompt");
+  if (!prompt.ok()) return prompt.status();
+  options.prompt = *std::move(prompt);
+  if (request.max_tokens() < 1 || request.max_tokens() > kMaxGeneratedTokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens: must be 1..", kMaxGeneratedTokens, ", got ",
+                     request.max_tokens()));
+  }
+  options.max_tokens = request.max_tokens();
+  if (!std::isfinite(request.temperature()) || request.temperature() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature: must be finite and >= 0 (0: greedy), got ",
+                     request.temperature()));
+  }
+  options.temperature = request.temperature();
+  options.seed = request.seed();
+  absl::StatusOr<std::vector<int32_t>> stop =
+      TokenIds(request.stop_tokens(), "stop_tokens");
+  if (!stop.ok()) return stop.status();
+  options.stop_tokens = *std::move(stop);
+  return options;
 }
 
 absl::StatusOr<std::vector<float>> PredictInputs(

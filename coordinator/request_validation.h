@@ -14,8 +14,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/config.h"
 #include "common/types.h"
 #include "coordinator/engine_types.h"
+#include "coordinator/lm_ensemble.h"  // the engine's Score/Generate limits
 #include "oubli/v1/oubli.pb.h"
 
 namespace oubli::coordinator {
@@ -35,8 +37,11 @@ absl::Status CheckModelId(absl::string_view model_id);
 // The samples of one IngestSamples message.
 struct IngestBatch {
   std::vector<Sample> samples;
-  // (sample id, reason) of samples of an unknown feature_type: reported in
-  // the response, not fatal to the message.
+  // (sample id, reason) of samples malformed on the wire (an unknown
+  // feature_type; tokens beside features, an id of 2^31 or more, or
+  // prompt_tokens outside [0, tokens)): reported in the response, not fatal
+  // to the message. Whether tokens fit the model (vocabulary, context) is
+  // the engine's to say.
   std::vector<std::pair<std::string, std::string>> rejected;
 };
 // Moves the samples out of message number `message` (from 1) of a stream.
@@ -54,12 +59,36 @@ absl::Status CheckForgetOwner(const oubli::v1::ForgetOwnerRequest& request);
 absl::StatusOr<DeletionQuery> ListDeletionsQuery(
     const oubli::v1::ListDeletionsRequest& request);
 
-// Predict before the model is looked up: model id, rows, one encoding.
+// Predict before the model is looked up: model id, and either token rows
+// (sequences: 1..kMaxPredictRows, rows 0 or their count, no features) or
+// features (rows 1..kMaxPredictRows, exactly one encoding).
 absl::Status CheckPredictRequest(const oubli::v1::PredictRequest& request);
+// Whether `config`'s model answers this Predict: image models take
+// features, classifying decoders token rows, and a causal language model
+// none (Score and Generate serve it). Requires CheckPredictRequest.
+absl::Status CheckPredictFitsModel(const oubli::v1::PredictRequest& request,
+                                   const ModelConfig& config);
 // Predict's inputs, row-major, for a model of `features_per_row` inputs.
 // Requires CheckPredictRequest(request) to have passed.
 absl::StatusOr<std::vector<float>> PredictInputs(
     const oubli::v1::PredictRequest& request, int64_t features_per_row);
+// Predict's token rows, each 1.. tokens. Requires CheckPredictRequest.
+absl::StatusOr<std::vector<std::vector<int32_t>>> PredictTokenRows(
+    const oubli::v1::PredictRequest& request);
+
+// Score and Generate serve causal language models only: InvalidArgument
+// naming the model's kind otherwise. `rpc` names the call in the message.
+absl::Status CheckCausalLanguageModel(const ModelConfig& config,
+                                      absl::string_view model_id,
+                                      absl::string_view rpc);
+// Score's sequences: 1..kMaxScoredSequences, each at least 2 ids below
+// 2^31 (the engine checks the vocabulary and the context).
+absl::StatusOr<std::vector<std::vector<int32_t>>> ScoreSequences(
+    const oubli::v1::ScoreRequest& request);
+// Generate's options: a prompt of 1.. ids and stop tokens below 2^31,
+// max_tokens 1..kMaxGeneratedTokens, a finite temperature >= 0.
+absl::StatusOr<GenerateOptions> GenerateOptionsFrom(
+    const oubli::v1::GenerateRequest& request);
 
 }  // namespace oubli::coordinator
 

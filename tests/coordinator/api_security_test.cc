@@ -248,13 +248,38 @@ TEST_F(ApiSecurityTest, MissingRoleIsNamed) {
                   .ok());
   // Nothing was deleted.
   EXPECT_EQ(model.active_samples(), 60);
-  // The eraser may delete, but not read predictions.
+  // Score and Generate are the reader's too: they reach the service, which
+  // says this image model is not a language model.
+  v1::ScoreRequest score;
+  score.set_model_id("m");
+  v1::TokenSequence* sequence = score.add_sequences();
+  sequence->add_tokens(1);
+  sequence->add_tokens(2);
+  v1::ScoreResponse scored;
+  status = Call(&v1::Oubli::Stub::Score, score, &scored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("causal language models"));
+  v1::GenerateRequest generate;
+  generate.set_model_id("m");
+  generate.add_prompt(1);
+  generate.set_max_tokens(1);
+  v1::GenerateResponse generated;
+  status = Call(&v1::Oubli::Stub::Generate, generate, &generated);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("causal language models"));
+  // The eraser may delete, but not read predictions, scores or generations.
   stub_ = Client(nullptr, kEraserToken);
   EXPECT_TRUE(Delete("m", {"sample-1000"}, "", &receipt).ok());
   EXPECT_EQ(Predict("m", 1, std::vector<float>(testing_util::kTinyWidth, 0.5f),
                     &prediction)
                 .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
+  status = Call(&v1::Oubli::Stub::Score, score, &scored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("Score needs role reader"));
+  status = Call(&v1::Oubli::Stub::Generate, generate, &generated);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("Generate needs role reader"));
 }
 
 TEST_F(ApiSecurityTest, ModelScopeLimitsEveryCall) {

@@ -1,6 +1,10 @@
 // The public API's requests as the gRPC adapter validates them before it
 // calls the registry (coordinator/request_validation.h): the first byte
-// picks the RPC, the rest is its request message as a client sends it.
+// picks the RPC (0 IngestSamples, 1 DeleteSamples, 2 ForgetOwner,
+// 3 ListDeletions, 4 Predict, 5 Score, 6 Generate), the rest is its request
+// message as a client sends it.
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -8,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/config.h"
 #include "common/types.h"
 #include "coordinator/request_validation.h"
 #include "google/protobuf/stubs/logging.h"
@@ -17,9 +22,11 @@ namespace {
 
 namespace v1 = ::oubli::v1;
 using oubli::coordinator::kMaxDeleteIds;
+using oubli::coordinator::kMaxGeneratedTokens;
 using oubli::coordinator::kMaxIngestSamplesPerMessage;
 using oubli::coordinator::kMaxListPageSize;
 using oubli::coordinator::kMaxPredictRows;
+using oubli::coordinator::kMaxScoredSequences;
 
 // The documented bounds of ids and owners (common/types.h): 1..256 bytes,
 // valid UTF-8 (echoed into replies unchanged), no control characters.
@@ -48,6 +55,34 @@ void Ingest(const v1::IngestSamplesRequest& request) {
   size_t next = 0;
   size_t next_rejected = 0;
   for (const v1::Sample& in : request.samples()) {
+    if (in.tokens_size() > 0 || in.prompt_tokens() != 0) {
+      // Passed on only when well formed on the wire, ids as sent.
+      const bool well_formed =
+          in.features().empty() && in.tokens_size() > 0 &&
+          in.prompt_tokens() >= 0 && in.prompt_tokens() < in.tokens_size() &&
+          std::all_of(in.tokens().begin(), in.tokens().end(),
+                      [](uint32_t t) { return t < (uint32_t{1} << 31); });
+      if (!well_formed) {
+        Check(batch->rejected.at(next_rejected++).first == in.id());
+        continue;
+      }
+      const oubli::Sample& out = batch->samples.at(next++);
+      Check(out.id == in.id() && out.owner == in.owner() &&
+            out.prompt_tokens == in.prompt_tokens());
+      Check(oubli::HoldsTokens(out.feature_type));
+      const std::vector<int32_t> ids =
+          oubli::DecodeTokens(out.feature_type, out.features);
+      Check(std::equal(ids.begin(), ids.end(), in.tokens().begin(),
+                       in.tokens().end(), [](int32_t a, uint32_t b) {
+                         return a >= 0 && static_cast<uint32_t>(a) == b;
+                       }));
+      // Well formed on the wire, it is refused further on only for its
+      // other fields.
+      Check(oubli::ValidateSample(out).ok() || !IsValidName(out.id) ||
+            !IsValidName(out.owner) || out.label < 0 ||
+            !(out.deletion_risk >= 0 && out.deletion_risk <= 1));
+      continue;
+    }
     const bool known = in.feature_type() == v1::FEATURE_TYPE_UNSPECIFIED ||
                        in.feature_type() == v1::FEATURE_TYPE_U8 ||
                        in.feature_type() == v1::FEATURE_TYPE_F32;
@@ -103,9 +138,41 @@ void List(const v1::ListDeletionsRequest& request) {
   Check(query->accepted_from < query->accepted_to);
 }
 
+// Token ids as the engine gets them: as sent, each below 2^31.
+bool SameIds(const std::vector<int32_t>& ids,
+             const google::protobuf::RepeatedField<uint32_t>& sent) {
+  return std::equal(ids.begin(), ids.end(), sent.begin(), sent.end(),
+                    [](int32_t a, uint32_t b) {
+                      return a >= 0 && static_cast<uint32_t>(a) == b;
+                    });
+}
+
+void PredictTokens(const v1::PredictRequest& request) {
+  Check(request.sequences_size() >= 1 &&
+        request.sequences_size() <= kMaxPredictRows);
+  Check(request.rows() == 0 || request.rows() == request.sequences_size());
+  Check(request.features_size() == 0 && request.features_f32le().empty());
+  // Each kind of model takes its rows or none.
+  oubli::ModelConfig classifier;
+  classifier.backbone.kind = oubli::BackboneKind::kDecoder;
+  classifier.backbone.decoder.objective = oubli::DecoderObjective::kClassify;
+  Check(oubli::coordinator::CheckPredictFitsModel(request, classifier).ok());
+  Check(!oubli::coordinator::CheckPredictFitsModel(request,
+                                                   oubli::ModelConfig())
+             .ok());
+  auto rows = oubli::coordinator::PredictTokenRows(request);
+  if (!rows.ok()) return;
+  Check(static_cast<int>(rows->size()) == request.sequences_size());
+  for (int i = 0; i < request.sequences_size(); ++i) {
+    Check(!(*rows)[i].empty() &&
+          SameIds((*rows)[i], request.sequences(i).tokens()));
+  }
+}
+
 void Predict(const v1::PredictRequest& request) {
   if (!oubli::coordinator::CheckPredictRequest(request).ok()) return;
   Check(!request.model_id().empty());
+  if (request.sequences_size() > 0) return PredictTokens(request);
   Check(request.rows() >= 1 && request.rows() <= kMaxPredictRows);
   const bool has_floats = request.features_size() > 0;
   Check(has_floats != !request.features_f32le().empty());
@@ -124,6 +191,30 @@ void Predict(const v1::PredictRequest& request) {
   }
 }
 
+void Score(const v1::ScoreRequest& request) {
+  auto rows = oubli::coordinator::ScoreSequences(request);
+  if (!rows.ok()) return;
+  Check(!request.model_id().empty());
+  Check(!rows->empty() &&
+        rows->size() <= static_cast<size_t>(kMaxScoredSequences));
+  Check(static_cast<int>(rows->size()) == request.sequences_size());
+  for (int i = 0; i < request.sequences_size(); ++i) {
+    Check((*rows)[i].size() >= 2 &&
+          SameIds((*rows)[i], request.sequences(i).tokens()));
+  }
+}
+
+void Generate(const v1::GenerateRequest& request) {
+  auto options = oubli::coordinator::GenerateOptionsFrom(request);
+  if (!options.ok()) return;
+  Check(!request.model_id().empty());
+  Check(!options->prompt.empty() && SameIds(options->prompt, request.prompt()));
+  Check(SameIds(options->stop_tokens, request.stop_tokens()));
+  Check(options->max_tokens >= 1 && options->max_tokens <= kMaxGeneratedTokens);
+  Check(std::isfinite(options->temperature) && options->temperature >= 0);
+  Check(options->seed == request.seed());
+}
+
 template <typename Request>
 bool Parse(const uint8_t* data, size_t size, Request* request) {
   return request->ParseFromArray(data, static_cast<int>(size));
@@ -140,7 +231,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
-  const uint8_t rpc = data[0] % 5;
+  const uint8_t rpc = data[0] % 7;
   ++data;
   --size;
   switch (rpc) {
@@ -158,6 +249,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 4:
       if (v1::PredictRequest r; Parse(data, size, &r)) Predict(r);
+      break;
+    case 5:
+      if (v1::ScoreRequest r; Parse(data, size, &r)) Score(r);
+      break;
+    case 6:
+      if (v1::GenerateRequest r; Parse(data, size, &r)) Generate(r);
       break;
   }
   return 0;

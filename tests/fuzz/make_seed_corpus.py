@@ -249,7 +249,7 @@ write("deletion_record", "other_key",
 
 # Public API requests as fuzz_requests reads them: a byte naming the RPC
 # (0 IngestSamples, 1 DeleteSamples, 2 ForgetOwner, 3 ListDeletions,
-# 4 Predict), then the request message.
+# 4 Predict, 5 Score, 6 Generate), then the request message.
 def request(rpc, request_fields):
     return bytes([rpc]) + ledger_entry(request_fields)
 
@@ -268,6 +268,24 @@ write("requests", "ingest", request(0, [
     (1, b"m"), (2, sample(b"s-1", b"alice", 1, bytes(range(4)))),
     (2, sample(b"s-2", b"bob", 0, struct.pack("<2f", 0.5, 1), 2, 0.25)),
     (2, sample(b"s-3", b"bob", 2, b"\x01", 7))]))
+# Token samples: Sample.tokens = 7 (packed), prompt_tokens = 8; the last
+# two are malformed (features beside tokens, an id of 2^31).
+def token_sample(sample_id, tokens, prompt_tokens=0, features=b""):
+    fields = [(1, sample_id), (2, b"alice"), (7, packed_varints(tokens))]
+    if prompt_tokens:
+        fields.append((8, prompt_tokens))
+    if features:
+        fields.append((4, features))
+    return ledger_entry(fields)
+
+
+write("requests", "ingest_tokens", request(0, [
+    (1, b"m"), (2, token_sample(b"t-1", [5, 1, 2], 1)),
+    (2, token_sample(b"t-2", [70000, 3])),
+    (2, token_sample(b"t-3", [1, 2], features=b"\x01")),
+    (2, token_sample(b"t-4", [1 << 31, 2]))]))
+write("requests", "ingest_negative_prompt", request(0, [
+    (1, b"m"), (2, token_sample(b"t-5", [1, 2], (1 << 64) - 1))]))
 write("requests", "delete", request(1, [
     (1, b"m"), (2, b"s-1"), (2, b"s-2"), (3, b"idem")]))
 write("requests", "delete_bad_id", request(1, [(1, b"m"), (2, b"a\x01b")]))
@@ -280,6 +298,18 @@ write("requests", "predict_floats", request(4, [
     (1, b"m"), (2, 1), (3, struct.pack("<3f", 0.1, 0.2, 0.3))]))
 write("requests", "predict_bytes", request(4, [
     (1, b"m"), (2, 2), (4, struct.pack("<2f", 1.0, float("nan")))]))
+# TokenSequence{tokens = 1 (packed)}.
+write("requests", "predict_tokens", request(4, [
+    (1, b"m"), (2, 2), (5, field(1, packed_varints([1, 2, 3]))),
+    (5, field(1, packed_varints([4])))]))
+write("requests", "score", request(5, [
+    (1, b"m"), (2, field(1, packed_varints([7, 8, 9]))),
+    (2, field(1, packed_varints([1, 1 << 31])))]))
+# GenerateRequest: prompt 2, max_tokens 3, temperature 4 (double), seed 5,
+# stop_tokens 6.
+write("requests", "generate", request(6, [
+    (1, b"m"), (2, packed_varints([3, 4])), (3, 16), (5, 42),
+    (6, packed_varints([2]))]) + varint(4 << 3 | 1) + struct.pack("<d", 0.7))
 
 
 # Slices as workers receive them: SliceRows{feature_type=1,
