@@ -16,8 +16,8 @@ grep -qF -- "--fashion_mnist" <<<"$out" && fail "delete --help lists --fashion_m
 out="$("$ctl" predict --model m --help)" || fail "predict --help exited $?"
 grep -qF -- "--fashion_mnist" <<<"$out" || fail "predict --help: $out"
 out="$("$ctl" --help)" || fail "--help exited $?"
-for command in create ingest train delete status predict model models \
-  deletions delete-model verify audit retire-worker; do
+for command in create ingest train delete status predict score generate \
+  model models deletions delete-model verify audit retire-worker; do
   grep -q "^  $command" <<<"$out" || fail "--help does not list $command"
 done
 

@@ -7,12 +7,18 @@
 //   create  --model M [--config FILE]        FILE: key=value lines as written
 //                                            by ConfigToText (common/config.h)
 //   ingest  --model M (--fashion_mnist DIR [--split train --offset N
-//                      --limit N --samples_per_owner N] | --csv FILE)
+//                      --limit N --samples_per_owner N] | --csv FILE |
+//                      --jsonl FILE --tokenizer MODEL.model)
 //   train   --model M [--wait]
 //   delete  --model M (--sample ID[,ID...] [ID...] | --owner O)
 //           [--idempotency_key K]
 //   status  --deletion MODEL/del-N [--watch]  (alias: receipt)
 //   predict --model M --fashion_mnist DIR [--split test] [--limit N]
+//   score   --model M (IDS... | --tokens_file FILE) [--tokenizer MODEL.model]
+//                       log-likelihood of token sequences ("1,2,3" each)
+//   generate --model M (--prompt_tokens 1,2,3 | --prompt TEXT --tokenizer
+//            MODEL.model) [--max_tokens N] [--temperature T] [--seed S]
+//            [--stop_tokens 2,...]
 //   model   --model M
 //   models  every model, with a status summary (ListModels)
 //   deletions --model M [--pending | --stage S,...] [--owner O]
@@ -33,6 +39,7 @@
 // stderr, or reading its input); 2 usage
 // (missing or unknown command, an unknown flag, a flag that does not apply
 // to the command, a flag's missing or malformed value, a bad argument).
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
@@ -41,6 +48,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -71,6 +79,8 @@
 #include "coordinator/request_validation.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "storage/datasets.h"
+#include "tools/oublictl/sentencepiece_tokenizer.h"
+#include "tools/oublictl/token_input.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "oubli server HOST:PORT");
 ABSL_FLAG(bool, json, false, "print one JSON object per line");
@@ -100,6 +110,28 @@ ABSL_FLAG(int64_t, offset, 0, "first Fashion-MNIST index to load");
 ABSL_FLAG(int64_t, limit, -1, "max samples to load, -1 = all");
 ABSL_FLAG(int, samples_per_owner, 20, "synthetic owners: samples per owner");
 ABSL_FLAG(std::string, csv, "", "ingest: CSV file (label,owner,f1..fn)");
+ABSL_FLAG(std::string, jsonl, "",
+          "ingest: JSON lines of text samples, each {\"id\", \"owner\", "
+          "\"text\" or \"prompt\" and \"answer\", optional \"label\" and "
+          "\"deletion_risk\"}, tokenized with --tokenizer");
+ABSL_FLAG(std::string, tokenizer, "",
+          "SentencePiece model (.model) of a decoder: ingest --jsonl "
+          "tokenizes with it (appending its end-of-sequence id), score and "
+          "generate print text with it");
+ABSL_FLAG(std::string, tokens_file, "",
+          "score: token sequences, one per line (ids separated by commas or "
+          "blanks; # comments)");
+ABSL_FLAG(std::vector<std::string>, prompt_tokens, {},
+          "generate: the prompt's token ids");
+ABSL_FLAG(std::string, prompt, "",
+          "generate: the prompt as text (with --tokenizer)");
+ABSL_FLAG(int, max_tokens, 16, "generate: new tokens, 1..1024");
+ABSL_FLAG(double, temperature, 0,
+          "generate: 0 greedy; above 0 sampled with --seed");
+ABSL_FLAG(uint64_t, seed, 0, "generate: seed of sampling");
+ABSL_FLAG(std::vector<std::string>, stop_tokens, {},
+          "generate: stop after one of these ids (default with --tokenizer: "
+          "its end-of-sequence id)");
 ABSL_FLAG(int, batch, 1000, "ingest: samples per streamed message");
 ABSL_FLAG(bool, wait, false,
           "train: wait for the job to finish; delete-model: until PURGED");
@@ -309,10 +341,25 @@ void PrintModel(const v1::Model& m) {
   const v1::ModelConfig& c = m.config();
   std::printf("model %s  (%s)\n", m.model_id().c_str(),
               m.worker_placement().c_str());
-  std::printf("  S=%d L=%d B=%d  input %dx%dx%d  classes %d  seed %llu\n",
-              c.shards(), c.slices(), c.sequences(), c.input_channels(),
-              c.input_height(), c.input_width(), c.num_classes(),
-              static_cast<unsigned long long>(c.seed()));
+  if (c.backbone() == v1::BACKBONE_KIND_DECODER) {
+    const v1::DecoderConfig& d = c.decoder();
+    const bool lm = d.objective() == v1::DECODER_OBJECTIVE_CAUSAL_LM;
+    std::printf(
+        "  S=%d L=%d B=%d  decoder %s %s%s  vocabulary %d  context %d  "
+        "dim %d x %d layers  LoRA on %s  seed %llu\n",
+        c.shards(), c.slices(), c.sequences(),
+        d.layout() == v1::DECODER_LAYOUT_GPT2 ? "gpt2" : "llama",
+        lm ? "language model" : "classifier",
+        lm ? "" : absl::StrCat(" (", c.num_classes(), " classes)").c_str(),
+        d.vocab_size(), d.context_length(), d.dim(), d.layers(),
+        absl::StrJoin(d.lora_targets(), ",").c_str(),
+        static_cast<unsigned long long>(c.seed()));
+  } else {
+    std::printf("  S=%d L=%d B=%d  input %dx%dx%d  classes %d  seed %llu\n",
+                c.shards(), c.slices(), c.sequences(), c.input_channels(),
+                c.input_height(), c.input_width(), c.num_classes(),
+                static_cast<unsigned long long>(c.seed()));
+  }
   const v1::PlacementConfig& placement = c.placement();
   std::printf("  placement %s%s  slice imbalance %.2f (largest / mean)\n",
               placement.by() == v1::PLACEMENT_SAMPLE ? "sample" : "owner",
@@ -373,6 +420,18 @@ void PrintModel(const v1::Model& m) {
   std::fflush(stdout);
 }
 
+// The file a flag names; errors name the flag.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
+                                          absl::string_view flag) {
+  absl::StatusOr<std::string> bytes = oubli::ReadFile(path);
+  if (!bytes.ok()) {
+    return absl::Status(bytes.status().code(),
+                        absl::StrCat("--", flag, ": ",
+                                     bytes.status().message()));
+  }
+  return bytes;
+}
+
 absl::StatusOr<std::vector<oubli::Sample>> LoadFashionMnist(
     const std::string& default_split) {
   const std::string split = absl::GetFlag(FLAGS_split).empty()
@@ -399,11 +458,6 @@ absl::Status Create(Client& client) {
     text << in.rdbuf();
     auto config = oubli::ParseConfig(text.str());
     OUBLI_RETURN_IF_ERROR(config.status());
-    if (config->backbone.kind == oubli::BackboneKind::kDecoder) {
-      return absl::InvalidArgumentError(
-          "--config: decoder language models cannot be created through the "
-          "service yet");
-    }
     *request.mutable_config() = oubli::coordinator::ConfigToProto(*config);
     // A file that names no placement leaves it to the server: the default
     // for a new model, the model's own for one that exists.
@@ -420,53 +474,35 @@ absl::Status Create(Client& client) {
   return absl::OkStatus();
 }
 
-absl::Status Ingest(Client& client) {
-  OUBLI_ASSIGN_OR_RETURN(const std::string model,
-                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
-  std::vector<oubli::Sample> samples;
-  if (!absl::GetFlag(FLAGS_csv).empty()) {
-    auto loaded = oubli::storage::LoadCsv(absl::GetFlag(FLAGS_csv), "csv-");
-    OUBLI_RETURN_IF_ERROR(loaded.status());
-    samples = *std::move(loaded);
-  } else if (!absl::GetFlag(FLAGS_fashion_mnist).empty()) {
-    OUBLI_ASSIGN_OR_RETURN(samples, LoadFashionMnist("train"));
-  } else {
-    return UsageError("ingest needs --fashion_mnist DIR or --csv FILE");
-  }
-  if (samples.empty())
-    return absl::FailedPreconditionError("no samples to ingest");
-  // Fail fast on a wrong model id instead of after streaming everything.
-  {
-    v1::GetModelRequest get;
-    get.set_model_id(model);
-    v1::Model existing;
-    OUBLI_RETURN_IF_ERROR(RpcStatus(
-        client.stub().GetModel(Client::Context().get(), get, &existing),
-        "GetModel"));
-  }
+// The model's description; fails fast on a wrong model id.
+absl::StatusOr<v1::Model> GetModel(Client& client, const std::string& model) {
+  v1::GetModelRequest request;
+  request.set_model_id(model);
+  v1::Model response;
+  OUBLI_RETURN_IF_ERROR(RpcStatus(
+      client.stub().GetModel(Client::Context().get(), request, &response),
+      "GetModel"));
+  return response;
+}
+
+// Streams `count` samples in messages of --batch, fill(i, out) writing the
+// i-th, and prints what the server stored.
+absl::Status StreamSamples(
+    Client& client, const std::string& model, size_t count,
+    const std::function<void(size_t, v1::Sample*)>& fill) {
   const size_t batch =
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_batch)));
-
   auto context = Client::Context();
   v1::IngestSamplesResponse response;
   auto writer = client.stub().IngestSamples(context.get(), &response);
-  for (size_t start = 0; start < samples.size(); start += batch) {
+  for (size_t start = 0; start < count; start += batch) {
     v1::IngestSamplesRequest request;
     request.set_model_id(model);
-    const size_t end = std::min(samples.size(), start + batch);
-    for (size_t i = start; i < end; ++i) {
-      v1::Sample* s = request.add_samples();
-      s->set_id(samples[i].id);
-      s->set_owner(samples[i].owner);
-      s->set_label(samples[i].label);
-      s->set_features(samples[i].features);
-      s->set_feature_type(samples[i].feature_type == oubli::FeatureType::kF32
-                              ? v1::FEATURE_TYPE_F32
-                              : v1::FEATURE_TYPE_U8);
-    }
+    const size_t end = std::min(count, start + batch);
+    for (size_t i = start; i < end; ++i) fill(i, request.add_samples());
     if (!writer->Write(request)) break;  // Finish() tells why
-    ProgressBar("ingest", static_cast<double>(end) / samples.size(),
-                absl::StrCat(end, "/", samples.size()));
+    ProgressBar("ingest", static_cast<double>(end) / count,
+                absl::StrCat(end, "/", count));
   }
   std::fprintf(stderr, "\n");
   writer->WritesDone();
@@ -484,6 +520,77 @@ absl::Status Ingest(Client& client) {
                 response.rejected(i).reason().c_str());
   }
   return absl::OkStatus();
+}
+
+// --tokenizer's model; usage error when the flag is missing.
+absl::StatusOr<std::unique_ptr<oubli::tools::SentencePieceTokenizer>>
+LoadTokenizer(absl::string_view why) {
+  const std::string path = absl::GetFlag(FLAGS_tokenizer);
+  if (path.empty()) {
+    return UsageError(absl::StrCat(why, " needs --tokenizer MODEL.model"));
+  }
+  auto tokenizer = oubli::tools::SentencePieceTokenizer::Load(path);
+  if (!tokenizer.ok()) {
+    return absl::Status(tokenizer.status().code(),
+                        absl::StrCat("--tokenizer: ",
+                                     tokenizer.status().message()));
+  }
+  return tokenizer;
+}
+
+// Text samples of --jsonl, tokenized for the model; every line is checked
+// before anything is sent.
+absl::Status IngestJsonl(Client& client, const std::string& model) {
+  OUBLI_ASSIGN_OR_RETURN(auto tokenizer, LoadTokenizer("ingest --jsonl"));
+  OUBLI_ASSIGN_OR_RETURN(const v1::Model described, GetModel(client, model));
+  OUBLI_ASSIGN_OR_RETURN(const oubli::tools::TokenModel token_model,
+                         oubli::tools::TokenModelOf(described));
+  const std::string path = absl::GetFlag(FLAGS_jsonl);
+  OUBLI_ASSIGN_OR_RETURN(const std::string contents,
+                         ReadWholeFile(path, "jsonl"));
+  OUBLI_ASSIGN_OR_RETURN(
+      std::vector<v1::Sample> samples,
+      oubli::tools::JsonlTokenSamples(path, contents, *tokenizer,
+                                      token_model));
+  return StreamSamples(client, model, samples.size(),
+                       [&](size_t i, v1::Sample* out) {
+                         out->Swap(&samples[i]);
+                       });
+}
+
+absl::Status Ingest(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  const int sources = !absl::GetFlag(FLAGS_csv).empty() +
+                      !absl::GetFlag(FLAGS_fashion_mnist).empty() +
+                      !absl::GetFlag(FLAGS_jsonl).empty();
+  if (sources != 1) {
+    return UsageError(
+        "ingest needs one of --fashion_mnist DIR, --csv FILE and --jsonl "
+        "FILE");
+  }
+  if (!absl::GetFlag(FLAGS_jsonl).empty()) return IngestJsonl(client, model);
+  std::vector<oubli::Sample> samples;
+  if (!absl::GetFlag(FLAGS_csv).empty()) {
+    auto loaded = oubli::storage::LoadCsv(absl::GetFlag(FLAGS_csv), "csv-");
+    OUBLI_RETURN_IF_ERROR(loaded.status());
+    samples = *std::move(loaded);
+  } else {
+    OUBLI_ASSIGN_OR_RETURN(samples, LoadFashionMnist("train"));
+  }
+  if (samples.empty())
+    return absl::FailedPreconditionError("no samples to ingest");
+  OUBLI_RETURN_IF_ERROR(GetModel(client, model).status());
+  return StreamSamples(
+      client, model, samples.size(), [&](size_t i, v1::Sample* s) {
+        s->set_id(samples[i].id);
+        s->set_owner(samples[i].owner);
+        s->set_label(samples[i].label);
+        s->set_features(samples[i].features);
+        s->set_feature_type(samples[i].feature_type == oubli::FeatureType::kF32
+                                ? v1::FEATURE_TYPE_F32
+                                : v1::FEATURE_TYPE_U8);
+      });
 }
 
 absl::Status Train(Client& client) {
@@ -639,15 +746,191 @@ absl::Status Predict(Client& client) {
   return absl::OkStatus();
 }
 
-absl::Status Model(Client& client) {
-  v1::GetModelRequest request;
+// Token ids given on the command line: usage errors name the flag.
+absl::StatusOr<std::vector<uint32_t>> TokenFlag(absl::string_view text,
+                                                absl::string_view flag) {
+  absl::StatusOr<std::vector<uint32_t>> ids =
+      oubli::tools::ParseTokenList(text);
+  if (!ids.ok()) {
+    return UsageError(absl::StrCat(flag, ": ", ids.status().message()));
+  }
+  return ids;
+}
+
+// The ids' text under `tokenizer`, or why not, for display.
+std::string TextOf(const oubli::tools::SentencePieceTokenizer& tokenizer,
+                   const google::protobuf::RepeatedField<uint32_t>& ids) {
+  absl::StatusOr<std::string> text =
+      tokenizer.Decode(std::vector<int>(ids.begin(), ids.end()));
+  return text.ok() ? *text
+                   : absl::StrCat("(not decodable: ", text.status().message(),
+                                  ")");
+}
+
+// `message` as JSON with a "text" field added.
+void PrintJsonWithText(const google::protobuf::Message& message,
+                       const std::string& text) {
+  std::string json;
+  google::protobuf::Struct object;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options)
+           .ok() ||
+      !google::protobuf::util::JsonStringToMessage(json, &object).ok()) {
+    return PrintJson(message);
+  }
+  (*object.mutable_fields())["text"].set_string_value(text);
+  PrintJson(object);
+}
+
+// The model that answered: its fingerprint and how many shards served.
+void PrintServed(
+    const std::string& fingerprint, bool from_base,
+    const google::protobuf::RepeatedPtrField<v1::ServedShard>& served) {
+  const int serving = static_cast<int>(std::count_if(
+      served.begin(), served.end(),
+      [](const v1::ServedShard& shard) { return shard.served(); }));
+  std::printf("model fingerprint %s  shards served %d/%d%s\n",
+              fingerprint.c_str(), serving, served.size(),
+              from_base ? "  (the public base model answered: base_fallback)"
+                        : "");
+}
+
+absl::Status Score(Client& client, const std::vector<std::string>& lists) {
   OUBLI_ASSIGN_OR_RETURN(const std::string model,
                          RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  v1::ScoreRequest request;
   request.set_model_id(model);
-  v1::Model response;
+  for (const std::string& list : lists) {
+    OUBLI_ASSIGN_OR_RETURN(const std::vector<uint32_t> ids,
+                           TokenFlag(list, "score"));
+    request.add_sequences()->mutable_tokens()->Add(ids.begin(), ids.end());
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_tokens_file);
+      !path.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(const std::string text,
+                           ReadWholeFile(path, "tokens_file"));
+    absl::StatusOr<std::vector<std::vector<uint32_t>>> sequences =
+        oubli::tools::ParseTokenLines(text);
+    if (!sequences.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tokens_file ", path, ": ", sequences.status().message()));
+    }
+    for (const std::vector<uint32_t>& ids : *sequences) {
+      request.add_sequences()->mutable_tokens()->Add(ids.begin(), ids.end());
+    }
+  }
+  if (request.sequences_size() == 0) {
+    return UsageError(
+        "score needs token sequences: IDS... (e.g. 1,2,3 4,5) or "
+        "--tokens_file FILE");
+  }
+  std::unique_ptr<oubli::tools::SentencePieceTokenizer> tokenizer;
+  if (!absl::GetFlag(FLAGS_tokenizer).empty()) {
+    OUBLI_ASSIGN_OR_RETURN(tokenizer, LoadTokenizer("score"));
+  }
+  v1::ScoreResponse response;
   OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().GetModel(Client::Context().get(), request, &response),
-      "GetModel"));
+      client.stub().Score(Client::Context().get(), request, &response),
+      "Score"));
+  if (Json()) {
+    PrintJson(response);
+    return absl::OkStatus();
+  }
+  for (int i = 0; i < response.sequences_size(); ++i) {
+    const v1::ScoredSequence& scored = response.sequences(i);
+    const int scored_tokens = scored.token_log_probs_size();
+    std::printf("sequence %d: %d tokens  log p %.6f  (mean %.4f per token)\n",
+                i, request.sequences(i).tokens_size(), scored.total_log_prob(),
+                scored_tokens > 0 ? scored.total_log_prob() / scored_tokens
+                                  : 0.0);
+    if (tokenizer != nullptr) {
+      std::printf("  text   %s\n",
+                  TextOf(*tokenizer, request.sequences(i).tokens()).c_str());
+    }
+    std::printf("  log p  %s\n",
+                absl::StrJoin(scored.token_log_probs(), " ",
+                              [](std::string* out, float p) {
+                                absl::StrAppendFormat(out, "%.4f", p);
+                              })
+                    .c_str());
+  }
+  PrintServed(response.fingerprint(), response.from_base(), response.served());
+  return absl::OkStatus();
+}
+
+absl::Status Generate(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  v1::GenerateRequest request;
+  request.set_model_id(model);
+  const std::vector<std::string> prompt_ids =
+      absl::GetFlag(FLAGS_prompt_tokens);
+  const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  if (prompt_ids.empty() == prompt_text.empty()) {
+    return UsageError(
+        "generate needs either --prompt_tokens 1,2,3 or --prompt TEXT (with "
+        "--tokenizer)");
+  }
+  std::unique_ptr<oubli::tools::SentencePieceTokenizer> tokenizer;
+  if (!absl::GetFlag(FLAGS_tokenizer).empty() || !prompt_text.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(tokenizer, LoadTokenizer("generate --prompt"));
+  }
+  if (!prompt_text.empty()) {
+    // No end-of-sequence id: the text goes on.
+    OUBLI_ASSIGN_OR_RETURN(const std::vector<int> ids,
+                           tokenizer->Encode(prompt_text));
+    request.mutable_prompt()->Add(ids.begin(), ids.end());
+  } else {
+    OUBLI_ASSIGN_OR_RETURN(
+        const std::vector<uint32_t> ids,
+        TokenFlag(absl::StrJoin(prompt_ids, ","), "--prompt_tokens"));
+    request.mutable_prompt()->Add(ids.begin(), ids.end());
+  }
+  request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  request.set_temperature(absl::GetFlag(FLAGS_temperature));
+  request.set_seed(absl::GetFlag(FLAGS_seed));
+  const std::vector<std::string> stop = absl::GetFlag(FLAGS_stop_tokens);
+  if (!stop.empty()) {
+    OUBLI_ASSIGN_OR_RETURN(
+        const std::vector<uint32_t> ids,
+        TokenFlag(absl::StrJoin(stop, ","), "--stop_tokens"));
+    request.mutable_stop_tokens()->Add(ids.begin(), ids.end());
+  } else if (tokenizer != nullptr && tokenizer->eos_id() >= 0) {
+    // Samples from ingest --jsonl end with it: so does a continuation.
+    request.add_stop_tokens(static_cast<uint32_t>(tokenizer->eos_id()));
+  }
+  v1::GenerateResponse response;
+  OUBLI_RETURN_IF_ERROR(RpcStatus(
+      client.stub().Generate(Client::Context().get(), request, &response),
+      "Generate"));
+  const std::string text =
+      tokenizer != nullptr ? TextOf(*tokenizer, response.tokens()) : "";
+  if (Json()) {
+    if (tokenizer != nullptr) {
+      PrintJsonWithText(response, text);
+    } else {
+      PrintJson(response);
+    }
+    return absl::OkStatus();
+  }
+  double total = 0;
+  for (float p : response.token_log_probs()) total += p;
+  std::printf("generated %d tokens (%s)  log p %.6f\n", response.tokens_size(),
+              v1::GenerateResponse::FinishReason_Name(response.finish_reason())
+                  .c_str(),
+              total);
+  std::printf("  tokens %s\n", absl::StrJoin(response.tokens(), ",").c_str());
+  if (tokenizer != nullptr) std::printf("  text   %s\n", text.c_str());
+  PrintServed(response.fingerprint(), response.from_base(), response.served());
+  return absl::OkStatus();
+}
+
+absl::Status Model(Client& client) {
+  OUBLI_ASSIGN_OR_RETURN(const std::string model,
+                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
+  OUBLI_ASSIGN_OR_RETURN(const v1::Model response, GetModel(client, model));
   PrintModel(response);
   return absl::OkStatus();
 }
@@ -822,18 +1105,6 @@ absl::Status Verify(Client& client) {
   if (!report.match())
     return absl::FailedPreconditionError("served model does not match");
   return absl::OkStatus();
-}
-
-// The file a flag names; errors name the flag.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
-                                          absl::string_view flag) {
-  absl::StatusOr<std::string> bytes = oubli::ReadFile(path);
-  if (!bytes.ok()) {
-    return absl::Status(bytes.status().code(),
-                        absl::StrCat("--", flag, ": ",
-                                     bytes.status().message()));
-  }
-  return bytes;
 }
 
 absl::Status SaveLedger(const std::string& path,
@@ -1065,9 +1336,11 @@ const std::vector<CommandHelp>& Commands() {
        {"model", "config"},
        "oublictl create --model fm --config model.conf"},
       {"ingest",
-       "ingest --model M (--fashion_mnist DIR | --csv FILE): stream samples",
+       "ingest --model M (--fashion_mnist DIR | --csv FILE | --jsonl FILE "
+       "--tokenizer MODEL.model): stream samples (JSON lines of text are "
+       "tokenized and checked whole before any is sent)",
        {"model", "fashion_mnist", "split", "offset", "limit",
-        "samples_per_owner", "csv", "batch"},
+        "samples_per_owner", "csv", "jsonl", "tokenizer", "batch"},
        "oublictl ingest --model fm --fashion_mnist "
        "/usr/share/datasets/fashion-mnist --limit 20000"},
       {"train",
@@ -1093,6 +1366,20 @@ const std::vector<CommandHelp>& Commands() {
         "samples_per_owner"},
        "oublictl predict --model fm --fashion_mnist "
        "/usr/share/datasets/fashion-mnist"},
+      {"score",
+       "score --model M (IDS... | --tokens_file FILE) [--tokenizer "
+       "MODEL.model]: log-likelihood of each token of token sequences under a "
+       "causal language model",
+       {"model", "tokens_file", "tokenizer"},
+       "oublictl score --model lm 1,15,8,3 1,15,9"},
+      {"generate",
+       "generate --model M (--prompt_tokens 1,2,3 | --prompt TEXT --tokenizer "
+       "MODEL.model) [--max_tokens N] [--temperature T --seed S] "
+       "[--stop_tokens 2,...]: continue a prompt, greedy or sampled",
+       {"model", "prompt_tokens", "prompt", "tokenizer", "max_tokens",
+        "temperature", "seed", "stop_tokens"},
+       "oublictl generate --model lm --tokenizer lm.model --prompt "
+       "'where was alice born?' --max_tokens 20"},
       {"model",
        "model --model M: config, shards, workers",
        {"model"},
@@ -1253,8 +1540,8 @@ int main(int argc, char** argv) {
   }
   absl::SetProgramUsageMessage(
       "oublictl [--server=HOST:PORT] [--json] COMMAND [flags]; commands: "
-      "create ingest train delete status receipt predict model models "
-      "deletions delete-model verify audit retire-worker");
+      "create ingest train delete status receipt predict score generate "
+      "model models deletions delete-model verify audit retire-worker");
   const ScannedArgs scanned = ScanArgs(argc, argv);
   if (!scanned.error.empty()) {
     if (FindCommand(scanned.command) != nullptr) {
@@ -1292,7 +1579,8 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (!rest.empty() && command != "delete" && command != "retire-worker") {
+  if (!rest.empty() && command != "delete" && command != "retire-worker" &&
+      command != "score") {
     std::fprintf(stderr, "oublictl: unexpected argument '%s'\n",
                  rest[0].c_str());
     return 2;
@@ -1344,6 +1632,10 @@ int main(int argc, char** argv) {
     status = Status(client);
   } else if (command == "predict") {
     status = Predict(client);
+  } else if (command == "score") {
+    status = Score(client, rest);
+  } else if (command == "generate") {
+    status = Generate(client);
   } else if (command == "model") {
     status = Model(client);
   } else if (command == "models") {
