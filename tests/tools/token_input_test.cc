@@ -16,7 +16,7 @@
 #include "tests/testing/test_util.h"
 #include "tools/oublictl/sentencepiece_tokenizer.h"
 
-namespace oubli::tools {
+namespace oubli::oublictl {
 namespace {
 
 namespace v1 = ::oubli::v1;
@@ -257,4 +257,4 @@ TEST_F(JsonlTest, TheModelsLimitsApply) {
 }
 
 }  // namespace
-}  // namespace oubli::tools
+}  // namespace oubli::oublictl

@@ -39,8 +39,6 @@
 // stderr, or reading its input); 2 usage
 // (missing or unknown command, an unknown flag, a flag that does not apply
 // to the command, a flag's missing or malformed value, a bad argument).
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -48,7 +46,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -62,7 +59,6 @@
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -70,7 +66,6 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/config.h"
-#include "common/file_util.h"
 #include "common/grpc_security.h"
 #include "common/signing_key.h"
 #include "common/status_macros.h"
@@ -79,8 +74,8 @@
 #include "coordinator/request_validation.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "storage/datasets.h"
-#include "tools/oublictl/sentencepiece_tokenizer.h"
-#include "tools/oublictl/token_input.h"
+#include "tools/oublictl/client.h"
+#include "tools/oublictl/language_model_commands.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "oubli server HOST:PORT");
 ABSL_FLAG(bool, json, false, "print one JSON object per line");
@@ -161,133 +156,22 @@ namespace {
 
 namespace v1 = ::oubli::v1;
 
-// The bearer token of --token_file ("" without one); set in main.
-std::string* bearer_token = new std::string;
-
-class Client {
- public:
-  // `tls` not enabled: plaintext.
-  Client(const std::string& server, const oubli::TlsDialFiles& tls) {
-    grpc::ChannelArguments args = ChannelArguments();
-    std::shared_ptr<grpc::ChannelCredentials> credentials =
-        oubli::ChannelCredentialsFor(tls, &args);
-    stub_ = v1::Oubli::NewStub(
-        grpc::CreateCustomChannel(server, credentials, args));
-  }
-
-  v1::Oubli::Stub& stub() { return *stub_; }
-
-  // A context with the --timeout_s deadline (none if `deadline` is false)
-  // and the bearer token, if any.
-  static std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) {
-    auto context = std::make_unique<grpc::ClientContext>();
-    if (!bearer_token->empty()) {
-      context->AddMetadata(oubli::kAuthorizationMetadata,
-                           absl::StrCat("Bearer ", *bearer_token));
-    }
-    if (deadline) {
-      context->set_deadline(
-          std::chrono::system_clock::now() +
-          std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));
-    }
-    return context;
-  }
-
- private:
-  static grpc::ChannelArguments ChannelArguments() {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    return args;
-  }
-  std::unique_ptr<v1::Oubli::Stub> stub_;
-};
-
-const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  const int index = static_cast<int>(code);
-  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
-}
-
-// The gRPC status as an absl::Status whose message names the RPC.
-absl::Status RpcStatus(const grpc::Status& status, absl::string_view rpc) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(
-      static_cast<absl::StatusCode>(status.error_code()),
-      absl::StrCat(rpc, " failed: ", CodeName(status.error_code()), ": ",
-                   status.error_message()));
-}
-
-// A mistake in the command line (exit 2), as opposed to a command that
-// ran and failed (exit 1): marked with a payload main looks for.
-constexpr char kUsagePayload[] = "oublictl/usage";
-
-absl::Status UsageError(absl::string_view message) {
-  absl::Status status = absl::InvalidArgumentError(message);
-  status.SetPayload(kUsagePayload, absl::Cord("1"));
-  return status;
-}
-
-bool IsUsageError(const absl::Status& status) {
-  return status.GetPayload(kUsagePayload).has_value();
-}
-
-absl::StatusOr<std::string> RequireFlag(const std::string& value,
-                                        absl::string_view name) {
-  if (value.empty()) {
-    return UsageError(absl::StrCat("--", name, " is required"));
-  }
-  return value;
-}
+using oubli::oublictl::Client;
+using oubli::oublictl::GetModel;
+using oubli::oublictl::IsUsageError;
+using oubli::oublictl::PrintJson;
+using oubli::oublictl::ProgressBar;
+using oubli::oublictl::ReadWholeFile;
+using oubli::oublictl::RequireFlag;
+using oubli::oublictl::RpcStatus;
+using oubli::oublictl::UsageError;
 
 bool Json() { return absl::GetFlag(FLAGS_json); }
-
-void PrintJson(const google::protobuf::Message& message) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  // Scripts should not have to know that proto3 JSON drops zeros.
-  options.always_print_primitive_fields = true;
-  if (!google::protobuf::util::MessageToJsonString(message, &out, options)
-           .ok()) {
-    out = "{}";
-  }
-  std::printf("%s\n", out.c_str());
-  std::fflush(stdout);
-}
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
   const absl::Time time =
       absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
   return absl::FormatTime("%Y-%m-%d %H:%M:%E3S UTC", time, absl::UTCTimeZone());
-}
-
-// A one-line progress bar on stderr, redrawn in place.
-void ProgressBar(absl::string_view label, double fraction,
-                 absl::string_view detail) {
-  constexpr int kWidth = 30;
-  fraction = std::clamp(fraction, 0.0, 1.0);
-  const int filled = static_cast<int>(fraction * kWidth);
-  std::fprintf(stderr, "\r%s [%s%s] %3d%% %s", std::string(label).c_str(),
-               std::string(filled, '#').c_str(),
-               std::string(kWidth - filled, '.').c_str(),
-               static_cast<int>(fraction * 100), std::string(detail).c_str());
-  std::fflush(stderr);
 }
 
 void PrintReceipt(const v1::DeletionReceipt& r) {
@@ -420,18 +304,6 @@ void PrintModel(const v1::Model& m) {
   std::fflush(stdout);
 }
 
-// The file a flag names; errors name the flag.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
-                                          absl::string_view flag) {
-  absl::StatusOr<std::string> bytes = oubli::ReadFile(path);
-  if (!bytes.ok()) {
-    return absl::Status(bytes.status().code(),
-                        absl::StrCat("--", flag, ": ",
-                                     bytes.status().message()));
-  }
-  return bytes;
-}
-
 absl::StatusOr<std::vector<oubli::Sample>> LoadFashionMnist(
     const std::string& default_split) {
   const std::string split = absl::GetFlag(FLAGS_split).empty()
@@ -468,94 +340,10 @@ absl::Status Create(Client& client) {
   }
   v1::Model response;
   OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().CreateModel(Client::Context().get(), request, &response),
+      client.stub().CreateModel(client.Context().get(), request, &response),
       "CreateModel"));
   PrintModel(response);
   return absl::OkStatus();
-}
-
-// The model's description; fails fast on a wrong model id.
-absl::StatusOr<v1::Model> GetModel(Client& client, const std::string& model) {
-  v1::GetModelRequest request;
-  request.set_model_id(model);
-  v1::Model response;
-  OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().GetModel(Client::Context().get(), request, &response),
-      "GetModel"));
-  return response;
-}
-
-// Streams `count` samples in messages of --batch, fill(i, out) writing the
-// i-th, and prints what the server stored.
-absl::Status StreamSamples(
-    Client& client, const std::string& model, size_t count,
-    const std::function<void(size_t, v1::Sample*)>& fill) {
-  const size_t batch =
-      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_batch)));
-  auto context = Client::Context();
-  v1::IngestSamplesResponse response;
-  auto writer = client.stub().IngestSamples(context.get(), &response);
-  for (size_t start = 0; start < count; start += batch) {
-    v1::IngestSamplesRequest request;
-    request.set_model_id(model);
-    const size_t end = std::min(count, start + batch);
-    for (size_t i = start; i < end; ++i) fill(i, request.add_samples());
-    if (!writer->Write(request)) break;  // Finish() tells why
-    ProgressBar("ingest", static_cast<double>(end) / count,
-                absl::StrCat(end, "/", count));
-  }
-  std::fprintf(stderr, "\n");
-  writer->WritesDone();
-  OUBLI_RETURN_IF_ERROR(RpcStatus(writer->Finish(), "IngestSamples"));
-  if (Json()) {
-    PrintJson(response);
-    return absl::OkStatus();
-  }
-  std::printf("accepted %lld  duplicates %lld  rejected %d\n",
-              static_cast<long long>(response.accepted()),
-              static_cast<long long>(response.duplicates()),
-              response.rejected_size());
-  for (int i = 0; i < std::min(response.rejected_size(), 10); ++i) {
-    std::printf("  rejected %s: %s\n", response.rejected(i).sample_id().c_str(),
-                response.rejected(i).reason().c_str());
-  }
-  return absl::OkStatus();
-}
-
-// --tokenizer's model; usage error when the flag is missing.
-absl::StatusOr<std::unique_ptr<oubli::tools::SentencePieceTokenizer>>
-LoadTokenizer(absl::string_view why) {
-  const std::string path = absl::GetFlag(FLAGS_tokenizer);
-  if (path.empty()) {
-    return UsageError(absl::StrCat(why, " needs --tokenizer MODEL.model"));
-  }
-  auto tokenizer = oubli::tools::SentencePieceTokenizer::Load(path);
-  if (!tokenizer.ok()) {
-    return absl::Status(tokenizer.status().code(),
-                        absl::StrCat("--tokenizer: ",
-                                     tokenizer.status().message()));
-  }
-  return tokenizer;
-}
-
-// Text samples of --jsonl, tokenized for the model; every line is checked
-// before anything is sent.
-absl::Status IngestJsonl(Client& client, const std::string& model) {
-  OUBLI_ASSIGN_OR_RETURN(auto tokenizer, LoadTokenizer("ingest --jsonl"));
-  OUBLI_ASSIGN_OR_RETURN(const v1::Model described, GetModel(client, model));
-  OUBLI_ASSIGN_OR_RETURN(const oubli::tools::TokenModel token_model,
-                         oubli::tools::TokenModelOf(described));
-  const std::string path = absl::GetFlag(FLAGS_jsonl);
-  OUBLI_ASSIGN_OR_RETURN(const std::string contents,
-                         ReadWholeFile(path, "jsonl"));
-  OUBLI_ASSIGN_OR_RETURN(
-      std::vector<v1::Sample> samples,
-      oubli::tools::JsonlTokenSamples(path, contents, *tokenizer,
-                                      token_model));
-  return StreamSamples(client, model, samples.size(),
-                       [&](size_t i, v1::Sample* out) {
-                         out->Swap(&samples[i]);
-                       });
 }
 
 absl::Status Ingest(Client& client) {
@@ -569,7 +357,14 @@ absl::Status Ingest(Client& client) {
         "ingest needs one of --fashion_mnist DIR, --csv FILE and --jsonl "
         "FILE");
   }
-  if (!absl::GetFlag(FLAGS_jsonl).empty()) return IngestJsonl(client, model);
+  if (!absl::GetFlag(FLAGS_jsonl).empty()) {
+    return oubli::oublictl::IngestJsonl(
+        client, {.model = model,
+                 .jsonl = absl::GetFlag(FLAGS_jsonl),
+                 .tokenizer = absl::GetFlag(FLAGS_tokenizer),
+                 .batch = absl::GetFlag(FLAGS_batch),
+                 .json = Json()});
+  }
   std::vector<oubli::Sample> samples;
   if (!absl::GetFlag(FLAGS_csv).empty()) {
     auto loaded = oubli::storage::LoadCsv(absl::GetFlag(FLAGS_csv), "csv-");
@@ -581,8 +376,9 @@ absl::Status Ingest(Client& client) {
   if (samples.empty())
     return absl::FailedPreconditionError("no samples to ingest");
   OUBLI_RETURN_IF_ERROR(GetModel(client, model).status());
-  return StreamSamples(
-      client, model, samples.size(), [&](size_t i, v1::Sample* s) {
+  return oubli::oublictl::StreamSamples(
+      client, model, samples.size(), absl::GetFlag(FLAGS_batch), Json(),
+      [&](size_t i, v1::Sample* s) {
         s->set_id(samples[i].id);
         s->set_owner(samples[i].owner);
         s->set_label(samples[i].label);
@@ -600,7 +396,7 @@ absl::Status Train(Client& client) {
   request.set_model_id(model);
   v1::Job job;
   OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().Train(Client::Context().get(), request, &job), "Train"));
+      client.stub().Train(client.Context().get(), request, &job), "Train"));
   if (absl::GetFlag(FLAGS_wait)) {
     while (job.state() == v1::Job::PENDING || job.state() == v1::Job::RUNNING) {
       ProgressBar("train", job.progress(),
@@ -610,7 +406,7 @@ absl::Status Train(Client& client) {
       v1::GetJobRequest get;
       get.set_job_id(job.job_id());
       OUBLI_RETURN_IF_ERROR(RpcStatus(
-          client.stub().GetJob(Client::Context().get(), get, &job), "GetJob"));
+          client.stub().GetJob(client.Context().get(), get, &job), "GetJob"));
     }
     ProgressBar("train", job.progress(),
                 absl::StrCat(job.trained_prefixes(), "/", job.total_prefixes(),
@@ -639,7 +435,7 @@ absl::Status Delete(Client& client, const std::vector<std::string>& extra_ids) {
     request.set_owner(owner);
     request.set_idempotency_key(absl::GetFlag(FLAGS_idempotency_key));
     OUBLI_RETURN_IF_ERROR(RpcStatus(
-        client.stub().ForgetOwner(Client::Context().get(), request, &receipt),
+        client.stub().ForgetOwner(client.Context().get(), request, &receipt),
         "ForgetOwner"));
   } else {
     v1::DeleteSamplesRequest request;
@@ -647,7 +443,7 @@ absl::Status Delete(Client& client, const std::vector<std::string>& extra_ids) {
     for (const std::string& id : ids) request.add_sample_ids(id);
     request.set_idempotency_key(absl::GetFlag(FLAGS_idempotency_key));
     OUBLI_RETURN_IF_ERROR(RpcStatus(
-        client.stub().DeleteSamples(Client::Context().get(), request, &receipt),
+        client.stub().DeleteSamples(client.Context().get(), request, &receipt),
         "DeleteSamples"));
   }
   PrintReceipt(receipt);
@@ -663,14 +459,14 @@ absl::Status Status(Client& client) {
     request.set_deletion_id(deletion);
     v1::DeletionReceipt receipt;
     OUBLI_RETURN_IF_ERROR(RpcStatus(
-        client.stub().GetDeletion(Client::Context().get(), request, &receipt),
+        client.stub().GetDeletion(client.Context().get(), request, &receipt),
         "GetDeletion"));
     PrintReceipt(receipt);
     return absl::OkStatus();
   }
   v1::WatchDeletionRequest request;
   request.set_deletion_id(deletion);
-  auto context = Client::Context(/*deadline=*/false);
+  auto context = client.Context(/*deadline=*/false);
   auto reader = client.stub().WatchDeletion(context.get(), request);
   v1::DeletionReceipt receipt;
   while (reader->Read(&receipt)) PrintReceipt(receipt);
@@ -707,7 +503,7 @@ absl::Status Predict(Client& client) {
     }
     v1::PredictResponse response;
     OUBLI_RETURN_IF_ERROR(RpcStatus(
-        client.stub().Predict(Client::Context().get(), request, &response),
+        client.stub().Predict(client.Context().get(), request, &response),
         "Predict"));
     for (size_t i = start; i < end; ++i) {
       correct += response.predicted_classes(static_cast<int>(i - start)) ==
@@ -746,187 +542,6 @@ absl::Status Predict(Client& client) {
   return absl::OkStatus();
 }
 
-// Token ids given on the command line: usage errors name the flag.
-absl::StatusOr<std::vector<uint32_t>> TokenFlag(absl::string_view text,
-                                                absl::string_view flag) {
-  absl::StatusOr<std::vector<uint32_t>> ids =
-      oubli::tools::ParseTokenList(text);
-  if (!ids.ok()) {
-    return UsageError(absl::StrCat(flag, ": ", ids.status().message()));
-  }
-  return ids;
-}
-
-// The ids' text under `tokenizer`, or why not, for display.
-std::string TextOf(const oubli::tools::SentencePieceTokenizer& tokenizer,
-                   const google::protobuf::RepeatedField<uint32_t>& ids) {
-  absl::StatusOr<std::string> text =
-      tokenizer.Decode(std::vector<int>(ids.begin(), ids.end()));
-  return text.ok() ? *text
-                   : absl::StrCat("(not decodable: ", text.status().message(),
-                                  ")");
-}
-
-// `message` as JSON with a "text" field added.
-void PrintJsonWithText(const google::protobuf::Message& message,
-                       const std::string& text) {
-  std::string json;
-  google::protobuf::Struct object;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  if (!google::protobuf::util::MessageToJsonString(message, &json, options)
-           .ok() ||
-      !google::protobuf::util::JsonStringToMessage(json, &object).ok()) {
-    return PrintJson(message);
-  }
-  (*object.mutable_fields())["text"].set_string_value(text);
-  PrintJson(object);
-}
-
-// The model that answered: its fingerprint and how many shards served.
-void PrintServed(
-    const std::string& fingerprint, bool from_base,
-    const google::protobuf::RepeatedPtrField<v1::ServedShard>& served) {
-  const int serving = static_cast<int>(std::count_if(
-      served.begin(), served.end(),
-      [](const v1::ServedShard& shard) { return shard.served(); }));
-  std::printf("model fingerprint %s  shards served %d/%d%s\n",
-              fingerprint.c_str(), serving, served.size(),
-              from_base ? "  (the public base model answered: base_fallback)"
-                        : "");
-}
-
-absl::Status Score(Client& client, const std::vector<std::string>& lists) {
-  OUBLI_ASSIGN_OR_RETURN(const std::string model,
-                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
-  v1::ScoreRequest request;
-  request.set_model_id(model);
-  for (const std::string& list : lists) {
-    OUBLI_ASSIGN_OR_RETURN(const std::vector<uint32_t> ids,
-                           TokenFlag(list, "score"));
-    request.add_sequences()->mutable_tokens()->Add(ids.begin(), ids.end());
-  }
-  if (const std::string path = absl::GetFlag(FLAGS_tokens_file);
-      !path.empty()) {
-    OUBLI_ASSIGN_OR_RETURN(const std::string text,
-                           ReadWholeFile(path, "tokens_file"));
-    absl::StatusOr<std::vector<std::vector<uint32_t>>> sequences =
-        oubli::tools::ParseTokenLines(text);
-    if (!sequences.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--tokens_file ", path, ": ", sequences.status().message()));
-    }
-    for (const std::vector<uint32_t>& ids : *sequences) {
-      request.add_sequences()->mutable_tokens()->Add(ids.begin(), ids.end());
-    }
-  }
-  if (request.sequences_size() == 0) {
-    return UsageError(
-        "score needs token sequences: IDS... (e.g. 1,2,3 4,5) or "
-        "--tokens_file FILE");
-  }
-  std::unique_ptr<oubli::tools::SentencePieceTokenizer> tokenizer;
-  if (!absl::GetFlag(FLAGS_tokenizer).empty()) {
-    OUBLI_ASSIGN_OR_RETURN(tokenizer, LoadTokenizer("score"));
-  }
-  v1::ScoreResponse response;
-  OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().Score(Client::Context().get(), request, &response),
-      "Score"));
-  if (Json()) {
-    PrintJson(response);
-    return absl::OkStatus();
-  }
-  for (int i = 0; i < response.sequences_size(); ++i) {
-    const v1::ScoredSequence& scored = response.sequences(i);
-    const int scored_tokens = scored.token_log_probs_size();
-    std::printf("sequence %d: %d tokens  log p %.6f  (mean %.4f per token)\n",
-                i, request.sequences(i).tokens_size(), scored.total_log_prob(),
-                scored_tokens > 0 ? scored.total_log_prob() / scored_tokens
-                                  : 0.0);
-    if (tokenizer != nullptr) {
-      std::printf("  text   %s\n",
-                  TextOf(*tokenizer, request.sequences(i).tokens()).c_str());
-    }
-    std::printf("  log p  %s\n",
-                absl::StrJoin(scored.token_log_probs(), " ",
-                              [](std::string* out, float p) {
-                                absl::StrAppendFormat(out, "%.4f", p);
-                              })
-                    .c_str());
-  }
-  PrintServed(response.fingerprint(), response.from_base(), response.served());
-  return absl::OkStatus();
-}
-
-absl::Status Generate(Client& client) {
-  OUBLI_ASSIGN_OR_RETURN(const std::string model,
-                         RequireFlag(absl::GetFlag(FLAGS_model), "model"));
-  v1::GenerateRequest request;
-  request.set_model_id(model);
-  const std::vector<std::string> prompt_ids =
-      absl::GetFlag(FLAGS_prompt_tokens);
-  const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
-  if (prompt_ids.empty() == prompt_text.empty()) {
-    return UsageError(
-        "generate needs either --prompt_tokens 1,2,3 or --prompt TEXT (with "
-        "--tokenizer)");
-  }
-  std::unique_ptr<oubli::tools::SentencePieceTokenizer> tokenizer;
-  if (!absl::GetFlag(FLAGS_tokenizer).empty() || !prompt_text.empty()) {
-    OUBLI_ASSIGN_OR_RETURN(tokenizer, LoadTokenizer("generate --prompt"));
-  }
-  if (!prompt_text.empty()) {
-    // No end-of-sequence id: the text goes on.
-    OUBLI_ASSIGN_OR_RETURN(const std::vector<int> ids,
-                           tokenizer->Encode(prompt_text));
-    request.mutable_prompt()->Add(ids.begin(), ids.end());
-  } else {
-    OUBLI_ASSIGN_OR_RETURN(
-        const std::vector<uint32_t> ids,
-        TokenFlag(absl::StrJoin(prompt_ids, ","), "--prompt_tokens"));
-    request.mutable_prompt()->Add(ids.begin(), ids.end());
-  }
-  request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
-  request.set_temperature(absl::GetFlag(FLAGS_temperature));
-  request.set_seed(absl::GetFlag(FLAGS_seed));
-  const std::vector<std::string> stop = absl::GetFlag(FLAGS_stop_tokens);
-  if (!stop.empty()) {
-    OUBLI_ASSIGN_OR_RETURN(
-        const std::vector<uint32_t> ids,
-        TokenFlag(absl::StrJoin(stop, ","), "--stop_tokens"));
-    request.mutable_stop_tokens()->Add(ids.begin(), ids.end());
-  } else if (tokenizer != nullptr && tokenizer->eos_id() >= 0) {
-    // Samples from ingest --jsonl end with it: so does a continuation.
-    request.add_stop_tokens(static_cast<uint32_t>(tokenizer->eos_id()));
-  }
-  v1::GenerateResponse response;
-  OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().Generate(Client::Context().get(), request, &response),
-      "Generate"));
-  const std::string text =
-      tokenizer != nullptr ? TextOf(*tokenizer, response.tokens()) : "";
-  if (Json()) {
-    if (tokenizer != nullptr) {
-      PrintJsonWithText(response, text);
-    } else {
-      PrintJson(response);
-    }
-    return absl::OkStatus();
-  }
-  double total = 0;
-  for (float p : response.token_log_probs()) total += p;
-  std::printf("generated %d tokens (%s)  log p %.6f\n", response.tokens_size(),
-              v1::GenerateResponse::FinishReason_Name(response.finish_reason())
-                  .c_str(),
-              total);
-  std::printf("  tokens %s\n", absl::StrJoin(response.tokens(), ",").c_str());
-  if (tokenizer != nullptr) std::printf("  text   %s\n", text.c_str());
-  PrintServed(response.fingerprint(), response.from_base(), response.served());
-  return absl::OkStatus();
-}
-
 absl::Status Model(Client& client) {
   OUBLI_ASSIGN_OR_RETURN(const std::string model,
                          RequireFlag(absl::GetFlag(FLAGS_model), "model"));
@@ -939,7 +554,7 @@ absl::Status Models(Client& client) {
   v1::ListModelsRequest request;
   v1::ListModelsResponse response;
   OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().ListModels(Client::Context().get(), request, &response),
+      client.stub().ListModels(client.Context().get(), request, &response),
       "ListModels"));
   if (Json()) {
     for (const v1::ModelSummary& m : response.models()) PrintJson(m);
@@ -1019,7 +634,7 @@ absl::Status Deletions(Client& client) {
     request.set_page_size(max == 0 ? 1000 : std::min(1000, max - shown));
     v1::ListDeletionsResponse response;
     OUBLI_RETURN_IF_ERROR(
-        RpcStatus(client.stub().ListDeletions(Client::Context().get(), request,
+        RpcStatus(client.stub().ListDeletions(client.Context().get(), request,
                                               &response),
                   "ListDeletions"));
     for (const v1::DeletionReceipt& r : response.deletions()) {
@@ -1057,7 +672,7 @@ absl::Status DeleteModel(Client& client) {
   std::string last_note;
   while (true) {
     OUBLI_RETURN_IF_ERROR(RpcStatus(
-        client.stub().DeleteModel(Client::Context().get(), request, &deletion),
+        client.stub().DeleteModel(client.Context().get(), request, &deletion),
         "DeleteModel"));
     if (!absl::GetFlag(FLAGS_wait) || deletion.stage() == v1::PURGED) break;
     // Follow without ever starting a deletion again.
@@ -1090,7 +705,7 @@ absl::Status Verify(Client& client) {
   request.set_model_id(model);
   v1::VerifyResponse report;
   OUBLI_RETURN_IF_ERROR(
-      RpcStatus(client.stub().Verify(Client::Context().get(), request, &report),
+      RpcStatus(client.stub().Verify(client.Context().get(), request, &report),
                 "Verify"));
   if (Json()) {
     PrintJson(report);
@@ -1145,7 +760,7 @@ absl::Status Audit(Client& client) {
   auto export_ledger = [&]() -> absl::StatusOr<std::vector<std::string>> {
     v1::ExportLedgerRequest request;
     request.set_model_id(model);
-    std::unique_ptr<grpc::ClientContext> context = Client::Context();
+    std::unique_ptr<grpc::ClientContext> context = client.Context();
     std::unique_ptr<grpc::ClientReader<v1::ExportLedgerResponse>> reader =
         client.stub().ExportLedger(context.get(), request);
     std::vector<std::string> exported;
@@ -1180,7 +795,7 @@ absl::Status Audit(Client& client) {
     request.set_deletion_id(absl::StrCat(model, "/", id));
     v1::DeletionReceipt receipt;
     OUBLI_RETURN_IF_ERROR(RpcStatus(
-        client.stub().GetDeletion(Client::Context().get(), request, &receipt),
+        client.stub().GetDeletion(client.Context().get(), request, &receipt),
         "GetDeletion"));
     return static_cast<int>(receipt.stage());
   };
@@ -1292,7 +907,7 @@ absl::Status RetireWorker(Client& client,
                           const std::vector<std::string>& rest) {
   v1::RetireWorkerRequest request;
   request.set_name(rest[0]);
-  std::unique_ptr<grpc::ClientContext> context = Client::Context();
+  std::unique_ptr<grpc::ClientContext> context = client.Context();
   if (const std::string path = absl::GetFlag(FLAGS_cluster_token_file);
       !path.empty()) {
     OUBLI_ASSIGN_OR_RETURN(const std::string token,
@@ -1600,6 +1215,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "oublictl: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  std::string bearer_token;
   if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
     absl::StatusOr<std::string> token = oubli::ReadClusterToken(path);
     if (!token.ok()) {
@@ -1607,7 +1223,7 @@ int main(int argc, char** argv) {
                    std::string(token.status().message()).c_str());
       return 2;
     }
-    *bearer_token = *std::move(token);
+    bearer_token = *std::move(token);
     const std::string server = absl::GetFlag(FLAGS_server);
     const std::string host = server.substr(0, server.rfind(':'));
     if (!tls.enabled() && !oubli::IsLoopbackHost(host)) {
@@ -1618,7 +1234,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  Client client(absl::GetFlag(FLAGS_server), tls);
+  Client client(absl::GetFlag(FLAGS_server), tls, std::move(bearer_token),
+                absl::Seconds(absl::GetFlag(FLAGS_timeout_s)));
   absl::Status status;
   if (command == "create") {
     status = Create(client);
@@ -1633,9 +1250,23 @@ int main(int argc, char** argv) {
   } else if (command == "predict") {
     status = Predict(client);
   } else if (command == "score") {
-    status = Score(client, rest);
+    status = oubli::oublictl::Score(
+        client, {.model = absl::GetFlag(FLAGS_model),
+                 .sequences = rest,
+                 .tokens_file = absl::GetFlag(FLAGS_tokens_file),
+                 .tokenizer = absl::GetFlag(FLAGS_tokenizer),
+                 .json = Json()});
   } else if (command == "generate") {
-    status = Generate(client);
+    status = oubli::oublictl::Generate(
+        client, {.model = absl::GetFlag(FLAGS_model),
+                 .prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens),
+                 .prompt = absl::GetFlag(FLAGS_prompt),
+                 .tokenizer = absl::GetFlag(FLAGS_tokenizer),
+                 .max_tokens = absl::GetFlag(FLAGS_max_tokens),
+                 .temperature = absl::GetFlag(FLAGS_temperature),
+                 .seed = absl::GetFlag(FLAGS_seed),
+                 .stop_tokens = absl::GetFlag(FLAGS_stop_tokens),
+                 .json = Json()});
   } else if (command == "model") {
     status = Model(client);
   } else if (command == "models") {

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "tools/oublictl/sentencepiece_shim.h"
 
-namespace oubli::tools {
+namespace oubli::oublictl {
 
 // The loaded module's functions; it stays loaded for the process (a
 // library with a protobuf runtime inside is not safely unloaded).
@@ -129,4 +129,4 @@ int SentencePieceTokenizer::eos_id() const {
   return module_->eos_id(model_);
 }
 
-}  // namespace oubli::tools
+}  // namespace oubli::oublictl

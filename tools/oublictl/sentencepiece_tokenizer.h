@@ -19,7 +19,7 @@
 
 struct OubliSpm;  // sentencepiece_shim.h
 
-namespace oubli::tools {
+namespace oubli::oublictl {
 
 class SentencePieceTokenizer {
  public:
@@ -54,6 +54,6 @@ class SentencePieceTokenizer {
   OubliSpm* model_;
 };
 
-}  // namespace oubli::tools
+}  // namespace oubli::oublictl
 
 #endif  // OUBLI_TOOLS_OUBLICTL_SENTENCEPIECE_TOKENIZER_H_

@@ -15,7 +15,7 @@
 #include "common/types.h"
 #include "oubli/tools/jsonl_sample.pb.h"
 
-namespace oubli::tools {
+namespace oubli::oublictl {
 namespace {
 
 namespace v1 = ::oubli::v1;
@@ -24,7 +24,7 @@ namespace v1 = ::oubli::v1;
 absl::StatusOr<v1::Sample> LineSample(absl::string_view line,
                                       const SentencePieceTokenizer& tokenizer,
                                       const TokenModel& model) {
-  JsonlSample in;
+  oubli::tools::JsonlSample in;
   const auto parsed =
       google::protobuf::util::JsonStringToMessage(std::string(line), &in);
   if (!parsed.ok()) {
@@ -222,4 +222,4 @@ absl::StatusOr<std::vector<v1::Sample>> JsonlTokenSamples(
   return samples;
 }
 
-}  // namespace oubli::tools
+}  // namespace oubli::oublictl

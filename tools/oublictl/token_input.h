@@ -13,7 +13,7 @@
 #include "oubli/v1/oubli.pb.h"
 #include "tools/oublictl/sentencepiece_tokenizer.h"
 
-namespace oubli::tools {
+namespace oubli::oublictl {
 
 // "1,2,3" (ids separated by commas and/or blanks) -> the ids.
 // InvalidArgument naming the item that is not an id below 2^31, or for no
@@ -54,6 +54,6 @@ absl::StatusOr<std::vector<oubli::v1::Sample>> JsonlTokenSamples(
     absl::string_view file_name, absl::string_view contents,
     const SentencePieceTokenizer& tokenizer, const TokenModel& model);
 
-}  // namespace oubli::tools
+}  // namespace oubli::oublictl
 
 #endif  // OUBLI_TOOLS_OUBLICTL_TOKEN_INPUT_H_
