@@ -584,10 +584,6 @@ grpc::Status OubliService::Score(grpc::ServerContext* context,
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
   OUBLI_GRPC_ASSIGN_OR_RETURN(const std::vector<std::vector<int32_t>> sequences,
                               ScoreSequences(*request));
-  OUBLI_GRPC_ASSIGN_OR_RETURN(const ModelConfig config,
-                              registry->GetConfig(request->model_id()));
-  OUBLI_GRPC_RETURN_IF_ERROR(
-      CheckCausalLanguageModel(config, request->model_id(), "Score"));
   OUBLI_GRPC_ASSIGN_OR_RETURN(TokenScores scores,
                               registry->Score(request->model_id(), sequences));
   for (const std::vector<float>& log_probs : scores.token_log_probs) {
@@ -611,10 +607,6 @@ grpc::Status OubliService::Generate(grpc::ServerContext* context,
   OUBLI_GRPC_ASSIGN_OR_RETURN(ModelRegistry * registry, registry());
   OUBLI_GRPC_ASSIGN_OR_RETURN(const GenerateOptions options,
                               GenerateOptionsFrom(*request));
-  OUBLI_GRPC_ASSIGN_OR_RETURN(const ModelConfig config,
-                              registry->GetConfig(request->model_id()));
-  OUBLI_GRPC_RETURN_IF_ERROR(
-      CheckCausalLanguageModel(config, request->model_id(), "Generate"));
   OUBLI_GRPC_ASSIGN_OR_RETURN(
       Generation generation,
       registry->Generate(request->model_id(), options));

@@ -20,20 +20,24 @@ namespace {
 // Ids at or above 2^31 would turn negative as the engine's int32 ids.
 constexpr uint32_t kMaxTokenId = 0x7FFFFFFF;
 
-// `ids` as int32 ids; InvalidArgument naming `field`[i] for one >= 2^31.
-absl::StatusOr<std::vector<int32_t>> TokenIds(
-    const google::protobuf::RepeatedField<uint32_t>& ids,
-    absl::string_view field) {
-  std::vector<int32_t> out;
-  out.reserve(ids.size());
+// InvalidArgument naming `field`[i] for an id of 2^31 or more.
+absl::Status CheckTokenIds(const google::protobuf::RepeatedField<uint32_t>& ids,
+                           absl::string_view field) {
   for (int i = 0; i < ids.size(); ++i) {
     if (ids[i] > kMaxTokenId) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, "[", i, "]: token id ", ids[i], " is 2^31 or more"));
     }
-    out.push_back(static_cast<int32_t>(ids[i]));
   }
-  return out;
+  return absl::OkStatus();
+}
+
+// `ids` as int32 ids, checked by CheckTokenIds.
+absl::StatusOr<std::vector<int32_t>> TokenIds(
+    const google::protobuf::RepeatedField<uint32_t>& ids,
+    absl::string_view field) {
+  if (absl::Status s = CheckTokenIds(ids, field); !s.ok()) return s;
+  return std::vector<int32_t>(ids.begin(), ids.end());
 }
 
 // Why the token sample `in` is malformed on the wire, or OK.
@@ -53,13 +57,7 @@ absl::Status CheckTokenSample(const v1::Sample& in) {
         "prompt_tokens: ", in.prompt_tokens(), " is outside [0, ", tokens,
         ") for ", tokens, " tokens (the prompt must leave a token to learn)"));
   }
-  for (int i = 0; i < tokens; ++i) {
-    if (in.tokens(i) > kMaxTokenId) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tokens[", i, "]: token id ", in.tokens(i), " is 2^31 or more"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckTokenIds(in.tokens(), "tokens");
 }
 
 // Each of `sequences` as int32 ids, at least `min_tokens` long; messages
@@ -320,19 +318,6 @@ absl::Status CheckPredictFitsModel(const v1::PredictRequest& request,
 absl::StatusOr<std::vector<std::vector<int32_t>>> PredictTokenRows(
     const v1::PredictRequest& request) {
   return TokenRows(request.sequences(), "sequences", 1);
-}
-
-absl::Status CheckCausalLanguageModel(const ModelConfig& config,
-                                      absl::string_view model_id,
-                                      absl::string_view rpc) {
-  if (config.backbone.kind == BackboneKind::kDecoder &&
-      config.backbone.decoder.objective == DecoderObjective::kCausalLm) {
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "model '", model_id, "' is ", BackboneKindWord(config), "; ", rpc,
-      " serves causal language models (backbone DECODER, objective "
-      "CAUSAL_LM): use Predict"));
 }
 
 absl::StatusOr<std::vector<std::vector<int32_t>>> ScoreSequences(

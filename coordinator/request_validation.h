@@ -76,13 +76,8 @@ absl::StatusOr<std::vector<float>> PredictInputs(
 absl::StatusOr<std::vector<std::vector<int32_t>>> PredictTokenRows(
     const oubli::v1::PredictRequest& request);
 
-// Score and Generate serve causal language models only: InvalidArgument
-// naming the model's kind otherwise. `rpc` names the call in the message.
-absl::Status CheckCausalLanguageModel(const ModelConfig& config,
-                                      absl::string_view model_id,
-                                      absl::string_view rpc);
 // Score's sequences: 1..kMaxScoredSequences, each at least 2 ids below
-// 2^31 (the engine checks the vocabulary and the context).
+// 2^31 (the engine checks the model's kind, vocabulary and context).
 absl::StatusOr<std::vector<std::vector<int32_t>>> ScoreSequences(
     const oubli::v1::ScoreRequest& request);
 // Generate's options: a prompt of 1.. ids and stop tokens below 2^31,

@@ -248,7 +248,7 @@ TEST_F(ApiSecurityTest, MissingRoleIsNamed) {
                   .ok());
   // Nothing was deleted.
   EXPECT_EQ(model.active_samples(), 60);
-  // Score and Generate are the reader's too: they reach the service, which
+  // Score and Generate are the reader's too: they reach the engine, which
   // says this image model is not a language model.
   v1::ScoreRequest score;
   score.set_model_id("m");
@@ -258,7 +258,8 @@ TEST_F(ApiSecurityTest, MissingRoleIsNamed) {
   v1::ScoreResponse scored;
   status = Call(&v1::Oubli::Stub::Score, score, &scored);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), HasSubstr("causal language models"));
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("needs a causal language model"));
   v1::GenerateRequest generate;
   generate.set_model_id("m");
   generate.add_prompt(1);
@@ -266,7 +267,8 @@ TEST_F(ApiSecurityTest, MissingRoleIsNamed) {
   v1::GenerateResponse generated;
   status = Call(&v1::Oubli::Stub::Generate, generate, &generated);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), HasSubstr("causal language models"));
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("needs a causal language model"));
   // The eraser may delete, but not read predictions, scores or generations.
   stub_ = Client(nullptr, kEraserToken);
   EXPECT_TRUE(Delete("m", {"sample-1000"}, "", &receipt).ok());

@@ -253,12 +253,13 @@ TEST_F(LanguageModelApiTest, ImageModelsRefuseTokenRowsScoreAndGenerate) {
   status = Score("tiny", {{1, 2}}, &scored);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(),
-              HasSubstr("model 'tiny' is an MLP image model; Score serves "
-                        "causal language models"));
+              HasSubstr("scoring needs a causal language model; model 'tiny' "
+                        "is an image classifier"));
   v1::GenerateResponse generated;
   status = Generate(GenerateRequest("tiny"), &generated);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), HasSubstr("Generate serves causal"));
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("generating needs a causal language model"));
   EXPECT_EQ(Score("ghost", {{1, 2}}, &scored).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Generate(GenerateRequest("ghost"), &generated).error_code(),
@@ -289,8 +290,9 @@ TEST_F(LanguageModelApiTest, ScoreAndGenerateRequestsKeepTheirLimits) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     return status.error_message();
   };
-  EXPECT_THAT(generate_refusal([](v1::GenerateRequest& r) { r.clear_prompt(); }),
-              HasSubstr("prompt is empty"));
+  EXPECT_THAT(
+      generate_refusal([](v1::GenerateRequest& r) { r.clear_prompt(); }),
+      HasSubstr("prompt is empty"));
   EXPECT_THAT(
       generate_refusal([](v1::GenerateRequest& r) { r.set_max_tokens(0); }),
       HasSubstr("max_tokens: must be 1..1024, got 0"));
@@ -304,13 +306,11 @@ TEST_F(LanguageModelApiTest, ScoreAndGenerateRequestsKeepTheirLimits) {
                 r.set_temperature(std::nan(""));
               }),
               HasSubstr("temperature"));
-  EXPECT_THAT(generate_refusal([](v1::GenerateRequest& r) {
-                r.add_prompt(kTooLarge);
-              }),
-              HasSubstr("prompt[2]: token id 2147483648 is 2^31 or more"));
-  EXPECT_THAT(generate_refusal([](v1::GenerateRequest& r) {
-                r.add_stop_tokens(kTooLarge);
-              }),
+  EXPECT_THAT(
+      generate_refusal([](v1::GenerateRequest& r) { r.add_prompt(kTooLarge); }),
+      HasSubstr("prompt[2]: token id 2147483648 is 2^31 or more"));
+  EXPECT_THAT(generate_refusal(
+                  [](v1::GenerateRequest& r) { r.add_stop_tokens(kTooLarge); }),
               HasSubstr("stop_tokens[0]"));
 }
 
@@ -338,8 +338,7 @@ TEST_F(LanguageModelApiTest, AModelBeingDeletedNoLongerScores) {
 
 TEST_F(LanguageModelApiTest, CausalModelTrainsScoresAndGenerates) {
   v1::Model model;
-  if (!CreateDecoderOrSkip("lm",
-                           TinyDecoder(v1::DECODER_OBJECTIVE_CAUSAL_LM),
+  if (!CreateDecoderOrSkip("lm", TinyDecoder(v1::DECODER_OBJECTIVE_CAUSAL_LM),
                            &model)) {
     GTEST_SKIP() << "the engine does not serve decoder models yet";
   }
@@ -433,8 +432,8 @@ TEST_F(LanguageModelApiTest, ClassifyingDecoderPredictsTokenRows) {
   ASSERT_EQ(job.state(), v1::Job::SUCCEEDED) << job.error();
 
   v1::PredictResponse prediction;
-  ASSERT_TRUE(PredictTokens("cls", 0, {{2, 3, 4}, {5, 6}, {7}}, &prediction)
-                  .ok());
+  ASSERT_TRUE(
+      PredictTokens("cls", 0, {{2, 3, 4}, {5, 6}, {7}}, &prediction).ok());
   EXPECT_EQ(prediction.rows(), 3);
   EXPECT_EQ(prediction.classes(), 2);
   EXPECT_THAT(prediction.probabilities(), SizeIs(6));
@@ -449,7 +448,8 @@ TEST_F(LanguageModelApiTest, ClassifyingDecoderPredictsTokenRows) {
   v1::ScoreResponse scored;
   status = Score("cls", {{1, 2}}, &scored);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), HasSubstr("use Predict"));
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("is a classifying decoder (Predict with token rows)"));
 }
 
 }  // namespace

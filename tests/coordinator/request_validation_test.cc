@@ -183,8 +183,8 @@ TEST(ScoreTest, SequencesAreCheckedBeforeTheModel) {
   absl::StatusOr<std::vector<std::vector<int32_t>>> rows =
       ScoreSequences(request);
   ASSERT_TRUE(rows.ok()) << rows.status();
-  EXPECT_THAT(*rows, ElementsAre(ElementsAre(7, 8, 9),
-                                 ElementsAre(2147483647, 0)));
+  EXPECT_THAT(*rows,
+              ElementsAre(ElementsAre(7, 8, 9), ElementsAre(2147483647, 0)));
 
   request.add_sequences()->add_tokens(1);
   EXPECT_EQ(Message(ScoreSequences(request).status()),
@@ -201,8 +201,7 @@ TEST(ScoreTest, SequencesAreCheckedBeforeTheModel) {
   EXPECT_EQ(Message(ScoreSequences(request).status()),
             "sequences has 257 sequences; the limit is 256 per request");
   request.clear_model_id();
-  EXPECT_THAT(Message(ScoreSequences(request).status()),
-              HasSubstr("model_id"));
+  EXPECT_THAT(Message(ScoreSequences(request).status()), HasSubstr("model_id"));
 }
 
 TEST(GenerateTest, OptionsKeepTheirBounds) {
@@ -228,14 +227,14 @@ TEST(GenerateTest, OptionsKeepTheirBounds) {
   };
   EXPECT_THAT(refusal([](v1::GenerateRequest& r) { r.clear_prompt(); }),
               HasSubstr("prompt is empty"));
-  EXPECT_EQ(
-      refusal([](v1::GenerateRequest& r) { r.set_prompt(1, kTooLarge); }),
-      "prompt[1]: token id 2147483648 is 2^31 or more");
+  EXPECT_EQ(refusal([](v1::GenerateRequest& r) { r.set_prompt(1, kTooLarge); }),
+            "prompt[1]: token id 2147483648 is 2^31 or more");
   EXPECT_EQ(refusal([](v1::GenerateRequest& r) { r.set_max_tokens(0); }),
             "max_tokens: must be 1..1024, got 0");
   EXPECT_EQ(refusal([](v1::GenerateRequest& r) { r.set_max_tokens(1025); }),
             "max_tokens: must be 1..1024, got 1025");
-  for (double t : {-0.5, std::nan(""), std::numeric_limits<double>::infinity()}) {
+  for (double t :
+       {-0.5, std::nan(""), std::numeric_limits<double>::infinity()}) {
     EXPECT_THAT(refusal([t](v1::GenerateRequest& r) { r.set_temperature(t); }),
                 HasSubstr("temperature: must be finite and >= 0"));
   }
@@ -244,19 +243,6 @@ TEST(GenerateTest, OptionsKeepTheirBounds) {
       "stop_tokens[2]: token id 2147483648 is 2^31 or more");
   request.set_temperature(0);  // greedy
   EXPECT_TRUE(GenerateOptionsFrom(request).ok());
-}
-
-TEST(ScoreTest, OnlyCausalLanguageModelsScoreAndGenerate) {
-  EXPECT_TRUE(
-      CheckCausalLanguageModel(Decoder(DecoderObjective::kCausalLm), "m", "Score")
-          .ok());
-  EXPECT_EQ(Message(CheckCausalLanguageModel(
-                Decoder(DecoderObjective::kClassify), "m", "Generate")),
-            "model 'm' is a classifying decoder; Generate serves causal "
-            "language models (backbone DECODER, objective CAUSAL_LM): use "
-            "Predict");
-  EXPECT_THAT(Message(CheckCausalLanguageModel(ModelConfig(), "m", "Score")),
-              HasSubstr("an MLP image model; Score serves"));
 }
 
 }  // namespace
