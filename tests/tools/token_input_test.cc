@@ -1,7 +1,7 @@
 // oublictl's token input (tools/oublictl/token_input.h): id lists, files of
 // them, and JSON lines tokenized with a SentencePiece model trained for the
-// test on a generated corpus. Samples carry exactly the tokenizer's ids (plus its
-// end-of-sequence id), and every malformed line is named with its number.
+// test on a generated corpus. Samples carry exactly the tokenizer's ids (plus
+// its end-of-sequence id), and every malformed line is named with its number.
 #include "tools/oublictl/token_input.h"
 
 #include <gmock/gmock.h>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "tests/testing/test_util.h"
 #include "tools/oublictl/sentencepiece_tokenizer.h"
 
@@ -80,8 +81,8 @@ class JsonlTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new testing_util::ScopedTempDir();
     const std::string command =
-        absl::StrCat(OUBLI_TRAIN_TOKENIZER, " ", dir_->path().string(),
-                     " 2>", (dir_->path() / "train.log").string());
+        absl::StrCat(OUBLI_TRAIN_TOKENIZER, " ", dir_->path().string(), " 2>",
+                     (dir_->path() / "train.log").string());
     ASSERT_EQ(std::system(command.c_str()), 0)
         << testing_util::ReadWholeFile(dir_->path() / "train.log");
     absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
@@ -154,17 +155,17 @@ TEST_F(JsonlTest, TextAndPromptAnswerBecomeTheTokenizersIds) {
       std::vector<int>(text.tokens().begin(), text.tokens().end()));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, "alice was born in lyon.");
-  EXPECT_THAT(
-      Message(tokenizer_->Decode({tokenizer_->vocab_size()}).status()),
-      HasSubstr("outside the tokenizer's vocabulary"));
+  EXPECT_THAT(Message(tokenizer_->Decode({tokenizer_->vocab_size()}).status()),
+              HasSubstr("outside the tokenizer's vocabulary"));
 }
 
 TEST(SentencePieceTokenizerTest, MissingModuleOrModelIsNamed) {
   absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
       SentencePieceTokenizer::Load("/nonexistent.model", "/nonexistent.so");
   EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(tokenizer.status().message(),
-              HasSubstr("cannot load the SentencePiece module /nonexistent.so"));
+  EXPECT_THAT(
+      tokenizer.status().message(),
+      HasSubstr("cannot load the SentencePiece module /nonexistent.so"));
   tokenizer = SentencePieceTokenizer::Load("/nonexistent.model",
                                            OUBLI_SENTENCEPIECE_MODULE);
   EXPECT_THAT(Message(tokenizer.status()),
@@ -173,23 +174,23 @@ TEST(SentencePieceTokenizerTest, MissingModuleOrModelIsNamed) {
 }
 
 TEST_F(JsonlTest, EveryBadLineIsNamedAndNothingIsReturned) {
-  const std::string file = absl::StrCat(
+  // Line numbers from 1.
+  const std::vector<std::string> lines = {
       R"({"id": "ok", "owner": "alice", "text": "bob was born in oslo."})",
-      "\n",
-      "{\"id\": \"cut\", \"owner\": \n",                                 // 2
-      R"({"id": "x", "owner": "o", "txt": "typo"})", "\n",              // 3
-      R"({"owner": "o", "text": "no id"})", "\n",                       // 4
-      R"({"id": "no-owner", "text": "hiro"})", "\n",                    // 5
-      R"({"id": "both", "owner": "o", "text": "a", "prompt": "b"})",    // 6
-      "\n",
-      R"({"id": "half", "owner": "o", "prompt": "where?"})", "\n",      // 7
-      R"({"id": "empty", "owner": "o", "text": ""})", "\n",             // 8
+      R"({"id": "cut", "owner": )",
+      R"({"id": "x", "owner": "o", "txt": "typo"})",
+      R"({"owner": "o", "text": "no id"})",
+      R"({"id": "no-owner", "text": "hiro"})",
+      R"({"id": "both", "owner": "o", "text": "a", "prompt": "b"})",
+      R"({"id": "half", "owner": "o", "prompt": "where?"})",
+      R"({"id": "empty", "owner": "o", "text": ""})",
       R"({"id": "risky", "owner": "o", "text": "a", "deletion_risk": 2})",
-      "\n",                                                             // 9
-      R"({"id": "ok", "owner": "bob", "text": "again"})", "\n",         // 10
-      R"({"id": "neg", "owner": "o", "text": "a", "label": -1})", "\n", // 11
-      R"({"id": "neither", "owner": "o"})", "\n",                       // 12
-      R"({"id": "num", "owner": "o", "text": 7})", "\n");               // 13
+      R"({"id": "ok", "owner": "bob", "text": "again"})",
+      R"({"id": "neg", "owner": "o", "text": "a", "label": -1})",
+      R"({"id": "neither", "owner": "o"})",
+      R"({"id": "num", "owner": "o", "text": 7})",
+  };
+  const std::string file = absl::StrJoin(lines, "\n");
   absl::StatusOr<std::vector<v1::Sample>> samples =
       JsonlTokenSamples("f.jsonl", file, *tokenizer_, LanguageModel());
   const std::string message = Message(samples.status());
@@ -219,22 +220,22 @@ TEST_F(JsonlTest, TheModelsLimitsApply) {
   model.context_length = 4;
   const std::string long_text =
       R"({"id": "long", "owner": "o", "text": "grace works as a teacher in quito."})";
-  EXPECT_THAT(Message(JsonlTokenSamples("f.jsonl", long_text, *tokenizer_,
-                                        model)
-                          .status()),
-              HasSubstr("f.jsonl:1: " +
-                        std::to_string(Ids("grace works as a teacher in "
-                                           "quito.")
-                                           .size() +
-                                       1) +
-                        " tokens, more than the context of model 'lm' (4)"));
+  EXPECT_THAT(
+      Message(
+          JsonlTokenSamples("f.jsonl", long_text, *tokenizer_, model).status()),
+      HasSubstr("f.jsonl:1: " +
+                std::to_string(Ids("grace works as a teacher in "
+                                   "quito.")
+                                   .size() +
+                               1) +
+                " tokens, more than the context of model 'lm' (4)"));
 
   model = LanguageModel();
   model.vocab_size = tokenizer_->vocab_size() - 1;
-  EXPECT_THAT(Message(JsonlTokenSamples("f.jsonl", long_text, *tokenizer_,
-                                        model)
-                          .status()),
-              HasSubstr("it is not this model's tokenizer"));
+  EXPECT_THAT(
+      Message(
+          JsonlTokenSamples("f.jsonl", long_text, *tokenizer_, model).status()),
+      HasSubstr("it is not this model's tokenizer"));
 
   model = LanguageModel();
   model.classify = true;
@@ -243,8 +244,8 @@ TEST_F(JsonlTest, TheModelsLimitsApply) {
       R"({"id": "a", "owner": "o", "text": "erin", "label": 1})", "\n",
       R"({"id": "b", "owner": "o", "text": "erin"})", "\n",
       R"({"id": "c", "owner": "o", "text": "erin", "label": 2})", "\n");
-  const std::string message =
-      Message(JsonlTokenSamples("f.jsonl", labels, *tokenizer_, model).status());
+  const std::string message = Message(
+      JsonlTokenSamples("f.jsonl", labels, *tokenizer_, model).status());
   EXPECT_THAT(message,
               HasSubstr("f.jsonl:2: label is required: model 'lm' classifies "
                         "into 2 classes"));

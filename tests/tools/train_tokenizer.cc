@@ -18,8 +18,8 @@ namespace {
 std::string TrainTinyTokenizer(const std::string& dir) {
   static const char* const kNames[] = {"alice", "bob",   "carol", "dmitri",
                                        "erin",  "farid", "grace", "hiro"};
-  static const char* const kPlaces[] = {"lyon", "osaka", "lima", "oslo",
-                                        "quito", "accra"};
+  static const char* const kPlaces[] = {"lyon", "osaka", "lima",
+                                        "oslo", "quito", "accra"};
   static const char* const kJobs[] = {"baker", "pilot", "nurse", "painter",
                                       "teacher"};
   const std::string corpus = dir + "/corpus.txt";

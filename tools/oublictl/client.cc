@@ -124,9 +124,9 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
                                           absl::string_view flag) {
   absl::StatusOr<std::string> bytes = ReadFile(path);
   if (!bytes.ok()) {
-    return absl::Status(bytes.status().code(),
-                        absl::StrCat("--", flag, ": ",
-                                     bytes.status().message()));
+    return absl::Status(
+        bytes.status().code(),
+        absl::StrCat("--", flag, ": ", bytes.status().message()));
   }
   return bytes;
 }

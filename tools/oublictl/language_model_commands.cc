@@ -45,14 +45,28 @@ absl::StatusOr<std::vector<uint32_t>> TokenArgument(absl::string_view text,
   return ids;
 }
 
-// The ids' text under `tokenizer`, or why not, for display.
+// The ids' text under `tokenizer`, for display. An id past its pieces (a
+// model's vocabulary may be larger than its tokenizer's) shows as <id N>.
 std::string TextOf(const SentencePieceTokenizer& tokenizer,
                    const google::protobuf::RepeatedField<uint32_t>& ids) {
-  absl::StatusOr<std::string> text =
-      tokenizer.Decode(std::vector<int>(ids.begin(), ids.end()));
-  return text.ok() ? *text
-                   : absl::StrCat("(not decodable: ", text.status().message(),
-                                  ")");
+  std::string text;
+  std::vector<int> run;
+  auto flush = [&] {
+    if (run.empty()) return;
+    absl::StatusOr<std::string> decoded = tokenizer.Decode(run);
+    absl::StrAppend(&text, decoded.ok() ? *decoded : "<?>");
+    run.clear();
+  };
+  for (uint32_t id : ids) {
+    if (id < static_cast<uint32_t>(tokenizer.vocab_size())) {
+      run.push_back(static_cast<int>(id));
+    } else {
+      flush();
+      absl::StrAppend(&text, "<id ", id, ">");
+    }
+  }
+  flush();
+  return text;
 }
 
 // `message` as PrintJson prints it, with a "text" field added.
@@ -79,10 +93,10 @@ void PrintServed(
   const int serving = static_cast<int>(std::count_if(
       served.begin(), served.end(),
       [](const v1::ServedShard& shard) { return shard.served(); }));
-  std::printf("model fingerprint %s  shards served %d/%d%s\n",
-              fingerprint.c_str(), serving, served.size(),
-              from_base ? "  (the public base model answered: base_fallback)"
-                        : "");
+  std::printf(
+      "model fingerprint %s  shards served %d/%d%s\n", fingerprint.c_str(),
+      serving, served.size(),
+      from_base ? "  (the public base model answered: base_fallback)" : "");
 }
 
 }  // namespace
@@ -93,8 +107,7 @@ absl::Status IngestJsonl(Client& client, const IngestJsonlFlags& flags) {
   OUBLI_ASSIGN_OR_RETURN(auto tokenizer,
                          LoadTokenizer(flags.tokenizer, "ingest --jsonl"));
   OUBLI_ASSIGN_OR_RETURN(const v1::Model described, GetModel(client, model));
-  OUBLI_ASSIGN_OR_RETURN(const TokenModel token_model,
-                         TokenModelOf(described));
+  OUBLI_ASSIGN_OR_RETURN(const TokenModel token_model, TokenModelOf(described));
   OUBLI_ASSIGN_OR_RETURN(const std::string contents,
                          ReadWholeFile(flags.jsonl, "jsonl"));
   OUBLI_ASSIGN_OR_RETURN(
@@ -121,9 +134,9 @@ absl::Status Score(Client& client, const ScoreFlags& flags) {
     absl::StatusOr<std::vector<std::vector<uint32_t>>> sequences =
         ParseTokenLines(text);
     if (!sequences.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--tokens_file ", flags.tokens_file, ": ",
-          sequences.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tokens_file ", flags.tokens_file, ": ",
+                       sequences.status().message()));
     }
     for (const std::vector<uint32_t>& ids : *sequences) {
       request.add_sequences()->mutable_tokens()->Add(ids.begin(), ids.end());
@@ -139,9 +152,9 @@ absl::Status Score(Client& client, const ScoreFlags& flags) {
     OUBLI_ASSIGN_OR_RETURN(tokenizer, LoadTokenizer(flags.tokenizer, "score"));
   }
   v1::ScoreResponse response;
-  OUBLI_RETURN_IF_ERROR(RpcStatus(
-      client.stub().Score(client.Context().get(), request, &response),
-      "Score"));
+  OUBLI_RETURN_IF_ERROR(
+      RpcStatus(client.stub().Score(client.Context().get(), request, &response),
+                "Score"));
   if (flags.json) {
     PrintJson(response);
     return absl::OkStatus();
@@ -156,12 +169,12 @@ absl::Status Score(Client& client, const ScoreFlags& flags) {
       std::printf("  text   %s\n",
                   TextOf(*tokenizer, request.sequences(i).tokens()).c_str());
     }
-    std::printf("  log p  %s\n",
-                absl::StrJoin(scored.token_log_probs(), " ",
-                              [](std::string* out, float p) {
-                                absl::StrAppendFormat(out, "%.4f", p);
-                              })
-                    .c_str());
+    std::printf("  log p  %s\n", absl::StrJoin(scored.token_log_probs(), " ",
+                                               [](std::string* out, float p) {
+                                                 absl::StrAppendFormat(
+                                                     out, "%.4f", p);
+                                               })
+                                     .c_str());
   }
   PrintServed(response.fingerprint(), response.from_base(), response.served());
   return absl::OkStatus();
@@ -179,8 +192,8 @@ absl::Status Generate(Client& client, const GenerateFlags& flags) {
   }
   std::unique_ptr<SentencePieceTokenizer> tokenizer;
   if (!flags.tokenizer.empty() || !flags.prompt.empty()) {
-    OUBLI_ASSIGN_OR_RETURN(
-        tokenizer, LoadTokenizer(flags.tokenizer, "generate --prompt"));
+    OUBLI_ASSIGN_OR_RETURN(tokenizer,
+                           LoadTokenizer(flags.tokenizer, "generate --prompt"));
   }
   if (!flags.prompt.empty()) {
     // No end-of-sequence id: the text goes on.

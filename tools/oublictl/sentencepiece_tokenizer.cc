@@ -68,9 +68,7 @@ SentencePieceTokenizer::SentencePieceTokenizer(
     std::shared_ptr<const Module> module, OubliSpm* model)
     : module_(std::move(module)), model_(model) {}
 
-SentencePieceTokenizer::~SentencePieceTokenizer() {
-  module_->free(model_);
-}
+SentencePieceTokenizer::~SentencePieceTokenizer() { module_->free(model_); }
 
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>>
 SentencePieceTokenizer::Load(const std::string& model_path,
@@ -125,8 +123,6 @@ int SentencePieceTokenizer::vocab_size() const {
   return module_->piece_size(model_);
 }
 
-int SentencePieceTokenizer::eos_id() const {
-  return module_->eos_id(model_);
-}
+int SentencePieceTokenizer::eos_id() const { return module_->eos_id(model_); }
 
 }  // namespace oubli::oublictl

@@ -48,8 +48,7 @@ class SentencePieceTokenizer {
   struct Module;
   static absl::StatusOr<std::shared_ptr<const Module>> LoadModule(
       std::string path);
-  SentencePieceTokenizer(std::shared_ptr<const Module> module,
-                         OubliSpm* model);
+  SentencePieceTokenizer(std::shared_ptr<const Module> module, OubliSpm* model);
   std::shared_ptr<const Module> module_;
   OubliSpm* model_;
 };

@@ -37,13 +37,11 @@ absl::StatusOr<v1::Sample> LineSample(absl::string_view line,
     return absl::InvalidArgumentError(absl::StrCat("id: ", valid.message()));
   }
   if (absl::Status valid = ValidateOwner(in.owner()); !valid.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("owner: ", valid.message()));
+    return absl::InvalidArgumentError(absl::StrCat("owner: ", valid.message()));
   }
   const bool pair = in.has_prompt() || in.has_answer();
   if (in.has_text() == pair) {
-    return absl::InvalidArgumentError(
-        "give either text, or prompt and answer");
+    return absl::InvalidArgumentError("give either text, or prompt and answer");
   }
   if (pair && !(in.has_prompt() && in.has_answer())) {
     return absl::InvalidArgumentError(
@@ -70,10 +68,10 @@ absl::StatusOr<v1::Sample> LineSample(absl::string_view line,
   if (in.has_label()) {
     if (in.label() < 0 || (model.classify && in.label() >= model.num_classes)) {
       return absl::InvalidArgumentError(
-          model.classify ? absl::StrCat("label ", in.label(),
-                                        " is outside [0, ", model.num_classes,
-                                        ")")
-                         : absl::StrCat("label ", in.label(), " is negative"));
+          model.classify
+              ? absl::StrCat("label ", in.label(), " is outside [0, ",
+                             model.num_classes, ")")
+              : absl::StrCat("label ", in.label(), " is negative"));
     }
     sample.set_label(in.label());
   }
@@ -107,9 +105,9 @@ absl::StatusOr<v1::Sample> LineSample(absl::string_view line,
   }
   if (tokenizer.eos_id() >= 0) ids.push_back(tokenizer.eos_id());
   if (static_cast<int64_t>(ids.size()) > model.context_length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        ids.size(), " tokens, more than the context of model '",
-        model.model_id, "' (", model.context_length, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(ids.size(), " tokens, more than the context of model '",
+                     model.model_id, "' (", model.context_length, ")"));
   }
   sample.mutable_tokens()->Add(ids.begin(), ids.end());
   return sample;
@@ -123,8 +121,8 @@ absl::StatusOr<std::vector<uint32_t>> ParseTokenList(absl::string_view text) {
        absl::StrSplit(text, absl::ByAnyChar(", \t"), absl::SkipEmpty())) {
     uint32_t id;
     if (!absl::SimpleAtoi(item, &id) || id > 0x7FFFFFFFu) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", item, "' is not a token id (0..2147483647)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", item, "' is not a token id (0..2147483647)"));
     }
     ids.push_back(id);
   }
@@ -164,8 +162,7 @@ absl::StatusOr<TokenModel> TokenModelOf(const v1::Model& model) {
   out.model_id = model.model_id();
   out.vocab_size = config.decoder().vocab_size();
   out.context_length = config.decoder().context_length();
-  out.classify =
-      config.decoder().objective() == v1::DECODER_OBJECTIVE_CLASSIFY;
+  out.classify = config.decoder().objective() == v1::DECODER_OBJECTIVE_CLASSIFY;
   out.num_classes = config.num_classes();
   return out;
 }
@@ -177,8 +174,8 @@ absl::StatusOr<std::vector<v1::Sample>> JsonlTokenSamples(
     // Its larger ids would be refused sample by sample: not this model's.
     return absl::InvalidArgumentError(absl::StrCat(
         "the tokenizer has ", tokenizer.vocab_size(),
-        " pieces, more than the vocabulary of model '", model.model_id,
-        "' (", model.vocab_size, "): it is not this model's tokenizer"));
+        " pieces, more than the vocabulary of model '", model.model_id, "' (",
+        model.vocab_size, "): it is not this model's tokenizer"));
   }
   std::vector<v1::Sample> samples;
   std::vector<std::string> errors;
@@ -211,13 +208,12 @@ absl::StatusOr<std::vector<v1::Sample>> JsonlTokenSamples(
                                   " more bad lines"));
   }
   if (!errors.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        bad_lines, " bad line", bad_lines == 1 ? "" : "s",
-        ", nothing sent:\n", absl::StrJoin(errors, "\n")));
+    return absl::InvalidArgumentError(
+        absl::StrCat(bad_lines, " bad line", bad_lines == 1 ? "" : "s",
+                     ", nothing sent:\n", absl::StrJoin(errors, "\n")));
   }
   if (samples.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file_name, ": no samples"));
+    return absl::InvalidArgumentError(absl::StrCat(file_name, ": no samples"));
   }
   return samples;
 }
