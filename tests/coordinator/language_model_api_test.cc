@@ -1,8 +1,7 @@
 // Language models through the public gRPC API: decoder configs, token
 // samples, token rows for Predict, Score and Generate, against an
-// in-process oubli-coordinator. The refusals the adapter owns run on any
-// model; the end-to-end tests need an engine that serves decoders and are
-// skipped, saying so, while it refuses them.
+// in-process oubli-coordinator: the refusals the adapter owns, on any
+// model, and a causal LM and a classifying decoder end to end.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -12,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "tests/testing/in_process_coordinator.h"
@@ -91,20 +89,6 @@ std::vector<v1::Sample> CountingSamples(int n) {
 
 class LanguageModelApiTest : public testing_util::InProcessCoordinatorTest {
  protected:
-  // Creates `model_id`; false (the test skips) while the engine refuses
-  // decoders. Remove once every engine serves them.
-  bool CreateDecoderOrSkip(const std::string& model_id,
-                           const v1::ModelConfig& config, v1::Model* model) {
-    grpc::Status status = Create(model_id, config, model);
-    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
-        absl::StrContains(status.error_message(),
-                          "cannot be served by the engine yet")) {
-      return false;
-    }
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return status.ok();
-  }
-
   grpc::Status Score(const std::string& model_id,
                      const std::vector<std::vector<uint32_t>>& sequences,
                      v1::ScoreResponse* response) {
@@ -334,14 +318,12 @@ TEST_F(LanguageModelApiTest, AModelBeingDeletedNoLongerScores) {
       << generate;
 }
 
-// --- End to end: needs an engine that serves decoders -----------------------
+// --- End to end -------------------------------------------------------------
 
 TEST_F(LanguageModelApiTest, CausalModelTrainsScoresAndGenerates) {
   v1::Model model;
-  if (!CreateDecoderOrSkip("lm", TinyDecoder(v1::DECODER_OBJECTIVE_CAUSAL_LM),
-                           &model)) {
-    GTEST_SKIP() << "the engine does not serve decoder models yet";
-  }
+  ASSERT_TRUE(
+      Create("lm", TinyDecoder(v1::DECODER_OBJECTIVE_CAUSAL_LM), &model).ok());
   EXPECT_EQ(model.config().backbone(), v1::BACKBONE_KIND_DECODER);
   EXPECT_EQ(model.config().decoder().vocab_size(), kVocab);
   EXPECT_THAT(model.config().decoder().lora_targets(), ElementsAre("q", "v"));
@@ -421,10 +403,8 @@ TEST_F(LanguageModelApiTest, CausalModelTrainsScoresAndGenerates) {
 
 TEST_F(LanguageModelApiTest, ClassifyingDecoderPredictsTokenRows) {
   v1::Model model;
-  if (!CreateDecoderOrSkip("cls", TinyDecoder(v1::DECODER_OBJECTIVE_CLASSIFY),
-                           &model)) {
-    GTEST_SKIP() << "the engine does not serve decoder models yet";
-  }
+  ASSERT_TRUE(
+      Create("cls", TinyDecoder(v1::DECODER_OBJECTIVE_CLASSIFY), &model).ok());
   v1::IngestSamplesResponse ingested;
   ASSERT_TRUE(Ingest("cls", {CountingSamples(40)}, &ingested).ok());
   EXPECT_EQ(ingested.accepted(), 40) << ingested.DebugString();

@@ -2,8 +2,7 @@
 # oublictl for language models against a live oubli-coordinator (plaintext
 # on loopback, no workers): ingest --jsonl --tokenizer with a SentencePiece
 # model trained here (train_tokenizer), its refusals, create of a decoder,
-# score and generate. The steps that need a decoder model print SKIP while
-# the engine refuses decoders; the refusals run regardless.
+# score and generate.
 #   oublictl-lm.sh OUBLICTL OUBLI_COORDINATOR TRAIN_TOKENIZER
 set -uo pipefail
 ctl="$1"
@@ -121,8 +120,7 @@ err="$(ctl score --model img 1,2 2>&1)"
 [[ $? -eq 1 ]] || fail "score of an image model did not exit 1: $err"
 grep -qF "INVALID_ARGUMENT" <<<"$err" || fail "score of an image model: $err"
 
-# A decoder language model from a config file (oublictl no longer refuses
-# one; the engine may, until it serves decoders).
+# A decoder language model from a config file.
 cat >"$work/lm.conf" <<'CONF'
 backbone.kind=decoder
 decoder.layout=llama
@@ -142,16 +140,8 @@ train.epochs_per_position=3
 train.batch_size=8
 train.learning_rate=0.01
 CONF
-out="$(ctl create --model lm --config "$work/lm.conf" 2>&1)"
-code=$?
-if [[ $code -ne 0 ]] &&
-  grep -qF "cannot be served by the engine yet" <<<"$out"; then
-  echo "SKIP: the engine refuses decoder models; ingest --jsonl, score and"
-  echo "      generate against a decoder await it (create got: $out)"
-  echo "oublictl lm: ok (refusals only)"
-  exit 0
-fi
-[[ $code -eq 0 ]] || fail "create lm exited $code: $out"
+out="$(ctl create --model lm --config "$work/lm.conf" 2>&1)" ||
+  fail "create lm exited $?: $out"
 grep -qF "decoder llama language model  vocabulary 128  context 48" <<<"$out" ||
   fail "create lm did not describe the decoder: $out"
 
