@@ -137,6 +137,19 @@ void ServedToProto(const ServedShard& in, v1::ServedShard* out) {
   out->set_served_by(SanitizeUtf8(in.worker));
 }
 
+// What every answer of a model names: its fingerprint, whether the public
+// base model answered, and what each shard served (Predict, Score and
+// Generate responses share the field names).
+template <typename Response>
+void AnsweredByToProto(const std::string& fingerprint, bool from_base,
+                       const std::vector<ServedShard>& served, Response* out) {
+  out->set_fingerprint(fingerprint);
+  out->set_from_base(from_base);
+  for (const ServedShard& shard : served) {
+    ServedToProto(shard, out->add_served());
+  }
+}
+
 v1::GenerateResponse::FinishReason FinishReasonToProto(FinishReason reason) {
   switch (reason) {
     case FinishReason::kMaxTokens:
@@ -570,11 +583,8 @@ grpc::Status OubliService::Predict(grpc::ServerContext* context,
     response->add_predicted_classes(static_cast<int32_t>(
         std::max_element(row, row + prediction.classes) - row));
   }
-  response->set_fingerprint(prediction.fingerprint);
-  response->set_from_base(prediction.from_base);
-  for (const ServedShard& served : prediction.served) {
-    ServedToProto(served, response->add_served());
-  }
+  AnsweredByToProto(prediction.fingerprint, prediction.from_base,
+                    prediction.served, response);
   return grpc::Status::OK;
 }
 
@@ -593,11 +603,8 @@ grpc::Status OubliService::Score(grpc::ServerContext* context,
     for (float p : log_probs) total += p;
     out->set_total_log_prob(total);
   }
-  response->set_fingerprint(scores.fingerprint);
-  response->set_from_base(scores.from_base);
-  for (const ServedShard& served : scores.served) {
-    ServedToProto(served, response->add_served());
-  }
+  AnsweredByToProto(scores.fingerprint, scores.from_base, scores.served,
+                    response);
   return grpc::Status::OK;
 }
 
@@ -616,11 +623,8 @@ grpc::Status OubliService::Generate(grpc::ServerContext* context,
   response->mutable_token_log_probs()->Assign(
       generation.token_log_probs.begin(), generation.token_log_probs.end());
   response->set_finish_reason(FinishReasonToProto(generation.finish_reason));
-  response->set_fingerprint(generation.fingerprint);
-  response->set_from_base(generation.from_base);
-  for (const ServedShard& served : generation.served) {
-    ServedToProto(served, response->add_served());
-  }
+  AnsweredByToProto(generation.fingerprint, generation.from_base,
+                    generation.served, response);
   return grpc::Status::OK;
 }
 
