@@ -9,22 +9,7 @@ ctl="$1"
 coordinator="$2"
 train_tokenizer="$3"
 python=/usr/bin/python3
-work="$(mktemp -d -t oublictl-lm.XXXXXX)"
-pid=""
-cleanup() {
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  echo "--- coordinator log"
-  tail -n 20 "$work/coordinator.log" 2>/dev/null
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/live-coordinator.sh"
 
 "$train_tokenizer" "$work" 2>"$work/train.log" ||
   fail "train_tokenizer: $(cat "$work/train.log")"
@@ -59,17 +44,7 @@ for want in --prompt_tokens --max_tokens --temperature --seed --stop_tokens \
   grep -qF -- "$want" <<<"$out" || fail "generate --help lacks $want: $out"
 done
 
-"$coordinator" --data_dir="$work/data" --listen=127.0.0.1:0 \
-  --metrics_listen= >"$work/coordinator.out" 2>"$work/coordinator.log" &
-pid=$!
-address=""
-for _ in $(seq 1 600); do  # 60 s
-  address="$(sed -n 's/^listening on //p' "$work/coordinator.out")"
-  [[ -n "$address" ]] && break
-  kill -0 "$pid" 2>/dev/null || fail "oubli-coordinator exited"
-  sleep 0.1
-done
-[[ -n "$address" ]] || fail "oubli-coordinator reported no address"
+start_coordinator
 ctl() { "$ctl" --server="$address" --timeout_s=120 "$@"; }
 
 # Text samples: two statements and a question per fictitious person.

@@ -76,7 +76,7 @@ TEST(TokenModelTest, OnlyDecodersTakeTokens) {
 
 class JsonlTest : public ::testing::Test {
  protected:
-  // One tokenizer for the suite, trained by tests/tools/train_tokenizer (a
+  // One tokenizer for the suite, trained by tests/testing/train_tokenizer (a
   // process of its own: see its header comment).
   static void SetUpTestSuite() {
     dir_ = new testing_util::ScopedTempDir();
