@@ -25,6 +25,10 @@ int RunRecoveryBench(const std::vector<std::string>& args);
 int RunChurnBench(const std::vector<std::string>& args);
 // The data plane at 10^5..10^6 samples (tools/bench/scale_bench.cc).
 int RunScaleBench(const std::vector<std::string>& args);
+// The language-model forgetting study: MUSE figures before and after
+// forgetting 1, 10, 100 owners and over sequential rounds
+// (tools/bench/forget_bench.cc).
+int RunForgetBench(const std::vector<std::string>& args);
 
 }  // namespace oubli::bench
 

@@ -12,6 +12,9 @@
 //                         owner and risk-aware placement
 //   oubli-bench scale     ingest, training traffic, forgetting and memory
 //                         at 10^5..10^6 samples
+//   oubli-bench forget    a language model forgets owners: MUSE-style
+//                         figures and cost for 1, 10, 100 owners and over
+//                         sequential rounds
 // Every subcommand takes --device=auto|cpu|cuda (default cpu), reported in
 // each result's "machine".
 #include <cstdio>
@@ -27,7 +30,8 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: oubli-bench "
-                 "{ec|accuracy|defaults|unlearn|train|service|recovery|churn|scale} "
+                 "{ec|accuracy|defaults|unlearn|train|service|recovery|churn|"
+                 "scale|forget} "
                  "[options]\n");
     return 2;
   }
@@ -60,6 +64,7 @@ int main(int argc, char** argv) {
   if (cmd == "recovery") return oubli::bench::RunRecoveryBench(args);
   if (cmd == "churn") return oubli::bench::RunChurnBench(args);
   if (cmd == "scale") return oubli::bench::RunScaleBench(args);
+  if (cmd == "forget") return oubli::bench::RunForgetBench(args);
   std::fprintf(stderr, "oubli-bench: unknown subcommand '%s'\n", cmd.c_str());
   return 2;
 }

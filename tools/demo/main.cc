@@ -4,6 +4,12 @@
 // with synthetic owners, trains S3T, forgets one owner, and shows the
 // receipt, accuracy before / after forgetting / after restoring, and the
 // bitwise verification against training from scratch.
+//
+// --lm: the same story for a language model (tools/lm/forget_study.h):
+// fictitious profiles, a SentencePiece tokenizer and a base pretrained on
+// the public ones, S3T LoRA fine-tuning on the users' profiles (owner =
+// person), then MUSE's figures before and after forgetting 1, 10 and 100
+// owners and over sequential rounds, with Verify.
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +19,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -20,6 +27,7 @@
 #include "common/file_util.h"
 #include "coordinator/engine.h"
 #include "storage/datasets.h"
+#include "tools/lm/forget_study.h"
 #include "tools/workflow/fashion_mnist.h"
 
 ABSL_FLAG(std::string, dataset_dir, oubli::storage::kFashionMnistDir,
@@ -43,6 +51,45 @@ ABSL_FLAG(std::string, export_config, "",
           "service demo creates its model from it");
 ABSL_FLAG(std::string, forget_owner, "",
           "owner to forget (default: the owner of the first user sample)");
+
+// --lm and its sizes (defaults: a few minutes on 2 cores).
+ABSL_FLAG(bool, lm, false,
+          "the language-model forgetting demo instead of Fashion-MNIST");
+ABSL_FLAG(uint64_t, lm_seed, oubli::lm::StudyOptions().workload.profiles.seed,
+          "seed of the generated profiles");
+ABSL_FLAG(int, lm_public_profiles,
+          oubli::lm::StudyOptions().workload.profiles.public_profiles,
+          "profiles that pretrain the base and the tokenizer");
+ABSL_FLAG(int, lm_user_profiles,
+          oubli::lm::StudyOptions().workload.profiles.user_profiles,
+          "users (owners) fine-tuned with S3T");
+ABSL_FLAG(int, lm_holdout_profiles,
+          oubli::lm::StudyOptions().workload.profiles.holdout_profiles,
+          "never-seen profiles");
+ABSL_FLAG(int, lm_vocab, oubli::lm::StudyOptions().workload.vocab_size,
+          "SentencePiece pieces");
+ABSL_FLAG(int, lm_dim, oubli::lm::StudyOptions().model.dim, "model width");
+ABSL_FLAG(int, lm_layers, oubli::lm::StudyOptions().model.layers,
+          "decoder blocks");
+ABSL_FLAG(int, lm_shards, oubli::lm::StudyOptions().model.shards, "S");
+ABSL_FLAG(int, lm_slices, oubli::lm::StudyOptions().model.slices, "L");
+ABSL_FLAG(int, lm_sequences, oubli::lm::StudyOptions().model.sequences, "B");
+ABSL_FLAG(int, lm_epochs, oubli::lm::StudyOptions().model.epochs,
+          "epochs per S3T position");
+ABSL_FLAG(int, lm_pretrain_epochs, oubli::lm::StudyOptions().pretrain.epochs,
+          "epochs of base pretraining");
+ABSL_FLAG(std::vector<std::string>, lm_sizes,
+          std::vector<std::string>({"1", "10", "100"}),
+          "owners forgotten at once, one experiment each");
+ABSL_FLAG(int, lm_rounds, oubli::lm::StudyOptions().rounds,
+          "sequential deletion rounds");
+ABSL_FLAG(int, lm_owners_per_round, oubli::lm::StudyOptions().owners_per_round,
+          "owners forgotten per round");
+ABSL_FLAG(int, lm_eval_owners, oubli::lm::StudyOptions().measure.max_owners,
+          "owners per set the figures are measured on");
+ABSL_FLAG(int, lm_verbatim_owners,
+          oubli::lm::StudyOptions().measure.verbatim_owners,
+          "owners per set whose statements are continued (a generation each)");
 
 namespace {
 
@@ -112,6 +159,73 @@ void PrintReceipt(const DeletionReceipt& r) {
   if (!r.note.empty()) std::printf("  note: %s\n", r.note.c_str());
 }
 
+int RunLmDemo(const std::string& data_dir) {
+  oubli::lm::StudyOptions options;
+  options.work_dir = data_dir;
+  options.workload.profiles.seed = absl::GetFlag(FLAGS_lm_seed);
+  options.workload.profiles.public_profiles =
+      absl::GetFlag(FLAGS_lm_public_profiles);
+  options.workload.profiles.user_profiles =
+      absl::GetFlag(FLAGS_lm_user_profiles);
+  options.workload.profiles.holdout_profiles =
+      absl::GetFlag(FLAGS_lm_holdout_profiles);
+  options.workload.vocab_size = absl::GetFlag(FLAGS_lm_vocab);
+  options.model.dim = absl::GetFlag(FLAGS_lm_dim);
+  options.model.layers = absl::GetFlag(FLAGS_lm_layers);
+  options.model.shards = absl::GetFlag(FLAGS_lm_shards);
+  options.model.slices = absl::GetFlag(FLAGS_lm_slices);
+  options.model.sequences = absl::GetFlag(FLAGS_lm_sequences);
+  options.model.epochs = absl::GetFlag(FLAGS_lm_epochs);
+  options.pretrain.epochs = absl::GetFlag(FLAGS_lm_pretrain_epochs);
+  options.forget_sizes.clear();
+  for (const std::string& size : absl::GetFlag(FLAGS_lm_sizes)) {
+    int k = 0;
+    if (!absl::SimpleAtoi(size, &k) || k < 1) {
+      return Fail(absl::InvalidArgumentError(
+          "--lm_sizes: positive owner counts, comma-separated"));
+    }
+    options.forget_sizes.push_back(k);
+  }
+  options.rounds = absl::GetFlag(FLAGS_lm_rounds);
+  options.owners_per_round = absl::GetFlag(FLAGS_lm_owners_per_round);
+  options.measure.max_owners = absl::GetFlag(FLAGS_lm_eval_owners);
+  options.measure.verbatim_owners = absl::GetFlag(FLAGS_lm_verbatim_owners);
+  options.training_threads = absl::GetFlag(FLAGS_training_threads);
+
+  static const std::map<std::string, std::string> kTitles = {
+      {"data", "Generating profiles and training the tokenizer"},
+      {"pretrain", "Pretraining the base LM on the public profiles"},
+      {"base", "The base alone (it saw the public profiles, no user)"},
+      {"train", "Ingesting the users' profiles and fine-tuning with S3T"},
+      {"forget", "Forgetting owners (on a copy of the trained model)"},
+      {"round", "Sequential deletion rounds"},
+  };
+  std::string last_step;
+  oubli::lm::StudySummary summary;
+  const absl::Time start = absl::Now();
+  absl::Status status = oubli::lm::RunForgetStudy(
+      options,
+      [&](const oubli::lm::StudyRecord& record) {
+        if (record.step != last_step) {
+          Step(kTitles.at(record.step));
+          last_step = record.step;
+        }
+        for (const std::string& line : record.lines) {
+          std::printf("  %s\n", line.c_str());
+        }
+      },
+      &summary);
+  if (!status.ok()) return Fail(status);
+  Step(absl::StrCat("MUSE's six properties (", Ms(absl::Now() - start),
+                    " in all)"));
+  for (const std::string& line : oubli::lm::SummaryTable(summary)) {
+    std::printf("  %s\n", line.c_str());
+  }
+  bool match = summary.rounds == 0 || summary.rounds_verify_match;
+  for (const auto& size : summary.sizes) match = match && size.verify_match;
+  return match ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -132,6 +246,7 @@ int main(int argc, char** argv) {
       if (enabled) std::filesystem::remove_all(dir);
     }
   } cleanup{temp_dir, data_dir};
+  if (absl::GetFlag(FLAGS_lm)) return RunLmDemo(data_dir);
 
   Step("Loading Fashion-MNIST from " + absl::GetFlag(FLAGS_dataset_dir));
   auto splits = oubli::tools::LoadFashionMnistSplits(

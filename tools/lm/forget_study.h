@@ -1,0 +1,83 @@
+// The language-model forgetting study behind `oubli-demo --lm` and
+// `oubli-bench forget` (issue 11, section 4), on the in-process engine:
+//   data      profiles, the SentencePiece tokenizer (trained twice: same
+//             bytes?), written to work_dir/tokenizer.model
+//   pretrain  the public base, work_dir/base.safetensors and its SHA-256
+//   base      MUSE figures of the base alone (public members vs holdout)
+//   train     S3T fine-tuning of every user's statements and QA pairs
+//   forget    for each removal size k (1, 10, 100 owners, nested sets), on
+//             a copy of the trained model: figures BEFORE, ForgetOwner of
+//             the k owners (time to FORGOTTEN), figures FORGOTTEN (cut
+//             prefixes, nothing retrained), RunPendingRetrains (its cost
+//             against the full training), figures RESTORED, Verify
+//   round     `rounds` sequential deletions of `owners_per_round` owners on
+//             one more copy, the figures after each, Verify after the last
+// Each step reports a StudyRecord as it completes.
+#ifndef OUBLI_TOOLS_LM_FORGET_STUDY_H_
+#define OUBLI_TOOLS_LM_FORGET_STUDY_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "tools/lm/forget_report.h"
+#include "tools/lm/lm_workload.h"
+
+namespace oubli::lm {
+
+struct StudyOptions {
+  WorkloadOptions workload;
+  LmModelOptions model;
+  PretrainOptions pretrain;
+  MeasureOptions measure;
+  std::vector<int> forget_sizes = {1, 10, 100};
+  int rounds = 10;
+  int owners_per_round = 1;
+  std::string work_dir;  // must exist; the study writes below it
+  int training_threads = 2;
+};
+
+struct StudyRecord {
+  std::string step;  // "data", "pretrain", "base", "train", "forget", "round"
+  std::vector<std::string> lines;  // for people
+  std::string json;  // JSON object members, no braces, for scripts
+};
+
+// The figures a summary table needs.
+struct SizeResult {
+  int owners = 0;
+  Figures before, forgotten, restored;
+  int64_t retrain_sample_visits = 0;
+  double retrain_seconds = 0;
+  double max_time_to_forgotten_ms = 0;
+  bool verify_match = false;
+};
+
+struct StudySummary {
+  int64_t full_train_sample_visits = 0;
+  double full_train_seconds = 0;
+  std::vector<SizeResult> sizes;
+  int rounds = 0;
+  int round_forgotten_owners = 0;
+  Figures after_rounds;
+  int64_t rounds_retrain_sample_visits = 0;  // all rounds together
+  double rounds_retrain_seconds = 0;
+  bool rounds_verify_match = false;
+};
+
+// FailedPrecondition: a removal size or the rounds need more users than
+// the workload has (the retained set must stay non-empty); other errors of
+// the steps as they are.
+// `summary` may be null.
+absl::Status RunForgetStudy(const StudyOptions& options,
+                            const std::function<void(const StudyRecord&)>& sink,
+                            StudySummary* summary);
+
+// The six properties of MUSE as a table of `summary`'s figures, one line
+// per row, for people.
+std::vector<std::string> SummaryTable(const StudySummary& summary);
+
+}  // namespace oubli::lm
+
+#endif  // OUBLI_TOOLS_LM_FORGET_STUDY_H_
