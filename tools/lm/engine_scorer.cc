@@ -20,7 +20,7 @@ absl::StatusOr<std::vector<int32_t>> EngineScorer::Generate(
   options.prompt.assign(prompt.begin(), prompt.end());
   options.max_tokens = max_tokens;
   options.temperature = 0;  // greedy
-  options.stop_tokens = {stop_token};
+  if (stop_token >= 0) options.stop_tokens = {stop_token};
   OUBLI_ASSIGN_OR_RETURN(coordinator::Generation generation,
                          engine_.Generate(options));
   fingerprint_ = generation.fingerprint;

@@ -142,6 +142,9 @@ ModelConfig LmModelConfig(const LmModelOptions& options, int vocab_size) {
   config.sequences = options.sequences;
   config.seed = options.seed;
   config.placement.by = Placement::kOwner;
+  // A deletion that cuts every shard leaves the public base answering
+  // (no user data in it) instead of no answer until retraining.
+  config.serving.base_fallback = true;
   config.train.epochs_per_position = options.epochs;
   config.train.batch_size = options.batch_size;
   config.train.learning_rate = options.learning_rate;

@@ -72,8 +72,9 @@ struct LmModelOptions {
 };
 
 // A Llama-layout causal LM over `vocab_size` tokens, LoRA on q, v, o and
-// the MLP (gate, up, down), placement by owner. The base is seeded until
-// PretrainLmBaseToFile names a file.
+// the MLP (gate, up, down), placement by owner, the base answering when
+// deletions cut every shard. The base is seeded until PretrainLmBaseToFile
+// names a file.
 ModelConfig LmModelConfig(const LmModelOptions& options, int vocab_size);
 
 struct PretrainOptions {
