@@ -26,11 +26,16 @@
 
 namespace oubli::lm {
 
+// The defaults run in a few minutes on 2 cores: 120 users are enough to
+// forget 100 and keep 20.
 struct StudyOptions {
-  WorkloadOptions workload;
+  WorkloadOptions workload = {
+      .profiles = {.seed = 1, .public_profiles = 120, .user_profiles = 120,
+                   .holdout_profiles = 60},
+      .vocab_size = 1024};
   LmModelOptions model;
   PretrainOptions pretrain;
-  MeasureOptions measure;
+  MeasureOptions measure = {.max_owners = 20, .verbatim_owners = 5};
   std::vector<int> forget_sizes = {1, 10, 100};
   int rounds = 10;
   int owners_per_round = 1;

@@ -57,7 +57,7 @@ std::vector<worker::TokenSequence> TokenRows(
     const std::vector<OwnerData>& owners);
 
 struct LmModelOptions {
-  int dim = 128;
+  int dim = 64;
   int layers = 4;
   int heads = 4;
   int context_length = 64;
@@ -78,7 +78,7 @@ struct LmModelOptions {
 ModelConfig LmModelConfig(const LmModelOptions& options, int vocab_size);
 
 struct PretrainOptions {
-  int epochs = 30;
+  int epochs = 10;
   int batch_size = 32;
   double learning_rate = 3e-3;
 };
