@@ -1,4 +1,4 @@
-// liboubli_sentencepiece.so: SentencePiece behind ModuleApi (see
+// liboubli_lm_sentencepiece.so: SentencePiece behind ModuleApi (see
 // sentencepiece_bridge.h). No Abseil header may be included here.
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
