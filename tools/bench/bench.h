@@ -25,6 +25,9 @@ int RunRecoveryBench(const std::vector<std::string>& args);
 int RunChurnBench(const std::vector<std::string>& args);
 // The data plane at 10^5..10^6 samples (tools/bench/scale_bench.cc).
 int RunScaleBench(const std::vector<std::string>& args);
+// Issue 16's stream of deletions against a coordinator and worker
+// processes, per minute and against its targets (tools/bench/soak_bench.cc).
+int RunSoakBench(const std::vector<std::string>& args);
 
 }  // namespace oubli::bench
 

@@ -12,6 +12,9 @@
 //                         owner and risk-aware placement
 //   oubli-bench scale     ingest, training traffic, forgetting and memory
 //                         at 10^5..10^6 samples
+//   oubli-bench soak      a stream of deletions for minutes against a
+//                         coordinator and worker processes: restore,
+//                         serving, wasted training, memory per minute
 // Every subcommand takes --device=auto|cpu|cuda (default cpu), reported in
 // each result's "machine".
 #include <cstdio>
@@ -26,9 +29,8 @@
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: oubli-bench "
-                 "{ec|accuracy|defaults|unlearn|train|service|recovery|churn|scale} "
-                 "[options]\n");
+                 "usage: oubli-bench {ec|accuracy|defaults|unlearn|train|"
+                 "service|recovery|churn|scale|soak} [options]\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
   if (cmd == "recovery") return oubli::bench::RunRecoveryBench(args);
   if (cmd == "churn") return oubli::bench::RunChurnBench(args);
   if (cmd == "scale") return oubli::bench::RunScaleBench(args);
+  if (cmd == "soak") return oubli::bench::RunSoakBench(args);
   std::fprintf(stderr, "oubli-bench: unknown subcommand '%s'\n", cmd.c_str());
   return 2;
 }
