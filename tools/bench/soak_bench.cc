@@ -23,7 +23,9 @@
 //   - serving: GetModel every --poll_ms (250); each poll's state holds
 //     until the next one;
 //   - training: the coordinator's /metrics (positions trained and wasted);
-//   - memory: VmRSS of every process from /proc, every second.
+//   - memory: VmRSS of every process from /proc, every second, beside what
+//     each worker's /metrics says it holds (slice cache, serving
+//     checkpoints) and how long it trained.
 // Events are counted in the minute they completed (an acknowledgement in
 // the minute its reply arrived, a RESTORED in the minute of restored_at).
 #include <grpcpp/grpcpp.h>
@@ -115,6 +117,10 @@ struct SoakFlags {
   std::string work_dir;  // kept when given; else a temp dir, removed
   std::string coordinator_binary;   // default: next to oubli-bench
   std::string worker_binary;
+  // Extra flags of the coordinator and of every worker, e.g.
+  // --worker_flag=--malloc_arena_max=0 (repeatable).
+  std::vector<std::string> coordinator_flags;
+  std::vector<std::string> worker_flags;
 };
 
 bool ParseFlags(const std::vector<std::string>& args, SoakFlags* f) {
@@ -145,6 +151,16 @@ bool ParseFlags(const std::vector<std::string>& args, SoakFlags* f) {
       {"work_dir", NonEmptyFlag(&f->work_dir)},
       {"coordinator_binary", NonEmptyFlag(&f->coordinator_binary)},
       {"worker_binary", NonEmptyFlag(&f->worker_binary)},
+      {"coordinator_flag",
+       [f](const std::string& v) {
+         f->coordinator_flags.push_back(v);
+         return !v.empty();
+       }},
+      {"worker_flag",
+       [f](const std::string& v) {
+         f->worker_flags.push_back(v);
+         return !v.empty();
+       }},
   };
   if (!ParseKeyValueFlags(args, setters)) return false;
   if (f->minutes <= 0 || f->workers < 0 || f->samples < 1 ||
@@ -189,6 +205,8 @@ void Print(const std::string& line) {
   std::fputs(line.c_str(), stdout);
   std::fflush(stdout);
 }
+
+double Share(double part, double whole) { return whole > 0 ? part / whole : 0; }
 
 double Mib(int64_t bytes) { return bytes < 0 ? -1 : bytes / 1048576.0; }
 
@@ -300,6 +318,7 @@ struct Cluster {
   std::vector<std::unique_ptr<ChildProcess>> workers;
   std::string address;
   std::string metrics_address;
+  std::vector<std::string> worker_metrics_addresses;
 
   // (name, pid) of every process, coordinator first.
   std::vector<std::pair<std::string, pid_t>> Processes() const {
@@ -344,15 +363,17 @@ absl::StatusOr<Cluster> StartCluster(const SoakFlags& flags,
                                   : flags.worker_binary;
   // Plaintext on loopback, as tests/testing starts them; the demo's TLS
   // and access policy cost nothing the soak measures.
+  std::vector<std::string> coordinator_args = {
+      absl::StrCat("--data_dir=", dir, "/coordinator"), "--listen=127.0.0.1:0",
+      "--metrics_listen=127.0.0.1:0", "--device=cpu",
+      absl::StrCat("--training_threads=", flags.training_threads)};
+  coordinator_args.insert(coordinator_args.end(),
+                          flags.coordinator_flags.begin(),
+                          flags.coordinator_flags.end());
   OUBLI_ASSIGN_OR_RETURN(
       cluster.coordinator,
-      ChildProcess::Start(
-          coordinator_binary,
-          {absl::StrCat("--data_dir=", dir, "/coordinator"),
-           "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-           "--device=cpu",
-           absl::StrCat("--training_threads=", flags.training_threads)},
-          absl::StrCat(dir, "/coordinator.log")));
+      ChildProcess::Start(coordinator_binary, coordinator_args,
+                          absl::StrCat(dir, "/coordinator.log")));
   OUBLI_ASSIGN_OR_RETURN(cluster.address, cluster.coordinator->WaitForLine(
                                               "listening on ",
                                               absl::Minutes(2)));
@@ -360,17 +381,26 @@ absl::StatusOr<Cluster> StartCluster(const SoakFlags& flags,
       cluster.metrics_address,
       cluster.coordinator->WaitForLine("metrics on ", absl::Seconds(30)));
   for (int i = 0; i < flags.workers; ++i) {
+    std::vector<std::string> worker_args = {
+        absl::StrCat("--coordinator=", cluster.address),
+        "--listen=127.0.0.1:0",
+        "--metrics_listen=127.0.0.1:0",
+        absl::StrCat("--name=worker-", i),
+        absl::StrCat("--data_dir=", dir, "/worker-", i),
+        "--device=cpu"};
+    worker_args.insert(worker_args.end(), flags.worker_flags.begin(),
+                       flags.worker_flags.end());
     OUBLI_ASSIGN_OR_RETURN(
         std::unique_ptr<ChildProcess> worker,
-        ChildProcess::Start(
-            worker_binary,
-            {absl::StrCat("--coordinator=", cluster.address),
-             "--listen=127.0.0.1:0", absl::StrCat("--name=worker-", i),
-             absl::StrCat("--data_dir=", dir, "/worker-", i), "--device=cpu"},
-            absl::StrCat(dir, "/worker-", i, ".log")));
+        ChildProcess::Start(worker_binary, worker_args,
+                            absl::StrCat(dir, "/worker-", i, ".log")));
     cluster.workers.push_back(std::move(worker));
   }
   for (auto& worker : cluster.workers) {
+    // It prints "metrics on" before "registered as".
+    OUBLI_ASSIGN_OR_RETURN(
+        cluster.worker_metrics_addresses.emplace_back(),
+        worker->WaitForLine("metrics on ", absl::Minutes(2)));
     OUBLI_RETURN_IF_ERROR(
         worker->WaitForLine("registered as ", absl::Minutes(2)).status());
   }
@@ -729,6 +759,48 @@ Scrape ScrapeCoordinator(const std::string& metrics_address) {
   return s;
 }
 
+// A worker's gauges and counters the soak reports: what it holds in memory
+// beside its RSS, and how long it trained.
+struct WorkerScrape {
+  double training_s = -1;  // oubli_worker_training_seconds_total
+  double cached_slice_bytes = -1;
+  double cached_slices = -1;
+  double serving_checkpoints = -1;
+};
+
+std::vector<WorkerScrape> ScrapeWorkers(const Cluster& cluster) {
+  std::vector<WorkerScrape> out;
+  for (const std::string& address : cluster.worker_metrics_addresses) {
+    const std::string text = HttpGet(address, "/metrics");
+    WorkerScrape& w = out.emplace_back();
+    w.training_s = MetricValue(text, "oubli_worker_training_seconds_total");
+    w.cached_slice_bytes =
+        MetricValue(text, "oubli_worker_cached_slice_bytes");
+    w.cached_slices = MetricValue(text, "oubli_worker_cached_slices");
+    w.serving_checkpoints =
+        MetricValue(text, "oubli_worker_serving_checkpoints");
+  }
+  return out;
+}
+
+// {"worker-0":{"training_share":..,...},...}: the share of the minute each
+// worker spent in TrainPosition calls (calls overlap on a worker, so it can
+// exceed 1), its slice cache and its serving checkpoints at the end.
+std::string WorkersJson(const std::vector<WorkerScrape>& before,
+                        const std::vector<WorkerScrape>& now, double seconds) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < now.size(); ++i) {
+    const double trained =
+        i < before.size() ? now[i].training_s - before[i].training_s : 0;
+    parts.push_back(absl::StrFormat(
+        "\"worker-%d\":{\"training_share\":%.3f,\"cached_slices\":%.0f,"
+        "\"cached_slice_mib\":%.1f,\"serving_checkpoints\":%.0f}",
+        i, Share(trained, seconds), now[i].cached_slices,
+        now[i].cached_slice_bytes / 1048576, now[i].serving_checkpoints));
+  }
+  return absl::StrCat("{", absl::StrJoin(parts, ","), "}");
+}
+
 void SampleRss(const Cluster& cluster, SoakState& state) {
   const absl::Time now = absl::Now();
   for (const auto& [name, pid] : cluster.Processes()) {
@@ -778,7 +850,6 @@ std::string RssJson(const std::map<std::string, int64_t>& rss) {
   return absl::StrCat("{", absl::StrJoin(parts, ","), "}");
 }
 
-double Share(double part, double whole) { return whole > 0 ? part / whole : 0; }
 
 // One soak_minute line:
 //   acknowledged (forget_owner + delete_samples), noop, ack_errors, ack
@@ -788,14 +859,16 @@ double Share(double part, double whole) { return whole > 0 ? part / whole : 0; }
 //   mean shards served and the longest unserved stretch (ended in the
 //   minute or still running at its end); positions trained and wasted
 //   (coordinator counters, deltas over the minute) and the backlog gauge;
-//   VmRSS at the end and the largest, MiB; Predict answers, from_base,
-//   errors by code, p50/p99 ms.
+//   VmRSS at the end and the largest, MiB; per worker (its /metrics) the
+//   share of the minute spent training, its slice cache and serving
+//   checkpoints; Predict answers, from_base, errors by code, p50/p99 ms.
 struct MinuteRow {
   Minute minute;
   MinuteDeletions deletions;
   double seconds = 0;
   double positions = 0;
   double wasted = 0;
+  std::string workers;  // WorkersJson
 };
 
 void EmitMinute(size_t index, const MinuteRow& row, const Scrape& scrape) {
@@ -818,7 +891,7 @@ void EmitMinute(size_t index, const MinuteRow& row, const Scrape& scrape) {
       "\"longest_unserved_shard\":%d,\"monitor_errors\":%d,"
       "\"positions_trained\":%.0f,\"positions_wasted\":%.0f,"
       "\"backlog_sample_visits\":%.0f,"
-      "\"rss_mib\":%s,\"rss_max_mib\":%s,"
+      "\"rss_mib\":%s,\"rss_max_mib\":%s,\"workers\":%s,"
       "\"predict_ok\":%lld,\"predict_from_base\":%lld,"
       "\"predict_errors\":%lld,\"predict_error_codes\":%s,"
       "\"predict_ms_p50\":%.1f,\"predict_ms_p99\":%.1f}\n",
@@ -830,7 +903,7 @@ void EmitMinute(size_t index, const MinuteRow& row, const Scrape& scrape) {
       Share(m.none_served_s, m.observed_s),
       Share(m.shards_served_s, m.observed_s), m.longest_unserved_s,
       m.longest_unserved_shard, m.monitor_errors, row.positions, row.wasted,
-      scrape.backlog, RssJson(m.rss_end), RssJson(m.rss_max),
+      scrape.backlog, RssJson(m.rss_end), RssJson(m.rss_max), row.workers,
       static_cast<long long>(m.predict_ok),
       static_cast<long long>(m.predict_from_base),
       static_cast<long long>(predict_errors), CountsJson(m.predict_errors),
@@ -933,6 +1006,7 @@ int Run(const SoakFlags& flags) {
   // ------------------------------------------------------------ stream
   const double stream_s = flags.minutes * 60;
   Scrape previous = ScrapeCoordinator(cluster.metrics_address);
+  std::vector<WorkerScrape> previous_workers = ScrapeWorkers(cluster);
   const Scrape at_start = previous;
   SoakState state(absl::Now() + absl::Milliseconds(200), stream_s);
   const absl::Time end = state.start() + absl::Seconds(stream_s);
@@ -974,6 +1048,9 @@ int Run(const SoakFlags& flags) {
     row.positions = now.positions - previous.positions;
     row.wasted = now.wasted - previous.wasted;
     previous = now;
+    std::vector<WorkerScrape> workers_now = ScrapeWorkers(cluster);
+    row.workers = WorkersJson(previous_workers, workers_now, row.seconds);
+    previous_workers = std::move(workers_now);
     EmitMinute(index, row, now);
     rows.push_back(std::move(row));
   };
