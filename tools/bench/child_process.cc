@@ -34,6 +34,8 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
   }
+  const std::string exec_failed =
+      absl::StrCat("oubli-bench: cannot execute ", binary, "\n");
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -58,6 +60,9 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
       ::_exit(127);
     }
     ::execv(argv[0], argv.data());
+    // Into the log, which the parent's error quotes.
+    [[maybe_unused]] ssize_t ignored =
+        ::write(STDERR_FILENO, exec_failed.data(), exec_failed.size());
     ::_exit(127);
   }
   ::close(fds[1]);
