@@ -439,6 +439,7 @@ struct Minute {
 
 struct TrackedDeletion {
   bool forget_owner = false;
+  int shards = 0;  // affected: RESTORED waits until each is complete
   absl::Time accepted_at;
   std::optional<absl::Time> purged_at;
   std::optional<absl::Time> restored_at;
@@ -482,6 +483,7 @@ class SoakState {
     m.ack_ms.push_back(absl::ToDoubleMilliseconds(answered - sent));
     TrackedDeletion& d = deletions_[receipt.deletion_id()];
     d.forget_owner = forget_owner;
+    d.shards = receipt.affected_shards_size();
     d.accepted_at = receipt.has_accepted_at()
                         ? FromProto(receipt.accepted_at())
                         : answered;
@@ -1123,16 +1125,31 @@ int Run(const SoakFlags& flags) {
   const std::vector<TrackedDeletion> deletions = state.Deletions();
   std::vector<double> restore_s, ack_ms;
   int in_stream_purged = 0, in_stream_restored = 0, restored_total = 0;
+  // Time-to-RESTORED by request kind and by the number of shards cut.
+  std::map<std::string, std::vector<double>> restore_s_by;
   for (const TrackedDeletion& d : deletions) {
     if (d.purged_at.has_value() && *d.purged_at < end) ++in_stream_purged;
+    double seconds;
     if (d.restored_at.has_value()) {
       ++restored_total;
       in_stream_restored += *d.restored_at < end ? 1 : 0;
-      restore_s.push_back(SecondsBetween(d.accepted_at, *d.restored_at));
+      seconds = SecondsBetween(d.accepted_at, *d.restored_at);
     } else {
       // Never RESTORED (drain timed out): its age so far, a lower bound.
-      restore_s.push_back(SecondsBetween(d.accepted_at, absl::Now()));
+      seconds = SecondsBetween(d.accepted_at, absl::Now());
     }
+    restore_s.push_back(seconds);
+    restore_s_by[d.forget_owner ? "forget_owner" : "delete_samples"]
+        .push_back(seconds);
+    restore_s_by[absl::StrCat(d.shards, d.shards == 1 ? "_shard" : "_shards")]
+        .push_back(seconds);
+  }
+  std::vector<std::string> by_parts;
+  for (const auto& [key, values] : restore_s_by) {
+    by_parts.push_back(absl::StrFormat(
+        "\"%s\":{\"count\":%d,\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}", key,
+        values.size(), Percentile(values, 0.5), Percentile(values, 0.99),
+        Percentile(values, 1.0)));
   }
   double observed = 0, all_served = 0, none_served = 0;
   int64_t predict_ok = 0, predict_from_base = 0;
@@ -1244,7 +1261,7 @@ int Run(const SoakFlags& flags) {
       "\"ack_ms_p99\":%.1f,\"purged_in_stream\":%d,"
       "\"restored_in_stream\":%d,\"restored_total\":%d,"
       "\"time_to_restored_s_p50\":%.1f,\"time_to_restored_s_p99\":%.1f,"
-      "\"time_to_restored_s_max\":%.1f,"
+      "\"time_to_restored_s_max\":%.1f,\"time_to_restored_s_by\":{%s},"
       "\"all_served_share\":%.3f,\"none_served_share\":%.3f,"
       "\"longest_unserved_s\":%.1f,\"longest_unserved_shard\":%d,"
       "\"positions_trained\":%.0f,\"positions_wasted\":%.0f,"
@@ -1282,7 +1299,8 @@ int Run(const SoakFlags& flags) {
       deletions.size(), CountsJson(ack_errors), Percentile(ack_ms, 0.5),
       Percentile(ack_ms, 0.99), in_stream_purged, in_stream_restored,
       restored_total, Percentile(restore_s, 0.5), restored_p99,
-      Percentile(restore_s, 1.0), Share(all_served, observed),
+      Percentile(restore_s, 1.0), absl::StrJoin(by_parts, ","),
+      Share(all_served, observed),
       Share(none_served, observed), longest_unserved, longest_shard, positions,
       wasted, wasted_share, static_cast<long long>(predict_ok),
       static_cast<long long>(predict_from_base),
