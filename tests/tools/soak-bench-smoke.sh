@@ -82,13 +82,18 @@ PY
   { echo "FAIL: processes left after the soak"; left_in "$work/run"; exit 1; }
 
 # A worker that cannot start: the soak fails and stops the coordinator.
-if "$bench" soak --coordinator_binary="$2" --minutes=0.1 --workers=1 \
-     --samples=2000 --public_samples=0 --worker_binary=/nonexistent/oubli-worker --work_dir="$work/fail" \
+if "$bench" soak --coordinator_binary="$2" \
+     --worker_binary=/nonexistent/oubli-worker --minutes=0.1 --workers=1 \
+     --samples=2000 --public_samples=0 --work_dir="$work/fail" \
      >/dev/null 2>"$work/fail.err"; then
   echo "FAIL: a soak without its worker succeeded"; exit 1
 fi
+grep -q "cannot execute /nonexistent/oubli-worker" "$work/fail.err" ||
+  { echo "FAIL: the failed soak does not say why"; cat "$work/fail.err";
+    exit 1; }
 [[ -z "$(left_in "$work/fail")" ]] ||
-  { echo "FAIL: processes left after a failed soak"; left_in "$work/fail"; exit 1; }
+  { echo "FAIL: processes left after a failed soak"; left_in "$work/fail";
+    exit 1; }
 
 # SIGKILLed once its servers run: they go with it.
 "$bench" soak "${servers[@]}" --minutes=1 --workers=1 --samples=2000 \

@@ -79,8 +79,8 @@ ChildProcess::ChildProcess(std::string binary, pid_t pid, int stdout_fd,
 
 ChildProcess::~ChildProcess() { Stop(absl::Seconds(10)).IgnoreError(); }
 
-absl::StatusOr<std::string> ChildProcess::WaitForLine(
-    const std::string& prefix, absl::Duration timeout) {
+absl::StatusOr<std::string> ChildProcess::WaitForLine(const std::string& prefix,
+                                                      absl::Duration timeout) {
   const absl::Time give_up = absl::Now() + timeout;
   while (true) {
     for (size_t end = pending_.find('\n'); end != std::string::npos;

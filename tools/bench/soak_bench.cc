@@ -94,8 +94,8 @@ struct SoakFlags {
   std::string dataset_dir = storage::kFashionMnistDir;
   double minutes = 6;
   int workers = 3;
-  int64_t samples = 20000;          // user samples, 20 per owner
-  int64_t public_samples = 10000;   // base pretraining; 0: seeded base
+  int64_t samples = 20000;         // user samples, 20 per owner
+  int64_t public_samples = 10000;  // base pretraining; 0: seeded base
   int pretrain_epochs = 3;
   int shards = 4;
   int slices = 4;
@@ -104,18 +104,18 @@ struct SoakFlags {
   int64_t window_ms = 5000;
   int max_batch = 8;
   bool base_fallback = false;
-  double forget_interval_s = 1.0;   // one ForgetOwner per interval
-  double delete_interval_s = 1.5;   // one DeleteSamples per interval
-  int delete_ids = 3;               // ids per DeleteSamples
+  double forget_interval_s = 1.0;  // one ForgetOwner per interval
+  double delete_interval_s = 1.5;  // one DeleteSamples per interval
+  int delete_ids = 3;              // ids per DeleteSamples
   int predict_clients = 4;
-  double predict_rate = 5;          // Predicts/s per client
+  double predict_rate = 5;  // Predicts/s per client
   int predict_rows = 16;
-  int poll_ms = 250;                // GetModel
+  int poll_ms = 250;  // GetModel
   int drain_seconds = 900;
-  int training_threads = 2;         // the coordinator's, as the demo's
+  int training_threads = 2;  // the coordinator's, as the demo's
   uint64_t seed = 16;
-  std::string work_dir;  // kept when given; else a temp dir, removed
-  std::string coordinator_binary;   // default: next to oubli-bench
+  std::string work_dir;            // kept when given; else a temp dir, removed
+  std::string coordinator_binary;  // default: next to oubli-bench
   std::string worker_binary;
   // Extra flags of the coordinator and of every worker, e.g.
   // --worker_flag=--malloc_arena_max=0 (repeatable).
@@ -166,8 +166,8 @@ bool ParseFlags(const std::vector<std::string>& args, SoakFlags* f) {
   if (f->minutes <= 0 || f->workers < 0 || f->samples < 1 ||
       f->public_samples < 0 || f->forget_interval_s <= 0 ||
       f->delete_interval_s <= 0 || f->delete_ids < 1 ||
-      f->predict_clients < 0 || f->predict_rate <= 0 ||
-      f->predict_rows < 1 || f->poll_ms < 10 || f->drain_seconds < 1) {
+      f->predict_clients < 0 || f->predict_rate <= 0 || f->predict_rows < 1 ||
+      f->poll_ms < 10 || f->drain_seconds < 1) {
     std::fprintf(stderr,
                  "oubli-bench soak: minutes, samples, intervals, ids, rates, "
                  "rows and drain_seconds must be positive, poll_ms >= 10\n");
@@ -214,7 +214,7 @@ double Mib(int64_t bytes) { return bytes < 0 ? -1 : bytes / 1048576.0; }
 
 struct Workload {
   std::vector<v1::Sample> samples;
-  std::vector<std::string> forget_owners;  // in stream order
+  std::vector<std::string> forget_owners;                // in stream order
   std::vector<std::vector<std::string>> delete_batches;  // in stream order
   int64_t owners = 0;
   std::vector<std::string> predict_requests;  // f32le rows, one per client
@@ -276,10 +276,10 @@ absl::StatusOr<Workload> MakeWorkload(const SoakFlags& flags) {
     pool.insert(pool.end(), ids.begin(), ids.end());
   }
   if (deletes * flags.delete_ids > pool.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--samples=", flags.samples, " leaves ", pool.size(),
-        " ids outside the forgotten owners; DeleteSamples needs ",
-        deletes * flags.delete_ids));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--samples=", flags.samples, " leaves ", pool.size(),
+                     " ids outside the forgotten owners; DeleteSamples needs ",
+                     deletes * flags.delete_ids));
   }
   std::shuffle(pool.begin(), pool.end(), rng);
   for (size_t d = 0; d < deletes; ++d) {
@@ -358,9 +358,9 @@ absl::StatusOr<Cluster> StartCluster(const SoakFlags& flags,
       flags.coordinator_binary.empty()
           ? SiblingBinary("coordinator/oubli-coordinator")
           : flags.coordinator_binary;
-  const std::string worker_binary =
-      flags.worker_binary.empty() ? SiblingBinary("worker/oubli-worker")
-                                  : flags.worker_binary;
+  const std::string worker_binary = flags.worker_binary.empty()
+                                        ? SiblingBinary("worker/oubli-worker")
+                                        : flags.worker_binary;
   // Plaintext on loopback, as tests/testing starts them; the demo's TLS
   // and access policy cost nothing the soak measures.
   std::vector<std::string> coordinator_args = {
@@ -374,9 +374,9 @@ absl::StatusOr<Cluster> StartCluster(const SoakFlags& flags,
       cluster.coordinator,
       ChildProcess::Start(coordinator_binary, coordinator_args,
                           absl::StrCat(dir, "/coordinator.log")));
-  OUBLI_ASSIGN_OR_RETURN(cluster.address, cluster.coordinator->WaitForLine(
-                                              "listening on ",
-                                              absl::Minutes(2)));
+  OUBLI_ASSIGN_OR_RETURN(
+      cluster.address,
+      cluster.coordinator->WaitForLine("listening on ", absl::Minutes(2)));
   OUBLI_ASSIGN_OR_RETURN(
       cluster.metrics_address,
       cluster.coordinator->WaitForLine("metrics on ", absl::Seconds(30)));
@@ -421,7 +421,7 @@ struct Minute {
   int64_t predict_ok = 0;
   int64_t predict_from_base = 0;
   std::map<std::string, int64_t> predict_errors;  // by status code
-  std::vector<double> predict_ms;  // successful ones
+  std::vector<double> predict_ms;                 // successful ones
   // Serving, from the GetModel polls.
   double observed_s = 0;
   double all_served_s = 0;
@@ -484,9 +484,8 @@ class SoakState {
     TrackedDeletion& d = deletions_[receipt.deletion_id()];
     d.forget_owner = forget_owner;
     d.shards = receipt.affected_shards_size();
-    d.accepted_at = receipt.has_accepted_at()
-                        ? FromProto(receipt.accepted_at())
-                        : answered;
+    d.accepted_at =
+        receipt.has_accepted_at() ? FromProto(receipt.accepted_at()) : answered;
   }
 
   void Predicted(absl::Time sent, absl::Time answered,
@@ -700,8 +699,7 @@ void PredictClient(v1::Oubli::Stub& stub, const std::string& features,
 
 // Every deletion of the model, a page at a time, into `state`. The number
 // of ours seen.
-absl::StatusOr<int64_t> PollDeletions(v1::Oubli::Stub& stub,
-                                      SoakState& state) {
+absl::StatusOr<int64_t> PollDeletions(v1::Oubli::Stub& stub, SoakState& state) {
   int64_t ours = 0;
   std::string token;
   do {
@@ -737,10 +735,10 @@ std::optional<std::vector<bool>> ServedShards(v1::Oubli::Stub& stub,
 
 // The coordinator's counters and gauges the soak reports, by series name.
 struct Scrape {
-  double positions = -1;  // oubli_training_positions_total
-  double wasted = -1;     // oubli_training_positions_wasted_total
+  double positions = -1;      // oubli_training_positions_total
+  double wasted = -1;         // oubli_training_positions_wasted_total
   double sample_visits = -1;  // oubli_training_samples_total
-  double backlog = -1;    // oubli_retrain_backlog_sample_visits
+  double backlog = -1;        // oubli_retrain_backlog_sample_visits
   double oldest_pending_s = -1;
 };
 
@@ -776,8 +774,7 @@ std::vector<WorkerScrape> ScrapeWorkers(const Cluster& cluster) {
     const std::string text = HttpGet(address, "/metrics");
     WorkerScrape& w = out.emplace_back();
     w.training_s = MetricValue(text, "oubli_worker_training_seconds_total");
-    w.cached_slice_bytes =
-        MetricValue(text, "oubli_worker_cached_slice_bytes");
+    w.cached_slice_bytes = MetricValue(text, "oubli_worker_cached_slice_bytes");
     w.cached_slices = MetricValue(text, "oubli_worker_cached_slices");
     w.serving_checkpoints =
         MetricValue(text, "oubli_worker_serving_checkpoints");
@@ -851,7 +848,6 @@ std::string RssJson(const std::map<std::string, int64_t>& rss) {
   }
   return absl::StrCat("{", absl::StrJoin(parts, ","), "}");
 }
-
 
 // One soak_minute line:
 //   acknowledged (forget_owner + delete_samples), noop, ack_errors, ack
@@ -1002,8 +998,8 @@ int Run(const SoakFlags& flags) {
       flags.workers, static_cast<long long>(flags.samples),
       static_cast<long long>(w.owners),
       static_cast<long long>(flags.public_samples), pretrain_s, ingest_s,
-      train_s, JsonEscape(trained->worker_placement()),
-      w.forget_owners.size(), w.delete_batches.size()));
+      train_s, JsonEscape(trained->worker_placement()), w.forget_owners.size(),
+      w.delete_batches.size()));
 
   // ------------------------------------------------------------ stream
   const double stream_s = flags.minutes * 60;
@@ -1139,8 +1135,8 @@ int Run(const SoakFlags& flags) {
       seconds = SecondsBetween(d.accepted_at, absl::Now());
     }
     restore_s.push_back(seconds);
-    restore_s_by[d.forget_owner ? "forget_owner" : "delete_samples"]
-        .push_back(seconds);
+    restore_s_by[d.forget_owner ? "forget_owner" : "delete_samples"].push_back(
+        seconds);
     restore_s_by[absl::StrCat(d.shards, d.shards == 1 ? "_shard" : "_shards")]
         .push_back(seconds);
   }
@@ -1300,9 +1296,9 @@ int Run(const SoakFlags& flags) {
       Percentile(ack_ms, 0.99), in_stream_purged, in_stream_restored,
       restored_total, Percentile(restore_s, 0.5), restored_p99,
       Percentile(restore_s, 1.0), absl::StrJoin(by_parts, ","),
-      Share(all_served, observed),
-      Share(none_served, observed), longest_unserved, longest_shard, positions,
-      wasted, wasted_share, static_cast<long long>(predict_ok),
+      Share(all_served, observed), Share(none_served, observed),
+      longest_unserved, longest_shard, positions, wasted, wasted_share,
+      static_cast<long long>(predict_ok),
       static_cast<long long>(predict_from_base),
       static_cast<long long>(predict_error_total), CountsJson(predict_errors),
       Percentile(predict_ms, 0.5), Percentile(predict_ms, 0.99),
@@ -1320,9 +1316,9 @@ int Run(const SoakFlags& flags) {
       flags.poll_ms, 1 + kRssFlatGrowth, kKeepsUpShare, MachineJson()));
 
   if (!drained) {
-    return Fail(absl::DeadlineExceededError(absl::StrCat(
-        "deletions not all RESTORED within --drain_seconds=",
-        flags.drain_seconds)));
+    return Fail(absl::DeadlineExceededError(
+        absl::StrCat("deletions not all RESTORED within --drain_seconds=",
+                     flags.drain_seconds)));
   }
   if (!verify_status.ok()) {
     return Fail(FromGrpcStatus(verify_status, "Verify"));

@@ -7,9 +7,8 @@
 namespace oubli::bench {
 
 absl::StatusOr<ModelConfig> SoakModelConfig(const SoakModelOptions& options) {
-  ModelConfig config =
-      tools::DemoConfig(options.shards, options.slices, options.sequences,
-                        options.epochs);
+  ModelConfig config = tools::DemoConfig(options.shards, options.slices,
+                                         options.sequences, options.epochs);
   config.placement.by = Placement::kOwner;
   if (options.public_samples > 0) {
     OUBLI_ASSIGN_OR_RETURN(

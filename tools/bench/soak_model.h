@@ -21,7 +21,7 @@ struct SoakModelOptions {
   int shards = 4;
   int slices = 4;
   int sequences = 2;
-  int epochs = 2;  // per S3T position
+  int epochs = 2;         // per S3T position
   std::string base_path;  // where the pretrained base is written
 };
 
