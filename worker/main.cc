@@ -11,8 +11,11 @@
 // training data lives only for the call.
 // SIGINT/SIGTERM shut down cleanly.
 
+#include <malloc.h>
+
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -77,11 +80,25 @@ ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
 ABSL_FLAG(int64_t, slice_cache_bytes, int64_t{1} << 30,
           "memory for training slices received from the coordinator, "
           "bytes; the slices of one position must fit");
+ABSL_FLAG(int, malloc_arena_max, 2,
+          "glibc malloc arenas (M_ARENA_MAX); 0 keeps glibc's default (8 "
+          "per core; the environment's MALLOC_ARENA_MAX wins). Under "
+          "oubli-bench soak's deletion stream glibc's default let RSS grow "
+          "~100 MiB a minute while the slice cache held under 5 MiB (freed "
+          "memory kept in per-thread arenas); 2 kept it flat");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oubli-worker --coordinator=HOST:PORT [--listen=HOST:PORT]");
   absl::ParseCommandLine(argc, argv);
+  // An operator's MALLOC_ARENA_MAX wins over the flag's default.
+  if (const int arenas = absl::GetFlag(FLAGS_malloc_arena_max);
+      arenas > 0 && std::getenv("MALLOC_ARENA_MAX") == nullptr) {
+    mallopt(M_ARENA_MAX, arenas);
+  } else if (arenas < 0) {
+    std::fprintf(stderr, "oubli-worker: --malloc_arena_max must be >= 0\n");
+    return 2;
+  }
   oubli::worker::WorkerServer::Options options;
   options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
   options.listen_address = absl::GetFlag(FLAGS_listen);

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "common/http_scrape.h"
+
 namespace oubli::testing_util {
 
 class ServerProcess {
@@ -53,12 +55,9 @@ class ServerProcess {
   std::filesystem::path log_path_;
 };
 
-// Body of GET http://address/path (HTTP/1.0), or "" on any failure.
-std::string HttpGet(const std::string& address, const std::string& path);
-
-// The value of the sample `series` (name and labels exactly as exposed,
-// e.g. `oubli_training_steps_total{model="m"}`) in Prometheus text, or -1.
-double MetricValue(const std::string& exposition, const std::string& series);
+// Scraping /metrics (common/http_scrape.h), as the tests name them.
+using ::oubli::HttpGet;
+using ::oubli::MetricValue;
 
 }  // namespace oubli::testing_util
 

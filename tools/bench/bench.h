@@ -29,6 +29,9 @@ int RunScaleBench(const std::vector<std::string>& args);
 // forgetting 1, 10, 100 owners and over sequential rounds
 // (tools/bench/forget_bench.cc).
 int RunForgetBench(const std::vector<std::string>& args);
+// Issue 16's stream of deletions against a coordinator and worker
+// processes, per minute and against its targets (tools/bench/soak_bench.cc).
+int RunSoakBench(const std::vector<std::string>& args);
 
 }  // namespace oubli::bench
 

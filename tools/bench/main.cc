@@ -15,6 +15,9 @@
 //   oubli-bench forget    a language model forgets owners: MUSE-style
 //                         figures and cost for 1, 10, 100 owners and over
 //                         sequential rounds
+//   oubli-bench soak      a stream of deletions for minutes against a
+//                         coordinator and worker processes: restore,
+//                         serving, wasted training, memory per minute
 // Every subcommand takes --device=auto|cpu|cuda (default cpu), reported in
 // each result's "machine".
 #include <cstdio>
@@ -29,10 +32,8 @@
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: oubli-bench "
-                 "{ec|accuracy|defaults|unlearn|train|service|recovery|churn|"
-                 "scale|forget} "
-                 "[options]\n");
+                 "usage: oubli-bench {ec|accuracy|defaults|unlearn|train|"
+                 "service|recovery|churn|scale|forget|soak} [options]\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   if (cmd == "churn") return oubli::bench::RunChurnBench(args);
   if (cmd == "scale") return oubli::bench::RunScaleBench(args);
   if (cmd == "forget") return oubli::bench::RunForgetBench(args);
+  if (cmd == "soak") return oubli::bench::RunSoakBench(args);
   std::fprintf(stderr, "oubli-bench: unknown subcommand '%s'\n", cmd.c_str());
   return 2;
 }
