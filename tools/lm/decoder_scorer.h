@@ -1,6 +1,6 @@
 // An LmScorer computed here on decoder models: the mean of the next-token
-// distributions of a set of adapter checkpoints over one base, as the
-// engine's ensemble scores (or the base alone). For the public base model's
+// distributions of a set of adapter checkpoints over one base, with the
+// engine's own ensemble code (coordinator/lm_ensemble), or the base alone. For the public base model's
 // own figures, and for tests that measure without an engine.
 #ifndef OUBLI_TOOLS_LM_DECODER_SCORER_H_
 #define OUBLI_TOOLS_LM_DECODER_SCORER_H_
@@ -15,7 +15,7 @@
 #include "worker/adapter_model.h"
 
 namespace oubli::worker {
-class DecoderLm;
+class ShardModel;
 }  // namespace oubli::worker
 
 namespace oubli::lm {
@@ -40,9 +40,9 @@ class DecoderScorer : public LmScorer {
 
  private:
   DecoderScorer(ModelConfig config,
-                std::vector<std::shared_ptr<worker::DecoderLm>> models);
+                std::vector<std::shared_ptr<const worker::ShardModel>> models);
   const ModelConfig config_;
-  std::vector<std::shared_ptr<worker::DecoderLm>> models_;
+  const std::vector<std::shared_ptr<const worker::ShardModel>> models_;
 };
 
 }  // namespace oubli::lm
