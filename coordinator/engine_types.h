@@ -74,8 +74,11 @@ struct ServedShard {
   std::string worker;
 };
 
-// Most rows one Predict answers.
+// Most rows one Predict answers, sequences one Score scores, tokens one
+// Generate makes.
 inline constexpr int kMaxPredictRows = 4096;
+inline constexpr int kMaxScoredSequences = 256;
+inline constexpr int kMaxGeneratedTokens = 1024;
 
 struct Prediction {
   int64_t rows = 0;

@@ -51,9 +51,6 @@ absl::StatusOr<Generation> EnsembleGenerate(const ShardModels& members,
                                             const BackboneConfig& backbone,
                                             const GenerateOptions& options);
 
-inline constexpr int kMaxScoredSequences = 256;
-inline constexpr int kMaxGeneratedTokens = 1024;
-
 }  // namespace oubli::coordinator
 
 #endif  // OUBLI_COORDINATOR_LM_ENSEMBLE_H_

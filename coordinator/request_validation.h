@@ -17,7 +17,6 @@
 #include "common/config.h"
 #include "common/types.h"
 #include "coordinator/engine_types.h"
-#include "coordinator/lm_ensemble.h"  // the engine's Score/Generate limits
 #include "oubli/v1/oubli.pb.h"
 
 namespace oubli::coordinator {
