@@ -40,6 +40,19 @@ done
 err="$("$ctl" --bogus 2>&1)"
 [[ $? -eq 2 ]] || fail "--bogus without a command is not a usage error"
 grep -qF "unknown flag --bogus" <<<"$err" || fail "--bogus: $err"
+# absl's flags that read flags from elsewhere or let unknown ones pass are
+# refused as usage too (absl would exit 1 on a mistake inside them).
+flags_file="$(mktemp)"
+printf -- '--bogus=1\n' >"$flags_file"
+for flag in "--flagfile=$flags_file" "--fromenv=server" "--tryfromenv=server" \
+  "--undefok=bogus"; do
+  err="$("$ctl" "$flag" delete --model m 2>&1)"
+  code=$?
+  [[ $code -eq 2 ]] || fail "$flag exited $code, not 2: $err"
+  grep -qF "oublictl delete: ${flag%%=*} is not supported" <<<"$err" ||
+    fail "$flag: no precise message: $err"
+done
+rm -f "$flags_file"
 # A bad or missing value is usage as well, before any RPC.
 err="$("$ctl" --server=127.0.0.1:1 deletions --model m --max=many 2>&1)"
 [[ $? -eq 2 ]] || fail "deletions --max=many is not a usage error: $err"

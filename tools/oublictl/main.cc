@@ -1101,6 +1101,18 @@ ScannedArgs ScanArgs(int argc, char** argv) {
       }
       continue;
     }
+    // absl's flags that read more flags (from a file or the environment)
+    // or let unknown ones pass would bypass this scan: absl then exits 1
+    // on a mistake in them, without naming the command.
+    if (name == "flagfile" || name == "fromenv" || name == "tryfromenv" ||
+        name == "undefok") {
+      if (scanned.error.empty()) {
+        scanned.error = absl::StrCat(
+            "--", name, " is not supported: give oublictl its flags on the "
+            "command line");
+      }
+      continue;
+    }
     scanned.flags.push_back(name);
     std::string value;
     if (has_value) {
