@@ -194,16 +194,19 @@ struct Engine::State {
   // the model is a decoder of `objective`.
   absl::Status CheckDecoderObjective(DecoderObjective objective,
                                      absl::string_view call) const;
-  // What answers for a decoder model now: the served shards' models, or the
-  // base alone (from_base) under base_fallback. FailedPrecondition as
-  // Predict when nothing may answer.
-  struct DecoderServing {
+  // What answers now, as of one snapshot (no engine lock): the served
+  // shards' models in shard order, or the base alone (from_base) under
+  // base_fallback. FailedPrecondition when nothing may answer.
+  struct Answering {
     std::vector<std::shared_ptr<const worker::ShardModel>> models;
+    // Per model, its shard (index into `served`); empty for the base.
+    std::vector<size_t> shard_of;
     std::vector<ServedShard> served;
+    std::vector<std::string> checkpoint_sha256;  // per model, as shard_of
     std::string fingerprint;
     bool from_base = false;
   };
-  absl::StatusOr<DecoderServing> ServedDecoders() const;
+  absl::StatusOr<Answering> AnsweringNow() const;
   absl::Status DestroyCheckpoints(const std::vector<std::string>& keys)
       ABSL_LOCKS_EXCLUDED(mu);
   // PURGED for every pending deletion not purged yet, in one pass (one
@@ -1647,39 +1650,20 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
         st.config.model_id, "' takes ", width, " features per row"));
   }
   Prediction out;
-  // Served shards, in shard order: their models and checkpoints, as of one
-  // snapshot (no engine lock: see served_snapshot.h).
-  const std::shared_ptr<const ServedSnapshot> snapshot =
-      st.served_snapshot.Get();
-  std::vector<std::shared_ptr<const worker::ShardModel>> models;
-  std::vector<size_t> served_index;  // into out.served
+  // The ensemble of the base alone (from_base) has no shard checkpoint, so
+  // it is computed here: the mean of one model is its own answer.
+  OUBLI_ASSIGN_OR_RETURN(State::Answering answering, st.AnsweringNow());
+  const std::vector<std::shared_ptr<const worker::ShardModel>>& models =
+      answering.models;
+  const std::vector<size_t>& served_index = answering.shard_of;
   ShardServing::Query query = st.ServingQuery();
-  out.served = snapshot->shards;
-  out.fingerprint = snapshot->fingerprint;
-  for (size_t s = 0; s < snapshot->served.size(); ++s) {
-    const ServedModel& served = snapshot->served[s];
-    if (served.model) {
-      models.push_back(served.model);
-      served_index.push_back(s);
-      query.shards.push_back({static_cast<int>(s), served.checkpoint_sha256});
-    }
+  for (size_t i = 0; i < served_index.size(); ++i) {
+    query.shards.push_back({static_cast<int>(served_index[i]),
+                            answering.checkpoint_sha256[i]});
   }
-  if (models.empty()) {
-    if (st.base_model == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "no shard has a valid prefix: the model is not trained yet, or "
-          "deletions cut every shard and retraining is pending ",
-          st.config.serving.base_fallback
-              ? "(base_fallback is on, but the base model could not be "
-                "built: see the coordinator log)"
-              : "(config serving.base_fallback=true answers from the base "
-                "model then)"));
-    }
-    // The ensemble of the base alone (no shard checkpoint, so computed
-    // here): the mean of one model is its own answer, bit for bit.
-    models.push_back(st.base_model);
-    out.from_base = true;
-  }
+  out.served = std::move(answering.served);
+  out.fingerprint = std::move(answering.fingerprint);
+  out.from_base = answering.from_base;
   // Workers answer with the checkpoint named by its SHA-256, so what they
   // compute is exactly what the models captured above would.
   std::vector<ShardServing::ShardResult> remote;
@@ -1752,16 +1736,20 @@ absl::Status Engine::State::CheckDecoderObjective(
                : "a causal language model (Score, Generate)"));
 }
 
-absl::StatusOr<Engine::State::DecoderServing>
-Engine::State::ServedDecoders() const {
-  // One snapshot, no engine lock (see served_snapshot.h). Decoders are
-  // computed here: workers serve image models only.
+absl::StatusOr<Engine::State::Answering> Engine::State::AnsweringNow()
+    const {
+  // One snapshot, no engine lock (see served_snapshot.h).
   const std::shared_ptr<const ServedSnapshot> snapshot = served_snapshot.Get();
-  DecoderServing out;
+  Answering out;
   out.served = snapshot->shards;
   out.fingerprint = snapshot->fingerprint;
-  for (const ServedModel& served : snapshot->served) {
-    if (served.model) out.models.push_back(served.model);
+  for (size_t s = 0; s < snapshot->served.size(); ++s) {
+    const ServedModel& served = snapshot->served[s];
+    if (served.model) {
+      out.models.push_back(served.model);
+      out.shard_of.push_back(s);
+      out.checkpoint_sha256.push_back(served.checkpoint_sha256);
+    }
   }
   if (out.models.empty()) {
     if (base_model == nullptr) {
@@ -1790,7 +1778,8 @@ absl::StatusOr<Prediction> Engine::PredictTokens(
         absl::StrCat("predict takes 1..", kMaxPredictRows, " token rows, got ",
                      sequences.size()));
   }
-  OUBLI_ASSIGN_OR_RETURN(State::DecoderServing serving, st.ServedDecoders());
+  // Decoders are computed here: workers serve image models only.
+  OUBLI_ASSIGN_OR_RETURN(State::Answering serving, st.AnsweringNow());
   Prediction out;
   OUBLI_ASSIGN_OR_RETURN(out.probabilities,
                          EnsembleTokenClassProbabilities(
@@ -1813,7 +1802,8 @@ absl::StatusOr<TokenScores> Engine::Score(
         absl::StrCat("score takes 1..", kMaxScoredSequences,
                      " sequences, got ", sequences.size()));
   }
-  OUBLI_ASSIGN_OR_RETURN(State::DecoderServing serving, st.ServedDecoders());
+  // Decoders are computed here: workers serve image models only.
+  OUBLI_ASSIGN_OR_RETURN(State::Answering serving, st.AnsweringNow());
   TokenScores out;
   OUBLI_ASSIGN_OR_RETURN(
       out.token_log_probs,
@@ -1828,7 +1818,8 @@ absl::StatusOr<Generation> Engine::Generate(const GenerateOptions& options) {
   State& st = *state_;
   OUBLI_RETURN_IF_ERROR(
       st.CheckDecoderObjective(DecoderObjective::kCausalLm, "generating"));
-  OUBLI_ASSIGN_OR_RETURN(State::DecoderServing serving, st.ServedDecoders());
+  // Decoders are computed here: workers serve image models only.
+  OUBLI_ASSIGN_OR_RETURN(State::Answering serving, st.AnsweringNow());
   OUBLI_ASSIGN_OR_RETURN(
       Generation out,
       EnsembleGenerate(serving.models, st.config.backbone, options));
