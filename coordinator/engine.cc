@@ -29,6 +29,7 @@
 #include "coordinator/sample_fit.h"
 #include "coordinator/served_snapshot.h"
 #include "coordinator/shard_table.h"
+#include "coordinator/slice_generations.h"
 #include "coordinator/slice_data.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
@@ -45,6 +46,11 @@ constexpr char kTrainingRequestedMetaKey[] = "training_requested";
 struct PendingDeletion {
   DeletionRecord record;
   std::set<int> shards;
+  // Per shard, its generation once this deletion was applied there (absent:
+  // 0, the generation at Open, whose slices come from the store and so
+  // already exclude every accepted deletion). The deletion is RESTORED once
+  // each of its shards has been complete at that generation or later.
+  std::map<int, uint64_t> applied_at;
   // Its RESTORED record is being written (TakeRestored, FinishRestored).
   bool restoring = false;
 };
@@ -72,7 +78,9 @@ struct Engine::State {
                options.remote_trainer.get(), options.training_threads,
                metrics),
         retrain_queue(config.retrain),
-        generations(new std::atomic<uint64_t>[config.shards]) {
+        complete_at(config.shards),
+        generations(new std::atomic<uint64_t>[config.shards]),
+        slice_generations(config.shards, config.slices) {
     for (int s = 0; s < config.shards; ++s) generations[s] = 0;
   }
 
@@ -114,6 +122,12 @@ struct Engine::State {
   bool training_requested ABSL_GUARDED_BY(mu) = false;
   std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
   RetrainQueue retrain_queue ABSL_GUARDED_BY(mu);
+  // Per shard, the latest generation at which every prefix of every
+  // sequence was stored (NoteIfComplete); nullopt: not complete since Open.
+  // A deletion is RESTORED from these, shard by shard, so a stream of
+  // deletions that keeps some shard busy does not hold back the deletions
+  // whose shards were each complete at some moment after them.
+  std::vector<std::optional<uint64_t>> complete_at ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
   // RetryPurgesNow, and the purge loop's back-off waits on it. A mutex of
   // its own, never held across anything else: that call runs inside a
@@ -127,6 +141,9 @@ struct Engine::State {
   // (deletion or ingest): training of an older generation is stale and is
   // cancelled, and Verify keeps a read only if it did not move.
   std::unique_ptr<std::atomic<uint64_t>[]> generations;
+  // Per slice: a position is stale only when a slice of its own prefix
+  // changed (see SliceGenerations), bumped under mu beside `generations`.
+  SliceGenerations slice_generations;
   std::atomic<bool> stop_requested{false};
   // What Predict answers with; published under mu, read without it.
   PublishedSnapshot served_snapshot;
@@ -139,6 +156,12 @@ struct Engine::State {
 
   bool retrain_enabled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return training_requested;
+  }
+  // Records in complete_at that the shard is complete now, if it is.
+  void NoteIfComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (!shards[shard].needs_reload && shards.Complete(shard)) {
+      complete_at[shard] = generations[shard].load();
+    }
   }
 
   // ---- shard state (all require mu)
@@ -237,8 +260,9 @@ struct Engine::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // RESTORED in two steps, so the synced write happens without mu:
   // TakeRestored stamps copies of the records of every pending deletion
-  // that has reached it and marks them `restoring` (no other thread takes
-  // them); FinishRestored writes them in one batch and stops tracking
+  // that has reached it (PURGED, and each of its shards complete at some
+  // moment since the deletion was applied there: complete_at) and marks
+  // them `restoring` (no other thread takes them); FinishRestored writes them in one batch and stops tracking
   // them. On a failed write they stay pending, to be taken again at the
   // next completion.
   std::vector<DeletionRecord> TakeRestored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -260,13 +284,13 @@ struct Engine::State {
   // The served model of a position just stored, built without mu when it
   // may be served next (longer than the prefix served now); empty
   // otherwise.
-  ServedModel PrepareServed(int shard, uint64_t generation,
+  ServedModel PrepareServed(int shard, const SliceGenerations::Stamp& stamp,
                             const PositionJob& job,
                             const absl::StatusOr<PositionResult>& result)
       ABSL_LOCKS_EXCLUDED(mu);
   // Applies a position's result to the shard under mu; `destroy` names a
   // checkpoint the caller destroys once mu is released (empty: none).
-  absl::Status ApplyPosition(int shard, uint64_t generation,
+  absl::Status ApplyPosition(int shard, const SliceGenerations::Stamp& stamp,
                              const PositionJob& job,
                              const absl::StatusOr<PositionResult>& result,
                              const ServedModel& prepared,
@@ -336,6 +360,7 @@ void Engine::State::InstallSlices(
   for (auto& [slice, data] : slices) {
     ScrubSamples(state.slices[slice].pending);
     state.slices[slice] = std::move(data);
+    slice_generations.Bump(shard, slice);
   }
   state.samples = 0;
   for (const SliceData& slice : state.slices) {
@@ -703,8 +728,10 @@ void Engine::State::WaitForStaleTraining(const std::set<int>& affected) {
   // claimed until it has been cancelled and cleaned up.
   auto no_stale = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     for (int s : affected) {
-      const auto& gen = shards[s].in_flight_generation;
-      if (gen.has_value() && *gen != generations[s].load()) return false;
+      const auto& in_flight = shards[s].in_flight;
+      if (in_flight.has_value() && slice_generations.Changed(*in_flight)) {
+        return false;
+      }
     }
     return true;
   };
@@ -720,8 +747,11 @@ std::vector<DeletionRecord> Engine::State::TakeRestored() {
     if (record.purged_unix_nanos() == 0) continue;
     bool all_complete = true;
     for (int s : pending_deletion.shards) {
-      all_complete = all_complete && shards.Complete(s) &&
-                     !shards[s].in_training && !retrain_queue.Contains(s);
+      auto applied = pending_deletion.applied_at.find(s);
+      const uint64_t needed =
+          applied == pending_deletion.applied_at.end() ? 0 : applied->second;
+      all_complete = all_complete && complete_at[s].has_value() &&
+                     *complete_at[s] >= needed;
     }
     if (!all_complete && training_requested) continue;
     DeletionRecord& stamped = restored.emplace_back(record);
@@ -776,7 +806,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
   while (true) {
     PositionJob job;
     job.shard = shard;
-    uint64_t generation;
+    SliceGenerations::Stamp stamp;
     {
       absl::MutexLock lock(&mu);
       if (stopping) return absl::CancelledError("engine stopping");
@@ -808,15 +838,17 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       job.prefix.assign(order.begin(), order.begin() + p);
       job.key = state.keys[best][p - 1];
       job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
-      generation = generations[shard].load();
+      stamp = slice_generations.Take(shard, job.prefix);
       OUBLI_ASSIGN_OR_RETURN(job.slices,
                              shards.PrefixSlices(shard, job.prefix));
       // Cleared below on every path; purges wait on it
       // (WaitForStaleTraining).
-      state.in_flight_generation = generation;
+      state.in_flight = stamp;
     }
+    // Only a change to a slice of this prefix cancels it: a deletion
+    // elsewhere in the shard leaves its training exact.
     job.cancelled = [&] {
-      return stop_requested.load() || generations[shard].load() != generation;
+      return stop_requested.load() || slice_generations.Changed(stamp);
     };
     absl::StatusOr<PositionResult> result = runner.Run(job, trainer);
 
@@ -825,8 +857,8 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     // fails, the purge's disk-listing GC finds the file.
     std::string destroy;
     const ServedModel prepared =
-        PrepareServed(shard, generation, job, result);
-    absl::Status outcome = ApplyPosition(shard, generation, job, result,
+        PrepareServed(shard, stamp, job, result);
+    absl::Status outcome = ApplyPosition(shard, stamp, job, result,
                                          prepared, summary, &destroy);
     if (!destroy.empty()) {
       if (absl::Status s = checkpoints->Destroy(destroy); !s.ok()) {
@@ -839,7 +871,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
 }
 
 ServedModel Engine::State::PrepareServed(
-    int shard, uint64_t generation, const PositionJob& job,
+    int shard, const SliceGenerations::Stamp& stamp, const PositionJob& job,
     const absl::StatusOr<PositionResult>& result) {
   ServedModel prepared;
   if (!result.ok() || (result->outcome != PositionOutcome::kTrained &&
@@ -848,7 +880,7 @@ ServedModel Engine::State::PrepareServed(
   }
   // Stale (a deletion or ingest since): it will be destroyed, and a purge
   // may be waiting for this position.
-  if (generations[shard].load() != generation) return prepared;
+  if (slice_generations.Changed(stamp)) return prepared;
   // Only a prefix longer than the one served now can take its place.
   const std::shared_ptr<const ServedSnapshot> snapshot =
       served_snapshot.Get();
@@ -864,13 +896,13 @@ ServedModel Engine::State::PrepareServed(
 }
 
 absl::Status Engine::State::ApplyPosition(
-    int shard, uint64_t generation, const PositionJob& job,
+    int shard, const SliceGenerations::Stamp& stamp, const PositionJob& job,
     const absl::StatusOr<PositionResult>& result, const ServedModel& prepared,
     TrainSummary* summary, std::string* destroy) {
   absl::MutexLock lock(&mu);
-  shards[shard].in_flight_generation.reset();
+  shards[shard].in_flight.reset();
   OUBLI_RETURN_IF_ERROR(result.status());
-  const bool stale = generations[shard].load() != generation;
+  const bool stale = slice_generations.Changed(stamp);
   switch (result->outcome) {
     case PositionOutcome::kCancelled:
       if (stop_requested.load()) {
@@ -910,6 +942,7 @@ absl::Status Engine::State::ApplyPosition(
   }
   shards.RecomputeKeys(shard);
   UpdateServed(shard, &prepared);
+  NoteIfComplete(shard);
   return absl::OkStatus();
 }
 
@@ -946,6 +979,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
       {
         absl::MutexLock lock(&mu);
         shards[shard].in_training = false;
+        NoteIfComplete(shard);
         // Deletions that queued it again while it trained were applied
         // before the positions trained since: nothing is left for them.
         if (status.ok() && shards.Complete(shard)) retrain_queue.Remove(shard);
@@ -1150,6 +1184,7 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
       p.record = record;
       p.shards.insert(record.affected_shards().begin(),
                       record.affected_shards().end());
+      for (int s : p.shards) p.applied_at[s] = generations[s].load();
       w->result = ReceiptFromRecord(record);
       if (metrics != nullptr) {
         metrics->DeletionForgotten(absl::FromUnixNanos(forgotten_at) -
@@ -1208,6 +1243,9 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
     absl::Status edited = absl::OkStatus();
     for (const auto& [where, gone] : by_slice) {
       if (where.shard != s) continue;
+      // Before the edit: a position of this slice that is cancelled now
+      // must not find its slices unchanged.
+      slice_generations.Bump(s, where.slice);
       absl::StatusOr<int64_t> removed =
           RemoveSamples(state.slices[where.slice], gone);
       if (!removed.ok()) {
@@ -1239,6 +1277,7 @@ void Engine::State::ReloadOrBlankShard(int shard) {
   std::fprintf(stderr, "oubli: reloading shard %d failed, blanking it: %s\n",
                shard, loaded.ToString().c_str());
   ShardState& state = shards[shard];
+  slice_generations.BumpShard(shard);
   for (SliceData& slice : state.slices) {
     ScrubSamples(slice.pending);
     slice = EmptySlice(config.backbone.InputSize());
@@ -1399,6 +1438,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     for (const std::string& key : stored) state->shards.MarkStored(key);
     for (int s = 0; s < config.shards; ++s) {
       OUBLI_RETURN_IF_ERROR(state->LoadShard(s));
+      state->NoteIfComplete(s);
     }
     state->PublishServed();
     for (DeletionRecord& record : unfinished) {
@@ -1564,6 +1604,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     for (auto& [s, by_slice] : added) {
       ++st.generations[s];
       for (auto& [slice, samples] : by_slice) {
+        st.slice_generations.Bump(s, slice);
         st.shards[s].samples += static_cast<int64_t>(samples.size());
         AddSamples(st.shards[s].slices[slice], std::move(samples));
       }

@@ -23,6 +23,7 @@
 #include "coordinator/engine_types.h"
 #include "coordinator/served_snapshot.h"
 #include "coordinator/sharding_plan.h"
+#include "coordinator/slice_generations.h"
 #include "coordinator/slice_data.h"
 
 namespace oubli::coordinator {
@@ -36,9 +37,9 @@ struct ShardState {
   int64_t samples = 0;
   bool in_training = false;   // claimed by a training loop
   bool needs_reload = false;  // its slices may lag the store: reload first
-  // Generation of the in-flight position, if any (the engine's purge waits
-  // for a stale one).
-  std::optional<uint64_t> in_flight_generation;
+  // The slices of the in-flight position, if any, as it read them (the
+  // engine's purge waits for a stale one).
+  std::optional<SliceGenerations::Stamp> in_flight;
 };
 
 class ShardTable {

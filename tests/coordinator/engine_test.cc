@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -1020,17 +1021,21 @@ class CountingMetrics : public EngineMetrics {
 // deterministic point inside a retrain.
 class HookTrainer : public RemoteTrainer {
  public:
-  void Arm(std::function<void()> hook) {
+  // Runs `hook` once, at the next position (of `shard` only, if given).
+  void Arm(std::function<void()> hook, std::optional<int> shard = {}) {
     absl::MutexLock lock(&mu_);
     hook_ = std::move(hook);
+    hook_shard_ = shard;
   }
   int Capacity(const std::string&) override { return 1; }
   absl::StatusOr<RemoteResult> TrainPosition(
-      const RemotePosition&, const std::function<bool()>&) override {
+      const RemotePosition& position, const std::function<bool()>&) override {
     std::function<void()> hook;
     {
       absl::MutexLock lock(&mu_);
-      hook.swap(hook_);
+      if (!hook_shard_.has_value() || *hook_shard_ == position.shard) {
+        hook.swap(hook_);
+      }
     }
     if (hook) hook();
     return absl::UnavailableError("declined");
@@ -1044,6 +1049,7 @@ class HookTrainer : public RemoteTrainer {
  private:
   absl::Mutex mu_;
   std::function<void()> hook_ ABSL_GUARDED_BY(mu_);
+  std::optional<int> hook_shard_ ABSL_GUARDED_BY(mu_);
 };
 
 // A deletion that lands while its shard retrains: the position in flight
@@ -1051,16 +1057,75 @@ class HookTrainer : public RemoteTrainer {
 // new deletion's data (so the new deletion's batch finds nothing left and
 // does not hold RESTORED back), and the result has the bits of training
 // from scratch.
-TEST_F(EngineTest, ADeletionInsideARetrainWastesOnlyThePositionInFlight) {
+// The prefix the first position of a retrain trains once `deleted` (slices
+// of one shard) are cut: the sequence with the longest valid prefix, one
+// slice longer (the engine's choice, see TrainShardToCompletion).
+std::vector<int> FirstRetrainedPrefix(const ShardingPlan& plan,
+                                      const std::set<int>& deleted) {
+  int best = -1;
+  size_t best_valid = 0;
+  for (size_t b = 0; b < plan.orders().size(); ++b) {
+    const std::vector<int>& order = plan.orders()[b];
+    size_t valid = 0;
+    while (valid < order.size() && !deleted.contains(order[valid])) ++valid;
+    if (best < 0 || valid > best_valid) {
+      best = static_cast<int>(b);
+      best_valid = valid;
+    }
+  }
+  const std::vector<int>& order = plan.orders()[best];
+  return std::vector<int>(order.begin(), order.begin() + best_valid + 1);
+}
+
+// A deletion that lands while a retrain's first position trains cancels
+// that position only if it cuts a slice of the position's own prefix; one
+// elsewhere in the shard leaves it exact and it is kept. Either way the
+// result is the model trained from scratch without all three.
+class LateDeletionTest : public EngineTest,
+                         public ::testing::WithParamInterface<bool> {};
+
+TEST_P(LateDeletionTest, WastesThePositionInFlightOnlyIfItCutsItsPrefix) {
+  const bool inside = GetParam();
   const ModelConfig config = TinyBatchedConfig(15, 2);
-  const auto samples = TinySamples(120, 15);
+  const auto samples = TinySamples(160, 15);
   auto plan = ShardingPlan::Create(config);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  std::vector<std::string> in_shard0;
+  std::map<int, std::vector<std::string>> shard0_by_slice;
   for (const Sample& s : samples) {
-    if (plan->Assign(s).shard == 0) in_shard0.push_back(s.id);
+    const SliceRef where = plan->Assign(s);
+    if (where.shard == 0) shard0_by_slice[where.slice].push_back(s.id);
   }
-  ASSERT_GE(in_shard0.size(), 3u);
+  // The batch cuts the slice whose latest position over the orders is
+  // earliest (but not first everywhere): the first retrained prefix then
+  // has slices besides it, and leaves some out.
+  int cut = -1;
+  size_t cut_latest = 0;
+  for (int slice = 0; slice < config.slices; ++slice) {
+    size_t latest = 0;
+    for (const std::vector<int>& order : plan->orders()) {
+      latest = std::max<size_t>(
+          latest, std::find(order.begin(), order.end(), slice) - order.begin());
+    }
+    if (latest >= 1 && (cut < 0 || latest < cut_latest)) {
+      cut = slice;
+      cut_latest = latest;
+    }
+  }
+  ASSERT_GE(cut, 0);
+  ASSERT_GE(shard0_by_slice[cut].size(), 2u);
+  const std::vector<int> first = FirstRetrainedPrefix(*plan, {cut});
+  std::string late_id;
+  for (const auto& [slice, ids] : shard0_by_slice) {
+    const bool in_prefix =
+        std::find(first.begin(), first.end(), slice) != first.end();
+    if (slice != cut && in_prefix == inside && !ids.empty()) {
+      late_id = ids[0];
+      break;
+    }
+  }
+  ASSERT_FALSE(late_id.empty()) << "no slice " << (inside ? "in" : "outside")
+                                << " the first retrained prefix";
+
   auto metrics = std::make_shared<CountingMetrics>();
   auto trainer = std::make_shared<HookTrainer>();
   Engine::Options options;
@@ -1077,21 +1142,21 @@ TEST_F(EngineTest, ADeletionInsideARetrainWastesOnlyThePositionInFlight) {
   // Two deletions fill the batch: shard 0 is due now.
   std::vector<std::string> ids;
   for (int i = 0; i < 2; ++i) {
-    auto receipt = engine.DeleteSamples({in_shard0[i]});
+    auto receipt = engine.DeleteSamples({shard0_by_slice[cut][i]});
     ASSERT_TRUE(receipt.ok()) << receipt.status();
     ids.push_back(receipt->deletion_id);
   }
   // A third lands inside the retrain's first position.
   std::string late;
   trainer->Arm([&] {
-    auto receipt = engine.DeleteSamples({in_shard0[2]});
+    auto receipt = engine.DeleteSamples({late_id});
     EXPECT_TRUE(receipt.ok()) << receipt.status();
     if (receipt.ok()) late = receipt->deletion_id;
   });
   auto retrain = engine.RunPendingRetrains(false);
   ASSERT_TRUE(retrain.ok()) << retrain.status();
   ASSERT_FALSE(late.empty());
-  EXPECT_EQ(metrics->wasted.load(), 1);
+  EXPECT_EQ(metrics->wasted.load(), inside ? 1 : 0);
   EXPECT_GT(retrain->positions_trained, 0);
   const ModelStatus status = engine.GetModelStatus();
   EXPECT_EQ(status.missing_prefixes, 0);
@@ -1106,11 +1171,72 @@ TEST_F(EngineTest, ADeletionInsideARetrainWastesOnlyThePositionInFlight) {
   }
   EXPECT_EQ(engine.Fingerprint(),
             ScratchFingerprint(config, samples,
-                               {in_shard0[0], in_shard0[1], in_shard0[2]}));
+                               {shard0_by_slice[cut][0],
+                                shard0_by_slice[cut][1], late_id}));
   auto rest = engine.RunPendingRetrains(true);
   ASSERT_TRUE(rest.ok()) << rest.status();
   EXPECT_EQ(rest->positions_trained, 0);
-  EXPECT_EQ(metrics->wasted.load(), 1);
+  EXPECT_EQ(metrics->wasted.load(), inside ? 1 : 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(InsideOrOutsideItsPrefix, LateDeletionTest,
+                         ::testing::Bool());
+
+// A deletion is RESTORED once each shard it cut has been complete at some
+// moment after it, not only when all of them are complete at once: here
+// shard 0 is cut again while shard 1 still retrains for the first
+// deletion, which is RESTORED all the same; the second follows when shard 0
+// completes again, and the model is the one trained from scratch.
+TEST_F(EngineTest, ADeletionIsRestoredShardByShardUnderFurtherDeletions) {
+  const ModelConfig config = TinyConfig(21);
+  const auto samples = TinySamples(120, 21);
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::vector<std::string> by_shard[2];
+  for (const Sample& s : samples) {
+    by_shard[plan->Assign(s).shard].push_back(s.id);
+  }
+  ASSERT_GE(by_shard[0].size(), 2u);
+  ASSERT_GE(by_shard[1].size(), 1u);
+  auto trainer = std::make_shared<HookTrainer>();
+  Engine::Options options;
+  options.background_retrain = false;
+  options.remote_trainer = trainer;
+  auto opened = OpenEngineWith("m", config, options);
+  ASSERT_NE(opened, nullptr);
+  Engine& engine = *opened;
+  ASSERT_TRUE(engine.Ingest(samples).ok());
+  ASSERT_TRUE(engine.Train().ok());
+
+  auto first = engine.DeleteSamples({by_shard[0][0], by_shard[1][0]});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->affected_shards.size(), 2u);
+  // Shards retrain one after the other (one training loop), shard 0
+  // first; the second deletion lands in shard 0 once shard 1 retrains.
+  std::string second;
+  trainer->Arm(
+      [&] {
+        auto receipt = engine.DeleteSamples({by_shard[0][1]});
+        EXPECT_TRUE(receipt.ok()) << receipt.status();
+        if (receipt.ok()) second = receipt->deletion_id;
+      },
+      /*shard=*/1);
+  ASSERT_TRUE(engine.RunPendingRetrains(false).ok());
+  ASSERT_FALSE(second.empty());
+  EXPECT_EQ(engine.GetDeletion(first->deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_LT(engine.GetDeletion(second)->stage, DeletionStage::kRestored);
+  EXPECT_GT(engine.GetModelStatus().missing_prefixes, 0);
+
+  ASSERT_TRUE(engine.RunPendingRetrains(false).ok());
+  EXPECT_TRUE(
+      engine.WaitForStage(second, DeletionStage::kRestored, absl::Seconds(60))
+          .ok());
+  EXPECT_EQ(engine.GetModelStatus().missing_prefixes, 0);
+  EXPECT_EQ(engine.Fingerprint(),
+            ScratchFingerprint(config, samples,
+                               {by_shard[0][0], by_shard[1][0],
+                                by_shard[0][1]}));
 }
 
 TEST_F(EngineTest, MetricsSeeEachStageOncePerDeletionAndEveryPosition) {
