@@ -24,6 +24,7 @@
 #include "coordinator/in_flight_drain.h"
 #include "coordinator/model_base.h"
 #include "coordinator/position_runner.h"
+#include "coordinator/restore_progress.h"
 #include "coordinator/retrain_queue.h"
 #include "coordinator/lm_ensemble.h"
 #include "coordinator/sample_fit.h"
@@ -49,7 +50,8 @@ struct PendingDeletion {
   // Per shard, its generation once this deletion was applied there (absent:
   // 0, the generation at Open, whose slices come from the store and so
   // already exclude every accepted deletion). The deletion is RESTORED once
-  // each of its shards has been complete at that generation or later.
+  // every sequence of each of its shards has been stored whole at that
+  // generation or later.
   std::map<int, uint64_t> applied_at;
   // Its RESTORED record is being written (TakeRestored, FinishRestored).
   bool restoring = false;
@@ -78,7 +80,7 @@ struct Engine::State {
                options.remote_trainer.get(), options.training_threads,
                metrics),
         retrain_queue(config.retrain),
-        complete_at(config.shards),
+        restore_progress(config.shards, config.sequences),
         generations(new std::atomic<uint64_t>[config.shards]),
         slice_generations(config.shards, config.slices) {
     for (int s = 0; s < config.shards; ++s) generations[s] = 0;
@@ -122,12 +124,9 @@ struct Engine::State {
   bool training_requested ABSL_GUARDED_BY(mu) = false;
   std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
   RetrainQueue retrain_queue ABSL_GUARDED_BY(mu);
-  // Per shard, the latest generation at which every prefix of every
-  // sequence was stored (NoteIfComplete); nullopt: not complete since Open.
-  // A deletion is RESTORED from these, shard by shard, so a stream of
-  // deletions that keeps some shard busy does not hold back the deletions
-  // whose shards were each complete at some moment after them.
-  std::vector<std::optional<uint64_t>> complete_at ABSL_GUARDED_BY(mu);
+  // Which sequences were whole at which generation (NoteIfComplete), so
+  // TakeRestored knows which deletions are RESTORED.
+  RestoreProgress restore_progress ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
   // RetryPurgesNow, and the purge loop's back-off waits on it. A mutex of
   // its own, never held across anything else: that call runs inside a
@@ -157,11 +156,19 @@ struct Engine::State {
   bool retrain_enabled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return training_requested;
   }
-  // Records in complete_at that the shard is complete now, if it is.
-  void NoteIfComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (!shards[shard].needs_reload && shards.Complete(shard)) {
-      complete_at[shard] = generations[shard].load();
+  // Records the shard's sequences that are whole now in restore_progress;
+  // returns whether that was news for any of them.
+  bool NoteIfComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const ShardState& state = shards[shard];
+    if (state.needs_reload) return false;
+    bool news = false;
+    for (size_t b = 0; b < state.valid_length.size(); ++b) {
+      if (state.valid_length[b] != config.slices) continue;
+      news = restore_progress.MarkWhole(shard, static_cast<int>(b),
+                                        generations[shard].load()) ||
+             news;
     }
+    return news;
   }
 
   // ---- shard state (all require mu)
@@ -260,8 +267,8 @@ struct Engine::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // RESTORED in two steps, so the synced write happens without mu:
   // TakeRestored stamps copies of the records of every pending deletion
-  // that has reached it (PURGED, and each of its shards complete at some
-  // moment since the deletion was applied there: complete_at) and marks
+  // that has reached it (PURGED, and restored in every shard it was applied
+  // to: see RestoreProgress) and marks
   // them `restoring` (no other thread takes them); FinishRestored writes them in one batch and stops tracking
   // them. On a failed write they stay pending, to be taken again at the
   // next completion.
@@ -289,12 +296,15 @@ struct Engine::State {
                             const absl::StatusOr<PositionResult>& result)
       ABSL_LOCKS_EXCLUDED(mu);
   // Applies a position's result to the shard under mu; `destroy` names a
-  // checkpoint the caller destroys once mu is released (empty: none).
+  // checkpoint the caller destroys once mu is released (empty: none);
+  // `restored` gets the deletions it completed (see TakeRestored), for the
+  // caller to record once mu is released.
   absl::Status ApplyPosition(int shard, const SliceGenerations::Stamp& stamp,
                              const PositionJob& job,
                              const absl::StatusOr<PositionResult>& result,
                              const ServedModel& prepared,
-                             TrainSummary* summary, std::string* destroy)
+                             TrainSummary* summary, std::string* destroy,
+                             std::vector<DeletionRecord>* restored)
       ABSL_LOCKS_EXCLUDED(mu);
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
                                       TrainSummary* summary)
@@ -750,8 +760,7 @@ std::vector<DeletionRecord> Engine::State::TakeRestored() {
       auto applied = pending_deletion.applied_at.find(s);
       const uint64_t needed =
           applied == pending_deletion.applied_at.end() ? 0 : applied->second;
-      all_complete = all_complete && complete_at[s].has_value() &&
-                     *complete_at[s] >= needed;
+      all_complete = all_complete && restore_progress.Restored(s, needed);
     }
     if (!all_complete && training_requested) continue;
     DeletionRecord& stamped = restored.emplace_back(record);
@@ -856,10 +865,12 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     // destroyed after mu is released: shredding and fsync are slow. If that
     // fails, the purge's disk-listing GC finds the file.
     std::string destroy;
+    std::vector<DeletionRecord> restored;
     const ServedModel prepared =
         PrepareServed(shard, stamp, job, result);
-    absl::Status outcome = ApplyPosition(shard, stamp, job, result,
-                                         prepared, summary, &destroy);
+    absl::Status outcome = ApplyPosition(shard, stamp, job, result, prepared,
+                                         summary, &destroy, &restored);
+    FinishRestored(std::move(restored));
     if (!destroy.empty()) {
       if (absl::Status s = checkpoints->Destroy(destroy); !s.ok()) {
         std::fprintf(stderr, "oubli: destroying checkpoint %s: %s\n",
@@ -898,7 +909,8 @@ ServedModel Engine::State::PrepareServed(
 absl::Status Engine::State::ApplyPosition(
     int shard, const SliceGenerations::Stamp& stamp, const PositionJob& job,
     const absl::StatusOr<PositionResult>& result, const ServedModel& prepared,
-    TrainSummary* summary, std::string* destroy) {
+    TrainSummary* summary, std::string* destroy,
+    std::vector<DeletionRecord>* restored) {
   absl::MutexLock lock(&mu);
   shards[shard].in_flight.reset();
   OUBLI_RETURN_IF_ERROR(result.status());
@@ -942,7 +954,9 @@ absl::Status Engine::State::ApplyPosition(
   }
   shards.RecomputeKeys(shard);
   UpdateServed(shard, &prepared);
-  NoteIfComplete(shard);
+  // A sequence just became whole: deletions waiting for it need not wait
+  // for the rest of the shard.
+  if (NoteIfComplete(shard)) *restored = TakeRestored();
   return absl::OkStatus();
 }
 
@@ -1290,7 +1304,11 @@ void Engine::State::ReloadOrBlankShard(int shard) {
 
 void Engine::State::ScheduleRetrain(const std::set<int>& affected,
                                     int deletions) {
-  retrain_queue.AddDeletion(affected, absl::Now(), deletions);
+  const absl::Time now = absl::Now();
+  retrain_queue.AddDeletion(affected, now, deletions);
+  for (int s : affected) {
+    if (shards[s].served.model == nullptr) retrain_queue.Expedite(s, now);
+  }
   work_cv.SignalAll();
 }
 

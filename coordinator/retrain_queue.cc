@@ -80,6 +80,12 @@ std::vector<int> RetrainQueue::Due(absl::Time now, bool ignore_policy) const {
   return shards;
 }
 
+void RetrainQueue::Expedite(int shard, absl::Time now) {
+  if (auto it = entries_.find(shard); it != entries_.end()) {
+    it->second.due = std::min(it->second.due, now);
+  }
+}
+
 void RetrainQueue::AddUnlessQueued(int shard, absl::Time now) {
   entries_.try_emplace(shard, Entry{now, now});
 }

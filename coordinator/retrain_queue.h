@@ -39,6 +39,10 @@ class RetrainQueue {
   // `due`, owed since `owed_since`. An entry already queued keeps the
   // earlier of each.
   void Add(int shard, absl::Time due, absl::Time owed_since);
+  // A shard that serves nothing is due now whatever the policy: a batch
+  // window trades fewer retrains for staleness, never for a shard missing
+  // from the ensemble. No-op if the shard is not queued.
+  void Expedite(int shard, absl::Time now);
   // New samples or a lost checkpoint: due now unless the shard is queued
   // already (then it trains them when that entry is due, as a batch
   // would).

@@ -857,6 +857,46 @@ TEST_F(EngineTest, ShardWithEveryPrefixCutIsDroppedNotFatal) {
 // deletions cut every shard), the public base model answers and the
 // prediction says so; the bits are the base model's own. Without it, the
 // same requests fail with FAILED_PRECONDITION.
+// Under BATCHED, a deletion that leaves a shard serving nothing retrains it
+// now rather than at the end of the window; a deletion that leaves it
+// serving waits for the window as before.
+TEST_F(EngineTest, AShardLeftUnservedDoesNotWaitForItsBatch) {
+  ModelConfig config = TinyBatchedConfig(2, 100);  // a one-hour window
+  config.sequences = 1;
+  auto engine = OpenEngine("m", config);
+  const auto samples = TinySamples(80, 2);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const std::vector<int>& order = plan->orders()[0];
+  std::string in_last, in_first;  // of shard 0
+  for (const Sample& s : samples) {
+    const SliceRef where = plan->Assign(s);
+    if (where.shard != 0) continue;
+    if (where.slice == order.back() && in_last.empty()) in_last = s.id;
+    if (where.slice == order.front() && in_first.empty()) in_first = s.id;
+  }
+  ASSERT_FALSE(in_last.empty());
+  ASSERT_FALSE(in_first.empty());
+
+  auto still_serving = engine->DeleteSamples({in_last});
+  ASSERT_TRUE(still_serving.ok()) << still_serving.status();
+  auto waited = engine->RunPendingRetrains(false);
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waited->positions_trained, 0);
+
+  auto unserved = engine->DeleteSamples({in_first});
+  ASSERT_TRUE(unserved.ok()) << unserved.status();
+  auto retrained = engine->RunPendingRetrains(false);
+  ASSERT_TRUE(retrained.ok()) << retrained.status();
+  EXPECT_EQ(retrained->positions_trained, config.slices);
+  EXPECT_EQ(engine->GetDeletion(unserved->deletion_id)->stage,
+            DeletionStage::kRestored);
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, {in_last, in_first}));
+}
+
 TEST_F(EngineTest, BaseFallbackAnswersWhileNoShardServes) {
   ModelConfig config = TinyConfig(2);
   config.sequences = 1;
@@ -1021,11 +1061,14 @@ class CountingMetrics : public EngineMetrics {
 // deterministic point inside a retrain.
 class HookTrainer : public RemoteTrainer {
  public:
-  // Runs `hook` once, at the next position (of `shard` only, if given).
-  void Arm(std::function<void()> hook, std::optional<int> shard = {}) {
+  // Runs `hook` once, at the next position (of `shard` only, if given)
+  // after `skip` more such positions.
+  void Arm(std::function<void()> hook, std::optional<int> shard = {},
+           int skip = 0) {
     absl::MutexLock lock(&mu_);
     hook_ = std::move(hook);
     hook_shard_ = shard;
+    hook_skip_ = skip;
   }
   int Capacity(const std::string&) override { return 1; }
   absl::StatusOr<RemoteResult> TrainPosition(
@@ -1034,7 +1077,11 @@ class HookTrainer : public RemoteTrainer {
     {
       absl::MutexLock lock(&mu_);
       if (!hook_shard_.has_value() || *hook_shard_ == position.shard) {
-        hook.swap(hook_);
+        if (hook_skip_ > 0) {
+          --hook_skip_;
+        } else {
+          hook.swap(hook_);
+        }
       }
     }
     if (hook) hook();
@@ -1050,6 +1097,7 @@ class HookTrainer : public RemoteTrainer {
   absl::Mutex mu_;
   std::function<void()> hook_ ABSL_GUARDED_BY(mu_);
   std::optional<int> hook_shard_ ABSL_GUARDED_BY(mu_);
+  int hook_skip_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A deletion that lands while its shard retrains: the position in flight
@@ -1237,6 +1285,97 @@ TEST_F(EngineTest, ADeletionIsRestoredShardByShardUnderFurtherDeletions) {
             ScratchFingerprint(config, samples,
                                {by_shard[0][0], by_shard[1][0],
                                 by_shard[0][1]}));
+}
+
+int PositionIn(const std::vector<int>& order, int slice) {
+  return static_cast<int>(std::find(order.begin(), order.end(), slice) -
+                          order.begin());
+}
+
+// Within a shard too: a deletion is RESTORED once each sequence it cut has
+// been retrained whole after it, though a later deletion cut the first
+// sequence again before the second was done. One shard, two sequences:
+// the first deletion cuts slice x; the retrain completes sequence `first`,
+// then, as sequence `second` starts, a second deletion cuts slice y out of
+// its way; when `second` is whole the first deletion is RESTORED while
+// `first` still misses prefixes.
+TEST_F(EngineTest, ADeletionIsRestoredSequenceBySequence) {
+  ModelConfig config = TinyConfig(23);
+  config.shards = 1;
+  const auto samples = TinySamples(120, 23);
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const auto& orders = plan->orders();
+  ASSERT_EQ(orders.size(), 2u);
+  // x: cut by the first deletion; the retrain takes sequence `first` (the
+  // longer valid prefix) whole, then `second`. y: cut by the second
+  // deletion, after the prefix `second` is training then, and early
+  // enough in `first` that `second` stays the longer valid prefix.
+  int x = -1, y = -1, first = -1, second = -1;
+  for (int cx = 0; cx < config.slices && x < 0; ++cx) {
+    const int p0 = PositionIn(orders[0], cx), p1 = PositionIn(orders[1], cx);
+    const int f = p1 > p0 ? 1 : 0, g = 1 - f;
+    for (int cy = 0; cy < config.slices; ++cy) {
+      if (cy == cx) continue;
+      if (PositionIn(orders[g], cy) > PositionIn(orders[g], cx) &&
+          PositionIn(orders[f], cy) < PositionIn(orders[g], cx)) {
+        x = cx, y = cy, first = f, second = g;
+        break;
+      }
+    }
+  }
+  ASSERT_GE(x, 0) << "no slices fit; pick another seed";
+  std::string in_x, in_y;
+  for (const Sample& s : samples) {
+    const int slice = plan->Assign(s).slice;
+    if (slice == x && in_x.empty()) in_x = s.id;
+    if (slice == y && in_y.empty()) in_y = s.id;
+  }
+  auto trainer = std::make_shared<HookTrainer>();
+  Engine::Options options;
+  options.background_retrain = false;
+  options.remote_trainer = trainer;
+  auto opened = OpenEngineWith("m", config, options);
+  ASSERT_NE(opened, nullptr);
+  Engine& engine = *opened;
+  ASSERT_TRUE(engine.Ingest(samples).ok());
+  ASSERT_TRUE(engine.Train().ok());
+
+  auto d1 = engine.DeleteSamples({in_x});
+  ASSERT_TRUE(d1.ok()) << d1.status();
+  std::string d2;
+  // Seen at each position after the second deletion: the first deletion's
+  // stage and the missing prefixes.
+  std::vector<std::pair<DeletionStage, int>> seen;
+  std::function<void()> observe = [&] {
+    seen.emplace_back(engine.GetDeletion(d1->deletion_id)->stage,
+                      engine.GetModelStatus().missing_prefixes);
+    trainer->Arm(observe);
+  };
+  trainer->Arm(
+      [&] {
+        auto receipt = engine.DeleteSamples({in_y});
+        EXPECT_TRUE(receipt.ok()) << receipt.status();
+        if (receipt.ok()) d2 = receipt->deletion_id;
+        trainer->Arm(observe);
+      },
+      /*shard=*/0,
+      /*skip=*/config.slices - PositionIn(orders[first], x));
+  ASSERT_TRUE(engine.RunPendingRetrains(false).ok());
+  trainer->Arm([] {});
+  ASSERT_FALSE(d2.empty());
+  bool restored_while_cut = false;
+  for (const auto& [stage, missing] : seen) {
+    restored_while_cut =
+        restored_while_cut || (stage == DeletionStage::kRestored && missing > 0);
+  }
+  EXPECT_TRUE(restored_while_cut);
+  EXPECT_TRUE(
+      engine.WaitForStage(d2, DeletionStage::kRestored, absl::Seconds(60))
+          .ok());
+  EXPECT_EQ(engine.GetModelStatus().missing_prefixes, 0);
+  EXPECT_EQ(engine.Fingerprint(),
+            ScratchFingerprint(config, samples, {in_x, in_y}));
 }
 
 TEST_F(EngineTest, MetricsSeeEachStageOncePerDeletionAndEveryPosition) {

@@ -110,6 +110,18 @@ TEST(RetrainQueueTest, AFullBatchDoesNotRequeueAShardTakenMeanwhile) {
   EXPECT_EQ(queue.Due(At(1), false), std::vector<int>{1});
 }
 
+// A shard left serving nothing does not wait for its batch's window; the
+// other shards of the batch still do, and an unqueued shard stays out.
+TEST(RetrainQueueTest, AnUnservedShardSkipsTheWindow) {
+  RetrainQueue queue{Batched(60, 100)};
+  queue.AddDeletion({0, 1}, At(0));
+  queue.Expedite(1, At(2));
+  queue.Expedite(2, At(2));
+  EXPECT_EQ(queue.Due(At(2), /*ignore_policy=*/false), std::vector<int>{1});
+  EXPECT_FALSE(queue.Contains(2));
+  EXPECT_EQ(queue.Due(At(60), false), (std::vector<int>{0, 1}));
+}
+
 TEST(RetrainQueueTest, NewSamplesDoNotHurryABatch) {
   RetrainQueue queue(Batched(60, 100));
   queue.AddDeletion({0}, At(0));
