@@ -43,7 +43,9 @@ absl::Status DecoderFromProto(const v1::DecoderConfig& in, DecoderConfig* out) {
   if (in.has_dim()) out->dim = in.dim();
   if (in.has_layers()) out->layers = in.layers();
   if (in.has_heads()) out->heads = in.heads();
-  if (in.has_kv_heads()) out->kv_heads = in.kv_heads();
+  // Unset: as many as heads (no grouped-query attention), as in Hugging
+  // Face configs without num_key_value_heads; GPT-2 allows nothing else.
+  out->kv_heads = in.has_kv_heads() ? in.kv_heads() : out->heads;
   if (in.has_mlp_dim()) out->mlp_dim = in.mlp_dim();
   if (in.has_norm_eps()) out->norm_eps = in.norm_eps();
   if (in.has_rope_theta()) out->rope_theta = in.rope_theta();

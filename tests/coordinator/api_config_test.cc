@@ -103,6 +103,25 @@ TEST(ApiConfigTest, UnsetDecoderFieldsTakeTheDefaults) {
             (std::vector<LoraTarget>{LoraTarget::kQ, LoraTarget::kV}));
 }
 
+// kv_heads left unset follows heads, so a GPT-2 (which has no grouped-query
+// attention) with other than the default heads is accepted as sent.
+TEST(ApiConfigTest, UnsetKvHeadsFollowsHeads) {
+  v1::ModelConfig proto;
+  proto.set_backbone(v1::BACKBONE_KIND_DECODER);
+  proto.mutable_decoder()->set_layout(v1::DECODER_LAYOUT_GPT2);
+  proto.mutable_decoder()->set_heads(8);
+  absl::StatusOr<ModelConfig> gpt2 = ConfigFromProto(proto);
+  ASSERT_TRUE(gpt2.ok()) << gpt2.status();
+  EXPECT_EQ(gpt2->backbone.decoder.kv_heads, 8);
+  EXPECT_TRUE(ValidateConfig(*gpt2).ok()) << ValidateConfig(*gpt2);
+
+  proto.mutable_decoder()->set_layout(v1::DECODER_LAYOUT_LLAMA);
+  proto.mutable_decoder()->set_kv_heads(2);
+  absl::StatusOr<ModelConfig> gqa = ConfigFromProto(proto);
+  ASSERT_TRUE(gqa.ok()) << gqa.status();
+  EXPECT_EQ(gqa->backbone.decoder.kv_heads, 2);
+}
+
 TEST(ApiConfigTest, RefusalsNameTheField) {
   auto message = [](const v1::ModelConfig& proto) {
     absl::StatusOr<ModelConfig> c = ConfigFromProto(proto);
