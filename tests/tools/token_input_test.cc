@@ -15,12 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tests/testing/test_util.h"
-#include "tools/oublictl/sentencepiece_tokenizer.h"
+#include "tools/tokenizer/sentencepiece_tokenizer.h"
 
 namespace oubli::oublictl {
 namespace {
 
 namespace v1 = ::oubli::v1;
+using ::oubli::tokenizer::SentencePieceTokenizer;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -87,8 +88,7 @@ class JsonlTest : public ::testing::Test {
         << testing_util::ReadWholeFile(dir_->path() / "train.log");
     absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
         SentencePieceTokenizer::Load(
-            (dir_->path() / "tokenizer.model").string(),
-            OUBLI_SENTENCEPIECE_MODULE);
+            (dir_->path() / "tokenizer.model").string());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = tokenizer->release();
   }
@@ -157,20 +157,6 @@ TEST_F(JsonlTest, TextAndPromptAnswerBecomeTheTokenizersIds) {
   EXPECT_EQ(*decoded, "alice was born in lyon.");
   EXPECT_THAT(Message(tokenizer_->Decode({tokenizer_->vocab_size()}).status()),
               HasSubstr("outside the tokenizer's vocabulary"));
-}
-
-TEST(SentencePieceTokenizerTest, MissingModuleOrModelIsNamed) {
-  absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
-      SentencePieceTokenizer::Load("/nonexistent.model", "/nonexistent.so");
-  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(
-      tokenizer.status().message(),
-      HasSubstr("cannot load the SentencePiece module /nonexistent.so"));
-  tokenizer = SentencePieceTokenizer::Load("/nonexistent.model",
-                                           OUBLI_SENTENCEPIECE_MODULE);
-  EXPECT_THAT(Message(tokenizer.status()),
-              HasSubstr("cannot read the SentencePiece model "
-                        "/nonexistent.model"));
 }
 
 TEST_F(JsonlTest, EveryBadLineIsNamedAndNothingIsReturned) {

@@ -12,13 +12,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
-#include "tools/oublictl/sentencepiece_tokenizer.h"
 #include "tools/oublictl/token_input.h"
+#include "tools/tokenizer/sentencepiece_tokenizer.h"
 
 namespace oubli::oublictl {
 namespace {
 
 namespace v1 = ::oubli::v1;
+using ::oubli::tokenizer::SentencePieceTokenizer;
 
 // The tokenizer at `path`; a usage error naming `why` when there is none.
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> LoadTokenizer(

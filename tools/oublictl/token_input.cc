@@ -19,6 +19,7 @@ namespace oubli::oublictl {
 namespace {
 
 namespace v1 = ::oubli::v1;
+using ::oubli::tokenizer::SentencePieceTokenizer;
 
 // One line's sample, or why the line is refused (without its position).
 absl::StatusOr<v1::Sample> LineSample(absl::string_view line,

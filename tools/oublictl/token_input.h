@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "oubli/v1/oubli.pb.h"
-#include "tools/oublictl/sentencepiece_tokenizer.h"
+#include "tools/tokenizer/sentencepiece_tokenizer.h"
 
 namespace oubli::oublictl {
 
@@ -52,7 +52,8 @@ inline constexpr int kMaxListedLineErrors = 10;
 // is larger than the model's and for no samples at all.
 absl::StatusOr<std::vector<oubli::v1::Sample>> JsonlTokenSamples(
     absl::string_view file_name, absl::string_view contents,
-    const SentencePieceTokenizer& tokenizer, const TokenModel& model);
+    const tokenizer::SentencePieceTokenizer& tokenizer,
+    const TokenModel& model);
 
 }  // namespace oubli::oublictl
 
