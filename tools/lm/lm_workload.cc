@@ -33,8 +33,9 @@ Sample TokenSample(const std::string& id, const std::string& owner,
 
 }  // namespace
 
-absl::StatusOr<OwnerData> TokenizeProfile(const Profile& profile,
-                                          const Tokenizer& tokenizer) {
+absl::StatusOr<OwnerData> TokenizeProfile(
+    const Profile& profile,
+    const tokenizer::SentencePieceTokenizer& tokenizer) {
   OwnerData data;
   data.owner = profile.id;
   const std::vector<int32_t> bos = {tokenizer.bos_id()};
@@ -86,8 +87,9 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& options) {
   OUBLI_ASSIGN_OR_RETURN(
       std::string model,
       TrainTokenizer(CorpusLines(sets.public_set), options.vocab_size));
-  OUBLI_ASSIGN_OR_RETURN(workload.tokenizer,
-                         Tokenizer::FromModel(std::move(model)));
+  OUBLI_ASSIGN_OR_RETURN(
+      workload.tokenizer,
+      tokenizer::SentencePieceTokenizer::FromModel(std::move(model)));
   auto tokenize = [&](const std::vector<Profile>& profiles,
                       std::vector<OwnerData>& out) -> absl::Status {
     for (const Profile& profile : profiles) {

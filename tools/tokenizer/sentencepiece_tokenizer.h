@@ -1,7 +1,8 @@
 // SentencePiece (Debian's libsentencepiece), the tokenizer family of
-// Llama-style models, for tools that turn text into a model's token ids:
-// oublictl (ingest --jsonl, score, generate), and training a tokenizer
-// (TrainSentencePiece). The service itself takes token ids.
+// Llama-style models, for every tool that turns text into a model's token
+// ids: oublictl (ingest --jsonl, score, generate) and the language-model
+// workload (tools/lm: its tokenizer is trained here). The service itself
+// takes token ids.
 //
 // The library lives in a module of its own, liboubli_sentencepiece.so
 // (sentencepiece_module.h), loaded with dlopen(RTLD_DEEPBIND) the first
