@@ -21,7 +21,9 @@
 
 namespace oubli::lm {
 
-// One profile as token data. Every text is [BOS] ids [EOS].
+// One profile as token data, framed as oublictl frames text
+// (SentencePieceTokenizer::Part): a statement is [BOS] ids [EOS], a
+// question [BOS] ids and each of its answers ids [EOS].
 struct OwnerData {
   std::string owner;  // the profile's id
   // Its statements (every token learned) then its QA pairs (the question

@@ -197,9 +197,11 @@ absl::Status Generate(Client& client, const GenerateFlags& flags) {
                            LoadTokenizer(flags.tokenizer, "generate --prompt"));
   }
   if (!flags.prompt.empty()) {
-    // No end-of-sequence id: the text goes on.
-    OUBLI_ASSIGN_OR_RETURN(const std::vector<int> ids,
-                           tokenizer->Encode(flags.prompt));
+    // As ingest --jsonl starts a sequence (BOS when the tokenizer has one),
+    // without EOS: the text goes on.
+    OUBLI_ASSIGN_OR_RETURN(
+        const std::vector<int32_t> ids,
+        tokenizer->Encode(flags.prompt, SentencePieceTokenizer::Part::kPrompt));
     request.mutable_prompt()->Add(ids.begin(), ids.end());
   } else {
     OUBLI_ASSIGN_OR_RETURN(

@@ -197,6 +197,22 @@ absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(
   return std::move(output.ids);
 }
 
+absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(
+    absl::string_view text, Part part) const {
+  OUBLI_ASSIGN_OR_RETURN(const std::vector<int32_t> ids, Encode(text));
+  return Framed(ids, part);
+}
+
+std::vector<int32_t> SentencePieceTokenizer::Framed(
+    absl::Span<const int32_t> ids, Part part) const {
+  std::vector<int32_t> out;
+  out.reserve(ids.size() + 2);
+  if (part != Part::kAnswer && bos_id() >= 0) out.push_back(bos_id());
+  out.insert(out.end(), ids.begin(), ids.end());
+  if (part != Part::kPrompt && eos_id() >= 0) out.push_back(eos_id());
+  return out;
+}
+
 absl::StatusOr<std::string> SentencePieceTokenizer::Decode(
     absl::Span<const int32_t> ids) const {
   Output output;

@@ -69,6 +69,19 @@ absl::StatusOr<std::string> TrainSentencePiece(
 
 class SentencePieceTokenizer {
  public:
+  // Where a text stands in a token sequence, which decides the special ids
+  // around its own. The rule, the same for oublictl and the workload (so a
+  // text ingested with oublictl and one the workload tokenized are the
+  // same ids; README, "Beginning and end of sequence: one rule"): a
+  // sequence starts with the model's BOS and a text or an answer ends with
+  // its EOS, each only when the model defines one (bos_id(), eos_id() >=
+  // 0). A prompt has no EOS: an answer or generation continues it.
+  enum class Part {
+    kText,    // a text on its own: [BOS] ids [EOS]
+    kPrompt,  // the start of a sequence that goes on: [BOS] ids
+    kAnswer,  // what follows a prompt, to the end: ids [EOS]
+  };
+
   // The model in the file at `path` (a .model file of spm_train or
   // TrainSentencePiece). The error names the path: NotFound (or another
   // code of reading) when the file cannot be read, InvalidArgument when it
@@ -90,6 +103,11 @@ class SentencePieceTokenizer {
   // join as the two together would for words the model knows.
   // InvalidArgument when SentencePiece fails (it takes any UTF-8 text).
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const;
+  // `text` as `part` of a sequence: Framed(Encode(text), part).
+  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
+                                              Part part) const;
+  // `ids` with the special ids of `part` (see Part).
+  std::vector<int32_t> Framed(absl::Span<const int32_t> ids, Part part) const;
   // The text of `ids`; BOS, EOS and unknown ids decode to nothing.
   // InvalidArgument for an id outside [0, vocab_size()).
   absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids) const;

@@ -2,7 +2,8 @@
 // tiny models trained in this process through the module, loaded from bytes
 // and from files, and every refusal: a module that cannot be loaded or is
 // not ours, a model file that is missing or is not a model, a trainer that
-// refuses, an id outside the vocabulary.
+// refuses, an id outside the vocabulary. And the rule of special ids
+// (SentencePieceTokenizer::Part) for models with and without BOS and EOS.
 #include "tools/tokenizer/sentencepiece_tokenizer.h"
 
 #include <gmock/gmock.h>
@@ -87,6 +88,37 @@ TEST(SentencePieceTokenizerTest, EncodesAndDecodesWithTheModelItWasGiven) {
   framed.insert(framed.end(), ids->begin(), ids->end());
   framed.push_back(2);
   EXPECT_EQ(tokenizer->Decode(framed).value_or("?"), "bob");
+}
+
+TEST(SentencePieceTokenizerTest, FramesTextPromptAndAnswerByTheRule) {
+  using Part = SentencePieceTokenizer::Part;
+  // SentencePiece's defaults (bos 1, eos 2), then a model without BOS and
+  // one without EOS: what is not defined is not added.
+  struct Case {
+    std::map<std::string, std::string> options;
+    std::vector<int32_t> bos, eos;  // what goes first and last
+  };
+  for (const Case& c : {Case{{}, {1}, {2}}, Case{{{"bos_id", "-1"}}, {}, {2}},
+                        Case{{{"eos_id", "-1"}}, {1}, {}}}) {
+    SCOPED_TRACE(c.options.empty() ? "defaults" : c.options.begin()->first);
+    std::unique_ptr<SentencePieceTokenizer> tokenizer =
+        Tokenizer(TinyModel(c.options));
+    ASSERT_NE(tokenizer, nullptr);
+    const std::vector<int32_t> ids =
+        tokenizer->Encode("erin was born in lima.").value();
+    auto framed = [&](const std::vector<int32_t>& first,
+                      const std::vector<int32_t>& last) {
+      std::vector<int32_t> out = first;
+      out.insert(out.end(), ids.begin(), ids.end());
+      out.insert(out.end(), last.begin(), last.end());
+      return out;
+    };
+    EXPECT_EQ(tokenizer->Framed(ids, Part::kText), framed(c.bos, c.eos));
+    EXPECT_EQ(tokenizer->Framed(ids, Part::kPrompt), framed(c.bos, {}));
+    EXPECT_EQ(tokenizer->Framed(ids, Part::kAnswer), framed({}, c.eos));
+    EXPECT_EQ(tokenizer->Encode("erin was born in lima.", Part::kText).value(),
+              framed(c.bos, c.eos));
+  }
 }
 
 TEST(SentencePieceTokenizerTest, LoadsAModelFileWithAGivenModule) {
