@@ -15,16 +15,19 @@ source "$(dirname "${BASH_SOURCE[0]}")/live-coordinator.sh"
   fail "train_tokenizer: $(cat "$work/train.log")"
 tok="$work/tokenizer.model"
 
-# Usage mistakes are refused before any RPC (exit 2).
-expect_usage() {
-  local want="$1"
-  shift
+# Refused before any RPC (no server at 127.0.0.1:1): exit CODE with WANT in
+# the message.
+expect_exit() {
+  local want_code="$1" want="$2"
+  shift 2
   local err
   err="$("$ctl" --server=127.0.0.1:1 "$@" 2>&1)"
   local code=$?
-  [[ $code -eq 2 ]] || fail "'$*' exited $code, not 2: $err"
+  [[ $code -eq $want_code ]] || fail "'$*' exited $code, not $want_code: $err"
   grep -qF -- "$want" <<<"$err" || fail "'$*': no '$want' in: $err"
 }
+# Usage mistakes (exit 2).
+expect_usage() { expect_exit 2 "$@"; }
 expect_usage "ingest --jsonl needs --tokenizer MODEL.model" \
   ingest --model lm --jsonl "$work/none.jsonl"
 expect_usage "ingest needs one of --fashion_mnist DIR, --csv FILE and --jsonl" \
@@ -38,6 +41,14 @@ expect_usage "generate --prompt needs --tokenizer" \
   generate --model lm --prompt "where was alice born?"
 expect_usage "--tokens_file does not apply to generate" \
   generate --model lm --prompt_tokens 1 --tokens_file x
+# A SentencePiece module that cannot be loaded, or a tokenizer file that is
+# missing, is named (exit 1).
+OUBLI_SENTENCEPIECE_MODULE="$work/none.so" expect_exit 1 \
+  "--tokenizer: cannot load the SentencePiece module $work/none.so" \
+  generate --model lm --prompt "where was alice born?" --tokenizer "$tok"
+expect_exit 1 \
+  "--tokenizer: cannot read the SentencePiece model $work/none.model: open" \
+  generate --model lm --prompt "alice" --tokenizer "$work/none.model"
 out="$("$ctl" generate --help)" || fail "generate --help exited $?"
 for want in --prompt_tokens --max_tokens --temperature --seed --stop_tokens \
   --tokenizer "example:"; do

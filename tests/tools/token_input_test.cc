@@ -1,7 +1,8 @@
 // oublictl's token input (tools/oublictl/token_input.h): id lists, files of
 // them, and JSON lines tokenized with a SentencePiece model trained for the
-// test on a generated corpus. Samples carry exactly the tokenizer's ids (plus
-// its end-of-sequence id), and every malformed line is named with its number.
+// test on a generated corpus. Samples carry exactly the tokenizer's ids,
+// with its beginning- and end-of-sequence ids where the rule puts them (and
+// none where it has none), and every malformed line is named with its number.
 #include "tools/oublictl/token_input.h"
 
 #include <gmock/gmock.h>
@@ -14,13 +15,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "tests/testing/test_util.h"
-#include "tools/oublictl/sentencepiece_tokenizer.h"
+#include "tools/tokenizer/sentencepiece_tokenizer.h"
 
 namespace oubli::oublictl {
 namespace {
 
 namespace v1 = ::oubli::v1;
+using ::oubli::tokenizer::SentencePieceTokenizer;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -87,8 +90,7 @@ class JsonlTest : public ::testing::Test {
         << testing_util::ReadWholeFile(dir_->path() / "train.log");
     absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
         SentencePieceTokenizer::Load(
-            (dir_->path() / "tokenizer.model").string(),
-            OUBLI_SENTENCEPIECE_MODULE);
+            (dir_->path() / "tokenizer.model").string());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = tokenizer->release();
   }
@@ -119,6 +121,7 @@ testing_util::ScopedTempDir* JsonlTest::dir_ = nullptr;
 SentencePieceTokenizer* JsonlTest::tokenizer_ = nullptr;
 
 TEST_F(JsonlTest, TextAndPromptAnswerBecomeTheTokenizersIds) {
+  ASSERT_EQ(tokenizer_->bos_id(), 1);
   ASSERT_EQ(tokenizer_->eos_id(), 2);
   const std::string file =
       R"({"id": "t-1", "owner": "alice", "text": "alice was born in lyon."})"
@@ -134,14 +137,16 @@ TEST_F(JsonlTest, TextAndPromptAnswerBecomeTheTokenizersIds) {
   const v1::Sample& text = (*samples)[0];
   EXPECT_EQ(text.id(), "t-1");
   EXPECT_EQ(text.owner(), "alice");
-  std::vector<int> want = Ids("alice was born in lyon.");
+  std::vector<int> want = {1};  // beginning of sequence
+  for (int id : Ids("alice was born in lyon.")) want.push_back(id);
   want.push_back(2);  // end of sequence
   EXPECT_THAT(text.tokens(), ElementsAreArray(want.begin(), want.end()));
   EXPECT_EQ(text.prompt_tokens(), 0);
   EXPECT_TRUE(text.features().empty());
 
   const v1::Sample& pair = (*samples)[1];
-  const std::vector<int> prompt = Ids("where was alice born?");
+  std::vector<int> prompt = {1};
+  for (int id : Ids("where was alice born?")) prompt.push_back(id);
   want = prompt;
   for (int id : Ids("in lyon.")) want.push_back(id);
   want.push_back(2);
@@ -159,18 +164,40 @@ TEST_F(JsonlTest, TextAndPromptAnswerBecomeTheTokenizersIds) {
               HasSubstr("outside the tokenizer's vocabulary"));
 }
 
-TEST(SentencePieceTokenizerTest, MissingModuleOrModelIsNamed) {
-  absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
-      SentencePieceTokenizer::Load("/nonexistent.model", "/nonexistent.so");
-  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(
-      tokenizer.status().message(),
-      HasSubstr("cannot load the SentencePiece module /nonexistent.so"));
-  tokenizer = SentencePieceTokenizer::Load("/nonexistent.model",
-                                           OUBLI_SENTENCEPIECE_MODULE);
-  EXPECT_THAT(Message(tokenizer.status()),
-              HasSubstr("cannot read the SentencePiece model "
-                        "/nonexistent.model"));
+TEST_F(JsonlTest, ATokenizerWithoutBosOrEosAddsNeither) {
+  absl::StatusOr<std::string> model = tokenizer::TrainSentencePiece(
+      absl::StrSplit(testing_util::ReadWholeFile(dir_->path() / "corpus.txt"),
+                     '\n', absl::SkipEmpty()),
+      {{"model_type", "unigram"},
+       {"vocab_size", "64"},
+       {"hard_vocab_limit", "false"},
+       {"bos_id", "-1"},
+       {"eos_id", "-1"},
+       {"num_threads", "1"},
+       {"minloglevel", "2"}});
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> bare =
+      SentencePieceTokenizer::FromModel(*model);
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  ASSERT_EQ((*bare)->bos_id(), -1);
+  ASSERT_EQ((*bare)->eos_id(), -1);
+  const std::string file = absl::StrCat(
+      R"({"id": "t", "owner": "o", "text": "bob was born in oslo."})", "\n",
+      R"({"id": "q", "owner": "o", "prompt": "where was bob born?",)",
+      R"( "answer": "in oslo."})");
+  absl::StatusOr<std::vector<v1::Sample>> samples =
+      JsonlTokenSamples("f.jsonl", file, **bare, LanguageModel());
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  ASSERT_EQ(samples->size(), 2u);
+  const std::vector<int32_t> text =
+      (*bare)->Encode("bob was born in oslo.").value();
+  EXPECT_THAT((*samples)[0].tokens(), ElementsAreArray(text));
+  std::vector<int32_t> pair = (*bare)->Encode("where was bob born?").value();
+  const int prompt_tokens = static_cast<int>(pair.size());
+  const std::vector<int32_t> answer = (*bare)->Encode("in oslo.").value();
+  pair.insert(pair.end(), answer.begin(), answer.end());
+  EXPECT_THAT((*samples)[1].tokens(), ElementsAreArray(pair));
+  EXPECT_EQ((*samples)[1].prompt_tokens(), prompt_tokens);
 }
 
 TEST_F(JsonlTest, EveryBadLineIsNamedAndNothingIsReturned) {
@@ -227,7 +254,7 @@ TEST_F(JsonlTest, TheModelsLimitsApply) {
                 std::to_string(Ids("grace works as a teacher in "
                                    "quito.")
                                    .size() +
-                               1) +
+                               2) +
                 " tokens, more than the context of model 'lm' (4)"));
 
   model = LanguageModel();

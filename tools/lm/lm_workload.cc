@@ -33,12 +33,12 @@ Sample TokenSample(const std::string& id, const std::string& owner,
 
 }  // namespace
 
-absl::StatusOr<OwnerData> TokenizeProfile(const Profile& profile,
-                                          const Tokenizer& tokenizer) {
+absl::StatusOr<OwnerData> TokenizeProfile(
+    const Profile& profile,
+    const tokenizer::SentencePieceTokenizer& tokenizer) {
+  using Part = tokenizer::SentencePieceTokenizer::Part;
   OwnerData data;
   data.owner = profile.id;
-  const std::vector<int32_t> bos = {tokenizer.bos_id()};
-  const std::vector<int32_t> eos = {tokenizer.eos_id()};
   for (size_t i = 0; i < profile.statements.size(); ++i) {
     OUBLI_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
                            tokenizer.Encode(profile.statements[i]));
@@ -46,29 +46,29 @@ absl::StatusOr<OwnerData> TokenizeProfile(const Profile& profile,
       return absl::InvalidArgumentError(
           absl::StrCat("statement too short: ", profile.statements[i]));
     }
-    std::vector<int32_t> tokens = Concat({bos, ids, eos});
+    std::vector<int32_t> tokens = tokenizer.Framed(ids, Part::kText);
     data.samples.push_back(
         TokenSample(absl::StrCat(profile.id, "/s", i), profile.id, tokens, 0));
     data.texts.push_back({std::move(tokens), 0});
-    // The first half (with BOS) is the prompt; the rest, without EOS, is
-    // what a memorising model says next.
+    // The first half, framed as a prompt, is what the model is given; the
+    // rest, without EOS, is what a memorising model says next.
     const size_t half = ids.size() / 2;
     Continuation& c = data.continuations.emplace_back();
-    c.prefix = Concat({bos, absl::MakeConstSpan(ids).subspan(0, half)});
+    c.prefix = tokenizer.Framed(absl::MakeConstSpan(ids).subspan(0, half),
+                                Part::kPrompt);
     c.reference.assign(ids.begin() + half, ids.end());
   }
   for (size_t i = 0; i < profile.qa.size(); ++i) {
     const QaPair& qa = profile.qa[i];
-    OUBLI_ASSIGN_OR_RETURN(std::vector<int32_t> question,
-                           tokenizer.Encode(QaPrompt(qa)));
-    std::vector<int32_t> prompt = Concat({bos, question});
+    OUBLI_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
+                           tokenizer.Encode(QaPrompt(qa), Part::kPrompt));
     RankedQuestion ranked{prompt, {}, 0};
     std::vector<std::string> answers = {qa.answer};
     answers.insert(answers.end(), qa.distractors.begin(), qa.distractors.end());
     for (const std::string& answer : answers) {
       OUBLI_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
-                             tokenizer.Encode(answer));
-      ranked.answers.push_back(Concat({ids, eos}));
+                             tokenizer.Encode(answer, Part::kAnswer));
+      ranked.answers.push_back(std::move(ids));
     }
     std::vector<int32_t> tokens = Concat({prompt, ranked.answers[0]});
     const auto prompt_tokens = static_cast<int32_t>(prompt.size());
@@ -86,8 +86,9 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& options) {
   OUBLI_ASSIGN_OR_RETURN(
       std::string model,
       TrainTokenizer(CorpusLines(sets.public_set), options.vocab_size));
-  OUBLI_ASSIGN_OR_RETURN(workload.tokenizer,
-                         Tokenizer::FromModel(std::move(model)));
+  OUBLI_ASSIGN_OR_RETURN(
+      workload.tokenizer,
+      tokenizer::SentencePieceTokenizer::FromModel(std::move(model)));
   auto tokenize = [&](const std::vector<Profile>& profiles,
                       std::vector<OwnerData>& out) -> absl::Status {
     for (const Profile& profile : profiles) {

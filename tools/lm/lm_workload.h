@@ -16,11 +16,14 @@
 #include "tools/lm/forget_metrics.h"
 #include "tools/lm/profiles.h"
 #include "tools/lm/tokenizer.h"
+#include "tools/tokenizer/sentencepiece_tokenizer.h"
 #include "worker/position_data.h"
 
 namespace oubli::lm {
 
-// One profile as token data. Every text is [BOS] ids [EOS].
+// One profile as token data, framed as oublictl frames text
+// (SentencePieceTokenizer::Part): a statement is [BOS] ids [EOS], a
+// question [BOS] ids and each of its answers ids [EOS].
 struct OwnerData {
   std::string owner;  // the profile's id
   // Its statements (every token learned) then its QA pairs (the question
@@ -40,7 +43,8 @@ struct WorkloadOptions {
 };
 
 struct Workload {
-  std::unique_ptr<Tokenizer> tokenizer;  // trained on the public set only
+  // Trained on the public set only (TrainTokenizer).
+  std::unique_ptr<tokenizer::SentencePieceTokenizer> tokenizer;
   std::vector<OwnerData> public_set, users, holdout;
   int longest_text = 0;  // tokens, over every set
 };
@@ -49,8 +53,9 @@ struct Workload {
 // tokenizes all three sets. Errors of TrainTokenizer and Encode.
 absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& options);
 
-absl::StatusOr<OwnerData> TokenizeProfile(const Profile& profile,
-                                          const Tokenizer& tokenizer);
+absl::StatusOr<OwnerData> TokenizeProfile(
+    const Profile& profile,
+    const tokenizer::SentencePieceTokenizer& tokenizer);
 
 // The training rows of `owners`' samples, in order.
 std::vector<worker::TokenSequence> TokenRows(

@@ -12,13 +12,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
-#include "tools/oublictl/sentencepiece_tokenizer.h"
 #include "tools/oublictl/token_input.h"
+#include "tools/tokenizer/sentencepiece_tokenizer.h"
 
 namespace oubli::oublictl {
 namespace {
 
 namespace v1 = ::oubli::v1;
+using ::oubli::tokenizer::SentencePieceTokenizer;
 
 // The tokenizer at `path`; a usage error naming `why` when there is none.
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> LoadTokenizer(
@@ -196,9 +197,11 @@ absl::Status Generate(Client& client, const GenerateFlags& flags) {
                            LoadTokenizer(flags.tokenizer, "generate --prompt"));
   }
   if (!flags.prompt.empty()) {
-    // No end-of-sequence id: the text goes on.
-    OUBLI_ASSIGN_OR_RETURN(const std::vector<int> ids,
-                           tokenizer->Encode(flags.prompt));
+    // As ingest --jsonl starts a sequence (BOS when the tokenizer has one),
+    // without EOS: the text goes on.
+    OUBLI_ASSIGN_OR_RETURN(
+        const std::vector<int32_t> ids,
+        tokenizer->Encode(flags.prompt, SentencePieceTokenizer::Part::kPrompt));
     request.mutable_prompt()->Add(ids.begin(), ids.end());
   } else {
     OUBLI_ASSIGN_OR_RETURN(

@@ -110,9 +110,10 @@ ABSL_FLAG(std::string, jsonl, "",
           "\"text\" or \"prompt\" and \"answer\", optional \"label\" and "
           "\"deletion_risk\"}, tokenized with --tokenizer");
 ABSL_FLAG(std::string, tokenizer, "",
-          "SentencePiece model (.model) of a decoder: ingest --jsonl "
-          "tokenizes with it (appending its end-of-sequence id), score and "
-          "generate print text with it");
+          "SentencePiece model (.model) of a decoder: ingest --jsonl and "
+          "generate --prompt tokenize with it (a sequence starts with its "
+          "BOS id, a text or an answer ends with its EOS id, each when it "
+          "has one), score and generate print text with it");
 ABSL_FLAG(std::string, tokens_file, "",
           "score: token sequences, one per line (ids separated by commas or "
           "blanks; # comments)");

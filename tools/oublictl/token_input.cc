@@ -19,6 +19,7 @@ namespace oubli::oublictl {
 namespace {
 
 namespace v1 = ::oubli::v1;
+using ::oubli::tokenizer::SentencePieceTokenizer;
 
 // One line's sample, or why the line is refused (without its position).
 absl::StatusOr<v1::Sample> LineSample(absl::string_view line,
@@ -83,27 +84,29 @@ absl::StatusOr<v1::Sample> LineSample(absl::string_view line,
     }
     sample.set_deletion_risk(static_cast<float>(in.deletion_risk()));
   }
-  std::vector<int> ids;
+  using Part = SentencePieceTokenizer::Part;
+  std::vector<int32_t> ids;
   if (in.has_text()) {
-    absl::StatusOr<std::vector<int>> text = tokenizer.Encode(in.text());
+    absl::StatusOr<std::vector<int32_t>> text = tokenizer.Encode(in.text());
     if (!text.ok()) return text.status();
-    ids = *std::move(text);
-    if (ids.empty()) {
+    if (text->empty()) {
       return absl::InvalidArgumentError("text tokenizes to no tokens");
     }
+    ids = tokenizer.Framed(*text, Part::kText);
   } else {
-    absl::StatusOr<std::vector<int>> prompt = tokenizer.Encode(in.prompt());
+    absl::StatusOr<std::vector<int32_t>> prompt =
+        tokenizer.Encode(in.prompt(), Part::kPrompt);
     if (!prompt.ok()) return prompt.status();
-    absl::StatusOr<std::vector<int>> answer = tokenizer.Encode(in.answer());
+    absl::StatusOr<std::vector<int32_t>> answer = tokenizer.Encode(in.answer());
     if (!answer.ok()) return answer.status();
     if (answer->empty()) {
       return absl::InvalidArgumentError("answer tokenizes to no tokens");
     }
     ids = *std::move(prompt);
     sample.set_prompt_tokens(static_cast<int32_t>(ids.size()));
-    ids.insert(ids.end(), answer->begin(), answer->end());
+    const std::vector<int32_t> end = tokenizer.Framed(*answer, Part::kAnswer);
+    ids.insert(ids.end(), end.begin(), end.end());
   }
-  if (tokenizer.eos_id() >= 0) ids.push_back(tokenizer.eos_id());
   if (static_cast<int64_t>(ids.size()) > model.context_length) {
     return absl::InvalidArgumentError(
         absl::StrCat(ids.size(), " tokens, more than the context of model '",

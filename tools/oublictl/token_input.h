@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "oubli/v1/oubli.pb.h"
-#include "tools/oublictl/sentencepiece_tokenizer.h"
+#include "tools/tokenizer/sentencepiece_tokenizer.h"
 
 namespace oubli::oublictl {
 
@@ -39,20 +39,24 @@ absl::StatusOr<TokenModel> TokenModelOf(const oubli::v1::Model& model);
 inline constexpr int kMaxListedLineErrors = 10;
 
 // The samples of a JSON lines file (one oubli.tools.JsonlSample per line,
-// proto/oubli/tools/jsonl_sample.proto) as token samples for `model`:
-//   text            -> its ids, prompt_tokens 0;
-//   prompt, answer  -> the prompt's ids then the answer's, each tokenized
-//                      on its own, prompt_tokens = the prompt's count;
-// then the tokenizer's end-of-sequence id when it has one (so the model
-// learns where a text or an answer ends, and generation can stop there);
-// no beginning-of-sequence id. Blank lines are skipped.
+// proto/oubli/tools/jsonl_sample.proto) as token samples for `model`, with
+// the special ids of SentencePieceTokenizer::Part (BOS first and EOS last,
+// each when the tokenizer defines it: the rule the language-model workload
+// follows too):
+//   text            -> [BOS] its ids [EOS], prompt_tokens 0;
+//   prompt, answer  -> [BOS] the prompt's ids, then the answer's [EOS],
+//                      each tokenized on its own, prompt_tokens = the
+//                      count before the answer (BOS included).
+// EOS lets the model learn where a text or an answer ends, so generation
+// can stop there. Blank lines are skipped.
 // Every line is checked before anything is returned, so a malformed file
 // sends nothing: InvalidArgument listing the bad lines as "FILE:N: reason"
 // (the first kMaxListedLineErrors), also for a tokenizer whose vocabulary
 // is larger than the model's and for no samples at all.
 absl::StatusOr<std::vector<oubli::v1::Sample>> JsonlTokenSamples(
     absl::string_view file_name, absl::string_view contents,
-    const SentencePieceTokenizer& tokenizer, const TokenModel& model);
+    const tokenizer::SentencePieceTokenizer& tokenizer,
+    const TokenModel& model);
 
 }  // namespace oubli::oublictl
 

@@ -3,9 +3,12 @@
 #include "common/hash.h"
 #include "gtest/gtest.h"
 #include "tools/lm/profiles.h"
+#include "tools/tokenizer/sentencepiece_tokenizer.h"
 
 namespace oubli::lm {
 namespace {
+
+using ::oubli::tokenizer::SentencePieceTokenizer;
 
 std::vector<std::string> Corpus() {
   return CorpusLines(GenerateProfiles({.seed = 1, .public_profiles = 60,
@@ -26,9 +29,9 @@ TEST(TokenizerTest, TrainingTwiceGivesTheSameModel) {
 TEST(TokenizerTest, EncodesAndDecodesTheCorpus) {
   auto model = TrainTokenizer(Corpus(), 400);
   ASSERT_TRUE(model.ok()) << model.status();
-  auto tokenizer = Tokenizer::FromModel(*model);
+  auto tokenizer = SentencePieceTokenizer::FromModel(*model);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  const Tokenizer& t = **tokenizer;
+  const SentencePieceTokenizer& t = **tokenizer;
   EXPECT_EQ(t.vocab_size(), 400);
   EXPECT_GE(t.bos_id(), 0);
   EXPECT_GE(t.eos_id(), 0);
@@ -48,7 +51,7 @@ TEST(TokenizerTest, EncodesAndDecodesTheCorpus) {
 TEST(TokenizerTest, PromptAndAnswerTokenizeApart) {
   auto model = TrainTokenizer(Corpus(), 400);
   ASSERT_TRUE(model.ok()) << model.status();
-  auto t = Tokenizer::FromModel(*model);
+  auto t = SentencePieceTokenizer::FromModel(*model);
   ASSERT_TRUE(t.ok());
   auto whole = (*t)->Encode("Question: Where was Kai Bo born? Answer: Halvik");
   auto prompt = (*t)->Encode("Question: Where was Kai Bo born? Answer:");
@@ -60,11 +63,11 @@ TEST(TokenizerTest, PromptAndAnswerTokenizeApart) {
 }
 
 TEST(TokenizerTest, RefusesWhatIsNotAModel) {
-  EXPECT_FALSE(Tokenizer::FromModel("not a model").ok());
+  EXPECT_FALSE(SentencePieceTokenizer::FromModel("not a model").ok());
   EXPECT_FALSE(TrainTokenizer({}, 100).ok());
   auto model = TrainTokenizer(Corpus(), 400);
   ASSERT_TRUE(model.ok());
-  auto t = Tokenizer::FromModel(*model);
+  auto t = SentencePieceTokenizer::FromModel(*model);
   ASSERT_TRUE(t.ok());
   EXPECT_FALSE((*t)->Decode({400}).ok());
 }
