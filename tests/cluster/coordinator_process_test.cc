@@ -403,6 +403,52 @@ TEST_F(WorkerClusterTest, WorkersTrainAndTheResultEqualsTheInProcessEngine) {
       << metrics;
 }
 
+// A causal language model trains on workers too (token slices cross the
+// wire as the image ones do), forgets an owner through the API, and lands
+// on the bits of the in-process engine; Score answers from it.
+TEST_F(WorkerClusterTest, ALanguageModelTrainsOnWorkersAndForgetsExactly) {
+  const std::vector<v1::Sample> samples = testing_util::CountingSamples(32);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator({"--worker_timeout=60s"}));
+  for (int i = 0; i < 2; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker());
+  v1::Model created;
+  v1::Job job;
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel(
+      "lm",
+      testing_util::TinyDecoderConfig(v1::DECODER_OBJECTIVE_CAUSAL_LM),
+      samples, &created, &job));
+  v1::Model trained;
+  ASSERT_TRUE(GetModel("lm", &trained).ok());
+  EXPECT_EQ(trained.worker_placement(), "workers");
+  EXPECT_GT(job.trained_prefixes(), 0);
+  EXPECT_EQ(RemotePositions(trained), job.trained_prefixes());
+
+  v1::DeletionReceipt receipt;
+  grpc::Status status = ForgetOwner("lm", "owner-2", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
+  v1::Model restored;
+  ASSERT_TRUE(GetModel("lm", &restored).ok());
+  EXPECT_GT(RemotePositions(restored), RemotePositions(trained));
+
+  std::string engine_fingerprint, engine_before;
+  ASSERT_NO_FATAL_FAILURE(InProcessFingerprint(created.config(), samples,
+                                               "owner-2", &engine_fingerprint,
+                                               &engine_before));
+  EXPECT_EQ(trained.fingerprint(), engine_before);
+  EXPECT_EQ(restored.fingerprint(), engine_fingerprint);
+
+  v1::ScoreRequest score;
+  score.set_model_id("lm");
+  v1::TokenSequence* sequence = score.add_sequences();
+  for (uint32_t t : {3u, 4u, 5u, 6u}) sequence->add_tokens(t);
+  v1::ScoreResponse scored;
+  status = Call(&v1::Oubli::Stub::Score, score, &scored);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(scored.fingerprint(), restored.fingerprint());
+  ASSERT_EQ(scored.sequences_size(), 1);
+  EXPECT_EQ(scored.sequences(0).token_log_probs_size(), 3);
+}
+
 // A worker that can no longer reach the coordinator drops the checkpoints
 // it holds for serving once the coordinator would count it dead: the
 // coordinator purges as if dead workers held nothing.

@@ -38,54 +38,11 @@ void AddIds(google::protobuf::RepeatedField<uint32_t>* field,
 }
 
 constexpr uint32_t kTooLarge = uint32_t{1} << 31;
-constexpr int kVocab = 24;
-constexpr int kContext = 12;
+constexpr int kVocab = testing_util::kTinyVocab;
+constexpr int kContext = testing_util::kTinyContext;
 
-// A tiny Llama-layout decoder: S=2 x L=2 x B=1.
-v1::ModelConfig TinyDecoder(v1::DecoderObjective objective) {
-  v1::ModelConfig c;
-  c.set_backbone(v1::BACKBONE_KIND_DECODER);
-  v1::DecoderConfig* d = c.mutable_decoder();
-  d->set_layout(v1::DECODER_LAYOUT_LLAMA);
-  d->set_objective(objective);
-  d->set_vocab_size(kVocab);
-  d->set_context_length(kContext);
-  d->set_dim(16);
-  d->set_layers(2);
-  d->set_heads(2);
-  d->set_kv_heads(2);
-  d->set_mlp_dim(32);
-  d->add_lora_targets("q");
-  d->add_lora_targets("v");
-  if (objective == v1::DECODER_OBJECTIVE_CLASSIFY) c.set_num_classes(2);
-  c.mutable_lora()->set_rank(2);
-  c.set_shards(2);
-  c.set_slices(2);
-  c.set_sequences(1);
-  c.set_seed(3);
-  c.set_epochs_per_position(2);
-  c.set_batch_size(8);
-  c.set_learning_rate(1e-2);
-  return c;
-}
-
-// Counting sequences: each owner's samples start at a token of their own
-// and count up, a prompt of two tokens then the answer; the label is the
-// start's parity.
-std::vector<v1::Sample> CountingSamples(int n) {
-  std::vector<v1::Sample> samples;
-  for (int i = 0; i < n; ++i) {
-    v1::Sample s;
-    s.set_id(absl::StrCat("text-", i));
-    s.set_owner(absl::StrCat("owner-", i / 4));
-    const uint32_t start = 1 + static_cast<uint32_t>(i % 10);
-    for (uint32_t t = start; t < start + 6; ++t) s.add_tokens(t);
-    s.set_prompt_tokens(2);
-    s.set_label(static_cast<int>(start % 2));
-    samples.push_back(std::move(s));
-  }
-  return samples;
-}
+using testing_util::CountingSamples;
+using testing_util::TinyDecoderConfig;
 
 class LanguageModelApiTest : public testing_util::InProcessCoordinatorTest {
  protected:
@@ -130,7 +87,7 @@ class LanguageModelApiTest : public testing_util::InProcessCoordinatorTest {
 
 TEST_F(LanguageModelApiTest, DecoderConfigRefusalsNameTheField) {
   v1::Model model;
-  v1::ModelConfig bad = TinyDecoder(v1::DECODER_OBJECTIVE_CAUSAL_LM);
+  v1::ModelConfig bad = TinyDecoderConfig(v1::DECODER_OBJECTIVE_CAUSAL_LM);
   bad.mutable_decoder()->set_heads(3);
   bad.mutable_decoder()->set_kv_heads(3);
   grpc::Status status = Create("lm", bad, &model);
@@ -138,13 +95,13 @@ TEST_F(LanguageModelApiTest, DecoderConfigRefusalsNameTheField) {
   EXPECT_THAT(status.error_message(),
               HasSubstr("dim (16) must be a multiple of heads (3)"));
 
-  bad = TinyDecoder(v1::DECODER_OBJECTIVE_CAUSAL_LM);
+  bad = TinyDecoderConfig(v1::DECODER_OBJECTIVE_CAUSAL_LM);
   bad.mutable_decoder()->set_context_length(65537);
   status = Create("lm", bad, &model);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("context_length must be 2.."));
 
-  bad = TinyDecoder(v1::DECODER_OBJECTIVE_CAUSAL_LM);
+  bad = TinyDecoderConfig(v1::DECODER_OBJECTIVE_CAUSAL_LM);
   bad.mutable_decoder()->add_lora_targets("c_attn");
   status = Create("lm", bad, &model);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -323,7 +280,7 @@ TEST_F(LanguageModelApiTest, AModelBeingDeletedNoLongerScores) {
 TEST_F(LanguageModelApiTest, CausalModelTrainsScoresAndGenerates) {
   v1::Model model;
   ASSERT_TRUE(
-      Create("lm", TinyDecoder(v1::DECODER_OBJECTIVE_CAUSAL_LM), &model).ok());
+      Create("lm", TinyDecoderConfig(v1::DECODER_OBJECTIVE_CAUSAL_LM), &model).ok());
   EXPECT_EQ(model.config().backbone(), v1::BACKBONE_KIND_DECODER);
   EXPECT_EQ(model.config().decoder().vocab_size(), kVocab);
   EXPECT_THAT(model.config().decoder().lora_targets(), ElementsAre("q", "v"));
@@ -404,7 +361,7 @@ TEST_F(LanguageModelApiTest, CausalModelTrainsScoresAndGenerates) {
 TEST_F(LanguageModelApiTest, ClassifyingDecoderPredictsTokenRows) {
   v1::Model model;
   ASSERT_TRUE(
-      Create("cls", TinyDecoder(v1::DECODER_OBJECTIVE_CLASSIFY), &model).ok());
+      Create("cls", TinyDecoderConfig(v1::DECODER_OBJECTIVE_CLASSIFY), &model).ok());
   v1::IngestSamplesResponse ingested;
   ASSERT_TRUE(Ingest("cls", {CountingSamples(40)}, &ingested).ok());
   EXPECT_EQ(ingested.accepted(), 40) << ingested.DebugString();

@@ -22,6 +22,7 @@
 #include "common/types.h"
 #include "coordinator/engine.h"
 #include "coordinator/grpc_service.h"
+#include "coordinator/request_validation.h"
 #include "oubli/v1/oubli.grpc.pb.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/service_client.h"
@@ -86,17 +87,16 @@ class ClusterTest : public ServiceClientTest {
     options.config = *config;
     auto engine = coordinator::Engine::Open(options);
     ASSERT_TRUE(engine.ok()) << engine.status();
-    std::vector<Sample> domain;
-    for (const v1::Sample& s : samples) {
-      Sample d;
-      d.id = s.id();
-      d.owner = s.owner();
-      d.label = s.label();
-      d.feature_type = FeatureType::kU8;
-      d.features = s.features();
-      domain.push_back(std::move(d));
-    }
-    ASSERT_TRUE((*engine)->Ingest(domain).ok());
+    // As the server reads them off the wire (features or tokens).
+    v1::IngestSamplesRequest request;
+    for (const v1::Sample& s : samples) *request.add_samples() = s;
+    absl::StatusOr<coordinator::IngestBatch> batch =
+        coordinator::TakeIngestSamples(0, &request);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    ASSERT_TRUE(batch->rejected.empty()) << batch->rejected[0].second;
+    auto ingested = (*engine)->Ingest(batch->samples);
+    ASSERT_TRUE(ingested.ok()) << ingested.status();
+    ASSERT_TRUE(ingested->rejected.empty()) << ingested->rejected[0].second;
     ASSERT_TRUE((*engine)->Train().ok());
     *fingerprint_before = (*engine)->Fingerprint();
     if (!owner.empty()) {

@@ -47,6 +47,48 @@ std::vector<v1::Sample> TinySamples(int n, uint64_t seed, int first_id) {
   return samples;
 }
 
+v1::ModelConfig TinyDecoderConfig(v1::DecoderObjective objective) {
+  v1::ModelConfig c;
+  c.set_backbone(v1::BACKBONE_KIND_DECODER);
+  v1::DecoderConfig* d = c.mutable_decoder();
+  d->set_layout(v1::DECODER_LAYOUT_LLAMA);
+  d->set_objective(objective);
+  d->set_vocab_size(kTinyVocab);
+  d->set_context_length(kTinyContext);
+  d->set_dim(16);
+  d->set_layers(2);
+  d->set_heads(2);
+  d->set_kv_heads(2);
+  d->set_mlp_dim(32);
+  d->add_lora_targets("q");
+  d->add_lora_targets("v");
+  if (objective == v1::DECODER_OBJECTIVE_CLASSIFY) c.set_num_classes(2);
+  c.mutable_lora()->set_rank(2);
+  c.set_shards(2);
+  c.set_slices(2);
+  c.set_sequences(1);
+  c.set_seed(3);
+  c.set_epochs_per_position(2);
+  c.set_batch_size(8);
+  c.set_learning_rate(1e-2);
+  return c;
+}
+
+std::vector<v1::Sample> CountingSamples(int n) {
+  std::vector<v1::Sample> samples;
+  for (int i = 0; i < n; ++i) {
+    v1::Sample s;
+    s.set_id("text-" + std::to_string(i));
+    s.set_owner("owner-" + std::to_string(i / 4));
+    const uint32_t start = 1 + static_cast<uint32_t>(i % 10);
+    for (uint32_t t = start; t < start + 6; ++t) s.add_tokens(t);
+    s.set_prompt_tokens(2);
+    s.set_label(static_cast<int>(start % 2));
+    samples.push_back(std::move(s));
+  }
+  return samples;
+}
+
 std::chrono::system_clock::time_point Deadline(int seconds) {
   return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
 }

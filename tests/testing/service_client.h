@@ -33,6 +33,18 @@ v1::ModelConfig TinyConfig(int epochs = 2, int batch_size = 8);
 std::vector<v1::Sample> TinySamples(int n, uint64_t seed = 1,
                                     int first_id = 1000);
 
+// A tiny Llama-layout decoder (vocabulary kTinyVocab, context
+// kTinyContext, dim 16, 2 layers, LoRA on q and v): S=2 x L=2 x B=1, seed
+// 3. A classifier of 2 classes under DECODER_OBJECTIVE_CLASSIFY.
+inline constexpr int kTinyVocab = 24;
+inline constexpr int kTinyContext = 12;
+v1::ModelConfig TinyDecoderConfig(v1::DecoderObjective objective);
+
+// Counting sequences: ids "text-<i>", owners ("owner-<i / 4>") hold 4 each;
+// each starts at a token of its own and counts up six tokens, the first
+// two a prompt; the label is the start's parity.
+std::vector<v1::Sample> CountingSamples(int n);
+
 // `seconds` from now.
 std::chrono::system_clock::time_point Deadline(int seconds);
 
