@@ -68,6 +68,7 @@ using coordinator::CoordinatorServer;
 
 constexpr int kSide = 4;  // 1x4x4 inputs
 constexpr int kWidth = kSide * kSide;
+constexpr int kLmVocab = 64;  // TinyLmConfig's vocabulary
 constexpr int kClasses = 3;
 
 // Targets the service is judged against (see the brief in README/bench).
@@ -91,6 +92,9 @@ struct ServiceFlags {
   int training_threads = 1;              // per model engine
   std::string retrain_mode = "batched";  // batched | immediate
   int workers = 0;  // in-process oubli-workers (train and serve shards)
+  // time_to_forget on a causal language model (probed with Score) instead
+  // of the MLP (probed with Predict).
+  bool lm = false;
   // The mixed run: Predicts/s from one client, deletions/s from another,
   // seconds per phase, its model's samples and retraining window.
   double mixed_predict_rate = 50;
@@ -133,6 +137,7 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       {"predict_clients", NumberFlag(&flags->predict_clients)},
       {"training_threads", NumberFlag(&flags->training_threads)},
       {"workers", NumberFlag(&flags->workers)},
+      {"lm", NumberFlag(&flags->lm)},
       {"mixed_predict_rate", NumberFlag(&flags->mixed_predict_rate)},
       {"mixed_delete_rate", NumberFlag(&flags->mixed_delete_rate)},
       {"mixed_duration_s", NumberFlag(&flags->mixed_duration_s)},
@@ -219,6 +224,47 @@ v1::ModelConfig TinyConfig(const ServiceFlags& flags, int hidden_layers,
     c.mutable_retrain()->set_mode(v1::RETRAIN_MODE_IMMEDIATE);
   }
   return c;
+}
+
+// A small Llama-layout causal LM with the same plan and retrain policy as
+// TinyConfig: one block per slice (S3T groups count blocks from the top).
+v1::ModelConfig TinyLmConfig(const ServiceFlags& flags, int shards,
+                             int slices, int sequences) {
+  v1::ModelConfig c = TinyConfig(flags, 1, shards, slices, sequences);
+  c.set_backbone(v1::BACKBONE_KIND_DECODER);
+  c.clear_input_channels();
+  c.clear_input_height();
+  c.clear_input_width();
+  c.clear_num_classes();
+  c.clear_mlp_hidden();
+  v1::DecoderConfig* d = c.mutable_decoder();
+  d->set_layout(v1::DECODER_LAYOUT_LLAMA);
+  d->set_objective(v1::DECODER_OBJECTIVE_CAUSAL_LM);
+  d->set_vocab_size(kLmVocab);
+  d->set_context_length(16);
+  d->set_dim(16);
+  d->set_layers(slices);
+  d->set_heads(2);
+  d->set_mlp_dim(32);
+  return c;
+}
+
+// Token samples for TinyLmConfig: each counts up from a start of its own
+// (a prompt of two tokens, then six to learn). One owner per 5 samples.
+std::vector<v1::Sample> SyntheticTokenSamples(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<v1::Sample> samples;
+  samples.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    v1::Sample s;
+    s.set_id(absl::StrCat("s-", i));
+    s.set_owner(absl::StrCat("owner-", i / 5));
+    const uint32_t start = 1 + static_cast<uint32_t>(rng() % (kLmVocab - 9));
+    for (uint32_t t = start; t < start + 8; ++t) s.add_tokens(t);
+    s.set_prompt_tokens(2);
+    samples.push_back(std::move(s));
+  }
+  return samples;
 }
 
 // Learnable synthetic samples: the label is which third of the image is
@@ -319,10 +365,16 @@ absl::StatusOr<ForgetModel> MakeForgetModel(const ServiceFlags& flags) {
   ForgetModel m;
   m.shards =
       std::min(1024, (flags.deletions + m.slices - 2) / (m.slices - 1) + 1);
-  // One adapter layer per slice; B = 1 so every shard has one order.
-  m.config = TinyConfig(flags, m.slices, m.shards, m.slices, 1);
-  // ~16 samples per slice: tiny training, and plenty to delete from.
-  m.samples = SyntheticSamples(int64_t{16} * m.shards * m.slices, 11);
+  // One adapter layer (block) per slice; B = 1 so every shard has one
+  // order. ~16 samples per slice: tiny training, and plenty to delete from.
+  const int64_t samples = int64_t{16} * m.shards * m.slices;
+  if (flags.lm) {
+    m.config = TinyLmConfig(flags, m.shards, m.slices, 1);
+    m.samples = SyntheticTokenSamples(samples, 11);
+  } else {
+    m.config = TinyConfig(flags, m.slices, m.shards, m.slices, 1);
+    m.samples = SyntheticSamples(samples, 11);
+  }
   OUBLI_ASSIGN_OR_RETURN(ModelConfig domain,
                          coordinator::ConfigFromProto(m.config));
   OUBLI_ASSIGN_OR_RETURN(coordinator::ShardingPlan plan,
@@ -354,10 +406,29 @@ int RunTimeToForget(const ServiceFlags& flags, const std::string& address) {
                           /*train=*/true);
   if (!setup.ok()) return Fail(setup.status());
 
+  // What the model serves, as one answer tells: Predict of one row, or for
+  // a language model Score of one sequence (its fingerprint and served
+  // shards are copied into the same message).
   const std::string features = RandomFeatures(1, 3);
+  const char* const probe_name = flags.lm ? "Score" : "Predict";
+  auto probe = [&](v1::PredictResponse* out) {
+    if (!flags.lm) return Predict(*stub, model_id, features, 1, out);
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(60));
+    v1::ScoreRequest request;
+    request.set_model_id(model_id);
+    v1::TokenSequence* sequence = request.add_sequences();
+    for (uint32_t t : {3u, 4u, 5u, 6u}) sequence->add_tokens(t);
+    v1::ScoreResponse scored;
+    grpc::Status status = stub->Score(&context, request, &scored);
+    out->Clear();
+    out->set_fingerprint(scored.fingerprint());
+    *out->mutable_served() = scored.served();
+    return status;
+  };
   v1::PredictResponse current;
-  grpc::Status status = Predict(*stub, model_id, features, 1, &current);
-  if (!status.ok()) return Fail(FromGrpcStatus(status, "Predict"));
+  grpc::Status status = probe(&current);
+  if (!status.ok()) return Fail(FromGrpcStatus(status, probe_name));
 
   std::vector<double> forget_ms, reply_ms;
   int max_predicts = 0, not_reflected = 0, skipped_shards = 0;
@@ -402,9 +473,9 @@ int RunTimeToForget(const ServiceFlags& flags, const std::string& address) {
     int predicts = 0;
     // Bounded so a service that never switches cannot hang the benchmark.
     while (!reflected && MillisSince(sent) < 10000) {
-      status = Predict(*stub, model_id, features, 1, &current);
+      status = probe(&current);
       ++predicts;
-      if (!status.ok()) return Fail(FromGrpcStatus(status, "Predict"));
+      if (!status.ok()) return Fail(FromGrpcStatus(status, probe_name));
       const v1::ServedShard* after = FindServed(current, shard);
       const bool shard_switched = after == nullptr || !after->served() ||
                                   after->checkpoint_key() != key_before;
@@ -420,6 +491,7 @@ int RunTimeToForget(const ServiceFlags& flags, const std::string& address) {
   const double p99 = Percentile(forget_ms, 0.99);
   std::printf(
       "{\"bench\":\"service_time_to_forget\",\"transport\":\"grpc loopback\","
+      "\"model\":\"%s\","
       "\"definition\":\"ms from sending DeleteSamples (one sample, chosen in "
       "the last slice of its shard's served prefix) to the first Predict "
       "response, issued right after the reply and repeated until it holds, "
@@ -433,7 +505,8 @@ int RunTimeToForget(const ServiceFlags& flags, const std::string& address) {
       "\"time_to_forget_ms_max\":%.3f,\"max_predicts_until_reflected\":%d,"
       "\"target_time_to_forget_ms_p99\":%.1f,\"meets_target\":%s,"
       "\"machine\":%s}\n",
-      forget_ms.size(), not_reflected, skipped_shards, model->shards,
+      flags.lm ? "causal LM (Score)" : "MLP (Predict)", forget_ms.size(),
+      not_reflected, skipped_shards, model->shards,
       model->slices, model->samples.size(), flags.retrain_mode.c_str(),
       setup->ingest_s, setup->train_s, Percentile(reply_ms, 0.5),
       Percentile(reply_ms, 0.99), Percentile(forget_ms, 0.5), p99,
