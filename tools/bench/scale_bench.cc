@@ -8,6 +8,9 @@
 // Reports, in one JSON line:
 //   ingest_samples_per_s     over gRPC, IngestSamples streams of 5,000
 //   train_s                  Train until every prefix is stored
+//   train_sample_visits(_per_s)  sample-visits of that training (from the
+//                            plan: each distinct prefix once, every epoch)
+//                            and their rate
 //   sent_per_slice_byte      slice bytes the workers received during the
 //                            first training over the bytes of the model's
 //                            slices (1.0: each slice crossed once)
@@ -24,6 +27,7 @@
 #include <sys/resource.h>
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -97,7 +101,16 @@ v1::Sample ToProto(const Sample& in) {
 }
 
 // Bytes of the model's slices as workers receive them.
-absl::StatusOr<int64_t> SliceBytes(const ModelConfig& config, int64_t n) {
+// What the plan makes of the n synthetic samples: the encoded bytes of
+// every slice, and the sample-visits of one full training (each distinct
+// prefix of each shard trains once, on every sample of its slices, for
+// every epoch).
+struct PlannedWork {
+  int64_t slice_bytes = 0;
+  int64_t training_sample_visits = 0;
+};
+
+absl::StatusOr<PlannedWork> PlanWork(const ModelConfig& config, int64_t n) {
   OUBLI_ASSIGN_OR_RETURN(coordinator::ShardingPlan plan,
                          coordinator::ShardingPlan::Create(config));
   // Indices per cell, then one cell's samples at a time: small however
@@ -107,16 +120,34 @@ absl::StatusOr<int64_t> SliceBytes(const ModelConfig& config, int64_t n) {
     const SliceRef where = plan.Assign(SyntheticSample(i));
     cells[{where.shard, where.slice}].push_back(i);  // ids ascend with i
   }
-  int64_t total = 0;
+  PlannedWork work;
   for (const auto& [cell, indices] : cells) {
     std::vector<Sample> samples;
     samples.reserve(indices.size());
     for (int64_t i : indices) samples.push_back(SyntheticSample(i));
     OUBLI_ASSIGN_OR_RETURN(auto slice,
                            storage::EncodedSlice::FromSamples(samples, kWidth));
-    total += static_cast<int64_t>(slice->bytes().size());
+    work.slice_bytes += static_cast<int64_t>(slice->bytes().size());
   }
-  return total;
+  for (int shard = 0; shard < config.shards; ++shard) {
+    std::set<std::vector<int>> prefixes;
+    for (const std::vector<int>& order : plan.orders()) {
+      for (size_t p = 1; p <= order.size(); ++p) {
+        prefixes.emplace(order.begin(), order.begin() + p);
+      }
+    }
+    for (const std::vector<int>& prefix : prefixes) {
+      for (int slice : prefix) {
+        auto it = cells.find({shard, slice});
+        if (it != cells.end()) {
+          work.training_sample_visits +=
+              static_cast<int64_t>(it->second.size()) *
+              config.train.epochs_per_position;
+        }
+      }
+    }
+  }
+  return work;
 }
 
 int Run(const ScaleFlags& flags) {
@@ -218,8 +249,9 @@ int Run(const ScaleFlags& flags) {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   // After the peak was read: the benchmark's own bookkeeping.
-  absl::StatusOr<int64_t> slice_bytes = SliceBytes(config, flags.samples);
-  if (!slice_bytes.ok()) return Fail("slice bytes", slice_bytes.status());
+  absl::StatusOr<PlannedWork> planned = PlanWork(config, flags.samples);
+  if (!planned.ok()) return Fail("slice bytes", planned.status());
+  const int64_t* slice_bytes = &planned->slice_bytes;
   // Unknown with an external coordinator: its workers are elsewhere.
   const std::string sent_json =
       external ? "null"
@@ -233,6 +265,7 @@ int Run(const ScaleFlags& flags) {
       "{\"bench\":\"scale\",\"samples\":%lld,\"sample_bytes\":%d,"
       "\"workers\":%d,\"shards\":%d,\"slices\":%d,\"sequences\":%d,"
       "\"epochs\":%d,\"ingest_samples_per_s\":%.0f,\"train_s\":%.2f,"
+      "\"train_sample_visits\":%lld,\"train_sample_visits_per_s\":%.0f,"
       "\"slice_bytes\":%lld,\"sent_per_slice_byte\":%s,"
       "\"forgotten_owners\":%d,\"forget_ms_p50\":%.2f,\"forget_ms_p99\":%.2f,"
       "\"retrain_s\":%.2f,\"retrain_over_train\":%.3f,"
@@ -242,6 +275,8 @@ int Run(const ScaleFlags& flags) {
       static_cast<long long>(flags.samples), kWidth, flags.workers,
       flags.shards, flags.slices, flags.sequences, flags.epochs,
       static_cast<double>(flags.samples) / ingest_s, train_s,
+      static_cast<long long>(planned->training_sample_visits),
+      static_cast<double>(planned->training_sample_visits) / train_s,
       static_cast<long long>(*slice_bytes), sent_json.c_str(), flags.forget,
       Percentile(forget_ms, 0.5), Percentile(forget_ms, 0.99), retrain_s,
       retrain_s / train_s, retrain_sent_json.c_str(),
