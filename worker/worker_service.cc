@@ -152,11 +152,13 @@ grpc::Status WorkerService::DropSlices(
     return s;
   absl::flat_hash_set<std::string> keep(request->keep().begin(),
                                         request->keep().end());
-  response->set_dropped(
-      slices_.DropModelExcept(request->model_id(), keep, request->epoch()));
+  absl::StatusOr<int> dropped =
+      slices_.DropModelExcept(request->model_id(), keep, request->epoch());
   if (metrics_ != nullptr) {
     metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
   }
+  if (!dropped.ok()) return ToGrpcStatus(dropped.status());
+  response->set_dropped(*dropped);
   return grpc::Status::OK;
 }
 
@@ -226,7 +228,8 @@ grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
 
 void WorkerService::DropMemoryCopies() {
   shards_.DropAll();
-  slices_.DropAllAndClose();
+  // In memory only (no files to shred), it cannot fail.
+  slices_.DropAllAndClose().IgnoreError();
   if (metrics_ != nullptr) {
     metrics_->SetServingCheckpoints(shards_.loaded());
     metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
@@ -234,7 +237,7 @@ void WorkerService::DropMemoryCopies() {
 }
 
 void WorkerService::RaiseSliceEpoch(int64_t epoch) {
-  slices_.Reopen(epoch);
+  slices_.Reopen(epoch).IgnoreError();  // in memory only: cannot fail
   if (metrics_ != nullptr) {
     metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
   }
