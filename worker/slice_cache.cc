@@ -1,5 +1,8 @@
 #include "worker/slice_cache.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +23,100 @@ namespace oubli::worker {
 namespace {
 
 constexpr char kTempSuffix[] = ".tmp";
+
+// AES-256-GCM: a file is nonce || ciphertext || tag.
+constexpr int kNonceBytes = 12;
+constexpr int kTagBytes = 16;
+static_assert(SliceCache::kFileOverhead == kNonceBytes + kTagBytes);
+// EVP takes int lengths.
+constexpr size_t kCipherStep = size_t{1} << 26;
+
+struct CipherDeleter {
+  void operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
+};
+using Cipher = std::unique_ptr<EVP_CIPHER_CTX, CipherDeleter>;
+
+const unsigned char* Bytes(absl::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+// `plain` encrypted under `key` with nonce `number` (never repeated under
+// one key), `label` authenticated with it.
+absl::StatusOr<std::string> Seal(const unsigned char* key, uint64_t number,
+                                 absl::string_view label,
+                                 absl::string_view plain) {
+  std::string sealed(kNonceBytes + plain.size() + kTagBytes, '\0');
+  auto* nonce = reinterpret_cast<unsigned char*>(sealed.data());
+  unsigned char* out = nonce + kNonceBytes;
+  for (int i = 0; i < 8; ++i) {
+    nonce[i] = static_cast<unsigned char>(number >> (8 * i));
+  }
+  const absl::Status failed = absl::InternalError("sealing a slice failed");
+  Cipher ctx(EVP_CIPHER_CTX_new());
+  int length = 0;
+  if (ctx == nullptr ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key, nonce) !=
+          1 ||
+      EVP_EncryptUpdate(ctx.get(), nullptr, &length, Bytes(label),
+                        static_cast<int>(label.size())) != 1) {
+    return failed;
+  }
+  size_t at = 0;
+  while (at < plain.size()) {
+    const size_t step = std::min(kCipherStep, plain.size() - at);
+    if (EVP_EncryptUpdate(ctx.get(), out + at, &length, Bytes(plain.substr(at)),
+                          static_cast<int>(step)) != 1) {
+      return failed;
+    }
+    at += step;
+  }
+  if (EVP_EncryptFinal_ex(ctx.get(), out + at, &length) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes,
+                          out + at) != 1) {
+    return failed;
+  }
+  return sealed;
+}
+
+// The plaintext of Seal's output; DataLoss unless it is authentic under
+// `key` and `label` (a file cut short, altered, sealed for another slice,
+// or by another process).
+absl::StatusOr<std::string> Unseal(const unsigned char* key,
+                                   absl::string_view label,
+                                   absl::string_view sealed) {
+  if (sealed.size() < static_cast<size_t>(kNonceBytes + kTagBytes)) {
+    return absl::DataLossError("slice file too short");
+  }
+  const size_t size = sealed.size() - kNonceBytes - kTagBytes;
+  const unsigned char* nonce = Bytes(sealed);
+  const unsigned char* in = nonce + kNonceBytes;
+  // EVP takes the tag through a non-const pointer.
+  std::string tag(sealed.substr(kNonceBytes + size));
+  std::string plain(size, '\0');
+  auto* out = reinterpret_cast<unsigned char*>(plain.data());
+  Cipher ctx(EVP_CIPHER_CTX_new());
+  int length = 0;
+  bool ok = ctx != nullptr &&
+            EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key,
+                               nonce) == 1 &&
+            EVP_DecryptUpdate(ctx.get(), nullptr, &length, Bytes(label),
+                              static_cast<int>(label.size())) == 1;
+  for (size_t at = 0; ok && at < size; at += kCipherStep) {
+    ok = EVP_DecryptUpdate(
+             ctx.get(), out + at, &length, in + at,
+             static_cast<int>(std::min(kCipherStep, size - at))) == 1;
+  }
+  ok = ok &&
+       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes,
+                           tag.data()) == 1 &&
+       EVP_DecryptFinal_ex(ctx.get(), out + size, &length) == 1;
+  if (!ok) {
+    // Not authentic, yet it may be another slice's plaintext.
+    OPENSSL_cleanse(plain.data(), plain.size());
+    return absl::DataLossError("slice file does not unseal");
+  }
+  return plain;
+}
 
 // Shreds every regular file under `dir`, then removes the rest of it
 // (directories, links). A missing `dir` is fine.
@@ -65,9 +162,14 @@ SliceCache::SliceCache(int64_t capacity_bytes, std::string disk_dir,
     : capacity_(std::max<int64_t>(0, capacity_bytes)),
       disk_dir_(std::move(disk_dir)),
       disk_capacity_(
-          disk_dir_.empty() ? 0 : std::max<int64_t>(0, disk_capacity_bytes)) {}
+          disk_dir_.empty() ? 0 : std::max<int64_t>(0, disk_capacity_bytes)) {
+  file_key_.fill(0);
+}
 
-SliceCache::~SliceCache() = default;
+SliceCache::~SliceCache() {
+  // What makes the files unreadable once this process is gone.
+  OPENSSL_cleanse(file_key_.data(), file_key_.size());
+}
 
 absl::StatusOr<std::unique_ptr<SliceCache>> SliceCache::Open(
     int64_t capacity_bytes, const std::string& disk_dir,
@@ -94,8 +196,13 @@ absl::StatusOr<std::unique_ptr<SliceCache>> SliceCache::Open(
     return absl::InternalError(absl::StrCat("create slice directory '",
                                             disk_dir, "': ", error.message()));
   }
-  return std::unique_ptr<SliceCache>(
+  std::unique_ptr<SliceCache> cache(
       new SliceCache(capacity_bytes, disk_dir, disk_capacity_bytes));
+  if (RAND_bytes(cache->file_key_.data(),
+                 static_cast<int>(cache->file_key_.size())) != 1) {
+    return absl::InternalError("no random bytes for the slice file key");
+  }
+  return cache;
 }
 
 std::string SliceCache::Key(const std::string& model_id,
@@ -156,7 +263,8 @@ void SliceCache::EraseFileLocked(const std::string& key, Files* doomed) {
 std::string SliceCache::ReserveFileLocked(const std::string& key,
                                           const std::string& model_id,
                                           int64_t size, int64_t epoch,
-                                          Files* doomed) {
+                                          Files* doomed, uint64_t* number) {
+  size += kFileOverhead;  // as sealed
   if (size > disk_capacity_) return "";
   if (auto it = files_.find(key); it != files_.end()) {
     // The same bytes (content-addressed): its file serves this upload too.
@@ -185,8 +293,9 @@ std::string SliceCache::ReserveFileLocked(const std::string& key,
     return "";
   }
   for (const std::string& victim : victims) EraseFileLocked(victim, doomed);
+  *number = next_file_++;
   const std::string path =
-      absl::StrCat(dir, "/", key.substr(key.rfind('/') + 1), ".", next_file_++);
+      absl::StrCat(dir, "/", key.substr(key.rfind('/') + 1), ".", *number);
   disk_lru_.push_front(key);
   disk_bytes_ += size;
   files_[key] =
@@ -196,9 +305,14 @@ std::string SliceCache::ReserveFileLocked(const std::string& key,
 }
 
 void SliceCache::WriteFile(const std::string& key, const std::string& model_id,
-                           const std::string& path, const std::string& bytes) {
+                           const std::string& path, uint64_t number,
+                           const std::string& bytes) {
+  absl::StatusOr<std::string> sealed =
+      Seal(file_key_.data(), number, key, bytes);
   const absl::Status written =
-      WriteFileAtomically(path, bytes, absl::StrCat(path, kTempSuffix));
+      sealed.ok()
+          ? WriteFileAtomically(path, *sealed, absl::StrCat(path, kTempSuffix))
+          : sealed.status();
   {
     absl::MutexLock lock(&mu_);
     auto it = files_.find(key);
@@ -321,10 +435,12 @@ std::shared_ptr<const storage::EncodedSlice> SliceCache::Find(
     path = file->second.path;
   }
   // Read without the lock: a drop meanwhile may shred the file under the
-  // read (it then fails its digest), and the index is checked again below.
+  // read (it then does not unseal), and the index is checked again below.
   absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> slice =
       [&]() -> absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> {
-    OUBLI_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+    OUBLI_ASSIGN_OR_RETURN(const std::string sealed, ReadFile(path));
+    OUBLI_ASSIGN_OR_RETURN(std::string bytes,
+                           Unseal(file_key_.data(), key, sealed));
     return storage::EncodedSlice::FromBytes(std::move(bytes), digest);
   }();
   // Declared before the lock, so released after it: zeroing a large slice
@@ -364,6 +480,7 @@ absl::Status SliceCache::Insert(
   std::vector<std::shared_ptr<const storage::EncodedSlice>> evicted;
   Files doomed;
   std::string path;
+  uint64_t number = 0;
   const std::string key = Key(model_id, slice->digest());
   {
     absl::MutexLock lock(&mu_);
@@ -375,12 +492,12 @@ absl::Status SliceCache::Insert(
     }
     KeepInMemoryLocked(key, model_id, slice, epoch, &evicted);
     if (disk_capacity_ > 0) {
-      path = ReserveFileLocked(key, model_id, size, epoch, &doomed);
+      path = ReserveFileLocked(key, model_id, size, epoch, &doomed, &number);
     }
   }
   if (!doomed.empty()) Destroy(doomed).IgnoreError();  // logged
   // `slice` keeps the bytes alive should memory drop them meanwhile.
-  if (!path.empty()) WriteFile(key, model_id, path, slice->bytes());
+  if (!path.empty()) WriteFile(key, model_id, path, number, slice->bytes());
   return absl::OkStatus();
 }
 

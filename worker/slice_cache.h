@@ -9,12 +9,13 @@
 //    evicts: memory eviction then stays a pointer drop that writes nothing,
 //    and every drop path meets files whatever the memory pressure, so one
 //    that missed them would fail every test, not only those that fill
-//    memory. A file is DIR/<SHA-256 of the model id>/<digest>.<n>, written
-//    to a temp file, fsynced and renamed, so a crash never leaves part of a
-//    slice under a real name. A slice read back is served only if its bytes
-//    hash to its digest and it was not dropped while being read; a file
-//    that fails is shredded and the lookup is a miss. A slice found on disk
-//    is promoted to memory and keeps its file (evicting it again is free).
+//    memory. A file is DIR/<SHA-256 of the model id>/<digest>.<n>, sealed
+//    (below), written to a temp file, fsynced and renamed, so a crash never
+//    leaves part of a slice under a real name. A slice read back is served
+//    only if it unseals, hashes to its digest and was not dropped while
+//    being read; a file that fails is shredded and the lookup is a miss. A
+//    slice found on disk is promoted to memory and keeps its file (evicting
+//    it again is free). The disk bound counts file sizes.
 //
 // Deletion safety rests on epochs the coordinator hands out. Each upload
 // carries the epoch it began in; a purge (DropModelExcept) raises the
@@ -29,13 +30,23 @@
 // shred is retried by every later drop, and each fails until it succeeds:
 // a worker must not confirm a purge while a copy is left.
 //
+// Files are sealed (AES-256-GCM) under a random key made by Open and held
+// only in this object's memory, bound to their model and digest. A worker
+// that dies (SIGKILL, power loss) cannot drop its files, and nobody waits
+// for it to: the coordinator treats a dead worker as holding nothing once
+// its lease is over. Sealed, those files are ciphertext whose key died
+// with the process, so a deletion that reaches PURGED meanwhile leaves no
+// readable copy there; and a file altered, cut short or moved to another
+// slice's name fails to unseal before its digest is even checked.
+//
 // Epochs are not kept on disk, because nothing could use them: a worker
-// drops its whole cache before every registration, so no file written
-// before a restart could ever be served again. Open shreds them all.
+// drops its whole cache before every registration, and a new process
+// could not unseal the files anyway. Open shreds them all.
 // Thread-safe.
 #ifndef OUBLI_WORKER_SLICE_CACHE_H_
 #define OUBLI_WORKER_SLICE_CACHE_H_
 
+#include <array>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -63,6 +74,9 @@ enum class SliceSource {
 
 class SliceCache {
  public:
+  // Bytes a file holds beyond its slice's (the seal's nonce and tag).
+  static constexpr int64_t kFileOverhead = 28;
+
   // Memory only.
   explicit SliceCache(int64_t capacity_bytes);
 
@@ -163,17 +177,18 @@ class SliceCache {
   // busy); one still being written is left to its writer, who finds it gone.
   void EraseFileLocked(const std::string& key, Files* doomed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Makes room for a file of `size` bytes (victims into *doomed) and enters
-  // it, being written; its path, or empty when it does not fit.
+  // Makes room for the file of a slice of `size` bytes (victims into
+  // *doomed) and enters it, being written; its path and *number (the
+  // seal's nonce), or empty when it does not fit.
   std::string ReserveFileLocked(const std::string& key,
                                 const std::string& model_id, int64_t size,
-                                int64_t epoch, Files* doomed)
+                                int64_t epoch, Files* doomed, uint64_t* number)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes the file entered at `path`; destroys it when that fails or the
-  // slice was dropped meanwhile.
+  // Seals `bytes` and writes them to the file entered at `path`; destroys it
+  // when that fails or the slice was dropped meanwhile.
   void WriteFile(const std::string& key, const std::string& model_id,
-                 const std::string& path, const std::string& bytes)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                 const std::string& path, uint64_t number,
+                 const std::string& bytes) ABSL_LOCKS_EXCLUDED(mu_);
   // Shreds each file (and its temp file), then clears it from busy_; one
   // that fails joins unshredded_. The first error.
   absl::Status Destroy(const Files& files) ABSL_LOCKS_EXCLUDED(mu_);
@@ -190,6 +205,8 @@ class SliceCache {
   const int64_t capacity_;
   const std::string disk_dir_;  // empty: no disk tier
   const int64_t disk_capacity_;
+  // Seals the files: random, made by Open, never written anywhere.
+  std::array<unsigned char, 32> file_key_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);  // front: most recent
@@ -207,7 +224,7 @@ class SliceCache {
   absl::flat_hash_map<std::string, FileEntry> files_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> disk_lru_ ABSL_GUARDED_BY(mu_);  // front: recent
   int64_t disk_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // reserved by writers too
-  uint64_t next_file_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_file_ ABSL_GUARDED_BY(mu_) = 0;  // names and nonces
   // Paths a thread is writing or destroying, with their model: out of the
   // index or not yet usable, but still on disk, so drops wait for them.
   absl::flat_hash_map<std::string, std::string> busy_ ABSL_GUARDED_BY(mu_);

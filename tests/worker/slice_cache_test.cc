@@ -163,6 +163,7 @@ class SliceDiskTest : public ::testing::Test {
   const fs::path disk_dir_ = dir_.path() / "slices";
   const int64_t one_ =
       static_cast<int64_t>(UniqueSlice("p", kWidth)->bytes().size());
+  const int64_t file_ = one_ + SliceCache::kFileOverhead;  // its file's size
 };
 
 TEST_F(SliceDiskTest, ASliceMemoryEvictedIsReadBackVerifiedAndPromoted) {
@@ -172,7 +173,7 @@ TEST_F(SliceDiskTest, ASliceMemoryEvictedIsReadBackVerifiedAndPromoted) {
   ASSERT_TRUE(cache->Insert("m", b, 1).ok());  // a leaves memory
   EXPECT_EQ(cache->slices(), 1);
   EXPECT_EQ(cache->disk_slices(), 2);  // every slice taken has its file
-  EXPECT_EQ(cache->disk_bytes(), 2 * one_);
+  EXPECT_EQ(cache->disk_bytes(), 2 * file_);
   EXPECT_NE(FileOf(*cache, "m", *a), "");
 
   SliceSource source;
@@ -198,8 +199,8 @@ TEST_F(SliceDiskTest, AFileThatFailsVerificationIsAMissAndIsShredded) {
   for (const auto& slice : {a, b, c}) {
     ASSERT_TRUE(cache->Insert("m", slice, 1).ok());
   }
-  // a's file holds another well-formed slice (its digest does not match);
-  // b's is cut short.
+  // a's file holds another slice's bytes (not sealed, and not its
+  // digest); b's is cut short.
   const std::string a_file = FileOf(*cache, "m", *a);
   const std::string b_file = FileOf(*cache, "m", *b);
   ASSERT_NE(a_file, "");
@@ -216,12 +217,36 @@ TEST_F(SliceDiskTest, AFileThatFailsVerificationIsAMissAndIsShredded) {
     EXPECT_EQ(source, SliceSource::kMiss);
   }
   EXPECT_EQ(cache->disk_slices(), 1);
-  EXPECT_EQ(cache->disk_bytes(), one_);
+  EXPECT_EQ(cache->disk_bytes(), file_);
   // Taken again, it is served again.
   ASSERT_TRUE(cache->Insert("m", a, 1).ok());
   ASSERT_TRUE(cache->Insert("m", c, 1).ok());
   SliceSource source;
   EXPECT_NE(cache->Find("m", a->digest(), &source), nullptr);
+  EXPECT_EQ(source, SliceSource::kDisk);
+}
+
+// No plaintext on disk: a file is sealed under a key only the cache
+// holds, bound to its slice, so one copied under another slice's name
+// does not unseal.
+TEST_F(SliceDiskTest, FilesAreSealedAndBoundToTheirSlice) {
+  auto cache = OpenCache(1.5, 10);
+  auto a = UniqueSlice("a", kWidth), b = UniqueSlice("b", kWidth),
+       c = UniqueSlice("c", kWidth);
+  for (const auto& slice : {a, b, c}) {
+    ASSERT_TRUE(cache->Insert("m", slice, 1).ok());
+    const std::string file = FileOf(*cache, "m", *slice);
+    ASSERT_NE(file, "");
+    EXPECT_EQ(static_cast<int64_t>(fs::file_size(file)), file_);
+    EXPECT_THAT(Copies(*slice), IsEmpty());
+  }
+  // a and b are on disk only now.
+  fs::copy_file(FileOf(*cache, "m", *b), FileOf(*cache, "m", *a),
+                fs::copy_options::overwrite_existing);
+  SliceSource source;
+  EXPECT_EQ(cache->Find("m", a->digest(), &source), nullptr);
+  EXPECT_EQ(source, SliceSource::kCorruptFile);
+  EXPECT_NE(cache->Find("m", b->digest(), &source), nullptr);
   EXPECT_EQ(source, SliceSource::kDisk);
 }
 
@@ -238,7 +263,7 @@ TEST_F(SliceDiskTest, FilesStayWithinTheirBound) {
   for (const fs::path& file : RegularFiles(disk_dir_)) {
     on_disk += static_cast<int64_t>(fs::file_size(file));
   }
-  EXPECT_EQ(on_disk, 2 * one_);
+  EXPECT_EQ(on_disk, 2 * file_);
   // The least recently used went, shredded: no copy of their samples.
   for (int i = 0; i < 2; ++i) {
     EXPECT_EQ(FileOf(*cache, "m", *slices[i]), "") << i;
