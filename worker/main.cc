@@ -7,8 +7,9 @@
 // with --metrics_listen), then "registered as ID"
 // each time the coordinator accepts it (again after a coordinator restart).
 // Health (grpc.health.v1) is NOT_SERVING until registered. With --data_dir
-// it keeps erasure-coded checkpoint chunks for the coordinator there;
-// training data lives only for the call.
+// it keeps erasure-coded checkpoint chunks for the coordinator there, and
+// cached training slices (--slice_disk_cache_bytes) until they are dropped
+// or the next start shreds them.
 // SIGINT/SIGTERM shut down cleanly.
 
 #include <malloc.h>
@@ -40,8 +41,9 @@ ABSL_FLAG(std::string, name, "",
           "--data_dir, which is bound to it; default: the advertised "
           "address");
 ABSL_FLAG(std::string, data_dir, "",
-          "directory for erasure-coded checkpoint chunks; empty: this worker "
-          "trains but holds no chunks");
+          "directory for erasure-coded checkpoint chunks and slice files; "
+          "empty: this worker trains but holds no chunks and caches slices "
+          "in memory only");
 ABSL_FLAG(std::string, cluster_token_file, "",
           "file holding the coordinator's cluster token (see "
           "oubli-coordinator --cluster_token_file)");
@@ -80,6 +82,10 @@ ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
 ABSL_FLAG(int64_t, slice_cache_bytes, int64_t{1} << 30,
           "memory for training slices received from the coordinator, "
           "bytes; the slices of one position must fit");
+ABSL_FLAG(int64_t, slice_disk_cache_bytes, int64_t{4} << 30,
+          "with --data_dir: bytes of training slices also kept as files in "
+          "DATA_DIR/slices (shredded when dropped; every file a previous "
+          "run left is shredded at start); 0: memory only");
 ABSL_FLAG(int, malloc_arena_max, 2,
           "glibc malloc arenas (M_ARENA_MAX); 0 keeps glibc's default (8 "
           "per core; the environment's MALLOC_ARENA_MAX wins). Under "
@@ -120,6 +126,12 @@ int main(int argc, char** argv) {
   if (options.slice_cache_bytes < (int64_t{1} << 20)) {
     std::fprintf(stderr, "oubli-worker: --slice_cache_bytes must be at "
                          "least 1 MiB\n");
+    return 2;
+  }
+  options.slice_disk_cache_bytes = absl::GetFlag(FLAGS_slice_disk_cache_bytes);
+  if (options.slice_disk_cache_bytes < 0) {
+    std::fprintf(stderr,
+                 "oubli-worker: --slice_disk_cache_bytes must be >= 0\n");
     return 2;
   }
   if (options.coordinator_address.empty()) {

@@ -83,16 +83,38 @@ struct WorkerMetrics::Impl {
           .Help("Bytes of training slices received into the slice cache.")
           .Register(registry)
           .Add({});
+  prometheus::Family<prometheus::Counter>& slice_file_reads =
+      prometheus::BuildCounter()
+          .Name("oubli_worker_slice_file_reads_total")
+          .Help("Slices read back from their file on --data_dir, by result "
+                "(promoted: verified and taken into memory; corrupt: failed "
+                "verification, shredded and counted a miss).")
+          .Register(registry);
   prometheus::Gauge& cached_slices =
       prometheus::BuildGauge()
           .Name("oubli_worker_cached_slices")
-          .Help("Training slices held in the slice cache (memory only).")
+          .Help("Training slices held in the slice cache's memory.")
           .Register(registry)
           .Add({});
   prometheus::Gauge& cached_slice_bytes =
       prometheus::BuildGauge()
           .Name("oubli_worker_cached_slice_bytes")
-          .Help("Bytes held in the slice cache (at most --slice_cache_bytes).")
+          .Help("Bytes of slices in the slice cache's memory (at most "
+                "--slice_cache_bytes).")
+          .Register(registry)
+          .Add({});
+  prometheus::Gauge& disk_cached_slices =
+      prometheus::BuildGauge()
+          .Name("oubli_worker_disk_cached_slices")
+          .Help("Training slices kept as files on --data_dir (including "
+                "those being written).")
+          .Register(registry)
+          .Add({});
+  prometheus::Gauge& disk_cached_slice_bytes =
+      prometheus::BuildGauge()
+          .Name("oubli_worker_disk_cached_slice_bytes")
+          .Help("Bytes of slice files on --data_dir (at most "
+                "--slice_disk_cache_bytes).")
           .Register(registry)
           .Add({});
   prometheus::Gauge& registered =
@@ -170,9 +192,19 @@ void WorkerMetrics::SliceReceived(int64_t bytes) {
   impl_->slice_bytes_received.Increment(static_cast<double>(bytes));
 }
 
-void WorkerMetrics::SetSliceCache(int64_t slices, int64_t bytes) {
+void WorkerMetrics::SliceFilesRead(int64_t promoted, int64_t corrupt) {
+  impl_->slice_file_reads.Add({{"result", "promoted"}})
+      .Increment(static_cast<double>(promoted));
+  impl_->slice_file_reads.Add({{"result", "corrupt"}})
+      .Increment(static_cast<double>(corrupt));
+}
+
+void WorkerMetrics::SetSliceCache(int64_t slices, int64_t bytes,
+                                  int64_t disk_slices, int64_t disk_bytes) {
   impl_->cached_slices.Set(static_cast<double>(slices));
   impl_->cached_slice_bytes.Set(static_cast<double>(bytes));
+  impl_->disk_cached_slices.Set(static_cast<double>(disk_slices));
+  impl_->disk_cached_slice_bytes.Set(static_cast<double>(disk_bytes));
 }
 
 void WorkerMetrics::SetRegistered(bool registered) {

@@ -34,10 +34,14 @@ class WorkerMetrics {
   void ShardLoaded(int64_t bytes, int loaded);
   void SetServingCheckpoints(int loaded);
   // Slice cache: a TrainPosition's slices found or missing, a slice
-  // received, and what the cache holds afterwards.
+  // received, slice files read back (verified and promoted to memory, or
+  // corrupt and shredded), and what the cache holds afterwards in memory
+  // and on disk.
   void SlicesLooked(int64_t hits, int64_t misses);
   void SliceReceived(int64_t bytes);
-  void SetSliceCache(int64_t slices, int64_t bytes);
+  void SliceFilesRead(int64_t promoted, int64_t corrupt);
+  void SetSliceCache(int64_t slices, int64_t bytes, int64_t disk_slices,
+                     int64_t disk_bytes);
 
   // Text exposition format 0.0.4.
   std::string Serialize() const;

@@ -47,10 +47,13 @@ grpc::Status WorkerService::TrainPosition(
   position.model_id = request->model_id();
   // Held for the whole call: an eviction meanwhile does not pull a slice
   // from under the training.
-  int64_t hits = 0;
+  int64_t hits = 0, from_disk = 0, corrupt = 0;
   for (const std::string& digest : request->slice_digests()) {
+    SliceSource source;
     std::shared_ptr<const storage::EncodedSlice> slice =
-        slices_.Find(request->model_id(), digest);
+        slices_->Find(request->model_id(), digest, &source);
+    from_disk += source == SliceSource::kDisk ? 1 : 0;
+    corrupt += source == SliceSource::kCorruptFile ? 1 : 0;
     if (slice == nullptr) {
       response->add_missing_slices(digest);
     } else {
@@ -60,6 +63,10 @@ grpc::Status WorkerService::TrainPosition(
   }
   if (metrics_ != nullptr) {
     metrics_->SlicesLooked(hits, response->missing_slices_size());
+    if (from_disk + corrupt > 0) {
+      metrics_->SliceFilesRead(from_disk, corrupt);
+      ReportSliceCache();
+    }
   }
   if (response->missing_slices_size() > 0) return grpc::Status::OK;
   const absl::Time start = absl::Now();
@@ -95,17 +102,17 @@ grpc::Status WorkerService::PutSlice(
                         "slice header needs a model id, a 64-digit digest "
                         "and a size");
   }
-  if (total > slices_.capacity()) {
+  if (total > slices_->capacity()) {
     return grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("slice of ", total, " bytes exceeds the whole slice "
-                     "cache (--slice_cache_bytes ", slices_.capacity(), ")"));
+                     "cache (--slice_cache_bytes ", slices_->capacity(), ")"));
   }
   const std::string model_id = header.model_id();
   const std::string digest = header.digest();
   const int64_t epoch = header.epoch();
   // Refused before receiving anything it would throw away.
-  if (slices_.IsStale(model_id, digest, epoch)) {
+  if (slices_->IsStale(model_id, digest, epoch)) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "slice upload older than the last purge or "
                         "registration here");
@@ -136,12 +143,10 @@ grpc::Status WorkerService::PutSlice(
   absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> slice =
       storage::EncodedSlice::FromBytes(std::move(bytes), digest);
   if (!slice.ok()) return ToGrpcStatus(slice.status());
-  const absl::Status kept = slices_.Insert(model_id, *std::move(slice), epoch);
+  const absl::Status kept = slices_->Insert(model_id, *std::move(slice), epoch);
   if (kept.ok()) slice_bytes_received_ += total;
-  if (metrics_ != nullptr) {
-    if (kept.ok()) metrics_->SliceReceived(total);
-    metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
-  }
+  if (metrics_ != nullptr && kept.ok()) metrics_->SliceReceived(total);
+  ReportSliceCache();
   return ToGrpcStatus(kept);
 }
 
@@ -152,11 +157,13 @@ grpc::Status WorkerService::DropSlices(
     return s;
   absl::flat_hash_set<std::string> keep(request->keep().begin(),
                                         request->keep().end());
-  response->set_dropped(
-      slices_.DropModelExcept(request->model_id(), keep, request->epoch()));
-  if (metrics_ != nullptr) {
-    metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
-  }
+  absl::StatusOr<int> dropped =
+      slices_->DropModelExcept(request->model_id(), keep, request->epoch());
+  ReportSliceCache();
+  // Not confirmed while a file is left: the coordinator must not count
+  // this purge done.
+  if (!dropped.ok()) return ToGrpcStatus(dropped.status());
+  response->set_dropped(*dropped);
   return grpc::Status::OK;
 }
 
@@ -224,20 +231,26 @@ grpc::Status WorkerService::ListChunks(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-void WorkerService::DropMemoryCopies() {
+absl::Status WorkerService::DropCopies() {
   shards_.DropAll();
-  slices_.DropAllAndClose();
+  const absl::Status dropped = slices_->DropAllAndClose();
   if (metrics_ != nullptr) {
     metrics_->SetServingCheckpoints(shards_.loaded());
-    metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
   }
+  ReportSliceCache();
+  return dropped;
 }
 
-void WorkerService::RaiseSliceEpoch(int64_t epoch) {
-  slices_.Reopen(epoch);
-  if (metrics_ != nullptr) {
-    metrics_->SetSliceCache(slices_.slices(), slices_.bytes());
-  }
+absl::Status WorkerService::RaiseSliceEpoch(int64_t epoch) {
+  const absl::Status dropped = slices_->Reopen(epoch);
+  ReportSliceCache();
+  return dropped;
+}
+
+void WorkerService::ReportSliceCache() {
+  if (metrics_ == nullptr) return;
+  metrics_->SetSliceCache(slices_->slices(), slices_->bytes(),
+                          slices_->disk_slices(), slices_->disk_bytes());
 }
 
 grpc::Status WorkerService::PredictShards(
@@ -340,6 +353,12 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     if (!opened.ok()) return opened.status();
     chunks = *std::move(opened);
   }
+  // Before registering: a previous run's slice files are shredded here.
+  absl::StatusOr<std::unique_ptr<SliceCache>> slices = SliceCache::Open(
+      options.slice_cache_bytes,
+      options.data_dir.empty() ? "" : options.data_dir + "/slices",
+      options.data_dir.empty() ? 0 : options.slice_disk_cache_bytes);
+  if (!slices.ok()) return slices.status();
   if (!options.metrics_listen_address.empty()) {
     server->metrics_ = std::make_unique<WorkerMetrics>();
     absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server =
@@ -357,7 +376,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   }
   server->service_ = std::make_unique<WorkerService>(
       std::move(chunks), std::move(coordinator), server->metrics_.get(),
-      options.slice_cache_bytes);
+      *std::move(slices));
   absl::StatusOr<StartedGrpcServer> started = StartGrpcServer(
       options.listen_address,
       ServerCredentialsFor(options.tls_listen, ClientCertificates::kRequired),
@@ -425,12 +444,21 @@ void WorkerServer::MembershipLoop() {
     if (!options_.cluster_token.empty()) {
       context.AddMetadata(kClusterTokenMetadata, options_.cluster_token);
     }
-    if (worker_id.empty()) {
-      // A new registration: the coordinator may have purged data while it
-      // counted this worker dead, so no serving copy or cached slice
-      // survives it. Dropped
-      // before asking, so nothing loaded after the answer is lost.
-      service_->DropMemoryCopies();
+    // A new registration: the coordinator may have purged data while it
+    // counted this worker dead, so no serving copy or cached slice (nor its
+    // file) survives it. Dropped before asking, so nothing loaded after the
+    // answer is lost.
+    absl::Status dropped;
+    if (worker_id.empty() && !(dropped = service_->DropCopies()).ok()) {
+      // Registering would tell the coordinator that nothing from before is
+      // left here: not while a slice file could not be shredded.
+      std::fprintf(stderr,
+                   "oubli-worker: not registering while a cached slice "
+                   "file is left: %s\n",
+                   dropped.ToString().c_str());
+      wait = backoff;
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+    } else if (worker_id.empty()) {
       cluster::RegisterRequest request;
       request.set_address(advertise_);
       request.set_environment(environment);
@@ -442,8 +470,13 @@ void WorkerServer::MembershipLoop() {
           membership_->Register(&context, request, &response);
       if (status.ok()) {
         // Uploads begun while the coordinator counted this worker dead
-        // may hold data purged meanwhile.
-        service_->RaiseSliceEpoch(response.slice_epoch());
+        // may hold data purged meanwhile. (Closed since the drop above, the
+        // cache took none, so this drops no file: a failure is one retried
+        // by the next drop, which reports it.)
+        if (absl::Status s = service_->RaiseSliceEpoch(response.slice_epoch());
+            !s.ok()) {
+          std::fprintf(stderr, "oubli-worker: %s\n", s.ToString().c_str());
+        }
         worker_id = response.worker_id();
         interval =
             std::max(absl::Milliseconds(10),
@@ -497,7 +530,10 @@ void WorkerServer::MembershipLoop() {
         if (status.ok()) {
           last_heartbeat = absl::Now();
         } else if (absl::Now() - last_heartbeat > lease) {
-          service_->DropMemoryCopies();
+          // A file left is retried before registering again.
+          if (absl::Status s = service_->DropCopies(); !s.ok()) {
+            std::fprintf(stderr, "oubli-worker: %s\n", s.ToString().c_str());
+          }
         }
         wait = interval;
       }

@@ -32,24 +32,25 @@ class WorkerService final : public cluster::Worker::Service {
   // none (the chunk RPCs answer FAILED_PRECONDITION).
   // `coordinator`: what calls must present (common/grpc_security.h).
   // `metrics`: may be null; must outlive the service.
-  // `slice_cache_bytes`: bound of the training slice cache.
+  // `slices`: the training slice cache.
   WorkerService(std::unique_ptr<storage::ChunkStore> chunks,
                 ClusterPeer coordinator, WorkerMetrics* metrics,
-                int64_t slice_cache_bytes)
+                std::unique_ptr<SliceCache> slices)
       : bases_(NewBaseWeightsCache()),
         worker_(/*cached_trainers=*/4, bases_),
         shards_(bases_),
-        slices_(slice_cache_bytes),
+        slices_(std::move(slices)),
         chunks_(std::move(chunks)),
         coordinator_(std::move(coordinator)),
         metrics_(metrics) {}
   bool holds_chunks() const { return chunks_ != nullptr; }
-  // Forgets every checkpoint held for serving and every cached slice: what
-  // a worker the coordinator counts dead must not hold.
-  void DropMemoryCopies();
+  // Forgets every checkpoint held for serving and every cached slice, in
+  // memory and on disk: what a worker the coordinator counts dead must not
+  // hold. An error when a slice file could not be shredded.
+  absl::Status DropCopies();
   // Refuses slice uploads begun before `epoch` (the coordinator's at a new
   // registration) and drops the ones that slipped in.
-  void RaiseSliceEpoch(int64_t epoch);
+  absl::Status RaiseSliceEpoch(int64_t epoch);
   // Bytes of slices received into the cache so far.
   int64_t slice_bytes_received() const { return slice_bytes_received_.load(); }
 
@@ -86,7 +87,9 @@ class WorkerService final : public cluster::Worker::Service {
   const std::shared_ptr<BaseWeightsCache> bases_;
   PositionWorker worker_;
   ShardServer shards_;
-  SliceCache slices_;
+  void ReportSliceCache();
+
+  const std::unique_ptr<SliceCache> slices_;
   std::atomic<int64_t> slice_bytes_received_{0};
   const std::unique_ptr<storage::ChunkStore> chunks_;
   const ClusterPeer coordinator_;
@@ -104,7 +107,8 @@ class WorkerServer {
     // (which must then not be a wildcard).
     std::string advertise_address;
     std::string name;  // for logs; empty: the advertised address
-    // Erasure-coded checkpoint chunks are kept here; empty: none.
+    // Erasure-coded checkpoint chunks and slice files are kept here;
+    // empty: none.
     std::string data_dir;
     // Shared secret of the cluster protocol (both directions); empty: none.
     std::string cluster_token;
@@ -124,6 +128,10 @@ class WorkerServer {
     int64_t max_message_bytes = int64_t{64} << 20;
     // Bound of the in-memory training slice cache.
     int64_t slice_cache_bytes = int64_t{1} << 30;
+    // Bound of the slice files in data_dir/slices (0: none; ignored
+    // without a data_dir). Files a previous run left there are shredded
+    // at Start either way.
+    int64_t slice_disk_cache_bytes = int64_t{4} << 30;
     // Called (on the membership thread) after each successful Register.
     std::function<void(const std::string& worker_id)> on_registered;
     // Deadline of Register and Heartbeat calls.

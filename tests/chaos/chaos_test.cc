@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -451,7 +452,8 @@ TEST_F(ChaosTest, ARetiredHolderNoLongerHoldsPurgesBackAndCannotReturn) {
 // (naming it) and the model's calls are refused as being deleted; it
 // survives a coordinator SIGKILL, and once the holder is back no byte of
 // any of the model's checkpoints is left in any file of the coordinator or
-// the workers, nor any sample's features or id.
+// the workers, nor any sample's features or id: not in the workers' slice
+// files either (the killed holder's are shredded when it starts again).
 TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(StartWorker(true));
@@ -461,6 +463,22 @@ TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
   const std::filesystem::path model_dir = dir_.path() / "data" / "tiny";
   const auto before = FilesUnder(model_dir / "checkpoints");
   ASSERT_FALSE(before.empty());
+  // The byte scan at the end covers the workers' slice files: there are
+  // some now.
+  auto slice_files = [&] {
+    int n = 0;
+    for (int i = 0; i < 3; ++i) {
+      std::error_code error;
+      for (std::filesystem::recursive_directory_iterator
+               it(std::filesystem::path(WorkerDir(i)) / "slices", error),
+           end;
+           !error && it != end; it.increment(error)) {
+        n += it->is_regular_file(error) ? 1 : 0;
+      }
+    }
+    return n;
+  };
+  ASSERT_GT(slice_files(), 0);
 
   workers_[1]->Kill();
   ASSERT_NO_FATAL_FAILURE(WaitUntilDead("tiny", "worker-1"));
@@ -521,6 +539,7 @@ TEST_F(ChaosTest, DeleteModelKilledMidwayLeavesNoCopyAnywhere) {
   ASSERT_EQ(deletion.stage(), v1::PURGED) << deletion.note() << "\n"
                                           << coordinator_.Log();
   EXPECT_FALSE(std::filesystem::exists(model_dir));
+  EXPECT_EQ(slice_files(), 0);
   const auto everything = FilesUnder(dir_.path());
   for (const auto& [path, bytes] : before) {
     for (const auto& [file, content] : everything) {

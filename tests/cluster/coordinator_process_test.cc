@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -20,8 +21,10 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -529,6 +532,143 @@ TEST_F(WorkerClusterTest, SlicesCrossTheWireOnceAndPurgesDropStaleOnes) {
   EXPECT_GT(after.hits, before.hits);
 }
 
+// With a --data_dir a worker keeps its cached slices as files too. A
+// deletion's purge shreds the file of the version that held the owner's
+// samples (nothing of them is left in any file of the worker), a worker
+// killed with its files still there shreds them at its next start, before
+// registering, and fetches what it lacks again.
+TEST_F(WorkerClusterTest, SliceFilesArePurgedAndARestartShredsTheStaleOnes) {
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({"--worker_timeout=3s", "--heartbeat_interval=500ms"}));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(true, {"--metrics_listen=127.0.0.1:0"}));
+  const std::vector<v1::Sample> samples = TinySamples(60);
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny", TinyConfig(), samples));
+  const std::filesystem::path slice_dir =
+      std::filesystem::path(WorkerDir(0)) / "slices";
+  // The digests of the slice files (named DIGEST.N).
+  auto digests_on_disk = [&] {
+    std::multiset<std::string> digests;
+    for (const auto& entry :
+         std::filesystem::recursive_directory_iterator(slice_dir)) {
+      if (entry.is_regular_file()) {
+        digests.insert(entry.path().filename().string().substr(0, 64));
+      }
+    }
+    return digests;
+  };
+  // Worker files holding any sample of `owner`.
+  auto files_holding = [&](const std::string& owner) {
+    std::vector<std::string> files;
+    for (const v1::Sample& sample : samples) {
+      if (sample.owner() != owner) continue;
+      for (const std::string& needle : {sample.features(), sample.id()}) {
+        for (std::string& file :
+             testing_util::FilesContaining(WorkerDir(0), needle)) {
+          files.push_back(std::move(file));
+        }
+      }
+    }
+    return files;
+  };
+  auto metric = [&](const std::string& name) {
+    std::string metrics_address;
+    EXPECT_TRUE(workers_[0]->SawLine("metrics on ", &metrics_address));
+    return testing_util::MetricValue(
+        testing_util::HttpGet(metrics_address, "/metrics"), name);
+  };
+  const std::multiset<std::string> before = digests_on_disk();
+  EXPECT_FALSE(before.empty());
+  EXPECT_EQ(metric("oubli_worker_disk_cached_slices"),
+            static_cast<double>(before.size()));
+  EXPECT_EQ(metric("oubli_worker_cached_slices"),
+            static_cast<double>(before.size()));
+  EXPECT_GT(metric("oubli_worker_disk_cached_slice_bytes"), 0);
+
+  v1::DeletionReceipt receipt;
+  grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
+  // One slice held owner-3 (owner placement): its file went, its new
+  // version's came.
+  const std::multiset<std::string> after = digests_on_disk();
+  std::vector<std::string> gone, came;
+  std::set_difference(before.begin(), before.end(), after.begin(), after.end(),
+                      std::back_inserter(gone));
+  std::set_difference(after.begin(), after.end(), before.begin(), before.end(),
+                      std::back_inserter(came));
+  EXPECT_EQ(gone.size(), 1u);
+  EXPECT_EQ(came.size(), 1u);
+  EXPECT_EQ(metric("oubli_worker_disk_cached_slices"),
+            static_cast<double>(after.size()));
+  EXPECT_THAT(files_holding("owner-3"), IsEmpty());
+
+  // Killed: its files stay behind, holding samples that may be deleted
+  // while it is down. Its next start shreds them before it registers.
+  workers_[0]->Kill();
+  ASSERT_EQ(digests_on_disk(), after);
+  ASSERT_NO_FATAL_FAILURE(
+      RestartWorker(0, true, {"--metrics_listen=127.0.0.1:0"}));
+  EXPECT_THAT(digests_on_disk(), IsEmpty());
+  EXPECT_EQ(metric("oubli_worker_disk_cached_slices"), 0);
+
+  // The next retrain fetches the slices it lacks again.
+  status = ForgetOwner("tiny", "owner-5", &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_NO_FATAL_FAILURE(WatchToRestored(receipt.deletion_id()));
+  EXPECT_GT(metric("oubli_worker_slice_lookups_total{result=\"miss\"}"), 0);
+  EXPECT_FALSE(digests_on_disk().empty());
+  EXPECT_THAT(files_holding("owner-5"), IsEmpty());
+  EXPECT_THAT(files_holding("owner-3"), IsEmpty());
+}
+
+// A worker does not register while a slice file it dropped could not be
+// shredded (registering tells the coordinator nothing from before is left
+// here), and does once the file is gone.
+TEST_F(WorkerClusterTest, AWorkerHoldingAnUnshreddableSliceFileStaysAway) {
+  const std::vector<std::string> timing = {"--worker_timeout=3s",
+                                           "--heartbeat_interval=500ms"};
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(timing));
+  ASSERT_NO_FATAL_FAILURE(StartWorker(true));
+  ASSERT_NO_FATAL_FAILURE(CreateTrainedModel("tiny"));
+  // Directories where the slice files were: ShredFile cannot open them.
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(
+           std::filesystem::path(WorkerDir(0)) / "slices")) {
+    if (entry.is_regular_file()) files.push_back(entry.path());
+  }
+  ASSERT_FALSE(files.empty());
+  for (const std::filesystem::path& file : files) {
+    std::filesystem::remove(file);
+    std::filesystem::create_directory(file);
+  }
+
+  // A new coordinator does not know the worker: it must register again.
+  const std::string address = coordinator_.address();
+  coordinator_.Kill();
+  std::vector<std::string> flags = timing;
+  flags.push_back(absl::StrCat("--listen=", address));
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(flags));
+  const std::string refusal =
+      "not registering while a cached slice file is left";
+  for (int i = 0; i < 600 && !absl::StrContains(workers_[0]->Log(), refusal);
+       ++i) {  // 60 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(absl::StrContains(workers_[0]->Log(), refusal))
+      << workers_[0]->Log();
+  v1::Model model;
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  EXPECT_THAT(model.workers(), IsEmpty());
+
+  for (const std::filesystem::path& file : files) {
+    std::filesystem::remove(file);
+  }
+  std::string id;
+  ASSERT_TRUE(workers_[0]->WaitForLine("registered as ", &id));
+  ASSERT_TRUE(GetModel("tiny", &model).ok());
+  EXPECT_EQ(model.workers_size(), 1);
+}
+
 // Two samples of the tiny model as one encoded slice; `label` for both.
 std::shared_ptr<const storage::EncodedSlice> TwoRowSlice(int label) {
   std::vector<Sample> samples(2);
@@ -827,9 +967,9 @@ TEST_F(WorkerClusterTest, AWorkerOfAnotherEnvironmentIsToldAndGetsNoWork) {
             worker::CudaAvailable() ? -1 : 1);
 }
 
-// --device and --cluster_token_file are checked before serving: a bad
-// choice, CUDA where there is none, or an unreadable token file exits with
-// status 2 and says why.
+// --device, --cluster_token_file and --slice_disk_cache_bytes are checked
+// before serving: a bad choice, CUDA where there is none, an unreadable
+// token file or a negative bound exits with status 2 and says why.
 TEST(ServerFlagsTest, AnUnusableDeviceOrTokenStopsTheServerAtStartup) {
   struct Case {
     std::string binary;
@@ -846,6 +986,9 @@ TEST(ServerFlagsTest, AnUnusableDeviceOrTokenStopsTheServerAtStartup) {
       {OUBLI_WORKER_BIN,
        "--coordinator=127.0.0.1:1 --cluster_token_file=/nonexistent/token",
        "/nonexistent/token"},
+      {OUBLI_WORKER_BIN,
+       "--coordinator=127.0.0.1:1 --slice_disk_cache_bytes=-1",
+       "--slice_disk_cache_bytes must be >= 0"},
       {OUBLI_COORDINATOR_BIN,
        "--data_dir=/nonexistent --cluster_token_file=/nonexistent/token",
        "/nonexistent/token"},
