@@ -23,8 +23,8 @@
 #include "coordinator/ensemble.h"
 #include "coordinator/in_flight_drain.h"
 #include "coordinator/model_base.h"
+#include "coordinator/pending_deletions.h"
 #include "coordinator/position_runner.h"
-#include "coordinator/restore_progress.h"
 #include "coordinator/retrain_queue.h"
 #include "coordinator/lm_ensemble.h"
 #include "coordinator/sample_fit.h"
@@ -44,25 +44,17 @@ using internal::DeletionRecord;
 
 constexpr char kConfigMetaKey[] = "config";
 constexpr char kTrainingRequestedMetaKey[] = "training_requested";
-struct PendingDeletion {
-  DeletionRecord record;
-  std::set<int> shards;
-  // Per shard, its generation once this deletion was applied there (absent:
-  // 0, the generation at Open, whose slices come from the store and so
-  // already exclude every accepted deletion). The deletion is RESTORED once
-  // every sequence of each of its shards has been stored whole at that
-  // generation or later.
-  std::map<int, uint64_t> applied_at;
-  // Its RESTORED record is being written (TakeRestored, FinishRestored).
-  bool restoring = false;
-};
 
 }  // namespace
 
 struct Engine::State {
+  // Built by Open once everything it holds is open and read.
   State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan,
         std::unique_ptr<storage::LineageStore> lineage,
-        std::unique_ptr<storage::CheckpointStore> checkpoint_store)
+        std::unique_ptr<storage::CheckpointStore> checkpoint_store,
+        std::unique_ptr<const ModelBase> model_base,
+        std::shared_ptr<const worker::ShardModel> base_alone,
+        std::unique_ptr<DeletionLedger> deletion_ledger, bool reopened_model)
       : options(std::move(opts)),
         config(std::move(cfg)),
         environment(worker::NumericEnvironment()),
@@ -72,15 +64,20 @@ struct Engine::State {
                                .AddField(environment)
                                .FinishHex()),
         plan(std::move(sharding_plan)),
+        base(std::move(model_base)),
+        reopened(reopened_model),
+        base_model(std::move(base_alone)),
         store(std::move(lineage)),
-        shards(&plan, config_fingerprint, config.shards),
+        ledger(std::move(deletion_ledger)),
         checkpoints(std::move(checkpoint_store)),
         chunks(config.model_id, options.replicas.get(), store.get(), metrics),
         runner(config, config_text, environment, checkpoints.get(), &chunks,
                options.remote_trainer.get(), options.training_threads,
                metrics),
+        shards(&plan, config_fingerprint, config.shards),
+        pending(config.shards, config.sequences, config.slices, metrics),
+        restored_recorder(mu, &pending, store.get(), ledger.get()),
         retrain_queue(config.retrain),
-        restore_progress(config.shards, config.sequences),
         generations(new std::atomic<uint64_t>[config.shards]),
         slice_generations(config.shards, config.slices) {
     for (int s = 0; s < config.shards; ++s) generations[s] = 0;
@@ -99,12 +96,13 @@ struct Engine::State {
   // the numeric environment (library versions, CPU kernels).
   const std::string config_fingerprint;
   const ShardingPlan plan;
-  std::unique_ptr<const ModelBase> base;  // set by Open
-  // The model existed before this process (set by Open): workers may hold
-  // slices an earlier coordinator sent them.
-  bool reopened = false;
-  // The public base model, when serving.base_fallback (built at Open).
-  std::shared_ptr<const worker::ShardModel> base_model;
+  const std::unique_ptr<const ModelBase> base;
+  // The model existed before this process: workers may hold slices an
+  // earlier coordinator sent them.
+  const bool reopened;
+  // The public base model, when serving.base_fallback (null otherwise, or
+  // when it cannot be built).
+  const std::shared_ptr<const worker::ShardModel> base_model;
   std::unique_ptr<storage::LineageStore> store;
   // Null without a ledger key. Every deletion-record write goes through it.
   std::unique_ptr<DeletionLedger> ledger;
@@ -121,12 +119,11 @@ struct Engine::State {
 
   absl::Mutex mu;
   ShardTable shards ABSL_GUARDED_BY(mu);
+  // Mirrored in `pending` (whether RESTORED waits for retraining).
   bool training_requested ABSL_GUARDED_BY(mu) = false;
-  std::map<std::string, PendingDeletion> pending ABSL_GUARDED_BY(mu);
+  PendingDeletions pending ABSL_GUARDED_BY(mu);
+  RestoredRecorder restored_recorder;
   RetrainQueue retrain_queue ABSL_GUARDED_BY(mu);
-  // Which sequences were whole at which generation (NoteIfComplete), so
-  // TakeRestored knows which deletions are RESTORED.
-  RestoreProgress restore_progress ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
   // RetryPurgesNow, and the purge loop's back-off waits on it. A mutex of
   // its own, never held across anything else: that call runs inside a
@@ -156,19 +153,13 @@ struct Engine::State {
   bool retrain_enabled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return training_requested;
   }
-  // Records the shard's sequences that are whole now in restore_progress;
-  // returns whether that was news for any of them.
+  // Records the shard's sequences that are whole now (see
+  // PendingDeletions::NoteWhole); returns whether that was news.
   bool NoteIfComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    const ShardState& state = shards[shard];
-    if (state.needs_reload) return false;
-    bool news = false;
-    for (size_t b = 0; b < state.valid_length.size(); ++b) {
-      if (state.valid_length[b] != config.slices) continue;
-      news = restore_progress.MarkWhole(shard, static_cast<int>(b),
-                                        generations[shard].load()) ||
-             news;
-    }
-    return news;
+    return pending.NoteWhole(shard, shards[shard], generations[shard].load());
+  }
+  std::vector<DeletionRecord> TakeRestored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return pending.TakeRestored(FingerprintLocked());
   }
 
   // ---- shard state (all require mu)
@@ -250,7 +241,6 @@ struct Engine::State {
       ABSL_LOCKS_EXCLUDED(purge_mu, mu);
   // Re-places chunks whose holders died (CheckpointReplicas::Repair).
   void RepairChunks() ABSL_LOCKS_EXCLUDED(purge_mu, mu);
-  bool HasUnfinishedPurges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void PurgeLoop();
   // Sequence lengths of a shard before and after a deactivation.
   struct Cut {
@@ -265,16 +255,6 @@ struct Engine::State {
   // `deletions` deletions committed together cut `shards`.
   void ScheduleRetrain(const std::set<int>& shards, int deletions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // RESTORED in two steps, so the synced write happens without mu:
-  // TakeRestored stamps copies of the records of every pending deletion
-  // that has reached it (PURGED, and restored in every shard it was applied
-  // to: see RestoreProgress) and marks
-  // them `restoring` (no other thread takes them); FinishRestored writes them in one batch and stops tracking
-  // them. On a failed write they stay pending, to be taken again at the
-  // next completion.
-  std::vector<DeletionRecord> TakeRestored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  void FinishRestored(std::vector<DeletionRecord> records)
-      ABSL_LOCKS_EXCLUDED(mu);
   void WaitForStaleTraining(const std::set<int>& shards)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
@@ -510,24 +490,19 @@ absl::Status Engine::State::DestroyCheckpoints(
 
 absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   absl::MutexLock purge_lock(&purge_mu);
-  std::vector<DeletionRecord> unpurged;
-  std::vector<std::set<int>> shards_of;  // per unpurged deletion
-  std::set<int> affected;
+  PendingDeletions::Unpurged listed;
   std::vector<std::string> garbage;
   std::vector<std::string> garbage_chunks;  // checkpoint keys
   {
     absl::MutexLock lock(&mu);
-    for (const auto& [id, p] : pending) {
-      if (p.record.purged_unix_nanos() != 0) continue;
-      unpurged.push_back(p.record);
-      shards_of.push_back(p.shards);
-      affected.insert(p.shards.begin(), p.shards.end());
-    }
-    if (unpurged.empty()) return absl::OkStatus();
+    listed = pending.ListUnpurged();
+    if (listed.records.empty()) return absl::OkStatus();
     // After this, no position that read deleted data is left to write a
     // checkpoint: the listing below sees every file that holds any.
-    WaitForStaleTraining(affected);
+    WaitForStaleTraining(listed.affected);
   }
+  std::vector<DeletionRecord>& unpurged = listed.records;
+  const std::vector<std::set<int>>& shards_of = listed.shards_of;
   // Listed without mu; positions that start meanwhile train on data
   // without these deletions.
   OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk, checkpoints->List());
@@ -600,11 +575,9 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
         done.push_back(std::move(unpurged[i]));
         continue;
       }
-      auto it = pending.find(unpurged[i].deletion_id());
-      if (it == pending.end()) continue;
-      it->second.record.set_note(
-          absl::StrCat("purge failed (", failure.ToString(),
-                       "); it is retried in the background"));
+      pending.SetNote(unpurged[i].deletion_id(),
+                      absl::StrCat("purge failed (", failure.ToString(),
+                                   "); it is retried in the background"));
     }
     unpurged = std::move(done);
     if (unpurged.empty()) return failure;
@@ -618,24 +591,13 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     record.clear_note();
   }
   OUBLI_RETURN_IF_ERROR(WriteDeletions(*store, ledger.get(), unpurged));
-  std::vector<DeletionRecord> restored;
+  std::vector<DeletionRecord> now_restored;
   {
     absl::MutexLock lock(&mu);
-    for (const DeletionRecord& record : unpurged) {
-      auto it = pending.find(record.deletion_id());
-      if (it == pending.end()) continue;
-      it->second.record.set_purged_unix_nanos(purged_at);
-      it->second.record.clear_note();
-    }
-    if (metrics != nullptr) {
-      for (const DeletionRecord& record : unpurged) {
-        metrics->DeletionPurged(
-            absl::Nanoseconds(purged_at - record.accepted_unix_nanos()));
-      }
-    }
-    restored = TakeRestored();
+    pending.MarkPurged(unpurged, purged_at);
+    now_restored = TakeRestored();
   }
-  FinishRestored(std::move(restored));
+  restored_recorder.Record(std::move(now_restored));
   return failure;
 }
 
@@ -656,7 +618,7 @@ void Engine::State::PurgeLoop() {
     {
       absl::MutexLock lock(&mu);
       auto has_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        return stopping || HasUnfinishedPurges();
+        return stopping || pending.HasUnpurged();
       };
       if (!chunks.enabled()) {
         mu.Await(absl::Condition(&has_work));
@@ -725,13 +687,6 @@ void Engine::State::RepairChunks() {
       config.erasure, stop_requested);
 }
 
-bool Engine::State::HasUnfinishedPurges() {
-  for (const auto& [id, p] : pending) {
-    if (p.record.purged_unix_nanos() == 0) return true;
-  }
-  return false;
-}
-
 void Engine::State::WaitForStaleTraining(const std::set<int>& affected) {
   // A position trained before the deletion holds the deleted samples in
   // memory and may be about to write its checkpoint; PURGED must not be
@@ -748,61 +703,11 @@ void Engine::State::WaitForStaleTraining(const std::set<int>& affected) {
   mu.Await(absl::Condition(&no_stale));
 }
 
-std::vector<DeletionRecord> Engine::State::TakeRestored() {
-  std::vector<DeletionRecord> restored;
-  for (auto& [id, pending_deletion] : pending) {
-    if (pending_deletion.restoring) continue;
-    const DeletionRecord& record = pending_deletion.record;
-    // RESTORED implies PURGED: never claim it with data still on disk.
-    if (record.purged_unix_nanos() == 0) continue;
-    bool all_complete = true;
-    for (int s : pending_deletion.shards) {
-      auto applied = pending_deletion.applied_at.find(s);
-      const uint64_t needed =
-          applied == pending_deletion.applied_at.end() ? 0 : applied->second;
-      all_complete = all_complete && restore_progress.Restored(s, needed);
-    }
-    if (!all_complete && training_requested) continue;
-    DeletionRecord& stamped = restored.emplace_back(record);
-    if (!training_requested) {
-      stamped.set_note(
-          "model not trained yet: nothing was served, so nothing to retrain");
-    }
-    stamped.set_restored_unix_nanos(absl::ToUnixNanos(absl::Now()));
-    stamped.set_fingerprint_restored(FingerprintLocked());
-    pending_deletion.restoring = true;
-  }
-  return restored;
-}
-
-void Engine::State::FinishRestored(std::vector<DeletionRecord> records) {
-  if (records.empty()) return;
-  const absl::Status written = WriteDeletions(*store, ledger.get(), records);
-  absl::MutexLock lock(&mu);
-  for (const DeletionRecord& record : records) {
-    auto it = pending.find(record.deletion_id());
-    if (it == pending.end()) continue;
-    if (!written.ok()) {
-      // Stays pending; taken again at the next completion or restart.
-      it->second.restoring = false;
-      std::fprintf(stderr, "oubli: cannot record RESTORED for %s: %s\n",
-                   record.deletion_id().c_str(), written.ToString().c_str());
-      continue;
-    }
-    pending.erase(it);
-    if (metrics != nullptr) {
-      metrics->DeletionRestored(absl::Nanoseconds(
-          record.restored_unix_nanos() - record.accepted_unix_nanos()));
-    }
-  }
-}
-
 absl::StatusOr<DeletionRecord> Engine::State::LoadRecord(
     absl::string_view deletion_id) {
   {
     absl::MutexLock lock(&mu);
-    auto it = pending.find(std::string(deletion_id));
-    if (it != pending.end()) return it->second.record;
+    if (const DeletionRecord* live = pending.Find(deletion_id)) return *live;
   }
   return ReadDeletion(*store, deletion_id);
 }
@@ -865,12 +770,12 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
     // destroyed after mu is released: shredding and fsync are slow. If that
     // fails, the purge's disk-listing GC finds the file.
     std::string destroy;
-    std::vector<DeletionRecord> restored;
+    std::vector<DeletionRecord> now_restored;
     const ServedModel prepared =
         PrepareServed(shard, stamp, job, result);
     absl::Status outcome = ApplyPosition(shard, stamp, job, result, prepared,
-                                         summary, &destroy, &restored);
-    FinishRestored(std::move(restored));
+                                         summary, &destroy, &now_restored);
+    restored_recorder.Record(std::move(now_restored));
     if (!destroy.empty()) {
       if (absl::Status s = checkpoints->Destroy(destroy); !s.ok()) {
         std::fprintf(stderr, "oubli: destroying checkpoint %s: %s\n",
@@ -989,7 +894,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
       }
       TrainSummary summary;
       absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
-      std::vector<DeletionRecord> restored;
+      std::vector<DeletionRecord> now_restored;
       {
         absl::MutexLock lock(&mu);
         shards[shard].in_training = false;
@@ -1001,10 +906,10 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
           // Keep it scheduled; back off rather than spin on a hard error.
           retrain_queue.Add(shard, absl::Now() + absl::Seconds(5), owed_since);
         }
-        restored = TakeRestored();
+        now_restored = TakeRestored();
         work_cv.SignalAll();
       }
-      FinishRestored(std::move(restored));
+      restored_recorder.Record(std::move(now_restored));
       absl::MutexLock lock(&results_mu);
       first_error.Update(status);
       total.positions_trained += summary.positions_trained;
@@ -1194,10 +1099,7 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
       record.set_fingerprint_forgotten(fingerprint_forgotten);
       // Tracked from here on; the purge thread takes it (and retries any
       // failure), Open re-derives it after a crash.
-      PendingDeletion& p = pending[record.deletion_id()];
-      p.record = record;
-      p.shards.insert(record.affected_shards().begin(),
-                      record.affected_shards().end());
+      PendingDeletion& p = pending.Track(record);
       for (int s : p.shards) p.applied_at[s] = generations[s].load();
       w->result = ReceiptFromRecord(record);
       if (metrics != nullptr) {
@@ -1409,42 +1311,44 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   OUBLI_ASSIGN_OR_RETURN(
       std::unique_ptr<storage::CheckpointStore> checkpoints,
       storage::CheckpointStore::Open(options.data_dir + "/checkpoints"));
-
-  auto state =
-      std::make_unique<State>(options, config, std::move(plan),
-                              std::move(store), std::move(checkpoints));
-  state->reopened = stored_text.has_value();
-  OUBLI_ASSIGN_OR_RETURN(state->base, ModelBase::Load(config));
+  OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<const ModelBase> base,
+                         ModelBase::Load(config));
+  std::shared_ptr<const worker::ShardModel> base_model;
   if (config.serving.base_fallback) {
     // A convenience: a model whose base cannot be built here still opens
     // (Predict then refuses as without the option, and says why).
-    absl::StatusOr<std::shared_ptr<const worker::ShardModel>> base =
-        state->base->BaseAlone();
-    if (base.ok()) {
-      state->base_model = *std::move(base);
+    absl::StatusOr<std::shared_ptr<const worker::ShardModel>> base_alone =
+        base->BaseAlone();
+    if (base_alone.ok()) {
+      base_model = *std::move(base_alone);
     } else {
       std::fprintf(stderr,
                    "oubli: model %s: base_fallback off, the base model "
                    "cannot be built: %s\n",
-                   config.model_id.c_str(), base.status().ToString().c_str());
+                   config.model_id.c_str(),
+                   base_alone.status().ToString().c_str());
     }
   }
-  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> stored,
-                         state->checkpoints->List());
+  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> stored, checkpoints->List());
 
   // Recover the deletion log: finish what a crash interrupted.
   OUBLI_ASSIGN_OR_RETURN(RecoveredDeletions recovered,
-                         RecoverDeletions(*state->store));
+                         RecoverDeletions(*store));
+  std::unique_ptr<DeletionLedger> ledger;
   if (options.ledger_key != nullptr) {
     OUBLI_ASSIGN_OR_RETURN(
-        state->ledger,
-        DeletionLedger::Open(state->store.get(), config.model_id,
-                             options.ledger_key));
+        ledger,
+        DeletionLedger::Open(store.get(), config.model_id, options.ledger_key));
   }
   std::vector<DeletionRecord>& unfinished = recovered.unfinished;
   const int64_t last_seq = recovered.last_seq;
   OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> requested,
-                         state->store->GetMeta(kTrainingRequestedMetaKey));
+                         store->GetMeta(kTrainingRequestedMetaKey));
+
+  auto state = std::make_unique<State>(
+      options, config, std::move(plan), std::move(store),
+      std::move(checkpoints), std::move(base), std::move(base_model),
+      std::move(ledger), /*reopened_model=*/stored_text.has_value());
   {
     absl::MutexLock dlock(&state->deletion_mu);
     state->next_deletion_seq = last_seq + 1;
@@ -1453,6 +1357,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   {
     absl::MutexLock lock(&state->mu);
     state->training_requested = requested.has_value();
+    state->pending.set_training_requested(state->training_requested);
     for (const std::string& key : stored) state->shards.MarkStored(key);
     for (int s = 0; s < config.shards; ++s) {
       OUBLI_RETURN_IF_ERROR(state->LoadShard(s));
@@ -1466,10 +1371,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
         record.set_forgotten_unix_nanos(absl::ToUnixNanos(absl::Now()));
         record.set_fingerprint_forgotten(state->FingerprintLocked());
       }
-      PendingDeletion& p = state->pending[record.deletion_id()];
-      p.shards.insert(record.affected_shards().begin(),
-                      record.affected_shards().end());
-      p.record = std::move(record);
+      state->pending.Track(std::move(record));
     }
     if (state->training_requested) {
       // The deletions not RESTORED yet are replayed into the queue in
@@ -1481,15 +1383,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       for (int s = 0; s < config.shards; ++s) {
         if (!state->shards.Complete(s)) incomplete.insert(s);
       }
-      std::vector<const PendingDeletion*> by_acceptance;
-      for (const auto& [id, p] : state->pending) by_acceptance.push_back(&p);
-      std::stable_sort(by_acceptance.begin(), by_acceptance.end(),
-                       [](const PendingDeletion* a, const PendingDeletion* b) {
-                         return a->record.accepted_unix_nanos() <
-                                b->record.accepted_unix_nanos();
-                       });
       std::set<int> owed;
-      for (const PendingDeletion* p : by_acceptance) {
+      for (const PendingDeletion* p : state->pending.ByAcceptance()) {
         std::set<int> cut;
         std::set_intersection(p->shards.begin(), p->shards.end(),
                               incomplete.begin(), incomplete.end(),
@@ -1525,7 +1420,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       garbage = state->shards.TakeGarbage(on_disk);
       restored = state->TakeRestored();
     }
-    state->FinishRestored(std::move(restored));
+    state->restored_recorder.Record(std::move(restored));
     OUBLI_RETURN_IF_ERROR(state->DestroyCheckpoints(garbage));
   }
 
@@ -1667,6 +1562,7 @@ absl::StatusOr<TrainSummary> Engine::Train() {
     if (!st.training_requested) {
       OUBLI_RETURN_IF_ERROR(st.store->PutMeta(kTrainingRequestedMetaKey, "1"));
       st.training_requested = true;
+      st.pending.set_training_requested(true);
     }
   }
   std::vector<int> all(st.config.shards);
@@ -1929,9 +1825,8 @@ absl::Status Engine::WaitForStage(absl::string_view deletion_id,
   {
     absl::MutexLock lock(&st.mu);
     auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
-      auto it = st.pending.find(id);
-      return st.stopping || it == st.pending.end() ||
-             StageOf(it->second.record) >= stage;
+      const DeletionRecord* live = st.pending.Find(id);
+      return st.stopping || live == nullptr || StageOf(*live) >= stage;
     };
     if (!st.mu.AwaitWithTimeout(absl::Condition(&reached), timeout)) {
       return absl::DeadlineExceededError(
@@ -1967,8 +1862,8 @@ absl::StatusOr<DeletionPage> Engine::ListDeletions(
   return coordinator::ListDeletions(
       *st.store, query, [&st](DeletionRecord record) {
         absl::MutexLock lock(&st.mu);
-        auto it = st.pending.find(record.deletion_id());
-        return it != st.pending.end() ? it->second.record : record;
+        const DeletionRecord* live = st.pending.Find(record.deletion_id());
+        return live != nullptr ? *live : record;
       });
 }
 
@@ -2083,24 +1978,7 @@ ModelStatus Engine::GetModelStatus() {
   absl::MutexLock lock(&st.mu);
   status.training_requested = st.training_requested;
   status.fingerprint = st.FingerprintLocked();
-  status.pending_deletions = static_cast<int>(st.pending.size());
-  for (const auto& [id, p] : st.pending) {
-    // From the timestamps: a receipt would copy every resolved id.
-    const DeletionRecord& r = p.record;
-    if (r.purged_unix_nanos() != 0) {
-      ++status.pending_purged;
-    } else if (r.forgotten_unix_nanos() != 0) {
-      ++status.pending_forgotten;
-    } else {
-      ++status.pending_accepted;
-    }
-    if (r.accepted_unix_nanos() == 0) continue;
-    const absl::Time accepted = absl::FromUnixNanos(r.accepted_unix_nanos());
-    if (status.oldest_pending_accepted_at == absl::InfinitePast() ||
-        accepted < status.oldest_pending_accepted_at) {
-      status.oldest_pending_accepted_at = accepted;
-    }
-  }
+  st.pending.Summarize(&status);
   status.retrain_queue_shards = st.retrain_queue.size();
   for (int s = 0; s < st.config.shards; ++s) {
     const ShardState& shard = st.shards[s];
