@@ -29,7 +29,7 @@
 #include "coordinator/lm_ensemble.h"
 #include "coordinator/sample_fit.h"
 #include "coordinator/served_snapshot.h"
-#include "coordinator/shard_table.h"
+#include "coordinator/shard_set.h"
 #include "coordinator/slice_generations.h"
 #include "coordinator/slice_data.h"
 #include "coordinator/sharding_plan.h"
@@ -74,14 +74,19 @@ struct Engine::State {
         runner(config, config_text, environment, checkpoints.get(), &chunks,
                options.remote_trainer.get(), options.training_threads,
                metrics),
-        shards(&plan, config_fingerprint, config.shards),
+        shards(config, &plan, config_fingerprint, store.get(),
+               checkpoints.get(), base.get(), &slice_generations,
+               &served_snapshot,
+               [this](int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+                 if (training_requested) {
+                   retrain_queue.AddUnlessQueued(shard, absl::Now());
+                 }
+               }),
         pending(config.shards, config.sequences, config.slices, metrics),
         restored_recorder(mu, &pending, store.get(), ledger.get()),
         retrain_queue(config.retrain),
-        generations(new std::atomic<uint64_t>[config.shards]),
-        slice_generations(config.shards, config.slices) {
-    for (int s = 0; s < config.shards; ++s) generations[s] = 0;
-  }
+        generations(config.shards),
+        slice_generations(config.shards, config.slices) {}
 
   const Options options;
   // options.metrics, or nullptr.
@@ -118,7 +123,7 @@ struct Engine::State {
   absl::Mutex purge_mu ABSL_ACQUIRED_BEFORE(mu);
 
   absl::Mutex mu;
-  ShardTable shards ABSL_GUARDED_BY(mu);
+  ShardSet shards ABSL_GUARDED_BY(mu);
   // Mirrored in `pending` (whether RESTORED waits for retraining).
   bool training_requested ABSL_GUARDED_BY(mu) = false;
   PendingDeletions pending ABSL_GUARDED_BY(mu);
@@ -133,10 +138,8 @@ struct Engine::State {
   bool purge_stop ABSL_GUARDED_BY(retry_mu) = false;  // set with stopping
   // Signalled when retrain_queue gains work or a shard is released.
   absl::CondVar work_cv;
-  // Bumped, under deletion_mu, whenever a shard's content changes
-  // (deletion or ingest): training of an older generation is stale and is
-  // cancelled, and Verify keeps a read only if it did not move.
-  std::unique_ptr<std::atomic<uint64_t>[]> generations;
+  // Bumped under deletion_mu (and mu) by deletions and ingests.
+  ShardGenerations generations;
   // Per slice: a position is stale only when a slice of its own prefix
   // changed (see SliceGenerations), bumped under mu beside `generations`.
   SliceGenerations slice_generations;
@@ -150,55 +153,20 @@ struct Engine::State {
   std::vector<std::thread> background;
   std::thread purge_thread;
 
-  bool retrain_enabled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return training_requested;
-  }
   // Records the shard's sequences that are whole now (see
   // PendingDeletions::NoteWhole); returns whether that was news.
   bool NoteIfComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return pending.NoteWhole(shard, shards[shard], generations[shard].load());
+    return pending.NoteWhole(shard, shards[shard], generations.Get(shard));
   }
   std::vector<DeletionRecord> TakeRestored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return pending.TakeRestored(FingerprintLocked());
   }
 
-  // ---- shard state (all require mu)
-  absl::StatusOr<SliceData> LoadSlice(int shard, int slice);
-  // Reads every slice of the shard and installs them (InstallSlices: the
-  // caller publishes). The store may change meanwhile only by a commit
-  // under deletion_mu; that commit then applies its change again under mu
-  // and bumps the generation, so a read racing it is overwritten.
-  absl::Status LoadShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // The decoded slices `which` of `shard`, read from the store; needs no
-  // lock (Ingest calls it holding deletion_mu, so they stay as read).
-  absl::StatusOr<std::vector<std::pair<int, SliceData>>> ReadSlices(
-      int shard, const std::set<int>& which);
-  // Replaces those slices of the shard, clears needs_reload if every slice
-  // was given, and recomputes keys and the served prefix without
-  // publishing it (the caller calls PublishServed once for all shards it
-  // changed).
-  void InstallSlices(int shard, std::vector<std::pair<int, SliceData>> slices)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // Serves the shard's longest valid prefix; drops unloadable checkpoints.
-  // Publishes the new snapshot. `prepared`, if it is the prefix chosen,
-  // is served as it is (its model built without mu) instead of reading and
-  // building it here.
-  void UpdateServed(int shard, const ServedModel* prepared = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  void ChooseServed(int shard, const ServedModel* prepared = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // Swaps in a snapshot of what every shard serves now.
-  void PublishServed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // What serving `key` means: the model built from its checkpoint bytes
-  // and their SHA-256 (sequence and length are the caller's). Errors: the
-  // checkpoint does not load.
-  absl::StatusOr<ServedModel> BuildServed(const std::string& key,
-                                          const std::string& checkpoint) const;
   std::string FingerprintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::flat_hash_set<std::string> SnapshotCurrentKeys()
       ABSL_LOCKS_EXCLUDED(mu) {
     absl::MutexLock lock(&mu);
-    return shards.CurrentKeys();
+    return shards.table().CurrentKeys();
   }
   // Destroys those copies on the workers and drops their manifests;
   // Unavailable while a holder is unreachable (retried by the next pass).
@@ -250,8 +218,6 @@ struct Engine::State {
   std::map<int, Cut> Deactivate(
       const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
       const std::set<int>& affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // Without publishing (the caller publishes).
-  void ReloadOrBlankShard(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // `deletions` deletions committed together cut `shards`.
   void ScheduleRetrain(const std::set<int>& shards, int deletions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -315,124 +281,6 @@ struct Engine::State {
 
 // ---------------------------------------------------------------- shards
 
-absl::StatusOr<SliceData> Engine::State::LoadSlice(int shard, int slice) {
-  return LoadSliceData(*store, {shard, slice}, config.backbone.InputSize());
-}
-
-absl::Status Engine::State::LoadShard(int shard) {
-  std::set<int> all;
-  for (int slice = 0; slice < config.slices; ++slice) all.insert(slice);
-  OUBLI_ASSIGN_OR_RETURN(auto slices, ReadSlices(shard, all));
-  InstallSlices(shard, std::move(slices));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<std::pair<int, SliceData>>>
-Engine::State::ReadSlices(int shard, const std::set<int>& which) {
-  std::vector<std::pair<int, SliceData>> slices;
-  for (int slice : which) {
-    OUBLI_ASSIGN_OR_RETURN(SliceData data, LoadSlice(shard, slice));
-    slices.emplace_back(slice, std::move(data));
-  }
-  return slices;
-}
-
-void Engine::State::InstallSlices(
-    int shard, std::vector<std::pair<int, SliceData>> slices) {
-  ShardState& state = shards[shard];
-  if (state.slices.size() != static_cast<size_t>(config.slices)) {
-    state.slices.assign(config.slices,
-                        EmptySlice(config.backbone.InputSize()));
-  }
-  if (slices.size() == static_cast<size_t>(config.slices)) {
-    state.needs_reload = false;
-  }
-  for (auto& [slice, data] : slices) {
-    ScrubSamples(state.slices[slice].pending);
-    state.slices[slice] = std::move(data);
-    slice_generations.Bump(shard, slice);
-  }
-  state.samples = 0;
-  for (const SliceData& slice : state.slices) {
-    state.samples += static_cast<int64_t>(slice.ids.size());
-  }
-  shards.RecomputeKeys(shard);
-  ChooseServed(shard);
-}
-
-void Engine::State::UpdateServed(int shard, const ServedModel* prepared) {
-  ChooseServed(shard, prepared);
-  PublishServed();
-}
-
-void Engine::State::PublishServed() {
-  auto snapshot = std::make_shared<ServedSnapshot>();
-  std::vector<std::string> shas;
-  for (int s = 0; s < static_cast<int>(shards.size()); ++s) {
-    snapshot->shards.push_back(shards.Describe(s));
-    snapshot->served.push_back(shards[s].served);
-    shas.push_back(ServedSha(shards[s].served));
-  }
-  snapshot->fingerprint = ModelFingerprint(shas);
-  served_snapshot.Publish(std::move(snapshot));
-}
-
-void Engine::State::ChooseServed(int shard, const ServedModel* prepared) {
-  ShardState& state = shards[shard];
-  // Each failed load forgets one stored key, so this terminates.
-  while (true) {
-    int best_sequence = -1;
-    int best_length = 0;
-    for (size_t b = 0; b < state.valid_length.size(); ++b) {
-      if (state.valid_length[b] > best_length) {
-        best_length = state.valid_length[b];
-        best_sequence = static_cast<int>(b);
-      }
-    }
-    // A shard with no data, or no trained prefix, would only add noise.
-    if (best_length == 0 || state.samples == 0) {
-      state.served = ServedModel();
-      return;
-    }
-    const std::string key = state.keys[best_sequence][best_length - 1];
-    if (state.served.key == key) {
-      state.served.sequence = best_sequence;
-      return;
-    }
-    absl::StatusOr<ServedModel> built;
-    if (prepared != nullptr && prepared->key == key && prepared->model) {
-      built = *prepared;
-    } else {
-      absl::StatusOr<std::string> bytes = checkpoints->Get(key);
-      built = bytes.ok() ? BuildServed(key, *bytes) : bytes.status();
-    }
-    if (built.ok()) {
-      state.served = *std::move(built);
-      state.served.sequence = best_sequence;
-      state.served.length = best_length;
-      return;
-    }
-    // Missing or corrupt: forget it so the prefix is retrained, and serve
-    // the next best one meanwhile.
-    std::fprintf(stderr,
-                 "oubli: dropping unusable checkpoint %s of shard %d: %s\n",
-                 key.c_str(), shard, built.status().ToString().c_str());
-    shards.ForgetStored(key);
-    (void)checkpoints->Destroy(key);  // GC retries if this fails
-    shards.RecomputeKeys(shard);
-    if (retrain_enabled()) retrain_queue.AddUnlessQueued(shard, absl::Now());
-  }
-}
-
-absl::StatusOr<ServedModel> Engine::State::BuildServed(
-    const std::string& key, const std::string& checkpoint) const {
-  ServedModel served;
-  OUBLI_ASSIGN_OR_RETURN(served.model, base->ShardModelOf(checkpoint));
-  served.key = key;
-  served.checkpoint_sha256 = Sha256Hex(checkpoint);
-  return served;
-}
-
 std::string Engine::State::FingerprintLocked() {
   // Every change to what a shard serves is published before mu is
   // released, so the snapshot's fingerprint is the current one.
@@ -473,7 +321,7 @@ absl::Status Engine::State::DropCachedSlices() {
   absl::flat_hash_set<std::string> keep;
   {
     absl::MutexLock lock(&mu);
-    OUBLI_ASSIGN_OR_RETURN(keep, shards.CurrentSliceDigests());
+    OUBLI_ASSIGN_OR_RETURN(keep, shards.table().CurrentSliceDigests());
   }
   if (options.remote_trainer == nullptr) return absl::OkStatus();
   return options.remote_trainer->DropStaleSlices(config.model_id, keep,
@@ -509,8 +357,8 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
   absl::flat_hash_set<std::string> current;
   {
     absl::MutexLock lock(&mu);
-    garbage = shards.TakeGarbage(on_disk);
-    current = shards.CurrentKeys();
+    garbage = shards.table().TakeGarbage(on_disk);
+    current = shards.table().CurrentKeys();
   }
   OUBLI_ASSIGN_OR_RETURN(garbage_chunks, chunks.GarbageKeys(current));
   // Slow I/O (flush, compaction, shredding) without mu: serving and new
@@ -536,7 +384,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
       // this pass and pruned here is unknown if a later pass leaves it
       // behind: that holds everyone back, which is safe.
       absl::MutexLock lock(&mu);
-      shards.RetainStale(left);
+      shards.table().RetainStale(left);
     }
     // And checkpoints that workers hold in memory to answer Predict, and
     // the slices they cached for training.
@@ -561,7 +409,7 @@ absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
     std::set<int> blocked;
     bool block_all = !purged.ok() || left.empty();
     for (const std::string& key : left) {
-      if (std::optional<int> shard = shards.StaleShardOf(key)) {
+      if (std::optional<int> shard = shards.table().StaleShardOf(key)) {
         blocked.insert(*shard);
       } else {
         block_all = true;
@@ -676,7 +524,7 @@ void Engine::State::RepairChunks() {
   {
     absl::MutexLock lock(&mu);
     for (const std::string& key : current) {
-      if (shards.IsStored(key) && !coded.contains(key)) {
+      if (shards.table().IsStored(key) && !coded.contains(key)) {
         uncoded.push_back(key);
       }
     }
@@ -726,8 +574,8 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       if (stopping) return absl::CancelledError("engine stopping");
       ShardState& state = shards[shard];
       if (state.needs_reload) {
-        OUBLI_RETURN_IF_ERROR(LoadShard(shard));
-        PublishServed();
+        OUBLI_RETURN_IF_ERROR(shards.LoadShard(shard));
+        shards.PublishServed();
       }
       // The first missing prefix of the sequence with the longest valid
       // prefix (the lowest on ties): the served prefix grows back to full
@@ -737,7 +585,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       for (size_t b = 0; b < state.keys.size(); ++b) {
         size_t valid = 0;
         while (valid < state.keys[b].size() &&
-               shards.IsStored(state.keys[b][valid])) {
+               shards.table().IsStored(state.keys[b][valid])) {
           ++valid;
         }
         if (valid == state.keys[b].size()) continue;  // complete
@@ -754,7 +602,7 @@ absl::Status Engine::State::TrainShardToCompletion(int shard,
       job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
       stamp = slice_generations.Take(shard, job.prefix);
       OUBLI_ASSIGN_OR_RETURN(job.slices,
-                             shards.PrefixSlices(shard, job.prefix));
+                             shards.table().PrefixSlices(shard, job.prefix));
       // Cleared below on every path; purges wait on it
       // (WaitForStaleTraining).
       state.in_flight = stamp;
@@ -806,7 +654,8 @@ ServedModel Engine::State::PrepareServed(
           job.prefix.size()) {
     return prepared;
   }
-  absl::StatusOr<ServedModel> built = BuildServed(job.key, result->checkpoint);
+  absl::StatusOr<ServedModel> built =
+      BuildServed(*base, job.key, result->checkpoint);
   // A failure is ChooseServed's to report, reading the file.
   return built.ok() ? *std::move(built) : prepared;
 }
@@ -831,10 +680,10 @@ absl::Status Engine::State::ApplyPosition(
     case PositionOutcome::kParentCorrupt:
       // Forgotten so that it is retrained.
       if (!stale) {
-        shards.ForgetStored(job.parent_key);
+        shards.table().ForgetStored(job.parent_key);
         *destroy = job.parent_key;
-        shards.RecomputeKeys(shard);
-        UpdateServed(shard);
+        shards.table().RecomputeKeys(shard);
+        shards.UpdateServed(shard);
       }
       return absl::OkStatus();
     case PositionOutcome::kRestored:
@@ -849,7 +698,7 @@ absl::Status Engine::State::ApplyPosition(
     *destroy = job.key;
     return absl::OkStatus();
   }
-  shards.MarkStored(job.key);
+  shards.table().MarkStored(job.key);
   if (result->outcome == PositionOutcome::kRestored) {
     ++summary->positions_restored;
   } else {
@@ -857,8 +706,8 @@ absl::Status Engine::State::ApplyPosition(
     summary->samples += result->stats.samples;
     summary->steps += result->stats.steps;
   }
-  shards.RecomputeKeys(shard);
-  UpdateServed(shard, &prepared);
+  shards.table().RecomputeKeys(shard);
+  shards.UpdateServed(shard, &prepared);
   // A sequence just became whole: deletions waiting for it need not wait
   // for the rest of the shard.
   if (NoteIfComplete(shard)) *restored = TakeRestored();
@@ -901,7 +750,7 @@ absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
         NoteIfComplete(shard);
         // Deletions that queued it again while it trained were applied
         // before the positions trained since: nothing is left for them.
-        if (status.ok() && shards.Complete(shard)) retrain_queue.Remove(shard);
+        if (status.ok() && shards.table().Complete(shard)) retrain_queue.Remove(shard);
         if (!status.ok() && !stopping) {
           // Keep it scheduled; back off rather than spin on a hard error.
           retrain_queue.Add(shard, absl::Now() + absl::Seconds(5), owed_since);
@@ -1100,7 +949,7 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
       // Tracked from here on; the purge thread takes it (and retries any
       // failure), Open re-derives it after a crash.
       PendingDeletion& p = pending.Track(record);
-      for (int s : p.shards) p.applied_at[s] = generations[s].load();
+      for (int s : p.shards) p.applied_at[s] = generations.Get(s);
       w->result = ReceiptFromRecord(record);
       if (metrics != nullptr) {
         metrics->DeletionForgotten(absl::FromUnixNanos(forgotten_at) -
@@ -1152,56 +1001,29 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
   // store (which already excludes the samples) or blanked.
   std::map<int, Cut> cuts;
   for (int s : affected) {
-    ++generations[s];
+    generations.Bump(s);
     ShardState& state = shards[s];
     Cut& cut = cuts[s];
     cut.before = state.valid_length;
     absl::Status edited = absl::OkStatus();
     for (const auto& [where, gone] : by_slice) {
       if (where.shard != s) continue;
-      // Before the edit: a position of this slice that is cancelled now
-      // must not find its slices unchanged.
-      slice_generations.Bump(s, where.slice);
-      absl::StatusOr<int64_t> removed =
-          RemoveSamples(state.slices[where.slice], gone);
-      if (!removed.ok()) {
-        edited = removed.status();
-        break;
-      }
-      state.samples -= *removed;
+      edited = shards.RemoveSamples(s, where.slice, gone);
+      if (!edited.ok()) break;
     }
     if (edited.ok()) {
-      shards.RecomputeKeys(s);
-      ChooseServed(s);
+      shards.table().RecomputeKeys(s);
+      shards.ChooseServed(s);
     } else {
       std::fprintf(stderr, "oubli: deactivating shard %d in memory: %s\n", s,
                    edited.ToString().c_str());
-      ReloadOrBlankShard(s);
+      shards.ReloadOrBlankShard(s);
     }
     cut.after = state.valid_length;
   }
   // Every shard of the group switches at once.
-  PublishServed();
+  shards.PublishServed();
   return cuts;
-}
-
-void Engine::State::ReloadOrBlankShard(int shard) {
-  absl::Status loaded = LoadShard(shard);
-  if (loaded.ok()) return;
-  // Serve nothing from this shard rather than risk serving deleted data;
-  // training reloads it before touching it.
-  std::fprintf(stderr, "oubli: reloading shard %d failed, blanking it: %s\n",
-               shard, loaded.ToString().c_str());
-  ShardState& state = shards[shard];
-  slice_generations.BumpShard(shard);
-  for (SliceData& slice : state.slices) {
-    ScrubSamples(slice.pending);
-    slice = EmptySlice(config.backbone.InputSize());
-  }
-  state.samples = 0;
-  state.needs_reload = true;
-  shards.RecomputeKeys(shard);
-  state.served = ServedModel();
 }
 
 void Engine::State::ScheduleRetrain(const std::set<int>& affected,
@@ -1358,12 +1180,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     absl::MutexLock lock(&state->mu);
     state->training_requested = requested.has_value();
     state->pending.set_training_requested(state->training_requested);
-    for (const std::string& key : stored) state->shards.MarkStored(key);
+    for (const std::string& key : stored) state->shards.table().MarkStored(key);
     for (int s = 0; s < config.shards; ++s) {
-      OUBLI_RETURN_IF_ERROR(state->LoadShard(s));
+      OUBLI_RETURN_IF_ERROR(state->shards.LoadShard(s));
       state->NoteIfComplete(s);
     }
-    state->PublishServed();
+    state->shards.PublishServed();
     for (DeletionRecord& record : unfinished) {
       // The samples left every index in the ACCEPTED batch, so keys computed
       // from the store already exclude them: deactivation is implicit.
@@ -1381,7 +1203,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       // are due now.
       std::set<int> incomplete;
       for (int s = 0; s < config.shards; ++s) {
-        if (!state->shards.Complete(s)) incomplete.insert(s);
+        if (!state->shards.table().Complete(s)) incomplete.insert(s);
       }
       std::set<int> owed;
       for (const PendingDeletion* p : state->pending.ByAcceptance()) {
@@ -1417,7 +1239,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     std::vector<DeletionRecord> restored;
     {
       absl::MutexLock lock(&state->mu);
-      garbage = state->shards.TakeGarbage(on_disk);
+      garbage = state->shards.table().TakeGarbage(on_disk);
       restored = state->TakeRestored();
     }
     state->restored_recorder.Record(std::move(restored));
@@ -1510,27 +1332,26 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     std::map<int, absl::StatusOr<std::vector<std::pair<int, SliceData>>>>
         read;
     for (const auto& [s, slices] : touched) {
-      read.emplace(s, st.ReadSlices(s, slices));
+      read.emplace(s, ReadSlices(*st.store, s, slices,
+                                 st.config.backbone.InputSize()));
     }
     absl::Status failure = absl::OkStatus();
     absl::MutexLock lock(&st.mu);
     for (auto& [s, by_slice] : added) {
-      ++st.generations[s];
+      st.generations.Bump(s);
       for (auto& [slice, samples] : by_slice) {
-        st.slice_generations.Bump(s, slice);
-        st.shards[s].samples += static_cast<int64_t>(samples.size());
-        AddSamples(st.shards[s].slices[slice], std::move(samples));
+        st.shards.AddSamples(s, slice, std::move(samples));
       }
-      st.shards.RecomputeKeys(s);
-      st.ChooseServed(s);
+      st.shards.table().RecomputeKeys(s);
+      st.shards.ChooseServed(s);
       if (st.training_requested) {
         st.retrain_queue.AddUnlessQueued(s, absl::Now());
       }
     }
     for (auto& [s, slices] : read) {
-      ++st.generations[s];
+      st.generations.Bump(s);
       if (slices.ok()) {
-        st.InstallSlices(s, *std::move(slices));
+        st.shards.InstallSlices(s, *std::move(slices));
       } else {
         // Stored but not in memory: training reloads the shard before it
         // touches it, and serving goes on with what it had (ingest removes
@@ -1542,7 +1363,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
         st.retrain_queue.AddUnlessQueued(s, absl::Now());
       }
     }
-    st.PublishServed();
+    st.shards.PublishServed();
     st.work_cv.SignalAll();
     OUBLI_RETURN_IF_ERROR(failure);
   }
@@ -1554,7 +1375,7 @@ absl::StatusOr<TrainSummary> Engine::Train() {
   {
     absl::MutexLock lock(&st.mu);
     int64_t total = 0;
-    for (const ShardState& shard : st.shards) total += shard.samples;
+    for (const ShardState& shard : st.shards.table()) total += shard.samples;
     if (total == 0) {
       return absl::FailedPreconditionError(
           "no samples ingested: nothing to train on");
@@ -1913,11 +1734,11 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
       uint64_t generation;
       {
         absl::MutexLock lock(&st.mu);
-        prefix = st.shards.Describe(s).prefix;
+        prefix = st.shards.table().Describe(s).prefix;
         served_sha = ServedSha(st.shards[s].served);
         full_length = st.shards[s].samples == 0 ||
                       static_cast<int>(prefix.size()) == st.config.slices;
-        generation = st.generations[s].load();
+        generation = st.generations.Get(s);
       }
       if (!locked_read) {
         dlock.reset();
@@ -1928,7 +1749,8 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
       slices.assign(st.config.slices, SliceData());
       absl::Status read = absl::OkStatus();
       for (int slice : prefix) {
-        absl::StatusOr<SliceData> loaded = st.LoadSlice(s, slice);
+        absl::StatusOr<SliceData> loaded = LoadSliceData(
+            *st.store, {s, slice}, st.config.backbone.InputSize());
         if (!loaded.ok()) {
           read = loaded.status();
           break;
@@ -1942,7 +1764,7 @@ absl::StatusOr<VerifyReport> Engine::Verify() {
       bool unchanged;
       {
         absl::MutexLock again(&st.deletion_mu);
-        unchanged = st.generations[s].load() == generation;
+        unchanged = st.generations.Get(s) == generation;
       }
       if (unchanged) {
         OUBLI_RETURN_IF_ERROR(read);  // not a race with a deletion
@@ -1983,7 +1805,7 @@ ModelStatus Engine::GetModelStatus() {
   for (int s = 0; s < st.config.shards; ++s) {
     const ShardState& shard = st.shards[s];
     ShardStatus out;
-    out.served = st.shards.Describe(s);
+    out.served = st.shards.table().Describe(s);
     status.active_samples += shard.samples;
     for (const SliceData& slice : shard.slices) {
       out.slice_samples.push_back(static_cast<int64_t>(slice.ids.size()));
@@ -1998,7 +1820,7 @@ ModelStatus Engine::GetModelStatus() {
           prefix_samples +=
               static_cast<int64_t>(shard.slices[slice].ids.size());
         }
-        if (!st.shards.IsStored(shard.keys[b][p]) &&
+        if (!st.shards.table().IsStored(shard.keys[b][p]) &&
             missing.insert(shard.keys[b][p]).second) {
           status.retrain_backlog_sample_visits +=
               prefix_samples * st.config.train.epochs_per_position;

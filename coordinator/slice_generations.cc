@@ -29,6 +29,11 @@ SliceGenerations::Stamp SliceGenerations::Take(
   return stamp;
 }
 
+ShardGenerations::ShardGenerations(int shards)
+    : counters_(new std::atomic<uint64_t>[shards]) {
+  for (int s = 0; s < shards; ++s) counters_[s] = 0;
+}
+
 bool SliceGenerations::Changed(const Stamp& stamp) const {
   for (const auto& [slice, counter] : stamp.slices) {
     if (At(stamp.shard, slice).load() != counter) return true;

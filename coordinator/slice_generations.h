@@ -51,6 +51,22 @@ class SliceGenerations {
   std::unique_ptr<std::atomic<uint64_t>[]> counters_;
 };
 
+// Per shard, a data generation: bumped, under the engine's deletion lock,
+// whenever a deletion or an ingest changes the shard's samples. A deletion
+// is RESTORED once its shards' sequences were whole at the generation it
+// left them at (see RestoreProgress), and Verify keeps a read only if it
+// did not move. Read from any thread.
+class ShardGenerations {
+ public:
+  explicit ShardGenerations(int shards);
+
+  uint64_t Get(int shard) const { return counters_[shard].load(); }
+  void Bump(int shard) { ++counters_[shard]; }
+
+ private:
+  std::unique_ptr<std::atomic<uint64_t>[]> counters_;
+};
+
 }  // namespace oubli::coordinator
 
 #endif  // OUBLI_COORDINATOR_SLICE_GENERATIONS_H_

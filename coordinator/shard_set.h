@@ -1,0 +1,115 @@
+// The model's shards as the engine keeps them in memory: each shard's
+// slices, read from the lineage store and edited as samples come and go;
+// the keys and validity of its prefixes (ShardTable); and what it serves,
+// its longest valid prefix, whose model is built from the stored
+// checkpoint and published with every other shard's as one ServedSnapshot
+// (which Predict reads without any engine lock).
+//
+// No lock of its own: the engine holds its mutex around every call (the
+// engine's field is ABSL_GUARDED_BY it; a part with threads of its own gets
+// a pointer ABSL_PT_GUARDED_BY it). Loading a shard and choosing what it
+// serves read the store and checkpoints under that mutex: training loops
+// and status calls may wait for them, Predict does not.
+#ifndef OUBLI_COORDINATOR_SHARD_SET_H_
+#define OUBLI_COORDINATOR_SHARD_SET_H_
+
+#include <functional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "common/config.h"
+#include "common/types.h"
+#include "coordinator/model_base.h"
+#include "coordinator/served_snapshot.h"
+#include "coordinator/shard_table.h"
+#include "coordinator/sharding_plan.h"
+#include "coordinator/slice_data.h"
+#include "coordinator/slice_generations.h"
+#include "storage/checkpoint_store.h"
+#include "storage/lineage_store.h"
+
+namespace oubli::coordinator {
+
+class ShardSet {
+ public:
+  // Every pointer outlives the set. `checkpoint_dropped(shard)` runs, under
+  // the engine mutex, when the checkpoint the shard would serve does not
+  // load and was forgotten: that prefix is owed training again.
+  ShardSet(const ModelConfig& config, const ShardingPlan* plan,
+           std::string config_fingerprint, storage::LineageStore* store,
+           storage::CheckpointStore* checkpoints, const ModelBase* base,
+           SliceGenerations* slice_generations, PublishedSnapshot* published,
+           std::function<void(int shard)> checkpoint_dropped);
+
+  ShardTable& table() { return table_; }
+  const ShardTable& table() const { return table_; }
+  ShardState& operator[](int shard) { return table_[shard]; }
+  const ShardState& operator[](int shard) const { return table_[shard]; }
+
+  // Reads every slice of the shard and installs them (InstallSlices: the
+  // caller publishes). The store may change meanwhile only by a commit
+  // under the engine's deletion lock; that commit then applies its change
+  // again under the engine mutex and bumps the generation, so a read racing
+  // it is overwritten.
+  absl::Status LoadShard(int shard);
+  // Replaces those slices of the shard, clears needs_reload if every slice
+  // was given, and recomputes keys and the served prefix without
+  // publishing it (the caller calls PublishServed once for all shards it
+  // changed).
+  void InstallSlices(int shard, std::vector<std::pair<int, SliceData>> slices);
+  // LoadShard, or when that fails, blanks the shard: it serves nothing and
+  // needs a reload, rather than risk serving deleted data. Without
+  // publishing.
+  void ReloadOrBlankShard(int shard);
+
+  // Newly ingested samples of one slice (ids not in it, each once). The
+  // caller recomputes the keys and what the shard serves.
+  void AddSamples(int shard, int slice, std::vector<Sample> samples);
+  // Drops `gone` from one slice, all or nothing (see RemoveSamples in
+  // slice_data.h); the slice counts as changed either way, so a position
+  // reading it is stale. The caller recomputes as for AddSamples.
+  // ResourceExhausted: out of memory (nothing removed).
+  absl::Status RemoveSamples(int shard, int slice,
+                             const absl::flat_hash_set<std::string>& gone);
+
+  // Serves the shard's longest valid prefix, without publishing; drops
+  // checkpoints that do not load (see checkpoint_dropped). `prepared`, if it
+  // is the prefix chosen, is served as it is (its model built without the
+  // engine mutex) instead of reading and building it here.
+  void ChooseServed(int shard, const ServedModel* prepared = nullptr);
+  // ChooseServed, then PublishServed.
+  void UpdateServed(int shard, const ServedModel* prepared = nullptr);
+  // Swaps in a snapshot of what every shard serves now.
+  void PublishServed();
+
+ private:
+  const ModelConfig& config_;
+  storage::LineageStore* const store_;
+  storage::CheckpointStore* const checkpoints_;
+  const ModelBase* const base_;
+  SliceGenerations* const slice_generations_;
+  PublishedSnapshot* const published_;
+  const std::function<void(int)> checkpoint_dropped_;
+  ShardTable table_;
+};
+
+// The decoded slices `which` of `shard`, read from the store; needs no
+// lock. `input_size` as for LoadSliceData.
+absl::StatusOr<std::vector<std::pair<int, SliceData>>> ReadSlices(
+    storage::LineageStore& store, int shard, const std::set<int>& which,
+    int64_t input_size);
+
+// What serving `key` means: the model built from its checkpoint bytes and
+// their SHA-256 (sequence and length are the caller's); needs no lock.
+// Errors: the checkpoint does not load.
+absl::StatusOr<ServedModel> BuildServed(const ModelBase& base,
+                                        const std::string& key,
+                                        const std::string& checkpoint);
+
+}  // namespace oubli::coordinator
+
+#endif  // OUBLI_COORDINATOR_SHARD_SET_H_
