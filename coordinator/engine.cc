@@ -25,6 +25,7 @@
 #include "coordinator/model_base.h"
 #include "coordinator/pending_deletions.h"
 #include "coordinator/position_runner.h"
+#include "coordinator/purger.h"
 #include "coordinator/retrain_queue.h"
 #include "coordinator/lm_ensemble.h"
 #include "coordinator/sample_fit.h"
@@ -44,6 +45,20 @@ using internal::DeletionRecord;
 
 constexpr char kConfigMetaKey[] = "config";
 constexpr char kTrainingRequestedMetaKey[] = "training_requested";
+
+// A ShardServing query naming the model (no shards, no inputs).
+ShardServing::Query ServingQueryOf(const ModelConfig& config,
+                                   const std::string& config_text,
+                                   const std::string& environment,
+                                   bool reopened) {
+  ShardServing::Query query;
+  query.model_id = config.model_id;
+  query.config_text = config_text;
+  query.environment = environment;
+  query.classes = config.backbone.num_classes;
+  query.reopened = reopened;
+  return query;
+}
 
 }  // namespace
 
@@ -66,6 +81,8 @@ struct Engine::State {
         plan(std::move(sharding_plan)),
         base(std::move(model_base)),
         reopened(reopened_model),
+        serving_query(
+            ServingQueryOf(config, config_text, environment, reopened)),
         base_model(std::move(base_alone)),
         store(std::move(lineage)),
         ledger(std::move(deletion_ledger)),
@@ -86,7 +103,25 @@ struct Engine::State {
         restored_recorder(mu, &pending, store.get(), ledger.get()),
         retrain_queue(config.retrain),
         generations(config.shards),
-        slice_generations(config.shards, config.slices) {}
+        slice_generations(config.shards, config.slices),
+        purger({
+            .config = &config,
+            .reopened = reopened,
+            .engine_mu = &mu,
+            .shards = &shards.table(),
+            .pending = &pending,
+            .slice_generations = &slice_generations,
+            .served = &served_snapshot,
+            .predict_drain = &predict_drain,
+            .restored = &restored_recorder,
+            .store = store.get(),
+            .ledger = ledger.get(),
+            .checkpoints = checkpoints.get(),
+            .chunks = &chunks,
+            .shard_serving = options.shard_serving.get(),
+            .remote_trainer = options.remote_trainer.get(),
+            .serving_query = serving_query,
+        }) {}
 
   const Options options;
   // options.metrics, or nullptr.
@@ -105,6 +140,7 @@ struct Engine::State {
   // The model existed before this process: workers may hold slices an
   // earlier coordinator sent them.
   const bool reopened;
+  const ShardServing::Query serving_query;  // ServingQueryOf
   // The public base model, when serving.base_fallback (null otherwise, or
   // when it cannot be built).
   const std::shared_ptr<const worker::ShardModel> base_model;
@@ -119,8 +155,6 @@ struct Engine::State {
   // Deletion groups and ingests run one at a time, in order; before mu.
   absl::Mutex deletion_mu ABSL_ACQUIRED_BEFORE(mu);
   int64_t next_deletion_seq ABSL_GUARDED_BY(deletion_mu) = 1;
-  // One purge pass at a time (the purge thread, Open, RunPendingRetrains).
-  absl::Mutex purge_mu ABSL_ACQUIRED_BEFORE(mu);
 
   absl::Mutex mu;
   ShardSet shards ABSL_GUARDED_BY(mu);
@@ -130,12 +164,6 @@ struct Engine::State {
   RestoredRecorder restored_recorder;
   RetrainQueue retrain_queue ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
-  // RetryPurgesNow, and the purge loop's back-off waits on it. A mutex of
-  // its own, never held across anything else: that call runs inside a
-  // worker's Register RPC and must not wait for mu (held for shard loads).
-  absl::Mutex retry_mu;
-  bool retry_purges_now ABSL_GUARDED_BY(retry_mu) = false;
-  bool purge_stop ABSL_GUARDED_BY(retry_mu) = false;  // set with stopping
   // Signalled when retrain_queue gains work or a shard is released.
   absl::CondVar work_cv;
   // Bumped under deletion_mu (and mu) by deletions and ingests.
@@ -151,7 +179,7 @@ struct Engine::State {
   // worker loads one after the pass synced their serving copies.
   InFlightDrain predict_drain;
   std::vector<std::thread> background;
-  std::thread purge_thread;
+  Purger purger;
 
   // Records the shard's sequences that are whole now (see
   // PendingDeletions::NoteWhole); returns whether that was news.
@@ -168,17 +196,6 @@ struct Engine::State {
     absl::MutexLock lock(&mu);
     return shards.table().CurrentKeys();
   }
-  // Destroys those copies on the workers and drops their manifests;
-  // Unavailable while a holder is unreachable (retried by the next pass).
-  // Makes every live worker drop the checkpoints it holds for serving that
-  // the model no longer serves (ShardServing::Sync). Takes mu.
-  absl::Status SyncServingCopies() ABSL_LOCKS_EXCLUDED(mu);
-  // Drops deleted samples from the engine's slice encodings, and the
-  // slices workers cached for training that no longer hold the model's
-  // samples as they are now.
-  absl::Status DropCachedSlices() ABSL_LOCKS_EXCLUDED(mu);
-  // A ShardServing query naming this model (no shards, no inputs).
-  ShardServing::Query ServingQuery() const;
   // InvalidArgument naming `call` and what the model serves instead, unless
   // the model is a decoder of `objective`.
   absl::Status CheckDecoderObjective(DecoderObjective objective,
@@ -196,20 +213,6 @@ struct Engine::State {
     bool from_base = false;
   };
   absl::StatusOr<Answering> AnsweringNow() const;
-  absl::Status DestroyCheckpoints(const std::vector<std::string>& keys)
-      ABSL_LOCKS_EXCLUDED(mu);
-  // PURGED for every pending deletion not purged yet, in one pass (one
-  // compaction however many deletions): waits out stale training, purges
-  // payloads, destroys every checkpoint that held them, then records the
-  // stage. Takes purge_mu and mu itself.
-  // `chunks_only`, when given, is set when the pass failed only at
-  // destroying copies on workers, chunks or serving copies (local data is
-  // gone).
-  absl::Status PurgeUnfinished(bool* chunks_only = nullptr)
-      ABSL_LOCKS_EXCLUDED(purge_mu, mu);
-  // Re-places chunks whose holders died (CheckpointReplicas::Repair).
-  void RepairChunks() ABSL_LOCKS_EXCLUDED(purge_mu, mu);
-  void PurgeLoop();
   // Sequence lengths of a shard before and after a deactivation.
   struct Cut {
     std::vector<int> before, after;
@@ -220,8 +223,6 @@ struct Engine::State {
       const std::set<int>& affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // `deletions` deletions committed together cut `shards`.
   void ScheduleRetrain(const std::set<int>& shards, int deletions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  void WaitForStaleTraining(const std::set<int>& shards)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // ---- training
@@ -285,270 +286,6 @@ std::string Engine::State::FingerprintLocked() {
   // Every change to what a shard serves is published before mu is
   // released, so the snapshot's fingerprint is the current one.
   return served_snapshot.Get()->fingerprint;
-}
-
-ShardServing::Query Engine::State::ServingQuery() const {
-  ShardServing::Query query;
-  query.model_id = config.model_id;
-  query.config_text = config_text;
-  query.environment = environment;
-  query.classes = config.backbone.num_classes;
-  query.reopened = reopened;
-  return query;
-}
-
-absl::Status Engine::State::SyncServingCopies() {
-  if (options.shard_serving == nullptr) return absl::OkStatus();
-  // Predicts that read a checkpoint before this pass destroyed it finish
-  // their loads first; later ones find it gone.
-  predict_drain.WaitForEarlier();
-  ShardServing::Query query = ServingQuery();
-  const std::shared_ptr<const ServedSnapshot> snapshot = served_snapshot.Get();
-  for (size_t s = 0; s < snapshot->served.size(); ++s) {
-    const ServedModel& served = snapshot->served[s];
-    if (served.model) {
-      query.shards.push_back({static_cast<int>(s), served.checkpoint_sha256});
-    }
-  }
-  return options.shard_serving->Sync(query);
-}
-
-absl::Status Engine::State::DropCachedSlices() {
-  // Brings every slice's encoding up to date, so the engine's own copy
-  // drops the deleted samples too. Every position that read a slice as it
-  // was before this pass's deletions is done (WaitForStaleTraining), so
-  // none uploads it again.
-  absl::flat_hash_set<std::string> keep;
-  {
-    absl::MutexLock lock(&mu);
-    OUBLI_ASSIGN_OR_RETURN(keep, shards.table().CurrentSliceDigests());
-  }
-  if (options.remote_trainer == nullptr) return absl::OkStatus();
-  return options.remote_trainer->DropStaleSlices(config.model_id, keep,
-                                                 reopened);
-}
-
-absl::Status Engine::State::DestroyCheckpoints(
-    const std::vector<std::string>& keys) {
-  for (const std::string& key : keys) {
-    OUBLI_RETURN_IF_ERROR(checkpoints->Destroy(key));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Engine::State::PurgeUnfinished(bool* chunks_only) {
-  absl::MutexLock purge_lock(&purge_mu);
-  PendingDeletions::Unpurged listed;
-  std::vector<std::string> garbage;
-  std::vector<std::string> garbage_chunks;  // checkpoint keys
-  {
-    absl::MutexLock lock(&mu);
-    listed = pending.ListUnpurged();
-    if (listed.records.empty()) return absl::OkStatus();
-    // After this, no position that read deleted data is left to write a
-    // checkpoint: the listing below sees every file that holds any.
-    WaitForStaleTraining(listed.affected);
-  }
-  std::vector<DeletionRecord>& unpurged = listed.records;
-  const std::vector<std::set<int>>& shards_of = listed.shards_of;
-  // Listed without mu; positions that start meanwhile train on data
-  // without these deletions.
-  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> on_disk, checkpoints->List());
-  absl::flat_hash_set<std::string> current;
-  {
-    absl::MutexLock lock(&mu);
-    garbage = shards.table().TakeGarbage(on_disk);
-    current = shards.table().CurrentKeys();
-  }
-  OUBLI_ASSIGN_OR_RETURN(garbage_chunks, chunks.GarbageKeys(current));
-  // Slow I/O (flush, compaction, shredding) without mu: serving and new
-  // deletions go on, and pile up for the next pass.
-  std::vector<std::string> ids;
-  for (const DeletionRecord& record : unpurged) {
-    ids.insert(ids.end(), record.resolved_ids().begin(),
-               record.resolved_ids().end());
-  }
-  absl::Status purged = store->Purge(ids);
-  if (purged.ok()) purged = DestroyCheckpoints(garbage);
-  // Copies on workers too: PURGED means no copy is left anywhere. A chunk
-  // holder that is down keeps the deletions of the shards whose stale
-  // checkpoints it holds chunks of short of PURGED until it is back; the
-  // others go on.
-  absl::flat_hash_set<std::string> left;
-  absl::Status copies = absl::OkStatus();
-  if (purged.ok()) {
-    copies = chunks.Forget(garbage_chunks, &left);
-    {
-      // Every stale checkpoint with copies was just listed: what was not
-      // left behind is gone (or never had copies). A key made stale during
-      // this pass and pruned here is unknown if a later pass leaves it
-      // behind: that holds everyone back, which is safe.
-      absl::MutexLock lock(&mu);
-      shards.table().RetainStale(left);
-    }
-    // And checkpoints that workers hold in memory to answer Predict, and
-    // the slices they cached for training.
-    absl::Status held = SyncServingCopies();
-    if (absl::Status dropped = DropCachedSlices(); !dropped.ok()) {
-      held = dropped;
-    }
-    if (!held.ok()) {
-      // A chunk holder's failure says more (it names what to retire).
-      if (copies.ok()) copies = held;
-      left.clear();  // not known per deletion: all wait
-    }
-    if (chunks_only != nullptr) *chunks_only = !copies.ok();
-  }
-  const absl::Status& failure = purged.ok() ? copies : purged;
-  if (!failure.ok()) {
-    // Done anyway: a deletion with no checkpoint left behind in its shards
-    // (a checkpoint only ever holds samples of its own shard). A leftover
-    // of unknown shard (stale since before this process started) holds
-    // everyone back, as does a failure not per checkpoint (`left` empty).
-    absl::MutexLock lock(&mu);
-    std::set<int> blocked;
-    bool block_all = !purged.ok() || left.empty();
-    for (const std::string& key : left) {
-      if (std::optional<int> shard = shards.table().StaleShardOf(key)) {
-        blocked.insert(*shard);
-      } else {
-        block_all = true;
-      }
-    }
-    std::vector<DeletionRecord> done;
-    for (size_t i = 0; i < unpurged.size(); ++i) {
-      bool clear = !block_all;
-      for (int shard : shards_of[i]) clear = clear && !blocked.contains(shard);
-      if (clear) {
-        done.push_back(std::move(unpurged[i]));
-        continue;
-      }
-      pending.SetNote(unpurged[i].deletion_id(),
-                      absl::StrCat("purge failed (", failure.ToString(),
-                                   "); it is retried in the background"));
-    }
-    unpurged = std::move(done);
-    if (unpurged.empty()) return failure;
-  }
-  // Persisted before the live records change: only a live record stamped
-  // PURGED can become RESTORED (TakeRestored), so this write never
-  // overwrites a RESTORED one.
-  const int64_t purged_at = absl::ToUnixNanos(absl::Now());
-  for (DeletionRecord& record : unpurged) {
-    record.set_purged_unix_nanos(purged_at);
-    record.clear_note();
-  }
-  OUBLI_RETURN_IF_ERROR(WriteDeletions(*store, ledger.get(), unpurged));
-  std::vector<DeletionRecord> now_restored;
-  {
-    absl::MutexLock lock(&mu);
-    pending.MarkPurged(unpurged, purged_at);
-    now_restored = TakeRestored();
-  }
-  restored_recorder.Record(std::move(now_restored));
-  return failure;
-}
-
-void Engine::State::PurgeLoop() {
-  // A pass costs a flush and a compaction whatever its size, so under a
-  // stream of deletions passes start at most every kPurgeCoalesce: the
-  // deletions of that interval share one pass instead of each competing
-  // with the request path for CPU. A lone deletion is purged at once.
-  // Between passes, with erasure-coded copies, chunks on dead workers are
-  // re-placed every kRepairPeriod.
-  constexpr absl::Duration kPurgeCoalesce = absl::Milliseconds(500);
-  constexpr absl::Duration kRepairPeriod = absl::Seconds(2);
-  absl::Duration backoff = absl::ZeroDuration();
-  absl::Time last_pass = absl::InfinitePast();
-  absl::Time next_repair = absl::Now() + kRepairPeriod;
-  while (true) {
-    bool repair_due = false;
-    {
-      absl::MutexLock lock(&mu);
-      auto has_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        return stopping || pending.HasUnpurged();
-      };
-      if (!chunks.enabled()) {
-        mu.Await(absl::Condition(&has_work));
-      } else if (!mu.AwaitWithTimeout(absl::Condition(&has_work),
-                                      next_repair - absl::Now())) {
-        repair_due = true;
-      }
-      if (stopping) return;
-    }
-    if (!repair_due) {
-      absl::MutexLock lock(&retry_mu);
-      const absl::Duration wait =
-          std::max(backoff, last_pass + kPurgeCoalesce - absl::Now());
-      auto stop_or_retry = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(retry_mu) {
-        return purge_stop || retry_purges_now;
-      };
-      if (wait > absl::ZeroDuration()) {
-        retry_mu.AwaitWithTimeout(absl::Condition(&stop_or_retry), wait);
-      }
-      if (purge_stop) return;
-      if (retry_purges_now) {
-        retry_purges_now = false;
-        backoff = absl::ZeroDuration();
-      }
-    }
-    if (repair_due) {
-      RepairChunks();
-      next_repair = absl::Now() + kRepairPeriod;
-      continue;
-    }
-    last_pass = absl::Now();
-    if (absl::Status s = PurgeUnfinished(); !s.ok()) {
-      std::fprintf(stderr, "oubli: purge failed, retrying: %s\n",
-                   s.ToString().c_str());
-      backoff =
-          std::min(std::max(2 * backoff, absl::Seconds(1)), absl::Seconds(30));
-    } else {
-      backoff = absl::ZeroDuration();
-    }
-  }
-}
-
-void Engine::State::RepairChunks() {
-  // Serialized with purge passes: a key made stale by a deletion while its
-  // chunks are re-placed is found, new holders included, by the purge pass
-  // that deletion waits for.
-  absl::MutexLock purge_lock(&purge_mu);
-  const absl::flat_hash_set<std::string> current = SnapshotCurrentKeys();
-  absl::StatusOr<std::vector<ChunkReplication::KeyedManifest>> manifests =
-      chunks.Manifests(current, /*want_current=*/true);
-  if (!manifests.ok()) return;
-  absl::flat_hash_set<std::string> coded;
-  for (const auto& [key, manifest] : *manifests) coded.insert(key);
-  std::vector<std::string> uncoded;
-  {
-    absl::MutexLock lock(&mu);
-    for (const std::string& key : current) {
-      if (shards.table().IsStored(key) && !coded.contains(key)) {
-        uncoded.push_back(key);
-      }
-    }
-  }
-  chunks.RepairPass(
-      *manifests, std::move(uncoded),
-      [this](const std::string& key) { return checkpoints->Get(key); },
-      config.erasure, stop_requested);
-}
-
-void Engine::State::WaitForStaleTraining(const std::set<int>& affected) {
-  // A position trained before the deletion holds the deleted samples in
-  // memory and may be about to write its checkpoint; PURGED must not be
-  // claimed until it has been cancelled and cleaned up.
-  auto no_stale = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    for (int s : affected) {
-      const auto& in_flight = shards[s].in_flight;
-      if (in_flight.has_value() && slice_generations.Changed(*in_flight)) {
-        return false;
-      }
-    }
-    return true;
-  };
-  mu.Await(absl::Condition(&no_stale));
 }
 
 absl::StatusOr<DeletionRecord> Engine::State::LoadRecord(
@@ -1048,34 +785,18 @@ void Engine::Stop() {
     state_->stopping = true;
     state_->work_cv.SignalAll();
   }
-  {
-    absl::MutexLock lock(&state_->retry_mu);
-    state_->purge_stop = true;
-  }
+  state_->purger.RequestStop();
   state_->stop_requested = true;
   for (std::thread& t : state_->background) {
     if (t.joinable()) t.join();
   }
-  if (state_->purge_thread.joinable()) state_->purge_thread.join();
+  state_->purger.Join();
 }
 
 absl::Status Engine::DestroyRemoteCopies() {
-  State& st = *state_;
   // Nothing new may reach a worker after the listing below.
   Stop();
-  if (st.options.shard_serving != nullptr) {
-    ShardServing::Query query = st.ServingQuery();  // serves no shard
-    OUBLI_RETURN_IF_ERROR(st.options.shard_serving->Sync(query));
-  }
-  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> keys,
-                         st.chunks.GarbageKeys({}));  // every key with chunks
-  // Chunks first: a holder's failure names what to retire.
-  OUBLI_RETURN_IF_ERROR(st.chunks.Forget(keys));
-  if (st.options.remote_trainer != nullptr) {
-    OUBLI_RETURN_IF_ERROR(st.options.remote_trainer->DropStaleSlices(
-        st.config.model_id, {}, st.reopened));
-  }
-  return absl::OkStatus();
+  return state_->purger.DestroyRemoteCopies();
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
@@ -1228,7 +949,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     // Chunk holders may not have registered yet: the purge thread retries
     // destroying their chunks (the deletions stay short of PURGED).
     bool chunks_only = false;
-    if (absl::Status s = state->PurgeUnfinished(&chunks_only);
+    if (absl::Status s = state->purger.PurgeUnfinished(&chunks_only);
         !s.ok() && !chunks_only) {
       return s;
     }
@@ -1243,12 +964,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       restored = state->TakeRestored();
     }
     state->restored_recorder.Record(std::move(restored));
-    OUBLI_RETURN_IF_ERROR(state->DestroyCheckpoints(garbage));
+    for (const std::string& key : garbage) {
+      OUBLI_RETURN_IF_ERROR(state->checkpoints->Destroy(key));
+    }
   }
 
   std::unique_ptr<Engine> engine(new Engine(std::move(state)));
-  engine->state_->purge_thread =
-      std::thread([s = engine->state_.get()] { s->PurgeLoop(); });
+  engine->state_->purger.Start();
   if (options.background_retrain) {
     // Extra loops for remote workers (see BackgroundLoop); at most one
     // shard trains per loop, so more than the shard count is useless.
@@ -1393,7 +1115,7 @@ absl::StatusOr<TrainSummary> Engine::Train() {
 
 absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
   State& st = *state_;
-  if (absl::Status purged = st.PurgeUnfinished(); !purged.ok()) {
+  if (absl::Status purged = st.purger.PurgeUnfinished(); !purged.ok()) {
     std::fprintf(stderr, "oubli: purge failed, retried in the background: %s\n",
                  purged.ToString().c_str());
   }
@@ -1432,7 +1154,7 @@ absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
   const std::vector<std::shared_ptr<const worker::ShardModel>>& models =
       answering.models;
   const std::vector<size_t>& served_index = answering.shard_of;
-  ShardServing::Query query = st.ServingQuery();
+  ShardServing::Query query = st.serving_query;
   for (size_t i = 0; i < served_index.size(); ++i) {
     query.shards.push_back({static_cast<int>(served_index[i]),
                             answering.checkpoint_sha256[i]});
@@ -1673,8 +1395,7 @@ absl::StatusOr<bool> Engine::NamesChunkHolder(absl::string_view holder) {
 }
 
 void Engine::RetryPurgesNow() {
-  absl::MutexLock lock(&state_->retry_mu);
-  state_->retry_purges_now = true;
+  state_->purger.RetryNow();
 }
 
 absl::StatusOr<DeletionPage> Engine::ListDeletions(
