@@ -26,6 +26,7 @@
 #include "coordinator/pending_deletions.h"
 #include "coordinator/position_runner.h"
 #include "coordinator/purger.h"
+#include "coordinator/retrain_scheduler.h"
 #include "coordinator/retrain_queue.h"
 #include "coordinator/lm_ensemble.h"
 #include "coordinator/sample_fit.h"
@@ -121,6 +122,25 @@ struct Engine::State {
             .shard_serving = options.shard_serving.get(),
             .remote_trainer = options.remote_trainer.get(),
             .serving_query = serving_query,
+        }),
+        scheduler({
+            .config = &config,
+            .training_threads = options.training_threads,
+            .engine_mu = &mu,
+            .shards = &shards,
+            .queue = &retrain_queue,
+            .pending = &pending,
+            .plan = &plan,
+            .base = base.get(),
+            .runner = &runner,
+            .slice_generations = &slice_generations,
+            .generations = &generations,
+            .served = &served_snapshot,
+            .checkpoints = checkpoints.get(),
+            .restored = &restored_recorder,
+            .metrics = metrics,
+            .remote_trainer = options.remote_trainer.get(),
+            .environment = environment,
         }) {}
 
   const Options options;
@@ -164,22 +184,19 @@ struct Engine::State {
   RestoredRecorder restored_recorder;
   RetrainQueue retrain_queue ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
-  // Signalled when retrain_queue gains work or a shard is released.
-  absl::CondVar work_cv;
   // Bumped under deletion_mu (and mu) by deletions and ingests.
   ShardGenerations generations;
   // Per slice: a position is stale only when a slice of its own prefix
   // changed (see SliceGenerations), bumped under mu beside `generations`.
   SliceGenerations slice_generations;
-  std::atomic<bool> stop_requested{false};
   // What Predict answers with; published under mu, read without it.
   PublishedSnapshot served_snapshot;
   // Predicts that may hand workers checkpoints they read: a purge pass
   // waits for those that started before it destroyed checkpoints, so no
   // worker loads one after the pass synced their serving copies.
   InFlightDrain predict_drain;
-  std::vector<std::thread> background;
   Purger purger;
+  RetrainScheduler scheduler;
 
   // Records the shard's sequences that are whole now (see
   // PendingDeletions::NoteWhole); returns whether that was news.
@@ -225,42 +242,6 @@ struct Engine::State {
   void ScheduleRetrain(const std::set<int>& shards, int deletions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
-  // ---- training
-  // Shards trained at once: the local threads, or one per live worker.
-  int TrainingParallelism() {
-    int threads = options.training_threads;
-    if (options.remote_trainer != nullptr) {
-      threads =
-          std::max(threads, options.remote_trainer->Capacity(environment));
-    }
-    return threads;
-  }
-  // The served model of a position just stored, built without mu when it
-  // may be served next (longer than the prefix served now); empty
-  // otherwise.
-  ServedModel PrepareServed(int shard, const SliceGenerations::Stamp& stamp,
-                            const PositionJob& job,
-                            const absl::StatusOr<PositionResult>& result)
-      ABSL_LOCKS_EXCLUDED(mu);
-  // Applies a position's result to the shard under mu; `destroy` names a
-  // checkpoint the caller destroys once mu is released (empty: none);
-  // `restored` gets the deletions it completed (see TakeRestored), for the
-  // caller to record once mu is released.
-  absl::Status ApplyPosition(int shard, const SliceGenerations::Stamp& stamp,
-                             const PositionJob& job,
-                             const absl::StatusOr<PositionResult>& result,
-                             const ServedModel& prepared,
-                             TrainSummary* summary, std::string* destroy,
-                             std::vector<DeletionRecord>* restored)
-      ABSL_LOCKS_EXCLUDED(mu);
-  absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
-                                      TrainSummary* summary)
-      ABSL_LOCKS_EXCLUDED(mu);
-  absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
-                                           int threads)
-      ABSL_LOCKS_EXCLUDED(mu);
-  void BackgroundLoop(int index);
-
   // ---- deletion
   // Queues the request and returns its receipt once it is FORGOTTEN (or its
   // error). Concurrent requests are committed as one group: one synced
@@ -295,260 +276,6 @@ absl::StatusOr<DeletionRecord> Engine::State::LoadRecord(
     if (const DeletionRecord* live = pending.Find(deletion_id)) return *live;
   }
   return ReadDeletion(*store, deletion_id);
-}
-
-// -------------------------------------------------------------- training
-
-absl::Status Engine::State::TrainShardToCompletion(int shard,
-                                                   worker::S3tTrainer& trainer,
-                                                   TrainSummary* summary) {
-  while (true) {
-    PositionJob job;
-    job.shard = shard;
-    SliceGenerations::Stamp stamp;
-    {
-      absl::MutexLock lock(&mu);
-      if (stopping) return absl::CancelledError("engine stopping");
-      ShardState& state = shards[shard];
-      if (state.needs_reload) {
-        OUBLI_RETURN_IF_ERROR(shards.LoadShard(shard));
-        shards.PublishServed();
-      }
-      // The first missing prefix of the sequence with the longest valid
-      // prefix (the lowest on ties): the served prefix grows back to full
-      // length soonest. Keys are shared, so shared prefixes train once.
-      int best = -1;
-      size_t best_valid = 0;
-      for (size_t b = 0; b < state.keys.size(); ++b) {
-        size_t valid = 0;
-        while (valid < state.keys[b].size() &&
-               shards.table().IsStored(state.keys[b][valid])) {
-          ++valid;
-        }
-        if (valid == state.keys[b].size()) continue;  // complete
-        if (best < 0 || valid > best_valid) {
-          best = static_cast<int>(b);
-          best_valid = valid;
-        }
-      }
-      if (best < 0) return absl::OkStatus();
-      const size_t p = best_valid + 1;
-      const auto& order = plan.orders()[best];
-      job.prefix.assign(order.begin(), order.begin() + p);
-      job.key = state.keys[best][p - 1];
-      job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
-      stamp = slice_generations.Take(shard, job.prefix);
-      OUBLI_ASSIGN_OR_RETURN(job.slices,
-                             shards.table().PrefixSlices(shard, job.prefix));
-      // Cleared below on every path; purges wait on it
-      // (WaitForStaleTraining).
-      state.in_flight = stamp;
-    }
-    // Only a change to a slice of this prefix cancels it: a deletion
-    // elsewhere in the shard leaves its training exact.
-    job.cancelled = [&] {
-      return stop_requested.load() || slice_generations.Changed(stamp);
-    };
-    absl::StatusOr<PositionResult> result = runner.Run(job, trainer);
-
-    // A checkpoint that must go (stale, or a parent that does not load) is
-    // destroyed after mu is released: shredding and fsync are slow. If that
-    // fails, the purge's disk-listing GC finds the file.
-    std::string destroy;
-    std::vector<DeletionRecord> now_restored;
-    const ServedModel prepared =
-        PrepareServed(shard, stamp, job, result);
-    absl::Status outcome = ApplyPosition(shard, stamp, job, result, prepared,
-                                         summary, &destroy, &now_restored);
-    restored_recorder.Record(std::move(now_restored));
-    if (!destroy.empty()) {
-      if (absl::Status s = checkpoints->Destroy(destroy); !s.ok()) {
-        std::fprintf(stderr, "oubli: destroying checkpoint %s: %s\n",
-                     destroy.c_str(), s.ToString().c_str());
-      }
-    }
-    OUBLI_RETURN_IF_ERROR(outcome);
-  }
-}
-
-ServedModel Engine::State::PrepareServed(
-    int shard, const SliceGenerations::Stamp& stamp, const PositionJob& job,
-    const absl::StatusOr<PositionResult>& result) {
-  ServedModel prepared;
-  if (!result.ok() || (result->outcome != PositionOutcome::kTrained &&
-                       result->outcome != PositionOutcome::kRestored)) {
-    return prepared;
-  }
-  // Stale (a deletion or ingest since): it will be destroyed, and a purge
-  // may be waiting for this position.
-  if (slice_generations.Changed(stamp)) return prepared;
-  // Only a prefix longer than the one served now can take its place.
-  const std::shared_ptr<const ServedSnapshot> snapshot =
-      served_snapshot.Get();
-  if (static_cast<size_t>(shard) < snapshot->served.size() &&
-      snapshot->served[shard].model != nullptr &&
-      static_cast<size_t>(snapshot->served[shard].length) >=
-          job.prefix.size()) {
-    return prepared;
-  }
-  absl::StatusOr<ServedModel> built =
-      BuildServed(*base, job.key, result->checkpoint);
-  // A failure is ChooseServed's to report, reading the file.
-  return built.ok() ? *std::move(built) : prepared;
-}
-
-absl::Status Engine::State::ApplyPosition(
-    int shard, const SliceGenerations::Stamp& stamp, const PositionJob& job,
-    const absl::StatusOr<PositionResult>& result, const ServedModel& prepared,
-    TrainSummary* summary, std::string* destroy,
-    std::vector<DeletionRecord>* restored) {
-  absl::MutexLock lock(&mu);
-  shards[shard].in_flight.reset();
-  OUBLI_RETURN_IF_ERROR(result.status());
-  const bool stale = slice_generations.Changed(stamp);
-  switch (result->outcome) {
-    case PositionOutcome::kCancelled:
-      if (stop_requested.load()) {
-        return absl::CancelledError("engine stopping");
-      }
-      if (metrics != nullptr) metrics->PositionWasted(result->stats.samples);
-      return absl::OkStatus();
-    case PositionOutcome::kParentMissing:
-    case PositionOutcome::kParentCorrupt:
-      // Forgotten so that it is retrained.
-      if (!stale) {
-        shards.table().ForgetStored(job.parent_key);
-        *destroy = job.parent_key;
-        shards.table().RecomputeKeys(shard);
-        shards.UpdateServed(shard);
-      }
-      return absl::OkStatus();
-    case PositionOutcome::kRestored:
-    case PositionOutcome::kTrained:
-      break;
-  }
-  if (stale) {
-    // A deletion raced us: this checkpoint may contain deleted data.
-    if (result->outcome == PositionOutcome::kTrained && metrics != nullptr) {
-      metrics->PositionWasted(result->stats.samples);
-    }
-    *destroy = job.key;
-    return absl::OkStatus();
-  }
-  shards.table().MarkStored(job.key);
-  if (result->outcome == PositionOutcome::kRestored) {
-    ++summary->positions_restored;
-  } else {
-    ++summary->positions_trained;
-    summary->samples += result->stats.samples;
-    summary->steps += result->stats.steps;
-  }
-  shards.table().RecomputeKeys(shard);
-  shards.UpdateServed(shard, &prepared);
-  // A sequence just became whole: deletions waiting for it need not wait
-  // for the rest of the shard.
-  if (NoteIfComplete(shard)) *restored = TakeRestored();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<TrainSummary> Engine::State::TrainShards(std::vector<int> todo,
-                                                        int threads) {
-  const absl::Time start = absl::Now();
-  absl::Mutex results_mu;
-  TrainSummary total;
-  absl::Status first_error;
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    absl::StatusOr<std::shared_ptr<worker::S3tTrainer>> trainer =
-        base->NewTrainer();
-    if (!trainer.ok()) {
-      absl::MutexLock lock(&results_mu);
-      first_error.Update(trainer.status());
-      return;
-    }
-    for (size_t i = next++; i < todo.size(); i = next++) {
-      const int shard = todo[i];
-      absl::Time owed_since;
-      {
-        absl::MutexLock lock(&mu);
-        // Another loop owns the shard; wait for it, then finish anything
-        // left over.
-        mu.Await(absl::Condition(
-            +[](ShardState* s) { return !s->in_training; }, &shards[shard]));
-        shards[shard].in_training = true;
-        owed_since = retrain_queue.Remove(shard).value_or(absl::Now());
-      }
-      TrainSummary summary;
-      absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
-      std::vector<DeletionRecord> now_restored;
-      {
-        absl::MutexLock lock(&mu);
-        shards[shard].in_training = false;
-        NoteIfComplete(shard);
-        // Deletions that queued it again while it trained were applied
-        // before the positions trained since: nothing is left for them.
-        if (status.ok() && shards.table().Complete(shard)) retrain_queue.Remove(shard);
-        if (!status.ok() && !stopping) {
-          // Keep it scheduled; back off rather than spin on a hard error.
-          retrain_queue.Add(shard, absl::Now() + absl::Seconds(5), owed_since);
-        }
-        now_restored = TakeRestored();
-        work_cv.SignalAll();
-      }
-      restored_recorder.Record(std::move(now_restored));
-      absl::MutexLock lock(&results_mu);
-      first_error.Update(status);
-      total.positions_trained += summary.positions_trained;
-      total.positions_restored += summary.positions_restored;
-      total.samples += summary.samples;
-      total.steps += summary.steps;
-    }
-  };
-  std::vector<std::thread> pool;
-  const int n = std::max(1, std::min<int>(threads, todo.size()));
-  for (int t = 1; t < n; ++t) pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
-  total.elapsed = absl::Now() - start;
-  if (!first_error.ok()) return first_error;
-  return total;
-}
-
-void Engine::State::BackgroundLoop(int index) {
-  // Each loop takes one due shard at a time. Loop `index` works only while
-  // index < TrainingParallelism(): `training_threads` loops train locally,
-  // and with live workers one loop per worker keeps them all busy.
-  constexpr absl::Duration kRecheckParallelism = absl::Seconds(1);
-  while (true) {
-    int shard = -1;
-    {
-      absl::MutexLock lock(&mu);
-      while (!stopping) {
-        const absl::Time now = absl::Now();
-        absl::Time earliest = absl::InfiniteFuture();
-        if (index < TrainingParallelism()) {
-          auto busy = [this](int s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-            return shards[s].in_training;
-          };
-          // Longest owed first: see RetrainQueue.
-          shard = retrain_queue.NextDue(now, busy).value_or(-1);
-          earliest = retrain_queue.EarliestDue(busy);
-        }
-        if (shard >= 0) break;
-        if (index >= options.training_threads) {
-          // Workers come and go without signalling work_cv.
-          earliest = std::min(earliest, now + kRecheckParallelism);
-        }
-        work_cv.WaitWithDeadline(&mu, earliest);
-      }
-      if (stopping) return;
-    }
-    absl::StatusOr<TrainSummary> result = TrainShards({shard}, 1);
-    if (!result.ok() && !absl::IsCancelled(result.status())) {
-      std::fprintf(stderr, "oubli: background retrain of shard %d failed: %s\n",
-                   shard, result.status().ToString().c_str());
-    }
-  }
 }
 
 // -------------------------------------------------------------- deletion
@@ -770,7 +497,7 @@ void Engine::State::ScheduleRetrain(const std::set<int>& affected,
   for (int s : affected) {
     if (shards[s].served.model == nullptr) retrain_queue.Expedite(s, now);
   }
-  work_cv.SignalAll();
+  scheduler.Wake();
 }
 
 // ---------------------------------------------------------------- Engine
@@ -783,13 +510,12 @@ void Engine::Stop() {
   {
     absl::MutexLock lock(&state_->mu);
     state_->stopping = true;
-    state_->work_cv.SignalAll();
   }
+  // Both parts first, so neither starts new work while the other winds
+  // down.
+  state_->scheduler.RequestStop();
   state_->purger.RequestStop();
-  state_->stop_requested = true;
-  for (std::thread& t : state_->background) {
-    if (t.joinable()) t.join();
-  }
+  state_->scheduler.Join();
   state_->purger.Join();
 }
 
@@ -971,19 +697,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
 
   std::unique_ptr<Engine> engine(new Engine(std::move(state)));
   engine->state_->purger.Start();
-  if (options.background_retrain) {
-    // Extra loops for remote workers (see BackgroundLoop); at most one
-    // shard trains per loop, so more than the shard count is useless.
-    const int loops =
-        options.remote_trainer == nullptr
-            ? std::max(1, options.training_threads)
-            : std::max({1, options.training_threads,
-                        std::min(engine->state_->config.shards, 16)});
-    for (int t = 0; t < loops; ++t) {
-      engine->state_->background.emplace_back(
-          [s = engine->state_.get(), t] { s->BackgroundLoop(t); });
-    }
-  }
+  if (options.background_retrain) engine->state_->scheduler.Start();
   return engine;
 }
 
@@ -1086,7 +800,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
       }
     }
     st.shards.PublishServed();
-    st.work_cv.SignalAll();
+    st.scheduler.Wake();
     OUBLI_RETURN_IF_ERROR(failure);
   }
   return result;
@@ -1110,7 +824,7 @@ absl::StatusOr<TrainSummary> Engine::Train() {
   }
   std::vector<int> all(st.config.shards);
   for (int s = 0; s < st.config.shards; ++s) all[s] = s;
-  return st.TrainShards(all, st.TrainingParallelism());
+  return st.scheduler.TrainShards(all, st.scheduler.TrainingParallelism());
 }
 
 absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
@@ -1124,7 +838,7 @@ absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
     absl::MutexLock lock(&st.mu);
     due = st.retrain_queue.Due(absl::Now(), ignore_policy);
   }
-  return st.TrainShards(due, st.TrainingParallelism());
+  return st.scheduler.TrainShards(due, st.scheduler.TrainingParallelism());
 }
 
 absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
