@@ -25,6 +25,7 @@
 #include "coordinator/model_base.h"
 #include "coordinator/pending_deletions.h"
 #include "coordinator/position_runner.h"
+#include "coordinator/predictor.h"
 #include "coordinator/purger.h"
 #include "coordinator/retrain_scheduler.h"
 #include "coordinator/retrain_queue.h"
@@ -84,7 +85,6 @@ struct Engine::State {
         reopened(reopened_model),
         serving_query(
             ServingQueryOf(config, config_text, environment, reopened)),
-        base_model(std::move(base_alone)),
         store(std::move(lineage)),
         ledger(std::move(deletion_ledger)),
         checkpoints(std::move(checkpoint_store)),
@@ -105,6 +105,9 @@ struct Engine::State {
         retrain_queue(config.retrain),
         generations(config.shards),
         slice_generations(config.shards, config.slices),
+        predictor(&config, &served_snapshot, std::move(base_alone),
+                  options.shard_serving.get(), serving_query,
+                  checkpoints.get(), &predict_drain, metrics),
         purger({
             .config = &config,
             .reopened = reopened,
@@ -150,8 +153,6 @@ struct Engine::State {
   // worker::NumericEnvironment() of this process; remote workers must match.
   const std::string environment;
   const std::string config_text;  // ConfigToText(config), for workers
-  // Unix seconds of the last "computed here" Predict log line.
-  std::atomic<int64_t> last_predict_fallback_log{0};
   // Names the weights a config produces here: the config's fingerprint plus
   // the numeric environment (library versions, CPU kernels).
   const std::string config_fingerprint;
@@ -161,9 +162,6 @@ struct Engine::State {
   // earlier coordinator sent them.
   const bool reopened;
   const ShardServing::Query serving_query;  // ServingQueryOf
-  // The public base model, when serving.base_fallback (null otherwise, or
-  // when it cannot be built).
-  const std::shared_ptr<const worker::ShardModel> base_model;
   std::unique_ptr<storage::LineageStore> store;
   // Null without a ledger key. Every deletion-record write goes through it.
   std::unique_ptr<DeletionLedger> ledger;
@@ -195,6 +193,7 @@ struct Engine::State {
   // waits for those that started before it destroyed checkpoints, so no
   // worker loads one after the pass synced their serving copies.
   InFlightDrain predict_drain;
+  Predictor predictor;
   Purger purger;
   RetrainScheduler scheduler;
 
@@ -213,23 +212,6 @@ struct Engine::State {
     absl::MutexLock lock(&mu);
     return shards.table().CurrentKeys();
   }
-  // InvalidArgument naming `call` and what the model serves instead, unless
-  // the model is a decoder of `objective`.
-  absl::Status CheckDecoderObjective(DecoderObjective objective,
-                                     absl::string_view call) const;
-  // What answers now, as of one snapshot (no engine lock): the served
-  // shards' models in shard order, or the base alone (from_base) under
-  // base_fallback. FailedPrecondition when nothing may answer.
-  struct Answering {
-    std::vector<std::shared_ptr<const worker::ShardModel>> models;
-    // Per model, its shard (index into `served`); empty for the base.
-    std::vector<size_t> shard_of;
-    std::vector<ServedShard> served;
-    std::vector<std::string> checkpoint_sha256;  // per model, as shard_of
-    std::string fingerprint;
-    bool from_base = false;
-  };
-  absl::StatusOr<Answering> AnsweringNow() const;
   // Sequence lengths of a shard before and after a deactivation.
   struct Cut {
     std::vector<int> before, after;
@@ -843,202 +825,21 @@ absl::StatusOr<TrainSummary> Engine::RunPendingRetrains(bool ignore_policy) {
 
 absl::StatusOr<Prediction> Engine::Predict(absl::Span<const float> inputs,
                                            int64_t rows) {
-  State& st = *state_;
-  const int64_t width = st.config.backbone.InputSize();
-  if (st.config.backbone.kind == BackboneKind::kDecoder) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model '", st.config.model_id, "' is a language model: it takes token ",
-        st.config.backbone.decoder.objective == DecoderObjective::kClassify
-            ? "rows (Predict with sequences)"
-            : "sequences (Score, Generate)",
-        ", not features"));
-  }
-  if (rows <= 0) {
-    return absl::InvalidArgumentError("predict needs at least one input row");
-  }
-  if (static_cast<int64_t>(inputs.size()) != rows * width) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "predict got ", inputs.size(), " values for ", rows, " rows; model '",
-        st.config.model_id, "' takes ", width, " features per row"));
-  }
-  Prediction out;
-  // The ensemble of the base alone (from_base) has no shard checkpoint, so
-  // it is computed here: the mean of one model is its own answer.
-  OUBLI_ASSIGN_OR_RETURN(State::Answering answering, st.AnsweringNow());
-  const std::vector<std::shared_ptr<const worker::ShardModel>>& models =
-      answering.models;
-  const std::vector<size_t>& served_index = answering.shard_of;
-  ShardServing::Query query = st.serving_query;
-  for (size_t i = 0; i < served_index.size(); ++i) {
-    query.shards.push_back({static_cast<int>(served_index[i]),
-                            answering.checkpoint_sha256[i]});
-  }
-  out.served = std::move(answering.served);
-  out.fingerprint = std::move(answering.fingerprint);
-  out.from_base = answering.from_base;
-  // Workers answer with the checkpoint named by its SHA-256, so what they
-  // compute is exactly what the models captured above would.
-  std::vector<ShardServing::ShardResult> remote;
-  if (st.options.shard_serving != nullptr && !query.shards.empty() &&
-      st.options.shard_serving->ServingCapacity(st.environment) > 0) {
-    query.inputs = inputs;
-    query.rows = rows;
-    query.checkpoint = [&](size_t i) -> absl::StatusOr<std::string> {
-      const std::string& key = out.served[served_index[i]].key;
-      OUBLI_ASSIGN_OR_RETURN(std::string bytes, st.checkpoints->Get(key));
-      // Purged or replaced since: the worker must not get other bytes.
-      if (Sha256Hex(bytes) != query.shards[i].checkpoint_sha256) {
-        return absl::AbortedError("checkpoint changed since the request");
-      }
-      return bytes;
-    };
-    InFlightDrain::Scope in_flight(&st.predict_drain);
-    remote = st.options.shard_serving->Predict(query);
-  }
-  std::vector<EnsembleMember> members(models.size());
-  int64_t by_workers = 0, fallbacks = 0;
-  const int64_t classes = st.config.backbone.num_classes;
-  for (size_t i = 0; i < models.size(); ++i) {
-    members[i].model = models[i];
-    if (i < remote.size() && remote[i].probabilities.ok() &&
-        static_cast<int64_t>(remote[i].probabilities->size()) ==
-            rows * classes) {
-      members[i].answered = &*remote[i].probabilities;
-      out.served[served_index[i]].worker = remote[i].worker;
-      ++by_workers;
-    } else if (i < remote.size()) {
-      ++fallbacks;
-      // One line per model per 10 s at most: a dead worker can fail
-      // thousands of requests before its heartbeats time out.
-      const int64_t now = absl::ToUnixSeconds(absl::Now());
-      int64_t last = st.last_predict_fallback_log.load();
-      if (fallbacks == 1 && now - last >= 10 &&
-          st.last_predict_fallback_log.compare_exchange_strong(last, now)) {
-        std::fprintf(stderr, "oubli: predict: shard %d computed here: %s\n",
-                     query.shards[i].shard,
-                     remote[i].probabilities.status().ToString().c_str());
-      }
-    }
-  }
-  OUBLI_ASSIGN_OR_RETURN(out.probabilities,
-                         EnsembleMean(members, inputs, rows, width, classes));
-  if (st.metrics != nullptr && !out.from_base) {
-    st.metrics->ShardsPredicted(
-        by_workers, static_cast<int64_t>(models.size()) - by_workers - fallbacks,
-        fallbacks);
-  }
-  out.rows = rows;
-  out.classes = classes;
-  return out;
-}
-
-absl::Status Engine::State::CheckDecoderObjective(
-    DecoderObjective objective, absl::string_view call) const {
-  const BackboneConfig& backbone = config.backbone;
-  if (backbone.kind == BackboneKind::kDecoder &&
-      backbone.decoder.objective == objective) {
-    return absl::OkStatus();
-  }
-  const bool causal = objective == DecoderObjective::kCausalLm;
-  return absl::InvalidArgumentError(absl::StrCat(
-      call, " needs a ", causal ? "causal language model" : "classifying decoder",
-      "; model '", config.model_id, "' is ",
-      backbone.kind != BackboneKind::kDecoder ? "an image classifier (Predict)"
-      : causal ? "a classifying decoder (Predict with token rows)"
-               : "a causal language model (Score, Generate)"));
-}
-
-absl::StatusOr<Engine::State::Answering> Engine::State::AnsweringNow()
-    const {
-  // One snapshot, no engine lock (see served_snapshot.h).
-  const std::shared_ptr<const ServedSnapshot> snapshot = served_snapshot.Get();
-  Answering out;
-  out.served = snapshot->shards;
-  out.fingerprint = snapshot->fingerprint;
-  for (size_t s = 0; s < snapshot->served.size(); ++s) {
-    const ServedModel& served = snapshot->served[s];
-    if (served.model) {
-      out.models.push_back(served.model);
-      out.shard_of.push_back(s);
-      out.checkpoint_sha256.push_back(served.checkpoint_sha256);
-    }
-  }
-  if (out.models.empty()) {
-    if (base_model == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "no shard has a valid prefix: the model is not trained yet, or "
-          "deletions cut every shard and retraining is pending ",
-          config.serving.base_fallback
-              ? "(base_fallback is on, but the base model could not be "
-                "built: see the coordinator log)"
-              : "(config serving.base_fallback=true answers from the base "
-                "model then)"));
-    }
-    out.models.push_back(base_model);
-    out.from_base = true;
-  }
-  return out;
+  return state_->predictor.Predict(inputs, rows);
 }
 
 absl::StatusOr<Prediction> Engine::PredictTokens(
     absl::Span<const std::vector<int32_t>> sequences) {
-  State& st = *state_;
-  OUBLI_RETURN_IF_ERROR(
-      st.CheckDecoderObjective(DecoderObjective::kClassify, "predicting classes of token rows"));
-  if (sequences.empty() || sequences.size() > kMaxPredictRows) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("predict takes 1..", kMaxPredictRows, " token rows, got ",
-                     sequences.size()));
-  }
-  // Decoders are computed here: workers serve image models only.
-  OUBLI_ASSIGN_OR_RETURN(State::Answering serving, st.AnsweringNow());
-  Prediction out;
-  OUBLI_ASSIGN_OR_RETURN(out.probabilities,
-                         EnsembleTokenClassProbabilities(
-                             serving.models, st.config.backbone, sequences));
-  out.rows = static_cast<int64_t>(sequences.size());
-  out.classes = st.config.backbone.num_classes;
-  out.fingerprint = std::move(serving.fingerprint);
-  out.served = std::move(serving.served);
-  out.from_base = serving.from_base;
-  return out;
+  return state_->predictor.PredictTokens(sequences);
 }
 
 absl::StatusOr<TokenScores> Engine::Score(
     absl::Span<const std::vector<int32_t>> sequences) {
-  State& st = *state_;
-  OUBLI_RETURN_IF_ERROR(
-      st.CheckDecoderObjective(DecoderObjective::kCausalLm, "scoring"));
-  if (sequences.empty() || sequences.size() > kMaxScoredSequences) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("score takes 1..", kMaxScoredSequences,
-                     " sequences, got ", sequences.size()));
-  }
-  // Decoders are computed here: workers serve image models only.
-  OUBLI_ASSIGN_OR_RETURN(State::Answering serving, st.AnsweringNow());
-  TokenScores out;
-  OUBLI_ASSIGN_OR_RETURN(
-      out.token_log_probs,
-      EnsembleTokenLogProbs(serving.models, st.config.backbone, sequences));
-  out.fingerprint = std::move(serving.fingerprint);
-  out.served = std::move(serving.served);
-  out.from_base = serving.from_base;
-  return out;
+  return state_->predictor.Score(sequences);
 }
 
 absl::StatusOr<Generation> Engine::Generate(const GenerateOptions& options) {
-  State& st = *state_;
-  OUBLI_RETURN_IF_ERROR(
-      st.CheckDecoderObjective(DecoderObjective::kCausalLm, "generating"));
-  // Decoders are computed here: workers serve image models only.
-  OUBLI_ASSIGN_OR_RETURN(State::Answering serving, st.AnsweringNow());
-  OUBLI_ASSIGN_OR_RETURN(
-      Generation out,
-      EnsembleGenerate(serving.models, st.config.backbone, options));
-  out.fingerprint = std::move(serving.fingerprint);
-  out.served = std::move(serving.served);
-  out.from_base = serving.from_base;
-  return out;
+  return state_->predictor.Generate(options);
 }
 
 absl::StatusOr<DeletionReceipt> Engine::DeleteSamples(
