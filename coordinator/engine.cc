@@ -35,6 +35,7 @@
 #include "coordinator/shard_set.h"
 #include "coordinator/slice_generations.h"
 #include "coordinator/slice_data.h"
+#include "coordinator/verifier.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/checkpoint_store.h"
@@ -108,6 +109,16 @@ struct Engine::State {
         predictor(&config, &served_snapshot, std::move(base_alone),
                   options.shard_serving.get(), serving_query,
                   checkpoints.get(), &predict_drain, metrics),
+        verifier({
+            .config = &config,
+            .base = base.get(),
+            .store = store.get(),
+            .generations = &generations,
+            .deletion_mu = &deletion_mu,
+            .engine_mu = &mu,
+            .shards = &shards,
+            .before_unlocked_read = options.verify_before_unlocked_read,
+        }),
         purger({
             .config = &config,
             .reopened = reopened,
@@ -194,6 +205,7 @@ struct Engine::State {
   // worker loads one after the pass synced their serving copies.
   InFlightDrain predict_drain;
   Predictor predictor;
+  Verifier verifier;
   Purger purger;
   RetrainScheduler scheduler;
 
@@ -940,92 +952,7 @@ absl::StatusOr<Engine::LedgerPage> Engine::ReadLedger(int64_t from_sequence,
 }
 
 absl::StatusOr<VerifyReport> Engine::Verify() {
-  State& st = *state_;
-  const absl::Time start = absl::Now();
-  // From scratch: fresh trainer, data re-read from the store, no checkpoint
-  // reuse.
-  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<worker::S3tTrainer> trainer,
-                         st.base->NewTrainer());
-  VerifyReport report;
-  report.restored = true;
-  report.match = true;
-  std::vector<std::string> served_shas, scratch_shas;
-  for (int s = 0; s < st.config.shards; ++s) {
-    // What the shard serves and the data it was trained on, as of one
-    // moment: captured under deletion_mu (no deletion or ingest half
-    // applied, durable in the store but not yet deactivated), read without
-    // it, and kept only if the shard's data generation is unchanged after
-    // the read, checked under deletion_mu again (every commit bumps it
-    // under that lock). Deletions wait for none of the reading unless the
-    // shard keeps changing, and then only for the last attempt's.
-    constexpr int kUnlockedReads = 3;
-    std::vector<int> prefix;
-    std::string served_sha;
-    bool full_length = true;
-    std::vector<SliceData> slices;
-    for (int attempt = 0;; ++attempt) {
-      const bool locked_read = attempt == kUnlockedReads;
-      std::optional<absl::MutexLock> dlock;
-      dlock.emplace(&st.deletion_mu);
-      uint64_t generation;
-      {
-        absl::MutexLock lock(&st.mu);
-        prefix = st.shards.table().Describe(s).prefix;
-        served_sha = ServedSha(st.shards[s].served);
-        full_length = st.shards[s].samples == 0 ||
-                      static_cast<int>(prefix.size()) == st.config.slices;
-        generation = st.generations.Get(s);
-      }
-      if (!locked_read) {
-        dlock.reset();
-        if (st.options.verify_before_unlocked_read) {
-          st.options.verify_before_unlocked_read(s);
-        }
-      }
-      slices.assign(st.config.slices, SliceData());
-      absl::Status read = absl::OkStatus();
-      for (int slice : prefix) {
-        absl::StatusOr<SliceData> loaded = LoadSliceData(
-            *st.store, {s, slice}, st.config.backbone.InputSize());
-        if (!loaded.ok()) {
-          read = loaded.status();
-          break;
-        }
-        slices[slice] = *std::move(loaded);
-      }
-      if (locked_read) {
-        OUBLI_RETURN_IF_ERROR(read);
-        break;
-      }
-      bool unchanged;
-      {
-        absl::MutexLock again(&st.deletion_mu);
-        unchanged = st.generations.Get(s) == generation;
-      }
-      if (unchanged) {
-        OUBLI_RETURN_IF_ERROR(read);  // not a race with a deletion
-        break;
-      }
-    }
-    report.restored = report.restored && full_length;
-    std::string scratch_sha;
-    if (!prefix.empty()) {
-      OUBLI_ASSIGN_OR_RETURN(
-          std::string state_bytes,
-          TrainPrefixFromScratch(*trainer, s, prefix, slices));
-      scratch_sha = Sha256Hex(state_bytes);
-    }
-    const bool match = scratch_sha == served_sha;
-    report.match = report.match && match;
-    report.shard_matches.emplace_back(s, match);
-    served_shas.push_back(served_sha);
-    scratch_shas.push_back(scratch_sha);
-  }
-  // Of each shard as it was served when verified.
-  report.served_fingerprint = ModelFingerprint(served_shas);
-  report.scratch_fingerprint = ModelFingerprint(scratch_shas);
-  report.elapsed = absl::Now() - start;
-  return report;
+  return state_->verifier.Verify();
 }
 
 ModelStatus Engine::GetModelStatus() {
