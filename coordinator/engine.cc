@@ -1,7 +1,6 @@
 #include "coordinator/engine.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <iterator>
@@ -9,7 +8,6 @@
 #include <memory>
 #include <optional>
 #include <set>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
@@ -20,23 +18,21 @@
 #include "coordinator/chunk_replication.h"
 #include "coordinator/deletion_ledger.h"
 #include "coordinator/deletion_log.h"
-#include "coordinator/ensemble.h"
 #include "coordinator/in_flight_drain.h"
 #include "coordinator/model_base.h"
 #include "coordinator/pending_deletions.h"
 #include "coordinator/position_runner.h"
 #include "coordinator/predictor.h"
 #include "coordinator/purger.h"
-#include "coordinator/retrain_scheduler.h"
 #include "coordinator/retrain_queue.h"
-#include "coordinator/lm_ensemble.h"
+#include "coordinator/retrain_scheduler.h"
 #include "coordinator/sample_fit.h"
 #include "coordinator/served_snapshot.h"
 #include "coordinator/shard_set.h"
-#include "coordinator/slice_generations.h"
-#include "coordinator/slice_data.h"
-#include "coordinator/verifier.h"
 #include "coordinator/sharding_plan.h"
+#include "coordinator/slice_data.h"
+#include "coordinator/slice_generations.h"
+#include "coordinator/verifier.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/checkpoint_store.h"
 #include "worker/determinism.h"
@@ -65,6 +61,10 @@ ShardServing::Query ServingQueryOf(const ModelConfig& config,
 
 }  // namespace
 
+// The facade's state: what Open read, the two engine locks and what they
+// guard, and the parts, each with its own state, that the engine
+// orchestrates. A part that takes the engine mutex is given it (and
+// pointers to what it may touch under it); none calls back into State.
 struct Engine::State {
   // Built by Open once everything it holds is open and read.
   State(Options opts, ModelConfig cfg, ShardingPlan sharding_plan,
@@ -84,15 +84,12 @@ struct Engine::State {
         plan(std::move(sharding_plan)),
         base(std::move(model_base)),
         reopened(reopened_model),
-        serving_query(
-            ServingQueryOf(config, config_text, environment, reopened)),
         store(std::move(lineage)),
         ledger(std::move(deletion_ledger)),
         checkpoints(std::move(checkpoint_store)),
         chunks(config.model_id, options.replicas.get(), store.get(), metrics),
         runner(config, config_text, environment, checkpoints.get(), &chunks,
-               options.remote_trainer.get(), options.training_threads,
-               metrics),
+               options.remote_trainer.get(), options.training_threads, metrics),
         shards(config, &plan, config_fingerprint, store.get(),
                checkpoints.get(), base.get(), &slice_generations,
                &served_snapshot,
@@ -102,12 +99,13 @@ struct Engine::State {
                  }
                }),
         pending(config.shards, config.sequences, config.slices, metrics),
-        restored_recorder(mu, &pending, store.get(), ledger.get()),
         retrain_queue(config.retrain),
         generations(config.shards),
         slice_generations(config.shards, config.slices),
+        restored_recorder(mu, &pending, store.get(), ledger.get()),
         predictor(&config, &served_snapshot, std::move(base_alone),
-                  options.shard_serving.get(), serving_query,
+                  options.shard_serving.get(),
+                  ServingQueryOf(config, config_text, environment, reopened),
                   checkpoints.get(), &predict_drain, metrics),
         verifier({
             .config = &config,
@@ -135,7 +133,8 @@ struct Engine::State {
             .chunks = &chunks,
             .shard_serving = options.shard_serving.get(),
             .remote_trainer = options.remote_trainer.get(),
-            .serving_query = serving_query,
+            .serving_query =
+                ServingQueryOf(config, config_text, environment, reopened),
         }),
         scheduler({
             .config = &config,
@@ -172,7 +171,6 @@ struct Engine::State {
   // The model existed before this process: workers may hold slices an
   // earlier coordinator sent them.
   const bool reopened;
-  const ShardServing::Query serving_query;  // ServingQueryOf
   std::unique_ptr<storage::LineageStore> store;
   // Null without a ledger key. Every deletion-record write goes through it.
   std::unique_ptr<DeletionLedger> ledger;
@@ -185,14 +183,16 @@ struct Engine::State {
   absl::Mutex deletion_mu ABSL_ACQUIRED_BEFORE(mu);
   int64_t next_deletion_seq ABSL_GUARDED_BY(deletion_mu) = 1;
 
+  // The engine mutex. Predict never takes it.
   absl::Mutex mu;
   ShardSet shards ABSL_GUARDED_BY(mu);
   // Mirrored in `pending` (whether RESTORED waits for retraining).
   bool training_requested ABSL_GUARDED_BY(mu) = false;
   PendingDeletions pending ABSL_GUARDED_BY(mu);
-  RestoredRecorder restored_recorder;
   RetrainQueue retrain_queue ABSL_GUARDED_BY(mu);
-  bool stopping ABSL_GUARDED_BY(mu) = false;
+  bool stopping ABSL_GUARDED_BY(mu) = false;  // WaitForStage gives up
+
+  // Read without a lock.
   // Bumped under deletion_mu (and mu) by deletions and ingests.
   ShardGenerations generations;
   // Per slice: a position is stale only when a slice of its own prefix
@@ -204,19 +204,13 @@ struct Engine::State {
   // waits for those that started before it destroyed checkpoints, so no
   // worker loads one after the pass synced their serving copies.
   InFlightDrain predict_drain;
+
+  // The parts (threads of their own: the purger's and the scheduler's).
+  RestoredRecorder restored_recorder;
   Predictor predictor;
   Verifier verifier;
   Purger purger;
   RetrainScheduler scheduler;
-
-  // Records the shard's sequences that are whole now (see
-  // PendingDeletions::NoteWhole); returns whether that was news.
-  bool NoteIfComplete(int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return pending.NoteWhole(shard, shards[shard], generations.Get(shard));
-  }
-  std::vector<DeletionRecord> TakeRestored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return pending.TakeRestored(FingerprintLocked());
-  }
 
   std::string FingerprintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   absl::flat_hash_set<std::string> SnapshotCurrentKeys()
@@ -224,17 +218,6 @@ struct Engine::State {
     absl::MutexLock lock(&mu);
     return shards.table().CurrentKeys();
   }
-  // Sequence lengths of a shard before and after a deactivation.
-  struct Cut {
-    std::vector<int> before, after;
-  };
-  // FORGOTTEN for a group of deletions: fail-closed, see the definition.
-  std::map<int, Cut> Deactivate(
-      const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
-      const std::set<int>& affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // `deletions` deletions committed together cut `shards`.
-  void ScheduleRetrain(const std::set<int>& shards, int deletions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // ---- deletion
   // Queues the request and returns its receipt once it is FORGOTTEN (or its
@@ -253,9 +236,20 @@ struct Engine::State {
   absl::StatusOr<DeletionReceipt> EarlierOwnerDeletion(absl::string_view owner);
   // The live (pending) or stored record of a deletion.
   absl::StatusOr<DeletionRecord> LoadRecord(absl::string_view deletion_id);
+  // Sequence lengths of a shard before and after a deactivation.
+  struct Cut {
+    std::vector<int> before, after;
+  };
+  // FORGOTTEN for a group of deletions: fail-closed, see the definition.
+  std::map<int, Cut> Deactivate(
+      const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
+      const std::set<int>& affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // `deletions` deletions committed together cut `shards`: queued per the
+  // retrain policy (a shard left serving nothing at once), then the
+  // training loops are woken.
+  void ScheduleRetrain(const std::set<int>& shards, int deletions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 };
-
-// ---------------------------------------------------------------- shards
 
 std::string Engine::State::FingerprintLocked() {
   // Every change to what a shard serves is published before mu is
@@ -624,7 +618,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     for (const std::string& key : stored) state->shards.table().MarkStored(key);
     for (int s = 0; s < config.shards; ++s) {
       OUBLI_RETURN_IF_ERROR(state->shards.LoadShard(s));
-      state->NoteIfComplete(s);
+      state->pending.NoteWhole(s, state->shards[s], state->generations.Get(s));
     }
     state->shards.PublishServed();
     for (DeletionRecord& record : unfinished) {
@@ -681,7 +675,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
     {
       absl::MutexLock lock(&state->mu);
       garbage = state->shards.table().TakeGarbage(on_disk);
-      restored = state->TakeRestored();
+      restored = state->pending.TakeRestored(state->FingerprintLocked());
     }
     state->restored_recorder.Record(std::move(restored));
     for (const std::string& key : garbage) {
@@ -762,8 +756,8 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     std::map<int, absl::StatusOr<std::vector<std::pair<int, SliceData>>>>
         read;
     for (const auto& [s, slices] : touched) {
-      read.emplace(s, ReadSlices(*st.store, s, slices,
-                                 st.config.backbone.InputSize()));
+      read.emplace(
+          s, ReadSlices(*st.store, s, slices, st.config.backbone.InputSize()));
     }
     absl::Status failure = absl::OkStatus();
     absl::MutexLock lock(&st.mu);
@@ -921,9 +915,7 @@ absl::StatusOr<bool> Engine::NamesChunkHolder(absl::string_view holder) {
   return state_->chunks.NamesHolder(holder);
 }
 
-void Engine::RetryPurgesNow() {
-  state_->purger.RetryNow();
-}
+void Engine::RetryPurgesNow() { state_->purger.RetryNow(); }
 
 absl::StatusOr<DeletionPage> Engine::ListDeletions(
     const DeletionQuery& query) {

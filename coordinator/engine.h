@@ -12,6 +12,11 @@
 // Checkpoints are content addressed (see PrefixKey), so validity is derived,
 // not tracked: a prefix is valid iff its current key has a checkpoint.
 //
+// A facade: it opens the model, owns the engine mutex and orchestrates its
+// parts, none of which calls back into it (the shards in coordinator/
+// shard_set, the pending deletions, the purger, the retrain scheduler, the
+// predictor, the verifier; see the README's architecture).
+//
 // Thread-safe. Torch stays out of this header.
 #ifndef OUBLI_COORDINATOR_ENGINE_H_
 #define OUBLI_COORDINATOR_ENGINE_H_

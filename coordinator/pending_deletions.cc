@@ -110,9 +110,9 @@ bool PendingDeletions::NoteWhole(int shard, const ShardState& state,
   bool news = false;
   for (size_t b = 0; b < state.valid_length.size(); ++b) {
     if (state.valid_length[b] != slices_) continue;
-    news = restore_progress_.MarkWhole(shard, static_cast<int>(b),
-                                       generation) ||
-           news;
+    news =
+        restore_progress_.MarkWhole(shard, static_cast<int>(b), generation) ||
+        news;
   }
   return news;
 }

@@ -12,8 +12,7 @@
 
 namespace oubli::coordinator {
 
-Predictor::Predictor(const ModelConfig* config,
-                     const PublishedSnapshot* served,
+Predictor::Predictor(const ModelConfig* config, const PublishedSnapshot* served,
                      std::shared_ptr<const worker::ShardModel> base_model,
                      ShardServing* shard_serving,
                      ShardServing::Query serving_query,
@@ -29,7 +28,7 @@ Predictor::Predictor(const ModelConfig* config,
       metrics_(metrics) {}
 
 absl::StatusOr<Prediction> Predictor::Predict(absl::Span<const float> inputs,
-                                           int64_t rows) {
+                                              int64_t rows) {
   const int64_t width = config_.backbone.InputSize();
   if (config_.backbone.kind == BackboneKind::kDecoder) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -56,8 +55,8 @@ absl::StatusOr<Prediction> Predictor::Predict(absl::Span<const float> inputs,
   const std::vector<size_t>& served_index = answering.shard_of;
   ShardServing::Query query = serving_query_;
   for (size_t i = 0; i < served_index.size(); ++i) {
-    query.shards.push_back({static_cast<int>(served_index[i]),
-                            answering.checkpoint_sha256[i]});
+    query.shards.push_back(
+        {static_cast<int>(served_index[i]), answering.checkpoint_sha256[i]});
   }
   out.served = std::move(answering.served);
   out.fingerprint = std::move(answering.fingerprint);
@@ -110,7 +109,8 @@ absl::StatusOr<Prediction> Predictor::Predict(absl::Span<const float> inputs,
                          EnsembleMean(members, inputs, rows, width, classes));
   if (metrics_ != nullptr && !out.from_base) {
     metrics_->ShardsPredicted(
-        by_workers, static_cast<int64_t>(models.size()) - by_workers - fallbacks,
+        by_workers,
+        static_cast<int64_t>(models.size()) - by_workers - fallbacks,
         fallbacks);
   }
   out.rows = rows;
@@ -118,8 +118,8 @@ absl::StatusOr<Prediction> Predictor::Predict(absl::Span<const float> inputs,
   return out;
 }
 
-absl::Status Predictor::CheckDecoderObjective(
-    DecoderObjective objective, absl::string_view call) const {
+absl::Status Predictor::CheckDecoderObjective(DecoderObjective objective,
+                                              absl::string_view call) const {
   const BackboneConfig& backbone = config_.backbone;
   if (backbone.kind == BackboneKind::kDecoder &&
       backbone.decoder.objective == objective) {
@@ -127,15 +127,15 @@ absl::Status Predictor::CheckDecoderObjective(
   }
   const bool causal = objective == DecoderObjective::kCausalLm;
   return absl::InvalidArgumentError(absl::StrCat(
-      call, " needs a ", causal ? "causal language model" : "classifying decoder",
-      "; model '", config_.model_id, "' is ",
+      call, " needs a ",
+      causal ? "causal language model" : "classifying decoder", "; model '",
+      config_.model_id, "' is ",
       backbone.kind != BackboneKind::kDecoder ? "an image classifier (Predict)"
       : causal ? "a classifying decoder (Predict with token rows)"
                : "a causal language model (Score, Generate)"));
 }
 
-absl::StatusOr<Predictor::Answering> Predictor::AnsweringNow()
-    const {
+absl::StatusOr<Predictor::Answering> Predictor::AnsweringNow() const {
   // One snapshot, no engine lock (see served_snapshot.h).
   const std::shared_ptr<const ServedSnapshot> snapshot = served_->Get();
   Answering out;
@@ -168,8 +168,8 @@ absl::StatusOr<Predictor::Answering> Predictor::AnsweringNow()
 
 absl::StatusOr<Prediction> Predictor::PredictTokens(
     absl::Span<const std::vector<int32_t>> sequences) {
-  OUBLI_RETURN_IF_ERROR(
-      CheckDecoderObjective(DecoderObjective::kClassify, "predicting classes of token rows"));
+  OUBLI_RETURN_IF_ERROR(CheckDecoderObjective(
+      DecoderObjective::kClassify, "predicting classes of token rows"));
   if (sequences.empty() || sequences.size() > kMaxPredictRows) {
     return absl::InvalidArgumentError(
         absl::StrCat("predict takes 1..", kMaxPredictRows, " token rows, got ",
@@ -195,8 +195,8 @@ absl::StatusOr<TokenScores> Predictor::Score(
       CheckDecoderObjective(DecoderObjective::kCausalLm, "scoring"));
   if (sequences.empty() || sequences.size() > kMaxScoredSequences) {
     return absl::InvalidArgumentError(
-        absl::StrCat("score takes 1..", kMaxScoredSequences,
-                     " sequences, got ", sequences.size()));
+        absl::StrCat("score takes 1..", kMaxScoredSequences, " sequences, got ",
+                     sequences.size()));
   }
   // Decoders are computed here: workers serve image models only.
   OUBLI_ASSIGN_OR_RETURN(Answering serving, AnsweringNow());

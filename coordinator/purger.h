@@ -70,7 +70,7 @@ class Purger {
   };
 
   explicit Purger(Parts parts) : p_(std::move(parts)) {}
-  ~Purger();  // Stop
+  ~Purger();  // RequestStop, then Join
   Purger(const Purger&) = delete;
   Purger& operator=(const Purger&) = delete;
 

@@ -20,10 +20,10 @@ RetrainScheduler::~RetrainScheduler() {
 void RetrainScheduler::Start() {
   // Extra loops for remote workers (see BackgroundLoop); at most one shard
   // trains per loop, so more than the shard count is useless.
-  const int loops = p_.remote_trainer == nullptr
-                        ? std::max(1, p_.training_threads)
-                        : std::max({1, p_.training_threads,
-                                    std::min(p_.config->shards, 16)});
+  const int loops =
+      p_.remote_trainer == nullptr
+          ? std::max(1, p_.training_threads)
+          : std::max({1, p_.training_threads, std::min(p_.config->shards, 16)});
   for (int t = 0; t < loops; ++t) {
     loops_.emplace_back([this, t] { BackgroundLoop(t); });
   }
@@ -61,9 +61,8 @@ std::vector<DeletionRecord> RetrainScheduler::TakeRestored() {
   return p_.pending->TakeRestored(p_.served->Get()->fingerprint);
 }
 
-absl::Status RetrainScheduler::TrainShardToCompletion(int shard,
-                                                   worker::S3tTrainer& trainer,
-                                                   TrainSummary* summary) {
+absl::Status RetrainScheduler::TrainShardToCompletion(
+    int shard, worker::S3tTrainer& trainer, TrainSummary* summary) {
   while (true) {
     PositionJob job;
     job.shard = shard;
@@ -100,8 +99,8 @@ absl::Status RetrainScheduler::TrainShardToCompletion(int shard,
       job.key = state.keys[best][p - 1];
       job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
       stamp = p_.slice_generations->Take(shard, job.prefix);
-      OUBLI_ASSIGN_OR_RETURN(job.slices,
-                             p_.shards->table().PrefixSlices(shard, job.prefix));
+      OUBLI_ASSIGN_OR_RETURN(
+          job.slices, p_.shards->table().PrefixSlices(shard, job.prefix));
       // Cleared below on every path; purges wait on it
       // (WaitForStaleTraining).
       state.in_flight = stamp;
@@ -114,15 +113,14 @@ absl::Status RetrainScheduler::TrainShardToCompletion(int shard,
     absl::StatusOr<PositionResult> result = p_.runner->Run(job, trainer);
 
     // A checkpoint that must go (stale, or a parent that does not load) is
-    // destroyed after the engine mutex is released: shredding and fsync are slow. If that
-    // fails, the purge's disk-listing GC finds the file.
+    // destroyed after the engine mutex is released: shredding and fsync are
+    // slow. If that fails, the purge's disk-listing GC finds the file.
     std::string destroy;
-    std::vector<DeletionRecord> now_restored;
-    const ServedModel prepared =
-        PrepareServed(shard, stamp, job, result);
+    std::vector<DeletionRecord> restored;
+    const ServedModel prepared = PrepareServed(shard, stamp, job, result);
     absl::Status outcome = ApplyPosition(shard, stamp, job, result, prepared,
-                                         summary, &destroy, &now_restored);
-    p_.restored->Record(std::move(now_restored));
+                                         summary, &destroy, &restored);
+    p_.restored->Record(std::move(restored));
     if (!destroy.empty()) {
       if (absl::Status s = p_.checkpoints->Destroy(destroy); !s.ok()) {
         std::fprintf(stderr, "oubli: destroying checkpoint %s: %s\n",
@@ -145,15 +143,15 @@ ServedModel RetrainScheduler::PrepareServed(
   // may be waiting for this position.
   if (p_.slice_generations->Changed(stamp)) return prepared;
   // Only a prefix longer than the one served now can take its place.
-  const std::shared_ptr<const ServedSnapshot> snapshot =
-      p_.served->Get();
+  const std::shared_ptr<const ServedSnapshot> snapshot = p_.served->Get();
   if (static_cast<size_t>(shard) < snapshot->served.size() &&
       snapshot->served[shard].model != nullptr &&
       static_cast<size_t>(snapshot->served[shard].length) >=
           job.prefix.size()) {
     return prepared;
   }
-  absl::StatusOr<ServedModel> built = BuildServed(*p_.base, job.key, result->checkpoint);
+  absl::StatusOr<ServedModel> built =
+      BuildServed(*p_.base, job.key, result->checkpoint);
   // A failure is ChooseServed's to report, reading the file.
   return built.ok() ? *std::move(built) : prepared;
 }
@@ -172,7 +170,8 @@ absl::Status RetrainScheduler::ApplyPosition(
       if (stop_requested_.load()) {
         return absl::CancelledError("engine stopping");
       }
-      if (p_.metrics != nullptr) p_.metrics->PositionWasted(result->stats.samples);
+      if (p_.metrics != nullptr)
+        p_.metrics->PositionWasted(result->stats.samples);
       return absl::OkStatus();
     case PositionOutcome::kParentMissing:
     case PositionOutcome::kParentCorrupt:
@@ -190,8 +189,7 @@ absl::Status RetrainScheduler::ApplyPosition(
   }
   if (stale) {
     // A deletion raced us: this checkpoint may contain deleted data.
-    if (result->outcome == PositionOutcome::kTrained &&
-        p_.metrics != nullptr) {
+    if (result->outcome == PositionOutcome::kTrained && p_.metrics != nullptr) {
       p_.metrics->PositionWasted(result->stats.samples);
     }
     *destroy = job.key;
@@ -213,8 +211,8 @@ absl::Status RetrainScheduler::ApplyPosition(
   return absl::OkStatus();
 }
 
-absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(std::vector<int> todo,
-                                                        int threads) {
+absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(
+    std::vector<int> todo, int threads) {
   const absl::Time start = absl::Now();
   absl::Mutex results_mu;
   TrainSummary total;
@@ -243,7 +241,7 @@ absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(std::vector<int> todo
       }
       TrainSummary summary;
       absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
-      std::vector<DeletionRecord> now_restored;
+      std::vector<DeletionRecord> restored;
       {
         absl::MutexLock lock(p_.engine_mu);
         (*p_.shards)[shard].in_training = false;
@@ -257,10 +255,10 @@ absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(std::vector<int> todo
           // Keep it scheduled; back off rather than spin on a hard error.
           p_.queue->Add(shard, absl::Now() + absl::Seconds(5), owed_since);
         }
-        now_restored = TakeRestored();
+        restored = TakeRestored();
         work_cv_.SignalAll();
       }
-      p_.restored->Record(std::move(now_restored));
+      p_.restored->Record(std::move(restored));
       absl::MutexLock lock(&results_mu);
       first_error.Update(status);
       total.positions_trained += summary.positions_trained;
@@ -292,9 +290,10 @@ void RetrainScheduler::BackgroundLoop(int index) {
         const absl::Time now = absl::Now();
         absl::Time earliest = absl::InfiniteFuture();
         if (index < TrainingParallelism()) {
-          auto busy = [this](int s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(*p_.engine_mu) {
-            return (*p_.shards)[s].in_training;
-          };
+          auto busy = [this](int s)
+                          ABSL_EXCLUSIVE_LOCKS_REQUIRED(*p_.engine_mu) {
+                            return (*p_.shards)[s].in_training;
+                          };
           // Longest owed first: see RetrainQueue.
           shard = p_.queue->NextDue(now, busy).value_or(-1);
           earliest = p_.queue->EarliestDue(busy);

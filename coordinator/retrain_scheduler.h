@@ -70,7 +70,7 @@ class RetrainScheduler {
   };
 
   explicit RetrainScheduler(Parts parts) : p_(std::move(parts)) {}
-  ~RetrainScheduler();  // Stop
+  ~RetrainScheduler();  // RequestStop, then Join
   RetrainScheduler(const RetrainScheduler&) = delete;
   RetrainScheduler& operator=(const RetrainScheduler&) = delete;
 
@@ -89,8 +89,7 @@ class RetrainScheduler {
   // then finished. A failed shard stays queued (due again in 5 s).
   // Cancelled: stopping; ResourceExhausted: out of memory; other codes:
   // checkpoint or storage failures (the first one).
-  absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards,
-                                           int threads)
+  absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards, int threads)
       ABSL_LOCKS_EXCLUDED(*p_.engine_mu);
 
   // Stop in two steps, so the engine can stop its parts together: training
@@ -117,8 +116,8 @@ class RetrainScheduler {
   absl::Status ApplyPosition(int shard, const SliceGenerations::Stamp& stamp,
                              const PositionJob& job,
                              const absl::StatusOr<PositionResult>& result,
-                             const ServedModel& prepared,
-                             TrainSummary* summary, std::string* destroy,
+                             const ServedModel& prepared, TrainSummary* summary,
+                             std::string* destroy,
                              std::vector<internal::DeletionRecord>* restored)
       ABSL_LOCKS_EXCLUDED(*p_.engine_mu);
   // Notes the shard's whole sequences with the pending deletions; whether

@@ -10,10 +10,9 @@
 namespace oubli::coordinator {
 
 ShardSet::ShardSet(const ModelConfig& config, const ShardingPlan* plan,
-                   std::string config_fingerprint,
-                   storage::LineageStore* store,
-                   storage::CheckpointStore* checkpoints,
-                   const ModelBase* base, SliceGenerations* slice_generations,
+                   std::string config_fingerprint, storage::LineageStore* store,
+                   storage::CheckpointStore* checkpoints, const ModelBase* base,
+                   SliceGenerations* slice_generations,
                    PublishedSnapshot* published,
                    std::function<void(int shard)> checkpoint_dropped)
     : config_(config),
@@ -28,9 +27,8 @@ ShardSet::ShardSet(const ModelConfig& config, const ShardingPlan* plan,
 absl::Status ShardSet::LoadShard(int shard) {
   std::set<int> all;
   for (int slice = 0; slice < config_.slices; ++slice) all.insert(slice);
-  OUBLI_ASSIGN_OR_RETURN(
-      auto slices,
-      ReadSlices(*store_, shard, all, config_.backbone.InputSize()));
+  OUBLI_ASSIGN_OR_RETURN(auto slices, ReadSlices(*store_, shard, all,
+                                                 config_.backbone.InputSize()));
   InstallSlices(shard, std::move(slices));
   return absl::OkStatus();
 }

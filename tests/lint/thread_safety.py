@@ -22,6 +22,10 @@ CHECKED_DIRS = ("common/", "storage/", "worker/", "coordinator/")
 # checking less.
 MUST_CHECK = {
     "coordinator/engine.cc",
+    "coordinator/pending_deletions.cc",
+    "coordinator/purger.cc",
+    "coordinator/retrain_scheduler.cc",
+    "coordinator/verifier.cc",
     "coordinator/chunk_replication.cc",
     "coordinator/model_registry.cc",
     "coordinator/worker_pool.cc",
