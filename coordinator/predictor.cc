@@ -58,9 +58,7 @@ absl::StatusOr<Prediction> Predictor::Predict(absl::Span<const float> inputs,
     query.shards.push_back(
         {static_cast<int>(served_index[i]), answering.checkpoint_sha256[i]});
   }
-  out.served = std::move(answering.served);
-  out.fingerprint = std::move(answering.fingerprint);
-  out.from_base = answering.from_base;
+  std::move(answering).ReportTo(out);
   // Workers answer with the checkpoint named by its SHA-256, so what they
   // compute is exactly what the models captured above would.
   std::vector<ShardServing::ShardResult> remote;
@@ -183,9 +181,7 @@ absl::StatusOr<Prediction> Predictor::PredictTokens(
                              serving.models, config_.backbone, sequences));
   out.rows = static_cast<int64_t>(sequences.size());
   out.classes = config_.backbone.num_classes;
-  out.fingerprint = std::move(serving.fingerprint);
-  out.served = std::move(serving.served);
-  out.from_base = serving.from_base;
+  std::move(serving).ReportTo(out);
   return out;
 }
 
@@ -204,9 +200,7 @@ absl::StatusOr<TokenScores> Predictor::Score(
   OUBLI_ASSIGN_OR_RETURN(
       out.token_log_probs,
       EnsembleTokenLogProbs(serving.models, config_.backbone, sequences));
-  out.fingerprint = std::move(serving.fingerprint);
-  out.served = std::move(serving.served);
-  out.from_base = serving.from_base;
+  std::move(serving).ReportTo(out);
   return out;
 }
 
@@ -218,9 +212,7 @@ absl::StatusOr<Generation> Predictor::Generate(const GenerateOptions& options) {
   OUBLI_ASSIGN_OR_RETURN(
       Generation out,
       EnsembleGenerate(serving.models, config_.backbone, options));
-  out.fingerprint = std::move(serving.fingerprint);
-  out.served = std::move(serving.served);
-  out.from_base = serving.from_base;
+  std::move(serving).ReportTo(out);
   return out;
 }
 

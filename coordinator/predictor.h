@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -60,6 +61,14 @@ class Predictor {
     std::vector<std::string> checkpoint_sha256;  // per model, as shard_of
     std::string fingerprint;
     bool from_base = false;
+
+    // What every answer reports of the ensemble that gave it.
+    template <typename Answer>
+    void ReportTo(Answer& out) && {
+      out.served = std::move(served);
+      out.fingerprint = std::move(fingerprint);
+      out.from_base = from_base;
+    }
   };
   absl::StatusOr<Answering> AnsweringNow() const;
   // InvalidArgument naming `call` and what the model serves instead, unless
