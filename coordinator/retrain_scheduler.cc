@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "coordinator/position_choice.h"
 
 namespace oubli::coordinator {
 
@@ -75,25 +78,20 @@ absl::Status RetrainScheduler::TrainShardToCompletion(
         OUBLI_RETURN_IF_ERROR(p_.shards->LoadShard(shard));
         p_.shards->PublishServed();
       }
-      // The first missing prefix of the sequence with the longest valid
-      // prefix (the lowest on ties): the served prefix grows back to full
-      // length soonest. Keys are shared, so shared prefixes train once.
-      int best = -1;
-      size_t best_valid = 0;
+      // See ChooseNextPosition. Keys are shared, so shared prefixes train
+      // once.
+      std::vector<int> valid(state.keys.size(), 0);
       for (size_t b = 0; b < state.keys.size(); ++b) {
-        size_t valid = 0;
-        while (valid < state.keys[b].size() &&
-               p_.shards->table().IsStored(state.keys[b][valid])) {
-          ++valid;
-        }
-        if (valid == state.keys[b].size()) continue;  // complete
-        if (best < 0 || valid > best_valid) {
-          best = static_cast<int>(b);
-          best_valid = valid;
+        while (valid[b] < static_cast<int>(state.keys[b].size()) &&
+               p_.shards->table().IsStored(state.keys[b][valid[b]])) {
+          ++valid[b];
         }
       }
-      if (best < 0) return absl::OkStatus();
-      const size_t p = best_valid + 1;
+      const std::optional<NextPosition> next = ChooseNextPosition(
+          valid, static_cast<int>(p_.plan->orders()[0].size()));
+      if (!next.has_value()) return absl::OkStatus();
+      const int best = next->sequence;
+      const size_t p = static_cast<size_t>(next->length);
       const auto& order = p_.plan->orders()[best];
       job.prefix.assign(order.begin(), order.begin() + p);
       job.key = state.keys[best][p - 1];

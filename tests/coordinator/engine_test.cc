@@ -20,6 +20,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/hash.h"
+#include "coordinator/position_choice.h"
 #include "coordinator/remote_training.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/internal/deletion.pb.h"
@@ -1106,23 +1107,22 @@ class HookTrainer : public RemoteTrainer {
 // does not hold RESTORED back), and the result has the bits of training
 // from scratch.
 // The prefix the first position of a retrain trains once `deleted` (slices
-// of one shard) are cut: the sequence with the longest valid prefix, one
-// slice longer (the engine's choice, see TrainShardToCompletion).
+// of one shard) are cut (the engine's choice, ChooseNextPosition).
 std::vector<int> FirstRetrainedPrefix(const ShardingPlan& plan,
                                       const std::set<int>& deleted) {
-  int best = -1;
-  size_t best_valid = 0;
-  for (size_t b = 0; b < plan.orders().size(); ++b) {
-    const std::vector<int>& order = plan.orders()[b];
-    size_t valid = 0;
-    while (valid < order.size() && !deleted.contains(order[valid])) ++valid;
-    if (best < 0 || valid > best_valid) {
-      best = static_cast<int>(b);
-      best_valid = valid;
+  std::vector<int> valid;
+  for (const std::vector<int>& order : plan.orders()) {
+    int length = 0;
+    while (length < static_cast<int>(order.size()) &&
+           !deleted.contains(order[length])) {
+      ++length;
     }
+    valid.push_back(length);
   }
-  const std::vector<int>& order = plan.orders()[best];
-  return std::vector<int>(order.begin(), order.begin() + best_valid + 1);
+  const std::optional<NextPosition> next =
+      ChooseNextPosition(valid, static_cast<int>(plan.orders()[0].size()));
+  const std::vector<int>& order = plan.orders()[next->sequence];
+  return std::vector<int>(order.begin(), order.begin() + next->length);
 }
 
 // A deletion that lands while a retrain's first position trains cancels
@@ -1144,17 +1144,20 @@ TEST_P(LateDeletionTest, WastesThePositionInFlightOnlyIfItCutsItsPrefix) {
     if (where.shard == 0) shard0_by_slice[where.slice].push_back(s.id);
   }
   // The batch cuts the slice whose latest position over the orders is
-  // earliest (but not first everywhere): the first retrained prefix then
-  // has slices besides it, and leaves some out.
+  // earliest, among those first in no order (every sequence keeps serving):
+  // the first retrained prefix then has slices besides it, and leaves some
+  // out.
   int cut = -1;
   size_t cut_latest = 0;
   for (int slice = 0; slice < config.slices; ++slice) {
-    size_t latest = 0;
+    size_t latest = 0, earliest = config.slices;
     for (const std::vector<int>& order : plan->orders()) {
-      latest = std::max<size_t>(
-          latest, std::find(order.begin(), order.end(), slice) - order.begin());
+      const size_t at =
+          std::find(order.begin(), order.end(), slice) - order.begin();
+      latest = std::max(latest, at);
+      earliest = std::min(earliest, at);
     }
-    if (latest >= 1 && (cut < 0 || latest < cut_latest)) {
+    if (earliest >= 1 && (cut < 0 || latest < cut_latest)) {
       cut = slice;
       cut_latest = latest;
     }
