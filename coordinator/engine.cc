@@ -96,6 +96,7 @@ struct Engine::State {
                [this](int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
                  if (training_requested) {
                    retrain_queue.AddUnlessQueued(shard, absl::Now());
+                   ExpediteIfUnserved(shard, absl::Now());
                  }
                }),
         pending(config.shards, config.sequences, config.slices, metrics),
@@ -249,6 +250,15 @@ struct Engine::State {
   // training loops are woken.
   void ScheduleRetrain(const std::set<int>& shards, int deletions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // A queued shard that has samples but serves nothing is due now,
+  // whatever the batch window (RetrainQueue::Expedite): after a deletion,
+  // an ingest, a checkpoint lost, or a restart.
+  void ExpediteIfUnserved(int shard, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (shards[shard].served.model == nullptr && shards[shard].samples > 0) {
+      retrain_queue.Expedite(shard, now);
+    }
+  }
 };
 
 std::string Engine::State::FingerprintLocked() {
@@ -482,9 +492,7 @@ void Engine::State::ScheduleRetrain(const std::set<int>& affected,
                                     int deletions) {
   const absl::Time now = absl::Now();
   retrain_queue.AddDeletion(affected, now, deletions);
-  for (int s : affected) {
-    if (shards[s].served.model == nullptr) retrain_queue.Expedite(s, now);
-  }
+  for (int s : affected) ExpediteIfUnserved(s, now);
   scheduler.Wake();
 }
 
@@ -654,6 +662,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
         if (!owed.contains(s)) {
           state->retrain_queue.Add(s, absl::Now(), absl::Now());
         }
+        state->ExpediteIfUnserved(s, absl::Now());
       }
     }
   }
@@ -770,6 +779,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
       st.shards.ChooseServed(s);
       if (st.training_requested) {
         st.retrain_queue.AddUnlessQueued(s, absl::Now());
+        st.ExpediteIfUnserved(s, absl::Now());
       }
     }
     for (auto& [s, slices] : read) {
@@ -785,6 +795,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
       }
       if (st.training_requested) {
         st.retrain_queue.AddUnlessQueued(s, absl::Now());
+        st.ExpediteIfUnserved(s, absl::Now());
       }
     }
     st.shards.PublishServed();

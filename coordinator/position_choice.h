@@ -3,11 +3,12 @@
 //
 // The first missing prefix of the sequence with the longest valid prefix
 // (the lowest on ties): the served prefix grows back to full length
-// soonest. One exception keeps the shard in the ensemble: while at most
-// one sequence has any valid prefix and another has none, that other's
-// first position (one slice) trains first, so a single further deletion in
-// the serving sequence's first slice cannot leave the shard unserved. The
-// same positions train either way; only their order changes.
+// soonest. One exception keeps the shard in the ensemble: while every
+// sequence with a valid prefix starts with the same slice and some
+// sequence starting with another has none, that one's first position (one
+// slice) trains first, so a single further deletion in that first slice
+// cannot leave the shard unserved. The same positions train either way;
+// only their order changes.
 //
 // Pure function of its arguments.
 #ifndef OUBLI_COORDINATOR_POSITION_CHOICE_H_
@@ -23,9 +24,10 @@ struct NextPosition {
   int length = 0;  // of the prefix to train: its valid length + 1
 };
 
-// `valid[b]`: sequence b's valid length, in 0..slices. nullopt when every
-// sequence is whole.
+// `valid[b]`: sequence b's valid length, in 0..slices; `first[b]`: the
+// slice its order starts with. nullopt when every sequence is whole.
 std::optional<NextPosition> ChooseNextPosition(const std::vector<int>& valid,
+                                               const std::vector<int>& first,
                                                int slices);
 
 }  // namespace oubli::coordinator

@@ -81,6 +81,10 @@ absl::Status RetrainScheduler::TrainShardToCompletion(
       // See ChooseNextPosition. Keys are shared, so shared prefixes train
       // once.
       std::vector<int> valid(state.keys.size(), 0);
+      std::vector<int> first;
+      for (const std::vector<int>& order : p_.plan->orders()) {
+        first.push_back(order.front());
+      }
       for (size_t b = 0; b < state.keys.size(); ++b) {
         while (valid[b] < static_cast<int>(state.keys[b].size()) &&
                p_.shards->table().IsStored(state.keys[b][valid[b]])) {
@@ -88,7 +92,7 @@ absl::Status RetrainScheduler::TrainShardToCompletion(
         }
       }
       const std::optional<NextPosition> next = ChooseNextPosition(
-          valid, static_cast<int>(p_.plan->orders()[0].size()));
+          valid, first, static_cast<int>(p_.plan->orders()[0].size()));
       if (!next.has_value()) return absl::OkStatus();
       const int best = next->sequence;
       const size_t p = static_cast<size_t>(next->length);

@@ -1,7 +1,8 @@
 // Trains one model's shards back to whole: the training loops that take
 // due shards off the retrain queue (RetrainQueue: the policy), and
 // training a shard position by position. Each position is the first
-// missing prefix of the sequence with the longest valid prefix; its
+// missing prefix of the sequence with the longest valid prefix, unless the
+// shard is one deletion away from serving nothing (ChooseNextPosition); its
 // checkpoint comes from the PositionRunner (rebuilt from chunks, trained
 // on a worker or here), is kept unless a slice of its prefix changed
 // meanwhile (then it is destroyed), and what the shard serves is updated

@@ -854,10 +854,6 @@ TEST_F(EngineTest, ShardWithEveryPrefixCutIsDroppedNotFatal) {
       ScratchFingerprint(config, samples, {victims[0], victims[1], another}));
 }
 
-// serving.base_fallback: while no shard serves (before training, and when
-// deletions cut every shard), the public base model answers and the
-// prediction says so; the bits are the base model's own. Without it, the
-// same requests fail with FAILED_PRECONDITION.
 // Under BATCHED, a deletion that leaves a shard serving nothing retrains it
 // now rather than at the end of the window; a deletion that leaves it
 // serving waits for the window as before.
@@ -898,6 +894,40 @@ TEST_F(EngineTest, AShardLeftUnservedDoesNotWaitForItsBatch) {
             ScratchFingerprint(config, samples, {in_last, in_first}));
 }
 
+// And after a restart: the replayed deletion leaves the shard serving
+// nothing, so it is due at once, not at the end of the replayed window.
+TEST_F(EngineTest, AShardLeftUnservedIsDueAtOnceAfterARestart) {
+  ModelConfig config = TinyBatchedConfig(2, 100);  // a one-hour window
+  config.sequences = 1;
+  const auto samples = TinySamples(80, 2);
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::string in_first;  // of shard 0's first slice
+  for (const Sample& s : samples) {
+    const SliceRef where = plan->Assign(s);
+    if (where.shard == 0 && where.slice == plan->orders()[0].front()) {
+      in_first = s.id;
+      break;
+    }
+  }
+  ASSERT_FALSE(in_first.empty());
+  const std::string deletion_id =
+      DeleteThenClose("m", config, samples, in_first);
+  ASSERT_FALSE(deletion_id.empty());
+  auto engine = OpenEngine("m", config);
+  ASSERT_NE(engine, nullptr);
+  auto retrained = engine->RunPendingRetrains(/*ignore_policy=*/false);
+  ASSERT_TRUE(retrained.ok()) << retrained.status();
+  EXPECT_EQ(retrained->positions_trained, config.slices);
+  EXPECT_EQ(engine->GetDeletion(deletion_id)->stage, DeletionStage::kRestored);
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, {in_first}));
+}
+
+// serving.base_fallback: while no shard serves (before training, and when
+// deletions cut every shard), the public base model answers and the
+// prediction says so; the bits are the base model's own. Without it, the
+// same requests fail with FAILED_PRECONDITION.
 TEST_F(EngineTest, BaseFallbackAnswersWhileNoShardServes) {
   ModelConfig config = TinyConfig(2);
   config.sequences = 1;
@@ -1110,8 +1140,9 @@ class HookTrainer : public RemoteTrainer {
 // of one shard) are cut (the engine's choice, ChooseNextPosition).
 std::vector<int> FirstRetrainedPrefix(const ShardingPlan& plan,
                                       const std::set<int>& deleted) {
-  std::vector<int> valid;
+  std::vector<int> valid, first;
   for (const std::vector<int>& order : plan.orders()) {
+    first.push_back(order.front());
     int length = 0;
     while (length < static_cast<int>(order.size()) &&
            !deleted.contains(order[length])) {
@@ -1119,8 +1150,8 @@ std::vector<int> FirstRetrainedPrefix(const ShardingPlan& plan,
     }
     valid.push_back(length);
   }
-  const std::optional<NextPosition> next =
-      ChooseNextPosition(valid, static_cast<int>(plan.orders()[0].size()));
+  const std::optional<NextPosition> next = ChooseNextPosition(
+      valid, first, static_cast<int>(plan.orders()[0].size()));
   const std::vector<int>& order = plan.orders()[next->sequence];
   return std::vector<int>(order.begin(), order.begin() + next->length);
 }
@@ -1369,8 +1400,8 @@ TEST_F(EngineTest, ADeletionIsRestoredSequenceBySequence) {
   ASSERT_FALSE(d2.empty());
   bool restored_while_cut = false;
   for (const auto& [stage, missing] : seen) {
-    restored_while_cut =
-        restored_while_cut || (stage == DeletionStage::kRestored && missing > 0);
+    restored_while_cut = restored_while_cut ||
+                         (stage == DeletionStage::kRestored && missing > 0);
   }
   EXPECT_TRUE(restored_while_cut);
   EXPECT_TRUE(
