@@ -127,6 +127,25 @@ class EngineTest : public ::testing::Test {
     return engine.ok() ? *std::move(engine) : nullptr;
   }
 
+  // Model "m" on `samples`, trained, whose positions go first to `trainer`
+  // (a test double that may run a hook, then declines), with retraining
+  // only when the test asks; null (and a failed expectation) on failure.
+  std::unique_ptr<Engine> OpenTrainedVia(
+      std::shared_ptr<RemoteTrainer> trainer, const ModelConfig& config,
+      const std::vector<Sample>& samples,
+      std::shared_ptr<EngineMetrics> metrics = nullptr) {
+    Engine::Options options;
+    options.background_retrain = false;
+    options.metrics = std::move(metrics);
+    options.remote_trainer = std::move(trainer);
+    auto engine = OpenEngineWith("m", config, std::move(options));
+    if (engine == nullptr) return nullptr;
+    const bool trained =
+        engine->Ingest(samples).ok() && engine->Train().ok();
+    EXPECT_TRUE(trained);
+    return trained ? std::move(engine) : nullptr;
+  }
+
   // Fingerprint of a fresh engine trained from scratch on `samples` minus
   // `deleted`.
   std::string ScratchFingerprint(const ModelConfig& config,
@@ -1210,15 +1229,9 @@ TEST_P(LateDeletionTest, WastesThePositionInFlightOnlyIfItCutsItsPrefix) {
 
   auto metrics = std::make_shared<CountingMetrics>();
   auto trainer = std::make_shared<HookTrainer>();
-  Engine::Options options;
-  options.background_retrain = false;
-  options.metrics = metrics;
-  options.remote_trainer = trainer;
-  auto opened = OpenEngineWith("m", config, options);
+  auto opened = OpenTrainedVia(trainer, config, samples, metrics);
   ASSERT_NE(opened, nullptr);
   Engine& engine = *opened;
-  ASSERT_TRUE(engine.Ingest(samples).ok());
-  ASSERT_TRUE(engine.Train().ok());
   EXPECT_EQ(metrics->wasted.load(), 0);
 
   // Two deletions fill the batch: shard 0 is due now.
@@ -1281,14 +1294,9 @@ TEST_F(EngineTest, ADeletionIsRestoredShardByShardUnderFurtherDeletions) {
   ASSERT_GE(by_shard[0].size(), 2u);
   ASSERT_GE(by_shard[1].size(), 1u);
   auto trainer = std::make_shared<HookTrainer>();
-  Engine::Options options;
-  options.background_retrain = false;
-  options.remote_trainer = trainer;
-  auto opened = OpenEngineWith("m", config, options);
+  auto opened = OpenTrainedVia(trainer, config, samples);
   ASSERT_NE(opened, nullptr);
   Engine& engine = *opened;
-  ASSERT_TRUE(engine.Ingest(samples).ok());
-  ASSERT_TRUE(engine.Train().ok());
 
   auto first = engine.DeleteSamples({by_shard[0][0], by_shard[1][0]});
   ASSERT_TRUE(first.ok()) << first.status();
@@ -1366,14 +1374,9 @@ TEST_F(EngineTest, ADeletionIsRestoredSequenceBySequence) {
     if (slice == y && in_y.empty()) in_y = s.id;
   }
   auto trainer = std::make_shared<HookTrainer>();
-  Engine::Options options;
-  options.background_retrain = false;
-  options.remote_trainer = trainer;
-  auto opened = OpenEngineWith("m", config, options);
+  auto opened = OpenTrainedVia(trainer, config, samples);
   ASSERT_NE(opened, nullptr);
   Engine& engine = *opened;
-  ASSERT_TRUE(engine.Ingest(samples).ok());
-  ASSERT_TRUE(engine.Train().ok());
 
   auto d1 = engine.DeleteSamples({in_x});
   ASSERT_TRUE(d1.ok()) << d1.status();

@@ -249,6 +249,14 @@ v1::ModelConfig TinyLmConfig(const ServiceFlags& flags, int shards,
   return c;
 }
 
+// Sample i of a generated set: id "s-<i>", one owner per 5 samples.
+v1::Sample NumberedSample(int64_t i) {
+  v1::Sample s;
+  s.set_id(absl::StrCat("s-", i));
+  s.set_owner(absl::StrCat("owner-", i / 5));
+  return s;
+}
+
 // Token samples for TinyLmConfig: each counts up from a start of its own
 // (a prompt of two tokens, then six to learn). One owner per 5 samples.
 std::vector<v1::Sample> SyntheticTokenSamples(int64_t n, uint64_t seed) {
@@ -256,9 +264,7 @@ std::vector<v1::Sample> SyntheticTokenSamples(int64_t n, uint64_t seed) {
   std::vector<v1::Sample> samples;
   samples.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
-    v1::Sample s;
-    s.set_id(absl::StrCat("s-", i));
-    s.set_owner(absl::StrCat("owner-", i / 5));
+    v1::Sample s = NumberedSample(i);
     const uint32_t start = 1 + static_cast<uint32_t>(rng() % (kLmVocab - 9));
     for (uint32_t t = start; t < start + 8; ++t) s.add_tokens(t);
     s.set_prompt_tokens(2);
@@ -274,9 +280,7 @@ std::vector<v1::Sample> SyntheticSamples(int64_t n, uint64_t seed) {
   std::vector<v1::Sample> samples;
   samples.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
-    v1::Sample s;
-    s.set_id(absl::StrCat("s-", i));
-    s.set_owner(absl::StrCat("owner-", i / 5));
+    v1::Sample s = NumberedSample(i);
     std::string features(kWidth, '\0');
     for (char& byte : features) byte = static_cast<char>(rng() % 200);
     const int label = static_cast<int>(rng() % kClasses);
