@@ -45,13 +45,18 @@ void RetrainQueue::Add(int shard, absl::Time due, absl::Time owed_since) {
 }
 
 std::optional<int> RetrainQueue::NextDue(
-    absl::Time now, const std::function<bool(int)>& busy) const {
+    absl::Time now, const std::function<bool(int)>& busy,
+    const std::function<bool(int)>& urgent) const {
   std::optional<int> best;
+  bool best_urgent = false;
   absl::Time best_owed = absl::InfiniteFuture();
   for (const auto& [shard, entry] : entries_) {
     if (entry.due > now || busy(shard)) continue;
-    if (!best.has_value() || entry.owed_since < best_owed) {
+    const bool is_urgent = urgent != nullptr && urgent(shard);
+    if (!best.has_value() || (is_urgent && !best_urgent) ||
+        (is_urgent == best_urgent && entry.owed_since < best_owed)) {
       best = shard;
+      best_urgent = is_urgent;
       best_owed = entry.owed_since;
     }
   }

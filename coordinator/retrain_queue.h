@@ -49,9 +49,11 @@ class RetrainQueue {
   void AddUnlessQueued(int shard, absl::Time now);
 
   // The due (due <= now) shard, not `busy`, that has owed training
-  // longest (the lower shard on ties); nullopt if none.
-  std::optional<int> NextDue(absl::Time now,
-                             const std::function<bool(int)>& busy) const;
+  // longest (the lower shard on ties), those `urgent` (if given) before the
+  // rest; nullopt if none.
+  std::optional<int> NextDue(
+      absl::Time now, const std::function<bool(int)>& busy,
+      const std::function<bool(int)>& urgent = nullptr) const;
 
   // When the next shard that is not busy becomes due; InfiniteFuture if
   // none is queued.

@@ -64,8 +64,24 @@ std::vector<DeletionRecord> RetrainScheduler::TakeRestored() {
   return p_.pending->TakeRestored(p_.served->Get()->fingerprint);
 }
 
+bool RetrainScheduler::Unserved(int shard) const {
+  const ShardState& state = (*p_.shards)[shard];
+  return state.served.model == nullptr && state.samples > 0;
+}
+
+bool RetrainScheduler::AnotherUnservedIsWaiting(int shard) const {
+  for (int other : p_.queue->Due(absl::Now(), /*ignore_policy=*/false)) {
+    if (other != shard && !(*p_.shards)[other].in_training &&
+        Unserved(other)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 absl::Status RetrainScheduler::TrainShardToCompletion(
-    int shard, worker::S3tTrainer& trainer, TrainSummary* summary) {
+    int shard, worker::S3tTrainer& trainer, TrainSummary* summary,
+    bool* yielded) {
   while (true) {
     PositionJob job;
     job.shard = shard;
@@ -74,6 +90,11 @@ absl::Status RetrainScheduler::TrainShardToCompletion(
       absl::MutexLock lock(p_.engine_mu);
       if (stopping_) return absl::CancelledError("engine stopping");
       ShardState& state = (*p_.shards)[shard];
+      if (yielded != nullptr && !Unserved(shard) &&
+          AnotherUnservedIsWaiting(shard)) {
+        *yielded = true;
+        return absl::OkStatus();
+      }
       if (state.needs_reload) {
         OUBLI_RETURN_IF_ERROR(p_.shards->LoadShard(shard));
         p_.shards->PublishServed();
@@ -214,7 +235,7 @@ absl::Status RetrainScheduler::ApplyPosition(
 }
 
 absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(
-    std::vector<int> todo, int threads) {
+    std::vector<int> todo, int threads, bool yield_to_unserved) {
   const absl::Time start = absl::Now();
   absl::Mutex results_mu;
   TrainSummary total;
@@ -242,7 +263,9 @@ absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(
         owed_since = p_.queue->Remove(shard).value_or(absl::Now());
       }
       TrainSummary summary;
-      absl::Status status = TrainShardToCompletion(shard, **trainer, &summary);
+      bool yielded = false;
+      absl::Status status = TrainShardToCompletion(
+          shard, **trainer, &summary, yield_to_unserved ? &yielded : nullptr);
       std::vector<DeletionRecord> restored;
       {
         absl::MutexLock lock(p_.engine_mu);
@@ -257,6 +280,7 @@ absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(
           // Keep it scheduled; back off rather than spin on a hard error.
           p_.queue->Add(shard, absl::Now() + absl::Seconds(5), owed_since);
         }
+        if (yielded) p_.queue->Add(shard, absl::Now(), owed_since);
         restored = TakeRestored();
         work_cv_.SignalAll();
       }
@@ -296,8 +320,12 @@ void RetrainScheduler::BackgroundLoop(int index) {
                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(*p_.engine_mu) {
                             return (*p_.shards)[s].in_training;
                           };
-          // Longest owed first: see RetrainQueue.
-          shard = p_.queue->NextDue(now, busy).value_or(-1);
+          // Unserved shards first, then the longest owed: see RetrainQueue.
+          auto unserved = [this](int s)
+                              ABSL_EXCLUSIVE_LOCKS_REQUIRED(*p_.engine_mu) {
+                                return Unserved(s);
+                              };
+          shard = p_.queue->NextDue(now, busy, unserved).value_or(-1);
           earliest = p_.queue->EarliestDue(busy);
         }
         if (shard >= 0) break;
@@ -309,7 +337,8 @@ void RetrainScheduler::BackgroundLoop(int index) {
       }
       if (stopping_) return;
     }
-    absl::StatusOr<TrainSummary> result = TrainShards({shard}, 1);
+    absl::StatusOr<TrainSummary> result =
+        TrainShards({shard}, 1, /*yield_to_unserved=*/true);
     if (!result.ok() && !absl::IsCancelled(result.status())) {
       std::fprintf(stderr, "oubli: background retrain of shard %d failed: %s\n",
                    shard, result.status().ToString().c_str());

@@ -87,10 +87,15 @@ class RetrainScheduler {
   int TrainingParallelism() const;
   // Trains `shards` to completion, `threads` at a time, in the calling
   // thread (and helpers); a shard another loop is training is waited for,
-  // then finished. A failed shard stays queued (due again in 5 s).
+  // then finished. A failed shard stays queued (due again in 5 s). With
+  // `yield_to_unserved` (the background loops), a shard that serves stops
+  // between positions while a due shard with samples serves nothing and no
+  // loop has it, and stays queued, due now: a loop that never sees its
+  // shard whole under a stream must not keep another out of the ensemble.
   // Cancelled: stopping; ResourceExhausted: out of memory; other codes:
   // checkpoint or storage failures (the first one).
-  absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards, int threads)
+  absl::StatusOr<TrainSummary> TrainShards(std::vector<int> shards, int threads,
+                                           bool yield_to_unserved = false)
       ABSL_LOCKS_EXCLUDED(*p_.engine_mu);
 
   // Stop in two steps, so the engine can stop its parts together: training
@@ -101,9 +106,15 @@ class RetrainScheduler {
 
  private:
   void BackgroundLoop(int index);
+  // Sets *yielded (and returns OK) when it stopped for an unserved shard
+  // (TrainShards' yield_to_unserved; null: never).
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
-                                      TrainSummary* summary)
+                                      TrainSummary* summary, bool* yielded)
       ABSL_LOCKS_EXCLUDED(*p_.engine_mu);
+  // A due shard, not in training, with samples and nothing served.
+  bool Unserved(int shard) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(*p_.engine_mu);
+  bool AnotherUnservedIsWaiting(int shard) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(*p_.engine_mu);
   // The served model of a position just stored, built without the engine
   // mutex when it may be served next (longer than the prefix served now);
   // empty otherwise.

@@ -122,6 +122,20 @@ TEST(RetrainQueueTest, AnUnservedShardSkipsTheWindow) {
   EXPECT_EQ(queue.Due(At(60), false), (std::vector<int>{0, 1}));
 }
 
+// A shard that serves nothing goes before every other due shard, however
+// long they have owed; among such shards, the longest owed first.
+TEST(RetrainQueueTest, UnservedShardsGoFirst) {
+  RetrainQueue queue{RetrainPolicy{}};  // IMMEDIATE
+  queue.AddDeletion({0}, At(0));
+  queue.AddDeletion({1}, At(1));
+  queue.AddDeletion({2}, At(2));
+  auto unserved = [](int shard) { return shard != 0; };
+  EXPECT_EQ(queue.NextDue(At(3), NoneBusy), 0);
+  EXPECT_EQ(queue.NextDue(At(3), NoneBusy, unserved), 1);
+  auto one_busy = [](int shard) { return shard == 1; };
+  EXPECT_EQ(queue.NextDue(At(3), one_busy, unserved), 2);
+}
+
 TEST(RetrainQueueTest, NewSamplesDoNotHurryABatch) {
   RetrainQueue queue(Batched(60, 100));
   queue.AddDeletion({0}, At(0));
