@@ -255,7 +255,7 @@ struct Engine::State {
   // an ingest, a checkpoint lost, or a restart.
   void ExpediteIfUnserved(int shard, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (shards[shard].served.model == nullptr && shards[shard].samples > 0) {
+    if (shards[shard].ServesNothing()) {
       retrain_queue.Expedite(shard, now);
     }
   }

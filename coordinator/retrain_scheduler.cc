@@ -65,8 +65,7 @@ std::vector<DeletionRecord> RetrainScheduler::TakeRestored() {
 }
 
 bool RetrainScheduler::Unserved(int shard) const {
-  const ShardState& state = (*p_.shards)[shard];
-  return state.served.model == nullptr && state.samples > 0;
+  return (*p_.shards)[shard].ServesNothing();
 }
 
 bool RetrainScheduler::AnotherUnservedIsWaiting(int shard) const {

@@ -111,8 +111,9 @@ class RetrainScheduler {
   absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
                                       TrainSummary* summary, bool* yielded)
       ABSL_LOCKS_EXCLUDED(*p_.engine_mu);
-  // A due shard, not in training, with samples and nothing served.
+  // ShardState::ServesNothing, read under the engine mutex.
   bool Unserved(int shard) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(*p_.engine_mu);
+  // Another shard that serves nothing is due and no loop has it.
   bool AnotherUnservedIsWaiting(int shard) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(*p_.engine_mu);
   // The served model of a position just stored, built without the engine

@@ -40,6 +40,10 @@ struct ShardState {
   // The slices of the in-flight position, if any, as it read them (the
   // engine's purge waits for a stale one).
   std::optional<SliceGenerations::Stamp> in_flight;
+
+  // Has samples yet serves no prefix: out of the ensemble until retrained
+  // (the retrain queue and the training loops put such a shard first).
+  bool ServesNothing() const { return served.model == nullptr && samples > 0; }
 };
 
 class ShardTable {
