@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
+#include "common/serving_gate.h"
 #include "common/status_macros.h"
 #include "worker/base_weights.h"
 #include "worker/determinism.h"
@@ -131,8 +132,13 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
   TrainStats stats;
   OUBLI_ASSIGN_OR_RETURN(
       std::string checkpoint,
-      trainer->TrainPosition(request.shard, request.prefix, request.parent,
-                             data, &stats, cancelled));
+      trainer->TrainPosition(
+          request.shard, request.prefix, request.parent, data, &stats,
+          // Polled between batches: this worker's Predicts go first.
+          [&cancelled] {
+            ServingGate::Process().YieldToServing();
+            return cancelled && cancelled();
+          }));
   PositionResult result;
   result.checkpoint = std::move(checkpoint);
   result.samples = stats.samples;
