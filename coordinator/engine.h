@@ -33,7 +33,6 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/config.h"
-#include "common/serving_gate.h"
 #include "common/signing_key.h"
 #include "common/types.h"
 #include "coordinator/chunk_replication.h"
@@ -77,10 +76,6 @@ class Engine {
     // checkpoint and reading its data without the deletion lock, so a test
     // can land a deletion exactly there. Empty in production.
     std::function<void(int shard)> verify_before_unlocked_read;
-    // Requests (Predict, Score, Generate) hold it while they compute, and
-    // training here waits for them between batches (common/serving_gate.h).
-    // Tests pass their own to observe it.
-    ServingGate* serving_gate = &ServingGate::Process();
   };
 
   // Opens the model in options.data_dir (creating it with options.config),

@@ -23,7 +23,6 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
-#include "common/serving_gate.h"
 #include "common/tls_files.h"
 #include "coordinator/grpc_service.h"
 #include "worker/device.h"
@@ -39,10 +38,6 @@ ABSL_FLAG(std::string, device, "auto",
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
 ABSL_FLAG(int, training_threads, 1, "training threads per model engine");
-ABSL_FLAG(bool, yield_training_to_requests, true,
-          "training waits between batches (at most 20 ms each) while this "
-          "process answers a request, so requests keep their idle latency "
-          "under retraining; false favours training throughput");
 ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(5),
           "a worker without heartbeats this long is dead and its work moves "
           "to others");
@@ -119,8 +114,6 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oubli-coordinator --data_dir=DIR [--listen=HOST:PORT]");
   absl::ParseCommandLine(argc, argv);
-  oubli::ServingGate::Process().set_enabled(
-      absl::GetFlag(FLAGS_yield_training_to_requests));
   // An operator's MALLOC_ARENA_MAX wins over the flag's default.
   if (const int arenas = absl::GetFlag(FLAGS_malloc_arena_max);
       arenas > 0 && std::getenv("MALLOC_ARENA_MAX") == nullptr) {

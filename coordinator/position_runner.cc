@@ -19,8 +19,7 @@ PositionRunner::PositionRunner(const ModelConfig& config,
                                std::string environment,
                                storage::CheckpointStore* checkpoints,
                                ChunkReplication* chunks, RemoteTrainer* remote,
-                               int training_threads, ServingGate* serving_gate,
-                               EngineMetrics* metrics)
+                               int training_threads, EngineMetrics* metrics)
     : config_(config),
       config_text_(std::move(config_text)),
       environment_(std::move(environment)),
@@ -28,7 +27,6 @@ PositionRunner::PositionRunner(const ModelConfig& config,
       chunks_(chunks),
       remote_(remote),
       training_threads_(std::max(1, training_threads)),
-      serving_gate_(serving_gate),
       metrics_(metrics) {}
 
 absl::StatusOr<PositionResult> PositionRunner::Run(
@@ -89,13 +87,8 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
     absl::StatusOr<worker::PositionData> data =
         worker::PositionDataFromSlices(job.slices, config_.backbone);
     if (data.ok()) {
-      // Polled between batches: requests in service go first.
-      auto yield_then_check = [this, &job] {
-        if (serving_gate_ != nullptr) serving_gate_->YieldToServing();
-        return job.cancelled && job.cancelled();
-      };
       trained = trainer.TrainPosition(job.shard, job.prefix, parent, *data,
-                                      &result.stats, yield_then_check);
+                                      &result.stats, job.cancelled);
     } else {
       // Our own slices: a malformed one is not the parent's fault.
       trained = absl::IsInvalidArgument(data.status())

@@ -17,7 +17,6 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
-#include "common/serving_gate.h"
 #include "coordinator/chunk_replication.h"
 #include "coordinator/metrics.h"
 #include "coordinator/remote_training.h"
@@ -60,15 +59,12 @@ struct PositionResult {
 
 class PositionRunner {
  public:
-  // Every pointer outlives this; `remote`, `serving_gate` and `metrics` may
-  // be null. Positions trained here yield to requests in `serving_gate`
-  // between batches.
+  // Every pointer outlives this; `remote` and `metrics` may be null.
   PositionRunner(const ModelConfig& config, std::string config_text,
                  std::string environment,
                  storage::CheckpointStore* checkpoints,
                  ChunkReplication* chunks, RemoteTrainer* remote,
-                 int training_threads, ServingGate* serving_gate,
-                 EngineMetrics* metrics);
+                 int training_threads, EngineMetrics* metrics);
 
   // Runs `job` (its slices are released as soon as they are no longer
   // needed).
@@ -91,7 +87,6 @@ class PositionRunner {
   ChunkReplication* const chunks_;
   RemoteTrainer* const remote_;
   const int training_threads_;
-  ServingGate* const serving_gate_;
   EngineMetrics* const metrics_;
 
   absl::Mutex local_mu_;

@@ -17,8 +17,7 @@ Predictor::Predictor(const ModelConfig* config, const PublishedSnapshot* served,
                      ShardServing* shard_serving,
                      ShardServing::Query serving_query,
                      storage::CheckpointStore* checkpoints,
-                     InFlightDrain* predict_drain,
-                     ServingGate* serving_gate, EngineMetrics* metrics)
+                     InFlightDrain* predict_drain, EngineMetrics* metrics)
     : config_(*config),
       served_(served),
       base_model_(std::move(base_model)),
@@ -26,7 +25,6 @@ Predictor::Predictor(const ModelConfig* config, const PublishedSnapshot* served,
       serving_query_(std::move(serving_query)),
       checkpoints_(checkpoints),
       predict_drain_(predict_drain),
-      serving_gate_(serving_gate),
       metrics_(metrics) {}
 
 absl::StatusOr<Prediction> Predictor::Predict(absl::Span<const float> inputs,
@@ -51,8 +49,6 @@ absl::StatusOr<Prediction> Predictor::Predict(absl::Span<const float> inputs,
   Prediction out;
   // The ensemble of the base alone (from_base) has no shard checkpoint, so
   // it is computed here: the mean of one model is its own answer.
-  // From here on it computes: training here waits for it between batches.
-  const ServingGate::Serving serving_request(serving_gate_);
   OUBLI_ASSIGN_OR_RETURN(Answering answering, AnsweringNow());
   const std::vector<std::shared_ptr<const worker::ShardModel>>& models =
       answering.models;
@@ -178,7 +174,6 @@ absl::StatusOr<Prediction> Predictor::PredictTokens(
                      sequences.size()));
   }
   // Decoders are computed here: workers serve image models only.
-  const ServingGate::Serving serving_request(serving_gate_);
   OUBLI_ASSIGN_OR_RETURN(Answering serving, AnsweringNow());
   Prediction out;
   OUBLI_ASSIGN_OR_RETURN(out.probabilities,
@@ -200,7 +195,6 @@ absl::StatusOr<TokenScores> Predictor::Score(
                      sequences.size()));
   }
   // Decoders are computed here: workers serve image models only.
-  const ServingGate::Serving serving_request(serving_gate_);
   OUBLI_ASSIGN_OR_RETURN(Answering serving, AnsweringNow());
   TokenScores out;
   OUBLI_ASSIGN_OR_RETURN(
@@ -214,7 +208,6 @@ absl::StatusOr<Generation> Predictor::Generate(const GenerateOptions& options) {
   OUBLI_RETURN_IF_ERROR(
       CheckDecoderObjective(DecoderObjective::kCausalLm, "generating"));
   // Decoders are computed here: workers serve image models only.
-  const ServingGate::Serving serving_request(serving_gate_);
   OUBLI_ASSIGN_OR_RETURN(Answering serving, AnsweringNow());
   OUBLI_ASSIGN_OR_RETURN(
       Generation out,

@@ -18,7 +18,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/config.h"
-#include "common/serving_gate.h"
 #include "coordinator/engine_types.h"
 #include "coordinator/in_flight_drain.h"
 #include "coordinator/metrics.h"
@@ -39,7 +38,7 @@ class Predictor {
             std::shared_ptr<const worker::ShardModel> base_model,
             ShardServing* shard_serving, ShardServing::Query serving_query,
             storage::CheckpointStore* checkpoints, InFlightDrain* predict_drain,
-            ServingGate* serving_gate, EngineMetrics* metrics);
+            EngineMetrics* metrics);
 
   // As Engine's (see engine.h), errors included.
   absl::StatusOr<Prediction> Predict(absl::Span<const float> inputs,
@@ -84,7 +83,6 @@ class Predictor {
   const ShardServing::Query serving_query_;
   storage::CheckpointStore* const checkpoints_;
   InFlightDrain* const predict_drain_;
-  ServingGate* const serving_gate_;  // may be null
   EngineMetrics* const metrics_;
   // Unix seconds of the last "computed here" log line.
   std::atomic<int64_t> last_fallback_log_{0};

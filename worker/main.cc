@@ -25,15 +25,10 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
-#include "common/serving_gate.h"
 #include "common/tls_files.h"
 #include "worker/device.h"
 #include "worker/worker_service.h"
 
-ABSL_FLAG(bool, yield_training_to_requests, true,
-          "training waits between batches (at most 20 ms each) while this "
-          "process answers a request, so requests keep their idle latency "
-          "under retraining; false favours training throughput");
 ABSL_FLAG(std::string, coordinator, "",
           "oubli-coordinator HOST:PORT to register with (required)");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0",
@@ -102,8 +97,6 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "oubli-worker --coordinator=HOST:PORT [--listen=HOST:PORT]");
   absl::ParseCommandLine(argc, argv);
-  oubli::ServingGate::Process().set_enabled(
-      absl::GetFlag(FLAGS_yield_training_to_requests));
   // An operator's MALLOC_ARENA_MAX wins over the flag's default.
   if (const int arenas = absl::GetFlag(FLAGS_malloc_arena_max);
       arenas > 0 && std::getenv("MALLOC_ARENA_MAX") == nullptr) {

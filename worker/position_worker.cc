@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
-#include "common/serving_gate.h"
 #include "common/status_macros.h"
 #include "worker/base_weights.h"
 #include "worker/determinism.h"
@@ -132,13 +131,8 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
   TrainStats stats;
   OUBLI_ASSIGN_OR_RETURN(
       std::string checkpoint,
-      trainer->TrainPosition(
-          request.shard, request.prefix, request.parent, data, &stats,
-          // Polled between batches: this worker's Predicts go first.
-          [&cancelled] {
-            ServingGate::Process().YieldToServing();
-            return cancelled && cancelled();
-          }));
+      trainer->TrainPosition(request.shard, request.prefix, request.parent,
+                             data, &stats, cancelled));
   PositionResult result;
   result.checkpoint = std::move(checkpoint);
   result.samples = stats.samples;

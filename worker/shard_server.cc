@@ -12,7 +12,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
-#include "common/serving_gate.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "worker/base_weights.h"
@@ -82,8 +81,6 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
     absl::string_view model_id, absl::string_view config_text,
     absl::string_view environment, absl::Span<const ShardCheckpointRef> shards,
     absl::Span<const float> inputs, int64_t rows) {
-  // Training in this process waits for it between batches.
-  const ServingGate::Serving serving_request(&ServingGate::Process());
   // First drop what the coordinator no longer serves from here: checkpoints
   // of prefixes a deletion cut (or training replaced), shards moved to
   // another worker. Before anything can fail, so a purge's sync always

@@ -20,7 +20,6 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/hash.h"
-#include "common/serving_gate.h"
 #include "coordinator/position_choice.h"
 #include "coordinator/remote_training.h"
 #include "coordinator/sharding_plan.h"
@@ -331,52 +330,6 @@ TEST_F(EngineTest, TrainsEveryPrefixAndServesFullLength) {
   }
   EXPECT_EQ(prediction->fingerprint, engine->Fingerprint());
   EXPECT_EQ(prediction->served.size(), 2u);
-}
-
-// A fake pool of serving workers that never answers (the engine computes
-// every shard itself) and records whether a request held the serving gate.
-class GateObservingServing : public ShardServing {
- public:
-  explicit GateObservingServing(const ServingGate* gate) : gate_(gate) {}
-  int ServingCapacity(const std::string&) override { return 1; }
-  std::vector<ShardResult> Predict(const Query& query) override {
-    in_service_seen = gate_->in_service();
-    return std::vector<ShardResult>(query.shards.size());
-  }
-  absl::Status Sync(const Query&) override { return absl::OkStatus(); }
-  int64_t in_service_seen = -1;
-
- private:
-  const ServingGate* gate_;
-};
-
-// Training here waits between batches while a request is served, and a
-// Predict holds the gate while it computes; the bits do not change.
-TEST_F(EngineTest, TrainingYieldsToRequestsWithoutChangingTheBits) {
-  const ModelConfig config = TinyConfig(1);
-  const auto samples = TinySamples(120, 1);
-  ServingGate gate;
-  auto serving = std::make_shared<GateObservingServing>(&gate);
-  Engine::Options options;
-  options.background_retrain = false;
-  options.serving_gate = &gate;
-  options.shard_serving = serving;
-  auto engine = OpenEngineWith("m", config, std::move(options));
-  ASSERT_NE(engine, nullptr);
-  ASSERT_TRUE(engine->Ingest(samples).ok());
-  {
-    const ServingGate::Serving request = gate.Serve();
-    auto trained = engine->Train();
-    ASSERT_TRUE(trained.ok()) << trained.status();
-  }
-  EXPECT_GT(gate.yields(), 0);
-  EXPECT_EQ(engine->Fingerprint(), ScratchFingerprint(config, samples, {}));
-
-  std::vector<float> inputs(kSide * kSide, 0.5f);
-  auto prediction = engine->Predict(inputs, 1);
-  ASSERT_TRUE(prediction.ok()) << prediction.status();
-  EXPECT_EQ(serving->in_service_seen, 1);
-  EXPECT_EQ(gate.in_service(), 0);
 }
 
 TEST_F(EngineTest, SharedPrefixesAreTrainedOnce) {

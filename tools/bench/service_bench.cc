@@ -51,7 +51,6 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
-#include "common/serving_gate.h"
 #include "common/status_macros.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/sharding_plan.h"
@@ -93,9 +92,6 @@ struct ServiceFlags {
   int training_threads = 1;              // per model engine
   std::string retrain_mode = "batched";  // batched | immediate
   int workers = 0;  // in-process oubli-workers (train and serve shards)
-  // Training waits between batches for requests in service
-  // (common/serving_gate.h); 0 turns that off to compare in one build.
-  bool serving_gate = true;
   // time_to_forget on a causal language model (probed with Score) instead
   // of the MLP (probed with Predict).
   bool lm = false;
@@ -141,7 +137,6 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       {"predict_clients", NumberFlag(&flags->predict_clients)},
       {"training_threads", NumberFlag(&flags->training_threads)},
       {"workers", NumberFlag(&flags->workers)},
-      {"serving_gate", NumberFlag(&flags->serving_gate)},
       {"lm", NumberFlag(&flags->lm)},
       {"mixed_predict_rate", NumberFlag(&flags->mixed_predict_rate)},
       {"mixed_delete_rate", NumberFlag(&flags->mixed_delete_rate)},
@@ -887,7 +882,6 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       "\"first_deletion_error\":\"%s\",\"positions_cut\":%lld,"
       "\"positions_retrained\":%lld,\"pending_deletions_after\":%d,"
       "\"backlog_drained_s\":%.2f,"
-      "\"serving_gate\":%s,"
       "\"latency_p99_ratio\":%.2f,\"target_latency_p99_ratio\":%.1f,"
       "\"meets_target\":%s,\"machine\":%s}\n",
       config.shards(), config.slices(), config.sequences(), samples.size(),
@@ -901,8 +895,7 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       JsonEscape(deletions.first_error).c_str(),
       static_cast<long long>(deletions.positions_cut),
       static_cast<long long>(positions_retrained), after->pending_deletions(),
-      *drained_s, flags.serving_gate ? "true" : "false", ratio,
-      kTargetMixedPredictP99Ratio,
+      *drained_s, ratio, kTargetMixedPredictP99Ratio,
       idle.errors == 0 && loaded.errors == 0 && ratio > 0 &&
               ratio <= kTargetMixedPredictP99Ratio
           ? "true"
@@ -918,7 +911,6 @@ int RunServiceBench(const std::vector<std::string>& args) {
   ServiceFlags flags;
   if (!ParseFlags(args, &flags)) return 2;
   TempDir dir("service");
-  ServingGate::Process().set_enabled(flags.serving_gate);
   CoordinatorServer::Options options;
   options.listen_address = "127.0.0.1:0";
   options.data_dir = dir.path() + "/models";
