@@ -29,7 +29,7 @@
 #include "coordinator/request_validation.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
-#include "worker/determinism.h"
+#include "worker/ml/determinism.h"
 
 namespace oubli::coordinator {
 namespace {

@@ -17,7 +17,7 @@
 
 namespace oubli::worker {
 
-class BaseWeightsCache;  // worker/base_weights.h (torch inside)
+class BaseWeightsCache;  // worker/ml/base_weights.h (torch inside)
 
 // A BaseWeightsCache for callers that must not include torch.
 std::shared_ptr<BaseWeightsCache> NewBaseWeightsCache(int capacity = 4);
