@@ -15,13 +15,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/config.h"
-#include "worker/position_worker.h"
-#include "worker/shard_server.h"
+#include "common/worker_requests.h"
+#include "storage/encoded_slice.h"
 
 namespace oubli::coordinator {
 
 // One S3T position to train, self-contained: a worker needs nothing else.
-using RemotePosition = worker::PositionRequest;
+using RemotePosition = PositionRequest;
 
 struct RemoteResult {
   std::string checkpoint;
@@ -115,7 +115,7 @@ class ShardServing {
     std::string model_id;
     std::string config_text;  // ConfigToText
     std::string environment;  // only workers of this environment serve
-    std::vector<worker::ShardCheckpointRef> shards;
+    std::vector<ShardCheckpointRef> shards;
     // The checkpoint bytes of shards[i], read when a worker lacks them.
     std::function<absl::StatusOr<std::string>(size_t i)> checkpoint;
     absl::Span<const float> inputs;  // rows x input_size
