@@ -1,7 +1,8 @@
 // The seams between the engine and worker processes: a RemoteTrainer
 // trains positions, CheckpointReplicas keeps erasure-coded copies of
-// checkpoints, ShardServing answers shard predictions. coordinator/worker_pool
-// implements both over the cluster protocol. No gRPC and no torch here.
+// checkpoints, ShardServing answers shard predictions. Over the cluster
+// protocol, coordinator/worker_training, worker_chunks and worker_serving
+// implement them on the worker pool. No gRPC and no torch here.
 #ifndef OUBLI_COORDINATOR_REMOTE_TRAINING_H_
 #define OUBLI_COORDINATOR_REMOTE_TRAINING_H_
 
