@@ -24,7 +24,7 @@ struct LoraConfig {
   bool rslora = false;  // scale alpha/sqrt(r) instead of alpha/r
 };
 
-// A decoder-only transformer language model (worker/decoder_lm.h), in one
+// A decoder-only transformer language model (worker/ml/decoder_lm.h), in one
 // of the two layouts users bring from the Hugging Face ecosystem:
 //  - GPT-2: learned positions, LayerNorm, GELU (tanh) MLP, biases, the LM
 //    head tied to the token embedding;

@@ -2,7 +2,7 @@
 // checkpoints have chunks (manifests in the model's lineage DB), coding a
 // new checkpoint, rebuilding a lost one, re-placing chunks of dead holders,
 // and destroying the chunks of checkpoints that hold deleted data. Where
-// the chunks go is the CheckpointReplicas' (coordinator/worker_pool) choice.
+// the chunks go is the CheckpointReplicas' (coordinator/worker_chunks) choice.
 //
 // Knows nothing of deletions or serving: the engine says which checkpoint
 // keys are current and which to forget. Thread-safe; work on one key is

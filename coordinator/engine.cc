@@ -35,7 +35,7 @@
 #include "coordinator/verifier.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/checkpoint_store.h"
-#include "worker/determinism.h"
+#include "worker/ml/determinism.h"
 
 namespace oubli::coordinator {
 namespace {

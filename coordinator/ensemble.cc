@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "worker/shard_model.h"
+#include "worker/ml/shard_model.h"
 
 namespace oubli::coordinator {
 

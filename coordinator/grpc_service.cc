@@ -27,9 +27,12 @@
 #include "coordinator/api_guard.h"
 #include "coordinator/audit_log.h"
 #include "coordinator/request_validation.h"
+#include "coordinator/worker_chunks.h"
+#include "coordinator/worker_serving.h"
+#include "coordinator/worker_training.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
-#include "worker/determinism.h"
+#include "worker/ml/determinism.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -935,10 +938,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   registry_options.background_retrain = options.background_retrain;
   registry_options.ledger_key = server->ledger_key_.get();
   registry_options.metrics = server->metrics_;
-  registry_options.remote_trainer = server->workers_;
-  registry_options.replicas = server->workers_;
+  registry_options.remote_trainer =
+      std::make_shared<WorkerTraining>(server->workers_);
+  registry_options.replicas = std::make_shared<WorkerChunks>(server->workers_);
   if (options.predict_on_workers) {
-    registry_options.shard_serving = server->workers_;
+    registry_options.shard_serving =
+        std::make_shared<WorkerServing>(server->workers_);
   }
   absl::StatusOr<std::unique_ptr<ModelRegistry>> registry =
       ModelRegistry::Open(registry_options);

@@ -9,8 +9,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "worker/position_data.h"
-#include "worker/shard_model.h"
+#include "worker/ml/position_data.h"
+#include "worker/ml/shard_model.h"
 
 namespace oubli::coordinator {
 namespace {

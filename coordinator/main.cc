@@ -25,7 +25,7 @@
 #include "common/server_main.h"
 #include "common/tls_files.h"
 #include "coordinator/grpc_service.h"
-#include "worker/device.h"
+#include "worker/ml/device.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "HOST:PORT to listen on; port 0 picks a free port");

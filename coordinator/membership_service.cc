@@ -7,7 +7,7 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/grpc_status.h"
-#include "worker/determinism.h"
+#include "worker/ml/determinism.h"
 
 namespace oubli::coordinator {
 

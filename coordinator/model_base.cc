@@ -3,8 +3,8 @@
 #include <utility>
 
 #include "common/status_macros.h"
-#include "worker/s3t_trainer.h"
-#include "worker/shard_model.h"
+#include "worker/ml/s3t_trainer.h"
+#include "worker/ml/shard_model.h"
 
 namespace oubli::coordinator {
 

@@ -1,7 +1,7 @@
 // The frozen base of one model, loaded once, and what is built on it: a
 // trainer for positions, the model of a shard checkpoint, the base model
 // alone. Training and serving on the coordinator build here, so they build
-// alike. LibTorch stays out of this header (see worker/ for the models).
+// alike. LibTorch stays out of this header (see worker/ml/ for the models).
 #ifndef OUBLI_COORDINATOR_MODEL_BASE_H_
 #define OUBLI_COORDINATOR_MODEL_BASE_H_
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "coordinator/backoff_retry.h"
 #include "coordinator/ledger_format.h"
 #include "oubli/internal/records.pb.h"
 
@@ -43,6 +44,56 @@ constexpr size_t kMaxIdempotencyKeyBytes = 256;
 absl::Status ModelNotFound(absl::string_view model_id) {
   return absl::NotFoundError(
       absl::StrCat("model '", model_id, "' does not exist"));
+}
+
+// Saves all of `engine`'s ledger at `path` (in `dir`) in the format of
+// oublictl audit --save; nothing when it keeps none.
+absl::Status SaveLedger(Engine& engine, const std::filesystem::path& dir,
+                        const std::string& path) {
+  std::vector<std::string> records;
+  for (int64_t next = 1;;) {
+    absl::StatusOr<Engine::LedgerPage> page = engine.ReadLedger(next, 1000);
+    if (absl::IsFailedPrecondition(page.status())) break;  // none kept
+    OUBLI_RETURN_IF_ERROR(page.status());
+    next += static_cast<int64_t>(page->records.size());
+    const bool last = page->records.size() < 1000;
+    for (std::string& r : page->records) records.push_back(std::move(r));
+    if (last) break;
+  }
+  if (records.empty()) return absl::OkStatus();
+  std::error_code mkdir_error;
+  std::filesystem::create_directories(dir, mkdir_error);
+  return WriteFileAtomically(path, EncodeLedgerFile(records));
+}
+
+// Shreds every file under `dir`, then removes it and syncs `parent`.
+absl::Status ShredDirectory(const std::string& dir, const std::string& parent) {
+  absl::Status shredded;
+  std::error_code error;
+  // Every file, also behind symlinked directories; any error that could
+  // hide a file stops short of removing the directory.
+  std::filesystem::recursive_directory_iterator it(
+      dir, std::filesystem::directory_options::follow_directory_symlink, error);
+  for (; !error && it != std::filesystem::recursive_directory_iterator();
+       it.increment(error)) {
+    std::error_code type_error;
+    if (it->is_regular_file(type_error)) {
+      if (absl::Status s = ShredFile(it->path().string()); !s.ok()) {
+        shredded.Update(s);
+      }
+    }
+  }
+  if (error && error != std::errc::no_such_file_or_directory) {
+    shredded.Update(absl::InternalError(
+        absl::StrCat("cannot list ", dir, ": ", error.message())));
+  }
+  OUBLI_RETURN_IF_ERROR(shredded);
+  std::filesystem::remove_all(dir, error);
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot remove ", dir, ": ", error.message()));
+  }
+  return FsyncDirectory(parent);
 }
 
 }  // namespace
@@ -310,26 +361,25 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
     absl::MutexLock lock(&mu_);
     deleting_[model_id].note = std::string(why.message());
   };
+  // Every step below is retried until it succeeds: a deletion accepted is
+  // never given up, only interrupted by the registry stopping.
+  BackoffRetry retry(pause, note);
   ModelDeletion record;
   {
     absl::MutexLock lock(&mu_);
     record = deleting_[model_id];
   }
-  absl::Duration backoff = absl::Seconds(1);
   // Copies on workers live only where the model's lineage DB says: until
   // they are destroyed the engine must open, however long that takes.
-  while (engine == nullptr && !record.remote_destroyed) {
+  auto open = [&]() -> absl::Status {
     Engine::Options options =
         EngineOptionsFor(options_, model_id, ModelDir(model_id));
     options.background_retrain = false;
-    absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
-    if (opened.ok()) {
-      engine = *std::move(opened);
-      break;
-    }
-    note(opened.status());
-    if (!pause(backoff)) return;
-    backoff = std::min(backoff * 2, absl::Seconds(30));
+    OUBLI_ASSIGN_OR_RETURN(engine, Engine::Open(options));
+    return absl::OkStatus();
+  };
+  if (engine == nullptr && !record.remote_destroyed && !retry.Until(open)) {
+    return;
   }
   if (engine != nullptr) {
     absl::MutexLock lock(&mu_);
@@ -351,54 +401,24 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
   while (engine != nullptr && engine.use_count() > 1) {
     if (!pause(absl::Milliseconds(20))) return;
   }
-  while (engine != nullptr && !record.remote_destroyed) {
-    const absl::Status destroyed = engine->DestroyRemoteCopies();
-    if (destroyed.ok()) {
-      record.remote_destroyed = true;
-      // Durable, so a restart that cannot open the half-shredded engine
-      // knows the workers hold nothing any more.
-      while (true) {
-        const absl::Status written = WriteDeletionRecord(record);
-        if (written.ok()) break;
-        note(written);
-        if (!pause(backoff)) return;
-      }
-      absl::MutexLock lock(&mu_);
-      deleting_[model_id].remote_destroyed = true;
-      break;
-    }
-    note(destroyed);
-    if (!pause(backoff)) return;
-    backoff = std::min(backoff * 2, absl::Seconds(30));
+  if (engine != nullptr && !record.remote_destroyed) {
+    if (!retry.Until([&] { return engine->DestroyRemoteCopies(); })) return;
+    record.remote_destroyed = true;
+    // Durable, so a restart that cannot open the half-shredded engine
+    // knows the workers hold nothing any more.
+    if (!retry.Until([&] { return WriteDeletionRecord(record); })) return;
+    absl::MutexLock lock(&mu_);
+    deleting_[model_id].remote_destroyed = true;
   }
   // The ledger holds digests, not data: kept for auditors (the format of
   // oublictl audit --save), whole, before the lineage DB goes.
   const std::filesystem::path ledger_dir =
       std::filesystem::path(options_.root_dir) / kDeletedLedgersDir;
   const std::string ledger_path = (ledger_dir / model_id).string();
-  while (engine != nullptr) {
-    std::vector<std::string> records;
-    absl::Status read;
-    for (int64_t next = 1;;) {
-      absl::StatusOr<Engine::LedgerPage> page = engine->ReadLedger(next, 1000);
-      if (absl::IsFailedPrecondition(page.status())) break;  // none kept
-      if (!page.ok()) {
-        read = page.status();
-        break;
-      }
-      next += static_cast<int64_t>(page->records.size());
-      const bool last = page->records.size() < 1000;
-      for (std::string& r : page->records) records.push_back(std::move(r));
-      if (last) break;
-    }
-    if (read.ok() && !records.empty()) {
-      std::error_code mkdir_error;
-      std::filesystem::create_directories(ledger_dir, mkdir_error);
-      read = WriteFileAtomically(ledger_path, EncodeLedgerFile(records));
-    }
-    if (read.ok()) break;
-    note(read);
-    if (!pause(backoff)) return;
+  if (engine != nullptr && !retry.Until([&] {
+        return SaveLedger(*engine, ledger_dir, ledger_path);
+      })) {
+    return;
   }
   {
     absl::MutexLock lock(&mu_);
@@ -406,40 +426,8 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
   }
   engine.reset();  // closes the lineage DB and checkpoint store
   const std::string dir = ModelDir(model_id);
-  while (true) {
-    absl::Status shredded;
-    std::error_code error;
-    // Every file, also behind symlinked directories; any error that could
-    // hide a file stops short of removing the directory.
-    std::filesystem::recursive_directory_iterator it(
-        dir, std::filesystem::directory_options::follow_directory_symlink,
-        error);
-    for (; !error && it != std::filesystem::recursive_directory_iterator();
-         it.increment(error)) {
-      std::error_code type_error;
-      if (it->is_regular_file(type_error)) {
-        if (absl::Status s = ShredFile(it->path().string()); !s.ok()) {
-          shredded.Update(s);
-        }
-      }
-    }
-    if (error && error != std::errc::no_such_file_or_directory) {
-      shredded.Update(absl::InternalError(
-          absl::StrCat("cannot list ", dir, ": ", error.message())));
-    }
-    if (shredded.ok()) {
-      std::filesystem::remove_all(dir, error);
-      if (error) {
-        shredded = absl::InternalError(
-            absl::StrCat("cannot remove ", dir, ": ", error.message()));
-      } else {
-        shredded = FsyncDirectory(options_.root_dir);
-      }
-    }
-    if (shredded.ok()) break;
-    note(shredded);
-    if (!pause(backoff)) return;
-    backoff = std::min(backoff * 2, absl::Seconds(30));
+  if (!retry.Until([&] { return ShredDirectory(dir, options_.root_dir); })) {
+    return;
   }
   ModelDeletion done;
   {
@@ -449,12 +437,7 @@ void ModelRegistry::FinishModelDeletion(std::string model_id,
   done.purged = true;
   done.purged_at = absl::Now();
   done.note.clear();
-  while (true) {
-    const absl::Status written = WriteDeletionRecord(done);
-    if (written.ok()) break;
-    note(written);
-    if (!pause(backoff)) return;
-  }
+  if (!retry.Until([&] { return WriteDeletionRecord(done); })) return;
   absl::MutexLock lock(&mu_);
   deleting_.erase(model_id);
 }

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
-#include "worker/s3t_trainer.h"
+#include "worker/ml/s3t_trainer.h"
 
 namespace oubli::coordinator {
 

@@ -22,7 +22,7 @@
 #include "coordinator/remote_training.h"
 #include "storage/checkpoint_store.h"
 #include "storage/encoded_slice.h"
-#include "worker/position_data.h"
+#include "worker/ml/position_data.h"
 
 namespace oubli::worker {
 class S3tTrainer;

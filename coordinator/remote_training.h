@@ -1,7 +1,8 @@
 // The seams between the engine and worker processes: a RemoteTrainer
 // trains positions, CheckpointReplicas keeps erasure-coded copies of
-// checkpoints, ShardServing answers shard predictions. coordinator/worker_pool
-// implements both over the cluster protocol. No gRPC and no torch here.
+// checkpoints, ShardServing answers shard predictions. Over the cluster
+// protocol, coordinator/worker_training, worker_chunks and worker_serving
+// implement them on the worker pool. No gRPC and no torch here.
 #ifndef OUBLI_COORDINATOR_REMOTE_TRAINING_H_
 #define OUBLI_COORDINATOR_REMOTE_TRAINING_H_
 
@@ -15,13 +16,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/config.h"
-#include "worker/position_worker.h"
-#include "worker/shard_server.h"
+#include "common/worker_requests.h"
+#include "storage/encoded_slice.h"
 
 namespace oubli::coordinator {
 
 // One S3T position to train, self-contained: a worker needs nothing else.
-using RemotePosition = worker::PositionRequest;
+using RemotePosition = PositionRequest;
 
 struct RemoteResult {
   std::string checkpoint;
@@ -115,7 +116,7 @@ class ShardServing {
     std::string model_id;
     std::string config_text;  // ConfigToText
     std::string environment;  // only workers of this environment serve
-    std::vector<worker::ShardCheckpointRef> shards;
+    std::vector<ShardCheckpointRef> shards;
     // The checkpoint bytes of shards[i], read when a worker lacks them.
     std::function<absl::StatusOr<std::string>(size_t i)> checkpoint;
     absl::Span<const float> inputs;  // rows x input_size

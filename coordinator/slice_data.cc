@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/sharding_plan.h"
-#include "worker/s3t_trainer.h"
+#include "worker/ml/s3t_trainer.h"
 
 namespace oubli::coordinator {
 

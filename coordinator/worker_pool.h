@@ -1,14 +1,14 @@
 // The coordinator's view of its workers: membership (register, heartbeat,
-// death by silence) and the RemoteTrainer that sends S3T positions to them
-// over the cluster protocol (proto/oubli/cluster/cluster.proto).
+// death by silence, retirement of chunk holders), placement (which worker
+// trains a position, holds a chunk, serves a shard) and the connection to
+// each (channel, deadlines, cluster token). The engine's seams are built on
+// it, one per interface of coordinator/remote_training.h:
+// coordinator/worker_training.h (RemoteTrainer), worker_chunks.h
+// (CheckpointReplicas) and worker_serving.h (ShardServing).
 //
 // A worker is alive while its heartbeats arrive within
-// Options::worker_timeout. A position goes to the least busy live worker of
-// the right numeric environment; if that worker dies (connection lost,
-// heartbeats stop) or fails transiently, the position moves to another,
-// and with none left TrainPosition says Unavailable so the engine trains it
-// itself. Training is deterministic, so where a position ran never changes
-// its bits.
+// Options::worker_timeout; one declared dead gets no work until it
+// registers again.
 #ifndef OUBLI_COORDINATOR_WORKER_POOL_H_
 #define OUBLI_COORDINATOR_WORKER_POOL_H_
 
@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,11 +25,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/tls_files.h"
 #include "coordinator/remote_training.h"
-#include "storage/erasure_code.h"
 
 namespace grpc {
 class ChannelCredentials;
@@ -40,9 +39,7 @@ class Status;
 
 namespace oubli::coordinator {
 
-class WorkerPool final : public RemoteTrainer,
-                         public CheckpointReplicas,
-                         public ShardServing {
+class WorkerPool {
  public:
   struct Options {
     // Told to workers at registration.
@@ -90,8 +87,13 @@ class WorkerPool final : public RemoteTrainer,
     absl::Time last_heartbeat;
   };
 
+  // One registered worker and the stub to call it
+  // (coordinator/pooled_worker.h, which includes gRPC; only the seams'
+  // sources need it).
+  struct Worker;
+
   explicit WorkerPool(Options options);
-  ~WorkerPool() override;
+  ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
@@ -109,10 +111,14 @@ class WorkerPool final : public RemoteTrainer,
     return options_.heartbeat_interval;
   }
   absl::Duration worker_timeout() const { return options_.worker_timeout; }
+  const Options& options() const { return options_; }
 
   // Every registered worker, dead ones included until they register again;
   // sorted by id.
   std::vector<WorkerInfo> Workers();
+  // Live workers of `environment`: how many positions may run, or shard
+  // groups be served, at once.
+  int Capacity(const std::string& environment);
 
   // Retired chunk holders are kept in `path` (one "unix_nanos name" line
   // each; absent: none). Call before registrations are served. DataLoss when
@@ -135,57 +141,30 @@ class WorkerPool final : public RemoteTrainer,
       absl::string_view name,
       const std::function<absl::StatusOr<bool>()>& named_by_a_manifest);
   std::vector<RetiredHolder> RetiredHolders();
+  // Whether `name` was retired: its chunks count as destroyed.
+  bool Retired(absl::string_view name);
 
-  // RemoteTrainer.
-  int Capacity(const std::string& environment) override;
-  absl::StatusOr<RemoteResult> TrainPosition(
-      const RemotePosition& position,
-      const std::function<bool()>& cancelled) override;
-  absl::Status DropStaleSlices(const std::string& model_id,
-                               const absl::flat_hash_set<std::string>& keep,
-                               bool reopened) override;
-  // A new slice epoch for a worker about to register: it refuses uploads
-  // begun before (they may hold data purged while it was counted dead).
+  // Slice epochs: a worker refuses slice uploads begun under an epoch older
+  // than the last one it was told (at registration or by a purge pass).
+  // A new epoch for a worker about to register or a purge pass.
   int64_t NextSliceEpoch() { return ++slice_epoch_; }
-  // Slice bytes workers have accepted so far.
-  int64_t slice_bytes_sent() const { return slice_bytes_sent_.load(); }
+  // The current epoch, read when an upload begins.
+  int64_t slice_epoch() const { return slice_epoch_.load(); }
 
-  // CheckpointReplicas. Chunk holders are named by worker name, so a worker
-  // that restarts with the same --name and --data_dir serves its chunks
-  // again.
-  absl::Status Protect(
-      const std::string& key, absl::string_view bytes,
-      const ErasureCodeConfig& code,
-      const std::function<absl::Status(const std::string&)>& persist) override;
-  bool CanProtect(const ErasureCodeConfig& code) override;
-  absl::StatusOr<std::string> Restore(const std::string& key,
-                                      const std::string& manifest) override;
-  absl::StatusOr<int> Repair(
-      const std::string& key, const std::string& manifest,
-      const std::function<absl::Status(const std::string&)>& persist) override;
-  absl::Status Forget(const std::string& key,
-                      const std::string& manifest) override;
-
-  // ShardServing.
-  int ServingCapacity(const std::string& environment) override {
-    return Capacity(environment);
+  // Within one worker timeout of the pool's start: workers of an earlier
+  // coordinator may not have registered again yet, so absence proves
+  // nothing.
+  bool Starting() const {
+    return absl::Now() < started_ + options_.worker_timeout;
   }
-  std::vector<ShardResult> Predict(const Query& query) override;
-  absl::Status Sync(const Query& query) override;
 
- private:
-  struct Worker;
-  class AttemptWatch;  // cancels one training attempt's calls
+  // --- Connection, for the seams built on the pool.
 
-  bool AliveLocked(const Worker& worker, absl::Time now) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The least busy live worker for `environment` whose address is not in
-  // `excluded` (of those, the one sent most of `slice_keys`, "model/digest"),
-  // marked busy; nullptr if none.
-  std::shared_ptr<Worker> Acquire(const std::string& environment,
-                                  const std::vector<std::string>& excluded,
-                                  const std::vector<std::string>& slice_keys);
-  void Release(const std::shared_ptr<Worker>& worker, bool trained);
+  // Sets the deadline of a call to a worker and adds the cluster token (if
+  // any).
+  void PrepareCall(grpc::ClientContext* context, absl::Time deadline) const;
+  // Whether `worker` is alive now.
+  bool Alive(const Worker& worker);
   // Declares `worker` dead (connection failure): no more work until it
   // registers again.
   void MarkDead(const std::shared_ptr<Worker>& worker, absl::string_view why);
@@ -200,27 +179,35 @@ class WorkerPool final : public RemoteTrainer,
   // be asked to drop: see ShardServing::Sync.
   absl::Status WaitForUnreachableCopies(const std::string& model_id,
                                         bool reopened, bool slices);
-  // Streams `slice` into `worker`'s slice cache under the current epoch;
-  // `watch` cancels it with the attempt.
-  grpc::Status UploadSlice(Worker& worker, const std::string& model_id,
-                           const storage::EncodedSlice& slice,
-                           AttemptWatch& watch);
-  // Sets the deadline of a call to a worker and adds the cluster token (if
-  // any).
-  void PrepareCall(grpc::ClientContext* context, absl::Time deadline) const;
-  // Fetches chunks of `key` from live holders, skipping `skip` indices,
-  // until `needed` pass their CRC. Fills `fetched`/`views` (k+m entries);
-  // returns how many are good and appends what failed to `problems`.
-  int FetchChunks(const std::string& key,
-                  const std::vector<std::string>& holders,
-                  const std::vector<uint32_t>& crcs, uint64_t chunk_size,
-                  int needed, const std::vector<int>& skip, bool wait_at_start,
-                  std::vector<std::string>* fetched,
-                  std::vector<std::optional<storage::ChunkView>>* views,
-                  std::vector<std::string>* problems);
-  // Stores `bytes` (CRC32C `crc32c`) as chunk `index` of `key`.
-  grpc::Status PutChunk(const Worker& holder, const std::string& key, int index,
-                        absl::string_view bytes, uint32_t crc32c);
+
+  // --- Placement of positions (worker_training).
+
+  // The least busy live worker for `environment` whose address is not in
+  // `excluded` (of those, the one sent most of `slice_keys`, "model/digest"),
+  // marked busy; nullptr if none.
+  std::shared_ptr<Worker> Acquire(const std::string& environment,
+                                  const std::vector<std::string>& excluded,
+                                  const std::vector<std::string>& slice_keys);
+  void Release(const std::shared_ptr<Worker>& worker, bool trained);
+  // `worker` accepted slice `digest` of `model_id`: a hint for Acquire, and
+  // the model counts as cached there from now on (WaitForUnreachableCopies).
+  void SliceSent(Worker& worker, const std::string& model_id,
+                 const std::string& digest);
+  // Forgets the hints of `model_id`'s slices not in `keep` (digests) on
+  // every worker; returns the live workers, to be told the same.
+  std::vector<std::shared_ptr<Worker>> ForgetSlicesExcept(
+      const std::string& model_id,
+      const absl::flat_hash_set<std::string>& keep);
+
+  // --- Placement of chunks (worker_chunks).
+
+  // The live workers that hold chunks.
+  std::vector<std::shared_ptr<Worker>> LiveChunkHolders();
+  // The live chunk holder registered under `name`, or nullptr.
+  std::shared_ptr<Worker> LiveHolder(const std::string& name);
+
+  // --- Placement of shard predictions (worker_serving).
+
   // Live workers of query.environment sorted by id, and the indices of
   // query.shards each serves (shard s on server s mod n).
   struct Placement {
@@ -229,31 +216,26 @@ class WorkerPool final : public RemoteTrainer,
     // Live workers of the environment skipped for CannotServe's back-off.
     std::vector<std::shared_ptr<Worker>> backed_off;
   };
-  Placement PlaceShards(const Query& query);
-  // Answers query.shards[indices] on `worker`, loading the checkpoints it
-  // lacks; fills those entries of `results`.
-  void PredictOn(const std::shared_ptr<Worker>& worker, const Query& query,
-                 const std::string& features,
-                 const std::vector<size_t>& indices,
-                 std::vector<ShardResult>* results);
+  Placement PlaceShards(const ShardServing::Query& query);
+  // `worker` is asked to serve shards of `model_id`: it counts as holding
+  // serving copies from now on (WaitForUnreachableCopies).
+  void AskedToServe(Worker& worker, const std::string& model_id);
   // Places none of `model_id`'s shards on `worker` for a while: it failed
   // to load one for a reason of its own (`why`, logged).
   void CannotServe(const std::shared_ptr<Worker>& worker,
                    const std::string& model_id, const absl::Status& why);
-  // The live chunk holder registered under `name`, or nullptr.
-  std::shared_ptr<Worker> LiveHolder(const std::string& name);
 
+ private:
+  bool AliveLocked(const Worker& worker, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RetiredLocked(absl::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool Retired(absl::string_view name);
   // Whether `name` may be retired now: FailedPrecondition while a worker of
   // that name is alive, Unavailable within a worker timeout of the start.
   // Sets `*known` when a registered worker (dead or alive) has the name.
   absl::Status CheckRetirableLocked(absl::string_view name, absl::Time now,
                                     bool* known)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The live workers that hold chunks.
-  std::vector<std::shared_ptr<Worker>> LiveChunkHolders();
 
   const Options options_;
   const std::string incarnation_;  // random per pool, part of every id
@@ -263,7 +245,6 @@ class WorkerPool final : public RemoteTrainer,
   // Above every epoch an earlier coordinator handed out (one per purge
   // pass and registration, far fewer than nanoseconds).
   std::atomic<int64_t> slice_epoch_{absl::ToUnixNanos(absl::Now())};
-  std::atomic<int64_t> slice_bytes_sent_{0};
   absl::Mutex retire_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one RetireHolder
   absl::Mutex mu_;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -26,7 +26,7 @@
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
 #include "common/tls_files.h"
-#include "worker/device.h"
+#include "worker/ml/device.h"
 #include "worker/worker_service.h"
 
 ABSL_FLAG(std::string, coordinator, "",

@@ -10,9 +10,9 @@
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
 #include "common/status_macros.h"
-#include "worker/base_weights.h"
-#include "worker/determinism.h"
-#include "worker/s3t_trainer.h"
+#include "worker/ml/base_weights.h"
+#include "worker/ml/determinism.h"
+#include "worker/ml/s3t_trainer.h"
 
 namespace oubli::worker {
 

@@ -13,11 +13,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/config.h"
+#include "common/worker_requests.h"
 #include "storage/encoded_slice.h"
 
 namespace oubli::worker {
 
-class BaseWeightsCache;  // worker/base_weights.h (torch inside)
+class BaseWeightsCache;  // worker/ml/base_weights.h (torch inside)
 
 // A BaseWeightsCache for callers that must not include torch.
 std::shared_ptr<BaseWeightsCache> NewBaseWeightsCache(int capacity = 4);
@@ -28,19 +29,6 @@ std::shared_ptr<BaseWeightsCache> NewBaseWeightsCache(int capacity = 4);
 // sends the work elsewhere instead of blaming the request.
 absl::StatusOr<ModelConfig> ParseCoordinatorConfig(
     absl::string_view config_text, absl::string_view environment);
-
-// Everything needed to train one position; the coordinator builds it.
-struct PositionRequest {
-  std::string config_text;  // ConfigToText
-  std::string environment;  // must equal NumericEnvironment() here
-  int shard = 0;
-  std::vector<int> prefix;  // its last slice is the position trained
-  std::string parent;       // checkpoint of prefix minus its last slice
-  std::string model_id;     // scopes the worker's slice cache
-  // The prefix's slices (any order): training rows are their union in
-  // ascending sample-id order.
-  std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
-};
 
 struct PositionResult {
   std::string checkpoint;  // deterministic safetensors

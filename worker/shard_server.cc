@@ -14,9 +14,9 @@
 #include "common/config.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
-#include "worker/base_weights.h"
+#include "worker/ml/base_weights.h"
+#include "worker/ml/shard_model.h"
 #include "worker/position_worker.h"
-#include "worker/shard_model.h"
 
 namespace oubli::worker {
 

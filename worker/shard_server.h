@@ -18,15 +18,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/worker_requests.h"
 
 namespace oubli::worker {
 
 class BaseWeightsCache;
-
-struct ShardCheckpointRef {
-  int shard = 0;
-  std::string checkpoint_sha256;  // lowercase hex
-};
 
 struct ShardAnswer {
   int shard = 0;

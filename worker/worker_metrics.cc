@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "worker/device.h"
+#include "worker/ml/device.h"
 
 namespace oubli::worker {
 

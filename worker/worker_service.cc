@@ -16,7 +16,7 @@
 #include "common/grpc_security.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
-#include "worker/determinism.h"
+#include "worker/ml/determinism.h"
 
 namespace oubli::worker {
 namespace {

@@ -24,7 +24,7 @@
 #include "tests/testing/cluster_test.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/test_pki.h"
-#include "worker/determinism.h"
+#include "worker/ml/determinism.h"
 
 namespace oubli {
 namespace {

@@ -44,8 +44,8 @@
 #include "tests/testing/server_process.h"
 #include "tests/testing/service_client.h"
 #include "tests/testing/test_util.h"
-#include "worker/determinism.h"
-#include "worker/device.h"
+#include "worker/ml/determinism.h"
+#include "worker/ml/device.h"
 
 namespace oubli {
 namespace {

@@ -13,9 +13,9 @@
 
 #include "coordinator/engine.h"
 #include "coordinator/lm_ensemble.h"
-#include "tests/testing/test_util.h"
 #include "coordinator/model_base.h"
-#include "worker/shard_model.h"
+#include "tests/testing/test_util.h"
+#include "worker/ml/shard_model.h"
 
 namespace oubli::coordinator {
 namespace {

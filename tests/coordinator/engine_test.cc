@@ -26,8 +26,8 @@
 #include "oubli/internal/deletion.pb.h"
 #include "storage/lineage_store.h"
 #include "tests/testing/test_util.h"
-#include "worker/s3t_trainer.h"
-#include "worker/shard_model.h"
+#include "worker/ml/s3t_trainer.h"
+#include "worker/ml/shard_model.h"
 
 namespace oubli::coordinator {
 namespace {

@@ -20,7 +20,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// The manifest WorkerPool::Protect writes for a 1000-byte checkpoint under
+// The manifest WorkerChunks::Protect writes for a 1000-byte checkpoint under
 // RS(k, m).
 internal::ChunkManifest Manifest(int k, int m) {
   auto code = storage::ReedSolomonCode::Create(k, m);

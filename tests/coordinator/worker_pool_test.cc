@@ -1,5 +1,7 @@
-// WorkerPool's shard serving against a fake worker over real gRPC on
-// loopback: what it asks for, and what it stops asking.
+// The worker pool and the shard serving built on it (WorkerServing) against
+// a fake worker over real gRPC on loopback: what it asks for, and what it
+// stops asking; retirements of chunk holders and what WorkerChunks says of
+// a missing one.
 #include "coordinator/worker_pool.h"
 
 #include <grpcpp/grpcpp.h>
@@ -15,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_server.h"
+#include "coordinator/worker_chunks.h"
+#include "coordinator/worker_serving.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "oubli/internal/records.pb.h"
 #include "tests/testing/test_util.h"
@@ -122,8 +126,8 @@ class WorkerPoolServingTest : public ::testing::Test {
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = std::move(started->server);
     ASSERT_TRUE(pool_
-                    .Register(absl::StrCat("127.0.0.1:", started->port),
-                              kEnvironment, "fake", false)
+                    ->Register(absl::StrCat("127.0.0.1:", started->port),
+                               kEnvironment, "fake", false)
                     .ok());
   }
   void TearDown() override {
@@ -146,7 +150,9 @@ class WorkerPoolServingTest : public ::testing::Test {
     return query;
   }
 
-  WorkerPool pool_{PoolOptions()};
+  std::shared_ptr<WorkerPool> pool_ =
+      std::make_shared<WorkerPool>(PoolOptions());
+  WorkerServing serving_{pool_};
   std::unique_ptr<FakeWorker> fake_;  // before server_: destroyed after it
   std::unique_ptr<grpc::Server> server_;
   std::vector<float> inputs_ = {0.5f, 0.25f};
@@ -160,7 +166,7 @@ TEST_F(WorkerPoolServingTest, APartialMissIsLoadedOnceAndKept) {
   fake_->Preload("sha-0");
   for (int request = 0; request < 2; ++request) {
     const std::vector<ShardServing::ShardResult> results =
-        pool_.Predict(Query());
+        serving_.Predict(Query());
     ASSERT_EQ(results.size(), 2u);
     for (const ShardServing::ShardResult& result : results) {
       ASSERT_TRUE(result.probabilities.ok()) << result.probabilities.status();
@@ -182,7 +188,7 @@ TEST_F(WorkerPoolServingTest, AWorkerThatCannotLoadAModelIsLeftAlone) {
   fake_->Preload("sha-1");  // loaded before its trouble began
   for (int request = 0; request < 3; ++request) {
     const std::vector<ShardServing::ShardResult> results =
-        pool_.Predict(Query());
+        serving_.Predict(Query());
     ASSERT_EQ(results.size(), 2u);
     EXPECT_FALSE(results[0].probabilities.ok()) << "request " << request;
     // Answered by the worker the first time only.
@@ -196,7 +202,7 @@ TEST_F(WorkerPoolServingTest, AWorkerThatCannotLoadAModelIsLeftAlone) {
 
   // The purge's sync names nothing for it: it drops what it still held.
   EXPECT_EQ(fake_->held(), std::vector<std::string>{"sha-1"});
-  ASSERT_TRUE(pool_.Sync(Query()).ok());
+  ASSERT_TRUE(serving_.Sync(Query()).ok());
   ASSERT_EQ(fake_->calls().size(), 2u);
   EXPECT_TRUE(fake_->calls().back().empty());
   EXPECT_TRUE(fake_->held().empty());
@@ -204,7 +210,7 @@ TEST_F(WorkerPoolServingTest, AWorkerThatCannotLoadAModelIsLeftAlone) {
   // Another model is still its to serve.
   ShardServing::Query other = Query();
   other.model_id = "other";
-  pool_.Predict(other);
+  serving_.Predict(other);
   EXPECT_EQ(fake_->calls().size(), 3u);
 }
 
@@ -213,8 +219,8 @@ TEST_F(WorkerPoolServingTest, AWorkerThatCannotLoadAModelIsLeftAlone) {
 TEST_F(WorkerPoolServingTest, ACheckpointsOwnLoadFailureIsNotHeldAgainstIt) {
   ASSERT_NO_FATAL_FAILURE(Serve(
       grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "corrupt checkpoint")));
-  pool_.Predict(Query());
-  pool_.Predict(Query());
+  serving_.Predict(Query());
+  serving_.Predict(Query());
   EXPECT_EQ(fake_->calls().size(), 2u);
   EXPECT_EQ(fake_->loads(), 4);
 }
@@ -276,7 +282,7 @@ TEST(WorkerPoolRetireTest, AMissingHolderIsOnlyCalledLostAfterTheStartWindow) {
   const std::string bytes = manifest.SerializeAsString();
   WorkerPool::Options starting;
   starting.worker_timeout = absl::Minutes(10);
-  WorkerPool fresh(starting);
+  WorkerChunks fresh(std::make_shared<WorkerPool>(starting));
   const absl::Status early = fresh.Forget("k", bytes);
   EXPECT_EQ(early.code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(absl::StrContains(early.message(), "not registered again yet"))
@@ -285,7 +291,7 @@ TEST(WorkerPoolRetireTest, AMissingHolderIsOnlyCalledLostAfterTheStartWindow) {
 
   WorkerPool::Options settled;
   settled.worker_timeout = absl::ZeroDuration();  // no start-up window
-  WorkerPool later(settled);
+  WorkerChunks later(std::make_shared<WorkerPool>(settled));
   const absl::Status late = later.Forget("k", bytes);
   EXPECT_EQ(late.code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(absl::StrContains(late.message(), "oublictl retire-worker w1"))
@@ -316,21 +322,21 @@ TEST(WorkerPoolRetireTest, AnUnreadableFileIsDataLoss) {
 // so do an earlier coordinator's workers for a model opened from disk.
 TEST_F(WorkerPoolServingTest, SyncWaitsWhileAWorkerMayStillHoldCopies) {
   ASSERT_NO_FATAL_FAILURE(Serve());
-  pool_.Predict(Query());
+  serving_.Predict(Query());
   server_->Shutdown();
   server_.reset();
   ShardServing::Query sync = Query();
   sync.rows = 0;
   sync.shards.clear();
-  EXPECT_EQ(pool_.Sync(sync).code(), absl::StatusCode::kUnavailable);
-  const absl::Status again = pool_.Sync(sync);  // dead now, lease not over
+  EXPECT_EQ(serving_.Sync(sync).code(), absl::StatusCode::kUnavailable);
+  const absl::Status again = serving_.Sync(sync);  // dead now, lease not over
   EXPECT_EQ(again.code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(again.message().find("fake"), std::string::npos) << again;
   ShardServing::Query other = sync;
   other.model_id = "other";  // never served there
-  EXPECT_TRUE(pool_.Sync(other).ok());
+  EXPECT_TRUE(serving_.Sync(other).ok());
   other.reopened = true;
-  EXPECT_EQ(pool_.Sync(other).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(serving_.Sync(other).code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // A stored chunk manifest (meta "chunks/<checkpoint key>" in a model's
-// lineage DB) as WorkerPool::Restore and Repair read it back.
+// lineage DB) as WorkerChunks::Restore and Repair read it back.
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -29,6 +29,7 @@ MUST_CHECK = {
     "coordinator/chunk_replication.cc",
     "coordinator/model_registry.cc",
     "coordinator/worker_pool.cc",
+    "coordinator/worker_training.cc",
     "storage/lineage_store.cc",
 }
 # The tensor type alone parses with clang (see includes_libtorch).

@@ -9,10 +9,10 @@
 
 #include "common/config.h"
 #include "common/hash.h"
-#include "tests/worker/random_samples.h"
-#include "worker/determinism.h"
-#include "worker/s3t_trainer.h"
-#include "worker/shard_model.h"
+#include "tests/worker/ml/random_samples.h"
+#include "worker/ml/determinism.h"
+#include "worker/ml/s3t_trainer.h"
+#include "worker/ml/shard_model.h"
 
 namespace oubli::worker {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "worker/device.h"
+#include "worker/ml/device.h"
 
 namespace oubli::bench {
 

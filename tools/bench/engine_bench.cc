@@ -23,9 +23,9 @@
 #include "tools/bench/bench_util.h"
 #include "tools/bench/trainer_comparison.h"
 #include "tools/workflow/fashion_mnist.h"
-#include "worker/determinism.h"
-#include "worker/model.h"
-#include "worker/s3t_trainer.h"
+#include "worker/ml/determinism.h"
+#include "worker/ml/model.h"
+#include "worker/ml/s3t_trainer.h"
 
 namespace oubli::bench {
 namespace {

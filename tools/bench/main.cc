@@ -27,7 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "tools/bench/bench.h"
-#include "worker/device.h"
+#include "worker/ml/device.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {

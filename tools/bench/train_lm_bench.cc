@@ -12,9 +12,9 @@
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
 #include "tools/bench/trainer_comparison.h"
-#include "worker/decoder_lm.h"
-#include "worker/determinism.h"
-#include "worker/position_data.h"
+#include "worker/ml/decoder_lm.h"
+#include "worker/ml/determinism.h"
+#include "worker/ml/position_data.h"
 
 namespace oubli::bench {
 namespace {

@@ -7,10 +7,10 @@
 #include "absl/time/clock.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
-#include "worker/determinism.h"
-#include "worker/model_factory.h"
-#include "worker/s3t_trainer.h"
-#include "worker/torch_device.h"
+#include "worker/ml/determinism.h"
+#include "worker/ml/model_factory.h"
+#include "worker/ml/s3t_trainer.h"
+#include "worker/ml/torch_device.h"
 
 namespace oubli::bench {
 

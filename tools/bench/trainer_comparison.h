@@ -12,8 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
-#include "worker/adapter_model.h"
-#include "worker/position_data.h"
+#include "worker/ml/adapter_model.h"
+#include "worker/ml/position_data.h"
 
 namespace oubli::bench {
 

@@ -4,7 +4,7 @@
 
 #include "common/status_macros.h"
 #include "coordinator/lm_ensemble.h"
-#include "worker/shard_model.h"
+#include "worker/ml/shard_model.h"
 
 namespace oubli::lm {
 

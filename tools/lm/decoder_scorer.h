@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "tools/lm/forget_metrics.h"
-#include "worker/adapter_model.h"
+#include "worker/ml/adapter_model.h"
 
 namespace oubli::worker {
 class ShardModel;

@@ -15,8 +15,8 @@
 #include "coordinator/engine.h"
 #include "tools/lm/decoder_scorer.h"
 #include "tools/lm/engine_scorer.h"
-#include "worker/determinism.h"
-#include "worker/s3t_trainer.h"
+#include "worker/ml/determinism.h"
+#include "worker/ml/s3t_trainer.h"
 
 namespace oubli::lm {
 namespace {

@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
-#include "worker/s3t_trainer.h"
-#include "worker/safetensors.h"
+#include "worker/ml/s3t_trainer.h"
+#include "worker/ml/safetensors.h"
 
 namespace oubli::lm {
 namespace {

@@ -17,7 +17,7 @@
 #include "tools/lm/profiles.h"
 #include "tools/lm/tokenizer.h"
 #include "tools/tokenizer/sentencepiece_tokenizer.h"
-#include "worker/position_data.h"
+#include "worker/ml/position_data.h"
 
 namespace oubli::lm {
 

@@ -6,8 +6,8 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "storage/datasets.h"
-#include "worker/s3t_trainer.h"
-#include "worker/safetensors.h"
+#include "worker/ml/s3t_trainer.h"
+#include "worker/ml/safetensors.h"
 
 namespace oubli::tools {
 

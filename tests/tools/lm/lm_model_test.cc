@@ -11,7 +11,7 @@
 #include "tools/lm/decoder_scorer.h"
 #include "tools/lm/forget_report.h"
 #include "tools/lm/lm_workload.h"
-#include "worker/s3t_trainer.h"
+#include "worker/ml/s3t_trainer.h"
 
 namespace oubli::lm {
 namespace {
