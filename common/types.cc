@@ -40,6 +40,23 @@ absl::Status ValidateName(absl::string_view what, absl::string_view value) {
   return absl::OkStatus();
 }
 
+
+template <typename Id>
+absl::Status CheckIds(absl::Span<const Id> tokens, int64_t vocab_size) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const Id id = tokens[i];
+    if (id >= 0 && id < vocab_size) continue;
+    // int32 ids are uint32 on the wire: show the id the client sent.
+    const int64_t shown =
+        sizeof(Id) == 4 ? static_cast<int64_t>(static_cast<uint32_t>(id))
+                        : static_cast<int64_t>(id);
+    return absl::InvalidArgumentError(
+        absl::StrCat("token ", i, " (id ", shown,
+                     ") is outside the vocabulary [0, ", vocab_size, ")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 size_t Utf8SequenceLength(absl::string_view s, size_t i) {
@@ -197,6 +214,16 @@ std::vector<int32_t> DecodeTokens(FeatureType type, absl::string_view bytes) {
 
 void DecodeFeatures(const Sample& sample, float* out) {
   DecodeFeatureBytes(sample.feature_type, sample.features, out);
+}
+
+absl::Status CheckVocabulary(absl::Span<const int32_t> tokens,
+                             int64_t vocab_size) {
+  return CheckIds(tokens, vocab_size);
+}
+
+absl::Status CheckVocabulary(absl::Span<const int64_t> tokens,
+                             int64_t vocab_size) {
+  return CheckIds(tokens, vocab_size);
 }
 
 }  // namespace oubli

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace oubli {
 
@@ -66,6 +67,19 @@ std::string EncodeTokens(const std::vector<uint32_t>& tokens,
 // The ids of token bytes of `type` (a token type; a trailing partial id is
 // ignored, ValidateSample refuses it).
 std::vector<int32_t> DecodeTokens(FeatureType type, absl::string_view bytes);
+
+// The one check of token ids against a model's vocabulary, so ingest,
+// scoring, generation and training word a bad id alike. OK when every id
+// is in [0, vocab_size); otherwise InvalidArgument naming the first that is
+// not: "token I (id X) is outside the vocabulary [0, V)", I its index in
+// `tokens` and X as a client sent it (a negative int32 came from a uint32
+// id >= 2^31 and is shown as that). Callers may prefix the message with
+// what the tokens are (a row, a prompt).
+absl::Status CheckVocabulary(absl::Span<const int32_t> tokens,
+                             int64_t vocab_size);
+// The same for int64 ids (a trainer's token tensor), shown as they are.
+absl::Status CheckVocabulary(absl::Span<const int64_t> tokens,
+                             int64_t vocab_size);
 
 // Where a sample lives inside a model's sharding plan.
 struct SliceRef {

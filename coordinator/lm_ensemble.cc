@@ -32,17 +32,13 @@ absl::Status CheckMembers(const ShardModels& members) {
   return absl::OkStatus();
 }
 
-absl::Status CheckVocabulary(absl::Span<const int32_t> tokens, int vocab_size,
-                             absl::string_view what) {
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0 || tokens[i] >= vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " token ", i, " (id ",
-                       static_cast<uint32_t>(tokens[i]),
-                       ") is outside the vocabulary [0, ", vocab_size, ")"));
-    }
-  }
-  return absl::OkStatus();
+// The common check, its message prefixed with what the tokens are.
+absl::Status CheckVocabularyOf(absl::Span<const int32_t> tokens,
+                               int vocab_size, absl::string_view what) {
+  absl::Status status = oubli::CheckVocabulary(tokens, vocab_size);
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " ", status.message()));
 }
 
 // The mean next-token distribution after `tokens`, in double.
@@ -195,9 +191,9 @@ absl::StatusOr<Generation> EnsembleGenerate(const ShardModels& members,
         "temperature ", options.temperature, " must be finite and >= 0"));
   }
   OUBLI_RETURN_IF_ERROR(
-      CheckVocabulary(options.prompt, decoder.vocab_size, "prompt"));
+      CheckVocabularyOf(options.prompt, decoder.vocab_size, "prompt"));
   OUBLI_RETURN_IF_ERROR(
-      CheckVocabulary(options.stop_tokens, decoder.vocab_size, "stop"));
+      CheckVocabularyOf(options.stop_tokens, decoder.vocab_size, "stop"));
   const absl::flat_hash_set<int32_t> stops(options.stop_tokens.begin(),
                                            options.stop_tokens.end());
   Generation out;

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/types.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -33,13 +35,7 @@ absl::Status TokensFit(const Sample& sample, const BackboneConfig& backbone,
         absl::StrCat("has ", length, " tokens; model '", model_id,
                      "' has a context of ", decoder.context_length));
   }
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0 || tokens[i] >= decoder.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token ", i, " (id ", static_cast<uint32_t>(tokens[i]),
-          ") is outside the vocabulary [0, ", decoder.vocab_size, ")"));
-    }
-  }
+  OUBLI_RETURN_IF_ERROR(CheckVocabulary(tokens, decoder.vocab_size));
   if (decoder.objective == DecoderObjective::kClassify) {
     return LabelFits(sample, backbone);
   }

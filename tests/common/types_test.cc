@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 namespace oubli {
 namespace {
@@ -18,6 +19,26 @@ TEST(ValidateSampleIdTest, AcceptsUtf8RejectsGarbage) {
   EXPECT_FALSE(ValidateSampleId("\xed\xa0\x80").ok());  // surrogate
   EXPECT_FALSE(ValidateSampleId(std::string("a\0b", 3)).ok());
   EXPECT_FALSE(ValidateSampleId("tab\there").ok());
+}
+
+TEST(CheckVocabularyTest, NamesTheFirstIdOutsideTheVocabulary) {
+  const std::vector<int32_t> fits = {0, 5, 9};
+  EXPECT_TRUE(CheckVocabulary(fits, 10).ok());
+  EXPECT_TRUE(CheckVocabulary(std::vector<int32_t>{}, 10).ok());
+  const absl::Status high = CheckVocabulary(std::vector<int32_t>{3, 10, 11}, 10);
+  EXPECT_EQ(high.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(high.message(), "token 1 (id 10) is outside the vocabulary [0, 10)");
+  // A uint32 id >= 2^31 arrives as a negative int32: shown as sent.
+  EXPECT_EQ(CheckVocabulary(std::vector<int32_t>{-5}, 10).message(),
+            "token 0 (id 4294967291) is outside the vocabulary [0, 10)");
+  // int64 ids (a trainer's tensor) are shown as they are.
+  const std::vector<int64_t> wide = {1, 2, -1};
+  EXPECT_EQ(CheckVocabulary(wide, 10).message(),
+            "token 2 (id -1) is outside the vocabulary [0, 10)");
+  EXPECT_EQ(CheckVocabulary(std::vector<int64_t>{int64_t{1} << 40}, 10)
+                .message(),
+            "token 0 (id 1099511627776) is outside the vocabulary [0, 10)");
+  EXPECT_TRUE(CheckVocabulary(std::vector<int64_t>{0, 9}, 10).ok());
 }
 
 TEST(Utf8SequenceLengthTest, MeasuresValidSequencesAndRejectsInvalidOnes) {

@@ -323,7 +323,7 @@ TEST_F(EngineLmTest, CallsOfAnotherKindOrOutOfRangeAreRefused) {
             "sequence 1 has 1 tokens; scoring needs 2 or more (the first is "
             "context)");
   EXPECT_EQ(message(lm->Score({{1, kVocab}}).status()),
-            "token row 0: token 24 is outside the vocabulary [0, 24)");
+            "token row 0: token 1 (id 24) is outside the vocabulary [0, 24)");
   EXPECT_EQ(message(lm->Score({std::vector<int32_t>(kContext + 1, 1)}).status()),
             "token row 0: 11 tokens; the context holds 10");
 

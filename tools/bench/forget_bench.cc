@@ -1,15 +1,19 @@
 // oubli-bench forget: the language-model forgetting study (tools/lm/
-// forget_study.h) on the in-process engine, one JSON object per step:
+// forget_study.h) through the public API of an oubli-coordinator and
+// --workers oubli-worker processes it starts on loopback (the workers
+// train, as in production), one JSON object per step:
 // data, pretrain, base, train, then one "forget" line per removal size
 // (MUSE figures BEFORE / FORGOTTEN / RESTORED, cost against the full
 // training, Verify) and one "round" line per sequential deletion round.
 #include <cstdio>
+#include <filesystem>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
 #include "tools/lm/forget_study.h"
+#include "tools/lm/grpc_lm_service.h"
 
 namespace oubli::bench {
 namespace {
@@ -28,6 +32,11 @@ bool ParseSizes(const std::string& value, std::vector<int>* sizes) {
 
 int RunForgetBench(const std::vector<std::string>& args) {
   lm::StudyOptions options;
+  // One worker: training runs on a worker as in production, and 2 cores
+  // have room for no more.
+  bench::ClusterOptions cluster;
+  cluster.workers = 1;
+  cluster.training_threads = 2;
   lm::ProfileOptions& profiles = options.workload.profiles;
   lm::LmModelOptions& model = options.model;
   const FlagSetters setters = {
@@ -56,14 +65,25 @@ int RunForgetBench(const std::vector<std::string>& args) {
       {"owners_per_round", NumberFlag(&options.owners_per_round)},
       {"eval_owners", NumberFlag(&options.measure.max_owners)},
       {"verbatim_owners", NumberFlag(&options.measure.verbatim_owners)},
-      {"training_threads", NumberFlag(&options.training_threads)},
+      {"workers", NumberFlag(&cluster.workers)},
+      {"training_threads", NumberFlag(&cluster.training_threads)},
+      {"coordinator_binary", NonEmptyFlag(&cluster.coordinator_binary)},
+      {"worker_binary", NonEmptyFlag(&cluster.worker_binary)},
   };
   if (!ParseKeyValueFlags(args, setters)) return 2;
+  if (cluster.workers < 0) {
+    return Fail("forget", absl::InvalidArgumentError("--workers must be >= 0"));
+  }
   TempDir dir("forget");
   options.work_dir = dir.path();
+  cluster.dir = dir.path() + "/service";
+  std::filesystem::create_directories(cluster.dir);
+  absl::StatusOr<std::unique_ptr<lm::LmService>> service =
+      lm::StartLocalLmService(cluster);
+  if (!service.ok()) return Fail("forget", service.status());
   const std::string machine = MachineJson();
-  absl::Status status =
-      lm::RunForgetStudy(options, [&](const lm::StudyRecord& record) {
+  absl::Status status = lm::RunForgetStudy(
+      options, **service, [&](const lm::StudyRecord& record) {
         std::printf("{\"bench\":\"forget\",\"step\":\"%s\",%s,\"machine\":%s}\n",
                     record.step.c_str(), record.json.c_str(), machine.c_str());
         std::fflush(stdout);

@@ -66,7 +66,8 @@ absl::Status Ingest(v1::Oubli::Stub& stub, const std::string& model_id,
   return absl::OkStatus();
 }
 
-absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id) {
+absl::StatusOr<v1::Job> TrainJob(v1::Oubli::Stub& stub,
+                                 const std::string& model_id) {
   v1::Job job;
   {
     grpc::ClientContext context;
@@ -88,7 +89,11 @@ absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id) {
   if (job.state() != v1::Job::SUCCEEDED) {
     return absl::InternalError(absl::StrCat("training failed: ", job.error()));
   }
-  return absl::OkStatus();
+  return job;
+}
+
+absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id) {
+  return TrainJob(stub, model_id).status();
 }
 
 absl::StatusOr<v1::Model> GetModel(v1::Oubli::Stub& stub,

@@ -34,7 +34,11 @@ absl::StatusOr<v1::Model> CreateModel(v1::Oubli::Stub& stub,
 // accepted.
 absl::Status Ingest(v1::Oubli::Stub& stub, const std::string& model_id,
                     const std::vector<v1::Sample>& samples);
-// Train, then GetJob until it ends; an error unless it SUCCEEDED.
+// Train, then GetJob until it ends; the final job, an error unless it
+// SUCCEEDED.
+absl::StatusOr<v1::Job> TrainJob(v1::Oubli::Stub& stub,
+                                 const std::string& model_id);
+// TrainJob without the job.
 absl::Status TrainAndWait(v1::Oubli::Stub& stub, const std::string& model_id);
 // GetModel with a 30 s deadline.
 absl::StatusOr<v1::Model> GetModel(v1::Oubli::Stub& stub,

@@ -67,6 +67,7 @@
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
 #include "tools/bench/child_process.h"
+#include "tools/bench/local_cluster.h"
 #include "tools/bench/service_client.h"
 #include "tools/bench/soak_model.h"
 
@@ -313,98 +314,17 @@ absl::StatusOr<Workload> MakeWorkload(const SoakFlags& flags) {
 
 // ------------------------------------------------------------ processes
 
-struct Cluster {
-  std::unique_ptr<ChildProcess> coordinator;
-  std::vector<std::unique_ptr<ChildProcess>> workers;
-  std::string address;
-  std::string metrics_address;
-  std::vector<std::string> worker_metrics_addresses;
-
-  // (name, pid) of every process, coordinator first.
-  std::vector<std::pair<std::string, pid_t>> Processes() const {
-    std::vector<std::pair<std::string, pid_t>> out = {
-        {"coordinator", coordinator->pid()}};
-    for (size_t i = 0; i < workers.size(); ++i) {
-      out.emplace_back(absl::StrCat("worker-", i), workers[i]->pid());
-    }
-    return out;
-  }
-  // Workers first (the coordinator waits for nothing of theirs), then the
-  // coordinator; the first failure, after trying every process.
-  absl::Status Stop() {
-    absl::Status first;
-    for (auto& w : workers) first.Update(w->Stop(absl::Seconds(30)));
-    if (coordinator != nullptr) {
-      first.Update(coordinator->Stop(absl::Seconds(60)));
-    }
-    return first;
-  }
-};
-
-std::string SiblingBinary(const std::string& relative) {
-  std::error_code error;
-  const std::filesystem::path self =
-      std::filesystem::read_symlink("/proc/self/exe", error);
-  // build/tools/oubli-bench -> build/<relative>
-  return (self.parent_path().parent_path() / relative).string();
-}
-
 // Spawned from the calling thread, which must outlive them (see
 // ChildProcess::Start).
-absl::StatusOr<Cluster> StartCluster(const SoakFlags& flags,
-                                     const std::string& dir) {
-  Cluster cluster;
-  const std::string coordinator_binary =
-      flags.coordinator_binary.empty()
-          ? SiblingBinary("coordinator/oubli-coordinator")
-          : flags.coordinator_binary;
-  const std::string worker_binary = flags.worker_binary.empty()
-                                        ? SiblingBinary("worker/oubli-worker")
-                                        : flags.worker_binary;
-  // Plaintext on loopback, as tests/testing starts them; the demo's TLS
-  // and access policy cost nothing the soak measures.
-  std::vector<std::string> coordinator_args = {
-      absl::StrCat("--data_dir=", dir, "/coordinator"), "--listen=127.0.0.1:0",
-      "--metrics_listen=127.0.0.1:0", "--device=cpu",
-      absl::StrCat("--training_threads=", flags.training_threads)};
-  coordinator_args.insert(coordinator_args.end(),
-                          flags.coordinator_flags.begin(),
-                          flags.coordinator_flags.end());
-  OUBLI_ASSIGN_OR_RETURN(
-      cluster.coordinator,
-      ChildProcess::Start(coordinator_binary, coordinator_args,
-                          absl::StrCat(dir, "/coordinator.log")));
-  OUBLI_ASSIGN_OR_RETURN(
-      cluster.address,
-      cluster.coordinator->WaitForLine("listening on ", absl::Minutes(2)));
-  OUBLI_ASSIGN_OR_RETURN(
-      cluster.metrics_address,
-      cluster.coordinator->WaitForLine("metrics on ", absl::Seconds(30)));
-  for (int i = 0; i < flags.workers; ++i) {
-    std::vector<std::string> worker_args = {
-        absl::StrCat("--coordinator=", cluster.address),
-        "--listen=127.0.0.1:0",
-        "--metrics_listen=127.0.0.1:0",
-        absl::StrCat("--name=worker-", i),
-        absl::StrCat("--data_dir=", dir, "/worker-", i),
-        "--device=cpu"};
-    worker_args.insert(worker_args.end(), flags.worker_flags.begin(),
-                       flags.worker_flags.end());
-    OUBLI_ASSIGN_OR_RETURN(
-        std::unique_ptr<ChildProcess> worker,
-        ChildProcess::Start(worker_binary, worker_args,
-                            absl::StrCat(dir, "/worker-", i, ".log")));
-    cluster.workers.push_back(std::move(worker));
-  }
-  for (auto& worker : cluster.workers) {
-    // It prints "metrics on" before "registered as".
-    OUBLI_ASSIGN_OR_RETURN(
-        cluster.worker_metrics_addresses.emplace_back(),
-        worker->WaitForLine("metrics on ", absl::Minutes(2)));
-    OUBLI_RETURN_IF_ERROR(
-        worker->WaitForLine("registered as ", absl::Minutes(2)).status());
-  }
-  return cluster;
+absl::StatusOr<Cluster> StartSoakCluster(const SoakFlags& flags,
+                                         const std::string& dir) {
+  return StartCluster({.dir = dir,
+                       .workers = flags.workers,
+                       .training_threads = flags.training_threads,
+                       .coordinator_binary = flags.coordinator_binary,
+                       .worker_binary = flags.worker_binary,
+                       .coordinator_flags = flags.coordinator_flags,
+                       .worker_flags = flags.worker_flags});
 }
 
 // ---------------------------------------------------------------- state
@@ -965,7 +885,7 @@ int Run(const SoakFlags& flags) {
 
   // Stopped by its destructor on every early return (SIGTERM, then
   // SIGKILL); a benchmark that dies takes them along (parent-death signal).
-  absl::StatusOr<Cluster> started = StartCluster(flags, dir);
+  absl::StatusOr<Cluster> started = StartSoakCluster(flags, dir);
   if (!started.ok()) return Fail(started.status());
   Cluster& cluster = *started;
   std::fprintf(stderr,

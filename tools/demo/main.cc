@@ -5,10 +5,13 @@
 // receipt, accuracy before / after forgetting / after restoring, and the
 // bitwise verification against training from scratch.
 //
-// --lm: the same story for a language model (tools/lm/forget_study.h):
-// fictitious profiles, a SentencePiece tokenizer and a base pretrained on
-// the public ones, S3T LoRA fine-tuning on the users' profiles (owner =
-// person), then MUSE's figures before and after forgetting 1, 10 and 100
+// --lm: the same story for a language model (tools/lm/forget_study.h),
+// through the public API: it starts an oubli-coordinator and --lm_workers
+// oubli-worker processes on loopback and drives them over gRPC.
+// Fictitious profiles, a SentencePiece tokenizer and a base pretrained
+// here on the public ones, then CreateModel, IngestSamples of the users'
+// profiles (owner = person), S3T LoRA fine-tuning on the workers, MUSE's
+// figures (Score, Generate) before and after ForgetOwner of 1, 10 and 100
 // owners and over sequential rounds, with Verify.
 #include <unistd.h>
 
@@ -28,6 +31,7 @@
 #include "coordinator/engine.h"
 #include "storage/datasets.h"
 #include "tools/lm/forget_study.h"
+#include "tools/lm/grpc_lm_service.h"
 #include "tools/workflow/fashion_mnist.h"
 
 ABSL_FLAG(std::string, dataset_dir, oubli::storage::kFashionMnistDir,
@@ -87,6 +91,9 @@ ABSL_FLAG(int, lm_owners_per_round, oubli::lm::StudyOptions().owners_per_round,
           "owners forgotten per round");
 ABSL_FLAG(int, lm_eval_owners, oubli::lm::StudyOptions().measure.max_owners,
           "owners per set the figures are measured on");
+ABSL_FLAG(int, lm_workers, 1,
+          "oubli-worker processes the study's models train on (0: the "
+          "coordinator trains)");
 ABSL_FLAG(int, lm_verbatim_owners,
           oubli::lm::StudyOptions().measure.verbatim_owners,
           "owners per set whose statements are continued (a generation each)");
@@ -190,21 +197,34 @@ int RunLmDemo(const std::string& data_dir) {
   options.owners_per_round = absl::GetFlag(FLAGS_lm_owners_per_round);
   options.measure.max_owners = absl::GetFlag(FLAGS_lm_eval_owners);
   options.measure.verbatim_owners = absl::GetFlag(FLAGS_lm_verbatim_owners);
-  options.training_threads = absl::GetFlag(FLAGS_training_threads);
+  if (absl::GetFlag(FLAGS_lm_workers) < 0) {
+    return Fail(absl::InvalidArgumentError("--lm_workers must be >= 0"));
+  }
+  oubli::bench::ClusterOptions cluster;
+  cluster.dir = data_dir + "/service";
+  cluster.workers = absl::GetFlag(FLAGS_lm_workers);
+  cluster.training_threads = absl::GetFlag(FLAGS_training_threads);
+  std::filesystem::create_directories(cluster.dir);
+  Step("Starting the service");
+  auto service = oubli::lm::StartLocalLmService(cluster);
+  if (!service.ok()) return Fail(service.status());
+  std::printf("  %s; logs in %s\n", (*service)->Describe().c_str(),
+              cluster.dir.c_str());
 
   static const std::map<std::string, std::string> kTitles = {
       {"data", "Generating profiles and training the tokenizer"},
       {"pretrain", "Pretraining the base LM on the public profiles"},
       {"base", "The base alone (it saw the public profiles, no user)"},
-      {"train", "Ingesting the users' profiles and fine-tuning with S3T"},
-      {"forget", "Forgetting owners (on a copy of the trained model)"},
+      {"train", "CreateModel, IngestSamples of the users' profiles, Train "
+                "(S3T)"},
+      {"forget", "ForgetOwner (each size on a model trained alike)"},
       {"round", "Sequential deletion rounds"},
   };
   std::string last_step;
   oubli::lm::StudySummary summary;
   const absl::Time start = absl::Now();
   absl::Status status = oubli::lm::RunForgetStudy(
-      options,
+      options, **service,
       [&](const oubli::lm::StudyRecord& record) {
         if (record.step != last_step) {
           Step(kTitles.at(record.step));

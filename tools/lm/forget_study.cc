@@ -12,9 +12,6 @@
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
-#include "coordinator/engine.h"
-#include "tools/lm/decoder_scorer.h"
-#include "tools/lm/engine_scorer.h"
 #include "worker/ml/determinism.h"
 #include "worker/ml/s3t_trainer.h"
 
@@ -22,9 +19,12 @@ namespace oubli::lm {
 namespace {
 
 namespace fs = std::filesystem;
-using coordinator::DeletionReceipt;
-using coordinator::Engine;
-using coordinator::TrainSummary;
+
+// The model the public base is scored through: created, never trained, so
+// with serving.base_fallback it answers from the base alone.
+constexpr char kBaseModel[] = "lm-base";
+// A deletion's retraining and purge, watched to RESTORED.
+constexpr absl::Duration kRestoreTimeout = absl::Hours(1);
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
@@ -34,30 +34,22 @@ std::vector<const OwnerData*> Pointers(const std::vector<OwnerData>& owners) {
   return out;
 }
 
-absl::Status CopyDir(const std::string& from, const std::string& to) {
-  std::error_code error;
-  fs::remove_all(to, error);
-  fs::copy(from, to, fs::copy_options::recursive, error);
-  if (error) {
-    return absl::InternalError(absl::StrCat("copying ", from, " to ", to,
-                                            ": ", error.message()));
-  }
-  return absl::OkStatus();
-}
-
-std::string SummaryJson(const std::string& prefix, const TrainSummary& s) {
+std::string SummaryJson(const std::string& prefix, const TrainCost& s) {
   return absl::StrFormat(
-      "\"%s_positions\":%d,\"%s_sample_visits\":%lld,\"%s_seconds\":%.3f",
-      prefix, s.positions_trained, prefix, static_cast<long long>(s.samples),
-      prefix, Seconds(s.elapsed));
+      "\"%s_positions\":%lld,\"%s_sample_visits\":%lld,\"%s_seconds\":%.3f",
+      prefix, static_cast<long long>(s.positions), prefix,
+      static_cast<long long>(s.sample_visits), prefix, Seconds(s.elapsed));
 }
 
 class Study {
  public:
-  Study(const StudyOptions& options,
+  Study(const StudyOptions& options, LmService& service,
         const std::function<void(const StudyRecord&)>& sink,
         StudySummary* summary)
-      : options_(options), sink_(sink), summary_(*summary) {}
+      : options_(options),
+        service_(service),
+        sink_(sink),
+        summary_(*summary) {}
 
   absl::Status Run() {
     OUBLI_RETURN_IF_ERROR(Data());
@@ -156,6 +148,11 @@ class Study {
           "texts of ", workload_.longest_text, " tokens exceed the context ",
           config_.backbone.decoder.context_length));
     }
+    // Retraining runs when the study calls Train, so the FORGOTTEN figures
+    // are of the cut model and a retraining's cost is measured alone.
+    config_.retrain.mode = RetrainMode::kBatched;
+    config_.retrain.window = absl::Hours(24);
+    config_.retrain.max_batch = 1 << 30;
     worker::TrainStats stats;
     OUBLI_RETURN_IF_ERROR(PretrainLmBaseToFile(workload_.public_set,
                                                options_.pretrain,
@@ -180,12 +177,12 @@ class Study {
     return absl::OkStatus();
   }
 
-  // The base alone: it saw the public profiles and no user.
+  // The base alone: it saw the public profiles and no user. Scored through
+  // a model that is created and never trained: with base_fallback the
+  // service answers from the base.
   absl::Status BaseFigures() {
-    OUBLI_ASSIGN_OR_RETURN(worker::NamedTensors base,
-                           worker::LoadBaseState(config_));
-    OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<DecoderScorer> scorer,
-                           DecoderScorer::Create(config_, base, {}));
+    OUBLI_RETURN_IF_ERROR(service_.CreateModel(kBaseModel, config_));
+    std::unique_ptr<LmScorer> scorer = service_.Scorer(kBaseModel);
     const std::vector<const OwnerData*> public_set =
         Pointers(workload_.public_set);
     OUBLI_ASSIGN_OR_RETURN(
@@ -215,79 +212,102 @@ class Study {
     return m;
   }
 
-  absl::StatusOr<std::unique_ptr<Engine>> Open(const std::string& dir) {
-    Engine::Options engine;
-    engine.data_dir = dir;
-    engine.config = config_;
-    engine.training_threads = options_.training_threads;
-    // Retraining runs when the study says, so its cost is measured alone.
-    engine.background_retrain = false;
-    return Engine::Open(engine);
+  // CreateModel, IngestSamples of every user's samples, Train.
+  absl::StatusOr<TrainCost> CreateAndTrain(const std::string& model_id,
+                                           absl::Duration* ingest_time) {
+    OUBLI_RETURN_IF_ERROR(service_.CreateModel(model_id, config_));
+    const absl::Time start = absl::Now();
+    OUBLI_RETURN_IF_ERROR(service_.Ingest(model_id, samples_));
+    *ingest_time = absl::Now() - start;
+    return service_.Train(model_id);
   }
 
   absl::Status Train() {
-    OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                           Open(Path("trained")));
-    std::vector<Sample> samples;
     for (const OwnerData& o : workload_.users) {
-      samples.insert(samples.end(), o.samples.begin(), o.samples.end());
+      samples_.insert(samples_.end(), o.samples.begin(), o.samples.end());
     }
-    const absl::Time start = absl::Now();
-    OUBLI_ASSIGN_OR_RETURN(storage::IngestResult ingest,
-                           engine->Ingest(samples));
-    const absl::Duration ingest_time = absl::Now() - start;
-    if (!ingest.rejected.empty()) {
-      return absl::InternalError(
-          absl::StrCat("ingest rejected ", ingest.rejected.size(),
-                       " samples, e.g. ", ingest.rejected.front().first, ": ",
-                       ingest.rejected.front().second));
-    }
-    OUBLI_ASSIGN_OR_RETURN(full_, engine->Train());
-    summary_.full_train_sample_visits = full_.samples;
+    const std::string model_id = NextModelId();
+    absl::Duration ingest_time;
+    OUBLI_ASSIGN_OR_RETURN(full_, CreateAndTrain(model_id, &ingest_time));
+    summary_.full_train_sample_visits = full_.sample_visits;
     summary_.full_train_seconds = Seconds(full_.elapsed);
-    const std::string fingerprint = engine->Fingerprint();
+    OUBLI_ASSIGN_OR_RETURN(fingerprint_, service_.Fingerprint(model_id));
+    trained_ = model_id;
     Emit("train",
-         {absl::StrFormat("ingested %lld token samples of %d owners in %.2f s",
-                          static_cast<long long>(ingest.accepted),
-                          workload_.users.size(), Seconds(ingest_time)),
+         {absl::StrFormat("through the public API: %s", service_.Describe()),
+          absl::StrFormat("model %s: ingested %d token samples of %d owners "
+                          "in %.2f s",
+                          model_id, samples_.size(), workload_.users.size(),
+                          Seconds(ingest_time)),
           absl::StrFormat("S3T S=%d L=%d B=%d, %d epochs per position, LoRA "
-                          "r=%d on q,v,o,gate,up,down: %d positions, %lld "
+                          "r=%d on q,v,o,gate,up,down: %lld positions, %lld "
                           "sample-visits in %.1f s",
                           config_.shards, config_.slices, config_.sequences,
                           config_.train.epochs_per_position,
-                          config_.backbone.lora.rank, full_.positions_trained,
-                          static_cast<long long>(full_.samples),
+                          config_.backbone.lora.rank,
+                          static_cast<long long>(full_.positions),
+                          static_cast<long long>(full_.sample_visits),
                           Seconds(full_.elapsed)),
-          absl::StrCat("model fingerprint ", fingerprint)},
-         absl::StrFormat("\"samples\":%lld,\"ingest_seconds\":%.3f,%s,"
+          absl::StrCat("model fingerprint ", fingerprint_)},
+         absl::StrFormat("\"samples\":%d,\"ingest_seconds\":%.3f,%s,"
                          "\"shards\":%d,\"slices\":%d,\"sequences\":%d,"
                          "\"epochs\":%d,\"dim\":%d,\"layers\":%d",
-                         static_cast<long long>(ingest.accepted),
-                         Seconds(ingest_time), SummaryJson("train", full_),
-                         config_.shards, config_.slices, config_.sequences,
+                         samples_.size(), Seconds(ingest_time),
+                         SummaryJson("train", full_), config_.shards,
+                         config_.slices, config_.sequences,
                          config_.train.epochs_per_position,
                          config_.backbone.decoder.dim,
                          config_.backbone.decoder.layers));
     return absl::OkStatus();
   }
 
+  std::string NextModelId() { return absl::StrCat("lm-", ++models_); }
+
+  // A trained model of its own for an experiment: the one Train made,
+  // then new ones trained again from the same samples, which must come out
+  // bitwise the same (their fingerprint) for the figures to compare.
+  // `line` says which.
+  absl::StatusOr<std::string> TrainedModel(std::string* line) {
+    if (!trained_.empty()) {
+      *line = absl::StrCat("model ", trained_, " (trained above)");
+      return std::exchange(trained_, std::string());
+    }
+    const std::string model_id = NextModelId();
+    absl::Duration ingest_time;
+    OUBLI_ASSIGN_OR_RETURN(TrainCost cost,
+                           CreateAndTrain(model_id, &ingest_time));
+    OUBLI_ASSIGN_OR_RETURN(std::string fingerprint,
+                           service_.Fingerprint(model_id));
+    if (fingerprint != fingerprint_) {
+      return absl::InternalError(absl::StrCat(
+          "model ", model_id, " trained from the same samples has fingerprint ",
+          fingerprint, ", not ", fingerprint_));
+    }
+    *line = absl::StrFormat(
+        "model %s: created, ingested and trained again (%.1f s): same "
+        "fingerprint",
+        model_id, Seconds(cost.elapsed));
+    return model_id;
+  }
+
   struct Deleted {
     int requests = 0;
-    absl::Duration total;         // all ForgetOwner calls
-    absl::Duration max_forgotten; // longest ACCEPTED -> FORGOTTEN
-    std::vector<int> shards;      // affected, distinct
+    absl::Duration total;          // all ForgetOwner calls
+    absl::Duration max_forgotten;  // longest ACCEPTED -> FORGOTTEN
+    std::vector<int> shards;       // affected, distinct
+    std::vector<std::string> deletion_ids;
   };
 
-  absl::StatusOr<Deleted> ForgetOwners(Engine& engine, size_t begin,
-                                       size_t end) {
+  absl::StatusOr<Deleted> ForgetOwners(const std::string& model_id,
+                                       size_t begin, size_t end) {
     Deleted d;
     const absl::Time start = absl::Now();
     for (size_t i = begin; i < end; ++i) {
-      OUBLI_ASSIGN_OR_RETURN(DeletionReceipt receipt,
-                             engine.ForgetOwner(order_[i]->owner));
+      OUBLI_ASSIGN_OR_RETURN(ForgetReceipt receipt,
+                             service_.ForgetOwner(model_id, order_[i]->owner));
       ++d.requests;
-      d.max_forgotten =
-          std::max(d.max_forgotten, receipt.forgotten_at - receipt.accepted_at);
+      d.max_forgotten = std::max(d.max_forgotten, receipt.to_forgotten);
+      d.deletion_ids.push_back(receipt.deletion_id);
       for (int shard : receipt.affected_shards) {
         if (std::find(d.shards.begin(), d.shards.end(), shard) ==
             d.shards.end()) {
@@ -300,21 +320,33 @@ class Study {
     return d;
   }
 
-  std::string CostLine(const Deleted& d, const TrainSummary& retrain) const {
+  // Train retrains the cut prefixes (the policy never makes them due on
+  // its own); then every deletion is watched to RESTORED.
+  absl::StatusOr<TrainCost> Retrain(const std::string& model_id,
+                                    const Deleted& deleted) {
+    OUBLI_ASSIGN_OR_RETURN(TrainCost retrain, service_.Train(model_id));
+    for (const std::string& id : deleted.deletion_ids) {
+      OUBLI_RETURN_IF_ERROR(service_.WaitForRestored(id, kRestoreTimeout));
+    }
+    return retrain;
+  }
+
+  std::string CostLine(const Deleted& d, const TrainCost& retrain) const {
     return absl::StrFormat(
         "cost: %d ForgetOwner calls in %.3f s (longest to FORGOTTEN %.1f "
-        "ms), shards %s; retrain %d positions, %lld sample-visits, %.1f s = "
-        "%.1f%% of the full training's sample-visits (%.1f%% of its time)",
+        "ms), shards %s; retrain %lld positions, %lld sample-visits, %.1f s "
+        "= %.1f%% of the full training's sample-visits (%.1f%% of its time)",
         d.requests, Seconds(d.total),
         absl::ToDoubleMilliseconds(d.max_forgotten),
-        absl::StrJoin(d.shards, ","), retrain.positions_trained,
-        static_cast<long long>(retrain.samples), Seconds(retrain.elapsed),
-        100.0 * retrain.samples / std::max<int64_t>(full_.samples, 1),
+        absl::StrJoin(d.shards, ","), static_cast<long long>(retrain.positions),
+        static_cast<long long>(retrain.sample_visits), Seconds(retrain.elapsed),
+        100.0 * retrain.sample_visits /
+            std::max<int64_t>(full_.sample_visits, 1),
         100.0 * Seconds(retrain.elapsed) /
             std::max(Seconds(full_.elapsed), 1e-9));
   }
 
-  std::string CostJson(const Deleted& d, const TrainSummary& retrain) const {
+  std::string CostJson(const Deleted& d, const TrainCost& retrain) const {
     return absl::StrFormat(
         "\"requests\":%d,\"forget_calls_seconds\":%.4f,"
         "\"max_time_to_forgotten_ms\":%.3f,\"affected_shards\":%d,%s,%s",
@@ -323,9 +355,9 @@ class Study {
         SummaryJson("retrain", retrain), SummaryJson("full_train", full_));
   }
 
-  absl::StatusOr<std::string> VerifyLine(Engine& engine, std::string* json,
-                                         bool* match) {
-    OUBLI_ASSIGN_OR_RETURN(coordinator::VerifyReport v, engine.Verify());
+  absl::StatusOr<std::string> VerifyLine(const std::string& model_id,
+                                         std::string* json, bool* match) {
+    OUBLI_ASSIGN_OR_RETURN(VerifyResult v, service_.Verify(model_id));
     *match = v.match;
     *json = absl::StrFormat(
         "\"verify_match\":%s,\"verify_restored\":%s,\"verify_seconds\":%.3f",
@@ -339,45 +371,42 @@ class Study {
   }
 
   absl::Status Forget(int k) {
-    const std::string dir = Path(absl::StrCat("forget-", k));
-    OUBLI_RETURN_IF_ERROR(CopyDir(Path("trained"), dir));
-    OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Open(dir));
-    EngineScorer scorer(*engine);
+    std::string model_line;
+    OUBLI_ASSIGN_OR_RETURN(std::string model_id,
+                           TrainedModel(&model_line));
+    std::unique_ptr<LmScorer> scorer = service_.Scorer(model_id);
     const std::vector<const OwnerData*> forget(order_.begin(),
                                                order_.begin() + k);
     const MeasureOptions measure = Measure();
     OUBLI_ASSIGN_OR_RETURN(
-        Figures before, MeasureFigures(scorer, forget, retained_, holdout_,
+        Figures before, MeasureFigures(*scorer, forget, retained_, holdout_,
                                        measure));
-    OUBLI_ASSIGN_OR_RETURN(Deleted deleted, ForgetOwners(*engine, 0, k));
+    OUBLI_ASSIGN_OR_RETURN(Deleted deleted, ForgetOwners(model_id, 0, k));
     OUBLI_ASSIGN_OR_RETURN(
-        Figures forgotten, MeasureFigures(scorer, forget, retained_, holdout_,
+        Figures forgotten, MeasureFigures(*scorer, forget, retained_, holdout_,
                                           measure));
-    OUBLI_ASSIGN_OR_RETURN(TrainSummary retrain,
-                           engine->RunPendingRetrains(/*ignore_policy=*/true));
+    OUBLI_ASSIGN_OR_RETURN(TrainCost retrain, Retrain(model_id, deleted));
     OUBLI_ASSIGN_OR_RETURN(
-        Figures restored, MeasureFigures(scorer, forget, retained_, holdout_,
+        Figures restored, MeasureFigures(*scorer, forget, retained_, holdout_,
                                          measure));
     std::string verify_json;
     bool match = false;
     OUBLI_ASSIGN_OR_RETURN(std::string verify,
-                           VerifyLine(*engine, &verify_json, &match));
-    summary_.sizes.push_back({k, before, forgotten, restored, retrain.samples,
-                              Seconds(retrain.elapsed),
+                           VerifyLine(model_id, &verify_json, &match));
+    summary_.sizes.push_back({k, before, forgotten, restored,
+                              retrain.sample_visits, Seconds(retrain.elapsed),
                               absl::ToDoubleMilliseconds(deleted.max_forgotten),
                               match});
-    engine.reset();
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
     Emit("forget",
-         {absl::StrFormat("forget %d owner(s) (%s%s)", k, forget.front()->owner,
-                          k > 1 ? " ..." : ""),
+         {absl::StrFormat("forget %d owner(s) (%s%s) of %s", k,
+                          forget.front()->owner, k > 1 ? " ..." : "",
+                          model_line),
           "  BEFORE    " + FiguresText(before),
           "  FORGOTTEN " + FiguresText(forgotten),
-          "  RESTORED  " + FiguresText(restored), "  " + CostLine(deleted, retrain),
-          "  " + verify},
-         absl::StrCat("\"forget_owners\":", k, ",",
-                      Prefixed("before_", before), ",",
+          "  RESTORED  " + FiguresText(restored),
+          "  " + CostLine(deleted, retrain), "  " + verify},
+         absl::StrCat("\"forget_owners\":", k, ",\"model\":\"", model_id,
+                      "\",", Prefixed("before_", before), ",",
                       Prefixed("forgotten_", forgotten), ",",
                       Prefixed("restored_", restored), ",",
                       CostJson(deleted, retrain), ",", verify_json));
@@ -385,29 +414,30 @@ class Study {
   }
 
   absl::Status Rounds() {
-    const std::string dir = Path("rounds");
-    OUBLI_RETURN_IF_ERROR(CopyDir(Path("trained"), dir));
-    OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Open(dir));
-    EngineScorer scorer(*engine);
+    std::string model_line;
+    OUBLI_ASSIGN_OR_RETURN(std::string model_id,
+                           TrainedModel(&model_line));
+    std::unique_ptr<LmScorer> scorer = service_.Scorer(model_id);
     const int n = options_.owners_per_round;
     for (int round = 1; round <= options_.rounds; ++round) {
       OUBLI_ASSIGN_OR_RETURN(
           Deleted deleted,
-          ForgetOwners(*engine, static_cast<size_t>((round - 1) * n),
+          ForgetOwners(model_id, static_cast<size_t>((round - 1) * n),
                        static_cast<size_t>(round * n)));
-      OUBLI_ASSIGN_OR_RETURN(TrainSummary retrain,
-                             engine->RunPendingRetrains(true));
-      summary_.rounds_retrain_sample_visits += retrain.samples;
+      OUBLI_ASSIGN_OR_RETURN(TrainCost retrain, Retrain(model_id, deleted));
+      summary_.rounds_retrain_sample_visits += retrain.sample_visits;
       summary_.rounds_retrain_seconds += Seconds(retrain.elapsed);
       const std::vector<const OwnerData*> forgotten(
           order_.begin(), order_.begin() + round * n);
       OUBLI_ASSIGN_OR_RETURN(
-          Figures f, MeasureFigures(scorer, forgotten, retained_, holdout_,
+          Figures f, MeasureFigures(*scorer, forgotten, retained_, holdout_,
                                     Measure()));
-      std::vector<std::string> lines = {
-          absl::StrFormat("round %d: %d owner(s) forgotten so far | %s", round,
-                          round * n, FiguresText(f)),
-          "  " + CostLine(deleted, retrain)};
+      std::vector<std::string> lines;
+      if (round == 1) lines.push_back(model_line);
+      lines.push_back(absl::StrFormat(
+          "round %d: %d owner(s) forgotten so far | %s", round, round * n,
+          FiguresText(f)));
+      lines.push_back("  " + CostLine(deleted, retrain));
       std::string json = absl::StrCat(
           "\"round\":", round, ",\"forgotten_owners\":", round * n, ",",
           Prefixed("", f), ",", CostJson(deleted, retrain));
@@ -418,15 +448,12 @@ class Study {
         std::string verify_json;
         OUBLI_ASSIGN_OR_RETURN(
             std::string verify,
-            VerifyLine(*engine, &verify_json, &summary_.rounds_verify_match));
+            VerifyLine(model_id, &verify_json, &summary_.rounds_verify_match));
         lines.push_back("  " + verify);
         absl::StrAppend(&json, ",", verify_json);
       }
       Emit("round", std::move(lines), std::move(json));
     }
-    engine.reset();
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
     return absl::OkStatus();
   }
 
@@ -444,11 +471,16 @@ class Study {
   }
 
   const StudyOptions& options_;
+  LmService& service_;
   const std::function<void(const StudyRecord&)>& sink_;
   StudySummary& summary_;
   Workload workload_;
   ModelConfig config_;
-  TrainSummary full_;
+  std::vector<Sample> samples_;  // every user's, ingested into each model
+  int models_ = 0;               // trained models created so far
+  std::string trained_;          // trained by Train, no experiment yet
+  std::string fingerprint_;      // of every trained model before deletions
+  TrainCost full_;
   std::vector<const OwnerData*> order_;     // users, forgotten in this order
   std::vector<const OwnerData*> retained_;  // never forgotten here
   std::vector<const OwnerData*> holdout_;
@@ -457,14 +489,16 @@ class Study {
 }  // namespace
 
 absl::Status RunForgetStudy(
-    const StudyOptions& options,
+    const StudyOptions& options, LmService& service,
     const std::function<void(const StudyRecord&)>& sink,
     StudySummary* summary) {
   if (options.work_dir.empty() || !fs::is_directory(options.work_dir)) {
     return absl::InvalidArgumentError("the study needs an existing work_dir");
   }
   StudySummary ignored;
-  return Study(options, sink, summary != nullptr ? summary : &ignored).Run();
+  return Study(options, service, sink,
+               summary != nullptr ? summary : &ignored)
+      .Run();
 }
 
 std::vector<std::string> SummaryTable(const StudySummary& s) {

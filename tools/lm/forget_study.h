@@ -1,18 +1,26 @@
 // The language-model forgetting study behind `oubli-demo --lm` and
-// `oubli-bench forget` (issue 11, section 4), on the in-process engine:
+// `oubli-bench forget` (issue 11, section 4), through the public API of a
+// running service (LmService: a coordinator and workers over gRPC):
 //   data      profiles, the SentencePiece tokenizer (trained twice: same
 //             bytes?), written to work_dir/tokenizer.model
-//   pretrain  the public base, work_dir/base.safetensors and its SHA-256
-//   base      MUSE figures of the base alone (public members vs holdout)
-//   train     S3T fine-tuning of every user's statements and QA pairs
+//   pretrain  the public base, here, into work_dir/base.safetensors and its
+//             SHA-256 (public data only: no user's, nothing to forget)
+//   base      MUSE figures of the base alone (public members vs holdout),
+//             scored by a model that serves its base (base_fallback)
+//   train     CreateModel naming the base, IngestSamples of every user's
+//             statements and QA pairs (owner = person), Train
 //   forget    for each removal size k (1, 10, 100 owners, nested sets), on
-//             a copy of the trained model: figures BEFORE, ForgetOwner of
-//             the k owners (time to FORGOTTEN), figures FORGOTTEN (cut
-//             prefixes, nothing retrained), RunPendingRetrains (its cost
-//             against the full training), figures RESTORED, Verify
+//             a model of its own trained like the first (same fingerprint):
+//             figures BEFORE, ForgetOwner of the k owners watched to
+//             FORGOTTEN, figures FORGOTTEN (cut prefixes, nothing
+//             retrained: the retrain policy never makes them due), Train
+//             (its cost against the full training) and WatchDeletion to
+//             RESTORED, figures RESTORED, Verify
 //   round     `rounds` sequential deletions of `owners_per_round` owners on
-//             one more copy, the figures after each, Verify after the last
-// Each step reports a StudyRecord as it completes.
+//             one more such model, the figures after each, Verify after
+//             the last
+// Figures come from Score and greedy Generate. Each step reports a
+// StudyRecord as it completes.
 #ifndef OUBLI_TOOLS_LM_FORGET_STUDY_H_
 #define OUBLI_TOOLS_LM_FORGET_STUDY_H_
 
@@ -22,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "tools/lm/forget_report.h"
+#include "tools/lm/lm_service.h"
 #include "tools/lm/lm_workload.h"
 
 namespace oubli::lm {
@@ -40,7 +49,6 @@ struct StudyOptions {
   int rounds = 10;
   int owners_per_round = 1;
   std::string work_dir;  // must exist; the study writes below it
-  int training_threads = 2;
 };
 
 struct StudyRecord {
@@ -71,11 +79,13 @@ struct StudySummary {
   bool rounds_verify_match = false;
 };
 
+// Runs on `service`, where it creates the models "lm-base", "lm-1",
+// "lm-2", ... (the service should hold no models of these ids).
 // FailedPrecondition: a removal size or the rounds need more users than
-// the workload has (the retained set must stay non-empty); other errors of
-// the steps as they are.
-// `summary` may be null.
-absl::Status RunForgetStudy(const StudyOptions& options,
+// the workload has (the retained set must stay non-empty); Internal: a
+// model trained again from the same samples differs; other errors of the
+// steps and the service's calls as they are. `summary` may be null.
+absl::Status RunForgetStudy(const StudyOptions& options, LmService& service,
                             const std::function<void(const StudyRecord&)>& sink,
                             StudySummary* summary);
 

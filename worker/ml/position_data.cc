@@ -49,11 +49,10 @@ absl::StatusOr<PositionData> MakeTokenPositionData(
       return bad(length, " tokens; the context holds ",
                  decoder.context_length);
     }
-    for (int32_t token : row.tokens) {
-      if (token < 0 || token >= decoder.vocab_size) {
-        return bad("token ", token, " is outside the vocabulary [0, ",
-                   decoder.vocab_size, ")");
-      }
+    if (absl::Status vocabulary =
+            CheckVocabulary(row.tokens, decoder.vocab_size);
+        !vocabulary.ok()) {
+      return bad(vocabulary.message());
     }
     if (row.prompt_tokens < 0 || row.prompt_tokens > length) {
       return bad("prompt_tokens ", row.prompt_tokens, " is outside [0, ",

@@ -1,9 +1,11 @@
 #include "worker/ml/s3t_trainer.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "common/types.h"
 #include "worker/ml/decoder_lm.h"
 #include "worker/ml/determinism.h"
 #include "worker/ml/model.h"
@@ -57,10 +59,17 @@ absl::Status CheckTokenData(const ModelConfig& config,
   if (data.tokens.size(1) == 0) {
     return absl::InvalidArgumentError("token rows must hold a token each");
   }
-  if (data.tokens.min().item<int64_t>() < 0 ||
-      data.tokens.max().item<int64_t>() >= decoder.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "token ids must be in [0, ", decoder.vocab_size, ")"));
+  // Row by row, worded as the ingest and row checks word a bad id.
+  const at::Tensor tokens = data.tokens.to(torch::kCPU).contiguous();
+  const int64_t columns = tokens.size(1);
+  for (int64_t r = 0; r < n; ++r) {
+    const absl::Status vocabulary = CheckVocabulary(
+        absl::MakeConstSpan(tokens.data_ptr<int64_t>() + r * columns, columns),
+        decoder.vocab_size);
+    if (!vocabulary.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token row ", r, ": ", vocabulary.message()));
+    }
   }
   // Batches are cut to their longest row, so a real token after padding
   // would be lost without a word.

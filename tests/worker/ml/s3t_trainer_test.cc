@@ -351,7 +351,7 @@ TEST(DecoderTrainingTest, BadRowsAreRefusedNamingTheRow) {
   EXPECT_EQ(error({std::vector<int32_t>(13, 1), 0, 0}),
             "token row 2: 13 tokens; the context holds 12");
   EXPECT_EQ(error({{1, 40}, 0, 0}),
-            "token row 2: token 40 is outside the vocabulary [0, 40)");
+            "token row 2: token 1 (id 40) is outside the vocabulary [0, 40)");
   EXPECT_EQ(error({{1, 2}, 3, 0}),
             "token row 2: prompt_tokens 3 is outside [0, 2]");
   EXPECT_EQ(error({{1, 2}, 0, 3}), "token row 2: label 3 is outside [0, 3)");
@@ -392,6 +392,11 @@ TEST(DecoderTrainingTest, MalformedTokenTensorsAreRefused) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(refused([](PositionData& d) { d.labels[2] = 3; }).message(),
             "labels must be in [0, 3)");
+  // A token id the embedding has no row for, worded as at ingest.
+  EXPECT_EQ(refused([](PositionData& d) { d.tokens[1][0] = 40; }).message(),
+            "token row 1: token 0 (id 40) is outside the vocabulary [0, 40)");
+  EXPECT_EQ(refused([](PositionData& d) { d.tokens[0][0] = -1; }).message(),
+            "token row 0: token 0 (id -1) is outside the vocabulary [0, 40)");
   EXPECT_EQ(refused([](PositionData& d) {
               d.tokens = d.tokens.to(torch::kInt32);
             }).code(),
@@ -432,7 +437,7 @@ TEST(DecoderTrainingTest, TokenSlicesBecomeTheUnionInIdOrder) {
   // A token beyond this model's vocabulary is refused when decoded.
   auto big = storage::EncodedSlice::FromTokenSamples({sample("d", {40}, 0, 0)});
   EXPECT_EQ(PositionDataFromSlices({*big}, config.backbone).status().message(),
-            "token row 0: token 40 is outside the vocabulary [0, 40)");
+            "token row 0: token 0 (id 40) is outside the vocabulary [0, 40)");
   // Feature slices for a decoder, token slices for a classifier: refused.
   auto pixels = PositionDataFromSlices(
       {*storage::EncodedSlice::FromSamples(RandomSamples(2, 1), 16)},
