@@ -58,7 +58,8 @@ TEST(IngestBudgetTest, WaitingMessagesAreAdmittedInArrivalOrder) {
     auto lease = budget.Acquire(10, kNoDeadline, kNeverCancelled);
     small_at = ++order;
   });
-  AwaitWaiting(budget, 2);  // 10 bytes would fit, yet it waits its turn
+  // 10 bytes would fit, yet it waits its turn (or, wrongly, overtakes).
+  while (budget.waiting() != 2 && order.load() == 0) std::this_thread::yield();
   EXPECT_EQ(order.load(), 0);
   held.reset();
   large.join();
