@@ -165,6 +165,26 @@ class GrpcLmService : public LmService {
     return cost;
   }
 
+  absl::StatusOr<TrainCost> TrainedSoFar(
+      const std::string& model_id) override {
+    const std::string page = HttpGet(cluster_.metrics_address, "/metrics");
+    const std::string label = absl::StrCat("{model=\"", model_id, "\"}");
+    const double visits =
+        MetricValue(page, absl::StrCat("oubli_training_samples_total", label));
+    const double positions = MetricValue(
+        page, absl::StrCat("oubli_training_positions_total", label));
+    if (visits < 0 || positions < 0) {
+      return absl::InternalError(absl::StrCat(
+          "no oubli_training_samples_total or oubli_training_positions_total "
+          "for model '", model_id, "' on the coordinator's /metrics (",
+          cluster_.metrics_address, ")"));
+    }
+    TrainCost cost;
+    cost.positions = static_cast<int64_t>(positions);
+    cost.sample_visits = static_cast<int64_t>(visits);
+    return cost;
+  }
+
   absl::StatusOr<std::string> Fingerprint(
       const std::string& model_id) override {
     OUBLI_ASSIGN_OR_RETURN(v1::Model model, bench::GetModel(*stub_, model_id));

@@ -59,6 +59,12 @@ class LmService {
                               absl::Span<const Sample> samples) = 0;
   // Train, waiting for the job; Internal when the job fails.
   virtual absl::StatusOr<TrainCost> Train(const std::string& model_id) = 0;
+  // Positions and sample-visits trained for the model since the service
+  // started, whoever started them (a Train job, or retraining the service
+  // began on its own, e.g. for a shard a deletion left serving nothing);
+  // elapsed is not set. Internal when the service does not say.
+  virtual absl::StatusOr<TrainCost> TrainedSoFar(
+      const std::string& model_id) = 0;
   // GetModel's fingerprint of the served model.
   virtual absl::StatusOr<std::string> Fingerprint(
       const std::string& model_id) = 0;
