@@ -1,6 +1,5 @@
 #include "coordinator/verifier.h"
 
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,7 +33,7 @@ absl::StatusOr<VerifyReport> Verifier::Verify() {
     std::vector<int> prefix;
     std::string served_sha;
     bool full_length = true;
-    std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
+    std::vector<SliceData> slices;
     for (int attempt = 0;; ++attempt) {
       const bool locked_read = attempt == kUnlockedReads;
       std::optional<absl::MutexLock> dlock;
@@ -54,16 +53,16 @@ absl::StatusOr<VerifyReport> Verifier::Verify() {
           p_.before_unlocked_read(s);
         }
       }
-      slices.assign(p_.config->slices, nullptr);
+      slices.assign(p_.config->slices, SliceData());
       absl::Status read = absl::OkStatus();
       for (int slice : prefix) {
-        absl::StatusOr<LoadedSlice> loaded = LoadSlice(
+        absl::StatusOr<SliceData> loaded = LoadSliceData(
             *p_.store, {s, slice}, p_.config->backbone.InputSize());
         if (!loaded.ok()) {
           read = loaded.status();
           break;
         }
-        slices[slice] = std::move(loaded->encoded);
+        slices[slice] = *std::move(loaded);
       }
       if (locked_read) {
         OUBLI_RETURN_IF_ERROR(read);
