@@ -87,12 +87,16 @@ struct Engine::State {
         store(std::move(lineage)),
         ledger(std::move(deletion_ledger)),
         checkpoints(std::move(checkpoint_store)),
+        slice_cache(options.slice_cache != nullptr
+                        ? options.slice_cache
+                        : std::make_shared<EncodedSliceCache>(
+                              EncodedSliceCache::kDefaultBytes)),
         chunks(config.model_id, options.replicas.get(), store.get(), metrics),
         runner(config, config_text, environment, checkpoints.get(), &chunks,
                options.remote_trainer.get(), options.training_threads, metrics),
         shards(config, &plan, config_fingerprint, store.get(),
                checkpoints.get(), base.get(), &slice_generations,
-               &served_snapshot,
+               &served_snapshot, &slice_cache,
                [this](int shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
                  if (training_requested) {
                    retrain_queue.AddUnlessQueued(shard, absl::Now());
@@ -176,6 +180,8 @@ struct Engine::State {
   // Null without a ledger key. Every deletion-record write goes through it.
   std::unique_ptr<DeletionLedger> ledger;
   std::unique_ptr<storage::CheckpointStore> checkpoints;
+  // This model's slice bytes, within the (shared) cache's budget.
+  ModelSliceCache slice_cache;
   ChunkReplication chunks;
   PositionRunner runner;
 
@@ -250,6 +256,12 @@ struct Engine::State {
   // training loops are woken.
   void ScheduleRetrain(const std::set<int>& shards, int deletions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // ResourceExhausted, naming the slice and the limit, if storing
+  // `assigned` would take a slice past options.max_slice_bytes encoded
+  // (samples already in their slice count nothing).
+  absl::Status CheckSliceLimits(
+      absl::Span<const storage::AssignedSample> assigned)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(deletion_mu) ABSL_LOCKS_EXCLUDED(mu);
   // A queued shard that has samples but serves nothing is due now,
   // whatever the batch window (RetrainQueue::Expedite): after a deletion,
   // an ingest, a checkpoint lost, or a restart.
@@ -488,6 +500,36 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
   return cuts;
 }
 
+absl::Status Engine::State::CheckSliceLimits(
+    absl::Span<const storage::AssignedSample> assigned) {
+  std::map<SliceRef, int64_t> growth;
+  {
+    absl::MutexLock lock(&mu);
+    for (const storage::AssignedSample& a : assigned) {
+      const std::vector<std::string>& ids =
+          shards[a.where.shard].slices[a.where.slice].ids;
+      if (!std::binary_search(ids.begin(), ids.end(), a.sample.id)) {
+        growth[a.where] += EncodedSampleBytes(a.sample);
+      }
+    }
+    for (auto& [where, bytes] : growth) {
+      bytes += shards[where.shard].slices[where.slice].bytes;
+    }
+  }
+  for (const auto& [where, bytes] : growth) {
+    if (bytes > options.max_slice_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "samples: slice ", where.slice, " of shard ", where.shard,
+          " of model '", config.model_id, "' would take about ", bytes,
+          " bytes encoded with this batch, over the limit of ",
+          options.max_slice_bytes,
+          " bytes per slice; nothing of the batch was stored (a model with "
+          "more shards or slices spreads its samples thinner)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void Engine::State::ScheduleRetrain(const std::set<int>& affected,
                                     int deletions) {
   const absl::Time now = absl::Now();
@@ -721,6 +763,9 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
   }
   // Serialized with deletions so a deletion never sees half an ingest.
   absl::MutexLock dlock(&st.deletion_mu);
+  // Refused here, whole, rather than when the slice is next encoded, long
+  // after the samples were acknowledged.
+  OUBLI_RETURN_IF_ERROR(st.CheckSliceLimits(assigned));
   OUBLI_ASSIGN_OR_RETURN(storage::IngestResult result,
                          st.store->Ingest(assigned));
   result.rejected.insert(result.rejected.end(), misfits.rejected.begin(),
@@ -739,7 +784,8 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
       merge_in_memory = merge_in_memory && batch_ids.insert(a.sample.id).second;
     }
     std::map<int, std::set<int>> touched;  // shard -> slices, read back
-    std::map<int, std::map<int, std::vector<Sample>>> added;  // in memory
+    // In memory: the samples join their slices' ids (`assigned` holds them).
+    std::map<int, std::map<int, std::vector<const Sample*>>> added;
     {
       absl::MutexLock lock(&st.mu);
       for (const auto& a : assigned) {
@@ -753,7 +799,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
         if (std::binary_search(ids.begin(), ids.end(), a.sample.id)) {
           continue;  // a duplicate of a stored sample
         }
-        added[s][a.where.slice].push_back(a.sample);
+        added[s][a.where.slice].push_back(&a.sample);
       }
       for (auto& [s, slices] : touched) {
         if (!st.shards[s].needs_reload) continue;
@@ -762,7 +808,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
         }
       }
     }
-    std::map<int, absl::StatusOr<std::vector<std::pair<int, SliceData>>>>
+    std::map<int, absl::StatusOr<std::vector<std::pair<int, LoadedSlice>>>>
         read;
     for (const auto& [s, slices] : touched) {
       read.emplace(
@@ -773,7 +819,7 @@ absl::StatusOr<storage::IngestResult> Engine::Ingest(
     for (auto& [s, by_slice] : added) {
       st.generations.Bump(s);
       for (auto& [slice, samples] : by_slice) {
-        st.shards.AddSamples(s, slice, std::move(samples));
+        st.shards.AddSamples(s, slice, samples);
       }
       st.shards.table().RecomputeKeys(s);
       st.shards.ChooseServed(s);

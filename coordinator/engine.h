@@ -36,9 +36,11 @@
 #include "common/signing_key.h"
 #include "common/types.h"
 #include "coordinator/chunk_replication.h"
+#include "coordinator/encoded_slice_cache.h"
 #include "coordinator/engine_types.h"
 #include "coordinator/metrics.h"
 #include "coordinator/remote_training.h"
+#include "storage/encoded_slice.h"
 #include "storage/lineage_store.h"
 
 namespace oubli::coordinator {
@@ -69,6 +71,14 @@ class Engine {
     // itself); a shard no worker answers is computed here. nullptr or
     // none alive: all here.
     std::shared_ptr<ShardServing> shard_serving;
+    // Holds the model's slice bytes between the positions that train on
+    // them, within a budget shared by every model given the same cache
+    // (the coordinator's --slice_cache_bytes). nullptr: a cache of
+    // EncodedSliceCache::kDefaultBytes for this engine alone.
+    std::shared_ptr<EncodedSliceCache> slice_cache;
+    // Largest encoded slice: an ingest that would take a slice past it is
+    // refused whole (ResourceExhausted). Tests set a small one.
+    int64_t max_slice_bytes = storage::EncodedSlice::kMaxBytes;
     // Signs the model's deletion ledger (coordinator/deletion_ledger.h);
     // must outlive the engine. nullptr: no ledger is kept.
     const SigningKey* ledger_key = nullptr;
@@ -97,7 +107,10 @@ class Engine {
   // not fit the model (feature count, label), are invalid (id, owner,
   // deletion_risk), differ from a stored one with the same id, or reuse a
   // deleted id are rejected per sample, with reasons, not as an error.
-  // Errors: storage failures (Internal/DataLoss from RocksDB).
+  // ResourceExhausted: the batch would take a slice past
+  // options.max_slice_bytes encoded (the message names the slice and the
+  // limit; nothing of the batch is stored). Other errors: storage failures
+  // (Internal/DataLoss from RocksDB).
   absl::StatusOr<storage::IngestResult> Ingest(
       absl::Span<const Sample> samples);
 

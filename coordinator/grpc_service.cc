@@ -405,6 +405,13 @@ grpc::Status OubliService::IngestSamples(
                        " are stored: send the rest on a new stream"));
     }
     samples_in_stream += request.samples_size();
+    // Backpressure: room for this message's work first; meanwhile nothing
+    // more is read, so gRPC's flow control holds the client.
+    OUBLI_GRPC_ASSIGN_OR_RETURN(
+        IngestBudget::Lease lease,
+        ingest_budget_->Acquire(static_cast<int64_t>(request.ByteSizeLong()),
+                                absl::FromChrono(context->deadline()),
+                                [context] { return context->IsCancelled(); }));
     OUBLI_GRPC_ASSIGN_OR_RETURN(IngestBatch batch,
                                 TakeIngestSamples(messages, &request));
     for (auto& [id, reason] : batch.rejected) {
@@ -885,12 +892,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (options.max_concurrent_calls < 1 ||
       options.max_concurrent_calls > 100000 || options.max_watch_streams < 1 ||
       options.max_ingest_stream_samples < 1 ||
+      options.ingest_memory_bytes < 1 || options.slice_cache_bytes < 0 ||
       options.grpc_memory_bytes < (int64_t{1} << 20)) {
     return absl::InvalidArgumentError(
         "max_concurrent_calls must be 1..100000, max_watch_streams and "
-        "max_ingest_stream_samples >= 1, grpc_memory_bytes >= 1 MiB");
+        "max_ingest_stream_samples >= 1, grpc_memory_bytes >= 1 MiB, "
+        "ingest_memory_bytes >= 1, slice_cache_bytes >= 0");
   }
   server->service_.SetMaxIngestStreamSamples(options.max_ingest_stream_samples);
+  server->service_.SetIngestMemoryBytes(options.ingest_memory_bytes);
   ApiLimits limits;
   limits.max_concurrent_calls = options.max_concurrent_calls;
   limits.max_watch_streams = options.max_watch_streams;
@@ -938,6 +948,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   registry_options.background_retrain = options.background_retrain;
   registry_options.ledger_key = server->ledger_key_.get();
   registry_options.metrics = server->metrics_;
+  registry_options.slice_cache =
+      std::make_shared<EncodedSliceCache>(options.slice_cache_bytes);
   registry_options.remote_trainer =
       std::make_shared<WorkerTraining>(server->workers_);
   registry_options.replicas = std::make_shared<WorkerChunks>(server->workers_);

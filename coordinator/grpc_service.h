@@ -21,6 +21,8 @@
 #include "common/signing_key.h"
 #include "common/tls_files.h"
 #include "coordinator/api_config.h"
+#include "coordinator/encoded_slice_cache.h"
+#include "coordinator/ingest_budget.h"
 #include "coordinator/membership_service.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/prometheus_metrics.h"
@@ -57,6 +59,11 @@ class OubliService final : public oubli::v1::Oubli::Service {
   // RESOURCE_EXHAUSTED (what it stored is kept). Set before serving.
   void SetMaxIngestStreamSamples(int64_t samples) {
     max_ingest_stream_samples_ = samples;
+  }
+  // Bytes of received samples all IngestSamples streams work on at once
+  // (coordinator/ingest_budget.h); set before serving.
+  void SetIngestMemoryBytes(int64_t bytes) {
+    ingest_budget_ = std::make_unique<IngestBudget>(bytes);
   }
   // Asked with the model an IngestSamples stream names, once its first
   // message arrives; a non-OK answer ends the stream with it (ApiGuard's
@@ -136,6 +143,8 @@ class OubliService final : public oubli::v1::Oubli::Service {
   std::string admin_token_;
   std::function<grpc::Status(const std::string&)> ingest_model_check_;
   int64_t max_ingest_stream_samples_ = int64_t{10'000'000};
+  std::unique_ptr<IngestBudget> ingest_budget_ =
+      std::make_unique<IngestBudget>(IngestBudget::kDefaultBytes);
   std::vector<WorkerPool::WorkerInfo> WorkerList() {
     return workers_ != nullptr ? workers_->Workers()
                                : std::vector<WorkerPool::WorkerInfo>();
@@ -185,6 +194,11 @@ class CoordinatorServer {
     int max_watch_streams = 256;
     int64_t max_ingest_stream_samples = int64_t{10'000'000};
     int64_t grpc_memory_bytes = int64_t{1} << 30;
+    // Bytes of received samples being ingested at once, over every stream
+    // (coordinator/ingest_budget.h), and of slice bytes kept for training
+    // over every model (coordinator/encoded_slice_cache.h).
+    int64_t ingest_memory_bytes = IngestBudget::kDefaultBytes;
+    int64_t slice_cache_bytes = EncodedSliceCache::kDefaultBytes;
     // The audit log (coordinator/audit_log.h); empty path: none.
     std::string audit_log;
     int64_t audit_log_max_bytes = int64_t{64} << 20;

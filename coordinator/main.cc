@@ -88,6 +88,17 @@ ABSL_FLAG(int, max_watch_streams, 256,
 ABSL_FLAG(int64_t, max_ingest_stream_samples, 10'000'000,
           "samples one IngestSamples stream may carry; past it the stream "
           "ends with RESOURCE_EXHAUSTED (what it stored is kept)");
+ABSL_FLAG(int64_t, ingest_memory_bytes,
+          oubli::coordinator::IngestBudget::kDefaultBytes,
+          "bytes of received samples all IngestSamples streams work on at "
+          "once; a message that does not fit waits (its stream reads no "
+          "more meanwhile), and is refused with RESOURCE_EXHAUSTED if it "
+          "never could or waited a minute");
+ABSL_FLAG(int64_t, slice_cache_bytes,
+          oubli::coordinator::EncodedSliceCache::kDefaultBytes,
+          "bytes of encoded slices kept in memory between the positions that "
+          "train on them, over every model; a slice not held is read again "
+          "from the model's lineage store. 0: none kept");
 ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{1} << 30,
           "memory gRPC may use for connection and message buffers");
 ABSL_FLAG(bool, metrics_tls, false,
@@ -191,6 +202,8 @@ int main(int argc, char** argv) {
   options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
   options.max_ingest_stream_samples =
       absl::GetFlag(FLAGS_max_ingest_stream_samples);
+  options.ingest_memory_bytes = absl::GetFlag(FLAGS_ingest_memory_bytes);
+  options.slice_cache_bytes = absl::GetFlag(FLAGS_slice_cache_bytes);
   options.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_bytes);
   if (absl::GetFlag(FLAGS_metrics_tls)) {
     if (!options.tls.enabled()) {

@@ -28,6 +28,7 @@ Engine::Options EngineOptionsFor(const ModelRegistry::Options& options,
   engine_options.replicas = options.replicas;
   engine_options.shard_serving = options.shard_serving;
   engine_options.ledger_key = options.ledger_key;
+  engine_options.slice_cache = options.slice_cache;
   if (options.metrics != nullptr) {
     engine_options.metrics = options.metrics->ForModel(model_id);
   }

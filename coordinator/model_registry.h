@@ -86,6 +86,9 @@ class ModelRegistry {
     std::shared_ptr<CheckpointReplicas> replicas;
     // Passed to every engine: Predict's shards are answered on workers.
     std::shared_ptr<ShardServing> shard_serving;
+    // Passed to every engine: one budget for every model's slice bytes.
+    // nullptr: each engine keeps a cache of its own.
+    std::shared_ptr<EncodedSliceCache> slice_cache;
     // Signs every model's deletion ledger; must outlive the registry.
     // nullptr: no ledgers.
     const SigningKey* ledger_key = nullptr;

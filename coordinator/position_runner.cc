@@ -70,6 +70,16 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
     OUBLI_RETURN_IF_ERROR(bytes.status());
     parent = *std::move(bytes);
   }
+  if (job.read_slices) {
+    absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
+        slices = job.read_slices();
+    if (absl::IsAborted(slices.status())) {
+      result.outcome = PositionOutcome::kCancelled;
+      return result;
+    }
+    OUBLI_RETURN_IF_ERROR(slices.status());
+    job.slices = *std::move(slices);
+  }
   absl::StatusOr<std::string> trained = absl::UnavailableError("no worker");
   if (remote_ != nullptr && remote_->Capacity(environment_) > 0) {
     trained = TrainRemotely(job, parent, &result.stats);

@@ -35,8 +35,13 @@ struct PositionJob {
   std::vector<int> prefix;  // slice order, parent + this position's slice
   std::string key;          // checkpoint key of the prefix
   std::string parent_key;   // empty for the first position
-  // The prefix's slices, as workers receive them.
+  // The prefix's slices, as workers receive them: given, or read by
+  // `read_slices` (if set) once the position needs them. Aborted from it:
+  // a slice changed meanwhile (the position is cancelled).
   std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
+  std::function<absl::StatusOr<
+      std::vector<std::shared_ptr<const storage::EncodedSlice>>>()>
+      read_slices;
   // Polled while training: true once the result would be stale.
   std::function<bool()> cancelled;
 };

@@ -77,14 +77,13 @@ absl::Status Purger::SyncServingCopies() {
 }
 
 absl::Status Purger::DropCachedSlices() {
-  // Brings every slice's encoding up to date, so the engine's own copy
-  // drops the deleted samples too. Every position that read a slice as it
-  // was before this pass's deletions is done (WaitForStaleTraining), so
-  // none uploads it again.
+  // The engine's own cache dropped the slices when the deletions applied.
+  // Every position that read a slice as it was before this pass's
+  // deletions is done (WaitForStaleTraining), so none uploads it again.
   absl::flat_hash_set<std::string> keep;
   {
     absl::MutexLock lock(p_.engine_mu);
-    OUBLI_ASSIGN_OR_RETURN(keep, p_.shards->CurrentSliceDigests());
+    keep = p_.shards->CurrentSliceDigests();
   }
   if (p_.remote_trainer == nullptr) return absl::OkStatus();
   return p_.remote_trainer->DropStaleSlices(p_.config->model_id, keep,

@@ -121,8 +121,8 @@ absl::Status RetrainScheduler::TrainShardToCompletion(
       job.key = state.keys[best][p - 1];
       job.parent_key = p > 1 ? state.keys[best][p - 2] : "";
       stamp = p_.slice_generations->Take(shard, job.prefix);
-      OUBLI_ASSIGN_OR_RETURN(
-          job.slices, p_.shards->table().PrefixSlices(shard, job.prefix));
+      // Read when the position needs them, without the engine mutex.
+      job.read_slices = p_.shards->ReadPrefix(shard, job.prefix);
       // Cleared below on every path; purges wait on it
       // (WaitForStaleTraining).
       state.in_flight = stamp;

@@ -13,7 +13,7 @@ ShardSet::ShardSet(const ModelConfig& config, const ShardingPlan* plan,
                    std::string config_fingerprint, storage::LineageStore* store,
                    storage::CheckpointStore* checkpoints, const ModelBase* base,
                    SliceGenerations* slice_generations,
-                   PublishedSnapshot* published,
+                   PublishedSnapshot* published, ModelSliceCache* slice_cache,
                    std::function<void(int shard)> checkpoint_dropped)
     : config_(config),
       store_(store),
@@ -21,8 +21,9 @@ ShardSet::ShardSet(const ModelConfig& config, const ShardingPlan* plan,
       base_(base),
       slice_generations_(slice_generations),
       published_(published),
+      slice_cache_(slice_cache),
       checkpoint_dropped_(std::move(checkpoint_dropped)),
-      table_(plan, std::move(config_fingerprint), config.shards) {}
+      table_(plan, std::move(config_fingerprint), config.shards, slice_cache) {}
 
 absl::Status ShardSet::LoadShard(int shard) {
   std::set<int> all;
@@ -34,18 +35,19 @@ absl::Status ShardSet::LoadShard(int shard) {
 }
 
 void ShardSet::InstallSlices(int shard,
-                             std::vector<std::pair<int, SliceData>> slices) {
+                             std::vector<std::pair<int, LoadedSlice>> slices) {
   ShardState& state = table_[shard];
   if (state.slices.size() != static_cast<size_t>(config_.slices)) {
-    state.slices.assign(config_.slices,
-                        EmptySlice(config_.backbone.InputSize()));
+    state.slices.assign(config_.slices, SliceData());
   }
   if (slices.size() == static_cast<size_t>(config_.slices)) {
     state.needs_reload = false;
   }
-  for (auto& [slice, data] : slices) {
-    ScrubSamples(state.slices[slice].pending);
-    state.slices[slice] = std::move(data);
+  for (auto& [slice, loaded] : slices) {
+    slice_cache_->Replace(state.slices[slice].digest, loaded.data.digest);
+    state.slices[slice] = std::move(loaded.data);
+    // Warm for the next position: read anyway, and the budget bounds it.
+    slice_cache_->Insert(state.slices[slice].digest, std::move(loaded.encoded));
     slice_generations_->Bump(shard, slice);
   }
   state.samples = 0;
@@ -66,8 +68,9 @@ void ShardSet::ReloadOrBlankShard(int shard) {
   ShardState& state = table_[shard];
   slice_generations_->BumpShard(shard);
   for (SliceData& slice : state.slices) {
-    ScrubSamples(slice.pending);
-    slice = EmptySlice(config_.backbone.InputSize());
+    SliceData empty = EmptySlice();
+    slice_cache_->Replace(slice.digest, empty.digest);
+    slice = std::move(empty);
   }
   state.samples = 0;
   state.needs_reload = true;
@@ -75,10 +78,14 @@ void ShardSet::ReloadOrBlankShard(int shard) {
   state.served = ServedModel();
 }
 
-void ShardSet::AddSamples(int shard, int slice, std::vector<Sample> samples) {
+void ShardSet::AddSamples(int shard, int slice,
+                          absl::Span<const Sample* const> samples) {
   slice_generations_->Bump(shard, slice);
   table_[shard].samples += static_cast<int64_t>(samples.size());
-  coordinator::AddSamples(table_[shard].slices[slice], std::move(samples));
+  SliceData& data = table_[shard].slices[slice];
+  const std::string old_digest = data.digest;
+  coordinator::AddSamples(data, samples);
+  slice_cache_->Replace(old_digest, data.digest);
 }
 
 absl::Status ShardSet::RemoveSamples(
@@ -86,11 +93,39 @@ absl::Status ShardSet::RemoveSamples(
   // Before the edit: a position of this slice that is cancelled now must
   // not find its slices unchanged.
   slice_generations_->Bump(shard, slice);
-  OUBLI_ASSIGN_OR_RETURN(
-      int64_t removed,
-      coordinator::RemoveSamples(table_[shard].slices[slice], gone));
+  SliceData& data = table_[shard].slices[slice];
+  const std::string old_digest = data.digest;
+  OUBLI_ASSIGN_OR_RETURN(int64_t removed,
+                         coordinator::RemoveSamples(data, gone));
+  // The cached bytes held the deleted samples: gone now, not at PURGED.
+  slice_cache_->Replace(old_digest, data.digest);
   table_[shard].samples -= removed;
   return absl::OkStatus();
+}
+
+ShardSet::PrefixReader ShardSet::ReadPrefix(int shard,
+                                            absl::Span<const int> order) const {
+  std::vector<std::pair<int, std::string>> wanted;  // slice, SliceDigest
+  for (int slice : order) {
+    wanted.emplace_back(slice, table_[shard].slices[slice].digest);
+  }
+  return [store = store_, cache = slice_cache_, shard,
+          input_size = config_.backbone.InputSize(), wanted = std::move(wanted)]()
+             -> absl::StatusOr<
+                 std::vector<std::shared_ptr<const storage::EncodedSlice>>> {
+    std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
+    for (const auto& [slice, digest] : wanted) {
+      std::shared_ptr<const storage::EncodedSlice> encoded = cache->Find(digest);
+      if (encoded == nullptr) {
+        OUBLI_ASSIGN_OR_RETURN(
+            encoded,
+            ReadSliceAsOf(*store, {shard, slice}, input_size, digest));
+        cache->Insert(digest, encoded);
+      }
+      slices.push_back(std::move(encoded));
+    }
+    return slices;
+  };
 }
 
 void ShardSet::UpdateServed(int shard, const ServedModel* prepared) {
@@ -157,14 +192,14 @@ void ShardSet::ChooseServed(int shard, const ServedModel* prepared) {
   }
 }
 
-absl::StatusOr<std::vector<std::pair<int, SliceData>>> ReadSlices(
+absl::StatusOr<std::vector<std::pair<int, LoadedSlice>>> ReadSlices(
     storage::LineageStore& store, int shard, const std::set<int>& which,
     int64_t input_size) {
-  std::vector<std::pair<int, SliceData>> slices;
+  std::vector<std::pair<int, LoadedSlice>> slices;
   for (int slice : which) {
-    OUBLI_ASSIGN_OR_RETURN(SliceData data,
-                           LoadSliceData(store, {shard, slice}, input_size));
-    slices.emplace_back(slice, std::move(data));
+    OUBLI_ASSIGN_OR_RETURN(LoadedSlice loaded,
+                           LoadSlice(store, {shard, slice}, input_size));
+    slices.emplace_back(slice, std::move(loaded));
   }
   return slices;
 }

@@ -1,5 +1,8 @@
 // The model's shards as the engine keeps them in memory: each shard's
-// slices, read from the lineage store and edited as samples come and go;
+// slices (their ids), read from the lineage store and edited as samples
+// come and go, their bytes read again when a position needs them (through
+// the coordinator's EncodedSliceCache, which drops a slice's old bytes as
+// soon as its ids change);
 // the keys and validity of its prefixes (ShardTable); and what it serves,
 // its longest valid prefix, whose model is built from the stored
 // checkpoint and published with every other shard's as one ServedSnapshot
@@ -14,6 +17,7 @@
 #define OUBLI_COORDINATOR_SHARD_SET_H_
 
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -21,8 +25,10 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/config.h"
 #include "common/types.h"
+#include "coordinator/encoded_slice_cache.h"
 #include "coordinator/model_base.h"
 #include "coordinator/served_snapshot.h"
 #include "coordinator/shard_table.h"
@@ -36,13 +42,15 @@ namespace oubli::coordinator {
 
 class ShardSet {
  public:
-  // Every pointer outlives the set. `checkpoint_dropped(shard)` runs, under
+  // Every pointer outlives the set. `slice_cache` holds this model's slice
+  // bytes. `checkpoint_dropped(shard)` runs, under
   // the engine mutex, when the checkpoint the shard would serve does not
   // load and was forgotten: that prefix is owed training again.
   ShardSet(const ModelConfig& config, const ShardingPlan* plan,
            std::string config_fingerprint, storage::LineageStore* store,
            storage::CheckpointStore* checkpoints, const ModelBase* base,
            SliceGenerations* slice_generations, PublishedSnapshot* published,
+           ModelSliceCache* slice_cache,
            std::function<void(int shard)> checkpoint_dropped);
 
   ShardTable& table() { return table_; }
@@ -60,7 +68,8 @@ class ShardSet {
   // was given, and recomputes keys and the served prefix without
   // publishing it (the caller calls PublishServed once for all shards it
   // changed).
-  void InstallSlices(int shard, std::vector<std::pair<int, SliceData>> slices);
+  void InstallSlices(int shard,
+                     std::vector<std::pair<int, LoadedSlice>> slices);
   // LoadShard, or when that fails, blanks the shard: it serves nothing and
   // needs a reload, rather than risk serving deleted data. Without
   // publishing.
@@ -68,13 +77,24 @@ class ShardSet {
 
   // Newly ingested samples of one slice (ids not in it, each once). The
   // caller recomputes the keys and what the shard serves.
-  void AddSamples(int shard, int slice, std::vector<Sample> samples);
+  void AddSamples(int shard, int slice,
+                  absl::Span<const Sample* const> samples);
   // Drops `gone` from one slice, all or nothing (see RemoveSamples in
-  // slice_data.h); the slice counts as changed either way, so a position
-  // reading it is stale. The caller recomputes as for AddSamples.
+  // slice_data.h), and the slice's cached bytes; the slice counts as
+  // changed either way, so a position reading it is stale. The caller
+  // recomputes as for AddSamples.
   // ResourceExhausted: out of memory (nothing removed).
   absl::Status RemoveSamples(int shard, int slice,
                              const absl::flat_hash_set<std::string>& gone);
+
+  // Reads the bytes of the shard's slices named by `order`, as they are
+  // now, when called (without the engine mutex; before this set is
+  // destroyed): from the cache, else from the store (then cached).
+  // Aborted: a slice changed meanwhile, so the position is stale; other
+  // errors as LoadSlice.
+  using PrefixReader = std::function<absl::StatusOr<
+      std::vector<std::shared_ptr<const storage::EncodedSlice>>>()>;
+  PrefixReader ReadPrefix(int shard, absl::Span<const int> order) const;
 
   // Serves the shard's longest valid prefix, without publishing; drops
   // checkpoints that do not load (see checkpoint_dropped). `prepared`, if it
@@ -93,13 +113,14 @@ class ShardSet {
   const ModelBase* const base_;
   SliceGenerations* const slice_generations_;
   PublishedSnapshot* const published_;
+  ModelSliceCache* const slice_cache_;
   const std::function<void(int)> checkpoint_dropped_;
   ShardTable table_;
 };
 
-// The decoded slices `which` of `shard`, read from the store; needs no
-// lock. `input_size` as for LoadSliceData.
-absl::StatusOr<std::vector<std::pair<int, SliceData>>> ReadSlices(
+// The slices `which` of `shard`, read from the store; needs no lock.
+// `input_size` as for LoadSlice.
+absl::StatusOr<std::vector<std::pair<int, LoadedSlice>>> ReadSlices(
     storage::LineageStore& store, int shard, const std::set<int>& which,
     int64_t input_size);
 

@@ -3,14 +3,14 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "common/status_macros.h"
 
 namespace oubli::coordinator {
 
 ShardTable::ShardTable(const ShardingPlan* plan, std::string config_fingerprint,
-                       int shards)
+                       int shards, ModelSliceCache* slice_cache)
     : plan_(plan),
       config_fingerprint_(std::move(config_fingerprint)),
+      slice_cache_(slice_cache),
       shards_(shards) {}
 
 void ShardTable::RecomputeKeys(int shard) {
@@ -112,27 +112,14 @@ ServedShard ShardTable::Describe(int shard) const {
   return out;
 }
 
-absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
-ShardTable::PrefixSlices(int shard, absl::Span<const int> order) {
-  std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
-  for (int slice : order) {
-    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const storage::EncodedSlice> encoded,
-                           Encoded(shards_[shard].slices[slice]));
-    slices.push_back(std::move(encoded));
-  }
-  return slices;
-}
-
-absl::StatusOr<absl::flat_hash_set<std::string>>
-ShardTable::CurrentSliceDigests() {
+absl::flat_hash_set<std::string> ShardTable::CurrentSliceDigests() const {
   absl::flat_hash_set<std::string> digests;
-  for (ShardState& state : shards_) {
-    for (SliceData& slice : state.slices) {
-      if (slice.encoded == nullptr) continue;
-      // Pending samples were never encoded, so no worker holds them: only
-      // what was removed must leave the encoding.
-      OUBLI_RETURN_IF_ERROR(DropRemoved(slice));
-      digests.insert(slice.encoded->digest());
+  for (const ShardState& state : shards_) {
+    for (const SliceData& slice : state.slices) {
+      if (std::optional<std::string> encoded =
+              slice_cache_->EncodedDigest(slice.digest)) {
+        digests.insert(*std::move(encoded));
+      }
     }
   }
   return digests;

@@ -1,5 +1,5 @@
 // The per-shard state of one model that the engine serves and trains from:
-// each shard's decoded slices, the current key and valid length of every
+// each shard's slices (their ids: the bytes are read when needed), the current key and valid length of every
 // prefix of every sequence, what it serves, and which checkpoints are
 // stored. Keys and validity are pure functions of the slices and the stored
 // set (checkpoints are content-addressed, see PrefixKey): nothing here is
@@ -20,6 +20,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "coordinator/encoded_slice_cache.h"
 #include "coordinator/engine_types.h"
 #include "coordinator/served_snapshot.h"
 #include "coordinator/sharding_plan.h"
@@ -48,10 +49,10 @@ struct ShardState {
 
 class ShardTable {
  public:
-  // `plan` outlives the table; `config_fingerprint` names the weights a
-  // config produces here (part of every key).
+  // `plan` and `slice_cache` outlive the table; `config_fingerprint` names
+  // the weights a config produces here (part of every key).
   ShardTable(const ShardingPlan* plan, std::string config_fingerprint,
-             int shards);
+             int shards, ModelSliceCache* slice_cache);
 
   ShardState& operator[](int shard) { return shards_[shard]; }
   const ShardState& operator[](int shard) const { return shards_[shard]; }
@@ -89,17 +90,15 @@ class ShardTable {
 
   // The public description of what the shard serves.
   ServedShard Describe(int shard) const;
-  // The shard's slices named by `order`, as workers receive them (newly
-  // ingested samples merged in). ResourceExhausted: out of memory.
-  absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
-  PrefixSlices(int shard, absl::Span<const int> order);
-  // Digests of every slice as it is now: what workers may keep cached.
-  // ResourceExhausted: out of memory.
-  absl::StatusOr<absl::flat_hash_set<std::string>> CurrentSliceDigests();
+  // Digests of the encodings of the slices as they are now, those read
+  // since they last changed: what workers may keep cached (a slice not
+  // read since was sent to no worker in its current form).
+  absl::flat_hash_set<std::string> CurrentSliceDigests() const;
 
  private:
   const ShardingPlan* const plan_;
   const std::string config_fingerprint_;
+  ModelSliceCache* const slice_cache_;
   std::vector<ShardState> shards_;
   absl::flat_hash_set<std::string> stored_;
   // Shard of each stored checkpoint that stopped being current in this

@@ -14,30 +14,70 @@
 #include "worker/ml/s3t_trainer.h"
 
 namespace oubli::coordinator {
+namespace {
 
-absl::StatusOr<SliceData> LoadSliceData(storage::LineageStore& store,
-                                        SliceRef where, int64_t input_size) {
-  SliceData data;
-  OUBLI_ASSIGN_OR_RETURN(data.ids, store.SliceMembers(where));
+// The samples `ids` of `where`, read and encoded; `ids` are the slice's
+// active members as the caller read them.
+absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> EncodeMembers(
+    storage::LineageStore& store, SliceRef where,
+    absl::Span<const std::string> ids, int64_t input_size) {
   OUBLI_ASSIGN_OR_RETURN(std::vector<Sample> samples,
-                         store.ReadActiveSamples(data.ids));
+                         store.ReadActiveSamples(ids));
   absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> encoded =
       input_size == 0 ? storage::EncodedSlice::FromTokenSamples(samples)
                       : storage::EncodedSlice::FromSamples(samples, input_size);
+  ScrubSamples(samples);
   if (absl::IsResourceExhausted(encoded.status())) return encoded.status();
   if (!encoded.ok()) {
     return absl::DataLossError(absl::StrCat(
         "stored slice (", where.shard, ", ", where.slice,
         ") does not fit the model: ", encoded.status().message()));
   }
-  data.encoded = *std::move(encoded);
-  data.digest = SliceDigest(data.ids);
-  return data;
+  return encoded;
 }
 
-SliceData EmptySlice(int64_t input_size) {
+}  // namespace
+
+int64_t EncodedSampleBytes(const Sample& sample) {
+  // Per row: the id's tag and length, a label, a token row's two lengths
+  // (varints, at most 24 bytes together), then the features as stored.
+  return static_cast<int64_t>(sample.id.size() + sample.features.size()) + 24;
+}
+
+absl::StatusOr<LoadedSlice> LoadSlice(storage::LineageStore& store,
+                                      SliceRef where, int64_t input_size) {
+  LoadedSlice loaded;
+  OUBLI_ASSIGN_OR_RETURN(loaded.data.ids, store.SliceMembers(where));
+  OUBLI_ASSIGN_OR_RETURN(
+      loaded.encoded, EncodeMembers(store, where, loaded.data.ids, input_size));
+  loaded.data.digest = SliceDigest(loaded.data.ids);
+  loaded.data.bytes = static_cast<int64_t>(loaded.encoded->bytes().size());
+  return loaded;
+}
+
+absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> ReadSliceAsOf(
+    storage::LineageStore& store, SliceRef where, int64_t input_size,
+    const std::string& expected_digest) {
+  auto stale = [&] {
+    return absl::AbortedError(absl::StrCat(
+        "slice (", where.shard, ", ", where.slice,
+        ") changed while it was read (a deletion or ingest)"));
+  };
+  OUBLI_ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                         store.SliceMembers(where));
+  if (SliceDigest(ids) != expected_digest) return stale();
+  absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> encoded =
+      EncodeMembers(store, where, ids, input_size);
+  if (!encoded.ok()) {
+    // A member deleted between the two reads is a race, not damage.
+    absl::StatusOr<std::vector<std::string>> again = store.SliceMembers(where);
+    if (again.ok() && SliceDigest(*again) != expected_digest) return stale();
+  }
+  return encoded;
+}
+
+SliceData EmptySlice() {
   SliceData slice;
-  slice.encoded = storage::EncodedSlice::Empty(input_size);
   slice.digest = SliceDigest(slice.ids);
   return slice;
 }
@@ -48,61 +88,13 @@ void ScrubSamples(std::vector<Sample>& samples) {
   }
 }
 
-absl::Status DropRemoved(SliceData& slice) {
-  if (slice.removed.empty() || slice.encoded == nullptr) return absl::OkStatus();
-  OUBLI_ASSIGN_OR_RETURN(slice.encoded,
-                         slice.encoded->Without(slice.removed, nullptr));
-  slice.removed.clear();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
-    SliceData& slice) {
-  if (slice.encoded == nullptr) {
-    return absl::FailedPreconditionError("slice not loaded");
-  }
-  OUBLI_RETURN_IF_ERROR(DropRemoved(slice));
-  if (slice.pending.empty()) return slice.encoded;
-  internal::SliceRows rows;
-  std::vector<Sample> all;
-  // Both copies hold samples: zeroed however this returns.
-  struct Scrub {
-    internal::SliceRows& rows;
-    std::vector<Sample>& all;
-    ~Scrub() {
-      std::string* features = rows.mutable_features();
-      if (!features->empty()) OPENSSL_cleanse(features->data(), features->size());
-      ScrubSamples(all);
-    }
-  } scrub{rows, all};
-  try {
-    rows = slice.encoded->Parse();
-    all.reserve(rows.ids_size() + slice.pending.size());
-    storage::AppendSamples(rows, &all);
-    all.insert(all.end(), slice.pending.begin(), slice.pending.end());
-  } catch (const std::exception& e) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("merging ingested samples into a slice: ", e.what()));
-  }
-  std::sort(all.begin(), all.end(),
-            [](const Sample& a, const Sample& b) { return a.id < b.id; });
-  OUBLI_ASSIGN_OR_RETURN(
-      slice.encoded,
-      slice.encoded->holds_tokens()
-          ? storage::EncodedSlice::FromTokenSamples(all)
-          : storage::EncodedSlice::FromSamples(
-                all, slice.encoded->features_per_row()));
-  ScrubSamples(slice.pending);
-  slice.pending.clear();
-  slice.pending.shrink_to_fit();
-  slice.pending_bytes = 0;
-  return slice.encoded;
-}
-
-void AddSamples(SliceData& slice, std::vector<Sample> added) {
+void AddSamples(SliceData& slice, absl::Span<const Sample* const> added) {
   std::vector<std::string> ids;
   ids.reserve(added.size());
-  for (const Sample& s : added) ids.push_back(s.id);
+  for (const Sample* s : added) {
+    ids.push_back(s->id);
+    slice.bytes += EncodedSampleBytes(*s);
+  }
   std::sort(ids.begin(), ids.end());
   std::vector<std::string> merged;
   merged.reserve(slice.ids.size() + ids.size());
@@ -112,29 +104,17 @@ void AddSamples(SliceData& slice, std::vector<Sample> added) {
              std::make_move_iterator(ids.end()), std::back_inserter(merged));
   slice.ids = std::move(merged);
   slice.digest = SliceDigest(slice.ids);
-  for (const Sample& s : added) {
-    slice.pending_bytes += static_cast<int64_t>(s.features.size());
-  }
-  slice.pending.insert(slice.pending.end(),
-                       std::make_move_iterator(added.begin()),
-                       std::make_move_iterator(added.end()));
-  constexpr int64_t kMinMergeBytes = int64_t{1} << 20;
-  if (slice.encoded != nullptr &&
-      slice.pending_bytes >=
-          std::max<int64_t>(kMinMergeBytes, slice.encoded->bytes().size() / 2)) {
-    Encoded(slice).IgnoreError();  // retried when the slice is needed
-  }
 }
 
 absl::StatusOr<int64_t> RemoveSamples(
     SliceData& slice, const absl::flat_hash_set<std::string>& gone) {
   std::vector<std::string> kept_ids;
-  absl::flat_hash_set<std::string> removed_ids;
+  int64_t removed = 0;
   try {
     kept_ids.reserve(slice.ids.size());
     for (const std::string& id : slice.ids) {
       if (gone.contains(id)) {
-        removed_ids.insert(id);
+        ++removed;
       } else {
         kept_ids.push_back(id);
       }
@@ -143,29 +123,7 @@ absl::StatusOr<int64_t> RemoveSamples(
     return absl::ResourceExhaustedError(
         absl::StrCat("removing samples from a slice: ", e.what()));
   }
-  const auto removed = static_cast<int64_t>(removed_ids.size());
   if (removed == 0) return 0;
-  // The encoding follows when next needed (Encoded): a deactivation only
-  // changes ids, so it stays cheap however large the slice. What may
-  // allocate comes first: all or nothing.
-  absl::flat_hash_set<std::string> still_encoded;
-  try {
-    still_encoded = slice.removed;
-    for (const std::string& id : removed_ids) still_encoded.insert(id);
-  } catch (const std::exception& e) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("removing samples from a slice: ", e.what()));
-  }
-  std::erase_if(slice.pending, [&](Sample& s) {
-    if (!removed_ids.contains(s.id)) return false;
-    still_encoded.erase(s.id);  // never encoded: nothing to drop later
-    slice.pending_bytes -= static_cast<int64_t>(s.features.size());
-    if (!s.features.empty()) {
-      OPENSSL_cleanse(s.features.data(), s.features.size());
-    }
-    return true;
-  });
-  slice.removed = std::move(still_encoded);
   slice.ids = std::move(kept_ids);
   slice.digest = SliceDigest(slice.ids);
   return removed;
@@ -173,13 +131,11 @@ absl::StatusOr<int64_t> RemoveSamples(
 
 absl::StatusOr<std::string> TrainPrefixFromScratch(
     worker::S3tTrainer& trainer, int shard, absl::Span<const int> prefix,
-    const std::vector<SliceData>& slices) {
+    const std::vector<std::shared_ptr<const storage::EncodedSlice>>& slices) {
   std::string state_bytes;
   for (size_t p = 1; p <= prefix.size(); ++p) {
     std::vector<std::shared_ptr<const storage::EncodedSlice>> prefix_slices;
-    for (size_t i = 0; i < p; ++i) {
-      prefix_slices.push_back(slices[prefix[i]].encoded);
-    }
+    for (size_t i = 0; i < p; ++i) prefix_slices.push_back(slices[prefix[i]]);
     OUBLI_ASSIGN_OR_RETURN(
         worker::PositionData data,
         worker::PositionDataFromSlices(prefix_slices,

@@ -1,8 +1,11 @@
-// A slice's active samples as the engine holds them (encoded, as workers
-// receive them), and the operations on them that exactness depends on:
-// removal of deleted samples, and training a prefix from scratch (what
-// Verify compares the served checkpoint with; rows of a prefix in
-// ascending id order, see worker::PositionDataFromSlices).
+// A slice as the engine keeps it in memory, small and per-sample constant
+// (its sorted ids and their digest, which names it in prefix keys), and
+// the operations on it that exactness depends on: removal of deleted
+// samples, reading its bytes back from the lineage store (in the encoding
+// workers receive), and training a prefix from scratch (what Verify
+// compares the served checkpoint with; rows of a prefix in ascending id
+// order, see worker::PositionDataFromSlices). The bytes themselves are read
+// when a position needs them, through the coordinator's EncodedSliceCache.
 #ifndef OUBLI_COORDINATOR_SLICE_DATA_H_
 #define OUBLI_COORDINATOR_SLICE_DATA_H_
 
@@ -25,53 +28,51 @@ class S3tTrainer;
 namespace oubli::coordinator {
 
 struct SliceData {
-  std::vector<std::string> ids;  // ascending, `pending` included
-  // The samples as workers receive them (never null once loaded), without
-  // `pending`: use Encoded().
-  std::shared_ptr<const storage::EncodedSlice> encoded;
-  // Ingested since `encoded` was made; merged into it when first needed,
-  // so a stream of ingest batches does not re-encode the slice each time.
-  std::vector<Sample> pending;
-  int64_t pending_bytes = 0;  // features of `pending`
-  // Deleted since `encoded` was made (none of them in `pending`); dropped
-  // from it when first needed: by the purge pass at the latest.
-  absl::flat_hash_set<std::string> removed;
+  std::vector<std::string> ids;  // ascending
   std::string digest;  // SliceDigest(ids): names the slice in prefix keys
+  // Bytes of its encoding: exact when read from the store, then grown by
+  // each ingested sample's stored size (an estimate: ids, labels and
+  // features in their stored encoding) and kept through removals, so it is
+  // never below the truth for slices of one encoding. Ingest refuses a
+  // sample that would take it past the limit.
+  int64_t bytes = 0;
 };
 
-// `slice`'s samples encoded, `removed` dropped and `pending` merged in
-// first. ResourceExhausted: out of memory (the slice keeps what is left
-// to do).
-absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> Encoded(
-    SliceData& slice);
+// Encoded bytes a sample adds to a slice, as SliceData::bytes counts them.
+int64_t EncodedSampleBytes(const Sample& sample);
 
-// Drops `removed` from `slice`'s encoding (not merging `pending`): what a
-// purge needs, and possible even when the merged slice would not encode.
-// ResourceExhausted: out of memory.
-absl::Status DropRemoved(SliceData& slice);
+// A slice read from the store: what the engine keeps, and its bytes.
+struct LoadedSlice {
+  SliceData data;
+  std::shared_ptr<const storage::EncodedSlice> encoded;  // never null
+};
+
+// The active samples of `where`, encoded. `input_size`: features per
+// sample, 0 for token samples (BackboneConfig::InputSize). DataLoss: a
+// stored sample does not fit; ResourceExhausted: over
+// EncodedSlice::kMaxBytes or out of memory; other codes: storage failures.
+absl::StatusOr<LoadedSlice> LoadSlice(storage::LineageStore& store,
+                                      SliceRef where, int64_t input_size);
+
+// The slice `where` as encoded bytes, if its active members in the store
+// are still those whose SliceDigest is `expected_digest`. Aborted when they
+// are not (a deletion or ingest is being committed: whatever asked is
+// stale); otherwise as LoadSlice.
+absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> ReadSliceAsOf(
+    storage::LineageStore& store, SliceRef where, int64_t input_size,
+    const std::string& expected_digest);
+
+// A slice without samples.
+SliceData EmptySlice();
 
 // Zeroes the features of `samples` (before they are freed).
 void ScrubSamples(std::vector<Sample>& samples);
 
-// Adds newly ingested samples (ids not in the slice, each once). Merges
-// them into the encoding once they are more than half its size (at least
-// 1 MiB), so memory stays near the encoded size and each byte is copied a
-// bounded number of times however many batches arrive; a failed merge is
-// left for the next need.
-void AddSamples(SliceData& slice, std::vector<Sample> added);
+// Adds newly ingested samples (ids not in the slice, each once).
+void AddSamples(SliceData& slice, absl::Span<const Sample* const> added);
 
-// The active samples of `where`, encoded. `input_size`: features per
-// sample, 0 for token samples (BackboneConfig::InputSize). DataLoss: a
-// stored sample does not fit; other codes: storage failures.
-absl::StatusOr<SliceData> LoadSliceData(storage::LineageStore& store,
-                                        SliceRef where, int64_t input_size);
-
-// A slice without samples (of token rows when `input_size` is 0).
-SliceData EmptySlice(int64_t input_size);
-
-// Drops the samples in `gone` from `slice`'s ids at once and from its
-// encoding when next needed, all or nothing; returns how many it held.
-// ResourceExhausted: out of memory (the slice is unchanged).
+// Drops the samples in `gone` from `slice`, all or nothing; returns how
+// many it held. ResourceExhausted: out of memory (the slice is unchanged).
 absl::StatusOr<int64_t> RemoveSamples(
     SliceData& slice, const absl::flat_hash_set<std::string>& gone);
 
@@ -80,7 +81,7 @@ absl::StatusOr<int64_t> RemoveSamples(
 // not read). Errors: the trainer's.
 absl::StatusOr<std::string> TrainPrefixFromScratch(
     worker::S3tTrainer& trainer, int shard, absl::Span<const int> prefix,
-    const std::vector<SliceData>& slices);
+    const std::vector<std::shared_ptr<const storage::EncodedSlice>>& slices);
 
 }  // namespace oubli::coordinator
 

@@ -1,5 +1,6 @@
 #include "coordinator/verifier.h"
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,7 +34,7 @@ absl::StatusOr<VerifyReport> Verifier::Verify() {
     std::vector<int> prefix;
     std::string served_sha;
     bool full_length = true;
-    std::vector<SliceData> slices;
+    std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
     for (int attempt = 0;; ++attempt) {
       const bool locked_read = attempt == kUnlockedReads;
       std::optional<absl::MutexLock> dlock;
@@ -53,16 +54,16 @@ absl::StatusOr<VerifyReport> Verifier::Verify() {
           p_.before_unlocked_read(s);
         }
       }
-      slices.assign(p_.config->slices, SliceData());
+      slices.assign(p_.config->slices, nullptr);
       absl::Status read = absl::OkStatus();
       for (int slice : prefix) {
-        absl::StatusOr<SliceData> loaded = LoadSliceData(
+        absl::StatusOr<LoadedSlice> loaded = LoadSlice(
             *p_.store, {s, slice}, p_.config->backbone.InputSize());
         if (!loaded.ok()) {
           read = loaded.status();
           break;
         }
-        slices[slice] = *std::move(loaded);
+        slices[slice] = std::move(loaded->encoded);
       }
       if (locked_read) {
         OUBLI_RETURN_IF_ERROR(read);

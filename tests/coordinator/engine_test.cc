@@ -18,11 +18,14 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/hash.h"
+#include "coordinator/encoded_slice_cache.h"
 #include "coordinator/position_choice.h"
 #include "coordinator/remote_training.h"
 #include "coordinator/sharding_plan.h"
+#include "coordinator/slice_data.h"
 #include "oubli/internal/deletion.pb.h"
 #include "storage/lineage_store.h"
 #include "tests/testing/test_util.h"
@@ -1049,6 +1052,102 @@ TEST_F(EngineTest, PurgeDestroysPayloadAndStaleCheckpoints) {
   }
   EXPECT_EQ(before.size() - after.size(), static_cast<size_t>(destroyed));
   for (const auto& [key, digest] : after) EXPECT_TRUE(before.contains(key));
+}
+
+// The coordinator's slice cache is scanned like the data dir: the
+// deleted payload leaves it when the deletion is FORGOTTEN, and retraining
+// does not bring it back.
+TEST_F(EngineTest, DeletionDropsTheCachedSliceHoldingIt) {
+  const ModelConfig config = TinyConfig(5);
+  auto samples = TinySamples(120, 5);
+  // No repeated runs: found only where this sample's bytes are.
+  samples[17].features = testing_util::RandomBytes(kSide * kSide, 7);
+  const Sample victim = samples[17];
+  auto cache = std::make_shared<EncodedSliceCache>(int64_t{64} << 20);
+  Engine::Options options;
+  options.background_retrain = false;
+  options.slice_cache = cache;
+  auto engine = OpenEngineWith("m", config, options);
+  ASSERT_NE(engine, nullptr);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+  ASSERT_TRUE(cache->HoldsBytes(victim.features))
+      << "the check must be able to see the payload in the cache";
+
+  auto receipt = engine->DeleteSamples({victim.id});
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  EXPECT_FALSE(cache->HoldsBytes(victim.features));
+  ASSERT_TRUE(engine->RunPendingRetrains(true).ok());
+  EXPECT_GT(cache->slices(), 0);
+  EXPECT_FALSE(cache->HoldsBytes(victim.features));
+  EXPECT_TRUE(engine
+                  ->WaitForStage(receipt->deletion_id, DeletionStage::kRestored,
+                                 absl::Seconds(60))
+                  .ok());
+  EXPECT_FALSE(cache->HoldsBytes(victim.features));
+}
+
+// Memory for slice bytes is the cache's budget: with none at all, every
+// position reads its slices from the lineage store, and the model is the
+// same, bit for bit.
+TEST_F(EngineTest, TrainingWithoutACachedSliceIsTheSameModel) {
+  const ModelConfig config = TinyConfig(8);
+  const auto samples = TinySamples(120, 8);
+  std::string fingerprints[2];
+  for (int budget : {0, 1}) {
+    auto cache = std::make_shared<EncodedSliceCache>(
+        budget == 0 ? 0 : EncodedSliceCache::kDefaultBytes);
+    Engine::Options options;
+    options.background_retrain = false;
+    options.slice_cache = cache;
+    auto engine =
+        OpenEngineWith(budget == 0 ? "uncached" : "cached", config, options);
+    ASSERT_NE(engine, nullptr);
+    ASSERT_TRUE(engine->Ingest(samples).ok());
+    ASSERT_TRUE(engine->Train().ok());
+    ASSERT_TRUE(engine->DeleteSamples({samples[3].id, samples[60].id}).ok());
+    ASSERT_TRUE(engine->RunPendingRetrains(true).ok());
+    EXPECT_EQ(cache->bytes() == 0, budget == 0);
+    auto verify = engine->Verify();
+    ASSERT_TRUE(verify.ok()) << verify.status();
+    EXPECT_TRUE(verify->match);
+    fingerprints[budget] = engine->Fingerprint();
+  }
+  EXPECT_EQ(fingerprints[0], fingerprints[1]);
+}
+
+// A slice would outgrow the limit: the batch is refused whole, naming the
+// slice and the limit, before anything is stored (not later, when the
+// slice is encoded for training).
+TEST_F(EngineTest, IngestRefusesABatchThatOverfillsASlice) {
+  const ModelConfig config = TinyConfig(9);
+  const auto samples = TinySamples(120, 9);
+  Engine::Options options;
+  options.background_retrain = false;
+  // Room for 40 of these samples per slice; 120 over 8 slices is 15 on
+  // average, 400 more is 50.
+  options.max_slice_bytes = 40 * EncodedSampleBytes(samples[0]);
+  auto engine = OpenEngineWith("m", config, options);
+  ASSERT_NE(engine, nullptr);
+  ASSERT_TRUE(engine->Ingest(absl::MakeConstSpan(samples).subspan(0, 60)).ok());
+  const auto more = TinySamples(400, 10);
+  std::vector<Sample> renamed;
+  for (Sample s : more) {
+    s.id = "more-" + s.id;
+    renamed.push_back(std::move(s));
+  }
+  auto refused = engine->Ingest(renamed);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::ContainsRegex("slice [0-3] of shard [01]"));
+  EXPECT_THAT(refused.status().message(),
+              ::testing::HasSubstr(absl::StrCat(
+                  "limit of ", options.max_slice_bytes, " bytes")));
+  EXPECT_EQ(engine->GetModelStatus().active_samples, 60);
+  // Below the limit, the rest goes in (and trains: every slice encodes).
+  ASSERT_TRUE(engine->Ingest(absl::MakeConstSpan(samples).subspan(60)).ok());
+  EXPECT_EQ(engine->GetModelStatus().active_samples, 120);
+  EXPECT_TRUE(engine->Train().ok());
 }
 
 TEST_F(EngineTest, CorruptCheckpointIsRetrainedNotFatal) {

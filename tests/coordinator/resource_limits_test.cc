@@ -152,6 +152,39 @@ TEST_F(ResourceLimitsTest, AnEndlessIngestStreamEndsAtItsLimit) {
   EXPECT_EQ(model.active_samples(), 40);
 }
 
+// Backpressure: a message bigger than the whole ingest budget could never
+// be admitted, so its stream is told to send smaller ones (the messages
+// before it are kept); messages within the budget go through one after
+// another. (Waiting for room: ingest_budget_test.)
+TEST_F(ResourceLimitsTest, AnIngestMessageOverTheIngestBudgetIsRefused) {
+  const std::vector<v1::Sample> samples = TinySamples(40);
+  std::vector<std::vector<v1::Sample>> batches = {
+      {samples.begin(), samples.begin() + 10},
+      {samples.begin() + 10, samples.end()}};
+  v1::IngestSamplesRequest probe;
+  probe.set_model_id("m");
+  for (const v1::Sample& s : batches[0]) *probe.add_samples() = s;
+  CoordinatorServer::Options options;
+  // Room for a 10-sample message, not for the 30-sample one.
+  options.ingest_memory_bytes = static_cast<int64_t>(probe.ByteSizeLong()) + 64;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  v1::Model model;
+  ASSERT_TRUE(Create("m", testing_util::TinyConfig(), &model).ok());
+  v1::IngestSamplesResponse response;
+  grpc::Status status = Ingest("m", batches, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("smaller messages"));
+  ASSERT_TRUE(GetModel("m", &model).ok());
+  EXPECT_EQ(model.active_samples(), 10);
+  std::vector<std::vector<v1::Sample>> small;
+  for (size_t i = 10; i < samples.size(); i += 10) {
+    small.emplace_back(samples.begin() + i, samples.begin() + i + 10);
+  }
+  EXPECT_TRUE(Ingest("m", small, &response).ok());
+  ASSERT_TRUE(GetModel("m", &model).ok());
+  EXPECT_EQ(model.active_samples(), 40);
+}
+
 TEST_F(ResourceLimitsTest, BadLimitsFailTheStart) {
   CoordinatorServer::Options options;
   options.listen_address = "127.0.0.1:0";
