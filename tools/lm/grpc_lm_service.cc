@@ -149,19 +149,14 @@ class GrpcLmService : public LmService {
   }
 
   absl::StatusOr<TrainCost> Train(const std::string& model_id) override {
-    const double visits_before = SampleVisits(model_id);
+    OUBLI_ASSIGN_OR_RETURN(const TrainCost before, TrainedSoFar(model_id));
     const absl::Time start = absl::Now();
     OUBLI_ASSIGN_OR_RETURN(v1::Job job, bench::TrainJob(*stub_, model_id));
     TrainCost cost;
     cost.elapsed = absl::Now() - start;
     cost.positions = job.trained_prefixes();
-    const double visits_after = SampleVisits(model_id);
-    if (visits_before < 0 || visits_after < 0) {
-      return absl::InternalError(absl::StrCat(
-          "no oubli_training_samples_total for model '", model_id,
-          "' on the coordinator's /metrics (", cluster_.metrics_address, ")"));
-    }
-    cost.sample_visits = static_cast<int64_t>(visits_after - visits_before);
+    OUBLI_ASSIGN_OR_RETURN(const TrainCost after, TrainedSoFar(model_id));
+    cost.sample_visits = after.sample_visits - before.sample_visits;
     return cost;
   }
 
@@ -239,13 +234,6 @@ class GrpcLmService : public LmService {
   }
 
  private:
-  // The coordinator's count of sample-visits trained for the model, or -1.
-  double SampleVisits(const std::string& model_id) const {
-    return MetricValue(HttpGet(cluster_.metrics_address, "/metrics"),
-                       absl::StrCat("oubli_training_samples_total{model=\"",
-                                    model_id, "\"}"));
-  }
-
   // The first receipt WatchDeletion streams at `stage` or later.
   absl::StatusOr<v1::DeletionReceipt> Watch(const std::string& deletion_id,
                                             v1::DeletionStage stage,
