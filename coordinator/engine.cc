@@ -140,10 +140,12 @@ struct Engine::State {
             .remote_trainer = options.remote_trainer.get(),
             .serving_query =
                 ServingQueryOf(config, config_text, environment, reopened),
+            .background_nice = options.background_nice,
         }),
         scheduler({
             .config = &config,
             .training_threads = options.training_threads,
+            .background_nice = options.background_nice,
             .engine_mu = &mu,
             .shards = &shards,
             .queue = &retrain_queue,
@@ -576,7 +578,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   }
   OUBLI_ASSIGN_OR_RETURN(
       std::unique_ptr<storage::LineageStore> store,
-      storage::LineageStore::Open({options.data_dir + "/lineage", true}));
+      storage::LineageStore::Open({.path = options.data_dir + "/lineage",
+                                   .create_if_missing = true,
+                                   .background_nice = options.background_nice}));
 
   OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> stored_text,
                          store->GetMeta(kConfigMetaKey));

@@ -945,6 +945,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   ModelRegistry::Options registry_options;
   registry_options.root_dir = options.data_dir;
   registry_options.training_threads = options.training_threads;
+  registry_options.background_nice = options.background_nice;
   registry_options.background_retrain = options.background_retrain;
   registry_options.ledger_key = server->ledger_key_.get();
   registry_options.metrics = server->metrics_;

@@ -161,6 +161,9 @@ class CoordinatorServer {
     int64_t max_message_bytes = int64_t{64} << 20;  // both directions
     int training_threads = 1;
     bool background_retrain = true;
+    // Added to the nice value of training, purge and RocksDB compaction
+    // threads, so requests get the CPU first (Engine::Options). 0..19.
+    int background_nice = 0;
     // HOST:PORT serving Prometheus metrics on /metrics (port 0: pick a free
     // one); empty: no metrics at all. oubli-coordinator defaults it to
     // 127.0.0.1:9464.

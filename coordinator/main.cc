@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
+#include "common/thread_priority.h"
 #include "common/tls_files.h"
 #include "coordinator/grpc_service.h"
 #include "worker/ml/device.h"
@@ -38,6 +39,10 @@ ABSL_FLAG(std::string, device, "auto",
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
           "largest request or response message, bytes");
 ABSL_FLAG(int, training_threads, 1, "training threads per model engine");
+ABSL_FLAG(int, background_nice, 10,
+          "added to the nice value of the threads that train, purge and "
+          "compact (RocksDB), so Predict and deletions get a core first; "
+          "0..19, 0 runs them at the process's priority");
 ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(5),
           "a worker without heartbeats this long is dead and its work moves "
           "to others");
@@ -140,6 +145,14 @@ int main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.training_threads = absl::GetFlag(FLAGS_training_threads);
+  options.background_nice = absl::GetFlag(FLAGS_background_nice);
+  if (options.background_nice < 0 ||
+      options.background_nice > oubli::kMaxNiceIncrement) {
+    std::fprintf(stderr,
+                 "oubli-coordinator: --background_nice must be in 0..%d\n",
+                 oubli::kMaxNiceIncrement);
+    return 2;
+  }
   options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
   options.workers.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   options.workers.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/thread_priority.h"
 #include "coordinator/backoff_retry.h"
 #include "coordinator/ledger_format.h"
 #include "oubli/internal/records.pb.h"
@@ -23,6 +24,7 @@ Engine::Options EngineOptionsFor(const ModelRegistry::Options& options,
   Engine::Options engine_options;
   engine_options.data_dir = dir;
   engine_options.training_threads = options.training_threads;
+  engine_options.background_nice = options.background_nice;
   engine_options.background_retrain = options.background_retrain;
   engine_options.remote_trainer = options.remote_trainer;
   engine_options.replicas = options.replicas;
@@ -574,6 +576,7 @@ absl::StatusOr<JobInfo> ModelRegistry::StartTraining(
 }
 
 void ModelRegistry::RunJob(Job* job) {
+  StartBackgroundThread("oubli-train", options_.background_nice);
   {
     absl::MutexLock lock(&mu_);
     job->info.state = JobState::kRunning;

@@ -78,6 +78,9 @@ class ModelRegistry {
     // Passed to every engine.
     int training_threads = 1;
     bool background_retrain = true;
+    // Passed to every engine (Engine::Options::background_nice); training
+    // jobs' threads run at it too.
+    int background_nice = 0;
     // Gives each engine its EngineMetrics (ForModel(model id)); nullptr:
     // no metrics.
     std::shared_ptr<ModelMetricsFactory> metrics;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "common/thread_priority.h"
 #include "coordinator/deletion_log.h"
 
 namespace oubli::coordinator {
@@ -212,6 +213,7 @@ absl::Status Purger::PurgeUnfinished(bool* chunks_only) {
 }
 
 void Purger::PurgeLoop() {
+  StartBackgroundThread("oubli-purge", p_.background_nice);
   // A pass costs a flush and a compaction whatever its size, so under a
   // stream of deletions passes start at most every kPurgeCoalesce: the
   // deletions of that interval share one pass instead of each competing

@@ -67,6 +67,8 @@ class Purger {
     RemoteTrainer* remote_trainer;
     // The model's identity for ShardServing (no shards, no inputs).
     ShardServing::Query serving_query;
+    // Added to the purge thread's nice value (common/thread_priority.h).
+    int background_nice = 0;
   };
 
   explicit Purger(Parts parts) : p_(std::move(parts)) {}

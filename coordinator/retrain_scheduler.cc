@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "common/thread_priority.h"
 #include "coordinator/position_choice.h"
 
 namespace oubli::coordinator {
@@ -303,6 +304,8 @@ absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(
 }
 
 void RetrainScheduler::BackgroundLoop(int index) {
+  // TrainShards' helper threads inherit the lowered priority.
+  StartBackgroundThread("oubli-retrain", p_.background_nice);
   // Each loop takes one due shard at a time. Loop `index` works only while
   // index < TrainingParallelism(): `training_threads` loops train locally,
   // and with live workers one loop per worker keeps them all busy.

@@ -50,6 +50,8 @@ class RetrainScheduler {
   struct Parts {
     const ModelConfig* config;
     int training_threads = 1;  // positions trained here at once
+    // Added to the training threads' nice value (common/thread_priority.h).
+    int background_nice = 0;
     // The engine mutex and what it guards.
     absl::Mutex* engine_mu;
     ShardSet* shards ABSL_PT_GUARDED_BY(engine_mu);

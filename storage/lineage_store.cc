@@ -12,7 +12,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
+#include "common/thread_priority.h"
 #include "oubli/internal/records.pb.h"
+#include "storage/rocksdb_background_env.h"
 #include "storage/sample_record.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
@@ -262,6 +264,12 @@ absl::StatusOr<std::unique_ptr<LineageStore>> LineageStore::Open(
   if (options.path.empty()) {
     return absl::InvalidArgumentError("lineage store path is empty");
   }
+  if (options.background_nice < 0 ||
+      options.background_nice > kMaxNiceIncrement) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lineage store background_nice ", options.background_nice,
+                     " is outside 0..", kMaxNiceIncrement));
+  }
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
   db_options.create_missing_column_families = true;
@@ -277,6 +285,7 @@ absl::StatusOr<std::unique_ptr<LineageStore>> LineageStore::Open(
   // owner. The cost is rewriting a few KB of file metadata per flush or
   // compaction.
   db_options.max_manifest_file_size = 1;
+  db_options.env = RocksDbEnvWithBackgroundNice(options.background_nice);
 
   // Every existing column family must be opened; keep any we do not know
   // about (e.g. from a newer version) so Open still succeeds.

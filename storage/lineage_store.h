@@ -48,8 +48,14 @@ class LineageStore {
   struct Options {
     std::string path;
     bool create_if_missing = true;
+    // Raises the nice value of RocksDB's flush and compaction threads (a
+    // purge's compaction) by this much; process-wide, see
+    // storage/rocksdb_background_env.h. 0: unchanged.
+    int background_nice = 0;
   };
 
+  // InvalidArgument: an empty path or background_nice outside 0..19;
+  // other codes: RocksDB could not open or create the store.
   static absl::StatusOr<std::unique_ptr<LineageStore>> Open(
       const Options& options);
   ~LineageStore();

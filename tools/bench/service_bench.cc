@@ -90,6 +90,7 @@ struct ServiceFlags {
   int predict_requests = 500;            // per client count
   int predict_clients = 8;               // the concurrent predict run
   int training_threads = 1;              // per model engine
+  int background_nice = 10;  // the coordinator's default (oubli-coordinator)
   std::string retrain_mode = "batched";  // batched | immediate
   int workers = 0;  // in-process oubli-workers (train and serve shards)
   // time_to_forget on a causal language model (probed with Score) instead
@@ -136,6 +137,7 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       {"predict_requests", NumberFlag(&flags->predict_requests)},
       {"predict_clients", NumberFlag(&flags->predict_clients)},
       {"training_threads", NumberFlag(&flags->training_threads)},
+      {"background_nice", NumberFlag(&flags->background_nice)},
       {"workers", NumberFlag(&flags->workers)},
       {"lm", NumberFlag(&flags->lm)},
       {"mixed_predict_rate", NumberFlag(&flags->mixed_predict_rate)},
@@ -883,7 +885,7 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       "\"positions_retrained\":%lld,\"pending_deletions_after\":%d,"
       "\"backlog_drained_s\":%.2f,"
       "\"latency_p99_ratio\":%.2f,\"target_latency_p99_ratio\":%.1f,"
-      "\"meets_target\":%s,\"machine\":%s}\n",
+      "\"background_nice\":%d,\"meets_target\":%s,\"machine\":%s}\n",
       config.shards(), config.slices(), config.sequences(), samples.size(),
       static_cast<long long>(flags.mixed_window_ms), setup->ingest_s,
       setup->train_s, flags.predict_rows, flags.mixed_predict_rate,
@@ -895,7 +897,7 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       JsonEscape(deletions.first_error).c_str(),
       static_cast<long long>(deletions.positions_cut),
       static_cast<long long>(positions_retrained), after->pending_deletions(),
-      *drained_s, ratio, kTargetMixedPredictP99Ratio,
+      *drained_s, ratio, kTargetMixedPredictP99Ratio, flags.background_nice,
       idle.errors == 0 && loaded.errors == 0 && ratio > 0 &&
               ratio <= kTargetMixedPredictP99Ratio
           ? "true"
@@ -915,6 +917,7 @@ int RunServiceBench(const std::vector<std::string>& args) {
   options.listen_address = "127.0.0.1:0";
   options.data_dir = dir.path() + "/models";
   options.training_threads = flags.training_threads;
+  options.background_nice = flags.background_nice;
   auto server = CoordinatorServer::Start(options);
   if (!server.ok()) return Fail(server.status());
   const std::string address = (*server)->address();

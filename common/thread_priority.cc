@@ -1,0 +1,75 @@
+#include "common/thread_priority.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include "absl/strings/str_cat.h"
+
+namespace oubli {
+
+#if defined(__linux__)
+namespace {
+// PRIO_PROCESS with a thread id addresses that one thread on Linux.
+id_t ThisThreadId() { return static_cast<id_t>(syscall(SYS_gettid)); }
+}  // namespace
+#endif
+
+absl::Status LowerThisThreadPriority(int increment) {
+  if (increment < 0 || increment > kMaxNiceIncrement) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nice increment ", increment, " is outside 0..",
+                     kMaxNiceIncrement));
+  }
+  if (increment == 0) return absl::OkStatus();
+#if defined(__linux__)
+  const int target = std::min(19, ThisThreadNice() + increment);
+  if (setpriority(PRIO_PROCESS, ThisThreadId(), target) != 0) {
+    const int error = errno;
+    return absl::InternalError(absl::StrCat("setpriority(nice ", target,
+                                            "): ", std::strerror(error)));
+  }
+#endif
+  return absl::OkStatus();
+}
+
+int ThisThreadNice() {
+#if defined(__linux__)
+  // -1 is a valid nice value, so errno tells a failure apart.
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, ThisThreadId());
+  return errno == 0 ? nice : 0;
+#else
+  return 0;
+#endif
+}
+
+void NameThisThread(absl::string_view name) {
+#if defined(__linux__)
+  const std::string truncated(name.substr(0, 15));
+  pthread_setname_np(pthread_self(), truncated.c_str());
+#else
+  (void)name;
+#endif
+}
+
+void StartBackgroundThread(absl::string_view name, int nice_increment) {
+  NameThisThread(name);
+  const absl::Status lowered = LowerThisThreadPriority(nice_increment);
+  if (!lowered.ok()) {
+    std::fprintf(stderr, "oubli: %.*s thread keeps its priority: %s\n",
+                 static_cast<int>(name.size()), name.data(),
+                 lowered.ToString().c_str());
+  }
+}
+
+}  // namespace oubli

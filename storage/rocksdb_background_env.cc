@@ -1,0 +1,78 @@
+#include "storage/rocksdb_background_env.h"
+
+#include <cstdio>
+#include <map>
+
+#include "absl/synchronization/mutex.h"
+#include "common/thread_priority.h"
+#include "rocksdb/env.h"
+
+namespace oubli::storage {
+namespace {
+
+// Wraps each scheduled job so that it lowers its pool thread first.
+class BackgroundNiceEnv : public rocksdb::EnvWrapper {
+ public:
+  BackgroundNiceEnv(rocksdb::Env* target, int nice_increment)
+      : rocksdb::EnvWrapper(target), nice_increment_(nice_increment) {}
+
+  const char* Name() const override { return "OubliBackgroundNiceEnv"; }
+
+  void Schedule(void (*function)(void* arg), void* arg, Priority pri,
+                void* tag, void (*unschedule)(void* arg)) override {
+    auto* job = new Job{function, arg, unschedule, nice_increment_};
+    target()->Schedule(&Run, job, pri, tag,
+                       unschedule != nullptr ? &Unschedule : nullptr);
+  }
+
+ private:
+  struct Job {
+    void (*function)(void*);
+    void* arg;
+    void (*unschedule)(void*);
+    int nice_increment;
+  };
+
+  static void Run(void* raw) {
+    Job* job = static_cast<Job*>(raw);
+    // Pool threads live as long as the process; lowering one once is
+    // enough (and the only thing possible: it cannot be raised back).
+    thread_local bool lowered = false;
+    if (!lowered) {
+      // RocksDB names its pool threads itself (rocksdb:low, rocksdb:high).
+      const absl::Status status = LowerThisThreadPriority(job->nice_increment);
+      if (!status.ok()) {
+        std::fprintf(stderr, "oubli: a RocksDB thread keeps its priority: %s\n",
+                     status.ToString().c_str());
+      }
+      lowered = true;
+    }
+    job->function(job->arg);
+    delete job;
+  }
+
+  // RocksDB calls this instead of Run for a job it drops unrun.
+  static void Unschedule(void* raw) {
+    Job* job = static_cast<Job*>(raw);
+    job->unschedule(job->arg);
+    delete job;
+  }
+
+  const int nice_increment_;
+};
+
+}  // namespace
+
+rocksdb::Env* RocksDbEnvWithBackgroundNice(int nice_increment) {
+  if (nice_increment == 0) return rocksdb::Env::Default();
+  static auto* mu = new absl::Mutex;
+  static auto* envs = new std::map<int, rocksdb::Env*>;
+  absl::MutexLock lock(mu);
+  rocksdb::Env*& env = (*envs)[nice_increment];
+  if (env == nullptr) {
+    env = new BackgroundNiceEnv(rocksdb::Env::Default(), nice_increment);
+  }
+  return env;
+}
+
+}  // namespace oubli::storage
