@@ -15,6 +15,12 @@
 //                            first training over the bytes of the model's
 //                            slices (1.0: each slice crossed once)
 //   retrain_sent_per_slice_byte  the same for the retrain after deletions
+//   retrain_sent_per_changed_slice_byte  the retrain's bytes over those of
+//                            the slices the deletions changed (after them):
+//                            1.0 when each changed slice crossed once and
+//                            no unchanged (cached) slice crossed again
+//   purged_s_p50/max         ACCEPTED -> PURGED per deletion (server
+//                            timestamps): the purge passes at this size
 //   forget_ms_p50/p99        ForgetOwner round trip (the reply comes at
 //                            FORGOTTEN)
 //   retrain_over_train       retrain time after the deletions over train_s
@@ -108,9 +114,14 @@ v1::Sample ToProto(const Sample& in) {
 struct PlannedWork {
   int64_t slice_bytes = 0;
   int64_t training_sample_visits = 0;
+  // The encoded bytes of the slices that held a forgotten owner, after the
+  // deletions: what a retrain must send at least once, since no cache
+  // holds a slice under its new digest.
+  int64_t changed_slice_bytes = 0;
 };
 
-absl::StatusOr<PlannedWork> PlanWork(const ModelConfig& config, int64_t n) {
+absl::StatusOr<PlannedWork> PlanWork(const ModelConfig& config, int64_t n,
+                                     const std::set<std::string>& forgotten) {
   OUBLI_ASSIGN_OR_RETURN(coordinator::ShardingPlan plan,
                          coordinator::ShardingPlan::Create(config));
   // Indices per cell, then one cell's samples at a time: small however
@@ -123,11 +134,21 @@ absl::StatusOr<PlannedWork> PlanWork(const ModelConfig& config, int64_t n) {
   PlannedWork work;
   for (const auto& [cell, indices] : cells) {
     std::vector<Sample> samples;
+    std::vector<Sample> survivors;
     samples.reserve(indices.size());
     for (int64_t i : indices) samples.push_back(SyntheticSample(i));
+    for (const Sample& s : samples) {
+      if (!forgotten.contains(s.owner)) survivors.push_back(s);
+    }
     OUBLI_ASSIGN_OR_RETURN(auto slice,
                            storage::EncodedSlice::FromSamples(samples, kWidth));
     work.slice_bytes += static_cast<int64_t>(slice->bytes().size());
+    if (survivors.size() < samples.size() && !survivors.empty()) {
+      OUBLI_ASSIGN_OR_RETURN(
+          auto changed, storage::EncodedSlice::FromSamples(survivors, kWidth));
+      work.changed_slice_bytes +=
+          static_cast<int64_t>(changed->bytes().size());
+    }
   }
   for (int shard = 0; shard < config.shards; ++shard) {
     std::set<std::vector<int>> prefixes;
@@ -148,6 +169,41 @@ absl::StatusOr<PlannedWork> PlanWork(const ModelConfig& config, int64_t n) {
     }
   }
   return work;
+}
+
+// For each deletion, seconds from ACCEPTED to PURGED by the server's
+// timestamps, polling GetDeletion until all are purged (at most an hour).
+absl::StatusOr<std::vector<double>> SecondsToPurged(
+    v1::Oubli::Stub& stub, const std::vector<std::string>& deletion_ids) {
+  std::vector<double> seconds;
+  const absl::Time give_up = absl::Now() + absl::Hours(1);
+  for (const std::string& id : deletion_ids) {
+    while (true) {
+      v1::GetDeletionRequest request;
+      request.set_deletion_id(id);
+      v1::DeletionReceipt receipt;
+      grpc::ClientContext context;
+      context.set_deadline(Deadline(60));
+      const grpc::Status status = stub.GetDeletion(&context, request, &receipt);
+      if (!status.ok()) {
+        return absl::UnknownError(
+            absl::StrCat("GetDeletion ", id, ": ", status.error_message()));
+      }
+      if (receipt.has_purged_at()) {
+        const auto at = [](const google::protobuf::Timestamp& t) {
+          return static_cast<double>(t.seconds()) + t.nanos() * 1e-9;
+        };
+        seconds.push_back(at(receipt.purged_at()) - at(receipt.accepted_at()));
+        break;
+      }
+      if (absl::Now() > give_up) {
+        return absl::DeadlineExceededError(
+            absl::StrCat(id, " not PURGED within an hour"));
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+  return seconds;
 }
 
 int Run(const ScaleFlags& flags) {
@@ -222,6 +278,8 @@ int Run(const ScaleFlags& flags) {
 
   // Owners spread over the data, forgotten one after another.
   std::vector<double> forget_ms;
+  std::set<std::string> forgotten;
+  std::vector<std::string> deletion_ids;
   const absl::Time retrain_start = absl::Now();
   for (int k = 0; k < flags.forget; ++k) {
     const int64_t owner =
@@ -229,6 +287,7 @@ int Run(const ScaleFlags& flags) {
     v1::ForgetOwnerRequest request;
     request.set_model_id("bench");
     request.set_owner(absl::StrFormat("o%07d", owner));
+    forgotten.insert(request.owner());
     v1::DeletionReceipt receipt;
     grpc::ClientContext context;
     context.set_deadline(Deadline(60));
@@ -239,7 +298,13 @@ int Run(const ScaleFlags& flags) {
       return Fail("forget", absl::UnknownError(status.error_message()));
     }
     forget_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
+    deletion_ids.push_back(receipt.deletion_id());
   }
+  // ACCEPTED -> PURGED of each (server timestamps): the purge passes'
+  // flush and compaction at this size.
+  absl::StatusOr<std::vector<double>> purge_s =
+      SecondsToPurged(*stub, deletion_ids);
+  if (!purge_s.ok()) return Fail("purge", purge_s.status());
   auto restored = WaitForAllPrefixes(*stub, "bench", absl::Hours(2));
   if (!restored.ok()) return Fail("retrain", restored.status());
   const double retrain_s =
@@ -249,7 +314,8 @@ int Run(const ScaleFlags& flags) {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   // After the peak was read: the benchmark's own bookkeeping.
-  absl::StatusOr<PlannedWork> planned = PlanWork(config, flags.samples);
+  absl::StatusOr<PlannedWork> planned =
+      PlanWork(config, flags.samples, forgotten);
   if (!planned.ok()) return Fail("slice bytes", planned.status());
   const int64_t* slice_bytes = &planned->slice_bytes;
   // Unknown with an external coordinator: its workers are elsewhere.
@@ -261,6 +327,14 @@ int Run(const ScaleFlags& flags) {
       external ? "null"
                : absl::StrFormat("%.3f", static_cast<double>(sent_retrain) /
                                              static_cast<double>(*slice_bytes));
+  // 1: the retrain sent each changed slice once and no unchanged one (with
+  // several workers a changed slice may go to each that trains it).
+  const std::string retrain_sent_changed_json =
+      external || planned->changed_slice_bytes == 0
+          ? "null"
+          : absl::StrFormat("%.3f",
+                            static_cast<double>(sent_retrain) /
+                                static_cast<double>(planned->changed_slice_bytes));
   std::printf(
       "{\"bench\":\"scale\",\"samples\":%lld,\"sample_bytes\":%d,"
       "\"workers\":%d,\"shards\":%d,\"slices\":%d,\"sequences\":%d,"
@@ -269,7 +343,9 @@ int Run(const ScaleFlags& flags) {
       "\"slice_bytes\":%lld,\"sent_per_slice_byte\":%s,"
       "\"forgotten_owners\":%d,\"forget_ms_p50\":%.2f,\"forget_ms_p99\":%.2f,"
       "\"retrain_s\":%.2f,\"retrain_over_train\":%.3f,"
-      "\"retrain_sent_per_slice_byte\":%s,\"peak_rss_mib\":%.0f,"
+      "\"retrain_sent_per_slice_byte\":%s,\"changed_slice_bytes\":%lld,"
+      "\"retrain_sent_per_changed_slice_byte\":%s,"
+      "\"purged_s_p50\":%.2f,\"purged_s_max\":%.2f,\"peak_rss_mib\":%.0f,"
       "\"rss_scope\":\"%s\","
       "\"machine\":%s}\n",
       static_cast<long long>(flags.samples), kWidth, flags.workers,
@@ -280,7 +356,9 @@ int Run(const ScaleFlags& flags) {
       static_cast<long long>(*slice_bytes), sent_json.c_str(), flags.forget,
       Percentile(forget_ms, 0.5), Percentile(forget_ms, 0.99), retrain_s,
       retrain_s / train_s, retrain_sent_json.c_str(),
-      static_cast<double>(usage.ru_maxrss) / 1024.0,
+      static_cast<long long>(planned->changed_slice_bytes),
+      retrain_sent_changed_json.c_str(), Percentile(*purge_s, 0.5),
+      Percentile(*purge_s, 1.0), static_cast<double>(usage.ru_maxrss) / 1024.0,
       external ? "the client only (read the coordinator's from its process)"
                : "coordinator, workers and client in one process",
       MachineJson().c_str());
