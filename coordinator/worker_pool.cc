@@ -19,6 +19,7 @@
 #include "common/grpc_security.h"
 #include "common/status_macros.h"
 #include "coordinator/pooled_worker.h"
+#include "coordinator/worker_choice.h"
 
 namespace oubli::coordinator {
 
@@ -336,30 +337,25 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::Acquire(
     const std::vector<std::string>& slice_keys) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
-  std::shared_ptr<Worker> best;
-  int best_cached = 0;
+  std::vector<std::shared_ptr<Worker>> eligible;
+  std::vector<WorkerCandidate> candidates;
   for (const auto& [id, worker] : workers_) {
     if (worker->environment != environment || !AliveLocked(*worker, now) ||
         std::find(excluded.begin(), excluded.end(), worker->address) !=
             excluded.end()) {
       continue;
     }
-    // Least busy first; among those, the one holding most of the
-    // position's slices, so a shard's data stays where it was sent.
     int cached = 0;
     for (const std::string& key : slice_keys) {
       cached += worker->sent_slices.contains(key) ? 1 : 0;
     }
-    if (best == nullptr || worker->busy < best->busy ||
-        (worker->busy == best->busy &&
-         (cached > best_cached ||
-          (cached == best_cached && worker->id < best->id)))) {
-      best = worker;
-      best_cached = cached;
-    }
+    eligible.push_back(worker);
+    candidates.push_back({worker->id, worker->busy, cached});
   }
-  if (best != nullptr) ++best->busy;
-  return best;
+  const std::optional<size_t> chosen = ChooseTrainingWorker(candidates);
+  if (!chosen.has_value()) return nullptr;
+  ++eligible[*chosen]->busy;
+  return eligible[*chosen];
 }
 
 void WorkerPool::Release(const std::shared_ptr<Worker>& worker, bool trained) {

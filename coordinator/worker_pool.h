@@ -182,8 +182,9 @@ class WorkerPool {
 
   // --- Placement of positions (worker_training).
 
-  // The least busy live worker for `environment` whose address is not in
-  // `excluded` (of those, the one sent most of `slice_keys`, "model/digest"),
+  // A live worker for `environment` whose address is not in `excluded`,
+  // chosen by ChooseTrainingWorker (coordinator/worker_choice.h) from how
+  // busy each is and how many of `slice_keys` ("model/digest") it was sent,
   // marked busy; nullptr if none.
   std::shared_ptr<Worker> Acquire(const std::string& environment,
                                   const std::vector<std::string>& excluded,
