@@ -86,6 +86,10 @@ ABSL_FLAG(int64_t, slice_disk_cache_bytes, int64_t{4} << 30,
           "with --data_dir: bytes of training slices also kept as files in "
           "DATA_DIR/slices (shredded when dropped; every file a previous "
           "run left is shredded at start); 0: memory only");
+ABSL_FLAG(int, background_nice, 10,
+          "added to the nice value of the threads that train positions, so "
+          "shard predictions get a core first; 0..19, 0 trains at the "
+          "process's priority");
 ABSL_FLAG(int, malloc_arena_max, 2,
           "glibc malloc arenas (M_ARENA_MAX); 0 keeps glibc's default (8 "
           "per core; the environment's MALLOC_ARENA_MAX wins). Under "
@@ -123,6 +127,7 @@ int main(int argc, char** argv) {
   }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.slice_cache_bytes = absl::GetFlag(FLAGS_slice_cache_bytes);
+  options.background_nice = absl::GetFlag(FLAGS_background_nice);
   if (options.slice_cache_bytes < (int64_t{1} << 20)) {
     std::fprintf(stderr, "oubli-worker: --slice_cache_bytes must be at "
                          "least 1 MiB\n");

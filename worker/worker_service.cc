@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@
 #include "common/grpc_security.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
+#include "common/thread_priority.h"
 #include "worker/ml/determinism.h"
 
 namespace oubli::worker {
@@ -70,8 +72,16 @@ grpc::Status WorkerService::TrainPosition(
   }
   if (response->missing_slices_size() > 0) return grpc::Status::OK;
   const absl::Time start = absl::Now();
+  // On a thread of its own at a lower priority: gRPC's threads also answer
+  // predictions, and a nice value once raised cannot be lowered again.
   absl::StatusOr<PositionResult> result =
-      worker_.Train(position, [context] { return context->IsCancelled(); });
+      absl::InternalError("training thread did not run");
+  std::thread training([&] {
+    StartBackgroundThread("oubli-train", background_nice_);
+    result = worker_.Train(position,
+                           [context] { return context->IsCancelled(); });
+  });
+  training.join();
   if (metrics_ != nullptr) {
     metrics_->PositionDone(absl::StatusCodeToString(result.status().code()),
                            result.ok() ? result->samples : 0,
@@ -316,6 +326,12 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (options.coordinator_address.empty()) {
     return absl::InvalidArgumentError("coordinator address is required");
   }
+  if (options.background_nice < 0 ||
+      options.background_nice > kMaxNiceIncrement) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("background_nice ", options.background_nice,
+                     " is outside 0..", kMaxNiceIncrement));
+  }
   absl::StatusOr<std::string> host =
       CheckServerAddress(options.listen_address, options.max_message_bytes);
   if (!host.ok()) return host.status();
@@ -376,7 +392,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   }
   server->service_ = std::make_unique<WorkerService>(
       std::move(chunks), std::move(coordinator), server->metrics_.get(),
-      *std::move(slices));
+      *std::move(slices), options.background_nice);
   absl::StatusOr<StartedGrpcServer> started = StartGrpcServer(
       options.listen_address,
       ServerCredentialsFor(options.tls_listen, ClientCertificates::kRequired),
