@@ -1,9 +1,14 @@
 // A stored chunk manifest (meta "chunks/<checkpoint key>" in a model's
-// lineage DB) as WorkerChunks::Restore and Repair read it back.
+// lineage DB) as WorkerChunks::Restore and Repair read it back. Beyond not
+// crashing: refusals are DataLoss naming the checkpoint, and an accepted
+// manifest is one the decoder can use and that reads the same written back.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "coordinator/chunk_manifest.h"
 #include "google/protobuf/stubs/logging.h"
@@ -32,7 +37,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view bytes(reinterpret_cast<const char*>(data), size);
   oubli::internal::ChunkManifest manifest;
   auto layout = oubli::coordinator::ParseChunkManifest("k", bytes, &manifest);
-  if (!layout.ok()) return 0;
+  if (!layout.ok()) {
+    // Refused as the header says: DataLoss, naming the checkpoint.
+    if (layout.status().code() != absl::StatusCode::kDataLoss ||
+        !absl::StartsWith(layout.status().message(), "chunk manifest of k ")) {
+      __builtin_trap();
+    }
+    return 0;
+  }
+  // The layout is the manifest's own record, not a reinterpretation.
+  if (layout->data_chunks != manifest.data_chunks() ||
+      layout->parity_chunks != manifest.parity_chunks() ||
+      layout->original_size != manifest.original_size() ||
+      layout->chunk_size != manifest.chunk_size() ||
+      !std::equal(layout->chunk_crc32c.begin(), layout->chunk_crc32c.end(),
+                  manifest.chunk_crc32c().begin(),
+                  manifest.chunk_crc32c().end())) {
+    __builtin_trap();
+  }
   // An accepted manifest names a code Restore can build, one holder and
   // one CRC per chunk (64-bit sums: the check must not overflow itself).
   const int64_t k = layout->data_chunks;
