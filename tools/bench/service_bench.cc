@@ -103,6 +103,10 @@ struct ServiceFlags {
   double mixed_duration_s = 10;
   int64_t mixed_samples = 20000;
   int64_t mixed_window_ms = 1000;
+  // Idle and loaded phases alternate this many times (each phase
+  // mixed_duration_s), so a drift of the machine's own noise during the
+  // run lands on both sides of the ratio.
+  int mixed_rounds = 3;
   std::set<std::string, std::less<>> runs = {std::begin(kRunNames),
                                              std::end(kRunNames)};
 };
@@ -145,6 +149,7 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       {"mixed_duration_s", NumberFlag(&flags->mixed_duration_s)},
       {"mixed_samples", NumberFlag(&flags->mixed_samples)},
       {"mixed_window_ms", NumberFlag(&flags->mixed_window_ms)},
+      {"mixed_rounds", NumberFlag(&flags->mixed_rounds)},
       {"runs",
        [&](const std::string& v) { return ParseRuns(v, &flags->runs); }},
       {"retrain_mode",
@@ -159,15 +164,18 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       flags->predict_requests < 1 || flags->predict_clients < 1 ||
       flags->workers < 0 || flags->mixed_predict_rate <= 0 ||
       flags->mixed_delete_rate <= 0 || flags->mixed_duration_s <= 0 ||
-      flags->mixed_samples < 1 || flags->mixed_window_ms < 0) {
+      flags->mixed_samples < 1 || flags->mixed_window_ms < 0 ||
+      flags->mixed_rounds < 1) {
     std::fprintf(stderr, "counts, rates and durations must be positive\n");
     return false;
   }
-  if (flags->mixed_delete_rate * flags->mixed_duration_s >=
+  if (flags->mixed_delete_rate * flags->mixed_duration_s *
+          flags->mixed_rounds >=
       flags->mixed_samples) {
     std::fprintf(stderr,
                  "--mixed_samples must exceed mixed_delete_rate x "
-                 "mixed_duration_s (one sample per deletion)\n");
+                 "mixed_duration_s x mixed_rounds (one sample per "
+                 "deletion)\n");
     return false;
   }
   // Without --train_first the predict run uses the time-to-forget model.
@@ -710,7 +718,10 @@ int RunDurableDeletions(const ServiceFlags& flags, const std::string& address,
 // meanwhile deletes one sample per request at --mixed_delete_rate per
 // second. The model (S=4, L=4, B=2 over --mixed_samples) retrains in batches
 // behind a --mixed_window_ms window, so retraining and purge passes run
-// during the loaded phase. The positions it retrained come from the public
+// during the loaded phase. --mixed_rounds pairs of phases alternate (each
+// loaded phase followed by a wait for the backlog, so the next idle phase
+// is idle); the percentiles pool each kind's requests, so noise of the
+// machine itself that comes and goes falls on both sides of the ratio. The positions it retrained come from the public
 // API: served prefix positions after the phase minus before it, plus those
 // the deletions cut (their receipts' affected prefixes).
 
@@ -759,11 +770,12 @@ struct DeletePhase {
   int64_t positions_cut = 0;  // by the acknowledged deletions
 };
 
-// DeleteSamples of ids[0], ids[1], ... one per request, paced as above
-// (ParseFlags keeps rate x duration below the number of ids).
+// DeleteSamples of ids[first], ids[first + 1], ... one per request, paced
+// as above (ParseFlags keeps rate x duration x rounds below the number of
+// ids).
 DeletePhase PacedDeletions(const ServiceFlags& flags, v1::Oubli::Stub& stub,
                            const std::string& model_id,
-                           const std::vector<std::string>& ids) {
+                           const std::vector<std::string>& ids, size_t first) {
   DeletePhase phase;
   Paced(flags.mixed_delete_rate, flags.mixed_duration_s,
         [&](Clock::time_point) {
@@ -771,7 +783,7 @@ DeletePhase PacedDeletions(const ServiceFlags& flags, v1::Oubli::Stub& stub,
           context.set_deadline(Deadline(60));
           v1::DeleteSamplesRequest request;
           request.set_model_id(model_id);
-          request.add_sample_ids(ids[phase.sent++]);
+          request.add_sample_ids(ids[first + phase.sent++]);
           v1::DeletionReceipt receipt;
           const grpc::Status status =
               stub.DeleteSamples(&context, request, &receipt);
@@ -838,25 +850,42 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       Predict(*predict_stub, model_id, features, flags.predict_rows, &response);
   if (!status.ok()) return Fail(FromGrpcStatus(status, "Predict"));
 
-  const PredictPhase idle =
-      PacedPredicts(flags, *predict_stub, model_id, features);
-
-  auto before = GetModel(*delete_stub, model_id);
-  if (!before.ok()) return Fail(before.status());
+  PredictPhase idle, loaded;
   DeletePhase deletions;
-  std::thread deleter(
-      [&] { deletions = PacedDeletions(flags, *delete_stub, model_id, ids); });
-  const PredictPhase loaded =
-      PacedPredicts(flags, *predict_stub, model_id, features);
-  deleter.join();
-  auto after = GetModel(*delete_stub, model_id);
-  if (!after.ok()) return Fail(after.status());
-  const int64_t positions_retrained = ValidPositions(*after) -
-                                      ValidPositions(*before) +
-                                      deletions.positions_cut;
-  // Let the backlog finish so that the runs after this one start idle.
-  auto drained_s = WaitNoPendingDeletions(*delete_stub, model_id, 60);
-  if (!drained_s.ok()) return Fail(drained_s.status());
+  int64_t positions_retrained = 0;
+  double drained_s = 0;  // after the last loaded phase
+  int pending_after = 0;  // when the last loaded phase ended
+  auto append = [](const PredictPhase& from, PredictPhase* to) {
+    to->latency_ms.insert(to->latency_ms.end(), from.latency_ms.begin(),
+                          from.latency_ms.end());
+    to->errors += from.errors;
+  };
+  for (int round = 0; round < flags.mixed_rounds; ++round) {
+    append(PacedPredicts(flags, *predict_stub, model_id, features), &idle);
+
+    auto before = GetModel(*delete_stub, model_id);
+    if (!before.ok()) return Fail(before.status());
+    DeletePhase round_deletions;
+    std::thread deleter([&] {
+      round_deletions = PacedDeletions(flags, *delete_stub, model_id, ids,
+                                       static_cast<size_t>(deletions.sent));
+    });
+    append(PacedPredicts(flags, *predict_stub, model_id, features), &loaded);
+    deleter.join();
+    auto after = GetModel(*delete_stub, model_id);
+    if (!after.ok()) return Fail(after.status());
+    positions_retrained += ValidPositions(*after) - ValidPositions(*before) +
+                           round_deletions.positions_cut;
+    pending_after = after->pending_deletions();
+    deletions.sent += round_deletions.sent;
+    deletions.positions_cut += round_deletions.positions_cut;
+    if (deletions.errors == 0) deletions.first_error = round_deletions.first_error;
+    deletions.errors += round_deletions.errors;
+    // The next idle phase (and the runs after this one) start idle.
+    auto drained = WaitNoPendingDeletions(*delete_stub, model_id, 60);
+    if (!drained.ok()) return Fail(drained.status());
+    drained_s = *drained;
+  }
 
   const double idle_p99 = Percentile(idle.latency_ms, 0.99);
   const double loaded_p99 = Percentile(loaded.latency_ms, 0.99);
@@ -867,10 +896,12 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       "open loop (ms from when each request was due), for duration_s alone "
       "(idle), then for duration_s while a second client sends "
       "DeleteSamples of one sample at delete_rate (loaded; batched "
-      "background retraining and purge passes run meanwhile); "
-      "positions_retrained = served prefix positions after minus before the "
-      "loaded phase plus those its deletions cut\","
-      "\"shards\":%d,\"slices\":%d,\"sequences\":%d,\"samples\":%zu,"
+      "background retraining and purge passes run meanwhile), rounds times "
+      "(idle, loaded, wait for the backlog); percentiles over all rounds' "
+      "requests of each kind; positions_retrained = served prefix positions "
+      "after minus before each loaded phase plus those its deletions cut, "
+      "summed\","
+      "\"rounds\":%d,\"shards\":%d,\"slices\":%d,\"sequences\":%d,\"samples\":%zu,"
       "\"retrain_window_ms\":%lld,\"setup_ingest_s\":%.2f,"
       "\"setup_train_s\":%.2f,\"rows\":%d,\"predict_rate\":%.1f,"
       "\"delete_rate\":%.1f,\"duration_s\":%.1f,"
@@ -886,8 +917,9 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       "\"backlog_drained_s\":%.2f,"
       "\"latency_p99_ratio\":%.2f,\"target_latency_p99_ratio\":%.1f,"
       "\"background_nice\":%d,\"meets_target\":%s,\"machine\":%s}\n",
-      config.shards(), config.slices(), config.sequences(), samples.size(),
-      static_cast<long long>(flags.mixed_window_ms), setup->ingest_s,
+      flags.mixed_rounds, config.shards(), config.slices(), config.sequences(),
+      samples.size(), static_cast<long long>(flags.mixed_window_ms),
+      setup->ingest_s,
       setup->train_s, flags.predict_rows, flags.mixed_predict_rate,
       flags.mixed_delete_rate, flags.mixed_duration_s, idle.latency_ms.size(),
       idle.errors, Percentile(idle.latency_ms, 0.5), idle_p99,
@@ -896,8 +928,8 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       deletions.sent, deletions.errors,
       JsonEscape(deletions.first_error).c_str(),
       static_cast<long long>(deletions.positions_cut),
-      static_cast<long long>(positions_retrained), after->pending_deletions(),
-      *drained_s, ratio, kTargetMixedPredictP99Ratio, flags.background_nice,
+      static_cast<long long>(positions_retrained), pending_after, drained_s,
+      ratio, kTargetMixedPredictP99Ratio, flags.background_nice,
       idle.errors == 0 && loaded.errors == 0 && ratio > 0 &&
               ratio <= kTargetMixedPredictP99Ratio
           ? "true"
