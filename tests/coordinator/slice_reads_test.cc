@@ -258,6 +258,38 @@ TEST_F(SliceReadsTest, ALocalPositionReadsItsSlicesOnlyWithASlot) {
   EXPECT_EQ(second_reads.load(), 1);
 }
 
+// A slice whose encoding was named is read only if it still encodes to
+// that digest (else the position is stale: Aborted), one not named is
+// refused, and a slice read to learn its digest is not read again.
+TEST(PrefixSlicesTest, ReadsAbortWhenASliceNoLongerHasItsDigest) {
+  auto a = storage::EncodedSlice::FromSamples(Pixels(3, "a", 5), kPixels);
+  auto b = storage::EncodedSlice::FromSamples(Pixels(3, "b", 6), kPixels);
+  ASSERT_TRUE(a.ok() && b.ok());
+  int reads = 0;
+  // Slice 0 was named by a's digest but now reads as b; slice 1's
+  // encoding was not known.
+  PrefixSlices slices(
+      {{0, "ids-0", (*a)->digest()}, {1, "ids-1", ""}},
+      [&](const PrefixSlices::Slice& slice)
+          -> absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> {
+        ++reads;
+        return *b;
+      });
+  auto digests = slices.Digests();
+  ASSERT_TRUE(digests.ok()) << digests.status();
+  EXPECT_EQ(*digests,
+            (std::vector<std::string>{(*a)->digest(), (*b)->digest()}));
+  EXPECT_EQ(reads, 1);  // slice 1, to learn its digest
+  auto kept = slices.Read({(*b)->digest()});
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(reads, 1);  // kept from Digests
+  EXPECT_EQ(slices.Read({(*a)->digest()}).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(slices.ReadAll().status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(slices.Read({std::string(64, '0')}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 // Ingest counts a slice's exact size once the slice was read (by a
 // position), so it fills up to the limit; deleting samples makes room at
 // once (at least what they took), before any retrain reads the slice.
