@@ -128,24 +128,29 @@ void ModelSliceCache::Insert(
   shared_->Put(model_, ids_digest, std::move(slice));
 }
 
+const ModelSliceCache::Current* ModelSliceCache::ReadCurrentLocked(
+    const std::string& ids_digest) const {
+  auto current = current_.find(ids_digest);
+  if (current == current_.end() || current->second.encoded_digest.empty()) {
+    return nullptr;
+  }
+  return &current->second;
+}
+
 std::optional<std::string> ModelSliceCache::EncodedDigest(
     const std::string& ids_digest) {
   absl::MutexLock lock(&mu_);
-  auto current = current_.find(ids_digest);
-  if (current == current_.end() || current->second.encoded_digest.empty()) {
-    return std::nullopt;
-  }
-  return current->second.encoded_digest;
+  const Current* current = ReadCurrentLocked(ids_digest);
+  if (current == nullptr) return std::nullopt;
+  return current->encoded_digest;
 }
 
 std::optional<int64_t> ModelSliceCache::EncodedBytes(
     const std::string& ids_digest) {
   absl::MutexLock lock(&mu_);
-  auto current = current_.find(ids_digest);
-  if (current == current_.end() || current->second.encoded_digest.empty()) {
-    return std::nullopt;
-  }
-  return current->second.encoded_bytes;
+  const Current* current = ReadCurrentLocked(ids_digest);
+  if (current == nullptr) return std::nullopt;
+  return current->encoded_bytes;
 }
 
 }  // namespace oubli::coordinator

@@ -144,6 +144,9 @@ class ModelSliceCache {
     std::string encoded_digest;  // empty: not read since they became current
     int64_t encoded_bytes = 0;   // with encoded_digest
   };
+  // The entry of these current ids once they were read, else nullptr.
+  const Current* ReadCurrentLocked(const std::string& ids_digest) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::shared_ptr<EncodedSliceCache> shared_;
   const uint64_t model_;

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,46 +26,31 @@
 #include "storage/checkpoint_store.h"
 #include "storage/encoded_slice.h"
 #include "tests/testing/test_util.h"
+#include "tests/worker/ml/random_samples.h"
 #include "worker/ml/s3t_trainer.h"
 #include "worker/position_worker.h"
 
 namespace oubli::coordinator {
 namespace {
 
-constexpr int kPixels = 9;  // 3x3 "images"
+constexpr int kPixels = 16;  // of worker::RandomSamples
 
+// worker::SmallMlpConfig as `shards` x `slices` x `sequences`, samples
+// spread by id.
 ModelConfig SmallConfig(int shards, int slices, int sequences) {
-  ModelConfig c;
-  c.model_id = "reads";
-  c.backbone.kind = BackboneKind::kMlp;
-  c.backbone.input_height = 3;
-  c.backbone.input_width = 3;
-  c.backbone.num_classes = 2;
-  c.backbone.mlp_hidden = {6, 6, 6, 6};
-  c.backbone.lora.rank = 2;
+  ModelConfig c = worker::SmallMlpConfig();
+  c.placement.by = Placement::kSample;
+  c.backbone.mlp_hidden.assign(slices, 8);  // a layer group per slice
   c.shards = shards;
   c.slices = slices;
   c.sequences = sequences;
-  c.seed = 11;
-  c.train.epochs_per_position = 1;
-  c.train.batch_size = 4;
-  c.train.learning_rate = 1e-2;
   return c;
 }
 
-// `n` samples, ids "<prefix>-NNN" (ascending with NNN), random pixels.
+// worker::RandomSamples with ids "<prefix>s0".."<prefix>s<n-1>".
 std::vector<Sample> Pixels(int n, const std::string& prefix, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<Sample> samples;
-  for (int i = 0; i < n; ++i) {
-    Sample s;
-    s.id = prefix + "-" + std::to_string(100 + i);
-    s.owner = "owner-" + std::to_string(i);
-    s.features.resize(kPixels);
-    for (char& byte : s.features) byte = static_cast<char>(rng() % 256);
-    s.label = static_cast<int>(rng() % 2);
-    samples.push_back(std::move(s));
-  }
+  std::vector<Sample> samples = worker::RandomSamples(n, seed);
+  for (Sample& s : samples) s.id = prefix + s.id;
   return samples;
 }
 
@@ -311,6 +295,15 @@ TEST_F(SliceReadsTest, IngestFillsASliceUpToTheLimitAfterDeletions) {
 
   const std::vector<Sample> pool = Pixels(200, "b", 4);
   size_t next = 0;
+  // The next samples of the pool whose estimates add up to at most `room`.
+  auto take = [&](int64_t room) {
+    std::vector<Sample> taken;
+    while (room >= EncodedSampleBytes(pool[next])) {
+      room -= EncodedSampleBytes(pool[next]);
+      taken.push_back(pool[next++]);
+    }
+    return taken;
+  };
   // Takes as many new samples as fit beside the exact encoding of `held`,
   // and refuses one more.
   auto fill = [&] {
@@ -318,12 +311,8 @@ TEST_F(SliceReadsTest, IngestFillsASliceUpToTheLimitAfterDeletions) {
               [](const Sample& a, const Sample& b) { return a.id < b.id; });
     auto exact = storage::EncodedSlice::FromSamples(held, kPixels);
     ASSERT_TRUE(exact.ok()) << exact.status();
-    int64_t room = limit - static_cast<int64_t>((*exact)->bytes().size());
-    std::vector<Sample> fitting;
-    while (room >= EncodedSampleBytes(pool[next])) {
-      room -= EncodedSampleBytes(pool[next]);
-      fitting.push_back(pool[next++]);
-    }
+    std::vector<Sample> fitting =
+        take(limit - static_cast<int64_t>((*exact)->bytes().size()));
     ASSERT_GT(fitting.size(), 2u);
     auto taken = engine->Ingest(fitting);
     ASSERT_TRUE(taken.ok()) << taken.status();
@@ -344,11 +333,7 @@ TEST_F(SliceReadsTest, IngestFillsASliceUpToTheLimitAfterDeletions) {
     held.pop_back();
   }
   ASSERT_TRUE(engine->DeleteSamples(gone).ok());
-  std::vector<Sample> refill;
-  while (freed >= EncodedSampleBytes(pool[next])) {
-    freed -= EncodedSampleBytes(pool[next]);
-    refill.push_back(pool[next++]);
-  }
+  const std::vector<Sample> refill = take(freed);
   ASSERT_GT(refill.size(), 2u);
   auto refilled = engine->Ingest(refill);
   ASSERT_TRUE(refilled.ok()) << refilled.status();
