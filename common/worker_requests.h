@@ -6,9 +6,13 @@
 #ifndef OUBLI_COMMON_WORKER_REQUESTS_H_
 #define OUBLI_COMMON_WORKER_REQUESTS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
 
 namespace oubli {
 
@@ -25,9 +29,19 @@ struct PositionRequest {
   std::vector<int> prefix;  // its last slice is the position trained
   std::string parent;       // checkpoint of prefix minus its last slice
   std::string model_id;     // scopes the worker's slice cache
-  // The prefix's slices (any order): training rows are their union in
-  // ascending sample-id order.
+  // The prefix's slices (any order) by the SHA-256 of their encoding: what
+  // a worker caches them by. Training rows are their union in ascending
+  // sample-id order.
+  std::vector<std::string> slice_digests;
+  // On a worker: the slices named, from its cache.
   std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
+  // From the coordinator: reads the named slices (some of slice_digests,
+  // those a worker lacks), in that order. Aborted: a slice changed since
+  // the position was chosen, so the position is stale.
+  using SliceReader = std::function<absl::StatusOr<
+      std::vector<std::shared_ptr<const storage::EncodedSlice>>>(
+      absl::Span<const std::string> digests)>;
+  SliceReader read_slices;
 };
 
 // The checkpoint, named by the SHA-256 of its bytes, that must answer for

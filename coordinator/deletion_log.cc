@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "coordinator/slice_data.h"
 
 namespace oubli::coordinator {
 
@@ -114,6 +115,8 @@ std::vector<ResolvedRequest> ResolveGroup(
       } else {
         resolved.emplace_back(id, (*sample)->where);
         record.add_resolved_ids(id);
+        w.min_bytes[(*sample)->where] +=
+            EncodedSampleMinBytes((*sample)->sample);
       }
     }
     if (!lookup.ok()) {

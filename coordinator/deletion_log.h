@@ -72,8 +72,10 @@ struct ResolvedRequest {
   // Requested, resolved, unknown and already-deleted ids; the deletion id
   // and affected shards when it deletes anything.
   internal::DeletionRecord record;
-  // What it deletes, by slice.
+  // What it deletes, by slice, and the bytes those samples take there at
+  // least (EncodedSampleMinBytes): how much smaller each slice gets.
   std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
+  std::map<SliceRef, int64_t> min_bytes;
   // Nothing new to delete: answered with the earlier deletions' stage.
   bool repeat = false;
   // ForgetOwner of an owner without active samples: answered with the

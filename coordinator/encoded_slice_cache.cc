@@ -18,6 +18,16 @@ int64_t EncodedSliceCache::slices() const {
   return static_cast<int64_t>(lru_.size());
 }
 
+int64_t EncodedSliceCache::hits() const {
+  absl::MutexLock lock(&mu_);
+  return hits_;
+}
+
+int64_t EncodedSliceCache::misses() const {
+  absl::MutexLock lock(&mu_);
+  return misses_;
+}
+
 bool EncodedSliceCache::HoldsBytes(absl::string_view needle) const {
   absl::MutexLock lock(&mu_);
   for (const Entry& entry : lru_) {
@@ -38,7 +48,11 @@ std::shared_ptr<const storage::EncodedSlice> EncodedSliceCache::Find(
     uint64_t model, const std::string& ids_digest) {
   absl::MutexLock lock(&mu_);
   auto held = index_.find(Key{model, ids_digest});
-  if (held == index_.end()) return nullptr;
+  if (held == index_.end()) {
+    ++misses_;
+    return nullptr;
+  }
+  ++hits_;
   lru_.splice(lru_.begin(), lru_, held->second);  // most recently used
   return held->second->slice;
 }
@@ -110,17 +124,33 @@ void ModelSliceCache::Insert(
   auto current = current_.find(ids_digest);
   if (current == current_.end()) return;  // changed while it was read
   current->second.encoded_digest = slice->digest();
+  current->second.encoded_bytes = static_cast<int64_t>(slice->bytes().size());
   shared_->Put(model_, ids_digest, std::move(slice));
+}
+
+const ModelSliceCache::Current* ModelSliceCache::ReadCurrentLocked(
+    const std::string& ids_digest) const {
+  auto current = current_.find(ids_digest);
+  if (current == current_.end() || current->second.encoded_digest.empty()) {
+    return nullptr;
+  }
+  return &current->second;
 }
 
 std::optional<std::string> ModelSliceCache::EncodedDigest(
     const std::string& ids_digest) {
   absl::MutexLock lock(&mu_);
-  auto current = current_.find(ids_digest);
-  if (current == current_.end() || current->second.encoded_digest.empty()) {
-    return std::nullopt;
-  }
-  return current->second.encoded_digest;
+  const Current* current = ReadCurrentLocked(ids_digest);
+  if (current == nullptr) return std::nullopt;
+  return current->encoded_digest;
+}
+
+std::optional<int64_t> ModelSliceCache::EncodedBytes(
+    const std::string& ids_digest) {
+  absl::MutexLock lock(&mu_);
+  const Current* current = ReadCurrentLocked(ids_digest);
+  if (current == nullptr) return std::nullopt;
+  return current->encoded_bytes;
 }
 
 }  // namespace oubli::coordinator

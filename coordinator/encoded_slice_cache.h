@@ -54,6 +54,10 @@ class EncodedSliceCache {
   // Bytes and slices held now (positions may hold more of their own).
   int64_t bytes() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t slices() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Lookups of a position's slice since this cache was made: found here,
+  // or not (then read from a lineage store).
+  int64_t hits() const ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t misses() const ABSL_LOCKS_EXCLUDED(mu_);
   // Whether the bytes of any slice held contain `needle`: how tests check
   // that deleted payloads left the cache.
   bool HoldsBytes(absl::string_view needle) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -96,6 +100,8 @@ class EncodedSliceCache {
   Lru lru_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Key, Lru::iterator> index_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t misses_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // One model's part of a shared EncodedSliceCache, and which slices of the
@@ -116,7 +122,8 @@ class ModelSliceCache {
   void Replace(const std::string& old_ids_digest,
                const std::string& new_ids_digest);
 
-  // The slice of these ids, if held.
+  // The slice of these ids, if held (counted as a hit or a miss: call it
+  // only for a slice about to be read otherwise).
   std::shared_ptr<const storage::EncodedSlice> Find(
       const std::string& ids_digest);
   // Keeps `slice` as the slice of these ids if they are current (a read
@@ -128,12 +135,18 @@ class ModelSliceCache {
   // The digest of the encoding of the current slice with these ids, once a
   // read of it was Inserted.
   std::optional<std::string> EncodedDigest(const std::string& ids_digest);
+  // Its size in bytes, likewise.
+  std::optional<int64_t> EncodedBytes(const std::string& ids_digest);
 
  private:
   struct Current {
     int slices = 0;  // of the model with these ids
     std::string encoded_digest;  // empty: not read since they became current
+    int64_t encoded_bytes = 0;   // with encoded_digest
   };
+  // The entry of these current ids once they were read, else nullptr.
+  const Current* ReadCurrentLocked(const std::string& ids_digest) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::shared_ptr<EncodedSliceCache> shared_;
   const uint64_t model_;

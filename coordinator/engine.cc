@@ -250,8 +250,10 @@ struct Engine::State {
     std::vector<int> before, after;
   };
   // FORGOTTEN for a group of deletions: fail-closed, see the definition.
+  // `min_bytes`: what the deleted samples took at least in each slice.
   std::map<int, Cut> Deactivate(
       const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
+      const std::map<SliceRef, int64_t>& min_bytes,
       const std::set<int>& affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // `deletions` deletions committed together cut `shards`: queued per the
   // retrain policy (a shard left serving nothing at once), then the
@@ -391,15 +393,17 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
 
     // FORGOTTEN: one deactivation for the whole group.
     std::map<SliceRef, absl::flat_hash_set<std::string>> by_slice;
+    std::map<SliceRef, int64_t> min_bytes;
     std::set<int> affected;
     for (Work* w : committing) {
       for (const auto& [where, ids] : w->by_slice) {
         by_slice[where].insert(ids.begin(), ids.end());
         affected.insert(where.shard);
       }
+      for (const auto& [where, bytes] : w->min_bytes) min_bytes[where] += bytes;
     }
     absl::MutexLock lock(&mu);
-    const std::map<int, Cut> cuts = Deactivate(by_slice, affected);
+    const std::map<int, Cut> cuts = Deactivate(by_slice, min_bytes, affected);
     const int64_t forgotten_at = absl::ToUnixNanos(absl::Now());
     const std::string fingerprint_forgotten = FingerprintLocked();
     const auto& orders = plan.orders();
@@ -469,6 +473,7 @@ std::vector<absl::StatusOr<DeletionReceipt>> Engine::State::CommitDeletions(
 
 std::map<int, Engine::State::Cut> Engine::State::Deactivate(
     const std::map<SliceRef, absl::flat_hash_set<std::string>>& by_slice,
+    const std::map<SliceRef, int64_t>& min_bytes,
     const std::set<int>& affected) {
   // Drop the samples from the in-memory slices and recompute keys: every
   // prefix containing an affected slice gets a new key without a
@@ -484,7 +489,9 @@ std::map<int, Engine::State::Cut> Engine::State::Deactivate(
     absl::Status edited = absl::OkStatus();
     for (const auto& [where, gone] : by_slice) {
       if (where.shard != s) continue;
-      edited = shards.RemoveSamples(s, where.slice, gone);
+      auto freed = min_bytes.find(where);
+      edited = shards.RemoveSamples(
+          s, where.slice, gone, freed != min_bytes.end() ? freed->second : 0);
       if (!edited.ok()) break;
     }
     if (edited.ok()) {
@@ -515,7 +522,7 @@ absl::Status Engine::State::CheckSliceLimits(
       }
     }
     for (auto& [where, bytes] : growth) {
-      bytes += shards[where.shard].slices[where.slice].bytes;
+      bytes += shards.SliceBytes(where.shard, where.slice);
     }
   }
   for (const auto& [where, bytes] : growth) {

@@ -951,6 +951,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   registry_options.metrics = server->metrics_;
   registry_options.slice_cache =
       std::make_shared<EncodedSliceCache>(options.slice_cache_bytes);
+  if (server->metrics_ != nullptr) {
+    server->metrics_->SetSliceCache(registry_options.slice_cache);
+  }
   registry_options.remote_trainer =
       std::make_shared<WorkerTraining>(server->workers_);
   registry_options.replicas = std::make_shared<WorkerChunks>(server->workers_);

@@ -41,7 +41,6 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
     if (restored.ok() && restored->has_value()) {
       put = checkpoints_->Put(job.key, **restored);
       if (put.ok()) {
-        job.slices.clear();
         if (metrics_ != nullptr) {
           metrics_->CheckpointRestored(
               static_cast<int64_t>((*restored)->size()));
@@ -70,16 +69,6 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
     OUBLI_RETURN_IF_ERROR(bytes.status());
     parent = *std::move(bytes);
   }
-  if (job.read_slices) {
-    absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
-        slices = job.read_slices();
-    if (absl::IsAborted(slices.status())) {
-      result.outcome = PositionOutcome::kCancelled;
-      return result;
-    }
-    OUBLI_RETURN_IF_ERROR(slices.status());
-    job.slices = *std::move(slices);
-  }
   absl::StatusOr<std::string> trained = absl::UnavailableError("no worker");
   if (remote_ != nullptr && remote_->Capacity(environment_) > 0) {
     trained = TrainRemotely(job, parent, &result.stats);
@@ -91,24 +80,38 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
       auto slot_free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(local_mu_) {
         return local_training_ < training_threads_;
       };
+      ++local_waiting_;
       local_mu_.Await(absl::Condition(&slot_free));
+      --local_waiting_;
       ++local_training_;
     }
+    // Read only now: a position waiting for a slot holds no slice bytes.
+    absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
+        slices = job.read_slices.ReadAll();
     absl::StatusOr<worker::PositionData> data =
-        worker::PositionDataFromSlices(job.slices, config_.backbone);
+        slices.ok()
+            ? worker::PositionDataFromSlices(*slices, config_.backbone)
+            : slices.status();
+    if (slices.ok()) slices->clear();  // the rows are decoded
+    job.read_slices.Release();
     if (data.ok()) {
       trained = trainer.TrainPosition(job.shard, job.prefix, parent, *data,
                                       &result.stats, job.cancelled);
-    } else {
+    } else if (absl::IsInvalidArgument(data.status())) {
       // Our own slices: a malformed one is not the parent's fault.
-      trained = absl::IsInvalidArgument(data.status())
-                    ? absl::InternalError(data.status().message())
-                    : data.status();
+      trained = absl::InternalError(data.status().message());
+    } else {
+      trained = data.status();
     }
     absl::MutexLock lock(&local_mu_);
     --local_training_;
   }
-  job.slices.clear();  // drop our hold on the samples promptly
+  job.read_slices.Release();  // drop our hold on the samples promptly
+  if (absl::IsAborted(trained.status())) {
+    // A slice changed since the position was chosen.
+    result.outcome = PositionOutcome::kCancelled;
+    return result;
+  }
   if (absl::IsCancelled(trained.status())) {
     result.outcome = PositionOutcome::kCancelled;
     return result;
@@ -137,8 +140,7 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
 }
 
 absl::StatusOr<std::string> PositionRunner::TrainRemotely(
-    const PositionJob& job, const std::string& parent,
-    worker::TrainStats* stats) {
+    PositionJob& job, const std::string& parent, worker::TrainStats* stats) {
   RemotePosition position;
   position.config_text = config_text_;
   position.environment = environment_;
@@ -146,7 +148,19 @@ absl::StatusOr<std::string> PositionRunner::TrainRemotely(
   position.prefix = job.prefix;
   position.parent = parent;
   position.model_id = config_.model_id;
-  position.slices = job.slices;
+  OUBLI_ASSIGN_OR_RETURN(position.slice_digests, job.read_slices.Digests());
+  // Called for the slices the worker lacks only. A slice it holds is not
+  // read, so not checked against the store here; that cannot train on
+  // deleted data: the digests were those of the current slices when the
+  // engine chose the position, under its mutex, and a deletion bumps the
+  // slice's generation under that mutex before it is FORGOTTEN, which
+  // cancels this position (polled while the worker trains) and discards
+  // its checkpoint even if it finished; the purge waits for such positions
+  // (WaitForStaleTraining) before it drops the deleted slice from every
+  // worker (DropStaleSlices), and workers refuse uploads begun before it.
+  position.read_slices = [&job](absl::Span<const std::string> digests) {
+    return job.read_slices.Read(digests);
+  };
   const absl::Time start = absl::Now();
   OUBLI_ASSIGN_OR_RETURN(RemoteResult result,
                          remote_->TrainPosition(position, job.cancelled));
@@ -154,6 +168,11 @@ absl::StatusOr<std::string> PositionRunner::TrainRemotely(
   stats->steps = result.steps;
   stats->elapsed = absl::Now() - start;
   return std::move(result.checkpoint);
+}
+
+int PositionRunner::LocalWaiting() {
+  absl::MutexLock lock(&local_mu_);
+  return local_waiting_;
 }
 
 }  // namespace oubli::coordinator

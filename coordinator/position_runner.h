@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "coordinator/chunk_replication.h"
 #include "coordinator/metrics.h"
+#include "coordinator/prefix_slices.h"
 #include "coordinator/remote_training.h"
 #include "storage/checkpoint_store.h"
 #include "storage/encoded_slice.h"
@@ -35,13 +36,11 @@ struct PositionJob {
   std::vector<int> prefix;  // slice order, parent + this position's slice
   std::string key;          // checkpoint key of the prefix
   std::string parent_key;   // empty for the first position
-  // The prefix's slices, as workers receive them: given, or read by
-  // `read_slices` (if set) once the position needs them. Aborted from it:
-  // a slice changed meanwhile (the position is cancelled).
-  std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
-  std::function<absl::StatusOr<
-      std::vector<std::shared_ptr<const storage::EncodedSlice>>>()>
-      read_slices;
+  // The prefix's slices by digest, read only as far as needed: those a
+  // worker lacks, or all of them once a local training slot is taken.
+  // Aborted from a read: a slice changed meanwhile (the position is
+  // cancelled).
+  PrefixSlices read_slices;
   // Polled while training: true once the result would be stale.
   std::function<bool()> cancelled;
 };
@@ -71,17 +70,21 @@ class PositionRunner {
                  ChunkReplication* chunks, RemoteTrainer* remote,
                  int training_threads, EngineMetrics* metrics);
 
-  // Runs `job` (its slices are released as soon as they are no longer
-  // needed).
+  // Runs `job` (its slices are read only when needed and released as
+  // soon as they are no longer needed).
   // `trainer` trains it if it is trained here. Errors: reading the parent
   // or writing the checkpoint failed; ResourceExhausted: out of memory;
   // other training failures of the position itself.
   absl::StatusOr<PositionResult> Run(PositionJob& job,
                                      worker::S3tTrainer& trainer);
 
+  // Positions waiting for a local training slot now (tests).
+  int LocalWaiting() ABSL_LOCKS_EXCLUDED(local_mu_);
+
  private:
   // Unavailable when no worker could take the position.
-  absl::StatusOr<std::string> TrainRemotely(const PositionJob& job,
+  // Aborted: a slice changed since the position was chosen.
+  absl::StatusOr<std::string> TrainRemotely(PositionJob& job,
                                             const std::string& parent,
                                             worker::TrainStats* stats);
 
@@ -96,6 +99,7 @@ class PositionRunner {
 
   absl::Mutex local_mu_;
   int local_training_ ABSL_GUARDED_BY(local_mu_) = 0;
+  int local_waiting_ ABSL_GUARDED_BY(local_mu_) = 0;
 };
 
 }  // namespace oubli::coordinator

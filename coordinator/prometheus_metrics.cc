@@ -60,18 +60,24 @@ Family<Histogram>& AddHistogram(prometheus::Registry& registry,
   return prometheus::BuildHistogram().Name(name).Help(help).Register(registry);
 }
 
-// Builds one gauge family of the scrape-time snapshot.
+// Builds one gauge family of the scrape-time snapshot (or a counter
+// family, for totals kept elsewhere and read at scrape time).
 class GaugeFamily {
  public:
-  GaugeFamily(std::string name, std::string help) {
+  GaugeFamily(std::string name, std::string help,
+              MetricType type = MetricType::Gauge) {
     family_.name = std::move(name);
     family_.help = std::move(help);
-    family_.type = MetricType::Gauge;
+    family_.type = type;
   }
   void Set(std::vector<ClientMetric::Label> labels, double value) {
     ClientMetric& metric = family_.metric.emplace_back();
     metric.label = std::move(labels);
-    metric.gauge.value = value;
+    if (family_.type == MetricType::Counter) {
+      metric.counter.value = value;
+    } else {
+      metric.gauge.value = value;
+    }
   }
   MetricFamily Take() { return std::move(family_); }
 
@@ -94,12 +100,17 @@ class StateCollector final : public prometheus::Collectable {
     absl::MutexLock lock(&mu_);
     workers_ = std::move(workers);
   }
+  void SetSliceCache(std::shared_ptr<const EncodedSliceCache> cache) {
+    absl::MutexLock lock(&mu_);
+    slice_cache_ = std::move(cache);
+  }
   std::vector<MetricFamily> Collect() const override;
 
  private:
   mutable absl::Mutex mu_;
   ModelRegistry* registry_ ABSL_GUARDED_BY(mu_) = nullptr;
   PrometheusMetrics::WorkerLiveness workers_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const EncodedSliceCache> slice_cache_ ABSL_GUARDED_BY(mu_);
 };
 
 struct PrometheusMetrics::Impl {
@@ -407,9 +418,29 @@ std::vector<MetricFamily> StateCollector::Collect() const {
       "oubli_checkpoint_redundancy_target_chunks",
       "Parity chunks (m) the least protected checkpoint (see "
       "oubli_checkpoint_redundancy_chunks) was encoded with.");
+  GaugeFamily cache_hits(
+      "oubli_slice_cache_hits_total",
+      "Slices a position read from the coordinator's slice cache "
+      "(--slice_cache_bytes), over every model.",
+      MetricType::Counter);
+  GaugeFamily cache_misses(
+      "oubli_slice_cache_misses_total",
+      "Slices a position read from the lineage store because the "
+      "coordinator's slice cache did not hold them (slices a worker already "
+      "holds are not read at all).",
+      MetricType::Counter);
+  GaugeFamily cache_bytes(
+      "oubli_slice_cache_bytes",
+      "Encoded slice bytes the coordinator's slice cache holds now, at most "
+      "--slice_cache_bytes.");
 
   {
     absl::MutexLock lock(&mu_);
+    if (slice_cache_ != nullptr) {
+      cache_hits.Set({}, static_cast<double>(slice_cache_->hits()));
+      cache_misses.Set({}, static_cast<double>(slice_cache_->misses()));
+      cache_bytes.Set({}, static_cast<double>(slice_cache_->bytes()));
+    }
     worker_up.Set({{"worker", "local"}}, registry_ != nullptr ? 1 : 0);
     // By name; a name registered twice (restarted at a new address) is
     // one series, up if either is.
@@ -495,7 +526,8 @@ std::vector<MetricFamily> StateCollector::Collect() const {
         &retrain_backlog,
         &prefix_length, &slices, &active_samples, &slice_imbalance,
         &missing_prefixes,
-        &lineage_bytes, &checkpoint_bytes, &redundancy, &redundancy_target}) {
+        &lineage_bytes, &checkpoint_bytes, &redundancy, &redundancy_target,
+        &cache_hits, &cache_misses, &cache_bytes}) {
     out.push_back(family->Take());
   }
   return out;
@@ -536,6 +568,11 @@ void PrometheusMetrics::SetRegistry(ModelRegistry* registry) {
 
 void PrometheusMetrics::SetWorkers(WorkerLiveness workers) {
   impl_->state->SetWorkers(std::move(workers));
+}
+
+void PrometheusMetrics::SetSliceCache(
+    std::shared_ptr<const EncodedSliceCache> cache) {
+  impl_->state->SetSliceCache(std::move(cache));
 }
 
 std::string PrometheusMetrics::Serialize() const {

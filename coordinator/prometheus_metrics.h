@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/metrics_server.h"
+#include "coordinator/encoded_slice_cache.h"
 #include "coordinator/metrics.h"
 #include "coordinator/model_registry.h"
 
@@ -52,6 +53,10 @@ class PrometheusMetrics final : public ModelMetricsFactory, public RpcMetrics {
   using WorkerLiveness =
       std::function<std::vector<std::pair<std::string, bool>>()>;
   void SetWorkers(WorkerLiveness workers);
+
+  // The coordinator's slice cache, read at each scrape for
+  // oubli_slice_cache_*; nullptr: no such series.
+  void SetSliceCache(std::shared_ptr<const EncodedSliceCache> cache);
 
   // The exposition text, as served on /metrics (tests, debugging).
   std::string Serialize() const;

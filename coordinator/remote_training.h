@@ -40,9 +40,12 @@ class RemoteTrainer {
   virtual int Capacity(const std::string& environment) = 0;
 
   // Trains on some live worker, moving to another if one dies or fails
-  // transiently. Unavailable: no worker could take it (train locally).
-  // Cancelled once `cancelled` returns true (polled). Other errors are the
-  // position's own (InvalidArgument: corrupt parent) and are final.
+  // transiently. Reads through position.read_slices only the slices the
+  // worker lacks, and returns its errors as they are (Aborted: the
+  // position is stale). Unavailable: no worker could take it (train
+  // locally). Cancelled once `cancelled` returns true (polled). Other
+  // errors are the position's own (InvalidArgument: corrupt parent) and
+  // are final.
   virtual absl::StatusOr<RemoteResult> TrainPosition(
       const RemotePosition& position,
       const std::function<bool()>& cancelled) = 0;

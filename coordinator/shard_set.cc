@@ -84,48 +84,61 @@ void ShardSet::AddSamples(int shard, int slice,
   table_[shard].samples += static_cast<int64_t>(samples.size());
   SliceData& data = table_[shard].slices[slice];
   const std::string old_digest = data.digest;
+  data.bytes = SliceBytes(shard, slice);  // from the exact size, if known
   coordinator::AddSamples(data, samples);
   slice_cache_->Replace(old_digest, data.digest);
 }
 
 absl::Status ShardSet::RemoveSamples(
-    int shard, int slice, const absl::flat_hash_set<std::string>& gone) {
+    int shard, int slice, const absl::flat_hash_set<std::string>& gone,
+    int64_t gone_min_bytes) {
   // Before the edit: a position of this slice that is cancelled now must
   // not find its slices unchanged.
   slice_generations_->Bump(shard, slice);
   SliceData& data = table_[shard].slices[slice];
   const std::string old_digest = data.digest;
-  OUBLI_ASSIGN_OR_RETURN(int64_t removed,
-                         coordinator::RemoveSamples(data, gone));
+  const int64_t bytes_before = data.bytes;
+  data.bytes = SliceBytes(shard, slice);  // from the exact size, if known
+  absl::StatusOr<int64_t> removed =
+      coordinator::RemoveSamples(data, gone, gone_min_bytes);
+  if (!removed.ok()) {
+    data.bytes = bytes_before;  // nothing removed
+    return removed.status();
+  }
   // The cached bytes held the deleted samples: gone now, not at PURGED.
   slice_cache_->Replace(old_digest, data.digest);
-  table_[shard].samples -= removed;
+  table_[shard].samples -= *removed;
   return absl::OkStatus();
 }
 
-ShardSet::PrefixReader ShardSet::ReadPrefix(int shard,
-                                            absl::Span<const int> order) const {
-  std::vector<std::pair<int, std::string>> wanted;  // slice, SliceDigest
+int64_t ShardSet::SliceBytes(int shard, int slice) const {
+  const SliceData& data = table_[shard].slices[slice];
+  return slice_cache_->EncodedBytes(data.digest).value_or(data.bytes);
+}
+
+PrefixSlices ShardSet::ReadPrefix(int shard,
+                                  absl::Span<const int> order) const {
+  std::vector<PrefixSlices::Slice> wanted;
   for (int slice : order) {
-    wanted.emplace_back(slice, table_[shard].slices[slice].digest);
+    const std::string& ids_digest = table_[shard].slices[slice].digest;
+    wanted.push_back({slice, ids_digest,
+                      slice_cache_->EncodedDigest(ids_digest).value_or("")});
   }
-  return [store = store_, cache = slice_cache_, shard,
-          input_size = config_.backbone.InputSize(), wanted = std::move(wanted)]()
-             -> absl::StatusOr<
-                 std::vector<std::shared_ptr<const storage::EncodedSlice>>> {
-    std::vector<std::shared_ptr<const storage::EncodedSlice>> slices;
-    for (const auto& [slice, digest] : wanted) {
-      std::shared_ptr<const storage::EncodedSlice> encoded = cache->Find(digest);
-      if (encoded == nullptr) {
+  return PrefixSlices(
+      std::move(wanted),
+      [store = store_, cache = slice_cache_, shard,
+       input_size = config_.backbone.InputSize()](
+          const PrefixSlices::Slice& slice)
+          -> absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> {
+        std::shared_ptr<const storage::EncodedSlice> encoded =
+            cache->Find(slice.ids_digest);
+        if (encoded != nullptr) return encoded;
         OUBLI_ASSIGN_OR_RETURN(
-            encoded,
-            ReadSliceAsOf(*store, {shard, slice}, input_size, digest));
-        cache->Insert(digest, encoded);
-      }
-      slices.push_back(std::move(encoded));
-    }
-    return slices;
-  };
+            encoded, ReadSliceAsOf(*store, {shard, slice.slice}, input_size,
+                                   slice.ids_digest));
+        cache->Insert(slice.ids_digest, encoded);
+        return encoded;
+      });
 }
 
 void ShardSet::UpdateServed(int shard, const ServedModel* prepared) {

@@ -30,6 +30,7 @@
 #include "common/types.h"
 #include "coordinator/encoded_slice_cache.h"
 #include "coordinator/model_base.h"
+#include "coordinator/prefix_slices.h"
 #include "coordinator/served_snapshot.h"
 #include "coordinator/shard_table.h"
 #include "coordinator/sharding_plan.h"
@@ -80,21 +81,25 @@ class ShardSet {
   void AddSamples(int shard, int slice,
                   absl::Span<const Sample* const> samples);
   // Drops `gone` from one slice, all or nothing (see RemoveSamples in
-  // slice_data.h), and the slice's cached bytes; the slice counts as
-  // changed either way, so a position reading it is stale. The caller
-  // recomputes as for AddSamples.
+  // slice_data.h; `gone_min_bytes`: their EncodedSampleMinBytes), and the
+  // slice's cached bytes; the slice counts as changed either way, so a
+  // position reading it is stale. The caller recomputes as for AddSamples.
   // ResourceExhausted: out of memory (nothing removed).
   absl::Status RemoveSamples(int shard, int slice,
-                             const absl::flat_hash_set<std::string>& gone);
+                             const absl::flat_hash_set<std::string>& gone,
+                             int64_t gone_min_bytes);
 
-  // Reads the bytes of the shard's slices named by `order`, as they are
-  // now, when called (without the engine mutex; before this set is
-  // destroyed): from the cache, else from the store (then cached).
-  // Aborted: a slice changed meanwhile, so the position is stale; other
-  // errors as LoadSlice.
-  using PrefixReader = std::function<absl::StatusOr<
-      std::vector<std::shared_ptr<const storage::EncodedSlice>>>()>;
-  PrefixReader ReadPrefix(int shard, absl::Span<const int> order) const;
+  // The encoded size of one slice as ingest limits count it: exact once
+  // its current samples were read (by a position or a reload), else
+  // SliceData::bytes, an estimate never below the truth.
+  int64_t SliceBytes(int shard, int slice) const;
+
+  // The shard's slices named by `order` as they are now, by digest; their
+  // bytes are read when asked for (without the engine mutex; before this
+  // set is destroyed), from the cache, else from the store (then cached).
+  // A read aborts when the slice changed meanwhile (the position is
+  // stale); other errors as LoadSlice.
+  PrefixSlices ReadPrefix(int shard, absl::Span<const int> order) const;
 
   // Serves the shard's longest valid prefix, without publishing; drops
   // checkpoints that do not load (see checkpoint_dropped). `prepared`, if it

@@ -44,6 +44,10 @@ int64_t EncodedSampleBytes(const Sample& sample) {
   return static_cast<int64_t>(sample.id.size() + sample.features.size()) + 24;
 }
 
+int64_t EncodedSampleMinBytes(const Sample& sample) {
+  return static_cast<int64_t>(sample.id.size() + sample.features.size());
+}
+
 absl::StatusOr<LoadedSlice> LoadSlice(storage::LineageStore& store,
                                       SliceRef where, int64_t input_size) {
   LoadedSlice loaded;
@@ -107,7 +111,8 @@ void AddSamples(SliceData& slice, absl::Span<const Sample* const> added) {
 }
 
 absl::StatusOr<int64_t> RemoveSamples(
-    SliceData& slice, const absl::flat_hash_set<std::string>& gone) {
+    SliceData& slice, const absl::flat_hash_set<std::string>& gone,
+    int64_t gone_min_bytes) {
   std::vector<std::string> kept_ids;
   int64_t removed = 0;
   try {
@@ -126,6 +131,7 @@ absl::StatusOr<int64_t> RemoveSamples(
   if (removed == 0) return 0;
   slice.ids = std::move(kept_ids);
   slice.digest = SliceDigest(slice.ids);
+  slice.bytes = std::max<int64_t>(0, slice.bytes - gone_min_bytes);
   return removed;
 }
 

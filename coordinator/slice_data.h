@@ -31,15 +31,20 @@ struct SliceData {
   std::vector<std::string> ids;  // ascending
   std::string digest;  // SliceDigest(ids): names the slice in prefix keys
   // Bytes of its encoding: exact when read from the store, then grown by
-  // each ingested sample's stored size (an estimate: ids, labels and
-  // features in their stored encoding) and kept through removals, so it is
-  // never below the truth for slices of one encoding. Ingest refuses a
-  // sample that would take it past the limit.
+  // each ingested sample's EncodedSampleBytes and shrunk by each removed
+  // one's EncodedSampleMinBytes, so it is never below the truth for slices
+  // of one encoding (ShardSet::SliceBytes takes the exact size once the
+  // slice is read again). Ingest refuses a sample that would take it past
+  // the limit.
   int64_t bytes = 0;
 };
 
-// Encoded bytes a sample adds to a slice, as SliceData::bytes counts them.
+// Encoded bytes a sample adds to a slice at most, as SliceData::bytes
+// counts them.
 int64_t EncodedSampleBytes(const Sample& sample);
+// Encoded bytes a sample takes in its slice at least: its id and features
+// as stored.
+int64_t EncodedSampleMinBytes(const Sample& sample);
 
 // A slice read from the store: what the engine keeps, and its bytes.
 struct LoadedSlice {
@@ -71,10 +76,12 @@ void ScrubSamples(std::vector<Sample>& samples);
 // Adds newly ingested samples (ids not in the slice, each once).
 void AddSamples(SliceData& slice, absl::Span<const Sample* const> added);
 
-// Drops the samples in `gone` from `slice`, all or nothing; returns how
+// Drops the samples in `gone` from `slice`, all or nothing, taking
+// `gone_min_bytes` (their EncodedSampleMinBytes) off its size; returns how
 // many it held. ResourceExhausted: out of memory (the slice is unchanged).
 absl::StatusOr<int64_t> RemoveSamples(
-    SliceData& slice, const absl::flat_hash_set<std::string>& gone);
+    SliceData& slice, const absl::flat_hash_set<std::string>& gone,
+    int64_t gone_min_bytes);
 
 // The state bytes of `prefix` (slice order) trained from nothing, position
 // by position, on `slices` (indexed by slice; those outside the prefix are

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -152,12 +152,12 @@ absl::StatusOr<RemoteResult> WorkerTraining::TrainPosition(
   for (int slice : position.prefix) request.add_prefix(slice);
   request.set_parent(position.parent);
   request.set_model_id(position.model_id);
-  absl::flat_hash_map<std::string, const storage::EncodedSlice*> by_digest;
+  absl::flat_hash_set<std::string> named;
   std::vector<std::string> slice_keys;
-  for (const auto& slice : position.slices) {
-    request.add_slice_digests(slice->digest());
-    by_digest[slice->digest()] = slice.get();
-    slice_keys.push_back(absl::StrCat(position.model_id, "/", slice->digest()));
+  for (const std::string& digest : position.slice_digests) {
+    request.add_slice_digests(digest);
+    named.insert(digest);
+    slice_keys.push_back(absl::StrCat(position.model_id, "/", digest));
   }
   // Slices travel apart, in pieces; what is left is mostly the parent
   // checkpoint.
@@ -186,6 +186,9 @@ absl::StatusOr<RemoteResult> WorkerTraining::TrainPosition(
     cluster::TrainPositionResponse response;
     grpc::Status status;
     bool we_cancelled = false, worker_lost = false;
+    // Reading a slice failed (Aborted: it changed, the position is stale):
+    // the position's own failure, not the worker's.
+    absl::Status read_failure;
     {
       AttemptWatch watch(cancelled,
                          [this, &worker] { return pool_->Alive(*worker); });
@@ -210,13 +213,21 @@ absl::StatusOr<RemoteResult> WorkerTraining::TrainPosition(
           break;
         }
         for (const std::string& digest : response.missing_slices()) {
-          auto it = by_digest.find(digest);
-          if (it == by_digest.end()) {
+          if (!named.contains(digest)) {
             status = grpc::Status(grpc::StatusCode::INTERNAL,
                                   "worker asked for a slice not named");
             break;
           }
-          status = UploadSlice(*worker, position.model_id, *it->second, watch);
+          // Read now, one at a time: only what this worker lacks.
+          absl::StatusOr<
+              std::vector<std::shared_ptr<const storage::EncodedSlice>>>
+              read = position.read_slices({digest});
+          if (!read.ok()) {
+            read_failure = read.status();
+            break;
+          }
+          status = UploadSlice(*worker, position.model_id, *read->front(),
+                               watch);
           // Refused as older than a purge pass: the next round uploads it
           // again under the new epoch.
           if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
@@ -231,12 +242,13 @@ absl::StatusOr<RemoteResult> WorkerTraining::TrainPosition(
           }
           if (!status.ok()) break;
         }
-        if (!status.ok()) break;
+        if (!status.ok() || !read_failure.ok()) break;
       }
       we_cancelled = watch.we_cancelled();
       worker_lost = watch.worker_lost();
     }
-    pool_->Release(worker, status.ok());
+    pool_->Release(worker, status.ok() && read_failure.ok());
+    if (!read_failure.ok()) return read_failure;
 
     if (status.ok()) {
       RemoteResult result;

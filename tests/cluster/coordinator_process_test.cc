@@ -515,12 +515,25 @@ TEST_F(WorkerClusterTest, SlicesCrossTheWireOnceAndPurgesDropStaleOnes) {
             metrics, "oubli_worker_slice_lookups_total{result=\"miss\"}"),
         testing_util::MetricValue(metrics, "oubli_worker_cached_slices")};
   };
+  std::string coordinator_metrics;
+  ASSERT_TRUE(coordinator_.WaitForLine("metrics on ", &coordinator_metrics));
+  // Slices the coordinator read (from its cache or the store).
+  auto coordinator_reads = [&] {
+    const std::string metrics =
+        testing_util::HttpGet(coordinator_metrics, "/metrics");
+    return testing_util::MetricValue(metrics,
+                                     "oubli_slice_cache_hits_total") +
+           testing_util::MetricValue(metrics,
+                                     "oubli_slice_cache_misses_total");
+  };
   const Cache before = read();
   // Each distinct slice was sent once and is still there; later positions
-  // found the slices of their prefix cached.
+  // found the slices of their prefix cached, and the coordinator read only
+  // what the worker lacked.
   EXPECT_GT(before.misses, 0);
   EXPECT_EQ(before.misses, before.slices);
   EXPECT_GT(before.hits, 0);
+  EXPECT_EQ(coordinator_reads(), before.misses);
 
   v1::DeletionReceipt receipt;
   grpc::Status status = ForgetOwner("tiny", "owner-3", &receipt);
@@ -530,6 +543,7 @@ TEST_F(WorkerClusterTest, SlicesCrossTheWireOnceAndPurgesDropStaleOnes) {
   EXPECT_EQ(after.misses, before.misses + 1);  // the new version only
   EXPECT_EQ(after.slices, before.slices);      // the old one was dropped
   EXPECT_GT(after.hits, before.hits);
+  EXPECT_EQ(coordinator_reads(), after.misses);
 }
 
 // With a --data_dir a worker keeps its cached slices as files too. A

@@ -219,6 +219,9 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
       {"oubli_grpc_server_handled_total", "counter"},
       {"oubli_grpc_server_handling_seconds", "histogram"},
       {"oubli_build_info", "gauge"},
+      {"oubli_slice_cache_hits_total", "counter"},
+      {"oubli_slice_cache_misses_total", "counter"},
+      {"oubli_slice_cache_bytes", "gauge"},
   };
   for (const auto& [name, type] : families) {
     EXPECT_THAT(text,
@@ -278,6 +281,12 @@ TEST_F(MetricsTest, ExposesTheContractAfterDeletionsAreRestored) {
   EXPECT_GT(Value(samples, "oubli_lineage_db_bytes", tiny), 0);
   EXPECT_GT(Value(samples, "oubli_checkpoint_store_bytes", tiny), 0);
   EXPECT_EQ(Value(samples, "oubli_build_info", {}), 1);
+  // Training here read each slice from the store once (a miss), then
+  // from the cache; the retrains read the slices the deletions changed.
+  EXPECT_GE(Value(samples, "oubli_slice_cache_misses_total", {}),
+            2 * testing_util::kTinySlices);
+  EXPECT_GE(Value(samples, "oubli_slice_cache_hits_total", {}), 1);
+  EXPECT_GT(Value(samples, "oubli_slice_cache_bytes", {}), 0);
 
   EXPECT_GE(Value(samples, "oubli_grpc_server_handled_total",
                   {{"method", "DeleteSamples"}, {"code", "OK"}}),
