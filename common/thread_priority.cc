@@ -32,7 +32,8 @@ absl::Status LowerThisThreadPriority(int increment) {
   }
   if (increment == 0) return absl::OkStatus();
 #if defined(__linux__)
-  const int target = std::min(19, ThisThreadNice() + increment);
+  const int target = std::min(19, ProcessNice() + increment);
+  if (target <= ThisThreadNice()) return absl::OkStatus();
   if (setpriority(PRIO_PROCESS, ThisThreadId(), target) != 0) {
     const int error = errno;
     return absl::InternalError(absl::StrCat("setpriority(nice ", target,
@@ -47,6 +48,17 @@ int ThisThreadNice() {
   // -1 is a valid nice value, so errno tells a failure apart.
   errno = 0;
   const int nice = getpriority(PRIO_PROCESS, ThisThreadId());
+  return errno == 0 ? nice : 0;
+#else
+  return 0;
+#endif
+}
+
+int ProcessNice() {
+#if defined(__linux__)
+  // The process id names the main thread.
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(getpid()));
   return errno == 0 ? nice : 0;
 #else
   return 0;

@@ -16,16 +16,21 @@ namespace oubli {
 // The largest increment accepted: the nice range is -20..19.
 inline constexpr int kMaxNiceIncrement = 19;
 
-// Raises the calling thread's nice value by `increment` (0: no change);
-// threads it starts afterwards inherit it. Without privilege a nice value
-// can never be lowered again, so call this only on threads that do
-// background work for their whole life. On Linux nice is per thread; other
-// systems leave the priority unchanged. InvalidArgument: increment outside
-// 0..kMaxNiceIncrement; Internal: the kernel refused (message has errno).
+// Sets the calling thread's nice value to the process's (its main
+// thread's) plus `increment`, capped at 19; a thread already there or
+// lower keeps its own, so calling it again, or from a thread started by a
+// lowered one, does not compound. Threads it starts afterwards inherit it.
+// Without privilege a nice value can never be lowered again, so call this
+// only on threads that do background work for their whole life. On Linux
+// nice is per thread; other systems leave the priority unchanged.
+// InvalidArgument: increment outside 0..kMaxNiceIncrement; Internal: the
+// kernel refused (message has errno).
 absl::Status LowerThisThreadPriority(int increment);
 
 // The calling thread's nice value (0 where threads have none of their own).
 int ThisThreadNice();
+// The process's main thread's nice value (0 elsewhere than Linux).
+int ProcessNice();
 
 // Names the calling thread (at most 15 bytes kept) so `top -H` and
 // /proc/<pid>/task/*/comm tell the background threads apart.

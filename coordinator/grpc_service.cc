@@ -22,6 +22,7 @@
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/thread_priority.h"
 #include "common/types.h"
 #include "coordinator/access_policy.h"
 #include "coordinator/api_guard.h"
@@ -812,6 +813,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const Options& options) {
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("data_dir is required");
+  }
+  if (options.background_nice < 0 ||
+      options.background_nice > kMaxNiceIncrement) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("background_nice ", options.background_nice,
+                     " is outside 0..", kMaxNiceIncrement));
   }
   OUBLI_ASSIGN_OR_RETURN(
       const std::string host,

@@ -209,7 +209,9 @@ class CoordinatorServer {
   };
 
   // Returns once the server listens and every model is open (health
-  // SERVING). On failure nothing keeps running.
+  // SERVING). On failure nothing keeps running. InvalidArgument: no
+  // data_dir, background_nice outside 0..19, a bad listen address; other
+  // codes: TLS files, ports, or a model that cannot be opened.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
       const Options& options);
   // Shuts down (see Shutdown) if still running.

@@ -75,6 +75,8 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
   }
   // No worker could take it (none registered, or all died): train here.
   if (absl::IsUnavailable(trained.status())) {
+    // What Digests() kept for a worker is read again once there is a slot.
+    job.read_slices.Release();
     {
       absl::MutexLock lock(&local_mu_);
       auto slot_free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(local_mu_) {

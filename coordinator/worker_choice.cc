@@ -1,30 +1,22 @@
 #include "coordinator/worker_choice.h"
 
-#include <algorithm>
+#include <tuple>
 
 namespace oubli::coordinator {
 
 std::optional<size_t> ChooseTrainingWorker(
     absl::Span<const WorkerCandidate> candidates) {
-  if (candidates.empty()) return std::nullopt;
-  int least_busy = candidates[0].busy;
-  for (const WorkerCandidate& c : candidates) {
-    least_busy = std::min(least_busy, c.busy);
-  }
   std::optional<size_t> best;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    const WorkerCandidate& c = candidates[i];
-    if (c.busy > least_busy + kBusySlack) continue;
     if (!best.has_value()) {
       best = i;
       continue;
     }
+    const WorkerCandidate& c = candidates[i];
     const WorkerCandidate& b = candidates[*best];
-    if (c.cached_slices != b.cached_slices) {
-      if (c.cached_slices > b.cached_slices) best = i;
-    } else if (c.busy != b.busy) {
-      if (c.busy < b.busy) best = i;
-    } else if (c.id < b.id) {
+    // Fewer busy, then more cached, then the lower id.
+    if (std::make_tuple(c.busy, -c.cached_slices, c.id) <
+        std::make_tuple(b.busy, -b.cached_slices, b.id)) {
       best = i;
     }
   }

@@ -1,12 +1,11 @@
 // Which live worker trains the next position.
 //
-// Load first, then locality: a worker may hold at most kBusySlack more
-// positions than the least busy one; among those, the one already sent
-// most of the position's slices wins (lower busy count, then id, on ties).
-// Pure least-busy choice alternated a shard's positions between workers,
-// so its slices crossed the wire once per worker (1.16 bytes sent per
-// slice byte with 2 workers); one position of slack keeps a shard where
-// its data is while queues stay within one position of each other.
+// The least busy one; among those, the one already sent most of the
+// position's slices (then the lowest id), so a shard's data stays where it
+// was sent whenever that costs no waiting. Letting a busier worker with
+// the slices win (a slack of one position) sent fewer bytes with two
+// workers, but with one retrain loop per worker it could give both
+// positions in flight to one worker and leave the other idle: load wins.
 //
 // Pure function of its arguments.
 #ifndef OUBLI_COORDINATOR_WORKER_CHOICE_H_
@@ -24,8 +23,6 @@ struct WorkerCandidate {
   int busy = 0;           // positions it trains or queues now
   int cached_slices = 0;  // of the position's slices, how many it was sent
 };
-
-inline constexpr int kBusySlack = 1;
 
 // Index into `candidates` of the chosen worker; nullopt when empty.
 std::optional<size_t> ChooseTrainingWorker(

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -76,12 +77,19 @@ grpc::Status WorkerService::TrainPosition(
   // predictions, and a nice value once raised cannot be lowered again.
   absl::StatusOr<PositionResult> result =
       absl::InternalError("training thread did not run");
-  std::thread training([&] {
-    StartBackgroundThread("oubli-train", background_nice_);
-    result = worker_.Train(position,
-                           [context] { return context->IsCancelled(); });
-  });
-  training.join();
+  try {
+    std::thread training([&] {
+      StartBackgroundThread("oubli-train", background_nice_);
+      result = worker_.Train(position,
+                             [context] { return context->IsCancelled(); });
+    });
+    training.join();
+  } catch (const std::system_error& error) {
+    // No thread to be had (the process's thread limit): the coordinator
+    // retries elsewhere or later.
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("no training thread: ", error.what()));
+  }
   if (metrics_ != nullptr) {
     metrics_->PositionDone(absl::StatusCodeToString(result.status().code()),
                            result.ok() ? result->samples : 0,

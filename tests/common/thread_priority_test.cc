@@ -33,6 +33,23 @@ TEST(ThreadPriorityTest, LowersOnlyTheCallingThreadAndItsLaterChildren) {
   EXPECT_EQ(ThisThreadNice(), before);  // the test's own thread is untouched
 }
 
+TEST(ThreadPriorityTest, LoweringAgainDoesNotCompound) {
+  const int target = std::min(19, ProcessNice() + 3);
+  int twice = -100;
+  int child_lowered = -100;
+  std::thread([&] {
+    ASSERT_TRUE(LowerThisThreadPriority(3).ok());
+    ASSERT_TRUE(LowerThisThreadPriority(3).ok());
+    twice = ThisThreadNice();
+    std::thread([&] {
+      ASSERT_TRUE(LowerThisThreadPriority(3).ok());
+      child_lowered = ThisThreadNice();
+    }).join();
+  }).join();
+  EXPECT_EQ(twice, target);
+  EXPECT_EQ(child_lowered, target);
+}
+
 TEST(ThreadPriorityTest, ZeroChangesNothing) {
   int nice = -100;
   const int before = ThisThreadNice();

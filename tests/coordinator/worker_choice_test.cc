@@ -11,31 +11,23 @@ TEST(WorkerChoiceTest, NoCandidateNoChoice) {
   EXPECT_EQ(ChooseTrainingWorker({}), std::nullopt);
 }
 
-TEST(WorkerChoiceTest, TheWorkerHoldingTheSlicesWinsWithinTheSlack) {
-  // "b" holds the prefix's slices and has one position more than "a".
-  const std::vector<WorkerCandidate> workers = {{"a", 3, 0}, {"b", 4, 2}};
-  EXPECT_EQ(ChooseTrainingWorker(workers), 1u);
-}
-
-TEST(WorkerChoiceTest, LoadWinsBeyondTheSlack) {
-  const std::vector<WorkerCandidate> workers = {{"a", 3, 0},
-                                                {"b", 3 + kBusySlack + 1, 2}};
+TEST(WorkerChoiceTest, AnIdleWorkerWinsOverOneHoldingTheSlices) {
+  // One retrain loop per worker: "b" must not get a second position while
+  // "a" has none.
+  const std::vector<WorkerCandidate> workers = {{"a", 0, 0}, {"b", 1, 4}};
   EXPECT_EQ(ChooseTrainingWorker(workers), 0u);
 }
 
-TEST(WorkerChoiceTest, EqualHoldingsGoToTheLeastBusyThenTheLowestId) {
-  EXPECT_EQ(ChooseTrainingWorker(std::vector<WorkerCandidate>{
-                {"a", 2, 1}, {"b", 1, 1}}),
-            1u);
+TEST(WorkerChoiceTest, AmongTheLeastBusyTheOneHoldingMostSlicesWins) {
+  const std::vector<WorkerCandidate> workers = {
+      {"a", 1, 1}, {"b", 1, 3}, {"c", 1, 2}, {"d", 2, 4}};
+  EXPECT_EQ(ChooseTrainingWorker(workers), 1u);
+}
+
+TEST(WorkerChoiceTest, FullTiesGoToTheLowestId) {
   EXPECT_EQ(ChooseTrainingWorker(std::vector<WorkerCandidate>{
                 {"b", 1, 1}, {"a", 1, 1}}),
             1u);
-}
-
-TEST(WorkerChoiceTest, MostSlicesAmongSeveralWithinTheSlack) {
-  const std::vector<WorkerCandidate> workers = {
-      {"a", 0, 1}, {"b", 1, 3}, {"c", 1, 2}, {"d", 5, 4}};
-  EXPECT_EQ(ChooseTrainingWorker(workers), 1u);
 }
 
 }  // namespace

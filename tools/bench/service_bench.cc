@@ -52,6 +52,7 @@
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/thread_priority.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/sharding_plan.h"
 #include "oubli/v1/oubli.grpc.pb.h"
@@ -165,8 +166,11 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       flags->workers < 0 || flags->mixed_predict_rate <= 0 ||
       flags->mixed_delete_rate <= 0 || flags->mixed_duration_s <= 0 ||
       flags->mixed_samples < 1 || flags->mixed_window_ms < 0 ||
-      flags->mixed_rounds < 1) {
-    std::fprintf(stderr, "counts, rates and durations must be positive\n");
+      flags->mixed_rounds < 1 || flags->background_nice < 0 ||
+      flags->background_nice > kMaxNiceIncrement) {
+    std::fprintf(stderr,
+                 "counts, rates and durations must be positive, "
+                 "background_nice in 0..19\n");
     return false;
   }
   if (flags->mixed_delete_rate * flags->mixed_duration_s *
@@ -882,8 +886,14 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
     if (deletions.errors == 0) deletions.first_error = round_deletions.first_error;
     deletions.errors += round_deletions.errors;
     // The next idle phase (and the runs after this one) start idle.
+    // No pending deletion: all RESTORED, so purged too.
     auto drained = WaitNoPendingDeletions(*delete_stub, model_id, 60);
     if (!drained.ok()) return Fail(drained.status());
+    if (*drained < 0) {
+      return Fail(absl::DeadlineExceededError(
+          "deletions still pending 60 s after a loaded phase: the next idle "
+          "phase would not be idle"));
+    }
     drained_s = *drained;
   }
 
