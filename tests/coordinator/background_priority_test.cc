@@ -15,6 +15,7 @@
 #include "common/thread_priority.h"
 #include "coordinator/engine.h"
 #include "tests/testing/test_util.h"
+#include "tests/worker/ml/random_samples.h"
 
 namespace oubli::coordinator {
 namespace {
@@ -51,48 +52,17 @@ std::vector<int> NicesOf(const std::string& prefix) {
   return found;
 }
 
-ModelConfig SmallConfig() {
-  ModelConfig c;
-  c.model_id = "niced";
-  c.backbone.kind = BackboneKind::kMlp;
-  c.backbone.input_height = 2;
-  c.backbone.input_width = 2;
-  c.backbone.num_classes = 2;
-  c.backbone.mlp_hidden = {4, 4};
-  c.backbone.lora.rank = 1;
-  c.shards = 1;
-  c.slices = 2;
-  c.sequences = 1;
-  c.seed = 7;
-  c.train.epochs_per_position = 1;
-  c.train.batch_size = 4;
-  return c;
-}
-
-std::vector<Sample> SmallSamples(int n) {
-  std::vector<Sample> samples;
-  for (int i = 0; i < n; ++i) {
-    Sample s;
-    s.id = "s" + std::to_string(i);
-    s.owner = "o" + std::to_string(i);
-    s.features = std::string(4, static_cast<char>(i * 37));
-    s.label = i % 2;
-    samples.push_back(std::move(s));
-  }
-  return samples;
-}
-
 TEST(BackgroundPriorityTest, TrainingPurgeAndRocksDbThreadsRunLowered) {
   testing_util::ScopedTempDir dir;
   const int process_nice = ThisThreadNice();
   const int lowered = std::min(19, process_nice + kNiceIncrement);
   Engine::Options options;
   options.data_dir = (dir.path() / "m").string();
-  options.config = SmallConfig();
+  options.config = worker::SmallMlpConfig();
   options.background_nice = kNiceIncrement;
   auto engine = Engine::Open(options);
   ASSERT_TRUE(engine.ok()) << engine.status();
-  ASSERT_TRUE((*engine)->Ingest(SmallSamples(16)).ok());
+  ASSERT_TRUE((*engine)->Ingest(worker::RandomSamples(16, 7)).ok());
   ASSERT_TRUE((*engine)->Train().ok());
   auto receipt = (*engine)->DeleteSamples({"s3"});
   ASSERT_TRUE(receipt.ok()) << receipt.status();
@@ -124,7 +94,7 @@ TEST(BackgroundPriorityTest, RefusesAnIncrementOutsideTheNiceRange) {
   for (int increment : {-1, 20}) {
     Engine::Options options;
     options.data_dir = (dir.path() / "m").string();
-    options.config = SmallConfig();
+    options.config = worker::SmallMlpConfig();
     options.background_nice = increment;
     auto engine = Engine::Open(options);
     EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument)
