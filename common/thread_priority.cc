@@ -24,11 +24,18 @@ id_t ThisThreadId() { return static_cast<id_t>(syscall(SYS_gettid)); }
 }  // namespace
 #endif
 
-absl::Status LowerThisThreadPriority(int increment) {
+absl::Status CheckNiceIncrement(absl::string_view what, int increment) {
   if (increment < 0 || increment > kMaxNiceIncrement) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("nice increment ", increment, " is outside 0..",
-                     kMaxNiceIncrement));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " ", increment, " is outside 0..", kMaxNiceIncrement));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LowerThisThreadPriority(int increment) {
+  if (absl::Status valid = CheckNiceIncrement("nice increment", increment);
+      !valid.ok()) {
+    return valid;
   }
   if (increment == 0) return absl::OkStatus();
 #if defined(__linux__)

@@ -16,6 +16,11 @@ namespace oubli {
 // The largest increment accepted: the nice range is -20..19.
 inline constexpr int kMaxNiceIncrement = 19;
 
+// InvalidArgument "<what> <increment> is outside 0..19" unless `increment`
+// is one LowerThisThreadPriority accepts; every option that carries one
+// checks it here.
+absl::Status CheckNiceIncrement(absl::string_view what, int increment);
+
 // Sets the calling thread's nice value to the process's (its main
 // thread's) plus `increment`, capped at 19; a thread already there or
 // lower keeps its own, so calling it again, or from a thread started by a

@@ -814,12 +814,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("data_dir is required");
   }
-  if (options.background_nice < 0 ||
-      options.background_nice > kMaxNiceIncrement) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("background_nice ", options.background_nice,
-                     " is outside 0..", kMaxNiceIncrement));
-  }
+  OUBLI_RETURN_IF_ERROR(
+      CheckNiceIncrement("background_nice", options.background_nice));
   OUBLI_ASSIGN_OR_RETURN(
       const std::string host,
       CheckServerAddress(options.listen_address, options.max_message_bytes));

@@ -20,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/cluster_protocol.h"
 #include "common/server_main.h"
@@ -146,11 +147,11 @@ int main(int argc, char** argv) {
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.training_threads = absl::GetFlag(FLAGS_training_threads);
   options.background_nice = absl::GetFlag(FLAGS_background_nice);
-  if (options.background_nice < 0 ||
-      options.background_nice > oubli::kMaxNiceIncrement) {
-    std::fprintf(stderr,
-                 "oubli-coordinator: --background_nice must be in 0..%d\n",
-                 oubli::kMaxNiceIncrement);
+  if (const absl::Status valid = oubli::CheckNiceIncrement(
+          "--background_nice", options.background_nice);
+      !valid.ok()) {
+    std::fprintf(stderr, "oubli-coordinator: %s\n",
+                 std::string(valid.message()).c_str());
     return 2;
   }
   options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);

@@ -264,12 +264,8 @@ absl::StatusOr<std::unique_ptr<LineageStore>> LineageStore::Open(
   if (options.path.empty()) {
     return absl::InvalidArgumentError("lineage store path is empty");
   }
-  if (options.background_nice < 0 ||
-      options.background_nice > kMaxNiceIncrement) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lineage store background_nice ", options.background_nice,
-                     " is outside 0..", kMaxNiceIncrement));
-  }
+  OUBLI_RETURN_IF_ERROR(CheckNiceIncrement("lineage store background_nice",
+                                           options.background_nice));
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
   db_options.create_missing_column_families = true;

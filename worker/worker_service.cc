@@ -18,6 +18,7 @@
 #include "common/grpc_security.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 #include "common/thread_priority.h"
 #include "worker/ml/determinism.h"
 
@@ -334,12 +335,8 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (options.coordinator_address.empty()) {
     return absl::InvalidArgumentError("coordinator address is required");
   }
-  if (options.background_nice < 0 ||
-      options.background_nice > kMaxNiceIncrement) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("background_nice ", options.background_nice,
-                     " is outside 0..", kMaxNiceIncrement));
-  }
+  OUBLI_RETURN_IF_ERROR(
+      CheckNiceIncrement("background_nice", options.background_nice));
   absl::StatusOr<std::string> host =
       CheckServerAddress(options.listen_address, options.max_message_bytes);
   if (!host.ok()) return host.status();
