@@ -32,9 +32,10 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -135,20 +136,24 @@ absl::StatusOr<PlannedWork> PlanWork(const ModelConfig& config, int64_t n,
   PlannedWork work;
   for (const auto& [cell, indices] : cells) {
     std::vector<Sample> samples;
-    std::vector<Sample> survivors;
     samples.reserve(indices.size());
     for (int64_t i : indices) samples.push_back(SyntheticSample(i));
-    for (const Sample& s : samples) {
-      if (!forgotten.contains(s.owner)) survivors.push_back(s);
-    }
     OUBLI_ASSIGN_OR_RETURN(auto slice,
                            storage::EncodedSlice::FromSamples(samples, kWidth));
     work.slice_bytes += static_cast<int64_t>(slice->bytes().size());
-    if (survivors.size() < samples.size() && !survivors.empty()) {
+    // Only a cell holding a forgotten owner changed (a few cells of many).
+    const bool changed = std::any_of(
+        samples.begin(), samples.end(),
+        [&](const Sample& s) { return forgotten.contains(s.owner); });
+    if (!changed) continue;
+    std::vector<Sample> survivors;
+    for (Sample& s : samples) {
+      if (!forgotten.contains(s.owner)) survivors.push_back(std::move(s));
+    }
+    if (!survivors.empty()) {
       OUBLI_ASSIGN_OR_RETURN(
-          auto changed, storage::EncodedSlice::FromSamples(survivors, kWidth));
-      work.changed_slice_bytes +=
-          static_cast<int64_t>(changed->bytes().size());
+          auto after, storage::EncodedSlice::FromSamples(survivors, kWidth));
+      work.changed_slice_bytes += static_cast<int64_t>(after->bytes().size());
     }
   }
   for (int shard = 0; shard < config.shards; ++shard) {
