@@ -8,6 +8,7 @@
 
 #if defined(__linux__)
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -32,22 +33,46 @@ absl::Status CheckNiceIncrement(absl::string_view what, int increment) {
   return absl::OkStatus();
 }
 
-absl::Status LowerThisThreadPriority(int increment) {
-  if (absl::Status valid = CheckNiceIncrement("nice increment", increment);
+absl::Status LowerThisThreadPriority(const BackgroundPriority& priority) {
+  if (absl::Status valid =
+          CheckNiceIncrement("nice increment", priority.nice_increment);
       !valid.ok()) {
     return valid;
   }
-  if (increment == 0) return absl::OkStatus();
 #if defined(__linux__)
-  const int target = std::min(19, ProcessNice() + increment);
-  if (target <= ThisThreadNice()) return absl::OkStatus();
-  if (setpriority(PRIO_PROCESS, ThisThreadId(), target) != 0) {
+  // Nice first: once in the idle class, raising the nice value still
+  // works, but the order keeps a refusal from leaving half a change.
+  const int target = std::min(19, ProcessNice() + priority.nice_increment);
+  if (priority.nice_increment > 0 && target > ThisThreadNice() &&
+      setpriority(PRIO_PROCESS, ThisThreadId(), target) != 0) {
     const int error = errno;
     return absl::InternalError(absl::StrCat("setpriority(nice ", target,
                                             "): ", std::strerror(error)));
   }
+  if (priority.idle_class && !ThisThreadInIdleClass()) {
+    sched_param param{};
+    param.sched_priority = 0;
+    if (const int error =
+            pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
+        error != 0) {
+      return absl::InternalError(
+          absl::StrCat("pthread_setschedparam(SCHED_IDLE): ",
+                       std::strerror(error)));
+    }
+  }
 #endif
   return absl::OkStatus();
+}
+
+bool ThisThreadInIdleClass() {
+#if defined(__linux__)
+  int policy = 0;
+  sched_param param{};
+  return pthread_getschedparam(pthread_self(), &policy, &param) == 0 &&
+         policy == SCHED_IDLE;
+#else
+  return false;
+#endif
 }
 
 int ThisThreadNice() {
@@ -81,9 +106,10 @@ void NameThisThread(absl::string_view name) {
 #endif
 }
 
-void StartBackgroundThread(absl::string_view name, int nice_increment) {
+void StartBackgroundThread(absl::string_view name,
+                           const BackgroundPriority& priority) {
   NameThisThread(name);
-  const absl::Status lowered = LowerThisThreadPriority(nice_increment);
+  const absl::Status lowered = LowerThisThreadPriority(priority);
   if (!lowered.ok()) {
     std::fprintf(stderr, "oubli: %.*s thread keeps its priority: %s\n",
                  static_cast<int>(name.size()), name.data(),

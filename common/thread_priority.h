@@ -3,8 +3,9 @@
 // On a machine with few cores, a retrain, a purge pass's compaction and a
 // Predict compete for the same CPUs; at equal priority a Predict that
 // arrives while both cores train waits its turn. Background threads raise
-// their nice value once, for their whole life, so the kernel gives a
-// request's thread the core first while idle cores still go to training.
+// their nice value and join the kernel's idle class once, for their whole
+// life, so the kernel gives a request's thread the core first while idle
+// cores still go to training.
 #ifndef OUBLI_COMMON_THREAD_PRIORITY_H_
 #define OUBLI_COMMON_THREAD_PRIORITY_H_
 
@@ -16,24 +17,50 @@ namespace oubli {
 // The largest increment accepted: the nice range is -20..19.
 inline constexpr int kMaxNiceIncrement = 19;
 
+// How a background thread yields to requests. The default changes
+// nothing; the binaries pass {10, true} (their --background_nice and
+// --background_idle_class flags).
+struct BackgroundPriority {
+  // Added to the process's nice value (0..kMaxNiceIncrement): a share of
+  // the CPU when requests and background work both want it.
+  int nice_increment = 0;
+  // The kernel's idle class (SCHED_IDLE) as well: a request's thread that
+  // wakes takes the core at once, where a niced thread would first finish
+  // its time slice (about 1.5 ms on 2 cores, most of Predict's p99 under
+  // load). The price: while requests keep every core busy all the time,
+  // background work nearly stops (nice alone would still get it a share).
+  bool idle_class = false;
+
+  bool lowers() const { return nice_increment > 0 || idle_class; }
+  bool operator<(const BackgroundPriority& other) const {
+    return nice_increment != other.nice_increment
+               ? nice_increment < other.nice_increment
+               : idle_class < other.idle_class;
+  }
+};
+
 // InvalidArgument "<what> <increment> is outside 0..19" unless `increment`
 // is one LowerThisThreadPriority accepts; every option that carries one
 // checks it here.
 absl::Status CheckNiceIncrement(absl::string_view what, int increment);
 
-// Sets the calling thread's nice value to the process's (its main
-// thread's) plus `increment`, capped at 19; a thread already there or
-// lower keeps its own, so calling it again, or from a thread started by a
-// lowered one, does not compound. Threads it starts afterwards inherit it.
-// Without privilege a nice value can never be lowered again, so call this
-// only on threads that do background work for their whole life. On Linux
-// nice is per thread; other systems leave the priority unchanged.
-// InvalidArgument: increment outside 0..kMaxNiceIncrement; Internal: the
-// kernel refused (message has errno).
-absl::Status LowerThisThreadPriority(int increment);
+// Lowers the calling thread for its whole life: its nice value becomes the
+// process's (its main thread's) plus `priority.nice_increment`, capped at
+// 19 (a thread already there or lower keeps its own, so calling it again,
+// or from a thread started by a lowered one, does not compound), and with
+// `idle_class` it joins SCHED_IDLE. Threads it starts afterwards inherit
+// both. Without privilege neither can be undone, so call this only on
+// threads that do background work for their whole life. On Linux both are
+// per thread; other systems leave the priority unchanged.
+// InvalidArgument: nice_increment outside 0..kMaxNiceIncrement; Internal:
+// the kernel refused (message has errno).
+absl::Status LowerThisThreadPriority(const BackgroundPriority& priority);
 
 // The calling thread's nice value (0 where threads have none of their own).
 int ThisThreadNice();
+// Whether the calling thread is in the idle class (false elsewhere than
+// Linux).
+bool ThisThreadInIdleClass();
 // The process's main thread's nice value (0 elsewhere than Linux).
 int ProcessNice();
 
@@ -44,7 +71,8 @@ void NameThisThread(absl::string_view name);
 // Once per background loop: names the thread and lowers its priority;
 // a refusal is logged to stderr (the thread keeps running at the default
 // priority, which is slower for requests but correct).
-void StartBackgroundThread(absl::string_view name, int nice_increment);
+void StartBackgroundThread(absl::string_view name,
+                           const BackgroundPriority& priority);
 
 }  // namespace oubli
 

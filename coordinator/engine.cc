@@ -140,12 +140,12 @@ struct Engine::State {
             .remote_trainer = options.remote_trainer.get(),
             .serving_query =
                 ServingQueryOf(config, config_text, environment, reopened),
-            .background_nice = options.background_nice,
+            .background_priority = options.background_priority,
         }),
         scheduler({
             .config = &config,
             .training_threads = options.training_threads,
-            .background_nice = options.background_nice,
+            .background_priority = options.background_priority,
             .engine_mu = &mu,
             .shards = &shards,
             .queue = &retrain_queue,
@@ -587,7 +587,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       std::unique_ptr<storage::LineageStore> store,
       storage::LineageStore::Open({.path = options.data_dir + "/lineage",
                                    .create_if_missing = true,
-                                   .background_nice = options.background_nice}));
+                                   .background_priority = options.background_priority}));
 
   OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> stored_text,
                          store->GetMeta(kConfigMetaKey));

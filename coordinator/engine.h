@@ -34,6 +34,7 @@
 #include "absl/types/span.h"
 #include "common/config.h"
 #include "common/signing_key.h"
+#include "common/thread_priority.h"
 #include "common/types.h"
 #include "coordinator/chunk_replication.h"
 #include "coordinator/encoded_slice_cache.h"
@@ -53,11 +54,11 @@ class Engine {
     // stored config's weight-determining part (or be absent).
     std::optional<ModelConfig> config;
     int training_threads = 1;
-    // Added to the nice value of the threads that train, purge and compact
-    // (common/thread_priority.h), so Predict gets a core first; 0..19, 0
-    // leaves them at the process's priority. RocksDB's threads are
-    // process-wide: the first engine opened with a nonzero value sets them.
-    int background_nice = 0;
+    // The threads that train, purge and compact run at it
+    // (common/thread_priority.h), so Predict gets a core first; the
+    // default leaves them at the process's priority. RocksDB's threads are
+    // process-wide: the first engine opened with a lowering one sets them.
+    BackgroundPriority background_priority = {};
     // Off in tests that drive retraining by hand via RunPendingRetrains().
     bool background_retrain = true;
     // Deletion-stage and training events; nullptr: none. Some are called

@@ -815,7 +815,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     return absl::InvalidArgumentError("data_dir is required");
   }
   OUBLI_RETURN_IF_ERROR(
-      CheckNiceIncrement("background_nice", options.background_nice));
+      CheckNiceIncrement("background_nice",
+                         options.background_priority.nice_increment));
   OUBLI_ASSIGN_OR_RETURN(
       const std::string host,
       CheckServerAddress(options.listen_address, options.max_message_bytes));
@@ -948,7 +949,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   ModelRegistry::Options registry_options;
   registry_options.root_dir = options.data_dir;
   registry_options.training_threads = options.training_threads;
-  registry_options.background_nice = options.background_nice;
+  registry_options.background_priority = options.background_priority;
   registry_options.background_retrain = options.background_retrain;
   registry_options.ledger_key = server->ledger_key_.get();
   registry_options.metrics = server->metrics_;

@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "common/grpc_status.h"
 #include "common/signing_key.h"
+#include "common/thread_priority.h"
 #include "common/tls_files.h"
 #include "coordinator/api_config.h"
 #include "coordinator/encoded_slice_cache.h"
@@ -161,9 +162,9 @@ class CoordinatorServer {
     int64_t max_message_bytes = int64_t{64} << 20;  // both directions
     int training_threads = 1;
     bool background_retrain = true;
-    // Added to the nice value of training, purge and RocksDB compaction
-    // threads, so requests get the CPU first (Engine::Options). 0..19.
-    int background_nice = 0;
+    // Training, purge and RocksDB compaction threads run at it, so
+    // requests get the CPU first (Engine::Options); nice_increment 0..19.
+    BackgroundPriority background_priority = {};
     // HOST:PORT serving Prometheus metrics on /metrics (port 0: pick a free
     // one); empty: no metrics at all. oubli-coordinator defaults it to
     // 127.0.0.1:9464.
@@ -210,7 +211,7 @@ class CoordinatorServer {
 
   // Returns once the server listens and every model is open (health
   // SERVING). On failure nothing keeps running. InvalidArgument: no
-  // data_dir, background_nice outside 0..19, a bad listen address; other
+  // data_dir, a background nice_increment outside 0..19, a bad listen address; other
   // codes: TLS files, ports, or a model that cannot be opened.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
       const Options& options);

@@ -44,6 +44,11 @@ ABSL_FLAG(int, background_nice, 10,
           "added to the nice value of the threads that train, purge and "
           "compact (RocksDB), so Predict and deletions get a core first; "
           "0..19, 0 runs them at the process's priority");
+ABSL_FLAG(bool, background_idle_class, true,
+          "also run those threads in the kernel's idle class (SCHED_IDLE), "
+          "so a request's thread takes the core the moment it wakes; false "
+          "if requests keep every core busy all the time and restore must "
+          "still get a share of the CPU");
 ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(5),
           "a worker without heartbeats this long is dead and its work moves "
           "to others");
@@ -146,9 +151,11 @@ int main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.training_threads = absl::GetFlag(FLAGS_training_threads);
-  options.background_nice = absl::GetFlag(FLAGS_background_nice);
+  options.background_priority = {
+      .nice_increment = absl::GetFlag(FLAGS_background_nice),
+      .idle_class = absl::GetFlag(FLAGS_background_idle_class)};
   if (const absl::Status valid = oubli::CheckNiceIncrement(
-          "--background_nice", options.background_nice);
+          "--background_nice", options.background_priority.nice_increment);
       !valid.ok()) {
     std::fprintf(stderr, "oubli-coordinator: %s\n",
                  std::string(valid.message()).c_str());

@@ -24,7 +24,7 @@ Engine::Options EngineOptionsFor(const ModelRegistry::Options& options,
   Engine::Options engine_options;
   engine_options.data_dir = dir;
   engine_options.training_threads = options.training_threads;
-  engine_options.background_nice = options.background_nice;
+  engine_options.background_priority = options.background_priority;
   engine_options.background_retrain = options.background_retrain;
   engine_options.remote_trainer = options.remote_trainer;
   engine_options.replicas = options.replicas;
@@ -576,7 +576,7 @@ absl::StatusOr<JobInfo> ModelRegistry::StartTraining(
 }
 
 void ModelRegistry::RunJob(Job* job) {
-  StartBackgroundThread("oubli-train", options_.background_nice);
+  StartBackgroundThread("oubli-train", options_.background_priority);
   {
     absl::MutexLock lock(&mu_);
     job->info.state = JobState::kRunning;

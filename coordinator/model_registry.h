@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/config.h"
+#include "common/thread_priority.h"
 #include "common/types.h"
 #include "coordinator/engine.h"
 #include "coordinator/metrics.h"
@@ -78,9 +79,9 @@ class ModelRegistry {
     // Passed to every engine.
     int training_threads = 1;
     bool background_retrain = true;
-    // Passed to every engine (Engine::Options::background_nice); training
-    // jobs' threads run at it too.
-    int background_nice = 0;
+    // Passed to every engine (Engine::Options::background_priority);
+    // training jobs' threads run at it too.
+    BackgroundPriority background_priority = {};
     // Gives each engine its EngineMetrics (ForModel(model id)); nullptr:
     // no metrics.
     std::shared_ptr<ModelMetricsFactory> metrics;

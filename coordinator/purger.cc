@@ -213,7 +213,7 @@ absl::Status Purger::PurgeUnfinished(bool* chunks_only) {
 }
 
 void Purger::PurgeLoop() {
-  StartBackgroundThread("oubli-purge", p_.background_nice);
+  StartBackgroundThread("oubli-purge", p_.background_priority);
   // A pass costs a flush and a compaction whatever its size, so under a
   // stream of deletions passes start at most every kPurgeCoalesce: the
   // deletions of that interval share one pass instead of each competing

@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
+#include "common/thread_priority.h"
 #include "coordinator/chunk_replication.h"
 #include "coordinator/deletion_ledger.h"
 #include "coordinator/in_flight_drain.h"
@@ -67,8 +68,8 @@ class Purger {
     RemoteTrainer* remote_trainer;
     // The model's identity for ShardServing (no shards, no inputs).
     ShardServing::Query serving_query;
-    // Added to the purge thread's nice value (common/thread_priority.h).
-    int background_nice = 0;
+    // The purge thread's priority (common/thread_priority.h).
+    BackgroundPriority background_priority = {};
   };
 
   explicit Purger(Parts parts) : p_(std::move(parts)) {}

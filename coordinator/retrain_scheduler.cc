@@ -305,7 +305,7 @@ absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(
 
 void RetrainScheduler::BackgroundLoop(int index) {
   // TrainShards' helper threads inherit the lowered priority.
-  StartBackgroundThread("oubli-retrain", p_.background_nice);
+  StartBackgroundThread("oubli-retrain", p_.background_priority);
   // Each loop takes one due shard at a time. Loop `index` works only while
   // index < TrainingParallelism(): `training_threads` loops train locally,
   // and with live workers one loop per worker keeps them all busy.

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
+#include "common/thread_priority.h"
 #include "coordinator/engine_types.h"
 #include "coordinator/metrics.h"
 #include "coordinator/model_base.h"
@@ -50,8 +51,8 @@ class RetrainScheduler {
   struct Parts {
     const ModelConfig* config;
     int training_threads = 1;  // positions trained here at once
-    // Added to the training threads' nice value (common/thread_priority.h).
-    int background_nice = 0;
+    // The training threads' priority (common/thread_priority.h).
+    BackgroundPriority background_priority = {};
     // The engine mutex and what it guards.
     absl::Mutex* engine_mu;
     ShardSet* shards ABSL_PT_GUARDED_BY(engine_mu);

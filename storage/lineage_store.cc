@@ -264,8 +264,9 @@ absl::StatusOr<std::unique_ptr<LineageStore>> LineageStore::Open(
   if (options.path.empty()) {
     return absl::InvalidArgumentError("lineage store path is empty");
   }
-  OUBLI_RETURN_IF_ERROR(CheckNiceIncrement("lineage store background_nice",
-                                           options.background_nice));
+  OUBLI_RETURN_IF_ERROR(
+      CheckNiceIncrement("lineage store background_nice",
+                         options.background_priority.nice_increment));
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
   db_options.create_missing_column_families = true;
@@ -281,7 +282,7 @@ absl::StatusOr<std::unique_ptr<LineageStore>> LineageStore::Open(
   // owner. The cost is rewriting a few KB of file metadata per flush or
   // compaction.
   db_options.max_manifest_file_size = 1;
-  db_options.env = RocksDbEnvWithBackgroundNice(options.background_nice);
+  db_options.env = RocksDbEnvForBackground(options.background_priority);
 
   // Every existing column family must be opened; keep any we do not know
   // about (e.g. from a newer version) so Open still succeeds.

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/thread_priority.h"
 #include "common/types.h"
 #include "storage/sample_record.h"
 
@@ -48,13 +49,14 @@ class LineageStore {
   struct Options {
     std::string path;
     bool create_if_missing = true;
-    // Raises the nice value of RocksDB's flush and compaction threads (a
-    // purge's compaction) by this much; process-wide, see
-    // storage/rocksdb_background_env.h. 0: unchanged.
-    int background_nice = 0;
+    // RocksDB's flush and compaction threads (a purge's compaction) run at
+    // it; process-wide, see storage/rocksdb_background_env.h. The default
+    // leaves them unchanged.
+    BackgroundPriority background_priority = {};
   };
 
-  // InvalidArgument: an empty path or background_nice outside 0..19;
+  // InvalidArgument: an empty path or a background nice_increment
+  // outside 0..19;
   // other codes: RocksDB could not open or create the store.
   static absl::StatusOr<std::unique_ptr<LineageStore>> Open(
       const Options& options);

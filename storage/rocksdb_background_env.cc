@@ -11,16 +11,16 @@ namespace oubli::storage {
 namespace {
 
 // Wraps each scheduled job so that it lowers its pool thread first.
-class BackgroundNiceEnv : public rocksdb::EnvWrapper {
+class BackgroundPriorityEnv : public rocksdb::EnvWrapper {
  public:
-  BackgroundNiceEnv(rocksdb::Env* target, int nice_increment)
-      : rocksdb::EnvWrapper(target), nice_increment_(nice_increment) {}
+  BackgroundPriorityEnv(rocksdb::Env* target, const BackgroundPriority& priority)
+      : rocksdb::EnvWrapper(target), priority_(priority) {}
 
-  const char* Name() const override { return "OubliBackgroundNiceEnv"; }
+  const char* Name() const override { return "OubliBackgroundPriorityEnv"; }
 
   void Schedule(void (*function)(void* arg), void* arg, Priority pri,
                 void* tag, void (*unschedule)(void* arg)) override {
-    auto* job = new Job{function, arg, unschedule, nice_increment_};
+    auto* job = new Job{function, arg, unschedule, priority_};
     target()->Schedule(&Run, job, pri, tag,
                        unschedule != nullptr ? &Unschedule : nullptr);
   }
@@ -30,7 +30,7 @@ class BackgroundNiceEnv : public rocksdb::EnvWrapper {
     void (*function)(void*);
     void* arg;
     void (*unschedule)(void*);
-    int nice_increment;
+    BackgroundPriority priority;
   };
 
   static void Run(void* raw) {
@@ -40,7 +40,7 @@ class BackgroundNiceEnv : public rocksdb::EnvWrapper {
     thread_local bool lowered = false;
     if (!lowered) {
       // RocksDB names its pool threads itself (rocksdb:low, rocksdb:high).
-      const absl::Status status = LowerThisThreadPriority(job->nice_increment);
+      const absl::Status status = LowerThisThreadPriority(job->priority);
       if (!status.ok()) {
         std::fprintf(stderr, "oubli: a RocksDB thread keeps its priority: %s\n",
                      status.ToString().c_str());
@@ -58,19 +58,19 @@ class BackgroundNiceEnv : public rocksdb::EnvWrapper {
     delete job;
   }
 
-  const int nice_increment_;
+  const BackgroundPriority priority_;
 };
 
 }  // namespace
 
-rocksdb::Env* RocksDbEnvWithBackgroundNice(int nice_increment) {
-  if (nice_increment == 0) return rocksdb::Env::Default();
+rocksdb::Env* RocksDbEnvForBackground(const BackgroundPriority& priority) {
+  if (!priority.lowers()) return rocksdb::Env::Default();
   static auto* mu = new absl::Mutex;
-  static auto* envs = new std::map<int, rocksdb::Env*>;
+  static auto* envs = new std::map<BackgroundPriority, rocksdb::Env*>;
   absl::MutexLock lock(mu);
-  rocksdb::Env*& env = (*envs)[nice_increment];
+  rocksdb::Env*& env = (*envs)[priority];
   if (env == nullptr) {
-    env = new BackgroundNiceEnv(rocksdb::Env::Default(), nice_increment);
+    env = new BackgroundPriorityEnv(rocksdb::Env::Default(), priority);
   }
   return env;
 }

@@ -90,6 +90,11 @@ ABSL_FLAG(int, background_nice, 10,
           "added to the nice value of the threads that train positions, so "
           "shard predictions get a core first; 0..19, 0 trains at the "
           "process's priority");
+ABSL_FLAG(bool, background_idle_class, true,
+          "also train in the kernel's idle class (SCHED_IDLE), so a shard "
+          "prediction's thread takes the core the moment it wakes; false if "
+          "predictions keep every core busy all the time and training must "
+          "still get a share of the CPU");
 ABSL_FLAG(int, malloc_arena_max, 2,
           "glibc malloc arenas (M_ARENA_MAX); 0 keeps glibc's default (8 "
           "per core; the environment's MALLOC_ARENA_MAX wins). Under "
@@ -127,7 +132,9 @@ int main(int argc, char** argv) {
   }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.slice_cache_bytes = absl::GetFlag(FLAGS_slice_cache_bytes);
-  options.background_nice = absl::GetFlag(FLAGS_background_nice);
+  options.background_priority = {
+      .nice_increment = absl::GetFlag(FLAGS_background_nice),
+      .idle_class = absl::GetFlag(FLAGS_background_idle_class)};
   if (options.slice_cache_bytes < (int64_t{1} << 20)) {
     std::fprintf(stderr, "oubli-worker: --slice_cache_bytes must be at "
                          "least 1 MiB\n");

@@ -80,7 +80,7 @@ grpc::Status WorkerService::TrainPosition(
       absl::InternalError("training thread did not run");
   try {
     std::thread training([&] {
-      StartBackgroundThread("oubli-train", background_nice_);
+      StartBackgroundThread("oubli-train", background_priority_);
       result = worker_.Train(position,
                              [context] { return context->IsCancelled(); });
     });
@@ -336,7 +336,8 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     return absl::InvalidArgumentError("coordinator address is required");
   }
   OUBLI_RETURN_IF_ERROR(
-      CheckNiceIncrement("background_nice", options.background_nice));
+      CheckNiceIncrement("background_nice",
+                         options.background_priority.nice_increment));
   absl::StatusOr<std::string> host =
       CheckServerAddress(options.listen_address, options.max_message_bytes);
   if (!host.ok()) return host.status();
@@ -397,7 +398,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   }
   server->service_ = std::make_unique<WorkerService>(
       std::move(chunks), std::move(coordinator), server->metrics_.get(),
-      *std::move(slices), options.background_nice);
+      *std::move(slices), options.background_priority);
   absl::StatusOr<StartedGrpcServer> started = StartGrpcServer(
       options.listen_address,
       ServerCredentialsFor(options.tls_listen, ClientCertificates::kRequired),

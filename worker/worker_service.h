@@ -17,6 +17,7 @@
 #include "common/cluster_protocol.h"
 #include "common/grpc_security.h"
 #include "common/metrics_server.h"
+#include "common/thread_priority.h"
 #include "oubli/cluster/cluster.grpc.pb.h"
 #include "storage/chunk_store.h"
 #include "worker/position_worker.h"
@@ -33,13 +34,14 @@ class WorkerService final : public cluster::Worker::Service {
   // `coordinator`: what calls must present (common/grpc_security.h).
   // `metrics`: may be null; must outlive the service.
   // `slices`: the training slice cache.
-  // `background_nice`: added to the nice value of the threads that train
-  // positions (common/thread_priority.h), so shard predictions on this
-  // worker get a core first.
+  // `background_priority`: of the threads that train positions
+  // (common/thread_priority.h), so shard predictions on this worker get a
+  // core first.
   WorkerService(std::unique_ptr<storage::ChunkStore> chunks,
                 ClusterPeer coordinator, WorkerMetrics* metrics,
-                std::unique_ptr<SliceCache> slices, int background_nice = 0)
-      : background_nice_(background_nice),
+                std::unique_ptr<SliceCache> slices,
+                BackgroundPriority background_priority = {})
+      : background_priority_(background_priority),
         bases_(NewBaseWeightsCache()),
         worker_(/*cached_trainers=*/4, bases_),
         shards_(bases_),
@@ -87,7 +89,7 @@ class WorkerService final : public cluster::Worker::Service {
                          cluster::LoadShardResponse* response) override;
 
  private:
-  const int background_nice_;
+  const BackgroundPriority background_priority_;
   // One copy of each model's base weights for training and serving.
   const std::shared_ptr<BaseWeightsCache> bases_;
   PositionWorker worker_;
@@ -141,16 +143,16 @@ class WorkerServer {
     std::function<void(const std::string& worker_id)> on_registered;
     // Deadline of Register and Heartbeat calls.
     absl::Duration rpc_timeout = absl::Seconds(5);
-    // Added to the nice value of the threads that train positions, so
-    // shard predictions get a core first; 0..19 (InvalidArgument at Start
-    // otherwise), 0 trains at the process's priority.
-    int background_nice = 0;
+    // The threads that train positions run at it, so shard predictions
+    // get a core first; nice_increment 0..19 (InvalidArgument at Start
+    // otherwise). The default trains at the process's priority.
+    BackgroundPriority background_priority = {};
   };
 
   // Listens, then registers in the background (retrying while the
   // coordinator is away); health is NOT_SERVING until registered.
-  // InvalidArgument: no coordinator address, background_nice outside
-  // 0..19, or a bad listen address; other codes: TLS files, the data dir
+  // InvalidArgument: no coordinator address, a background nice_increment
+  // outside 0..19, or a bad listen address; other codes: TLS files, the data dir
   // or the port could not be used.
   static absl::StatusOr<std::unique_ptr<WorkerServer>> Start(
       const Options& options);

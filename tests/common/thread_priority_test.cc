@@ -24,7 +24,7 @@ TEST(ThreadPriorityTest, LowersOnlyTheCallingThreadAndItsLaterChildren) {
   int lowered = -100;
   int child = -100;
   std::thread([&] {
-    ASSERT_TRUE(LowerThisThreadPriority(3).ok());
+    ASSERT_TRUE(LowerThisThreadPriority({.nice_increment = 3}).ok());
     lowered = ThisThreadNice();
     std::thread([&] { child = ThisThreadNice(); }).join();
   }).join();
@@ -38,11 +38,11 @@ TEST(ThreadPriorityTest, LoweringAgainDoesNotCompound) {
   int twice = -100;
   int child_lowered = -100;
   std::thread([&] {
-    ASSERT_TRUE(LowerThisThreadPriority(3).ok());
-    ASSERT_TRUE(LowerThisThreadPriority(3).ok());
+    ASSERT_TRUE(LowerThisThreadPriority({.nice_increment = 3}).ok());
+    ASSERT_TRUE(LowerThisThreadPriority({.nice_increment = 3}).ok());
     twice = ThisThreadNice();
     std::thread([&] {
-      ASSERT_TRUE(LowerThisThreadPriority(3).ok());
+      ASSERT_TRUE(LowerThisThreadPriority({.nice_increment = 3}).ok());
       child_lowered = ThisThreadNice();
     }).join();
   }).join();
@@ -50,21 +50,61 @@ TEST(ThreadPriorityTest, LoweringAgainDoesNotCompound) {
   EXPECT_EQ(child_lowered, target);
 }
 
-TEST(ThreadPriorityTest, ZeroChangesNothing) {
+TEST(ThreadPriorityTest, TheDefaultChangesNothing) {
   int nice = -100;
+  bool idle = true;
   const int before = ThisThreadNice();
   std::thread([&] {
-    ASSERT_TRUE(LowerThisThreadPriority(0).ok());
+    ASSERT_TRUE(LowerThisThreadPriority({}).ok());
     nice = ThisThreadNice();
+    idle = ThisThreadInIdleClass();
   }).join();
   EXPECT_EQ(nice, before);
+  EXPECT_FALSE(idle);
+}
+
+TEST(ThreadPriorityTest, IdleClassJoinsSchedIdleForTheThreadAndItsChildren) {
+  const int before = ThisThreadNice();
+  bool idle = false;
+  bool child_idle = false;
+  int nice = -100;
+  std::thread([&] {
+    ASSERT_TRUE(LowerThisThreadPriority({.idle_class = true}).ok());
+    // Again: already there, no error.
+    ASSERT_TRUE(LowerThisThreadPriority({.idle_class = true}).ok());
+    idle = ThisThreadInIdleClass();
+    nice = ThisThreadNice();
+    std::thread([&] { child_idle = ThisThreadInIdleClass(); }).join();
+  }).join();
+  EXPECT_TRUE(idle);
+  EXPECT_TRUE(child_idle);
+  EXPECT_EQ(nice, before);  // no increment asked
+  EXPECT_FALSE(ThisThreadInIdleClass());  // the test's own thread
+}
+
+TEST(ThreadPriorityTest, NiceAloneKeepsTheNormalClass) {
+  bool idle = true;
+  std::thread([&] {
+    ASSERT_TRUE(LowerThisThreadPriority({.nice_increment = 3}).ok());
+    idle = ThisThreadInIdleClass();
+  }).join();
+  EXPECT_FALSE(idle);
 }
 
 TEST(ThreadPriorityTest, RefusesIncrementsOutsideTheNiceRange) {
-  const absl::Status negative = LowerThisThreadPriority(-1);
+  // A refusal changes nothing, the idle class included.
+  bool idle = true;
+  std::thread([&] {
+    EXPECT_FALSE(
+        LowerThisThreadPriority({.nice_increment = 20, .idle_class = true})
+            .ok());
+    idle = ThisThreadInIdleClass();
+  }).join();
+  EXPECT_FALSE(idle);
+  const absl::Status negative = LowerThisThreadPriority({.nice_increment = -1});
   EXPECT_EQ(negative.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(negative.message(), "nice increment -1 is outside 0..19");
-  EXPECT_EQ(LowerThisThreadPriority(20).code(),
+  EXPECT_EQ(LowerThisThreadPriority({.nice_increment = 20}).code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -73,7 +113,7 @@ TEST(ThreadPriorityTest, StartBackgroundThreadNamesAndLowers) {
   std::string name;
   int nice = -100;
   std::thread([&] {
-    StartBackgroundThread("oubli-a-very-long-name", 2);
+    StartBackgroundThread("oubli-a-very-long-name", {.nice_increment = 2});
     name = ThisThreadComm();
     nice = ThisThreadNice();
   }).join();

@@ -1,11 +1,15 @@
 // The engine's background work (retraining, purge passes, RocksDB flushes
-// and compactions) runs at Engine::Options::background_nice above the
-// process's nice value, so that requests get a core first.
+// and compactions) runs at Engine::Options::background_priority: its nice
+// increment above the process's nice value and, when asked, in the idle
+// class, so that requests get a core first.
 #include <gtest/gtest.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -22,9 +26,14 @@ namespace {
 
 constexpr int kNiceIncrement = 4;
 
-// comm -> the nice values of this process's threads of that name.
-std::multimap<std::string, int> ThreadNices() {
-  std::multimap<std::string, int> nices;
+struct ThreadPriority {
+  int nice = 0;
+  int policy = 0;  // SCHED_OTHER, SCHED_IDLE, ...
+};
+
+// comm -> the priorities of this process's threads of that name.
+std::multimap<std::string, ThreadPriority> ThreadPriorities() {
+  std::multimap<std::string, ThreadPriority> priorities;
   for (const auto& task :
        std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream comm_file(task.path() / "comm");
@@ -33,60 +42,98 @@ std::multimap<std::string, int> ThreadNices() {
     std::ifstream stat_file(task.path() / "stat");
     std::string stat;
     std::getline(stat_file, stat);
-    // Fields after the parenthesised comm: state is field 3, nice 19.
+    // Fields after the parenthesised comm: state is field 3, nice 19,
+    // policy 41.
     std::istringstream rest(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    for (int i = 3; i < 19 && rest >> field; ++i) {
-    }
-    int nice = 0;
-    if (rest >> nice) nices.emplace(comm, nice);
+    std::vector<std::string> fields;
+    for (std::string field; rest >> field;) fields.push_back(field);
+    if (fields.size() < 41 - 2) continue;  // the thread is exiting
+    priorities.emplace(comm, ThreadPriority{.nice = std::stoi(fields[19 - 3]),
+                                            .policy = std::stoi(fields[41 - 3])});
   }
-  return nices;
+  return priorities;
 }
 
-std::vector<int> NicesOf(const std::string& prefix) {
-  std::vector<int> found;
-  for (const auto& [comm, nice] : ThreadNices()) {
-    if (absl::StartsWith(comm, prefix)) found.push_back(nice);
+std::vector<ThreadPriority> PrioritiesOf(const std::string& prefix) {
+  std::vector<ThreadPriority> found;
+  for (const auto& [comm, priority] : ThreadPriorities()) {
+    if (absl::StartsWith(comm, prefix)) found.push_back(priority);
   }
   return found;
 }
 
-TEST(BackgroundPriorityTest, TrainingPurgeAndRocksDbThreadsRunLowered) {
-  testing_util::ScopedTempDir dir;
-  const int process_nice = ThisThreadNice();
-  const int lowered = std::min(19, process_nice + kNiceIncrement);
+// Deletes one sample and waits for RESTORED: the purge pass (flush,
+// compaction) and a retrain have run on their threads. The engine stays
+// open in `*out`, its threads alive, while the caller looks at them.
+void RunDeletionToRestored(const BackgroundPriority& priority,
+                           const std::filesystem::path& dir,
+                           std::unique_ptr<Engine>* out) {
   Engine::Options options;
-  options.data_dir = (dir.path() / "m").string();
+  options.data_dir = (dir / "m").string();
   options.config = worker::SmallMlpConfig();
-  options.background_nice = kNiceIncrement;
+  options.background_priority = priority;
   auto engine = Engine::Open(options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   ASSERT_TRUE((*engine)->Ingest(worker::RandomSamples(16, 7)).ok());
   ASSERT_TRUE((*engine)->Train().ok());
   auto receipt = (*engine)->DeleteSamples({"s3"});
   ASSERT_TRUE(receipt.ok()) << receipt.status();
-  // RESTORED: the purge pass (flush, compaction) and a retrain have run.
   ASSERT_TRUE((*engine)
                   ->WaitForStage(receipt->deletion_id,
                                  DeletionStage::kRestored, absl::Seconds(60))
                   .ok());
+  *out = *std::move(engine);
+}
+
+TEST(BackgroundPriorityTest, TrainingPurgeAndRocksDbThreadsRunLowered) {
+  testing_util::ScopedTempDir dir;
+  const int process_nice = ThisThreadNice();
+  const int lowered = std::min(19, process_nice + kNiceIncrement);
+  std::unique_ptr<Engine> engine;
+  RunDeletionToRestored({.nice_increment = kNiceIncrement, .idle_class = true},
+                        dir.path(), &engine);
+  if (HasFatalFailure()) return;
 
   for (const std::string name : {"oubli-purge", "oubli-retrain"}) {
-    const std::vector<int> nices = NicesOf(name);
-    ASSERT_FALSE(nices.empty()) << "no thread named " << name;
-    for (int nice : nices) EXPECT_EQ(nice, lowered) << name;
+    const std::vector<ThreadPriority> priorities = PrioritiesOf(name);
+    ASSERT_FALSE(priorities.empty()) << "no thread named " << name;
+    for (const ThreadPriority& priority : priorities) {
+      EXPECT_EQ(priority.nice, lowered) << name;
+      EXPECT_EQ(priority.policy, SCHED_IDLE) << name;
+    }
   }
   // RocksDB names its pool threads rocksdb:low and rocksdb:high; each
   // lowers itself on its first job, and the purge gave both pools one.
   for (const std::string pool : {"rocksdb:low", "rocksdb:high"}) {
-    const std::vector<int> nices = NicesOf(pool);
-    ASSERT_FALSE(nices.empty()) << "no thread named " << pool;
-    EXPECT_NE(std::find(nices.begin(), nices.end(), lowered), nices.end())
+    const std::vector<ThreadPriority> priorities = PrioritiesOf(pool);
+    ASSERT_FALSE(priorities.empty()) << "no thread named " << pool;
+    EXPECT_TRUE(std::any_of(priorities.begin(), priorities.end(),
+                            [&](const ThreadPriority& priority) {
+                              return priority.nice == lowered &&
+                                     priority.policy == SCHED_IDLE;
+                            }))
         << pool;
   }
   // Requests run on their callers' threads, at the process's priority.
   EXPECT_EQ(ThisThreadNice(), process_nice);
+  EXPECT_FALSE(ThisThreadInIdleClass());
+}
+
+TEST(BackgroundPriorityTest, NiceAloneKeepsTheNormalClass) {
+  testing_util::ScopedTempDir dir;
+  const int lowered = std::min(19, ThisThreadNice() + kNiceIncrement);
+  std::unique_ptr<Engine> engine;
+  RunDeletionToRestored({.nice_increment = kNiceIncrement, .idle_class = false},
+                        dir.path(), &engine);
+  if (HasFatalFailure()) return;
+  for (const std::string name : {"oubli-purge", "oubli-retrain"}) {
+    const std::vector<ThreadPriority> priorities = PrioritiesOf(name);
+    ASSERT_FALSE(priorities.empty()) << "no thread named " << name;
+    for (const ThreadPriority& priority : priorities) {
+      EXPECT_EQ(priority.nice, lowered) << name;
+      EXPECT_EQ(priority.policy, SCHED_OTHER) << name;
+    }
+  }
 }
 
 TEST(BackgroundPriorityTest, RefusesAnIncrementOutsideTheNiceRange) {
@@ -95,7 +142,7 @@ TEST(BackgroundPriorityTest, RefusesAnIncrementOutsideTheNiceRange) {
     Engine::Options options;
     options.data_dir = (dir.path() / "m").string();
     options.config = worker::SmallMlpConfig();
-    options.background_nice = increment;
+    options.background_priority.nice_increment = increment;
     auto engine = Engine::Open(options);
     EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument)
         << increment;

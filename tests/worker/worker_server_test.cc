@@ -10,7 +10,7 @@ TEST(WorkerServerTest, RefusesABackgroundNiceOutsideTheNiceRange) {
   for (int nice : {-1, 20}) {
     WorkerServer::Options options;
     options.coordinator_address = "127.0.0.1:1";
-    options.background_nice = nice;
+    options.background_priority.nice_increment = nice;
     auto server = WorkerServer::Start(options);
     EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument)
         << nice;

@@ -91,7 +91,9 @@ struct ServiceFlags {
   int predict_requests = 500;            // per client count
   int predict_clients = 8;               // the concurrent predict run
   int training_threads = 1;              // per model engine
-  int background_nice = 10;  // the coordinator's default (oubli-coordinator)
+  // The coordinator's defaults (oubli-coordinator).
+  int background_nice = 10;
+  bool background_idle_class = true;
   std::string retrain_mode = "batched";  // batched | immediate
   int workers = 0;  // in-process oubli-workers (train and serve shards)
   // time_to_forget on a causal language model (probed with Score) instead
@@ -143,6 +145,7 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       {"predict_clients", NumberFlag(&flags->predict_clients)},
       {"training_threads", NumberFlag(&flags->training_threads)},
       {"background_nice", NumberFlag(&flags->background_nice)},
+      {"background_idle_class", NumberFlag(&flags->background_idle_class)},
       {"workers", NumberFlag(&flags->workers)},
       {"lm", NumberFlag(&flags->lm)},
       {"mixed_predict_rate", NumberFlag(&flags->mixed_predict_rate)},
@@ -926,7 +929,8 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       "\"positions_retrained\":%lld,\"pending_deletions_after\":%d,"
       "\"backlog_drained_s\":%.2f,"
       "\"latency_p99_ratio\":%.2f,\"target_latency_p99_ratio\":%.1f,"
-      "\"background_nice\":%d,\"meets_target\":%s,\"machine\":%s}\n",
+      "\"background_nice\":%d,\"background_idle_class\":%s,"
+      "\"meets_target\":%s,\"machine\":%s}\n",
       flags.mixed_rounds, config.shards(), config.slices(), config.sequences(),
       samples.size(), static_cast<long long>(flags.mixed_window_ms),
       setup->ingest_s,
@@ -940,6 +944,7 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       static_cast<long long>(deletions.positions_cut),
       static_cast<long long>(positions_retrained), pending_after, drained_s,
       ratio, kTargetMixedPredictP99Ratio, flags.background_nice,
+      flags.background_idle_class ? "true" : "false",
       idle.errors == 0 && loaded.errors == 0 && ratio > 0 &&
               ratio <= kTargetMixedPredictP99Ratio
           ? "true"
@@ -959,7 +964,8 @@ int RunServiceBench(const std::vector<std::string>& args) {
   options.listen_address = "127.0.0.1:0";
   options.data_dir = dir.path() + "/models";
   options.training_threads = flags.training_threads;
-  options.background_nice = flags.background_nice;
+  options.background_priority = {.nice_increment = flags.background_nice,
+                                 .idle_class = flags.background_idle_class};
   auto server = CoordinatorServer::Start(options);
   if (!server.ok()) return Fail(server.status());
   const std::string address = (*server)->address();
