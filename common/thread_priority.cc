@@ -40,8 +40,8 @@ absl::Status LowerThisThreadPriority(const BackgroundPriority& priority) {
     return valid;
   }
 #if defined(__linux__)
-  // Nice first: once in the idle class, raising the nice value still
-  // works, but the order keeps a refusal from leaving half a change.
+  // Nice first: if the kernel refuses the idle class, the thread still
+  // yields as much as nice alone makes it.
   const int target = std::min(19, ProcessNice() + priority.nice_increment);
   if (priority.nice_increment > 0 && target > ThisThreadNice() &&
       setpriority(PRIO_PROCESS, ThisThreadId(), target) != 0) {
