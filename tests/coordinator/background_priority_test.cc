@@ -85,6 +85,18 @@ void RunDeletionToRestored(const BackgroundPriority& priority,
   *out = *std::move(engine);
 }
 
+// The engine's own background threads, the purge and retrain loops.
+void ExpectEngineThreadsAt(int nice, int policy) {
+  for (const std::string name : {"oubli-purge", "oubli-retrain"}) {
+    const std::vector<ThreadPriority> priorities = PrioritiesOf(name);
+    ASSERT_FALSE(priorities.empty()) << "no thread named " << name;
+    for (const ThreadPriority& priority : priorities) {
+      EXPECT_EQ(priority.nice, nice) << name;
+      EXPECT_EQ(priority.policy, policy) << name;
+    }
+  }
+}
+
 TEST(BackgroundPriorityTest, TrainingPurgeAndRocksDbThreadsRunLowered) {
   testing_util::ScopedTempDir dir;
   const int process_nice = ThisThreadNice();
@@ -94,14 +106,7 @@ TEST(BackgroundPriorityTest, TrainingPurgeAndRocksDbThreadsRunLowered) {
                         dir.path(), &engine);
   if (HasFatalFailure()) return;
 
-  for (const std::string name : {"oubli-purge", "oubli-retrain"}) {
-    const std::vector<ThreadPriority> priorities = PrioritiesOf(name);
-    ASSERT_FALSE(priorities.empty()) << "no thread named " << name;
-    for (const ThreadPriority& priority : priorities) {
-      EXPECT_EQ(priority.nice, lowered) << name;
-      EXPECT_EQ(priority.policy, SCHED_IDLE) << name;
-    }
-  }
+  ExpectEngineThreadsAt(lowered, SCHED_IDLE);
   // RocksDB names its pool threads rocksdb:low and rocksdb:high; each
   // lowers itself on its first job, and the purge gave both pools one.
   for (const std::string pool : {"rocksdb:low", "rocksdb:high"}) {
@@ -126,14 +131,7 @@ TEST(BackgroundPriorityTest, NiceAloneKeepsTheNormalClass) {
   RunDeletionToRestored({.nice_increment = kNiceIncrement, .idle_class = false},
                         dir.path(), &engine);
   if (HasFatalFailure()) return;
-  for (const std::string name : {"oubli-purge", "oubli-retrain"}) {
-    const std::vector<ThreadPriority> priorities = PrioritiesOf(name);
-    ASSERT_FALSE(priorities.empty()) << "no thread named " << name;
-    for (const ThreadPriority& priority : priorities) {
-      EXPECT_EQ(priority.nice, lowered) << name;
-      EXPECT_EQ(priority.policy, SCHED_OTHER) << name;
-    }
-  }
+  ExpectEngineThreadsAt(lowered, SCHED_OTHER);
 }
 
 TEST(BackgroundPriorityTest, RefusesAnIncrementOutsideTheNiceRange) {
