@@ -43,6 +43,9 @@ risk = kinds["churn_isolated"][2]
 assert all(o.endswith(",2]") for o in risk["orders"].split()), risk["orders"]
 compare = kinds["churn_compare"]
 assert len(compare) == 1 and len(compare[0]["targets"]) == 4, compare
+# No run can gain more than serving every shard at full length all along.
+assert (compare[0]["risk_mean_served_prefix_gain"] <=
+        compare[0]["risk_mean_served_prefix_gain_ceiling"] + 1e-4), compare
 print("churn lines ok:", {k: len(v) for k, v in kinds.items()})
 PY
 
