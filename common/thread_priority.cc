@@ -111,7 +111,7 @@ void StartBackgroundThread(absl::string_view name,
   NameThisThread(name);
   const absl::Status lowered = LowerThisThreadPriority(priority);
   if (!lowered.ok()) {
-    std::fprintf(stderr, "oubli: %.*s thread keeps its priority: %s\n",
+    std::fprintf(stderr, "oubli: %.*s thread not fully lowered: %s\n",
                  static_cast<int>(name.size()), name.data(),
                  lowered.ToString().c_str());
   }

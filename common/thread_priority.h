@@ -32,11 +32,6 @@ struct BackgroundPriority {
   bool idle_class = false;
 
   bool lowers() const { return nice_increment > 0 || idle_class; }
-  bool operator<(const BackgroundPriority& other) const {
-    return nice_increment != other.nice_increment
-               ? nice_increment < other.nice_increment
-               : idle_class < other.idle_class;
-  }
 };
 
 // InvalidArgument "<what> <increment> is outside 0..19" unless `increment`
@@ -52,8 +47,10 @@ absl::Status CheckNiceIncrement(absl::string_view what, int increment);
 // both. Without privilege neither can be undone, so call this only on
 // threads that do background work for their whole life. On Linux both are
 // per thread; other systems leave the priority unchanged.
-// InvalidArgument: nice_increment outside 0..kMaxNiceIncrement; Internal:
-// the kernel refused (message has errno).
+// InvalidArgument: nice_increment outside 0..kMaxNiceIncrement (nothing
+// changed); Internal: the kernel refused (message has errno) the nice
+// value (then nothing changed) or the idle class (then the thread is
+// niced all the same).
 absl::Status LowerThisThreadPriority(const BackgroundPriority& priority);
 
 // The calling thread's nice value (0 where threads have none of their own).
@@ -69,8 +66,8 @@ int ProcessNice();
 void NameThisThread(absl::string_view name);
 
 // Once per background loop: names the thread and lowers its priority;
-// a refusal is logged to stderr (the thread keeps running at the default
-// priority, which is slower for requests but correct).
+// a refusal is logged to stderr (the thread keeps running at whatever
+// priority it got, which is slower for requests but correct).
 void StartBackgroundThread(absl::string_view name,
                            const BackgroundPriority& priority);
 

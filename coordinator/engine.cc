@@ -585,9 +585,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
   }
   OUBLI_ASSIGN_OR_RETURN(
       std::unique_ptr<storage::LineageStore> store,
-      storage::LineageStore::Open({.path = options.data_dir + "/lineage",
-                                   .create_if_missing = true,
-                                   .background_priority = options.background_priority}));
+      storage::LineageStore::Open(
+          {.path = options.data_dir + "/lineage",
+           .create_if_missing = true,
+           .background_priority = options.background_priority}));
 
   OUBLI_ASSIGN_OR_RETURN(std::optional<std::string> stored_text,
                          store->GetMeta(kConfigMetaKey));

@@ -211,8 +211,9 @@ class CoordinatorServer {
 
   // Returns once the server listens and every model is open (health
   // SERVING). On failure nothing keeps running. InvalidArgument: no
-  // data_dir, a background nice_increment outside 0..19, a bad listen address; other
-  // codes: TLS files, ports, or a model that cannot be opened.
+  // data_dir, a background nice_increment outside 0..19, a bad listen
+  // address; other codes: TLS files, ports, or a model that cannot be
+  // opened.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
       const Options& options);
   // Shuts down (see Shutdown) if still running.

@@ -43,7 +43,8 @@ ABSL_FLAG(int, training_threads, 1, "training threads per model engine");
 ABSL_FLAG(int, background_nice, 10,
           "added to the nice value of the threads that train, purge and "
           "compact (RocksDB), so Predict and deletions get a core first; "
-          "0..19, 0 runs them at the process's priority");
+          "0..19; in the idle class (--background_idle_class) it only "
+          "shows in top, the class decides");
 ABSL_FLAG(bool, background_idle_class, true,
           "also run those threads in the kernel's idle class (SCHED_IDLE), "
           "so a request's thread takes the core the moment it wakes; false "

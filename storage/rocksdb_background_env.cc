@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <map>
+#include <optional>
+#include <utility>
 
 #include "absl/synchronization/mutex.h"
 #include "common/thread_priority.h"
@@ -13,7 +15,8 @@ namespace {
 // Wraps each scheduled job so that it lowers its pool thread first.
 class BackgroundPriorityEnv : public rocksdb::EnvWrapper {
  public:
-  BackgroundPriorityEnv(rocksdb::Env* target, const BackgroundPriority& priority)
+  BackgroundPriorityEnv(rocksdb::Env* target,
+                        const BackgroundPriority& priority)
       : rocksdb::EnvWrapper(target), priority_(priority) {}
 
   const char* Name() const override { return "OubliBackgroundPriorityEnv"; }
@@ -35,17 +38,21 @@ class BackgroundPriorityEnv : public rocksdb::EnvWrapper {
 
   static void Run(void* raw) {
     Job* job = static_cast<Job*>(raw);
-    // Pool threads live as long as the process; lowering one once is
-    // enough (and the only thing possible: it cannot be raised back).
-    thread_local bool lowered = false;
-    if (!lowered) {
+    // Pool threads live as long as the process, shared by every store;
+    // lowering one once per priority is enough (and the only thing
+    // possible: it cannot be raised back, so a weaker priority after a
+    // stronger one changes nothing).
+    thread_local std::optional<BackgroundPriority> lowered_to;
+    if (!lowered_to.has_value() ||
+        lowered_to->nice_increment != job->priority.nice_increment ||
+        lowered_to->idle_class != job->priority.idle_class) {
       // RocksDB names its pool threads itself (rocksdb:low, rocksdb:high).
       const absl::Status status = LowerThisThreadPriority(job->priority);
       if (!status.ok()) {
-        std::fprintf(stderr, "oubli: a RocksDB thread keeps its priority: %s\n",
+        std::fprintf(stderr, "oubli: a RocksDB thread not fully lowered: %s\n",
                      status.ToString().c_str());
       }
-      lowered = true;
+      lowered_to = job->priority;
     }
     job->function(job->arg);
     delete job;
@@ -66,9 +73,11 @@ class BackgroundPriorityEnv : public rocksdb::EnvWrapper {
 rocksdb::Env* RocksDbEnvForBackground(const BackgroundPriority& priority) {
   if (!priority.lowers()) return rocksdb::Env::Default();
   static auto* mu = new absl::Mutex;
-  static auto* envs = new std::map<BackgroundPriority, rocksdb::Env*>;
+  // Keyed by (nice increment, idle class).
+  static auto* envs = new std::map<std::pair<int, bool>, rocksdb::Env*>;
   absl::MutexLock lock(mu);
-  rocksdb::Env*& env = (*envs)[priority];
+  rocksdb::Env*& env =
+      (*envs)[std::make_pair(priority.nice_increment, priority.idle_class)];
   if (env == nullptr) {
     env = new BackgroundPriorityEnv(rocksdb::Env::Default(), priority);
   }

@@ -88,8 +88,9 @@ ABSL_FLAG(int64_t, slice_disk_cache_bytes, int64_t{4} << 30,
           "run left is shredded at start); 0: memory only");
 ABSL_FLAG(int, background_nice, 10,
           "added to the nice value of the threads that train positions, so "
-          "shard predictions get a core first; 0..19, 0 trains at the "
-          "process's priority");
+          "shard predictions get a core first; 0..19; in the idle class "
+          "(--background_idle_class) it only shows in top, the class "
+          "decides");
 ABSL_FLAG(bool, background_idle_class, true,
           "also train in the kernel's idle class (SCHED_IDLE), so a shard "
           "prediction's thread takes the core the moment it wakes; false if "

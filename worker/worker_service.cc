@@ -75,7 +75,8 @@ grpc::Status WorkerService::TrainPosition(
   if (response->missing_slices_size() > 0) return grpc::Status::OK;
   const absl::Time start = absl::Now();
   // On a thread of its own at a lower priority: gRPC's threads also answer
-  // predictions, and a nice value once raised cannot be lowered again.
+  // predictions, and a thread's priority once lowered cannot be raised
+  // again.
   absl::StatusOr<PositionResult> result =
       absl::InternalError("training thread did not run");
   try {

@@ -152,8 +152,8 @@ class WorkerServer {
   // Listens, then registers in the background (retrying while the
   // coordinator is away); health is NOT_SERVING until registered.
   // InvalidArgument: no coordinator address, a background nice_increment
-  // outside 0..19, or a bad listen address; other codes: TLS files, the data dir
-  // or the port could not be used.
+  // outside 0..19, or a bad listen address; other codes: TLS files, the
+  // data dir or the port could not be used.
   static absl::StatusOr<std::unique_ptr<WorkerServer>> Start(
       const Options& options);
   ~WorkerServer();  // Shutdown(absl::Seconds(5)) if not done

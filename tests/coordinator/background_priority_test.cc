@@ -48,8 +48,9 @@ std::multimap<std::string, ThreadPriority> ThreadPriorities() {
     std::vector<std::string> fields;
     for (std::string field; rest >> field;) fields.push_back(field);
     if (fields.size() < 41 - 2) continue;  // the thread is exiting
-    priorities.emplace(comm, ThreadPriority{.nice = std::stoi(fields[19 - 3]),
-                                            .policy = std::stoi(fields[41 - 3])});
+    priorities.emplace(comm,
+                       ThreadPriority{.nice = std::stoi(fields[19 - 3]),
+                                      .policy = std::stoi(fields[41 - 3])});
   }
   return priorities;
 }

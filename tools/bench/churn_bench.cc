@@ -619,11 +619,15 @@ int RunChurnBench(const std::vector<std::string>& args) {
     const double isolated_ratio =
         s.isolated_visits_fraction / o.isolated_visits_fraction;
     const double accuracy_drop = 100 * (o.accuracy_before - o.accuracy_mean);
-    const double prefix_gain = r.mean_prefix / o.mean_prefix - 1;
+    // 0 (not infinite) when owner placement served nothing at all: the
+    // line stays JSON.
+    const double prefix_gain =
+        o.mean_prefix > 0 ? r.mean_prefix / o.mean_prefix - 1 : 0;
     // The most any profile could add: the risk run serving every shard at
     // full length all the time. A restore that keeps up leaves owner
     // placement little to lose, and the profile less to save.
-    const double prefix_gain_ceiling = flags.slices / o.mean_prefix - 1;
+    const double prefix_gain_ceiling =
+        o.mean_prefix > 0 ? flags.slices / o.mean_prefix - 1 : 0;
     std::printf(
         "{\"bench\":\"churn_compare\","
         "\"isolated_retrain_visits_sample_over_owner\":%.2f,"

@@ -976,6 +976,7 @@ int RunServiceBench(const std::vector<std::string>& args) {
     worker::WorkerServer::Options w;
     w.coordinator_address = address;
     w.name = absl::StrCat("bench-worker-", i);
+    w.background_priority = options.background_priority;
     auto started = worker::WorkerServer::Start(w);
     if (!started.ok()) return Fail(started.status());
     if (!(*started)->WaitRegistered(absl::Seconds(30))) {
