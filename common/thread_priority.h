@@ -18,7 +18,7 @@ namespace oubli {
 inline constexpr int kMaxNiceIncrement = 19;
 
 // How a background thread yields to requests. The default changes
-// nothing; the binaries pass {10, true} (their --background_nice and
+// nothing; the binaries pass {10, false} (their --background_nice and
 // --background_idle_class flags).
 struct BackgroundPriority {
   // Added to the process's nice value (0..kMaxNiceIncrement): a share of
@@ -27,8 +27,9 @@ struct BackgroundPriority {
   // The kernel's idle class (SCHED_IDLE) as well: a request's thread that
   // wakes takes the core at once, where a niced thread would first finish
   // its time slice (about 1.5 ms on 2 cores, most of Predict's p99 under
-  // load). The price: while requests keep every core busy all the time,
-  // background work nearly stops (nice alone would still get it a share).
+  // load). The price: while anything else keeps the cores busy,
+  // background work nearly stops (nice alone still gets it a share), and
+  // a request waiting for a lock such a thread holds waits as long.
   bool idle_class = false;
 
   bool lowers() const { return nice_increment > 0 || idle_class; }

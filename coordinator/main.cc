@@ -45,11 +45,14 @@ ABSL_FLAG(int, background_nice, 10,
           "compact (RocksDB), so Predict and deletions get a core first; "
           "0..19; in the idle class (--background_idle_class) it only "
           "shows in top, the class decides");
-ABSL_FLAG(bool, background_idle_class, true,
+ABSL_FLAG(bool, background_idle_class, false,
           "also run those threads in the kernel's idle class (SCHED_IDLE), "
-          "so a request's thread takes the core the moment it wakes; false "
-          "if requests keep every core busy all the time and restore must "
-          "still get a share of the CPU");
+          "so a request's thread takes the core the moment it wakes (a "
+          "shorter Predict tail under load); but a request that needs a "
+          "lock such a thread holds waits until the CPU has nothing else "
+          "to do, which under outside CPU contention stalled Predicts for "
+          "100+ ms with workers: only where nothing else competes for the "
+          "cores");
 ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(5),
           "a worker without heartbeats this long is dead and its work moves "
           "to others");

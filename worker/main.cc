@@ -91,11 +91,11 @@ ABSL_FLAG(int, background_nice, 10,
           "shard predictions get a core first; 0..19; in the idle class "
           "(--background_idle_class) it only shows in top, the class "
           "decides");
-ABSL_FLAG(bool, background_idle_class, true,
+ABSL_FLAG(bool, background_idle_class, false,
           "also train in the kernel's idle class (SCHED_IDLE), so a shard "
-          "prediction's thread takes the core the moment it wakes; false if "
-          "predictions keep every core busy all the time and training must "
-          "still get a share of the CPU");
+          "prediction's thread takes the core the moment it wakes; training "
+          "then gets no CPU while anything else wants it: only where nothing "
+          "else competes for the cores");
 ABSL_FLAG(int, malloc_arena_max, 2,
           "glibc malloc arenas (M_ARENA_MAX); 0 keeps glibc's default (8 "
           "per core; the environment's MALLOC_ARENA_MAX wins). Under "

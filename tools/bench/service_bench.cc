@@ -93,7 +93,7 @@ struct ServiceFlags {
   int training_threads = 1;              // per model engine
   // The coordinator's defaults (oubli-coordinator).
   int background_nice = 10;
-  bool background_idle_class = true;
+  bool background_idle_class = false;
   std::string retrain_mode = "batched";  // batched | immediate
   int workers = 0;  // in-process oubli-workers (train and serve shards)
   // time_to_forget on a causal language model (probed with Score) instead
