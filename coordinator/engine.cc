@@ -71,11 +71,11 @@ struct Engine::State {
         std::unique_ptr<storage::LineageStore> lineage,
         std::unique_ptr<storage::CheckpointStore> checkpoint_store,
         std::unique_ptr<const ModelBase> model_base,
-        std::shared_ptr<const worker::ShardModel> base_alone,
+        std::shared_ptr<const ml::ShardModel> base_alone,
         std::unique_ptr<DeletionLedger> deletion_ledger, bool reopened_model)
       : options(std::move(opts)),
         config(std::move(cfg)),
-        environment(worker::NumericEnvironment()),
+        environment(ml::NumericEnvironment()),
         config_text(ConfigToText(config)),
         config_fingerprint(Sha256()
                                .AddField(ConfigFingerprint(config))
@@ -167,7 +167,7 @@ struct Engine::State {
   // options.metrics, or nullptr.
   EngineMetrics* const metrics = options.metrics.get();
   const ModelConfig config;
-  // worker::NumericEnvironment() of this process; remote workers must match.
+  // ml::NumericEnvironment() of this process; remote workers must match.
   const std::string environment;
   const std::string config_text;  // ConfigToText(config), for workers
   // Names the weights a config produces here: the config's fingerprint plus
@@ -632,11 +632,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
       storage::CheckpointStore::Open(options.data_dir + "/checkpoints"));
   OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<const ModelBase> base,
                          ModelBase::Load(config));
-  std::shared_ptr<const worker::ShardModel> base_model;
+  std::shared_ptr<const ml::ShardModel> base_model;
   if (config.serving.base_fallback) {
     // A convenience: a model whose base cannot be built here still opens
     // (Predict then refuses as without the option, and says why).
-    absl::StatusOr<std::shared_ptr<const worker::ShardModel>> base_alone =
+    absl::StatusOr<std::shared_ptr<const ml::ShardModel>> base_alone =
         base->BaseAlone();
     if (base_alone.ok()) {
       base_model = *std::move(base_alone);
@@ -1020,7 +1020,7 @@ ModelStatus Engine::GetModelStatus() {
   State& st = *state_;
   ModelStatus status;
   status.config = st.config;
-  status.threads = worker::DescribeThreads();
+  status.threads = ml::DescribeThreads();
   absl::MutexLock lock(&st.mu);
   status.training_requested = st.training_requested;
   status.fingerprint = st.FingerprintLocked();

@@ -11,9 +11,9 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 class ShardModel;
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 namespace oubli::coordinator {
 
@@ -21,7 +21,7 @@ struct EnsembleMember {
   // rows x classes probabilities a worker computed, or null: compute them
   // here with `model`.
   const std::vector<float>* answered = nullptr;
-  std::shared_ptr<const worker::ShardModel> model;
+  std::shared_ptr<const ml::ShardModel> model;
 };
 
 // Row-major rows x classes means, members summed in order (so the bits do

@@ -193,7 +193,7 @@ void ModelStatusToProto(absl::string_view model_id, const ModelStatus& in,
 void WorkersToProto(const std::vector<WorkerPool::WorkerInfo>& workers,
                     v1::Model* out) {
   bool any_alive = false;
-  const std::string environment = worker::NumericEnvironment();
+  const std::string environment = ml::NumericEnvironment();
   for (const WorkerPool::WorkerInfo& in : workers) {
     v1::WorkerStatus* worker = out->add_workers();
     worker->set_worker_id(in.id);

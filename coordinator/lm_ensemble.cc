@@ -15,14 +15,14 @@
 namespace oubli::coordinator {
 namespace {
 
-absl::StatusOr<worker::PositionData> TokenRows(
+absl::StatusOr<ml::PositionData> TokenRows(
     const BackboneConfig& backbone,
     absl::Span<const std::vector<int32_t>> sequences) {
-  std::vector<worker::TokenSequence> rows(sequences.size());
+  std::vector<ml::TokenSequence> rows(sequences.size());
   for (size_t i = 0; i < sequences.size(); ++i) {
     rows[i].tokens = sequences[i];
   }
-  return worker::MakeTokenPositionData(rows, backbone);
+  return ml::MakeTokenPositionData(rows, backbone);
 }
 
 absl::Status CheckMembers(const ShardModels& members) {
@@ -45,7 +45,7 @@ absl::Status CheckVocabularyOf(absl::Span<const int32_t> tokens,
 absl::StatusOr<std::vector<double>> MeanNextToken(
     const ShardModels& members, const BackboneConfig& backbone,
     const std::vector<int32_t>& tokens) {
-  OUBLI_ASSIGN_OR_RETURN(worker::PositionData rows,
+  OUBLI_ASSIGN_OR_RETURN(ml::PositionData rows,
                          TokenRows(backbone, {&tokens, 1}));
   std::vector<double> mean(backbone.decoder.vocab_size, 0.0);
   for (const auto& member : members) {
@@ -106,8 +106,7 @@ absl::StatusOr<std::vector<float>> EnsembleTokenClassProbabilities(
     const ShardModels& members, const BackboneConfig& backbone,
     absl::Span<const std::vector<int32_t>> sequences) {
   OUBLI_RETURN_IF_ERROR(CheckMembers(members));
-  OUBLI_ASSIGN_OR_RETURN(worker::PositionData rows,
-                         TokenRows(backbone, sequences));
+  OUBLI_ASSIGN_OR_RETURN(ml::PositionData rows, TokenRows(backbone, sequences));
   try {
     torch::Tensor sum;
     for (const auto& member : members) {
@@ -136,8 +135,7 @@ absl::StatusOr<std::vector<std::vector<float>>> EnsembleTokenLogProbs(
           " tokens; scoring needs 2 or more (the first is context)"));
     }
   }
-  OUBLI_ASSIGN_OR_RETURN(worker::PositionData rows,
-                         TokenRows(backbone, sequences));
+  OUBLI_ASSIGN_OR_RETURN(ml::PositionData rows, TokenRows(backbone, sequences));
   try {
     // Per member [n, T-1] log-probabilities; the ensemble's is the log of
     // their mean probability.

@@ -16,13 +16,13 @@
 #include "common/config.h"
 #include "coordinator/engine_types.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 class ShardModel;
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 namespace oubli::coordinator {
 
-using ShardModels = std::vector<std::shared_ptr<const worker::ShardModel>>;
+using ShardModels = std::vector<std::shared_ptr<const ml::ShardModel>>;
 
 // Row-major rows x num_classes mean class probabilities of `sequences`.
 // InvalidArgument naming the row: empty, longer than the context, a token

@@ -268,8 +268,8 @@ int main(int argc, char** argv) {
   oubli::ShutdownSignals shutdown_signals;  // before any thread starts
 
   // After the signal mask: looking for a GPU starts driver threads.
-  if (!oubli::worker::UseComputeDeviceFlag("oubli-coordinator",
-                                           absl::GetFlag(FLAGS_device))) {
+  if (!oubli::ml::UseComputeDeviceFlag("oubli-coordinator",
+                                       absl::GetFlag(FLAGS_device))) {
     return 2;
   }
 

@@ -38,7 +38,7 @@ grpc::Status MembershipService::Register(
       absl::ToInt64Milliseconds(pool_->heartbeat_interval()));
   response->set_worker_timeout_ms(
       absl::ToInt64Milliseconds(pool_->worker_timeout()));
-  const std::string environment = worker::NumericEnvironment();
+  const std::string environment = ml::NumericEnvironment();
   response->set_coordinator_environment(environment);
   if (request->environment() != environment) {
     std::fprintf(stderr,

@@ -9,19 +9,19 @@
 namespace oubli::coordinator {
 
 struct ModelBase::Weights {
-  worker::NamedTensors state;
+  ml::NamedTensors state;
 };
 
 absl::StatusOr<std::unique_ptr<const ModelBase>> ModelBase::Load(
     const ModelConfig& config) {
   auto weights = std::make_unique<Weights>();
-  OUBLI_ASSIGN_OR_RETURN(weights->state, worker::LoadBaseState(config));
+  OUBLI_ASSIGN_OR_RETURN(weights->state, ml::LoadBaseState(config));
   return std::unique_ptr<const ModelBase>(
       new ModelBase(config, std::move(weights)));
 }
 
 absl::Status ModelBase::RecordWeightsDigest(ModelConfig* config) {
-  return worker::RecordBaseWeightsDigest(config);
+  return ml::RecordBaseWeightsDigest(config);
 }
 
 ModelBase::ModelBase(const ModelConfig& config,
@@ -30,21 +30,20 @@ ModelBase::ModelBase(const ModelConfig& config,
 
 ModelBase::~ModelBase() = default;
 
-absl::StatusOr<std::shared_ptr<worker::S3tTrainer>> ModelBase::NewTrainer()
+absl::StatusOr<std::shared_ptr<ml::S3tTrainer>> ModelBase::NewTrainer() const {
+  OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<ml::S3tTrainer> trainer,
+                         ml::S3tTrainer::Create(config_, weights_->state));
+  return std::shared_ptr<ml::S3tTrainer>(std::move(trainer));
+}
+
+absl::StatusOr<std::shared_ptr<const ml::ShardModel>> ModelBase::ShardModelOf(
+    absl::string_view checkpoint) const {
+  return ml::ShardModel::Create(config_, weights_->state, checkpoint);
+}
+
+absl::StatusOr<std::shared_ptr<const ml::ShardModel>> ModelBase::BaseAlone()
     const {
-  OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<worker::S3tTrainer> trainer,
-                         worker::S3tTrainer::Create(config_, weights_->state));
-  return std::shared_ptr<worker::S3tTrainer>(std::move(trainer));
-}
-
-absl::StatusOr<std::shared_ptr<const worker::ShardModel>>
-ModelBase::ShardModelOf(absl::string_view checkpoint) const {
-  return worker::ShardModel::Create(config_, weights_->state, checkpoint);
-}
-
-absl::StatusOr<std::shared_ptr<const worker::ShardModel>>
-ModelBase::BaseAlone() const {
-  return worker::ShardModel::CreateBase(config_, weights_->state);
+  return ml::ShardModel::CreateBase(config_, weights_->state);
 }
 
 }  // namespace oubli::coordinator

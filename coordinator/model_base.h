@@ -11,10 +11,10 @@
 #include "absl/strings/string_view.h"
 #include "common/config.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 class S3tTrainer;
 class ShardModel;
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 namespace oubli::coordinator {
 
@@ -32,13 +32,13 @@ class ModelBase {
 
   // A trainer of positions; one per thread (a trainer is not thread-safe).
   // Errors: building the classifier failed.
-  absl::StatusOr<std::shared_ptr<worker::S3tTrainer>> NewTrainer() const;
+  absl::StatusOr<std::shared_ptr<ml::S3tTrainer>> NewTrainer() const;
   // The served model of a shard checkpoint. InvalidArgument/DataLoss: the
   // checkpoint does not fit the model.
-  absl::StatusOr<std::shared_ptr<const worker::ShardModel>> ShardModelOf(
+  absl::StatusOr<std::shared_ptr<const ml::ShardModel>> ShardModelOf(
       absl::string_view checkpoint) const;
   // The base model alone (no user data in it).
-  absl::StatusOr<std::shared_ptr<const worker::ShardModel>> BaseAlone() const;
+  absl::StatusOr<std::shared_ptr<const ml::ShardModel>> BaseAlone() const;
 
  private:
   struct Weights;

@@ -29,8 +29,8 @@ PositionRunner::PositionRunner(const ModelConfig& config,
       training_threads_(std::max(1, training_threads)),
       metrics_(metrics) {}
 
-absl::StatusOr<PositionResult> PositionRunner::Run(
-    PositionJob& job, worker::S3tTrainer& trainer) {
+absl::StatusOr<PositionResult> PositionRunner::Run(PositionJob& job,
+                                                   ml::S3tTrainer& trainer) {
   PositionResult result;
   // A checkpoint lost here but erasure-coded on workers is rebuilt, not
   // retrained: same key, same bytes (checked against the manifest).
@@ -90,10 +90,9 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
     // Read only now: a position waiting for a slot holds no slice bytes.
     absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
         slices = job.read_slices.ReadAll();
-    absl::StatusOr<worker::PositionData> data =
-        slices.ok()
-            ? worker::PositionDataFromSlices(*slices, config_.backbone)
-            : slices.status();
+    absl::StatusOr<ml::PositionData> data =
+        slices.ok() ? ml::PositionDataFromSlices(*slices, config_.backbone)
+                    : slices.status();
     if (slices.ok()) slices->clear();  // the rows are decoded
     job.read_slices.Release();
     if (data.ok()) {
@@ -142,7 +141,7 @@ absl::StatusOr<PositionResult> PositionRunner::Run(
 }
 
 absl::StatusOr<std::string> PositionRunner::TrainRemotely(
-    PositionJob& job, const std::string& parent, worker::TrainStats* stats) {
+    PositionJob& job, const std::string& parent, ml::TrainStats* stats) {
   RemotePosition position;
   position.config_text = config_text_;
   position.environment = environment_;

@@ -25,9 +25,9 @@
 #include "storage/encoded_slice.h"
 #include "worker/ml/position_data.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 class S3tTrainer;
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 namespace oubli::coordinator {
 
@@ -55,7 +55,7 @@ enum class PositionOutcome {
 
 struct PositionResult {
   PositionOutcome outcome = PositionOutcome::kTrained;
-  worker::TrainStats stats;  // of the training, also a cancelled one
+  ml::TrainStats stats;  // of the training, also a cancelled one
   // kRestored, kTrained: the bytes stored under job.key (the caller may
   // build the served model from them without reading the file again).
   std::string checkpoint;
@@ -75,8 +75,7 @@ class PositionRunner {
   // `trainer` trains it if it is trained here. Errors: reading the parent
   // or writing the checkpoint failed; ResourceExhausted: out of memory;
   // other training failures of the position itself.
-  absl::StatusOr<PositionResult> Run(PositionJob& job,
-                                     worker::S3tTrainer& trainer);
+  absl::StatusOr<PositionResult> Run(PositionJob& job, ml::S3tTrainer& trainer);
 
   // Positions waiting for a local training slot now (tests).
   int LocalWaiting() ABSL_LOCKS_EXCLUDED(local_mu_);
@@ -86,7 +85,7 @@ class PositionRunner {
   // Aborted: a slice changed since the position was chosen.
   absl::StatusOr<std::string> TrainRemotely(PositionJob& job,
                                             const std::string& parent,
-                                            worker::TrainStats* stats);
+                                            ml::TrainStats* stats);
 
   const ModelConfig& config_;
   const std::string config_text_;

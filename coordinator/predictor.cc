@@ -13,7 +13,7 @@
 namespace oubli::coordinator {
 
 Predictor::Predictor(const ModelConfig* config, const PublishedSnapshot* served,
-                     std::shared_ptr<const worker::ShardModel> base_model,
+                     std::shared_ptr<const ml::ShardModel> base_model,
                      ShardServing* shard_serving,
                      ShardServing::Query serving_query,
                      storage::CheckpointStore* checkpoints,
@@ -50,7 +50,7 @@ absl::StatusOr<Prediction> Predictor::Predict(absl::Span<const float> inputs,
   // The ensemble of the base alone (from_base) has no shard checkpoint, so
   // it is computed here: the mean of one model is its own answer.
   OUBLI_ASSIGN_OR_RETURN(Answering answering, AnsweringNow());
-  const std::vector<std::shared_ptr<const worker::ShardModel>>& models =
+  const std::vector<std::shared_ptr<const ml::ShardModel>>& models =
       answering.models;
   const std::vector<size_t>& served_index = answering.shard_of;
   ShardServing::Query query = serving_query_;

@@ -35,7 +35,7 @@ class Predictor {
   // model (no shards, no inputs). Predicts that hand workers checkpoints
   // enter `predict_drain` (a purge waits for them).
   Predictor(const ModelConfig* config, const PublishedSnapshot* served,
-            std::shared_ptr<const worker::ShardModel> base_model,
+            std::shared_ptr<const ml::ShardModel> base_model,
             ShardServing* shard_serving, ShardServing::Query serving_query,
             storage::CheckpointStore* checkpoints, InFlightDrain* predict_drain,
             EngineMetrics* metrics);
@@ -54,7 +54,7 @@ class Predictor {
   // shard order, or the base alone (from_base) under base_fallback.
   // FailedPrecondition when nothing may answer.
   struct Answering {
-    std::vector<std::shared_ptr<const worker::ShardModel>> models;
+    std::vector<std::shared_ptr<const ml::ShardModel>> models;
     // Per model, its shard (index into `served`); empty for the base.
     std::vector<size_t> shard_of;
     std::vector<ServedShard> served;
@@ -78,7 +78,7 @@ class Predictor {
 
   const ModelConfig& config_;
   const PublishedSnapshot* const served_;
-  const std::shared_ptr<const worker::ShardModel> base_model_;
+  const std::shared_ptr<const ml::ShardModel> base_model_;
   ShardServing* const shard_serving_;
   const ShardServing::Query serving_query_;
   storage::CheckpointStore* const checkpoints_;

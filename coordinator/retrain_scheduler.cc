@@ -79,9 +79,10 @@ bool RetrainScheduler::AnotherUnservedIsWaiting(int shard) const {
   return false;
 }
 
-absl::Status RetrainScheduler::TrainShardToCompletion(
-    int shard, worker::S3tTrainer& trainer, TrainSummary* summary,
-    bool* yielded) {
+absl::Status RetrainScheduler::TrainShardToCompletion(int shard,
+                                                      ml::S3tTrainer& trainer,
+                                                      TrainSummary* summary,
+                                                      bool* yielded) {
   while (true) {
     PositionJob job;
     job.shard = shard;
@@ -242,7 +243,7 @@ absl::StatusOr<TrainSummary> RetrainScheduler::TrainShards(
   absl::Status first_error;
   std::atomic<size_t> next{0};
   auto work = [&] {
-    absl::StatusOr<std::shared_ptr<worker::S3tTrainer>> trainer =
+    absl::StatusOr<std::shared_ptr<ml::S3tTrainer>> trainer =
         p_.base->NewTrainer();
     if (!trainer.ok()) {
       absl::MutexLock lock(&results_mu);

@@ -39,9 +39,9 @@
 #include "coordinator/slice_generations.h"
 #include "storage/checkpoint_store.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 class S3tTrainer;
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 namespace oubli::coordinator {
 
@@ -111,7 +111,7 @@ class RetrainScheduler {
   void BackgroundLoop(int index);
   // Sets *yielded (and returns OK) when it stopped for an unserved shard
   // (TrainShards' yield_to_unserved; null: never).
-  absl::Status TrainShardToCompletion(int shard, worker::S3tTrainer& trainer,
+  absl::Status TrainShardToCompletion(int shard, ml::S3tTrainer& trainer,
                                       TrainSummary* summary, bool* yielded)
       ABSL_LOCKS_EXCLUDED(*p_.engine_mu);
   // ShardState::ServesNothing, read under the engine mutex.

@@ -16,9 +16,9 @@
 #include "absl/types/span.h"
 #include "coordinator/engine_types.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 class ShardModel;
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 namespace oubli::coordinator {
 
@@ -28,7 +28,7 @@ struct ServedModel {
   int length = 0;
   std::string key;  // the prefix's checkpoint key
   std::string checkpoint_sha256;
-  std::shared_ptr<const worker::ShardModel> model;  // null: serves nothing
+  std::shared_ptr<const ml::ShardModel> model;  // null: serves nothing
 };
 
 // The SHA-256 of what a served shard answers with; empty when it serves

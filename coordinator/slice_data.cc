@@ -136,16 +136,15 @@ absl::StatusOr<int64_t> RemoveSamples(
 }
 
 absl::StatusOr<std::string> TrainPrefixFromScratch(
-    worker::S3tTrainer& trainer, int shard, absl::Span<const int> prefix,
+    ml::S3tTrainer& trainer, int shard, absl::Span<const int> prefix,
     const std::vector<std::shared_ptr<const storage::EncodedSlice>>& slices) {
   std::string state_bytes;
   for (size_t p = 1; p <= prefix.size(); ++p) {
     std::vector<std::shared_ptr<const storage::EncodedSlice>> prefix_slices;
     for (size_t i = 0; i < p; ++i) prefix_slices.push_back(slices[prefix[i]]);
     OUBLI_ASSIGN_OR_RETURN(
-        worker::PositionData data,
-        worker::PositionDataFromSlices(prefix_slices,
-                                       trainer.config().backbone));
+        ml::PositionData data,
+        ml::PositionDataFromSlices(prefix_slices, trainer.config().backbone));
     OUBLI_ASSIGN_OR_RETURN(state_bytes,
                            trainer.TrainPosition(shard, prefix.subspan(0, p),
                                                  state_bytes, data, nullptr));

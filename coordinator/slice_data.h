@@ -4,7 +4,7 @@
 // samples, reading its bytes back from the lineage store (in the encoding
 // workers receive), and training a prefix from scratch (what Verify
 // compares the served checkpoint with; rows of a prefix in ascending id
-// order, see worker::PositionDataFromSlices). The bytes themselves are read
+// order, see ml::PositionDataFromSlices). The bytes themselves are read
 // when a position needs them, through the coordinator's EncodedSliceCache.
 #ifndef OUBLI_COORDINATOR_SLICE_DATA_H_
 #define OUBLI_COORDINATOR_SLICE_DATA_H_
@@ -21,9 +21,9 @@
 #include "storage/encoded_slice.h"
 #include "storage/lineage_store.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 class S3tTrainer;
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 namespace oubli::coordinator {
 
@@ -87,7 +87,7 @@ absl::StatusOr<int64_t> RemoveSamples(
 // by position, on `slices` (indexed by slice; those outside the prefix are
 // not read). Errors: the trainer's.
 absl::StatusOr<std::string> TrainPrefixFromScratch(
-    worker::S3tTrainer& trainer, int shard, absl::Span<const int> prefix,
+    ml::S3tTrainer& trainer, int shard, absl::Span<const int> prefix,
     const std::vector<std::shared_ptr<const storage::EncodedSlice>>& slices);
 
 }  // namespace oubli::coordinator

@@ -16,7 +16,7 @@ absl::StatusOr<VerifyReport> Verifier::Verify() {
   const absl::Time start = absl::Now();
   // From scratch: fresh trainer, data re-read from the store, no checkpoint
   // reuse.
-  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<worker::S3tTrainer> trainer,
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<ml::S3tTrainer> trainer,
                          p_.base->NewTrainer());
   VerifyReport report;
   report.restored = true;

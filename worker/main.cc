@@ -220,8 +220,8 @@ int main(int argc, char** argv) {
   oubli::ShutdownSignals shutdown_signals;  // before any thread starts
 
   // After the signal mask: looking for a GPU starts driver threads.
-  if (!oubli::worker::UseComputeDeviceFlag("oubli-worker",
-                                           absl::GetFlag(FLAGS_device))) {
+  if (!oubli::ml::UseComputeDeviceFlag("oubli-worker",
+                                       absl::GetFlag(FLAGS_device))) {
     return 2;
   }
 

@@ -19,17 +19,18 @@ namespace oubli::worker {
 struct PositionWorker::Trainers {
   struct Entry {
     std::string fingerprint;  // ConfigFingerprint: what the weights depend on
-    std::shared_ptr<S3tTrainer> trainer;
+    std::shared_ptr<ml::S3tTrainer> trainer;
   };
   const size_t capacity;
-  const std::shared_ptr<BaseWeightsCache> bases;
+  const std::shared_ptr<ml::BaseWeightsCache> bases;
   absl::Mutex mu;
   std::list<Entry> entries ABSL_GUARDED_BY(mu);  // most recent first
 
-  Trainers(size_t n, std::shared_ptr<BaseWeightsCache> b)
+  Trainers(size_t n, std::shared_ptr<ml::BaseWeightsCache> b)
       : capacity(n < 1 ? 1 : n), bases(std::move(b)) {}
 
-  absl::StatusOr<std::shared_ptr<S3tTrainer>> For(const ModelConfig& config) {
+  absl::StatusOr<std::shared_ptr<ml::S3tTrainer>> For(
+      const ModelConfig& config) {
     const std::string fingerprint = ConfigFingerprint(config);
     {
       absl::MutexLock lock(&mu);
@@ -40,12 +41,12 @@ struct PositionWorker::Trainers {
         }
       }
     }
-    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const NamedTensors> base,
+    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const ml::NamedTensors> base,
                            bases->For(config));
     // The trainer's copy shares the tensors' storage with the cache.
-    OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<S3tTrainer> created,
-                           S3tTrainer::Create(config, *base));
-    std::shared_ptr<S3tTrainer> trainer = std::move(created);
+    OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<ml::S3tTrainer> created,
+                           ml::S3tTrainer::Create(config, *base));
+    std::shared_ptr<ml::S3tTrainer> trainer = std::move(created);
     absl::MutexLock lock(&mu);
     entries.push_front({fingerprint, trainer});
     if (entries.size() > capacity) entries.pop_back();
@@ -55,10 +56,10 @@ struct PositionWorker::Trainers {
 
 absl::StatusOr<ModelConfig> ParseCoordinatorConfig(
     absl::string_view config_text, absl::string_view environment) {
-  if (environment != NumericEnvironment()) {
+  if (environment != ml::NumericEnvironment()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "numeric environment differs: coordinator has '", environment,
-        "', this worker '", NumericEnvironment(), "'"));
+        "', this worker '", ml::NumericEnvironment(), "'"));
   }
   // A config this worker does not understand (another release) is not the
   // request's fault: FailedPrecondition, so the coordinator trains it
@@ -77,16 +78,16 @@ absl::StatusOr<ModelConfig> ParseCoordinatorConfig(
   return config;
 }
 
-std::shared_ptr<BaseWeightsCache> NewBaseWeightsCache(int capacity) {
-  return std::make_shared<BaseWeightsCache>(capacity);
+std::shared_ptr<ml::BaseWeightsCache> NewBaseWeightsCache(int capacity) {
+  return std::make_shared<ml::BaseWeightsCache>(capacity);
 }
 
 PositionWorker::PositionWorker(int cached_trainers,
-                               std::shared_ptr<BaseWeightsCache> bases)
+                               std::shared_ptr<ml::BaseWeightsCache> bases)
     : trainers_(std::make_unique<Trainers>(
           static_cast<size_t>(cached_trainers),
           bases != nullptr ? std::move(bases)
-                           : std::make_shared<BaseWeightsCache>())) {}
+                           : std::make_shared<ml::BaseWeightsCache>())) {}
 
 PositionWorker::~PositionWorker() = default;
 
@@ -107,15 +108,15 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
     }
     seen[slice] = true;
   }
-  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<S3tTrainer> trainer,
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<ml::S3tTrainer> trainer,
                          trainers_->For(config));
-  absl::StatusOr<PositionData> decoded =
-      PositionDataFromSlices(request.slices, config.backbone);
+  absl::StatusOr<ml::PositionData> decoded =
+      ml::PositionDataFromSlices(request.slices, config.backbone);
   if (absl::IsInvalidArgument(decoded.status())) {
     // The cached slices do not fit the request: not the parent's fault.
     return absl::DataLossError(decoded.status().message());
   }
-  OUBLI_ASSIGN_OR_RETURN(PositionData data, std::move(decoded));
+  OUBLI_ASSIGN_OR_RETURN(ml::PositionData data, std::move(decoded));
   const int64_t classes = config.backbone.num_classes;
   try {
     if (data.size() > 0 && (data.labels.min().item<int64_t>() < 0 ||
@@ -128,7 +129,7 @@ absl::StatusOr<PositionResult> PositionWorker::Train(
         absl::StrCat("checking training labels: ", e.what()));
   }
 
-  TrainStats stats;
+  ml::TrainStats stats;
   OUBLI_ASSIGN_OR_RETURN(
       std::string checkpoint,
       trainer->TrainPosition(request.shard, request.prefix, request.parent,

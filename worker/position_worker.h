@@ -16,12 +16,14 @@
 #include "common/worker_requests.h"
 #include "storage/encoded_slice.h"
 
+namespace oubli::ml {
+class BaseWeightsCache;  // worker/ml/base_weights.h (torch inside)
+}  // namespace oubli::ml
+
 namespace oubli::worker {
 
-class BaseWeightsCache;  // worker/ml/base_weights.h (torch inside)
-
 // A BaseWeightsCache for callers that must not include torch.
-std::shared_ptr<BaseWeightsCache> NewBaseWeightsCache(int capacity = 4);
+std::shared_ptr<ml::BaseWeightsCache> NewBaseWeightsCache(int capacity = 4);
 
 // The config of a request from the coordinator, checked: FailedPrecondition
 // when `environment` is not this process's NumericEnvironment() or the
@@ -41,8 +43,9 @@ class PositionWorker {
   // Keeps trainers (module, optimizer) for the last few configs; base
   // weights come from `bases` (shared with the worker's shard server);
   // nullptr: a cache of its own.
-  explicit PositionWorker(int cached_trainers = 4,
-                          std::shared_ptr<BaseWeightsCache> bases = nullptr);
+  explicit PositionWorker(
+      int cached_trainers = 4,
+      std::shared_ptr<ml::BaseWeightsCache> bases = nullptr);
   ~PositionWorker();
   PositionWorker(const PositionWorker&) = delete;
   PositionWorker& operator=(const PositionWorker&) = delete;

@@ -24,21 +24,22 @@ struct ShardServer::State {
   struct Slot {
     std::string sha256;
     std::string config_fingerprint;
-    std::shared_ptr<const ShardModel> model;
+    std::shared_ptr<const ml::ShardModel> model;
   };
-  const std::shared_ptr<BaseWeightsCache> bases;
+  const std::shared_ptr<ml::BaseWeightsCache> bases;
   mutable absl::Mutex mu;
   // model id -> shard -> slot.
   absl::flat_hash_map<std::string, std::map<int, Slot>> slots
       ABSL_GUARDED_BY(mu);
 
-  explicit State(std::shared_ptr<BaseWeightsCache> b) : bases(std::move(b)) {}
+  explicit State(std::shared_ptr<ml::BaseWeightsCache> b)
+      : bases(std::move(b)) {}
 };
 
-ShardServer::ShardServer(std::shared_ptr<BaseWeightsCache> bases)
+ShardServer::ShardServer(std::shared_ptr<ml::BaseWeightsCache> bases)
     : state_(std::make_unique<State>(
           bases != nullptr ? std::move(bases)
-                           : std::make_shared<BaseWeightsCache>())) {}
+                           : std::make_shared<ml::BaseWeightsCache>())) {}
 
 ShardServer::~ShardServer() = default;
 
@@ -60,10 +61,10 @@ absl::Status ShardServer::Load(absl::string_view model_id,
                      " bytes) does not hash to ", sha256));
   }
   const std::string fingerprint = ConfigFingerprint(config);
-  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const NamedTensors> base,
+  OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<const ml::NamedTensors> base,
                          state_->bases->For(config));
-  absl::StatusOr<std::shared_ptr<const ShardModel>> model =
-      ShardModel::Create(config, *base, checkpoint);
+  absl::StatusOr<std::shared_ptr<const ml::ShardModel>> model =
+      ml::ShardModel::Create(config, *base, checkpoint);
   if (!model.ok()) {
     // Out of (device) memory is this worker's trouble, not the checkpoint's.
     if (absl::IsResourceExhausted(model.status())) return model.status();
@@ -125,7 +126,7 @@ absl::StatusOr<ShardPredictions> ShardServer::Predict(
 
   ShardPredictions out;
   out.classes = config.backbone.num_classes;
-  std::vector<std::shared_ptr<const ShardModel>> models(shards.size());
+  std::vector<std::shared_ptr<const ml::ShardModel>> models(shards.size());
   {
     absl::MutexLock lock(&state_->mu);
     auto model_slots = state_->slots.find(model_id);

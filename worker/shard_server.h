@@ -20,9 +20,11 @@
 #include "absl/types/span.h"
 #include "common/worker_requests.h"
 
-namespace oubli::worker {
-
+namespace oubli::ml {
 class BaseWeightsCache;
+}  // namespace oubli::ml
+
+namespace oubli::worker {
 
 struct ShardAnswer {
   int shard = 0;
@@ -39,7 +41,7 @@ class ShardServer {
  public:
   // Base weights come from `bases` (shared with the worker's trainers);
   // nullptr: a cache of its own.
-  explicit ShardServer(std::shared_ptr<BaseWeightsCache> bases = nullptr);
+  explicit ShardServer(std::shared_ptr<ml::BaseWeightsCache> bases = nullptr);
   ~ShardServer();
   ShardServer(const ShardServer&) = delete;
   ShardServer& operator=(const ShardServer&) = delete;

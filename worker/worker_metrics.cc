@@ -131,7 +131,7 @@ struct WorkerMetrics::Impl {
               "1, labelled with the device this worker trains and predicts "
               "on (cpu or cuda).")
           .Register(registry)
-          .Add({{"device", ComputeOnCuda() ? "cuda" : "cpu"}});
+          .Add({{"device", ml::ComputeOnCuda() ? "cuda" : "cpu"}});
   prometheus::Gauge& environment_matches =
       prometheus::BuildGauge()
           .Name("oubli_worker_environment_matches")

@@ -440,7 +440,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
 }
 
 void WorkerServer::MembershipLoop() {
-  const std::string environment = NumericEnvironment();
+  const std::string environment = ml::NumericEnvironment();
   std::string worker_id;
   absl::Duration interval = absl::Seconds(1);
   // Serving copies live no longer than the coordinator would count this

@@ -91,7 +91,7 @@ class WorkerService final : public cluster::Worker::Service {
  private:
   const BackgroundPriority background_priority_;
   // One copy of each model's base weights for training and serving.
-  const std::shared_ptr<BaseWeightsCache> bases_;
+  const std::shared_ptr<ml::BaseWeightsCache> bases_;
   PositionWorker worker_;
   ShardServer shards_;
   void ReportSliceCache();

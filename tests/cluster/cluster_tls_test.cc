@@ -96,7 +96,7 @@ class ClusterTlsTest : public testing_util::ClusterTest {
     context.set_deadline(Deadline(30));
     cluster::RegisterRequest request;
     request.set_address("127.0.0.1:1");
-    request.set_environment(worker::NumericEnvironment());
+    request.set_environment(ml::NumericEnvironment());
     request.set_protocol_version(kClusterProtocolVersion);
     cluster::RegisterResponse response;
     return membership->Register(&context, request, &response).error_code();

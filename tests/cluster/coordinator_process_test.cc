@@ -743,7 +743,7 @@ TEST_F(WorkerClusterTest, WorkerRejectsMalformedPositionsPrecisely) {
   ASSERT_NE(bad_labels, nullptr);
   cluster::TrainPositionRequest good;
   good.set_config(ConfigToText(*config));
-  good.set_environment(worker::NumericEnvironment());
+  good.set_environment(ml::NumericEnvironment());
   good.set_shard(0);
   good.add_prefix(0);
   good.set_model_id("tiny");
@@ -867,7 +867,7 @@ TEST_F(WorkerClusterTest, ClusterProtocolRefusesStrangers) {
       coordinator_.address(), grpc::InsecureChannelCredentials()));
   cluster::RegisterRequest register_request;
   register_request.set_address("127.0.0.1:1");
-  register_request.set_environment(worker::NumericEnvironment());
+  register_request.set_environment(ml::NumericEnvironment());
   register_request.set_protocol_version(1);
   auto do_register = [&](const std::string& token, int version) {
     grpc::ClientContext context;
@@ -934,7 +934,7 @@ TEST_F(WorkerClusterTest, AWorkerOfAnotherEnvironmentIsToldAndGetsNoWork) {
   grpc::ClientContext context;
   context.set_deadline(Deadline(30));
   ASSERT_TRUE(membership->Register(&context, request, &response).ok());
-  EXPECT_EQ(response.coordinator_environment(), worker::NumericEnvironment());
+  EXPECT_EQ(response.coordinator_environment(), ml::NumericEnvironment());
 
   // Alive, but no worker of the coordinator's environment: training and
   // serving stay local.
@@ -959,7 +959,7 @@ TEST_F(WorkerClusterTest, AWorkerOfAnotherEnvironmentIsToldAndGetsNoWork) {
       EXPECT_EQ(w.positions_trained(), 0);
     } else {
       EXPECT_TRUE(w.environment_matches()) << w.environment();
-      EXPECT_EQ(w.environment(), worker::NumericEnvironment());
+      EXPECT_EQ(w.environment(), ml::NumericEnvironment());
       EXPECT_GT(w.positions_trained(), 0);
     }
   }
@@ -978,7 +978,7 @@ TEST_F(WorkerClusterTest, AWorkerOfAnotherEnvironmentIsToldAndGetsNoWork) {
       << metrics;
   EXPECT_EQ(testing_util::MetricValue(
                 metrics, "oubli_worker_compute_device{device=\"cpu\"}"),
-            worker::CudaAvailable() ? -1 : 1);
+            ml::CudaAvailable() ? -1 : 1);
 }
 
 // --device, --cluster_token_file and --slice_disk_cache_bytes are checked
@@ -1007,7 +1007,7 @@ TEST(ServerFlagsTest, AnUnusableDeviceOrTokenStopsTheServerAtStartup) {
        "--data_dir=/nonexistent --cluster_token_file=/nonexistent/token",
        "/nonexistent/token"},
   };
-  if (!worker::CudaAvailable()) {
+  if (!ml::CudaAvailable()) {
     cases.push_back({OUBLI_WORKER_BIN,
                      "--coordinator=127.0.0.1:1 --device=cuda",
                      "CUDA is not available"});

@@ -71,11 +71,11 @@ void RunDeletionToRestored(const BackgroundPriority& priority,
                            std::unique_ptr<Engine>* out) {
   Engine::Options options;
   options.data_dir = (dir / "m").string();
-  options.config = worker::SmallMlpConfig();
+  options.config = ml::SmallMlpConfig();
   options.background_priority = priority;
   auto engine = Engine::Open(options);
   ASSERT_TRUE(engine.ok()) << engine.status();
-  ASSERT_TRUE((*engine)->Ingest(worker::RandomSamples(16, 7)).ok());
+  ASSERT_TRUE((*engine)->Ingest(ml::RandomSamples(16, 7)).ok());
   ASSERT_TRUE((*engine)->Train().ok());
   auto receipt = (*engine)->DeleteSamples({"s3"});
   ASSERT_TRUE(receipt.ok()) << receipt.status();
@@ -140,7 +140,7 @@ TEST(BackgroundPriorityTest, RefusesAnIncrementOutsideTheNiceRange) {
   for (int increment : {-1, 20}) {
     Engine::Options options;
     options.data_dir = (dir.path() / "m").string();
-    options.config = worker::SmallMlpConfig();
+    options.config = ml::SmallMlpConfig();
     options.background_priority.nice_increment = increment;
     auto engine = Engine::Open(options);
     EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument)

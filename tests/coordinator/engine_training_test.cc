@@ -262,9 +262,9 @@ TEST_F(EngineTest, BaseFallbackAnswersWhileNoShardServes) {
   const std::vector<float> rows = {
       0.1f, 0.9f, 0.3f, 0.5f, 0.2f, 0.0f, 1.0f, 0.7f,
       0.6f, 0.4f, 0.8f, 0.1f, 0.3f, 0.2f, 0.9f, 0.5f};
-  auto base_state = worker::LoadBaseState(config);
+  auto base_state = ml::LoadBaseState(config);
   ASSERT_TRUE(base_state.ok()) << base_state.status();
-  auto base = worker::ShardModel::CreateBase(config, *base_state);
+  auto base = ml::ShardModel::CreateBase(config, *base_state);
   ASSERT_TRUE(base.ok()) << base.status();
   auto expected = (*base)->Probabilities(
       torch::tensor(rows, torch::kFloat32).reshape({1, 16}));

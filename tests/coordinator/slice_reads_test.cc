@@ -33,12 +33,12 @@
 namespace oubli::coordinator {
 namespace {
 
-constexpr int kPixels = 16;  // of worker::RandomSamples
+constexpr int kPixels = 16;  // of ml::RandomSamples
 
-// worker::SmallMlpConfig as `shards` x `slices` x `sequences`, samples
+// ml::SmallMlpConfig as `shards` x `slices` x `sequences`, samples
 // spread by id.
 ModelConfig SmallConfig(int shards, int slices, int sequences) {
-  ModelConfig c = worker::SmallMlpConfig();
+  ModelConfig c = ml::SmallMlpConfig();
   c.placement.by = Placement::kSample;
   c.backbone.mlp_hidden.assign(slices, 8);  // a layer group per slice
   c.shards = shards;
@@ -47,9 +47,9 @@ ModelConfig SmallConfig(int shards, int slices, int sequences) {
   return c;
 }
 
-// worker::RandomSamples with ids "<prefix>s0".."<prefix>s<n-1>".
+// ml::RandomSamples with ids "<prefix>s0".."<prefix>s<n-1>".
 std::vector<Sample> Pixels(int n, const std::string& prefix, uint64_t seed) {
-  std::vector<Sample> samples = worker::RandomSamples(n, seed);
+  std::vector<Sample> samples = ml::RandomSamples(n, seed);
   for (Sample& s : samples) s.id = prefix + s.id;
   return samples;
 }
@@ -184,9 +184,9 @@ TEST_F(SliceReadsTest, PositionsReadOnlyTheSlicesTheWorkerLacks) {
 // nothing.
 TEST_F(SliceReadsTest, ALocalPositionReadsItsSlicesOnlyWithASlot) {
   const ModelConfig config = SmallConfig(1, 2, 1);
-  auto base = worker::LoadBaseState(config);
+  auto base = ml::LoadBaseState(config);
   ASSERT_TRUE(base.ok()) << base.status();
-  auto trainer = worker::S3tTrainer::Create(config, *base);
+  auto trainer = ml::S3tTrainer::Create(config, *base);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   auto checkpoints =
       storage::CheckpointStore::Open((temp_dir_.path() / "ckpt").string());

@@ -20,7 +20,7 @@
 
 namespace {
 
-using oubli::worker::SafetensorsEntry;
+using oubli::ml::SafetensorsEntry;
 
 // Bytes `entry` needs by its dtype and shape; false if that overflows
 // (which no accepted tensor may, as its bytes are in the input).
@@ -49,7 +49,7 @@ std::string WriteBack(const std::vector<SafetensorsEntry>& entries,
   for (const SafetensorsEntry& entry : entries) {
     const uint64_t begin = entry.data.data() - data.data();
     fields.push_back(absl::StrCat(
-        oubli::worker::SafetensorsJsonQuote(entry.name), ":{\"dtype\":\"",
+        oubli::ml::SafetensorsJsonQuote(entry.name), ":{\"dtype\":\"",
         entry.dtype->name, "\",\"shape\":[", absl::StrJoin(entry.shape, ","),
         "],\"data_offsets\":[", begin, ",", begin + entry.data.size(), "]}"));
   }
@@ -63,7 +63,7 @@ std::string WriteBack(const std::vector<SafetensorsEntry>& entries,
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view bytes(reinterpret_cast<const char*>(data), size);
-  auto entries = oubli::worker::ParseSafetensorsLayout(bytes);
+  auto entries = oubli::ml::ParseSafetensorsLayout(bytes);
   if (!entries.ok()) {
     if (entries.status().code() != absl::StatusCode::kInvalidArgument ||
         !absl::StartsWith(entries.status().message(), "safetensors: ")) {
@@ -114,7 +114,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Written back out, the layout reads the same: every tensor by name with
   // its dtype, shape and bytes.
   const std::string again = WriteBack(*entries, section);
-  auto reparsed = oubli::worker::ParseSafetensorsLayout(again);
+  auto reparsed = oubli::ml::ParseSafetensorsLayout(again);
   if (!reparsed.ok() || reparsed->size() != entries->size()) __builtin_trap();
   for (size_t i = 0; i < entries->size(); ++i) {
     const SafetensorsEntry& a = (*entries)[i];

@@ -11,6 +11,8 @@ table describes, checked on every #include of the sources.
 - worker/ (the worker server) includes no coordinator/ or tools/ header.
 - coordinator/ includes the ML core, never the worker server: what it
   sends workers is in common/worker_requests.h.
+- The ML core opens no named namespace but oubli::ml, so its callers'
+  code says ml::, never worker:: (which is the worker server).
 
 Usage: layering.py [SOURCE_ROOT]  (default: this file's repository)
 """
@@ -20,6 +22,7 @@ import sys
 
 INCLUDE = re.compile(r'\s*#\s*include\s*[<"]([^>"]+)[>"]')
 GRPC = ("grpc/", "grpcpp/")
+NAMESPACE = re.compile(r"\s*namespace\s+([\w:]+)\s*\{")
 
 
 def is_grpc(name):
@@ -88,6 +91,12 @@ def main():
                 checked += 1
                 with open(path, encoding="utf-8") as f:
                     for number, line in enumerate(f, start=1):
+                        ns = NAMESPACE.match(line)
+                        if (ns and rel.startswith("worker/ml/") and
+                                ns.group(1) != "oubli::ml"):
+                            violations.append(
+                                f"{rel}:{number}: namespace {ns.group(1)}: "
+                                "the ML core lives in oubli::ml")
                         m = INCLUDE.match(line)
                         if not m:
                             continue

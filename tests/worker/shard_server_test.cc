@@ -19,11 +19,11 @@ namespace {
 
 // A trained checkpoint of `shard` (its adapters differ per seed).
 std::string Checkpoint(const ModelConfig& config, int shard, uint64_t seed) {
-  auto data = MakePositionData(RandomSamples(12, seed), 16);
+  auto data = ml::MakePositionData(ml::RandomSamples(12, seed), 16);
   EXPECT_TRUE(data.ok()) << data.status();
-  auto base = LoadBaseState(config);
+  auto base = ml::LoadBaseState(config);
   EXPECT_TRUE(base.ok()) << base.status();
-  auto trainer = S3tTrainer::Create(config, *base);
+  auto trainer = ml::S3tTrainer::Create(config, *base);
   EXPECT_TRUE(trainer.ok()) << trainer.status();
   auto checkpoint = (*trainer)->TrainPosition(shard, {0}, "", *data, nullptr);
   EXPECT_TRUE(checkpoint.ok()) << checkpoint.status();
@@ -39,9 +39,9 @@ std::vector<float> Inputs(int rows) {
 class ShardServerTest : public ::testing::Test {
  protected:
   ShardServerTest()
-      : config_(SmallMlpConfig()),
+      : config_(ml::SmallMlpConfig()),
         text_(ConfigToText(config_)),
-        env_(NumericEnvironment()),
+        env_(ml::NumericEnvironment()),
         first_(Checkpoint(config_, 0, 1)),
         second_(Checkpoint(config_, 0, 2)) {}
 
@@ -62,9 +62,9 @@ TEST_F(ShardServerTest, AnswersWithTheNamedCheckpointBitwiseLikeLocal) {
   ASSERT_TRUE(answer->shards[0].loaded);
 
   // Same bits as the coordinator's own computation.
-  auto base = LoadBaseState(config_);
+  auto base = ml::LoadBaseState(config_);
   ASSERT_TRUE(base.ok());
-  auto local = ShardModel::Create(config_, *base, first_);
+  auto local = ml::ShardModel::Create(config_, *base, first_);
   ASSERT_TRUE(local.ok()) << local.status();
   torch::Tensor xt = torch::from_blob(const_cast<float*>(x.data()), {5, 16});
   auto p = (*local)->Probabilities(xt);
@@ -161,13 +161,13 @@ TEST_F(ShardServerTest, BadRequestsGetPreciseErrors) {
 // Workers check it on every request from concurrent gRPC threads; an
 // answer that flickers sends work elsewhere for no reason.
 TEST(NumericEnvironmentTest, StableUnderConcurrentCalls) {
-  const std::string expected = NumericEnvironment();
+  const std::string expected = ml::NumericEnvironment();
   std::atomic<int> differing{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 300; ++i) {
-        if (NumericEnvironment() != expected) ++differing;
+        if (ml::NumericEnvironment() != expected) ++differing;
       }
     });
   }

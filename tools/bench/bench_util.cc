@@ -88,7 +88,7 @@ std::string MachineJson() {
   }
   return absl::StrFormat("{\"cpus\":%u,\"cpu_model\":\"%s\",\"device\":\"%s\"}",
                          std::thread::hardware_concurrency(), JsonEscape(model),
-                         JsonEscape(worker::ComputeDeviceDescription()));
+                         JsonEscape(ml::ComputeDeviceDescription()));
 }
 
 }  // namespace oubli::bench

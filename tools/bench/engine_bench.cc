@@ -347,19 +347,19 @@ int RunTrainBench(const std::vector<std::string>& args) {
       flags.dataset_dir, "train", flags.public_samples, flags.user_samples);
   if (!user.ok()) return Fail(user.status());
   ModelConfig config = tools::DemoConfig(1, 4, 1, flags.epochs);
-  auto data = worker::MakePositionData(*user, config.backbone.InputSize());
+  auto data = ml::MakePositionData(*user, config.backbone.InputSize());
   if (!data.ok()) return Fail(data.status());
   auto compared = CompareTrainerWithBareLoop(
       config, *data, /*rounds=*/3, data->size(),
-      [](worker::AdapterModel& model, const worker::PositionData& rows_of,
+      [](ml::AdapterModel& model, const ml::PositionData& rows_of,
          const torch::Tensor& rows, const torch::Device& device) {
-        auto& classifier = dynamic_cast<worker::AdapterClassifier&>(model);
+        auto& classifier = dynamic_cast<ml::AdapterClassifier&>(model);
         return torch::nn::functional::cross_entropy(
             classifier.forward(
                 rows_of.features.index_select(0, rows).to(device)),
             rows_of.labels.index_select(0, rows).to(device));
       },
-      [](const worker::TrainStats& stats) { return stats.samples; });
+      [](const ml::TrainStats& stats) { return stats.samples; });
   if (!compared.ok()) return Fail(compared.status());
   const double best_ours = compared->trainer_per_s;
   const double best_bare = compared->bare_per_s;
@@ -369,7 +369,7 @@ int RunTrainBench(const std::vector<std::string>& args) {
       "\"overhead\":%.4f,\"threads\":\"%s\",\"machine\":%s}\n",
       static_cast<long long>(data->size()), config.train.epochs_per_position,
       config.train.batch_size, best_ours, best_bare,
-      1.0 - best_ours / best_bare, worker::DescribeThreads().c_str(),
+      1.0 - best_ours / best_bare, ml::DescribeThreads().c_str(),
       MachineJson().c_str());
   return 0;
 }

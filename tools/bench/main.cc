@@ -49,8 +49,7 @@ int main(int argc, char** argv) {
       args.push_back(arg);
     }
   }
-  if (absl::StatusOr<std::string> used =
-          oubli::worker::UseComputeDevice(device);
+  if (absl::StatusOr<std::string> used = oubli::ml::UseComputeDevice(device);
       !used.ok()) {
     std::fprintf(stderr, "oubli-bench: --device: %s\n",
                  used.status().ToString().c_str());

@@ -81,14 +81,14 @@ ModelConfig LmConfig(const LmFlags& flags) {
 
 // Each next token is one of four successors of the current one (a fixed
 // random table), so the text has structure a model can learn.
-std::vector<worker::TokenSequence> MarkovSequences(const LmFlags& flags) {
+std::vector<ml::TokenSequence> MarkovSequences(const LmFlags& flags) {
   std::mt19937_64 rng(20261207);
   std::vector<std::array<int32_t, 4>> successors(flags.vocab);
   for (auto& next : successors) {
     for (int32_t& token : next) token = static_cast<int32_t>(rng() % flags.vocab);
   }
-  std::vector<worker::TokenSequence> rows(flags.sequences);
-  for (worker::TokenSequence& row : rows) {
+  std::vector<ml::TokenSequence> rows(flags.sequences);
+  for (ml::TokenSequence& row : rows) {
     const int length =
         2 + static_cast<int>(rng() % static_cast<uint64_t>(flags.max_length - 1));
     int32_t token = static_cast<int32_t>(rng() % flags.vocab);
@@ -110,16 +110,16 @@ int RunTrainLmBench(const std::vector<std::string>& args) {
   if (absl::Status valid = ValidateConfig(config); !valid.ok()) {
     return Fail("train --lm", valid);
   }
-  auto data = worker::MakeTokenPositionData(MarkovSequences(flags),
-                                            config.backbone);
+  auto data =
+      ml::MakeTokenPositionData(MarkovSequences(flags), config.backbone);
   if (!data.ok()) return Fail("train --lm", data.status());
   const int64_t real_tokens = data->attention_mask.sum().item<int64_t>();
   // The bare loop cuts each batch to its longest row, as the trainer does.
   auto compared = CompareTrainerWithBareLoop(
       config, *data, flags.rounds, real_tokens,
-      [](worker::AdapterModel& model, const worker::PositionData& rows_of,
+      [](ml::AdapterModel& model, const ml::PositionData& rows_of,
          const torch::Tensor& rows, const torch::Device& device) {
-        auto& decoder = dynamic_cast<worker::DecoderLm&>(model);
+        auto& decoder = dynamic_cast<ml::DecoderLm&>(model);
         torch::Tensor mask = rows_of.attention_mask.index_select(0, rows);
         const int64_t longest = mask.sum(1).max().item<int64_t>();
         mask = mask.narrow(1, 0, longest).to(device);
@@ -129,10 +129,10 @@ int RunTrainLmBench(const std::vector<std::string>& args) {
         torch::Tensor learn = rows_of.loss_mask.index_select(0, rows)
                                   .narrow(1, 0, longest)
                                   .to(device);
-        return worker::CausalLmLoss(decoder.forward(tokens, mask), tokens,
-                                    mask, learn);
+        return ml::CausalLmLoss(decoder.forward(tokens, mask), tokens, mask,
+                                learn);
       },
-      [](const worker::TrainStats& stats) { return stats.tokens; });
+      [](const ml::TrainStats& stats) { return stats.tokens; });
   if (!compared.ok()) return Fail("train --lm", compared.status());
   const double best_ours = compared->trainer_per_s;
   const double best_bare = compared->bare_per_s;
@@ -145,10 +145,9 @@ int RunTrainLmBench(const std::vector<std::string>& args) {
       "\"last_loss\":%.4f,\"threads\":\"%s\",\"machine\":%s}\n",
       flags.layout.c_str(), static_cast<long long>(data->size()),
       static_cast<long long>(real_tokens), flags.max_length, flags.dim,
-      flags.layers, config.train.epochs_per_position,
-      config.train.batch_size, best_ours, best_bare,
-      1.0 - best_ours / best_bare, last_loss,
-      worker::DescribeThreads().c_str(), MachineJson().c_str());
+      flags.layers, config.train.epochs_per_position, config.train.batch_size,
+      best_ours, best_bare, 1.0 - best_ours / best_bare, last_loss,
+      ml::DescribeThreads().c_str(), MachineJson().c_str());
   return 0;
 }
 

@@ -15,26 +15,25 @@
 namespace oubli::bench {
 
 absl::StatusOr<TrainerComparison> CompareTrainerWithBareLoop(
-    const ModelConfig& config, const worker::PositionData& data, int rounds,
+    const ModelConfig& config, const ml::PositionData& data, int rounds,
     int64_t units_per_epoch, const BareBatchLoss& batch_loss,
-    const std::function<int64_t(const worker::TrainStats&)>& trainer_units) {
-  OUBLI_ASSIGN_OR_RETURN(worker::NamedTensors base,
-                         worker::LoadBaseState(config));
-  OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<worker::S3tTrainer> trainer,
-                         worker::S3tTrainer::Create(config, base));
+    const std::function<int64_t(const ml::TrainStats&)>& trainer_units) {
+  OUBLI_ASSIGN_OR_RETURN(ml::NamedTensors base, ml::LoadBaseState(config));
+  OUBLI_ASSIGN_OR_RETURN(std::unique_ptr<ml::S3tTrainer> trainer,
+                         ml::S3tTrainer::Create(config, base));
   const std::vector<int> prefix = {0};
 
   // Shard 0's first position with nothing of ours around it.
   auto bare_loop = [&]() -> absl::StatusOr<double> {
-    worker::PinThreads(config.determinism);
-    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<worker::AdapterModel> model,
-                           worker::BuildModelOnBase(config, base));
+    ml::PinThreads(config.determinism);
+    OUBLI_ASSIGN_OR_RETURN(std::shared_ptr<ml::AdapterModel> model,
+                           ml::BuildModelOnBase(config, base));
     model->InitAdapters(DeriveSeed(config.seed, "adapters", {0}));
-    const torch::Device device = worker::TorchDevice();  // as the trainer
+    const torch::Device device = ml::TorchDevice();  // as the trainer
     model->to(device);
     std::vector<torch::Tensor> params;
     const std::vector<std::vector<int>> groups =
-        worker::AdapterGroups(model->num_adapter_layers(), config.slices);
+        ml::AdapterGroups(model->num_adapter_layers(), config.slices);
     for (int layer : groups[0]) {
       for (auto& t : model->AdapterParameters(layer)) params.push_back(t);
     }
@@ -47,8 +46,8 @@ absl::StatusOr<TrainerComparison> CompareTrainerWithBareLoop(
     const absl::Time start = absl::Now();
     for (int epoch = 0; epoch < config.train.epochs_per_position; ++epoch) {
       torch::Tensor index = torch::tensor(
-          worker::SeededPermutation(
-              n, worker::PositionSeed(config.seed, "order", 0, prefix, epoch)),
+          ml::SeededPermutation(
+              n, ml::PositionSeed(config.seed, "order", 0, prefix, epoch)),
           torch::kInt64);
       for (int64_t b = 0; b < n; b += config.train.batch_size) {
         torch::Tensor rows =
@@ -65,7 +64,7 @@ absl::StatusOr<TrainerComparison> CompareTrainerWithBareLoop(
   };
   TrainerComparison result;
   auto ours = [&]() -> absl::StatusOr<double> {
-    worker::TrainStats stats;
+    ml::TrainStats stats;
     const absl::Time start = absl::Now();
     OUBLI_RETURN_IF_ERROR(
         trainer->TrainPosition(0, prefix, "", data, &stats).status());

@@ -25,15 +25,15 @@ struct TrainerComparison {
 
 // One batch's loss in the bare loop: `rows` index `data`.
 using BareBatchLoss = std::function<torch::Tensor(
-    worker::AdapterModel& model, const worker::PositionData& data,
+    ml::AdapterModel& model, const ml::PositionData& data,
     const torch::Tensor& rows, const torch::Device& device)>;
 
 // Units are what the rates count: `units_per_epoch` for the bare loop, and
 // `trainer_units` of the trainer's statistics (samples or tokens).
 absl::StatusOr<TrainerComparison> CompareTrainerWithBareLoop(
-    const ModelConfig& config, const worker::PositionData& data, int rounds,
+    const ModelConfig& config, const ml::PositionData& data, int rounds,
     int64_t units_per_epoch, const BareBatchLoss& batch_loss,
-    const std::function<int64_t(const worker::TrainStats&)>& trainer_units);
+    const std::function<int64_t(const ml::TrainStats&)>& trainer_units);
 
 }  // namespace oubli::bench
 

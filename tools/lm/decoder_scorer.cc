@@ -10,27 +10,27 @@ namespace oubli::lm {
 
 DecoderScorer::DecoderScorer(
     ModelConfig config,
-    std::vector<std::shared_ptr<const worker::ShardModel>> models)
+    std::vector<std::shared_ptr<const ml::ShardModel>> models)
     : config_(std::move(config)), models_(std::move(models)) {}
 
 DecoderScorer::~DecoderScorer() = default;
 
 absl::StatusOr<std::unique_ptr<DecoderScorer>> DecoderScorer::Create(
-    const ModelConfig& config, const worker::NamedTensors& base_state,
+    const ModelConfig& config, const ml::NamedTensors& base_state,
     const std::vector<std::string>& checkpoints) {
   if (config.backbone.kind != BackboneKind::kDecoder ||
       config.backbone.decoder.objective != DecoderObjective::kCausalLm) {
     return absl::InvalidArgumentError("DecoderScorer needs a causal LM");
   }
-  std::vector<std::shared_ptr<const worker::ShardModel>> models;
+  std::vector<std::shared_ptr<const ml::ShardModel>> models;
   if (checkpoints.empty()) {
     OUBLI_ASSIGN_OR_RETURN(models.emplace_back(),
-                           worker::ShardModel::CreateBase(config, base_state));
+                           ml::ShardModel::CreateBase(config, base_state));
   }
   for (const std::string& checkpoint : checkpoints) {
     OUBLI_ASSIGN_OR_RETURN(
         models.emplace_back(),
-        worker::ShardModel::Create(config, base_state, checkpoint));
+        ml::ShardModel::Create(config, base_state, checkpoint));
   }
   return std::unique_ptr<DecoderScorer>(
       new DecoderScorer(config, std::move(models)));

@@ -14,9 +14,9 @@
 #include "tools/lm/forget_metrics.h"
 #include "worker/ml/adapter_model.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 class ShardModel;
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 namespace oubli::lm {
 
@@ -28,7 +28,7 @@ class DecoderScorer : public LmScorer {
   // InvalidArgument: a causal LM config is needed, or a checkpoint does not
   // fit it.
   static absl::StatusOr<std::unique_ptr<DecoderScorer>> Create(
-      const ModelConfig& config, const worker::NamedTensors& base_state,
+      const ModelConfig& config, const ml::NamedTensors& base_state,
       const std::vector<std::string>& checkpoints);
   ~DecoderScorer() override;
 
@@ -40,9 +40,9 @@ class DecoderScorer : public LmScorer {
 
  private:
   DecoderScorer(ModelConfig config,
-                std::vector<std::shared_ptr<const worker::ShardModel>> models);
+                std::vector<std::shared_ptr<const ml::ShardModel>> models);
   const ModelConfig config_;
-  const std::vector<std::shared_ptr<const worker::ShardModel>> models_;
+  const std::vector<std::shared_ptr<const ml::ShardModel>> models_;
 };
 
 }  // namespace oubli::lm

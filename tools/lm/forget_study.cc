@@ -90,7 +90,7 @@ class Study {
     for (const OwnerData& o : workload_.users) user_texts += o.samples.size();
     // Users in a seeded order: the first k are the k forgotten.
     order_ = Pointers(workload_.users);
-    const std::vector<int64_t> permutation = worker::SeededPermutation(
+    const std::vector<int64_t> permutation = ml::SeededPermutation(
         static_cast<int64_t>(order_.size()),
         DeriveSeed(options_.workload.profiles.seed, "lm-forget-order", {}));
     std::vector<const OwnerData*> shuffled;
@@ -153,7 +153,7 @@ class Study {
     config_.retrain.mode = RetrainMode::kBatched;
     config_.retrain.window = absl::Hours(24);
     config_.retrain.max_batch = 1 << 30;
-    worker::TrainStats stats;
+    ml::TrainStats stats;
     OUBLI_RETURN_IF_ERROR(PretrainLmBaseToFile(workload_.public_set,
                                                options_.pretrain,
                                                Path("base.safetensors"),
@@ -165,7 +165,7 @@ class Study {
                           Seconds(stats.elapsed),
                           static_cast<long long>(stats.tokens),
                           stats.tokens / Seconds(stats.elapsed),
-                          stats.last_loss, worker::DescribeThreads()),
+                          stats.last_loss, ml::DescribeThreads()),
           absl::StrCat("base ", config_.base.source, " sha256 ",
                        config_.base.sha256)},
          absl::StrFormat("\"pretrain_epochs\":%d,\"pretrain_seconds\":%.3f,"

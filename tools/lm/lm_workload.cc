@@ -108,9 +108,8 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& options) {
   return workload;
 }
 
-std::vector<worker::TokenSequence> TokenRows(
-    const std::vector<OwnerData>& owners) {
-  std::vector<worker::TokenSequence> rows;
+std::vector<ml::TokenSequence> TokenRows(const std::vector<OwnerData>& owners) {
+  std::vector<ml::TokenSequence> rows;
   for (const OwnerData& owner : owners) {
     for (const ScoredText& text : owner.texts) {
       rows.push_back({text.tokens, text.prompt_tokens, 0});
@@ -155,13 +154,13 @@ ModelConfig LmModelConfig(const LmModelOptions& options, int vocab_size) {
 absl::Status PretrainLmBaseToFile(const std::vector<OwnerData>& public_set,
                                   const PretrainOptions& options,
                                   const std::string& path, ModelConfig* config,
-                                  worker::TrainStats* stats) {
+                                  ml::TrainStats* stats) {
   if (public_set.empty()) {
     return absl::InvalidArgumentError("no public profiles to pretrain on");
   }
   OUBLI_ASSIGN_OR_RETURN(
-      worker::PositionData data,
-      worker::MakeTokenPositionData(TokenRows(public_set), config->backbone));
+      ml::PositionData data,
+      ml::MakeTokenPositionData(TokenRows(public_set), config->backbone));
   // Pretraining has its own schedule; the model's train section is the
   // fine-tuning's.
   ModelConfig pretrain = *config;
@@ -169,10 +168,10 @@ absl::Status PretrainLmBaseToFile(const std::vector<OwnerData>& public_set,
   pretrain.train.batch_size = options.batch_size;
   pretrain.train.learning_rate = options.learning_rate;
   OUBLI_ASSIGN_OR_RETURN(
-      worker::NamedTensors base,
-      worker::PretrainBase(pretrain, data, options.epochs, stats));
-  OUBLI_ASSIGN_OR_RETURN(std::string bytes, worker::SerializeSafetensors(base));
-  OUBLI_RETURN_IF_ERROR(worker::WriteSafetensorsFile(path, base));
+      ml::NamedTensors base,
+      ml::PretrainBase(pretrain, data, options.epochs, stats));
+  OUBLI_ASSIGN_OR_RETURN(std::string bytes, ml::SerializeSafetensors(base));
+  OUBLI_RETURN_IF_ERROR(ml::WriteSafetensorsFile(path, base));
   config->base.source = path;
   config->base.sha256 = Sha256Hex(bytes);
   config->base.provenance = absl::StrCat(

@@ -58,8 +58,7 @@ absl::StatusOr<OwnerData> TokenizeProfile(
     const tokenizer::SentencePieceTokenizer& tokenizer);
 
 // The training rows of `owners`' samples, in order.
-std::vector<worker::TokenSequence> TokenRows(
-    const std::vector<OwnerData>& owners);
+std::vector<ml::TokenSequence> TokenRows(const std::vector<OwnerData>& owners);
 
 struct LmModelOptions {
   int dim = 64;
@@ -96,7 +95,7 @@ struct PretrainOptions {
 absl::Status PretrainLmBaseToFile(const std::vector<OwnerData>& public_set,
                                   const PretrainOptions& options,
                                   const std::string& path, ModelConfig* config,
-                                  worker::TrainStats* stats);
+                                  ml::TrainStats* stats);
 
 }  // namespace oubli::lm
 

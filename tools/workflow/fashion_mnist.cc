@@ -46,12 +46,12 @@ absl::Status PretrainBaseToFile(const std::vector<Sample>& public_split,
                                 int epochs, const std::string& path,
                                 ModelConfig* config) {
   OUBLI_ASSIGN_OR_RETURN(
-      worker::PositionData data,
-      worker::MakePositionData(public_split, config->backbone.InputSize()));
-  OUBLI_ASSIGN_OR_RETURN(worker::NamedTensors base,
-                         worker::PretrainBase(*config, data, epochs, nullptr));
-  OUBLI_ASSIGN_OR_RETURN(std::string bytes, worker::SerializeSafetensors(base));
-  OUBLI_RETURN_IF_ERROR(worker::WriteSafetensorsFile(path, base));
+      ml::PositionData data,
+      ml::MakePositionData(public_split, config->backbone.InputSize()));
+  OUBLI_ASSIGN_OR_RETURN(ml::NamedTensors base,
+                         ml::PretrainBase(*config, data, epochs, nullptr));
+  OUBLI_ASSIGN_OR_RETURN(std::string bytes, ml::SerializeSafetensors(base));
+  OUBLI_RETURN_IF_ERROR(ml::WriteSafetensorsFile(path, base));
   config->base.source = path;
   config->base.sha256 = Sha256Hex(bytes);
   config->base.provenance = absl::StrCat(

@@ -13,7 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/hash.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 // Parameters are named after their module path, e.g. "layers.0.lora_a",
@@ -316,4 +316,4 @@ std::vector<std::vector<int>> AdapterGroups(int num_layers, int num_groups) {
   return groups;
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

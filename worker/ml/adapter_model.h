@@ -21,7 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "common/config.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
@@ -146,6 +146,6 @@ std::string ShapeString(const torch::Tensor& tensor);
 // for each group, its layer indices (from the top).
 std::vector<std::vector<int>> AdapterGroups(int num_layers, int num_groups);
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_ADAPTER_MODEL_H_

@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "worker/ml/s3t_trainer.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 absl::StatusOr<std::shared_ptr<const NamedTensors>> BaseWeightsCache::For(
     const ModelConfig& config) {
@@ -33,4 +33,4 @@ absl::StatusOr<std::shared_ptr<const NamedTensors>> BaseWeightsCache::For(
   return tensors;
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

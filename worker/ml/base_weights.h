@@ -14,7 +14,7 @@
 #include "common/config.h"
 #include "worker/ml/model.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 class BaseWeightsCache {
  public:
@@ -37,6 +37,6 @@ class BaseWeightsCache {
   std::list<Entry> entries_ ABSL_GUARDED_BY(mu_);  // most recent first
 };
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_BASE_WEIGHTS_H_

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 // Embeddings start small (std ~0.02, as GPT-2's do), drawn uniformly.
@@ -463,4 +463,4 @@ torch::Tensor NextTokenLogProbs(const torch::Tensor& logits,
   return TargetLogProbs(logits, tokens) * real;
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

@@ -32,7 +32,7 @@
 #include "common/config.h"
 #include "worker/ml/adapter_model.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 class DecoderLm : public AdapterModel {
  public:
@@ -77,6 +77,6 @@ torch::Tensor NextTokenLogProbs(const torch::Tensor& logits,
                                 const torch::Tensor& tokens,
                                 const torch::Tensor& attention_mask);
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_DECODER_LM_H_

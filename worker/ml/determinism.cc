@@ -11,7 +11,7 @@
 #include "common/hash.h"
 #include "worker/ml/device.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 using SetThreadsFn = void (*)(int);
@@ -81,4 +81,4 @@ std::string NumericEnvironment() {
   return absl::StrCat(*host, DeviceEnvironment());
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

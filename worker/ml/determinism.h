@@ -11,7 +11,7 @@
 
 #include "common/config.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 // Sets torch intra-op threads and OpenBLAS threads (when OpenBLAS is the
 // loaded BLAS; found at run time so other BLAS builds still work), and the
@@ -29,6 +29,6 @@ std::string NumericEnvironment();
 // "torch_threads=1 blas=openblas(1)" etc., for logs and receipts.
 std::string DescribeThreads();
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_DETERMINISM_H_

@@ -14,7 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "worker/ml/torch_device.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 struct Selected {
@@ -197,4 +197,4 @@ c10::Device TorchDevice() {
                          : c10::Device(c10::DeviceType::CPU);
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 enum class DeviceChoice {
   kAuto,  // CUDA when this LibTorch build and a GPU are there, else CPU
@@ -60,6 +60,6 @@ bool ComputeOnCuda();
 // are the same as before devices existed), else " device=" + description.
 std::string DeviceEnvironment();
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_DEVICE_H_

@@ -12,7 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 using Shape = std::vector<int64_t>;
@@ -255,4 +255,4 @@ absl::Status LoadHuggingFaceDecoder(DecoderLm& model,
   return model.LoadBaseState(base);
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

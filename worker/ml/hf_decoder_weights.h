@@ -18,7 +18,7 @@
 #include "worker/ml/adapter_model.h"
 #include "worker/ml/decoder_lm.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 // The base state (our names, float32, sorted) the checkpoint gives a model
 // of `backbone` (kind kDecoder); a classifier's head is not in it (it is not part of a
@@ -40,6 +40,6 @@ absl::StatusOr<NamedTensors> ImportHuggingFaceDecoder(
 absl::Status LoadHuggingFaceDecoder(DecoderLm& model,
                                     const NamedTensors& checkpoint);
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_HF_DECODER_WEIGHTS_H_

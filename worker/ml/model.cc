@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 // Programming errors (not user input): fail loudly rather than train
@@ -325,4 +325,4 @@ absl::StatusOr<std::shared_ptr<AdapterClassifier>> BuildClassifier(
   }
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

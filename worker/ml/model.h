@@ -10,7 +10,7 @@
 #include "common/config.h"
 #include "worker/ml/adapter_model.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 class AdapterClassifier : public AdapterModel {
  public:
@@ -23,7 +23,6 @@ class AdapterClassifier : public AdapterModel {
 absl::StatusOr<std::shared_ptr<AdapterClassifier>> BuildClassifier(
     const BackboneConfig& config, uint64_t base_seed);
 
-
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_MODEL_H_

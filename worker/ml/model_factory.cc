@@ -8,7 +8,7 @@
 #include "worker/ml/hf_decoder_weights.h"
 #include "worker/ml/model.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 absl::StatusOr<std::shared_ptr<AdapterModel>> BuildAdapterModel(
     const BackboneConfig& backbone, uint64_t base_seed) {
@@ -49,4 +49,4 @@ absl::Status LoadBaseWeights(AdapterModel& model, const NamedTensors& file) {
   return model.LoadBaseState(converted);
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

@@ -10,7 +10,7 @@
 #include "worker/ml/adapter_model.h"
 #include "worker/ml/safetensors.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 // Built with InitBase(base_seed) and InitAdapters(base_seed).
 // InvalidArgument: the backbone is invalid; ResourceExhausted: out of
@@ -34,6 +34,6 @@ absl::StatusOr<std::shared_ptr<AdapterModel>> BuildModelOnBase(
 // unexpected or mis-shaped.
 absl::Status LoadBaseWeights(AdapterModel& model, const NamedTensors& file);
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_MODEL_FACTORY_H_

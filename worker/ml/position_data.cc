@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 absl::StatusOr<PositionData> MakePositionData(absl::Span<const Sample> samples,
                                               int64_t input_size) {
@@ -243,4 +243,4 @@ absl::StatusOr<PositionData> PositionDataFromSlices(
   return data;
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

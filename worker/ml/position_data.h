@@ -17,7 +17,7 @@
 #include "common/types.h"
 #include "storage/encoded_slice.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 // Training inputs of one prefix: all samples of its slices, rows in
 // ascending sample-id order. Image classifiers read `features`; decoders
@@ -77,6 +77,6 @@ struct TrainStats {
   absl::Duration elapsed;
 };
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_POSITION_DATA_H_

@@ -13,7 +13,7 @@
 #include "worker/ml/safetensors.h"
 #include "worker/ml/torch_device.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 // Runs `fn`, converting torch exceptions into Internal errors so none crosses
@@ -373,4 +373,4 @@ absl::StatusOr<std::string> S3tTrainer::TrainPosition(
   });
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

@@ -27,7 +27,7 @@
 #include "worker/ml/adapter_model.h"
 #include "worker/ml/position_data.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 // Frozen base weights (and the head's initial value) for a config: seeded,
 // or loaded by name from the safetensors file in config.base.source (its
@@ -82,6 +82,6 @@ uint64_t PositionSeed(uint64_t seed, absl::string_view purpose, int shard,
 // A seeded permutation of [0, n) (Fisher-Yates over SplitMix64).
 std::vector<int64_t> SeededPermutation(int64_t n, uint64_t seed);
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_S3T_TRAINER_H_

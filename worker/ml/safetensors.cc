@@ -12,7 +12,7 @@
 #include "common/status_macros.h"
 #include "worker/ml/safetensors_layout.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 // Tensor bytes are copied as-is; the format is little endian.
@@ -152,4 +152,4 @@ absl::Status WriteSafetensorsFile(const std::string& path,
   return WriteFileAtomically(path, bytes);
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "worker/ml/model.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 // Tensors must be CPU, contiguous-able, dtype float32/float64/float16/
 // bfloat16/int64/int32/uint8/bool. Names are sorted in the output.
@@ -27,6 +27,6 @@ absl::StatusOr<NamedTensors> ReadSafetensorsFile(const std::string& path);
 absl::Status WriteSafetensorsFile(const std::string& path,
                                   const NamedTensors& tensors);
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_SAFETENSORS_H_

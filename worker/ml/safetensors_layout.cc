@@ -11,7 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 // Same cap as the reference implementation: a larger header is hostile.
@@ -665,4 +665,4 @@ absl::StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsLayout(
   return out;
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

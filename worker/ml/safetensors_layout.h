@@ -15,7 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 enum class SafetensorsDtype { kF32, kF64, kF16, kBF16, kI64, kI32, kU8, kBool };
 
@@ -47,6 +47,6 @@ absl::StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsLayout(
 bool IsValidSafetensorsName(absl::string_view name);
 std::string SafetensorsJsonQuote(absl::string_view text);
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_SAFETENSORS_LAYOUT_H_

@@ -8,7 +8,7 @@
 #include "worker/ml/safetensors.h"
 #include "worker/ml/torch_device.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 absl::StatusOr<std::shared_ptr<const ShardModel>> ShardModel::Create(
     const ModelConfig& config, const NamedTensors& base_state,
@@ -146,4 +146,4 @@ absl::StatusOr<torch::Tensor> ShardModel::NextTokenProbabilities(
   }
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml

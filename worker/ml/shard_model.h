@@ -20,7 +20,7 @@
 #include "worker/ml/model.h"
 #include "worker/ml/position_data.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 class ShardModel {
  public:
@@ -76,6 +76,6 @@ class ShardModel {
   const std::shared_ptr<DecoderLm> decoder_ ABSL_PT_GUARDED_BY(mu_);
 };
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_WORKER_ML_SHARD_MODEL_H_

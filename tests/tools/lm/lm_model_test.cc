@@ -73,7 +73,7 @@ TEST_F(LmModelTest, PretrainedBaseIsDeterministicAndLoads) {
   ModelConfig a = TinyConfig(), b = TinyConfig();
   const std::string path_a = TempPath("a.safetensors");
   const std::string path_b = TempPath("b.safetensors");
-  worker::TrainStats stats;
+  ml::TrainStats stats;
   ASSERT_TRUE(PretrainLmBaseToFile(workload_->public_set, pretrain, path_a, &a,
                                    &stats)
                   .ok());
@@ -86,7 +86,7 @@ TEST_F(LmModelTest, PretrainedBaseIsDeterministicAndLoads) {
   ASSERT_TRUE(bytes.ok());
   EXPECT_EQ(Sha256Hex(*bytes), a.base.sha256);
   // The model config naming the file loads it (digest checked).
-  auto base = worker::LoadBaseState(a);
+  auto base = ml::LoadBaseState(a);
   EXPECT_TRUE(base.ok()) << base.status();
   std::filesystem::remove(path_a);
   std::filesystem::remove(path_b);
@@ -100,7 +100,7 @@ TEST_F(LmModelTest, FineTunedOwnersAreMembersAndTheBaseKnowsNone) {
                                     .learning_rate = 3e-3},
                                    path, &config, nullptr)
                   .ok());
-  auto base = worker::LoadBaseState(config);
+  auto base = ml::LoadBaseState(config);
   ASSERT_TRUE(base.ok()) << base.status();
   std::filesystem::remove(path);
 
@@ -111,9 +111,9 @@ TEST_F(LmModelTest, FineTunedOwnersAreMembersAndTheBaseKnowsNone) {
   std::vector<OwnerData> member_data(workload_->users.begin(),
                                      workload_->users.begin() + 8);
   auto data =
-      worker::MakeTokenPositionData(TokenRows(member_data), config.backbone);
+      ml::MakeTokenPositionData(TokenRows(member_data), config.backbone);
   ASSERT_TRUE(data.ok()) << data.status();
-  auto trainer = worker::S3tTrainer::Create(config, *base);
+  auto trainer = ml::S3tTrainer::Create(config, *base);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   const std::vector<int> order = {0};
   auto checkpoint = (*trainer)->TrainPosition(0, order, "", *data, nullptr);

@@ -15,7 +15,7 @@
 #include "worker/ml/hf_decoder_weights.h"
 #include "worker/ml/safetensors.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 using ::testing::HasSubstr;
@@ -496,4 +496,4 @@ TEST(DecoderLmTest, LossCountsOnlyMarkedRealTargets) {
 }
 
 }  // namespace
-}  // namespace oubli::worker
+}  // namespace oubli::ml

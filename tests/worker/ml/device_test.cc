@@ -9,7 +9,7 @@
 #include "worker/ml/safetensors.h"
 #include "worker/ml/torch_device.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 // Every test leaves the process on the CPU, the library default.
@@ -113,4 +113,4 @@ TEST_F(DeviceTest, TrainingOnTheChosenDeviceIsReproducible) {
 }
 
 }  // namespace
-}  // namespace oubli::worker
+}  // namespace oubli::ml

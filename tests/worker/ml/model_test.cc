@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 using ::testing::ElementsAre;
@@ -675,4 +675,4 @@ TEST(AdapterGroupsTest, CoversEveryLayerOnce) {
 }
 
 }  // namespace
-}  // namespace oubli::worker
+}  // namespace oubli::ml

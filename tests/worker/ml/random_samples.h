@@ -12,7 +12,7 @@
 #include "common/config.h"
 #include "common/types.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 
 inline std::vector<Sample> RandomSamples(int n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -47,6 +47,6 @@ inline ModelConfig SmallMlpConfig() {
   return c;
 }
 
-}  // namespace oubli::worker
+}  // namespace oubli::ml
 
 #endif  // OUBLI_TESTS_WORKER_ML_RANDOM_SAMPLES_H_

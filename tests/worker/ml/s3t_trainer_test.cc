@@ -11,7 +11,7 @@
 #include "tests/worker/ml/random_samples.h"
 #include "worker/ml/safetensors.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 ModelConfig SmallConfig() {
@@ -498,4 +498,4 @@ TEST(DecoderTrainingTest, BaseFileMayBeAHuggingFaceCheckpoint) {
 }
 
 }  // namespace
-}  // namespace oubli::worker
+}  // namespace oubli::ml

@@ -13,7 +13,7 @@
 
 #include "tests/testing/test_util.h"
 
-namespace oubli::worker {
+namespace oubli::ml {
 namespace {
 
 using ::testing::HasSubstr;
@@ -390,4 +390,4 @@ TEST(SafetensorsTest, FileRoundTripAndErrors) {
 }
 
 }  // namespace
-}  // namespace oubli::worker
+}  // namespace oubli::ml
