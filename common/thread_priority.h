@@ -33,6 +33,7 @@ struct BackgroundPriority {
   bool idle_class = false;
 
   bool lowers() const { return nice_increment > 0 || idle_class; }
+  bool operator==(const BackgroundPriority&) const = default;
 };
 
 // InvalidArgument "<what> <increment> is outside 0..19" unless `increment`

@@ -108,12 +108,9 @@ absl::StatusOr<PositionResult> PositionRunner::Run(PositionJob& job,
     --local_training_;
   }
   job.read_slices.Release();  // drop our hold on the samples promptly
-  if (absl::IsAborted(trained.status())) {
-    // A slice changed since the position was chosen.
-    result.outcome = PositionOutcome::kCancelled;
-    return result;
-  }
-  if (absl::IsCancelled(trained.status())) {
+  // Aborted: a slice changed since the position was chosen.
+  if (absl::IsAborted(trained.status()) ||
+      absl::IsCancelled(trained.status())) {
     result.outcome = PositionOutcome::kCancelled;
     return result;
   }

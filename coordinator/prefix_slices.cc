@@ -27,6 +27,12 @@ PrefixSlices::ReadChecked(Slice& slice) {
   return read;
 }
 
+absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>>
+PrefixSlices::KeptOrRead(size_t i) {
+  if (kept_[i] != nullptr) return kept_[i];
+  return ReadChecked(slices_[i]);
+}
+
 absl::StatusOr<std::vector<std::string>> PrefixSlices::Digests() {
   std::vector<std::string> digests;
   for (size_t i = 0; i < slices_.size(); ++i) {
@@ -48,11 +54,7 @@ PrefixSlices::Read(absl::Span<const std::string> digests) {
       return absl::NotFoundError(
           absl::StrCat("slice ", digest, " is not of this position"));
     }
-    if (kept_[i] != nullptr) {
-      out.push_back(kept_[i]);
-    } else {
-      OUBLI_ASSIGN_OR_RETURN(out.emplace_back(), ReadChecked(slices_[i]));
-    }
+    OUBLI_ASSIGN_OR_RETURN(out.emplace_back(), KeptOrRead(i));
   }
   return out;
 }
@@ -61,11 +63,7 @@ absl::StatusOr<std::vector<std::shared_ptr<const storage::EncodedSlice>>>
 PrefixSlices::ReadAll() {
   std::vector<std::shared_ptr<const storage::EncodedSlice>> out;
   for (size_t i = 0; i < slices_.size(); ++i) {
-    if (kept_[i] != nullptr) {
-      out.push_back(kept_[i]);
-    } else {
-      OUBLI_ASSIGN_OR_RETURN(out.emplace_back(), ReadChecked(slices_[i]));
-    }
+    OUBLI_ASSIGN_OR_RETURN(out.emplace_back(), KeptOrRead(i));
   }
   return out;
 }

@@ -62,6 +62,9 @@ class PrefixSlices {
  private:
   absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> ReadChecked(
       Slice& slice);
+  // slices_[i]'s bytes: those kept, else read.
+  absl::StatusOr<std::shared_ptr<const storage::EncodedSlice>> KeptOrRead(
+      size_t i);
 
   std::vector<Slice> slices_;
   ReadOne read_;

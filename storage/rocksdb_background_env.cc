@@ -43,9 +43,7 @@ class BackgroundPriorityEnv : public rocksdb::EnvWrapper {
     // possible: it cannot be raised back, so a weaker priority after a
     // stronger one changes nothing).
     thread_local std::optional<BackgroundPriority> lowered_to;
-    if (!lowered_to.has_value() ||
-        lowered_to->nice_increment != job->priority.nice_increment ||
-        lowered_to->idle_class != job->priority.idle_class) {
+    if (lowered_to != job->priority) {
       // RocksDB names its pool threads itself (rocksdb:low, rocksdb:high).
       const absl::Status status = LowerThisThreadPriority(job->priority);
       if (!status.ok()) {

@@ -169,11 +169,14 @@ bool ParseFlags(const std::vector<std::string>& args, ServiceFlags* flags) {
       flags->workers < 0 || flags->mixed_predict_rate <= 0 ||
       flags->mixed_delete_rate <= 0 || flags->mixed_duration_s <= 0 ||
       flags->mixed_samples < 1 || flags->mixed_window_ms < 0 ||
-      flags->mixed_rounds < 1 || flags->background_nice < 0 ||
-      flags->background_nice > kMaxNiceIncrement) {
-    std::fprintf(stderr,
-                 "counts, rates and durations must be positive, "
-                 "background_nice in 0..19\n");
+      flags->mixed_rounds < 1) {
+    std::fprintf(stderr, "counts, rates and durations must be positive\n");
+    return false;
+  }
+  if (const absl::Status nice =
+          CheckNiceIncrement("--background_nice", flags->background_nice);
+      !nice.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(nice.message()).c_str());
     return false;
   }
   if (flags->mixed_delete_rate * flags->mixed_duration_s *
@@ -728,9 +731,10 @@ int RunDurableDeletions(const ServiceFlags& flags, const std::string& address,
 // during the loaded phase. --mixed_rounds pairs of phases alternate (each
 // loaded phase followed by a wait for the backlog, so the next idle phase
 // is idle); the percentiles pool each kind's requests, so noise of the
-// machine itself that comes and goes falls on both sides of the ratio. The positions it retrained come from the public
-// API: served prefix positions after the phase minus before it, plus those
-// the deletions cut (their receipts' affected prefixes).
+// machine itself that comes and goes falls on both sides of the ratio.
+// The positions it retrained come from the public API: served prefix
+// positions after the phase minus before it, plus those the deletions cut
+// (their receipts' affected prefixes).
 
 using Clock = std::chrono::steady_clock;
 
@@ -886,7 +890,9 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
     pending_after = after->pending_deletions();
     deletions.sent += round_deletions.sent;
     deletions.positions_cut += round_deletions.positions_cut;
-    if (deletions.errors == 0) deletions.first_error = round_deletions.first_error;
+    if (deletions.errors == 0) {
+      deletions.first_error = round_deletions.first_error;
+    }
     deletions.errors += round_deletions.errors;
     // The next idle phase (and the runs after this one) start idle.
     // No pending deletion: all RESTORED, so purged too.
@@ -914,7 +920,8 @@ int RunPredictMixed(const ServiceFlags& flags, const std::string& address) {
       "requests of each kind; positions_retrained = served prefix positions "
       "after minus before each loaded phase plus those its deletions cut, "
       "summed\","
-      "\"rounds\":%d,\"shards\":%d,\"slices\":%d,\"sequences\":%d,\"samples\":%zu,"
+      "\"rounds\":%d,\"shards\":%d,\"slices\":%d,\"sequences\":%d,"
+      "\"samples\":%zu,"
       "\"retrain_window_ms\":%lld,\"setup_ingest_s\":%.2f,"
       "\"setup_train_s\":%.2f,\"rows\":%d,\"predict_rate\":%.1f,"
       "\"delete_rate\":%.1f,\"duration_s\":%.1f,"
