@@ -30,6 +30,11 @@ bool IsWeightNeutral(absl::string_view key) {
 // fingerprint (and so of its checkpoint keys) while they hold the values
 // such a model behaves by.
 bool IsLegacyDefault(const ModelConfig& c, absl::string_view key) {
+  // Risk-aware models made before risk_shards existed spread high-risk
+  // samples over every shard: 0.
+  if (key == "placement.risk_shards") {
+    return !c.placement.risk.enabled() || c.placement.risk.shards == 0;
+  }
   if (key.substr(0, 10) == "placement.") return !c.placement.risk.enabled();
   if (key == "placement") {
     return c.placement.by == Placement::kSample && !c.placement.risk.enabled();
@@ -108,6 +113,7 @@ std::vector<std::pair<std::string, std::string>> ToPairs(const ModelConfig& c) {
       {"placement.risk_slices", absl::StrCat(c.placement.risk.slices)},
       {"placement.risk_threshold", Num(c.placement.risk.threshold)},
       {"placement.risk_deletion_share", Num(c.placement.risk.deletion_share)},
+      {"placement.risk_shards", absl::StrCat(c.placement.risk.shards)},
       {"train.epochs_per_position", absl::StrCat(c.train.epochs_per_position)},
       {"train.batch_size", absl::StrCat(c.train.batch_size)},
       {"train.learning_rate", Num(c.train.learning_rate)},
@@ -376,6 +382,14 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   if (!(risk.deletion_share >= 0 && risk.deletion_share <= 1)) {
     return bad("placement.risk_deletion_share must be in [0, 1]");
   }
+  if (risk.shards < 0 || risk.shards > c.shards) {
+    return bad("placement.risk_shards must be 0 (every shard) to shards (",
+               c.shards, ")");
+  }
+  if (risk.shards > 0 && !risk.enabled()) {
+    return bad("placement.risk_shards needs placement.risk_slices > 0: "
+               "without risk slices no sample is placed by its risk");
+  }
   if (c.train.epochs_per_position < 1 || c.train.epochs_per_position > 1000) {
     return bad("train.epochs_per_position must be 1..1000");
   }
@@ -564,6 +578,7 @@ absl::StatusOr<ModelConfig> ParseOver(absl::string_view text,
   num("placement.risk_slices", &c.placement.risk.slices);
   num("placement.risk_threshold", &c.placement.risk.threshold);
   num("placement.risk_deletion_share", &c.placement.risk.deletion_share);
+  num("placement.risk_shards", &c.placement.risk.shards);
   num("train.epochs_per_position", &c.train.epochs_per_position);
   num("train.batch_size", &c.train.batch_size);
   num("train.learning_rate", &c.train.learning_rate);

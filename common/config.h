@@ -152,10 +152,20 @@ enum class Placement { kSample, kOwner };
 // hint is at least `threshold` go to the last `slices` slices (the risk
 // slices), and the B slice orders are chosen for the declared share of
 // deletions those samples receive (see RiskAwareOrders). slices = 0: off.
+//
+// `shards` > 0 keeps high-risk samples in the risk slices of shards
+// 0..shards-1 only (SISA's distribution-aware sharding); the other shards'
+// risk slices then hold low-risk samples like any other slice. Fewer
+// shards are cut by the frequent deletions, and deletions that cut a shard
+// already waiting for retraining cost nothing more. The price is balance:
+// the risk cells hold all high-risk data, so pick about
+// shards x slices x (high-risk share of the data) / risk slices to keep
+// them near a mean cell. 0 (or every shard): all shards take them.
 struct RiskProfile {
   int slices = 0;
   double threshold = 0.5;
   double deletion_share = 0.7;  // of deletions expected in the risk slices
+  int shards = 0;
   bool enabled() const { return slices > 0; }
 };
 

@@ -160,6 +160,9 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const v1::ModelConfig& in) {
   if (in.placement().has_risk_deletion_share()) {
     risk.deletion_share = in.placement().risk_deletion_share();
   }
+  if (in.placement().has_risk_shards()) {
+    risk.shards = in.placement().risk_shards();
+  }
   if (in.has_epochs_per_position()) {
     c.train.epochs_per_position = in.epochs_per_position();
   }
@@ -239,6 +242,7 @@ v1::ModelConfig ConfigToProto(const ModelConfig& c) {
   placement->set_risk_slices(c.placement.risk.slices);
   placement->set_risk_threshold(c.placement.risk.threshold);
   placement->set_risk_deletion_share(c.placement.risk.deletion_share);
+  placement->set_risk_shards(c.placement.risk.shards);
   out.set_epochs_per_position(c.train.epochs_per_position);
   out.set_batch_size(c.train.batch_size);
   out.set_learning_rate(c.train.learning_rate);

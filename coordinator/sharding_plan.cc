@@ -196,10 +196,14 @@ SliceRef ShardingPlan::Assign(const Sample& sample) const {
   const uint64_t h =
       by_owner ? KeyedHash64(DeriveSeed(seed_, "assign-owner", {}), sample.owner)
                : KeyedHash64(DeriveSeed(seed_, "assign", {}), sample.id);
-  const uint64_t rest = h / static_cast<uint64_t>(shards_);
   const RiskProfile& risk = placement_.risk;
+  const uint64_t shards = static_cast<uint64_t>(shards_);
+  if (risk.enabled() && risk.shards > 0 && risk.shards < shards_) {
+    return AssignConcentrated(h, sample.deletion_risk >= risk.threshold);
+  }
+  const uint64_t rest = h / shards;
   SliceRef where;
-  where.shard = static_cast<int32_t>(h % static_cast<uint64_t>(shards_));
+  where.shard = static_cast<int32_t>(h % shards);
   if (!risk.enabled()) {
     where.slice = static_cast<int32_t>(rest % static_cast<uint64_t>(slices_));
   } else if (sample.deletion_risk >= risk.threshold) {
@@ -209,6 +213,34 @@ SliceRef ShardingPlan::Assign(const Sample& sample) const {
   } else {
     const int safe = slices_ - risk.slices;
     where.slice = static_cast<int32_t>(rest % static_cast<uint64_t>(safe));
+  }
+  return where;
+}
+
+SliceRef ShardingPlan::AssignConcentrated(uint64_t h, bool high_risk) const {
+  const int risky_shards = placement_.risk.shards;
+  const int risk_slices = placement_.risk.slices;
+  const int safe = slices_ - risk_slices;
+  SliceRef where;
+  if (high_risk) {
+    // One of the risky_shards x risk_slices risk cells.
+    const int cell =
+        static_cast<int>(h % static_cast<uint64_t>(risky_shards * risk_slices));
+    where.shard = cell / risk_slices;
+    where.slice = safe + cell % risk_slices;
+    return where;
+  }
+  // One of the other cells, uniformly: the safe slices of the risky
+  // shards, then every slice of the remaining shards.
+  const int in_risky_shards = risky_shards * safe;
+  const int cells = in_risky_shards + (shards_ - risky_shards) * slices_;
+  const int cell = static_cast<int>(h % static_cast<uint64_t>(cells));
+  if (cell < in_risky_shards) {
+    where.shard = cell / safe;
+    where.slice = cell % safe;
+  } else {
+    where.shard = risky_shards + (cell - in_risky_shards) / slices_;
+    where.slice = (cell - in_risky_shards) % slices_;
   }
   return where;
 }

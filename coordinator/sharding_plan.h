@@ -55,8 +55,10 @@ class ShardingPlan {
   // when the owner is empty) or its id (kSample), so every sample of one
   // owner shares a cell. With a risk profile, a sample whose deletion_risk
   // reaches the threshold gets one of the risk slices (the last ones),
-  // any other one of the rest. Reads only the sample's own fields, so
-  // deleting one sample or owner never moves another.
+  // any other one of the rest; with risk.shards, high-risk samples stay in
+  // the risk slices of the first risk.shards shards and the others fill
+  // every remaining cell. Reads only the sample's own fields, so deleting
+  // one sample or owner never moves another.
   SliceRef Assign(const Sample& sample) const;
 
   int shards() const { return shards_; }
@@ -65,6 +67,8 @@ class ShardingPlan {
 
  private:
   ShardingPlan() = default;
+  // Assign with risk.shards in 1..shards-1, from the placement hash.
+  SliceRef AssignConcentrated(uint64_t h, bool high_risk) const;
   int shards_ = 0;
   int slices_ = 0;
   uint64_t seed_ = 0;

@@ -70,6 +70,22 @@ TEST(ConfigTest, PlacementDefaultsAndLegacyConfigs) {
   ModelConfig c = b;
   c.placement.risk.deletion_share = 0.2;
   EXPECT_NE(ConfigFingerprint(c), ConfigFingerprint(b));
+  // risk_shards = 0 is what risk-aware models made before it did: left
+  // out, so their fingerprints (and checkpoint keys) stay as they were.
+  ModelConfig concentrated = b;
+  concentrated.placement.risk.shards = 0;
+  const std::string spread = ConfigFingerprint(concentrated);
+  EXPECT_NE(ConfigToText(concentrated).find("placement.risk_shards=0\n"),
+            std::string::npos);
+  concentrated.placement.risk.shards = 2;
+  EXPECT_NE(ConfigFingerprint(concentrated), spread);
+  EXPECT_EQ(spread, ConfigFingerprint(b));
+  // A risk-aware model's fingerprint as the release before risk_shards
+  // computed it.
+  ModelConfig risk_aware;
+  risk_aware.placement.risk.slices = 1;
+  EXPECT_EQ(ConfigFingerprint(risk_aware),
+            "62d6e72489e9af7d0ce3c460af6bc8eba7b22f88c7b7e4f9179c3707a5dd1705");
   a.placement.by = Placement::kSample;
   EXPECT_NE(ConfigFingerprint(a), ConfigFingerprint(ModelConfig()));
   // Round trip with every placement key.
@@ -79,6 +95,10 @@ TEST(ConfigTest, PlacementDefaultsAndLegacyConfigs) {
   EXPECT_EQ(parsed->placement.by, Placement::kOwner);
   EXPECT_EQ(parsed->placement.risk.slices, 1);
   EXPECT_EQ(parsed->placement.risk.deletion_share, 0.2);
+  c.placement.risk.shards = 1;
+  auto with_shards = ParseConfig(ConfigToText(c));
+  ASSERT_TRUE(with_shards.ok()) << with_shards.status();
+  EXPECT_EQ(with_shards->placement.risk.shards, 1);
   auto bad = ParseConfig("placement=random\n");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("owner or sample"), std::string::npos);
@@ -104,6 +124,33 @@ TEST(ConfigTest, RiskProfileValidation) {
           << status;
     }
   }
+}
+
+TEST(ConfigTest, RiskShardsValidation) {
+  ModelConfig c;
+  c.shards = 4;
+  c.placement.risk.slices = 1;
+  for (int shards : {0, 1, 4}) {
+    c.placement.risk.shards = shards;
+    EXPECT_TRUE(ValidateConfig(c).ok()) << shards;
+  }
+  for (int shards : {-1, 5}) {
+    c.placement.risk.shards = shards;
+    const absl::Status status = ValidateConfig(c);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << shards;
+    EXPECT_NE(status.message().find("placement.risk_shards must be 0 "
+                                    "(every shard) to shards (4)"),
+              std::string::npos)
+        << status;
+  }
+  // Concentrating high-risk samples needs somewhere to put them.
+  c.placement.risk.slices = 0;
+  c.placement.risk.shards = 2;
+  const absl::Status off = ValidateConfig(c);
+  EXPECT_EQ(off.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(off.message().find("needs placement.risk_slices > 0"),
+            std::string::npos)
+      << off;
 }
 
 TEST(ConfigTest, ParseErrorsNameTheProblem) {

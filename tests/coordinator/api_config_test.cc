@@ -122,6 +122,26 @@ TEST(ApiConfigTest, UnsetKvHeadsFollowsHeads) {
   EXPECT_EQ(gqa->backbone.decoder.kv_heads, 2);
 }
 
+TEST(ApiConfigTest, RiskProfileRoundTrips) {
+  ModelConfig c;
+  c.shards = 6;
+  c.placement.risk.slices = 1;
+  c.placement.risk.threshold = 0.8;
+  c.placement.risk.deletion_share = 0.6;
+  c.placement.risk.shards = 2;
+  const v1::ModelConfig proto = ConfigToProto(c);
+  EXPECT_EQ(proto.placement().risk_shards(), 2);
+  absl::StatusOr<ModelConfig> back = ConfigFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(ConfigToText(*back), ConfigToText(c));
+  // Unset: every shard, as models created before the field.
+  v1::ModelConfig unset = proto;
+  unset.mutable_placement()->clear_risk_shards();
+  back = ConfigFromProto(unset);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->placement.risk.shards, 0);
+}
+
 TEST(ApiConfigTest, RefusalsNameTheField) {
   auto message = [](const v1::ModelConfig& proto) {
     absl::StatusOr<ModelConfig> c = ConfigFromProto(proto);

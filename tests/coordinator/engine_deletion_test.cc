@@ -418,6 +418,60 @@ TEST_F(EngineTest, RiskAwarePlacementCutsOnlyTheLastPositions) {
             ScratchFingerprint(config, samples, deleted));
 }
 
+// With risk.shards = 1 every hinted owner lives in shard 0's last slice:
+// forgetting several of them cuts that shard alone, by one position, and
+// one retrain of its last positions covers them all. Shard 1's last slice
+// holds unhinted owners and behaves the same. Exact either way.
+TEST_F(EngineTest, RiskShardsConfineHintedOwnersToTheirShard) {
+  ModelConfig config = TinyConfig(37, Placement::kOwner);
+  config.placement.risk.slices = 1;
+  config.placement.risk.shards = 1;
+  auto samples = TinySamples(200, 37);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if ((i / 5) % 8 == 0) samples[i].deletion_risk = 0.9f;  // owner-0, 8, ...
+  }
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::string unhinted_in_last_slice;
+  for (const Sample& s : samples) {
+    const SliceRef cell = plan->Assign(s);
+    if (s.deletion_risk > 0) {
+      EXPECT_EQ(cell, (SliceRef{0, 3})) << s.id;
+    } else {
+      EXPECT_FALSE(cell.shard == 0 && cell.slice == 3) << s.id;
+      if (cell == SliceRef{1, 3}) unhinted_in_last_slice = s.owner;
+    }
+  }
+  ASSERT_FALSE(unhinted_in_last_slice.empty());
+  auto engine = OpenEngine("m", config);
+  ASSERT_TRUE(engine->Ingest(samples).ok());
+  ASSERT_TRUE(engine->Train().ok());
+
+  std::set<std::string> deleted;
+  for (const std::string& owner : std::vector<std::string>{
+           "owner-0", "owner-8", "owner-16", unhinted_in_last_slice}) {
+    auto receipt = engine->ForgetOwner(owner);
+    ASSERT_TRUE(receipt.ok()) << receipt.status();
+    ASSERT_EQ(receipt->affected_shards.size(), 1u) << owner;
+    EXPECT_EQ(receipt->affected_shards[0],
+              owner == unhinted_in_last_slice ? 1 : 0);
+    for (const AffectedPrefix& a : receipt->affected) {
+      EXPECT_EQ(a.valid_length_after, 3) << owner;
+    }
+    deleted.insert(receipt->resolved_ids.begin(), receipt->resolved_ids.end());
+  }
+  const ModelStatus cut = engine->GetModelStatus();
+  for (const ShardStatus& shard : cut.shards) {
+    EXPECT_EQ(shard.served.prefix.size(), 3u);
+  }
+  auto retrain = engine->RunPendingRetrains(false);
+  ASSERT_TRUE(retrain.ok()) << retrain.status();
+  // The last position of each sequence of each shard, once.
+  EXPECT_EQ(retrain->positions_trained, config.shards * config.sequences);
+  EXPECT_EQ(engine->Fingerprint(),
+            ScratchFingerprint(config, samples, deleted));
+}
+
 TEST_F(EngineTest, ShardWithEveryPrefixCutIsDroppedNotFatal) {
   ModelConfig config = TinyConfig(2);
   config.sequences = 1;

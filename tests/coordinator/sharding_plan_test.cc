@@ -143,6 +143,55 @@ TEST(ShardingPlanTest, RiskProfilePutsHintedOwnersInTheRiskSlices) {
             plain->Assign(Owned("a", "o", 0.0f)));
 }
 
+// risk.shards: high-risk owners only in the risk slices of the first
+// shards; everyone else in every other cell, the other shards' risk slices
+// included, so no cell is left empty by design.
+TEST(ShardingPlanTest, RiskShardsKeepHighRiskOwnersInTheirShards) {
+  ModelConfig config;
+  config.shards = 5;
+  config.slices = 4;
+  config.placement.risk.slices = 1;
+  config.placement.risk.shards = 2;
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::set<std::pair<int, int>> risky_cells, safe_cells;
+  for (int owner = 0; owner < 2000; ++owner) {
+    const std::string name = "o" + std::to_string(owner);
+    const bool risky = owner % 4 == 0;
+    const SliceRef cell = plan->Assign(Owned(name, name, risky ? 0.9f : 0.1f));
+    (risky ? risky_cells : safe_cells).insert({cell.shard, cell.slice});
+    // Every sample of the owner lands with it.
+    EXPECT_EQ(plan->Assign(Owned(name + "-b", name, risky ? 0.9f : 0.1f)),
+              cell);
+  }
+  EXPECT_EQ(risky_cells, (std::set<std::pair<int, int>>{{0, 3}, {1, 3}}));
+  std::set<std::pair<int, int>> expected_safe;
+  for (int shard = 0; shard < 5; ++shard) {
+    for (int slice = 0; slice < 4; ++slice) {
+      if (shard >= 2 || slice < 3) expected_safe.insert({shard, slice});
+    }
+  }
+  EXPECT_EQ(safe_cells, expected_safe);
+
+  // 0 and every shard both mean no concentration: the cells of a profile
+  // without risk.shards, which models created before it keep.
+  ModelConfig spread = config;
+  spread.placement.risk.shards = 0;
+  ModelConfig all = config;
+  all.placement.risk.shards = 5;
+  auto spread_plan = ShardingPlan::Create(spread);
+  auto all_plan = ShardingPlan::Create(all);
+  ASSERT_TRUE(spread_plan.ok() && all_plan.ok());
+  std::set<int> risky_shards;
+  for (int owner = 0; owner < 200; ++owner) {
+    const std::string name = "o" + std::to_string(owner);
+    const Sample sample = Owned(name, name, owner % 2 == 0 ? 0.9f : 0.1f);
+    EXPECT_EQ(spread_plan->Assign(sample), all_plan->Assign(sample));
+    if (owner % 2 == 0) risky_shards.insert(spread_plan->Assign(sample).shard);
+  }
+  EXPECT_EQ(risky_shards.size(), 5u);
+}
+
 TEST(RiskAwareOrdersTest, RiskSlicesComeLastAndLossBeatsPlainRotations) {
   RiskProfile risk;
   risk.slices = 1;

@@ -28,6 +28,11 @@ for row in rows:
     kinds.setdefault(row["bench"], []).append(row)
 assert len(kinds.get("churn_imbalance", [])) == 4, kinds.keys()
 assert len(kinds.get("churn_workload", [])) == 1
+# Default risk_shards: the shards whose risk cells hold the high-risk data
+# at a mean cell's size, 1..shards.
+w = kinds["churn_workload"][0]
+want = min(3, max(1, round(3 * 3 * w["high_risk_samples"] / w["user_samples"])))
+assert w["risk_shards"] == want, w
 runs = [r["run"] for r in kinds.get("churn", [])]
 assert runs == ["sample", "owner", "owner+risk"], runs
 assert [r["run"] for r in kinds["churn_isolated"]] == runs
@@ -68,4 +73,9 @@ if /usr/bin/python3 "$src/tools/bench/plot_churn.py" "$work/empty.jsonl" \
   echo "FAIL: plot_churn.py drew a file without points"; exit 1
 fi
 grep -q "no churn_point lines" "$work/err"
+# risk_shards beyond the shard count is refused before any work.
+if "$bench" churn --shards=3 --risk_shards=4 2>"$work/err"; then
+  echo "FAIL: churn accepted --risk_shards=4 with 3 shards"; exit 1
+fi
+grep -q "risk_shards in -1 (balanced) .. shards" "$work/err"
 echo "churn bench smoke: ok"

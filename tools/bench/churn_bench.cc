@@ -56,6 +56,10 @@ struct ChurnFlags {
   double zipf_exponent = 1.0;
   double high_risk_owners = 0.1;  // fraction of owners
   double high_risk_share = 0.7;   // of the deletions they send
+  // Shards whose risk slice holds the high-risk owners (RiskProfile.shards)
+  // in the owner+risk run; -1: the count that keeps those cells near a
+  // mean cell's size (see RiskShardsForBalance), 0: every shard.
+  int risk_shards = -1;
   // The stream: fast enough that sample placement's backlog grows (each of
   // its deletions cuts several shards), while owner placement keeps up.
   double rate = 2;  // ForgetOwner requests per second
@@ -84,6 +88,7 @@ bool ParseChurnFlags(const std::vector<std::string>& args, ChurnFlags* f) {
       {"zipf_exponent", NumberFlag(&f->zipf_exponent)},
       {"high_risk_owners", NumberFlag(&f->high_risk_owners)},
       {"high_risk_share", NumberFlag(&f->high_risk_share)},
+      {"risk_shards", NumberFlag(&f->risk_shards)},
       {"rate", NumberFlag(&f->rate)},
       {"seconds", NumberFlag(&f->seconds)},
       {"drain_seconds", NumberFlag(&f->drain_seconds)},
@@ -98,10 +103,11 @@ bool ParseChurnFlags(const std::vector<std::string>& args, ChurnFlags* f) {
   if (f->mean_owner_size < 1 || f->zipf_exponent < 0 ||
       f->high_risk_owners < 0 || f->high_risk_owners > 1 ||
       f->high_risk_share < 0 || f->high_risk_share > 1 || f->rate <= 0 ||
-      f->seconds < 1) {
+      f->seconds < 1 || f->risk_shards < -1 || f->risk_shards > f->shards) {
     std::fprintf(stderr,
                  "need mean_owner_size >= 1, zipf_exponent >= 0, "
-                 "fractions in [0, 1], rate > 0 and seconds >= 1\n");
+                 "fractions in [0, 1], rate > 0, seconds >= 1 and "
+                 "risk_shards in -1 (balanced) .. shards\n");
     return false;
   }
   return true;
@@ -307,6 +313,7 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
     config.placement.risk.slices = 1;
     config.placement.risk.threshold = 0.5;
     config.placement.risk.deletion_share = flags.high_risk_share;
+    config.placement.risk.shards = flags.risk_shards;
   }
   RunSummary summary;
   coordinator::TrainSummary full;
@@ -541,6 +548,13 @@ absl::Status PrintImbalance(const ChurnFlags& flags, int64_t total) {
 
 }  // namespace
 
+int RiskShardsForBalance(int shards, int slices, double high_risk_share) {
+  // One risk slice per shard: k risk cells hold the high-risk share of
+  // shards x slices cells' data.
+  const long k = std::lround(shards * slices * high_risk_share);
+  return static_cast<int>(std::clamp<long>(k, 1, shards));
+}
+
 int RunChurnBench(const std::vector<std::string>& args) {
   ChurnFlags flags;
   if (!ParseChurnFlags(args, &flags)) return 2;
@@ -570,10 +584,17 @@ int RunChurnBench(const std::vector<std::string>& args) {
   }
   const Owners owners = AssignOwners(flags, &splits->user_data);
   const Workload workload = MakeWorkload(flags, owners);
-  int64_t largest = 0, risky = 0;
+  int64_t largest = 0, risky = 0, risky_samples = 0;
   for (size_t i = 0; i < owners.sizes.size(); ++i) {
     largest = std::max(largest, owners.sizes[i]);
     risky += owners.high_risk[i] ? 1 : 0;
+    risky_samples += owners.high_risk[i] ? owners.sizes[i] : 0;
+  }
+  if (flags.risk_shards < 0) {
+    flags.risk_shards = RiskShardsForBalance(
+        flags.shards, flags.slices,
+        static_cast<double>(risky_samples) /
+            static_cast<double>(splits->user_data.size()));
   }
   std::vector<int64_t> sorted_sizes = owners.sizes;
   std::sort(sorted_sizes.begin(), sorted_sizes.end());
@@ -582,6 +603,7 @@ int RunChurnBench(const std::vector<std::string>& args) {
       "\"zipf_exponent\":%.2f,\"median_owner_size\":%lld,"
       "\"mean_owner_size\":%.2f,\"largest_owner\":%lld,"
       "\"mean_slice\":%.1f,\"high_risk_owners\":%lld,"
+      "\"high_risk_samples\":%lld,\"risk_shards\":%d,"
       "\"stream_deletions\":%zu,\"rate_per_s\":%.3f,\"seconds\":%d}\n",
       splits->user_data.size(), owners.names.size(), flags.zipf_exponent,
       static_cast<long long>(sorted_sizes[sorted_sizes.size() / 2]),
@@ -589,8 +611,8 @@ int RunChurnBench(const std::vector<std::string>& args) {
       static_cast<long long>(largest),
       static_cast<double>(splits->user_data.size()) /
           (flags.shards * flags.slices),
-      static_cast<long long>(risky), workload.stream.size(), flags.rate,
-      flags.seconds);
+      static_cast<long long>(risky), static_cast<long long>(risky_samples),
+      flags.risk_shards, workload.stream.size(), flags.rate, flags.seconds);
   std::fflush(stdout);
 
   ModelConfig base = tools::DemoConfig(1, 1, 1, flags.epochs);

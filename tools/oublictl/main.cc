@@ -250,9 +250,14 @@ void PrintModel(const v1::Model& m) {
               placement.by() == v1::PLACEMENT_SAMPLE ? "sample" : "owner",
               placement.risk_slices() > 0
                   ? absl::StrFormat(
-                        ", risk: deletion_risk >= %g in the last %d slice(s), "
-                        "declared share of deletions %g",
+                        ", risk: deletion_risk >= %g in the last %d slice(s) "
+                        "of %s, declared share of deletions %g",
                         placement.risk_threshold(), placement.risk_slices(),
+                        placement.risk_shards() > 0 &&
+                                placement.risk_shards() < c.shards()
+                            ? absl::StrFormat("shards 0..%d",
+                                              placement.risk_shards() - 1)
+                            : std::string("every shard"),
                         placement.risk_deletion_share())
                         .c_str()
                   : "",
