@@ -23,10 +23,6 @@ int RunRecoveryBench(const std::vector<std::string>& args);
 // Deletions as a stream, under sample, owner and risk-aware placement
 // (tools/bench/churn_bench.cc).
 int RunChurnBench(const std::vector<std::string>& args);
-// The churn bench's default RiskProfile.shards: with one risk slice per
-// shard, the number of shards whose risk cells together hold
-// `high_risk_share` of the data at a mean cell's size, in 1..shards.
-int RiskShardsForBalance(int shards, int slices, double high_risk_share);
 // The data plane at 10^5..10^6 samples (tools/bench/scale_bench.cc).
 int RunScaleBench(const std::vector<std::string>& args);
 // The language-model forgetting study: MUSE figures before and after

@@ -546,14 +546,15 @@ absl::Status PrintImbalance(const ChurnFlags& flags, int64_t total) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
+// The default RiskProfile.shards: with one risk slice per shard, the
+// number of shards whose risk cells hold `high_risk_share` of the data at
+// about a mean cell's size, in 1..shards.
 int RiskShardsForBalance(int shards, int slices, double high_risk_share) {
-  // One risk slice per shard: k risk cells hold the high-risk share of
-  // shards x slices cells' data.
   const long k = std::lround(shards * slices * high_risk_share);
   return static_cast<int>(std::clamp<long>(k, 1, shards));
 }
+
+}  // namespace
 
 int RunChurnBench(const std::vector<std::string>& args) {
   ChurnFlags flags;
