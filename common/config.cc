@@ -382,9 +382,9 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   if (!(risk.deletion_share >= 0 && risk.deletion_share <= 1)) {
     return bad("placement.risk_deletion_share must be in [0, 1]");
   }
-  if (risk.shards < 0 || risk.shards > c.shards) {
-    return bad("placement.risk_shards must be 0 (every shard) to shards (",
-               c.shards, ")");
+  if (risk.shards < 0 || risk.shards >= c.shards) {
+    return bad("placement.risk_shards must be 0 (every shard) to shards - 1 (",
+               c.shards - 1, ")");
   }
   if (risk.shards > 0 && !risk.enabled()) {
     return bad("placement.risk_shards needs placement.risk_slices > 0: "

@@ -155,12 +155,14 @@ enum class Placement { kSample, kOwner };
 //
 // `shards` > 0 keeps high-risk samples in the risk slices of shards
 // 0..shards-1 only (SISA's distribution-aware sharding); the other shards'
-// risk slices then hold low-risk samples like any other slice. Fewer
-// shards are cut by the frequent deletions, and deletions that cut a shard
-// already waiting for retraining cost nothing more. The price is balance:
+// risk slices then hold low-risk samples like any other slice, so fewer
+// shards are cut by the frequent deletions. The price is balance:
 // the risk cells hold all high-risk data, so pick about
 // shards x slices x (high-risk share of the data) / risk slices to keep
-// them near a mean cell. 0 (or every shard): all shards take them.
+// them near a mean cell, fewer (down to 1) for longer served prefixes.
+// 0: every shard takes them. A deletion in a shard already cut there costs
+// no more service, and no more training if it arrives before that shard's
+// retrain starts.
 struct RiskProfile {
   int slices = 0;
   double threshold = 0.5;

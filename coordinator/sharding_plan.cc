@@ -198,7 +198,7 @@ SliceRef ShardingPlan::Assign(const Sample& sample) const {
                : KeyedHash64(DeriveSeed(seed_, "assign", {}), sample.id);
   const RiskProfile& risk = placement_.risk;
   const uint64_t shards = static_cast<uint64_t>(shards_);
-  if (risk.enabled() && risk.shards > 0 && risk.shards < shards_) {
+  if (risk.enabled() && risk.shards > 0) {
     return AssignConcentrated(h, sample.deletion_risk >= risk.threshold);
   }
   const uint64_t rest = h / shards;

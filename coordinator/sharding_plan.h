@@ -42,8 +42,10 @@ double ExpectedServiceLoss(const std::vector<std::vector<int>>& orders,
 // together. Candidates: each S3T order of the low-risk slices followed by a
 // rotation of the risk slices; B of them are picked greedily to minimise
 // ExpectedServiceLoss (the first candidate wins ties, so the choice is
-// deterministic). Without a profile: SequenceOrders. InvalidArgument when
-// fewer than B candidates exist.
+// deterministic). Every shard trains the same orders: with risk.shards, the
+// other shards' risk slices hold low-risk samples and are simply trained
+// last, where a deletion cuts only the tail. Without a profile:
+// SequenceOrders. InvalidArgument when fewer than B candidates exist.
 absl::StatusOr<std::vector<std::vector<int>>> RiskAwareOrders(
     int slices, int sequences, const RiskProfile& risk);
 
@@ -67,7 +69,7 @@ class ShardingPlan {
 
  private:
   ShardingPlan() = default;
-  // Assign with risk.shards in 1..shards-1, from the placement hash.
+  // Assign with risk.shards > 0, from the placement hash.
   SliceRef AssignConcentrated(uint64_t h, bool high_risk) const;
   int shards_ = 0;
   int slices_ = 0;

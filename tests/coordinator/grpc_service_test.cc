@@ -126,7 +126,7 @@ TEST_F(GrpcServiceTest, CreateDefaultsToOwnerPlacementAndRepeatsKeepTheirs) {
   EXPECT_THAT(status.error_message(), HasSubstr("placement.risk_slices"));
   bad = TinyConfig();
   bad.mutable_placement()->set_risk_slices(1);
-  bad.mutable_placement()->set_risk_shards(TinyConfig().shards() + 1);
+  bad.mutable_placement()->set_risk_shards(TinyConfig().shards());
   status = Create("bad", bad, &again);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("placement.risk_shards"));

@@ -1,7 +1,9 @@
 #include "coordinator/sharding_plan.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -144,123 +146,64 @@ TEST(ShardingPlanTest, RiskProfilePutsHintedOwnersInTheRiskSlices) {
 }
 
 // risk.shards: high-risk owners only in the risk slices of the first
-// shards; everyone else in every other cell, the other shards' risk slices
-// included, so no cell is left empty by design.
+// shards; everyone else spread evenly over every other cell, the other
+// shards' risk slices included, so no cell is left empty by design.
 TEST(ShardingPlanTest, RiskShardsKeepHighRiskOwnersInTheirShards) {
   ModelConfig config;
   config.shards = 5;
   config.slices = 4;
-  config.placement.risk.slices = 1;
+  config.placement.risk.slices = 2;
   config.placement.risk.shards = 2;
   auto plan = ShardingPlan::Create(config);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  std::set<std::pair<int, int>> risky_cells, safe_cells;
-  for (int owner = 0; owner < 2000; ++owner) {
+  std::map<std::pair<int, int>, int> risky_cells, safe_cells;
+  constexpr int kOwners = 4000;
+  for (int owner = 0; owner < kOwners; ++owner) {
     const std::string name = "o" + std::to_string(owner);
     const bool risky = owner % 4 == 0;
     const SliceRef cell = plan->Assign(Owned(name, name, risky ? 0.9f : 0.1f));
-    (risky ? risky_cells : safe_cells).insert({cell.shard, cell.slice});
+    ++(risky ? risky_cells : safe_cells)[{cell.shard, cell.slice}];
     // Every sample of the owner lands with it.
     EXPECT_EQ(plan->Assign(Owned(name + "-b", name, risky ? 0.9f : 0.1f)),
               cell);
   }
-  EXPECT_EQ(risky_cells, (std::set<std::pair<int, int>>{{0, 3}, {1, 3}}));
-  std::set<std::pair<int, int>> expected_safe;
+  std::set<std::pair<int, int>> risky_seen, safe_seen, expected_safe;
+  for (const auto& [cell, n] : risky_cells) risky_seen.insert(cell);
+  for (const auto& [cell, n] : safe_cells) safe_seen.insert(cell);
+  EXPECT_EQ(risky_seen,
+            (std::set<std::pair<int, int>>{{0, 2}, {0, 3}, {1, 2}, {1, 3}}));
   for (int shard = 0; shard < 5; ++shard) {
     for (int slice = 0; slice < 4; ++slice) {
-      if (shard >= 2 || slice < 3) expected_safe.insert({shard, slice});
+      if (shard >= 2 || slice < 2) expected_safe.insert({shard, slice});
     }
   }
-  EXPECT_EQ(safe_cells, expected_safe);
-
-  // 0 and every shard both mean no concentration: the cells of a profile
-  // without risk.shards, which models created before it keep.
-  ModelConfig spread = config;
-  spread.placement.risk.shards = 0;
-  ModelConfig all = config;
-  all.placement.risk.shards = 5;
-  auto spread_plan = ShardingPlan::Create(spread);
-  auto all_plan = ShardingPlan::Create(all);
-  ASSERT_TRUE(spread_plan.ok() && all_plan.ok());
-  std::set<int> risky_shards;
-  for (int owner = 0; owner < 200; ++owner) {
-    const std::string name = "o" + std::to_string(owner);
-    const Sample sample = Owned(name, name, owner % 2 == 0 ? 0.9f : 0.1f);
-    EXPECT_EQ(spread_plan->Assign(sample), all_plan->Assign(sample));
-    if (owner % 2 == 0) risky_shards.insert(spread_plan->Assign(sample).shard);
+  EXPECT_EQ(safe_seen, expected_safe);
+  // Evenly: 3000 low-risk owners over 16 cells, 1000 high-risk over 4.
+  for (const auto& [cell, n] : safe_cells) {
+    EXPECT_NEAR(n, 3000.0 / 16, 3000.0 / 16 * 0.3) << cell.first << ","
+                                                   << cell.second;
   }
-  EXPECT_EQ(risky_shards.size(), 5u);
-}
-
-TEST(RiskAwareOrdersTest, RiskSlicesComeLastAndLossBeatsPlainRotations) {
-  RiskProfile risk;
-  risk.slices = 1;
-  risk.deletion_share = 0.7;
-  auto orders = RiskAwareOrders(4, 2, risk);
-  ASSERT_TRUE(orders.ok()) << orders.status();
-  ASSERT_EQ(orders->size(), 2u);
-  EXPECT_NE((*orders)[0], (*orders)[1]);
-  for (const auto& order : *orders) {
-    EXPECT_EQ(order.back(), 3);
-    EXPECT_EQ(std::set<int>(order.begin(), order.end()),
-              (std::set<int>{0, 1, 2, 3}));
-  }
-  const std::vector<double> prior = {0.1, 0.1, 0.1, 0.7};
-  EXPECT_LT(ExpectedServiceLoss(*orders, prior),
-            ExpectedServiceLoss(*SequenceOrders(4, 2), prior));
-  // Off: exactly the S3T orders.
-  EXPECT_EQ(*RiskAwareOrders(4, 2, RiskProfile{}), *SequenceOrders(4, 2));
-  // More sequences than orders with the risk slice last (L=3: 2 of them).
-  EXPECT_TRUE(RiskAwareOrders(3, 2, RiskProfile{1}).ok());
-  const absl::Status too_many = RiskAwareOrders(3, 3, RiskProfile{1}).status();
-  EXPECT_EQ(too_many.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(too_many.message().find("risk slice"), std::string::npos);
-}
-
-// The largest profile a config allows still picks its orders at once
-// (the greedy choice is bounded, not exponential in L or B).
-TEST(RiskAwareOrdersTest, LargestConfigIsCheap) {
-  RiskProfile risk;
-  risk.slices = 32;
-  auto orders = RiskAwareOrders(64, 64, risk);
-  ASSERT_TRUE(orders.ok()) << orders.status();
-  EXPECT_EQ(orders->size(), 64u);
-  for (const auto& order : *orders) {
-    EXPECT_GE(*std::min_element(order.end() - 32, order.end()), 32);
+  for (const auto& [cell, n] : risky_cells) {
+    EXPECT_NEAR(n, 1000.0 / 4, 1000.0 / 4 * 0.3) << cell.first << ","
+                                                 << cell.second;
   }
 }
 
-TEST(RiskAwareOrdersTest, ExpectedServiceLossByHand) {
-  // One order [0, 1]: a deletion in 0 serves 0 of 2 while [0] and [0, 1]
-  // retrain (cost 1 + 2); in 1 it serves 1 while [0, 1] retrains (cost 2).
-  EXPECT_DOUBLE_EQ(ExpectedServiceLoss({{0, 1}}, std::vector<double>{1, 0}),
-                   2.0 * 3);
-  EXPECT_DOUBLE_EQ(ExpectedServiceLoss({{0, 1}}, std::vector<double>{0, 1}),
-                   1.0 * 2);
-}
-
-TEST(PrefixKeyTest, DependsOnlyOnPrefixContent) {
-  std::vector<std::string> digests = {"d0", "d1", "d2"};
-  const std::vector<int> prefix = {1, 0};
-  const std::string key = PrefixKey("cfg", 0, prefix, digests);
-  digests[2] = "changed";  // not in the prefix
-  EXPECT_EQ(PrefixKey("cfg", 0, prefix, digests), key);
-  digests[0] = "changed";
-  EXPECT_NE(PrefixKey("cfg", 0, prefix, digests), key);
-  EXPECT_NE(PrefixKey("cfg", 1, prefix, digests),
-            PrefixKey("cfg", 0, prefix, digests));
-  EXPECT_NE(PrefixKey("cfg", 0, std::vector<int>{0, 1}, digests),
-            PrefixKey("cfg", 0, prefix, digests));
-  EXPECT_NE(SliceDigest({"a", "b"}), SliceDigest({"ab"}));
-}
-
-TEST(TheoreticalSpeedupTest, MatchesHandComputedCases) {
-  // L = 1: a deletion retrains one of S shards.
-  EXPECT_DOUBLE_EQ(TheoreticalUnlearnSpeedup(4, {{0}}, 1), 4.0);
-  // L = 4, one order: full = 2.5 shard-epochs per shard; expected retrain =
-  // (2.5 + 2.25 + 1.75 + 1.0) / 4 = 1.875.
-  EXPECT_DOUBLE_EQ(TheoreticalUnlearnSpeedup(1, {{0, 1, 2, 3}}, 4),
-                   2.5 / 1.875);
+// risk.shards = 0 places exactly as risk profiles did before the field
+// existed: these cells were computed with that release's code.
+TEST(ShardingPlanTest, RiskShardsZeroKeepsTheEarlierCells) {
+  ModelConfig config;
+  config.shards = 5;
+  config.slices = 4;
+  config.placement.risk.slices = 1;
+  auto plan = ShardingPlan::Create(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const std::vector<std::tuple<std::string, float, SliceRef>> earlier = {
+      {"o0", 0.9f, {1, 3}}, {"o1", 0.1f, {2, 2}}, {"o2", 0.9f, {2, 3}},
+      {"o3", 0.1f, {1, 0}}, {"o4", 0.9f, {0, 3}}, {"o5", 0.1f, {3, 0}}};
+  for (const auto& [owner, risk, cell] : earlier) {
+    EXPECT_EQ(plan->Assign(Owned(owner, owner, risk)), cell) << owner;
+  }
 }
 
 }  // namespace

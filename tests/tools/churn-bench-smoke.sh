@@ -28,11 +28,11 @@ for row in rows:
     kinds.setdefault(row["bench"], []).append(row)
 assert len(kinds.get("churn_imbalance", [])) == 4, kinds.keys()
 assert len(kinds.get("churn_workload", [])) == 1
-# Default risk_shards: the shards whose risk cells hold the high-risk data
-# at a mean cell's size, 1..shards.
+# The risk run keeps its high-risk owners in risk_shards shards (1 by
+# default); the others place without a profile.
 w = kinds["churn_workload"][0]
-want = min(3, max(1, round(3 * 3 * w["high_risk_samples"] / w["user_samples"])))
-assert w["risk_shards"] == want, w
+assert w["risk_shards"] == 1 and 0 < w["high_risk_samples"] < 600, w
+assert [r["risk_shards"] for r in kinds["churn"]] == [0, 0, 1], kinds["churn"]
 runs = [r["run"] for r in kinds.get("churn", [])]
 assert runs == ["sample", "owner", "owner+risk"], runs
 assert [r["run"] for r in kinds["churn_isolated"]] == runs
@@ -73,9 +73,10 @@ if /usr/bin/python3 "$src/tools/bench/plot_churn.py" "$work/empty.jsonl" \
   echo "FAIL: plot_churn.py drew a file without points"; exit 1
 fi
 grep -q "no churn_point lines" "$work/err"
-# risk_shards beyond the shard count is refused before any work.
-if "$bench" churn --shards=3 --risk_shards=4 2>"$work/err"; then
-  echo "FAIL: churn accepted --risk_shards=4 with 3 shards"; exit 1
+# risk_shards must leave a shard without high-risk owners: refused before
+# any work.
+if "$bench" churn --shards=3 --risk_shards=3 2>"$work/err"; then
+  echo "FAIL: churn accepted --risk_shards=3 with 3 shards"; exit 1
 fi
-grep -q "risk_shards in -1 (balanced) .. shards" "$work/err"
+grep -q "risk_shards in 0 (every shard) .. shards - 1" "$work/err"
 echo "churn bench smoke: ok"

@@ -57,9 +57,10 @@ struct ChurnFlags {
   double high_risk_owners = 0.1;  // fraction of owners
   double high_risk_share = 0.7;   // of the deletions they send
   // Shards whose risk slice holds the high-risk owners (RiskProfile.shards)
-  // in the owner+risk run; -1: the count that keeps those cells near a
-  // mean cell's size (see RiskShardsForBalance), 0: every shard.
-  int risk_shards = -1;
+  // in the owner+risk run; 0: every shard. 1 keeps the longest prefixes
+  // served; its risk cell holds all high-risk data (2.9 mean cells by
+  // default, less than the largest owner's cell).
+  int risk_shards = 1;
   // The stream: fast enough that sample placement's backlog grows (each of
   // its deletions cuts several shards), while owner placement keeps up.
   double rate = 2;  // ForgetOwner requests per second
@@ -103,11 +104,11 @@ bool ParseChurnFlags(const std::vector<std::string>& args, ChurnFlags* f) {
   if (f->mean_owner_size < 1 || f->zipf_exponent < 0 ||
       f->high_risk_owners < 0 || f->high_risk_owners > 1 ||
       f->high_risk_share < 0 || f->high_risk_share > 1 || f->rate <= 0 ||
-      f->seconds < 1 || f->risk_shards < -1 || f->risk_shards > f->shards) {
+      f->seconds < 1 || f->risk_shards < 0 || f->risk_shards >= f->shards) {
     std::fprintf(stderr,
                  "need mean_owner_size >= 1, zipf_exponent >= 0, "
                  "fractions in [0, 1], rate > 0, seconds >= 1 and "
-                 "risk_shards in -1 (balanced) .. shards\n");
+                 "risk_shards in 0 (every shard) .. shards - 1\n");
     return false;
   }
   return true;
@@ -469,7 +470,8 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
   const int deletions = sent.load();
   std::printf(
       "{\"bench\":\"churn\",\"run\":\"%s\",\"placement\":\"%s\","
-      "\"risk_aware\":%s,\"shards\":%d,\"slices\":%d,\"sequences\":%d,"
+      "\"risk_aware\":%s,\"risk_shards\":%d,\"shards\":%d,\"slices\":%d,"
+      "\"sequences\":%d,"
       "\"user_samples\":%zu,\"owners_forgotten\":%d,\"failed\":%d,"
       "\"rate_per_s\":%.3f,\"seconds\":%d,\"window_ms\":%d,\"max_batch\":%d,"
       "\"restored_during_stream\":%zu,\"purged_during_stream\":%lld,"
@@ -483,8 +485,8 @@ absl::StatusOr<RunSummary> RunOne(const ChurnFlags& flags, const Run& run,
       "\"all_full_length_share\":%.4f,\"training_threads\":%d,"
       "\"machine\":%s}\n",
       run.name.c_str(), PlacementName(run.placement),
-      run.risk_aware ? "true" : "false", flags.shards, flags.slices,
-      flags.sequences, user_data.size(), deletions, failed.load(), flags.rate,
+      run.risk_aware ? "true" : "false", config.placement.risk.shards,
+      flags.shards, flags.slices, flags.sequences, user_data.size(), deletions, failed.load(), flags.rate,
       flags.seconds, flags.window_ms, flags.max_batch,
       restored_in_stream.size(), static_cast<long long>(metrics->purged()),
       Percentile(restored_in_stream, 0.5), Percentile(restored_in_stream, 0.99),
@@ -546,14 +548,6 @@ absl::Status PrintImbalance(const ChurnFlags& flags, int64_t total) {
   return absl::OkStatus();
 }
 
-// The default RiskProfile.shards: with one risk slice per shard, the
-// number of shards whose risk cells hold `high_risk_share` of the data at
-// about a mean cell's size, in 1..shards.
-int RiskShardsForBalance(int shards, int slices, double high_risk_share) {
-  const long k = std::lround(shards * slices * high_risk_share);
-  return static_cast<int>(std::clamp<long>(k, 1, shards));
-}
-
 }  // namespace
 
 int RunChurnBench(const std::vector<std::string>& args) {
@@ -590,12 +584,6 @@ int RunChurnBench(const std::vector<std::string>& args) {
     largest = std::max(largest, owners.sizes[i]);
     risky += owners.high_risk[i] ? 1 : 0;
     risky_samples += owners.high_risk[i] ? owners.sizes[i] : 0;
-  }
-  if (flags.risk_shards < 0) {
-    flags.risk_shards = RiskShardsForBalance(
-        flags.shards, flags.slices,
-        static_cast<double>(risky_samples) /
-            static_cast<double>(splits->user_data.size()));
   }
   std::vector<int64_t> sorted_sizes = owners.sizes;
   std::sort(sorted_sizes.begin(), sorted_sizes.end());

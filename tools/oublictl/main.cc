@@ -246,22 +246,21 @@ void PrintModel(const v1::Model& m) {
                 static_cast<unsigned long long>(c.seed()));
   }
   const v1::PlacementConfig& placement = c.placement();
+  std::string risk;
+  if (placement.risk_slices() > 0) {
+    const int k = placement.risk_shards();
+    risk = absl::StrFormat(
+        ", risk: deletion_risk >= %g in the last %d slice(s) of %s, "
+        "declared share of deletions %g",
+        placement.risk_threshold(), placement.risk_slices(),
+        k == 0   ? std::string("every shard")
+        : k == 1 ? std::string("shard 0")
+                 : absl::StrFormat("shards 0..%d", k - 1),
+        placement.risk_deletion_share());
+  }
   std::printf("  placement %s%s  slice imbalance %.2f (largest / mean)\n",
               placement.by() == v1::PLACEMENT_SAMPLE ? "sample" : "owner",
-              placement.risk_slices() > 0
-                  ? absl::StrFormat(
-                        ", risk: deletion_risk >= %g in the last %d slice(s) "
-                        "of %s, declared share of deletions %g",
-                        placement.risk_threshold(), placement.risk_slices(),
-                        placement.risk_shards() > 0 &&
-                                placement.risk_shards() < c.shards()
-                            ? absl::StrFormat("shards 0..%d",
-                                              placement.risk_shards() - 1)
-                            : std::string("every shard"),
-                        placement.risk_deletion_share())
-                        .c_str()
-                  : "",
-              m.slice_imbalance());
+              risk.c_str(), m.slice_imbalance());
   std::printf("  config fingerprint %s\n", m.config_fingerprint().c_str());
   std::printf("  model fingerprint  %s\n", m.fingerprint().c_str());
   std::printf(
