@@ -153,7 +153,7 @@ TEST(ShardingPlanTest, RiskShardsKeepHighRiskOwnersInTheirShards) {
   config.shards = 5;
   config.slices = 4;
   config.placement.risk.slices = 2;
-  config.placement.risk.shards = 2;
+  config.placement.risk.shards = 3;
   auto plan = ShardingPlan::Create(config);
   ASSERT_TRUE(plan.ok()) << plan.status();
   std::map<std::pair<int, int>, int> risky_cells, safe_cells;
@@ -170,21 +170,21 @@ TEST(ShardingPlanTest, RiskShardsKeepHighRiskOwnersInTheirShards) {
   std::set<std::pair<int, int>> risky_seen, safe_seen, expected_safe;
   for (const auto& [cell, n] : risky_cells) risky_seen.insert(cell);
   for (const auto& [cell, n] : safe_cells) safe_seen.insert(cell);
-  EXPECT_EQ(risky_seen,
-            (std::set<std::pair<int, int>>{{0, 2}, {0, 3}, {1, 2}, {1, 3}}));
+  EXPECT_EQ(risky_seen, (std::set<std::pair<int, int>>{
+                            {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 2}, {2, 3}}));
   for (int shard = 0; shard < 5; ++shard) {
     for (int slice = 0; slice < 4; ++slice) {
-      if (shard >= 2 || slice < 2) expected_safe.insert({shard, slice});
+      if (shard >= 3 || slice < 2) expected_safe.insert({shard, slice});
     }
   }
   EXPECT_EQ(safe_seen, expected_safe);
-  // Evenly: 3000 low-risk owners over 16 cells, 1000 high-risk over 4.
+  // Evenly: 3000 low-risk owners over 14 cells, 1000 high-risk over 6.
   for (const auto& [cell, n] : safe_cells) {
-    EXPECT_NEAR(n, 3000.0 / 16, 3000.0 / 16 * 0.3) << cell.first << ","
+    EXPECT_NEAR(n, 3000.0 / 14, 3000.0 / 14 * 0.3) << cell.first << ","
                                                    << cell.second;
   }
   for (const auto& [cell, n] : risky_cells) {
-    EXPECT_NEAR(n, 1000.0 / 4, 1000.0 / 4 * 0.3) << cell.first << ","
+    EXPECT_NEAR(n, 1000.0 / 6, 1000.0 / 6 * 0.3) << cell.first << ","
                                                  << cell.second;
   }
 }
