@@ -206,5 +206,76 @@ TEST(ShardingPlanTest, RiskShardsZeroKeepsTheEarlierCells) {
   }
 }
 
+TEST(RiskAwareOrdersTest, RiskSlicesComeLastAndLossBeatsPlainRotations) {
+  RiskProfile risk;
+  risk.slices = 1;
+  risk.deletion_share = 0.7;
+  auto orders = RiskAwareOrders(4, 2, risk);
+  ASSERT_TRUE(orders.ok()) << orders.status();
+  ASSERT_EQ(orders->size(), 2u);
+  EXPECT_NE((*orders)[0], (*orders)[1]);
+  for (const auto& order : *orders) {
+    EXPECT_EQ(order.back(), 3);
+    EXPECT_EQ(std::set<int>(order.begin(), order.end()),
+              (std::set<int>{0, 1, 2, 3}));
+  }
+  const std::vector<double> prior = {0.1, 0.1, 0.1, 0.7};
+  EXPECT_LT(ExpectedServiceLoss(*orders, prior),
+            ExpectedServiceLoss(*SequenceOrders(4, 2), prior));
+  // Off: exactly the S3T orders.
+  EXPECT_EQ(*RiskAwareOrders(4, 2, RiskProfile{}), *SequenceOrders(4, 2));
+  // More sequences than orders with the risk slice last (L=3: 2 of them).
+  EXPECT_TRUE(RiskAwareOrders(3, 2, RiskProfile{1}).ok());
+  const absl::Status too_many = RiskAwareOrders(3, 3, RiskProfile{1}).status();
+  EXPECT_EQ(too_many.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_many.message().find("risk slice"), std::string::npos);
+}
+
+// The largest profile a config allows still picks its orders at once
+// (the greedy choice is bounded, not exponential in L or B).
+TEST(RiskAwareOrdersTest, LargestConfigIsCheap) {
+  RiskProfile risk;
+  risk.slices = 32;
+  auto orders = RiskAwareOrders(64, 64, risk);
+  ASSERT_TRUE(orders.ok()) << orders.status();
+  EXPECT_EQ(orders->size(), 64u);
+  for (const auto& order : *orders) {
+    EXPECT_GE(*std::min_element(order.end() - 32, order.end()), 32);
+  }
+}
+
+TEST(RiskAwareOrdersTest, ExpectedServiceLossByHand) {
+  // One order [0, 1]: a deletion in 0 serves 0 of 2 while [0] and [0, 1]
+  // retrain (cost 1 + 2); in 1 it serves 1 while [0, 1] retrains (cost 2).
+  EXPECT_DOUBLE_EQ(ExpectedServiceLoss({{0, 1}}, std::vector<double>{1, 0}),
+                   2.0 * 3);
+  EXPECT_DOUBLE_EQ(ExpectedServiceLoss({{0, 1}}, std::vector<double>{0, 1}),
+                   1.0 * 2);
+}
+
+TEST(PrefixKeyTest, DependsOnlyOnPrefixContent) {
+  std::vector<std::string> digests = {"d0", "d1", "d2"};
+  const std::vector<int> prefix = {1, 0};
+  const std::string key = PrefixKey("cfg", 0, prefix, digests);
+  digests[2] = "changed";  // not in the prefix
+  EXPECT_EQ(PrefixKey("cfg", 0, prefix, digests), key);
+  digests[0] = "changed";
+  EXPECT_NE(PrefixKey("cfg", 0, prefix, digests), key);
+  EXPECT_NE(PrefixKey("cfg", 1, prefix, digests),
+            PrefixKey("cfg", 0, prefix, digests));
+  EXPECT_NE(PrefixKey("cfg", 0, std::vector<int>{0, 1}, digests),
+            PrefixKey("cfg", 0, prefix, digests));
+  EXPECT_NE(SliceDigest({"a", "b"}), SliceDigest({"ab"}));
+}
+
+TEST(TheoreticalSpeedupTest, MatchesHandComputedCases) {
+  // L = 1: a deletion retrains one of S shards.
+  EXPECT_DOUBLE_EQ(TheoreticalUnlearnSpeedup(4, {{0}}, 1), 4.0);
+  // L = 4, one order: full = 2.5 shard-epochs per shard; expected retrain =
+  // (2.5 + 2.25 + 1.75 + 1.0) / 4 = 1.875.
+  EXPECT_DOUBLE_EQ(TheoreticalUnlearnSpeedup(1, {{0, 1, 2, 3}}, 4),
+                   2.5 / 1.875);
+}
+
 }  // namespace
 }  // namespace oubli::coordinator
