@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/status/statusor.h"
+
 namespace oubli::coordinator {
 namespace {
 
@@ -120,13 +122,22 @@ TEST(ShardingPlanTest, OwnerPlacementKeepsAnOwnerInOneCell) {
   }
 }
 
-TEST(ShardingPlanTest, RiskProfilePutsHintedOwnersInTheRiskSlices) {
+// A plan of `shards` x `slices` whose last `risk_slices` slices take the
+// samples with deletion_risk >= 0.5, in the first `risk_shards` shards
+// (0: every shard).
+absl::StatusOr<ShardingPlan> RiskPlan(int shards, int slices, int risk_slices,
+                                      int risk_shards = 0) {
   ModelConfig config;
-  config.shards = 3;
-  config.slices = 4;
-  config.placement.risk.slices = 2;
+  config.shards = shards;
+  config.slices = slices;
+  config.placement.risk.slices = risk_slices;
   config.placement.risk.threshold = 0.5;
-  auto plan = ShardingPlan::Create(config);
+  config.placement.risk.shards = risk_shards;
+  return ShardingPlan::Create(config);
+}
+
+TEST(ShardingPlanTest, RiskProfilePutsHintedOwnersInTheRiskSlices) {
+  auto plan = RiskPlan(3, 4, 2);
   ASSERT_TRUE(plan.ok()) << plan.status();
   std::set<int> risky_slices, safe_slices;
   for (int owner = 0; owner < 300; ++owner) {
@@ -138,8 +149,7 @@ TEST(ShardingPlanTest, RiskProfilePutsHintedOwnersInTheRiskSlices) {
   EXPECT_EQ(risky_slices, (std::set<int>{2, 3}));
   EXPECT_EQ(safe_slices, (std::set<int>{0, 1}));
   // Without a profile the hint is ignored.
-  config.placement.risk.slices = 0;
-  auto plain = ShardingPlan::Create(config);
+  auto plain = RiskPlan(3, 4, 0);
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(plain->Assign(Owned("a", "o", 1.0f)),
             plain->Assign(Owned("a", "o", 0.0f)));
@@ -149,12 +159,7 @@ TEST(ShardingPlanTest, RiskProfilePutsHintedOwnersInTheRiskSlices) {
 // shards; everyone else spread evenly over every other cell, the other
 // shards' risk slices included, so no cell is left empty by design.
 TEST(ShardingPlanTest, RiskShardsKeepHighRiskOwnersInTheirShards) {
-  ModelConfig config;
-  config.shards = 5;
-  config.slices = 4;
-  config.placement.risk.slices = 2;
-  config.placement.risk.shards = 3;
-  auto plan = ShardingPlan::Create(config);
+  auto plan = RiskPlan(5, 4, 2, 3);
   ASSERT_TRUE(plan.ok()) << plan.status();
   std::map<std::pair<int, int>, int> risky_cells, safe_cells;
   constexpr int kOwners = 4000;
@@ -192,11 +197,7 @@ TEST(ShardingPlanTest, RiskShardsKeepHighRiskOwnersInTheirShards) {
 // risk.shards = 0 places exactly as risk profiles did before the field
 // existed: these cells were computed with that release's code.
 TEST(ShardingPlanTest, RiskShardsZeroKeepsTheEarlierCells) {
-  ModelConfig config;
-  config.shards = 5;
-  config.slices = 4;
-  config.placement.risk.slices = 1;
-  auto plan = ShardingPlan::Create(config);
+  auto plan = RiskPlan(5, 4, 1);
   ASSERT_TRUE(plan.ok()) << plan.status();
   const std::vector<std::tuple<std::string, float, SliceRef>> earlier = {
       {"o0", 0.9f, {1, 3}}, {"o1", 0.1f, {2, 2}}, {"o2", 0.9f, {2, 3}},
