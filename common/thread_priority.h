@@ -9,6 +9,8 @@
 #ifndef OUBLI_COMMON_THREAD_PRIORITY_H_
 #define OUBLI_COMMON_THREAD_PRIORITY_H_
 
+#include <compare>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
@@ -33,7 +35,8 @@ struct BackgroundPriority {
   bool idle_class = false;
 
   bool lowers() const { return nice_increment > 0 || idle_class; }
-  bool operator==(const BackgroundPriority&) const = default;
+  // Field by field, so a map keyed by priority keeps every field apart.
+  auto operator<=>(const BackgroundPriority&) const = default;
 };
 
 // InvalidArgument "<what> <increment> is outside 0..19" unless `increment`

@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <map>
 #include <optional>
-#include <utility>
 
 #include "absl/synchronization/mutex.h"
 #include "common/thread_priority.h"
@@ -71,11 +70,9 @@ class BackgroundPriorityEnv : public rocksdb::EnvWrapper {
 rocksdb::Env* RocksDbEnvForBackground(const BackgroundPriority& priority) {
   if (!priority.lowers()) return rocksdb::Env::Default();
   static auto* mu = new absl::Mutex;
-  // Keyed by (nice increment, idle class).
-  static auto* envs = new std::map<std::pair<int, bool>, rocksdb::Env*>;
+  static auto* envs = new std::map<BackgroundPriority, rocksdb::Env*>;
   absl::MutexLock lock(mu);
-  rocksdb::Env*& env =
-      (*envs)[std::make_pair(priority.nice_increment, priority.idle_class)];
+  rocksdb::Env*& env = (*envs)[priority];
   if (env == nullptr) {
     env = new BackgroundPriorityEnv(rocksdb::Env::Default(), priority);
   }
